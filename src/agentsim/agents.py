@@ -1,0 +1,161 @@
+"""Agents: simpy callbacks that walk each task's DAG of calls.
+
+A task starts (an open-loop arrival, or a closed-loop agent ready for its next job); every call whose
+dependencies are done waits its gap (tool time) and is then sent to the cluster. When the cluster reports a
+call done, its dependents' counters drop; when the last call is done the task is done and, in a closed loop,
+its agent thinks and starts the next task. Latency therefore feeds back into the workload: a slower cluster
+delays every later step of every agent.
+
+Everything is callbacks on simpy timeouts (no generator process per call), and a handler is never run inline
+"because the delay is 0": it goes through simpy, so equal-time events keep their FIFO order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from agentsim.serving.call import Call
+from agentsim.serving.cluster import Cluster
+from agentsim.workload.taskgraph import ROOT, TaskTemplate
+
+
+@dataclass(slots=True)
+class Stream:
+    """One workload as the agents see it: where its tasks and arrivals come from."""
+
+    index: int
+    label: str
+    next_task: Callable[[], TaskTemplate]
+    arrivals: Iterator[float] | None  # open loop: absolute arrival times; None for closed loop
+    agent_starts: list[float]  # closed loop: start time of each agent
+    think: Callable[[], float]  # closed loop: think time before an agent's next task
+    max_tasks: int | None
+
+
+class TaskRun:
+    """A task in flight: its template, its calls so far and its dependency counters."""
+
+    __slots__ = ("affinity", "agent", "calls", "done_s", "id", "pending", "remaining", "start_s",
+                 "stream", "template", "children")
+
+    def __init__(self, id: int, stream: Stream, template: TaskTemplate, start_s: float, agent: int | None):
+        self.id = id
+        self.stream = stream
+        self.template = template
+        self.start_s = start_s
+        self.done_s: float | None = None
+        self.agent = agent
+        self.affinity: int | None = None
+        n = len(template.calls)
+        self.calls: list[Call | None] = [None] * n
+        self.pending = [len(c.deps) for c in template.calls]
+        self.children: list[list[int]] = [[] for _ in range(n)]
+        for i, c in enumerate(template.calls):
+            for d in c.deps:
+                self.children[d].append(i)
+        self.remaining = n
+
+
+class Agents:
+    """Drives every workload stream against the cluster until the horizon."""
+
+    def __init__(
+        self,
+        env: Any,
+        streams: list[Stream],
+        horizon_s: float,
+        on_call_done: Callable[[Call], None],
+        on_task_done: Callable[[TaskRun], None],
+    ) -> None:
+        self.env = env
+        self.streams = streams
+        self.horizon_s = horizon_s
+        self.cluster: Cluster | None = None
+        self._on_call_done = on_call_done
+        self._on_task_done = on_task_done
+        self.active: dict[int, TaskRun] = {}
+        self._next_task = 0
+        self._next_call = 0
+        self._started = [0] * len(streams)
+
+    # ------------------------------------------------------------------ start
+    def start(self, cluster: Cluster) -> None:
+        """Schedule every stream's first arrivals or agents."""
+        self.cluster = cluster
+        for s in self.streams:
+            if s.arrivals is not None:
+                self._schedule_arrival(s)
+            else:
+                for agent, t in enumerate(s.agent_starts):
+                    self._at(t, self._start_task, s, agent)
+
+    def _at(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev: fn(*args))
+
+    def _schedule_arrival(self, s: Stream) -> None:
+        assert s.arrivals is not None
+        t = next(s.arrivals, None)
+        if t is None or t >= self.horizon_s:
+            return
+        self._at(t - self.env.now, self._arrive, s)
+
+    def _arrive(self, s: Stream) -> None:
+        self._start_task(s, None)
+        self._schedule_arrival(s)
+
+    # ------------------------------------------------------------------ tasks
+    def _start_task(self, s: Stream, agent: int | None) -> None:
+        if s.max_tasks is not None and self._started[s.index] >= s.max_tasks:
+            return
+        self._started[s.index] += 1
+        tid = self._next_task
+        self._next_task += 1
+        task = TaskRun(tid, s, s.next_task(), self.env.now, agent)
+        self.active[tid] = task
+        for i, c in enumerate(task.template.calls):
+            if not c.deps:
+                self._at(c.gap_s, self._send, task, i)
+
+    def _send(self, task: TaskRun, i: int) -> None:
+        tc = task.template.calls[i]
+        parent = task.calls[tc.prefix_parent] if tc.prefix_parent != ROOT else None
+        shared = task.template.shared_prefix_tokens
+        call = Call(
+            self._next_call,
+            tc.prompt_tokens,
+            tc.output_tokens,
+            self.env.now,
+            owner=task,
+            index=i,
+            workload=task.stream.index,
+            parent=parent,
+            root_key=-(task.stream.index + 1) if shared > 0 else None,
+            root_len=shared,
+        )
+        self._next_call += 1
+        task.calls[i] = call
+        assert self.cluster is not None
+        self.cluster.route(call)
+
+    def on_first_token(self, call: Call, now: float) -> None:
+        """The engine produced ``call``'s first token (nothing to do yet: streaming does not unblock steps)."""
+
+    def on_done(self, call: Call, now: float) -> None:
+        """The engine finished ``call``: release its dependents, finish the task when it was the last."""
+        self._on_call_done(call)
+        task: TaskRun = call.owner
+        tmpl = task.template.calls
+        for j in task.children[call.index]:
+            task.pending[j] -= 1
+            if task.pending[j] == 0:
+                self._at(tmpl[j].gap_s, self._send, task, j)
+        task.remaining -= 1
+        if task.remaining == 0:
+            task.done_s = now
+            del self.active[task.id]
+            self._on_task_done(task)
+            if task.agent is not None:
+                self._at(task.stream.think(), self._start_task, task.stream, task.agent)

@@ -1,0 +1,197 @@
+"""The Python API: load a scenario (with overrides), simulate it, save the result.
+
+The CLI is a thin shell over these functions, so a notebook or a script can do everything the command line
+does::
+
+    import agentsim
+    s = agentsim.load_scenario("coding.yaml", overrides=["cluster.pools[0].replicas=16"])
+    r = agentsim.simulate(s, seed=3)
+    print(r.summary["usd_per_mtok_output"])
+    agentsim.save_run(r, "runs/a")
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from agentsim import spec, store
+from agentsim.errors import ScenarioError
+from agentsim.sim import ProgressFn, RunResult, run
+
+__all__ = ["RunResult", "ScenarioError", "default_scenario", "load_scenario", "save_run", "simulate"]
+
+
+_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_path(path: str) -> list[str | int]:
+    """``"cluster.pools[0].replicas"`` -> ``["cluster", "pools", 0, "replicas"]``."""
+    parts: list[str | int] = []
+    pos = 0
+    for m in _TOKEN.finditer(path):
+        gap = path[pos : m.start()]
+        if gap not in ("", "."):
+            raise ValueError(f"cannot parse path {path!r}")
+        parts.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+        pos = m.end()
+    if not parts or path[pos:] not in ("",):
+        raise ValueError(f"cannot parse path {path!r}")
+    return parts
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """``["cluster", "pools", 0, "replicas"]`` -> ``"cluster.pools[0].replicas"``."""
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``dotted.path[i]=value`` to raw scenario data; the value is read as YAML (``16``, ``true``,
+    ``{kind: poisson, rate_per_s: 2}``). Missing mappings along the path are created."""
+    if "=" not in assignment:
+        raise ScenarioError([(assignment, "an override must look like path.to.field=value")], "--set")
+    path, _, raw = assignment.partition("=")
+    try:
+        keys = parse_path(path.strip())
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except (ValueError, yaml.YAMLError) as e:
+        raise ScenarioError([(path, str(e))], "--set") from None
+    node: Any = data
+    for i, k in enumerate(keys[:-1]):
+        here = format_path(keys[: i + 1])
+        if isinstance(k, int):
+            if not isinstance(node, list) or not -len(node) <= k < len(node):
+                raise ScenarioError([(here, "no such list element")], "--set")
+            node = node[k]
+        else:
+            if not isinstance(node, dict):
+                raise ScenarioError([(here, "not a mapping")], "--set")
+            node = node.setdefault(k, {})
+    last = keys[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or not -len(node) <= last < len(node):
+            raise ScenarioError([(path, "no such list element")], "--set")
+        node[last] = value
+    else:
+        if not isinstance(node, dict):
+            raise ScenarioError([(path, "not a mapping")], "--set")
+        node[last] = value
+
+
+def _clean_loc(loc: tuple[str | int, ...], data: Any) -> list[str | int]:
+    """Drop the union-tag segments pydantic inserts (``perf.roofline.mfu`` -> ``perf.mfu``)."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and node.get("kind") == part:
+            continue
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and "[" in part:
+            continue  # pydantic's 'function-after[...]' style segments
+        out.append(part)
+        if isinstance(node, dict):
+            node = node.get(part) if isinstance(part, str) else None
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return out
+
+
+def validate_data(data: Any, source: str = "scenario") -> spec.Scenario:
+    """Validate raw data as a :class:`~agentsim.spec.Scenario`, raising :class:`ScenarioError` with paths."""
+    if not isinstance(data, Mapping):
+        raise ScenarioError([("", f"expected a mapping at the top level, got {type(data).__name__}")], source)
+    try:
+        return spec.Scenario.model_validate(data)
+    except ValidationError as e:
+        errors = [
+            (format_path(_clean_loc(tuple(err["loc"]), data)), str(err["msg"]).removeprefix("Value error, "))
+            for err in e.errors()
+        ]
+        raise ScenarioError(errors, source) from None
+
+
+def load_scenario(
+    source: str | Path | Mapping[str, Any] | spec.Scenario,
+    overrides: Iterable[str] = (),
+) -> spec.Scenario:
+    """A validated scenario from a YAML file, a mapping or a Scenario, with ``path=value`` overrides applied
+    and validated like the file. Raises :class:`ScenarioError` naming each bad field."""
+    name = "scenario"
+    if isinstance(source, spec.Scenario):
+        data: Any = source.model_dump(mode="json", exclude_unset=True)
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        path = Path(source)
+        name = str(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ScenarioError([("", f"cannot read: {e.strerror or e}")], name) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ScenarioError([("", f"not valid YAML: {e}")], name) from None
+    data = copy.deepcopy(data)
+    for o in overrides:
+        apply_override(data, o)
+    return validate_data(data, name)
+
+
+def example_text(name: str = "default") -> str:
+    """The text of a built-in, commented example scenario."""
+    f = resources.files("agentsim") / "examples" / f"{name}.yaml"
+    if not f.is_file():
+        known = sorted(p.name.removesuffix(".yaml") for p in (resources.files("agentsim") / "examples").iterdir()
+                       if p.name.endswith(".yaml"))
+        raise ScenarioError([("", f"no built-in example {name!r}; known: {', '.join(known)}")], "example")
+    return f.read_text()
+
+
+def example_names() -> list[str]:
+    """Names of the built-in example scenarios."""
+    d = resources.files("agentsim") / "examples"
+    return sorted(p.name.removesuffix(".yaml") for p in d.iterdir() if p.name.endswith(".yaml"))
+
+
+def default_scenario() -> spec.Scenario:
+    """The built-in default scenario (``agentsim example``): what ``agentsim run`` runs with no file."""
+    return validate_data(yaml.safe_load(example_text("default")), "built-in default scenario")
+
+
+def simulate(
+    scenario: spec.Scenario | str | Path | None = None,
+    *,
+    seed: int | None = None,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Run a scenario (a Scenario, a YAML path, or ``None`` for the default) and return its result.
+
+    Raises :class:`ScenarioError` when the scenario cannot run on its cluster (unknown model, does not fit).
+    """
+    if scenario is None:
+        s = default_scenario()
+    elif isinstance(scenario, spec.Scenario):
+        s = scenario
+    else:
+        s = load_scenario(scenario)
+    if seed is not None:
+        s = s.model_copy(update={"seed": seed})
+    return run(s, progress=progress)
+
+
+def save_run(result: RunResult, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a result's tables, summary and manifest into ``out`` (atomic; refuses to overwrite by default)."""
+    tables = {"calls": result.calls, "tasks": result.tasks, "replicas": result.replicas, "pools": result.pools}
+    return store.write_run(Path(out), tables, result.summary, result.manifest, overwrite=overwrite)

@@ -1,0 +1,388 @@
+"""The catalog: hardware, model architectures and prices, as data with a source per entry.
+
+A simulator of serving clusters is only as good as the numbers it starts from, and spec sheets drift (one
+repository has H100 at 3,072 GB/s, another at 3,350). agentsim keeps every such number in three YAML files
+shipped with the package, with the unit in the field name and a ``source`` string per entry:
+
+* ``hardware.yaml``: accelerators (``hardware:``: dense TFLOPS per precision, HBM size and bandwidth, power,
+  scale-up bandwidth) and tool CPUs (``cpus:``);
+* ``models.yaml``: model architectures (``models:``: layers, heads, KV heads, experts, attention kind), the
+  shapes a roofline and a KV-cache budget need, taken from each model's Hugging Face ``config.json``;
+* ``prices.yaml``: $/GPU-hour per pricing tier and all-in kW per GPU (``prices:``), and $/core-hour for tool
+  CPUs (``cpu_prices:``).
+
+Entries are keyed by lowercase ids (``h100``, ``llama-3.3-70b``). :func:`load_catalog` reads the packaged
+files and then any user files with the same top-level keys; a user entry *replaces* the packaged entry of the
+same id whole (no field-by-field merge, so an override can never half-apply). Every entry is a frozen
+pydantic model that rejects unknown fields, and the catalog's tables are read-only mappings: nothing here
+can be changed after loading, so one catalog can be shared by every run of a sweep.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from agentsim.spec import Precision, PriceTier
+
+__all__ = [
+    "SECTIONS",
+    "Catalog",
+    "CatalogError",
+    "CatalogFileError",
+    "Cpu",
+    "CpuPrice",
+    "Hardware",
+    "ModelArch",
+    "Price",
+    "TierPrices",
+    "load_catalog",
+]
+
+SECTIONS = ("hardware", "cpus", "models", "prices", "cpu_prices")
+"""Top-level keys a catalog YAML file may hold."""
+
+PACKAGED_FILES = ("hardware.yaml", "models.yaml", "prices.yaml")
+"""The catalog files shipped inside this package."""
+
+
+class CatalogError(KeyError):
+    """An id that the catalog does not hold. The message lists the ids it does hold."""
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its argument (quotes and escapes); show the message as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class CatalogFileError(ValueError):
+    """A catalog YAML file that cannot be read or does not validate; the message names the file and entry."""
+
+
+class Entry(BaseModel):
+    """Base of every catalog entry: immutable, unknown keys rejected, a non-empty source required."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(min_length=1, description="where the numbers come from")
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+class Hardware(Entry):
+    """One accelerator: dense peak rates, memory, power and scale-up bandwidth (per GPU)."""
+
+    name: str = Field(min_length=1)
+    bf16_dense_tflops: PositiveFloat
+    fp8_dense_tflops: PositiveFloat
+    fp4_dense_tflops: PositiveFloat | None = None
+    hbm_gb: PositiveFloat = Field(description="HBM per GPU, decimal GB (1e9 bytes)")
+    hbm_tb_s: PositiveFloat = Field(description="peak HBM bandwidth, TB/s (1e12 bytes/s)")
+    tdp_w: PositiveFloat
+    idle_w: PositiveFloat
+    scaleup_gb_s_per_gpu: PositiveFloat = Field(description="unidirectional scale-up bandwidth per GPU, GB/s")
+    gpus_per_node: PositiveInt
+    scaleup_domain_gpus: PositiveInt = Field(description="GPUs sharing the scale-up fabric (bound on tp)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Hardware:
+        if self.idle_w > self.tdp_w:
+            raise ValueError(f"idle_w ({self.idle_w}) must not exceed tdp_w ({self.tdp_w})")
+        if self.scaleup_domain_gpus < self.gpus_per_node:
+            raise ValueError(
+                f"scaleup_domain_gpus ({self.scaleup_domain_gpus}) must be >= "
+                f"gpus_per_node ({self.gpus_per_node})"
+            )
+        return self
+
+    def dense_tflops(self, precision: Precision) -> float:
+        """Dense matrix peak for math in ``precision``; FP4 falls back to the FP8 peak on hardware without FP4
+        units (the weights are then up-cast, so they run at FP8 speed)."""
+        if precision == "bf16":
+            return self.bf16_dense_tflops
+        if precision == "fp8":
+            return self.fp8_dense_tflops
+        return self.fp4_dense_tflops if self.fp4_dense_tflops is not None else self.fp8_dense_tflops
+
+    @property
+    def hbm_bytes(self) -> float:
+        """HBM capacity per GPU in bytes."""
+        return self.hbm_gb * 1e9
+
+    @property
+    def hbm_bytes_per_s(self) -> float:
+        """Peak HBM bandwidth per GPU in bytes/s."""
+        return self.hbm_tb_s * 1e12
+
+    @property
+    def scaleup_bytes_per_s(self) -> float:
+        """Unidirectional scale-up bandwidth per GPU in bytes/s."""
+        return self.scaleup_gb_s_per_gpu * 1e9
+
+
+class Cpu(Entry):
+    """A server CPU (one socket) that runs agent tools."""
+
+    name: str = Field(min_length=1)
+    cores: PositiveInt
+    threads: PositiveInt
+    base_ghz: PositiveFloat
+    memory_channels: PositiveInt
+    memory_gb: PositiveFloat
+    mem_bw_gb_s: PositiveFloat
+    tdp_w: PositiveFloat
+    idle_w: PositiveFloat
+
+
+# --------------------------------------------------------------------------- models
+
+
+class ModelArch(Entry):
+    """A transformer's shapes, Hugging Face ``config.json`` names where they exist.
+
+    Mixture-of-experts models give ``experts`` (routed experts per layer) and ``experts_per_token``; the size
+    of the experts follows from the two parameter counts: with ``e`` the parameters of one expert summed
+    over the MoE layers, ``params = dense + E*e`` and ``active = dense + k*e``, so
+    ``e = (params - active) / (E - k)``. ``dense`` then holds attention, embeddings, dense layers and shared
+    experts: everything every token reads.
+    """
+
+    name: str = Field(min_length=1, description="Hugging Face repository")
+    layers: PositiveInt
+    hidden_size: PositiveInt
+    heads: PositiveInt
+    kv_heads: PositiveInt
+    head_dim: PositiveInt
+    intermediate_size: PositiveInt
+    moe_intermediate_size: PositiveInt | None = None
+    vocab_size: PositiveInt
+    params_b: PositiveFloat = Field(description="total parameters, billions")
+    active_params_b: PositiveFloat = Field(description="parameters used per token, billions")
+    experts: NonNegativeInt = 0
+    experts_per_token: NonNegativeInt = 0
+    attention: Literal["gqa", "mla"] = "gqa"
+    kv_lora_rank: PositiveInt | None = None
+    qk_rope_head_dim: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelArch:
+        if self.active_params_b > self.params_b:
+            raise ValueError(f"active_params_b ({self.active_params_b}) exceeds params_b ({self.params_b})")
+        if self.experts == 0:
+            if self.experts_per_token != 0:
+                raise ValueError("a dense model (experts: 0) must have experts_per_token: 0")
+            if self.active_params_b != self.params_b:
+                raise ValueError("a dense model must have active_params_b == params_b")
+        elif not 1 <= self.experts_per_token < self.experts:
+            raise ValueError(
+                f"experts_per_token ({self.experts_per_token}) must be in [1, experts ({self.experts}))"
+            )
+        elif self.active_params_b == self.params_b:
+            raise ValueError("a mixture-of-experts model must have active_params_b < params_b")
+        if self.attention == "mla":
+            if self.kv_lora_rank is None or self.qk_rope_head_dim is None:
+                raise ValueError("attention: mla needs kv_lora_rank and qk_rope_head_dim")
+        elif self.heads % self.kv_heads:
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        return self
+
+    @property
+    def is_moe(self) -> bool:
+        """Whether the model routes tokens to a subset of experts."""
+        return self.experts > 0
+
+    @property
+    def expert_params_b(self) -> float:
+        """Parameters of *one* routed expert summed over all MoE layers, billions (0 for dense models)."""
+        if not self.is_moe:
+            return 0.0
+        return (self.params_b - self.active_params_b) / (self.experts - self.experts_per_token)
+
+    @property
+    def dense_params_b(self) -> float:
+        """Parameters every token reads (all of a dense model), billions."""
+        return self.params_b - self.experts * self.expert_params_b
+
+
+# --------------------------------------------------------------------------- prices
+
+
+class TierPrices(BaseModel):
+    """A price per hour for each pricing tier."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rental_3y: PositiveFloat
+    own_hyperscaler: PositiveFloat
+    own_neocloud: PositiveFloat
+
+    def get(self, tier: PriceTier) -> float:
+        """The price of ``tier``."""
+        value: float = getattr(self, tier)
+        return value
+
+
+class Price(Entry):
+    """Fully loaded $/GPU-hour per tier and the all-in provisioned kW per GPU (host, network, facility share;
+    before PUE)."""
+
+    kw_all_in: PositiveFloat
+    usd_per_gpu_hour: TierPrices
+
+    def usd_per_hour(self, tier: PriceTier) -> float:
+        """$/GPU-hour in ``tier``."""
+        return self.usd_per_gpu_hour.get(tier)
+
+
+class CpuPrice(Entry):
+    """$/core-hour per tier for tool CPUs and the all-in kW per core."""
+
+    kw_all_in_per_core: PositiveFloat
+    usd_per_core_hour: TierPrices
+
+    def usd_per_hour(self, tier: PriceTier) -> float:
+        """$/core-hour in ``tier``."""
+        return self.usd_per_core_hour.get(tier)
+
+
+# --------------------------------------------------------------------------- the catalog
+
+_E = TypeVar("_E", bound=Entry)
+
+_ENTRY_TYPES: Mapping[str, type[Entry]] = MappingProxyType(
+    {"hardware": Hardware, "cpus": Cpu, "models": ModelArch, "prices": Price, "cpu_prices": CpuPrice}
+)
+
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Read-only tables of catalog entries keyed by lowercase id. Build one with :func:`load_catalog`."""
+
+    hardware: Mapping[str, Hardware] = field(default_factory=_empty)
+    models: Mapping[str, ModelArch] = field(default_factory=_empty)
+    prices: Mapping[str, Price] = field(default_factory=_empty)
+    cpus: Mapping[str, Cpu] = field(default_factory=_empty)
+    cpu_prices: Mapping[str, CpuPrice] = field(default_factory=_empty)
+
+    def __post_init__(self) -> None:
+        # Copy into read-only views so that neither the caller's dicts nor anyone holding this catalog can
+        # change it (the packaged catalog is cached and shared).
+        for name in SECTIONS:
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+    def get_hardware(self, hardware_id: str) -> Hardware:
+        """The accelerator ``hardware_id``; :class:`CatalogError` listing the known ids if absent."""
+        return _lookup(self.hardware, "hardware", hardware_id)
+
+    def get_model(self, model_id: str) -> ModelArch:
+        """The model architecture ``model_id``."""
+        return _lookup(self.models, "model", model_id)
+
+    def get_price(self, hardware_id: str) -> Price:
+        """The price entry of accelerator ``hardware_id``."""
+        return _lookup(self.prices, "price for hardware", hardware_id)
+
+    def get_cpu(self, cpu_id: str) -> Cpu:
+        """The tool CPU ``cpu_id``."""
+        return _lookup(self.cpus, "cpu", cpu_id)
+
+    def get_cpu_price(self, cpu_id: str) -> CpuPrice:
+        """The price entry of tool CPU ``cpu_id``."""
+        return _lookup(self.cpu_prices, "price for cpu", cpu_id)
+
+    def merged(self, other: Catalog) -> Catalog:
+        """A catalog with ``other``'s entries added, replacing entries of the same id whole."""
+        tables = {name: {**getattr(self, name), **getattr(other, name)} for name in SECTIONS}
+        return Catalog(**tables)
+
+
+def _lookup(table: Mapping[str, _E], kind: str, key: str) -> _E:
+    entry = table.get(key.lower())
+    if entry is None:
+        known = ", ".join(sorted(table)) or "(none)"
+        raise CatalogError(f"unknown {kind} {key!r}; known: {known}")
+    return entry
+
+
+def _parse(document: object, origin: str) -> Catalog:
+    """Validate one YAML document (already parsed) into a catalog; ``origin`` names it in errors."""
+    if document is None:
+        return Catalog()
+    if not isinstance(document, dict):
+        raise CatalogFileError(f"{origin}: expected a mapping with keys {', '.join(SECTIONS)}")
+    unknown = sorted(str(k) for k in document if k not in _ENTRY_TYPES)
+    if unknown:
+        raise CatalogFileError(
+            f"{origin}: unknown top-level key(s) {', '.join(unknown)}; expected {', '.join(SECTIONS)}"
+        )
+    tables: dict[str, Any] = {}
+    for section, entries in document.items():
+        if entries is None:
+            continue
+        if not isinstance(entries, dict):
+            raise CatalogFileError(f"{origin}: {section}: expected a mapping of id to entry")
+        table: dict[str, Entry] = {}
+        for key, raw in entries.items():
+            if not isinstance(key, str) or not key or key != key.lower():
+                raise CatalogFileError(f"{origin}: {section}: id {key!r} must be a lowercase string")
+            try:
+                table[key] = _ENTRY_TYPES[section].model_validate(raw)
+            except ValidationError as err:
+                raise CatalogFileError(f"{origin}: {section}.{key}: {err}") from err
+        tables[section] = table
+    return Catalog(**tables)
+
+
+def _read_yaml(text: str, origin: str) -> Catalog:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise CatalogFileError(f"{origin}: not valid YAML: {err}") from err
+    return _parse(document, origin)
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged() -> Catalog:
+    """The catalog shipped with the package (read once per process; immutable, so safe to share)."""
+    catalog = Catalog()
+    package = resources.files(__name__)
+    for filename in PACKAGED_FILES:
+        text = package.joinpath(filename).read_text(encoding="utf-8")
+        catalog = catalog.merged(_read_yaml(text, f"agentsim/catalog/{filename}"))
+    return catalog
+
+
+def load_catalog(extra: Sequence[Path | str] = ()) -> Catalog:
+    """The packaged catalog, extended (and overridden entry by entry) by the user YAML files in ``extra``,
+    applied in order. A user file may hold any of the top-level keys ``hardware``, ``cpus``, ``models``,
+    ``prices``, ``cpu_prices``."""
+    catalog = _packaged()
+    for path in extra:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as err:
+            raise CatalogFileError(f"{p}: cannot read catalog file: {err}") from err
+        catalog = catalog.merged(_read_yaml(text, str(p)))
+    return catalog

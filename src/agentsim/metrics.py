@@ -1,0 +1,190 @@
+"""Metrics: functions from result tables to summary numbers. Tables in, numbers out; no simulation here.
+
+Every statistic is taken over the *measurement window* ``[warmup_s, horizon_s]``: calls issued and tasks
+started at or after ``warmup_s`` (the warm-up fills caches and queues and is excluded), and token and busy-time
+counters differenced between the replica samples at ``warmup_s`` and ``horizon_s``. Each formula is written out
+in ``docs/METRICS.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from agentsim import spec
+from agentsim.costs import PoolRates
+
+PERCENTILES = (50, 90, 99)
+
+
+def dist(values: np.ndarray) -> dict[str, float | None]:
+    """``mean, p50, p90, p99`` (and ``n``) of ``values``; nulls when there are none."""
+    v = values[~np.isnan(values)] if values.size else values
+    if v.size == 0:
+        return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
+    q = np.percentile(v, PERCENTILES)
+    out: dict[str, float | None] = {"n": int(v.size), "mean": float(v.mean())}
+    for p, x in zip(PERCENTILES, q, strict=True):
+        out[f"p{p}"] = float(x)
+    return out
+
+
+def col(table: pa.Table, name: str) -> np.ndarray:
+    """A column as float64 numpy, nulls as NaN."""
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
+
+
+def call_latencies(calls: pa.Table) -> dict[str, np.ndarray]:
+    """Per-call TTFT, TPOT and end-to-end seconds (NaN where undefined).
+
+    TPOT is ``(done - first_token) / (generated - 1)``: the mean time between output tokens after the first,
+    undefined for single-token outputs.
+    """
+    issue = col(calls, "issue_s")
+    first = col(calls, "first_token_s")
+    done = col(calls, "done_s")
+    gen = col(calls, "generated_tokens")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(gen > 1, (done - first) / (gen - 1), np.nan)
+    return {"ttft_s": first - issue, "tpot_s": tpot, "call_e2e_s": done - issue}
+
+
+def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
+    """Per-replica counter increments between the samples at ``t0`` and ``t1`` (in replica order)."""
+    t = col(replicas, "t_s")
+    out: dict[str, np.ndarray] = {}
+    a = replicas.filter(pa.array(t == t0))
+    b = replicas.filter(pa.array(t == t1))
+    for name in ("busy_s", "output_tokens", "prefill_tokens"):
+        out[name] = col(b, name) - col(a, name)
+    out["pool"] = np.asarray(b.column("pool").to_pylist(), dtype=object)
+    return out
+
+
+def slo_attainment(
+    calls: pa.Table, tasks: pa.Table, workloads: list[spec.WorkloadSpec]
+) -> dict[str, Any]:
+    """Per workload: the fraction of calls meeting the per-call targets and of tasks meeting the task target,
+    and whether each percentile target holds. Overall: the same fractions pooled over workloads with SLOs."""
+    lat = call_latencies(calls)
+    wl = np.asarray(calls.column("workload").to_pylist(), dtype=object)
+    task_wl = np.asarray(tasks.column("workload").to_pylist(), dtype=object)
+    task_s = col(tasks, "done_s") - col(tasks, "start_s")
+    per: dict[str, Any] = {}
+    ok_calls = n_calls = ok_tasks = n_tasks = 0
+    for w in workloads:
+        s = w.slo
+        m = wl == w.label
+        entry: dict[str, Any] = {}
+        ttft_t = s.ttft_s or s.ttft_p99_s
+        tpot_t = s.tpot_s or s.tpot_p99_s
+        if ttft_t is not None or tpot_t is not None:
+            done = m & ~np.isnan(lat["call_e2e_s"])
+            good = done.copy()
+            if ttft_t is not None:
+                good &= lat["ttft_s"] <= ttft_t
+            if tpot_t is not None:
+                good &= np.isnan(lat["tpot_s"]) | (lat["tpot_s"] <= tpot_t)
+            # An unfinished call misses its SLO: it is in the denominator, not the numerator.
+            entry["calls"] = float(good.sum() / m.sum()) if m.sum() else None
+            ok_calls += int(good.sum())
+            n_calls += int(m.sum())
+        task_t = s.task_s or s.task_p95_s
+        if task_t is not None:
+            tm = task_wl == w.label
+            good_t = tm & (task_s <= task_t)
+            entry["tasks"] = float(good_t.sum() / tm.sum()) if tm.sum() else None
+            ok_tasks += int(good_t.sum())
+            n_tasks += int(tm.sum())
+        met: dict[str, bool | None] = {}
+        for name, arr, q, target in (
+            ("ttft_p99_s", lat["ttft_s"][m], 99, s.ttft_p99_s),
+            ("tpot_p99_s", lat["tpot_s"][m], 99, s.tpot_p99_s),
+            ("task_p95_s", task_s[task_wl == w.label], 95, s.task_p95_s),
+        ):
+            if target is not None:
+                v = arr[~np.isnan(arr)]
+                met[name] = bool(np.percentile(v, q) <= target) if v.size else None
+        if met:
+            entry["targets_met"] = met
+        if entry:
+            per[w.label] = entry
+    return {
+        "calls": ok_calls / n_calls if n_calls else None,
+        "tasks": ok_tasks / n_tasks if n_tasks else None,
+        "by_workload": per,
+    }
+
+
+def summarize(
+    scenario: spec.Scenario,
+    calls: pa.Table,
+    tasks: pa.Table,
+    replicas: pa.Table,
+    rates: list[PoolRates],
+) -> dict[str, Any]:
+    """The run's summary: counts, token volumes, latency distributions, SLO attainment, cost and energy."""
+    t0, t1 = scenario.warmup_s, scenario.horizon_s
+    span = t1 - t0
+    mc = calls.filter(pa.array(col(calls, "issue_s") >= t0))
+    mt = tasks.filter(pa.array(col(tasks, "start_s") >= t0))
+    done_c = ~np.isnan(col(mc, "done_s"))
+    done_t = ~np.isnan(col(mt, "done_s"))
+    lat = call_latencies(mc)
+    completed = mc.filter(pa.array(done_c))
+
+    w = window(replicas, t0, t1)
+    rate_of = {r.pool: r for r in rates}
+    usd = 0.0
+    energy_j = 0.0
+    gpu_s = 0.0
+    for pool, busy in zip(w["pool"], w["busy_s"], strict=True):
+        r = rate_of[pool]
+        usd += r.usd_per_s * span
+        energy_j += busy * r.busy_w_per_replica + (span - busy) * r.idle_w_per_replica
+        gpu_s += r.gpus_per_replica * span
+    out_tok = float(w["output_tokens"].sum())
+    processed = out_tok + float(w["prefill_tokens"].sum())
+    tasks_done = int(done_t.sum())
+    task_usd = col(mt, "usd")[done_t]
+    mwh = energy_j / 3.6e9
+
+    def per_mtok(tokens: float) -> float | None:
+        return usd / (tokens / 1e6) if tokens > 0 else None
+
+    return {
+        "window_s": span,
+        "calls_completed": int(done_c.sum()),
+        "calls_unfinished": int((~done_c).sum()),
+        "tasks_completed": tasks_done,
+        "tasks_unfinished": int((~done_t).sum()),
+        "prompt_tokens": int(col(completed, "prompt_tokens").sum()),
+        "cached_tokens": int(col(completed, "cached_tokens").sum()),
+        "output_tokens": int(col(completed, "output_tokens").sum()),
+        "cache_hit_rate": (
+            float(col(completed, "cached_tokens").sum() / col(completed, "prompt_tokens").sum())
+            if completed.num_rows
+            else None
+        ),
+        "output_tokens_per_s": out_tok / span,
+        "processed_tokens_per_s": processed / span,
+        "ttft_s": dist(lat["ttft_s"]),
+        "tpot_s": dist(lat["tpot_s"]),
+        "call_e2e_s": dist(lat["call_e2e_s"]),
+        "task_s": dist((col(mt, "done_s") - col(mt, "start_s"))[done_t]),
+        "calls_per_task": dist(col(mt, "calls")[done_t]),
+        "slo_attainment": slo_attainment(mc, mt, list(scenario.workload)),
+        "gpu_hours": gpu_s / 3600.0,
+        "busy_fraction": float(w["busy_s"].sum() / (span * len(w["busy_s"]))) if len(w["busy_s"]) else None,
+        "usd_total": usd,
+        "usd_per_hour": usd / span * 3600.0,
+        "usd_per_mtok_output": per_mtok(out_tok),
+        "usd_per_mtok_processed": per_mtok(processed),
+        "usd_per_task": usd / tasks_done if tasks_done else None,
+        "task_usd": dist(task_usd),
+        "energy_kwh": energy_j / 3.6e6,
+        "tokens_per_mwh": out_tok / mwh if mwh > 0 else None,
+        "joules_per_output_token": energy_j / out_tok if out_tok > 0 else None,
+    }

@@ -1,0 +1,116 @@
+"""Throughput curves: how long one engine step takes.
+
+A continuous-batching engine (vLLM, SGLang, TRT-LLM) runs in *steps*. In each step the model does one
+forward pass over a batch made of two kinds of work: prefill chunks (prompt tokens being computed, possibly a
+chunk of a long prompt) and decode sequences (each generating exactly one token). The simulator needs one
+number per step, its duration, as a function of the batch's shape, summarised by three quantities:
+
+* ``prefill_tokens`` P: prompt tokens computed in this step (sum of the prefill chunks);
+* ``decode_seqs`` D: sequences generating one token in this step;
+* ``context_tokens`` C: tokens already in the KV cache that the step's attention reads (for a decode sequence
+  its current context; for a prefill chunk the tokens before the chunk in that sequence).
+
+A :class:`PerfModel` maps ``(P, D, C)`` to seconds. It has three entry points:
+:meth:`PerfModel.step_times`, vectorized over arrays (for analysis and calibration);
+:meth:`PerfModel.step_time`, a scalar path in pure Python arithmetic for the engine's hot loop, equal to the
+vectorized one to rounding; and
+:meth:`PerfModel.decode_segment`, the cumulative end times of a run of decode-only steps during which nothing
+joins or leaves the batch. The last lets the engine skip over many identical-shape steps at once: between two
+events the batch is fixed, each step adds ``D`` tokens to the context, and the end time of step ``j`` is known
+in advance, so the engine can jump straight to the step where the next event happens.
+
+:class:`FunctionPerf` wraps any scalar function as a model, the test double for engine tests (the same idea as
+httpx's ``MockTransport(handler)``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["FloatArray", "FunctionPerf", "PerfModel", "as_step_arrays", "check_segment_args"]
+
+FloatArray = npt.NDArray[np.float64]
+"""A float64 numpy array."""
+
+
+def as_step_arrays(
+    prefill_tokens: npt.ArrayLike, decode_seqs: npt.ArrayLike, context_tokens: npt.ArrayLike
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The three step axes as float64 arrays broadcast to one shape."""
+    p, d, c = np.broadcast_arrays(
+        np.asarray(prefill_tokens, dtype=np.float64),
+        np.asarray(decode_seqs, dtype=np.float64),
+        np.asarray(context_tokens, dtype=np.float64),
+    )
+    return p, d, c
+
+
+def check_segment_args(decode_seqs: int, context0: float, steps: int) -> None:
+    """Raise ValueError unless a decode segment's arguments make sense."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if decode_seqs < 0:
+        raise ValueError(f"decode_seqs must be >= 0, got {decode_seqs}")
+    if context0 < 0:
+        raise ValueError(f"context0 must be >= 0, got {context0}")
+
+
+class PerfModel(ABC):
+    """Step duration as a function of the step's shape ``(prefill_tokens, decode_seqs, context_tokens)``.
+
+    Subclasses implement :meth:`step_times` and :meth:`step_time` (which must agree elementwise to 1e-12
+    relative) and may override :meth:`decode_segment` with a closed form.
+    """
+
+    @abstractmethod
+    def step_times(
+        self, prefill_tokens: npt.ArrayLike, decode_seqs: npt.ArrayLike, context_tokens: npt.ArrayLike
+    ) -> FloatArray:
+        """Seconds per step, elementwise over the broadcast arrays (float64)."""
+
+    @abstractmethod
+    def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
+        """Seconds for one step: the scalar fast path (no numpy per call)."""
+
+    def decode_segment(self, decode_seqs: int, context0: float, steps: int) -> FloatArray:
+        """End times, relative to the segment start, of ``steps`` consecutive decode-only steps.
+
+        Step ``j`` (0-based) has ``P = 0``, ``D = decode_seqs`` and ``C = context0 + decode_seqs * j``: every
+        step appends one token to each of the ``D`` sequences. Element ``j`` of the result is the time at
+        which step ``j`` ends, so the result is increasing and its last element is the segment's duration.
+        """
+        check_segment_args(decode_seqs, context0, steps)
+        j = np.arange(steps, dtype=np.float64)
+        context = context0 + float(decode_seqs) * j
+        times = self.step_times(np.zeros(steps), np.full(steps, float(decode_seqs)), context)
+        return np.cumsum(times)
+
+
+class FunctionPerf(PerfModel):
+    """A perf model backed by a plain function ``fn(prefill_tokens, decode_seqs, context_tokens) -> seconds``.
+
+    For tests: ``FunctionPerf(lambda p, d, c: 0.01)`` is an engine whose every step takes 10 ms.
+    """
+
+    def __init__(self, fn: Callable[[float, float, float], float]) -> None:
+        self.fn = fn
+
+    def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
+        return float(self.fn(prefill_tokens, decode_seqs, context_tokens))
+
+    def step_times(
+        self, prefill_tokens: npt.ArrayLike, decode_seqs: npt.ArrayLike, context_tokens: npt.ArrayLike
+    ) -> FloatArray:
+        p, d, c = as_step_arrays(prefill_tokens, decode_seqs, context_tokens)
+        flat = [
+            self.fn(float(a), float(b), float(x))
+            for a, b, x in zip(p.ravel(), d.ravel(), c.ravel(), strict=True)
+        ]
+        return np.asarray(flat, dtype=np.float64).reshape(p.shape)
+
+    def __repr__(self) -> str:
+        return f"FunctionPerf({self.fn!r})"

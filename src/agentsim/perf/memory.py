@@ -1,0 +1,145 @@
+"""GPU memory: what the weights take, what one token of KV cache takes, and how many tokens fit.
+
+An accelerator's HBM holds three things during serving: the model's weights (split over the ``tp * pp``
+GPUs of a replica), transient activations, and the KV cache, the keys and values that attention has already
+computed for every token of every resident sequence. Whatever the weights and activations leave is the KV
+cache, and its size in tokens bounds how many sequences (and how much shared prefix) a replica can keep
+resident.
+
+Per token, a grouped-query-attention (GQA) model stores a key and a value vector per KV head per layer:
+``2 * layers * kv_heads * head_dim * bytes`` (Llama-3.3-70B in 16-bit: 2 x 80 x 8 x 128 x 2 = 327,680 bytes,
+320 KiB). A multi-head-latent-attention (MLA) model (DeepSeek-V3/R1) stores one compressed latent of
+``kv_lora_rank`` plus one RoPE key of ``qk_rope_head_dim`` per layer: ``layers * (512 + 64) * bytes``, 70 KB
+for DeepSeek-R1 in 16-bit, about 5x less than Llama-70B for a 10x larger model.
+
+Decisions, so that results can be compared with real engines:
+
+* bytes per weight: bf16 2, fp8 1, fp4 0.5 (block scales ignored); the KV cache uses ``kv_precision``
+  (default: the weights' precision) except that an fp4 KV cache is counted at the fp8 size, since serving
+  engines store KV at 8 bits at the lowest;
+* the usable memory per GPU is ``hbm_gb * gpu_memory_utilization`` (vLLM's knob: the rest is CUDA context and
+  fragmentation), of which :data:`ACTIVATION_RESERVE_GB` per GPU is kept for activations, CUDA graphs and
+  communication buffers (vLLM's profiling run typically finds 1-4 GB);
+* KV replication: tensor parallelism shards the KV heads over the ``tp`` GPUs, but a GPU cannot hold less than
+  one head, so with ``tp > kv_heads`` heads are replicated (Qwen3-235B has 4 KV heads: at tp 8 each is stored
+  twice), and MLA's single latent per layer is replicated on every TP rank (vLLM and SGLang without
+  data-parallel attention). :func:`kv_replication` is that factor; capacity and KV traffic are multiplied
+  by it;
+* ``engine.kv_capacity_tokens``, when set, overrides the derived capacity, but the weights must still fit.
+"""
+
+from __future__ import annotations
+
+import math
+
+from agentsim.catalog import Hardware, ModelArch
+from agentsim.spec import Deployment, Precision
+
+__all__ = [
+    "ACTIVATION_RESERVE_GB",
+    "DoesNotFitError",
+    "bytes_per_param",
+    "kv_bytes_per_element",
+    "kv_bytes_per_token",
+    "kv_capacity_tokens",
+    "kv_replication",
+    "usable_bytes_per_gpu",
+    "weight_bytes",
+    "weight_bytes_per_gpu",
+]
+
+ACTIVATION_RESERVE_GB = 2.0
+"""GB per GPU kept for activations, CUDA graphs and communication buffers, out of the usable memory."""
+
+
+class DoesNotFitError(ValueError):
+    """The weights (plus the activation reserve) do not fit in a replica's usable GPU memory."""
+
+
+def bytes_per_param(precision: Precision) -> float:
+    """Bytes per weight stored in ``precision``: bf16 2, fp8 1, fp4 0.5."""
+    if precision == "bf16":
+        return 2.0
+    if precision == "fp8":
+        return 1.0
+    return 0.5
+
+
+def kv_bytes_per_element(deployment: Deployment) -> int:
+    """Bytes per KV-cache element: ``kv_precision`` (default the weights' precision), fp4 counted as fp8."""
+    precision = deployment.kv_precision or deployment.precision
+    return 2 if precision == "bf16" else 1
+
+
+def weight_bytes(model: ModelArch, deployment: Deployment) -> float:
+    """Bytes of all the replica's weights (every expert included)."""
+    return model.params_b * 1e9 * bytes_per_param(deployment.precision)
+
+
+def weight_bytes_per_gpu(model: ModelArch, deployment: Deployment) -> float:
+    """Bytes of weights on each GPU of the replica, split evenly over ``tp * pp`` GPUs."""
+    return weight_bytes(model, deployment) / deployment.gpus
+
+
+def kv_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
+    """Logical KV-cache bytes per token for the whole replica, all layers (before :func:`kv_replication`).
+
+    GQA: ``2 * layers * kv_heads * head_dim * bytes``; MLA: ``layers * (kv_lora_rank + qk_rope_head_dim) *
+    bytes``.
+    """
+    element = kv_bytes_per_element(deployment)
+    if model.attention == "mla":
+        assert model.kv_lora_rank is not None and model.qk_rope_head_dim is not None  # checked by ModelArch
+        return model.layers * (model.kv_lora_rank + model.qk_rope_head_dim) * element
+    return 2 * model.layers * model.kv_heads * model.head_dim * element
+
+
+def kv_replication(model: ModelArch, deployment: Deployment) -> float:
+    """How many copies of each token's KV the replica stores (>= 1).
+
+    GQA: each TP rank holds ``ceil(kv_heads / tp)`` heads, so ``tp * ceil(kv_heads / tp) / kv_heads`` copies
+    (1 whenever ``tp`` divides ``kv_heads``). MLA: the latent is replicated on each of the ``tp`` ranks.
+    """
+    tp = deployment.tp
+    if model.attention == "mla":
+        return float(tp)
+    return tp * math.ceil(model.kv_heads / tp) / model.kv_heads
+
+
+def usable_bytes_per_gpu(hardware: Hardware, deployment: Deployment) -> float:
+    """HBM bytes per GPU the engine may use: ``hbm * gpu_memory_utilization``."""
+    return hardware.hbm_bytes * deployment.engine.gpu_memory_utilization
+
+
+def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deployment) -> int:
+    """Tokens of KV cache one replica holds.
+
+    ``(usable - weights - reserve) per GPU * gpus / (kv_bytes_per_token * kv_replication)``, rounded down;
+    ``deployment.engine.kv_capacity_tokens`` when set. Raises :class:`DoesNotFitError` when the weights and
+    the activation reserve leave no room (even when the capacity is overridden).
+    """
+    gpus = deployment.gpus
+    usable = usable_bytes_per_gpu(hardware, deployment)
+    weights = weight_bytes_per_gpu(model, deployment)
+    reserve = ACTIVATION_RESERVE_GB * 1e9
+    free = usable - weights - reserve
+    if free <= 0:
+        per_gpu = " per GPU" if gpus > 1 else ""
+        raise DoesNotFitError(
+            f"{deployment.model} {deployment.precision} on {gpus}x {deployment.hardware} "
+            f"(tp={deployment.tp}, pp={deployment.pp}): weights {weights / 1e9:.1f} GB{per_gpu} "
+            f"+ activation reserve {ACTIVATION_RESERVE_GB:.1f} GB > usable {usable / 1e9:.1f} GB{per_gpu} "
+            f"({hardware.hbm_gb:g} GB x {deployment.engine.gpu_memory_utilization:.2f}); "
+            "use more GPUs (tp or pp) or lower precision"
+        )
+    override = deployment.engine.kv_capacity_tokens
+    if override is not None:
+        return override
+    per_token = kv_bytes_per_token(model, deployment) * kv_replication(model, deployment)
+    tokens = math.floor(free * gpus / per_token)
+    if tokens < 1:
+        raise DoesNotFitError(
+            f"{deployment.model} on {gpus}x {deployment.hardware}: {free / 1e9:.3f} GB per GPU left for the "
+            f"KV cache holds no token ({per_token:.0f} bytes per token)"
+        )
+    return tokens

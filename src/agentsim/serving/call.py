@@ -1,0 +1,110 @@
+"""The runtime state of one call (one LLM request) as it moves through a replica.
+
+A :class:`Call` is created by the agent layer when its dependencies and gap are over, routed to a replica, and
+filled in by the engine: timestamps, cached tokens, preemptions and its share of the replica's busy time (from
+which its dollars and joules follow). Timestamps stay ``None`` until they happen, never 0.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentsim.serving.kvcache import Node
+    from agentsim.serving.replica import Replica
+
+# Phases of a call inside a replica.
+WAITING = 0
+PREFILL = 1
+DECODE = 2
+DONE = 3
+
+
+class Call:
+    """One LLM request: ``prompt`` tokens in (part of them possibly cached), ``output`` tokens out."""
+
+    __slots__ = (
+        "_priv",
+        "acc0",
+        "busy_share_s",
+        "cached",
+        "chunk",
+        "computed",
+        "done_s",
+        "epoch",
+        "first_token_s",
+        "generated",
+        "held",
+        "id",
+        "index",
+        "issue_s",
+        "kv0",
+        "nodes",
+        "output",
+        "owner",
+        "parent",
+        "phase",
+        "preemptions",
+        "prompt",
+        "replica",
+        "root_key",
+        "root_len",
+        "s0",
+        "target",
+        "workload",
+    )
+
+    def __init__(
+        self,
+        id: int,
+        prompt: int,
+        output: int,
+        issue_s: float,
+        *,
+        owner: Any = None,
+        index: int = 0,
+        workload: int = 0,
+        parent: Call | None = None,
+        root_key: int | None = None,
+        root_len: int = 0,
+    ) -> None:
+        self.id = id
+        self.prompt = prompt
+        self.output = output
+        self.issue_s = issue_s
+        self.owner = owner  # the agent-layer object told of first token and completion (a running task)
+        self.index = index  # position in its task
+        self.workload = workload
+        self.parent = parent  # the call whose prompt is this call's cacheable prefix
+        self.root_key = root_key  # key of the shared system-prompt node, if any
+        self.root_len = root_len
+        self.replica: Replica | None = None
+        self.first_token_s: float | None = None
+        self.done_s: float | None = None
+        self.cached = 0  # prompt tokens served from the prefix cache at the (last) admission
+        self.preemptions = 0
+        self.busy_share_s = 0.0  # this call's share of its replica's busy seconds
+        self.phase = WAITING
+        self.epoch = 0  # bumped on preemption: invalidates stale heap entries
+        self.generated = 0
+        self.target = prompt  # tokens to prefill: the prompt, plus generated tokens after a preemption
+        self.computed = 0
+        self.chunk = 0
+        self.held = 0  # tokens of this call covered by cache nodes it references
+        self.nodes: list[Node] = []
+        self._priv = 0  # private KV tokens at the last event
+        self.s0 = 0  # replica step counter when decode (re)started
+        self.kv0 = 0  # KV tokens of this call when decode (re)started
+        self.acc0 = 0.0  # replica's per-token busy-time accumulator when decode (re)started
+
+    def lookup_keys(self) -> list[int]:
+        """Prefix-node keys to try in a replica's cache, longest prefix first: own node (a recompute after
+        preemption), then each ancestor call, then the shared system prompt."""
+        keys = [self.id]
+        p = self.parent
+        while p is not None:
+            keys.append(p.id)
+            p = p.parent
+        if self.root_key is not None:
+            keys.append(self.root_key)
+        return keys

@@ -1,0 +1,445 @@
+"""The continuous-batching engine of one replica, with event skipping.
+
+**The model** (close to vLLM's scheduler). A replica holds a *running* set (in admission order) and a FCFS
+*waiting* queue. At every step boundary it
+
+1. makes KV room for this step's decode tokens (one per decoding call): evict unreferenced prefix-cache leaves,
+   least recently used first, then preempt the newest running call (recompute: its KV is dropped and it goes back
+   to the front of the queue, keeping the tokens it already generated);
+2. fills the token budget ``max_batched_tokens``: one token per decoding call, then the pending prefill chunks of
+   running calls in admission order, then admits waiting calls (FCFS, stop at the first that does not fit) while
+   ``max_num_seqs``, the budget and free KV allow. An admitted call looks up its longest cached prefix, pins it,
+   and reserves KV for the rest of its prompt. With ``chunked_prefill`` a long prompt is split across steps;
+3. runs one step of ``perf.step_time(prefill_tokens, decode_seqs, context_tokens)`` seconds.
+
+A call's first token comes at the end of the step that completes its prefill (that is its TTFT); each later step
+gives one more token, so a call of ``o`` output tokens finishes ``o - 1`` decode steps after its prefill. When its
+prefill completes, its block-aligned prompt becomes a prefix-cache node that the next step of the same agent
+finds.
+
+**Event skipping** (why this is fast and still exact). Between events, a decode-only batch keeps its
+composition: nothing is admitted (the queue is empty, or its head was refused and stays refused because KV only
+shrinks and the batch does not change), nothing finishes and KV does not run out. The engine therefore runs
+``k`` steps as one *segment*: ``k = min(steps to the next completion, free KV // decode_seqs)``. The state per
+event is O(1): a replica step counter ``S``; a decoding call that started decoding at step ``s0`` with ``kv0``
+tokens holds ``kv0 + (S - s0)``, so the batch's context is ``Q + B*S`` with ``Q = sum(kv0 - s0)`` kept
+incrementally, and completions come off a min-heap of finishing steps. Each call's share of the busy time is an
+accumulator difference (every decoding call takes one token of every step). An arrival into an empty queue cuts
+the segment at the next step boundary, where it is considered exactly as a step-by-step engine would.
+
+A plain step-by-step engine in ``tests/reference_engine.py`` must give the same timings to 1e-9 s.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from agentsim.perf.base import PerfModel
+from agentsim.serving.call import DECODE, DONE, PREFILL, WAITING, Call
+from agentsim.serving.kvcache import KvCache, Node
+from agentsim.spec import EngineSpec
+
+# Replica states between events.
+IDLE = 0
+STARTING = 1
+STEP = 2
+SEGMENT = 3
+
+MAX_SEGMENT_STEPS = 8192  # bounds the step-time array of one segment; a segment ending early is harmless
+
+
+class CallTooLarge(Exception):
+    """A call whose prompt plus output can never fit the replica's KV capacity."""
+
+
+class Replica:
+    """One running copy of a deployment: its batch, its KV cache, its clock.
+
+    ``on_first_token(call, t)`` and ``on_done(call, t)`` are called at simulated time ``t`` (from simpy
+    callbacks) so the agent layer can move on.
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        index: int,
+        pool: str,
+        perf: PerfModel,
+        engine: EngineSpec,
+        kv_capacity_tokens: int,
+        on_first_token: Callable[[Call, float], None],
+        on_done: Callable[[Call, float], None],
+    ) -> None:
+        self.env = env
+        self.index = index
+        self.pool = pool
+        self.perf = perf
+        self.max_seqs = engine.max_num_seqs
+        self.budget = engine.max_batched_tokens
+        self.chunked = engine.chunked_prefill
+        self.kv = KvCache(kv_capacity_tokens, engine.block_size_tokens, engine.prefix_caching)
+        self.on_first_token = on_first_token
+        self.on_done = on_done
+
+        self.waiting: deque[Call] = deque()
+        self.running: dict[int, Call] = {}  # admission order
+        self.prefilling: list[Call] = []  # running calls still computing their prompt, admission order
+        self.heap: list[tuple[int, int, int, Call]] = []  # (finish step, call id, epoch, call)
+        self.decoding = 0  # B
+        self.q = 0  # sum over decoding calls of (kv0 - s0)
+        self.step = 0  # S: steps executed so far
+        self.acc = 0.0  # sum over steps of step_s / tokens_in_step: busy seconds per token slot
+
+        self.state = IDLE
+        self.gen = 0  # timer generation: a timer whose generation is stale is ignored (lazy cancel)
+        self.t0 = 0.0  # start of the current step or segment
+        self.seg_k = 0
+        self.seg_cum: np.ndarray | list[float] = []
+        self.cur_p = 0  # prefill tokens of the current step
+        self.cur_d = 0  # decode seqs of the current step
+
+        # Counters for the time series and the summary.
+        self.busy_s = 0.0
+        self.out_tokens = 0  # output tokens generated
+        self.prefill_tokens = 0  # prompt tokens computed (recomputes included)
+        self.outstanding = 0  # router load: uncached prompt + output tokens of calls in the replica
+        self.steps_skipped = 0
+        self.preemptions = 0
+
+    # ================================================================== entry points
+    def submit(self, call: Call) -> None:
+        """A call arrives at the current simulated time; it joins the queue."""
+        if call.prompt + call.output > self.kv.capacity:
+            raise CallTooLarge(
+                f"call of {call.prompt} prompt + {call.output} output tokens exceeds the KV capacity "
+                f"of {self.kv.capacity} tokens of replica {self.pool}[{self.index}]"
+            )
+        call.replica = self
+        self.outstanding += call.prompt + call.output
+        self.waiting.append(call)
+        if self.state == IDLE:
+            # Go through simpy even with no delay: equal-time arrivals then join the same first step.
+            self.state = STARTING
+            self._timer(0.0)
+        elif self.state == SEGMENT and len(self.waiting) == 1:
+            self._cut(self.env.now)
+
+    def longest_prefix(self, call: Call) -> int:
+        """Tokens of ``call``'s prompt this replica holds in its prefix cache (for routing)."""
+        n = self._find(call)
+        return 0 if n is None else min(n.length, call.prompt)
+
+    # ================================================================== timers
+    def _timer(self, delay: float) -> None:
+        self.gen += 1
+        gen = self.gen
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(lambda _ev: self._fire(gen))
+
+    def _fire(self, gen: int) -> None:
+        if gen != self.gen:
+            return  # cancelled
+        now = self.env.now
+        if self.state == STEP:
+            self._end_step(now)
+        elif self.state == SEGMENT:
+            self._end_segment(now)
+        self._plan(now)
+
+    def _cut(self, now: float) -> None:
+        """Shorten the running segment so it ends at the first step boundary at or after ``now``."""
+        m = bisect_right(self.seg_cum, now - self.t0)  # whole steps finished by now
+        if m >= self.seg_k - 1:
+            return  # the segment ends at the next boundary anyway
+        self.seg_k = m + 1
+        self.gen += 1
+        gen = self.gen
+        ev = self.env.timeout(self.t0 + float(self.seg_cum[m]) - now)
+        ev.callbacks.append(lambda _ev: self._fire(gen))
+
+    # ================================================================== step bookkeeping
+    def _end_step(self, now: float) -> None:
+        """Apply one executed step (prefill chunks and decodes)."""
+        dt = now - self.t0
+        self.busy_s += dt
+        tokens = self.cur_p + self.cur_d
+        self.acc += dt / tokens
+        self.step += 1
+        d = self.cur_d
+        self.kv.private += d
+        self.out_tokens += d
+        self.prefill_tokens += self.cur_p
+        if self.prefilling:
+            still: list[Call] = []
+            per_token = dt / tokens
+            for c in self.prefilling:
+                if c.chunk == 0:
+                    still.append(c)
+                    continue
+                c.busy_share_s += c.chunk * per_token
+                c.computed += c.chunk
+                c.chunk = 0
+                if c.computed < c.target:
+                    still.append(c)
+                else:
+                    self._prefill_done(c, now)
+            self.prefilling = still
+        self._completions(now)
+
+    def _end_segment(self, now: float) -> None:
+        """Apply ``seg_k`` decode-only steps at once."""
+        k = self.seg_k
+        b = self.decoding
+        dt = now - self.t0
+        self.busy_s += dt
+        self.acc += dt / b
+        self.step += k
+        self.kv.private += b * k
+        self.out_tokens += b * k
+        self.steps_skipped += k - 1
+        self._completions(now)
+
+    def _prefill_done(self, c: Call, now: float) -> None:
+        kv = self.kv
+        # The block-aligned prompt becomes a cache node the agent's next step will find.
+        if kv.enabled and c.id not in kv.nodes:
+            if not c.nodes and c.root_key is not None and c.root_key not in kv.nodes:
+                # First call on this replica to start with the workload's shared system prompt: cache it
+                # as its own node so every other task's first call can share it.
+                root = kv.aligned(c.root_len)
+                if root > 0:
+                    c.nodes.append(kv.insert(c.root_key, None, root, now))
+                    c.held = root
+            length = kv.aligned(c.prompt)
+            parent = c.nodes[-1] if c.nodes else None
+            if length > c.held:
+                node = kv.insert(c.id, parent, length, now)
+                c.held = length
+                c.nodes.append(node)
+        c.generated += 1
+        self.out_tokens += 1
+        if c.first_token_s is None:
+            c.first_token_s = now
+            self.on_first_token(c, now)
+        if c.generated >= c.output:
+            self._finish(c, now, c.target - c.held)
+            return
+        c.phase = DECODE
+        c.s0 = self.step
+        c.kv0 = c.computed
+        c.acc0 = self.acc
+        self.q += c.kv0 - c.s0
+        self.decoding += 1
+        heapq.heappush(self.heap, (self.step + c.output - c.generated, c.id, c.epoch, c))
+
+    def _completions(self, now: float) -> None:
+        heap = self.heap
+        s = self.step
+        while heap and heap[0][0] <= s:
+            _, _, epoch, c = heapq.heappop(heap)
+            if epoch != c.epoch or c.phase != DECODE:
+                continue
+            steps = s - c.s0
+            c.generated += steps
+            c.busy_share_s += self.acc - c.acc0
+            self.q -= c.kv0 - c.s0
+            self.decoding -= 1
+            self._finish(c, now, c.target - c.held + steps)
+
+    def _finish(self, c: Call, now: float, private: int) -> None:
+        kv = self.kv
+        kv.private -= private
+        for n in c.nodes:
+            kv.unref(n, now)
+        c.nodes = []
+        c.phase = DONE
+        c.done_s = now
+        del self.running[c.id]
+        self.outstanding -= c.prompt + c.output
+        self.on_done(c, now)
+
+    def _release(self, c: Call, now: float) -> None:
+        """Preempt a running call by recompute: drop its KV, keep its generated tokens, requeue it first."""
+        kv = self.kv
+        if c.phase == DECODE:
+            steps = self.step - c.s0
+            c.generated += steps
+            c.busy_share_s += self.acc - c.acc0
+            self.q -= c.kv0 - c.s0
+            self.decoding -= 1
+            kv.private -= c.target - c.held + steps
+        else:
+            kv.private -= c.target - c.held
+            self.prefilling.remove(c)
+        for n in c.nodes:
+            kv.unref(n, now)
+        c.nodes = []
+        c.held = 0
+        c.computed = 0
+        c.chunk = 0
+        c.epoch += 1
+        c.phase = WAITING
+        c.preemptions += 1
+        self.preemptions += 1
+        del self.running[c.id]
+        self.waiting.appendleft(c)
+
+    # ================================================================== scheduling
+    def _find(self, c: Call) -> Node | None:
+        kv = self.kv
+        if not kv.enabled:
+            return None
+        nodes = kv.nodes
+        n = nodes.get(c.id)
+        if n is not None:
+            return n
+        p = c.parent
+        while p is not None:
+            n = nodes.get(p.id)
+            if n is not None:
+                return n
+            p = p.parent
+        if c.root_key is not None:
+            return nodes.get(c.root_key)
+        return None
+
+    def _admit(self, c: Call, budget: int, now: float) -> int:
+        """Try to admit the waiting head ``c`` with ``budget`` tokens left; return the chunk (0 = refused)."""
+        kv = self.kv
+        target = c.prompt + c.generated
+        node = self._find(c)
+        while node is not None and node.length >= target:
+            node = node.parent  # at least one prompt token must be computed to produce the next token
+        hit = 0 if node is None else node.length
+        need = target - hit
+        if not self.chunked and need > budget and (self.running or budget < self.budget):
+            return 0
+        if node is not None:
+            kv.ref(node)
+        if not kv.make_room(need):
+            if node is not None:
+                node.refs -= 1  # undo the pin without touching its recency
+                if node.refs == 0 and node.children == 0:
+                    kv._push(node)
+            return 0
+        kv.private += need
+        c.target = target
+        c.held = hit
+        c.computed = hit
+        c.cached = hit if c.generated == 0 else c.cached
+        if node is not None:
+            c.nodes.append(node)
+            node.last_use = now
+        c.phase = PREFILL
+        self.running[c.id] = c
+        self.prefilling.append(c)
+        return need if not self.chunked else min(need, budget)
+
+    def _plan(self, now: float) -> None:
+        """At a step boundary: make KV room, build the next batch, start a step or a segment, or go idle."""
+        kv = self.kv
+        # 1. KV room for this step's decode tokens.
+        if self.decoding and kv.free < self.decoding and not kv.make_room(self.decoding):
+            while self.decoding and kv.free < self.decoding:
+                newest = next(reversed(self.running.values()))
+                self._release(newest, now)
+        # 2. Token budget: decodes, pending prefill chunks, then admissions.
+        d = self.decoding
+        budget = self.budget - d
+        p = 0
+        ctx = 0
+        for c in self.prefilling:
+            if budget <= 0:
+                c.chunk = 0
+                continue
+            left = c.target - c.computed
+            chunk = left if (left <= budget or not self.chunked) else budget
+            if chunk > budget and (d or p):
+                chunk = 0  # unchunked prompt that does not fit this step: wait for a lighter one
+            c.chunk = chunk
+            budget -= chunk
+            p += chunk
+            if chunk:
+                ctx += c.computed
+        waiting = self.waiting
+        while waiting and budget > 0 and len(self.running) < self.max_seqs:
+            c = waiting[0]
+            chunk = self._admit(c, budget, now)
+            if chunk == 0:
+                break
+            waiting.popleft()
+            c.chunk = chunk
+            budget -= chunk
+            p += chunk
+            ctx += c.computed
+        # 3. Run.
+        self.t0 = now
+        if p == 0 and d == 0:
+            self.state = IDLE
+            return
+        if p:
+            self.cur_p = p
+            self.cur_d = d
+            self.state = STEP
+            self._timer(self.perf.step_time(p, d, ctx + self.q + d * self.step))
+            return
+        k = self.heap[0][0] - self.step
+        room = kv.free // d
+        if room < k:
+            k = room
+        if k > MAX_SEGMENT_STEPS:
+            k = MAX_SEGMENT_STEPS
+        self.cur_p = 0
+        self.cur_d = d
+        self.state = SEGMENT
+        self.seg_k = k
+        if k == 1:
+            self.seg_cum = [self.perf.step_time(0, d, self.q + d * self.step)]
+        else:
+            self.seg_cum = self.perf.decode_segment(d, self.q + d * self.step, k)
+        self._timer(float(self.seg_cum[k - 1]))
+
+    # ================================================================== observation
+    def progress(self, now: float) -> tuple[int, int, int, float, int, int]:
+        """State at ``now`` without disturbing the run: (running calls, waiting calls, KV tokens held,
+        busy seconds, output tokens generated, prompt tokens computed). Inside a segment the steps finished by
+        ``now`` are counted."""
+        busy = self.busy_s
+        out = self.out_tokens
+        held = self.kv.private + self.kv.cached
+        if self.state == SEGMENT:
+            m = bisect_right(self.seg_cum, now - self.t0)
+            if m > self.seg_k:
+                m = self.seg_k
+            busy += now - self.t0
+            out += self.decoding * m
+            held += self.decoding * m
+        elif self.state == STEP:
+            busy += now - self.t0
+        return len(self.running), len(self.waiting), held, busy, out, self.prefill_tokens
+
+    def finalize(self, now: float) -> None:
+        """End of the horizon: charge the elapsed part of the current step or segment to the calls in it, so
+        that calls' busy shares plus idle time add up to the provisioned time exactly."""
+        if self.state not in (STEP, SEGMENT):
+            return
+        dt = now - self.t0
+        self.busy_s += dt
+        tokens = self.cur_p + self.cur_d
+        self.acc += dt / tokens
+        for c in self.prefilling:
+            c.busy_share_s += c.chunk * dt / tokens
+        for _, _, epoch, c in self.heap:
+            if epoch == c.epoch and c.phase == DECODE:
+                c.busy_share_s += self.acc - c.acc0
+                c.acc0 = self.acc
+                c.generated += self.step - c.s0
+                c.s0 = self.step
+        self.state = IDLE
+        self.gen += 1

@@ -1,0 +1,177 @@
+"""``run(scenario) -> RunResult``: the one place that wires spec, workload, cluster, agents and records.
+
+Data flows one way: the validated scenario and one seeded :class:`~agentsim.rng.Streams` root give each
+workload its task factory and arrivals (named streams ``tasks/<workload>``, ``arrivals/<workload>``,
+``think/<workload>``, ``starts/<workload>``); the agents drive the cluster on a simpy clock until the horizon;
+records become Arrow tables; costs and metrics turn tables into dollars and a summary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import simpy
+
+from agentsim import __version__, spec
+from agentsim.agents import Agents, Stream, TaskRun
+from agentsim.catalog import Catalog, load_catalog
+from agentsim.check import plan_pools
+from agentsim.costs import PoolRates, attach_call_costs, attach_task_costs, pool_rates
+from agentsim.metrics import summarize
+from agentsim.records import Recorder
+from agentsim.rng import Streams
+from agentsim.serving.call import Call
+from agentsim.serving.cluster import Cluster
+from agentsim.workload.arrivals import arrival_times, start_offsets, think_times
+from agentsim.workload.profiles import TaskFactory, resolve_profile
+
+ProgressFn = Callable[[float, float], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything a run produced: Arrow tables, the summary, and where it came from."""
+
+    scenario: spec.Scenario
+    calls: pa.Table
+    tasks: pa.Table
+    replicas: pa.Table
+    pools: pa.Table
+    summary: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _streams(scenario: spec.Scenario, root: Streams) -> list[Stream]:
+    out: list[Stream] = []
+    for i, w in enumerate(scenario.workload):
+        label = w.label
+        factory = TaskFactory(resolve_profile(w), label, root.get(f"tasks/{label}"))
+        a = w.arrivals
+        if isinstance(a, spec.Closed):
+            starts = [float(x) for x in start_offsets(a, root.get(f"starts/{label}"))]
+            thinks = think_times(a, root.get(f"think/{label}"))
+            out.append(Stream(i, label, factory.next, None, starts, lambda t=thinks: next(t), w.max_tasks))
+        else:
+            times = arrival_times(a, root.get(f"arrivals/{label}"), scenario.horizon_s)
+            out.append(Stream(i, label, factory.next, times, [], lambda: 0.0, w.max_tasks))
+    return out
+
+
+def run(
+    scenario: spec.Scenario,
+    *,
+    catalog: Catalog | None = None,
+    progress: ProgressFn | None = None,
+) -> RunResult:
+    """Simulate ``scenario`` and return its tables and summary. Deterministic for a given ``scenario.seed``."""
+    wall0 = time.perf_counter()
+    catalog = catalog if catalog is not None else load_catalog()
+    plans = plan_pools(scenario, catalog)
+    rates = [pool_rates(p, scenario.pricing, catalog) for p in scenario.cluster.pools]
+    labels = [w.label for w in scenario.workload]
+    rec = Recorder(labels)
+    env = simpy.Environment()
+
+    def call_done(call: Call) -> None:
+        rec.call(call)
+
+    def task_done(task: TaskRun) -> None:
+        rec.task(task)
+        task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
+
+    agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, call_done, task_done)
+    cluster = Cluster(env, plans, scenario.cluster.router, agents.on_first_token, agents.on_done)
+    agents.start(cluster)
+
+    # Replica samples on a fixed grid plus exactly at the warm-up end and the horizon (the metrics window).
+    grid = set(np.arange(0.0, scenario.horizon_s, scenario.sample_interval_s).tolist())
+    grid.add(scenario.warmup_s)
+    sample_times = sorted(t for t in grid if t < scenario.horizon_s)
+
+    def sample(now: float) -> None:
+        for r in cluster.replicas:
+            rec.sample(now, r.pool, r.index, r.progress(now), r.kv.capacity)
+
+    def sampler() -> Any:
+        for t in sample_times:
+            yield env.timeout(t - env.now)
+            sample(env.now)
+            if progress is not None:
+                progress(env.now, scenario.horizon_s)
+
+    env.process(sampler())
+    env.run(until=scenario.horizon_s)
+
+    now = scenario.horizon_s
+    for r in cluster.replicas:
+        r.finalize(now)
+    sample(now)
+    for task in agents.active.values():
+        for c in task.calls:
+            if c is not None and c.done_s is None:
+                rec.call(c)
+        rec.task(task)
+    if progress is not None:
+        progress(now, now)
+
+    calls = attach_call_costs(rec.calls.table(), rates)
+    tasks = attach_task_costs(rec.tasks.table(), calls)
+    replicas = rec.replicas.table()
+    pools = pools_table(rates, replicas, calls, now)
+    summary = summarize(scenario, calls, tasks, replicas, rates)
+    summary["steps_skipped_fraction"] = _skipped(cluster)
+    wall = time.perf_counter() - wall0
+    manifest = {
+        "agentsim_version": __version__,
+        "seed": scenario.seed,
+        "scenario": scenario.model_dump(mode="json"),
+        "wall_s": wall,
+        "calls": calls.num_rows,
+        "calls_per_wall_s": calls.num_rows / wall if wall > 0 else None,
+    }
+    return RunResult(scenario, calls, tasks, replicas, pools, summary, manifest)
+
+
+def _skipped(cluster: Cluster) -> float | None:
+    skipped = sum(r.steps_skipped for r in cluster.replicas)
+    steps = sum(r.step for r in cluster.replicas)
+    return skipped / steps if steps else None
+
+
+def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, horizon_s: float) -> pa.Table:
+    """Per pool over the whole run: provisioned cost, the part charged to calls, the idle remainder, energy."""
+    t = np.asarray(replicas.column("t_s").to_numpy(), dtype=float)
+    last = replicas.filter(pa.array(t == horizon_s))
+    busy_by_pool: dict[str, float] = {}
+    for pool, busy in zip(last.column("pool").to_pylist(), last.column("busy_s").to_pylist(), strict=True):
+        busy_by_pool[pool] = busy_by_pool.get(pool, 0.0) + busy
+    call_pool = calls.column("pool").to_pylist()
+    call_usd = calls.column("usd").to_pylist()
+    usd_by_pool: dict[str, float] = {}
+    for p, u in zip(call_pool, call_usd, strict=True):
+        if p is not None:
+            usd_by_pool[p] = usd_by_pool.get(p, 0.0) + u
+    rows: dict[str, list[Any]] = {k: [] for k in (
+        "pool", "replicas", "gpus", "usd_per_gpu_hour", "provisioned_usd", "calls_usd", "idle_usd",
+        "busy_s", "idle_s", "busy_energy_j", "idle_energy_j")}
+    for r in rates:
+        provisioned_s = r.replicas * horizon_s
+        busy = busy_by_pool.get(r.pool, 0.0)
+        provisioned = r.usd_per_s * provisioned_s
+        rows["pool"].append(r.pool)
+        rows["replicas"].append(r.replicas)
+        rows["gpus"].append(r.replicas * r.gpus_per_replica)
+        rows["usd_per_gpu_hour"].append(r.usd_per_gpu_hour)
+        rows["provisioned_usd"].append(provisioned)
+        rows["calls_usd"].append(usd_by_pool.get(r.pool, 0.0))
+        rows["idle_usd"].append(r.usd_per_s * (provisioned_s - busy))
+        rows["busy_s"].append(busy)
+        rows["idle_s"].append(provisioned_s - busy)
+        rows["busy_energy_j"].append(busy * r.busy_w_per_replica)
+        rows["idle_energy_j"].append((provisioned_s - busy) * r.idle_w_per_replica)
+    return pa.table(rows)

@@ -1,0 +1,416 @@
+"""The scenario: everything a user can say about a run, as one typed, frozen tree.
+
+A scenario names a workload (agent profiles and how tasks arrive), a cluster (pools of replicas of a
+deployment, each with a throughput curve, and a router) and a pricing rule. It is pure data: pydantic v2
+models, ``frozen=True`` and ``extra="forbid"`` so a typo is an error rather than a silently ignored key, and
+polymorphism by tagged unions on ``kind`` so error messages name the variant that failed. Nothing here has
+behaviour; the layers below read these objects and never mutate them.
+
+Checks that need the catalog (does the model fit the memory, is ``tp`` a divisor of the GPUs per node) live in
+:mod:`agentsim.check`, because the spec itself knows no data files.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+
+class Strict(BaseModel):
+    """Base of every spec model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- distributions
+
+
+class Constant(Strict):
+    """Always ``value``."""
+
+    kind: Literal["constant"] = "constant"
+    value: NonNegativeFloat
+
+
+class Uniform(Strict):
+    """Uniform on ``[low, high]``."""
+
+    kind: Literal["uniform"] = "uniform"
+    low: NonNegativeFloat
+    high: NonNegativeFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) must be >= low ({self.low})")
+        return self
+
+
+class Exponential(Strict):
+    """Exponential with the given mean (CV 1)."""
+
+    kind: Literal["exponential"] = "exponential"
+    mean: PositiveFloat
+
+
+class Lognormal(Strict):
+    """Lognormal given by its ``median`` and the shape ``sigma`` (std-dev of the log).
+
+    ``p90 = median * exp(1.2816 * sigma)``; ``mean = median * exp(sigma**2 / 2)``. Optionally clipped.
+    """
+
+    kind: Literal["lognormal"] = "lognormal"
+    median: PositiveFloat
+    sigma: NonNegativeFloat
+    min: NonNegativeFloat | None = None
+    max: PositiveFloat | None = None
+
+
+class Gamma(Strict):
+    """Gamma with the given mean and coefficient of variation (std/mean)."""
+
+    kind: Literal["gamma"] = "gamma"
+    mean: PositiveFloat
+    cv: PositiveFloat
+
+
+class Empirical(Strict):
+    """Draw from ``values`` with optional ``weights`` (normalised)."""
+
+    kind: Literal["empirical"] = "empirical"
+    values: list[NonNegativeFloat] = Field(min_length=1)
+    weights: list[NonNegativeFloat] | None = None
+
+    @model_validator(mode="after")
+    def _weights(self) -> Empirical:
+        if self.weights is not None:
+            if len(self.weights) != len(self.values):
+                raise ValueError(
+                    f"weights has {len(self.weights)} entries but values has {len(self.values)}"
+                )
+            if sum(self.weights) <= 0:
+                raise ValueError("weights must not all be zero")
+        return self
+
+
+Dist = Annotated[
+    Constant | Uniform | Exponential | Lognormal | Gamma | Empirical, Field(discriminator="kind")
+]
+"""A distribution of a non-negative quantity (tokens, seconds, counts)."""
+
+
+# --------------------------------------------------------------------------- workload
+
+
+class FanOut(Strict):
+    """Parallel sub-agents: after ``at_step`` lead steps, ``subagents`` chains run in parallel and a join call
+    waits for all of them. Each sub-agent starts from the lead's context as its cacheable prefix."""
+
+    subagents: Dist
+    at_step: PositiveInt = 1
+    steps: Dist
+    result_tokens: Dist = Field(description="tokens each sub-agent's result adds to the lead's context")
+
+
+class AgentProfile(Strict):
+    """An agent template: a chain of calls whose context grows step by step.
+
+    ``prompt(1) = system + task``; ``prompt(k) = prompt(k-1) + output(k-1) + tool_result(k-1)``; the previous
+    prompt is the cacheable prefix of the next call. ``system_prompt_tokens`` is shared by every task of the
+    workload when ``shared_system_prompt`` (a policy or tool-schema prompt), so it is a cross-task prefix.
+    """
+
+    kind: Literal["agent"] = "agent"
+    system_prompt_tokens: Dist = Constant(value=2000)
+    shared_system_prompt: bool = True
+    task_prompt_tokens: Dist = Constant(value=500)
+    steps: Dist = Constant(value=10)
+    output_tokens: Dist = Constant(value=300)
+    tool_result_tokens: Dist = Constant(value=500)
+    tool_s: Dist = Constant(value=2.0)
+    fanout: FanOut | None = None
+    context_limit_tokens: PositiveInt = 200_000
+    compact_to_tokens: PositiveInt = Field(
+        20_000, description="context after compaction when the next prompt would pass the limit"
+    )
+
+    @model_validator(mode="after")
+    def _compaction(self) -> AgentProfile:
+        if self.compact_to_tokens >= self.context_limit_tokens:
+            raise ValueError(
+                f"compact_to_tokens ({self.compact_to_tokens}) must be below "
+                f"context_limit_tokens ({self.context_limit_tokens})"
+            )
+        return self
+
+
+class FixedProfile(Strict):
+    """One call per task with the given prompt and output tokens and no shared prefix: the shape of serving
+    benchmarks (fixed ISL/OSL), for calibration and comparison with published figures."""
+
+    kind: Literal["fixed"] = "fixed"
+    prompt_tokens: Dist
+    output_tokens: Dist
+
+
+Profile = Annotated[AgentProfile | FixedProfile, Field(discriminator="kind")]
+
+
+class Poisson(Strict):
+    """Tasks arrive as a Poisson process (exponential inter-arrival times)."""
+
+    kind: Literal["poisson"] = "poisson"
+    rate_per_s: PositiveFloat
+
+
+class GammaArrivals(Strict):
+    """Renewal process with gamma inter-arrival times: mean ``1/rate_per_s``, coefficient of variation ``cv``
+    (cv > 1 is burstier than Poisson, cv < 1 smoother)."""
+
+    kind: Literal["gamma"] = "gamma"
+    rate_per_s: PositiveFloat
+    cv: PositiveFloat
+
+
+class Closed(Strict):
+    """A fixed population of agents: each starts its next task ``think_s`` after its last one ended."""
+
+    kind: Literal["closed"] = "closed"
+    agents: PositiveInt
+    think_s: Dist = Constant(value=0.0)
+    ramp_s: NonNegativeFloat = Field(
+        0.0, description="agents start uniformly spread over [0, ramp_s) so they do not all arrive at t=0"
+    )
+
+
+Arrivals = Annotated[Poisson | GammaArrivals | Closed, Field(discriminator="kind")]
+
+
+class Slo(Strict):
+    """Service-level objectives. A call meets its SLO when its TTFT and TPOT are within the targets; a task
+    when its duration is. ``*_p99_s`` style names: the target is on that percentile of the run."""
+
+    ttft_s: PositiveFloat | None = Field(None, description="per-call TTFT target")
+    tpot_s: PositiveFloat | None = Field(None, description="per-call time-per-output-token target")
+    task_s: PositiveFloat | None = Field(None, description="per-task duration target")
+    ttft_p99_s: PositiveFloat | None = None
+    tpot_p99_s: PositiveFloat | None = None
+    task_p95_s: PositiveFloat | None = None
+
+
+class WorkloadSpec(Strict):
+    """One stream of tasks: a profile, its arrivals and its SLOs.
+
+    ``profile`` is a built-in name (``agentsim catalog``) or an inline profile; ``overrides`` changes fields of
+    a named profile (validated like the profile itself).
+    """
+
+    name: str | None = None
+    profile: str | Profile = "coding-agent"
+    overrides: dict[str, object] = Field(default_factory=dict)
+    arrivals: Arrivals = Poisson(rate_per_s=0.1)
+    slo: Slo = Slo()
+    max_tasks: PositiveInt | None = Field(None, description="stop issuing new tasks after this many")
+
+    @property
+    def label(self) -> str:
+        """The workload's name in tables: ``name``, else the profile's name or kind."""
+        if self.name:
+            return self.name
+        if isinstance(self.profile, str):
+            return self.profile
+        return self.profile.kind
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+class EngineSpec(Strict):
+    """Serving-engine knobs, vLLM's names where they exist."""
+
+    max_num_seqs: PositiveInt = 256
+    max_batched_tokens: PositiveInt = 8192
+    chunked_prefill: bool = True
+    prefix_caching: bool = True
+    block_size_tokens: PositiveInt = 16
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    kv_capacity_tokens: PositiveInt | None = Field(
+        None, description="override the KV capacity derived from memory (tokens per replica)"
+    )
+
+
+Precision = Literal["bf16", "fp8", "fp4"]
+
+
+class Deployment(Strict):
+    """Model x hardware x parallelism x precision x engine knobs."""
+
+    model: str
+    hardware: str
+    tp: PositiveInt = 1
+    pp: PositiveInt = 1
+    precision: Precision = "bf16"
+    kv_precision: Precision | None = Field(None, description="KV-cache precision; default: as the weights")
+    engine: EngineSpec = EngineSpec()
+
+    @property
+    def gpus(self) -> int:
+        """Accelerators per replica."""
+        return self.tp * self.pp
+
+
+class RooflinePerf(Strict):
+    """Step time from catalog specs and the model's architecture:
+    ``max(compute / MFU, memory / MBU) + overhead``."""
+
+    kind: Literal["roofline"] = "roofline"
+    mfu: float = Field(0.5, gt=0, le=1, description="achieved fraction of peak dense FLOPS")
+    mbu: float = Field(0.7, gt=0, le=1, description="achieved fraction of peak HBM bandwidth")
+    overhead_s: NonNegativeFloat = Field(0.002, description="fixed per-step cost (scheduling, launches)")
+
+
+class LinearPerf(Strict):
+    """``step_s = alpha + beta * prefill_tokens + gamma * context_tokens + delta * decode_seqs``."""
+
+    kind: Literal["linear"] = "linear"
+    alpha_s: NonNegativeFloat
+    beta_s_per_prefill_token: NonNegativeFloat = 0.0
+    gamma_s_per_context_token: NonNegativeFloat = 0.0
+    delta_s_per_seq: NonNegativeFloat = 0.0
+
+
+class TablePoint(Strict):
+    """One measured step: its shape and its duration."""
+
+    prefill_tokens: NonNegativeFloat
+    decode_seqs: NonNegativeFloat
+    context_tokens: NonNegativeFloat
+    step_s: PositiveFloat
+
+
+class TablePerf(Strict):
+    """Interpolation over measured steps (linear in each axis over the points' grid).
+
+    ``out_of_range``: ``clip`` holds the edge value, ``extrapolate`` continues the edge slope, ``error``
+    stops the run. Points outside the table are counted in the results either way.
+    """
+
+    kind: Literal["table"] = "table"
+    points: list[TablePoint] = Field(min_length=1)
+    out_of_range: Literal["clip", "extrapolate", "error"] = "clip"
+
+
+PerfSpec = Annotated[RooflinePerf | LinearPerf | TablePerf, Field(discriminator="kind")]
+
+
+class PoolSpec(Strict):
+    """A set of identical replicas with one role."""
+
+    name: str
+    role: Literal["unified"] = "unified"
+    deployment: Deployment
+    perf: PerfSpec = RooflinePerf()
+    replicas: int = Field(1, ge=0)
+
+
+class RoundRobin(Strict):
+    """Calls go to replicas in turn."""
+
+    kind: Literal["round-robin"] = "round-robin"
+
+
+class LeastLoad(Strict):
+    """Calls go to the replica with the fewest outstanding tokens (prompt still to compute + output still to
+    generate); ties to the lowest index."""
+
+    kind: Literal["least-load"] = "least-load"
+
+
+class SessionAffinity(Strict):
+    """A task's calls stay on the replica its first call went to (chosen by least load)."""
+
+    kind: Literal["session-affinity"] = "session-affinity"
+
+
+class PrefixAware(Strict):
+    """Calls go to the replica holding the longest cached prefix of their prompt; ties to the least load."""
+
+    kind: Literal["prefix-aware"] = "prefix-aware"
+
+
+RouterSpec = Annotated[RoundRobin | LeastLoad | SessionAffinity | PrefixAware, Field(discriminator="kind")]
+
+
+class ClusterSpec(Strict):
+    """Pools of replicas and the router in front of them."""
+
+    pools: list[PoolSpec] = Field(min_length=1)
+    router: RouterSpec = LeastLoad()
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> ClusterSpec:
+        names = [p.name for p in self.pools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pool names must be unique; repeated: {', '.join(dupes)}")
+        if sum(p.replicas for p in self.pools) == 0:
+            raise ValueError("the cluster has no replicas")
+        return self
+
+
+# --------------------------------------------------------------------------- pricing
+
+
+PriceTier = Literal["rental_3y", "own_hyperscaler", "own_neocloud"]
+
+
+class Rental(Strict):
+    """$/GPU-hour from the catalog's price table (``tier``) or given explicitly."""
+
+    kind: Literal["rental"] = "rental"
+    tier: PriceTier = "rental_3y"
+    usd_per_gpu_hour: PositiveFloat | None = Field(None, description="override the catalog price")
+    pue: float = Field(1.3, ge=1.0, description="facility power usage effectiveness")
+
+
+class Tco(Strict):
+    """Owned hardware: ``C_hr = (capex * CRF(r, n) + opex_per_year) / 8760 + kW_all_in * PUE * $/kWh``."""
+
+    kind: Literal["tco"] = "tco"
+    capex_usd_per_gpu: PositiveFloat
+    years: PositiveFloat = 4.0
+    interest_rate: NonNegativeFloat = 0.08
+    opex_usd_per_gpu_year: NonNegativeFloat = 0.0
+    kw_all_in_per_gpu: PositiveFloat | None = Field(None, description="default: the catalog's all-in kW")
+    pue: float = Field(1.3, ge=1.0)
+    usd_per_kwh: NonNegativeFloat = 0.08
+
+
+PricingSpec = Annotated[Rental | Tco, Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+class Scenario(Strict):
+    """One simulated run: workload x cluster x pricing over ``horizon_s`` of simulated time."""
+
+    name: str = "scenario"
+    seed: int = Field(0, ge=0)
+    horizon_s: PositiveFloat = 600.0
+    warmup_s: NonNegativeFloat = Field(0.0, description="excluded from summary statistics")
+    sample_interval_s: PositiveFloat = Field(10.0, description="period of the replicas time series")
+    workload: list[WorkloadSpec] = Field(min_length=1)
+    cluster: ClusterSpec
+    pricing: PricingSpec = Rental()
+
+    @model_validator(mode="after")
+    def _window(self) -> Scenario:
+        if self.warmup_s >= self.horizon_s:
+            raise ValueError(f"warmup_s ({self.warmup_s}) must be below horizon_s ({self.horizon_s})")
+        labels = [w.label for w in self.workload]
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        if dupes:
+            raise ValueError(f"workload names must be unique (set `name`); repeated: {', '.join(dupes)}")
+        return self

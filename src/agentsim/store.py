@@ -1,0 +1,84 @@
+"""Results on disk: one directory per run, written atomically, never overwritten unless asked.
+
+A run directory holds ``calls.parquet``, ``tasks.parquet``, ``replicas.parquet``, ``pools.parquet``,
+``summary.json`` and ``manifest.json``. Everything is first written into a hidden temporary sibling directory
+and then renamed into place, so a reader (or a crash) never sees half a run. An existing directory is refused
+unless ``overwrite=True``; then the old one is moved aside, the new one renamed in, and only then the old one
+deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TABLES = ("calls", "tasks", "replicas", "pools")
+
+
+class RunExistsError(FileExistsError):
+    """The output directory exists and overwriting was not asked for."""
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def write_run(
+    out: Path, tables: dict[str, pa.Table], summary: dict[str, Any], manifest: dict[str, Any],
+    *, overwrite: bool = False,
+) -> Path:
+    """Write one run's tables and JSON files into ``out`` atomically; return ``out``."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise RunExistsError(f"{out} already exists; choose another --out or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        for name, table in tables.items():
+            pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
+        (tmp / "summary.json").write_text(_json(summary))
+        (tmp / "manifest.json").write_text(_json(manifest))
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def new_run_dir(root: Path = Path("runs"), name: str = "run") -> Path:
+    """A fresh, not yet existing directory under ``root`` named by the current time and ``name``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    base = root / f"{stamp}-{name}"
+    path = base
+    i = 1
+    while path.exists():
+        path = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return path
+
+
+def read_run(path: Path) -> dict[str, Any]:
+    """Read a run directory back: the tables (Arrow) and the two JSON documents."""
+    path = Path(path)
+    out: dict[str, Any] = {}
+    for name in TABLES:
+        f = path / f"{name}.parquet"
+        if f.exists():
+            out[name] = pq.read_table(f)
+    out["summary"] = json.loads((path / "summary.json").read_text())
+    out["manifest"] = json.loads((path / "manifest.json").read_text())
+    return out

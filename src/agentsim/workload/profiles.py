@@ -1,0 +1,290 @@
+"""Agent profiles: named templates, overrides, and the factory that turns a profile into tasks.
+
+An **agent profile** (:class:`agentsim.spec.AgentProfile`) describes one kind of agent by distributions: how
+long its system prompt and task prompt are, how many steps it takes, how many tokens each step generates
+and appends (tool results), how long each tool runs, whether it fans out to sub-agents, and what happens at
+its context limit. A **task** is one run of that agent: a DAG of LLM calls (:class:`TaskTemplate`).
+
+How a chain grows. Call 0 sends ``system + task`` tokens. After each call the agent runs a tool (the next
+call's ``gap_s``) whose result is appended, so::
+
+    prompt(k) = prompt(k-1) + output(k-1) + tool_result(k-1)
+
+and the whole previous prompt is the cacheable prefix of the next call (``prefix_parent = k-1``). This is
+why agent traffic is dominated by cache hits: the appended tokens per step are small next to the context.
+
+Compaction. When ``prompt(k)`` would exceed ``context_limit_tokens``, the agent summarises its history: the
+call is sent with ``system + compact_to_tokens`` tokens and ``prefix_parent = ROOT`` (only a shared system
+prompt can still be reused), then growth resumes from there. Two clamps keep every prompt within the limit:
+a system-prompt draw is capped at ``context_limit - compact_to`` (so a compacted context fits) and call 0 is
+capped at the limit (the task prompt is truncated).
+
+Fan-out (:class:`agentsim.spec.FanOut`). After ``min(at_step, steps)`` lead calls, ``K`` sub-agents start in
+parallel (``K = 0`` skips the fan-out and its join). Sub-agent ``j`` is a chain of ``steps`` calls whose first
+call depends on the lead's last call, reuses the lead's prompt as its prefix and adds the lead's output and
+an instruction (a ``tool_result_tokens`` draw), sent without a gap. A **join** call then waits for the last
+call of every chain; its prompt is the lead's context (last lead prompt + output) plus the sub-agents'
+``result_tokens``, its prefix the last lead call. The lead then makes its remaining ``steps - at_step`` calls
+after the join. Calls are listed lead-first, then chain by chain, then the join, then the rest: a topological
+order.
+
+Token counts are integers: every draw is rounded half-to-even; outputs, steps and sub-agent steps are at
+least 1 and any prompt is at least 1.
+
+Built-in profiles live in ``catalog/profiles.yaml`` with their sources; :func:`resolve_profile` looks a name
+up and merges a workload's ``overrides`` into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from agentsim.spec import AgentProfile, FixedProfile, Profile, WorkloadSpec
+from agentsim.workload.distributions import BLOCK, BlockSampler, IntSampler, sample
+from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate
+
+# --------------------------------------------------------------------------- built-in profiles
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinProfile:
+    """A named profile of the catalog with where its numbers come from."""
+
+    name: str
+    profile: AgentProfile
+    source: str
+    notes: str
+
+
+@lru_cache(maxsize=1)
+def _load_builtins() -> tuple[BuiltinProfile, ...]:
+    """Read and validate ``catalog/profiles.yaml`` once (immutable result, safe to cache)."""
+    text = resources.files("agentsim").joinpath("catalog/profiles.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    if not isinstance(raw, dict):
+        raise ValueError("catalog/profiles.yaml: expected a mapping of profile name -> entry")
+    out: list[BuiltinProfile] = []
+    for name, entry in raw.items():
+        if not isinstance(entry, dict) or set(entry) != {"source", "notes", "profile"}:
+            raise ValueError(f"catalog/profiles.yaml: {name!r} needs exactly the keys source, notes, profile")
+        try:
+            profile = AgentProfile.model_validate(entry["profile"])
+        except ValidationError as e:
+            raise ValueError(f"catalog/profiles.yaml: profile {name!r} is invalid:\n{_errors(e)}") from e
+        out.append(BuiltinProfile(str(name), profile, str(entry["source"]), str(entry["notes"])))
+    return tuple(out)
+
+
+def builtin_catalog() -> dict[str, BuiltinProfile]:
+    """The built-in profiles with their sources and notes, by name (a fresh dict on each call)."""
+    return {b.name: b for b in _load_builtins()}
+
+
+def builtin_profiles() -> dict[str, AgentProfile]:
+    """The built-in profiles by name (a fresh dict on each call; the profiles are frozen)."""
+    return {b.name: b.profile for b in _load_builtins()}
+
+
+# --------------------------------------------------------------------------- overrides
+
+_PROFILE: TypeAdapter[AgentProfile | FixedProfile] = TypeAdapter(Profile)
+
+
+def _errors(e: ValidationError) -> str:
+    """One line per pydantic error, the field path first: ``steps.lognormal.sigma: Input should be ...``."""
+    lines = []
+    for err in e.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(profile)"
+        lines.append(f"  {loc}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """``over`` merged into ``base``: mappings key by key, recursively; anything else replaced.
+
+    A mapping whose ``kind`` differs from the base's replaces it whole, so ``steps: {kind: constant,
+    value: 10}`` over a lognormal does not inherit ``median`` and ``sigma``.
+    """
+    if isinstance(base, Mapping) and isinstance(over, Mapping):
+        if "kind" in over and over["kind"] != base.get("kind"):
+            return dict(over)
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = deep_merge(base[k], v) if k in base else v
+        return out
+    return over
+
+
+def _expand_dotted(overrides: Mapping[str, object]) -> dict[str, Any]:
+    """``{"fanout.steps": d}`` -> ``{"fanout": {"steps": d}}``, so sweeps can name one nested field."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        nested: Any = value
+        for part in reversed(key.split(".")):
+            nested = {part: nested}
+        out = deep_merge(out, nested)
+    return out
+
+
+def apply_overrides(
+    profile: AgentProfile | FixedProfile, overrides: Mapping[str, object], what: str = "profile"
+) -> AgentProfile | FixedProfile:
+    """``profile`` with ``overrides`` deep-merged in and validated; a ``ValueError`` names each bad field."""
+    if not overrides:
+        return profile
+    merged = deep_merge(profile.model_dump(), _expand_dotted(overrides))
+    try:
+        return _PROFILE.validate_python(merged)
+    except ValidationError as e:
+        raise ValueError(f"overrides of {what} are invalid:\n{_errors(e)}") from e
+
+
+def resolve_profile(w: WorkloadSpec) -> AgentProfile | FixedProfile:
+    """The profile a workload runs: a built-in looked up by name, or the inline one, with ``w.overrides``.
+
+    Raises ``ValueError`` for an unknown name (listing the known ones) or an override that does not validate.
+    """
+    if isinstance(w.profile, str):
+        known = builtin_profiles()
+        if w.profile not in known:
+            raise ValueError(
+                f"workload {w.label!r}: unknown profile {w.profile!r}; known: {', '.join(sorted(known))}"
+            )
+        base: AgentProfile | FixedProfile = known[w.profile]
+        what = f"profile {w.profile!r} (workload {w.label!r})"
+    else:
+        base = w.profile
+        what = f"the inline {w.profile.kind} profile (workload {w.label!r})"
+    return apply_overrides(base, w.overrides, what)
+
+
+# --------------------------------------------------------------------------- task factory
+
+
+class TaskFactory:
+    """Generates the tasks of one workload from its profile, one :meth:`next` at a time.
+
+    Every random quantity has its own :class:`~agentsim.workload.distributions.BlockSampler` drawing ``block``
+    values at a time from ``rng``, so a task costs a few list slices and one Python loop over its calls. The
+    stream of tasks is a pure function of the profile and the generator's state. A shared system prompt is
+    drawn once, here, for the whole workload.
+    """
+
+    def __init__(
+        self,
+        profile: AgentProfile | FixedProfile,
+        workload: str,
+        rng: np.random.Generator,
+        *,
+        block: int = BLOCK,
+    ) -> None:
+        self.profile = profile
+        self.workload = workload
+        if isinstance(profile, FixedProfile):
+            self._prompt = IntSampler(profile.prompt_tokens, rng, 1, block)
+            self._fixed_out = IntSampler(profile.output_tokens, rng, 1, block)
+            return
+        p = profile
+        self._limit = p.context_limit_tokens
+        self._compact_to = p.compact_to_tokens
+        self._system_cap = p.context_limit_tokens - p.compact_to_tokens
+        self._shared = p.shared_system_prompt
+        self._system = IntSampler(p.system_prompt_tokens, rng, 0, block)
+        self._shared_system = 0
+        if self._shared:
+            # One draw for the workload, not a block: the sampler's stream is never used when shared.
+            s = int(np.rint(sample(p.system_prompt_tokens, rng, 1)[0]))
+            self._shared_system = min(max(s, 0), self._system_cap)
+        self._task = IntSampler(p.task_prompt_tokens, rng, 0, block)
+        self._steps = IntSampler(p.steps, rng, 1, block)
+        self._out = IntSampler(p.output_tokens, rng, 1, block)
+        self._tool = IntSampler(p.tool_result_tokens, rng, 0, block)
+        self._tool_s = BlockSampler(p.tool_s, rng, block)
+        f = p.fanout
+        self._at_step = 0 if f is None else f.at_step
+        if f is not None:
+            self._k = IntSampler(f.subagents, rng, 0, block)
+            self._sub_steps = IntSampler(f.steps, rng, 1, block)
+            self._result = IntSampler(f.result_tokens, rng, 0, block)
+
+    def next(self) -> TaskTemplate:
+        """One new task."""
+        if isinstance(self.profile, FixedProfile):
+            call = CallTemplate(self._prompt.next(), self._fixed_out.next())
+            return TaskTemplate(self.workload, (call,), 0)
+        system = self._shared_system if self._shared else min(self._system.next(), self._system_cap)
+        compacted = system + self._compact_to
+        limit = self._limit
+        first = max(1, min(system + self._task.next(), limit))
+        n = self._steps.next()
+        calls: list[CallTemplate] = [CallTemplate(first, self._out.next())]
+        if not self._at_step:
+            self._grow(calls, n - 1, compacted)
+        else:
+            lead_n = min(self._at_step, n)
+            self._grow(calls, lead_n - 1, compacted)
+            k = self._k.next()
+            if k > 0:
+                self._fan_out(calls, k, compacted)
+            self._grow(calls, n - lead_n, compacted)
+        return TaskTemplate(self.workload, tuple(calls), system if self._shared else 0)
+
+    def __iter__(self) -> TaskFactory:
+        return self
+
+    def __next__(self) -> TaskTemplate:
+        return self.next()
+
+    def _grow(self, calls: list[CallTemplate], n: int, compacted: int) -> None:
+        """Append ``n`` chain steps after the last call of ``calls``."""
+        if n <= 0:
+            return
+        outs = self._out.take(n)
+        tools = self._tool.take(n)
+        gaps = self._tool_s.take(n)
+        limit = self._limit
+        prev = len(calls) - 1
+        last = calls[prev]
+        p, o = last.prompt_tokens, last.output_tokens
+        append = calls.append
+        for j in range(n):
+            p += o + tools[j]
+            if p > limit:
+                p = compacted
+                parent = ROOT
+            else:
+                parent = prev
+            o = outs[j]
+            append(CallTemplate(p, o, (prev,), gaps[j], parent))
+            prev += 1
+
+    def _fan_out(self, calls: list[CallTemplate], k: int, compacted: int) -> None:
+        """Append ``k`` sub-agent chains forked from the last call, then their join."""
+        lead = len(calls) - 1
+        context = calls[lead].prompt_tokens + calls[lead].output_tokens
+        limit = self._limit
+        instructions = self._tool.take(k)
+        lengths = self._sub_steps.take(k)
+        outs = self._out.take(k + 1)
+        lasts: list[int] = []
+        for j in range(k):
+            p = context + instructions[j]
+            parent = lead
+            if p > limit:
+                p, parent = compacted, ROOT
+            calls.append(CallTemplate(p, outs[j], (lead,), 0.0, parent))
+            self._grow(calls, lengths[j] - 1, compacted)
+            lasts.append(len(calls) - 1)
+        p = context + sum(self._result.take(k))
+        parent = lead
+        if p > limit:
+            p, parent = compacted, ROOT
+        calls.append(CallTemplate(p, outs[k], tuple(lasts), 0.0, parent))

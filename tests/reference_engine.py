@@ -1,0 +1,195 @@
+"""A plain step-by-step engine: the reference the event-skipping engine must agree with to 1e-9 s.
+
+It implements the model written in ``agentsim/serving/replica.py``'s docstring the obvious way: one loop
+iteration per engine step, explicit per-call token counts, no step counter arithmetic, no segments, no simpy.
+It shares only the prefix-cache bookkeeping (:class:`agentsim.serving.kvcache.KvCache`, tested on its own
+invariants) so that the comparison isolates the scheduling, the event skipping and the accounting.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from agentsim.perf.base import PerfModel
+from agentsim.serving.kvcache import KvCache, Node
+from agentsim.spec import EngineSpec
+
+
+@dataclass
+class RefCall:
+    """Input: one call; output fields are filled by :func:`run_reference`."""
+
+    arrival_s: float
+    prompt: int
+    output: int
+    parent: int | None = None  # index of the call whose prompt is this call's prefix
+    root_key: int | None = None
+    root_len: int = 0
+    # results
+    first_token_s: float | None = None
+    done_s: float | None = None
+    preemptions: int = 0
+    cached: int = 0
+    busy_s: float = 0.0
+    # state
+    generated: int = 0
+    target: int = 0
+    computed: int = 0
+    kv: int = 0  # tokens of this call in KV (cached part included)
+    held: int = 0
+    nodes: list[Node] = field(default_factory=list)
+    decoding: bool = False
+
+
+def run_reference(
+    calls: list[RefCall], perf: PerfModel, engine: EngineSpec, capacity: int
+) -> tuple[float, KvCache]:
+    """Simulate ``calls`` (sorted by arrival) on one replica, step by step. Returns (busy seconds, cache)."""
+    kv = KvCache(capacity, engine.block_size_tokens, engine.prefix_caching)
+    waiting: deque[int] = deque()
+    running: list[int] = []  # admission order
+    arrivals = deque(sorted(range(len(calls)), key=lambda i: calls[i].arrival_s))
+    t = 0.0
+    busy = 0.0
+
+    def find(i: int) -> Node | None:
+        if not kv.enabled:
+            return None
+        c = calls[i]
+        keys = [i]
+        p = c.parent
+        while p is not None:
+            keys.append(p)
+            p = calls[p].parent
+        if c.root_key is not None:
+            keys.append(c.root_key)
+        return kv.find(keys)
+
+    def release_nodes(c: RefCall, now: float) -> None:
+        for n in c.nodes:
+            kv.unref(n, now)
+        c.nodes = []
+
+    while arrivals or waiting or running:
+        if not waiting and not running:
+            t = max(t, calls[arrivals[0]].arrival_s)
+        while arrivals and calls[arrivals[0]].arrival_s <= t:
+            waiting.append(arrivals.popleft())
+
+        # 1. KV room for decode tokens: evict, then preempt the newest.
+        dec = [i for i in running if calls[i].decoding]
+        if dec and kv.free < len(dec) and not kv.make_room(len(dec)):
+            while dec and kv.free < len(dec):
+                i = running.pop()
+                c = calls[i]
+                kv.private -= c.kv - c.held
+                release_nodes(c, t)
+                c.kv = c.held = c.computed = 0
+                c.decoding = False
+                c.preemptions += 1
+                waiting.appendleft(i)
+                dec = [j for j in running if calls[j].decoding]
+        # 2. Budget.
+        budget = engine.max_batched_tokens - len(dec)
+        chunks: dict[int, int] = {}
+        ctx = sum(calls[i].kv for i in dec)
+        for i in running:
+            c = calls[i]
+            if c.decoding:
+                continue
+            if budget <= 0:
+                continue
+            left = c.target - c.computed
+            chunk = left if (left <= budget or not engine.chunked_prefill) else budget
+            if chunk > budget and (dec or chunks):
+                chunk = 0
+            if chunk:
+                chunks[i] = chunk
+                budget -= chunk
+                ctx += c.computed
+        while waiting and budget > 0 and len(running) < engine.max_num_seqs:
+            i = waiting[0]
+            c = calls[i]
+            target = c.prompt + c.generated
+            node = find(i)
+            while node is not None and node.length >= target:
+                node = node.parent
+            hit = 0 if node is None else node.length
+            need = target - hit
+            if not engine.chunked_prefill and need > budget and (running or budget < engine.max_batched_tokens):
+                break
+            if node is not None:
+                kv.ref(node)
+            if not kv.make_room(need):
+                if node is not None:
+                    node.refs -= 1
+                    if node.refs == 0 and node.children == 0:
+                        kv._push(node)
+                break
+            waiting.popleft()
+            kv.private += need
+            c.target, c.held, c.computed, c.kv = target, hit, hit, target
+            if c.generated == 0:
+                c.cached = hit
+            if node is not None:
+                c.nodes.append(node)
+                node.last_use = t
+            running.append(i)
+            chunk = need if not engine.chunked_prefill else min(need, budget)
+            chunks[i] = chunk
+            budget -= chunk
+            ctx += c.computed
+        p_tokens = sum(chunks.values())
+        d = len(dec)
+        if p_tokens == 0 and d == 0:
+            continue  # nothing runnable yet (cannot happen with arrivals pending; loop jumps t)
+        # 3. One step.
+        dt = perf.step_time(p_tokens, d, ctx)
+        t += dt
+        busy += dt
+        tokens = p_tokens + d
+        finished: list[int] = []  # decode finishers
+        first: list[int] = []  # calls finishing in their prefill step
+        for i in dec:
+            c = calls[i]
+            c.busy_s += dt / tokens
+            c.generated += 1
+            c.computed += 1
+            c.kv += 1
+            kv.private += 1
+            if c.generated >= c.output:
+                finished.append(i)
+        for i, chunk in chunks.items():
+            c = calls[i]
+            c.busy_s += dt * chunk / tokens
+            c.computed += chunk
+            if c.computed < c.target:
+                continue
+            if kv.enabled and i not in kv.nodes:
+                if not c.nodes and c.root_key is not None and c.root_key not in kv.nodes:
+                    root = kv.aligned(c.root_len)
+                    if root > 0:
+                        c.nodes.append(kv.insert(c.root_key, None, root, t))
+                        c.held = root
+                length = kv.aligned(c.prompt)
+                parent = c.nodes[-1] if c.nodes else None
+                if length > c.held:
+                    c.nodes.append(kv.insert(i, parent, length, t))
+                    c.held = length
+            c.generated += 1
+            if c.first_token_s is None:
+                c.first_token_s = t
+            if c.generated >= c.output:
+                first.append(i)
+            else:
+                c.decoding = True
+        # Same order as the engine: prefill finishers in admission order, then decode finishers by id.
+        for i in first + sorted(finished):
+            c = calls[i]
+            kv.private -= c.kv - c.held
+            release_nodes(c, t)
+            c.done_s = t
+            c.decoding = False
+            running.remove(i)
+    return busy, kv
