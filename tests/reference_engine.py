@@ -117,7 +117,11 @@ def run_reference(
                 node = node.parent
             hit = 0 if node is None else node.length
             need = target - hit
-            if not engine.chunked_prefill and need > budget and (running or budget < engine.max_batched_tokens):
+            if (
+                not engine.chunked_prefill
+                and need > budget
+                and (running or budget < engine.max_batched_tokens)
+            ):
                 break
             if node is not None:
                 kv.ref(node)

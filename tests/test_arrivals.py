@@ -58,7 +58,7 @@ def test_stationary_from_time_zero(spec: GammaArrivals) -> None:
     """The first arrival is an equilibrium residual, so short windows at t=0 already have rate λ."""
     rng = np.random.default_rng(2)
     lam, c = spec.rate_per_s, spec.cv
-    reps = 20_000
+    reps = 8_000
     window = 1.0 / lam
     firsts = np.empty(reps)
     counts = np.empty(reps)

@@ -7,6 +7,7 @@ means a wrong formula or sampler, not an unlucky seed (P(|N(0,1)| > 5) ~ 6e-7).
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -328,7 +329,7 @@ def test_fanout_structure() -> None:
         assert calls[h].prefix_parent == lead and calls[h].gap_s == 0.0
         assert calls[h].prompt_tokens == context + 250  # instruction = a tool-result draw
         chain = [h, h + 1, h + 2]
-        for a, b in zip(chain, chain[1:], strict=False):
+        for a, b in itertools.pairwise(chain):
             assert calls[b].deps == (a,) and calls[b].prefix_parent == a
         lasts.append(chain[-1])
     join = 14
@@ -445,7 +446,7 @@ def test_bad_overrides_name_the_field(overrides: dict[str, object], field: str) 
 
 
 def test_unknown_profile_lists_known_names() -> None:
-    with pytest.raises(ValueError, match="coding-agent.*deep-research"):
+    with pytest.raises(ValueError, match=r"known: chat, coding-agent, deep-research, support-agent"):
         resolve_profile(WorkloadSpec(profile="coding-agnet"))
 
 
@@ -526,7 +527,7 @@ def _dist_draw(draw: st.DrawFn, lo: float, hi: float) -> Dist:
     return draw(_dist(lo, hi))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(profile=agent_profiles(), seed=st.integers(0, 2**32 - 1))
 def test_random_profiles_always_give_valid_tasks(profile: AgentProfile, seed: int) -> None:
     f = TaskFactory(profile, "p", np.random.default_rng(seed), block=64)

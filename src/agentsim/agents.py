@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from agentsim.clock import later
 from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
 from agentsim.workload.taskgraph import ROOT, TaskTemplate
@@ -37,8 +38,19 @@ class Stream:
 class TaskRun:
     """A task in flight: its template, its calls so far and its dependency counters."""
 
-    __slots__ = ("affinity", "agent", "calls", "done_s", "id", "pending", "remaining", "start_s",
-                 "stream", "template", "children")
+    __slots__ = (
+        "affinity",
+        "agent",
+        "calls",
+        "children",
+        "done_s",
+        "id",
+        "pending",
+        "remaining",
+        "start_s",
+        "stream",
+        "template",
+    )
 
     def __init__(self, id: int, stream: Stream, template: TaskTemplate, start_s: float, agent: int | None):
         self.id = id
@@ -50,12 +62,16 @@ class TaskRun:
         self.affinity: int | None = None
         n = len(template.calls)
         self.calls: list[Call | None] = [None] * n
+        self.remaining = n
+        if n == 1:  # single-call tasks (serving benchmarks) skip the DAG bookkeeping
+            self.pending = [0]
+            self.children: list[list[int]] = [[]]
+            return
         self.pending = [len(c.deps) for c in template.calls]
-        self.children: list[list[int]] = [[] for _ in range(n)]
+        self.children = [[] for _ in range(n)]
         for i, c in enumerate(template.calls):
             for d in c.deps:
                 self.children[d].append(i)
-        self.remaining = n
 
 
 class Agents:
@@ -92,8 +108,7 @@ class Agents:
                     self._at(t, self._start_task, s, agent)
 
     def _at(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
-        ev = self.env.timeout(delay)
-        ev.callbacks.append(lambda _ev: fn(*args))
+        later(self.env, delay, fn, *args)
 
     def _schedule_arrival(self, s: Stream) -> None:
         assert s.arrivals is not None
@@ -117,7 +132,12 @@ class Agents:
         self.active[tid] = task
         for i, c in enumerate(task.template.calls):
             if not c.deps:
-                self._at(c.gap_s, self._send, task, i)
+                if c.gap_s > 0:
+                    self._at(c.gap_s, self._send, task, i)
+                else:
+                    # Task starts run from the clock already (an arrival or an agent's wake-up), and sending
+                    # only queues the call at a replica, so no ordering is lost by sending now.
+                    self._send(task, i)
 
     def _send(self, task: TaskRun, i: int) -> None:
         tc = task.template.calls[i]

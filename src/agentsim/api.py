@@ -153,8 +153,11 @@ def example_text(name: str = "default") -> str:
     """The text of a built-in, commented example scenario."""
     f = resources.files("agentsim") / "examples" / f"{name}.yaml"
     if not f.is_file():
-        known = sorted(p.name.removesuffix(".yaml") for p in (resources.files("agentsim") / "examples").iterdir()
-                       if p.name.endswith(".yaml"))
+        known = sorted(
+            p.name.removesuffix(".yaml")
+            for p in (resources.files("agentsim") / "examples").iterdir()
+            if p.name.endswith(".yaml")
+        )
         raise ScenarioError([("", f"no built-in example {name!r}; known: {', '.join(known)}")], "example")
     return f.read_text()
 
@@ -193,5 +196,10 @@ def simulate(
 
 def save_run(result: RunResult, out: str | Path, *, overwrite: bool = False) -> Path:
     """Write a result's tables, summary and manifest into ``out`` (atomic; refuses to overwrite by default)."""
-    tables = {"calls": result.calls, "tasks": result.tasks, "replicas": result.replicas, "pools": result.pools}
+    tables = {
+        "calls": result.calls,
+        "tasks": result.tasks,
+        "replicas": result.replicas,
+        "pools": result.pools,
+    }
     return store.write_run(Path(out), tables, result.summary, result.manifest, overwrite=overwrite)

@@ -52,9 +52,11 @@ def plan_pools(scenario: spec.Scenario, catalog: Catalog) -> list[PoolPlan]:
             continue
         if hw.scaleup_domain_gpus % d.tp:
             errors.append(
-                (f"{where}.deployment.tp",
-                 f"{d.tp} is not a divisor of the {hw.scaleup_domain_gpus} GPUs of a {d.hardware} "
-                 "scale-up domain")
+                (
+                    f"{where}.deployment.tp",
+                    f"{d.tp} is not a divisor of the {hw.scaleup_domain_gpus} GPUs of a {d.hardware} "
+                    "scale-up domain",
+                )
             )
             continue
         if d.pp > model.layers:

@@ -65,12 +65,17 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
     t.add_column("p99", justify="right")
     for key in ("ttft_s", "tpot_s", "call_e2e_s", "task_s", "calls_per_task", "task_usd"):
         d = summary.get(key) or {}
-        t.add_row(f"{key} (mean)", _fmt(d.get("mean")), _fmt(d.get("p50")), _fmt(d.get("p90")), _fmt(d.get("p99")))
+        t.add_row(
+            f"{key} (mean)", _fmt(d.get("mean")), _fmt(d.get("p50")), _fmt(d.get("p90")), _fmt(d.get("p99"))
+        )
     slo = summary.get("slo_attainment") or {}
     rows = [
         ("calls completed / unfinished", f"{summary['calls_completed']} / {summary['calls_unfinished']}"),
         ("tasks completed / unfinished", f"{summary['tasks_completed']} / {summary['tasks_unfinished']}"),
-        ("prompt tokens (cached)", f"{summary['prompt_tokens']:,} ({_fmt(summary['cache_hit_rate'], 3)} hit)"),
+        (
+            "prompt tokens (cached)",
+            f"{summary['prompt_tokens']:,} ({_fmt(summary['cache_hit_rate'], 3)} hit)",
+        ),
         ("output tokens", f"{summary['output_tokens']:,}"),
         ("output tokens/s", _fmt(summary["output_tokens_per_s"])),
         ("SLO attainment calls / tasks", f"{_fmt(slo.get('calls'), 3)} / {_fmt(slo.get('tasks'), 3)}"),
@@ -90,10 +95,16 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
 
 @app.command()
 def run(
-    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML; omit for the built-in default")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: a new runs/...)")] = None,
+    scenario: Annotated[
+        Path | None, typer.Argument(help="scenario YAML; omit for the built-in default")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="output directory (default: a new runs/...)")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
@@ -109,8 +120,12 @@ def run(
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             with Progress(
-                TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s sim"),
-                TimeElapsedColumn(), console=err_console, transient=True,
+                TextColumn("simulating"),
+                BarColumn(),
+                TextColumn("{task.completed:.0f}/{task.total:.0f} s sim"),
+                TimeElapsedColumn(),
+                console=err_console,
+                transient=True,
             ) as bar:
                 job = bar.add_task("sim", total=s.horizon_s)
                 result = api.simulate(s, progress=lambda now, total: bar.update(job, completed=now))
@@ -128,7 +143,8 @@ def run(
         m = result.manifest
         out_console.print(
             f"{m['calls']:,} calls simulated in {m['wall_s']:.2f} s wall "
-            f"({m['calls_per_wall_s']:,.0f} calls/s)", highlight=False,
+            f"({m['calls_per_wall_s']:,.0f} calls/s)",
+            highlight=False,
         )
     out_console.print(f"results: {path}", highlight=False, soft_wrap=True)
 
@@ -136,7 +152,9 @@ def run(
 @app.command()
 def validate(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")
+    ] = None,
 ) -> None:
     """Check a scenario: fields, catalog entries, memory fit. Exit 2 with each problem's path if invalid."""
     from agentsim.catalog import load_catalog
@@ -152,7 +170,8 @@ def validate(
         d = p.spec.deployment
         out_console.print(
             f"  pool {p.spec.name}: {p.spec.replicas} x {d.model} on {d.gpus}x {d.hardware} "
-            f"({d.precision}), KV capacity {p.kv_capacity_tokens:,} tokens per replica", highlight=False,
+            f"({d.precision}), KV capacity {p.kv_capacity_tokens:,} tokens per replica",
+            highlight=False,
         )
 
 
@@ -197,26 +216,68 @@ def catalog(
         typer.echo(json.dumps(doc, indent=2))
         return
     t = Table(title="hardware", header_style="bold")
-    for col in ("id", "bf16 TFLOPS", "fp8 TFLOPS", "fp4 TFLOPS", "HBM GB", "HBM TB/s", "TDP W", "scale-up GB/s"):
+    for col in (
+        "id",
+        "bf16 TFLOPS",
+        "fp8 TFLOPS",
+        "fp4 TFLOPS",
+        "HBM GB",
+        "HBM TB/s",
+        "TDP W",
+        "scale-up GB/s",
+    ):
         t.add_column(col, justify="left" if col == "id" else "right")
     for k, h in c.hardware.items():
-        t.add_row(k, _fmt(h.bf16_dense_tflops), _fmt(h.fp8_dense_tflops), _fmt(h.fp4_dense_tflops),
-                  _fmt(h.hbm_gb), _fmt(h.hbm_tb_s), _fmt(h.tdp_w), _fmt(h.scaleup_gb_s_per_gpu))
+        t.add_row(
+            k,
+            _fmt(h.bf16_dense_tflops),
+            _fmt(h.fp8_dense_tflops),
+            _fmt(h.fp4_dense_tflops),
+            _fmt(h.hbm_gb),
+            _fmt(h.hbm_tb_s),
+            _fmt(h.tdp_w),
+            _fmt(h.scaleup_gb_s_per_gpu),
+        )
     out_console.print(t)
     t = Table(title="models", header_style="bold")
-    for col in ("id", "params B", "active B", "layers", "hidden", "heads", "kv heads", "head dim", "experts", "attn"):
+    for col in (
+        "id",
+        "params B",
+        "active B",
+        "layers",
+        "hidden",
+        "heads",
+        "kv heads",
+        "head dim",
+        "experts",
+        "attn",
+    ):
         t.add_column(col, justify="left" if col in ("id", "attn") else "right")
     for k, m in c.models.items():
-        t.add_row(k, _fmt(m.params_b), _fmt(m.active_params_b), str(m.layers), str(m.hidden_size), str(m.heads),
-                  str(m.kv_heads), str(m.head_dim), f"{m.experts_per_token}/{m.experts}" if m.experts else "-",
-                  m.attention)
+        t.add_row(
+            k,
+            _fmt(m.params_b),
+            _fmt(m.active_params_b),
+            str(m.layers),
+            str(m.hidden_size),
+            str(m.heads),
+            str(m.kv_heads),
+            str(m.head_dim),
+            f"{m.experts_per_token}/{m.experts}" if m.experts else "-",
+            m.attention,
+        )
     out_console.print(t)
     t = Table(title="prices ($/GPU-hour; all-in kW per GPU)", header_style="bold")
     for col in ("id", "rental_3y", "own_hyperscaler", "own_neocloud", "kW all-in"):
         t.add_column(col, justify="left" if col == "id" else "right")
     for k, p in c.prices.items():
-        t.add_row(k, _fmt(p.usd_per_hour("rental_3y")), _fmt(p.usd_per_hour("own_hyperscaler")),
-                  _fmt(p.usd_per_hour("own_neocloud")), _fmt(p.kw_all_in))
+        t.add_row(
+            k,
+            _fmt(p.usd_per_hour("rental_3y")),
+            _fmt(p.usd_per_hour("own_hyperscaler")),
+            _fmt(p.usd_per_hour("own_neocloud")),
+            _fmt(p.kw_all_in),
+        )
     out_console.print(t)
     t = Table(title="agent profiles (means)", header_style="bold")
     for col in ("id", "system", "steps", "output", "tool result", "tool s", "fan-out"):
@@ -224,9 +285,15 @@ def catalog(
     from agentsim.workload.distributions import mean
 
     for k, a in profiles.items():
-        t.add_row(k, _fmt(mean(a.system_prompt_tokens)), _fmt(mean(a.steps)), _fmt(mean(a.output_tokens)),
-                  _fmt(mean(a.tool_result_tokens)), _fmt(mean(a.tool_s)),
-                  _fmt(mean(a.fanout.subagents)) if a.fanout else "-")
+        t.add_row(
+            k,
+            _fmt(mean(a.system_prompt_tokens)),
+            _fmt(mean(a.steps)),
+            _fmt(mean(a.output_tokens)),
+            _fmt(mean(a.tool_result_tokens)),
+            _fmt(mean(a.tool_s)),
+            _fmt(mean(a.fanout.subagents)) if a.fanout else "-",
+        )
     out_console.print(t)
 
 

@@ -47,7 +47,7 @@ def crf(rate: float, years: float) -> float:
     """Capital recovery factor: the yearly payment that repays 1 over ``years`` at interest ``rate``."""
     if rate == 0:
         return 1.0 / years
-    g = (1.0 + rate) ** years
+    g = float((1.0 + rate) ** years)
     return rate * g / (g - 1.0)
 
 
@@ -61,7 +61,7 @@ def usd_per_gpu_hour(pricing: spec.PricingSpec, hardware: str, catalog: Catalog)
     if kw is None:
         kw = catalog.get_price(hardware).kw_all_in
     capital = pricing.capex_usd_per_gpu * crf(pricing.interest_rate, pricing.years)
-    return (capital + pricing.opex_usd_per_gpu_year) / HOURS_PER_YEAR + kw * pricing.pue * pricing.usd_per_kwh
+    return float((capital + pricing.opex_usd_per_gpu_year) / HOURS_PER_YEAR + kw * pricing.pue * pricing.usd_per_kwh)
 
 
 def pool_rates(pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog) -> PoolRates:

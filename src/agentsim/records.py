@@ -67,19 +67,28 @@ REPLICAS_SCHEMA = pa.schema(
 )
 
 
-class Columns:
-    """Lists of values, one per column of ``schema``."""
+class Rows:
+    """Rows as tuples in the order of ``schema``'s columns: one list append per row on the hot path,
+    transposed into columns once."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
-        self.cols: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self.rows: list[tuple[Any, ...]] = []
+        self.append = self.rows.append
 
     def table(self) -> pa.Table:
         """The buffered rows as an Arrow table of ``schema``."""
-        return pa.Table.from_pydict(self.cols, schema=self.schema)
+        names = self.schema.names
+        if not self.rows:
+            return self.schema.empty_table()
+        cols = list(zip(*self.rows, strict=True))
+        return pa.Table.from_arrays(
+            [pa.array(c, type=self.schema.field(n).type) for n, c in zip(names, cols, strict=True)],
+            schema=self.schema,
+        )
 
     def __len__(self) -> int:
-        return len(next(iter(self.cols.values())))
+        return len(self.rows)
 
 
 class Recorder:
@@ -87,67 +96,67 @@ class Recorder:
 
     def __init__(self, workload_labels: list[str]) -> None:
         self.labels = workload_labels
-        self.calls = Columns(CALLS_SCHEMA)
-        self.tasks = Columns(TASKS_SCHEMA)
-        self.replicas = Columns(REPLICAS_SCHEMA)
-        c = self.calls.cols
-        # Bound appenders: the per-call hot path does no dict lookups.
-        self._call_appenders = [c[name].append for name in CALLS_SCHEMA.names]
+        self.calls = Rows(CALLS_SCHEMA)
+        self.tasks = Rows(TASKS_SCHEMA)
+        self.replicas = Rows(REPLICAS_SCHEMA)
 
     def call(self, call: Call) -> None:
         """Record one call (finished, or in flight at the end of the run)."""
         r = call.replica
         task: TaskRun = call.owner
-        values = (
-            task.id,
-            call.id,
-            call.index,
-            self.labels[call.workload],
-            None if r is None else r.pool,
-            None if r is None else r.index,
-            call.issue_s,
-            call.first_token_s,
-            call.done_s,
-            call.prompt,
-            call.cached,
-            call.output,
-            call.generated,
-            call.preemptions,
-            call.busy_share_s,
+        self.calls.append(
+            (
+                task.id,
+                call.id,
+                call.index,
+                self.labels[call.workload],
+                None if r is None else r.pool,
+                None if r is None else r.index,
+                call.issue_s,
+                call.first_token_s,
+                call.done_s,
+                call.prompt,
+                call.cached,
+                call.output,
+                call.generated,
+                call.preemptions,
+                call.busy_share_s,
+            )
         )
-        for append, v in zip(self._call_appenders, values, strict=True):
-            append(v)
 
     def task(self, task: TaskRun) -> None:
         """Record one task (finished, or in flight at the end of the run)."""
-        issued = [c for c in task.calls if c is not None]
         gaps = task.template.calls
-        t = self.tasks.cols
-        t["task_id"].append(task.id)
-        t["workload"].append(self.labels[task.stream.index])
-        t["agent"].append(task.agent)
-        t["start_s"].append(task.start_s)
-        t["done_s"].append(task.done_s)
-        t["calls"].append(len(issued))
-        t["calls_planned"].append(len(gaps))
-        t["prompt_tokens"].append(sum(c.prompt for c in issued))
-        t["cached_tokens"].append(sum(c.cached for c in issued))
-        t["output_tokens"].append(sum(c.output for c in issued))
-        t["tool_s"].append(sum(gaps[c.index].gap_s for c in issued))
-        t["busy_s"].append(sum(c.busy_share_s for c in issued))
+        n = prompt = cached = output = 0
+        tool = busy = 0.0
+        for c in task.calls:
+            if c is not None:
+                n += 1
+                prompt += c.prompt
+                cached += c.cached
+                output += c.output
+                tool += gaps[c.index].gap_s
+                busy += c.busy_share_s
+        self.tasks.append(
+            (
+                task.id,
+                self.labels[task.stream.index],
+                task.agent,
+                task.start_s,
+                task.done_s,
+                n,
+                len(gaps),
+                prompt,
+                cached,
+                output,
+                tool,
+                busy,
+            )
+        )
 
-    def sample(self, t_s: float, pool: str, replica: int, state: tuple[int, int, int, float, int, int],
-               capacity: int) -> None:
+    def sample(
+        self, t_s: float, pool: str, replica: int, state: tuple[int, int, int, float, int, int], capacity: int
+    ) -> None:
         """Record one time-series row of a replica."""
         running, waiting, held, busy, out, prefill = state
-        r = self.replicas.cols
-        r["t_s"].append(t_s)
-        r["pool"].append(pool)
-        r["replica"].append(replica)
-        r["running"].append(running)
-        r["waiting"].append(waiting)
-        r["kv_used_tokens"].append(held)
-        r["kv_capacity_tokens"].append(capacity)
-        r["busy_s"].append(busy)
-        r["output_tokens"].append(out)
-        r["prefill_tokens"].append(prefill)
+        self.replicas.append((t_s, pool, replica, running, waiting, held, capacity, busy, out, prefill))

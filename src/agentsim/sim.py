@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,7 @@ def _streams(scenario: spec.Scenario, root: Streams) -> list[Stream]:
         if isinstance(a, spec.Closed):
             starts = [float(x) for x in start_offsets(a, root.get(f"starts/{label}"))]
             thinks = think_times(a, root.get(f"think/{label}"))
-            out.append(Stream(i, label, factory.next, None, starts, lambda t=thinks: next(t), w.max_tasks))
+            out.append(Stream(i, label, factory.next, None, starts, partial(next, thinks), w.max_tasks))
         else:
             times = arrival_times(a, root.get(f"arrivals/{label}"), scenario.horizon_s)
             out.append(Stream(i, label, factory.next, times, [], lambda: 0.0, w.max_tasks))
@@ -156,9 +157,22 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
     for p, u in zip(call_pool, call_usd, strict=True):
         if p is not None:
             usd_by_pool[p] = usd_by_pool.get(p, 0.0) + u
-    rows: dict[str, list[Any]] = {k: [] for k in (
-        "pool", "replicas", "gpus", "usd_per_gpu_hour", "provisioned_usd", "calls_usd", "idle_usd",
-        "busy_s", "idle_s", "busy_energy_j", "idle_energy_j")}
+    rows: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "pool",
+            "replicas",
+            "gpus",
+            "usd_per_gpu_hour",
+            "provisioned_usd",
+            "calls_usd",
+            "idle_usd",
+            "busy_s",
+            "idle_s",
+            "busy_energy_j",
+            "idle_energy_j",
+        )
+    }
     for r in rates:
         provisioned_s = r.replicas * horizon_s
         busy = busy_by_pool.get(r.pool, 0.0)

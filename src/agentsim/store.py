@@ -32,8 +32,12 @@ def _json(obj: Any) -> str:
 
 
 def write_run(
-    out: Path, tables: dict[str, pa.Table], summary: dict[str, Any], manifest: dict[str, Any],
-    *, overwrite: bool = False,
+    out: Path,
+    tables: dict[str, pa.Table],
+    summary: dict[str, Any],
+    manifest: dict[str, Any],
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Write one run's tables and JSON files into ``out`` atomically; return ``out``."""
     out = Path(out)

@@ -275,7 +275,7 @@ def _empty() -> Mapping[str, Any]:
     return MappingProxyType({})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Catalog:
     """Read-only tables of catalog entries keyed by lowercase id. Build one with :func:`load_catalog`."""
 

@@ -40,6 +40,24 @@ MAX_GRID_NODES = 1_000_000
 _AXES = ("prefill_tokens", "decode_seqs", "context_tokens")
 
 
+def _locate(xs: list[float], x: float, clip: bool) -> tuple[int, int, float]:
+    """The grid cell ``[xs[i], xs[i+1]]`` holding (or nearest to) ``x`` and the position ``t`` of ``x`` in it
+    (0 at the left node, 1 at the right one; clipped to [0, 1] unless extrapolating). A single-node axis is
+    the cell ``(0, 0)`` at ``t = 0``: constant along that axis."""
+    n = len(xs)
+    if n == 1:
+        return 0, 0, 0.0
+    i = bisect.bisect_right(xs, x) - 1
+    if i < 0:
+        i = 0
+    elif i > n - 2:
+        i = n - 2
+    t = (x - xs[i]) / (xs[i + 1] - xs[i])
+    if clip:
+        t = 0.0 if t < 0.0 else (1.0 if t > 1.0 else t)
+    return i, i + 1, t
+
+
 class PerfRangeError(ValueError):
     """A step outside the table's measured range, with ``out_of_range: error``."""
 
@@ -98,41 +116,34 @@ class TablePerfModel(PerfModel):
     # -- scalar hot path ---------------------------------------------------------------------------------
 
     def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
-        query = (prefill_tokens, decode_seqs, context_tokens)
-        lo: list[int] = [0, 0, 0]
-        hi: list[int] = [0, 0, 0]
-        frac: list[float] = [0.0, 0.0, 0.0]
-        outside = False
-        for k in range(3):
-            xs = self._axes[k]
-            x = query[k]
-            n = len(xs)
-            if x < xs[0] or x > xs[-1]:
-                outside = True
-            if n == 1:
-                continue
-            i = bisect.bisect_right(xs, x) - 1
-            i = 0 if i < 0 else (n - 2 if i > n - 2 else i)
-            t = (x - xs[i]) / (xs[i + 1] - xs[i])
-            if self.policy != "extrapolate":
-                t = 0.0 if t < 0.0 else (1.0 if t > 1.0 else t)
-            lo[k], hi[k], frac[k] = i, i + 1, t
-        if outside:
+        ax_p, ax_d, ax_c = self._axes
+        if (
+            prefill_tokens < ax_p[0]
+            or prefill_tokens > ax_p[-1]
+            or decode_seqs < ax_d[0]
+            or decode_seqs > ax_d[-1]
+            or context_tokens < ax_c[0]
+            or context_tokens > ax_c[-1]
+        ):
             self.out_of_range_count += 1
             if self.policy == "error":
-                raise PerfRangeError(self._range_message(*query))
+                raise PerfRangeError(self._range_message(prefill_tokens, decode_seqs, context_tokens))
+        clip = self.policy != "extrapolate"
+        p0, p1, tp_ = _locate(ax_p, prefill_tokens, clip)
+        d0, d1, td = _locate(ax_d, decode_seqs, clip)
+        k0, k1, tc = _locate(ax_c, context_tokens, clip)
         v = self._values
         sp, sd, _ = self._strides
-        tp_, td, tc = frac
-        c_ab = [
-            v[a * sp + b * sd + lo[2]] * (1.0 - tc) + v[a * sp + b * sd + hi[2]] * tc
-            for a in (lo[0], hi[0])
-            for b in (lo[1], hi[1])
-        ]
-        c_0 = c_ab[0] * (1.0 - td) + c_ab[1] * td
-        c_1 = c_ab[2] * (1.0 - td) + c_ab[3] * td
+        a0, a1, b0, b1 = p0 * sp, p1 * sp, d0 * sd, d1 * sd
+        uc = 1.0 - tc
+        c00 = v[a0 + b0 + k0] * uc + v[a0 + b0 + k1] * tc
+        c01 = v[a0 + b1 + k0] * uc + v[a0 + b1 + k1] * tc
+        c10 = v[a1 + b0 + k0] * uc + v[a1 + b0 + k1] * tc
+        c11 = v[a1 + b1 + k0] * uc + v[a1 + b1 + k1] * tc
+        c_0 = c00 * (1.0 - td) + c01 * td
+        c_1 = c10 * (1.0 - td) + c11 * td
         out = c_0 * (1.0 - tp_) + c_1 * tp_
-        if self.policy == "extrapolate" and out < self.min_step_s:
+        if not clip and out < self.min_step_s:
             out = self.min_step_s
         return out
 

@@ -131,7 +131,7 @@ class KvCache:
 
     def check(self) -> None:
         """Assert the accounting invariants (used by tests)."""
-        assert 0 <= self.private, self.private
+        assert self.private >= 0, self.private
         assert self.private + self.cached <= self.capacity, (self.private, self.cached, self.capacity)
         assert self.cached == sum(n.own for n in self.nodes.values())
         kids: dict[int, int] = {}

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from agentsim.clock import later
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import DECODE, DONE, PREFILL, WAITING, Call
 from agentsim.serving.kvcache import KvCache, Node
@@ -52,6 +53,7 @@ STEP = 2
 SEGMENT = 3
 
 MAX_SEGMENT_STEPS = 8192  # bounds the step-time array of one segment; a segment ending early is harmless
+SCALAR_SEGMENT_STEPS = 12  # below this, step times are summed in Python rather than numpy
 
 
 class CallTooLarge(Exception):
@@ -138,9 +140,7 @@ class Replica:
     # ================================================================== timers
     def _timer(self, delay: float) -> None:
         self.gen += 1
-        gen = self.gen
-        ev = self.env.timeout(delay)
-        ev.callbacks.append(lambda _ev: self._fire(gen))
+        later(self.env, delay, self._fire, self.gen)
 
     def _fire(self, gen: int) -> None:
         if gen != self.gen:
@@ -158,10 +158,7 @@ class Replica:
         if m >= self.seg_k - 1:
             return  # the segment ends at the next boundary anyway
         self.seg_k = m + 1
-        self.gen += 1
-        gen = self.gen
-        ev = self.env.timeout(self.t0 + float(self.seg_cum[m]) - now)
-        ev.callbacks.append(lambda _ev: self._fire(gen))
+        self._timer(self.t0 + float(self.seg_cum[m]) - now)
 
     # ================================================================== step bookkeeping
     def _end_step(self, now: float) -> None:
@@ -399,8 +396,16 @@ class Replica:
         self.cur_d = d
         self.state = SEGMENT
         self.seg_k = k
-        if k == 1:
-            self.seg_cum = [self.perf.step_time(0, d, self.q + d * self.step)]
+        if k <= SCALAR_SEGMENT_STEPS:
+            # Short segments: a few scalar calls beat one vectorized call's fixed overhead.
+            step_time = self.perf.step_time
+            c0 = self.q + d * self.step
+            t = 0.0
+            cum = []
+            for j in range(k):
+                t += step_time(0, d, c0 + d * j)
+                cum.append(t)
+            self.seg_cum = cum
         else:
             self.seg_cum = self.perf.decode_segment(d, self.q + d * self.step, k)
         self._timer(float(self.seg_cum[k - 1]))

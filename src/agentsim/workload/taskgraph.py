@@ -7,7 +7,8 @@ depending on call ``k-1``; a fan-out is several chains depending on one call; a 
 the last call of each chain.
 
 Prefix identity: the cacheable prefix of a call is the *prompt of another call* in the same task
-(``prefix_parent``, usually the previous step: the context only grew), or the task root (``-1``): the
+(``prefix_parent``, usually the previous step: the context only grew), or the task root (``-1``):
+the
 workload's shared system prompt when there is one (``TaskTemplate.shared_prefix_tokens > 0``), else nothing.
 The engine turns these links into a prefix tree per replica (:mod:`agentsim.serving.kvcache`).
 """
@@ -20,7 +21,7 @@ ROOT = -1
 """``prefix_parent`` value meaning "the task root" (shared system prompt, or no prefix)."""
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class CallTemplate:
     """One LLM call of a task, before it runs."""
 

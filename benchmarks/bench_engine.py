@@ -1,0 +1,93 @@
+"""Engine speed: simulated LLM calls per wall-second and peak memory.
+
+Two cases (design.md section 5 targets):
+
+* ``single``: one replica at 80% load. Load is the closed-form continuous-batching utilisation
+  ``rho = lambda [beta (i + o) + gamma (o + 1)(i + o/2)]`` of a linear step model (research.md section 4) with
+  fixed prompt ``i`` and output ``o``: the fraction of step time spent on token work rather than the fixed
+  per-step cost. Target: >= 100,000 calls per wall-second.
+* ``cluster``: 64 replicas, 10,000 closed-loop coding agents, one simulated hour. Target: < 30 s on one
+  core, peak memory < 2 GB.
+
+Run: ``python benchmarks/bench_engine.py [single|cluster|all] [--hours H]``. Prints one line per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from typing import Any
+
+import agentsim
+from agentsim.sim import run
+
+
+def single_scenario(horizon_s: float) -> agentsim.spec.Scenario:
+    i, o = 512, 64
+    alpha, beta, gamma, delta = 0.005, 2e-6, 1e-8, 0.0
+    per_call = beta * (i + o) + gamma * (o + 1) * (i + o / 2)
+    rate = 0.8 / per_call
+    return agentsim.load_scenario({
+        "name": "bench-single",
+        "seed": 1,
+        "horizon_s": horizon_s,
+        "workload": [{
+            "profile": {"kind": "fixed", "prompt_tokens": {"kind": "constant", "value": i},
+                        "output_tokens": {"kind": "constant", "value": o}},
+            "arrivals": {"kind": "poisson", "rate_per_s": rate},
+        }],
+        "cluster": {"pools": [{
+            "name": "p", "replicas": 1,
+            "deployment": {"model": "llama-3.1-8b", "hardware": "h100",
+                           "engine": {"max_num_seqs": 1024, "max_batched_tokens": 65536,
+                                      "kv_capacity_tokens": 10**9}},
+            "perf": {"kind": "linear", "alpha_s": alpha, "beta_s_per_prefill_token": beta,
+                     "gamma_s_per_context_token": gamma, "delta_s_per_seq": delta},
+        }]},
+    })
+
+
+def cluster_scenario(horizon_s: float, agents: int = 10_000, replicas: int = 64) -> agentsim.spec.Scenario:
+    return agentsim.load_scenario({
+        "name": "bench-cluster",
+        "seed": 1,
+        "horizon_s": horizon_s,
+        "sample_interval_s": 60,
+        "workload": [{"profile": "coding-agent",
+                      "arrivals": {"kind": "closed", "agents": agents, "ramp_s": 60}}],
+        "cluster": {"pools": [{
+            "name": "b200", "replicas": replicas,
+            "deployment": {"model": "llama-3.1-8b", "hardware": "b200", "precision": "fp8"},
+            "perf": {"kind": "roofline"},
+        }], "router": {"kind": "session-affinity"}},
+    })
+
+
+def measure(name: str, s: agentsim.spec.Scenario) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    r = run(s)
+    wall = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    calls = r.calls.num_rows
+    line = (f"{name}: {calls:,} calls in {wall:.2f} s wall = {calls / wall:,.0f} calls/s; "
+            f"sim {s.horizon_s:g} s; peak RSS {peak_mb:,.0f} MB; "
+            f"busy {r.summary['busy_fraction']:.2f}; steps skipped {r.summary['steps_skipped_fraction']:.2f}")
+    print(line, flush=True)
+    return {"calls": calls, "wall_s": wall, "peak_mb": peak_mb}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("case", nargs="?", default="all", choices=["single", "cluster", "all"])
+    ap.add_argument("--hours", type=float, default=1.0, help="simulated hours for the cluster case")
+    ap.add_argument("--single-s", type=float, default=600.0, help="simulated seconds for the single case")
+    a = ap.parse_args()
+    if a.case in ("single", "all"):
+        measure("single replica, 80% load", single_scenario(a.single_s))
+    if a.case in ("cluster", "all"):
+        measure("64 replicas, 10k coding agents", cluster_scenario(a.hours * 3600))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Drive one fast-engine replica with a fixed list of calls (open loop), for engine-level tests."""
+
+from __future__ import annotations
+
+import simpy
+
+from agentsim.perf.base import PerfModel
+from agentsim.serving.call import Call
+from agentsim.serving.replica import Replica
+from agentsim.spec import EngineSpec
+
+
+def run_engine(
+    arrivals: list[tuple[float, int, int, int | None]],
+    perf: PerfModel,
+    engine: EngineSpec,
+    capacity: int,
+    roots: list[tuple[int | None, int]] | None = None,
+    until: float | None = None,
+) -> tuple[list[Call], Replica]:
+    """``arrivals``: (time, prompt, output, parent index). Returns the calls (index = id) and the replica."""
+    env = simpy.Environment()
+    done: list[Call] = []
+    rep = Replica(env, 0, "p", perf, engine, capacity, lambda c, t: None, lambda c, t: done.append(c))
+    calls: list[Call] = []
+    for i, (t, p, o, parent) in enumerate(arrivals):
+        root_key, root_len = roots[i] if roots else (None, 0)
+        c = Call(
+            i,
+            p,
+            o,
+            t,
+            parent=calls[parent] if parent is not None else None,
+            root_key=root_key,
+            root_len=root_len,
+        )
+        calls.append(c)
+        ev = env.timeout(t)
+        ev.callbacks.append(lambda _e, c=c: rep.submit(c))
+    env.run(until=until)
+    return calls, rep

@@ -1,0 +1,243 @@
+"""The catalog: every entry sourced and physical, shapes consistent with parameter counts, lookups that say
+what exists, user files that extend and override."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from agentsim.catalog import (
+    Catalog,
+    CatalogError,
+    CatalogFileError,
+    Hardware,
+    ModelArch,
+    load_catalog,
+)
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+def _numbers(entry: object) -> dict[str, float]:
+    assert hasattr(entry, "model_dump")
+    dumped = entry.model_dump()
+    out: dict[str, float] = {}
+    for key, value in dumped.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value
+    return out
+
+
+def test_required_ids_present(catalog: Catalog) -> None:
+    assert {"h100", "h200", "b200", "mi300x"} <= set(catalog.hardware)
+    assert {
+        "llama-3.1-8b",
+        "llama-3.3-70b",
+        "llama-3.1-70b",
+        "llama-3.1-405b",
+        "qwen3-235b-a22b",
+        "deepseek-r1",
+    } <= set(catalog.models)
+    assert "xeon6-6980p" in catalog.cpus
+
+
+def test_every_entry_has_a_source_and_positive_numbers(catalog: Catalog) -> None:
+    tables = [catalog.hardware, catalog.models, catalog.prices, catalog.cpus, catalog.cpu_prices]
+    for table in tables:
+        assert table
+        for key, entry in table.items():
+            assert key == key.lower()
+            assert entry.source.strip(), key
+            numbers = _numbers(entry)
+            assert numbers, key
+            for field, value in numbers.items():
+                # experts / experts_per_token are 0 for dense models by definition
+                if field in ("experts", "experts_per_token"):
+                    assert value >= 0, (key, field)
+                else:
+                    assert value > 0, (key, field)
+
+
+def test_every_priced_id_exists(catalog: Catalog) -> None:
+    assert set(catalog.prices) == set(catalog.hardware)
+    assert set(catalog.cpu_prices) == set(catalog.cpus)
+
+
+def test_hardware_physics(catalog: Catalog) -> None:
+    for key, hw in catalog.hardware.items():
+        # lower precision never runs slower; idle below TDP
+        assert hw.fp8_dense_tflops >= hw.bf16_dense_tflops, key
+        if hw.fp4_dense_tflops is not None:
+            assert hw.fp4_dense_tflops >= hw.fp8_dense_tflops, key
+        assert hw.idle_w < hw.tdp_w, key
+        assert hw.scaleup_domain_gpus >= hw.gpus_per_node
+    h100 = catalog.get_hardware("h100")
+    # the H100 has no FP4 units: FP4 math runs at the FP8 peak
+    assert h100.dense_tflops("fp4") == h100.dense_tflops("fp8") == h100.fp8_dense_tflops
+    b200 = catalog.get_hardware("b200")
+    assert b200.dense_tflops("fp4") == 2 * b200.dense_tflops("fp8") == 4 * b200.dense_tflops("bf16")
+    # a scale-up domain of 72 GPUs on GB200 NVL72
+    assert catalog.get_hardware("gb200").scaleup_domain_gpus == 72
+
+
+def _dense_params(m: ModelArch) -> float:
+    """Parameters of a Llama-style dense model from its config shapes (untied embeddings and LM head)."""
+    h = m.hidden_size
+    attention = 2 * h * m.heads * m.head_dim + 2 * h * m.kv_heads * m.head_dim
+    mlp = 3 * h * m.intermediate_size
+    return 2 * m.vocab_size * h + m.layers * (attention + mlp)
+
+
+@pytest.mark.parametrize("model_id", ["llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b"])
+def test_dense_param_counts_match_the_shapes(catalog: Catalog, model_id: str) -> None:
+    m = catalog.get_model(model_id)
+    assert m.params_b * 1e9 == pytest.approx(_dense_params(m), rel=0.005)
+    assert m.active_params_b == m.params_b
+    assert not m.is_moe
+    assert m.dense_params_b == m.params_b
+
+
+def test_qwen3_moe_counts_match_the_shapes(catalog: Catalog) -> None:
+    m = catalog.get_model("qwen3-235b-a22b")
+    assert m.moe_intermediate_size is not None
+    h = m.hidden_size
+    one_expert_all_layers = m.layers * 3 * h * m.moe_intermediate_size
+    attention = m.layers * (2 * h * m.heads * m.head_dim + 2 * h * m.kv_heads * m.head_dim)
+    embeddings = 2 * m.vocab_size * h
+    assert m.expert_params_b * 1e9 == pytest.approx(one_expert_all_layers, rel=0.005)
+    total = attention + embeddings + m.experts * one_expert_all_layers
+    active = attention + embeddings + m.experts_per_token * one_expert_all_layers
+    assert m.params_b * 1e9 == pytest.approx(total, rel=0.005)
+    assert m.active_params_b * 1e9 == pytest.approx(active, rel=0.01)
+
+
+def test_deepseek_expert_size_matches_the_shapes(catalog: Catalog) -> None:
+    m = catalog.get_model("deepseek-r1")
+    assert m.attention == "mla" and m.kv_lora_rank == 512 and m.qk_rope_head_dim == 64
+    assert m.moe_intermediate_size is not None
+    moe_layers = m.layers - 3  # first_k_dense_replace = 3
+    assert m.expert_params_b * 1e9 == pytest.approx(
+        moe_layers * 3 * m.hidden_size * m.moe_intermediate_size, rel=0.005
+    )
+    # dense part + k experts = active; dense part + E experts = total
+    assert m.dense_params_b + m.experts_per_token * m.expert_params_b == pytest.approx(m.active_params_b)
+    assert m.dense_params_b + m.experts * m.expert_params_b == pytest.approx(m.params_b)
+
+
+def test_unknown_ids_list_the_known_ones(catalog: Catalog) -> None:
+    with pytest.raises(CatalogError) as info:
+        catalog.get_hardware("h300")
+    known = ", ".join(sorted(catalog.hardware))
+    assert str(info.value) == f"unknown hardware 'h300'; known: {known}"
+    assert isinstance(info.value, KeyError)
+    with pytest.raises(CatalogError, match="unknown model 'gpt-5'; known: deepseek-r1, "):
+        catalog.get_model("gpt-5")
+    with pytest.raises(CatalogError, match="known: b200"):
+        catalog.get_price("h300")
+    with pytest.raises(CatalogError, match="known: xeon6-6980p"):
+        catalog.get_cpu("epyc")
+
+
+def test_lookup_ignores_case(catalog: Catalog) -> None:
+    assert catalog.get_hardware("H100") is catalog.get_hardware("h100")
+
+
+def test_prices_by_tier(catalog: Catalog) -> None:
+    price = catalog.get_price("h100")
+    assert price.usd_per_hour("rental_3y") == price.usd_per_gpu_hour.rental_3y
+    assert price.usd_per_hour("own_neocloud") == price.usd_per_gpu_hour.own_neocloud
+    assert catalog.get_cpu_price("xeon6-6980p").usd_per_hour("rental_3y") > 0
+
+
+def test_catalog_is_read_only(catalog: Catalog) -> None:
+    with pytest.raises(TypeError):
+        catalog.hardware["x"] = catalog.get_hardware("h100")  # type: ignore[index]
+    with pytest.raises(ValidationError):
+        catalog.get_hardware("h100").hbm_gb = 1.0  # type: ignore[misc]
+
+
+def test_user_yaml_extends_and_overrides(tmp_path: Path) -> None:
+    h100 = load_catalog().get_hardware("h100")
+    new = h100.model_dump() | {"name": "hypothetical H300", "hbm_gb": 300.0, "source": "my guess"}
+    user = tmp_path / "mine.yaml"
+    user.write_text(
+        "hardware:\n"
+        "  h300:\n"
+        + "".join(f"    {k}: {v if v is not None else 'null'}\n" for k, v in new.items())
+        + "models:\n"
+        "  llama-3.1-8b:\n"
+        "    name: my-8b\n    layers: 1\n    hidden_size: 8\n    heads: 2\n    kv_heads: 1\n    head_dim: 4\n"
+        "    intermediate_size: 16\n    vocab_size: 10\n    params_b: 0.001\n    active_params_b: 0.001\n"
+        "    source: test\n",
+        encoding="utf-8",
+    )
+    extended = load_catalog([user])
+    assert extended.get_hardware("h300").hbm_gb == 300.0
+    assert extended.get_model("llama-3.1-8b").name == "my-8b"  # replaced whole
+    assert extended.get_model("llama-3.3-70b").layers == 80  # untouched
+    # the packaged catalog is not affected
+    assert "h300" not in load_catalog().hardware
+    assert load_catalog().get_model("llama-3.1-8b").layers == 32
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("gpus: {}\n", "unknown top-level key"),
+        ("hardware:\n  H100: {}\n", "lowercase"),
+        ("models:\n  x:\n    source: s\n    layers: 1\n    colour: red\n", r"models\.x"),
+        ("hardware: [1, 2]\n", "mapping"),
+        ("hardware: {x: \n", "not valid YAML"),
+    ],
+)
+def test_bad_user_yaml_names_file_and_entry(tmp_path: Path, text: str, match: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(CatalogFileError, match=match) as info:
+        load_catalog([bad])
+    assert "bad.yaml" in str(info.value)
+
+
+def test_missing_user_file(tmp_path: Path) -> None:
+    with pytest.raises(CatalogFileError, match="cannot read"):
+        load_catalog([tmp_path / "nope.yaml"])
+
+
+def test_model_arch_validation() -> None:
+    base = {
+        "name": "m",
+        "layers": 2,
+        "hidden_size": 8,
+        "heads": 2,
+        "kv_heads": 1,
+        "head_dim": 4,
+        "intermediate_size": 16,
+        "vocab_size": 10,
+        "params_b": 1.0,
+        "active_params_b": 1.0,
+        "source": "test",
+    }
+    ModelArch.model_validate(base)
+    with pytest.raises(ValidationError, match="experts_per_token"):
+        ModelArch.model_validate(base | {"experts": 4, "experts_per_token": 4, "active_params_b": 0.5})
+    with pytest.raises(ValidationError, match="kv_lora_rank"):
+        ModelArch.model_validate(base | {"attention": "mla"})
+    with pytest.raises(ValidationError, match="active_params_b"):
+        ModelArch.model_validate(base | {"active_params_b": 2.0})
+    with pytest.raises(ValidationError, match="source"):
+        ModelArch.model_validate(base | {"source": ""})
+
+
+def test_hardware_validation(catalog: Catalog) -> None:
+    raw = catalog.get_hardware("h100").model_dump()
+    with pytest.raises(ValidationError, match="idle_w"):
+        Hardware.model_validate(raw | {"idle_w": 800})
+    with pytest.raises(ValidationError):
+        Hardware.model_validate(raw | {"hbm_gb": -1})
