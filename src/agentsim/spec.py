@@ -340,9 +340,17 @@ class SessionAffinity(Strict):
 
 
 class PrefixAware(Strict):
-    """Calls go to the replica holding the longest cached prefix of their prompt; ties to the least load."""
+    """Calls go to the replica holding the longest cached prefix of their prompt; ties to the least load.
+
+    Only replicas whose load is within ``balance_tokens`` of the least-loaded one are candidates (as SGLang's
+    cache-aware router balances): otherwise every task that starts with a shared system prompt would follow
+    the first replica that cached it, and that replica would drown while the others idle.
+    """
 
     kind: Literal["prefix-aware"] = "prefix-aware"
+    balance_tokens: int = Field(
+        100_000, ge=0, description="how far above the least load a replica may be and still win on prefix"
+    )
 
 
 RouterSpec = Annotated[RoundRobin | LeastLoad | SessionAffinity | PrefixAware, Field(discriminator="kind")]

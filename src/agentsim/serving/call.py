@@ -39,6 +39,7 @@ class Call:
         "index",
         "issue_s",
         "kv0",
+        "load",
         "nodes",
         "output",
         "owner",
@@ -96,6 +97,7 @@ class Call:
         self.s0 = 0  # replica step counter when decode (re)started
         self.kv0 = 0  # KV tokens of this call when decode (re)started
         self.acc0 = 0.0  # replica's per-token busy-time accumulator when decode (re)started
+        self.load = 0  # tokens this call adds to its replica's outstanding load (set on submit)
 
     def lookup_keys(self) -> list[int]:
         """Prefix-node keys to try in a replica's cache, longest prefix first: own node (a recompute after

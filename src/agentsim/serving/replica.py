@@ -110,7 +110,7 @@ class Replica:
         self.busy_s = 0.0
         self.out_tokens = 0  # output tokens generated
         self.prefill_tokens = 0  # prompt tokens computed (recomputes included)
-        self.outstanding = 0  # router load: uncached prompt + output tokens of calls in the replica
+        self.outstanding = 0  # router load: prompt not cached on arrival + output, of calls in the replica
         self.steps_skipped = 0
         self.preemptions = 0
 
@@ -123,7 +123,8 @@ class Replica:
                 f"of {self.kv.capacity} tokens of replica {self.pool}[{self.index}]"
             )
         call.replica = self
-        self.outstanding += call.prompt + call.output
+        call.load = call.prompt - self.longest_prefix(call) + call.output
+        self.outstanding += call.load
         self.waiting.append(call)
         if self.state == IDLE:
             # Go through simpy even with no delay: equal-time arrivals then join the same first step.
@@ -258,7 +259,7 @@ class Replica:
         c.phase = DONE
         c.done_s = now
         del self.running[c.id]
-        self.outstanding -= c.prompt + c.output
+        self.outstanding -= c.load
         self.on_done(c, now)
 
     def _release(self, c: Call, now: float) -> None:

@@ -1,8 +1,9 @@
 """Routers: which replica gets a call. Pure logic over the replicas' public state.
 
 Every router has one method, ``pick(call, replicas) -> index``, and is built from its spec by
-:func:`make_router`. Load is a replica's *outstanding tokens*: prompt plus output tokens of the calls it holds
-(queued or running), a proxy for the work ahead of a new call that a real router can also observe.
+:func:`make_router`. Load is a replica's *outstanding tokens*: for the calls it holds (queued or running), the
+prompt tokens it did not have cached when the call arrived plus the output tokens: a proxy for the work ahead
+of a new call that a real router can also observe.
 """
 
 from __future__ import annotations
@@ -69,12 +70,19 @@ class SessionAffinity:
 
 class PrefixAware:
     """The replica holding the longest cached prefix of the call's prompt; ties to the least load, then the
-    lowest index. With no cached prefix anywhere it is least-load."""
+    lowest index. Only replicas within ``balance_tokens`` of the least load compete (see
+    :class:`agentsim.spec.PrefixAware`). With no cached prefix anywhere it is least-load."""
+
+    def __init__(self, balance_tokens: int) -> None:
+        self.balance = balance_tokens
 
     def pick(self, call: Call, replicas: Sequence[Replica]) -> int:
+        bound = min(r.outstanding for r in replicas) + self.balance
         best = 0
         best_key = (-1, 0)
         for i, r in enumerate(replicas):
+            if r.outstanding > bound:
+                continue
             key = (r.longest_prefix(call), -r.outstanding)
             if key > best_key:
                 best, best_key = i, key
@@ -89,4 +97,4 @@ def make_router(s: spec.RouterSpec) -> Router:
         return LeastLoad()
     if isinstance(s, spec.SessionAffinity):
         return SessionAffinity()
-    return PrefixAware()
+    return PrefixAware(s.balance_tokens)
