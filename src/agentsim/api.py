@@ -129,7 +129,7 @@ def load_scenario(
     and validated like the file. Raises :class:`ScenarioError` naming each bad field."""
     name = "scenario"
     if isinstance(source, spec.Scenario):
-        data: Any = source.model_dump(mode="json", exclude_unset=True)
+        data: Any = source.model_dump(mode="json")
     elif isinstance(source, Mapping):
         data = dict(source)
     else:
@@ -190,7 +190,7 @@ def simulate(
     else:
         s = load_scenario(scenario)
     if seed is not None:
-        s = s.model_copy(update={"seed": seed})
+        s = load_scenario(s, [f"seed={seed}"])
     return run(s, progress=progress)
 
 

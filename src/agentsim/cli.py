@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentsim import api, spec, store
@@ -30,8 +31,8 @@ out_console = Console()
 err_console = Console(stderr=True)
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -43,7 +44,10 @@ def _load(scenario: Path | None, overrides: list[str] | None, seed: int | None) 
     except ScenarioError as e:
         _fail(str(e))
     if seed is not None:
-        s = s.model_copy(update={"seed": seed})
+        try:
+            s = api.load_scenario(s, [f"seed={seed}"])
+        except ScenarioError as e:
+            _fail(str(e))
     return s
 
 
@@ -146,7 +150,8 @@ def run(
             f"({m['calls_per_wall_s']:,.0f} calls/s)",
             highlight=False,
         )
-    out_console.print(f"results: {path}", highlight=False, soft_wrap=True)
+    # With --json, stdout carries only the JSON document, so the path goes to stderr.
+    (err_console if as_json else out_console).print(f"results: {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -226,7 +231,7 @@ def catalog(
         "TDP W",
         "scale-up GB/s",
     ):
-        t.add_column(col, justify="left" if col == "id" else "right")
+        t.add_column(col, justify="left" if col == "id" else "right", no_wrap=col == "id")
     for k, h in c.hardware.items():
         t.add_row(
             k,
@@ -240,6 +245,7 @@ def catalog(
         )
     out_console.print(t)
     t = Table(title="models", header_style="bold")
+    t.add_column("id", no_wrap=True)
     for col in (
         "id",
         "params B",
@@ -269,7 +275,7 @@ def catalog(
     out_console.print(t)
     t = Table(title="prices ($/GPU-hour; all-in kW per GPU)", header_style="bold")
     for col in ("id", "rental_3y", "own_hyperscaler", "own_neocloud", "kW all-in"):
-        t.add_column(col, justify="left" if col == "id" else "right")
+        t.add_column(col, justify="left" if col == "id" else "right", no_wrap=col == "id")
     for k, p in c.prices.items():
         t.add_row(
             k,
@@ -281,7 +287,7 @@ def catalog(
     out_console.print(t)
     t = Table(title="agent profiles (means)", header_style="bold")
     for col in ("id", "system", "steps", "output", "tool result", "tool s", "fan-out"):
-        t.add_column(col, justify="left" if col == "id" else "right")
+        t.add_column(col, justify="left" if col == "id" else "right", no_wrap=col == "id")
     from agentsim.workload.distributions import mean
 
     for k, a in profiles.items():
