@@ -154,9 +154,8 @@ def test_simulate_raises_scenario_error_for_unknown_model(small: spec.Scenario) 
     assert "llama-3.3-70b" in reason
 
 
-@pytest.mark.xfail(strict=True, reason="api.simulate uses model_copy(update={'seed': seed}), which skips "
-                                        "validation; numpy raises a bare ValueError for a negative seed")
 def test_simulate_negative_seed_is_a_scenario_error(small: spec.Scenario) -> None:
+    # The seed argument is validated like the file's seed (not a bare numpy ValueError).
     with pytest.raises(agentsim.ScenarioError) as info:
         agentsim.simulate(small, seed=-1)
     assert info.value.errors[0][0] == "seed"
@@ -215,10 +214,8 @@ def test_load_scenario_from_a_loaded_scenario(small: spec.Scenario) -> None:
     assert s.horizon_s == small.horizon_s
 
 
-@pytest.mark.xfail(strict=True, reason="api.load_scenario dumps a Scenario with exclude_unset=True, which drops "
-                                        "the defaulted union tags (kind) of objects built in Python; use "
-                                        "model_dump(mode='json') without exclude_unset")
 def test_load_scenario_from_a_scenario_built_in_python() -> None:
+    # Defaulted union tags (kind) of objects built in Python must survive the round trip.
     s = spec.Scenario(
         workload=[spec.WorkloadSpec(arrivals=spec.Poisson(rate_per_s=1))],
         cluster=spec.ClusterSpec(pools=[spec.PoolSpec(

@@ -58,7 +58,7 @@ import numpy.typing as npt
 
 from agentsim import spec
 from agentsim.catalog import Hardware, ModelArch
-from agentsim.perf.base import FloatArray, PerfModel, as_step_arrays
+from agentsim.perf.base import FloatArray, PerfModel, as_step_arrays, check_segment_args
 from agentsim.perf.memory import bytes_per_param, kv_bytes_per_token, kv_replication
 
 __all__ = ["ACTIVATION_BYTES", "RooflinePerfModel", "RooflineTerms"]
@@ -133,6 +133,21 @@ class RooflinePerfModel(PerfModel):
             weights = weights + self.all_experts_bytes * (1.0 - self.expert_miss**t)
         memory = (weights + (c + t) * self.kv_bytes_per_token) / self.bytes_per_s
         return max(compute, memory) + self.comm_s_per_token * t + self.overhead_s
+
+    def decode_segment(self, decode_seqs: int, context0: float, steps: int) -> FloatArray:
+        """Decode-only steps in a few array operations: with ``P = 0`` the batch context ``C`` is the only
+        thing that changes from step to step, and both roofline bounds are affine in it."""
+        check_segment_args(decode_seqs, context0, steps)
+        d = float(decode_seqs)
+        c = context0 + d * np.arange(steps, dtype=np.float64)
+        pairs = c if d > 0.0 else np.zeros(steps)
+        compute = (self.flops_per_token * d + self.flops_per_pair * pairs) / self.flops_per_s
+        weights = self.dense_weight_bytes
+        if self.is_moe:
+            weights = weights + self.all_experts_bytes * (1.0 - self.expert_miss**d)
+        memory = (weights + (c + d) * self.kv_bytes_per_token) / self.bytes_per_s
+        out: FloatArray = np.cumsum(np.maximum(compute, memory) + (self.comm_s_per_token * d + self.overhead_s))
+        return out
 
     # -- vectorized ------------------------------------------------------------------------------------
 

@@ -1,0 +1,103 @@
+"""The prefix cache's accounting invariants under random operation sequences (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agentsim.serving.kvcache import KvCache, Node
+
+
+def test_chain_shares_tokens_once() -> None:
+    """A chain of agent steps stores each token once: node k holds only its increment over node k-1."""
+    kv = KvCache(capacity=10_000, block=16)
+    lengths = [1000, 1600, 2400]
+    parent: Node | None = None
+    for i, length in enumerate(lengths):
+        kv.private += length - (parent.length if parent else 0)  # the call's uncached part, computed
+        node = kv.insert(i, parent, length, now=float(i))
+        kv.unref(node, now=float(i))
+        parent = node
+    assert kv.cached == lengths[-1]
+    assert kv.private == 0
+    assert kv.find([2, 1, 0]) is kv.nodes[2]
+    kv.check()
+
+
+def test_eviction_is_lru_over_leaves() -> None:
+    kv = KvCache(capacity=3000, block=1)
+    # insert() moves a call's private tokens into the node, so each call first holds them privately.
+    kv.private += 1000
+    a = kv.insert(0, None, 1000, now=0.0)
+    kv.private += 500
+    b = kv.insert(1, a, 1500, now=1.0)
+    kv.private += 500
+    c = kv.insert(2, None, 500, now=2.0)
+    for n, t in ((a, 0.0), (b, 1.0), (c, 2.0)):
+        kv.unref(n, now=t)
+    # a has a child, so only b and c are evictable; b is older.
+    assert kv.make_room(kv.free + 500)
+    assert 1 not in kv.nodes and 0 in kv.nodes and 2 in kv.nodes
+    # now a is a leaf again; it is older than c, so it goes next.
+    assert kv.make_room(kv.free + 1000)
+    assert 0 not in kv.nodes and 2 in kv.nodes
+    kv.check()
+
+
+def test_referenced_nodes_are_never_evicted() -> None:
+    kv = KvCache(capacity=1000, block=1)
+    kv.private += 600
+    n = kv.insert(0, None, 600, now=0.0)  # referenced by its call
+    assert not kv.make_room(500)  # only 400 free and nothing evictable
+    assert 0 in kv.nodes
+    kv.unref(n, now=1.0)
+    assert kv.make_room(500)
+    assert 0 not in kv.nodes
+    kv.check()
+
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["insert", "unref", "room", "ref"]), st.integers(0, 30), st.integers(1, 400)),
+    max_size=120,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=ops, capacity=st.integers(500, 5000), block=st.sampled_from([1, 16]))
+def test_invariants_hold_under_random_operations(ops: list[tuple[str, int, int]], capacity: int, block: int) -> None:
+    """Whatever the sequence: held tokens never exceed capacity, cached == sum of increments, parents of cached
+    nodes are cached, child counts are right, and referenced nodes survive eviction."""
+    kv = KvCache(capacity=capacity, block=block)
+    refs: dict[int, int] = {}
+    now = 0.0
+    for op, key, size in ops:
+        now += 1.0
+        if op == "insert" and key not in kv.nodes:
+            parents = [n for n in kv.nodes.values() if n.key < key]
+            parent = parents[-1] if parents else None
+            length = kv.aligned((parent.length if parent else 0) + size)
+            need = length - (parent.length if parent else 0)
+            if need <= 0:
+                continue
+            if parent is not None:
+                kv.ref(parent)  # pin the parent while making room, as the engine does
+            ok = kv.make_room(need)
+            if parent is not None:
+                kv.unref(parent, now)
+            if not ok or (parent is not None and parent.key not in kv.nodes):
+                continue
+            kv.private += need
+            kv.insert(key, parent, length, now)
+            refs[key] = refs.get(key, 0) + 1
+        elif op == "ref" and key in kv.nodes:
+            kv.ref(kv.nodes[key])
+            refs[key] = refs.get(key, 0) + 1
+        elif op == "unref" and refs.get(key, 0) > 0 and key in kv.nodes:
+            kv.unref(kv.nodes[key], now)
+            refs[key] -= 1
+        elif op == "room":
+            kv.make_room(size)
+        kv.check()
+        for k, r in refs.items():
+            if r > 0:
+                assert k in kv.nodes, "a referenced node was evicted"
