@@ -26,21 +26,77 @@ from agentsim import api, cli
 from agentsim.cli import app
 
 SHORT = ["--set", "horizon_s=120", "--set", "warmup_s=20"]
-RUN_FILES = {"calls.parquet", "tasks.parquet", "replicas.parquet", "pools.parquet", "summary.json",
-             "manifest.json"}
-CALL_COLUMNS = {"task_id", "call_id", "workload", "replica", "issue_s", "first_token_s", "done_s",
-                "prompt_tokens", "cached_tokens", "output_tokens", "preemptions", "usd", "energy_j"}
-TASK_COLUMNS = {"task_id", "workload", "start_s", "done_s", "calls", "prompt_tokens", "cached_tokens",
-                "output_tokens", "usd"}
-REPLICA_COLUMNS = {"t_s", "pool", "replica", "running", "waiting", "kv_used_tokens", "kv_capacity_tokens",
-                   "busy_s", "output_tokens", "prefill_tokens"}
-POOL_COLUMNS = {"pool", "replicas", "gpus", "usd_per_gpu_hour", "provisioned_usd", "calls_usd", "idle_usd",
-                "busy_s", "idle_s", "busy_energy_j", "idle_energy_j"}
+RUN_FILES = {"calls.parquet", "tasks.parquet", "replicas.parquet", "pools.parquet", "summary.json", "manifest.json"}
+CALL_COLUMNS = {
+    "task_id",
+    "call_id",
+    "workload",
+    "replica",
+    "issue_s",
+    "first_token_s",
+    "done_s",
+    "prompt_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "preemptions",
+    "usd",
+    "energy_j",
+}
+TASK_COLUMNS = {
+    "task_id",
+    "workload",
+    "start_s",
+    "done_s",
+    "calls",
+    "prompt_tokens",
+    "cached_tokens",
+    "output_tokens",
+    "usd",
+}
+REPLICA_COLUMNS = {
+    "t_s",
+    "pool",
+    "replica",
+    "running",
+    "waiting",
+    "kv_used_tokens",
+    "kv_capacity_tokens",
+    "busy_s",
+    "output_tokens",
+    "prefill_tokens",
+}
+POOL_COLUMNS = {
+    "pool",
+    "replicas",
+    "gpus",
+    "usd_per_gpu_hour",
+    "provisioned_usd",
+    "calls_usd",
+    "idle_usd",
+    "busy_s",
+    "idle_s",
+    "busy_energy_j",
+    "idle_energy_j",
+}
 LATENCIES = ("ttft_s", "tpot_s", "call_e2e_s", "task_s")
-SUMMARY_FIELDS = {"calls_completed", "calls_unfinished", "tasks_completed", "output_tokens", "prompt_tokens",
-                  "cached_tokens", "output_tokens_per_s", *LATENCIES, "slo_attainment", "gpu_hours",
-                  "usd_total", "usd_per_mtok_output", "usd_per_mtok_processed", "usd_per_task", "energy_kwh",
-                  "tokens_per_mwh"}
+SUMMARY_FIELDS = {
+    "calls_completed",
+    "calls_unfinished",
+    "tasks_completed",
+    "output_tokens",
+    "prompt_tokens",
+    "cached_tokens",
+    "output_tokens_per_s",
+    *LATENCIES,
+    "slo_attainment",
+    "gpu_hours",
+    "usd_total",
+    "usd_per_mtok_output",
+    "usd_per_mtok_processed",
+    "usd_per_task",
+    "energy_kwh",
+    "tokens_per_mwh",
+}
 
 runner = CliRunner()
 
@@ -66,8 +122,9 @@ def example_data() -> dict[str, Any]:
     return data
 
 
-def write_scenario(tmp_path: Path, mutate: Callable[[dict[str, Any]], None] | None = None,
-                   name: str = "scenario.yaml") -> Path:
+def write_scenario(
+    tmp_path: Path, mutate: Callable[[dict[str, Any]], None] | None = None, name: str = "scenario.yaml"
+) -> Path:
     data = example_data()
     if mutate is not None:
         mutate(data)
@@ -96,8 +153,12 @@ def test_run_writes_the_six_files(default_run: tuple[Any, Path]) -> None:
 
 def test_run_tables_have_the_documented_columns(default_run: tuple[Any, Path]) -> None:
     _, out = default_run
-    for name, expected in (("calls", CALL_COLUMNS), ("tasks", TASK_COLUMNS), ("replicas", REPLICA_COLUMNS),
-                           ("pools", POOL_COLUMNS)):
+    for name, expected in (
+        ("calls", CALL_COLUMNS),
+        ("tasks", TASK_COLUMNS),
+        ("replicas", REPLICA_COLUMNS),
+        ("pools", POOL_COLUMNS),
+    ):
         names = set(pq.read_schema(out / f"{name}.parquet").names)
         assert expected <= names, f"{name}: missing {expected - names}"
     calls = pq.read_table(out / "calls.parquet")
@@ -197,8 +258,9 @@ def test_run_reports_a_scenario_that_cannot_run(tmp_path: Path) -> None:
         d["cluster"]["pools"][0]["deployment"]["model"] = "gpt-9"
 
     out = tmp_path / "r"
-    assert_bad_input(invoke("run", write_scenario(tmp_path, unknown), "--out", out),
-                     "cluster.pools[0].deployment.model")
+    assert_bad_input(
+        invoke("run", write_scenario(tmp_path, unknown), "--out", out), "cluster.pools[0].deployment.model"
+    )
     assert not out.exists()
 
 
@@ -227,12 +289,18 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 @pytest.mark.parametrize(
     ("field", "value", "needles"),
     [
-        ("cluster.pools[0].deployment.colour", "red",
-         ["cluster.pools[0].deployment.colour", "Extra inputs are not permitted"]),
+        (
+            "cluster.pools[0].deployment.colour",
+            "red",
+            ["cluster.pools[0].deployment.colour", "Extra inputs are not permitted"],
+        ),
         ("cluster.pools[0].replicas", "many", ["cluster.pools[0].replicas", "valid integer"]),
         ("horizon_s", [1, 2], ["horizon_s"]),
-        ("workload[0].arrivals", {"kind": "poisson", "rate_per_s": -1},
-         ["workload[0].arrivals.rate_per_s", "greater than 0"]),
+        (
+            "workload[0].arrivals",
+            {"kind": "poisson", "rate_per_s": -1},
+            ["workload[0].arrivals.rate_per_s", "greater than 0"],
+        ),
         ("cluster.pools[0].perf.mfu", 1.5, ["cluster.pools[0].perf.mfu"]),
     ],
     ids=["unknown-field", "wrong-type", "wrong-type-list", "negative-rate", "mfu-range"],
@@ -244,26 +312,31 @@ def test_validate_bad_fields(tmp_path: Path, field: str, value: Any, needles: li
 
 def test_validate_model_that_does_not_fit_gives_the_numbers(tmp_path: Path) -> None:
     def huge(d: dict[str, Any]) -> None:
-        d["cluster"]["pools"][0]["deployment"].update(model="llama-3.1-405b", hardware="h100", tp=1,
-                                                      precision="bf16")
+        d["cluster"]["pools"][0]["deployment"].update(model="llama-3.1-405b", hardware="h100", tp=1, precision="bf16")
 
-    err = assert_bad_input(invoke("validate", write_scenario(tmp_path, huge)), "cluster.pools[0].deployment",
-                           "llama-3.1-405b", " GB")
+    err = assert_bad_input(
+        invoke("validate", write_scenario(tmp_path, huge)), "cluster.pools[0].deployment", "llama-3.1-405b", " GB"
+    )
     assert "811.7 GB" in err  # 405.9e9 params x 2 bytes
     assert "80 GB" in err
 
 
 def test_validate_unknown_model_lists_the_known_ids(tmp_path: Path) -> None:
-    assert_bad_input(invoke("validate", write_scenario(tmp_path, _set("cluster.pools[0].deployment.model",
-                                                                      "gpt-9"))),
-                     "cluster.pools[0].deployment.model", "gpt-9", "llama-3.3-70b", "llama-3.1-8b")
+    assert_bad_input(
+        invoke("validate", write_scenario(tmp_path, _set("cluster.pools[0].deployment.model", "gpt-9"))),
+        "cluster.pools[0].deployment.model",
+        "gpt-9",
+        "llama-3.3-70b",
+        "llama-3.1-8b",
+    )
 
 
 def test_validate_set_override_and_bad_set_paths(tmp_path: Path) -> None:
     path = write_scenario(tmp_path)
     assert invoke("validate", path, "--set", "cluster.pools[0].replicas=2").exit_code == 0
-    assert_bad_input(invoke("validate", path, "--set", "cluster.pools[3].replicas=2"),
-                     "cluster.pools[3]", "no such list element")
+    assert_bad_input(
+        invoke("validate", path, "--set", "cluster.pools[3].replicas=2"), "cluster.pools[3]", "no such list element"
+    )
     assert_bad_input(invoke("validate", path, "--set", "cluster..replicas=2"), "cluster..replicas")
     assert_bad_input(invoke("validate", path, "--set", "cluster.pools[0].replicas"), "path.to.field=value")
     assert_bad_input(invoke("validate", path, "--set", "clutser.pools=1"), "clutser", "Extra inputs")
@@ -303,8 +376,17 @@ def test_schema_is_json_of_the_scenario() -> None:
     assert schema["title"] == "Scenario"
     assert schema["additionalProperties"] is False
     assert {"workload", "cluster"} <= set(schema["required"])
-    assert {"WorkloadSpec", "ClusterSpec", "PoolSpec", "Deployment", "RooflinePerf", "Poisson", "Closed",
-            "Rental", "Tco"} <= set(schema["$defs"])
+    assert {
+        "WorkloadSpec",
+        "ClusterSpec",
+        "PoolSpec",
+        "Deployment",
+        "RooflinePerf",
+        "Poisson",
+        "Closed",
+        "Rental",
+        "Tco",
+    } <= set(schema["$defs"])
     # Structural check of the example against the schema (no jsonschema dependency needed).
     example = example_data()
     assert set(example) <= set(schema["properties"])
@@ -327,8 +409,17 @@ def test_catalog_lists_hardware_models_and_profiles(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(cli, "out_console", Console(width=200))  # wide enough that no id is cut
     result = invoke("catalog")
     assert result.exit_code == 0, result.output
-    for name in ("h100", "h200", "b200", "mi300x", "llama-3.3-70b", "coding-agent", "deep-research",
-                 "support-agent", "chat"):
+    for name in (
+        "h100",
+        "h200",
+        "b200",
+        "mi300x",
+        "llama-3.3-70b",
+        "coding-agent",
+        "deep-research",
+        "support-agent",
+        "chat",
+    ):
         assert name in result.stdout, name
 
 
@@ -383,8 +474,10 @@ def test_console_script_and_python_m(tmp_path: Path) -> None:
         "module-help": [sys.executable, "-m", "agentsim", "--help"],
         "script-bad": [str(script), "validate", str(tmp_path / "missing.yaml")],
     }
-    procs = {k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for k, c in commands.items()}  # concurrently: each pays the interpreter start-up
+    procs = {
+        k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for k, c in commands.items()
+    }  # concurrently: each pays the interpreter start-up
     done = {k: (p.communicate(timeout=60), p.returncode) for k, p in procs.items()}
     for key in ("script-help", "module-help"):
         (stdout, stderr), code = done[key]

@@ -15,18 +15,19 @@ import pytest
 
 from agentsim import store
 
-RUN_FILES = {"calls.parquet", "tasks.parquet", "replicas.parquet", "pools.parquet", "summary.json",
-             "manifest.json"}
+RUN_FILES = {"calls.parquet", "tasks.parquet", "replicas.parquet", "pools.parquet", "summary.json", "manifest.json"}
 
 
 def tables(tag: int = 0) -> dict[str, pa.Table]:
     """Small tables with the kinds of values runs hold: ints, floats, strings and nulls."""
     return {
-        "calls": pa.table({
-            "call_id": pa.array([1, 2, 3], pa.int64()),
-            "done_s": pa.array([1.5, None, 2.25 + tag], pa.float64()),
-            "pool": pa.array(["a", None, "b"], pa.string()),
-        }),
+        "calls": pa.table(
+            {
+                "call_id": pa.array([1, 2, 3], pa.int64()),
+                "done_s": pa.array([1.5, None, 2.25 + tag], pa.float64()),
+                "pool": pa.array(["a", None, "b"], pa.string()),
+            }
+        ),
         "tasks": pa.table({"task_id": pa.array([7], pa.int64()), "usd": pa.array([0.125], pa.float64())}),
         "replicas": pa.table({"t_s": pa.array([0.0, 10.0]), "replica": pa.array([0, 0], pa.int32())}),
         "pools": pa.table({"pool": ["a"], "gpus": pa.array([8], pa.int64())}),
@@ -115,8 +116,7 @@ def fail_on_second_table(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return written
 
 
-def test_failure_midway_leaves_no_target_and_no_temporary(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_midway_leaves_no_target_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     written = fail_on_second_table(monkeypatch)
     out = tmp_path / "run"
     with pytest.raises(Boom):
@@ -128,8 +128,7 @@ def test_failure_midway_leaves_no_target_and_no_temporary(tmp_path: Path,
     assert not any(p.name.endswith(".tmp") for p in tmp_path.rglob("*"))
 
 
-def test_failure_midway_during_overwrite_keeps_the_old_run(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_midway_during_overwrite_keeps_the_old_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
     store.write_run(out, tables(0), SUMMARY, MANIFEST)
     fail_on_second_table(monkeypatch)
@@ -156,9 +155,6 @@ def test_json_files_are_plain_json(tmp_path: Path) -> None:
     assert json.loads(text) == SUMMARY
 
 
-@pytest.mark.xfail(strict=True, reason="store.write_run renames a tempfile.mkdtemp directory (mode 0700) into "
-                                        "place, so run dirs are unreadable by group/others whatever the umask; "
-                                        "chmod it to 0o777 & ~umask before the rename")
 def test_run_dir_permissions_follow_the_umask(tmp_path: Path) -> None:
     # The temporary directory (mkdtemp: 0700) is renamed into place; a results directory must be as readable
     # as any directory the user creates.

@@ -88,11 +88,15 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         node[last] = value
 
 
-def _clean_loc(loc: tuple[str | int, ...], data: Any) -> list[str | int]:
-    """Drop the union-tag segments pydantic inserts (``perf.roofline.mfu`` -> ``perf.mfu``)."""
+def _clean_loc(loc: tuple[str | int, ...], data: Any) -> list[str | int] | None:
+    """Drop the union-tag segments pydantic inserts (``perf.roofline.mfu`` -> ``perf.mfu``). ``None`` for an
+    error about a union branch that does not apply (the ``str`` branch of ``profile`` when a mapping was
+    given): reporting it would only mislead."""
     out: list[str | int] = []
     node = data
     for part in loc:
+        if isinstance(node, dict) and part == "str" and "str" not in node:
+            return None
         if isinstance(node, dict) and isinstance(part, str) and part not in node and node.get("kind") == part:
             continue
         if isinstance(node, dict) and isinstance(part, str) and part not in node and "[" in part:
@@ -114,39 +118,58 @@ def validate_data(data: Any, source: str = "scenario") -> spec.Scenario:
     try:
         return spec.Scenario.model_validate(data)
     except ValidationError as e:
-        errors = [
-            (format_path(_clean_loc(tuple(err["loc"]), data)), str(err["msg"]).removeprefix("Value error, "))
-            for err in e.errors()
-        ]
+        errors = []
+        for err in e.errors():
+            loc = _clean_loc(tuple(err["loc"]), data)
+            if loc is not None:
+                errors.append((format_path(loc), str(err["msg"]).removeprefix("Value error, ")))
         raise ScenarioError(errors, source) from None
 
 
 def load_scenario(
     source: str | Path | Mapping[str, Any] | spec.Scenario,
     overrides: Iterable[str] = (),
+    *,
+    name: str | None = None,
 ) -> spec.Scenario:
     """A validated scenario from a YAML file, a mapping or a Scenario, with ``path=value`` overrides applied
-    and validated like the file. Raises :class:`ScenarioError` naming each bad field."""
-    name = "scenario"
+    and validated like the file. Raises :class:`ScenarioError` naming each bad field; ``name`` labels the
+    source in messages."""
+    label = name
     if isinstance(source, spec.Scenario):
         data: Any = source.model_dump(mode="json")
     elif isinstance(source, Mapping):
         data = dict(source)
     else:
         path = Path(source)
-        name = str(path)
+        label = label or str(path)
         try:
             text = path.read_text()
         except OSError as e:
-            raise ScenarioError([("", f"cannot read: {e.strerror or e}")], name) from None
+            raise ScenarioError([("", f"cannot read: {e.strerror or e}")], label) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ScenarioError([("", f"not valid YAML: {e}")], name) from None
-    data = copy.deepcopy(data)
+            raise ScenarioError([("", f"not valid YAML: {e}")], label) from None
+    label = label or "scenario"
+    overrides = list(overrides)
+    raw = copy.deepcopy(data)
     for o in overrides:
-        apply_override(data, o)
-    return validate_data(data, name)
+        apply_override(raw, o)
+    try:
+        return validate_data(raw, label)
+    except ScenarioError as first:
+        if not overrides:
+            raise
+        # An override may reach into a part the file left to its defaults (``cluster.pools[0].perf.mfu`` with
+        # no ``perf`` written): apply it to the fully resolved scenario instead, when the file alone is valid.
+        try:
+            full = validate_data(copy.deepcopy(data), label).model_dump(mode="json")
+            for o in overrides:
+                apply_override(full, o)
+            return validate_data(full, label)
+        except ScenarioError:
+            raise first from None
 
 
 def example_text(name: str = "default") -> str:

@@ -38,9 +38,12 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def _load(scenario: Path | None, overrides: list[str] | None, seed: int | None) -> spec.Scenario:
     try:
-        s = api.load_scenario(scenario, overrides or []) if scenario else api.default_scenario()
-        if overrides and not scenario:
-            s = api.load_scenario(s, overrides)
+        if scenario:
+            s = api.load_scenario(scenario, overrides or [])
+        else:
+            s = api.default_scenario()
+            if overrides:
+                s = api.load_scenario(s.model_dump(mode="json"), overrides, name="built-in default scenario")
     except ScenarioError as e:
         _fail(str(e))
     if seed is not None:

@@ -437,6 +437,13 @@ class Replica:
             return
         dt = now - self.t0
         self.busy_s += dt
+        if self.state == SEGMENT:
+            # Whole decode steps already finished inside the segment produced their tokens.
+            m = min(bisect_right(self.seg_cum, dt), self.seg_k)
+            self.step += m
+            self.out_tokens += self.decoding * m
+            self.kv.private += self.decoding * m
+            self.steps_skipped += max(m - 1, 0)
         tokens = self.cur_p + self.cur_d
         self.acc += dt / tokens
         for c in self.prefilling:
