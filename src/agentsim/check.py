@@ -54,8 +54,7 @@ def plan_pools(scenario: spec.Scenario, catalog: Catalog) -> list[PoolPlan]:
             errors.append(
                 (
                     f"{where}.deployment.tp",
-                    f"{d.tp} is not a divisor of the {hw.scaleup_domain_gpus} GPUs of a {d.hardware} "
-                    "scale-up domain",
+                    f"{d.tp} is not a divisor of the {hw.scaleup_domain_gpus} GPUs of a {d.hardware} scale-up domain",
                 )
             )
             continue

@@ -72,9 +72,7 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
     t.add_column("p99", justify="right")
     for key in ("ttft_s", "tpot_s", "call_e2e_s", "task_s", "calls_per_task", "task_usd"):
         d = summary.get(key) or {}
-        t.add_row(
-            f"{key} (mean)", _fmt(d.get("mean")), _fmt(d.get("p50")), _fmt(d.get("p90")), _fmt(d.get("p99"))
-        )
+        t.add_row(f"{key} (mean)", _fmt(d.get("mean")), _fmt(d.get("p50")), _fmt(d.get("p90")), _fmt(d.get("p99")))
     slo = summary.get("slo_attainment") or {}
     rows = [
         ("calls completed / unfinished", f"{summary['calls_completed']} / {summary['calls_unfinished']}"),
@@ -102,16 +100,10 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
 
 @app.command()
 def run(
-    scenario: Annotated[
-        Path | None, typer.Argument(help="scenario YAML; omit for the built-in default")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="output directory (default: a new runs/...)")
-    ] = None,
+    scenario: Annotated[Path | None, typer.Argument(help="scenario YAML; omit for the built-in default")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="output directory (default: a new runs/...)")] = None,
     seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")
-    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
@@ -149,8 +141,7 @@ def run(
         out_console.print(summary_table(result.summary, f"{s.name} (seed {s.seed})"))
         m = result.manifest
         out_console.print(
-            f"{m['calls']:,} calls simulated in {m['wall_s']:.2f} s wall "
-            f"({m['calls_per_wall_s']:,.0f} calls/s)",
+            f"{m['calls']:,} calls simulated in {m['wall_s']:.2f} s wall ({m['calls_per_wall_s']:,.0f} calls/s)",
             highlight=False,
         )
     # With --json, stdout carries only the JSON document, so the path goes to stderr.
@@ -160,9 +151,7 @@ def run(
 @app.command()
 def validate(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")
-    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")] = None,
 ) -> None:
     """Check a scenario: fields, catalog entries, memory fit. Exit 2 with each problem's path if invalid."""
     from agentsim.catalog import load_catalog

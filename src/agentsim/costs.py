@@ -99,9 +99,7 @@ def attach_task_costs(tasks: pa.Table, calls: pa.Table) -> pa.Table:
     """Add ``usd`` and ``energy_j`` to the tasks table: the sums over each task's calls."""
     n = tasks.num_rows
     if n == 0 or calls.num_rows == 0:
-        return tasks.append_column("usd", pa.array(np.zeros(n))).append_column(
-            "energy_j", pa.array(np.zeros(n))
-        )
+        return tasks.append_column("usd", pa.array(np.zeros(n))).append_column("energy_j", pa.array(np.zeros(n)))
     grouped = calls.group_by("task_id").aggregate([("usd", "sum"), ("energy_j", "sum")])
     index = pc.index_in(tasks.column("task_id"), grouped.column("task_id"))
     usd = pc.fill_null(pc.take(grouped.column("usd_sum"), index), 0.0)

@@ -100,9 +100,7 @@ class Empirical(Strict):
         return self
 
 
-Dist = Annotated[
-    Constant | Uniform | Exponential | Lognormal | Gamma | Empirical, Field(discriminator="kind")
-]
+Dist = Annotated[Constant | Uniform | Exponential | Lognormal | Gamma | Empirical, Field(discriminator="kind")]
 """A distribution of a non-negative quantity (tokens, seconds, counts)."""
 
 

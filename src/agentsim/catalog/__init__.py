@@ -107,8 +107,7 @@ class Hardware(Entry):
             raise ValueError(f"idle_w ({self.idle_w}) must not exceed tdp_w ({self.tdp_w})")
         if self.scaleup_domain_gpus < self.gpus_per_node:
             raise ValueError(
-                f"scaleup_domain_gpus ({self.scaleup_domain_gpus}) must be >= "
-                f"gpus_per_node ({self.gpus_per_node})"
+                f"scaleup_domain_gpus ({self.scaleup_domain_gpus}) must be >= gpus_per_node ({self.gpus_per_node})"
             )
         return self
 
@@ -191,9 +190,7 @@ class ModelArch(Entry):
             if self.active_params_b != self.params_b:
                 raise ValueError("a dense model must have active_params_b == params_b")
         elif not 1 <= self.experts_per_token < self.experts:
-            raise ValueError(
-                f"experts_per_token ({self.experts_per_token}) must be in [1, experts ({self.experts}))"
-            )
+            raise ValueError(f"experts_per_token ({self.experts_per_token}) must be in [1, experts ({self.experts}))")
         elif self.active_params_b == self.params_b:
             raise ValueError("a mixture-of-experts model must have active_params_b < params_b")
         if self.attention == "mla":

@@ -89,6 +89,18 @@ class PerfModel(ABC):
         times = self.step_times(np.zeros(steps), np.full(steps, float(decode_seqs)), context)
         return np.cumsum(times)
 
+    closed_form_total = False
+    """True when :meth:`decode_total` is a closed form (O(1), no array): the engine then never builds step-time
+    arrays for segments that run to their end."""
+
+    def decode_total(self, decode_seqs: int, context0: float, steps: int) -> float:
+        """Duration of the same ``steps`` decode-only steps: the last element of :meth:`decode_segment`.
+
+        The engine needs only this when a segment runs to its end (the common case); models with a closed form
+        override it so that no array is built.
+        """
+        return float(self.decode_segment(decode_seqs, context0, steps)[-1])
+
 
 class FunctionPerf(PerfModel):
     """A perf model backed by a plain function ``fn(prefill_tokens, decode_seqs, context_tokens) -> seconds``.
@@ -106,10 +118,7 @@ class FunctionPerf(PerfModel):
         self, prefill_tokens: npt.ArrayLike, decode_seqs: npt.ArrayLike, context_tokens: npt.ArrayLike
     ) -> FloatArray:
         p, d, c = as_step_arrays(prefill_tokens, decode_seqs, context_tokens)
-        flat = [
-            self.fn(float(a), float(b), float(x))
-            for a, b, x in zip(p.ravel(), d.ravel(), c.ravel(), strict=True)
-        ]
+        flat = [self.fn(float(a), float(b), float(x)) for a, b, x in zip(p.ravel(), d.ravel(), c.ravel(), strict=True)]
         return np.asarray(flat, dtype=np.float64).reshape(p.shape)
 
     def __repr__(self) -> str:

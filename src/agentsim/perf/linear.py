@@ -32,9 +32,7 @@ class LinearPerfModel(PerfModel):
         self.delta = spec_.delta_s_per_seq
 
     def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
-        return (
-            self.alpha + self.beta * prefill_tokens + self.gamma * context_tokens + self.delta * decode_seqs
-        )
+        return self.alpha + self.beta * prefill_tokens + self.gamma * context_tokens + self.delta * decode_seqs
 
     def step_times(
         self, prefill_tokens: npt.ArrayLike, decode_seqs: npt.ArrayLike, context_tokens: npt.ArrayLike
@@ -48,7 +46,13 @@ class LinearPerfModel(PerfModel):
         first = self.alpha + self.gamma * context0 + self.delta * decode_seqs
         return n * first + (self.gamma * decode_seqs * 0.5) * n * (n - 1.0)
 
+    closed_form_total = True
+
+    def decode_total(self, decode_seqs: int, context0: float, steps: int) -> float:
+        check_segment_args(decode_seqs, context0, steps)
+        d = float(decode_seqs)
+        first = self.alpha + self.gamma * context0 + self.delta * d
+        return steps * first + (self.gamma * d * 0.5) * steps * (steps - 1.0)
+
     def __repr__(self) -> str:
-        return (
-            f"LinearPerfModel(alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, delta={self.delta})"
-        )
+        return f"LinearPerfModel(alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, delta={self.delta})"

@@ -51,6 +51,7 @@ How the terms were chosen:
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -114,9 +115,7 @@ class RooflinePerfModel(PerfModel):
         self.expert_miss = 1.0 - model.experts_per_token / model.experts if model.is_moe else 1.0
         self.kv_bytes_per_token = kv_bytes_per_token(model, deployment) * kv_replication(model, deployment)
         transfers = 2.0 * model.layers * 2.0 * (tp - 1) / tp + (pp - 1)
-        self.comm_s_per_token = (
-            transfers * model.hidden_size * ACTIVATION_BYTES / hardware.scaleup_bytes_per_s
-        )
+        self.comm_s_per_token = transfers * model.hidden_size * ACTIVATION_BYTES / hardware.scaleup_bytes_per_s
         self.overhead_s = self.spec.overhead_s
 
     # -- scalar hot path ---------------------------------------------------------------------------------
@@ -149,6 +148,39 @@ class RooflinePerfModel(PerfModel):
         out: FloatArray = np.cumsum(np.maximum(compute, memory) + (self.comm_s_per_token * d + self.overhead_s))
         return out
 
+    closed_form_total = True
+
+    def decode_total(self, decode_seqs: int, context0: float, steps: int) -> float:
+        """Closed form of the segment's duration: both bounds are affine in the step index ``j``, so
+        ``sum max(compute, memory) = sum memory + sum over the j where compute wins of (compute - memory)``,
+        two arithmetic series split at the crossover."""
+        check_segment_args(decode_seqs, context0, steps)
+        d = float(decode_seqs)
+        if d == 0.0 or steps == 0:
+            return float(self.decode_segment(decode_seqs, context0, steps)[-1]) if steps else 0.0
+        weights = self.dense_weight_bytes
+        if self.is_moe:
+            weights = weights + self.all_experts_bytes * (1.0 - self.expert_miss**d)
+        a1 = self.flops_per_token * d / self.flops_per_s
+        b1 = self.flops_per_pair / self.flops_per_s
+        a2 = (weights + d * self.kv_bytes_per_token) / self.bytes_per_s
+        b2 = self.kv_bytes_per_token / self.bytes_per_s
+        n = float(steps)
+        # memory at step j: a2 + b2 (c0 + d j)
+        total = n * (a2 + b2 * context0) + b2 * d * n * (n - 1.0) * 0.5
+        i0 = (a1 - a2) + (b1 - b2) * context0  # compute - memory at j = 0
+        slope = (b1 - b2) * d
+        if slope == 0.0:
+            lo, hi = (0, steps) if i0 > 0.0 else (0, 0)
+        elif slope > 0.0:
+            lo, hi = max(0, min(steps, math.floor(-i0 / slope) + 1)), steps
+        else:
+            lo, hi = 0, max(0, min(steps, math.ceil(-i0 / slope)))
+        if hi > lo:
+            m = float(hi - lo)
+            total += m * i0 + slope * (lo + hi - 1.0) * m * 0.5
+        return total + n * (self.comm_s_per_token * d + self.overhead_s)
+
     # -- vectorized ------------------------------------------------------------------------------------
 
     def step_times(
@@ -163,9 +195,7 @@ class RooflinePerfModel(PerfModel):
         compute, memory, comm = self._terms(*as_step_arrays(prefill_tokens, decode_seqs, context_tokens))
         return RooflineTerms(float(compute), float(memory), float(comm), self.overhead_s)
 
-    def _terms(
-        self, p: FloatArray, d: FloatArray, c: FloatArray
-    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    def _terms(self, p: FloatArray, d: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         # Same operations in the same order as step_time, so the two agree to rounding.
         t = p + d
         seqs = np.where(p > 0.0, d + 1.0, d)

@@ -183,9 +183,7 @@ class TablePerfModel(PerfModel):
                 )
         v = self._values_np
         tp_, td, tc = frac
-        c_ab = [
-            v[a, b, lo[2]] * (1.0 - tc) + v[a, b, hi[2]] * tc for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
-        ]
+        c_ab = [v[a, b, lo[2]] * (1.0 - tc) + v[a, b, hi[2]] * tc for a in (lo[0], hi[0]) for b in (lo[1], hi[1])]
         c_0 = c_ab[0] * (1.0 - td) + c_ab[1] * td
         c_1 = c_ab[2] * (1.0 - td) + c_ab[3] * td
         out = c_0 * (1.0 - tp_) + c_1 * tp_
@@ -197,8 +195,7 @@ class TablePerfModel(PerfModel):
     def _range_message(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> str:
         query = (prefill_tokens, decode_seqs, context_tokens)
         ranges = ", ".join(
-            f"{name} {x:g} (table {xs[0]:g}..{xs[-1]:g})"
-            for name, x, xs in zip(_AXES, query, self._axes, strict=True)
+            f"{name} {x:g} (table {xs[0]:g}..{xs[-1]:g})" for name, x, xs in zip(_AXES, query, self._axes, strict=True)
         )
         return f"step outside the measured table: {ranges}; set out_of_range to clip or extrapolate"
 

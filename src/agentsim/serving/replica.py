@@ -102,7 +102,8 @@ class Replica:
         self.gen = 0  # timer generation: a timer whose generation is stale is ignored (lazy cancel)
         self.t0 = 0.0  # start of the current step or segment
         self.seg_k = 0
-        self.seg_cum: np.ndarray | list[float] = []
+        self.seg_c0 = 0.0  # batch context at the segment's first step
+        self._seg_cum: np.ndarray | list[float] | None = None  # step end times, built only when needed
         self.cur_p = 0  # prefill tokens of the current step
         self.cur_d = 0  # decode seqs of the current step
 
@@ -155,11 +156,30 @@ class Replica:
 
     def _cut(self, now: float) -> None:
         """Shorten the running segment so it ends at the first step boundary at or after ``now``."""
-        m = bisect_right(self.seg_cum, now - self.t0)  # whole steps finished by now
+        cum = self.seg_cum()
+        m = bisect_right(cum, now - self.t0)  # whole steps finished by now
         if m >= self.seg_k - 1:
             return  # the segment ends at the next boundary anyway
         self.seg_k = m + 1
-        self._timer(self.t0 + float(self.seg_cum[m]) - now)
+        self._timer(self.t0 + float(cum[m]) - now)
+
+    def seg_cum(self) -> np.ndarray | list[float]:
+        """End times (from the segment start) of the running segment's steps, computed on first use: only a
+        cut or a sample inside a segment needs them."""
+        if self._seg_cum is None:
+            d, c0, k = self.decoding, self.seg_c0, self.seg_k
+            if k <= SCALAR_SEGMENT_STEPS:
+                # Short segments: a few scalar calls beat one vectorized call's fixed overhead.
+                step_time = self.perf.step_time
+                t = 0.0
+                cum = []
+                for j in range(k):
+                    t += step_time(0, d, c0 + d * j)
+                    cum.append(t)
+                self._seg_cum = cum
+            else:
+                self._seg_cum = self.perf.decode_segment(d, c0, k)
+        return self._seg_cum
 
     # ================================================================== step bookkeeping
     def _end_step(self, now: float) -> None:
@@ -397,19 +417,14 @@ class Replica:
         self.cur_d = d
         self.state = SEGMENT
         self.seg_k = k
-        if k <= SCALAR_SEGMENT_STEPS:
-            # Short segments: a few scalar calls beat one vectorized call's fixed overhead.
-            step_time = self.perf.step_time
-            c0 = self.q + d * self.step
-            t = 0.0
-            cum = []
-            for j in range(k):
-                t += step_time(0, d, c0 + d * j)
-                cum.append(t)
-            self.seg_cum = cum
+        c0 = self.q + d * self.step
+        self.seg_c0 = c0
+        self._seg_cum = None
+        if self.perf.closed_form_total:
+            self._timer(self.perf.decode_total(d, c0, k))
         else:
-            self.seg_cum = self.perf.decode_segment(d, self.q + d * self.step, k)
-        self._timer(float(self.seg_cum[k - 1]))
+            cum = self.seg_cum()
+            self._timer(float(cum[k - 1]))
 
     # ================================================================== observation
     def progress(self, now: float) -> tuple[int, int, int, float, int, int]:
@@ -420,7 +435,7 @@ class Replica:
         out = self.out_tokens
         held = self.kv.private + self.kv.cached
         if self.state == SEGMENT:
-            m = bisect_right(self.seg_cum, now - self.t0)
+            m = bisect_right(self.seg_cum(), now - self.t0)
             if m > self.seg_k:
                 m = self.seg_k
             busy += now - self.t0
@@ -439,7 +454,7 @@ class Replica:
         self.busy_s += dt
         if self.state == SEGMENT:
             # Whole decode steps already finished inside the segment produced their tokens.
-            m = min(bisect_right(self.seg_cum, dt), self.seg_k)
+            m = min(bisect_right(self.seg_cum(), dt), self.seg_k)
             self.step += m
             self.out_tokens += self.decoding * m
             self.kv.private += self.decoding * m

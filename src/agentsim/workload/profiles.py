@@ -155,9 +155,7 @@ def resolve_profile(w: WorkloadSpec) -> AgentProfile | FixedProfile:
     if isinstance(w.profile, str):
         known = builtin_profiles()
         if w.profile not in known:
-            raise ValueError(
-                f"workload {w.label!r}: unknown profile {w.profile!r}; known: {', '.join(sorted(known))}"
-            )
+            raise ValueError(f"workload {w.label!r}: unknown profile {w.profile!r}; known: {', '.join(sorted(known))}")
         base: AgentProfile | FixedProfile = known[w.profile]
         what = f"profile {w.profile!r} (workload {w.label!r})"
     else:
