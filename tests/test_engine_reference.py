@@ -49,8 +49,6 @@ def random_case(
         prefix_caching=bool(rng.random() < 0.8),
         block_size_tokens=int(rng.choice([1, 16, 64])),
     )
-    if engine.max_batched_tokens < engine.max_num_seqs:
-        engine = engine.model_copy(update={"max_batched_tokens": engine.max_num_seqs})
     biggest = max(p + o for _, p, o, _ in arrivals)
     capacity = int(biggest * rng.uniform(1.0, 6.0))
     return arrivals, roots, engine, capacity

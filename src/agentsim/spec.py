@@ -74,6 +74,12 @@ class Lognormal(Strict):
     min: NonNegativeFloat | None = None
     max: PositiveFloat | None = None
 
+    @model_validator(mode="after")
+    def _clip_ordered(self) -> Lognormal:
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be >= min ({self.min})")
+        return self
+
 
 class Gamma(Strict):
     """Gamma with the given mean and coefficient of variation (std/mean)."""
@@ -109,7 +115,8 @@ Dist = Annotated[Constant | Uniform | Exponential | Lognormal | Gamma | Empirica
 
 class FanOut(Strict):
     """Parallel sub-agents: after ``at_step`` lead steps, ``subagents`` chains run in parallel and a join call
-    waits for all of them. Each sub-agent starts from the lead's context as its cacheable prefix."""
+    waits for all of them. Each sub-agent starts from the lead's context as its cacheable prefix. The join is an
+    extra call, not one of the lead's ``steps``; after it the lead makes its remaining ``steps - at_step``."""
 
     subagents: Dist
     at_step: PositiveInt = 1
@@ -242,6 +249,15 @@ class EngineSpec(Strict):
     kv_capacity_tokens: PositiveInt | None = Field(
         None, description="override the KV capacity derived from memory (tokens per replica)"
     )
+
+    @model_validator(mode="after")
+    def _budget(self) -> EngineSpec:
+        if self.max_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                f"max_batched_tokens ({self.max_batched_tokens}) must be >= max_num_seqs ({self.max_num_seqs}): "
+                "every running sequence takes one token of the step budget when it decodes"
+            )
+        return self
 
 
 Precision = Literal["bf16", "fp8", "fp4"]
