@@ -17,6 +17,8 @@ def run_engine(
     capacity: int,
     roots: list[tuple[int | None, int]] | None = None,
     until: float | None = None,
+    blocks: list[tuple[int, ...] | None] | None = None,
+    block_tokens: int = 0,
 ) -> tuple[list[Call], Replica]:
     """``arrivals``: (time, prompt, output, parent index). Returns the calls (index = id) and the replica."""
     env = simpy.Environment()

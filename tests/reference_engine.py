@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from agentsim.perf.base import PerfModel
+from agentsim.serving.call import BLOCK_KEY_BASE
 from agentsim.serving.kvcache import KvCache, Node
 from agentsim.spec import EngineSpec
 
@@ -26,6 +27,8 @@ class RefCall:
     parent: int | None = None  # index of the call whose prompt is this call's prefix
     root_key: int | None = None
     root_len: int = 0
+    blocks: tuple[int, ...] | None = None  # hash ids of block_tokens-token blocks (trace replay)
+    block_tokens: int = 0
     # results
     first_token_s: float | None = None
     done_s: float | None = None
@@ -57,6 +60,9 @@ def run_reference(
         if not kv.enabled:
             return None
         c = calls[i]
+        if c.blocks is not None:
+            full = min(len(c.blocks), c.prompt // c.block_tokens)
+            return kv.find([BLOCK_KEY_BASE + h for h in reversed(c.blocks[:full])])
         keys = [i]
         p = c.parent
         while p is not None:
@@ -170,7 +176,20 @@ def run_reference(
             c.computed += chunk
             if c.computed < c.target:
                 continue
-            if kv.enabled and i not in kv.nodes:
+            if kv.enabled and c.blocks is not None:
+                parent = c.nodes[-1] if c.nodes else None
+                for b in range(c.held // c.block_tokens, min(len(c.blocks), c.prompt // c.block_tokens)):
+                    key = BLOCK_KEY_BASE + c.blocks[b]
+                    node = kv.nodes.get(key)
+                    if node is None:
+                        node = kv.insert(key, parent, (b + 1) * c.block_tokens, t)
+                    else:
+                        kv.ref(node)
+                        kv.private -= node.length - c.held
+                    c.nodes.append(node)
+                    c.held = node.length
+                    parent = node
+            elif kv.enabled and i not in kv.nodes:
                 if not c.nodes and c.root_key is not None and c.root_key not in kv.nodes:
                     root = kv.aligned(c.root_len)
                     if root > 0:

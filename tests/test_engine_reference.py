@@ -54,8 +54,33 @@ def random_case(
     return arrivals, roots, engine, capacity
 
 
+def hashed(arrivals: list[tuple[float, int, int, int | None]], rng: np.random.Generator,
+           bt: int) -> list[tuple[int, ...] | None]:
+    """Prefix-consistent block hash ids (as in Mooncake traces): a call with a prefix parent repeats the
+    parent's leading blocks (sometimes only some of them), then gets fresh ids."""
+    out: list[tuple[int, ...] | None] = []
+    fresh = 0
+    for _, prompt, _, parent in arrivals:
+        n = -(-prompt // bt)
+        ids: list[int] = []
+        if parent is not None:
+            pb = out[parent]
+            assert pb is not None
+            share = min(len(pb), prompt // bt, int(rng.integers(0, len(pb) + 1)))
+            ids = list(pb[:share])
+        while len(ids) < n:
+            ids.append(fresh)
+            fresh += 1
+        out.append(tuple(ids))
+    return out
+
+
 def compare(seed: int, perf_kind: str) -> dict[str, int]:
     arrivals, roots, engine, capacity = random_case(seed)
+    rng = np.random.default_rng(seed + 1)
+    use_blocks = rng.random() < 0.4
+    bt = int(rng.choice([16, 64, 512]))
+    blocks = hashed(arrivals, rng, bt) if use_blocks else None
     if perf_kind == "linear":
         perf = LinearPerfModel(
             LinearPerf(

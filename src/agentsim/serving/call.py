@@ -26,6 +26,8 @@ class Call:
     __slots__ = (
         "_priv",
         "acc0",
+        "block_tokens",
+        "blocks",
         "busy_share_s",
         "cached",
         "chunk",
@@ -68,6 +70,8 @@ class Call:
         parent: Call | None = None,
         root_key: int | None = None,
         root_len: int = 0,
+        blocks: tuple[int, ...] | None = None,
+        block_tokens: int = 0,
     ) -> None:
         self.id = id
         self.prompt = prompt
@@ -79,6 +83,10 @@ class Call:
         self.parent = parent  # the call whose prompt is this call's cacheable prefix
         self.root_key = root_key  # key of the shared system-prompt node, if any
         self.root_len = root_len
+        # Replayed traces name the prompt's prefix by block hashes (Mooncake ``hash_ids``): block i covers
+        # tokens [i*block_tokens, (i+1)*block_tokens) and its hash identifies the whole prefix up to it.
+        self.blocks = blocks
+        self.block_tokens = block_tokens
         self.replica: Replica | None = None
         self.first_token_s: float | None = None
         self.done_s: float | None = None
@@ -99,14 +107,8 @@ class Call:
         self.acc0 = 0.0  # replica's per-token busy-time accumulator when decode (re)started
         self.load = 0  # tokens this call adds to its replica's outstanding load (set on submit)
 
-    def lookup_keys(self) -> list[int]:
-        """Prefix-node keys to try in a replica's cache, longest prefix first: own node (a recompute after
-        preemption), then each ancestor call, then the shared system prompt."""
-        keys = [self.id]
-        p = self.parent
-        while p is not None:
-            keys.append(p.id)
-            p = p.parent
-        if self.root_key is not None:
-            keys.append(self.root_key)
-        return keys
+
+
+BLOCK_KEY_BASE = -(2**62)
+"""Cache keys of hash-identified blocks are ``BLOCK_KEY_BASE + hash``: apart from call ids (>= 0) and
+workload system-prompt keys (small negatives)."""

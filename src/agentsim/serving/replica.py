@@ -42,7 +42,7 @@ import numpy as np
 
 from agentsim.clock import later
 from agentsim.perf.base import PerfModel
-from agentsim.serving.call import DECODE, DONE, PREFILL, WAITING, Call
+from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call
 from agentsim.serving.kvcache import KvCache, Node
 from agentsim.spec import EngineSpec
 
@@ -223,10 +223,34 @@ class Replica:
         self.steps_skipped += k - 1
         self._completions(now)
 
+    def _insert_blocks(self, c: Call, now: float) -> None:
+        """Cache a hash-identified prompt as a chain of one node per full block (a radix tree of blocks), so
+        any later prompt sharing a leading run of blocks finds it, whichever call computed it."""
+        kv = self.kv
+        bt = c.block_tokens
+        blocks = c.blocks
+        assert blocks is not None
+        parent = c.nodes[-1] if c.nodes else None
+        nodes = kv.nodes
+        for i in range(c.held // bt, min(len(blocks), c.prompt // bt)):
+            key = BLOCK_KEY_BASE + blocks[i]
+            node = nodes.get(key)
+            if node is None:
+                node = kv.insert(key, parent, (i + 1) * bt, now)
+            else:
+                # Computed concurrently by another call: share its copy and free ours.
+                kv.ref(node)
+                kv.private -= node.length - c.held
+            c.nodes.append(node)
+            c.held = node.length
+            parent = node
+
     def _prefill_done(self, c: Call, now: float) -> None:
         kv = self.kv
         # The block-aligned prompt becomes a cache node the agent's next step will find.
-        if kv.enabled and c.id not in kv.nodes:
+        if kv.enabled and c.blocks is not None:
+            self._insert_blocks(c, now)
+        elif kv.enabled and c.id not in kv.nodes:
             if not c.nodes and c.root_key is not None and c.root_key not in kv.nodes:
                 # First call on this replica to start with the workload's shared system prompt: cache it
                 # as its own node so every other task's first call can share it.
@@ -314,6 +338,13 @@ class Replica:
         if not kv.enabled:
             return None
         nodes = kv.nodes
+        if c.blocks is not None:
+            blocks = c.blocks
+            for i in range(min(len(blocks), c.prompt // c.block_tokens) - 1, -1, -1):
+                n = nodes.get(BLOCK_KEY_BASE + blocks[i])
+                if n is not None:
+                    return n
+            return None
         n = nodes.get(c.id)
         if n is not None:
             return n
