@@ -42,8 +42,9 @@ def t999(df: int) -> float:
     """``t(0.999, df)`` (conservative: the next smaller tabulated df is used between entries)."""
     if df < 2:
         raise ValueError("need at least 3 replications")
-    keys = [k for k in sorted(_T999) if k <= df]
-    return _T999[keys[-1]] if df <= 120 else 3.090
+    if df > 120:
+        return 3.090  # the normal quantile
+    return _T999[max(k for k in _T999 if k <= df)]
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ class Estimate:
 
     def z(self, theory: float) -> float:
         """Distance from ``theory`` in standard errors."""
-        return (self.mean - theory) / self.se if self.se > 0 else math.inf * (self.mean != theory)
+        if self.se > 0:
+            return (self.mean - theory) / self.se
+        return 0.0 if self.mean == theory else math.copysign(math.inf, self.mean - theory)
 
     def describe(self, theory: float) -> str:
         rel = (self.mean - theory) / theory if theory else math.nan
@@ -238,9 +241,8 @@ class ClusterSpy:
 
 @contextmanager
 def spy_on_cluster(monkeypatch: Any, times: Sequence[float]) -> Iterator[ClusterSpy]:
-    """Within the block, every :func:`agentsim.sim.run` builds its cluster through a subclass that hands it to a
-    fresh :class:`ClusterSpy` (one per run: the last run's spy is the one yielded... so use one run per block).
-    """
+    """Within the block, :func:`agentsim.sim.run` builds its cluster through a subclass that hands it to the
+    yielded :class:`ClusterSpy` (one run per block: a second run would add its own snapshots)."""
     spy = ClusterSpy(times)
     base = sim_module.Cluster
 
