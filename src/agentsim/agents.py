@@ -154,6 +154,8 @@ class Agents:
             parent=parent,
             root_key=-(task.stream.index + 1) if shared > 0 else None,
             root_len=shared,
+            blocks=tc.hash_ids,
+            block_tokens=task.template.block_tokens,
         )
         self._next_call += 1
         task.calls[i] = call

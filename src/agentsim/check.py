@@ -8,6 +8,8 @@ numbers), can every workload's profile be resolved. All problems are gathered an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from agentsim import spec
 from agentsim.catalog import Catalog, CatalogError
 from agentsim.errors import ScenarioError
@@ -26,6 +28,10 @@ def plan_pools(scenario: spec.Scenario, catalog: Catalog) -> list[PoolPlan]:
     errors: list[tuple[str, str]] = []
     plans: list[PoolPlan] = []
     for i, w in enumerate(scenario.workload):
+        if isinstance(w, spec.TraceWorkload):
+            if not Path(w.path).is_file():
+                errors.append((f"workload[{i}].path", f"no such trace file: {w.path}"))
+            continue
         try:
             resolve_profile(w)
         except ValueError as e:

@@ -63,7 +63,7 @@ def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
     return out
 
 
-def slo_attainment(calls: pa.Table, tasks: pa.Table, workloads: list[spec.WorkloadSpec]) -> dict[str, Any]:
+def slo_attainment(calls: pa.Table, tasks: pa.Table, workloads: list[spec.WorkloadSpec | spec.TraceWorkload]) -> dict[str, Any]:
     """Per workload: the fraction of calls meeting the per-call targets and of tasks meeting the task target,
     and whether each percentile target holds. Overall: the same fractions pooled over workloads with SLOs."""
     lat = call_latencies(calls)

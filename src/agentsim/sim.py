@@ -31,6 +31,7 @@ from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
 from agentsim.workload.arrivals import arrival_times, start_offsets, think_times
 from agentsim.workload.profiles import TaskFactory, resolve_profile
+from agentsim.workload.replay import replay_stream, replay_template
 
 ProgressFn = Callable[[float, float], None]
 
@@ -48,9 +49,23 @@ class RunResult:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+def _trace_stream(i: int, w: spec.TraceWorkload) -> Stream:
+    from agentsim.workload.traces import read_trace
+
+    pairs = (
+        (t.start_s, replay_template(t.template, list(t.hash_ids), list(t.release_s), t.start_s, w))
+        for t in read_trace(w.path)
+    )
+    starts, templates = replay_stream(pairs, w)
+    return Stream(i, w.label, partial(next, templates), starts, [], lambda: 0.0, None)
+
+
 def _streams(scenario: spec.Scenario, root: Streams) -> list[Stream]:
     out: list[Stream] = []
     for i, w in enumerate(scenario.workload):
+        if isinstance(w, spec.TraceWorkload):
+            out.append(_trace_stream(i, w))
+            continue
         label = w.label
         factory = TaskFactory(resolve_profile(w), label, root.get(f"tasks/{label}"))
         a = w.arrivals

@@ -12,15 +12,18 @@ Checks that need the catalog (does the model fit the memory, is ``tp`` a divisor
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
+    Tag,
     model_validator,
 )
 
@@ -211,12 +214,13 @@ class Slo(Strict):
 
 
 class WorkloadSpec(Strict):
-    """One stream of tasks: a profile, its arrivals and its SLOs.
+    """One stream of synthetic tasks: a profile, its arrivals and its SLOs.
 
     ``profile`` is a built-in name (``agentsim catalog``) or an inline profile; ``overrides`` changes fields of
     a named profile (validated like the profile itself).
     """
 
+    kind: Literal["synthetic"] = "synthetic"
     name: str | None = None
     profile: str | Profile = "coding-agent"
     overrides: dict[str, object] = Field(default_factory=dict)
@@ -232,6 +236,42 @@ class WorkloadSpec(Strict):
         if isinstance(self.profile, str):
             return self.profile
         return self.profile.kind
+
+
+class TraceWorkload(Strict):
+    """Tasks replayed from a trace file in agentsim's canonical format (``agentsim trace import``).
+
+    ``mode: open`` releases every call at its recorded time, whatever the cluster does (the trace's timing is
+    kept). ``mode: closed`` starts each task at its recorded time but then honours the calls' dependencies and
+    gaps, so a slower cluster delays later steps: the agentic feedback loop. What-ifs: ``rate_scale``
+    multiplies the arrival rate of tasks (start and release times are divided by it); ``time_scale`` stretches
+    every duration of the trace (start and release times and gaps: tool and think time).
+    """
+
+    kind: Literal["trace"] = "trace"
+    name: str | None = None
+    path: str
+    mode: Literal["open", "closed"] = "closed"
+    time_scale: PositiveFloat = 1.0
+    rate_scale: PositiveFloat = 1.0
+    slo: Slo = Slo()
+    max_tasks: PositiveInt | None = Field(None, description="replay only the first tasks")
+
+    @property
+    def label(self) -> str:
+        """The workload's name in tables: ``name``, else the trace file's stem."""
+        return self.name or PurePath(self.path).stem
+
+
+def _workload_kind(v: object) -> str:
+    kind = v.get("kind", "synthetic") if isinstance(v, dict) else getattr(v, "kind", "synthetic")
+    return "trace" if kind == "trace" else "synthetic"
+
+
+AnyWorkload = Annotated[
+    Annotated[WorkloadSpec, Tag("synthetic")] | Annotated[TraceWorkload, Tag("trace")],
+    Discriminator(_workload_kind),
+]
 
 
 # --------------------------------------------------------------------------- cluster
@@ -429,7 +469,7 @@ class Scenario(Strict):
     horizon_s: PositiveFloat = 600.0
     warmup_s: NonNegativeFloat = Field(0.0, description="excluded from summary statistics")
     sample_interval_s: PositiveFloat = Field(10.0, description="period of the replicas time series")
-    workload: list[WorkloadSpec] = Field(min_length=1)
+    workload: list[AnyWorkload] = Field(min_length=1)
     cluster: ClusterSpec
     pricing: PricingSpec = Rental()
 

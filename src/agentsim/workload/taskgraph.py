@@ -10,6 +10,8 @@ Prefix identity: the cacheable prefix of a call is the *prompt of another call* 
 (``prefix_parent``, usually the previous step: the context only grew), or the task root (``-1``):
 the
 workload's shared system prompt when there is one (``TaskTemplate.shared_prefix_tokens > 0``), else nothing.
+Replayed traces may instead name the prompt by block hashes (``hash_ids``, one per ``block_tokens`` tokens, as
+Mooncake traces do: equal leading ids mean a shared prefix); the engine then caches and matches blocks.
 The engine turns these links into a prefix tree per replica (:mod:`agentsim.serving.kvcache`).
 """
 
@@ -30,6 +32,7 @@ class CallTemplate:
     deps: tuple[int, ...] = ()
     gap_s: float = 0.0
     prefix_parent: int = ROOT
+    hash_ids: tuple[int, ...] | None = None  # block hashes of the prompt (replayed traces); see TaskTemplate
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,6 +42,7 @@ class TaskTemplate:
     workload: str
     calls: tuple[CallTemplate, ...]
     shared_prefix_tokens: int = 0
+    block_tokens: int = 0  # tokens per hash block when calls carry ``hash_ids`` (Mooncake: 512)
 
     def validate(self) -> None:
         """Raise ValueError if the DAG or the prefix links are malformed."""
@@ -59,3 +63,11 @@ class TaskTemplate:
                     raise ValueError(f"call {i}: its prefix is longer than its prompt")
             elif self.shared_prefix_tokens > c.prompt_tokens:
                 raise ValueError(f"call {i}: the shared prefix is longer than its prompt")
+            if c.hash_ids is not None:
+                if self.block_tokens < 1:
+                    raise ValueError(f"call {i}: hash_ids need the task's block_tokens")
+                if len(c.hash_ids) != -(-c.prompt_tokens // self.block_tokens):
+                    raise ValueError(
+                        f"call {i}: {len(c.hash_ids)} hash ids for {c.prompt_tokens} prompt tokens in blocks of "
+                        f"{self.block_tokens} (expected ceil(prompt / block))"
+                    )

@@ -1,0 +1,308 @@
+"""Drawing: prepared numbers in, PNG bytes out. No run files and no summary keys here (see :mod:`agentsim.report`).
+
+matplotlib is an optional dependency (``pip install 'agentsim[report]'``) and is imported inside the functions
+only, so ``import agentsim`` never pays for it. Figures are drawn on a :class:`matplotlib.figure.Figure` with
+the Agg canvas directly, without ``pyplot``: no global backend is switched and no window can open, which keeps
+the functions safe to call from a notebook or a server.
+
+Every figure has the same size, :data:`FIG_SIZE_IN` inches at :data:`DPI` dots per inch, and is saved without
+``bbox_inches="tight"``, so every PNG is exactly :data:`PNG_SIZE_PX` pixels. PNG metadata carries no software
+version or date, so the same data gives the same bytes on the same matplotlib version.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+FIG_SIZE_IN: tuple[float, float] = (8.0, 4.5)
+DPI = 120
+PNG_SIZE_PX: tuple[int, int] = (round(FIG_SIZE_IN[0] * DPI), round(FIG_SIZE_IN[1] * DPI))
+
+# matplotlib's tab10, spelled out so that choosing a colour does not import matplotlib.
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+
+# Quantile ticks of the CDF's logit axis: the tail is spread out, 0.99 and 0.999 are as far apart as 0.5 and 0.9.
+_CDF_TICKS = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
+_CDF_LIMITS = (0.005, 0.9995)
+
+
+def color(i: int) -> str:
+    """The ``i``-th colour of the palette (cycling)."""
+    return PALETTE[i % len(PALETTE)]
+
+
+@dataclass(frozen=True)
+class CdfSeries:
+    """One empirical CDF. ``values`` are the finished values; ``censored`` counts items that had not finished by
+    the end of the run: they are in the denominator, beyond the right edge, so the curve tops out at the
+    finished fraction (a lower bound of the true CDF, which is how SLO attainment counts them)."""
+
+    label: str
+    values: np.ndarray
+    censored: int = 0
+    color: str = PALETTE[0]
+    style: str = "-"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """An SLO on a CDF: a per-item limit (``quantile=None``: the curve's height at ``x`` is the attainment) or a
+    percentile target (the curve must reach ``quantile`` at or left of ``x``)."""
+
+    label: str
+    x: float
+    quantile: float | None
+    color: str = "#000000"
+
+
+@dataclass(frozen=True)
+class Line:
+    """A time series. With ``step=True`` each ``y[i]`` is a rate over the interval ending at ``t[i]``;
+    ``lo``/``hi`` give an optional band (e.g. the range over a pool's replicas)."""
+
+    label: str
+    t: np.ndarray
+    y: np.ndarray
+    color: str = PALETTE[0]
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+    step: bool = False
+    style: str = "-"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One axes of a time-series figure."""
+
+    ylabel: str
+    lines: Sequence[Line]
+    percent: bool = False
+    ymin: float | None = 0.0
+    ymax: float | None = None
+
+
+@dataclass(frozen=True)
+class BarPanel:
+    """One axes of grouped (or stacked) bars: for each of ``series`` (label, colour, one value per category) a
+    bar per category; ``None`` draws nothing and is marked n/a. ``fmt`` writes the value labels."""
+
+    title: str
+    ylabel: str
+    categories: Sequence[str]
+    series: Sequence[tuple[str, str, Sequence[float | None]]]
+    fmt: Callable[[float], str] = field(default=lambda v: f"{v:.3g}")
+    log: bool = False
+    stacked: bool = False
+
+
+def _new_figure(nrows: int = 1, ncols: int = 1, sharex: bool = False) -> tuple[Figure, list[Axes]]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=FIG_SIZE_IN, dpi=DPI, layout="constrained")
+    axes = fig.subplots(nrows, ncols, sharex=sharex, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def to_png(fig: Figure) -> bytes:
+    """Render ``fig`` on the Agg canvas at :data:`DPI`; always :data:`PNG_SIZE_PX` pixels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _no_data(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#666666", fontsize=11)
+
+
+def si(x: float, unit: str = "") -> str:
+    """``12_300_000`` -> ``"12.3M"``: three significant digits with a k/M/G/T suffix."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}{unit}"
+    for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}{unit}"
+    return f"{x:.3g}{unit}"
+
+
+def seconds(x: float) -> str:
+    """A duration label: ``0.05`` -> ``"50 ms"``, ``12`` -> ``"12 s"``, ``5400`` -> ``"90 min"``."""
+    if x < 1:
+        return f"{x * 1000:.3g} ms"
+    if x < 600:
+        return f"{x:.3g} s"
+    if x < 3 * 3600:
+        return f"{x / 60:.3g} min"
+    return f"{x / 3600:.3g} h"
+
+
+def cdf_png(
+    title: str,
+    xlabel: str,
+    series: Sequence[CdfSeries],
+    thresholds: Sequence[Threshold] = (),
+    *,
+    empty: str = "no finished values in the measurement window",
+) -> bytes:
+    """Empirical CDFs on a log x axis and a logit y axis (quantiles 1 %..99.9 % evenly spread, so tails show),
+    with SLO thresholds. Non-positive values cannot sit on a log axis and are counted below the left edge."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    fig, (ax,) = _new_figure()
+    drawn = False
+    for s in series:
+        v = np.sort(np.asarray(s.values, dtype=float))
+        v = v[np.isfinite(v)]
+        total = v.size + s.censored
+        if total == 0:
+            continue
+        y = np.arange(1, v.size + 1) / total
+        pos = v > 0
+        if not pos.any():
+            continue
+        done = v.size / total
+        label = f"{s.label} (n={v.size:,}" + (f", {s.censored:,} unfinished = {1 - done:.0%}" if s.censored else "")
+        ax.step(v[pos], y[pos], where="post", color=s.color, linestyle=s.style, linewidth=1.6, label=label + ")")
+        drawn = True
+    if not drawn:
+        _no_data(ax, empty)
+        ax.set_xscale("log")
+        ax.set_xlim(1e-3, 1e3)
+    for th in thresholds:
+        ax.axvline(th.x, color=th.color, linestyle="--", linewidth=1.1, label=th.label)
+        if th.quantile is not None:
+            ax.axhline(th.quantile, color=th.color, linestyle=":", linewidth=0.9)
+            ax.plot([th.x], [th.quantile], marker="o", color=th.color, markersize=5)
+    ax.set_xscale("log")
+    ax.set_yscale("logit", nonpositive="clip")
+    ax.set_ylim(*_CDF_LIMITS)
+    ax.yaxis.set_major_locator(FixedLocator(list(_CDF_TICKS)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda q, _pos: f"{q * 100:g} %"))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: seconds(x)))
+    ax.grid(True, which="major", alpha=0.35)
+    ax.grid(True, which="minor", axis="x", alpha=0.12)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("fraction ≤ x (logit scale)")
+    if drawn or thresholds:
+        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    return to_png(fig)
+
+
+def timeseries_png(title: str, panels: Sequence[Panel], warmup_s: float, horizon_s: float) -> bytes:
+    """Stacked time-series panels sharing the time axis, the warm-up shaded."""
+    from matplotlib.ticker import PercentFormatter
+
+    fig, axes = _new_figure(nrows=len(panels), sharex=True)
+    for k, (ax, p) in enumerate(zip(axes, panels, strict=True)):
+        if warmup_s > 0:
+            ax.axvspan(0, warmup_s, color="#999999", alpha=0.18, linewidth=0, label="warm-up (not in summary)")
+        for ln in p.lines:
+            if ln.t.size == 0:
+                continue
+            where = "pre" if ln.step else "post"
+            if ln.lo is not None and ln.hi is not None:
+                ax.fill_between(ln.t, ln.lo, ln.hi, step=where, color=ln.color, alpha=0.18, linewidth=0)
+            ax.step(ln.t, ln.y, where=where, color=ln.color, linestyle=ln.style, linewidth=1.4, label=ln.label)
+        if not any(ln.t.size for ln in p.lines):
+            _no_data(ax, "no samples")
+        ax.set_xlim(0, horizon_s)
+        if p.ymin is not None:
+            ax.set_ylim(bottom=p.ymin)
+        if p.ymax is not None:
+            ax.set_ylim(top=p.ymax)
+        if p.percent:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_ylabel(p.ylabel)
+        ax.grid(True, alpha=0.3)
+        if k == 0:
+            ax.set_title(title)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    axes[-1].set_xlabel("simulated time (s)")
+    return to_png(fig)
+
+
+def bars_png(title: str, panels: Sequence[BarPanel]) -> bytes:
+    """Side-by-side panels of grouped or stacked bars with value labels."""
+    fig, axes = _new_figure(ncols=len(panels))
+    for ax, p in zip(axes, panels, strict=True):
+        _bars(ax, p)
+    fig.suptitle(title)
+    return to_png(fig)
+
+
+def _bars(ax: Axes, p: BarPanel) -> None:
+    ncat = len(p.categories)
+    nser = len(p.series)
+    x = np.arange(ncat, dtype=float)
+    if p.log:
+        ax.set_yscale("log")
+    if nser == 0 or ncat == 0:
+        _no_data(ax, "no data")
+    elif p.stacked:
+        bottom = np.zeros(ncat)
+        totals = np.zeros(ncat)
+        for _, _, vals in p.series:
+            totals += np.array([v or 0.0 for v in vals])
+        for label, c, vals in p.series:
+            h = np.array([v or 0.0 for v in vals])
+            ax.bar(x, h, 0.6, bottom=bottom, color=c, label=label)
+            for i in range(ncat):
+                if totals[i] > 0 and h[i] / totals[i] >= 0.08:
+                    ax.text(x[i], bottom[i] + h[i] / 2, f"{h[i] / totals[i]:.0%}", ha="center", va="center",
+                            fontsize=8, color="white")
+            bottom += h
+        for i in range(ncat):
+            ax.text(x[i], totals[i], p.fmt(totals[i]), ha="center", va="bottom", fontsize=8)
+        ax.set_ylim(0, max(float(totals.max()), 1e-12) * 1.15)
+    else:
+        width = 0.8 / nser
+        top = 0.0
+        low = math.inf
+        for j, (label, c, vals) in enumerate(p.series):
+            xs = x - 0.4 + width * (j + 0.5)
+            h = np.array([np.nan if v is None else v for v in vals], dtype=float)
+            ok = np.isfinite(h) & ((h > 0) if p.log else np.ones_like(h, dtype=bool))
+            ax.bar(xs[ok], h[ok], width * 0.92, color=c, label=label)
+            for xi, hi, good in zip(xs, h, ok, strict=True):
+                if good:
+                    ax.text(xi, hi, p.fmt(float(hi)), ha="center", va="bottom", fontsize=7 if nser > 2 else 8)
+                    top = max(top, float(hi))
+                    low = min(low, float(hi))
+                else:
+                    ax.text(xi, 0.5, "n/a", ha="center", va="center", fontsize=8, color="#666666",
+                            transform=ax.get_xaxis_transform())
+        if p.log and top > 0:
+            ax.set_ylim(low / 3, top * 4)
+        else:
+            ax.set_ylim(0, max(top, 1e-12) * 1.18)
+    ax.set_xticks(x, list(p.categories), fontsize=8)
+    ax.set_title(p.title, fontsize=10)
+    ax.set_ylabel(p.ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    if nser > 1 or p.stacked:
+        ax.legend(fontsize=7, loc="upper left", framealpha=0.9)

@@ -1,0 +1,64 @@
+"""Replaying a trace: recorded tasks turned into the task stream the agents run.
+
+A trace (canonical Parquet, :mod:`agentsim.workload.traces`) holds tasks with their start times and, per call,
+its dependencies, gap, optional release time, tokens and prefix identity (block hashes or a link to the call
+whose prompt it extends). Replay keeps the recorded *what* and chooses the *when*:
+
+* ``closed``: a task starts at its recorded time; each call is sent when its dependencies are done plus its
+  recorded gap, so a slower cluster delays later steps (the agentic feedback loop);
+* ``open``: every call is sent at its recorded release time, whatever happened to the calls before it.
+
+``rate_scale`` divides start and release times (more tasks per second), ``time_scale`` multiplies every
+duration (start and release times, gaps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from agentsim import spec
+from agentsim.workload.taskgraph import CallTemplate, TaskTemplate
+
+
+def replay_template(
+    template: TaskTemplate,
+    hash_ids: list[tuple[int, ...] | None],
+    release_s: list[float | None],
+    start_s: float,
+    w: spec.TraceWorkload,
+) -> TaskTemplate:
+    """The template a replayed task runs: hashes attached, times scaled, dependencies dropped in open mode.
+
+    Raises ValueError in open mode when a call has no release time.
+    """
+    calls: list[CallTemplate] = []
+    for i, c in enumerate(template.calls):
+        if w.mode == "open":
+            r = release_s[i]
+            if r is None:
+                raise ValueError(
+                    f"task starting at {start_s} s: call {i} has no release time; open-loop replay needs one "
+                    "per call (use mode: closed)"
+                )
+            gap = max(0.0, (r - start_s)) * w.time_scale / w.rate_scale
+            calls.append(replace(c, deps=(), gap_s=gap, hash_ids=hash_ids[i]))
+        else:
+            calls.append(replace(c, gap_s=c.gap_s * w.time_scale, hash_ids=hash_ids[i]))
+    return replace(template, workload=w.label, calls=tuple(calls))
+
+
+def replay_stream(
+    tasks: Iterable[tuple[float, TaskTemplate]], w: spec.TraceWorkload
+) -> tuple[Iterator[float], Iterator[TaskTemplate]]:
+    """Split ``(start_s, template)`` pairs (sorted by start) into scaled start times and templates, consumed in
+    step by the agents: the k-th start time belongs to the k-th template."""
+    starts: list[float] = []
+    templates: list[TaskTemplate] = []
+    scale = w.time_scale / w.rate_scale
+    for n, (start, template) in enumerate(tasks):
+        if w.max_tasks is not None and n >= w.max_tasks:
+            break
+        starts.append(start * scale)
+        templates.append(template)
+    return iter(starts), iter(templates)
