@@ -147,6 +147,11 @@ def summarize(
     processed = out_tok + float(w["prefill_tokens"].sum())
     tasks_done = int(done_t.sum())
     task_usd = col(mt, "usd")[done_t]
+    # Tasks finishing inside the window, whenever they started: in steady state their count over the window is
+    # the task throughput, the right denominator for the window's cost. (Counting only tasks that also started
+    # in the window would miss every long task still running at the horizon and overstate $/task.)
+    all_done = col(tasks, "done_s")
+    finished_in_window = int(np.sum((all_done >= t0) & (all_done <= t1)))
     mwh = energy_j / 3.6e9
 
     def per_mtok(tokens: float) -> float | None:
@@ -180,7 +185,9 @@ def summarize(
         "usd_per_hour": usd / span * 3600.0,
         "usd_per_mtok_output": per_mtok(out_tok),
         "usd_per_mtok_processed": per_mtok(processed),
-        "usd_per_task": usd / tasks_done if tasks_done else None,
+        "tasks_finished_in_window": finished_in_window,
+        "tasks_per_hour": finished_in_window / span * 3600.0,
+        "usd_per_task": usd / finished_in_window if finished_in_window else None,
         "task_usd": dist(task_usd),
         "energy_kwh": energy_j / 3.6e6,
         "tokens_per_mwh": out_tok / mwh if mwh > 0 else None,
