@@ -19,6 +19,7 @@ def run_engine(
     until: float | None = None,
     blocks: list[tuple[int, ...] | None] | None = None,
     block_tokens: int = 0,
+    ready: list[bool] | None = None,
 ) -> tuple[list[Call], Replica]:
     """``arrivals``: (time, prompt, output, parent index). Returns the calls (index = id) and the replica."""
     env = simpy.Environment()
@@ -38,6 +39,12 @@ def run_engine(
         )
         calls.append(c)
         ev = env.timeout(t)
-        ev.callbacks.append(lambda _e, c=c: rep.submit(c))
+        if ready and ready[i]:
+            # Arrives from a prefill replica: first token already out, prompt KV ready to store.
+            c.generated = 1
+            c.first_token_s = t
+            ev.callbacks.append(lambda _e, c=c: rep.submit_ready(c))
+        else:
+            ev.callbacks.append(lambda _e, c=c: rep.submit(c))
     env.run(until=until)
     return calls, rep

@@ -29,6 +29,7 @@ class RefCall:
     root_len: int = 0
     blocks: tuple[int, ...] | None = None  # hash ids of block_tokens-token blocks (trace replay)
     block_tokens: int = 0
+    ready: bool = False  # arrives with its prompt KV computed elsewhere (decode side of disaggregation)
     # results
     first_token_s: float | None = None
     done_s: float | None = None
@@ -77,6 +78,33 @@ def run_reference(
             kv.unref(n, now)
         c.nodes = []
 
+    def cache_prompt(i: int, now: float) -> None:
+        c = calls[i]
+        if kv.enabled and c.blocks is not None:
+            parent = c.nodes[-1] if c.nodes else None
+            for b in range(c.held // c.block_tokens, min(len(c.blocks), c.prompt // c.block_tokens)):
+                key = BLOCK_KEY_BASE + c.blocks[b]
+                node = kv.nodes.get(key)
+                if node is None:
+                    node = kv.insert(key, parent, (b + 1) * c.block_tokens, now)
+                else:
+                    kv.ref(node)
+                    kv.private -= node.length - c.held
+                c.nodes.append(node)
+                c.held = node.length
+                parent = node
+        elif kv.enabled and i not in kv.nodes:
+            if not c.nodes and c.root_key is not None and c.root_key not in kv.nodes:
+                root = kv.aligned(c.root_len)
+                if root > 0:
+                    c.nodes.append(kv.insert(c.root_key, None, root, now))
+                    c.held = root
+            length = kv.aligned(c.prompt)
+            parent = c.nodes[-1] if c.nodes else None
+            if length > c.held:
+                c.nodes.append(kv.insert(i, parent, length, now))
+                c.held = length
+
     while arrivals or waiting or running:
         if not waiting and not running:
             t = max(t, calls[arrivals[0]].arrival_s)
@@ -93,9 +121,37 @@ def run_reference(
                 release_nodes(c, t)
                 c.kv = c.held = c.computed = 0
                 c.decoding = False
+                c.ready = False
                 c.preemptions += 1
                 waiting.appendleft(i)
                 dec = [j for j in running if calls[j].decoding]
+        # 1b. KV-ready calls join the decode batch directly.
+        while waiting and calls[waiting[0]].ready and len(running) < engine.max_num_seqs:
+            i = waiting[0]
+            c = calls[i]
+            target = c.prompt + c.generated - 1  # KV of the prompt; the first token is not in KV yet
+            node = find(i)
+            while node is not None and node.length > target:
+                node = node.parent
+            hit = 0 if node is None else node.length
+            if node is not None:
+                kv.ref(node)
+            if not kv.make_room(target - hit + len(dec) + 1):
+                if node is not None:
+                    node.refs -= 1
+                    if node.refs == 0 and node.children == 0:
+                        kv._push(node)
+                break
+            waiting.popleft()
+            kv.private += target - hit
+            c.target, c.held, c.computed, c.kv = target, hit, target, target
+            if node is not None:
+                c.nodes.append(node)
+                node.last_use = t
+            running.append(i)
+            cache_prompt(i, t)
+            c.decoding = True
+            dec.append(i)
         # 2. Budget.
         budget = engine.max_batched_tokens - len(dec)
         chunks: dict[int, int] = {}
@@ -176,30 +232,7 @@ def run_reference(
             c.computed += chunk
             if c.computed < c.target:
                 continue
-            if kv.enabled and c.blocks is not None:
-                parent = c.nodes[-1] if c.nodes else None
-                for b in range(c.held // c.block_tokens, min(len(c.blocks), c.prompt // c.block_tokens)):
-                    key = BLOCK_KEY_BASE + c.blocks[b]
-                    node = kv.nodes.get(key)
-                    if node is None:
-                        node = kv.insert(key, parent, (b + 1) * c.block_tokens, t)
-                    else:
-                        kv.ref(node)
-                        kv.private -= node.length - c.held
-                    c.nodes.append(node)
-                    c.held = node.length
-                    parent = node
-            elif kv.enabled and i not in kv.nodes:
-                if not c.nodes and c.root_key is not None and c.root_key not in kv.nodes:
-                    root = kv.aligned(c.root_len)
-                    if root > 0:
-                        c.nodes.append(kv.insert(c.root_key, None, root, t))
-                        c.held = root
-                length = kv.aligned(c.prompt)
-                parent = c.nodes[-1] if c.nodes else None
-                if length > c.held:
-                    c.nodes.append(kv.insert(i, parent, length, t))
-                    c.held = length
+            cache_prompt(i, t)
             c.generated += 1
             if c.first_token_s is None:
                 c.first_token_s = t

@@ -81,6 +81,8 @@ def compare(seed: int, perf_kind: str) -> dict[str, int]:
     use_blocks = rng.random() < 0.4
     bt = int(rng.choice([16, 64, 512]))
     blocks = hashed(arrivals, rng, bt) if use_blocks else None
+    # Some cases mix in calls that arrive with their KV (the decode side of disaggregated serving).
+    ready = [bool(x) for x in rng.random(len(arrivals)) < 0.3] if rng.random() < 0.4 else None
     if perf_kind == "linear":
         perf = LinearPerfModel(
             LinearPerf(

@@ -59,7 +59,7 @@ class TaskRun:
         self.start_s = start_s
         self.done_s: float | None = None
         self.agent = agent
-        self.affinity: int | None = None
+        self.affinity: Any = None  # the replica a session-affinity router keeps this task on
         n = len(template.calls)
         self.calls: list[Call | None] = [None] * n
         self.remaining = n

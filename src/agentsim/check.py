@@ -14,7 +14,7 @@ from agentsim import spec
 from agentsim.catalog import Catalog, CatalogError
 from agentsim.errors import ScenarioError
 from agentsim.perf import build_perf
-from agentsim.perf.memory import DoesNotFitError, kv_capacity_tokens
+from agentsim.perf.memory import DoesNotFitError, kv_bytes_per_token, kv_capacity_tokens
 from agentsim.serving.cluster import PoolPlan
 from agentsim.workload.profiles import resolve_profile
 
@@ -77,7 +77,7 @@ def plan_pools(scenario: spec.Scenario, catalog: Catalog) -> list[PoolPlan]:
         except (ValueError, CatalogError) as e:
             errors.append((f"{where}.perf", _msg(e)))
             continue
-        plans.append(PoolPlan(pool, perf, kv))
+        plans.append(PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d))))
     if errors:
         raise ScenarioError(errors, scenario.name)
     return plans

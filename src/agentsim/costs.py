@@ -84,15 +84,21 @@ def pool_rates(pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog)
 
 
 def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
-    """Add ``usd`` and ``energy_j`` to the calls table from each call's busy share and its pool's rates."""
+    """Add ``usd`` and ``energy_j`` to the calls table: each call's busy share on its replica, and on its
+    prefill replica when it was disaggregated, priced at that replica's pool rates."""
     usd_s = {r.pool: r.usd_per_s for r in rates}
     watts = {r.pool: r.busy_w_per_replica for r in rates}
-    pools = calls.column("pool").to_pylist()
-    busy = calls.column("busy_s").to_numpy(zero_copy_only=False)
-    u = np.array([usd_s.get(p, 0.0) if p is not None else 0.0 for p in pools], dtype=float)
-    w = np.array([watts.get(p, 0.0) if p is not None else 0.0 for p in pools], dtype=float)
-    calls = calls.append_column("usd", pa.array(busy * u))
-    return calls.append_column("energy_j", pa.array(busy * w))
+
+    def per_call(pool_col: str, busy_col: str, table: dict[str, float]) -> np.ndarray:
+        pools = calls.column(pool_col).to_pylist()
+        busy = calls.column(busy_col).to_numpy(zero_copy_only=False)
+        rate = np.array([table.get(p, 0.0) if p is not None else 0.0 for p in pools], dtype=float)
+        return np.asarray(busy * rate, dtype=float)
+
+    usd = per_call("pool", "busy_s", usd_s) + per_call("prefill_pool", "prefill_busy_s", usd_s)
+    energy = per_call("pool", "busy_s", watts) + per_call("prefill_pool", "prefill_busy_s", watts)
+    calls = calls.append_column("usd", pa.array(usd))
+    return calls.append_column("energy_j", pa.array(energy))
 
 
 def attach_task_costs(tasks: pa.Table, calls: pa.Table) -> pa.Table:

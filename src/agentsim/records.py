@@ -31,6 +31,11 @@ CALLS_SCHEMA = pa.schema(
         ("generated_tokens", pa.int64()),
         ("preemptions", pa.int32()),
         ("busy_s", pa.float64()),
+        ("prefill_pool", pa.string()),
+        ("prefill_replica", pa.int32()),
+        ("decode_replica", pa.int32()),
+        ("kv_transfer_s", pa.float64()),
+        ("prefill_busy_s", pa.float64()),
     ]
 )
 
@@ -103,6 +108,7 @@ class Recorder:
     def call(self, call: Call) -> None:
         """Record one call (finished, or in flight at the end of the run)."""
         r = call.replica
+        pr = call.prefill_replica
         task: TaskRun = call.owner
         self.calls.append(
             (
@@ -121,6 +127,11 @@ class Recorder:
                 call.generated,
                 call.preemptions,
                 call.busy_share_s,
+                None if pr is None else pr.pool,
+                None if pr is None else pr.index,
+                None if pr is None or r is None else r.index,
+                call.kv_transfer_s,
+                call.prefill_busy_s,
             )
         )
 
@@ -136,7 +147,7 @@ class Recorder:
                 cached += c.cached
                 output += c.output
                 tool += gaps[c.index].gap_s
-                busy += c.busy_share_s
+                busy += c.busy_share_s + c.prefill_busy_s
         self.tasks.append(
             (
                 task.id,

@@ -102,7 +102,7 @@ def run(
         task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
 
     agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, call_done, task_done)
-    cluster = Cluster(env, plans, scenario.cluster.router, agents.on_first_token, agents.on_done)
+    cluster = Cluster(env, plans, scenario.cluster, agents.on_first_token, agents.on_done)
     agents.start(cluster)
 
     # Replica samples on a fixed grid plus exactly at the warm-up end and the horizon (the metrics window).
@@ -174,12 +174,12 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
     busy_by_pool: dict[str, float] = {}
     for pool, busy in zip(last.column("pool").to_pylist(), last.column("busy_s").to_pylist(), strict=True):
         busy_by_pool[pool] = busy_by_pool.get(pool, 0.0) + busy
-    call_pool = calls.column("pool").to_pylist()
-    call_usd = calls.column("usd").to_pylist()
+    usd_s = {r.pool: r.usd_per_s for r in rates}
     usd_by_pool: dict[str, float] = {}
-    for p, u in zip(call_pool, call_usd, strict=True):
-        if p is not None:
-            usd_by_pool[p] = usd_by_pool.get(p, 0.0) + u
+    for pool_col, busy_col in (("pool", "busy_s"), ("prefill_pool", "prefill_busy_s")):
+        for p, b in zip(calls.column(pool_col).to_pylist(), calls.column(busy_col).to_pylist(), strict=True):
+            if p is not None:
+                usd_by_pool[p] = usd_by_pool.get(p, 0.0) + b * usd_s[p]
     rows: dict[str, list[Any]] = {
         k: []
         for k in (

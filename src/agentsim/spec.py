@@ -143,6 +143,11 @@ class AgentProfile(Strict):
     output_tokens: Dist = Constant(value=300)
     tool_result_tokens: Dist = Constant(value=500)
     tool_s: Dist = Constant(value=2.0)
+    gap: Literal["tool", "think"] = Field(
+        "tool",
+        description="what the time between steps is: a tool call (runs on the cluster's tool pool when there "
+        "is one) or human think time (never queues)",
+    )
     fanout: FanOut | None = None
     context_limit_tokens: PositiveInt = 200_000
     compact_to_tokens: PositiveInt = Field(
@@ -364,14 +369,55 @@ class TablePerf(Strict):
 PerfSpec = Annotated[RooflinePerf | LinearPerf | TablePerf, Field(discriminator="kind")]
 
 
+class Autoscale(Strict):
+    """Scale a pool between ``min_replicas`` and ``max_replicas``.
+
+    Every ``interval_s`` the policy looks at the pool's active replicas: ``metric: utilization`` is the busy
+    fraction over the last interval, ``metric: queue`` the mean number of waiting calls per replica now. Above
+    ``target`` by more than ``tolerance`` (relative) it adds ``ceil(n * (value/target - 1))`` replicas, which
+    start serving after ``cold_start_s``; below, it drains the same proportion: a draining replica takes no new
+    calls, finishes what it holds, and is then removed. Cost counts every replica from the moment it is
+    requested until it is removed.
+    """
+
+    metric: Literal["utilization", "queue"] = "utilization"
+    target: PositiveFloat = 0.7
+    tolerance: float = Field(0.1, ge=0, description="relative dead band around the target")
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: PositiveInt = 64
+    interval_s: PositiveFloat = 30.0
+    cold_start_s: NonNegativeFloat = 60.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscale:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) must be >= min_replicas ({self.min_replicas})")
+        return self
+
+
 class PoolSpec(Strict):
-    """A set of identical replicas with one role."""
+    """A set of identical replicas with one role.
+
+    ``unified`` replicas prefill and decode the calls routed to them. ``prefill`` replicas compute a call's
+    prompt and its first token, then send its KV over the cluster's ``kv_link`` to a ``decode`` replica, which
+    generates the rest (disaggregated serving, as in DistServe or NVIDIA Dynamo's xPyD).
+    """
 
     name: str
-    role: Literal["unified"] = "unified"
+    role: Literal["unified", "prefill", "decode"] = "unified"
     deployment: Deployment
     perf: PerfSpec = RooflinePerf()
-    replicas: int = Field(1, ge=0)
+    replicas: int = Field(1, ge=0, description="replicas at the start (the autoscaler may change it)")
+    autoscale: Autoscale | None = None
+
+    @model_validator(mode="after")
+    def _autoscale_bounds(self) -> PoolSpec:
+        a = self.autoscale
+        if a is not None and not a.min_replicas <= self.replicas <= a.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) must lie within autoscale [{a.min_replicas}, {a.max_replicas}]"
+            )
+        return self
 
 
 class RoundRobin(Strict):
@@ -410,11 +456,41 @@ class PrefixAware(Strict):
 RouterSpec = Annotated[RoundRobin | LeastLoad | SessionAffinity | PrefixAware, Field(discriminator="kind")]
 
 
+class KvLink(Strict):
+    """The link a prefill replica sends KV over to a decode replica (RDMA NIC, NVLink between trays...).
+
+    A transfer of ``B`` bytes takes ``B / bandwidth + latency``; each prefill replica sends one transfer at a time
+    (its NIC is a FIFO server), so transfers queue when prompts are long and frequent.
+    """
+
+    bandwidth_gb_s: PositiveFloat = Field(50.0, description="per prefill replica, GB/s (400 Gb/s RDMA = 50)")
+    latency_s: NonNegativeFloat = 0.0005
+
+
+class ToolPool(Strict):
+    """CPU workers that run agents' tool calls (the gaps marked as tool time in the profiles).
+
+    A tool call takes one worker for its duration divided by ``speedup``; when every worker is busy tool calls
+    queue (FIFO), so tool time depends on load. Price and power per core from the catalog's CPU entry.
+    """
+
+    cpu: str = "xeon6-6980p"
+    workers: PositiveInt = Field(description="concurrent tool calls (e.g. cores)")
+    speedup: PositiveFloat = Field(1.0, description="tool durations are divided by this (faster CPUs)")
+
+
 class ClusterSpec(Strict):
-    """Pools of replicas and the router in front of them."""
+    """Pools of replicas and the router in front of them.
+
+    Calls enter at a ``unified`` or ``prefill`` replica chosen by ``router``; a prefilled call continues at a
+    ``decode`` replica chosen by ``decode_router`` after its KV crossed ``kv_link``.
+    """
 
     pools: list[PoolSpec] = Field(min_length=1)
     router: RouterSpec = LeastLoad()
+    decode_router: RouterSpec = LeastLoad()
+    kv_link: KvLink = KvLink()
+    tools: ToolPool | None = None
 
     @model_validator(mode="after")
     def _unique_pools(self) -> ClusterSpec:
@@ -422,8 +498,20 @@ class ClusterSpec(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"pool names must be unique; repeated: {', '.join(dupes)}")
-        if sum(p.replicas for p in self.pools) == 0:
+        if sum(p.replicas for p in self.pools) == 0 and not any(p.autoscale for p in self.pools):
             raise ValueError("the cluster has no replicas")
+        roles = {p.role for p in self.pools}
+        if "prefill" in roles and "decode" not in roles:
+            raise ValueError("a prefill pool needs a decode pool to send its calls to")
+        if "decode" in roles and "prefill" not in roles:
+            raise ValueError("a decode pool needs a prefill pool to receive calls from")
+        if roles == {"decode"}:
+            raise ValueError("calls enter at a unified or prefill pool")
+        models = {p.deployment.model for p in self.pools if p.role != "unified"}
+        if len(models) > 1:
+            raise ValueError(
+                f"prefill and decode pools must serve one model (KV moves between them); got {sorted(models)}"
+            )
         return self
 
 

@@ -41,6 +41,10 @@ class Call:
         "index",
         "issue_s",
         "kv0",
+        "kv_ready",
+        "kv_transfer_s",
+        "prefill_busy_s",
+        "prefill_replica",
         "load",
         "nodes",
         "output",
@@ -106,6 +110,11 @@ class Call:
         self.kv0 = 0  # KV tokens of this call when decode (re)started
         self.acc0 = 0.0  # replica's per-token busy-time accumulator when decode (re)started
         self.load = 0  # tokens this call adds to its replica's outstanding load (set on submit)
+        # Disaggregated serving: prefilled elsewhere, KV sent over the link, decoded here.
+        self.kv_ready = False
+        self.prefill_replica: Replica | None = None
+        self.prefill_busy_s = 0.0  # busy share on the prefill replica (priced at its pool's rate)
+        self.kv_transfer_s: float | None = None
 
 
 

@@ -1,7 +1,13 @@
-"""The cluster: pools of replicas behind one router.
+"""The cluster: pools of replicas behind routers, and the KV link of disaggregated serving.
 
-A pool is a set of identical replicas (one deployment, one perf model, one KV capacity). Every call is routed
-across the replicas of all unified pools, so heterogeneous pools share the load as the router sees fit.
+A pool is a set of identical replicas (one deployment, one perf model, one KV capacity). A call enters at a
+replica of a ``unified`` or ``prefill`` pool, chosen by the router across all of them (heterogeneous pools share
+the load as the router sees fit). A unified replica serves the call to its end. A prefill replica computes the
+prompt and the first token, then the call's KV is sent to a ``decode`` replica chosen by the decode router:
+``bytes = tokens the decode replica does not already cache x KV bytes per token``, over the prefill replica's
+link (one transfer at a time, FIFO: ``bytes / bandwidth`` of link time, plus the latency). The prefill replica
+holds the KV until the transfer ends; the decode replica admits the call as soon as memory allows and it decodes
+from that step.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Any
 
 from agentsim import spec
 from agentsim.perf.base import PerfModel
+from agentsim.clock import later
 from agentsim.serving.call import Call
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import Router, make_router
@@ -19,11 +26,12 @@ from agentsim.serving.routing import Router, make_router
 
 @dataclass(frozen=True, slots=True)
 class PoolPlan:
-    """What the cluster needs to build one pool: its spec, perf model and KV capacity per replica."""
+    """What the cluster needs to build one pool: its spec, perf model, KV capacity per replica and KV size."""
 
     spec: spec.PoolSpec
     perf: PerfModel
     kv_capacity_tokens: int
+    kv_bytes_per_token: float = 0.0
 
 
 class Cluster:
@@ -33,29 +41,79 @@ class Cluster:
         self,
         env: Any,
         pools: Sequence[PoolPlan],
-        router: spec.RouterSpec,
+        cluster: spec.ClusterSpec,
         on_first_token: Callable[[Call, float], None],
         on_done: Callable[[Call, float], None],
     ) -> None:
-        self.replicas: list[Replica] = []
+        self.env = env
+        self.plans = {p.spec.name: p for p in pools}
+        self._on_first_token = on_first_token
+        self._on_done = on_done
+        self.replicas: list[Replica] = []  # every replica ever built, by index
+        self.entry: list[Replica] = []  # accepting unified and prefill replicas
+        self.decode: list[Replica] = []  # accepting decode replicas
         for plan in pools:
             for _ in range(plan.spec.replicas):
-                self.replicas.append(
-                    Replica(
-                        env,
-                        len(self.replicas),
-                        plan.spec.name,
-                        plan.perf,
-                        plan.spec.deployment.engine,
-                        plan.kv_capacity_tokens,
-                        on_first_token,
-                        on_done,
-                    )
-                )
-        self.router: Router = make_router(router)
+                self.add_replica(plan.spec.name, accepting=True)
+        self.router: Router = make_router(cluster.router)
+        self.decode_router: Router = make_router(cluster.decode_router)
+        self.link_bytes_per_s = cluster.kv_link.bandwidth_gb_s * 1e9
+        self.link_latency_s = cluster.kv_link.latency_s
+        self.link_free_at: dict[int, float] = {}  # per prefill replica: when its link is next free
+
+    def add_replica(self, pool: str, *, accepting: bool) -> Replica:
+        """Build one more replica of ``pool``; it takes calls once :meth:`activate` d (now if ``accepting``)."""
+        plan = self.plans[pool]
+        r = Replica(
+            self.env,
+            len(self.replicas),
+            pool,
+            plan.perf,
+            plan.spec.deployment.engine,
+            plan.kv_capacity_tokens,
+            self._on_first_token,
+            self._on_done,
+            role=plan.spec.role,
+            on_prefilled=self._prefilled,
+        )
+        r.accepting = False
+        self.replicas.append(r)
+        if accepting:
+            self.activate(r)
+        return r
+
+    def activate(self, r: Replica) -> None:
+        """``r`` starts taking calls."""
+        r.accepting = True
+        (self.decode if r.role == "decode" else self.entry).append(r)
+
+    def deactivate(self, r: Replica) -> None:
+        """``r`` takes no new calls (draining); it finishes what it holds."""
+        r.accepting = False
+        (self.decode if r.role == "decode" else self.entry).remove(r)
 
     def route(self, call: Call) -> Replica:
-        """Send ``call`` to the replica the router picks, now."""
-        r = self.replicas[self.router.pick(call, self.replicas)]
+        """Send ``call`` to the entry replica the router picks, now."""
+        r = self.entry[self.router.pick(call, self.entry)]
         r.submit(call)
         return r
+
+    def _prefilled(self, call: Call, now: float) -> None:
+        """A prefill replica finished ``call``'s prompt: pick its decode replica and send the KV."""
+        src = call.replica
+        assert src is not None
+        dst = self.decode[self.decode_router.pick(call, self.decode)]
+        tokens = max(call.target - dst.longest_prefix(call), 0)
+        link = tokens * self.plans[src.pool].kv_bytes_per_token / self.link_bytes_per_s
+        start = max(now, self.link_free_at.get(src.index, 0.0))
+        self.link_free_at[src.index] = start + link
+        call.prefill_replica = src
+        call.kv_transfer_s = start + link + self.link_latency_s - now
+        later(self.env, call.kv_transfer_s, self._transferred, call, src, dst)
+
+    def _transferred(self, call: Call, src: Replica, dst: Replica) -> None:
+        src.release_transferred(call, self.env.now)
+        # The prefill replica's share of busy time is priced at its pool's rate; start afresh for the decode side.
+        call.prefill_busy_s = call.busy_share_s
+        call.busy_share_s = 0.0
+        dst.submit_ready(call)

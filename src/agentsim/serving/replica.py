@@ -77,10 +77,15 @@ class Replica:
         kv_capacity_tokens: int,
         on_first_token: Callable[[Call, float], None],
         on_done: Callable[[Call, float], None],
+        role: str = "unified",
+        on_prefilled: Callable[[Call, float], None] | None = None,
     ) -> None:
         self.env = env
         self.index = index
         self.pool = pool
+        self.role = role
+        self.on_prefilled = on_prefilled
+        self.accepting = True  # False while draining (autoscaler) or not yet started (cold start)
         self.perf = perf
         self.max_seqs = engine.max_num_seqs
         self.budget = engine.max_batched_tokens
@@ -114,6 +119,7 @@ class Replica:
         self.outstanding = 0  # router load: prompt not cached on arrival + output, of calls in the replica
         self.steps_skipped = 0
         self.preemptions = 0
+        self.holding = 0  # calls handed off whose KV is still being sent (prefill role)
 
     # ================================================================== entry points
     def submit(self, call: Call) -> None:
@@ -127,6 +133,29 @@ class Replica:
         call.load = call.prompt - self.longest_prefix(call) + call.output
         self.outstanding += call.load
         self.waiting.append(call)
+        self._wake()
+
+    def submit_ready(self, call: Call) -> None:
+        """A call whose prompt KV arrives from a prefill replica (disaggregated serving): it needs memory and a
+        batch slot, not compute, and decodes from the step it is admitted in."""
+        call.replica = self
+        call.kv_ready = True
+        call.load = call.output - call.generated
+        self.outstanding += call.load
+        self.waiting.append(call)
+        self._wake()
+
+    def release_transferred(self, call: Call, now: float) -> None:
+        """The KV of a handed-off call has reached its decode replica: free it here (its prompt stays cached)."""
+        kv = self.kv
+        kv.private -= call.target - call.held
+        for n in call.nodes:
+            kv.unref(n, now)
+        call.nodes = []
+        call.held = 0
+        self.holding -= 1
+
+    def _wake(self) -> None:
         if self.state == IDLE:
             # Go through simpy even with no delay: equal-time arrivals then join the same first step.
             self.state = STARTING
@@ -246,8 +275,38 @@ class Replica:
             parent = node
 
     def _prefill_done(self, c: Call, now: float) -> None:
+        self._cache_prompt(c, now)
+        c.generated += 1
+        self.out_tokens += 1
+        if c.first_token_s is None:
+            c.first_token_s = now
+            self.on_first_token(c, now)
+        if c.generated >= c.output:
+            self._finish(c, now, c.target - c.held)
+            return
+        if self.role == "prefill":
+            # Disaggregated: the KV stays here until it has been sent; the batch slot is free now.
+            c.phase = DONE
+            del self.running[c.id]
+            self.outstanding -= c.load
+            self.holding += 1
+            assert self.on_prefilled is not None
+            self.on_prefilled(c, now)
+            return
+        self._start_decode(c)
+
+    def _start_decode(self, c: Call) -> None:
+        c.phase = DECODE
+        c.s0 = self.step
+        c.kv0 = c.computed
+        c.acc0 = self.acc
+        self.q += c.kv0 - c.s0
+        self.decoding += 1
+        heapq.heappush(self.heap, (self.step + c.output - c.generated, c.id, c.epoch, c))
+
+    def _cache_prompt(self, c: Call, now: float) -> None:
+        """The block-aligned prompt becomes a cache node the agent's next step will find."""
         kv = self.kv
-        # The block-aligned prompt becomes a cache node the agent's next step will find.
         if kv.enabled and c.blocks is not None:
             self._insert_blocks(c, now)
         elif kv.enabled and c.id not in kv.nodes:
@@ -264,21 +323,6 @@ class Replica:
                 node = kv.insert(c.id, parent, length, now)
                 c.held = length
                 c.nodes.append(node)
-        c.generated += 1
-        self.out_tokens += 1
-        if c.first_token_s is None:
-            c.first_token_s = now
-            self.on_first_token(c, now)
-        if c.generated >= c.output:
-            self._finish(c, now, c.target - c.held)
-            return
-        c.phase = DECODE
-        c.s0 = self.step
-        c.kv0 = c.computed
-        c.acc0 = self.acc
-        self.q += c.kv0 - c.s0
-        self.decoding += 1
-        heapq.heappush(self.heap, (self.step + c.output - c.generated, c.id, c.epoch, c))
 
     def _completions(self, now: float) -> None:
         heap = self.heap
@@ -327,6 +371,7 @@ class Replica:
         c.chunk = 0
         c.epoch += 1
         c.phase = WAITING
+        c.kv_ready = False  # its transferred KV is gone: it recomputes here
         c.preemptions += 1
         self.preemptions += 1
         del self.running[c.id]
@@ -357,6 +402,35 @@ class Replica:
         if c.root_key is not None:
             return nodes.get(c.root_key)
         return None
+
+    def _admit_ready(self, c: Call, now: float) -> bool:
+        """Admit a KV-ready call: store its transferred KV (what this replica does not already cache) and start
+        decoding it this step. Refused (False) when the KV plus this step's decode tokens do not fit."""
+        kv = self.kv
+        target = c.target
+        node = self._find(c)
+        while node is not None and node.length > target:
+            node = node.parent
+        hit = 0 if node is None else node.length
+        need = target - hit
+        if node is not None:
+            kv.ref(node)
+        if not kv.make_room(need + self.decoding + 1):
+            if node is not None:
+                node.refs -= 1
+                if node.refs == 0 and node.children == 0:
+                    kv._push(node)
+            return False
+        kv.private += need
+        c.held = hit
+        c.computed = target
+        if node is not None:
+            c.nodes.append(node)
+            node.last_use = now
+        self.running[c.id] = c
+        self._cache_prompt(c, now)
+        self._start_decode(c)
+        return True
 
     def _admit(self, c: Call, budget: int, now: float) -> int:
         """Try to admit the waiting head ``c`` with ``budget`` tokens left; return the chunk (0 = refused)."""
@@ -398,7 +472,13 @@ class Replica:
             while self.decoding and kv.free < self.decoding:
                 newest = next(reversed(self.running.values()))
                 self._release(newest, now)
-        # 2. Token budget: decodes, pending prefill chunks, then admissions.
+        # 2. Calls whose KV was sent from a prefill replica join the decode batch directly (FCFS head only).
+        waiting = self.waiting
+        while waiting and waiting[0].kv_ready and len(self.running) < self.max_seqs:
+            if not self._admit_ready(waiting[0], now):
+                break
+            waiting.popleft()
+        # 3. Token budget: decodes, pending prefill chunks, then admissions.
         d = self.decoding
         budget = self.budget - d
         p = 0
@@ -416,9 +496,10 @@ class Replica:
             p += chunk
             if chunk:
                 ctx += c.computed
-        waiting = self.waiting
         while waiting and budget > 0 and len(self.running) < self.max_seqs:
             c = waiting[0]
+            if c.kv_ready:
+                break  # a ready call refused for memory above: FCFS, nothing passes it
             chunk = self._admit(c, budget, now)
             if chunk == 0:
                 break
@@ -427,7 +508,7 @@ class Replica:
             budget -= chunk
             p += chunk
             ctx += c.computed
-        # 3. Run.
+        # 4. Run.
         self.t0 = now
         if p == 0 and d == 0:
             self.state = IDLE

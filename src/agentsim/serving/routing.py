@@ -55,17 +55,21 @@ class SessionAffinity:
     """A task's calls stay where its first call went (least load at that moment).
 
     The choice is remembered on the task (``call.owner.affinity``), so the router holds no per-task state
-    that would outlive the task.
+    that would outlive the task. If that replica stops taking calls (scaled down), the task moves once more.
     """
 
     def pick(self, call: Call, replicas: Sequence[Replica]) -> int:
         owner = call.owner
         hint = getattr(owner, "affinity", None)
-        if hint is None:
-            hint = _least_load(replicas)
-            if owner is not None:
-                owner.affinity = hint
-        return int(hint)
+        if hint is not None and hint.accepting:
+            try:
+                return replicas.index(hint)
+            except ValueError:
+                pass  # a replica of another role (the decode side of a disaggregated call)
+        i = _least_load(replicas)
+        if owner is not None and hint is None:
+            owner.affinity = replicas[i]
+        return i
 
 
 class PrefixAware:

@@ -195,6 +195,7 @@ class TaskFactory:
         self._compact_to = p.compact_to_tokens
         self._system_cap = p.context_limit_tokens - p.compact_to_tokens
         self._shared = p.shared_system_prompt
+        self._gap_is_tool = p.gap == "tool"
         self._system = IntSampler(p.system_prompt_tokens, rng, 0, block)
         self._shared_system = 0
         if self._shared:
@@ -249,6 +250,7 @@ class TaskFactory:
         tools = self._tool.take(n)
         gaps = self._tool_s.take(n)
         limit = self._limit
+        tool = self._gap_is_tool
         prev = len(calls) - 1
         last = calls[prev]
         p, o = last.prompt_tokens, last.output_tokens
@@ -261,7 +263,7 @@ class TaskFactory:
             else:
                 parent = prev
             o = outs[j]
-            append(CallTemplate(p, o, (prev,), gaps[j], parent))
+            append(CallTemplate(p, o, (prev,), gaps[j], parent, None, tool))
             prev += 1
 
     def _fan_out(self, calls: list[CallTemplate], k: int, compacted: int) -> None:

@@ -33,6 +33,7 @@ class CallTemplate:
     gap_s: float = 0.0
     prefix_parent: int = ROOT
     hash_ids: tuple[int, ...] | None = None  # block hashes of the prompt (replayed traces); see TaskTemplate
+    gap_is_tool: bool = False  # the gap is a tool call (runs on the cluster's tool pool, if any), not think time
 
 
 @dataclass(slots=True, frozen=True)
