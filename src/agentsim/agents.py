@@ -19,6 +19,7 @@ from typing import Any
 from agentsim.clock import later
 from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
+from agentsim.serving.tools import ToolPool
 from agentsim.workload.taskgraph import ROOT, TaskTemplate
 
 
@@ -50,6 +51,8 @@ class TaskRun:
         "start_s",
         "stream",
         "template",
+        "tool_busy_s",
+        "tool_wait_s",
     )
 
     def __init__(self, id: int, stream: Stream, template: TaskTemplate, start_s: float, agent: int | None):
@@ -60,6 +63,8 @@ class TaskRun:
         self.done_s: float | None = None
         self.agent = agent
         self.affinity: Any = None  # the replica a session-affinity router keeps this task on
+        self.tool_busy_s = 0.0  # worker-seconds this task used on the tool pool
+        self.tool_wait_s = 0.0  # time its tool calls waited for a free worker
         n = len(template.calls)
         self.calls: list[Call | None] = [None] * n
         self.remaining = n
@@ -84,8 +89,10 @@ class Agents:
         horizon_s: float,
         on_call_done: Callable[[Call], None],
         on_task_done: Callable[[TaskRun], None],
+        tools: ToolPool | None = None,
     ) -> None:
         self.env = env
+        self.tools = tools
         self.streams = streams
         self.horizon_s = horizon_s
         self.cluster: Cluster | None = None
@@ -173,7 +180,11 @@ class Agents:
         for j in task.children[call.index]:
             task.pending[j] -= 1
             if task.pending[j] == 0:
-                self._at(tmpl[j].gap_s, self._send, task, j)
+                tc = tmpl[j]
+                if tc.gap_is_tool and self.tools is not None and tc.gap_s > 0:
+                    self.tools.run(tc.gap_s, task, self._send, task, j)
+                else:
+                    self._at(tc.gap_s, self._send, task, j)
         task.remaining -= 1
         if task.remaining == 0:
             task.done_s = now

@@ -28,19 +28,23 @@ HOURS_PER_YEAR = 8760.0
 
 @dataclass(frozen=True, slots=True)
 class PoolRates:
-    """Per-replica price and power of one pool."""
+    """Per-replica price and power of one pool. The tool pool is one "replica" of ``workers`` CPU cores
+    (``gpus_per_replica = 0``, ``usd_per_gpu_hour = None``)."""
 
     pool: str
     replicas: int
     gpus_per_replica: int
-    usd_per_gpu_hour: float
+    usd_per_gpu_hour: float | None
+    usd_per_replica_hour: float
     busy_w_per_replica: float
     idle_w_per_replica: float
+    role: str = "unified"
+    workers: int = 1  # tool pool: worker cores in the unit (a task's tool time is counted in worker-seconds)
 
     @property
     def usd_per_s(self) -> float:
         """Dollars per second of one replica, provisioned."""
-        return self.gpus_per_replica * self.usd_per_gpu_hour / 3600.0
+        return self.usd_per_replica_hour / 3600.0
 
 
 def crf(rate: float, years: float) -> float:
@@ -73,13 +77,42 @@ def pool_rates(pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog)
     """
     hw = catalog.get_hardware(pool.deployment.hardware)
     gpus = pool.deployment.gpus
+    price = usd_per_gpu_hour(pricing, pool.deployment.hardware, catalog)
     return PoolRates(
         pool=pool.name,
         replicas=pool.replicas,
         gpus_per_replica=gpus,
-        usd_per_gpu_hour=usd_per_gpu_hour(pricing, pool.deployment.hardware, catalog),
+        usd_per_gpu_hour=price,
+        usd_per_replica_hour=gpus * price,
         busy_w_per_replica=gpus * hw.tdp_w * pricing.pue,
         idle_w_per_replica=gpus * hw.idle_w * pricing.pue,
+        role=pool.role,
+    )
+
+
+TOOLS_POOL = "tools"
+"""The pool name of the tool pool in tables."""
+
+
+def tool_rates(tools: spec.ToolPool, pricing: spec.PricingSpec, catalog: Catalog) -> PoolRates:
+    """Price and power of the tool pool, as one unit of ``workers`` cores.
+
+    Price: the catalog's $/core-hour for the pricing tier (``own_hyperscaler`` under TCO pricing, whose capex is
+    per GPU). Power: the CPU's TDP and idle power per core, times PUE.
+    """
+    cpu = catalog.get_cpu(tools.cpu)
+    tier = pricing.tier if isinstance(pricing, spec.Rental) else "own_hyperscaler"
+    per_core = catalog.get_cpu_price(tools.cpu).usd_per_hour(tier)
+    return PoolRates(
+        pool=TOOLS_POOL,
+        replicas=1,
+        gpus_per_replica=0,
+        usd_per_gpu_hour=None,
+        usd_per_replica_hour=tools.workers * per_core,
+        busy_w_per_replica=tools.workers * cpu.tdp_w / cpu.cores * pricing.pue,
+        idle_w_per_replica=tools.workers * cpu.idle_w / cpu.cores * pricing.pue,
+        role="tools",
+        workers=tools.workers,
     )
 
 
@@ -101,13 +134,28 @@ def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
     return calls.append_column("energy_j", pa.array(energy))
 
 
-def attach_task_costs(tasks: pa.Table, calls: pa.Table) -> pa.Table:
-    """Add ``usd`` and ``energy_j`` to the tasks table: the sums over each task's calls."""
+def attach_task_costs(tasks: pa.Table, calls: pa.Table, tools: PoolRates | None = None) -> pa.Table:
+    """Add ``usd`` and ``energy_j`` to the tasks table: the sums over each task's calls, plus its tool calls'
+    worker-seconds at the tool pool's per-worker rates."""
+    tasks = _add_tool_costs(tasks, tools)
     n = tasks.num_rows
     if n == 0 or calls.num_rows == 0:
-        return tasks.append_column("usd", pa.array(np.zeros(n))).append_column("energy_j", pa.array(np.zeros(n)))
+        return tasks.append_column("usd", tasks.column("tool_usd")).append_column(
+            "energy_j", tasks.column("tool_energy_j")
+        )
     grouped = calls.group_by("task_id").aggregate([("usd", "sum"), ("energy_j", "sum")])
     index = pc.index_in(tasks.column("task_id"), grouped.column("task_id"))
-    usd = pc.fill_null(pc.take(grouped.column("usd_sum"), index), 0.0)
-    energy = pc.fill_null(pc.take(grouped.column("energy_j_sum"), index), 0.0)
+    usd = pc.add(pc.fill_null(pc.take(grouped.column("usd_sum"), index), 0.0), tasks.column("tool_usd"))
+    energy = pc.add(pc.fill_null(pc.take(grouped.column("energy_j_sum"), index), 0.0), tasks.column("tool_energy_j"))
     return tasks.append_column("usd", usd).append_column("energy_j", energy)
+
+
+def _add_tool_costs(tasks: pa.Table, tools: PoolRates | None) -> pa.Table:
+    busy = np.asarray(tasks.column("tool_busy_s").to_numpy(zero_copy_only=False), dtype=float)
+    if tools is None:
+        usd = energy = np.zeros(len(busy))
+    else:
+        # tool_busy_s is in worker-seconds; the rates are for the whole pool of workers.
+        usd = busy * tools.usd_per_s / tools.workers
+        energy = busy * tools.busy_w_per_replica / tools.workers
+    return tasks.append_column("tool_usd", pa.array(usd)).append_column("tool_energy_j", pa.array(energy))

@@ -52,18 +52,28 @@ def call_latencies(calls: pa.Table) -> dict[str, np.ndarray]:
 
 
 def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
-    """Per-replica counter increments between the samples at ``t0`` and ``t1`` (in replica order)."""
+    """Per-replica counter increments between the samples at ``t0`` and ``t1``, one entry per replica present at
+    ``t1`` (a replica that did not exist yet at ``t0`` counts from zero)."""
     t = col(replicas, "t_s")
-    out: dict[str, np.ndarray] = {}
     a = replicas.filter(pa.array(t == t0))
     b = replicas.filter(pa.array(t == t1))
-    for name in ("busy_s", "output_tokens", "prefill_tokens"):
-        out[name] = col(b, name) - col(a, name)
+    names = ("busy_s", "provisioned_s", "output_tokens", "prefill_tokens")
+    key_a = list(zip(a.column("pool").to_pylist(), a.column("replica").to_pylist(), strict=True))
+    start = {k: i for i, k in enumerate(key_a)}
+    rows = [start.get(k, -1) for k in zip(b.column("pool").to_pylist(), b.column("replica").to_pylist(), strict=True)]
+    idx = np.asarray(rows, dtype=np.int64)
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        end = col(b, name)
+        begin = np.where(idx >= 0, col(a, name)[np.maximum(idx, 0)] if a.num_rows else 0.0, 0.0)
+        out[name] = end - begin
     out["pool"] = np.asarray(b.column("pool").to_pylist(), dtype=object)
     return out
 
 
-def slo_attainment(calls: pa.Table, tasks: pa.Table, workloads: list[spec.WorkloadSpec | spec.TraceWorkload]) -> dict[str, Any]:
+def slo_attainment(
+    calls: pa.Table, tasks: pa.Table, workloads: list[spec.WorkloadSpec | spec.TraceWorkload]
+) -> dict[str, Any]:
     """Per workload: the fraction of calls meeting the per-call targets and of tasks meeting the task target,
     and whether each percentile target holds. Overall: the same fractions pooled over workloads with SLOs."""
     lat = call_latencies(calls)
@@ -138,11 +148,14 @@ def summarize(
     usd = 0.0
     energy_j = 0.0
     gpu_s = 0.0
-    for pool, busy in zip(w["pool"], w["busy_s"], strict=True):
+    gpu_busy = 0.0
+    for pool, busy, prov in zip(w["pool"], w["busy_s"], w["provisioned_s"], strict=True):
         r = rate_of[pool]
-        usd += r.usd_per_s * span
-        energy_j += busy * r.busy_w_per_replica + (span - busy) * r.idle_w_per_replica
-        gpu_s += r.gpus_per_replica * span
+        usd += r.usd_per_s * prov
+        energy_j += busy * r.busy_w_per_replica + (prov - busy) * r.idle_w_per_replica
+        gpu_s += r.gpus_per_replica * prov
+        if r.gpus_per_replica:
+            gpu_busy += busy * r.gpus_per_replica
     out_tok = float(w["output_tokens"].sum())
     processed = out_tok + float(w["prefill_tokens"].sum())
     tasks_done = int(done_t.sum())
@@ -180,7 +193,7 @@ def summarize(
         "calls_per_task": dist(col(mt, "calls")[done_t]),
         "slo_attainment": slo_attainment(mc, mt, list(scenario.workload)),
         "gpu_hours": gpu_s / 3600.0,
-        "busy_fraction": float(w["busy_s"].sum() / (span * len(w["busy_s"]))) if len(w["busy_s"]) else None,
+        "busy_fraction": gpu_busy / gpu_s if gpu_s > 0 else None,
         "usd_total": usd,
         "usd_per_hour": usd / span * 3600.0,
         "usd_per_mtok_output": per_mtok(out_tok),

@@ -53,6 +53,8 @@ TASKS_SCHEMA = pa.schema(
         ("output_tokens", pa.int64()),
         ("tool_s", pa.float64()),
         ("busy_s", pa.float64()),
+        ("tool_busy_s", pa.float64()),
+        ("tool_wait_s", pa.float64()),
     ]
 )
 
@@ -66,8 +68,10 @@ REPLICAS_SCHEMA = pa.schema(
         ("kv_used_tokens", pa.int64()),
         ("kv_capacity_tokens", pa.int64()),
         ("busy_s", pa.float64()),
+        ("provisioned_s", pa.float64()),
         ("output_tokens", pa.int64()),
         ("prefill_tokens", pa.int64()),
+        ("state", pa.string()),
     ]
 )
 
@@ -162,12 +166,23 @@ class Recorder:
                 output,
                 tool,
                 busy,
+                task.tool_busy_s,
+                task.tool_wait_s,
             )
         )
 
     def sample(
-        self, t_s: float, pool: str, replica: int, state: tuple[int, int, int, float, int, int], capacity: int
+        self,
+        t_s: float,
+        pool: str,
+        replica: int,
+        state: tuple[int, int, int, float, int, int],
+        capacity: int,
+        provisioned_s: float,
+        status: str,
     ) -> None:
-        """Record one time-series row of a replica."""
+        """Record one time-series row of a replica (or of the tool pool)."""
         running, waiting, held, busy, out, prefill = state
-        self.replicas.append((t_s, pool, replica, running, waiting, held, capacity, busy, out, prefill))
+        self.replicas.append(
+            (t_s, pool, replica, running, waiting, held, capacity, busy, provisioned_s, out, prefill, status)
+        )

@@ -21,14 +21,15 @@ import simpy
 
 from agentsim import __version__, spec
 from agentsim.agents import Agents, Stream, TaskRun
-from agentsim.catalog import Catalog, load_catalog
+from agentsim.catalog import Catalog, load_catalog, scenario_catalog
 from agentsim.check import plan_pools
-from agentsim.costs import PoolRates, attach_call_costs, attach_task_costs, pool_rates
+from agentsim.costs import TOOLS_POOL, PoolRates, attach_call_costs, attach_task_costs, pool_rates, tool_rates
 from agentsim.metrics import summarize
 from agentsim.records import Recorder
 from agentsim.rng import Streams
 from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
+from agentsim.serving.tools import ToolPool
 from agentsim.workload.arrivals import arrival_times, start_offsets, think_times
 from agentsim.workload.profiles import TaskFactory, resolve_profile
 from agentsim.workload.replay import replay_stream, replay_template
@@ -88,8 +89,13 @@ def run(
     """Simulate ``scenario`` and return its tables and summary. Deterministic for a given ``scenario.seed``."""
     wall0 = time.perf_counter()
     catalog = catalog if catalog is not None else load_catalog()
+    catalog = scenario_catalog(scenario, catalog)  # issue 4: user catalog files listed in `scenario.catalog`
     plans = plan_pools(scenario, catalog)
     rates = [pool_rates(p, scenario.pricing, catalog) for p in scenario.cluster.pools]
+    tools_spec = scenario.cluster.tools
+    tools_rate = tool_rates(tools_spec, scenario.pricing, catalog) if tools_spec is not None else None
+    if tools_rate is not None:
+        rates.append(tools_rate)
     labels = [w.label for w in scenario.workload]
     rec = Recorder(labels)
     env = simpy.Environment()
@@ -101,7 +107,8 @@ def run(
         rec.task(task)
         task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
 
-    agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, call_done, task_done)
+    tools = ToolPool(env, tools_spec.workers, tools_spec.speedup) if tools_spec is not None else None
+    agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, call_done, task_done, tools)
     cluster = Cluster(env, plans, scenario.cluster, agents.on_first_token, agents.on_done)
     agents.start(cluster)
 
@@ -112,7 +119,11 @@ def run(
 
     def sample(now: float) -> None:
         for r in cluster.replicas:
-            rec.sample(now, r.pool, r.index, r.progress(now), r.kv.capacity)
+            rec.sample(now, r.pool, r.index, r.progress(now), r.kv.capacity, r.provisioned_s(now), r.status)
+        if tools is not None:
+            # One row for the whole tool pool; busy time in pool-equivalent seconds (worker-seconds / workers).
+            running, queued, _, worker_s, _, _ = tools.progress(now)
+            rec.sample(now, TOOLS_POOL, -1, (running, queued, 0, worker_s / tools.workers, 0, 0), 0, now, "active")
 
     def sampler() -> Any:
         for t in sample_times:
@@ -144,7 +155,7 @@ def run(
         progress(now, now)
 
     calls = attach_call_costs(rec.calls.table(), rates)
-    tasks = attach_task_costs(rec.tasks.table(), calls)
+    tasks = attach_task_costs(rec.tasks.table(), calls, tools_rate)
     replicas = rec.replicas.table()
     pools = pools_table(rates, replicas, calls, now)
     summary = summarize(scenario, calls, tasks, replicas, rates)
@@ -172,18 +183,31 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
     t = np.asarray(replicas.column("t_s").to_numpy(), dtype=float)
     last = replicas.filter(pa.array(t == horizon_s))
     busy_by_pool: dict[str, float] = {}
-    for pool, busy in zip(last.column("pool").to_pylist(), last.column("busy_s").to_pylist(), strict=True):
+    prov_by_pool: dict[str, float] = {}
+    count_by_pool: dict[str, int] = {}
+    for pool, busy, prov in zip(
+        last.column("pool").to_pylist(),
+        last.column("busy_s").to_pylist(),
+        last.column("provisioned_s").to_pylist(),
+        strict=True,
+    ):
         busy_by_pool[pool] = busy_by_pool.get(pool, 0.0) + busy
+        prov_by_pool[pool] = prov_by_pool.get(pool, 0.0) + prov
+        count_by_pool[pool] = count_by_pool.get(pool, 0) + 1
     usd_s = {r.pool: r.usd_per_s for r in rates}
     usd_by_pool: dict[str, float] = {}
     for pool_col, busy_col in (("pool", "busy_s"), ("prefill_pool", "prefill_busy_s")):
         for p, b in zip(calls.column(pool_col).to_pylist(), calls.column(busy_col).to_pylist(), strict=True):
             if p is not None:
                 usd_by_pool[p] = usd_by_pool.get(p, 0.0) + b * usd_s[p]
+    if TOOLS_POOL in usd_s:
+        # Tool work is charged to tasks, not calls: its "calls" cost is the busy part of the pool.
+        usd_by_pool[TOOLS_POOL] = busy_by_pool.get(TOOLS_POOL, 0.0) * usd_s[TOOLS_POOL]
     rows: dict[str, list[Any]] = {
         k: []
         for k in (
             "pool",
+            "role",
             "replicas",
             "gpus",
             "usd_per_gpu_hour",
@@ -197,12 +221,13 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
         )
     }
     for r in rates:
-        provisioned_s = r.replicas * horizon_s
+        provisioned_s = prov_by_pool.get(r.pool, 0.0)
         busy = busy_by_pool.get(r.pool, 0.0)
         provisioned = r.usd_per_s * provisioned_s
         rows["pool"].append(r.pool)
-        rows["replicas"].append(r.replicas)
-        rows["gpus"].append(r.replicas * r.gpus_per_replica)
+        rows["role"].append(r.role)
+        rows["replicas"].append(count_by_pool.get(r.pool, 0))
+        rows["gpus"].append(count_by_pool.get(r.pool, 0) * r.gpus_per_replica)
         rows["usd_per_gpu_hour"].append(r.usd_per_gpu_hour)
         rows["provisioned_usd"].append(provisioned)
         rows["calls_usd"].append(usd_by_pool.get(r.pool, 0.0))

@@ -86,6 +86,9 @@ class Replica:
         self.role = role
         self.on_prefilled = on_prefilled
         self.accepting = True  # False while draining (autoscaler) or not yet started (cold start)
+        self.status = "active"  # starting (cold start) | active | draining | removed
+        self.created_s = float(env.now)  # provisioned (and paid for) from here ...
+        self.removed_s: float | None = None  # ... to here
         self.perf = perf
         self.max_seqs = engine.max_num_seqs
         self.budget = engine.max_batched_tokens
@@ -556,6 +559,11 @@ class Replica:
         elif self.state == STEP:
             busy += now - self.t0
         return len(self.running), len(self.waiting), held, busy, out, self.prefill_tokens
+
+    def provisioned_s(self, now: float) -> float:
+        """Seconds this replica has been provisioned (paid for) by ``now``."""
+        end = now if self.removed_s is None else min(now, self.removed_s)
+        return max(end - self.created_s, 0.0)
 
     def finalize(self, now: float) -> None:
         """End of the horizon: charge the elapsed part of the current step or segment to the calls in it, so
