@@ -50,7 +50,7 @@ def test_one_worker_serialises_tool_calls() -> None:
     tasks = r.tasks.to_pydict()
     waits = np.asarray(tasks["tool_wait_s"])
     assert waits.max() > 1.0  # some tool calls waited behind others
-    tools = [row for row in r.pools.to_pylist() if row["pool"] == "tools"][0]
+    tools = next(row for row in r.pools.to_pylist() if row["pool"] == "tools")
     assert tools["busy_s"] / 60.0 > 0.9
     # Each task makes 3 tool calls (4 steps): at most 60 tool calls in 60 s -> at most 20 tasks done.
     done = sum(d is not None for d in tasks["done_s"])
