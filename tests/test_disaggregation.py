@@ -41,25 +41,42 @@ def disagg(
 ) -> Any:
     def pool(name: str, role: str, perf: dict[str, Any], n: int, engine: dict[str, Any] | None) -> dict[str, Any]:
         eng = {"kv_capacity_tokens": NO_KV_LIMIT, **(engine or {})}
-        return {"name": name, "role": role, "replicas": n, "perf": perf,
-                "deployment": {"model": MODEL, "hardware": HW, "engine": eng}}
+        return {
+            "name": name,
+            "role": role,
+            "replicas": n,
+            "perf": perf,
+            "deployment": {"model": MODEL, "hardware": HW, "engine": eng},
+        }
 
-    pools = [pool("pre", "prefill", prefill_perf, prefill_replicas, prefill_engine),
-             pool("dec", "decode", decode_perf, decode_replicas, None)]
+    pools = [
+        pool("pre", "prefill", prefill_perf, prefill_replicas, prefill_engine),
+        pool("dec", "decode", decode_perf, decode_replicas, None),
+    ]
     if unified_replicas:
         pools.append(pool("uni", "unified", decode_perf, unified_replicas, None))
-    return load_scenario({
-        "seed": seed, "horizon_s": horizon_s, "warmup_s": warmup_s, "sample_interval_s": horizon_s,
-        "workload": [{"profile": profile, "arrivals": arrivals}],
-        "cluster": {"pools": pools, "kv_link": link or {"bandwidth_gb_s": 50.0, "latency_s": 0.0005}},
-    })
+    return load_scenario(
+        {
+            "seed": seed,
+            "horizon_s": horizon_s,
+            "warmup_s": warmup_s,
+            "sample_interval_s": horizon_s,
+            "workload": [{"profile": profile, "arrivals": arrivals}],
+            "cluster": {"pools": pools, "kv_link": link or {"bandwidth_gb_s": 50.0, "latency_s": 0.0005}},
+        }
+    )
 
 
 def test_kv_transfer_time_of_a_lone_call_is_bytes_over_bandwidth_plus_latency() -> None:
     prompt = 3000
-    s = disagg(profile=fixed_profile(prompt, 20), arrivals={"kind": "closed", "agents": 1},
-               prefill_perf=linear_perf(0.01), decode_perf=linear_perf(0.005), horizon_s=5.0,
-               link={"bandwidth_gb_s": 25.0, "latency_s": 0.002})
+    s = disagg(
+        profile=fixed_profile(prompt, 20),
+        arrivals={"kind": "closed", "agents": 1},
+        prefill_perf=linear_perf(0.01),
+        decode_perf=linear_perf(0.005),
+        horizon_s=5.0,
+        link={"bandwidth_gb_s": 25.0, "latency_s": 0.002},
+    )
     r = run(s)
     first = r.calls.slice(0, 1).to_pylist()[0]
     per_token = kv_bytes_per_token(load_catalog().get_model(MODEL), Deployment(model=MODEL, hardware=HW))
@@ -85,9 +102,16 @@ def test_prefill_pool_batch_one_is_md1(rho: float) -> None:
     theory = d + lam * d * d / (2 * (1 - lam * d))
     means = []
     for seed in range(8):
-        s = disagg(profile=fixed_profile(64, 4), arrivals={"kind": "poisson", "rate_per_s": lam},
-                   prefill_perf=linear_perf(d), decode_perf=linear_perf(0.001), horizon_s=end + 100 * d,
-                   warmup_s=warm, seed=seed, prefill_engine={"max_num_seqs": 1})
+        s = disagg(
+            profile=fixed_profile(64, 4),
+            arrivals={"kind": "poisson", "rate_per_s": lam},
+            prefill_perf=linear_perf(d),
+            decode_perf=linear_perf(0.001),
+            horizon_s=end + 100 * d,
+            warmup_s=warm,
+            seed=seed,
+            prefill_engine={"max_num_seqs": 1},
+        )
         r = run(s)
         lat = latencies(r.calls, issued_between(r.calls, warm, end))
         means.append(float(lat["ttft"].mean()))
@@ -98,9 +122,16 @@ def test_conservation_across_pools() -> None:
     """Coding agents on a mixed cluster (prefill + decode pools and a unified pool): every output token is
     generated exactly once across pools, every completed call produced all its tokens, and each pool's calls
     plus idle cost equals its provisioned cost."""
-    s = disagg(profile="coding-agent", arrivals={"kind": "closed", "agents": 24, "ramp_s": 10},
-               prefill_perf={"kind": "roofline"}, decode_perf={"kind": "roofline"}, horizon_s=240,
-               prefill_replicas=2, decode_replicas=2, unified_replicas=1)
+    s = disagg(
+        profile="coding-agent",
+        arrivals={"kind": "closed", "agents": 24, "ramp_s": 10},
+        prefill_perf={"kind": "roofline"},
+        decode_perf={"kind": "roofline"},
+        horizon_s=240,
+        prefill_replicas=2,
+        decode_replicas=2,
+        unified_replicas=1,
+    )
     r = run(s)
     calls = r.calls.to_pydict()
     gen = np.asarray(calls["generated_tokens"])
@@ -121,14 +152,20 @@ def test_conservation_across_pools() -> None:
 
 
 def test_bad_disaggregated_clusters_are_rejected() -> None:
-    base = {"workload": [{"profile": "chat"}],
-            "cluster": {"pools": [{"name": "p", "role": "prefill",
-                                   "deployment": {"model": MODEL, "hardware": HW}}]}}
+    base = {
+        "workload": [{"profile": "chat"}],
+        "cluster": {"pools": [{"name": "p", "role": "prefill", "deployment": {"model": MODEL, "hardware": HW}}]},
+    }
     with pytest.raises(ValueError, match="needs a decode pool"):
         load_scenario(base)
-    two_models = {"workload": [{"profile": "chat"}], "cluster": {"pools": [
-        {"name": "p", "role": "prefill", "deployment": {"model": MODEL, "hardware": HW}},
-        {"name": "d", "role": "decode", "deployment": {"model": "llama-3.3-70b", "hardware": "h200", "tp": 4}},
-    ]}}
+    two_models = {
+        "workload": [{"profile": "chat"}],
+        "cluster": {
+            "pools": [
+                {"name": "p", "role": "prefill", "deployment": {"model": MODEL, "hardware": HW}},
+                {"name": "d", "role": "decode", "deployment": {"model": "llama-3.3-70b", "hardware": "h200", "tp": 4}},
+            ]
+        },
+    }
     with pytest.raises(ValueError, match="one model"):
         load_scenario(two_models)

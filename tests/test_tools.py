@@ -23,17 +23,26 @@ AGENT = {
 
 def scenario(tools: dict[str, Any] | None, agents: int = 6, gap: str = "tool") -> Any:
     cluster: dict[str, Any] = {
-        "pools": [{"name": "gpu", "replicas": 1,
-                   "deployment": {"model": "llama-3.1-8b", "hardware": "h100"},
-                   "perf": {"kind": "linear", "alpha_s": 0.01}}],
+        "pools": [
+            {
+                "name": "gpu",
+                "replicas": 1,
+                "deployment": {"model": "llama-3.1-8b", "hardware": "h100"},
+                "perf": {"kind": "linear", "alpha_s": 0.01},
+            }
+        ],
     }
     if tools is not None:
         cluster["tools"] = tools
-    return load_scenario({
-        "seed": 3, "horizon_s": 60.0, "sample_interval_s": 60.0,
-        "workload": [{"profile": {**AGENT, "gap": gap}, "arrivals": {"kind": "closed", "agents": agents}}],
-        "cluster": cluster,
-    })
+    return load_scenario(
+        {
+            "seed": 3,
+            "horizon_s": 60.0,
+            "sample_interval_s": 60.0,
+            "workload": [{"profile": {**AGENT, "gap": gap}, "arrivals": {"kind": "closed", "agents": agents}}],
+            "cluster": cluster,
+        }
+    )
 
 
 def test_enough_workers_change_nothing() -> None:

@@ -28,6 +28,7 @@ from agentsim.metrics import summarize
 from agentsim.records import Recorder
 from agentsim.rng import Streams
 from agentsim.serving.call import Call
+from agentsim.serving.autoscale import Autoscaler
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
 from agentsim.workload.arrivals import arrival_times, start_offsets, think_times
@@ -111,6 +112,9 @@ def run(
     agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, call_done, task_done, tools)
     cluster = Cluster(env, plans, scenario.cluster, agents.on_first_token, agents.on_done)
     agents.start(cluster)
+    scalers = [
+        Autoscaler(env, cluster, p.name, p.autoscale) for p in scenario.cluster.pools if p.autoscale is not None
+    ]
 
     # Replica samples on a fixed grid plus exactly at the warm-up end and the horizon (the metrics window).
     grid = set(np.arange(0.0, scenario.horizon_s, scenario.sample_interval_s).tolist())
@@ -160,6 +164,11 @@ def run(
     pools = pools_table(rates, replicas, calls, now)
     summary = summarize(scenario, calls, tasks, replicas, rates)
     summary["steps_skipped_fraction"] = _skipped(cluster)
+    if scalers:
+        summary["autoscale"] = {
+            a.pool: {"decisions": len(a.decisions), "max_replicas": max((d[1] for d in a.decisions), default=0)}
+            for a in scalers
+        }
     wall = time.perf_counter() - wall0
     manifest = {
         "agentsim_version": __version__,

@@ -318,6 +318,28 @@ class Deployment(Strict):
     precision: Precision = "bf16"
     kv_precision: Precision | None = Field(None, description="KV-cache precision; default: as the weights")
     engine: EngineSpec = EngineSpec()
+    # --- issue 4: expert and data parallelism, memory tiers (see agentsim.perf.roofline / perf.memory)
+    ep: PositiveInt = Field(
+        1, description="expert parallelism: each MoE layer's experts are split over ep of a stage's tp GPUs"
+    )
+    data_parallel_attention: bool = Field(
+        False,
+        description="attention replicated on each of the tp GPUs, each serving its own sequences (DP attention); "
+        "MoE layers then exchange tokens all-to-all over ep = tp GPUs. KV is not replicated",
+    )
+    weights_memory: Literal["auto", "hbm", "ddr"] = Field(
+        "auto",
+        description="where the weights live on hardware with a DDR tier: hbm; ddr (read at DDR bandwidth); auto: "
+        "HBM when they fit, else HBM caches what fits and the rest is read from DDR",
+    )
+
+    @model_validator(mode="after")
+    def _parallelism(self) -> Deployment:
+        if self.tp % self.ep:
+            raise ValueError(f"ep ({self.ep}) must divide tp ({self.tp}): experts are split within a stage")
+        if self.data_parallel_attention and self.ep != self.tp:
+            raise ValueError(f"data_parallel_attention needs ep == tp (got ep {self.ep}, tp {self.tp})")
+        return self
 
     @property
     def gpus(self) -> int:
@@ -333,6 +355,12 @@ class RooflinePerf(Strict):
     mfu: float = Field(0.5, gt=0, le=1, description="achieved fraction of peak dense FLOPS")
     mbu: float = Field(0.7, gt=0, le=1, description="achieved fraction of peak HBM bandwidth")
     overhead_s: NonNegativeFloat = Field(0.002, description="fixed per-step cost (scheduling, launches)")
+    comm_efficiency: float = Field(
+        0.8, gt=0, le=1, description="achieved fraction of the scale-up link bandwidth in collectives"
+    )
+    collective_latency_s: NonNegativeFloat = Field(
+        5e-6, description="fixed cost of one collective (all-reduce, all-to-all, pipeline send) per step"
+    )
 
 
 class LinearPerf(Strict):
@@ -357,23 +385,81 @@ class TablePoint(Strict):
 class TablePerf(Strict):
     """Interpolation over measured steps (linear in each axis over the points' grid).
 
+    The steps are given inline (``points``) or read from ``path``: ``format: csv`` is a generic table of step
+    latency vs (prefill tokens, decode sequences, context tokens); ``format: splitwise`` is the Splitwise
+    simulator's ``perf_model.csv`` (prefill and per-iteration decode times of static batches), with ``select``
+    picking the rows of one model, hardware and tensor parallelism (``agentsim.perf.table`` gives the mapping).
+
     ``out_of_range``: ``clip`` holds the edge value, ``extrapolate`` continues the edge slope, ``error``
     stops the run. Points outside the table are counted in the results either way.
     """
 
     kind: Literal["table"] = "table"
-    points: list[TablePoint] = Field(min_length=1)
+    points: list[TablePoint] = Field(default_factory=list)
+    path: str | None = Field(None, description="CSV file of measured steps instead of inline points")
+    format: Literal["csv", "splitwise"] = "csv"
+    select: dict[str, str | float] = Field(
+        default_factory=dict, description="keep only CSV rows with these column values"
+    )
     out_of_range: Literal["clip", "extrapolate", "error"] = "clip"
 
+    @model_validator(mode="after")
+    def _one_source(self) -> TablePerf:
+        if bool(self.points) == (self.path is not None):
+            raise ValueError("give either points or path (a CSV file), not both and not neither")
+        return self
 
-PerfSpec = Annotated[RooflinePerf | LinearPerf | TablePerf, Field(discriminator="kind")]
+
+class CurvePoint(Strict):
+    """One point of a throughput sweep: output tokens/s at a concurrency (requests in flight)."""
+
+    concurrency: PositiveFloat
+    output_tokens_per_s: PositiveFloat
+
+
+class CurvePerf(Strict):
+    """Output tokens/s vs concurrency, as InferenceX-style sweeps publish it, turned into step times.
+
+    Decode step time at batch ``B`` is ``B / tokens_per_s(B)`` minus the share of engine time the sweep spent on
+    prefill, interpolated linearly in ``B``, corrected for context away from the sweep's ``input_tokens +
+    output_tokens / 2`` by the KV read time, and never below the physical roofline; prefill costs
+    ``1 / prefill_tokens_per_s`` per token, or the ``roofline``'s marginal time when no prefill figure is given
+    (``agentsim.perf.curve`` explains the mapping). ``per: gpu`` multiplies the figures by the replica's GPUs.
+    """
+
+    kind: Literal["curve"] = "curve"
+    points: list[CurvePoint] = Field(default_factory=list)
+    path: str | None = Field(None, description="CSV with concurrency and output tokens/s columns")
+    select: dict[str, str | float] = Field(
+        default_factory=dict, description="keep only CSV rows with these column values"
+    )
+    per: Literal["replica", "gpu"] = "replica"
+    input_tokens: PositiveInt = Field(1024, description="prompt tokens per request in the sweep (ISL)")
+    output_tokens: PositiveInt = Field(1024, description="output tokens per request in the sweep (OSL)")
+    prefill_tokens_per_s: PositiveFloat | None = Field(
+        None, description="measured prefill throughput per replica (per GPU with per: gpu); default: roofline"
+    )
+    subtract_prefill: bool = Field(True, description="remove the sweep's prefill time from its decode steps")
+    roofline: RooflinePerf = Field(
+        default_factory=RooflinePerf, description="for prefill without a figure, context correction, floor"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CurvePerf:
+        if bool(self.points) == (self.path is not None):
+            raise ValueError("give either points or path (a CSV file), not both and not neither")
+        return self
+
+
+PerfSpec = Annotated[RooflinePerf | LinearPerf | TablePerf | CurvePerf, Field(discriminator="kind")]
 
 
 class Autoscale(Strict):
     """Scale a pool between ``min_replicas`` and ``max_replicas``.
 
-    Every ``interval_s`` the policy looks at the pool's active replicas: ``metric: utilization`` is the busy
-    fraction over the last interval, ``metric: queue`` the mean number of waiting calls per replica now. Above
+    Every ``interval_s`` the policy looks at the pool's active replicas: ``metric: utilization`` is their
+    continuous-batching load over the last interval (the share of time spent on token work beyond the fixed
+    per-step cost; 1 at saturation), ``metric: queue`` the mean number of waiting calls per replica now. Above
     ``target`` by more than ``tolerance`` (relative) it adds ``ceil(n * (value/target - 1))`` replicas, which
     start serving after ``cold_start_s``; below, it drains the same proportion: a draining replica takes no new
     calls, finishes what it holds, and is then removed. Cost counts every replica from the moment it is
@@ -383,7 +469,7 @@ class Autoscale(Strict):
     metric: Literal["utilization", "queue"] = "utilization"
     target: PositiveFloat = 0.7
     tolerance: float = Field(0.1, ge=0, description="relative dead band around the target")
-    min_replicas: int = Field(1, ge=0)
+    min_replicas: PositiveInt = Field(1, description="at least one replica always takes calls")
     max_replicas: PositiveInt = 64
     interval_s: PositiveFloat = 30.0
     cold_start_s: NonNegativeFloat = 60.0
@@ -560,6 +646,11 @@ class Scenario(Strict):
     workload: list[AnyWorkload] = Field(min_length=1)
     cluster: ClusterSpec
     pricing: PricingSpec = Rental()
+    catalog: list[str] = Field(
+        default_factory=list,
+        description="user catalog YAML files (hardware, cpus, models, prices) added to the built-in catalog in "
+        "order, replacing entries of the same id; paths relative to the working directory",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> Scenario:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentsim import spec
-from agentsim.perf.base import PerfModel
 from agentsim.clock import later
+from agentsim.perf.base import PerfModel
 from agentsim.serving.call import Call
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import Router, make_router

@@ -89,6 +89,7 @@ class Replica:
         self.status = "active"  # starting (cold start) | active | draining | removed
         self.created_s = float(env.now)  # provisioned (and paid for) from here ...
         self.removed_s: float | None = None  # ... to here
+        self.on_drained: Callable[[Replica, float], None] | None = None  # told when a draining replica empties
         self.perf = perf
         self.max_seqs = engine.max_num_seqs
         self.budget = engine.max_batched_tokens
@@ -157,6 +158,7 @@ class Replica:
         call.nodes = []
         call.held = 0
         self.holding -= 1
+        self.drain_if_empty(now)
 
     def _wake(self) -> None:
         if self.state == IDLE:
@@ -515,6 +517,7 @@ class Replica:
         self.t0 = now
         if p == 0 and d == 0:
             self.state = IDLE
+            self.drain_if_empty(now)
             return
         if p:
             self.cur_p = p
@@ -559,6 +562,18 @@ class Replica:
         elif self.state == STEP:
             busy += now - self.t0
         return len(self.running), len(self.waiting), held, busy, out, self.prefill_tokens
+
+    def drain_if_empty(self, now: float) -> None:
+        """A draining replica that holds nothing any more (no queued, running or in-transfer call) is removed."""
+        if (
+            self.status == "draining"
+            and self.state == IDLE
+            and not self.waiting
+            and not self.running
+            and not self.holding
+            and self.on_drained is not None
+        ):
+            self.on_drained(self, now)
 
     def provisioned_s(self, now: float) -> float:
         """Seconds this replica has been provisioned (paid for) by ``now``."""
