@@ -6,7 +6,10 @@ whose prompt it extends). Replay keeps the recorded *what* and chooses the *when
 
 * ``closed``: a task starts at its recorded time; each call is sent when its dependencies are done plus its
   recorded gap, so a slower cluster delays later steps (the agentic feedback loop);
-* ``open``: every call is sent at its recorded release time, whatever happened to the calls before it.
+* ``open``: every call is sent at its recorded release time, whatever happened to the calls before it. A call
+  with no recorded release time (synthetic traces record it only for a task's first calls) is released when it
+  would have been sent had every call before it been served instantly: the latest release of its dependencies
+  plus its gap.
 
 ``rate_scale`` divides start and release times (more tasks per second), ``time_scale`` multiplies every
 duration (start and release times, gaps).
@@ -28,19 +31,15 @@ def replay_template(
     start_s: float,
     w: spec.TraceWorkload,
 ) -> TaskTemplate:
-    """The template a replayed task runs: hashes attached, times scaled, dependencies dropped in open mode.
-
-    Raises ValueError in open mode when a call has no release time.
-    """
+    """The template a replayed task runs: hashes attached, times scaled, dependencies dropped in open mode."""
     calls: list[CallTemplate] = []
+    released: list[float] = []
     for i, c in enumerate(template.calls):
+        r = release_s[i]
+        if r is None:
+            r = max((released[d] for d in c.deps), default=start_s) + c.gap_s
+        released.append(r)
         if w.mode == "open":
-            r = release_s[i]
-            if r is None:
-                raise ValueError(
-                    f"task starting at {start_s} s: call {i} has no release time; open-loop replay needs one "
-                    "per call (use mode: closed)"
-                )
             gap = max(0.0, (r - start_s)) * w.time_scale / w.rate_scale
             calls.append(replace(c, deps=(), gap_s=gap, hash_ids=hash_ids[i]))
         else:

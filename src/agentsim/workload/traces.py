@@ -11,7 +11,8 @@ generation and import write through the same :class:`TraceWriter` and replay rea
 **Tasks are DAGs, rows are calls.** A task is what :mod:`agentsim.workload.taskgraph` calls a
 :class:`~agentsim.workload.taskgraph.TaskTemplate`: calls in topological order, each waiting for its
 dependencies (``deps``), then for ``gap_s`` (tool time, think time), then sent. In the file each call is a
-row; its dependencies are the ``call_id`` values of the calls it waits for. ``release_s`` is the time the call
+row; its dependencies are the ``call_id`` values of the calls it waits for; ``gap_is_tool`` says whether the gap
+is a tool call (which may queue on the cluster's tool workers) or think time. ``release_s`` is the time the call
 was (or, in open-loop replay, will be) sent, when that is known independently of the serving system: always
 for a task's first call (the task start is ``release_s - gap_s`` of its first call), and for every call of a
 timestamped production log; ``null`` for later calls of a synthetic task, whose send time depends on how
@@ -44,9 +45,11 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import chain, pairwise
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,7 @@ import pyarrow.parquet as pq
 from agentsim.rng import Streams
 from agentsim.spec import AgentProfile, FixedProfile, GammaArrivals, Poisson
 from agentsim.workload.arrivals import OpenArrivals
+from agentsim.workload.distributions import BLOCK, sample
 from agentsim.workload.profiles import TaskFactory
 from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate
 
@@ -80,6 +84,7 @@ COLUMNS: tuple[tuple[str, Any, bool], ...] = (
     ("workload", pa.string(), False),
     ("deps", pa.list_(pa.field("item", pa.int64(), nullable=False)), False),
     ("gap_s", pa.float64(), False),
+    ("gap_is_tool", pa.bool_(), False),
     ("release_s", pa.float64(), True),
     ("prompt_tokens", pa.int64(), False),
     ("output_tokens", pa.int64(), False),
@@ -90,6 +95,9 @@ COLUMNS: tuple[tuple[str, Any, bool], ...] = (
 """``(name, Arrow type, nullable)`` of each column, in file order (documented in ``traces/SCHEMA.md``)."""
 
 COLUMN_NAMES = tuple(c[0] for c in COLUMNS)
+
+OPTIONAL_COLUMNS = ("gap_is_tool",)
+"""Columns a reader fills with their default (``False``) when a file lacks them."""
 
 
 def trace_schema(*, source: str = "", block_size_tokens: int = DEFAULT_BLOCK_SIZE) -> pa.Schema:
@@ -129,6 +137,10 @@ class TraceTask:
     ``template.calls``: ``call_ids`` (the file's ids), ``release_s`` (open-loop send time or ``None``) and
     ``hash_ids`` (block hashes or ``None``). ``start_s`` is when the task starts (its first call's
     ``release_s - gap_s``).
+
+    Tasks read from a file are ready for the engine as they are: each call template also carries its
+    ``hash_ids`` and ``gap_is_tool``, and ``template.block_tokens`` is the file's block size when any call
+    has hash ids (0 otherwise).
     """
 
     task_id: int
@@ -185,10 +197,8 @@ def trace_task(
     ``None`` (their send time depends on the cluster), which is how synthetic tasks are stored.
     """
     calls = template.calls
-    rel = (
-        tuple(start_s + c.gap_s if not c.deps else None for c in calls) if release_s is None else tuple(release_s)
-    )
-    hashes = (None,) * len(calls) if hash_ids is None else tuple(hash_ids)
+    rel = tuple(start_s + c.gap_s if not c.deps else None for c in calls) if release_s is None else tuple(release_s)
+    hashes = tuple(c.hash_ids for c in calls) if hash_ids is None else tuple(hash_ids)
     ids = tuple(range(first_call_id, first_call_id + len(calls)))
     return TraceTask(task_id, float(start_s), template, ids, rel, hashes)
 
@@ -200,7 +210,8 @@ class TableBuilder:
     """Accumulates tasks as canonical columns and hands them out as Arrow tables of ~``batch_rows`` rows.
 
     The one place tasks become rows: generation, importers and :func:`tasks_to_table` all go through it.
-    Per task it does one list comprehension per column, so a million calls cost about a second.
+    Adding a task only extends a few lists (its calls, ids, releases, hash ids); the columns are computed
+    with numpy when a batch is taken, so a million calls cost well under a second.
     """
 
     def __init__(self, batch_rows: int = BATCH_ROWS) -> None:
@@ -209,76 +220,57 @@ class TableBuilder:
         self._reset()
 
     def _reset(self) -> None:
+        self._calls: list[CallTemplate] = []  # every call, in row order
+        self._rows = 0
+        # Per task.
         self._task: list[int] = []
-        self._call: list[int] = []
-        self._index: list[int] = []
+        self._n: list[int] = []
+        self._start: list[float] = []
+        self._shared: list[int] = []
         self._workload: list[str] = []
-        self._dep_len: list[int] = []
-        self._dep_val: list[int] = []
-        self._gap: list[float] = []
-        self._release: list[float] = []  # NaN = null
-        self._prompt: list[int] = []
-        self._output: list[int] = []
-        self._prefix: list[int] = []  # -1 = null
-        self._prefix_tokens: list[int] = []
-        self._hash_len: list[int] = []  # -1 = null
-        self._hash_val: list[int] = []
+        self._base: list[int] = []  # first call id of a synthetic task (ids consecutive), -1 otherwise
+        # Tasks with their own ids and releases: (first row, call ids, releases).
+        self._explicit: list[tuple[int, tuple[int, ...], tuple[float | None, ...]]] = []
 
     def __len__(self) -> int:
-        return len(self._call)
+        return self._rows
 
     def add_template(self, template: TaskTemplate, task_id: int, start_s: float, first_call_id: int) -> int:
-        """Append a synthetic task (releases as in :func:`trace_task`, no hash ids); returns the next free call
-        id."""
+        """Append a synthetic task: consecutive call ids from ``first_call_id``, calls without dependencies
+        released at ``start_s + gap_s``, the others ``null`` (as :func:`trace_task`), hash ids from the
+        calls. Returns the next free call id."""
         calls = template.calls
         n = len(calls)
-        base = first_call_id
-        shared = template.shared_prefix_tokens
-        self._task.extend([task_id] * n)
-        self._call.extend(range(base, base + n))
-        self._index.extend(range(n))
-        self._workload.extend([template.workload] * n)
-        self._dep_len.extend([len(c.deps) for c in calls])
-        self._dep_val.extend([base + d for c in calls for d in c.deps])
-        self._gap.extend([c.gap_s for c in calls])
-        nan = math.nan
-        self._release.extend([nan if c.deps else start_s + c.gap_s for c in calls])
-        prompts = [c.prompt_tokens for c in calls]
-        self._prompt.extend(prompts)
-        self._output.extend([c.output_tokens for c in calls])
-        self._prefix.extend([base + c.prefix_parent if c.prefix_parent >= 0 else -1 for c in calls])
-        self._prefix_tokens.extend([prompts[c.prefix_parent] if c.prefix_parent >= 0 else shared for c in calls])
-        self._hash_len.extend([-1] * n)
-        return base + n
+        self._calls.extend(calls)
+        self._rows += n
+        self._task.append(task_id)
+        self._n.append(n)
+        self._start.append(start_s)
+        self._shared.append(template.shared_prefix_tokens)
+        self._workload.append(template.workload)
+        self._base.append(first_call_id)
+        return first_call_id + n
 
     def add_task(self, task: TraceTask) -> None:
-        """Append a task with its own call ids, releases and hash ids."""
+        """Append a task with its own call ids, releases and hash ids (``task.hash_ids`` wins over the
+        calls')."""
         t = task.template
         calls = t.calls
-        n = len(calls)
-        ids = task.call_ids
-        self._task.extend([task.task_id] * n)
-        self._call.extend(ids)
-        self._index.extend(range(n))
-        self._workload.extend([t.workload] * n)
-        self._dep_len.extend([len(c.deps) for c in calls])
-        self._dep_val.extend([ids[d] for c in calls for d in c.deps])
-        self._gap.extend([c.gap_s for c in calls])
-        self._release.extend([math.nan if r is None else r for r in task.release_s])
-        prompts = [c.prompt_tokens for c in calls]
-        self._prompt.extend(prompts)
-        self._output.extend([c.output_tokens for c in calls])
-        self._prefix.extend([ids[c.prefix_parent] if c.prefix_parent >= 0 else -1 for c in calls])
-        shared = t.shared_prefix_tokens
-        self._prefix_tokens.extend([prompts[c.prefix_parent] if c.prefix_parent >= 0 else shared for c in calls])
-        self._hash_len.extend([-1 if h is None else len(h) for h in task.hash_ids])
-        for h in task.hash_ids:
-            if h is not None:
-                self._hash_val.extend(h)
+        if any(c.hash_ids != h for c, h in zip(calls, task.hash_ids, strict=True)):
+            calls = tuple(replace(c, hash_ids=h) for c, h in zip(calls, task.hash_ids, strict=True))
+        self._explicit.append((self._rows, task.call_ids, task.release_s))
+        self._calls.extend(calls)
+        self._rows += len(calls)
+        self._task.append(task.task_id)
+        self._n.append(len(calls))
+        self._start.append(task.start_s)
+        self._shared.append(t.shared_prefix_tokens)
+        self._workload.append(t.workload)
+        self._base.append(-1)
 
     def full(self) -> bool:
         """Whether a batch's worth of rows is waiting."""
-        return len(self._call) >= self.batch_rows
+        return len(self._calls) >= self.batch_rows
 
     def take(self) -> pa.Table:
         """Everything accumulated so far as one canonical table (possibly empty); the builder is reset."""
@@ -287,33 +279,105 @@ class TableBuilder:
         return table
 
     def _table(self) -> pa.Table:
-        def lists(lengths: list[int], values: list[int], nullable: bool) -> pa.Array:
-            lens = np.asarray(lengths, dtype=np.int64)
-            mask = lens < 0
-            offsets = np.zeros(len(lens) + 1, dtype=np.int32)
-            np.cumsum(np.maximum(lens, 0), out=offsets[1:])
-            vals = pa.array(np.asarray(values, dtype=np.int64), type=pa.int64())
-            if nullable and mask.any():
-                return pa.ListArray.from_arrays(pa.array(offsets), vals, mask=pa.array(mask))
-            return pa.ListArray.from_arrays(pa.array(offsets), vals)
-
-        release = np.asarray(self._release, dtype=np.float64)
-        prefix = np.asarray(self._prefix, dtype=np.int64)
+        calls = self._calls
+        rows = len(calls)
+        n = np.asarray(self._n, dtype=np.int64)
+        first_row = np.repeat(np.cumsum(n) - n, n)
+        index = np.arange(rows) - first_row
+        base = np.repeat(np.asarray(self._base, dtype=np.int64), n)
+        call_id = base + index
+        prompt = np.fromiter(map(attrgetter("prompt_tokens"), calls), np.int64, rows)
+        output = np.fromiter(map(attrgetter("output_tokens"), calls), np.int64, rows)
+        gap = np.fromiter(map(attrgetter("gap_s"), calls), np.float64, rows)
+        tool = np.fromiter(map(attrgetter("gap_is_tool"), calls), np.bool_, rows)
+        parent = np.fromiter(map(attrgetter("prefix_parent"), calls), np.int64, rows)
+        deps = list(map(attrgetter("deps"), calls))
+        dep_len = np.fromiter(map(len, deps), np.int64, rows)
+        dep_idx = np.fromiter(chain.from_iterable(deps), np.int64, int(dep_len.sum()))
+        # Synthetic tasks: calls without dependencies released at start + gap, the others null.
+        release = np.where(dep_len == 0, np.repeat(np.asarray(self._start, dtype=np.float64), n) + gap, np.nan)
+        for row, ids, rel in self._explicit:
+            k = len(ids)
+            call_id[row : row + k] = ids
+            release[row : row + k] = [math.nan if r is None else r for r in rel]
+        dep_ids = call_id[np.repeat(first_row, dep_len) + dep_idx]
+        linked = parent >= 0
+        parent_row = first_row + np.maximum(parent, 0)
+        prefix = np.where(linked, call_id[parent_row] if rows else parent, -1)
+        prefix_tokens = np.where(linked, prompt[parent_row] if rows else parent, np.repeat(self._shared, n))
+        hashes = list(map(attrgetter("hash_ids"), calls))
+        if hashes.count(None) == rows:
+            hash_len = np.full(rows, -1, dtype=np.int64)
+            hash_val = np.zeros(0, dtype=np.int64)
+        else:
+            hash_len = np.fromiter((-1 if h is None else len(h) for h in hashes), np.int64, rows)
+            hash_val = np.fromiter(
+                chain.from_iterable(h for h in hashes if h is not None), np.int64, int(np.maximum(hash_len, 0).sum())
+            )
+        codes: dict[str, int] = {}
+        task_code = np.fromiter((codes.setdefault(w, len(codes)) for w in self._workload), np.int32, len(n))
+        workload = pa.DictionaryArray.from_arrays(
+            pa.array(np.repeat(task_code, n)), pa.array(list(codes), pa.string())
+        ).cast(pa.string())
         arrays = [
-            pa.array(np.asarray(self._task, dtype=np.int64)),
-            pa.array(np.asarray(self._call, dtype=np.int64)),
-            pa.array(np.asarray(self._index, dtype=np.int32)),
-            pa.array(self._workload, type=pa.string()),
-            lists(self._dep_len, self._dep_val, False),
-            pa.array(np.asarray(self._gap, dtype=np.float64)),
+            pa.array(np.repeat(np.asarray(self._task, dtype=np.int64), n)),
+            pa.array(call_id),
+            pa.array(index.astype(np.int32)),
+            workload,
+            _list_array(dep_len, dep_ids),
+            pa.array(gap),
+            pa.array(tool),
             pa.array(release, mask=np.isnan(release)),
-            pa.array(np.asarray(self._prompt, dtype=np.int64)),
-            pa.array(np.asarray(self._output, dtype=np.int64)),
-            pa.array(prefix, mask=prefix < 0),
-            pa.array(np.asarray(self._prefix_tokens, dtype=np.int64)),
-            lists(self._hash_len, self._hash_val, True),
+            pa.array(prompt),
+            pa.array(output),
+            pa.array(prefix, mask=~linked),
+            pa.array(prefix_tokens.astype(np.int64)),
+            _list_array(hash_len, hash_val),
         ]
         return pa.Table.from_arrays(arrays, schema=self._schema)
+
+
+def _list_array(lengths: np.ndarray, values: np.ndarray) -> pa.Array:
+    """A list<int64> array from lengths (``-1`` = null) and the flattened values."""
+    mask = lengths < 0
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(np.maximum(lengths, 0), out=offsets[1:])
+    vals = pa.array(np.asarray(values, dtype=np.int64), type=pa.int64())
+    if mask.any():
+        return pa.ListArray.from_arrays(pa.array(offsets), vals, mask=pa.array(mask))
+    return pa.ListArray.from_arrays(pa.array(offsets), vals)
+
+
+def single_call_table(
+    task_ids: np.ndarray,
+    call_ids: np.ndarray,
+    release_s: np.ndarray,
+    prompt: np.ndarray,
+    output: np.ndarray,
+    workload: str | list[str],
+    hash_ids: pa.Array | None = None,
+) -> pa.Table:
+    """Canonical rows for single-call tasks (no dependencies, no links, released at their start), built
+    column-wise: the fast path of importers and of generation from a :class:`~agentsim.spec.FixedProfile`."""
+    n = len(task_ids)
+    wl = pa.array([workload] * n if isinstance(workload, str) else workload, type=pa.string())
+    hashes = pa.nulls(n, pa.list_(pa.int64())) if hash_ids is None else hash_ids
+    arrays = [
+        pa.array(np.asarray(task_ids, dtype=np.int64)),
+        pa.array(np.asarray(call_ids, dtype=np.int64)),
+        pa.array(np.zeros(n, dtype=np.int32)),
+        wl,
+        _list_array(np.zeros(n, dtype=np.int64), np.zeros(0, dtype=np.int64)),
+        pa.array(np.zeros(n)),
+        pa.array(np.zeros(n, dtype=np.bool_)),
+        pa.array(np.asarray(release_s, dtype=np.float64)),
+        pa.array(np.asarray(prompt, dtype=np.int64)),
+        pa.array(np.asarray(output, dtype=np.int64)),
+        pa.nulls(n, pa.int64()),
+        pa.array(np.zeros(n, dtype=np.int64)),
+        hashes,
+    ]
+    return pa.Table.from_arrays(arrays, names=list(COLUMN_NAMES)).cast(trace_schema())
 
 
 def tasks_to_table(tasks: Iterable[TraceTask]) -> pa.Table:
@@ -330,129 +394,216 @@ def tasks_to_table(tasks: Iterable[TraceTask]) -> pa.Table:
 class _TaskAssembler:
     """Turns canonical record batches into :class:`TraceTask` objects, checking the file-level rules.
 
-    Rows of a task may straddle batches: the rows after the last task boundary of a batch wait for the next.
+    The checks run column-wise with numpy on each batch (a violation names the first bad row); only the
+    construction of the call templates is a Python loop. Rows of a task may straddle batches: the rows of
+    the last task of a batch wait for the next one.
     """
 
     def __init__(self, block_size: int, where: str) -> None:
         self.block = block_size
         self.where = where
         self.row = 0  # file row of the first pending row
-        self.pending: dict[str, list[Any]] | None = None
+        self.pending: pa.Table | None = None
         self.last_task: int | None = None
         self.last_call: int | None = None
         self.last_start = -math.inf
 
-    @staticmethod
-    def _columns(batch: pa.RecordBatch | pa.Table) -> dict[str, list[Any]]:
-        if isinstance(batch, pa.Table):
-            batch = batch.combine_chunks()
-            cols = {name: batch.column(name).chunk(0) if batch.num_rows else batch.column(name) for name in COLUMN_NAMES}
-        else:
-            cols = {name: batch.column(name) for name in COLUMN_NAMES}
-        out: dict[str, list[Any]] = {}
-        for name in ("task_id", "call_id", "call_index", "gap_s", "prompt_tokens", "output_tokens", "prefix_tokens"):
-            out[name] = cols[name].to_numpy(zero_copy_only=False).tolist()
-        out["workload"] = cols["workload"].to_pylist()
-        for name in ("release_s", "prefix_call_id"):
-            out[name] = cols[name].to_pylist()
-        out["deps"] = cols["deps"].to_pylist()
-        out["hash_ids"] = cols["hash_ids"].to_pylist()
-        return out
-
-    def feed(self, batch: pa.RecordBatch | pa.Table) -> Iterator[TraceTask]:
+    def feed(self, batch: pa.RecordBatch) -> Iterator[TraceTask]:
         """Tasks completed by ``batch`` (the last task of the batch waits for the next batch or :meth:`end`)."""
         if batch.num_rows == 0:
             return
-        cols = self._columns(batch)
+        table = pa.Table.from_batches([batch])
         if self.pending is not None:
-            cols = {k: self.pending[k] + v for k, v in cols.items()}
-            self.pending = None
-        tids = cols["task_id"]
-        n = len(tids)
-        start = 0
-        for i in range(1, n):
-            if tids[i] != tids[i - 1]:
-                yield self._task(cols, start, i)
-                start = i
-        self.pending = {k: v[start:] for k, v in cols.items()}
+            table = pa.concat_tables([self.pending, table.cast(self.pending.schema)])
+        tid = table.column("task_id").to_numpy()
+        change = np.flatnonzero(tid[1:] != tid[:-1])
+        if len(change) == 0:
+            self.pending = table
+            return
+        cut = int(change[-1]) + 1
+        self.pending = table.slice(cut)
+        yield from self._tasks(table.slice(0, cut).combine_chunks())
 
     def end(self) -> Iterator[TraceTask]:
         """The last task, once the input is exhausted."""
-        if self.pending is not None:
-            cols = self.pending
+        if self.pending is not None and self.pending.num_rows:
+            table = self.pending.combine_chunks()
             self.pending = None
-            yield self._task(cols, 0, len(cols["task_id"]))
+            yield from self._tasks(table)
 
     def _fail(self, row: int, msg: str) -> TraceError:
         return TraceError(f"{self.where}: row {row}: {msg}")
 
-    def _task(self, cols: dict[str, list[Any]], a: int, b: int) -> TraceTask:
+    def _check(self, bad: np.ndarray, row0: int, message: Callable[[int], str]) -> None:
+        """Raise for the first row where ``bad`` holds; ``message(i)`` words it for batch row ``i``."""
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise self._fail(row0 + i, message(i))
+
+    def _tasks(self, table: pa.Table) -> Iterator[TraceTask]:
+        n = table.num_rows
         row0 = self.row
-        self.row += b - a
-        tid = cols["task_id"][a]
-        if self.last_task is not None and tid <= self.last_task:
-            raise self._fail(row0, f"task_id {tid} after task {self.last_task}: task ids must increase and a task's "
-                             "rows must be contiguous")
-        self.last_task = tid
-        ids = cols["call_id"][a:b]
-        pos: dict[int, int] = {}
-        calls: list[CallTemplate] = []
-        workload = cols["workload"][a]
-        shared: int | None = None
-        last_call = self.last_call
-        for k in range(b - a):
-            i = a + k
-            row = row0 + k
-            cid = ids[k]
-            if last_call is not None and cid <= last_call:
-                raise self._fail(row, f"call_id {cid} after {last_call}: call ids must increase through the file")
-            last_call = cid
-            if cols["call_index"][i] != k:
-                raise self._fail(row, f"call_index {cols['call_index'][i]} but this is call {k} of task {tid}")
-            if cols["workload"][i] != workload:
-                raise self._fail(row, f"workload {cols['workload'][i]!r} differs from the task's {workload!r}")
-            deps = []
-            for d in cols["deps"][i]:
-                j = pos.get(d)
-                if j is None:
-                    raise self._fail(row, f"dependency {d} is not an earlier call of task {tid}")
-                deps.append(j)
-            p = cols["prefix_call_id"][i]
-            ptok = cols["prefix_tokens"][i]
-            prompt = cols["prompt_tokens"][i]
-            if p is None:
-                parent = ROOT
-                if shared is None:
-                    shared = ptok
-                elif ptok != shared:
-                    raise self._fail(row, f"prefix_tokens {ptok} without a prefix call, but the task's shared prefix "
-                                     f"is {shared} tokens")
-            else:
-                j = pos.get(p)
-                if j is None:
-                    raise self._fail(row, f"prefix_call_id {p} is not an earlier call of task {tid}")
-                if ptok != calls[j].prompt_tokens:
-                    raise self._fail(row, f"prefix_tokens {ptok} but prefix call {p} has {calls[j].prompt_tokens} "
-                                     "prompt tokens")
-                parent = j
-            calls.append(CallTemplate(prompt, cols["output_tokens"][i], tuple(deps), cols["gap_s"][i], parent))
-            pos[cid] = k
-        self.last_call = last_call
-        template = TaskTemplate(workload, tuple(calls), shared or 0)
-        releases = tuple(cols["release_s"][a:b])
-        hashes = tuple(None if h is None else tuple(h) for h in cols["hash_ids"][a:b])
-        r0 = releases[0]
-        start = math.nan if r0 is None else r0 - calls[0].gap_s
-        task = TraceTask(tid, start, template, tuple(ids), releases, hashes)
-        try:
-            task.validate(self.block)
-        except ValueError as e:
-            raise self._fail(row0, f"task {tid}: {e}") from None
-        if start < self.last_start:
-            raise self._fail(row0, f"task {tid} starts at {start} s, before the previous task ({self.last_start} s): "
-                             "tasks must be sorted by start time")
-        self.last_start = start
-        return task
+        self.row += n
+        col = table.column
+        names = table.schema.names
+
+        def arr(name: str) -> Any:
+            c = col(name)
+            return c.chunk(0) if c.num_chunks == 1 else c.combine_chunks()
+
+        tid = arr("task_id").to_numpy()
+        cid = arr("call_id").to_numpy()
+        cidx = arr("call_index").to_numpy()
+        gap = arr("gap_s").to_numpy()
+        tool = arr("gap_is_tool").to_numpy(zero_copy_only=False) if "gap_is_tool" in names else np.zeros(n, bool)
+        release = arr("release_s").to_numpy(zero_copy_only=False).astype(np.float64)
+        has_release = ~arr("release_s").is_null().to_numpy(zero_copy_only=False)
+        prompt = arr("prompt_tokens").to_numpy()
+        output = arr("output_tokens").to_numpy()
+        prefix_col = arr("prefix_call_id")
+        linked = ~prefix_col.is_null().to_numpy(zero_copy_only=False)
+        prefix = prefix_col.fill_null(-1).to_numpy()
+        ptok = arr("prefix_tokens").to_numpy()
+        wl = arr("workload").dictionary_encode()
+        wcode = wl.indices.to_numpy(zero_copy_only=False)
+        labels = wl.dictionary.to_pylist()
+        deps = arr("deps")
+        dep_off = deps.offsets.to_numpy()
+        dep_val = deps.values.to_numpy()[dep_off[0] : dep_off[-1]] if len(deps.values) else np.zeros(0, np.int64)
+        dep_off = dep_off - dep_off[0]
+        hashes = arr("hash_ids")
+        hashed = ~hashes.is_null().to_numpy(zero_copy_only=False)
+        h_off = hashes.offsets.to_numpy()
+        h_val = hashes.values.to_numpy()[h_off[0] : h_off[-1]] if len(hashes.values) else np.zeros(0, np.int64)
+        h_off = h_off - h_off[0]
+
+        new = np.ones(n, dtype=bool)
+        new[1:] = tid[1:] != tid[:-1]
+        firsts = np.flatnonzero(new)
+        counts = np.diff(np.append(firsts, n))
+        first_row = np.repeat(firsts, counts)
+        k = np.arange(n) - first_row
+
+        # Ids: tasks and calls increase through the file (rows of a task are contiguous).
+        prev_tid = np.concatenate([[-np.inf if self.last_task is None else self.last_task], tid[firsts][:-1]])
+        bad_tid = np.zeros(n, dtype=bool)
+        bad_tid[firsts] = tid[firsts] <= prev_tid
+        last_task = self.last_task
+        self._check(
+            bad_tid,
+            row0,
+            lambda i: (
+                f"task_id {tid[i]} after task {tid[i - 1] if i else last_task}: task ids must increase and a "
+                "task's rows must be contiguous"
+            ),
+        )
+        prev_cid = np.concatenate([[-np.inf if self.last_call is None else self.last_call], cid[:-1]])
+        self._check(
+            cid <= prev_cid,
+            row0,
+            lambda i: f"call_id {cid[i]} after {prev_cid[i]:.0f}: call ids must increase through the file",
+        )
+        self._check(cidx != k, row0, lambda i: f"call_index {cidx[i]} but this is call {k[i]} of task {tid[i]}")
+        self._check(
+            wcode != wcode[first_row],
+            row0,
+            lambda i: f"workload {labels[wcode[i]]!r} differs from the task's {labels[wcode[first_row[i]]]!r}",
+        )
+        # Dependencies and prefix links: earlier calls of the same task (call ids are sorted: binary search).
+        owner = np.repeat(np.arange(n), np.diff(dep_off))
+        dep_row = np.minimum(np.searchsorted(cid, dep_val), max(n - 1, 0))
+        dep_ok = (cid[dep_row] == dep_val) & (dep_row >= first_row[owner]) & (dep_row < owner)
+        bad_dep = np.zeros(n, dtype=bool)
+        bad_dep[owner[~dep_ok]] = True
+
+        def bad_dep_message(i: int) -> str:
+            mine = slice(dep_off[i], dep_off[i + 1])
+            return f"dependency {dep_val[mine][~dep_ok[mine]][0]} is not an earlier call of task {tid[i]}"
+
+        self._check(bad_dep, row0, bad_dep_message)
+        p_row = np.minimum(np.searchsorted(cid, prefix), max(n - 1, 0))
+        p_ok = (cid[p_row] == prefix) & (p_row >= first_row) & (p_row < np.arange(n))
+        self._check(
+            linked & ~p_ok, row0, lambda i: f"prefix_call_id {prefix[i]} is not an earlier call of task {tid[i]}"
+        )
+        self._check(
+            linked & (ptok != prompt[p_row]),
+            row0,
+            lambda i: f"prefix_tokens {ptok[i]} but prefix call {prefix[i]} has {prompt[p_row[i]]} prompt tokens",
+        )
+        self._check(
+            ~linked & (ptok != ptok[first_row]),
+            row0,
+            lambda i: (
+                f"prefix_tokens {ptok[i]} without a prefix call, but the task's shared prefix is "
+                f"{ptok[first_row[i]]} tokens"
+            ),
+        )
+
+        def task_of(i: int) -> str:
+            return f"task {tid[i]}: call {k[i]}"
+
+        self._check((prompt < 1) | (output < 1), row0, lambda i: f"{task_of(i)}: prompt and output tokens must be >= 1")
+        self._check(ptok > prompt, row0, lambda i: f"{task_of(i)}: its prefix ({ptok[i]}) is longer than its prompt")
+        self._check(~(gap >= 0) | ~np.isfinite(gap), row0, lambda i: f"{task_of(i)}: gap_s must be finite and >= 0")
+        self._check(
+            has_release & ~np.isfinite(release), row0, lambda i: f"{task_of(i)}: release_s must be finite or null"
+        )
+        self._check(
+            (k == 0) & ~has_release,
+            row0,
+            lambda i: f"task {tid[i]}: the first call needs a finite release_s (it defines the task start)",
+        )
+        h_len = np.diff(h_off)
+        want = -(-prompt // self.block)
+        self._check(
+            hashed & (h_len != want),
+            row0,
+            lambda i: (
+                f"{task_of(i)}: {h_len[i]} hash ids for {prompt[i]} prompt tokens; expected "
+                f"ceil({prompt[i]}/{self.block}) = {want[i]}"
+            ),
+        )
+        start = release[firsts] - gap[firsts]
+        prev_start = np.concatenate([[self.last_start], start[:-1]])
+        bad_start = np.zeros(n, dtype=bool)
+        bad_start[firsts] = start < prev_start
+        self._check(
+            bad_start,
+            row0,
+            lambda i: (
+                f"task {tid[i]} starts at {release[i] - gap[i]} s, before the previous task: tasks must be "
+                "sorted by start time"
+            ),
+        )
+
+        # Construction.
+        self.last_task = int(tid[-1])
+        self.last_call = int(cid[-1])
+        self.last_start = float(start[-1])
+        dep_idx = (dep_row - first_row[owner]).tolist()
+        d_off = dep_off.tolist()
+        dep_t = [tuple(dep_idx[x:y]) for x, y in pairwise(d_off)]
+        h_val_l = h_val.tolist()
+        h_off_l = h_off.tolist()
+        hash_t = [
+            tuple(h_val_l[x:y]) if h else None
+            for x, y, h in zip(h_off_l[:-1], h_off_l[1:], hashed.tolist(), strict=True)
+        ]
+        p_idx = np.where(linked, p_row - first_row, ROOT).tolist()
+        rel_l = [r if h else None for r, h in zip(release.tolist(), has_release.tolist(), strict=True)]
+        calls = list(
+            map(CallTemplate, prompt.tolist(), output.tolist(), dep_t, gap.tolist(), p_idx, hash_t, tool.tolist())
+        )
+        cid_l = cid.tolist()
+        ptok_l = ptok.tolist()
+        any_hash = np.add.reduceat(hashed.astype(np.int64), firsts) > 0 if n else np.zeros(0, dtype=bool)
+        for t, (a, c) in enumerate(zip(firsts.tolist(), counts.tolist(), strict=True)):
+            b = a + c
+            template = TaskTemplate(labels[wcode[a]], tuple(calls[a:b]), ptok_l[a], self.block if any_hash[t] else 0)
+            yield TraceTask(
+                int(tid[a]), float(start[t]), template, tuple(cid_l[a:b]), tuple(rel_l[a:b]), tuple(hash_t[a:b])
+            )
 
 
 def table_to_tasks(
@@ -467,7 +618,9 @@ def table_to_tasks(
         if isinstance(table, pa.Table):
             block_size_tokens = _meta_block(table.schema)
     asm = _TaskAssembler(block_size_tokens, where)
-    batches: Iterable[Any] = [table] if isinstance(table, pa.Table) else table
+    batches: Iterable[Any] = table.to_batches(max_chunksize=BATCH_ROWS) if isinstance(table, pa.Table) else table
+    if isinstance(table, pa.Table):
+        _check_columns(table.schema, where)
     for batch in batches:
         _check_columns(batch.schema, where)
         yield from asm.feed(batch)
@@ -475,7 +628,7 @@ def table_to_tasks(
 
 
 def _check_columns(schema: pa.Schema, where: str) -> None:
-    missing = [n for n in COLUMN_NAMES if n not in schema.names]
+    missing = [n for n in COLUMN_NAMES if n not in schema.names and n not in OPTIONAL_COLUMNS]
     if missing:
         raise TraceError(f"{where}: not an agentsim trace: missing column(s) {', '.join(missing)}")
 
@@ -568,6 +721,9 @@ class TraceWriter:
         if isinstance(table, pa.RecordBatch):
             table = pa.Table.from_batches([table])
         _check_columns(table.schema, str(self.path))
+        for name in OPTIONAL_COLUMNS:
+            if name not in table.schema.names:
+                table = table.append_column(name, pa.array(np.zeros(table.num_rows, dtype=np.bool_)))
         table = table.select(list(COLUMN_NAMES)).cast(self.schema)
         if table.num_rows:
             self._writer.write_table(table)
@@ -666,6 +822,12 @@ def read_trace(path: str | os.PathLike[str], *, batch_rows: int = BATCH_ROWS) ->
     yield from asm.end()
 
 
+def read_table_columns(path: str | os.PathLike[str]) -> list[str]:
+    """The column names of a trace file."""
+    names: list[str] = list(_open(path).schema_arrow.names)
+    return names
+
+
 def read_table(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
     """A whole trace file as one Arrow table (metadata kept). For small traces and analysis."""
     f = _open(path)
@@ -716,11 +878,35 @@ def generate_trace(
     if n_tasks < 1:
         raise TraceError(f"the number of tasks must be >= 1, got {n_tasks}")
     streams = Streams(seed)
-    factory = TaskFactory(profile, workload, streams.get(f"tasks/{workload}"))
-    times = OpenArrivals(arrivals, streams.get(f"arrivals/{workload}"))
-    call_id = 0
     src = source or f"generated:{workload}:seed={seed}"
+    times = OpenArrivals(arrivals, streams.get(f"arrivals/{workload}"))
     with TraceWriter(path, source=src, overwrite=overwrite) as w:
+        if isinstance(profile, FixedProfile):
+            _generate_fixed(w, profile, n_tasks, streams.get(f"tasks/{workload}"), times, workload)
+            return n_tasks
+        factory = TaskFactory(profile, workload, streams.get(f"tasks/{workload}"))
+        call_id = 0
         for task_id in range(n_tasks):
             call_id = w.add_template(factory.next(), task_id, times.next(), call_id)
     return call_id
+
+
+def _generate_fixed(
+    w: TraceWriter, profile: FixedProfile, n_tasks: int, rng: np.random.Generator, times: OpenArrivals, workload: str
+) -> None:
+    """Single-call tasks of a :class:`FixedProfile`, column-wise.
+
+    Draws exactly what :class:`TaskFactory` draws from the same generator (its two
+    :class:`~agentsim.workload.distributions.IntSampler` refill ``BLOCK`` prompt draws, then ``BLOCK`` output
+    draws, every ``BLOCK`` tasks; values rounded half-to-even and raised to at least 1), so the rows equal
+    those of :func:`generate_tasks`; the tests check it.
+    """
+    done = 0
+    while done < n_tasks:
+        m = min(BLOCK, n_tasks - done)
+        prompt = np.maximum(np.rint(sample(profile.prompt_tokens, rng, BLOCK)), 1).astype(np.int64)[:m]
+        output = np.maximum(np.rint(sample(profile.output_tokens, rng, BLOCK)), 1).astype(np.int64)[:m]
+        start = np.fromiter((times.next() for _ in range(m)), np.float64, m)
+        ids = np.arange(done, done + m, dtype=np.int64)
+        w.write_table(single_call_table(ids, ids, start, prompt, output, workload))
+        done += m
