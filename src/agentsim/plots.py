@@ -138,14 +138,26 @@ def _no_data(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#666666", fontsize=11)
 
 
-def si(x: float, unit: str = "") -> str:
-    """``12_300_000`` -> ``"12.3M"``: three significant digits with a k/M/G/T suffix."""
+def si(x: float, unit: str = "", digits: int = 3) -> str:
+    """``12_300_000`` -> ``"12.3M"``: ``digits`` significant digits with a k/M/G/T suffix."""
     if x == 0 or not math.isfinite(x):
         return f"{x:g}{unit}"
     for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= div:
-            return f"{x / div:.3g}{suffix}{unit}"
-    return f"{x:.3g}{unit}"
+            return f"{x / div:.{digits}g}{suffix}{unit}"
+    return f"{x:.{digits}g}{unit}"
+
+
+def percent(x: float) -> str:
+    """A share as a percentage with two significant digits: ``0.0026`` -> ``"0.26 %"``, ``0.87`` -> ``"87 %"``."""
+    return f"{x * 100:.2g} %" if x < 0.995 else f"{x * 100:.3g} %"
+
+
+def tick_seconds(x: float) -> str:
+    """A log-axis tick label: ``0.05`` -> ``"50 ms"``, ``2000`` -> ``"2000 s"`` (round numbers stay round)."""
+    if x < 1:
+        return f"{x * 1000:.4g} ms"
+    return f"{x:.6g} s"
 
 
 def seconds(x: float) -> str:
@@ -169,7 +181,7 @@ def cdf_png(
 ) -> bytes:
     """Empirical CDFs on a log x axis and a logit y axis (quantiles 1 %..99.9 % evenly spread, so tails show),
     with SLO thresholds. Non-positive values cannot sit on a log axis and are counted below the left edge."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     fig, (ax,) = _new_figure()
     drawn = False
@@ -184,13 +196,16 @@ def cdf_png(
         if not pos.any():
             continue
         done = v.size / total
-        label = f"{s.label} (n={v.size:,}" + (f", {s.censored:,} unfinished = {1 - done:.0%}" if s.censored else "")
-        ax.step(v[pos], y[pos], where="post", color=s.color, linestyle=s.style, linewidth=1.6, label=label + ")")
+        label = f"{s.label} (n={v.size:,}"
+        label += f", {s.censored:,} unfinished = {percent(1 - done)})" if s.censored else ")"
+        ax.step(v[pos], y[pos], where="post", color=s.color, linestyle=s.style, linewidth=1.6, label=label)
         drawn = True
     if not drawn:
-        _no_data(ax, empty)
+        unfinished = sum(s.censored for s in series)
+        _no_data(ax, empty + (f"\n({unfinished:,} unfinished at the horizon)" if unfinished else ""))
         ax.set_xscale("log")
-        ax.set_xlim(1e-3, 1e3)
+        xs = [th.x for th in thresholds]
+        ax.set_xlim(min(xs) / 30, max(xs) * 3) if xs else ax.set_xlim(1e-3, 1e3)
     for th in thresholds:
         ax.axvline(th.x, color=th.color, linestyle="--", linewidth=1.1, label=th.label)
         if th.quantile is not None:
@@ -202,14 +217,21 @@ def cdf_png(
     ax.yaxis.set_major_locator(FixedLocator(list(_CDF_TICKS)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda q, _pos: f"{q * 100:g} %"))
     ax.yaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: seconds(x)))
+    lo, hi = ax.get_xlim()
+    # More labels on a narrow axis (1-2-5, then 1-3), powers of ten only when labels would collide.
+    decades = math.log10(hi / lo)
+    subs = (1.0, 2.0, 5.0) if decades <= 2.2 else (1.0, 3.0) if decades <= 4.5 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: tick_seconds(x)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", axis="x", alpha=0.12)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction ≤ x (logit scale)")
     if drawn or thresholds:
-        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+        # Upper left: a CDF rises from lower left to upper right, so that corner is the emptiest.
+        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     return to_png(fig)
 
 
@@ -224,10 +246,15 @@ def timeseries_png(title: str, panels: Sequence[Panel], warmup_s: float, horizon
         for ln in p.lines:
             if ln.t.size == 0:
                 continue
-            where = "pre" if ln.step else "post"
+            # A rate holds over the interval ending at its sample: a step; a level is an instantaneous sample: a line.
             if ln.lo is not None and ln.hi is not None:
-                ax.fill_between(ln.t, ln.lo, ln.hi, step=where, color=ln.color, alpha=0.18, linewidth=0)
-            ax.step(ln.t, ln.y, where=where, color=ln.color, linestyle=ln.style, linewidth=1.4, label=ln.label)
+                ax.fill_between(
+                    ln.t, ln.lo, ln.hi, step="pre" if ln.step else None, color=ln.color, alpha=0.18, linewidth=0
+                )
+            if ln.step:
+                ax.step(ln.t, ln.y, where="pre", color=ln.color, linestyle=ln.style, linewidth=1.4, label=ln.label)
+            else:
+                ax.plot(ln.t, ln.y, color=ln.color, linestyle=ln.style, linewidth=1.4, label=ln.label)
         if not any(ln.t.size for ln in p.lines):
             _no_data(ax, "no samples")
         ax.set_xlim(0, horizon_s)
@@ -248,14 +275,22 @@ def timeseries_png(title: str, panels: Sequence[Panel], warmup_s: float, horizon
 
 def bars_png(title: str, panels: Sequence[BarPanel]) -> bytes:
     """Side-by-side panels of grouped or stacked bars with value labels."""
+    from matplotlib.patches import Patch
+
     fig, axes = _new_figure(ncols=len(panels))
+    # Grouped bars of several series (runs) share one legend below the panels instead of one per panel.
+    shared = any(len(p.series) > 1 and not p.stacked for p in panels)
     for ax, p in zip(axes, panels, strict=True):
-        _bars(ax, p)
+        _bars(ax, p, legend=not shared)
     fig.suptitle(title)
+    if shared:
+        first = next(p for p in panels if len(p.series) > 1 and not p.stacked)
+        handles = [Patch(color=c, label=label) for label, c, _ in first.series]
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
     return to_png(fig)
 
 
-def _bars(ax: Axes, p: BarPanel) -> None:
+def _bars(ax: Axes, p: BarPanel, legend: bool = True) -> None:
     ncat = len(p.categories)
     nser = len(p.series)
     x = np.arange(ncat, dtype=float)
@@ -273,8 +308,15 @@ def _bars(ax: Axes, p: BarPanel) -> None:
             ax.bar(x, h, 0.6, bottom=bottom, color=c, label=label)
             for i in range(ncat):
                 if totals[i] > 0 and h[i] / totals[i] >= 0.08:
-                    ax.text(x[i], bottom[i] + h[i] / 2, f"{h[i] / totals[i]:.0%}", ha="center", va="center",
-                            fontsize=8, color="white")
+                    ax.text(
+                        x[i],
+                        bottom[i] + h[i] / 2,
+                        f"{h[i] / totals[i]:.0%}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white",
+                    )
             bottom += h
         for i in range(ncat):
             ax.text(x[i], totals[i], p.fmt(totals[i]), ha="center", va="bottom", fontsize=8)
@@ -290,19 +332,41 @@ def _bars(ax: Axes, p: BarPanel) -> None:
             ax.bar(xs[ok], h[ok], width * 0.92, color=c, label=label)
             for xi, hi, good in zip(xs, h, ok, strict=True):
                 if good:
-                    ax.text(xi, hi, p.fmt(float(hi)), ha="center", va="bottom", fontsize=7 if nser > 2 else 8)
+                    # Narrow bars (three or more series) get vertical labels so neighbours do not overlap.
+                    ax.text(
+                        xi,
+                        hi,
+                        " " + p.fmt(float(hi)) if nser > 2 else p.fmt(float(hi)),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7 if nser > 2 else 8,
+                        rotation=90 if nser > 2 else 0,
+                    )
                     top = max(top, float(hi))
                     low = min(low, float(hi))
                 else:
-                    ax.text(xi, 0.5, "n/a", ha="center", va="center", fontsize=8, color="#666666",
-                            transform=ax.get_xaxis_transform())
-        if p.log and top > 0:
+                    ax.text(
+                        xi,
+                        0.5,
+                        "n/a",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="#666666",
+                        transform=ax.get_xaxis_transform(),
+                    )
+        if top <= 0:
+            ax.set_yscale("linear")
+            ax.set_ylim(0, 1)
+            ax.set_yticks([])
+        elif p.log:
             ax.set_ylim(low / 3, top * 4)
         else:
-            ax.set_ylim(0, max(top, 1e-12) * 1.18)
+            ax.set_ylim(0, top * (1.35 if nser > 2 else 1.18))
+    ax.set_xlim(-0.6, ncat - 0.4)
     ax.set_xticks(x, list(p.categories), fontsize=8)
     ax.set_title(p.title, fontsize=10)
     ax.set_ylabel(p.ylabel)
     ax.grid(True, axis="y", alpha=0.3)
-    if nser > 1 or p.stacked:
+    if legend and (nser > 1 or p.stacked):
         ax.legend(fontsize=7, loc="upper left", framealpha=0.9)

@@ -1,0 +1,318 @@
+"""Reports (issue 7): ``agentsim report``, ``agentsim compare`` and ``run --report``.
+
+A 120 s run of the default scenario is reported once per module. Checks: one PNG per figure, non-empty and
+exactly ``plots.PNG_SIZE_PX`` pixels (read from the PNG header with ``struct``); ``report.html`` embeds every
+figure as a ``data:`` URI and needs no network and no JavaScript; headless Chromium renders it with no console
+messages, every figure in the DOM and every image decoded at its size (skipped when Chromium is not installed);
+``compare`` prints the side-by-side table and writes overlaid CDFs; ``import agentsim`` does not load matplotlib,
+and without matplotlib the commands exit 2 naming the extra to install.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from agentsim import api, plots, report
+from agentsim.cli import app
+
+# Figures need the optional extra; the tests that do not draw (tables, imports, errors) run without it.
+HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+needs_matplotlib = pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib: pip install 'agentsim[report]'")
+
+SHORT = ["horizon_s=120", "warmup_s=20"]
+FIGURES = (
+    "ttft_cdf",
+    "tpot_cdf",
+    "call_e2e_cdf",
+    "task_cdf",
+    "throughput",
+    "batch",
+    "queue",
+    "kv",
+    "tokens",
+    "pool_cost",
+    "efficiency",
+)
+COMPARE_FIGURES = (
+    "compare_ttft_cdf",
+    "compare_tpot_cdf",
+    "compare_call_e2e_cdf",
+    "compare_task_cdf",
+    "compare_throughput",
+    "compare_efficiency",
+)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path) -> Any:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (signature, length, b"IHDR", width, height)."""
+    assert data[:8] == PNG_SIGNATURE, "not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def tiny_run(out: Path, *extra: str) -> Path:
+    s = api.load_scenario(api.default_scenario(), [*SHORT, *extra])
+    return api.save_run(api.simulate(s), out)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_run(tmp_path_factory.mktemp("report") / "run")
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_run(tmp_path_factory.mktemp("report") / "more-replicas", "cluster.pools[0].replicas=6")
+
+
+@pytest.fixture(scope="module")
+def report_html(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``agentsim report RUN_DIR`` on a copy of the run: the report goes into the run directory."""
+    copy = tmp_path_factory.mktemp("out") / "run"
+    shutil.copytree(run_dir, copy)
+    result = invoke("report", copy)
+    assert result.exit_code == 0, result.output
+    assert f"report: {copy / 'report.html'}" in result.stdout
+    return copy / "report.html"
+
+
+# --------------------------------------------------------------------------- report files
+
+
+@needs_matplotlib
+def test_pngs_exist_non_empty_and_of_the_documented_size(report_html: Path) -> None:
+    assert plots.PNG_SIZE_PX == (960, 540)
+    for name in FIGURES:
+        f = report_html.parent / f"{name}.png"
+        assert f.is_file(), name
+        data = f.read_bytes()
+        assert len(data) > 5_000, f"{name}: {len(data)} bytes, suspiciously small"
+        assert png_size(data) == plots.PNG_SIZE_PX, name
+    pngs = {p.stem for p in report_html.parent.glob("*.png")}
+    assert pngs == set(FIGURES)
+    assert {p.name for p in report_html.parent.iterdir()} >= {"summary.json", "calls.parquet"}, "the run is kept"
+
+
+@needs_matplotlib
+def test_html_embeds_every_figure_and_is_self_contained(report_html: Path) -> None:
+    page = report_html.read_text()
+    images = IMG.findall(page)
+    assert len(images) == len(FIGURES)
+    for name in FIGURES:
+        assert f'id="fig-{name}"' in page, name
+    # The embedded images are the PNGs written next to the page, byte for byte.
+    embedded = {base64.b64decode(b) for b in images}
+    assert embedded == {(report_html.parent / f"{n}.png").read_bytes() for n in FIGURES}
+    lowered = page.lower()
+    assert "<script" not in lowered
+    assert "<link" not in lowered
+    assert "http://" not in lowered and "https://" not in lowered
+    assert re.search(r'src="(?!data:)', page) is None, "every src is a data: URI"
+    assert "<style>" in page
+
+
+@needs_matplotlib
+def test_html_has_summary_slo_and_pool_tables(report_html: Path, run_dir: Path) -> None:
+    page = report_html.read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "coding-agents-on-h200 (seed 7)" in page
+    assert "Summary (window 20–120 s)" in page
+    assert f"{summary['calls_completed']:,} / {summary['calls_unfinished']:,}" in page
+    assert "ttft_p99_s 10 s" in page  # the SLO table names the scenario's targets
+    assert "<h2>Pools (whole run, 0–120 s)</h2>" in page
+
+
+# --------------------------------------------------------------------------- headless Chromium
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+
+# Appended to a copy of the page: after load, record whether every image decoded at the expected size. The
+# report itself carries no script; this probe only reads the DOM.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images);
+  const bad = imgs.filter(i => !(i.complete && i.naturalWidth === %d && i.naturalHeight === %d)).map(i => i.alt);
+  document.body.setAttribute("data-probe", bad.length ? "BAD:" + bad.join("|") : "OK:" + imgs.length);
+});
+</script>"""
+
+
+def chromium_dump(page: Path, profile: Path) -> tuple[str, str]:
+    assert CHROMIUM is not None
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout, done.stderr
+
+
+@needs_matplotlib
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium)")
+def test_chromium_renders_report_without_console_errors(report_html: Path, tmp_path: Path) -> None:
+    dom, log = chromium_dump(report_html, tmp_path / "profile")
+    console = [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, "\n".join(console)
+    for name in FIGURES:
+        assert f'id="fig-{name}"' in dom, name
+    assert len(IMG.findall(dom)) == len(FIGURES)
+
+    probe = tmp_path / "probe.html"
+    probe.write_text(report_html.read_text().replace("</body>", PROBE % plots.PNG_SIZE_PX + "</body>"))
+    dom, log = chromium_dump(probe, tmp_path / "profile")
+    assert f'data-probe="OK:{len(FIGURES)}"' in dom, re.findall(r'data-probe="[^"]*"', dom) or log[-2000:]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_report_bad_directory_exits_2(tmp_path: Path) -> None:
+    result = invoke("report", tmp_path / "nope")
+    assert result.exit_code == 2
+    assert "no such run directory" in result.stderr
+    result = invoke("report", tmp_path)
+    assert result.exit_code == 2
+    assert "not a run directory" in result.stderr
+
+
+def test_run_with_report_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # write_report itself is covered above; here: run calls it on the saved run and prints where it went.
+    seen: list[tuple[Path, Any]] = []
+
+    def fake(run_dir: Path, out: Any = None) -> Path:
+        seen.append((Path(run_dir), out))
+        assert (Path(run_dir) / "summary.json").is_file(), "the run is saved before the report"
+        return Path(run_dir) / "report.html"
+
+    monkeypatch.setattr(report, "write_report", fake)
+    out = tmp_path / "r"
+    result = invoke("run", "--out", out, "-q", "--report", "--set", SHORT[0], "--set", SHORT[1])
+    assert result.exit_code == 0, result.output
+    assert seen == [(out, None)]
+    assert f"report: {out / 'report.html'}" in result.stdout
+
+
+@needs_matplotlib
+def test_compare_cli_table_and_html(run_dir: Path, other_run: Path, tmp_path: Path) -> None:
+    result = invoke("compare", run_dir, other_run)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert "comparison against run" in text
+    assert "more-replicas" in text and "Δ %" in text
+    assert "GPU-hours" in text and "+50.0%" in text  # 4 -> 6 replicas: half as many GPU-hours again
+    assert "$ / Mtok output" in text and "TTFT p99 (s)" in text
+    assert not (tmp_path / "cmp").exists()
+
+    result = invoke("compare", run_dir, other_run, "--out", tmp_path / "cmp")
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert len(IMG.findall(page)) == len(COMPARE_FIGURES)
+    for name in COMPARE_FIGURES:
+        assert f'id="fig-{name}"' in page
+        assert png_size((tmp_path / "cmp" / f"{name}.png").read_bytes()) == plots.PNG_SIZE_PX
+    assert "<script" not in page.lower()
+
+
+def test_compare_needs_two_runs(run_dir: Path) -> None:
+    result = invoke("compare", run_dir)
+    assert result.exit_code == 2
+    assert "at least two" in result.stderr
+
+
+def test_compare_rows_differences() -> None:
+    a = {"usd_total": 10.0, "ttft_s": {"p99": 2.0}, "slo_attainment": {"calls": 0.5}, "tasks_completed": 0}
+    b = {"usd_total": 15.0, "ttft_s": {"p99": 1.0}, "slo_attainment": {"calls": None}, "tasks_completed": 3}
+    rows = {r.label: r for r in report.compare_rows([a, b])}
+    usd = rows["$ total (window)"]
+    assert usd.values == [10.0, 15.0] and usd.diffs == [None, 5.0] and usd.pcts == [None, 50.0]
+    assert usd.verdicts == [0, -1]  # more dollars: worse
+    ttft = rows["TTFT p99 (s)"]
+    assert ttft.diffs[1] == -1.0 and ttft.pcts[1] == -50.0 and ttft.verdicts[1] == 1  # faster: better
+    assert rows["SLO attainment calls"].diffs == [None, None]
+    assert rows["tasks completed"].pcts == [None, None]  # no % change from 0
+    assert rows["energy kWh"].values == [None, None]
+
+
+# --------------------------------------------------------------------------- matplotlib stays optional
+
+
+def python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_import_agentsim_does_not_import_matplotlib() -> None:
+    done = python(
+        "import sys, agentsim, agentsim.api, agentsim.cli, agentsim.report, agentsim.plots\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+NO_MATPLOTLIB = """
+import json, sys
+sys.modules["matplotlib"] = None  # `import matplotlib` now raises ImportError, as if it were not installed
+from typer.testing import CliRunner
+from agentsim.cli import app
+out = []
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(app, args)
+    out.append({"code": r.exit_code, "stdout": r.stdout, "stderr": r.stderr})
+print(json.dumps(out))
+"""
+
+
+def test_without_matplotlib_commands_exit_2_naming_the_extra(run_dir: Path, tmp_path: Path) -> None:
+    cases = [
+        ["report", str(run_dir), "--out", str(tmp_path / "r")],
+        ["compare", str(run_dir), str(run_dir), "--out", str(tmp_path / "c")],
+        ["run", "--out", str(tmp_path / "run"), "--report", "--set", SHORT[0], "--set", SHORT[1]],
+        ["compare", str(run_dir), str(run_dir)],  # the table alone needs no matplotlib
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", NO_MATPLOTLIB, json.dumps(cases)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    for args, r in zip(cases[:3], results[:3], strict=True):
+        assert r["code"] == 2, (args, r)
+        assert "pip install 'agentsim[report]'" in r["stderr"], r
+        assert "Traceback" not in r["stderr"]
+    assert not (tmp_path / "run").exists(), "run --report fails before simulating"
+    assert results[3]["code"] == 0, results[3]
+    assert "comparison against" in results[3]["stdout"]
