@@ -29,6 +29,7 @@ EXPECTED_ALL = {
     "load_scenario",
     "save_run",
     "simulate",
+    "sweep",
 }
 
 # A small, fast run of the built-in example.
@@ -244,7 +245,7 @@ def test_error_paths_drop_union_tags() -> None:
 
 def test_error_paths_of_model_validators_name_the_object() -> None:
     errors = errors_of(example_data(), ["warmup_s=5000"])
-    assert errors == [("", "warmup_s (5000.0) must be below horizon_s (1800.0)")]
+    assert errors == [("", "warmup_s (5000.0) must be below horizon_s (3600.0)")]
     errors = errors_of(example_data(), ["cluster.pools[0].replicas=0"])
     assert errors == [("cluster", "the cluster has no replicas")]
 
@@ -291,4 +292,4 @@ def test_load_scenario_file_errors(tmp_path: Path) -> None:
 
 def test_default_scenario_is_the_example() -> None:
     assert agentsim.default_scenario() == agentsim.load_scenario(example_data())
-    assert api.example_names() == ["default"]
+    assert api.example_names() == ["default", "hybrid"]

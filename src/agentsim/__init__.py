@@ -18,6 +18,7 @@ from agentsim.api import (
     save_run,
     simulate,
 )
+from agentsim.sweep import sweep  # the function; the module is sys.modules["agentsim.sweep"]
 
 __all__ = [
     "RunResult",
@@ -27,4 +28,5 @@ __all__ = [
     "load_scenario",
     "save_run",
     "simulate",
+    "sweep",
 ]

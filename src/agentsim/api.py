@@ -55,37 +55,52 @@ def format_path(loc: Iterable[str | int]) -> str:
     return out
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``dotted.path[i]=value`` to raw scenario data; the value is read as YAML (``16``, ``true``,
-    ``{kind: poisson, rate_per_s: 2}``). Missing mappings along the path are created."""
-    if "=" not in assignment:
-        raise ScenarioError([(assignment, "an override must look like path.to.field=value")], "--set")
-    path, _, raw = assignment.partition("=")
+def set_path(data: dict[str, Any], path: str, value: Any, source: str = "--set") -> None:
+    """Set ``dotted.path[i]`` in raw scenario data to ``value``; missing mappings along the path are created.
+
+    Setting a ``kind`` to another variant clears that object first, so the new variant starts from its own
+    defaults instead of failing on the old variant's fields (``cluster.router.kind=round-robin`` on a
+    prefix-aware router with a ``balance_tokens``).
+    """
     try:
         keys = parse_path(path.strip())
-        value = yaml.safe_load(raw) if raw.strip() else raw
-    except (ValueError, yaml.YAMLError) as e:
-        raise ScenarioError([(path, str(e))], "--set") from None
+    except ValueError as e:
+        raise ScenarioError([(path, str(e))], source) from None
     node: Any = data
     for i, k in enumerate(keys[:-1]):
         here = format_path(keys[: i + 1])
         if isinstance(k, int):
             if not isinstance(node, list) or not -len(node) <= k < len(node):
-                raise ScenarioError([(here, "no such list element")], "--set")
+                raise ScenarioError([(here, "no such list element")], source)
             node = node[k]
         else:
             if not isinstance(node, dict):
-                raise ScenarioError([(here, "not a mapping")], "--set")
+                raise ScenarioError([(here, "not a mapping")], source)
             node = node.setdefault(k, {})
     last = keys[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or not -len(node) <= last < len(node):
-            raise ScenarioError([(path, "no such list element")], "--set")
+            raise ScenarioError([(path, "no such list element")], source)
         node[last] = value
-    else:
-        if not isinstance(node, dict):
-            raise ScenarioError([(path, "not a mapping")], "--set")
-        node[last] = value
+        return
+    if not isinstance(node, dict):
+        raise ScenarioError([(path, "not a mapping")], source)
+    if last == "kind" and "kind" in node and node["kind"] != value:
+        node.clear()
+    node[last] = value
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one ``dotted.path[i]=value`` to raw scenario data; the value is read as YAML (``16``, ``true``,
+    ``{kind: poisson, rate_per_s: 2}``). See :func:`set_path`."""
+    if "=" not in assignment:
+        raise ScenarioError([(assignment, "an override must look like path.to.field=value")], "--set")
+    path, _, raw = assignment.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError as e:
+        raise ScenarioError([(path, str(e))], "--set") from None
+    set_path(data, path, value)
 
 
 def _clean_loc(loc: tuple[str | int, ...], data: Any) -> list[str | int] | None:
