@@ -36,6 +36,7 @@ class RefCall:
     preemptions: int = 0
     cached: int = 0
     busy_s: float = 0.0
+    busy_prompt_steps_s: float = 0.0  # share in steps that computed prompt tokens
     # state
     generated: int = 0
     target: int = 0
@@ -220,6 +221,8 @@ def run_reference(
         for i in dec:
             c = calls[i]
             c.busy_s += dt / tokens
+            if p_tokens:
+                c.busy_prompt_steps_s += dt / tokens
             c.generated += 1
             c.computed += 1
             c.kv += 1
@@ -229,6 +232,7 @@ def run_reference(
         for i, chunk in chunks.items():
             c = calls[i]
             c.busy_s += dt * chunk / tokens
+            c.busy_prompt_steps_s += dt * chunk / tokens
             c.computed += chunk
             if c.computed < c.target:
                 continue

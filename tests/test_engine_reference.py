@@ -106,6 +106,7 @@ def compare(seed: int, perf_kind: str) -> dict[str, int]:
         assert f.preemptions == r.preemptions, f.id
         assert f.cached == r.cached, f.id
         assert f.busy_share_s == pytest.approx(r.busy_s, abs=1e-9), f.id
+        assert f.mixed_share_s == pytest.approx(r.busy_prompt_steps_s, abs=1e-9), f.id
     assert rep.busy_s == pytest.approx(busy, abs=1e-9)
     # The calls' shares add up to the busy time: every step is charged to someone, once.
     assert sum(c.busy_share_s for c in fast) == pytest.approx(rep.busy_s, rel=1e-9)

@@ -22,7 +22,7 @@ def replicas(n: int) -> list[Replica]:
 
 
 class Owner:
-    affinity: int | None = None
+    affinity: Any = None
 
 
 def call(i: int, parent: Call | None = None, owner: Any = None) -> Call:
@@ -50,6 +50,13 @@ def test_session_affinity_keeps_a_task_on_one_replica() -> None:
     assert first == 1
     rs[1].outstanding = 10**6  # even when that replica becomes the busiest
     assert r.pick(call(1, owner=owner), rs) == first
+    # When it stops taking calls (scaled down), the task moves once to the least loaded, and stays.
+    rs[1].accepting = False
+    rest = [rs[0], rs[2]]
+    moved = r.pick(call(2, owner=owner), rest)
+    assert rest[moved] is rs[2]
+    rs[2].outstanding = 10**7
+    assert rest[r.pick(call(3, owner=owner), rest)] is rs[2]
 
 
 def test_prefix_aware_prefers_the_cached_prefix_then_load() -> None:

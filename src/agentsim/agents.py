@@ -62,7 +62,7 @@ class TaskRun:
         self.start_s = start_s
         self.done_s: float | None = None
         self.agent = agent
-        self.affinity: Any = None  # the replica a session-affinity router keeps this task on
+        self.affinity: Any = None  # session-affinity: the replica kept for this task, per replica set
         self.tool_busy_s = 0.0  # worker-seconds this task used on the tool pool
         self.tool_wait_s = 0.0  # time its tool calls waited for a free worker
         n = len(template.calls)

@@ -78,6 +78,13 @@ def plan_pools(scenario: spec.Scenario, catalog: Catalog) -> list[PoolPlan]:
             errors.append((f"{where}.perf", _msg(e)))
             continue
         plans.append(PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d))))
+    tools = scenario.cluster.tools
+    if tools is not None:
+        try:
+            catalog.get_cpu(tools.cpu)
+            catalog.get_cpu_price(tools.cpu)
+        except CatalogError as e:
+            errors.append(("cluster.tools.cpu", _msg(e)))
     if errors:
         raise ScenarioError(errors, scenario.name)
     return plans

@@ -1,7 +1,8 @@
 """Dollars and joules: provisioned pool time turned into cost, and each step's cost shared among its calls.
 
-A replica costs ``usd_per_s = gpus * usd_per_gpu_hour / 3600`` whether it works or not, and draws
-``busy_w`` while it runs steps and ``idle_w`` otherwise (per-GPU power x GPUs x PUE). The engine gives every
+A replica costs ``usd_per_s = gpus * usd_per_gpu_hour / 3600`` whether it works or not. It draws TDP in steps
+that compute prompt tokens, ``decode_power_fraction x TDP`` in decode-only steps (memory-bound: Splitwise measured
+~380 W vs ~700 W on H100) and its idle power otherwise (per-GPU power x GPUs x PUE). The engine gives every
 call its share of the replica's busy seconds (each step's time split among the calls in it in proportion to the
 tokens each processed), so a call's cost is ``busy_share_s * usd_per_s`` and its energy
 ``busy_share_s * busy_w``. What no call used is the pool's idle cost. Calls plus idle add up to the provisioned
@@ -39,7 +40,14 @@ class PoolRates:
     busy_w_per_replica: float
     idle_w_per_replica: float
     role: str = "unified"
-    workers: int = 1  # tool pool: worker cores in the unit (a task's tool time is counted in worker-seconds)
+    workers: int = 1
+    decode_w_per_replica: float = -1.0  # power in decode-only steps; < 0 means the same as busy_w_per_replica
+
+    def __post_init__(self) -> None:
+        if self.decode_w_per_replica < 0:
+            object.__setattr__(
+                self, "decode_w_per_replica", self.busy_w_per_replica
+            )  # tool pool: worker cores in the unit (a task's tool time is counted in worker-seconds)
 
     @property
     def usd_per_s(self) -> float:
@@ -87,6 +95,7 @@ def pool_rates(pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog)
         busy_w_per_replica=gpus * hw.tdp_w * pricing.pue,
         idle_w_per_replica=gpus * hw.idle_w * pricing.pue,
         role=pool.role,
+        decode_w_per_replica=gpus * max(hw.tdp_w * pricing.decode_power_fraction, hw.idle_w) * pricing.pue,
     )
 
 
@@ -120,16 +129,25 @@ def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
     """Add ``usd`` and ``energy_j`` to the calls table: each call's busy share on its replica, and on its
     prefill replica when it was disaggregated, priced at that replica's pool rates."""
     usd_s = {r.pool: r.usd_per_s for r in rates}
-    watts = {r.pool: r.busy_w_per_replica for r in rates}
+    prompt_w = {r.pool: r.busy_w_per_replica for r in rates}
+    decode_w = {r.pool: r.decode_w_per_replica for r in rates}
 
     def per_call(pool_col: str, busy_col: str, table: dict[str, float]) -> np.ndarray:
         pools = calls.column(pool_col).to_pylist()
-        busy = calls.column(busy_col).to_numpy(zero_copy_only=False)
+        busy = np.asarray(calls.column(busy_col).to_numpy(zero_copy_only=False), dtype=float)
         rate = np.array([table.get(p, 0.0) if p is not None else 0.0 for p in pools], dtype=float)
         return np.asarray(busy * rate, dtype=float)
 
+    def energy_of(pool_col: str, busy_col: str, prompt_col: str) -> np.ndarray:
+        # Steps that compute prompt tokens draw TDP; decode-only steps draw less (see spec.Rental).
+        prompt = per_call(pool_col, prompt_col, prompt_w)
+        decode = per_call(pool_col, busy_col, decode_w) - per_call(pool_col, prompt_col, decode_w)
+        return np.asarray(prompt + decode, dtype=float)
+
     usd = per_call("pool", "busy_s", usd_s) + per_call("prefill_pool", "prefill_busy_s", usd_s)
-    energy = per_call("pool", "busy_s", watts) + per_call("prefill_pool", "prefill_busy_s", watts)
+    energy = energy_of("pool", "busy_s", "busy_prompt_steps_s") + energy_of(
+        "prefill_pool", "prefill_busy_s", "prefill_busy_prompt_steps_s"
+    )
     calls = calls.append_column("usd", pa.array(usd))
     return calls.append_column("energy_j", pa.array(energy))
 

@@ -57,7 +57,7 @@ def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
     t = col(replicas, "t_s")
     a = replicas.filter(pa.array(t == t0))
     b = replicas.filter(pa.array(t == t1))
-    names = ("busy_s", "provisioned_s", "output_tokens", "prefill_tokens")
+    names = ("busy_s", "busy_prompt_steps_s", "provisioned_s", "output_tokens", "prefill_tokens")
     key_a = list(zip(a.column("pool").to_pylist(), a.column("replica").to_pylist(), strict=True))
     start = {k: i for i, k in enumerate(key_a)}
     rows = [start.get(k, -1) for k in zip(b.column("pool").to_pylist(), b.column("replica").to_pylist(), strict=True)]
@@ -72,11 +72,23 @@ def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
 
 
 def slo_attainment(
-    calls: pa.Table, tasks: pa.Table, workloads: list[spec.WorkloadSpec | spec.TraceWorkload]
+    calls: pa.Table,
+    tasks: pa.Table,
+    workloads: list[spec.WorkloadSpec | spec.TraceWorkload],
+    horizon_s: float = float("inf"),
 ) -> dict[str, Any]:
     """Per workload: the fraction of calls meeting the per-call targets and of tasks meeting the task target,
-    and whether each percentile target holds. Overall: the same fractions pooled over workloads with SLOs."""
+    and whether each percentile target holds. Overall: the same fractions pooled over workloads with SLOs.
+
+    Work still running at the horizon is *censored*, not failed, unless it has already missed: an unfinished
+    call counts (as a miss) once its wait for the first token exceeds the TTFT target, an unfinished task once
+    its age exceeds the task target; otherwise it is left out of the fraction. Counting every unfinished task as
+    a miss would make attainment depend on the run's length when tasks are long.
+    """
     lat = call_latencies(calls)
+    issue = col(calls, "issue_s")
+    first = col(calls, "first_token_s")
+    start = col(tasks, "start_s")
     wl = np.asarray(calls.column("workload").to_pylist(), dtype=object)
     task_wl = np.asarray(tasks.column("workload").to_pylist(), dtype=object)
     task_s = col(tasks, "done_s") - col(tasks, "start_s")
@@ -95,17 +107,23 @@ def slo_attainment(
                 good &= lat["ttft_s"] <= ttft_t
             if tpot_t is not None:
                 good &= np.isnan(lat["tpot_s"]) | (lat["tpot_s"] <= tpot_t)
-            # An unfinished call misses its SLO: it is in the denominator, not the numerator.
-            entry["calls"] = float(good.sum() / m.sum()) if m.sum() else None
+            missed_open = np.zeros_like(m)
+            if ttft_t is not None:
+                waited = np.where(np.isnan(first), horizon_s, first) - issue
+                missed_open = m & ~done & (waited > ttft_t)
+            counted = done | missed_open
+            entry["calls"] = float(good.sum() / counted.sum()) if counted.sum() else None
             ok_calls += int(good.sum())
-            n_calls += int(m.sum())
+            n_calls += int(counted.sum())
         task_t = s.task_s or s.task_p95_s
         if task_t is not None:
             tm = task_wl == w.label
-            good_t = tm & (task_s <= task_t)
-            entry["tasks"] = float(good_t.sum() / tm.sum()) if tm.sum() else None
+            finished = ~np.isnan(task_s)
+            good_t = tm & finished & (task_s <= task_t)
+            counted_t = tm & (finished | (horizon_s - start > task_t))
+            entry["tasks"] = float(good_t.sum() / counted_t.sum()) if counted_t.sum() else None
             ok_tasks += int(good_t.sum())
-            n_tasks += int(tm.sum())
+            n_tasks += int(counted_t.sum())
         met: dict[str, bool | None] = {}
         for name, arr, q, target in (
             ("ttft_p99_s", lat["ttft_s"][m], 99, s.ttft_p99_s),
@@ -149,10 +167,16 @@ def summarize(
     energy_j = 0.0
     gpu_s = 0.0
     gpu_busy = 0.0
-    for pool, busy, prov in zip(w["pool"], w["busy_s"], w["provisioned_s"], strict=True):
+    for pool, busy, prompt, prov in zip(
+        w["pool"], w["busy_s"], w["busy_prompt_steps_s"], w["provisioned_s"], strict=True
+    ):
         r = rate_of[pool]
         usd += r.usd_per_s * prov
-        energy_j += busy * r.busy_w_per_replica + (prov - busy) * r.idle_w_per_replica
+        energy_j += (
+            prompt * r.busy_w_per_replica
+            + (busy - prompt) * r.decode_w_per_replica
+            + (prov - busy) * r.idle_w_per_replica
+        )
         gpu_s += r.gpus_per_replica * prov
         if r.gpus_per_replica:
             gpu_busy += busy * r.gpus_per_replica
@@ -191,7 +215,7 @@ def summarize(
         "call_e2e_s": dist(lat["call_e2e_s"]),
         "task_s": dist((col(mt, "done_s") - col(mt, "start_s"))[done_t]),
         "calls_per_task": dist(col(mt, "calls")[done_t]),
-        "slo_attainment": slo_attainment(mc, mt, list(scenario.workload)),
+        "slo_attainment": slo_attainment(mc, mt, list(scenario.workload), scenario.horizon_s),
         "gpu_hours": gpu_s / 3600.0,
         "busy_fraction": gpu_busy / gpu_s if gpu_s > 0 else None,
         "usd_total": usd,

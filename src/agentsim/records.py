@@ -31,11 +31,13 @@ CALLS_SCHEMA = pa.schema(
         ("generated_tokens", pa.int64()),
         ("preemptions", pa.int32()),
         ("busy_s", pa.float64()),
+        ("busy_prompt_steps_s", pa.float64()),
         ("prefill_pool", pa.string()),
         ("prefill_replica", pa.int32()),
         ("decode_replica", pa.int32()),
         ("kv_transfer_s", pa.float64()),
         ("prefill_busy_s", pa.float64()),
+        ("prefill_busy_prompt_steps_s", pa.float64()),
     ]
 )
 
@@ -68,6 +70,7 @@ REPLICAS_SCHEMA = pa.schema(
         ("kv_used_tokens", pa.int64()),
         ("kv_capacity_tokens", pa.int64()),
         ("busy_s", pa.float64()),
+        ("busy_prompt_steps_s", pa.float64()),
         ("provisioned_s", pa.float64()),
         ("output_tokens", pa.int64()),
         ("prefill_tokens", pa.int64()),
@@ -131,11 +134,13 @@ class Recorder:
                 call.generated,
                 call.preemptions,
                 call.busy_share_s,
+                call.mixed_share_s,
                 None if pr is None else pr.pool,
                 None if pr is None else pr.index,
-                None if pr is None or r is None else r.index,
+                None if pr is None or r is None or r is pr else r.index,  # null while the KV is in transit
                 call.kv_transfer_s,
                 call.prefill_busy_s,
+                call.prefill_mixed_s,
             )
         )
 
@@ -180,9 +185,24 @@ class Recorder:
         capacity: int,
         provisioned_s: float,
         status: str,
+        busy_prompt_steps_s: float,
     ) -> None:
         """Record one time-series row of a replica (or of the tool pool)."""
         running, waiting, held, busy, out, prefill = state
         self.replicas.append(
-            (t_s, pool, replica, running, waiting, held, capacity, busy, provisioned_s, out, prefill, status)
+            (
+                t_s,
+                pool,
+                replica,
+                running,
+                waiting,
+                held,
+                capacity,
+                busy,
+                busy_prompt_steps_s,
+                provisioned_s,
+                out,
+                prefill,
+                status,
+            )
         )

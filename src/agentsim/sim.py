@@ -8,11 +8,14 @@ records become Arrow tables; costs and metrics turn tables into dollars and a su
 
 from __future__ import annotations
 
+import functools
 import gc
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +27,14 @@ from agentsim.agents import Agents, Stream, TaskRun
 from agentsim.catalog import Catalog, load_catalog, scenario_catalog
 from agentsim.check import plan_pools
 from agentsim.costs import TOOLS_POOL, PoolRates, attach_call_costs, attach_task_costs, pool_rates, tool_rates
+from agentsim.errors import ScenarioError
 from agentsim.metrics import summarize
 from agentsim.records import Recorder
 from agentsim.rng import Streams
-from agentsim.serving.call import Call
 from agentsim.serving.autoscale import Autoscaler
+from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
+from agentsim.serving.replica import CallTooLarge
 from agentsim.serving.tools import ToolPool
 from agentsim.workload.arrivals import arrival_times, start_offsets, think_times
 from agentsim.workload.profiles import TaskFactory, resolve_profile
@@ -112,9 +117,7 @@ def run(
     agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, call_done, task_done, tools)
     cluster = Cluster(env, plans, scenario.cluster, agents.on_first_token, agents.on_done)
     agents.start(cluster)
-    scalers = [
-        Autoscaler(env, cluster, p.name, p.autoscale) for p in scenario.cluster.pools if p.autoscale is not None
-    ]
+    scalers = [Autoscaler(env, cluster, p.name, p.autoscale) for p in scenario.cluster.pools if p.autoscale is not None]
 
     # Replica samples on a fixed grid plus exactly at the warm-up end and the horizon (the metrics window).
     grid = set(np.arange(0.0, scenario.horizon_s, scenario.sample_interval_s).tolist())
@@ -123,11 +126,21 @@ def run(
 
     def sample(now: float) -> None:
         for r in cluster.replicas:
-            rec.sample(now, r.pool, r.index, r.progress(now), r.kv.capacity, r.provisioned_s(now), r.status)
+            rec.sample(
+                now,
+                r.pool,
+                r.index,
+                r.progress(now),
+                r.kv.capacity,
+                r.provisioned_s(now),
+                r.status,
+                r.busy_prefill(now),
+            )
         if tools is not None:
             # One row for the whole tool pool; busy time in pool-equivalent seconds (worker-seconds / workers).
             running, queued, _, worker_s, _, _ = tools.progress(now)
-            rec.sample(now, TOOLS_POOL, -1, (running, queued, 0, worker_s / tools.workers, 0, 0), 0, now, "active")
+            busy = worker_s / tools.workers
+            rec.sample(now, TOOLS_POOL, -1, (running, queued, 0, busy, 0, 0), 0, now, "active", busy)
 
     def sampler() -> Any:
         for t in sample_times:
@@ -143,6 +156,17 @@ def run(
     gc.set_threshold(100_000, 50, 100)
     try:
         env.run(until=scenario.horizon_s)
+    except CallTooLarge as e:
+        raise ScenarioError(
+            [
+                (
+                    "cluster",
+                    f"{e}; give the pool more KV memory (more GPUs, lower precision) or lower the "
+                    "workload's context_limit_tokens",
+                )
+            ],
+            scenario.name,
+        ) from None
     finally:
         gc.set_threshold(*thresholds)
 
@@ -172,6 +196,7 @@ def run(
     wall = time.perf_counter() - wall0
     manifest = {
         "agentsim_version": __version__,
+        "source_sha256": source_digest(),
         "seed": scenario.seed,
         "scenario": scenario.model_dump(mode="json"),
         "wall_s": wall,
@@ -179,6 +204,18 @@ def run(
         "calls_per_wall_s": calls.num_rows / wall if wall > 0 else None,
     }
     return RunResult(scenario, calls, tasks, replicas, pools, summary, manifest)
+
+
+@functools.cache
+def source_digest() -> str:
+    """SHA-256 of agentsim's own source and data files: which code made a run, even between releases."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.suffix in (".py", ".yaml") and f.is_file():
+            h.update(f.relative_to(root).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def _skipped(cluster: Cluster) -> float | None:
@@ -192,15 +229,18 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
     t = np.asarray(replicas.column("t_s").to_numpy(), dtype=float)
     last = replicas.filter(pa.array(t == horizon_s))
     busy_by_pool: dict[str, float] = {}
+    prompt_by_pool: dict[str, float] = {}
     prov_by_pool: dict[str, float] = {}
     count_by_pool: dict[str, int] = {}
-    for pool, busy, prov in zip(
+    for pool, busy, prompt, prov in zip(
         last.column("pool").to_pylist(),
         last.column("busy_s").to_pylist(),
+        last.column("busy_prompt_steps_s").to_pylist(),
         last.column("provisioned_s").to_pylist(),
         strict=True,
     ):
         busy_by_pool[pool] = busy_by_pool.get(pool, 0.0) + busy
+        prompt_by_pool[pool] = prompt_by_pool.get(pool, 0.0) + prompt
         prov_by_pool[pool] = prov_by_pool.get(pool, 0.0) + prov
         count_by_pool[pool] = count_by_pool.get(pool, 0) + 1
     usd_s = {r.pool: r.usd_per_s for r in rates}
@@ -243,6 +283,7 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
         rows["idle_usd"].append(r.usd_per_s * (provisioned_s - busy))
         rows["busy_s"].append(busy)
         rows["idle_s"].append(provisioned_s - busy)
-        rows["busy_energy_j"].append(busy * r.busy_w_per_replica)
+        prompt = prompt_by_pool.get(r.pool, 0.0)
+        rows["busy_energy_j"].append(prompt * r.busy_w_per_replica + (busy - prompt) * r.decode_w_per_replica)
         rows["idle_energy_j"].append((provisioned_s - busy) * r.idle_w_per_replica)
     return pa.table(rows)

@@ -614,6 +614,13 @@ class Rental(Strict):
     tier: PriceTier = "rental_3y"
     usd_per_gpu_hour: PositiveFloat | None = Field(None, description="override the catalog price")
     pue: float = Field(1.3, ge=1.0, description="facility power usage effectiveness")
+    decode_power_fraction: float = Field(
+        0.54,
+        gt=0,
+        le=1,
+        description="accelerator power in decode-only steps, as a fraction of TDP (steps that compute prompt "
+        "tokens draw TDP). Splitwise measured ~380 W decode vs ~700 W prefill on H100",
+    )
 
 
 class Tco(Strict):
@@ -626,6 +633,13 @@ class Tco(Strict):
     opex_usd_per_gpu_year: NonNegativeFloat = 0.0
     kw_all_in_per_gpu: PositiveFloat | None = Field(None, description="default: the catalog's all-in kW")
     pue: float = Field(1.3, ge=1.0)
+    decode_power_fraction: float = Field(
+        0.54,
+        gt=0,
+        le=1,
+        description="accelerator power in decode-only steps, as a fraction of TDP (steps that compute prompt "
+        "tokens draw TDP). Splitwise measured ~380 W decode vs ~700 W prefill on H100",
+    )
     usd_per_kwh: NonNegativeFloat = 0.08
 
 

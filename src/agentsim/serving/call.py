@@ -24,8 +24,8 @@ class Call:
     """One LLM request: ``prompt`` tokens in (part of them possibly cached), ``output`` tokens out."""
 
     __slots__ = (
-        "_priv",
         "acc0",
+        "accm0",
         "block_tokens",
         "blocks",
         "busy_share_s",
@@ -44,6 +44,7 @@ class Call:
         "kv_ready",
         "kv_transfer_s",
         "load",
+        "mixed_share_s",
         "nodes",
         "output",
         "owner",
@@ -51,6 +52,7 @@ class Call:
         "phase",
         "preemptions",
         "prefill_busy_s",
+        "prefill_mixed_s",
         "prefill_replica",
         "prompt",
         "replica",
@@ -97,6 +99,7 @@ class Call:
         self.cached = 0  # prompt tokens served from the prefix cache at the (last) admission
         self.preemptions = 0
         self.busy_share_s = 0.0  # this call's share of its replica's busy seconds
+        self.mixed_share_s = 0.0  # ... of which in steps that computed prompt tokens (more power)
         self.phase = WAITING
         self.epoch = 0  # bumped on preemption: invalidates stale heap entries
         self.generated = 0
@@ -105,15 +108,16 @@ class Call:
         self.chunk = 0
         self.held = 0  # tokens of this call covered by cache nodes it references
         self.nodes: list[Node] = []
-        self._priv = 0  # private KV tokens at the last event
         self.s0 = 0  # replica step counter when decode (re)started
         self.kv0 = 0  # KV tokens of this call when decode (re)started
         self.acc0 = 0.0  # replica's per-token busy-time accumulator when decode (re)started
+        self.accm0 = 0.0  # the same for prompt-computing steps
         self.load = 0  # tokens this call adds to its replica's outstanding load (set on submit)
         # Disaggregated serving: prefilled elsewhere, KV sent over the link, decoded here.
         self.kv_ready = False
         self.prefill_replica: Replica | None = None
         self.prefill_busy_s = 0.0  # busy share on the prefill replica (priced at its pool's rate)
+        self.prefill_mixed_s = 0.0  # ... of which in prompt-computing steps
         self.kv_transfer_s: float | None = None
 
 

@@ -115,5 +115,7 @@ class Cluster:
         src.release_transferred(call, self.env.now)
         # The prefill replica's share of busy time is priced at its pool's rate; start afresh for the decode side.
         call.prefill_busy_s = call.busy_share_s
+        call.prefill_mixed_s = call.mixed_share_s
         call.busy_share_s = 0.0
+        call.mixed_share_s = 0.0
         dst.submit_ready(call)

@@ -106,6 +106,7 @@ class Replica:
         self.q = 0  # sum over decoding calls of (kv0 - s0)
         self.step = 0  # S: steps executed so far
         self.acc = 0.0  # sum over steps of step_s / tokens_in_step: busy seconds per token slot
+        self.accm = 0.0  # the same over steps that compute prompt tokens only (they draw more power)
 
         self.state = IDLE
         self.gen = 0  # timer generation: a timer whose generation is stale is ignored (lazy cancel)
@@ -118,6 +119,7 @@ class Replica:
 
         # Counters for the time series and the summary.
         self.busy_s = 0.0
+        self.busy_prefill_s = 0.0  # of which in steps that computed prompt tokens
         self.out_tokens = 0  # output tokens generated
         self.prefill_tokens = 0  # prompt tokens computed (recomputes included)
         self.outstanding = 0  # router load: prompt not cached on arrival + output, of calls in the replica
@@ -220,8 +222,10 @@ class Replica:
         """Apply one executed step (prefill chunks and decodes)."""
         dt = now - self.t0
         self.busy_s += dt
+        self.busy_prefill_s += dt
         tokens = self.cur_p + self.cur_d
         self.acc += dt / tokens
+        self.accm += dt / tokens
         self.step += 1
         d = self.cur_d
         self.kv.private += d
@@ -235,6 +239,7 @@ class Replica:
                     still.append(c)
                     continue
                 c.busy_share_s += c.chunk * per_token
+                c.mixed_share_s += c.chunk * per_token
                 c.computed += c.chunk
                 c.chunk = 0
                 if c.computed < c.target:
@@ -305,6 +310,7 @@ class Replica:
         c.s0 = self.step
         c.kv0 = c.computed
         c.acc0 = self.acc
+        c.accm0 = self.accm
         self.q += c.kv0 - c.s0
         self.decoding += 1
         heapq.heappush(self.heap, (self.step + c.output - c.generated, c.id, c.epoch, c))
@@ -339,6 +345,7 @@ class Replica:
             steps = s - c.s0
             c.generated += steps
             c.busy_share_s += self.acc - c.acc0
+            c.mixed_share_s += self.accm - c.accm0
             self.q -= c.kv0 - c.s0
             self.decoding -= 1
             self._finish(c, now, c.target - c.held + steps)
@@ -362,6 +369,7 @@ class Replica:
             steps = self.step - c.s0
             c.generated += steps
             c.busy_share_s += self.acc - c.acc0
+            c.mixed_share_s += self.accm - c.accm0
             self.q -= c.kv0 - c.s0
             self.decoding -= 1
             kv.private -= c.target - c.held + steps
@@ -545,6 +553,10 @@ class Replica:
             self._timer(float(cum[k - 1]))
 
     # ================================================================== observation
+    def busy_prefill(self, now: float) -> float:
+        """Seconds spent in steps that computed prompt tokens, by ``now`` (the step in progress included)."""
+        return self.busy_prefill_s + (now - self.t0 if self.state == STEP else 0.0)
+
     def progress(self, now: float) -> tuple[int, int, int, float, int, int]:
         """State at ``now`` without disturbing the run: (running calls, waiting calls, KV tokens held,
         busy seconds, output tokens generated, prompt tokens computed). Inside a segment the steps finished by
@@ -596,12 +608,18 @@ class Replica:
             self.steps_skipped += max(m - 1, 0)
         tokens = self.cur_p + self.cur_d
         self.acc += dt / tokens
+        if self.state == STEP:
+            self.accm += dt / tokens
+            self.busy_prefill_s += dt
         for c in self.prefilling:
             c.busy_share_s += c.chunk * dt / tokens
+            c.mixed_share_s += c.chunk * dt / tokens
         for _, _, epoch, c in self.heap:
             if epoch == c.epoch and c.phase == DECODE:
                 c.busy_share_s += self.acc - c.acc0
+                c.mixed_share_s += self.accm - c.accm0
                 c.acc0 = self.acc
+                c.accm0 = self.accm
                 c.generated += self.step - c.s0
                 c.s0 = self.step
         self.state = IDLE

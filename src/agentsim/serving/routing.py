@@ -54,21 +54,23 @@ class LeastLoad:
 class SessionAffinity:
     """A task's calls stay where its first call went (least load at that moment).
 
-    The choice is remembered on the task (``call.owner.affinity``), so the router holds no per-task state
-    that would outlive the task. If that replica stops taking calls (scaled down), the task moves once more.
+    The choice is remembered on the task (``call.owner.affinity``, one entry per replica set: the entry and the
+    decode replicas of a disaggregated cluster are chosen separately), so the router holds no per-task state
+    that would outlive the task. If that replica stops taking calls (scaled down), the task moves once, to the
+    least-loaded replica, and stays there.
     """
 
     def pick(self, call: Call, replicas: Sequence[Replica]) -> int:
         owner = call.owner
-        hint = getattr(owner, "affinity", None)
+        memory: dict[int, Replica] | None = getattr(owner, "affinity", None)
+        if owner is not None and memory is None:
+            memory = owner.affinity = {}
+        hint = memory.get(id(replicas)) if memory is not None else None
         if hint is not None and hint.accepting:
-            try:
-                return replicas.index(hint)
-            except ValueError:
-                pass  # a replica of another role (the decode side of a disaggregated call)
+            return replicas.index(hint)
         i = _least_load(replicas)
-        if owner is not None and hint is None:
-            owner.affinity = replicas[i]
+        if memory is not None:
+            memory[id(replicas)] = replicas[i]
         return i
 
 
