@@ -16,16 +16,19 @@ across clusters). Run: ``python experiments/hybrid_vs_gpu.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 from typing import Any
+
+import yaml
 
 import agentsim
 
 
 def base(agents: int, horizon: float, warmup: float) -> dict[str, Any]:
-    data = agentsim.api.validate_data(
-        __import__("yaml").safe_load(agentsim.api.example_text("hybrid")), "hybrid"
-    ).model_dump(mode="json")
+    data = agentsim.api.validate_data(yaml.safe_load(agentsim.api.example_text("hybrid")), "hybrid").model_dump(
+        mode="json"
+    )
     data["horizon_s"] = horizon
     data["warmup_s"] = warmup
     data["workload"][0]["arrivals"]["agents"] = agents
@@ -33,7 +36,7 @@ def base(agents: int, horizon: float, warmup: float) -> dict[str, Any]:
 
 
 def variant(data: dict[str, Any], arch: str, prefill: int, decode: int) -> agentsim.spec.Scenario:
-    d = __import__("copy").deepcopy(data)
+    d = copy.deepcopy(data)
     pre, dec = d["cluster"]["pools"]
     if arch == "gpu-unified":
         pre.update(role="unified", replicas=prefill)
@@ -51,6 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="toy scale (for CI)")
     ap.add_argument("--attainment", type=float, default=0.9)
+    ap.add_argument("--workers", type=int, default=1, help="accepted for uniformity; runs are sequential")
     a = ap.parse_args()
     agents, horizon, warmup = (16, 400.0, 100.0) if a.quick else (64, 1200.0, 300.0)
     data = base(agents, horizon, warmup)

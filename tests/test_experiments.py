@@ -21,6 +21,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
         ("gpu_comparison.py", ["$/Mtok out", "$/task", "h100", "h200", "b200", "mi300x"]),
         ("router_comparison.py", ["hit rate", "round-robin", "session-affinity", "prefix-aware", "$/Mtok out"]),
         ("flops_vs_token_cost.py", ["rank FLOPS/$", "rank $/tok", "where the rankings disagree", "mi300x"]),
+        ("hybrid_vs_gpu.py", ["gpu-unified", "gpu-disagg", "hybrid", "best hybrid", "$/Mtok"]),
     ],
 )
 def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
@@ -35,6 +36,8 @@ def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
         assert text in proc.stdout, (text, proc.stdout)
 
 
-@pytest.mark.parametrize("script", ["gpu_comparison.py", "router_comparison.py", "flops_vs_token_cost.py"])
+@pytest.mark.parametrize(
+    "script", ["gpu_comparison.py", "router_comparison.py", "flops_vs_token_cost.py", "hybrid_vs_gpu.py"]
+)
 def test_experiment_is_documented(script: str) -> None:
     assert f"`{script}`" in (EXPERIMENTS / "README.md").read_text()
