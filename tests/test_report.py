@@ -316,3 +316,68 @@ def test_without_matplotlib_commands_exit_2_naming_the_extra(run_dir: Path, tmp_
     assert not (tmp_path / "run").exists(), "run --report fails before simulating"
     assert results[3]["code"] == 0, results[3]
     assert "comparison against" in results[3]["stdout"]
+
+
+# --------------------------------------------------------------------------- sweep reports
+
+SWEEP_FIGURES = (
+    "sweep_ttft_s_p99",
+    "sweep_tpot_s_p99",
+    "sweep_output_tokens_per_s",
+    "sweep_usd_per_mtok_output",
+    "sweep_slo_attainment_calls",
+    "sweep_pareto",
+    "sweep_cost_slo",
+)
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import agentsim
+
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
+    base = api.load_scenario(api.default_scenario(), SHORT)
+    agentsim.sweep(base, axes={"cluster.pools[0].replicas": [1, 2]}, replications=2, workers=1, out=out)
+    return out
+
+
+@needs_matplotlib
+def test_report_of_a_sweep_directory_draws_every_sweep_figure(sweep_dir: Path) -> None:
+    result = invoke("report", sweep_dir)
+    assert result.exit_code == 0, result.output
+    page_path = sweep_dir / "report.html"
+    assert f"report: {page_path}" in result.stdout
+    for name in SWEEP_FIGURES:
+        data = (sweep_dir / f"{name}.png").read_bytes()
+        assert len(data) > 5_000, f"{name}: {len(data)} bytes, suspiciously small"
+        assert png_size(data) == plots.PNG_SIZE_PX, name
+    assert {p.stem for p in sweep_dir.glob("*.png")} == set(SWEEP_FIGURES)
+    page = page_path.read_text()
+    images = IMG.findall(page)
+    assert len(images) == len(SWEEP_FIGURES)
+    for name in SWEEP_FIGURES:
+        assert f'id="fig-{name}"' in page, name
+    assert {base64.b64decode(b) for b in images} == {(sweep_dir / f"{n}.png").read_bytes() for n in SWEEP_FIGURES}
+    assert "replicas=1" in page and "replicas=2" in page
+    assert "<script" not in page.lower() and re.search(r'src="(?!data:)', page) is None
+
+
+def test_sweep_axes_and_labels_are_read_back(sweep_dir: Path) -> None:
+    sw = report.load_sweep(sweep_dir)
+    assert report.is_sweep_dir(sweep_dir) and not report.is_sweep_dir(sweep_dir / "runs")
+    assert sw.axes == ["cluster.pools[0].replicas"] and sw.is_numeric("cluster.pools[0].replicas")
+    gpus = sw.values("gpu_hours") * 3600 / sw.values("window_s")
+    assert gpus[1] == pytest.approx(2 * gpus[0])
+    with pytest.raises(report.ReportError, match="not a sweep directory"):
+        report.load_sweep(sweep_dir / "runs")
+
+
+def test_pareto_mask_keeps_undominated_points() -> None:
+    import numpy as np
+
+    x = np.array([1.0, 2.0, 3.0, 2.0, np.nan])
+    y = np.array([3.0, 2.0, 1.0, 1.0, 9.0])
+    assert plots.pareto_mask(x, y).tolist() == [True, True, True, False, False]
+    # less is better on y: (2, 1) now beats (2, 2) and (1, 3)
+    assert plots.pareto_mask(x, y, max_y=False).tolist() == [False, False, True, False, False]
+    assert plots.pareto_mask(np.array([1.0, 1.0]), np.array([2.0, 2.0])).tolist() == [True, True]

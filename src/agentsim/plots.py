@@ -370,3 +370,142 @@ def _bars(ax: Axes, p: BarPanel, legend: bool = True) -> None:
     ax.grid(True, axis="y", alpha=0.3)
     if legend and (nser > 1 or p.stacked):
         ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
+
+
+# ------------------------------------------------------------------------------------------------ sweeps
+
+
+@dataclass(frozen=True)
+class Point:
+    """One labelled point of a scatter plot."""
+
+    label: str
+    x: float
+    y: float
+    color: str = PALETTE[0]
+
+
+def pareto_mask(x: np.ndarray, y: np.ndarray, *, max_x: bool = True, max_y: bool = True) -> np.ndarray:
+    """Which points are Pareto-optimal: no other point is at least as good in both coordinates and strictly better
+    in one. ``max_x``/``max_y`` say whether more is better. Points with a non-finite coordinate are never on it."""
+    xs = np.asarray(x, dtype=float) * (1.0 if max_x else -1.0)
+    ys = np.asarray(y, dtype=float) * (1.0 if max_y else -1.0)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    out = np.zeros(xs.size, dtype=bool)
+    for i in np.flatnonzero(ok):
+        dominated = ok & (xs >= xs[i]) & (ys >= ys[i]) & ((xs > xs[i]) | (ys > ys[i]))
+        out[i] = not dominated.any()
+    return out
+
+
+def _auto_log(ax: Axes, values: np.ndarray, axis: str) -> None:
+    """A log scale when the positive values span more than a factor of 30."""
+    v = values[np.isfinite(values)]
+    if v.size and (v > 0).all() and v.max() / v.min() > 30:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+
+
+def lines_png(
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    lines: Sequence[Line],
+    *,
+    xticks: Sequence[tuple[float, str]] | None = None,
+    percent_y: bool = False,
+) -> bytes:
+    """Lines with markers over a sweep axis (``Line.t`` holds the x values), each with its optional ``lo``..``hi``
+    band shaded; ``xticks`` (position, label) for a categorical axis. The y axis turns logarithmic when the values
+    span more than a factor of 30."""
+    from matplotlib.ticker import PercentFormatter
+
+    fig, (ax,) = _new_figure()
+    ys: list[np.ndarray] = []
+    for ln in lines:
+        ok = np.isfinite(ln.t) & np.isfinite(ln.y)
+        if not ok.any():
+            continue
+        if ln.lo is not None and ln.hi is not None:
+            band = ok & np.isfinite(ln.lo) & np.isfinite(ln.hi)
+            if band.any():
+                ax.fill_between(ln.t[band], ln.lo[band], ln.hi[band], color=ln.color, alpha=0.18, linewidth=0)
+        ax.plot(
+            ln.t[ok],
+            ln.y[ok],
+            color=ln.color,
+            linestyle=ln.style,
+            marker="o",
+            markersize=4,
+            linewidth=1.5,
+            label=ln.label,
+        )
+        ys.append(ln.y[ok])
+    if not ys:
+        _no_data(ax, "no values")
+    else:
+        allv = np.concatenate(ys)
+        if not percent_y:
+            _auto_log(ax, allv, "y")
+        if len(lines) > 1 or lines[0].label:
+            ax.legend(loc="best", fontsize=8, framealpha=0.9)
+    if xticks is not None:
+        ax.set_xticks([p for p, _ in xticks], [s for _, s in xticks], fontsize=8)
+    elif all(np.array_equal(ln.t[np.isfinite(ln.t)], np.round(ln.t[np.isfinite(ln.t)])) for ln in lines):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # an integer axis (replicas, TP): no 1.5 ticks
+    if percent_y:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return to_png(fig)
+
+
+def scatter_png(
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    points: Sequence[Point],
+    *,
+    frontier: np.ndarray | None = None,
+    frontier_label: str = "Pareto frontier",
+    percent_x: bool = False,
+    percent_y: bool = False,
+) -> bytes:
+    """Labelled points; ``frontier`` (a boolean mask over ``points``) is joined by a line in x order and its points
+    are ringed. Axes turn logarithmic when the values span more than a factor of 30."""
+    from matplotlib.ticker import PercentFormatter
+
+    fig, (ax,) = _new_figure()
+    x = np.array([p.x for p in points], dtype=float)
+    y = np.array([p.y for p in points], dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if not ok.any():
+        _no_data(ax, "no points with both values")
+    else:
+        for p, good in zip(points, ok, strict=True):
+            if good:
+                ax.scatter([p.x], [p.y], color=p.color, s=30, zorder=3)
+                ax.annotate(p.label, (p.x, p.y), textcoords="offset points", xytext=(7, 5), fontsize=7, color="#333333")
+        if frontier is not None and (frontier & ok).any():
+            f = np.flatnonzero(frontier & ok)
+            f = f[np.argsort(x[f], kind="stable")]
+            ax.plot(x[f], y[f], color="#222222", linestyle="--", linewidth=1.2, zorder=2, label=frontier_label)
+            ax.scatter(x[f], y[f], s=90, facecolors="none", edgecolors="#222222", linewidths=1.2, zorder=4)
+            ax.legend(loc="best", fontsize=8, framealpha=0.9)
+        if not percent_x:
+            _auto_log(ax, x[ok], "x")
+        if not percent_y:
+            _auto_log(ax, y[ok], "y")
+        ax.margins(0.12)
+    if percent_x:
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    if percent_y:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return to_png(fig)

@@ -4,7 +4,9 @@
 PNG per figure; the HTML embeds the same PNGs as base64 ``data:`` URIs and carries its CSS inline, with no
 JavaScript and no network access, so the file can be mailed or archived on its own. ``write_compare(run_dirs,
 out)`` does the same for several runs side by side (overlaid CDFs), and :func:`compare_table` is the terminal
-view of the same numbers.
+view of the same numbers. ``write_sweep_report(sweep_dir)`` reports a sweep directory (``sweep.parquet``): each
+key metric against the first numeric axis with 95 % CI bands, throughput per GPU against tokens/s per user with
+the Pareto frontier, and cost against SLO attainment.
 
 What the figures show (formulas in ``docs/METRICS.md``):
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -45,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import ValidationError
 from rich.table import Table
 
@@ -59,14 +63,20 @@ __all__ = [
     "MissingMatplotlibError",
     "ReportError",
     "RunData",
+    "SweepData",
     "compare_figures",
     "compare_rows",
     "compare_table",
+    "is_sweep_dir",
     "load_run",
+    "load_sweep",
+    "render_sweep_html",
     "require_matplotlib",
     "run_figures",
+    "sweep_figures",
     "write_compare",
     "write_report",
+    "write_sweep_report",
 ]
 
 INSTALL_HINT = "pip install 'agentsim[report]'"
@@ -1068,3 +1078,227 @@ def write_compare(runs: Sequence[str | Path] | Sequence[RunData], out: str | Pat
         loaded = load_runs(paths)
     figs = compare_figures(loaded)
     return _write(Path(out), COMPARE_FILE, render_compare_html(loaded, figs), figs)
+
+
+# --------------------------------------------------------------------------------------------------- sweeps
+# A sweep directory (``agentsim sweep ... --out DIR``) holds ``sweep.parquet``, one row per point (the axes by dotted
+# path, each summary metric's mean over the replications and its ``<name>.ci95`` half-width) and ``sweep.json``.
+
+SWEEP_FILE = "sweep.parquet"
+
+
+@dataclass(frozen=True)
+class SweepData:
+    """One sweep directory, read back: its table, its definition (``{}`` without ``sweep.json``) and axis names."""
+
+    path: Path
+    table: pa.Table
+    definition: dict[str, Any]
+    axes: list[str]
+
+    @property
+    def title(self) -> str:
+        base = self.definition.get("base")
+        name = base.get("name") if isinstance(base, dict) else None
+        return f"sweep of {name or self.path.resolve().name}"
+
+    def values(self, name: str) -> np.ndarray:
+        """A metric column as float (NaN for nulls or when the column is absent)."""
+        if name not in self.table.column_names:
+            return np.full(self.table.num_rows, np.nan)
+        return col(self.table, name)
+
+    def is_numeric(self, axis: str) -> bool:
+        t = self.table.schema.field(axis).type
+        return (pa.types.is_integer(t) or pa.types.is_floating(t)) and not pa.types.is_boolean(t)
+
+
+def is_sweep_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a sweep directory (holds ``sweep.parquet``)."""
+    return (Path(path) / SWEEP_FILE).is_file()
+
+
+def load_sweep(path: str | Path) -> SweepData:
+    """Read a sweep directory; :class:`ReportError` if it is not one."""
+    p = Path(path)
+    if not is_sweep_dir(p):
+        raise ReportError(f"{p}: not a sweep directory (missing {SWEEP_FILE})")
+    try:
+        table = pq.read_table(p / SWEEP_FILE)
+        definition = json.loads((p / "sweep.json").read_text()) if (p / "sweep.json").is_file() else {}
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise ReportError(f"{p}: cannot read the sweep: {e}") from e
+    names = table.column_names
+    declared = definition.get("axes") if isinstance(definition, dict) else None
+    if isinstance(declared, dict):
+        axes = [a for a in declared if a in names]
+    else:  # the columns between ``point`` and ``replications``
+        lo = names.index("point") + 1 if "point" in names else 0
+        hi = names.index("replications") if "replications" in names else lo
+        axes = names[lo:hi]
+    return SweepData(p, table, definition if isinstance(definition, dict) else {}, axes)
+
+
+def _short_axis(axis: str, axes: Sequence[str]) -> str:
+    """``cluster.pools[0].replicas`` -> ``replicas``, unless another axis ends the same way."""
+    short = axis.rsplit(".", 1)[-1]
+    return short if sum(a.rsplit(".", 1)[-1] == short for a in axes) == 1 else axis
+
+
+def _axis_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _point_labels(sw: SweepData) -> list[str]:
+    cols = {a: sw.table.column(a).to_pylist() for a in sw.axes}
+    return [
+        ", ".join(f"{_short_axis(a, sw.axes)}={_axis_value(cols[a][i])}" for a in sw.axes) or f"point {i}"
+        for i in range(sw.table.num_rows)
+    ]
+
+
+# metric, title, y label, percent axis
+_SWEEP_METRICS: tuple[tuple[str, str, str, bool], ...] = (
+    ("ttft_s.p99", "TTFT p99", "TTFT p99 (s)", False),
+    ("tpot_s.p99", "TPOT p99", "TPOT p99 (s)", False),
+    ("output_tokens_per_s", "Output throughput", "output tokens/s", False),
+    ("usd_per_mtok_output", "Cost per output token", "$ / Mtok output", False),
+    ("slo_attainment.calls", "SLO attainment (calls)", "calls meeting their SLO", True),
+)
+
+
+def _sweep_metric_figures(sw: SweepData) -> list[Figure]:
+    n = sw.table.num_rows
+    numeric = [a for a in sw.axes if sw.is_numeric(a)]
+    xaxis = numeric[0] if numeric else (sw.axes[0] if sw.axes else None)
+    xticks: list[tuple[float, str]] | None = None
+    if xaxis is None:
+        x = np.arange(n, dtype=float)
+        xticks, xlabel = [(float(i), str(i)) for i in range(n)], "point"
+    elif sw.is_numeric(xaxis):
+        x, xlabel = sw.values(xaxis), xaxis
+    else:  # no numeric axis: the first axis's values, in order of appearance, as categories
+        raw = [_axis_value(v) for v in sw.table.column(xaxis).to_pylist()]
+        cats = list(dict.fromkeys(raw))
+        x = np.array([cats.index(v) for v in raw], dtype=float)
+        xticks, xlabel = [(float(i), c) for i, c in enumerate(cats)], xaxis
+    others = [a for a in sw.axes if a != xaxis]
+    cols = {a: sw.table.column(a).to_pylist() for a in others}
+    keys = [tuple(_axis_value(cols[a][i]) for a in others) for i in range(n)]
+    groups = list(dict.fromkeys(keys))
+    figs = []
+    for metric, title, ylabel, pct in _SWEEP_METRICS:
+        y, ci = sw.values(metric), sw.values(f"{metric}.ci95")
+        lines = []
+        for g, key in enumerate(groups):
+            idx = np.array([i for i in range(n) if keys[i] == key], dtype=int)
+            idx = idx[np.argsort(x[idx], kind="stable")]
+            label = ", ".join(f"{_short_axis(a, sw.axes)}={v}" for a, v in zip(others, key, strict=True))
+            half = np.where(np.isfinite(ci[idx]), ci[idx], np.nan)
+            lines.append(Line(label, x[idx], y[idx], color(g), lo=y[idx] - half, hi=y[idx] + half))
+        png = plots.lines_png(f"{title} vs {xlabel}: {sw.title}", xlabel, ylabel, lines, xticks=xticks, percent_y=pct)
+        figs.append(
+            Figure(
+                f"sweep_{metric.replace('.', '_')}",
+                f"{title} vs {_short_axis(xlabel, sw.axes) if xaxis else xlabel}",
+                f"Mean of {metric} over each point's replications; shaded: the 95% Student-t confidence interval "
+                "(none with one replication). One line per combination of the other axes.",
+                png,
+            )
+        )
+    return figs
+
+
+def _sweep_pareto_figure(sw: SweepData, labels: Sequence[str]) -> Figure:
+    per_user = 1.0 / sw.values("tpot_s.mean")
+    tput = sw.values("output_tokens_per_s")
+    have_gpus = {"gpu_hours", "window_s"} <= set(sw.table.column_names)
+    if have_gpus:
+        gpus = sw.values("gpu_hours") * 3600.0 / sw.values("window_s")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.where(gpus > 0, tput / gpus, np.nan)
+        ylabel, how = "output tokens/s per GPU", "output tokens/s divided by the GPUs (gpu_hours × 3600 / window_s)"
+    else:
+        y, ylabel, how = tput, "output tokens/s (total)", "output tokens/s (no GPU count in the table)"
+    front = plots.pareto_mask(per_user, y)
+    pts = [plots.Point(lb, float(a), float(b), color(0)) for lb, a, b in zip(labels, per_user, y, strict=True)]
+    png = plots.scatter_png(
+        f"Throughput vs interactivity: {sw.title}",
+        "output tokens/s per user (1 / mean TPOT)",
+        ylabel,
+        pts,
+        frontier=front,
+    )
+    return Figure(
+        "sweep_pareto",
+        "Throughput per GPU vs tokens/s per user",
+        f"Each point: {how}, against the speed a user sees, 1 / mean TPOT. The dashed line joins the Pareto frontier: "
+        "points no other point beats on both.",
+        png,
+    )
+
+
+def _sweep_cost_slo_figure(sw: SweepData, labels: Sequence[str]) -> Figure:
+    slo, cost = sw.values("slo_attainment.calls"), sw.values("usd_per_mtok_output")
+    front = plots.pareto_mask(slo, cost, max_x=True, max_y=False)
+    pts = [plots.Point(lb, float(a), float(b), color(1)) for lb, a, b in zip(labels, slo, cost, strict=True)]
+    png = plots.scatter_png(
+        f"Cost vs SLO attainment: {sw.title}",
+        "calls meeting their SLO",
+        "$ / Mtok output",
+        pts,
+        frontier=front,
+        percent_x=True,
+    )
+    return Figure(
+        "sweep_cost_slo",
+        "Cost vs SLO attainment",
+        "Each point: $ per million output tokens against the fraction of calls meeting their SLO (means over the "
+        "replications). Dashed: the cheapest points for their attainment (Pareto frontier).",
+        png,
+    )
+
+
+def sweep_figures(sw: SweepData) -> list[Figure]:
+    """Every figure of a sweep report."""
+    labels = _point_labels(sw)
+    return [*_sweep_metric_figures(sw), _sweep_pareto_figure(sw, labels), _sweep_cost_slo_figure(sw, labels)]
+
+
+def render_sweep_html(sw: SweepData, figs: Sequence[Figure]) -> str:
+    """The self-contained HTML report of a sweep."""
+    labels = _point_labels(sw)
+    header = ["point", "replications"] + [title for _, title, _, _ in _SWEEP_METRICS]
+    reps = sw.values("replications")
+    rows = []
+    for i, lb in enumerate(labels):
+        cells = [lb, _fmt(None if np.isnan(reps[i]) else int(reps[i]))]
+        for metric, _, _, _ in _SWEEP_METRICS:
+            m, c = sw.values(metric)[i], sw.values(f"{metric}.ci95")[i]
+            cells.append("–" if np.isnan(m) else _fmt(float(m)) + ("" if np.isnan(c) else f" ± {_fmt(float(c), 2)}"))
+        rows.append(cells)
+    d = sw.definition
+    meta = (
+        f"{sw.table.num_rows} points; axes: {', '.join(sw.axes) or 'none'}"
+        + (" (zipped)" if d.get("zip") else "")
+        + (f"; {d['replications']} replications per point" if "replications" in d else "")
+        + (f"; agentsim {d['agentsim_version']}" if "agentsim_version" in d else "")
+    )
+    body = [
+        f"<h1>{_e(sw.title)}</h1>",
+        f'<p class="meta">{_e(meta)}<br>sweep directory: <code>{_e(sw.path.resolve())}</code></p>',
+        "<h2>Points</h2>",
+        _table(header, rows),
+        '<p class="note">Means over each point\'s replications ± the half-width of the 95% confidence interval.</p>',
+        *_figures_html(figs),
+    ]
+    return _page(f"agentsim report: {sw.title}", body)
+
+
+def write_sweep_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.html`` and one PNG per figure for a sweep directory into ``out`` (default: the sweep
+    directory); return the HTML path. Raises :class:`ReportError`."""
+    require_matplotlib()
+    sw = load_sweep(sweep_dir)
+    figs = sweep_figures(sw)
+    return _write(Path(out) if out is not None else sw.path, REPORT_FILE, render_sweep_html(sw, figs), figs)
