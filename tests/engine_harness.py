@@ -36,6 +36,8 @@ def run_engine(
             parent=calls[parent] if parent is not None else None,
             root_key=root_key,
             root_len=root_len,
+            blocks=blocks[i] if blocks else None,
+            block_tokens=block_tokens,
         )
         calls.append(c)
         ev = env.timeout(t)

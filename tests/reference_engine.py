@@ -174,6 +174,8 @@ def run_reference(
         while waiting and budget > 0 and len(running) < engine.max_num_seqs:
             i = waiting[0]
             c = calls[i]
+            if c.ready:
+                break  # a KV-ready call refused memory above: FCFS, nobody passes it
             target = c.prompt + c.generated
             node = find(i)
             while node is not None and node.length >= target:

@@ -82,7 +82,12 @@ def compare(seed: int, perf_kind: str) -> dict[str, int]:
     bt = int(rng.choice([16, 64, 512]))
     blocks = hashed(arrivals, rng, bt) if use_blocks else None
     # Some cases mix in calls that arrive with their KV (the decode side of disaggregated serving).
-    ready = [bool(x) for x in rng.random(len(arrivals)) < 0.3] if rng.random() < 0.4 else None
+    # (A one-token call finishes on its prefill replica and is never handed over, so only o > 1 arrives ready.)
+    ready = (
+        [bool(x) and a[2] > 1 for x, a in zip(rng.random(len(arrivals)) < 0.3, arrivals, strict=True)]
+        if rng.random() < 0.4
+        else None
+    )
     if perf_kind == "linear":
         perf = LinearPerfModel(
             LinearPerf(
@@ -94,10 +99,15 @@ def compare(seed: int, perf_kind: str) -> dict[str, int]:
         )
     else:
         perf = FunctionPerf(lambda p, d, c: 0.003 + 1e-5 * p + math.sqrt(1e-9 * c + 1e-8 * d))
-    fast, rep = run_engine(arrivals, perf, engine, capacity, roots)
+    fast, rep = run_engine(arrivals, perf, engine, capacity, roots, blocks=blocks, block_tokens=bt, ready=ready)
     ref = [
-        RefCall(t, p, o, parent, rk, rl) for (t, p, o, parent), (rk, rl) in zip(arrivals, roots, strict=True)
+        RefCall(t, p, o, parent, rk, rl, blocks[i] if blocks else None, bt, bool(ready and ready[i]))
+        for i, ((t, p, o, parent), (rk, rl)) in enumerate(zip(arrivals, roots, strict=True))
     ]
+    for r in ref:
+        if r.ready:
+            r.generated = 1
+            r.first_token_s = r.arrival_s
     busy, _ = run_reference(ref, perf, engine, capacity)
     for f, r in zip(fast, ref, strict=True):
         assert f.done_s is not None and r.done_s is not None
@@ -112,6 +122,8 @@ def compare(seed: int, perf_kind: str) -> dict[str, int]:
     assert sum(c.busy_share_s for c in fast) == pytest.approx(rep.busy_s, rel=1e-9)
     rep.kv.check()
     return {
+        "blocks": int(blocks is not None),
+        "ready": sum(bool(x) for x in ready or []),
         "preemptions": sum(c.preemptions for c in fast),
         "cached": sum(c.cached for c in fast),
         "skipped": rep.steps_skipped,
@@ -128,7 +140,7 @@ def test_fast_engine_equals_reference(seed: int, kind: str) -> None:
 def test_random_cases_exercise_every_mechanism() -> None:
     """The comparison above is only meaningful if the random cases actually preempt, hit the cache, evict and
     skip steps; check that they do, over a fixed set of seeds."""
-    totals = {"preemptions": 0, "cached": 0, "skipped": 0, "evicted": 0}
+    totals = {"blocks": 0, "ready": 0, "preemptions": 0, "cached": 0, "skipped": 0, "evicted": 0}
     for seed in range(40):
         for kind in ("linear", "function"):
             for k, v in compare(seed, kind).items():

@@ -144,6 +144,7 @@ class Replica:
     def submit_ready(self, call: Call) -> None:
         """A call whose prompt KV arrives from a prefill replica (disaggregated serving): it needs memory and a
         batch slot, not compute, and decodes from the step it is admitted in."""
+        assert call.generated < call.output, "a call with all its tokens is finished, not handed over"
         call.replica = self
         call.kv_ready = True
         call.load = call.output - call.generated
