@@ -182,10 +182,11 @@ def test_prefill_chunk_attention_pairs() -> None:
 
 
 def test_tensor_parallel_comm_by_hand() -> None:
-    perf = roofline("llama-3.3-70b", "h100", tp=4)
-    # 2 ring all-reduces per layer of T * hidden * 2 bytes, 2(tp-1)/tp of it through each 450 GB/s link
+    perf = roofline("llama-3.3-70b", "h100", tp=4, perf={"comm_efficiency": 0.8, "collective_latency_s": 5e-6})
+    # 2 ring all-reduces per layer of T * hidden * 2 bytes, 2(tp-1)/tp of it through each 450 GB/s link at 80%
+    # of its bandwidth, plus 5 us per all-reduce
     t = 64
-    expected = 2 * 80 * (t * 8192 * 2) * (2 * 3 / 4) / 450e9
+    expected = 2 * 80 * (t * 8192 * 2) * (2 * 3 / 4) / (450e9 * 0.8) + 2 * 80 * 5e-6
     assert perf.breakdown(0, t, 0).comm_s == pytest.approx(expected, rel=1e-12)
     assert roofline("llama-3.3-70b", "h100", tp=1).breakdown(0, t, 0).comm_s == 0.0
 
@@ -195,8 +196,8 @@ def test_pipeline_parallel_adds_memory_not_speed() -> None:
     two = roofline("llama-3.3-70b", "h100", tp=4, pp=2)
     t1, t2 = one.breakdown(0, 32, 64_000), two.breakdown(0, 32, 64_000)
     assert t2.compute_s == pytest.approx(t1.compute_s) and t2.memory_s == pytest.approx(t1.memory_s)
-    # one stage-to-stage transfer of the activations
-    assert t2.comm_s - t1.comm_s == pytest.approx(32 * 8192 * 2 / 450e9)
+    # one stage-to-stage transfer of the activations (at the default 80% of the link, plus its latency)
+    assert t2.comm_s - t1.comm_s == pytest.approx(32 * 8192 * 2 / (450e9 * 0.8) + 5e-6)
 
 
 def test_moe_reads_only_touched_experts() -> None:
@@ -219,10 +220,11 @@ def test_moe_reads_only_touched_experts() -> None:
 
 
 def test_fp4_falls_back_to_fp8_peak_without_fp4_units() -> None:
-    h100_fp8 = roofline("llama-3.1-8b", "h100", precision="fp8").breakdown(8192, 0, 0).compute_s
-    h100_fp4 = roofline("llama-3.1-8b", "h100", precision="fp4").breakdown(8192, 0, 0).compute_s
-    b200_fp8 = roofline("llama-3.1-8b", "b200", precision="fp8").breakdown(8192, 0, 0).compute_s
-    b200_fp4 = roofline("llama-3.1-8b", "b200", precision="fp4").breakdown(8192, 0, 0).compute_s
+    # linear layers only (no context, so no attention math, which runs at the KV cache's fp8 either way)
+    h100_fp8 = roofline("llama-3.1-8b", "h100", precision="fp8").breakdown(0, 8192, 0).compute_s
+    h100_fp4 = roofline("llama-3.1-8b", "h100", precision="fp4").breakdown(0, 8192, 0).compute_s
+    b200_fp8 = roofline("llama-3.1-8b", "b200", precision="fp8").breakdown(0, 8192, 0).compute_s
+    b200_fp4 = roofline("llama-3.1-8b", "b200", precision="fp4").breakdown(0, 8192, 0).compute_s
     assert h100_fp4 == pytest.approx(h100_fp8)
     assert b200_fp4 == pytest.approx(b200_fp8 / 2)
 

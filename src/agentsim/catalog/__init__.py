@@ -54,6 +54,8 @@ __all__ = [
     "Price",
     "TierPrices",
     "load_catalog",
+    "load_files",
+    "scenario_catalog",
 ]
 
 SECTIONS = ("hardware", "cpus", "models", "prices", "cpu_prices")
@@ -100,11 +102,18 @@ class Hardware(Entry):
     scaleup_gb_s_per_gpu: PositiveFloat = Field(description="unidirectional scale-up bandwidth per GPU, GB/s")
     gpus_per_node: PositiveInt
     scaleup_domain_gpus: PositiveInt = Field(description="GPUs sharing the scale-up fabric (bound on tp)")
+    ddr_gb: PositiveFloat | None = Field(
+        None, description="second memory tier per accelerator (off-package DDR), decimal GB; null: none"
+    )
+    ddr_tb_s: PositiveFloat | None = Field(None, description="peak bandwidth of the DDR tier, TB/s")
+    sram_mb: PositiveFloat | None = Field(None, description="on-chip SRAM, MB (informative; not modelled)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Hardware:
         if self.idle_w > self.tdp_w:
             raise ValueError(f"idle_w ({self.idle_w}) must not exceed tdp_w ({self.tdp_w})")
+        if (self.ddr_gb is None) != (self.ddr_tb_s is None):
+            raise ValueError("ddr_gb and ddr_tb_s go together: give both or neither")
         if self.scaleup_domain_gpus < self.gpus_per_node:
             raise ValueError(
                 f"scaleup_domain_gpus ({self.scaleup_domain_gpus}) must be >= gpus_per_node ({self.gpus_per_node})"
@@ -134,6 +143,16 @@ class Hardware(Entry):
     def scaleup_bytes_per_s(self) -> float:
         """Unidirectional scale-up bandwidth per GPU in bytes/s."""
         return self.scaleup_gb_s_per_gpu * 1e9
+
+    @property
+    def ddr_bytes(self) -> float:
+        """Capacity of the DDR tier per accelerator in bytes (0 without one)."""
+        return self.ddr_gb * 1e9 if self.ddr_gb is not None else 0.0
+
+    @property
+    def ddr_bytes_per_s(self) -> float:
+        """Peak bandwidth of the DDR tier per accelerator in bytes/s (0 without one)."""
+        return self.ddr_tb_s * 1e12 if self.ddr_tb_s is not None else 0.0
 
 
 class Cpu(Entry):
@@ -179,9 +198,26 @@ class ModelArch(Entry):
     attention: Literal["gqa", "mla"] = "gqa"
     kv_lora_rank: PositiveInt | None = None
     qk_rope_head_dim: PositiveInt | None = None
+    q_lora_rank: PositiveInt | None = Field(None, description="MLA query compression rank (null: uncompressed)")
+    moe_layers: PositiveInt | None = Field(
+        None, description="layers with routed experts (DeepSeek: layers - first_k_dense_replace); null: all"
+    )
+    sliding_window: PositiveInt | None = Field(None, description="window of the sliding-window layers, tokens")
+    sliding_window_layers: PositiveInt | None = Field(
+        None, description="layers attending only to the last `sliding_window` tokens (gpt-oss: every other)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelArch:
+        if (self.sliding_window is None) != (self.sliding_window_layers is None):
+            raise ValueError("sliding_window and sliding_window_layers go together: give both or neither")
+        if self.sliding_window_layers is not None and self.sliding_window_layers >= self.layers:
+            raise ValueError(
+                f"sliding_window_layers ({self.sliding_window_layers}) must leave at least one of the "
+                f"{self.layers} layers with full attention"
+            )
+        if self.moe_layers is not None and (self.experts == 0 or self.moe_layers > self.layers):
+            raise ValueError(f"moe_layers ({self.moe_layers}) needs experts and at most {self.layers} layers")
         if self.active_params_b > self.params_b:
             raise ValueError(f"active_params_b ({self.active_params_b}) exceeds params_b ({self.params_b})")
         if self.experts == 0:
@@ -216,6 +252,43 @@ class ModelArch(Entry):
     def dense_params_b(self) -> float:
         """Parameters every token reads (all of a dense model), billions."""
         return self.params_b - self.experts * self.expert_params_b
+
+    @property
+    def n_moe_layers(self) -> int:
+        """Layers with routed experts (0 for dense models)."""
+        if not self.is_moe:
+            return 0
+        return self.moe_layers if self.moe_layers is not None else self.layers
+
+    @property
+    def full_attention_layers(self) -> int:
+        """Layers whose attention reads the whole context (all but the sliding-window layers)."""
+        return self.layers - (self.sliding_window_layers or 0)
+
+    @property
+    def qk_head_dim(self) -> int:
+        """Query/key dimension per head: ``head_dim`` (GQA) or ``head_dim + qk_rope_head_dim`` (MLA)."""
+        if self.attention == "mla" and self.qk_rope_head_dim is not None:
+            return self.head_dim + self.qk_rope_head_dim
+        return self.head_dim
+
+    @property
+    def attention_params_b(self) -> float:
+        """Parameters of the attention blocks of all layers, billions (from the shapes; biases and norms
+        ignored). GQA: Q and O projections of ``heads * head_dim`` plus K and V of ``kv_heads * head_dim``.
+        MLA: query (through ``q_lora_rank`` when set), the joint KV down-projection to ``kv_lora_rank +
+        qk_rope_head_dim``, its up-projection to per-head keys and values, and the output projection."""
+        h = self.hidden_size
+        if self.attention == "mla":
+            assert self.kv_lora_rank is not None and self.qk_rope_head_dim is not None  # checked above
+            q_out = self.heads * self.qk_head_dim
+            q = h * q_out if self.q_lora_rank is None else h * self.q_lora_rank + self.q_lora_rank * q_out
+            kv_down = h * (self.kv_lora_rank + self.qk_rope_head_dim)
+            kv_up = self.kv_lora_rank * self.heads * 2 * self.head_dim
+            per_layer = q + kv_down + kv_up + self.heads * self.head_dim * h
+        else:
+            per_layer = h * self.head_dim * (2 * self.heads + 2 * self.kv_heads)
+        return self.layers * per_layer / 1e9
 
 
 # --------------------------------------------------------------------------- prices
@@ -374,8 +447,28 @@ def load_catalog(extra: Sequence[Path | str] = ()) -> Catalog:
     """The packaged catalog, extended (and overridden entry by entry) by the user YAML files in ``extra``,
     applied in order. A user file may hold any of the top-level keys ``hardware``, ``cpus``, ``models``,
     ``prices``, ``cpu_prices``."""
-    catalog = _packaged()
-    for path in extra:
+    return _packaged().merged(load_files(extra)) if extra else _packaged()
+
+
+def scenario_catalog(scenario: Any, base: Catalog | None = None) -> Catalog:
+    """``base`` (default: the packaged catalog) extended by the user files a scenario names in its ``catalog``
+    list, applied in order. A file that cannot be read or does not validate raises
+    :class:`agentsim.errors.ScenarioError` at the path ``catalog[i]``, so the CLI reports it like any field."""
+    from agentsim.errors import ScenarioError
+
+    catalog = base if base is not None else _packaged()
+    for i, path in enumerate(getattr(scenario, "catalog", None) or []):
+        try:
+            catalog = catalog.merged(load_files([path]))
+        except CatalogFileError as e:
+            raise ScenarioError([(f"catalog[{i}]", str(e))], getattr(scenario, "name", "scenario")) from None
+    return catalog
+
+
+def load_files(paths: Sequence[Path | str]) -> Catalog:
+    """Only the entries of the user YAML files ``paths`` (later files replace earlier entries of the same id)."""
+    catalog = Catalog()
+    for path in paths:
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")

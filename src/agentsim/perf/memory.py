@@ -25,19 +25,37 @@ Decisions, so that results can be compared with real engines:
   twice), and MLA's single latent per layer is replicated on every TP rank (vLLM and SGLang without
   data-parallel attention). :func:`kv_replication` is that factor; capacity and KV traffic are multiplied
   by it;
-* ``engine.kv_capacity_tokens``, when set, overrides the derived capacity, but the weights must still fit.
+* ``engine.kv_capacity_tokens``, when set, overrides the derived capacity, but the weights must still fit;
+* sliding-window layers (gpt-oss: every other layer attends to the last 128 tokens only) hold at most a window
+  of KV per sequence, a constant that is ignored: :func:`kv_bytes_per_token` counts the full-attention layers.
+
+Data-parallel attention (``deployment.data_parallel_attention``): every GPU of a stage holds the whole attention
+block and serves its own sequences, so the attention weights are replicated ``tp`` times (more weight bytes per
+GPU, :func:`weight_bytes_per_gpu`) and the KV cache is not (:func:`kv_replication` is 1): the trade DeepSeek-style
+MLA deployments make, since MLA's latent cannot be split by heads.
+
+**Memory tiers.** Hardware with a second, larger and slower tier (``ddr_gb``, ``ddr_tb_s``: SambaNova's SN40L
+has 64 GB HBM and up to 1.5 TB DDR per socket) can keep weights there. :func:`weight_placement` decides, per
+``deployment.weights_memory``: ``hbm`` all weights in HBM (an error if they do not fit); ``ddr`` all weights in
+DDR, read from there at every step, HBM left to the KV cache; ``auto`` (default) HBM when the weights fit in
+``(1 - DDR_KV_FRACTION)`` of the usable HBM, otherwise HBM *caches* as many weight bytes as fit there (keeping
+:data:`DDR_KV_FRACTION` of usable HBM for the KV cache) and the rest stays in DDR. The roofline reads each part
+at its tier's bandwidth (:mod:`agentsim.perf.roofline`). On hardware without DDR, ``auto`` is ``hbm``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from agentsim.catalog import Hardware, ModelArch
 from agentsim.spec import Deployment, Precision
 
 __all__ = [
     "ACTIVATION_RESERVE_GB",
+    "DDR_KV_FRACTION",
     "DoesNotFitError",
+    "WeightPlacement",
     "bytes_per_param",
     "kv_bytes_per_element",
     "kv_bytes_per_token",
@@ -46,10 +64,15 @@ __all__ = [
     "usable_bytes_per_gpu",
     "weight_bytes",
     "weight_bytes_per_gpu",
+    "weight_placement",
 ]
 
 ACTIVATION_RESERVE_GB = 2.0
 """GB per GPU kept for activations, CUDA graphs and communication buffers, out of the usable memory."""
+
+DDR_KV_FRACTION = 0.25
+"""With ``weights_memory: auto`` on hardware with a DDR tier, the fraction of usable HBM kept for the KV cache when
+the weights spill into DDR (and the bound that decides whether they spill)."""
 
 
 class DoesNotFitError(ValueError):
@@ -77,8 +100,61 @@ def weight_bytes(model: ModelArch, deployment: Deployment) -> float:
 
 
 def weight_bytes_per_gpu(model: ModelArch, deployment: Deployment) -> float:
-    """Bytes of weights on each GPU of the replica, split evenly over ``tp * pp`` GPUs."""
-    return weight_bytes(model, deployment) / deployment.gpus
+    """Bytes of weights on each GPU of the replica, split evenly over ``tp * pp`` GPUs; with data-parallel
+    attention each GPU of a stage holds the whole attention block of its stage's layers."""
+    total = weight_bytes(model, deployment)
+    if not deployment.data_parallel_attention:
+        return total / deployment.gpus
+    attention = model.attention_params_b * 1e9 * bytes_per_param(deployment.precision)
+    return attention / deployment.pp + (total - attention) / deployment.gpus
+
+
+class WeightPlacement(NamedTuple):
+    """Where one GPU's weight bytes live: ``hbm_bytes + ddr_bytes = weight_bytes_per_gpu``."""
+
+    hbm_bytes: float
+    ddr_bytes: float
+
+    @property
+    def hbm_fraction(self) -> float:
+        """Fraction of the weights read from HBM (1 without a DDR tier)."""
+        total = self.hbm_bytes + self.ddr_bytes
+        return self.hbm_bytes / total if total > 0 else 1.0
+
+
+def _where(deployment: Deployment) -> str:
+    return (
+        f"{deployment.model} {deployment.precision} on {deployment.gpus}x {deployment.hardware} "
+        f"(tp={deployment.tp}, pp={deployment.pp})"
+    )
+
+
+def weight_placement(model: ModelArch, hardware: Hardware, deployment: Deployment) -> WeightPlacement:
+    """Split each GPU's weights between HBM and the DDR tier per ``deployment.weights_memory`` (module
+    docstring). Raises :class:`DoesNotFitError` when ``ddr`` is asked of hardware without DDR, or when the DDR
+    part exceeds the DDR capacity. Whether the HBM part fits is :func:`kv_capacity_tokens`' check."""
+    w = weight_bytes_per_gpu(model, deployment)
+    mode = deployment.weights_memory
+    if hardware.ddr_tb_s is None:
+        if mode == "ddr":
+            raise DoesNotFitError(
+                f"{_where(deployment)} does not fit: weights_memory is ddr but {deployment.hardware} has no DDR tier"
+            )
+        return WeightPlacement(w, 0.0)
+    if mode == "hbm":
+        placement = WeightPlacement(w, 0.0)
+    elif mode == "ddr":
+        placement = WeightPlacement(0.0, w)
+    else:
+        budget = usable_bytes_per_gpu(hardware, deployment) * (1.0 - DDR_KV_FRACTION) - ACTIVATION_RESERVE_GB * 1e9
+        hbm = min(w, max(budget, 0.0))
+        placement = WeightPlacement(hbm, w - hbm)
+    if placement.ddr_bytes > hardware.ddr_bytes:
+        raise DoesNotFitError(
+            f"{_where(deployment)} does not fit: {placement.ddr_bytes / 1e9:.1f} GB of weights per accelerator "
+            f"in DDR > {hardware.ddr_bytes / 1e9:g} GB DDR; use more accelerators or lower precision"
+        )
+    return placement
 
 
 def kv_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
@@ -88,10 +164,11 @@ def kv_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
     bytes``.
     """
     element = kv_bytes_per_element(deployment)
+    layers = model.full_attention_layers
     if model.attention == "mla":
         assert model.kv_lora_rank is not None and model.qk_rope_head_dim is not None  # checked by ModelArch
-        return model.layers * (model.kv_lora_rank + model.qk_rope_head_dim) * element
-    return 2 * model.layers * model.kv_heads * model.head_dim * element
+        return layers * (model.kv_lora_rank + model.qk_rope_head_dim) * element
+    return 2 * layers * model.kv_heads * model.head_dim * element
 
 
 def kv_replication(model: ModelArch, deployment: Deployment) -> float:
@@ -101,6 +178,8 @@ def kv_replication(model: ModelArch, deployment: Deployment) -> float:
     (1 whenever ``tp`` divides ``kv_heads``). MLA: the latent is replicated on each of the ``tp`` ranks.
     """
     tp = deployment.tp
+    if deployment.data_parallel_attention:
+        return 1.0
     if model.attention == "mla":
         return float(tp)
     return tp * math.ceil(model.kv_heads / tp) / model.kv_heads
@@ -114,23 +193,26 @@ def usable_bytes_per_gpu(hardware: Hardware, deployment: Deployment) -> float:
 def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deployment) -> int:
     """Tokens of KV cache one replica holds.
 
-    ``(usable - weights - reserve) per GPU * gpus / (kv_bytes_per_token * kv_replication)``, rounded down;
+    ``(usable - weights in HBM - reserve) per GPU * gpus / (kv_bytes_per_token * kv_replication)``, rounded down;
     ``deployment.engine.kv_capacity_tokens`` when set. Raises :class:`DoesNotFitError` when the weights and
     the activation reserve leave no room (even when the capacity is overridden).
     """
     gpus = deployment.gpus
     usable = usable_bytes_per_gpu(hardware, deployment)
-    weights = weight_bytes_per_gpu(model, deployment)
+    placement = weight_placement(model, hardware, deployment)
+    weights = placement.hbm_bytes
     reserve = ACTIVATION_RESERVE_GB * 1e9
     free = usable - weights - reserve
     if free <= 0:
         per_gpu = " per GPU" if gpus > 1 else ""
+        in_hbm = " in HBM" if placement.ddr_bytes > 0 else ""
         raise DoesNotFitError(
             f"{deployment.model} {deployment.precision} on {gpus}x {deployment.hardware} "
-            f"(tp={deployment.tp}, pp={deployment.pp}): weights {weights / 1e9:.1f} GB{per_gpu} "
+            f"(tp={deployment.tp}, pp={deployment.pp}) does not fit: weights{in_hbm} {weights / 1e9:.1f} GB{per_gpu} "
             f"+ activation reserve {ACTIVATION_RESERVE_GB:.1f} GB > usable {usable / 1e9:.1f} GB{per_gpu} "
             f"({hardware.hbm_gb:g} GB x {deployment.engine.gpu_memory_utilization:.2f}); "
             "use more GPUs (tp or pp) or lower precision"
+            + ("" if hardware.ddr_tb_s is None else ", or weights_memory: auto or ddr")
         )
     override = deployment.engine.kv_capacity_tokens
     if override is not None:
@@ -139,7 +221,7 @@ def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deploym
     tokens = math.floor(free * gpus / per_token)
     if tokens < 1:
         raise DoesNotFitError(
-            f"{deployment.model} on {gpus}x {deployment.hardware}: {free / 1e9:.3f} GB per GPU left for the "
-            f"KV cache holds no token ({per_token:.0f} bytes per token)"
+            f"{deployment.model} on {gpus}x {deployment.hardware} does not fit: {free / 1e9:.3f} GB per GPU left "
+            f"for the KV cache holds no token ({per_token:.0f} bytes per token)"
         )
     return tokens

@@ -14,6 +14,22 @@ their measured values (repeated measurements of one shape are averaged). The num
 :attr:`TablePerfModel.filled_nodes`: a table where most nodes are filled is mostly a linear fit, and a
 denser sweep will say more. An axis with a single value is constant along that axis.
 
+**Files.** ``TablePerf.path`` reads the steps from a CSV instead of inline ``points`` (:func:`table_points`):
+
+* ``format: csv``, a generic table of measured steps, one row per step, with a header naming (case-insensitive)
+  the prefill tokens (``prefill_tokens``, ``tokens`` or ``p``), the decode sequences (``decode_seqs``,
+  ``batch``, ``batch_size`` or ``d``), the context tokens (``context_tokens``, ``context`` or ``c``) and the
+  step latency (``step_s``, ``latency_s``, ``time_s`` in seconds or ``step_ms``, ``latency_ms``, ``time_ms``
+  in milliseconds); other columns are ignored unless ``select`` filters on them;
+* ``format: splitwise``, the Splitwise simulator's ``perf_model.csv`` (static batches of ``batch_size``
+  requests of ``prompt_size`` prompt and ``token_size`` output tokens, ``prompt_time`` and ``token_time`` in
+  ms). Each row becomes two steps: the batch's prefill ``(P = batch_size * prompt_size, D = 0, C = 0) ->
+  prompt_time``, and its mean decode iteration ``(P = 0, D = batch_size, C = batch_size * (prompt_size +
+  token_size / 2)) -> token_time``: ``token_time`` is the mean over the ``token_size - 1`` iterations, during
+  which each sequence's context runs from ``prompt_size + 1`` to ``prompt_size + token_size - 1``, on average
+  ``prompt_size + token_size / 2``. The file mixes models, hardware and tensor-parallel degrees: ``select``
+  (e.g. ``{model: llama2-70b, hardware: h100-80gb, tensor_parallel: 4}``) must narrow it to one.
+
 Queries outside the grid's range on any axis follow ``out_of_range``: ``clip`` holds the edge value,
 ``extrapolate`` continues the edge cell's slope (the result floored at the smallest measured step time, since
 a step never takes less than the cheapest step measured), ``error`` raises :class:`PerfRangeError`. Each
@@ -24,7 +40,10 @@ report how often it left the measured region.
 from __future__ import annotations
 
 import bisect
+import csv
 import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +51,7 @@ import numpy.typing as npt
 from agentsim import spec
 from agentsim.perf.base import FloatArray, PerfModel, as_step_arrays
 
-__all__ = ["MAX_GRID_NODES", "PerfRangeError", "TablePerfModel"]
+__all__ = ["MAX_GRID_NODES", "PerfFileError", "PerfRangeError", "TablePerfModel", "read_csv_rows", "table_points"]
 
 MAX_GRID_NODES = 1_000_000
 """Largest grid (product of the distinct values per axis) a table may span."""
@@ -62,6 +81,115 @@ class PerfRangeError(ValueError):
     """A step outside the table's measured range, with ``out_of_range: error``."""
 
 
+class PerfFileError(ValueError):
+    """A perf CSV that cannot be read or does not have the columns its format needs; the message names it."""
+
+
+def _matches(cell: str, wanted: str | float) -> bool:
+    if isinstance(wanted, str):
+        try:
+            return float(cell) == float(wanted)
+        except ValueError:
+            return cell.strip() == wanted
+    try:
+        return float(cell) == float(wanted)
+    except ValueError:
+        return False
+
+
+def read_csv_rows(path: str | Path, select: Mapping[str, str | float] | None = None) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts (header keys lower-cased and stripped), keeping only the rows whose
+    ``select`` columns hold the given values (numbers compare as numbers: ``8`` matches ``8.0``)."""
+    p = Path(path)
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(f)]
+    except OSError as e:
+        raise PerfFileError(f"{p}: cannot read: {e.strerror or e}") from None
+    select = {k.lower(): v for k, v in (select or {}).items()}
+    if rows:
+        missing = sorted(k for k in select if k not in rows[0])
+        if missing:
+            raise PerfFileError(f"{p}: select names column(s) {', '.join(missing)} not in the header")
+    kept = [r for r in rows if all(_matches(r[k], v) for k, v in select.items())]
+    if not kept:
+        raise PerfFileError(f"{p}: no rows" + (f" match select {dict(select)}" if select else ""))
+    return kept
+
+
+def _column(path: str | Path, header: Sequence[str], names: Sequence[str], what: str) -> str:
+    for name in names:
+        if name in header:
+            return name
+    raise PerfFileError(f"{path}: no {what} column; expected one of {', '.join(names)}")
+
+
+def _number(path: str | Path, row: Mapping[str, str], column: str) -> float:
+    try:
+        return float(row[column])
+    except ValueError:
+        raise PerfFileError(f"{path}: column {column}: {row[column]!r} is not a number") from None
+
+
+def _single_config(path: str | Path, rows: list[dict[str, str]], columns: Sequence[str]) -> None:
+    """Splitwise files mix configurations: insist that the selected rows are one."""
+    for column in columns:
+        values = sorted({r.get(column, "") for r in rows})
+        if len(values) > 1:
+            raise PerfFileError(
+                f"{path}: the rows mix {column} values {', '.join(values)}; narrow them with select: {{{column}: ...}}"
+            )
+
+
+def table_points(spec_: spec.TablePerf) -> list[spec.TablePoint]:
+    """The measured steps of a table: its inline ``points``, or those read from ``path`` in ``format``."""
+    if spec_.path is None:
+        return list(spec_.points)
+    path = spec_.path
+    rows = read_csv_rows(path, spec_.select)
+    header = list(rows[0])
+    out: list[spec.TablePoint] = []
+    if spec_.format == "splitwise":
+        _single_config(path, rows, ("model", "hardware", "tensor_parallel"))
+        cols = {n: _column(path, header, (n,), n) for n in ("prompt_size", "batch_size", "token_size")}
+        cols |= {n: _column(path, header, (n,), n) for n in ("prompt_time", "token_time")}
+        for r in rows:
+            prompt, batch, tokens = (_number(path, r, cols[k]) for k in ("prompt_size", "batch_size", "token_size"))
+            out.append(
+                spec.TablePoint(
+                    prefill_tokens=batch * prompt,
+                    decode_seqs=0,
+                    context_tokens=0,
+                    step_s=_number(path, r, cols["prompt_time"]) / 1e3,
+                )
+            )
+            out.append(
+                spec.TablePoint(
+                    prefill_tokens=0,
+                    decode_seqs=batch,
+                    context_tokens=batch * (prompt + tokens / 2.0),
+                    step_s=_number(path, r, cols["token_time"]) / 1e3,
+                )
+            )
+        return out
+    p_col = _column(path, header, ("prefill_tokens", "tokens", "p"), "prefill tokens")
+    d_col = _column(path, header, ("decode_seqs", "batch", "batch_size", "d"), "decode sequences")
+    c_col = _column(path, header, ("context_tokens", "context", "c"), "context tokens")
+    seconds = ("step_s", "latency_s", "time_s")
+    t_col = _column(path, header, (*seconds, "step_ms", "latency_ms", "time_ms"), "step latency")
+    scale = 1.0 if t_col in seconds else 1e-3
+    for r in rows:
+        out.append(
+            spec.TablePoint(
+                prefill_tokens=_number(path, r, p_col),
+                decode_seqs=_number(path, r, d_col),
+                context_tokens=_number(path, r, c_col),
+                step_s=_number(path, r, t_col) * scale,
+            )
+        )
+    return out
+
+
 class TablePerfModel(PerfModel):
     """Multilinear interpolation over measured steps, from :class:`agentsim.spec.TablePerf`."""
 
@@ -69,8 +197,9 @@ class TablePerfModel(PerfModel):
         self.spec = spec_
         self.policy = spec_.out_of_range
         self.out_of_range_count = 0
+        self.points = table_points(spec_)
         points = np.array(
-            [(p.prefill_tokens, p.decode_seqs, p.context_tokens, p.step_s) for p in spec_.points],
+            [(p.prefill_tokens, p.decode_seqs, p.context_tokens, p.step_s) for p in self.points],
             dtype=np.float64,
         )
         axes = [np.unique(points[:, k]) for k in range(3)]
@@ -201,6 +330,6 @@ class TablePerfModel(PerfModel):
 
     def __repr__(self) -> str:
         return (
-            f"TablePerfModel({len(self.spec.points)} points on a {' x '.join(map(str, self.shape))} grid, "
+            f"TablePerfModel({len(self.points)} points on a {' x '.join(map(str, self.shape))} grid, "
             f"{self.filled_nodes} filled, out_of_range={self.policy!r})"
         )

@@ -1,0 +1,369 @@
+"""Calibration through the simulator and the fidelity report: measurement readers, reproducing a benchmark
+condition, the Nelder-Mead search, recovering known linear coefficients from synthetic measurements, perf YAML
+round trips, hold-out selection, the CLI commands, and user catalog files named by a scenario."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agentsim import spec
+from agentsim.calibrate import (
+    CalibrationError,
+    HarnessOptions,
+    Measurement,
+    calibrate,
+    catalog_id,
+    condition_scenario,
+    load_perf_yaml,
+    nelder_mead,
+    pool_from_labels,
+    read_measurements,
+    simulate_points,
+    write_perf_yaml,
+)
+from agentsim.catalog import load_catalog
+from agentsim.cli import app
+from agentsim.errors import ScenarioError
+from agentsim.fidelity import PerfOverride, group_key, pick_calibration_rows, run_fidelity
+from agentsim.sim import run
+
+CATALOG = load_catalog()
+DATA = Path(__file__).parent / "data" / "perf"
+TRUE = spec.LinearPerf(
+    alpha_s=0.005, beta_s_per_prefill_token=5e-5, gamma_s_per_context_token=1e-6, delta_s_per_seq=2e-4
+)
+POOL = spec.PoolSpec(name="p", deployment=spec.Deployment(model="llama-3.1-8b", hardware="h100"), perf=TRUE)
+FAST = HarnessOptions(waves=2, warmup_waves=0.5, admission="engine")
+
+
+# --------------------------------------------------------------------------- reading measurements
+
+
+def test_generic_csv_with_units_and_load_text(tmp_path: Path) -> None:
+    f = tmp_path / "m.csv"
+    f.write_text(
+        "ISL,OSL,concurrency_or_qps,output_tok_s,ttft_ms,tpot_ms,hardware\n"
+        "1000,200,32,1500,250,20,H200\n"
+        "1000,200,2.5 qps,400,,18,H200\n"
+        "1000,200,offline (max load),5000,,,H200\n",
+        encoding="utf-8",
+    )
+    a, b, c = read_measurements(f)
+    assert (a.isl, a.osl, a.concurrency, a.qps) == (1000, 200, 32, None)
+    assert a.ttft_s == pytest.approx(0.25) and a.tpot_s == pytest.approx(0.02) and a.output_tok_s == 1500
+    assert a.labels == {"hardware": "H200"}
+    assert (b.concurrency, b.qps, b.ttft_s) == (None, 2.5, None)
+    assert c.offline and c.load == "offline"
+
+
+def test_trtllm_rows_read_as_offline_with_labels() -> None:
+    ms = read_measurements(DATA / "trtllm_slice.csv")
+    assert len(ms) == 6 and all(m.offline for m in ms)
+    assert ms[0].output_tok_s == 3803 and ms[0].labels["hardware"] == "H200"
+    assert group_key(ms[0]).startswith("H200 | Llama-3.3-70B-Instruct | 1 | FP8")
+
+
+def test_vllm_benchmark_serving_json(tmp_path: Path) -> None:
+    doc = {
+        "backend": "vllm",
+        "model_id": "meta-llama/Llama-3.1-8B-Instruct",
+        "num_prompts": 200,
+        "request_rate": "inf",
+        "max_concurrency": 16,
+        "completed": 200,
+        "total_input_tokens": 204800,
+        "total_output_tokens": 25600,
+        "output_throughput": 2100.5,
+        "mean_ttft_ms": 85.0,
+        "mean_tpot_ms": 7.5,
+    }
+    f = tmp_path / "vllm.json"
+    f.write_text(json.dumps(doc), encoding="utf-8")
+    (m,) = read_measurements(f)
+    assert (m.isl, m.osl, m.concurrency, m.qps) == (1024, 128, 16, None)
+    assert (m.output_tok_s, m.ttft_s, m.tpot_s, m.num_requests) == (2100.5, 0.085, 0.0075, 200)
+    assert catalog_id(m.labels["model"], CATALOG.models) == "llama-3.1-8b"
+    lines = tmp_path / "vllm.jsonl"
+    lines.write_text(json.dumps(doc) + "\n" + json.dumps(doc | {"request_rate": 4.0}) + "\n", encoding="utf-8")
+    _, rated = read_measurements(lines)
+    assert (rated.qps, rated.concurrency) == (4.0, None)
+
+
+def test_aiperf_and_genai_perf_exports(tmp_path: Path) -> None:
+    metric = {"unit": "ms"}
+    aiperf = {
+        "input_sequence_length": {"unit": "tokens", "avg": 550.0},
+        "output_sequence_length": {"unit": "tokens", "avg": 96.85},
+        "output_token_throughput": {"unit": "tokens/sec", "avg": 1274.6},
+        "time_to_first_token": metric | {"avg": 1588.8},
+        "inter_token_latency": {"unit": "ns", "avg": 51.76e6},
+        "input_config": {"endpoint": {"model_names": ["openai/gpt-oss-120b"]}, "loadgen": {"concurrency": 100}},
+    }
+    f = tmp_path / "profile_export_aiperf.json"
+    f.write_text(json.dumps(aiperf), encoding="utf-8")
+    (m,) = read_measurements(f)
+    assert (m.isl, m.osl, m.concurrency) == (550, 96.85, 100)
+    assert m.ttft_s == pytest.approx(1.5888) and m.tpot_s == pytest.approx(0.05176)
+    assert catalog_id(m.labels["model"], CATALOG.models) == "gpt-oss-120b"
+    genai = {k: v for k, v in aiperf.items() if k != "input_config"} | {"input_config": {"request_rate": 3.0}}
+    g = tmp_path / "profile_export_genai_perf.json"
+    g.write_text(json.dumps(genai), encoding="utf-8")
+    assert read_measurements(g)[0].qps == 3.0
+    bad = tmp_path / "x.json"
+    bad.write_text('{"hello": 1}', encoding="utf-8")
+    with pytest.raises(CalibrationError, match="neither a vLLM"):
+        read_measurements(bad)
+
+
+def test_pools_from_published_labels() -> None:
+    ms = read_measurements(DATA / "trtllm_slice.csv")
+    dense = pool_from_labels(ms[0], CATALOG).deployment
+    assert (dense.model, dense.hardware, dense.tp, dense.precision, dense.ep) == ("llama-3.3-70b", "h200", 1, "fp8", 1)
+    moe = pool_from_labels(ms[-1], CATALOG).deployment
+    # TensorRT-LLM's MoE recipe: expert parallelism with attention data parallelism over the 8 GPUs
+    assert (moe.model, moe.tp, moe.ep, moe.data_parallel_attention) == ("qwen3-235b-a22b", 8, 8, True)
+    plain = pool_from_labels(ms[-1], CATALOG, moe="tp").deployment
+    assert (plain.ep, plain.data_parallel_attention) == (1, False)
+    assert catalog_id("H100 SXM", CATALOG.hardware) == "h100"
+    assert catalog_id("TPU v5e", CATALOG.hardware) is None
+
+
+# --------------------------------------------------------------------------- reproducing a condition
+
+
+def test_condition_scenarios() -> None:
+    closed = condition_scenario(POOL, Measurement(isl=512, osl=64, concurrency=8), CATALOG, FAST)
+    w = closed.workload[0]
+    assert isinstance(w, spec.WorkloadSpec) and isinstance(w.arrivals, spec.Closed)
+    assert w.arrivals.agents == 8 and w.arrivals.think_s == spec.Constant(value=0.0)
+    assert isinstance(w.profile, spec.FixedProfile) and w.profile.prompt_tokens == spec.Constant(value=512)
+    assert 0 < closed.warmup_s < closed.horizon_s
+    open_loop = condition_scenario(POOL, Measurement(isl=512, osl=64, qps=5.0), CATALOG, FAST)
+    w = open_loop.workload[0]
+    assert isinstance(w, spec.WorkloadSpec) and w.arrivals == spec.Poisson(rate_per_s=5.0)
+    assert open_loop.horizon_s - open_loop.warmup_s >= FAST.min_requests / 5.0
+    # TensorRT-LLM's no-evict admission caps the batch at what fits with every output token reserved
+    pool = replace_engine(POOL, kv_capacity_tokens=10_000, max_num_seqs=256)
+    offline = condition_scenario(pool, Measurement(isl=900, osl=100), CATALOG, replace(FAST, admission="no-evict"))
+    assert offline.cluster.pools[0].deployment.engine.max_num_seqs == 10
+    w = offline.workload[0]
+    assert isinstance(w, spec.WorkloadSpec) and isinstance(w.arrivals, spec.Closed) and w.arrivals.agents > 10
+
+
+def replace_engine(pool: spec.PoolSpec, **engine: object) -> spec.PoolSpec:
+    d = pool.deployment
+    new = d.model_copy(update={"engine": spec.EngineSpec.model_validate(d.engine.model_dump() | engine)})
+    return pool.model_copy(update={"deployment": new})
+
+
+def test_closed_loop_throughput_is_the_response_time_law() -> None:
+    m = Measurement(isl=256, osl=32, concurrency=4)
+    (pred,) = simulate_points(POOL, [m], CATALOG, FAST)
+    s = condition_scenario(POOL, m, CATALOG, FAST)
+    summary = run(s, catalog=CATALOG).summary
+    assert pred["output_tok_s"] == pytest.approx(4 * 32 / summary["call_e2e_s"]["mean"])
+    # and it agrees with counting tokens in the window to within a step's worth of tokens
+    assert pred["output_tok_s"] == pytest.approx(summary["output_tokens_per_s"], rel=0.1)
+    # a single sequence: TTFT is one prefill step, TPOT one decode step at its context
+    (solo,) = simulate_points(POOL, [Measurement(isl=1000, osl=16, concurrency=1)], CATALOG, FAST)
+    assert solo["ttft_s"] == pytest.approx(0.005 + 5e-5 * 1000)
+    # the 15 decode steps after the first token read contexts 1000, ..., 1014: 1007 on average
+    assert solo["tpot_s"] == pytest.approx(0.005 + 2e-4 + 1e-6 * 1007, rel=1e-9)
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def test_nelder_mead_finds_the_minimum_of_a_valley() -> None:
+    def rosenbrock(x: np.ndarray) -> float:
+        return float((1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2)
+
+    x, fx, evals = nelder_mead(rosenbrock, [-1.2, 1.0], step=0.5, max_evals=2000, xtol=1e-8, ftol=1e-14)
+    assert x == pytest.approx([1.0, 1.0], abs=1e-4) and fx < 1e-8 and evals <= 2000
+    x, _, _ = nelder_mead(lambda v: float(np.sum((v - 3.0) ** 2)), [0.0, 0.0, 0.0], max_evals=600)
+    assert x == pytest.approx([3.0, 3.0, 3.0], abs=1e-3)
+
+
+def test_calibration_recovers_known_linear_coefficients(tmp_path: Path) -> None:
+    """Synthetic measurements simulated with known coefficients; a fit from a start 20-35% off recovers each
+    coefficient to within 2%. The conditions identify them: TTFT at two prompt lengths (alpha, beta), TPOT at two
+    contexts (gamma), and a batch of 16 (delta)."""
+    conditions = [
+        Measurement(isl=2048, osl=16, concurrency=1),
+        Measurement(isl=128, osl=64, concurrency=1),
+        Measurement(isl=128, osl=64, concurrency=16),
+    ]
+    predicted = simulate_points(POOL, conditions, CATALOG, FAST)
+    measured = [replace(m, **p) for m, p in zip(conditions, predicted, strict=True)]
+    start = spec.LinearPerf(
+        alpha_s=0.0065, beta_s_per_prefill_token=4e-5, gamma_s_per_context_token=1.3e-6, delta_s_per_seq=1.6e-4
+    )
+    result = calibrate(measured, POOL.model_copy(update={"perf": start}), catalog=CATALOG, options=FAST, max_evals=180)
+    for name in result.params:
+        assert getattr(result.perf, name) == pytest.approx(getattr(TRUE, name), rel=0.02), name
+    assert result.mape("tpot_s") < 1.0 < result.mape("tpot_s", start=True)
+    out = write_perf_yaml(result, tmp_path / "perf.yaml", measurements_file="synthetic")
+    perf, match = load_perf_yaml(out)
+    assert perf == result.perf and match == {}
+    doc = yaml.safe_load(out.read_text())
+    assert len(doc["residuals"]) == 3 and doc["fit"]["parameters"] == list(result.params)
+
+
+def test_calibration_rejects_what_it_cannot_fit() -> None:
+    m = [Measurement(isl=128, osl=16, concurrency=1, tpot_s=0.01)]
+    table = spec.TablePerf(points=[spec.TablePoint(prefill_tokens=0, decode_seqs=1, context_tokens=0, step_s=0.01)])
+    with pytest.raises(CalibrationError, match="roofline or linear"):
+        calibrate(m, POOL.model_copy(update={"perf": table}), catalog=CATALOG)
+    with pytest.raises(CalibrationError, match="cannot fit mfu"):
+        calibrate(m, POOL, catalog=CATALOG, params=["mfu"])
+    with pytest.raises(CalibrationError, match="none of"):
+        calibrate([Measurement(isl=128, osl=16, concurrency=1)], POOL, catalog=CATALOG)
+
+
+# --------------------------------------------------------------------------- fidelity
+
+
+def test_fidelity_reports_errors_and_unrunnable_rows() -> None:
+    ms = read_measurements(DATA / "trtllm_slice.csv")[3:5]  # H200 Llama-3.3-70B 500/2000, H100 Llama-3.1-70B TP1
+    report = run_fidelity(ms, catalog=CATALOG, options=FAST)
+    ok, failed = report.rows
+    assert ok.error is None and ok.error_pct("output_tok_s") is not None
+    assert report.mape("output_tok_s") == pytest.approx(abs(ok.error_pct("output_tok_s") or 0))
+    # 70.6 GB of fp8 weights leave nothing of an H100's 72 GB usable: refused, with the numbers
+    assert failed.error is not None and "does not fit: weights 70.6 GB" in failed.error
+    # TensorRT-LLM's memory rule (90% of what the weights leave) makes room for a KV cache
+    rule = run_fidelity(ms[1:], catalog=CATALOG, options=replace(FAST, kv_free_fraction=0.9))
+    assert rule.rows[0].error is None
+    # a perf override applies to the rows its labels select
+    slower = PerfOverride(spec.RooflinePerf(mfu=0.25, mbu=0.35), {"hardware": "H200"})
+    report2 = run_fidelity(ms[:1], overrides=[slower], catalog=CATALOG, options=FAST)
+    assert (report2.rows[0].predicted["output_tok_s"] or 0) < (ok.predicted["output_tok_s"] or 0)
+
+
+def test_holdout_rows_span_the_prefill_decode_range() -> None:
+    shapes = [(128, 128), (128, 2048), (128, 4096), (1000, 1000), (2048, 128), (5000, 500), (20000, 2000)]
+    ms = [Measurement(isl=i, osl=o) for i, o in shapes]
+    assert pick_calibration_rows(ms, 3) == [2, 3, 4]  # most decode-heavy, middle, most prefill-heavy
+    assert pick_calibration_rows(ms, 0) == [] and pick_calibration_rows(ms, 10) == list(range(7))
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_calibrate_then_fidelity(tmp_path: Path) -> None:
+    conditions = [Measurement(isl=1024, osl=16, concurrency=1), Measurement(isl=128, osl=32, concurrency=8)]
+    predicted = simulate_points(POOL, conditions, CATALOG, FAST)
+    rows = "isl,osl,concurrency,ttft_ms,tpot_ms,output_tok_s\n" + "".join(
+        f"{m.isl:g},{m.osl:g},{m.concurrency:g},{1e3 * (p['ttft_s'] or 0)},{1e3 * (p['tpot_s'] or 0)},"
+        f"{p['output_tok_s']}\n"
+        for m, p in zip(conditions, predicted, strict=True)
+    )
+    points = tmp_path / "points.csv"
+    points.write_text(rows, encoding="utf-8")
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        yaml.safe_dump(
+            {
+                "workload": [{"profile": "chat"}],
+                "cluster": {
+                    "pools": [
+                        {
+                            "name": "p",
+                            "deployment": {"model": "llama-3.1-8b", "hardware": "h100"},
+                            "perf": {
+                                "kind": "linear",
+                                "alpha_s": 0.006,
+                                "delta_s_per_seq": 1e-4,
+                                "beta_s_per_prefill_token": 5e-5,
+                                "gamma_s_per_context_token": 1e-6,
+                            },
+                        }
+                    ]
+                },
+            }
+        ),
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    out = tmp_path / "perf.yaml"
+    common = ["--scenario", str(scenario), "--admission", "engine", "--waves", "2"]
+    result = runner.invoke(
+        app,
+        ["calibrate", str(points), *common, "--params", "alpha_s,delta_s_per_seq", "--max-evals", "40", "-o", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "fitted: alpha_s" in result.stdout and out.is_file()
+    perf, _ = load_perf_yaml(out)
+    assert isinstance(perf, spec.LinearPerf) and perf.alpha_s == pytest.approx(0.005, rel=0.05)
+    result = runner.invoke(app, ["fidelity", str(points), *common, "--perf", str(out), "--no-plot", "--rows"])
+    assert result.exit_code == 0, result.output
+    assert "MAPE" in result.stdout and "tpot_s" in result.stdout
+    bad = runner.invoke(app, ["fidelity", str(points), "--where", "hardware"])
+    assert bad.exit_code == 2 and "column=value" in bad.output
+
+
+def test_cli_fidelity_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "f.png"
+    result = CliRunner().invoke(
+        app,
+        [
+            "fidelity",
+            str(DATA / "trtllm_slice.csv"),
+            "--where",
+            "hardware=H200",
+            "--where",
+            "n_gpus=1",
+            "--waves",
+            "2",
+            "--plot",
+            str(png),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert png.is_file() and png.stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------- user catalog files
+
+
+def test_scenario_catalog_files_extend_the_catalog(tmp_path: Path) -> None:
+    h100 = CATALOG.get_hardware("h100").model_dump()
+    price = CATALOG.get_price("h100").model_dump()
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        yaml.safe_dump(
+            {
+                "hardware": {"h100-lowpower": h100 | {"tdp_w": 500.0, "source": "my lab"}},
+                "prices": {"h100-lowpower": price | {"source": "my quote"}},
+            }
+        ),
+        encoding="utf-8",
+    )
+    base = {
+        "horizon_s": 30,
+        "workload": [{"profile": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 0.5}}],
+        "cluster": {"pools": [{"name": "p", "deployment": {"model": "llama-3.1-8b", "hardware": "h100-lowpower"}}]},
+    }
+    s = spec.Scenario.model_validate(base | {"catalog": [str(mine)]})
+    assert run(s).summary["calls_completed"] > 0
+    with pytest.raises(ScenarioError, match="unknown hardware 'h100-lowpower'"):
+        run(spec.Scenario.model_validate(base))
+    with pytest.raises(ScenarioError, match=r"catalog\[0\]: .*cannot read"):
+        run(spec.Scenario.model_validate(base | {"catalog": [str(tmp_path / "nope.yaml")]}))
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(base | {"catalog": [str(mine)]}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", str(scenario)])
+    assert result.exit_code == 0, result.output
+    assert "h100-lowpower" in result.stdout
+    shown = CliRunner().invoke(app, ["catalog", "--catalog", str(mine)])
+    assert shown.exit_code == 0 and "h100-lowpower" in shown.stdout
+    assert math.isfinite(CATALOG.get_hardware("h100").tdp_w)
