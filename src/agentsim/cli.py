@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 import yaml
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from agentsim import api, spec, store
+from agentsim.console import err_console, out_console
+from agentsim.console import fail as _fail
 from agentsim.errors import ScenarioError
 
 app = typer.Typer(
@@ -28,13 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-out_console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _load(scenario: Path | None, overrides: list[str] | None, seed: int | None) -> spec.Scenario:

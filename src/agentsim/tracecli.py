@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from agentsim.console import err_console, out_console
+from agentsim.console import fail as _fail
 from agentsim.spec import AgentProfile, FixedProfile, GammaArrivals, Poisson
 from agentsim.workload.traces import TraceError
 
@@ -29,13 +29,8 @@ trace_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_out = Console()
-_err = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+_out = out_console
+_err = err_console
 
 
 def _num(x: float) -> str:
