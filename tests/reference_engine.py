@@ -135,13 +135,7 @@ def run_reference(
             while node is not None and node.length > target:
                 node = node.parent
             hit = 0 if node is None else node.length
-            if node is not None:
-                kv.ref(node)
-            if not kv.make_room(target - hit + len(dec) + 1):
-                if node is not None:
-                    node.refs -= 1
-                    if node.refs == 0 and node.children == 0:
-                        kv._push(node)
+            if not kv.reserve(node, target - hit + len(dec) + 1):
                 break
             waiting.popleft()
             kv.private += target - hit
@@ -188,13 +182,7 @@ def run_reference(
                 and (running or budget < engine.max_batched_tokens)
             ):
                 break
-            if node is not None:
-                kv.ref(node)
-            if not kv.make_room(need):
-                if node is not None:
-                    node.refs -= 1
-                    if node.refs == 0 and node.children == 0:
-                        kv._push(node)
+            if not kv.reserve(node, need):
                 break
             waiting.popleft()
             kv.private += need

@@ -101,3 +101,22 @@ def test_invariants_hold_under_random_operations(ops: list[tuple[str, int, int]]
         for k, r in refs.items():
             if r > 0:
                 assert k in kv.nodes, "a referenced node was evicted"
+
+
+def test_refused_reservation_undoes_the_pin_and_keeps_recency() -> None:
+    """An admission that does not fit must leave the cache as it was: the prefix it pinned is evictable again
+    and still ordered by its last real use (so an older node is still evicted before a newer one)."""
+    kv = KvCache(capacity=1000, block=1)
+    kv.private += 300
+    old = kv.insert(0, None, 300, now=0.0)
+    kv.unref(old, now=1.0)
+    kv.private += 300
+    new = kv.insert(1, None, 300, now=2.0)
+    kv.unref(new, now=3.0)
+    assert not kv.reserve(old, 2000)  # cannot fit even after evicting everything else
+    assert old.refs == 0 and 0 in kv.nodes  # pin undone; the pinned node itself was never evicted
+    assert 1 not in kv.nodes  # the unpinned one was evicted while trying
+    assert old.last_use == 1.0
+    assert kv.make_room(kv.capacity)  # and it is evictable again
+    assert not kv.nodes
+    kv.check()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pyarrow as pa
+import pytest
 
 from agentsim import spec
 from agentsim.metrics import call_latencies, slo_attainment
@@ -32,10 +33,11 @@ def tasks_table(rows: list[tuple[float, float | None]]) -> pa.Table:
 
 def test_latency_definitions() -> None:
     lat = call_latencies(calls_table([(0.0, 0.5, 2.5, 21), (1.0, 1.2, 1.2, 1)]))
-    assert lat["ttft_s"].tolist() == [0.5, 0.19999999999999996]
-    assert lat["tpot_s"][0] == 0.1  # (2.5 - 0.5) / (21 - 1)
+    # ttft = first - issue; tpot = (done - first) / (generated - 1); e2e = done - issue
+    assert lat["ttft_s"].tolist() == pytest.approx([0.5, 0.2])
+    assert lat["tpot_s"][0] == pytest.approx((2.5 - 0.5) / (21 - 1))
     assert math.isnan(lat["tpot_s"][1])  # one token: no inter-token time
-    assert lat["call_e2e_s"].tolist() == [2.5, 0.19999999999999996]
+    assert lat["call_e2e_s"].tolist() == pytest.approx([2.5, 0.2])
 
 
 def test_unfinished_work_is_censored_until_it_has_missed() -> None:

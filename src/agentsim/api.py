@@ -193,12 +193,8 @@ def example_text(name: str = "default") -> str:
     """The text of a built-in, commented example scenario."""
     f = resources.files("agentsim") / "examples" / f"{name}.yaml"
     if not f.is_file():
-        known = sorted(
-            p.name.removesuffix(".yaml")
-            for p in (resources.files("agentsim") / "examples").iterdir()
-            if p.name.endswith(".yaml")
-        )
-        raise ScenarioError([("", f"no built-in example {name!r}; known: {', '.join(known)}")], "example")
+        known = ", ".join(example_names())
+        raise ScenarioError([("", f"no built-in example {name!r}; known: {known}")], "example")
     return f.read_text()
 
 

@@ -456,6 +456,11 @@ def lines_png(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # an integer axis (replicas, TP): no 1.5 ticks
     if percent_y:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    return _labelled_png(fig, ax, title, xlabel, ylabel)
+
+
+def _labelled_png(fig: Figure, ax: Axes, title: str, xlabel: str, ylabel: str) -> bytes:
+    """Title, axis labels and grid, then the PNG: how every single-axes figure ends."""
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -504,8 +509,4 @@ def scatter_png(
         ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     if percent_y:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    return to_png(fig)
+    return _labelled_png(fig, ax, title, xlabel, ylabel)

@@ -114,6 +114,19 @@ class KvCache:
                     self._push(p)
         return self.free >= tokens
 
+    def reserve(self, node: Node | None, tokens: int) -> bool:
+        """Admission: pin ``node`` (the call's cached prefix, if any) and make ``tokens`` free. On failure the pin
+        is undone without touching the node's recency (a refused admission is not a use) and False returned."""
+        if node is not None:
+            node.refs += 1
+        if self.make_room(tokens):
+            return True
+        if node is not None:
+            node.refs -= 1
+            if node.refs == 0 and node.children == 0:
+                self._push(node)
+        return False
+
     def insert(self, key: int, parent: Node | None, length: int, now: float) -> Node:
         """Cache a new node of total ``length`` tokens under ``parent`` and return it, referenced once.
 

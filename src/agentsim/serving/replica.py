@@ -427,13 +427,7 @@ class Replica:
             node = node.parent
         hit = 0 if node is None else node.length
         need = target - hit
-        if node is not None:
-            kv.ref(node)
-        if not kv.make_room(need + self.decoding + 1):
-            if node is not None:
-                node.refs -= 1
-                if node.refs == 0 and node.children == 0:
-                    kv._push(node)
+        if not kv.reserve(node, need + self.decoding + 1):
             return False
         kv.private += need
         c.held = hit
@@ -457,13 +451,7 @@ class Replica:
         need = target - hit
         if not self.chunked and need > budget and (self.running or budget < self.budget):
             return 0
-        if node is not None:
-            kv.ref(node)
-        if not kv.make_room(need):
-            if node is not None:
-                node.refs -= 1  # undo the pin without touching its recency
-                if node.refs == 0 and node.children == 0:
-                    kv._push(node)
+        if not kv.reserve(node, need):
             return 0
         kv.private += need
         c.target = target

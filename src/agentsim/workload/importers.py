@@ -509,6 +509,20 @@ _INT_RE = r"^\s*[+-]?\d+(\.0*)?\s*$"
 _NUM_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 
 
+def _first_failures(
+    checks: list[tuple[np.ndarray, str]], used: np.ndarray, report: Callable[[int, str], None]
+) -> np.ndarray:
+    """The rows of a batch that pass every check, in order; each failing row is reported once, with the reason
+    of the first check it fails."""
+    ok = used.copy()
+    for mask, reason in checks:
+        m = mask & ok
+        for i in np.flatnonzero(m):
+            report(int(i), reason)
+        ok &= ~m
+    return ok
+
+
 def _parse_ints(arr: Any) -> tuple[np.ndarray, np.ndarray]:
     """A string column as int64 and a validity mask (vectorized)."""
     ok = pc.match_substring_regex(arr, _INT_RE).to_numpy(zero_copy_only=False)
@@ -597,12 +611,7 @@ def _import_azure(src: Path, sink: _Sink, bad: _Bad, report: ImportReport, workl
             (~ok_c | (ctx < 1), "ContextTokens must be an integer >= 1"),
             (~ok_g | (gen < 1), "GeneratedTokens must be an integer >= 1"),
         ]
-        ok = used.copy()
-        for mask, reason in checks:
-            m = mask & ok
-            for i in np.flatnonzero(m):
-                bad(lines.line(lines.rows + int(i)), reason)
-            ok &= ~m
+        ok = _first_failures(checks, used, lambda i, reason: bad(lines.line(lines.rows + i), reason))
         lines.rows += n
         sink.add_single_calls(t[ok], ctx[ok], gen[ok], None, workload)
     report.lines = lines.line(max(lines.rows - 1, 0)) if lines.rows else 1
@@ -740,12 +749,7 @@ def _import_burstgpt(src: Path, sink: _Sink, bad: _Bad, report: ImportReport, wo
             (~ok_s | (resp < 0), "Response tokens must be an integer >= 0"),
             (~ok_e | (el < 0), "Elapsed time must be a number >= 0"),
         ]
-        ok = used.copy()
-        for mask, reason in checks:
-            m = mask & ok
-            for i in np.flatnonzero(m):
-                bad(lines.line(lines.rows + int(i)), reason)
-            ok &= ~m
+        ok = _first_failures(checks, used, lambda i, reason: bad(lines.line(lines.rows + i), reason))
         report.dropped_failed += int((failed & ok).sum())
         ok &= ~failed
         sess = batch.column(session_col).to_pylist() if session_col else None
