@@ -246,11 +246,13 @@ def spy_on_cluster(monkeypatch: Any, times: Sequence[float]) -> Iterator[Cluster
     spy = ClusterSpy(times)
     base = sim_module.Cluster
 
-    class SpiedCluster(base):  # type: ignore[misc, valid-type]
-        def __init__(self, env: Any, *args: Any, **kwargs: Any) -> None:
-            super().__init__(env, *args, **kwargs)
-            spy.attach(self, env)
+    def spied_cluster(env: Any, *args: Any, **kwargs: Any) -> Any:
+        # A factory, not a subclass: the engine's classes may be compiled (mypyc), and compiled classes
+        # cannot be subclassed from interpreted code.
+        cluster = base(env, *args, **kwargs)
+        spy.attach(cluster, env)
+        return cluster
 
     with monkeypatch.context() as m:
-        m.setattr(sim_module, "Cluster", SpiedCluster)
+        m.setattr(sim_module, "Cluster", spied_cluster)
         yield spy

@@ -18,7 +18,10 @@ from agentsim.api import (
     save_run,
     simulate,
 )
+from agentsim.build import warn_if_stale
 from agentsim.sweep import sweep  # the function; the module is sys.modules["agentsim.sweep"]
+
+warn_if_stale()
 
 __all__ = [
     "RunResult",

@@ -190,5 +190,6 @@ class Agents:
             task.done_s = now
             del self.active[task.id]
             self._on_task_done(task)
+            task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
             if task.agent is not None:
                 self._at(task.stream.think(), self._start_task, task.stream, task.agent)

@@ -133,10 +133,13 @@ def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
     decode_w = {r.pool: r.decode_w_per_replica for r in rates}
 
     def per_call(pool_col: str, busy_col: str, table: dict[str, float]) -> np.ndarray:
-        pools = calls.column(pool_col).to_pylist()
+        # Vectorized lookup: dictionary-encode the pool names, price the few distinct ones, index by code
+        # (a null pool, code -1, picks the trailing 0).
+        pools = calls.column(pool_col).combine_chunks().dictionary_encode()
+        lut = np.array([table.get(p, 0.0) for p in pools.dictionary.to_pylist()] + [0.0], dtype=float)
+        codes = np.asarray(pools.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
         busy = np.asarray(calls.column(busy_col).to_numpy(zero_copy_only=False), dtype=float)
-        rate = np.array([table.get(p, 0.0) if p is not None else 0.0 for p in pools], dtype=float)
-        return np.asarray(busy * rate, dtype=float)
+        return np.asarray(busy * lut[codes], dtype=float)
 
     def energy_of(pool_col: str, busy_col: str, prompt_col: str) -> np.ndarray:
         # Steps that compute prompt tokens draw TDP; decode-only steps draw less (see spec.Rental).

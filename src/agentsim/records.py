@@ -1,8 +1,8 @@
 """Row buffers, column-wise, turned into Arrow tables once at the end of a run.
 
-Appending to Python lists per column is the cheapest way to record a million rows from a simulation; the
-conversion to Arrow happens once. Unset times are ``None`` (null in Parquet), never 0. The schemas below are
-the contract documented in ``docs/METRICS.md``.
+Appending to one Python list per column is a cheap way to record a million rows from a simulation (the module
+is compiled, see ``setup.py``); the conversion to Arrow happens once, a column at a time. Unset times are
+``None`` (null in Parquet), never 0. The schemas below are the contract documented in ``docs/METRICS.md``.
 """
 
 from __future__ import annotations
@@ -79,28 +79,45 @@ REPLICAS_SCHEMA = pa.schema(
 )
 
 
+CHUNK_ROWS = 65_536
+"""Rows buffered as Python objects before they move into an Arrow record batch (~8 bytes a value instead of
+~32: a run of a million calls keeps its rows in a few hundred MB, not gigabytes)."""
+
+
 class Rows:
-    """Rows as tuples in the order of ``schema``'s columns: one list append per row on the hot path,
-    transposed into columns once."""
+    """Rows buffered column by column (one Python list per column of ``schema``), moved into Arrow record
+    batches every :data:`CHUNK_ROWS` rows, so the conversion is one ``pa.array`` per column and chunk with no
+    transposition."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
-        self.rows: list[tuple[Any, ...]] = []
-        self.append = self.rows.append
+        self.columns: list[list[Any]] = [[] for _ in schema.names]
+        self.batches: list[pa.RecordBatch] = []
+        self.rows = 0
+
+    def append(self, row: tuple[Any, ...]) -> None:
+        """Add one row, its values in the order of ``schema``'s columns."""
+        for col, value in zip(self.columns, row, strict=True):
+            col.append(value)
+        self.rows += 1
+        if len(self.columns[0]) >= CHUNK_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        arrays = [pa.array(col, type=field.type) for col, field in zip(self.columns, self.schema, strict=True)]
+        self.batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        self.columns = [[] for _ in self.schema.names]
 
     def table(self) -> pa.Table:
-        """The buffered rows as an Arrow table of ``schema``."""
-        names = self.schema.names
-        if not self.rows:
+        """The buffered rows as an Arrow table of ``schema`` (one contiguous chunk per column)."""
+        if self.columns[0]:
+            self._flush()
+        if not self.batches:
             return self.schema.empty_table()
-        cols = list(zip(*self.rows, strict=True))
-        return pa.Table.from_arrays(
-            [pa.array(c, type=self.schema.field(n).type) for n, c in zip(names, cols, strict=True)],
-            schema=self.schema,
-        )
+        return pa.Table.from_batches(self.batches, schema=self.schema).combine_chunks()
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.rows
 
 
 class Recorder:

@@ -23,16 +23,18 @@ import pyarrow as pa
 import simpy
 
 from agentsim import __version__, spec
-from agentsim.agents import Agents, Stream, TaskRun
+from agentsim.agents import Agents, Stream
+from agentsim.build import compiled_modules
 from agentsim.catalog import Catalog, load_catalog, scenario_catalog
 from agentsim.check import plan_pools
+from agentsim.clock import discard_pending
+from agentsim.clock import run as run_clock
 from agentsim.costs import TOOLS_POOL, PoolRates, attach_call_costs, attach_task_costs, pool_rates, tool_rates
 from agentsim.errors import ScenarioError
 from agentsim.metrics import summarize
 from agentsim.records import Recorder
 from agentsim.rng import Streams
 from agentsim.serving.autoscale import Autoscaler
-from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.replica import CallTooLarge
 from agentsim.serving.tools import ToolPool
@@ -93,6 +95,20 @@ def run(
     progress: ProgressFn | None = None,
 ) -> RunResult:
     """Simulate ``scenario`` and return its tables and summary. Deterministic for a given ``scenario.seed``."""
+    # A run allocates millions of small objects that live until its tables are built; the cyclic collector
+    # would rescan them over and over (10-20% of a run, with full collections during the table conversion).
+    # Nothing on the hot path makes reference cycles it needs collected (a finished task drops its calls), so
+    # the collector is off for the run and the previous setting restored after.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(scenario, catalog, progress)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn | None) -> RunResult:
     wall0 = time.perf_counter()
     catalog = catalog if catalog is not None else load_catalog()
     catalog = scenario_catalog(scenario, catalog)  # issue 4: user catalog files listed in `scenario.catalog`
@@ -106,15 +122,8 @@ def run(
     rec = Recorder(labels)
     env = simpy.Environment()
 
-    def call_done(call: Call) -> None:
-        rec.call(call)
-
-    def task_done(task: TaskRun) -> None:
-        rec.task(task)
-        task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
-
     tools = ToolPool(env, tools_spec.workers, tools_spec.speedup) if tools_spec is not None else None
-    agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, call_done, task_done, tools)
+    agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, rec.call, rec.task, tools)
     cluster = Cluster(env, plans, scenario.cluster, agents.on_first_token, agents.on_done)
     agents.start(cluster)
     scalers = [Autoscaler(env, cluster, p.name, p.autoscale) for p in scenario.cluster.pools if p.autoscale is not None]
@@ -150,12 +159,8 @@ def run(
                 progress(env.now, scenario.horizon_s)
 
     env.process(sampler())
-    # A run allocates millions of small, mostly acyclic objects; the cyclic collector's default thresholds
-    # make it rescan them constantly (~20% of the run). Collect less often, and restore the setting after.
-    thresholds = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 100)
     try:
-        env.run(until=scenario.horizon_s)
+        run_clock(env, scenario.horizon_s)
     except CallTooLarge as e:
         raise ScenarioError(
             [
@@ -167,8 +172,6 @@ def run(
             ],
             scenario.name,
         ) from None
-    finally:
-        gc.set_threshold(*thresholds)
 
     now = scenario.horizon_s
     for r in cluster.replicas:
@@ -179,9 +182,19 @@ def run(
             if c is not None and c.done_s is None:
                 rec.call(c)
         rec.task(task)
+        task.calls = []  # break the task <-> call cycle (see below)
     if progress is not None:
         progress(now, now)
 
+    # The engine's objects form reference cycles (environment <-> pending callbacks <-> replicas, agents) that
+    # only the cyclic collector, off during the run, would free, after scanning millions of live objects
+    # (seconds). Empty the containers instead: tasks, calls and cached nodes go now, by reference counting.
+    discard_pending(env)
+    for r in cluster.replicas:
+        r.release()
+    agents.active.clear()
+    if tools is not None:
+        tools.queue.clear()
     calls = attach_call_costs(rec.calls.table(), rates)
     tasks = attach_task_costs(rec.tasks.table(), calls, tools_rate)
     replicas = rec.replicas.table()
@@ -197,6 +210,7 @@ def run(
     manifest = {
         "agentsim_version": __version__,
         "source_sha256": source_digest(),
+        "compiled_modules": list(compiled_modules()),  # mypyc-compiled hot path (setup.py); [] = pure Python
         "seed": scenario.seed,
         "scenario": scenario.model_dump(mode="json"),
         "wall_s": wall,

@@ -142,6 +142,11 @@ class KvCache:
             parent.children += 1
         return n
 
+    def clear(self) -> None:
+        """Forget every cached node (the end of a run: frees them by reference counting, at once)."""
+        self.nodes.clear()
+        self._heap.clear()
+
     def check(self) -> None:
         """Assert the accounting invariants (used by tests)."""
         assert self.private >= 0, self.private

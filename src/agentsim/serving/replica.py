@@ -533,7 +533,7 @@ class Replica:
         self.state = SEGMENT
         self.seg_k = k
         c0 = self.q + d * self.step
-        self.seg_c0 = c0
+        self.seg_c0 = float(c0)
         self._seg_cum = None
         if self.perf.closed_form_total:
             self._timer(self.perf.decode_total(d, c0, k))
@@ -580,6 +580,15 @@ class Replica:
         """Seconds this replica has been provisioned (paid for) by ``now``."""
         end = now if self.removed_s is None else min(now, self.removed_s)
         return max(end - self.created_s, 0.0)
+
+    def release(self) -> None:
+        """After the run: drop every call and cached node this replica holds, so they are freed at once by
+        reference counting rather than left to the cyclic garbage collector."""
+        self.waiting.clear()
+        self.running.clear()
+        self.prefilling.clear()
+        self.heap.clear()
+        self.kv.clear()
 
     def finalize(self, now: float) -> None:
         """End of the horizon: charge the elapsed part of the current step or segment to the calls in it, so

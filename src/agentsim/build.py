@@ -1,0 +1,55 @@
+"""Which of agentsim's modules run compiled (mypyc, see ``setup.py``), and whether a compiled one is stale.
+
+The hot modules are compiled to C extensions from the same typed source at install time. An extension sits
+beside its ``.py`` file and takes precedence on import, so in an editable install an edited module keeps
+running its old compiled code until ``pip install -e .`` is run again: :func:`warn_if_stale` says so at import.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.machinery
+import warnings
+from pathlib import Path
+
+_ROOT = Path(__file__).parent
+
+
+@functools.cache
+def compiled_modules() -> tuple[str, ...]:
+    """Dotted names of the agentsim modules that have a compiled extension beside their source."""
+    names: set[str] = set()
+    for path in _ROOT.rglob("*.*"):
+        rel = path.relative_to(_ROOT.parent).as_posix()
+        # EXTENSION_SUFFIXES lists the most specific first (".cpython-311-x86_64-linux-gnu.so", ..., ".so").
+        suffix = next((s for s in importlib.machinery.EXTENSION_SUFFIXES if rel.endswith(s)), None)
+        if suffix is not None:
+            names.add(rel[: -len(suffix)].replace("/", "."))
+    return tuple(sorted(names))
+
+
+def stale_modules() -> list[str]:
+    """Compiled modules whose ``.py`` source is newer than their extension (edited since the last build)."""
+    stale = []
+    # mypyc puts the compiled code of all modules in one shared library beside the package ("<hash>__mypyc");
+    # the per-module extensions are shims that a rebuild may leave untouched.
+    shared = [p.stat().st_mtime for p in _ROOT.parent.glob("*__mypyc*")]
+    for name in compiled_modules():
+        base = _ROOT.parent / name.replace(".", "/")
+        py = base.with_suffix(".py")
+        sos = [base.with_name(base.name + s) for s in importlib.machinery.EXTENSION_SUFFIXES]
+        built = [so.stat().st_mtime for so in sos if so.exists()] + shared
+        if py.exists() and built and py.stat().st_mtime > max(built):
+            stale.append(name)
+    return stale
+
+
+def warn_if_stale() -> None:
+    """Warn when an edited module still runs its previously compiled code."""
+    stale = stale_modules()
+    if stale:
+        warnings.warn(
+            f"agentsim: compiled module(s) older than their source: {', '.join(stale)}; the old compiled code "
+            "runs. Rebuild with `pip install -e .` (or AGENTSIM_PURE_PYTHON=1 pip install -e . to run the source).",
+            stacklevel=2,
+        )
