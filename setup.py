@@ -14,10 +14,15 @@ times faster, and they stay ordinary, ``mypy --strict``-clean Python that runs u
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
+from pathlib import Path
 
 from setuptools import setup
+
+STAMP = "src/agentsim/_compiled.json"  # {module: sha256 of the source it was compiled from}
 
 # The hot path of a run, leaves first. A compiled class cannot be subclassed by interpreted code, so only
 # modules whose classes nobody extends are listed (perf models are user-extensible and stay interpreted).
@@ -62,7 +67,20 @@ def ext_modules() -> list[object]:
         return []
     for ext in exts:
         ext.optional = True  # no C compiler: setuptools skips the extension and the .py module is used
+    write_stamp()
     return exts
+
+
+def write_stamp() -> None:
+    """Record the SHA-256 of each compiled source, so that agentsim can tell at import when an edited module
+    still runs its previously compiled code (``agentsim.build``)."""
+    stamp = {
+        path.removeprefix("src/").removesuffix(".py").replace("/", "."): hashlib.sha256(
+            Path(path).read_bytes()
+        ).hexdigest()
+        for path in COMPILED
+    }
+    Path(STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
 
 
 setup(ext_modules=ext_modules())

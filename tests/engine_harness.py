@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import simpy
 
+from agentsim.clock import run as run_clock
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import Call
 from agentsim.serving.replica import Replica
@@ -48,5 +49,5 @@ def run_engine(
             ev.callbacks.append(lambda _e, c=c: rep.submit_ready(c))
         else:
             ev.callbacks.append(lambda _e, c=c: rep.submit(c))
-    env.run(until=until)
+    run_clock(env, until)  # the engine schedules on agentsim.clock, which simpy's env.run does not drain
     return calls, rep

@@ -1,11 +1,12 @@
-"""The compiled clock loop against simpy's own ``Environment.run``, the row buffers across Arrow chunks, and the
-compiled-module bookkeeping (``agentsim.build``)."""
+"""The compiled clock (its event queue against heapq, its loop against simpy's order), the row buffers across
+Arrow chunks, and the compiled-module bookkeeping (``agentsim.build``)."""
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import io
-import os
-import time
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from simpy.events import NORMAL, URGENT
 
-import agentsim.sim as sim_module
 from agentsim import build, clock
 from agentsim.records import CHUNK_ROWS, Rows
 from agentsim.sim import RunResult, run
@@ -27,28 +30,65 @@ def parquet_bytes(t: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def agentic_run() -> RunResult:
-    """Closed-loop chat agents on two replicas with prefix caching: every kind of engine event."""
-    return run(scenario(
-        profile="support-agent", perf={"kind": "linear", "alpha_s": 0.004, "beta_s_per_prefill_token": 2e-6,
-                                        "gamma_s_per_context_token": 1e-8},
-        arrivals={"kind": "closed", "agents": 12, "think_s": const(0.5)},
-        horizon_s=120.0, replicas=2, sample_interval_s=10.0,
-        engine={"max_num_seqs": 8, "kv_capacity_tokens": 120_000},
-    ))
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.25]) | st.floats(0, 10), st.booleans()),
+                max_size=200))
+def test_event_queue_pops_in_heapq_order(ops: list[tuple[float, bool]]) -> None:
+    """Random pushes and pops (many equal times): the same order as heapq on ``(time, id)`` tuples."""
+    q = clock.EventQueue()
+    ref: list[tuple[float, int, clock.Wakeup]] = []
+    for eid, (t, pop) in enumerate(ops):
+        ev = clock.Wakeup(t, eid, print, (eid,))
+        q.push(ev)
+        heapq.heappush(ref, (t, eid, ev))
+        if pop:
+            assert q.heap[0] is ref[0][2]
+            assert q.pop() is heapq.heappop(ref)[2]
+    while ref:
+        assert q.pop() is heapq.heappop(ref)[2]
+    assert len(q) == 0
 
 
-def test_compiled_loop_gives_simpy_run_results_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
-    ours = agentic_run()
+def test_bare_events_and_simpy_events_interleave_in_simpy_order() -> None:
+    """Equal-time events run in the order they were scheduled, whichever queue holds them; an URGENT simpy
+    event at the same time goes first, as on simpy's single queue."""
+    env = simpy.Environment()
+    seen: list[str] = []
+    clock.later(env, 1.0, seen.append, "w1")
+    env.timeout(1.0).callbacks.append(lambda _e: seen.append("t1"))
+    clock.later(env, 1.0, seen.append, "w2")
+    env.timeout(1.0).callbacks.append(lambda _e: seen.append("t2"))
+    urgent = env.event()
+    urgent.callbacks.append(lambda _e: seen.append("urgent"))
+    normal = env.event()
+    normal.callbacks.append(lambda _e: seen.append("normal"))
 
-    def simpy_run(env: Any, until: float) -> None:
-        env.run(until=until)
+    def trigger() -> None:
+        urgent._ok, normal._ok = True, True
+        env.schedule(normal, NORMAL)  # after w0.5, scheduled earlier at the same time
+        env.schedule(urgent, URGENT)  # before it: priority first, as on simpy's own queue
 
-    monkeypatch.setattr(sim_module, "run_clock", simpy_run)
-    theirs = agentic_run()
-    assert ours.calls.num_rows > 500
-    for a, b in [(ours.calls, theirs.calls), (ours.tasks, theirs.tasks), (ours.replicas, theirs.replicas)]:
-        assert parquet_bytes(a) == parquet_bytes(b)
+    clock.later(env, 0.5, trigger)
+    clock.later(env, 0.5, seen.append, "w0.5")
+    clock.run(env, 5.0)
+    assert seen == ["urgent", "w0.5", "normal", "w1", "t1", "w2", "t2"]
+
+
+def test_a_whole_run_is_reproducible_through_the_two_queues() -> None:
+    def once() -> RunResult:
+        return run(scenario(
+            profile="support-agent",
+            perf={"kind": "linear", "alpha_s": 0.004, "beta_s_per_prefill_token": 2e-6,
+                  "gamma_s_per_context_token": 1e-8},
+            arrivals={"kind": "closed", "agents": 12, "think_s": const(0.5)},
+            horizon_s=120.0, replicas=2, sample_interval_s=10.0,
+            engine={"max_num_seqs": 8, "kv_capacity_tokens": 120_000},
+        ))
+
+    a, b = once(), once()
+    assert a.calls.num_rows > 500
+    for x, y in [(a.calls, b.calls), (a.tasks, b.tasks), (a.replicas, b.replicas)]:
+        assert parquet_bytes(x) == parquet_bytes(y)
 
 
 def test_run_stops_like_simpy_before_normal_events_at_the_horizon() -> None:
@@ -71,6 +111,9 @@ def test_run_stops_like_simpy_before_normal_events_at_the_horizon() -> None:
     assert seen[-1] == ("at horizon", 2.0)
     with pytest.raises(ValueError, match="greater than the current"):
         clock.run(env, 3.0)
+    clock.later(env, 1.0, seen.append, ("last", 4.0))
+    clock.run(env)  # no horizon: until nothing is left
+    assert seen[-1] == ("last", 4.0) and env.now == 4.0
 
 
 def test_run_raises_a_failed_event_like_simpy() -> None:
@@ -97,7 +140,7 @@ def test_discard_pending_empties_the_queue() -> None:
     clock.later(env, 1.0, lambda: None)
     env.timeout(2.0)
     clock.discard_pending(env)
-    assert env.peek() == float("inf")
+    assert env.peek() == float("inf") and len(clock.events_of(env)) == 0
 
 
 def test_rows_survive_chunking_with_nulls_and_order() -> None:
@@ -127,27 +170,28 @@ def test_manifest_says_which_modules_ran_compiled() -> None:
         assert name.startswith("agentsim.")
 
 
-def test_stale_compiled_modules_are_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stale_compiled_modules_are_detected_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = tmp_path / "agentsim"
     (pkg / "serving").mkdir(parents=True)
     suffix = build.importlib.machinery.EXTENSION_SUFFIXES[0]
-    old = time.time() - 100
+    stamp = {}
     for name in ["clock", "serving/replica"]:
-        (pkg / f"{name}.py").write_text("")
-        so = pkg / f"{name}{suffix}"
-        so.write_bytes(b"")
-        os.utime(so, (old, old))
-    (pkg / "serving/replica.py").touch()  # edited after the build
-    os.utime(pkg / "clock.py", (old - 10, old - 10))
+        (pkg / f"{name}.py").write_text(f"# {name} as compiled\n")
+        (pkg / f"{name}{suffix}").write_bytes(b"")
+        stamp["agentsim." + name.replace("/", ".")] = hashlib.sha256((pkg / f"{name}.py").read_bytes()).hexdigest()
+    (pkg / "_compiled.json").write_text(json.dumps(stamp))
     monkeypatch.setattr(build, "_ROOT", pkg)
     build.compiled_modules.cache_clear()
     try:
         assert build.compiled_modules() == ("agentsim.clock", "agentsim.serving.replica")
+        assert build.stale_modules() == []
+        (pkg / "clock.py").touch()  # a newer file time with the same content is not an edit
+        assert build.stale_modules() == []
+        (pkg / "serving/replica.py").write_text("# edited after the build\n")
         assert build.stale_modules() == ["agentsim.serving.replica"]
         with pytest.warns(UserWarning, match=r"agentsim\.serving\.replica.*pip install -e"):
             build.warn_if_stale()
-        # A rebuild rewrites the shared library even when it leaves the shims untouched.
-        (tmp_path / "abc__mypyc.so").write_bytes(b"")
-        assert build.stale_modules() == []
+        (pkg / "_compiled.json").unlink()  # compiled from an unknown source: say so
+        assert build.stale_modules() == ["agentsim.clock", "agentsim.serving.replica"]
     finally:
         build.compiled_modules.cache_clear()

@@ -2,17 +2,21 @@
 
 The hot modules are compiled to C extensions from the same typed source at install time. An extension sits
 beside its ``.py`` file and takes precedence on import, so in an editable install an edited module keeps
-running its old compiled code until ``pip install -e .`` is run again: :func:`warn_if_stale` says so at import.
+running its old compiled code until ``pip install -e .`` is run again: :func:`warn_if_stale` says so at import
+(by content, not file times, so a ``git checkout`` that rewrites identical files does not trigger it).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.machinery
+import json
 import warnings
 from pathlib import Path
 
 _ROOT = Path(__file__).parent
+STAMP = "_compiled.json"
 
 
 @functools.cache
@@ -29,17 +33,19 @@ def compiled_modules() -> tuple[str, ...]:
 
 
 def stale_modules() -> list[str]:
-    """Compiled modules whose ``.py`` source is newer than their extension (edited since the last build)."""
+    """Compiled modules whose ``.py`` source differs from the one they were compiled from (edited since the
+    last build). ``setup.py`` records the SHA-256 of each compiled source in ``_compiled.json``."""
+    compiled = compiled_modules()
+    if not compiled:
+        return []
+    try:
+        stamp: dict[str, str] = json.loads((_ROOT / STAMP).read_text())
+    except (OSError, ValueError):
+        return list(compiled)  # compiled, but from which source is unknown
     stale = []
-    # mypyc puts the compiled code of all modules in one shared library beside the package ("<hash>__mypyc");
-    # the per-module extensions are shims that a rebuild may leave untouched.
-    shared = [p.stat().st_mtime for p in _ROOT.parent.glob("*__mypyc*")]
-    for name in compiled_modules():
-        base = _ROOT.parent / name.replace(".", "/")
-        py = base.with_suffix(".py")
-        sos = [base.with_name(base.name + s) for s in importlib.machinery.EXTENSION_SUFFIXES]
-        built = [so.stat().st_mtime for so in sos if so.exists()] + shared
-        if py.exists() and built and py.stat().st_mtime > max(built):
+    for name in compiled:
+        py = _ROOT.parent / (name.replace(".", "/") + ".py")
+        if py.exists() and stamp.get(name) != hashlib.sha256(py.read_bytes()).hexdigest():
             stale.append(name)
     return stale
 

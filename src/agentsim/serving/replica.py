@@ -113,6 +113,7 @@ class Replica:
         self.t0 = 0.0  # start of the current step or segment
         self.seg_k = 0
         self.seg_c0 = 0.0  # batch context at the segment's first step
+        self.seg_total = 0.0  # its duration, when the perf model has a closed form for it
         self._seg_cum: np.ndarray | list[float] | None = None  # step end times, built only when needed
         self.cur_p = 0  # prefill tokens of the current step
         self.cur_d = 0  # decode seqs of the current step
@@ -193,12 +194,46 @@ class Replica:
 
     def _cut(self, now: float) -> None:
         """Shorten the running segment so it ends at the first step boundary at or after ``now``."""
+        elapsed = now - self.t0
+        if self._seg_cum is None and self.perf.closed_form_total:
+            m = self._steps_within(elapsed)
+            if m >= self.seg_k - 1:
+                return
+            self.seg_k = m + 1
+            self._timer(self.t0 + self.perf.decode_total(self.decoding, self.seg_c0, m + 1) - now)
+            return
         cum = self.seg_cum()
-        m = bisect_right(cum, now - self.t0)  # whole steps finished by now
+        m = bisect_right(cum, elapsed)  # whole steps finished by now
         if m >= self.seg_k - 1:
             return  # the segment ends at the next boundary anyway
         self.seg_k = m + 1
         self._timer(self.t0 + float(cum[m]) - now)
+
+    def _steps_within(self, elapsed: float) -> int:
+        """Whole steps of the running segment finished ``elapsed`` seconds after its start, from the closed-form
+        segment duration, without building the segment's step-time array.
+
+        The answer ``m`` is the one with ``total(m) <= elapsed < total(m + 1)`` (``total(j)``: duration of the
+        first ``j`` steps), i.e. what ``bisect_right`` on the cumulative array gives. Start from the average
+        step time and correct with the local step time (Newton on the cumulative time; step times change
+        slowly within a segment, so one or two corrections suffice); bisect the array if that ever fails.
+        """
+        d, c0, k = self.decoding, self.seg_c0, self.seg_k
+        perf = self.perf
+        m = min(int(elapsed / self.seg_total * k), k) if self.seg_total > 0.0 else 0
+        for _ in range(8):
+            done = perf.decode_total(d, c0, m) if m > 0 else 0.0
+            if done > elapsed:  # fewer than m steps are done
+                back = int((done - elapsed) / perf.step_time(0, d, c0 + d * (m - 1)))
+                m = max(m - 1 - back, 0)
+                continue
+            if m >= k:
+                return k
+            end = perf.decode_total(d, c0, m + 1)
+            if elapsed < end:
+                return m
+            m = min(m + 1 + int((elapsed - end) / perf.step_time(0, d, c0 + d * m)), k)
+        return bisect_right(self.seg_cum(), elapsed)
 
     def seg_cum(self) -> np.ndarray | list[float]:
         """End times (from the segment start) of the running segment's steps, computed on first use: only a
@@ -536,7 +571,8 @@ class Replica:
         self.seg_c0 = float(c0)
         self._seg_cum = None
         if self.perf.closed_form_total:
-            self._timer(self.perf.decode_total(d, c0, k))
+            self.seg_total = self.perf.decode_total(d, c0, k)
+            self._timer(self.seg_total)
         else:
             cum = self.seg_cum()
             self._timer(float(cum[k - 1]))
