@@ -44,6 +44,8 @@ class Call:
         "kv_ready",
         "kv_transfer_s",
         "load",
+        "memo_from",
+        "memo_kv",
         "mixed_share_s",
         "nodes",
         "output",
@@ -119,6 +121,10 @@ class Call:
         self.prefill_busy_s = 0.0  # busy share on the prefill replica (priced at its pool's rate)
         self.prefill_mixed_s = 0.0  # ... of which in prompt-computing steps
         self.kv_transfer_s: float | None = None
+        # Prefix lookup memo (Replica._find): on cache ``memo_kv``, every ancestor between this call and
+        # ``memo_from`` is finished and uncached, so can never be cached there again; lookups resume there.
+        self.memo_kv: object = None
+        self.memo_from: Call | None = None
 
 
 

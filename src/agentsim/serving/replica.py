@@ -442,12 +442,27 @@ class Replica:
         n = nodes.get(c.id)
         if n is not None:
             return n
-        p = c.parent
+        # Walk up the chain of prompts this one extends, to the deepest cached one. Under KV pressure whole
+        # chains get evicted, and a waiting call is looked up at every step: remember where the walk got to.
+        # An ancestor that is finished and not cached here can never be cached here again (a call's node is
+        # made only while it runs), so the next lookup on this cache -- this call's, or a later call's whose
+        # walk passes through this one -- resumes past it (path compression, as in union-find).
+        p = c.memo_from if c.memo_kv is kv else c.parent
+        resume = p
+        settled = True  # every ancestor skipped so far is finished (and uncached)
         while p is not None:
             n = nodes.get(p.id)
             if n is not None:
-                return n
-            p = p.parent
+                break
+            if p.done_s is None:
+                settled = False
+            p = p.memo_from if p.memo_kv is kv else p.parent
+            if settled:
+                resume = p
+        c.memo_kv = kv
+        c.memo_from = resume
+        if n is not None:
+            return n
         if c.root_key is not None:
             return nodes.get(c.root_key)
         return None
