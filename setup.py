@@ -24,9 +24,12 @@ from setuptools import setup
 
 STAMP = "src/agentsim/_compiled.json"  # {module: sha256 of the source it was compiled from}
 
-# The hot path of a run, leaves first. A compiled class cannot be subclassed by interpreted code, so only
-# modules whose classes nobody extends are listed (perf models are user-extensible and stay interpreted).
+# The hot path of a run, leaves first. A compiled class cannot be subclassed by interpreted code unless it
+# says so: PerfModel does (mypyc_attr), so users' and the table/curve perf models extend it from Python.
 COMPILED = [
+    "src/agentsim/perf/base.py",
+    "src/agentsim/perf/linear.py",
+    "src/agentsim/perf/roofline.py",
     "src/agentsim/workload/distributions.py",
     "src/agentsim/workload/taskgraph.py",
     "src/agentsim/workload/arrivals.py",

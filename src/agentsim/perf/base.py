@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
+from mypy_extensions import mypyc_attr
 
 __all__ = ["FloatArray", "FunctionPerf", "PerfModel", "as_step_arrays", "check_segment_args"]
 
@@ -59,6 +60,7 @@ def check_segment_args(decode_seqs: int, context0: float, steps: int) -> None:
         raise ValueError(f"context0 must be >= 0, got {context0}")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled (setup.py), yet extensible from Python code
 class PerfModel(ABC):
     """Step duration as a function of the step's shape ``(prefill_tokens, decode_seqs, context_tokens)``.
 

@@ -164,7 +164,7 @@ class RooflinePerfModel(PerfModel):
         self.hardware = hardware
         self.model = model
         self.deployment = deployment
-        self.spec = spec_ if spec_ is not None else spec.RooflinePerf()
+        self.spec = spec_ if spec_ is not None else spec.RooflinePerf.model_validate({})  # all defaults
         tp = deployment.tp
         wbytes = bytes_per_param(deployment.precision)
         mbu, mfu = self.spec.mbu, self.spec.mfu
