@@ -21,7 +21,7 @@ import heapq
 from dataclasses import dataclass, field
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Node:
     """One cached prefix: ``length`` tokens in total, ``own`` of them stored here (the rest in ancestors)."""
 
@@ -29,10 +29,31 @@ class Node:
     parent: Node | None
     length: int
     own: int
-    refs: int = 0
-    children: int = 0
-    last_use: float = 0.0
-    stamp: int = 0
+    refs: int
+    children: int
+    last_use: float
+    stamp: int
+
+    # Written out: a generated dataclass __init__ would run as interpreted code in this compiled module.
+    def __init__(
+        self,
+        key: int,
+        parent: Node | None,
+        length: int,
+        own: int,
+        refs: int = 0,
+        children: int = 0,
+        last_use: float = 0.0,
+        stamp: int = 0,
+    ) -> None:
+        self.key = key
+        self.parent = parent
+        self.length = length
+        self.own = own
+        self.refs = refs
+        self.children = children
+        self.last_use = last_use
+        self.stamp = stamp
 
 
 @dataclass(slots=True)
