@@ -36,6 +36,10 @@ class Stream:
     max_tasks: int | None
 
 
+_NO_DEPS: list[int] = [0]  # pending counters of a one-call task (read-only: nothing depends on anything)
+_NO_CHILDREN: list[list[int]] = [[]]
+
+
 class TaskRun:
     """A task in flight: its template, its calls so far and its dependency counters."""
 
@@ -68,9 +72,9 @@ class TaskRun:
         n = len(template.calls)
         self.calls: list[Call | None] = [None] * n
         self.remaining = n
-        if n == 1:  # single-call tasks (serving benchmarks) skip the DAG bookkeeping
-            self.pending = [0]
-            self.children: list[list[int]] = [[]]
+        if n == 1:  # single-call tasks (serving benchmarks) skip the DAG bookkeeping: shared, never mutated
+            self.pending = _NO_DEPS
+            self.children: list[list[int]] = _NO_CHILDREN
             return
         self.pending = [len(c.deps) for c in template.calls]
         self.children = [[] for _ in range(n)]
