@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentsim.clock import later
+from agentsim.clock import now as clock_now
 from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
@@ -126,7 +127,7 @@ class Agents:
         t = next(s.arrivals, None)
         if t is None or t >= self.horizon_s:
             return
-        self._at(t - self.env.now, self._arrive, s)
+        self._at(t - clock_now(self.env), self._arrive, s)
 
     def _arrive(self, s: Stream) -> None:
         self._start_task(s, None)
@@ -139,7 +140,7 @@ class Agents:
         self._started[s.index] += 1
         tid = self._next_task
         self._next_task += 1
-        task = TaskRun(tid, s, s.next_task(), self.env.now, agent)
+        task = TaskRun(tid, s, s.next_task(), clock_now(self.env), agent)
         self.active[tid] = task
         for i, c in enumerate(task.template.calls):
             if not c.deps:
@@ -158,7 +159,7 @@ class Agents:
             self._next_call,
             tc.prompt_tokens,
             tc.output_tokens,
-            self.env.now,
+            clock_now(self.env),
             owner=task,
             index=i,
             workload=task.stream.index,

@@ -109,6 +109,12 @@ def events_of(env: Any) -> EventQueue:
     return q
 
 
+def now(env: Any) -> float:
+    """``env.now`` without the property call (simpy keeps the time in ``_now``): read on every event."""
+    t: float = env._now
+    return t
+
+
 def later(env: Any, delay: float, fn: Callable[..., None], *args: Any) -> Wakeup:
     """Schedule ``fn(*args)`` at ``env.now + delay`` (``delay >= 0``)."""
     if delay < 0:
@@ -152,8 +158,8 @@ def run(env: Any, until: float | None = None) -> None:
         elif not theirs:
             return  # nothing left (with a horizon this cannot happen: the stop event is still queued)
         # A simpy event: the body of Environment.step.
-        now, _, _, event = heappop(theirs)
-        env._now = now
+        t_event, _, _, event = heappop(theirs)
+        env._now = t_event
         if event is stop:
             return
         callbacks = event.callbacks

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from agentsim.clock import later
+from agentsim.clock import now as clock_now
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call
 from agentsim.serving.kvcache import KvCache, Node
@@ -170,7 +171,7 @@ class Replica:
             self.state = STARTING
             self._timer(0.0)
         elif self.state == SEGMENT and len(self.waiting) == 1:
-            self._cut(self.env.now)
+            self._cut(clock_now(self.env))
 
     def longest_prefix(self, call: Call) -> int:
         """Tokens of ``call``'s prompt this replica holds in its prefix cache (for routing)."""
@@ -185,7 +186,7 @@ class Replica:
     def _fire(self, gen: int) -> None:
         if gen != self.gen:
             return  # cancelled
-        now = self.env.now
+        now = clock_now(self.env)
         if self.state == STEP:
             self._end_step(now)
         elif self.state == SEGMENT:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentsim.clock import later
+from agentsim.clock import now as clock_now
 
 
 class ToolPool:
@@ -32,14 +33,14 @@ class ToolPool:
         """Run a tool call of ``duration`` seconds (before speedup) for ``owner`` (a task, which accumulates
         ``tool_busy_s`` and ``tool_wait_s``), then call ``then(*args)``."""
         if self.busy < self.workers:
-            self._start(duration, self.env.now, owner, then, args)
+            self._start(duration, clock_now(self.env), owner, then, args)
         else:
-            self.queue.append((duration, self.env.now, owner, then, args))
+            self.queue.append((duration, clock_now(self.env), owner, then, args))
 
     def _start(
         self, duration: float, asked: float, owner: Any, then: Callable[..., None], args: tuple[Any, ...]
     ) -> None:
-        now = self.env.now
+        now = clock_now(self.env)
         self.busy += 1
         service = duration / self.speedup
         owner.tool_wait_s += now - asked

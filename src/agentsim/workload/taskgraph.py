@@ -56,14 +56,26 @@ class CallTemplate:
         self.gap_is_tool = gap_is_tool
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True, init=False)
 class TaskTemplate:
-    """One agent task: its calls in topological order (every dep index is smaller than the call's)."""
+    """One agent task: its calls in topological order (every dep index is smaller than the call's).
+
+    Treated as immutable (replay shares one template between tasks; change one with ``dataclasses.replace``).
+    Not ``frozen``: a frozen dataclass's generated ``__init__`` is interpreted and sets each field through
+    ``object.__setattr__``, which cost ~13% of a one-call-per-task run in this compiled module (setup.py)."""
 
     workload: str
     calls: tuple[CallTemplate, ...]
-    shared_prefix_tokens: int = 0
-    block_tokens: int = 0  # tokens per hash block when calls carry ``hash_ids`` (Mooncake: 512)
+    shared_prefix_tokens: int
+    block_tokens: int  # tokens per hash block when calls carry ``hash_ids`` (Mooncake: 512)
+
+    def __init__(
+        self, workload: str, calls: tuple[CallTemplate, ...], shared_prefix_tokens: int = 0, block_tokens: int = 0
+    ) -> None:
+        self.workload = workload
+        self.calls = calls
+        self.shared_prefix_tokens = shared_prefix_tokens
+        self.block_tokens = block_tokens
 
     def validate(self) -> None:
         """Raise ValueError if the DAG or the prefix links are malformed."""
