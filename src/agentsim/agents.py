@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agentsim.clock import later
 from agentsim.clock import now as clock_now
+from agentsim.clock import schedule
 from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
@@ -117,17 +117,14 @@ class Agents:
                 self._schedule_arrival(s)
             else:
                 for agent, t in enumerate(s.agent_starts):
-                    self._at(t, self._start_task, s, agent)
-
-    def _at(self, delay: float, fn: Callable[..., None], *args: Any) -> None:
-        later(self.env, delay, fn, *args)
+                    schedule(self.env, t, self._start_task, (s, agent))
 
     def _schedule_arrival(self, s: Stream) -> None:
         assert s.arrivals is not None
         t = next(s.arrivals, None)
         if t is None or t >= self.horizon_s:
             return
-        self._at(t - clock_now(self.env), self._arrive, s)
+        schedule(self.env, t - clock_now(self.env), self._arrive, (s,))
 
     def _arrive(self, s: Stream) -> None:
         self._start_task(s, None)
@@ -145,7 +142,7 @@ class Agents:
         for i, c in enumerate(task.template.calls):
             if not c.deps:
                 if c.gap_s > 0:
-                    self._at(c.gap_s, self._send, task, i)
+                    schedule(self.env, c.gap_s, self._send, (task, i))
                 else:
                     # Task starts run from the clock already (an arrival or an agent's wake-up), and sending
                     # only queues the call at a replica, so no ordering is lost by sending now.
@@ -189,7 +186,7 @@ class Agents:
                 if tc.gap_is_tool and self.tools is not None and tc.gap_s > 0:
                     self.tools.run(tc.gap_s, task, self._send, task, j)
                 else:
-                    self._at(tc.gap_s, self._send, task, j)
+                    schedule(self.env, tc.gap_s, self._send, (task, j))
         task.remaining -= 1
         if task.remaining == 0:
             task.done_s = now
@@ -197,4 +194,4 @@ class Agents:
             self._on_task_done(task)
             task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
             if task.agent is not None:
-                self._at(task.stream.think(), self._start_task, task.stream, task.agent)
+                schedule(self.env, task.stream.think(), self._start_task, (task.stream, task.agent))

@@ -117,6 +117,12 @@ def now(env: Any) -> float:
 
 def later(env: Any, delay: float, fn: Callable[..., None], *args: Any) -> Wakeup:
     """Schedule ``fn(*args)`` at ``env.now + delay`` (``delay >= 0``)."""
+    return schedule(env, delay, fn, args)
+
+
+def schedule(env: Any, delay: float, fn: Callable[..., None], args: tuple[Any, ...]) -> Wakeup:
+    """:func:`later` with the arguments as a tuple: the hot callers use this form, because a ``*args`` call
+    cannot be compiled into a direct call and goes through Python's generic calling convention."""
     if delay < 0:
         raise ValueError(f"negative delay {delay}")
     ev = Wakeup(env._now + delay, next(env._eid), fn, args)

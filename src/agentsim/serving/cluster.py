@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentsim import spec
-from agentsim.clock import later
+from agentsim.clock import schedule
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import Call
 from agentsim.serving.replica import Replica
@@ -109,7 +109,7 @@ class Cluster:
         self.link_free_at[src.index] = start + link
         call.prefill_replica = src
         call.kv_transfer_s = start + link + self.link_latency_s - now
-        later(self.env, call.kv_transfer_s, self._transferred, call, src, dst)
+        schedule(self.env, call.kv_transfer_s, self._transferred, (call, src, dst))
 
     def _transferred(self, call: Call, src: Replica, dst: Replica) -> None:
         src.release_transferred(call, self.env.now)

@@ -40,8 +40,8 @@ from typing import Any
 
 import numpy as np
 
-from agentsim.clock import later
 from agentsim.clock import now as clock_now
+from agentsim.clock import schedule
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call
 from agentsim.serving.kvcache import KvCache, Node
@@ -181,7 +181,7 @@ class Replica:
     # ================================================================== timers
     def _timer(self, delay: float) -> None:
         self.gen += 1
-        later(self.env, delay, self._fire, self.gen)
+        schedule(self.env, delay, self._fire, (self.gen,))
 
     def _fire(self, gen: int) -> None:
         if gen != self.gen:

@@ -12,8 +12,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from agentsim.clock import later
 from agentsim.clock import now as clock_now
+from agentsim.clock import schedule
 
 
 class ToolPool:
@@ -47,7 +47,7 @@ class ToolPool:
         tid = self._next_id
         self._next_id += 1
         self._started[tid] = now
-        later(self.env, service, self._done, tid, service, owner, then, args)
+        schedule(self.env, service, self._done, (tid, service, owner, then, args))
 
     def _done(self, tid: int, service: float, owner: Any, then: Callable[..., None], args: tuple[Any, ...]) -> None:
         del self._started[tid]
