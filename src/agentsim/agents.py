@@ -1,4 +1,4 @@
-"""Agents: simpy callbacks that walk each task's DAG of calls.
+"""Agents: clock callbacks that walk each task's DAG of calls.
 
 A task starts (an open-loop arrival, or a closed-loop agent ready for its next job); every call whose
 dependencies are done waits its gap (tool time) and is then sent to the cluster. When the cluster reports a
@@ -6,8 +6,9 @@ call done, its dependents' counters drop; when the last call is done the task is
 its agent thinks and starts the next task. Latency therefore feeds back into the workload: a slower cluster
 delays every later step of every agent.
 
-Everything is callbacks on simpy timeouts (no generator process per call), and a handler is never run inline
-"because the delay is 0": it goes through simpy, so equal-time events keep their FIFO order.
+Everything is callbacks on the simulation clock (``clock.schedule``: bare events in simpy's order, no generator
+process per call), and a handler is never run inline "because the delay is 0": it goes through the clock, so
+equal-time events keep their FIFO order.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ class CallTooLarge(Exception):
 class Replica:
     """One running copy of a deployment: its batch, its KV cache, its clock.
 
-    ``on_first_token(call, t)`` and ``on_done(call, t)`` are called at simulated time ``t`` (from simpy
+    ``on_first_token(call, t)`` and ``on_done(call, t)`` are called at simulated time ``t`` (from clock
     callbacks) so the agent layer can move on.
     """
 
@@ -167,7 +167,7 @@ class Replica:
 
     def _wake(self) -> None:
         if self.state == IDLE:
-            # Go through simpy even with no delay: equal-time arrivals then join the same first step.
+            # Go through the clock even with no delay: equal-time arrivals then join the same first step.
             self.state = STARTING
             self._timer(0.0)
         elif self.state == SEGMENT and len(self.waiting) == 1:
