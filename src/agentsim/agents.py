@@ -172,6 +172,13 @@ class Agents:
         assert self.cluster is not None
         self.cluster.route(call)
 
+    def release(self) -> None:
+        """After the run (and after the unfinished tasks are recorded): drop the tasks still in flight, breaking
+        each one's task <-> call cycle, so they are freed by reference counting."""
+        for task in self.active.values():
+            task.calls = []
+        self.active.clear()
+
     def on_first_token(self, call: Call, now: float) -> None:
         """The engine produced ``call``'s first token (nothing to do yet: streaming does not unblock steps)."""
 

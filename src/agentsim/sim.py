@@ -182,7 +182,6 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
             if c is not None and c.done_s is None:
                 rec.call(c)
         rec.task(task)
-        task.calls = []  # break the task <-> call cycle (see below)
     if progress is not None:
         progress(now, now)
 
@@ -190,11 +189,10 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
     # only the cyclic collector, off during the run, would free, after scanning millions of live objects
     # (seconds). Empty the containers instead: tasks, calls and cached nodes go now, by reference counting.
     discard_pending(env)
-    for r in cluster.replicas:
-        r.release()
-    agents.active.clear()
+    cluster.release()
+    agents.release()
     if tools is not None:
-        tools.queue.clear()
+        tools.release()
     calls = attach_call_costs(rec.calls.table(), rates)
     tasks = attach_task_costs(rec.tasks.table(), calls, tools_rate)
     replicas = rec.replicas.table()

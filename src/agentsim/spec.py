@@ -607,20 +607,27 @@ class ClusterSpec(Strict):
 PriceTier = Literal["rental_3y", "own_hyperscaler", "own_neocloud"]
 
 
+Pue = Annotated[float, Field(ge=1.0, description="facility power usage effectiveness")]
+DecodePowerFraction = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=1,
+        description="accelerator power in decode-only steps, as a fraction of TDP (steps that compute prompt "
+        "tokens draw TDP). Splitwise measured ~380 W decode vs ~700 W prefill on H100",
+    ),
+]
+"""Power settings shared by both pricing kinds."""
+
+
 class Rental(Strict):
     """$/GPU-hour from the catalog's price table (``tier``) or given explicitly."""
 
     kind: Literal["rental"] = "rental"
     tier: PriceTier = "rental_3y"
     usd_per_gpu_hour: PositiveFloat | None = Field(None, description="override the catalog price")
-    pue: float = Field(1.3, ge=1.0, description="facility power usage effectiveness")
-    decode_power_fraction: float = Field(
-        0.54,
-        gt=0,
-        le=1,
-        description="accelerator power in decode-only steps, as a fraction of TDP (steps that compute prompt "
-        "tokens draw TDP). Splitwise measured ~380 W decode vs ~700 W prefill on H100",
-    )
+    pue: Pue = 1.3
+    decode_power_fraction: DecodePowerFraction = 0.54
 
 
 class Tco(Strict):
@@ -632,14 +639,8 @@ class Tco(Strict):
     interest_rate: NonNegativeFloat = 0.08
     opex_usd_per_gpu_year: NonNegativeFloat = 0.0
     kw_all_in_per_gpu: PositiveFloat | None = Field(None, description="default: the catalog's all-in kW")
-    pue: float = Field(1.3, ge=1.0)
-    decode_power_fraction: float = Field(
-        0.54,
-        gt=0,
-        le=1,
-        description="accelerator power in decode-only steps, as a fraction of TDP (steps that compute prompt "
-        "tokens draw TDP). Splitwise measured ~380 W decode vs ~700 W prefill on H100",
-    )
+    pue: Pue = 1.3
+    decode_power_fraction: DecodePowerFraction = 0.54
     usd_per_kwh: NonNegativeFloat = 0.08
 
 

@@ -92,6 +92,11 @@ class Cluster:
         r.accepting = False
         (self.decode if r.role == "decode" else self.entry).remove(r)
 
+    def release(self) -> None:
+        """After the run: every replica drops its calls and cached nodes (see :meth:`Replica.release`)."""
+        for r in self.replicas:
+            r.release()
+
     def route(self, call: Call) -> Replica:
         """Send ``call`` to the entry replica the router picks, now."""
         r = self.entry[self.router.pick(call, self.entry)]

@@ -196,19 +196,13 @@ class Replica:
     def _cut(self, now: float) -> None:
         """Shorten the running segment so it ends at the first step boundary at or after ``now``."""
         elapsed = now - self.t0
-        if self._seg_cum is None and self.perf.closed_form_total:
-            m = self._steps_within(elapsed)
-            if m >= self.seg_k - 1:
-                return
-            self.seg_k = m + 1
-            self._timer(self.t0 + self.perf.decode_total(self.decoding, self.seg_c0, m + 1) - now)
-            return
-        cum = self.seg_cum()
-        m = bisect_right(cum, elapsed)  # whole steps finished by now
+        closed = self._seg_cum is None and self.perf.closed_form_total  # no step-time array needed
+        m = self._steps_within(elapsed) if closed else bisect_right(self.seg_cum(), elapsed)  # steps done by now
         if m >= self.seg_k - 1:
             return  # the segment ends at the next boundary anyway
         self.seg_k = m + 1
-        self._timer(self.t0 + float(cum[m]) - now)
+        end = self.perf.decode_total(self.decoding, self.seg_c0, m + 1) if closed else float(self.seg_cum()[m])
+        self._timer(self.t0 + end - now)
 
     def _steps_within(self, elapsed: float) -> int:
         """Whole steps of the running segment finished ``elapsed`` seconds after its start, from the closed-form

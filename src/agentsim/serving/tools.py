@@ -59,6 +59,10 @@ class ToolPool:
             self._start(duration, asked, nxt, fn, a)
         then(*args)
 
+    def release(self) -> None:
+        """After the run: drop the queued tool calls (and the tasks they hold)."""
+        self.queue.clear()
+
     def progress(self, now: float) -> tuple[int, int, int, float, int, int]:
         """The time-series row of the pool, shaped like a replica's: (busy workers, queued tool calls, 0,
         busy worker-seconds including calls in progress, 0, 0)."""
