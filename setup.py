@@ -34,6 +34,7 @@ COMPILED = [
     "src/agentsim/workload/taskgraph.py",
     "src/agentsim/workload/arrivals.py",
     "src/agentsim/workload/profiles.py",
+    "src/agentsim/minheap.py",
     "src/agentsim/clock.py",
     "src/agentsim/serving/call.py",
     "src/agentsim/serving/kvcache.py",

@@ -38,7 +38,8 @@ def parquet_bytes(t: pa.Table) -> bytes:
 @given(st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.25]) | st.floats(0, 10), st.booleans()),
                 max_size=200))
 def test_event_queue_pops_in_heapq_order(ops: list[tuple[float, bool]]) -> None:
-    """Random pushes and pops (many equal times): the same order as heapq on ``(time, id)`` tuples."""
+    """Random pushes and pops (many equal times): the same order as heapq on ``(time, id)`` tuples. (The
+    queue is :mod:`agentsim.minheap`, which also orders the replicas' completions and the KV caches' evictions.)"""
     q = clock.EventQueue()
     ref: list[tuple[float, int, clock.Wakeup]] = []
     for eid, (t, pop) in enumerate(ops):

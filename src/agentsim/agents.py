@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agentsim.clock import now as clock_now
-from agentsim.clock import schedule
+from agentsim.clock import events_of
 from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
@@ -98,6 +97,7 @@ class Agents:
         tools: ToolPool | None = None,
     ) -> None:
         self.env = env
+        self.clock = events_of(env)
         self.tools = tools
         self.streams = streams
         self.horizon_s = horizon_s
@@ -118,14 +118,14 @@ class Agents:
                 self._schedule_arrival(s)
             else:
                 for agent, t in enumerate(s.agent_starts):
-                    schedule(self.env, t, self._start_task, (s, agent))
+                    self.clock.schedule(t, self._start_task, (s, agent))
 
     def _schedule_arrival(self, s: Stream) -> None:
         assert s.arrivals is not None
         t = next(s.arrivals, None)
         if t is None or t >= self.horizon_s:
             return
-        schedule(self.env, t - clock_now(self.env), self._arrive, (s,))
+        self.clock.schedule(t - self.clock.now, self._arrive, (s,))
 
     def _arrive(self, s: Stream) -> None:
         self._start_task(s, None)
@@ -138,12 +138,12 @@ class Agents:
         self._started[s.index] += 1
         tid = self._next_task
         self._next_task += 1
-        task = TaskRun(tid, s, s.next_task(), clock_now(self.env), agent)
+        task = TaskRun(tid, s, s.next_task(), self.clock.now, agent)
         self.active[tid] = task
         for i, c in enumerate(task.template.calls):
             if not c.deps:
                 if c.gap_s > 0:
-                    schedule(self.env, c.gap_s, self._send, (task, i))
+                    self.clock.schedule(c.gap_s, self._send, (task, i))
                 else:
                     # Task starts run from the clock already (an arrival or an agent's wake-up), and sending
                     # only queues the call at a replica, so no ordering is lost by sending now.
@@ -157,7 +157,7 @@ class Agents:
             self._next_call,
             tc.prompt_tokens,
             tc.output_tokens,
-            clock_now(self.env),
+            self.clock.now,
             owner=task,
             index=i,
             workload=task.stream.index,
@@ -194,7 +194,7 @@ class Agents:
                 if tc.gap_is_tool and self.tools is not None and tc.gap_s > 0:
                     self.tools.run(tc.gap_s, task, self._send, task, j)
                 else:
-                    schedule(self.env, tc.gap_s, self._send, (task, j))
+                    self.clock.schedule(tc.gap_s, self._send, (task, j))
         task.remaining -= 1
         if task.remaining == 0:
             task.done_s = now
@@ -202,4 +202,4 @@ class Agents:
             self._on_task_done(task)
             task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
             if task.agent is not None:
-                schedule(self.env, task.stream.think(), self._start_task, (task.stream, task.agent))
+                self.clock.schedule(task.stream.think(), self._start_task, (task.stream, task.agent))

@@ -18,82 +18,62 @@ The environment's ``_now``, ``_queue`` and ``_eid`` (stable since simpy 3) are r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from heapq import heappop
-from typing import Any
+from itertools import count
+from typing import Any, cast
 
 from simpy.events import NORMAL, URGENT
+
+from agentsim.minheap import Keyed, pop, push
 
 _ATTR = "_agentsim_events"  # where an environment keeps its EventQueue
 
 
-class Wakeup:
-    """A bare event: ``fn(*args)`` at time ``t``; ``eid`` is its insertion id (simpy's tie-breaker)."""
+class Wakeup(Keyed):
+    """A bare event: ``fn(*args)`` at time ``t``; ``seq`` is its insertion id (simpy's tie-breaker)."""
 
-    __slots__ = ("args", "eid", "fn", "t")
+    __slots__ = ("args", "fn")
 
-    def __init__(self, t: float, eid: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        self.t = t
-        self.eid = eid
+    def __init__(self, t: float, seq: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        super().__init__(t, seq)
         self.fn = fn
         self.args = args
 
 
 class EventQueue:
-    """A binary min-heap of :class:`Wakeup` events keyed by ``(t, eid)``: the order ``heapq`` gives
-    ``(t, eid)`` tuples, with the keys read from the compiled events' fields instead of compared as tuples."""
+    """The bare events, a :mod:`~agentsim.minheap` keyed by ``(t, insertion id)``: the order ``heapq`` gives
+    ``(t, eid)`` tuples, with the keys read from the compiled events' fields instead of compared as tuples.
 
-    __slots__ = ("heap",)
+    It also carries what :meth:`schedule` needs from the environment, so the hot path reads no attribute of
+    the (interpreted) ``simpy.Environment``: ``now``, kept equal to ``env.now`` by :func:`run`, and the
+    environment's insertion-id counter itself (``env._eid``), so ids stay in one sequence with simpy's.
+    """
 
-    def __init__(self) -> None:
-        self.heap: list[Wakeup] = []
+    __slots__ = ("_ids", "heap", "now")
+
+    def __init__(self, env: Any = None) -> None:
+        self.heap: list[Keyed] = []
+        self.now = 0.0 if env is None else float(env._now)
+        self._ids: Iterator[int] = count() if env is None else env._eid
 
     def __len__(self) -> int:
         return len(self.heap)
 
     def push(self, ev: Wakeup) -> None:
-        heap = self.heap
-        heap.append(ev)
-        t, eid = ev.t, ev.eid
-        pos = len(heap) - 1
-        while pos > 0:  # sift the new entry up towards the root
-            parent = (pos - 1) >> 1
-            p = heap[parent]
-            if t < p.t or (t == p.t and eid < p.eid):
-                heap[pos] = p
-                pos = parent
-            else:
-                break
-        heap[pos] = ev
+        push(self.heap, ev)
 
     def pop(self) -> Wakeup:
         """Remove and return the earliest event."""
-        heap = self.heap
-        top = heap[0]
-        ev = heap.pop()
-        n = len(heap)
-        if n == 0:
-            return top
-        t, eid = ev.t, ev.eid
-        pos = 0
-        while True:  # sift the former last entry down from the root
-            child = 2 * pos + 1
-            if child >= n:
-                break
-            c = heap[child]
-            right = child + 1
-            if right < n:
-                r = heap[right]
-                if r.t < c.t or (r.t == c.t and r.eid < c.eid):
-                    child = right
-                    c = r
-            if c.t < t or (c.t == t and c.eid < eid):
-                heap[pos] = c
-                pos = child
-            else:
-                break
-        heap[pos] = ev
-        return top
+        return cast(Wakeup, pop(self.heap))
+
+    def schedule(self, delay: float, fn: Callable[..., None], args: tuple[Any, ...]) -> Wakeup:
+        """Run ``fn(*args)`` ``delay`` seconds after :attr:`now` (the hot path: components hold their queue)."""
+        if delay < 0:
+            raise ValueError(f"negative delay {delay}")
+        ev = Wakeup(self.now + delay, next(self._ids), fn, args)
+        push(self.heap, ev)
+        return ev
 
     def clear(self) -> None:
         self.heap.clear()
@@ -103,7 +83,7 @@ def events_of(env: Any) -> EventQueue:
     """The bare-event queue of ``env`` (made on first use)."""
     q = env.__dict__.get(_ATTR)
     if q is None:
-        q = EventQueue()
+        q = EventQueue(env)
         setattr(env, _ATTR, q)
     assert isinstance(q, EventQueue)
     return q
@@ -123,11 +103,9 @@ def later(env: Any, delay: float, fn: Callable[..., None], *args: Any) -> Wakeup
 def schedule(env: Any, delay: float, fn: Callable[..., None], args: tuple[Any, ...]) -> Wakeup:
     """:func:`later` with the arguments as a tuple: the hot callers use this form, because a ``*args`` call
     cannot be compiled into a direct call and goes through Python's generic calling convention."""
-    if delay < 0:
-        raise ValueError(f"negative delay {delay}")
-    ev = Wakeup(env._now + delay, next(env._eid), fn, args)
-    events_of(env).push(ev)
-    return ev
+    q = events_of(env)
+    q.now = env._now  # in case simpy's own loop moved the clock (hot callers use q.schedule inside run)
+    return q.schedule(delay, fn, args)
 
 
 def run(env: Any, until: float | None = None) -> None:
@@ -143,6 +121,7 @@ def run(env: Any, until: float | None = None) -> None:
         stop._value = None
         env.schedule(stop, URGENT, at - env.now)
     ours = events_of(env)
+    ours.now = env._now
     theirs: list[tuple[float, int, int, Any]] = env._queue
     heap = ours.heap
     while True:
@@ -155,16 +134,18 @@ def run(env: Any, until: float | None = None) -> None:
                 head = theirs[0]
                 ht = head[0]
                 # (t, NORMAL, eid) < (ht, priority, eid'): simpy's order on one queue.
-                mine = t < ht or (t == ht and (head[1] > NORMAL or (head[1] == NORMAL and first.eid < head[2])))
+                mine = t < ht or (t == ht and (head[1] > NORMAL or (head[1] == NORMAL and first.seq < head[2])))
             if mine:
-                ours.pop()
+                ev = ours.pop()
+                ours.now = t
                 env._now = t
-                first.fn(*first.args)
+                ev.fn(*ev.args)
                 continue
         elif not theirs:
             return  # nothing left (with a horizon this cannot happen: the stop event is still queued)
         # A simpy event: the body of Environment.step.
         t_event, _, _, event = heappop(theirs)
+        ours.now = t_event
         env._now = t_event
         if event is stop:
             return

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentsim import spec
-from agentsim.clock import schedule
+from agentsim.clock import events_of
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import Call
 from agentsim.serving.replica import Replica
@@ -46,6 +46,7 @@ class Cluster:
         on_done: Callable[[Call, float], None],
     ) -> None:
         self.env = env
+        self.clock = events_of(env)
         self.plans = {p.spec.name: p for p in pools}
         self._on_first_token = on_first_token
         self._on_done = on_done
@@ -114,10 +115,10 @@ class Cluster:
         self.link_free_at[src.index] = start + link
         call.prefill_replica = src
         call.kv_transfer_s = start + link + self.link_latency_s - now
-        schedule(self.env, call.kv_transfer_s, self._transferred, (call, src, dst))
+        self.clock.schedule(call.kv_transfer_s, self._transferred, (call, src, dst))
 
     def _transferred(self, call: Call, src: Replica, dst: Replica) -> None:
-        src.release_transferred(call, self.env.now)
+        src.release_transferred(call, self.clock.now)
         # The prefill replica's share of busy time is priced at its pool's rate; start afresh for the decode side.
         call.prefill_busy_s = call.busy_share_s
         call.prefill_mixed_s = call.mixed_share_s

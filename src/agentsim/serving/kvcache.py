@@ -17,8 +17,10 @@ This module is pure logic: no clock, no simpy. Times are passed in.
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
+from typing import cast
+
+from agentsim.minheap import Keyed, pop, push
 
 
 @dataclass(slots=True, init=False)
@@ -56,6 +58,17 @@ class Node:
         self.stamp = stamp
 
 
+class Candidate(Keyed):
+    """An eviction candidate: the node cached under ``key``, by last use (``t``), then push order (``seq``).
+    Stale unless the node is still cached under ``key`` with the same ``stamp`` (see :meth:`KvCache.make_room`)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, last_use: float, stamp: int, key: int) -> None:
+        super().__init__(last_use, stamp)
+        self.key = key
+
+
 @dataclass(slots=True)
 class KvCache:
     """KV token accounting and the prefix tree of one replica.
@@ -70,7 +83,7 @@ class KvCache:
     private: int = 0
     cached: int = 0
     nodes: dict[int, Node] = field(default_factory=dict)
-    _heap: list[tuple[float, int, int]] = field(default_factory=list)
+    _heap: list[Keyed] = field(default_factory=list)  # Candidate entries
     _stamp: int = 0
     evicted_tokens: int = 0
 
@@ -110,7 +123,7 @@ class KvCache:
     def _push(self, node: Node) -> None:
         self._stamp += 1
         node.stamp = self._stamp
-        heapq.heappush(self._heap, (node.last_use, self._stamp, node.key))
+        push(self._heap, Candidate(node.last_use, self._stamp, node.key))
 
     # ------------------------------------------------------------------ allocation
     def make_room(self, tokens: int) -> bool:
@@ -121,9 +134,10 @@ class KvCache:
         heap = self._heap
         nodes = self.nodes
         while self.free < tokens and heap:
-            _, stamp, key = heapq.heappop(heap)
+            e = cast(Candidate, pop(heap))
+            key = e.key
             n = nodes.get(key)
-            if n is None or n.stamp != stamp or n.refs or n.children:
+            if n is None or n.stamp != e.seq or n.refs or n.children:
                 continue  # stale entry: the node was used again, gained a child, or is gone
             del nodes[key]
             self.cached -= n.own

@@ -32,16 +32,15 @@ A plain step-by-step engine in ``tests/reference_engine.py`` must give the same 
 
 from __future__ import annotations
 
-import heapq
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from agentsim.clock import now as clock_now
-from agentsim.clock import schedule
+from agentsim.clock import events_of
+from agentsim.minheap import Keyed, pop, push
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call
 from agentsim.serving.kvcache import KvCache, Node
@@ -55,6 +54,20 @@ SEGMENT = 3
 
 MAX_SEGMENT_STEPS = 8192  # bounds the step-time array of one segment; a segment ending early is harmless
 SCALAR_SEGMENT_STEPS = 12  # below this, step times are summed in Python rather than numpy
+
+
+class Finish(Keyed):
+    """A decoding call's entry in the completion heap: it finishes at step ``step`` (the key ``t``, as a float:
+    exact below 2**53 steps), ties broken by call id (``seq``). Stale once the call's ``epoch`` moved on
+    (it was preempted; its re-admission pushed a new entry)."""
+
+    __slots__ = ("call", "epoch", "step")
+
+    def __init__(self, step: int, call: Call) -> None:
+        super().__init__(float(step), call.id)
+        self.step = step
+        self.epoch = call.epoch
+        self.call = call
 
 
 class CallTooLarge(Exception):
@@ -82,6 +95,7 @@ class Replica:
         on_prefilled: Callable[[Call, float], None] | None = None,
     ) -> None:
         self.env = env
+        self.clock = events_of(env)  # the hot path schedules and reads the time here (see clock.EventQueue)
         self.index = index
         self.pool = pool
         self.role = role
@@ -102,7 +116,7 @@ class Replica:
         self.waiting: deque[Call] = deque()
         self.running: dict[int, Call] = {}  # admission order
         self.prefilling: list[Call] = []  # running calls still computing their prompt, admission order
-        self.heap: list[tuple[int, int, int, Call]] = []  # (finish step, call id, epoch, call)
+        self.heap: list[Keyed] = []  # Finish entries: decoding calls by finishing step
         self.decoding = 0  # B
         self.q = 0  # sum over decoding calls of (kv0 - s0)
         self.step = 0  # S: steps executed so far
@@ -171,7 +185,7 @@ class Replica:
             self.state = STARTING
             self._timer(0.0)
         elif self.state == SEGMENT and len(self.waiting) == 1:
-            self._cut(clock_now(self.env))
+            self._cut(self.clock.now)
 
     def longest_prefix(self, call: Call) -> int:
         """Tokens of ``call``'s prompt this replica holds in its prefix cache (for routing)."""
@@ -181,12 +195,12 @@ class Replica:
     # ================================================================== timers
     def _timer(self, delay: float) -> None:
         self.gen += 1
-        schedule(self.env, delay, self._fire, (self.gen,))
+        self.clock.schedule(delay, self._fire, (self.gen,))
 
     def _fire(self, gen: int) -> None:
         if gen != self.gen:
             return  # cancelled
-        now = clock_now(self.env)
+        now = self.clock.now
         if self.state == STEP:
             self._end_step(now)
         elif self.state == SEGMENT:
@@ -344,7 +358,7 @@ class Replica:
         c.accm0 = self.accm
         self.q += c.kv0 - c.s0
         self.decoding += 1
-        heapq.heappush(self.heap, (self.step + c.output - c.generated, c.id, c.epoch, c))
+        push(self.heap, Finish(self.step + c.output - c.generated, c))
 
     def _cache_prompt(self, c: Call, now: float) -> None:
         """The block-aligned prompt becomes a cache node the agent's next step will find."""
@@ -369,9 +383,10 @@ class Replica:
     def _completions(self, now: float) -> None:
         heap = self.heap
         s = self.step
-        while heap and heap[0][0] <= s:
-            _, _, epoch, c = heapq.heappop(heap)
-            if epoch != c.epoch or c.phase != DECODE:
+        while heap and heap[0].t <= s:
+            e = cast(Finish, pop(heap))
+            c = e.call
+            if e.epoch != c.epoch or c.phase != DECODE:
                 continue
             steps = s - c.s0
             c.generated += steps
@@ -567,7 +582,7 @@ class Replica:
             self.state = STEP
             self._timer(self.perf.step_time(p, d, ctx + self.q + d * self.step))
             return
-        k = self.heap[0][0] - self.step
+        k = cast(Finish, self.heap[0]).step - self.step
         room = kv.free // d
         if room < k:
             k = room
@@ -658,8 +673,9 @@ class Replica:
         for c in self.prefilling:
             c.busy_share_s += c.chunk * dt / tokens
             c.mixed_share_s += c.chunk * dt / tokens
-        for _, _, epoch, c in self.heap:
-            if epoch == c.epoch and c.phase == DECODE:
+        for e in self.heap:
+            c = cast(Finish, e).call
+            if cast(Finish, e).epoch == c.epoch and c.phase == DECODE:
                 c.busy_share_s += self.acc - c.acc0
                 c.mixed_share_s += self.accm - c.accm0
                 c.acc0 = self.acc

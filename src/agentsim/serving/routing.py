@@ -67,6 +67,9 @@ class SessionAffinity:
             memory = owner.affinity = {}
         hint = memory.get(id(replicas)) if memory is not None else None
         if hint is not None and hint.accepting:
+            i = hint.index  # its position in ``replicas`` too, unless pools interleave or replicas were removed
+            if i < len(replicas) and replicas[i] is hint:
+                return i
             return replicas.index(hint)
         i = _least_load(replicas)
         if memory is not None:

@@ -12,8 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from agentsim.clock import now as clock_now
-from agentsim.clock import schedule
+from agentsim.clock import events_of
 
 
 class ToolPool:
@@ -21,6 +20,7 @@ class ToolPool:
 
     def __init__(self, env: Any, workers: int, speedup: float) -> None:
         self.env = env
+        self.clock = events_of(env)
         self.workers = workers
         self.speedup = speedup
         self.busy = 0
@@ -33,21 +33,21 @@ class ToolPool:
         """Run a tool call of ``duration`` seconds (before speedup) for ``owner`` (a task, which accumulates
         ``tool_busy_s`` and ``tool_wait_s``), then call ``then(*args)``."""
         if self.busy < self.workers:
-            self._start(duration, clock_now(self.env), owner, then, args)
+            self._start(duration, self.clock.now, owner, then, args)
         else:
-            self.queue.append((duration, clock_now(self.env), owner, then, args))
+            self.queue.append((duration, self.clock.now, owner, then, args))
 
     def _start(
         self, duration: float, asked: float, owner: Any, then: Callable[..., None], args: tuple[Any, ...]
     ) -> None:
-        now = clock_now(self.env)
+        now = self.clock.now
         self.busy += 1
         service = duration / self.speedup
         owner.tool_wait_s += now - asked
         tid = self._next_id
         self._next_id += 1
         self._started[tid] = now
-        schedule(self.env, service, self._done, (tid, service, owner, then, args))
+        self.clock.schedule(service, self._done, (tid, service, owner, then, args))
 
     def _done(self, tid: int, service: float, owner: Any, then: Callable[..., None], args: tuple[Any, ...]) -> None:
         del self._started[tid]
