@@ -7,6 +7,7 @@ import hashlib
 import heapq
 import io
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -149,11 +150,15 @@ def test_discard_pending_empties_the_queue() -> None:
 
 
 def test_rows_survive_chunking_with_nulls_and_order() -> None:
-    schema = pa.schema([("i", pa.int64()), ("t_s", pa.float64()), ("name", pa.string())])
+    schema = pa.schema([("i", pa.int64()), ("t_s", pa.float64()), ("name", pa.string()), ("x", pa.float64()),
+                        ("y_s", pa.float64())])
     rows = Rows(schema)
     n = CHUNK_ROWS * 2 + 17  # two full record batches and a partial one
     for i in range(n):
-        rows.append((i, None if i % 7 == 0 else i * 0.5, "a" if i % 2 else None))
+        # t_s: nulls (numpy would read them as NaN: they must stay null); x: NaN values (must stay NaN, not
+        # null); y_s: no nulls at all (the fast path)
+        rows.append((i, None if i % 7 == 0 else i * 0.5, "a" if i % 2 else None,
+                     math.nan if i % 5 == 0 else 1.0, i * 0.25))
     assert len(rows) == n
     t = rows.table()
     assert t.num_rows == n and t.schema == schema
@@ -164,6 +169,9 @@ def test_rows_survive_chunking_with_nulls_and_order() -> None:
     assert ts[0] is None and ts[7] is None and ts[CHUNK_ROWS + 1] == (CHUNK_ROWS + 1) * 0.5
     assert t.column("t_s").null_count == len(range(0, n, 7))
     assert t.column("name").null_count == (n + 1) // 2
+    x = t.column("x")
+    assert x.null_count == 0 and sum(math.isnan(v) for v in x.to_pylist()) == len(range(0, n, 5))
+    assert t.column("y_s").null_count == 0 and t.column("y_s").to_pylist() == [i * 0.25 for i in range(n)]
     assert Rows(schema).table().num_rows == 0
 
 
