@@ -175,6 +175,21 @@ def test_rows_survive_chunking_with_nulls_and_order() -> None:
     assert Rows(schema).table().num_rows == 0
 
 
+def test_constant_columns_are_built_whole_and_equal_to_recorded_ones() -> None:
+    """A column declared constant (the call table's hand-off columns when there is no prefill pool) is not
+    buffered, and comes out as if every row had recorded the value: nulls for None, else the value."""
+    schema = pa.schema([("i", pa.int64()), ("pool", pa.string()), ("x_s", pa.float64()), ("n", pa.int32())])
+    n = CHUNK_ROWS + 5
+    recorded, fixed = Rows(schema), Rows(schema, {"pool": None, "x_s": 0.0})
+    for i in range(n):
+        recorded.append((i, None, 0.0, i % 3))
+        fixed.append((i, "ignored", 1.5, i % 3))
+    assert fixed.columns[1] == [] and fixed.columns[2] == []  # never buffered
+    assert fixed.table().equals(recorded.table())
+    with pytest.raises(ValueError, match="not in the schema"):
+        Rows(schema, {"nope": None})
+
+
 def test_manifest_says_which_modules_ran_compiled() -> None:
     r = run(scenario(profile="chat", perf={"kind": "linear", "alpha_s": 0.01},
                      arrivals={"kind": "poisson", "rate_per_s": 1.0}, horizon_s=5.0))

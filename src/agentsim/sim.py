@@ -119,7 +119,7 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
     if tools_rate is not None:
         rates.append(tools_rate)
     labels = [w.label for w in scenario.workload]
-    rec = Recorder(labels)
+    rec = Recorder(labels, disaggregated=any(p.role == "prefill" for p in scenario.cluster.pools))
     env = simpy.Environment()
 
     tools = ToolPool(env, tools_spec.workers, tools_spec.speedup) if tools_spec is not None else None
