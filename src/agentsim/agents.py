@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agentsim.clock import events_of
+from agentsim.clock import Event, events_of
 from agentsim.serving.call import Call
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
@@ -84,6 +84,21 @@ class TaskRun:
                 self.children[d].append(i)
 
 
+class Send(Event):
+    """Call ``index`` of ``task`` is due (its dependencies are done and its gap is over)."""
+
+    __slots__ = ("agents", "index", "task")
+
+    def __init__(self, agents: Agents, task: TaskRun, index: int) -> None:
+        super().__init__(0.0, 0)
+        self.agents = agents
+        self.task = task
+        self.index = index
+
+    def fire(self) -> None:
+        self.agents._send(self.task, self.index)
+
+
 class Agents:
     """Drives every workload stream against the cluster until the horizon."""
 
@@ -143,7 +158,7 @@ class Agents:
         for i, c in enumerate(task.template.calls):
             if not c.deps:
                 if c.gap_s > 0:
-                    self.clock.schedule(c.gap_s, self._send, (task, i))
+                    self.clock.post(Send(self, task, i), c.gap_s)
                 else:
                     # Task starts run from the clock already (an arrival or an agent's wake-up), and sending
                     # only queues the call at a replica, so no ordering is lost by sending now.
@@ -194,7 +209,7 @@ class Agents:
                 if tc.gap_is_tool and self.tools is not None and tc.gap_s > 0:
                     self.tools.run(tc.gap_s, task, self._send, task, j)
                 else:
-                    self.clock.schedule(tc.gap_s, self._send, (task, j))
+                    self.clock.post(Send(self, task, j), tc.gap_s)
         task.remaining -= 1
         if task.remaining == 0:
             task.done_s = now

@@ -30,8 +30,21 @@ from agentsim.minheap import Keyed, pop, push
 _ATTR = "_agentsim_events"  # where an environment keeps its EventQueue
 
 
-class Wakeup(Keyed):
-    """A bare event: ``fn(*args)`` at time ``t``; ``seq`` is its insertion id (simpy's tie-breaker)."""
+class Event(Keyed):
+    """A bare event: :meth:`fire` runs at time ``t``; ``seq`` is its insertion id (simpy's tie-breaker).
+
+    The hot events (a replica's step timer, an agent's next call) are compiled subclasses whose :meth:`fire`
+    is a direct native call with typed fields, rather than a :class:`Wakeup`'s bound method and argument tuple
+    called through Python's generic calling convention."""
+
+    __slots__ = ()
+
+    def fire(self) -> None:
+        raise NotImplementedError
+
+
+class Wakeup(Event):
+    """A bare event that calls ``fn(*args)``."""
 
     __slots__ = ("args", "fn")
 
@@ -39,6 +52,9 @@ class Wakeup(Keyed):
         super().__init__(t, seq)
         self.fn = fn
         self.args = args
+
+    def fire(self) -> None:
+        self.fn(*self.args)
 
 
 class EventQueue:
@@ -60,12 +76,21 @@ class EventQueue:
     def __len__(self) -> int:
         return len(self.heap)
 
-    def push(self, ev: Wakeup) -> None:
+    def push(self, ev: Event) -> None:
+        """Queue ``ev`` at its own ``(t, seq)``."""
         push(self.heap, ev)
 
-    def pop(self) -> Wakeup:
+    def pop(self) -> Event:
         """Remove and return the earliest event."""
-        return cast(Wakeup, pop(self.heap))
+        return cast(Event, pop(self.heap))
+
+    def post(self, ev: Event, delay: float) -> None:
+        """Queue ``ev`` to fire ``delay`` seconds after :attr:`now`, after everything already due then."""
+        if delay < 0:
+            raise ValueError(f"negative delay {delay}")
+        ev.t = self.now + delay
+        ev.seq = next(self._ids)
+        push(self.heap, ev)
 
     def schedule(self, delay: float, fn: Callable[..., None], args: tuple[Any, ...]) -> Wakeup:
         """Run ``fn(*args)`` ``delay`` seconds after :attr:`now` (the hot path: components hold their queue)."""
@@ -139,7 +164,7 @@ def run(env: Any, until: float | None = None) -> None:
                 ev = ours.pop()
                 ours.now = t
                 env._now = t
-                ev.fn(*ev.args)
+                ev.fire()
                 continue
         elif not theirs:
             return  # nothing left (with a horizon this cannot happen: the stop event is still queued)

@@ -39,7 +39,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from agentsim.clock import events_of
+from agentsim.clock import Event, events_of
 from agentsim.minheap import Keyed, pop, push
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call
@@ -68,6 +68,21 @@ class Finish(Keyed):
         self.step = step
         self.epoch = call.epoch
         self.call = call
+
+
+class Timer(Event):
+    """The end of a replica's current step or segment. A replica re-arms rather than cancels: a timer whose
+    generation is no longer the replica's is ignored when it fires (lazy cancellation)."""
+
+    __slots__ = ("gen", "replica")
+
+    def __init__(self, replica: Replica, gen: int) -> None:
+        super().__init__(0.0, 0)
+        self.replica = replica
+        self.gen = gen
+
+    def fire(self) -> None:
+        self.replica._fire(self.gen)
 
 
 class CallTooLarge(Exception):
@@ -195,7 +210,7 @@ class Replica:
     # ================================================================== timers
     def _timer(self, delay: float) -> None:
         self.gen += 1
-        self.clock.schedule(delay, self._fire, (self.gen,))
+        self.clock.post(Timer(self, self.gen), delay)
 
     def _fire(self, gen: int) -> None:
         if gen != self.gen:
