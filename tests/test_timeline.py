@@ -11,11 +11,15 @@ prefix-cache node the agent's next call finds.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
+import agentsim
 from agentsim.metrics import col
 from agentsim.sim import RunResult, run
+from agentsim.workload.taskgraph import CallTemplate, TaskTemplate
+from agentsim.workload.traces import trace_task, write_trace
 from helpers_validation import const, fixed_profile, linear_perf, scenario
 
 EXACT = 1e-12
@@ -146,3 +150,35 @@ def test_call_decoding_across_the_horizon_keeps_its_tokens() -> None:
     assert by_call(r, "busy_s") == pytest.approx([5.0625], abs=EXACT)
     assert out[t == 5.0625].tolist() == [40]
     assert by_call(r, "generated_tokens") == [40]
+
+
+def test_dag_dependencies_fan_out_join_and_independent_roots(tmp_path: Path) -> None:
+    """Replayed (closed mode) tasks whose calls are not a plain chain, each call one prefill step of 0.125 s
+    (16-token prompt, one output token, no shared prefix).
+
+    task 0 (start 0): call 0 at 0, done 0.125. Calls 1 (gap 0.5) and 2 (gap 0.25) both depend on call 0:
+             issued 0.625 and 0.375, done 0.75 and 0.5. Call 3 joins both (gap 0): issued at the later, 0.75;
+             done 0.875.
+    task 1 (start 10): calls 0 and 1 have no dependencies (gaps 0 and 1): issued 10 and 11, done 10.125 and
+             11.125. Call 2 depends on call 1 only: issued 11.125, done 11.25. (Calls 1-2 look like a chain,
+             but the task is not one: call 1 does not wait for call 0.)
+    """
+    fan = (
+        CallTemplate(16, 1),
+        CallTemplate(16, 1, (0,), 0.5),
+        CallTemplate(16, 1, (0,), 0.25),
+        CallTemplate(16, 1, (1, 2), 0.0),
+    )
+    roots = (CallTemplate(16, 1), CallTemplate(16, 1, (), 1.0), CallTemplate(16, 1, (1,), 0.0))
+    path = tmp_path / "dag.parquet"
+    write_trace(path, [trace_task(TaskTemplate("dag", fan), 0, 0.0, 0),
+                       trace_task(TaskTemplate("dag", roots), 1, 10.0, 4)])
+    base = scenario(profile=fixed_profile(16, 1), perf=linear_perf(0.125, 0.0), horizon_s=20.0,
+                    arrivals={"kind": "poisson", "rate_per_s": 1.0}).model_dump(mode="json")
+    base["workload"] = [{"kind": "trace", "path": str(path), "mode": "closed"}]
+    r = run(agentsim.load_scenario(base))
+    # Call ids are given in sending order; list the calls by (task, position in the task) instead.
+    rows = sorted(r.calls.to_pylist(), key=lambda c: (c["task_id"], c["call_index"]))
+    assert [c["issue_s"] for c in rows] == pytest.approx([0.0, 0.625, 0.375, 0.75, 10.0, 11.0, 11.125], abs=EXACT)
+    assert [c["done_s"] for c in rows] == pytest.approx([0.125, 0.75, 0.5, 0.875, 10.125, 11.125, 11.25], abs=EXACT)
+    assert [t["done_s"] for t in r.tasks.to_pylist()] == pytest.approx([0.875, 11.25], abs=EXACT)

@@ -37,8 +37,8 @@ class Stream:
     max_tasks: int | None
 
 
-_NO_DEPS: list[int] = [0]  # pending counters of a one-call task (read-only: nothing depends on anything)
-_NO_CHILDREN: list[list[int]] = [[]]
+_CHAIN: list[int] = []  # pending counters and children of a chain task: none needed (shared, never mutated)
+_CHAIN_CHILDREN: list[list[int]] = []
 
 
 class TaskRun:
@@ -48,6 +48,7 @@ class TaskRun:
         "affinity",
         "agent",
         "calls",
+        "chain",
         "children",
         "done_s",
         "id",
@@ -73,13 +74,23 @@ class TaskRun:
         n = len(template.calls)
         self.calls: list[Call | None] = [None] * n
         self.remaining = n
-        if n == 1:  # single-call tasks (serving benchmarks) skip the DAG bookkeeping: shared, never mutated
-            self.pending = _NO_DEPS
-            self.children: list[list[int]] = _NO_CHILDREN
+        # A chain (each call after the first depends on exactly the one before: most agent tasks, and every
+        # one-call task) needs no dependency bookkeeping: call i's only dependent is call i + 1.
+        calls = template.calls
+        chain = not calls[0].deps
+        i = 1
+        while chain and i < n:
+            deps = calls[i].deps
+            chain = len(deps) == 1 and deps[0] == i - 1
+            i += 1
+        self.chain = chain
+        if chain:
+            self.pending = _CHAIN
+            self.children: list[list[int]] = _CHAIN_CHILDREN
             return
-        self.pending = [len(c.deps) for c in template.calls]
+        self.pending = [len(c.deps) for c in calls]
         self.children = [[] for _ in range(n)]
-        for i, c in enumerate(template.calls):
+        for i, c in enumerate(calls):
             for d in c.deps:
                 self.children[d].append(i)
 
@@ -194,6 +205,15 @@ class Agents:
             task.calls = []
         self.active.clear()
 
+    def _due(self, task: TaskRun, j: int) -> None:
+        """Call ``j`` of ``task`` has all its dependencies done: send it after its gap (on the tool pool, if
+        the gap is a tool call and there is one)."""
+        tc = task.template.calls[j]
+        if tc.gap_is_tool and self.tools is not None and tc.gap_s > 0:
+            self.tools.run(tc.gap_s, task, self._send, task, j)
+        else:
+            self.clock.post(Send(self, task, j), tc.gap_s)
+
     def on_first_token(self, call: Call, now: float) -> None:
         """The engine produced ``call``'s first token (nothing to do yet: streaming does not unblock steps)."""
 
@@ -201,15 +221,16 @@ class Agents:
         """The engine finished ``call``: release its dependents, finish the task when it was the last."""
         self._on_call_done(call)
         task: TaskRun = call.owner
-        tmpl = task.template.calls
-        for j in task.children[call.index]:
-            task.pending[j] -= 1
-            if task.pending[j] == 0:
-                tc = tmpl[j]
-                if tc.gap_is_tool and self.tools is not None and tc.gap_s > 0:
-                    self.tools.run(tc.gap_s, task, self._send, task, j)
-                else:
-                    self.clock.post(Send(self, task, j), tc.gap_s)
+        i = call.index
+        if task.chain:
+            if i + 1 < len(task.template.calls):
+                self._due(task, i + 1)
+        else:
+            pending = task.pending
+            for j in task.children[i]:
+                pending[j] -= 1
+                if pending[j] == 0:
+                    self._due(task, j)
         task.remaining -= 1
         if task.remaining == 0:
             task.done_s = now

@@ -186,6 +186,7 @@ class TaskFactory:
     ) -> None:
         self.profile = profile
         self.workload = workload
+        self._after: list[tuple[int, ...]] = []  # _after[i] == (i,): one shared deps tuple per chain position
         if isinstance(profile, FixedProfile):
             self._prompt = IntSampler(profile.prompt_tokens, rng, 1, block)
             self._fixed_out = IntSampler(profile.output_tokens, rng, 1, block)
@@ -213,6 +214,13 @@ class TaskFactory:
             self._k = IntSampler(f.subagents, rng, 0, block)
             self._sub_steps = IntSampler(f.steps, rng, 1, block)
             self._result = IntSampler(f.result_tokens, rng, 0, block)
+
+    def _dep(self, i: int) -> tuple[int, ...]:
+        """``(i,)``, shared across tasks (tuples are immutable) instead of allocated per call."""
+        after = self._after
+        while len(after) <= i:
+            after.append((len(after),))
+        return after[i]
 
     def next(self) -> TaskTemplate:
         """One new task."""
@@ -263,7 +271,7 @@ class TaskFactory:
             else:
                 parent = prev
             o = outs[j]
-            append(CallTemplate(p, o, (prev,), gaps[j], parent, None, tool))
+            append(CallTemplate(p, o, self._dep(prev), gaps[j], parent, None, tool))
             prev += 1
 
     def _fan_out(self, calls: list[CallTemplate], k: int, compacted: int) -> None:
