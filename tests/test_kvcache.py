@@ -66,7 +66,8 @@ ops = st.lists(
 @given(ops=ops, capacity=st.integers(500, 5000), block=st.sampled_from([1, 16]))
 def test_invariants_hold_under_random_operations(ops: list[tuple[str, int, int]], capacity: int, block: int) -> None:
     """Whatever the sequence: held tokens never exceed capacity, cached == sum of increments, parents of cached
-    nodes are cached, child counts are right, and referenced nodes survive eviction."""
+    nodes are cached, child counts are right, referenced nodes survive eviction, eviction is least recently used
+    first, and the eviction list and heap hold every evictable node (``check``)."""
     kv = KvCache(capacity=capacity, block=block)
     refs: dict[int, int] = {}
     now = 0.0
@@ -96,7 +97,13 @@ def test_invariants_hold_under_random_operations(ops: list[tuple[str, int, int]]
             kv.unref(kv.nodes[key], now)
             refs[key] -= 1
         elif op == "room":
+            evictable = {k: n.last_use for k, n in kv.nodes.items() if n.refs == 0 and n.children == 0}
             kv.make_room(size)
+            # LRU: of the nodes evictable before, none that stayed was used less recently than one evicted.
+            gone = [t for k, t in evictable.items() if k not in kv.nodes]
+            kept = [t for k, t in evictable.items() if k in kv.nodes]
+            if gone and kept:
+                assert max(gone) <= min(kept)
         kv.check()
         for k, r in refs.items():
             if r > 0:

@@ -10,7 +10,9 @@ A replica has room for ``capacity`` tokens of KV. Tokens are held in two ways:
 A node is *evictable* when no running call references it and it has no cached children: eviction always takes a
 leaf, so a cached node implies its whole prefix is cached, and the cached prefix length of a call is the full
 length of the deepest cached node on its ancestry (one dict lookup in the common case). Among evictable nodes
-the least recently used goes first (a heap keyed by last use, with lazy invalidation).
+the least recently used goes first, ties to the one that became evictable first: an LRU list for the nodes that
+become evictable in time order (nearly all), plus a heap with lazy invalidation for the rest (see
+:meth:`KvCache._push`).
 
 This module is pure logic: no clock, no simpy. Times are passed in.
 """
@@ -35,6 +37,10 @@ class Node:
     children: int
     last_use: float
     stamp: int
+    # Evictable nodes whose key is the newest are kept in a list in eviction order (see KvCache): links.
+    older: Node | None = field(default=None, repr=False, compare=False)
+    newer: Node | None = field(default=None, repr=False, compare=False)
+    listed: bool = field(default=False, repr=False, compare=False)
 
     # Written out: a generated dataclass __init__ would run as interpreted code in this compiled module.
     def __init__(
@@ -56,6 +62,9 @@ class Node:
         self.children = children
         self.last_use = last_use
         self.stamp = stamp
+        self.older = None
+        self.newer = None
+        self.listed = False
 
 
 class Candidate(Keyed):
@@ -84,6 +93,8 @@ class KvCache:
     cached: int = 0
     nodes: dict[int, Node] = field(default_factory=dict)
     _heap: list[Keyed] = field(default_factory=list)  # Candidate entries
+    _oldest: Node | None = field(default=None, repr=False)  # the eviction list (see _push), oldest first
+    _newest: Node | None = field(default=None, repr=False)
     _stamp: int = 0
     evicted_tokens: int = 0
 
@@ -111,6 +122,8 @@ class KvCache:
     # ------------------------------------------------------------------ references
     def ref(self, node: Node) -> None:
         """A running call uses ``node``: it may not be evicted until :meth:`unref`."""
+        if node.listed:
+            self._unlist(node)
         node.refs += 1
 
     def unref(self, node: Node, now: float) -> None:
@@ -121,9 +134,59 @@ class KvCache:
             self._push(node)
 
     def _push(self, node: Node) -> None:
+        """``node`` became evictable: it competes by ``(last_use, stamp)``, the stamp a fresh push counter.
+
+        Almost always its last use is now, the newest of all candidates, so it goes to the tail of the eviction
+        list, which stays sorted by ``(last_use, stamp)`` and is unlinked from in O(1) when the node is used
+        again (the next step of the agent pins it). Only a node whose last use is older than the tail's (a parent
+        left childless by an eviction, a refused admission's prefix) goes to the heap, where an entry whose node
+        was used again goes stale and is skipped. (With the heap alone, every such reuse left a stale entry
+        behind, and popping them was a tenth of a long run.)"""
         self._stamp += 1
         node.stamp = self._stamp
-        push(self._heap, Candidate(node.last_use, self._stamp, node.key))
+        tail = self._newest
+        if tail is None or node.last_use >= tail.last_use:
+            node.listed = True
+            node.older = tail
+            node.newer = None
+            if tail is None:
+                self._oldest = node
+            else:
+                tail.newer = node
+            self._newest = node
+        else:
+            push(self._heap, Candidate(node.last_use, self._stamp, node.key))
+
+    def _unlist(self, node: Node) -> None:
+        """Take ``node`` out of the eviction list."""
+        older, newer = node.older, node.newer
+        if older is None:
+            self._oldest = newer
+        else:
+            older.newer = newer
+        if newer is None:
+            self._newest = older
+        else:
+            newer.older = older
+        node.older = node.newer = None
+        node.listed = False
+
+    def _next_victim(self) -> Node | None:
+        """The evictable node of smallest ``(last_use, stamp)``: the list's head or the heap's first live entry."""
+        heap = self._heap
+        nodes = self.nodes
+        while heap:
+            e = cast(Candidate, heap[0])
+            n = nodes.get(e.key)
+            if n is None or n.stamp != e.seq or n.refs or n.children:
+                pop(heap)  # stale entry: the node was used again, gained a child, or is gone
+                continue
+            head = self._oldest
+            if head is not None and (head.last_use < e.t or (head.last_use == e.t and head.stamp < e.seq)):
+                return head
+            pop(heap)
+            return n
+        return self._oldest
 
     # ------------------------------------------------------------------ allocation
     def make_room(self, tokens: int) -> bool:
@@ -131,15 +194,14 @@ class KvCache:
 
         Evicting a leaf may make its parent a leaf; it then competes by its own last use.
         """
-        heap = self._heap
         nodes = self.nodes
-        while self.free < tokens and heap:
-            e = cast(Candidate, pop(heap))
-            key = e.key
-            n = nodes.get(key)
-            if n is None or n.stamp != e.seq or n.refs or n.children:
-                continue  # stale entry: the node was used again, gained a child, or is gone
-            del nodes[key]
+        while self.free < tokens:
+            n = self._next_victim()
+            if n is None:
+                break
+            if n.listed:
+                self._unlist(n)
+            del nodes[n.key]
             self.cached -= n.own
             self.evicted_tokens += n.own
             p = n.parent
@@ -153,7 +215,7 @@ class KvCache:
         """Admission: pin ``node`` (the call's cached prefix, if any) and make ``tokens`` free. On failure the pin
         is undone without touching the node's recency (a refused admission is not a use) and False returned."""
         if node is not None:
-            node.refs += 1
+            self.ref(node)
         if self.make_room(tokens):
             return True
         if node is not None:
@@ -174,11 +236,20 @@ class KvCache:
         self.cached += n.own
         self.private -= n.own
         if parent is not None:
+            if parent.listed:
+                self._unlist(parent)
             parent.children += 1
         return n
 
     def clear(self) -> None:
         """Forget every cached node (the end of a run: frees them by reference counting, at once)."""
+        n = self._oldest
+        while n is not None:  # unlink, so the list's references do not keep nodes alive in cycles
+            nxt = n.newer
+            n.older = n.newer = None
+            n.listed = False
+            n = nxt
+        self._oldest = self._newest = None
         self.nodes.clear()
         self._heap.clear()
 
@@ -195,3 +266,22 @@ class KvCache:
                 kids[n.parent.key] = kids.get(n.parent.key, 0) + 1
         for n in self.nodes.values():
             assert n.children == kids.get(n.key, 0)
+        # The eviction list: cached, evictable nodes, sorted by (last_use, stamp), consistently linked.
+        prev: Node | None = None
+        at = self._oldest
+        while at is not None:
+            assert at.listed and self.nodes.get(at.key) is at and at.refs == 0 and at.children == 0
+            assert at.older is prev
+            if prev is not None:
+                assert (prev.last_use, prev.stamp) < (at.last_use, at.stamp)
+            prev, at = at, at.newer
+        assert self._newest is prev
+        # Every evictable node competes: listed, or with a live heap entry.
+        live = set()
+        for e in self._heap:
+            c = self.nodes.get(cast(Candidate, e).key)
+            if c is not None and c.stamp == e.seq:
+                live.add(c.key)
+        for n in self.nodes.values():
+            if n.refs == 0 and n.children == 0:
+                assert n.listed or n.key in live, n.key
