@@ -6,9 +6,11 @@ call done, its dependents' counters drop; when the last call is done the task is
 its agent thinks and starts the next task. Latency therefore feeds back into the workload: a slower cluster
 delays every later step of every agent.
 
-Everything is callbacks on the simulation clock (``clock.schedule``: bare events in simpy's order, no generator
-process per call), and a handler is never run inline "because the delay is 0": it goes through the clock, so
-equal-time events keep their FIFO order.
+Everything is callbacks on the simulation clock (:class:`Start` and :class:`Send`, compiled
+:class:`~agentsim.clock.Event` s in simpy's order; no generator process per call), and a handler is never run
+inline "because the delay is 0": it goes through the clock, so equal-time events keep their FIFO order. (A
+task's first calls without a gap are sent from the task's own start event: sending only queues them at a
+replica, so no order is lost.)
 """
 
 from __future__ import annotations
@@ -110,6 +112,25 @@ class Send(Event):
         self.agents._send(self.task, self.index)
 
 
+class Start(Event):
+    """A task of ``stream`` starts: an open-loop arrival (``agent`` None; the next arrival is then scheduled),
+    or a closed-loop agent ready for its next task."""
+
+    __slots__ = ("agent", "agents", "stream")
+
+    def __init__(self, agents: Agents, stream: Stream, agent: int | None) -> None:
+        super().__init__(0.0, 0)
+        self.agents = agents
+        self.stream = stream
+        self.agent = agent
+
+    def fire(self) -> None:
+        if self.agent is None:
+            self.agents._arrive(self.stream)
+        else:
+            self.agents._start_task(self.stream, self.agent)
+
+
 class Agents:
     """Drives every workload stream against the cluster until the horizon."""
 
@@ -144,14 +165,14 @@ class Agents:
                 self._schedule_arrival(s)
             else:
                 for agent, t in enumerate(s.agent_starts):
-                    self.clock.schedule(t, self._start_task, (s, agent))
+                    self.clock.post(Start(self, s, agent), t)
 
     def _schedule_arrival(self, s: Stream) -> None:
         assert s.arrivals is not None
         t = next(s.arrivals, None)
         if t is None or t >= self.horizon_s:
             return
-        self.clock.schedule(t - self.clock.now, self._arrive, (s,))
+        self.clock.post(Start(self, s, None), t - self.clock.now)
 
     def _arrive(self, s: Stream) -> None:
         self._start_task(s, None)
@@ -238,4 +259,4 @@ class Agents:
             self._on_task_done(task)
             task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
             if task.agent is not None:
-                self.clock.schedule(task.stream.think(), self._start_task, (task.stream, task.agent))
+                self.clock.post(Start(self, task.stream, task.agent), task.stream.think())
