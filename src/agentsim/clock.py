@@ -33,9 +33,9 @@ _ATTR = "_agentsim_events"  # where an environment keeps its EventQueue
 class Event(Keyed):
     """A bare event: :meth:`fire` runs at time ``t``; ``seq`` is its insertion id (simpy's tie-breaker).
 
-    The hot events (a replica's step timer, an agent's next call, a task's start) are compiled subclasses whose :meth:`fire`
-    is a direct native call with typed fields, rather than a :class:`Wakeup`'s bound method and argument tuple
-    called through Python's generic calling convention."""
+    The hot events (a replica's step timer, an agent's next call, a task's start) are compiled subclasses
+    whose :meth:`fire` is a direct native call with typed fields, rather than a :class:`Wakeup`'s bound method
+    and argument tuple called through Python's generic calling convention."""
 
     __slots__ = ()
 
