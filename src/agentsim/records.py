@@ -88,7 +88,8 @@ UNIFIED_CONSTANT: dict[str, Any] = {
     "prefill_busy_s": 0.0,
     "prefill_busy_prompt_steps_s": 0.0,
 }
-"""The call table's hand-off columns in a run without a prefill pool (see :class:`Recorder`)."""
+"""The call table's hand-off columns in a run without a prefill pool (see :class:`Recorder`): its last six."""
+assert CALLS_SCHEMA.names[-len(UNIFIED_CONSTANT) :] == list(UNIFIED_CONSTANT), "Recorder.call relies on it"
 
 
 def _to_arrow(col: list[Any], typ: pa.DataType) -> pa.Array:
@@ -204,7 +205,7 @@ class Recorder:
         c[13].append(call.preemptions)
         c[14].append(call.busy_share_s)
         c[15].append(call.mixed_share_s)
-        if not self.disaggregated:
+        if not self.disaggregated:  # the rest are the hand-off columns, constant in this run (UNIFIED_CONSTANT)
             self.calls.added()
             return
         c[16].append(None if pr is None else pr.pool)
