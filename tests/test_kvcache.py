@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -74,8 +76,10 @@ def test_invariants_hold_under_random_operations(ops: list[tuple[str, int, int]]
     for op, key, size in ops:
         now += 1.0
         if op == "insert" and key not in kv.nodes:
+            # Any earlier node, or none (a new root): trees with many leaves, so eviction order matters.
             parents = [n for n in kv.nodes.values() if n.key < key]
-            parent = parents[-1] if parents else None
+            pick = size % (len(parents) + 1)
+            parent = parents[pick] if pick < len(parents) else None
             length = kv.aligned((parent.length if parent else 0) + size)
             need = length - (parent.length if parent else 0)
             if need <= 0:
@@ -108,6 +112,50 @@ def test_invariants_hold_under_random_operations(ops: list[tuple[str, int, int]]
         for k, r in refs.items():
             if r > 0:
                 assert k in kv.nodes, "a referenced node was evicted"
+
+
+def test_evictions_are_least_recently_used_first_on_random_trees() -> None:
+    """Seeded random walks over branching prefix trees (new roots and children of any earlier node, references
+    taken and dropped, room made): whenever a ``make_room`` evicts some of the nodes that were evictable and
+    keeps others, every evicted one was used no more recently than every kept one. Counts the evictions that
+    test it, so it cannot pass vacuously."""
+    tested = 0
+    for trial in range(300):
+        rnd = random.Random(trial)
+        kv = KvCache(capacity=rnd.randint(500, 5000), block=rnd.choice([1, 16]))
+        refs: dict[int, int] = {}
+        for step in range(120):
+            now = float(step)
+            op, key, size = rnd.choice(["insert", "unref", "room", "ref"]), rnd.randint(0, 30), rnd.randint(1, 400)
+            if op == "insert" and key not in kv.nodes:
+                parents = [n for n in kv.nodes.values() if n.key < key]
+                pick = size % (len(parents) + 1)
+                parent = parents[pick] if pick < len(parents) else None
+                base = parent.length if parent is not None else 0
+                need = kv.aligned(base + size) - base
+                if need <= 0 or not kv.reserve(parent, need):
+                    continue
+                kv.private += need
+                kv.insert(key, parent, base + need, now)
+                if parent is not None:
+                    kv.unref(parent, now)
+                refs[key] = refs.get(key, 0) + 1
+            elif op == "ref" and key in kv.nodes:
+                kv.ref(kv.nodes[key])
+                refs[key] = refs.get(key, 0) + 1
+            elif op == "unref" and refs.get(key, 0) > 0:
+                kv.unref(kv.nodes[key], now)
+                refs[key] -= 1
+            elif op == "room":
+                evictable = {k: n.last_use for k, n in kv.nodes.items() if n.refs == 0 and n.children == 0}
+                kv.make_room(size)
+                gone = [t for k, t in evictable.items() if k not in kv.nodes]
+                kept = [t for k, t in evictable.items() if k in kv.nodes]
+                if gone and kept:
+                    tested += 1
+                    assert max(gone) <= min(kept)
+            kv.check()
+    assert tested > 40
 
 
 def test_refused_reservation_undoes_the_pin_and_keeps_recency() -> None:
