@@ -94,10 +94,8 @@ class EventQueue:
 
     def schedule(self, delay: float, fn: Callable[..., None], args: tuple[Any, ...]) -> Wakeup:
         """Run ``fn(*args)`` ``delay`` seconds after :attr:`now` (the hot path: components hold their queue)."""
-        if delay < 0:
-            raise ValueError(f"negative delay {delay}")
-        ev = Wakeup(self.now + delay, next(self._ids), fn, args)
-        push(self.heap, ev)
+        ev = Wakeup(0.0, 0, fn, args)
+        self.post(ev, delay)
         return ev
 
     def clear(self) -> None:
