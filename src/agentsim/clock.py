@@ -112,12 +112,6 @@ def events_of(env: Any) -> EventQueue:
     return q
 
 
-def now(env: Any) -> float:
-    """``env.now`` without the property call (simpy keeps the time in ``_now``): read on every event."""
-    t: float = env._now
-    return t
-
-
 def later(env: Any, delay: float, fn: Callable[..., None], *args: Any) -> Wakeup:
     """Schedule ``fn(*args)`` at ``env.now + delay`` (``delay >= 0``)."""
     return schedule(env, delay, fn, args)
