@@ -9,6 +9,7 @@ import io
 import json
 import math
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -152,7 +153,7 @@ def test_discard_pending_empties_the_queue() -> None:
 def test_rows_survive_chunking_with_nulls_and_order() -> None:
     schema = pa.schema([("i", pa.int64()), ("t_s", pa.float64()), ("name", pa.string()), ("x", pa.float64()),
                         ("y_s", pa.float64())])
-    rows = Rows(schema)
+    rows = Rows(schema, nullable=("t_s", "name"))
     n = CHUNK_ROWS * 2 + 17  # two full record batches and a partial one
     for i in range(n):
         # t_s: nulls (numpy would read them as NaN: they must stay null); x: NaN values (must stay NaN, not
@@ -173,6 +174,29 @@ def test_rows_survive_chunking_with_nulls_and_order() -> None:
     assert x.null_count == 0 and sum(math.isnan(v) for v in x.to_pylist()) == len(range(0, n, 5))
     assert t.column("y_s").null_count == 0 and t.column("y_s").to_pylist() == [i * 0.25 for i in range(n)]
     assert Rows(schema).table().num_rows == 0
+    with pytest.raises(ValueError, match="y_s is not nullable"):
+        rows.append((0, 0.0, "a", 1.0, None))
+
+
+def test_rows_keep_extreme_values_and_unicode_words() -> None:
+    """Packing into binary records loses nothing: 64-bit extremes, -0.0, infinities, subnormals, and words in
+    any script, numbered as they come or given up front."""
+    schema = pa.schema([("i", pa.int64()), ("j", pa.int32()), ("x", pa.float64()), ("w", pa.string())])
+    ints = [-(2**63), 2**63 - 1, 0, -1]
+    int32s = [-(2**31), 2**31 - 1, 7, 0]
+    floats = [-0.0, math.inf, -math.inf, 5e-324]
+    words = ["zeta", "日本語", "zeta", "é"]
+    rows = Rows(schema, words={"w": ["é"]})
+    for row in zip(ints, int32s, floats, words, strict=True):
+        rows.append(row)
+    t = rows.table()
+    assert t.column("i").to_pylist() == ints and t.column("j").to_pylist() == int32s
+    x = t.column("x").to_pylist()
+    assert x == floats and math.copysign(1.0, x[0]) == -1.0
+    assert t.column("w").to_pylist() == words
+    assert rows.words[3] == ["é", "zeta", "日本語"]  # given first, then in order of first sight
+    with pytest.raises(struct.error):
+        rows.append((2**63, 0, 0.0, "a"))  # out of int64 range: refused, not wrapped
 
 
 def test_constant_columns_are_built_whole_and_equal_to_recorded_ones() -> None:
@@ -180,14 +204,16 @@ def test_constant_columns_are_built_whole_and_equal_to_recorded_ones() -> None:
     buffered, and comes out as if every row had recorded the value: nulls for None, else the value."""
     schema = pa.schema([("i", pa.int64()), ("pool", pa.string()), ("x_s", pa.float64()), ("n", pa.int32())])
     n = CHUNK_ROWS + 5
-    recorded, fixed = Rows(schema), Rows(schema, {"pool": None, "x_s": 0.0})
+    recorded, fixed = Rows(schema, nullable=("pool",)), Rows(schema, {"pool": None, "x_s": 0.0})
     for i in range(n):
         recorded.append((i, None, 0.0, i % 3))
         fixed.append((i, "ignored", 1.5, i % 3))
-    assert fixed.columns[1] == [] and fixed.columns[2] == []  # never buffered
+    assert fixed.record_bytes == 8 + 4  # i and n only: the constant columns are not in the record
     assert fixed.table().equals(recorded.table())
     with pytest.raises(ValueError, match="not in the schema"):
         Rows(schema, {"nope": None})
+    with pytest.raises(ValueError, match="not in the schema"):
+        Rows(schema, nullable=("nope",))
 
 
 def test_manifest_says_which_modules_ran_compiled() -> None:

@@ -1,16 +1,23 @@
-"""Row buffers, column-wise, turned into Arrow tables once at the end of a run.
+"""Row buffers that pack each row into a binary record at once, turned into Arrow tables at the end of a run.
 
-Appending to one Python list per column is a cheap way to record a million rows from a simulation (the module
-is compiled, see ``setup.py``); the conversion to Arrow happens once, a column at a time. Unset times are
-``None`` (null in Parquet), never 0. The schemas below are the contract documented in ``docs/METRICS.md``.
+A run records a million rows or more. Keeping them as Python objects (one list per column) and converting at
+the end costs far more than it seems: every value is a boxed object, allocated when recorded, and read and
+freed again at conversion long after it left the CPU caches. Instead each row is packed on the spot, with one
+``struct.Struct.pack_into`` call, into a fixed-layout record in a preallocated buffer; a full buffer becomes an
+Arrow record batch through a numpy structured view (vectorized, no per-value work). Unset times are ``None``
+(null in Parquet), never 0: a nullable column carries a validity byte in the record. Strings are stored as
+codes into a per-column list of words. The schemas below are the contract documented in ``docs/METRICS.md``.
 """
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from agentsim.agents import TaskRun
 from agentsim.serving.call import Call
@@ -92,15 +99,27 @@ UNIFIED_CONSTANT: dict[str, Any] = {
 assert CALLS_SCHEMA.names[-len(UNIFIED_CONSTANT) :] == list(UNIFIED_CONSTANT), "Recorder.call relies on it"
 
 
-def _to_arrow(col: list[Any], typ: pa.DataType) -> pa.Array:
-    """One column chunk as Arrow. Integer columns without nulls go through numpy (``np.fromiter`` is ~3x faster
-    than Arrow's per-object conversion); a null makes it raise and Arrow converts the column instead."""
-    if pa.types.is_integer(typ):
-        try:
-            return pa.array(np.fromiter(col, dtype=typ.to_pandas_dtype(), count=len(col)), type=typ)
-        except (TypeError, ValueError, OverflowError):
-            pass
-    return pa.array(col, type=typ)
+CALLS_NULLABLE = (
+    "pool",
+    "replica",
+    "first_token_s",
+    "done_s",
+    "prefill_pool",
+    "prefill_replica",
+    "decode_replica",
+    "kv_transfer_s",
+)
+"""Call-table columns that may be null: never routed, not there yet, or no hand-off."""
+
+TASKS_NULLABLE = ("agent", "done_s")
+"""Task-table columns that may be null: open-loop tasks have no agent; unfinished ones no end."""
+
+_CODES: dict[pa.DataType, tuple[str, str]] = {  # Arrow type -> (struct format, numpy dtype) of its record field
+    pa.int64(): ("q", "<i8"),
+    pa.int32(): ("i", "<i4"),
+    pa.float64(): ("d", "<f8"),
+    pa.string(): ("i", "<i4"),  # a code into the column's words
+}
 
 
 def _constant(value: Any, n: int, typ: pa.DataType) -> pa.Array:
@@ -109,57 +128,122 @@ def _constant(value: Any, n: int, typ: pa.DataType) -> pa.Array:
 
 
 CHUNK_ROWS = 65_536
-"""Rows buffered as Python objects before they move into an Arrow record batch (~8 bytes a value instead of
-~32: a run of a million calls keeps its rows in a few hundred MB, not gigabytes)."""
+"""Rows packed into one buffer before it becomes an Arrow record batch."""
 
 
 class Rows:
-    """Rows buffered column by column (one Python list per column of ``schema``), moved into Arrow record
-    batches every :data:`CHUNK_ROWS` rows, so the conversion is one ``pa.array`` per column and chunk with no
-    transposition.
+    """Rows of ``schema`` packed into fixed-layout binary records, in buffers of :data:`CHUNK_ROWS` rows that
+    become Arrow record batches when full.
+
+    The record of a row has, in schema order, one field per column (``int64`` and ``float64``: 8 bytes,
+    ``int32`` and string codes: 4), each preceded by a validity byte if the column is in ``nullable`` (writers
+    pack ``False, 0`` for a null). ``words`` gives a string column its words up front (a writer then packs the
+    index of its word); otherwise :meth:`code` numbers them as they come. :meth:`append` takes a row of plain
+    values; the hot writers (:class:`Recorder`) pack theirs with ``packer.pack_into(buf, slot(), ...)``.
 
     ``constant`` maps column names to a value every row of this run has (``None``: null). Such a column is not
-    buffered: writers leave its list empty and it is built whole at each flush. Converting a value to Arrow
-    costs 200-300 instructions, so a unified cluster (no prefill pool) saves six of the call table's columns
-    per row this way: they hold only nulls and zeros."""
+    in the record: it is built whole at each flush (the call table's six hand-off columns hold only nulls and
+    zeros when there is no prefill pool)."""
 
-    def __init__(self, schema: pa.Schema, constant: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        schema: pa.Schema,
+        constant: dict[str, Any] | None = None,
+        nullable: Iterable[str] = (),
+        words: dict[str, list[str]] | None = None,
+    ) -> None:
         self.schema = schema
-        self.columns: list[list[Any]] = [[] for _ in schema.names]
         fixed = constant or {}
-        unknown = set(fixed) - set(schema.names)
+        may_be_null = set(nullable)
+        given = words or {}
+        unknown = (set(fixed) | may_be_null | set(given)) - set(schema.names)
         if unknown:
-            raise ValueError(f"constant columns not in the schema: {sorted(unknown)}")
+            raise ValueError(f"columns not in the schema: {sorted(unknown)}")
         self.constant: dict[int, Any] = {schema.get_field_index(k): v for k, v in fixed.items()}
+        self.nullable = [f.name in may_be_null for f in schema]
+        self.strings = [f.type == pa.string() for f in schema]
+        self.words: list[list[str]] = [list(given.get(f.name, [])) for f in schema]
+        self.codes: list[dict[str, int]] = [{w: i for i, w in enumerate(ws)} for ws in self.words]
+        fmt = ["<"]
+        fields: list[tuple[str, str]] = []
+        for i, f in enumerate(schema):
+            if i in self.constant:
+                continue
+            if f.type not in _CODES:
+                raise ValueError(f"column {f.name}: type {f.type} cannot be packed")
+            code, dtype = _CODES[f.type]
+            if self.nullable[i]:
+                fmt.append("?")
+                fields.append((f"{f.name}?", "?"))  # no column name ends in "?"
+            fmt.append(code)
+            fields.append((f.name, dtype))
+        self.packer = struct.Struct("".join(fmt))
+        self.dtype = np.dtype(fields)  # packed like the struct ("<": no padding)
+        assert self.dtype.itemsize == self.packer.size
+        self.record_bytes = self.packer.size
+        self.buf = bytearray(self.record_bytes * CHUNK_ROWS)
+        self.n = 0  # rows in the buffer
         self.batches: list[pa.RecordBatch] = []
         self.rows = 0
 
+    def slot(self) -> int:
+        """Byte offset of the next row's record in :attr:`buf` (the row is counted; the writer packs it)."""
+        if self.n == CHUNK_ROWS:
+            self._flush()
+        off = self.n * self.record_bytes
+        self.n += 1
+        self.rows += 1
+        return off
+
+    def code(self, column: int, word: str) -> int:
+        """The code of ``word`` in string column ``column`` (numbered on first sight)."""
+        codes = self.codes[column]
+        c = codes.get(word)
+        if c is None:
+            c = len(codes)
+            codes[word] = c
+            self.words[column].append(word)
+        return c
+
     def append(self, row: tuple[Any, ...]) -> None:
         """Add one row, its values in the order of ``schema``'s columns (constant columns' values ignored)."""
-        for i, (col, value) in enumerate(zip(self.columns, row, strict=True)):
-            if i not in self.constant:
-                col.append(value)
-        self.added()
-
-    def added(self) -> None:
-        """Count a row its writer appended to :attr:`columns` directly (the hot path: no row tuple)."""
-        self.rows += 1
-        if len(self.columns[0]) >= CHUNK_ROWS:
-            self._flush()
+        values: list[Any] = []
+        for i, (f, value) in enumerate(zip(self.schema, row, strict=True)):
+            if i in self.constant:
+                continue
+            if self.nullable[i]:
+                values.append(value is not None)
+            elif value is None:
+                raise ValueError(f"column {f.name} is not nullable")
+            if value is None:
+                value = 0
+            elif self.strings[i]:
+                value = self.code(i, value)
+            values.append(value)
+        self.packer.pack_into(self.buf, self.slot(), *values)
 
     def _flush(self) -> None:
-        n = len(self.columns[0])
-        arrays = [
-            _to_arrow(col, field.type) if i not in self.constant else _constant(self.constant[i], n, field.type)
-            for i, (col, field) in enumerate(zip(self.columns, self.schema, strict=True))
-        ]
+        n = self.n
+        records = np.frombuffer(self.buf, dtype=self.dtype, count=n)
+        arrays: list[pa.Array] = []
+        for i, f in enumerate(self.schema):
+            if i in self.constant:
+                arrays.append(_constant(self.constant[i], n, f.type))
+                continue
+            values = np.array(records[f.name])  # a copy: the buffer is reused
+            mask = ~records[f"{f.name}?"] if self.nullable[i] else None
+            if self.strings[i]:
+                codes = pa.array(values, mask=mask)
+                arrays.append(pc.take(pa.array(self.words[i], type=pa.string()), codes))
+            else:
+                arrays.append(pa.array(values, type=f.type, mask=mask))
+        del records  # release the buffer view
         self.batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
-        for col in self.columns:
-            col.clear()  # in place: writers hold references to these lists
+        self.n = 0
 
     def table(self) -> pa.Table:
-        """The buffered rows as an Arrow table of ``schema`` (one contiguous chunk per column)."""
-        if self.columns[0]:
+        """The rows as an Arrow table of ``schema`` (one contiguous chunk per column)."""
+        if self.n:
             self._flush()
         if not self.batches:
             return self.schema.empty_table()
@@ -170,7 +254,7 @@ class Rows:
 
 
 class Recorder:
-    """Buffers call, task and replica-sample rows during a run.
+    """Records call, task and replica-sample rows during a run.
 
     ``disaggregated=False`` (no prefill pool: no call is ever handed from a prefill to a decode replica) makes
     the call table's six hand-off columns constant -- null, or 0 seconds -- so they are built whole, not
@@ -179,42 +263,76 @@ class Recorder:
     def __init__(self, workload_labels: list[str], *, disaggregated: bool = True) -> None:
         self.labels = workload_labels
         self.disaggregated = disaggregated
-        self.calls = Rows(CALLS_SCHEMA, None if disaggregated else UNIFIED_CONSTANT)
-        self.tasks = Rows(TASKS_SCHEMA)
+        words = {"workload": workload_labels}  # a call's or task's workload index is its code
+        self.calls = Rows(CALLS_SCHEMA, None if disaggregated else UNIFIED_CONSTANT, CALLS_NULLABLE, words)
+        self.tasks = Rows(TASKS_SCHEMA, None, TASKS_NULLABLE, words)
         self.replicas = Rows(REPLICAS_SCHEMA)
+        self._pool = CALLS_SCHEMA.get_field_index("pool")
+        self._prefill_pool = CALLS_SCHEMA.get_field_index("prefill_pool")
 
     def call(self, call: Call) -> None:
         """Record one call (finished, or in flight at the end of the run)."""
+        rows = self.calls
         r = call.replica
-        pr = call.prefill_replica
+        routed = r is not None
+        pool = index = 0
+        if r is not None:
+            pool = rows.code(self._pool, r.pool)
+            index = r.index
+        first = call.first_token_s
+        done = call.done_s
         task: TaskRun = call.owner
-        c = self.calls.columns  # one append per column, in CALLS_SCHEMA order (no row tuple on the hot path)
-        c[0].append(task.id)
-        c[1].append(call.id)
-        c[2].append(call.index)
-        c[3].append(self.labels[call.workload])
-        c[4].append(None if r is None else r.pool)
-        c[5].append(None if r is None else r.index)
-        c[6].append(call.issue_s)
-        c[7].append(call.first_token_s)
-        c[8].append(call.done_s)
-        c[9].append(call.prompt)
-        c[10].append(call.cached)
-        c[11].append(call.output)
-        c[12].append(call.generated)
-        c[13].append(call.preemptions)
-        c[14].append(call.busy_share_s)
-        c[15].append(call.mixed_share_s)
+        # In CALLS_SCHEMA order, a validity flag before each nullable value.
+        head = (
+            task.id,
+            call.id,
+            call.index,
+            call.workload,
+            routed,
+            pool,
+            routed,
+            index,
+            call.issue_s,
+            first is not None,
+            0.0 if first is None else first,
+            done is not None,
+            0.0 if done is None else done,
+            call.prompt,
+            call.cached,
+            call.output,
+            call.generated,
+            call.preemptions,
+            call.busy_share_s,
+            call.mixed_share_s,
+        )
         if not self.disaggregated:  # the rest are the hand-off columns, constant in this run (UNIFIED_CONSTANT)
-            self.calls.added()
+            rows.packer.pack_into(rows.buf, rows.slot(), *head)
             return
-        c[16].append(None if pr is None else pr.pool)
-        c[17].append(None if pr is None else pr.index)
-        c[18].append(None if pr is None or r is None or r is pr else r.index)  # null while the KV is in transit
-        c[19].append(call.kv_transfer_s)
-        c[20].append(call.prefill_busy_s)
-        c[21].append(call.prefill_mixed_s)
-        self.calls.added()
+        pr = call.prefill_replica
+        handed = pr is not None
+        ppool = pindex = dindex = 0
+        if pr is not None:
+            ppool = rows.code(self._prefill_pool, pr.pool)
+            pindex = pr.index
+        decoded = pr is not None and r is not None and r is not pr  # null while the KV is in transit
+        if decoded and r is not None:
+            dindex = r.index
+        kv = call.kv_transfer_s
+        rows.packer.pack_into(
+            rows.buf,
+            rows.slot(),
+            *head,
+            handed,
+            ppool,
+            handed,
+            pindex,
+            decoded,
+            dindex,
+            kv is not None,
+            0.0 if kv is None else kv,
+            call.prefill_busy_s,
+            call.prefill_mixed_s,
+        )
 
     def task(self, task: TaskRun) -> None:
         """Record one task (finished, or in flight at the end of the run)."""
@@ -229,22 +347,29 @@ class Recorder:
                 output += c.output
                 tool += gaps[c.index].gap_s
                 busy += c.busy_share_s + c.prefill_busy_s
-        t = self.tasks.columns  # in TASKS_SCHEMA order
-        t[0].append(task.id)
-        t[1].append(self.labels[task.stream.index])
-        t[2].append(task.agent)
-        t[3].append(task.start_s)
-        t[4].append(task.done_s)
-        t[5].append(n)
-        t[6].append(len(gaps))
-        t[7].append(prompt)
-        t[8].append(cached)
-        t[9].append(output)
-        t[10].append(tool)
-        t[11].append(busy)
-        t[12].append(task.tool_busy_s)
-        t[13].append(task.tool_wait_s)
-        self.tasks.added()
+        agent = task.agent
+        done = task.done_s
+        rows = self.tasks
+        rows.packer.pack_into(  # in TASKS_SCHEMA order, a validity flag before each nullable value
+            rows.buf,
+            rows.slot(),
+            task.id,
+            task.stream.index,
+            agent is not None,
+            0 if agent is None else agent,
+            task.start_s,
+            done is not None,
+            0.0 if done is None else done,
+            n,
+            len(gaps),
+            prompt,
+            cached,
+            output,
+            tool,
+            busy,
+            task.tool_busy_s,
+            task.tool_wait_s,
+        )
 
     def sample(
         self,
