@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from agentsim import spec
 from agentsim.catalog import Catalog
@@ -164,11 +163,16 @@ def attach_task_costs(tasks: pa.Table, calls: pa.Table, tools: PoolRates | None 
         return tasks.append_column("usd", tasks.column("tool_usd")).append_column(
             "energy_j", tasks.column("tool_energy_j")
         )
-    grouped = calls.group_by("task_id").aggregate([("usd", "sum"), ("energy_j", "sum")])
-    index = pc.index_in(tasks.column("task_id"), grouped.column("task_id"))
-    usd = pc.add(pc.fill_null(pc.take(grouped.column("usd_sum"), index), 0.0), tasks.column("tool_usd"))
-    energy = pc.add(pc.fill_null(pc.take(grouped.column("energy_j_sum"), index), 0.0), tasks.column("tool_energy_j"))
-    return tasks.append_column("usd", usd).append_column("energy_j", energy)
+    # Sum each task's calls: number the task ids (tasks' first, then calls'), add the calls' costs per number in
+    # row order (np.bincount), and read them back in the tasks' order; a task without calls gets 0.
+    task_ids = tasks.column("task_id").to_numpy()
+    ids, number = np.unique(np.concatenate([task_ids, calls.column("task_id").to_numpy()]), return_inverse=True)
+    of_task, of_call = number[:n], number[n:]
+    parts = []
+    for name, tool_name in (("usd", "tool_usd"), ("energy_j", "tool_energy_j")):
+        sums = np.bincount(of_call, weights=calls.column(name).to_numpy(), minlength=len(ids))
+        parts.append(pa.array(sums[of_task] + tasks.column(tool_name).to_numpy()))
+    return tasks.append_column("usd", parts[0]).append_column("energy_j", parts[1])
 
 
 def _add_tool_costs(tasks: pa.Table, tools: PoolRates | None) -> pa.Table:

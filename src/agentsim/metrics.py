@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from agentsim import spec
 from agentsim.costs import PoolRates
@@ -51,6 +52,16 @@ def call_latencies(calls: pa.Table) -> dict[str, np.ndarray]:
     return {"ttft_s": first - issue, "tpot_s": tpot, "call_e2e_s": done - issue}
 
 
+def of_workload(table: pa.Table, label: str) -> np.ndarray:
+    """Boolean mask of ``table``'s rows whose ``workload`` is ``label``."""
+    return np.asarray(pc.equal(table.column("workload"), label).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def rows_where(table: pa.Table, mask: np.ndarray) -> pa.Table:
+    """The rows of ``table`` where ``mask`` holds (the table itself when it holds everywhere: no copy)."""
+    return table if bool(mask.all()) else table.filter(pa.array(mask))
+
+
 def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
     """Per-replica counter increments between the samples at ``t0`` and ``t1``, one entry per replica present at
     ``t1`` (a replica that did not exist yet at ``t0`` counts from zero)."""
@@ -85,18 +96,18 @@ def slo_attainment(
     its age exceeds the task target; otherwise it is left out of the fraction. Counting every unfinished task as
     a miss would make attainment depend on the run's length when tasks are long.
     """
+    if all(v is None for w in workloads for v in w.slo.model_dump().values()):
+        return {"calls": None, "tasks": None, "by_workload": {}}  # no targets: nothing to attain
     lat = call_latencies(calls)
     issue = col(calls, "issue_s")
     first = col(calls, "first_token_s")
     start = col(tasks, "start_s")
-    wl = np.asarray(calls.column("workload").to_pylist(), dtype=object)
-    task_wl = np.asarray(tasks.column("workload").to_pylist(), dtype=object)
     task_s = col(tasks, "done_s") - col(tasks, "start_s")
     per: dict[str, Any] = {}
     ok_calls = n_calls = ok_tasks = n_tasks = 0
     for w in workloads:
         s = w.slo
-        m = wl == w.label
+        m = of_workload(calls, w.label)
         entry: dict[str, Any] = {}
         ttft_t = s.ttft_s or s.ttft_p99_s
         tpot_t = s.tpot_s or s.tpot_p99_s
@@ -117,7 +128,7 @@ def slo_attainment(
             n_calls += int(counted.sum())
         task_t = s.task_s or s.task_p95_s
         if task_t is not None:
-            tm = task_wl == w.label
+            tm = of_workload(tasks, w.label)
             finished = ~np.isnan(task_s)
             good_t = tm & finished & (task_s <= task_t)
             counted_t = tm & (finished | (horizon_s - start > task_t))
@@ -128,7 +139,7 @@ def slo_attainment(
         for name, arr, q, target in (
             ("ttft_p99_s", lat["ttft_s"][m], 99, s.ttft_p99_s),
             ("tpot_p99_s", lat["tpot_s"][m], 99, s.tpot_p99_s),
-            ("task_p95_s", task_s[task_wl == w.label], 95, s.task_p95_s),
+            ("task_p95_s", task_s[of_workload(tasks, w.label)], 95, s.task_p95_s),
         ):
             if target is not None:
                 v = arr[~np.isnan(arr)]
@@ -154,12 +165,12 @@ def summarize(
     """The run's summary: counts, token volumes, latency distributions, SLO attainment, cost and energy."""
     t0, t1 = scenario.warmup_s, scenario.horizon_s
     span = t1 - t0
-    mc = calls.filter(pa.array(col(calls, "issue_s") >= t0))
-    mt = tasks.filter(pa.array(col(tasks, "start_s") >= t0))
+    mc = rows_where(calls, col(calls, "issue_s") >= t0)
+    mt = rows_where(tasks, col(tasks, "start_s") >= t0)
     done_c = ~np.isnan(col(mc, "done_s"))
     done_t = ~np.isnan(col(mt, "done_s"))
     lat = call_latencies(mc)
-    completed = mc.filter(pa.array(done_c))
+    completed = rows_where(mc, done_c)
 
     w = window(replicas, t0, t1)
     rate_of = {r.pool: r for r in rates}
