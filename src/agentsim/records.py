@@ -279,34 +279,42 @@ class Recorder:
         if r is not None:
             pool = rows.code(self._pool, r.pool)
             index = r.index
-        first = call.first_token_s
-        done = call.done_s
         task: TaskRun = call.owner
-        # In CALLS_SCHEMA order, a validity flag before each nullable value.
-        head = (
-            task.id,
-            call.id,
-            call.index,
-            call.workload,
-            routed,
-            pool,
-            routed,
-            index,
-            call.issue_s,
-            first is not None,
-            0.0 if first is None else first,
-            done is not None,
-            0.0 if done is None else done,
-            call.prompt,
-            call.cached,
-            call.output,
-            call.generated,
-            call.preemptions,
-            call.busy_share_s,
-            call.mixed_share_s,
-        )
+        first = call.first_token_s
+        has_first = first is not None
+        if first is None:
+            first = 0.0
+        done = call.done_s
+        has_done = done is not None
+        if done is None:
+            done = 0.0
+        # In CALLS_SCHEMA order, a validity flag before each nullable value. Arguments written out, not a
+        # tuple spread with *: a spread builds two tuples per row.
         if not self.disaggregated:  # the rest are the hand-off columns, constant in this run (UNIFIED_CONSTANT)
-            rows.packer.pack_into(rows.buf, rows.slot(), *head)
+            rows.packer.pack_into(
+                rows.buf,
+                rows.slot(),
+                task.id,
+                call.id,
+                call.index,
+                call.workload,
+                routed,
+                pool,
+                routed,
+                index,
+                call.issue_s,
+                has_first,
+                first,
+                has_done,
+                done,
+                call.prompt,
+                call.cached,
+                call.output,
+                call.generated,
+                call.preemptions,
+                call.busy_share_s,
+                call.mixed_share_s,
+            )
             return
         pr = call.prefill_replica
         handed = pr is not None
@@ -321,7 +329,26 @@ class Recorder:
         rows.packer.pack_into(
             rows.buf,
             rows.slot(),
-            *head,
+            task.id,
+            call.id,
+            call.index,
+            call.workload,
+            routed,
+            pool,
+            routed,
+            index,
+            call.issue_s,
+            has_first,
+            first,
+            has_done,
+            done,
+            call.prompt,
+            call.cached,
+            call.output,
+            call.generated,
+            call.preemptions,
+            call.busy_share_s,
+            call.mixed_share_s,
             handed,
             ppool,
             handed,
