@@ -60,6 +60,7 @@ class TaskRun:
         "stream",
         "template",
         "tool_busy_s",
+        "tool_s",
         "tool_wait_s",
     )
 
@@ -71,6 +72,7 @@ class TaskRun:
         self.done_s: float | None = None
         self.agent = agent
         self.affinity: Any = None  # session-affinity: the replica kept for this task, per replica set
+        self.tool_s = 0.0  # the gaps (tool time) before the calls sent so far
         self.tool_busy_s = 0.0  # worker-seconds this task used on the tool pool
         self.tool_wait_s = 0.0  # time its tool calls waited for a free worker
         n = len(template.calls)
@@ -216,6 +218,7 @@ class Agents:
         )
         self._next_call += 1
         task.calls[i] = call
+        task.tool_s += tc.gap_s
         assert self.cluster is not None
         self.cluster.route(call)
 

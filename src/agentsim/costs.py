@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from agentsim import spec
 from agentsim.catalog import Catalog
+from agentsim.records import number_tasks
 
 HOURS_PER_YEAR = 8760.0
 
@@ -163,14 +164,10 @@ def attach_task_costs(tasks: pa.Table, calls: pa.Table, tools: PoolRates | None 
         return tasks.append_column("usd", tasks.column("tool_usd")).append_column(
             "energy_j", tasks.column("tool_energy_j")
         )
-    # Sum each task's calls: number the task ids (tasks' first, then calls'), add the calls' costs per number in
-    # row order (np.bincount), and read them back in the tasks' order; a task without calls gets 0.
-    task_ids = tasks.column("task_id").to_numpy()
-    ids, number = np.unique(np.concatenate([task_ids, calls.column("task_id").to_numpy()]), return_inverse=True)
-    of_task, of_call = number[:n], number[n:]
+    of_task, of_call, size = number_tasks(tasks.column("task_id").to_numpy(), calls.column("task_id").to_numpy())
     parts = []
     for name, tool_name in (("usd", "tool_usd"), ("energy_j", "tool_energy_j")):
-        sums = np.bincount(of_call, weights=calls.column(name).to_numpy(), minlength=len(ids))
+        sums = np.bincount(of_call, weights=calls.column(name).to_numpy(), minlength=size)
         parts.append(pa.array(sums[of_task] + tasks.column(tool_name).to_numpy()))
     return tasks.append_column("usd", parts[0]).append_column("energy_j", parts[1])
 

@@ -68,6 +68,13 @@ TASKS_SCHEMA = pa.schema(
     ]
 )
 
+TASK_SUMS = ("calls", "prompt_tokens", "cached_tokens", "output_tokens", "busy_s")
+"""Task columns that sum the task's rows of the call table: not recorded per task, added by
+:meth:`Recorder.tasks_table` (``calls`` counts them; ``busy_s`` sums ``busy_s + prefill_busy_s``)."""
+
+TASK_RECORD_SCHEMA = pa.schema([f for f in TASKS_SCHEMA if f.name not in TASK_SUMS])
+"""What is recorded per task."""
+
 REPLICAS_SCHEMA = pa.schema(
     [
         ("t_s", pa.float64()),
@@ -265,7 +272,7 @@ class Recorder:
         self.disaggregated = disaggregated
         words = {"workload": workload_labels}  # a call's or task's workload index is its code
         self.calls = Rows(CALLS_SCHEMA, None if disaggregated else UNIFIED_CONSTANT, CALLS_NULLABLE, words)
-        self.tasks = Rows(TASKS_SCHEMA, None, TASKS_NULLABLE, words)
+        self.tasks = Rows(TASK_RECORD_SCHEMA, None, TASKS_NULLABLE, words)
         self.replicas = Rows(REPLICAS_SCHEMA)
         self._pool = CALLS_SCHEMA.get_field_index("pool")
         self._prefill_pool = CALLS_SCHEMA.get_field_index("prefill_pool")
@@ -362,22 +369,15 @@ class Recorder:
         )
 
     def task(self, task: TaskRun) -> None:
-        """Record one task (finished, or in flight at the end of the run)."""
-        gaps = task.template.calls
-        n = prompt = cached = output = 0
-        tool = busy = 0.0
-        for c in task.calls:
-            if c is not None:
-                n += 1
-                prompt += c.prompt
-                cached += c.cached
-                output += c.output
-                tool += gaps[c.index].gap_s
-                busy += c.busy_share_s + c.prefill_busy_s
+        """Record one task (finished, or in flight at the end of the run). Its sums over its calls come from the
+        call table at the end (:meth:`tasks_table`)."""
         agent = task.agent
         done = task.done_s
+        has_done = done is not None
+        if done is None:
+            done = 0.0
         rows = self.tasks
-        rows.packer.pack_into(  # in TASKS_SCHEMA order, a validity flag before each nullable value
+        rows.packer.pack_into(  # in TASK_RECORD_SCHEMA order, a validity flag before each nullable value
             rows.buf,
             rows.slot(),
             task.id,
@@ -385,18 +385,30 @@ class Recorder:
             agent is not None,
             0 if agent is None else agent,
             task.start_s,
-            done is not None,
-            0.0 if done is None else done,
-            n,
-            len(gaps),
-            prompt,
-            cached,
-            output,
-            tool,
-            busy,
+            has_done,
+            done,
+            len(task.template.calls),
+            task.tool_s,
             task.tool_busy_s,
             task.tool_wait_s,
         )
+
+    def tasks_table(self, calls: pa.Table) -> pa.Table:
+        """The tasks table (:data:`TASKS_SCHEMA`): the recorded tasks, with their :data:`TASK_SUMS` over
+        ``calls`` (the call table of the same run: every call sent, finished or not)."""
+        recorded = self.tasks.table()
+        of_task, of_call, size = number_tasks(
+            recorded.column("task_id").to_numpy(), calls.column("task_id").to_numpy()
+        )
+        busy = calls.column("busy_s").to_numpy() + calls.column("prefill_busy_s").to_numpy()
+        sums: dict[str, pa.Array] = {"calls": pa.array(np.bincount(of_call, minlength=size)[of_task], pa.int32())}
+        for name in ("prompt_tokens", "cached_tokens", "output_tokens"):
+            # float64 sums of token counts are exact below 2**53 tokens per task
+            total = np.bincount(of_call, weights=calls.column(name).to_numpy(), minlength=size)
+            sums[name] = pa.array(total[of_task].astype(np.int64))
+        sums["busy_s"] = pa.array(np.bincount(of_call, weights=busy, minlength=size)[of_task])
+        columns = [sums[f.name] if f.name in sums else recorded.column(f.name) for f in TASKS_SCHEMA]
+        return pa.table(columns, schema=TASKS_SCHEMA)
 
     def sample(
         self,
@@ -428,3 +440,12 @@ class Recorder:
                 status,
             )
         )
+
+
+def number_tasks(task_ids: np.ndarray, call_task_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Number the task ids of a tasks table and of a calls table alike (0 .. ``size`` - 1), for per-task sums
+    with ``np.bincount(of_call, weights, minlength=size)[of_task]``: sums over each task's call rows, in row
+    order, read back in the tasks' row order (0 for a task without calls)."""
+    n = len(task_ids)
+    ids, number = np.unique(np.concatenate([task_ids, call_task_ids]), return_inverse=True)
+    return number[:n], number[n:], len(ids)

@@ -194,7 +194,7 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
     if tools is not None:
         tools.release()
     calls = attach_call_costs(rec.calls.table(), rates)
-    tasks = attach_task_costs(rec.tasks.table(), calls, tools_rate)
+    tasks = attach_task_costs(rec.tasks_table(calls), calls, tools_rate)
     replicas = rec.replicas.table()
     pools = pools_table(rates, replicas, calls, now)
     summary = summarize(scenario, calls, tasks, replicas, rates)
