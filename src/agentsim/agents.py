@@ -128,7 +128,7 @@ class Start(Event):
 
     def fire(self) -> None:
         if self.agent is None:
-            self.agents._arrive(self.stream)
+            self.agents._arrive(self)
         else:
             self.agents._start_task(self.stream, self.agent)
 
@@ -153,7 +153,7 @@ class Agents:
         self.cluster: Cluster | None = None
         self._on_call_done = on_call_done
         self._on_task_done = on_task_done
-        self.active: dict[int, TaskRun] = {}
+        self.active: dict[TaskRun, None] = {}  # tasks in flight, in start order
         self._next_task = 0
         self._next_call = 0
         self._started = [0] * len(streams)
@@ -169,16 +169,18 @@ class Agents:
                 for agent, t in enumerate(s.agent_starts):
                     self.clock.post(Start(self, s, agent), t)
 
-    def _schedule_arrival(self, s: Stream) -> None:
+    def _schedule_arrival(self, s: Stream, ev: Start | None = None) -> None:
+        """Post the next arrival of ``s``: ``ev``, the arrival that just fired, again (one event per stream
+        rather than one per task), or a new event."""
         assert s.arrivals is not None
         t = next(s.arrivals, None)
         if t is None or t >= self.horizon_s:
             return
-        self.clock.post(Start(self, s, None), t - self.clock.now)
+        self.clock.post(Start(self, s, None) if ev is None else ev, t - self.clock.now)
 
-    def _arrive(self, s: Stream) -> None:
-        self._start_task(s, None)
-        self._schedule_arrival(s)
+    def _arrive(self, ev: Start) -> None:
+        self._start_task(ev.stream, None)
+        self._schedule_arrival(ev.stream, ev)
 
     # ------------------------------------------------------------------ tasks
     def _start_task(self, s: Stream, agent: int | None) -> None:
@@ -188,7 +190,7 @@ class Agents:
         tid = self._next_task
         self._next_task += 1
         task = TaskRun(tid, s, s.next_task(), self.clock.now, agent)
-        self.active[tid] = task
+        self.active[task] = None
         for i, c in enumerate(task.template.calls):
             if not c.deps:
                 if c.gap_s > 0:
@@ -225,7 +227,7 @@ class Agents:
     def release(self) -> None:
         """After the run (and after the unfinished tasks are recorded): drop the tasks still in flight, breaking
         each one's task <-> call cycle, so they are freed by reference counting."""
-        for task in self.active.values():
+        for task in self.active:
             task.calls = []
         self.active.clear()
 
@@ -258,7 +260,7 @@ class Agents:
         task.remaining -= 1
         if task.remaining == 0:
             task.done_s = now
-            del self.active[task.id]
+            del self.active[task]
             self._on_task_done(task)
             task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
             if task.agent is not None:

@@ -12,7 +12,7 @@ codes into a per-column list of words. The schemas below are the contract docume
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -146,7 +146,7 @@ class Rows:
     ``int32`` and string codes: 4), each preceded by a validity byte if the column is in ``nullable`` (writers
     pack ``False, 0`` for a null). ``words`` gives a string column its words up front (a writer then packs the
     index of its word); otherwise :meth:`code` numbers them as they come. :meth:`append` takes a row of plain
-    values; the hot writers (:class:`Recorder`) pack theirs with ``packer.pack_into(buf, slot(), ...)``.
+    values; the hot writers (:class:`Recorder`) pack theirs with ``pack_into(buf, slot(), ...)``.
 
     ``constant`` maps column names to a value every row of this run has (``None``: null). Such a column is not
     in the record: it is built whole at each flush (the call table's six hand-off columns hold only nulls and
@@ -185,6 +185,8 @@ class Rows:
             fmt.append(code)
             fields.append((f.name, dtype))
         self.packer = struct.Struct("".join(fmt))
+        # Bound once: calling it skips looking the method up by name on every row.
+        self.pack_into: Callable[..., None] = self.packer.pack_into
         self.dtype = np.dtype(fields)  # packed like the struct ("<": no padding)
         assert self.dtype.itemsize == self.packer.size
         self.record_bytes = self.packer.size
@@ -227,7 +229,7 @@ class Rows:
             elif self.strings[i]:
                 value = self.code(i, value)
             values.append(value)
-        self.packer.pack_into(self.buf, self.slot(), *values)
+        self.pack_into(self.buf, self.slot(), *values)
 
     def _flush(self) -> None:
         n = self.n
@@ -298,7 +300,7 @@ class Recorder:
         # In CALLS_SCHEMA order, a validity flag before each nullable value. Arguments written out, not a
         # tuple spread with *: a spread builds two tuples per row.
         if not self.disaggregated:  # the rest are the hand-off columns, constant in this run (UNIFIED_CONSTANT)
-            rows.packer.pack_into(
+            rows.pack_into(
                 rows.buf,
                 rows.slot(),
                 task.id,
@@ -333,7 +335,7 @@ class Recorder:
         if decoded and r is not None:
             dindex = r.index
         kv = call.kv_transfer_s
-        rows.packer.pack_into(
+        rows.pack_into(
             rows.buf,
             rows.slot(),
             task.id,
@@ -377,7 +379,7 @@ class Recorder:
         if done is None:
             done = 0.0
         rows = self.tasks
-        rows.packer.pack_into(  # in TASK_RECORD_SCHEMA order, a validity flag before each nullable value
+        rows.pack_into(  # in TASK_RECORD_SCHEMA order, a validity flag before each nullable value
             rows.buf,
             rows.slot(),
             task.id,

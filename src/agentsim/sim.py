@@ -177,7 +177,7 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
     for r in cluster.replicas:
         r.finalize(now)
     sample(now)
-    for task in agents.active.values():
+    for task in agents.active:
         for c in task.calls:
             if c is not None and c.done_s is None:
                 rec.call(c)

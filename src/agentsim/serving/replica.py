@@ -129,7 +129,9 @@ class Replica:
         self.on_done = on_done
 
         self.waiting: deque[Call] = deque()
-        self.running: dict[int, Call] = {}  # admission order
+        # Admission order. Keyed by the call itself: deletion then matches by identity, without reading an id
+        # object that has long left the caches.
+        self.running: dict[Call, None] = {}
         self.prefilling: list[Call] = []  # running calls still computing their prompt, admission order
         self.heap: list[Keyed] = []  # Finish entries: decoding calls by finishing step
         self.decoding = 0  # B
@@ -357,7 +359,7 @@ class Replica:
         if self.role == "prefill":
             # Disaggregated: the KV stays here until it has been sent; the batch slot is free now.
             c.phase = DONE
-            del self.running[c.id]
+            del self.running[c]
             self.outstanding -= c.load
             self.holding += 1
             assert self.on_prefilled is not None
@@ -419,7 +421,7 @@ class Replica:
         c.nodes = []
         c.phase = DONE
         c.done_s = now
-        del self.running[c.id]
+        del self.running[c]
         self.outstanding -= c.load
         self.on_done(c, now)
 
@@ -448,7 +450,7 @@ class Replica:
         c.kv_ready = False  # its transferred KV is gone: it recomputes here
         c.preemptions += 1
         self.preemptions += 1
-        del self.running[c.id]
+        del self.running[c]
         self.waiting.appendleft(c)
 
     # ================================================================== scheduling
@@ -510,7 +512,7 @@ class Replica:
         if node is not None:
             c.nodes.append(node)
             node.last_use = now
-        self.running[c.id] = c
+        self.running[c] = None
         self._cache_prompt(c, now)
         self._start_decode(c)
         return True
@@ -537,7 +539,7 @@ class Replica:
             c.nodes.append(node)
             node.last_use = now
         c.phase = PREFILL
-        self.running[c.id] = c
+        self.running[c] = None
         self.prefilling.append(c)
         return need if not self.chunked else min(need, budget)
 
@@ -547,7 +549,7 @@ class Replica:
         # 1. KV room for this step's decode tokens.
         if self.decoding and kv.free < self.decoding and not kv.make_room(self.decoding):
             while self.decoding and kv.free < self.decoding:
-                newest = next(reversed(self.running.values()))
+                newest = next(reversed(self.running))
                 self._release(newest, now)
         # 2. Calls whose KV was sent from a prefill replica join the decode batch directly (FCFS head only).
         waiting = self.waiting
