@@ -6,7 +6,7 @@ import simpy
 
 from agentsim.clock import run as run_clock
 from agentsim.perf.base import PerfModel
-from agentsim.serving.call import Call
+from agentsim.serving.call import Call, Callbacks
 from agentsim.serving.replica import Replica
 from agentsim.spec import EngineSpec
 
@@ -25,7 +25,7 @@ def run_engine(
     """``arrivals``: (time, prompt, output, parent index). Returns the calls (index = id) and the replica."""
     env = simpy.Environment()
     done: list[Call] = []
-    rep = Replica(env, 0, "p", perf, engine, capacity, lambda c, t: None, lambda c, t: done.append(c))
+    rep = Replica(env, 0, "p", perf, engine, capacity, Callbacks(lambda c, t: None, lambda c, t: done.append(c)))
     calls: list[Call] = []
     for i, (t, p, o, parent) in enumerate(arrivals):
         root_key, root_len = roots[i] if roots else (None, 0)

@@ -9,7 +9,7 @@ import simpy
 import agentsim
 from agentsim import spec
 from agentsim.perf.base import FunctionPerf
-from agentsim.serving.call import Call
+from agentsim.serving.call import Call, Callbacks
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import make_router
 
@@ -17,8 +17,8 @@ from agentsim.serving.routing import make_router
 def replicas(n: int) -> list[Replica]:
     env = simpy.Environment()
     eng = spec.EngineSpec(block_size_tokens=16)
-    return [Replica(env, i, "p", FunctionPerf(lambda p, d, c: 0.01), eng, 100_000, lambda c, t: None,
-                    lambda c, t: None) for i in range(n)]
+    return [Replica(env, i, "p", FunctionPerf(lambda p, d, c: 0.01), eng, 100_000, Callbacks(lambda c, t: None,
+                    lambda c, t: None)) for i in range(n)]
 
 
 class Owner:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentsim.clock import Event, events_of
-from agentsim.serving.call import Call
+from agentsim.serving.call import Call, CallListener
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
 from agentsim.workload.taskgraph import ROOT, TaskTemplate
@@ -133,16 +133,28 @@ class Start(Event):
             self.agents._start_task(self.stream, self.agent)
 
 
-class Agents:
-    """Drives every workload stream against the cluster until the horizon."""
+class TaskListener:
+    """Told of every finished call and task (the recorder, :class:`agentsim.records.Recorder`). A compiled base
+    class rather than callables: the agents' calls to it are direct native calls."""
+
+    def on_call_done(self, call: Call) -> None:
+        """``call`` is finished."""
+
+    def on_task_done(self, task: TaskRun) -> None:
+        """``task`` is finished."""
+
+
+class Agents(CallListener):
+    """Drives every workload stream against the cluster until the horizon. The cluster's replicas tell it when
+    calls progress (a :class:`~agentsim.serving.call.CallListener`); it tells ``listener`` of finished calls
+    and tasks."""
 
     def __init__(
         self,
         env: Any,
         streams: list[Stream],
         horizon_s: float,
-        on_call_done: Callable[[Call], None],
-        on_task_done: Callable[[TaskRun], None],
+        listener: TaskListener,
         tools: ToolPool | None = None,
     ) -> None:
         self.env = env
@@ -151,8 +163,7 @@ class Agents:
         self.streams = streams
         self.horizon_s = horizon_s
         self.cluster: Cluster | None = None
-        self._on_call_done = on_call_done
-        self._on_task_done = on_task_done
+        self.listener = listener
         self.active: dict[TaskRun, None] = {}  # tasks in flight, in start order
         self._next_task = 0
         self._next_call = 0
@@ -245,7 +256,7 @@ class Agents:
 
     def on_done(self, call: Call, now: float) -> None:
         """The engine finished ``call``: release its dependents, finish the task when it was the last."""
-        self._on_call_done(call)
+        self.listener.on_call_done(call)
         task: TaskRun = call.owner
         i = call.index
         if task.chain:
@@ -261,7 +272,7 @@ class Agents:
         if task.remaining == 0:
             task.done_s = now
             del self.active[task]
-            self._on_task_done(task)
+            self.listener.on_task_done(task)
             task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
             if task.agent is not None:
                 self.clock.post(Start(self, task.stream, task.agent), task.stream.think())

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agentsim.agents import TaskRun
+from agentsim.agents import TaskListener, TaskRun
 from agentsim.serving.call import Call
 
 CALLS_SCHEMA = pa.schema(
@@ -262,8 +262,9 @@ class Rows:
         return self.rows
 
 
-class Recorder:
-    """Records call, task and replica-sample rows during a run.
+class Recorder(TaskListener):
+    """Records call, task and replica-sample rows during a run (told of finished calls and tasks by the agents,
+    and of in-flight ones at the end by the run).
 
     ``disaggregated=False`` (no prefill pool: no call is ever handed from a prefill to a decode replica) makes
     the call table's six hand-off columns constant -- null, or 0 seconds -- so they are built whole, not
@@ -279,7 +280,7 @@ class Recorder:
         self._pool = CALLS_SCHEMA.get_field_index("pool")
         self._prefill_pool = CALLS_SCHEMA.get_field_index("prefill_pool")
 
-    def call(self, call: Call) -> None:
+    def on_call_done(self, call: Call) -> None:
         """Record one call (finished, or in flight at the end of the run)."""
         rows = self.calls
         r = call.replica
@@ -370,7 +371,7 @@ class Recorder:
             call.prefill_mixed_s,
         )
 
-    def task(self, task: TaskRun) -> None:
+    def on_task_done(self, task: TaskRun) -> None:
         """Record one task (finished, or in flight at the end of the run). Its sums over its calls come from the
         call table at the end (:meth:`tasks_table`)."""
         agent = task.agent

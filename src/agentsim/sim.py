@@ -123,8 +123,8 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
     env = simpy.Environment()
 
     tools = ToolPool(env, tools_spec.workers, tools_spec.speedup) if tools_spec is not None else None
-    agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, rec.call, rec.task, tools)
-    cluster = Cluster(env, plans, scenario.cluster, agents.on_first_token, agents.on_done)
+    agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, rec, tools)
+    cluster = Cluster(env, plans, scenario.cluster, agents)
     agents.start(cluster)
     scalers = [Autoscaler(env, cluster, p.name, p.autoscale) for p in scenario.cluster.pools if p.autoscale is not None]
 
@@ -180,8 +180,8 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
     for task in agents.active:
         for c in task.calls:
             if c is not None and c.done_s is None:
-                rec.call(c)
-        rec.task(task)
+                rec.on_call_done(c)
+        rec.on_task_done(task)
     if progress is not None:
         progress(now, now)
 

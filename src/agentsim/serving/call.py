@@ -7,6 +7,7 @@ which its dollars and joules follow). Timestamps stay ``None`` until they happen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -126,6 +127,36 @@ class Call:
         self.memo_kv: object = None
         self.memo_from: Call | None = None
 
+
+
+class CallListener:
+    """What a replica tells about its calls, at the simulated time ``now`` (from a clock event): the agent layer
+    (:class:`agentsim.agents.Agents`) moves its tasks on. A compiled base class rather than two callables: the
+    replica's calls to it are direct native calls, once or twice per simulated call."""
+
+    def on_first_token(self, call: Call, now: float) -> None:
+        """``call`` produced its first token."""
+
+    def on_done(self, call: Call, now: float) -> None:
+        """``call`` produced its last token."""
+
+
+class Callbacks(CallListener):
+    """A listener made of two functions (tests and scripts that drive replicas directly)."""
+
+    def __init__(
+        self,
+        on_first_token: Callable[[Call, float], None],
+        on_done: Callable[[Call, float], None],
+    ) -> None:
+        self.first_token_fn = on_first_token
+        self.done_fn = on_done
+
+    def on_first_token(self, call: Call, now: float) -> None:
+        self.first_token_fn(call, now)
+
+    def on_done(self, call: Call, now: float) -> None:
+        self.done_fn(call, now)
 
 
 BLOCK_KEY_BASE = -(2**62)

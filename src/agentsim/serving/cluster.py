@@ -12,14 +12,14 @@ from that step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agentsim import spec
 from agentsim.clock import events_of
 from agentsim.perf.base import PerfModel
-from agentsim.serving.call import Call
+from agentsim.serving.call import Call, CallListener
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import Router, make_router
 
@@ -42,14 +42,12 @@ class Cluster:
         env: Any,
         pools: Sequence[PoolPlan],
         cluster: spec.ClusterSpec,
-        on_first_token: Callable[[Call, float], None],
-        on_done: Callable[[Call, float], None],
+        listener: CallListener,
     ) -> None:
         self.env = env
         self.clock = events_of(env)
         self.plans = {p.spec.name: p for p in pools}
-        self._on_first_token = on_first_token
-        self._on_done = on_done
+        self.listener = listener  # told of every call's first token and completion (the agents)
         self.replicas: list[Replica] = []  # every replica ever built, by index
         self.entry: list[Replica] = []  # accepting unified and prefill replicas
         self.decode: list[Replica] = []  # accepting decode replicas
@@ -72,8 +70,7 @@ class Cluster:
             plan.perf,
             plan.spec.deployment.engine,
             plan.kv_capacity_tokens,
-            self._on_first_token,
-            self._on_done,
+            self.listener,
             role=plan.spec.role,
             on_prefilled=self._prefilled,
         )

@@ -42,7 +42,7 @@ import numpy as np
 from agentsim.clock import Event, events_of
 from agentsim.minheap import Keyed, pop, push
 from agentsim.perf.base import PerfModel
-from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call
+from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call, CallListener
 from agentsim.serving.kvcache import KvCache, Node
 from agentsim.spec import EngineSpec
 
@@ -92,8 +92,8 @@ class CallTooLarge(Exception):
 class Replica:
     """One running copy of a deployment: its batch, its KV cache, its clock.
 
-    ``on_first_token(call, t)`` and ``on_done(call, t)`` are called at simulated time ``t`` (from clock
-    callbacks) so the agent layer can move on.
+    ``listener`` is told of each call's first token and completion (:class:`~agentsim.serving.call.CallListener`)
+    so the agent layer can move on.
     """
 
     def __init__(
@@ -104,8 +104,7 @@ class Replica:
         perf: PerfModel,
         engine: EngineSpec,
         kv_capacity_tokens: int,
-        on_first_token: Callable[[Call, float], None],
-        on_done: Callable[[Call, float], None],
+        listener: CallListener,
         role: str = "unified",
         on_prefilled: Callable[[Call, float], None] | None = None,
     ) -> None:
@@ -125,8 +124,7 @@ class Replica:
         self.budget = engine.max_batched_tokens
         self.chunked = engine.chunked_prefill
         self.kv = KvCache(kv_capacity_tokens, engine.block_size_tokens, engine.prefix_caching)
-        self.on_first_token = on_first_token
-        self.on_done = on_done
+        self.listener = listener
 
         self.waiting: deque[Call] = deque()
         # Admission order. Keyed by the call itself: deletion then matches by identity, without reading an id
@@ -352,7 +350,7 @@ class Replica:
         self.out_tokens += 1
         if c.first_token_s is None:
             c.first_token_s = now
-            self.on_first_token(c, now)
+            self.listener.on_first_token(c, now)
         if c.generated >= c.output:
             self._finish(c, now, c.target - c.held)
             return
@@ -423,7 +421,7 @@ class Replica:
         c.done_s = now
         del self.running[c]
         self.outstanding -= c.load
-        self.on_done(c, now)
+        self.listener.on_done(c, now)
 
     def _release(self, c: Call, now: float) -> None:
         """Preempt a running call by recompute: drop its KV, keep its generated tokens, requeue it first."""
