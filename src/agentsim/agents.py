@@ -273,6 +273,6 @@ class Agents(CallListener):
             task.done_s = now
             del self.active[task]
             self.listener.on_task_done(task)
-            task.calls = []  # break the task <-> call reference cycle so memory is freed by refcount
+            task.calls.clear()  # break the task <-> call reference cycle so memory is freed by refcount
             if task.agent is not None:
                 self.clock.post(Start(self, task.stream, task.agent), task.stream.think())

@@ -189,7 +189,7 @@ class Replica:
         kv.private -= call.target - call.held
         for n in call.nodes:
             kv.unref(n, now)
-        call.nodes = []
+        call.nodes.clear()
         call.held = 0
         self.holding -= 1
         self.drain_if_empty(now)
@@ -416,7 +416,7 @@ class Replica:
         kv.private -= private
         for n in c.nodes:
             kv.unref(n, now)
-        c.nodes = []
+        c.nodes.clear()  # in place: no new list per call
         c.phase = DONE
         c.done_s = now
         del self.running[c]
@@ -439,7 +439,7 @@ class Replica:
             self.prefilling.remove(c)
         for n in c.nodes:
             kv.unref(n, now)
-        c.nodes = []
+        c.nodes.clear()  # in place: no new list per call
         c.held = 0
         c.computed = 0
         c.chunk = 0

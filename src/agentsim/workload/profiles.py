@@ -47,7 +47,7 @@ import numpy as np
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from agentsim.spec import AgentProfile, FixedProfile, Profile, WorkloadSpec
+from agentsim.spec import AgentProfile, Constant, FixedProfile, Profile, WorkloadSpec
 from agentsim.workload.distributions import BLOCK, BlockSampler, IntSampler, sample
 from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate
 
@@ -187,9 +187,14 @@ class TaskFactory:
         self.profile = profile
         self.workload = workload
         self._after: list[tuple[int, ...]] = []  # _after[i] == (i,): one shared deps tuple per chain position
+        self._same: TaskTemplate | None = None  # the task, when every task is the same
         if isinstance(profile, FixedProfile):
             self._prompt = IntSampler(profile.prompt_tokens, rng, 1, block)
             self._fixed_out = IntSampler(profile.output_tokens, rng, 1, block)
+            if isinstance(profile.prompt_tokens, Constant) and isinstance(profile.output_tokens, Constant):
+                # Constant sizes (a serving benchmark's shape): one template for every task; templates are
+                # never changed once made, and a constant draws nothing from the generator.
+                self._same = self.next()
             return
         p = profile
         self._limit = p.context_limit_tokens
@@ -224,6 +229,8 @@ class TaskFactory:
 
     def next(self) -> TaskTemplate:
         """One new task."""
+        if self._same is not None:
+            return self._same
         if isinstance(self.profile, FixedProfile):
             call = CallTemplate(self._prompt.next(), self._fixed_out.next())
             return TaskTemplate(self.workload, (call,), 0)
