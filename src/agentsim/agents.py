@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from agentsim.clock import Event, events_of
 from agentsim.serving.call import Call, CallListener
@@ -39,8 +39,8 @@ class Stream:
     max_tasks: int | None
 
 
-_CHAIN: list[int] = []  # pending counters and children of a chain task: none needed (shared, never mutated)
-_CHAIN_CHILDREN: list[list[int]] = []
+_CHAIN: Final[list[int]] = []  # pending counters and children of a chain task: none needed (shared, never mutated)
+_CHAIN_CHILDREN: Final[list[list[int]]] = []
 
 
 class TaskRun:

@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from heapq import heappop
 from itertools import count
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from simpy.events import NORMAL, URGENT
 
 from agentsim.minheap import Keyed, pop, push
 
-_ATTR = "_agentsim_events"  # where an environment keeps its EventQueue
+_ATTR: Final = "_agentsim_events"  # where an environment keeps its EventQueue
 
 
 class Event(Keyed):

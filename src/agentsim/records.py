@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -134,7 +134,7 @@ def _constant(value: Any, n: int, typ: pa.DataType) -> pa.Array:
     return pa.nulls(n, typ) if value is None else pa.array(np.full(n, value), type=typ)
 
 
-CHUNK_ROWS = 65_536
+CHUNK_ROWS: Final = 65_536
 """Rows packed into one buffer before it becomes an Arrow record batch."""
 
 
@@ -400,9 +400,7 @@ class Recorder(TaskListener):
         """The tasks table (:data:`TASKS_SCHEMA`): the recorded tasks, with their :data:`TASK_SUMS` over
         ``calls`` (the call table of the same run: every call sent, finished or not)."""
         recorded = self.tasks.table()
-        of_task, of_call, size = number_tasks(
-            recorded.column("task_id").to_numpy(), calls.column("task_id").to_numpy()
-        )
+        of_task, of_call, size = number_tasks(recorded.column("task_id").to_numpy(), calls.column("task_id").to_numpy())
         busy = calls.column("busy_s").to_numpy() + calls.column("prefill_busy_s").to_numpy()
         sums: dict[str, pa.Array] = {"calls": pa.array(np.bincount(of_call, minlength=size)[of_task], pa.int32())}
         for name in ("prompt_tokens", "cached_tokens", "output_tokens"):

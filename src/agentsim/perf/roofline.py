@@ -81,7 +81,7 @@ How the terms were chosen:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -99,7 +99,7 @@ from agentsim.perf.memory import (
 
 __all__ = ["ACTIVATION_BYTES", "RooflinePerfModel", "RooflineTerms", "comm_terms"]
 
-ACTIVATION_BYTES = 2
+ACTIVATION_BYTES: Final = 2
 """Bytes per activation element exchanged between GPUs (16-bit)."""
 
 

@@ -8,17 +8,17 @@ which its dollars and joules follow). Timestamps stay ``None`` until they happen
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from agentsim.serving.kvcache import Node
     from agentsim.serving.replica import Replica
 
 # Phases of a call inside a replica.
-WAITING = 0
-PREFILL = 1
-DECODE = 2
-DONE = 3
+WAITING: Final = 0
+PREFILL: Final = 1
+DECODE: Final = 2
+DONE: Final = 3
 
 
 class Call:
@@ -128,7 +128,6 @@ class Call:
         self.memo_from: Call | None = None
 
 
-
 class CallListener:
     """What a replica tells about its calls, at the simulated time ``now`` (from a clock event): the agent layer
     (:class:`agentsim.agents.Agents`) moves its tasks on. A compiled base class rather than two callables: the
@@ -159,6 +158,6 @@ class Callbacks(CallListener):
         self.done_fn(call, now)
 
 
-BLOCK_KEY_BASE = -(2**62)
+BLOCK_KEY_BASE: Final = -(2**62)
 """Cache keys of hash-identified blocks are ``BLOCK_KEY_BASE + hash``: apart from call ids (>= 0) and
 workload system-prompt keys (small negatives)."""

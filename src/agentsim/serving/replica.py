@@ -35,7 +35,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import numpy as np
 
@@ -47,13 +47,13 @@ from agentsim.serving.kvcache import KvCache, Node
 from agentsim.spec import EngineSpec
 
 # Replica states between events.
-IDLE = 0
-STARTING = 1
-STEP = 2
-SEGMENT = 3
+IDLE: Final = 0
+STARTING: Final = 1
+STEP: Final = 2
+SEGMENT: Final = 3
 
-MAX_SEGMENT_STEPS = 8192  # bounds the step-time array of one segment; a segment ending early is harmless
-SCALAR_SEGMENT_STEPS = 12  # below this, step times are summed in Python rather than numpy
+MAX_SEGMENT_STEPS: Final = 8192  # bounds the step-time array of one segment; a segment ending early is harmless
+SCALAR_SEGMENT_STEPS: Final = 12  # below this, step times are summed in Python rather than numpy
 
 
 class Finish(Keyed):

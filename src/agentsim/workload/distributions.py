@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 import numpy as np
 
@@ -46,7 +46,7 @@ from agentsim.spec import Constant, Dist, Empirical, Exponential, Gamma, Lognorm
 
 T = TypeVar("T", int, float)
 
-BLOCK = 4096
+BLOCK: Final = 4096
 """Values drawn per refill by :class:`BlockSampler`: large enough to amortise numpy's per-call cost, small
 enough that an unused tail wastes nothing measurable."""
 

@@ -18,8 +18,9 @@ The engine turns these links into a prefix tree per replica (:mod:`agentsim.serv
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-ROOT = -1
+ROOT: Final = -1
 """``prefix_parent`` value meaning "the task root" (shared system prompt, or no prefix)."""
 
 
