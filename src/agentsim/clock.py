@@ -66,12 +66,14 @@ class EventQueue:
     environment's insertion-id counter itself (``env._eid``), so ids stay in one sequence with simpy's.
     """
 
-    __slots__ = ("_ids", "heap", "now")
+    __slots__ = ("_ids", "_next_id", "heap", "now")
 
     def __init__(self, env: Any = None) -> None:
         self.heap: list[Keyed] = []
         self.now = 0.0 if env is None else float(env._now)
         self._ids: Iterator[int] = count() if env is None else env._eid
+        # Bound once: ``next(self._ids)`` compiles to a lookup of ``next`` in builtins at every call.
+        self._next_id: Callable[[], int] = self._ids.__next__
 
     def __len__(self) -> int:
         return len(self.heap)
@@ -89,7 +91,7 @@ class EventQueue:
         if delay < 0:
             raise ValueError(f"negative delay {delay}")
         ev.t = self.now + delay
-        ev.seq = next(self._ids)
+        ev.seq = self._next_id()
         push(self.heap, ev)
 
     def schedule(self, delay: float, fn: Callable[..., None], args: tuple[Any, ...]) -> Wakeup:
