@@ -199,6 +199,24 @@ def test_rows_keep_extreme_values_and_unicode_words() -> None:
         rows.append((2**63, 0, 0.0, "a"))  # out of int64 range: refused, not wrapped
 
 
+def test_a_record_packed_in_two_parts_equals_one_appended_whole() -> None:
+    """``Rows.split``: a writer may pack the columns before a given one, then the rest (the call table's
+    hand-off columns are packed only in disaggregated runs); the rows are those ``append`` gives."""
+    schema = pa.schema([("i", pa.int64()), ("t_s", pa.float64()), ("pool", pa.string()), ("x_s", pa.float64()),
+                        ("n", pa.int32())])
+    whole, split = Rows(schema, nullable=("t_s", "pool")), Rows(schema, nullable=("t_s", "pool"))
+    head, tail, offset = split.split("pool")
+    assert offset == 8 + 1 + 8  # i, then t_s with its validity byte
+    for i in range(CHUNK_ROWS + 3):
+        t = None if i % 3 == 0 else i * 0.5
+        pool = "a" if i % 2 else None
+        whole.append((i, t, pool, i * 0.25, i % 7))
+        off = split.slot()
+        head(split.buf, off, i, t is not None, t or 0.0)
+        tail(split.buf, off + offset, pool is not None, 0 if pool is None else split.code(2, pool), i * 0.25, i % 7)
+    assert split.table().equals(whole.table())
+
+
 def test_constant_columns_are_built_whole_and_equal_to_recorded_ones() -> None:
     """A column declared constant (the call table's hand-off columns when there is no prefill pool) is not
     buffered, and comes out as if every row had recorded the value: nulls for None, else the value."""

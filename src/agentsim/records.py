@@ -171,20 +171,20 @@ class Rows:
         self.strings = [f.type == pa.string() for f in schema]
         self.words: list[list[str]] = [list(given.get(f.name, [])) for f in schema]
         self.codes: list[dict[str, int]] = [{w: i for i, w in enumerate(ws)} for ws in self.words]
-        fmt = ["<"]
+        self.formats: list[str] = []  # per column: its part of the record's struct format ("" if constant)
         fields: list[tuple[str, str]] = []
         for i, f in enumerate(schema):
             if i in self.constant:
+                self.formats.append("")
                 continue
             if f.type not in _CODES:
                 raise ValueError(f"column {f.name}: type {f.type} cannot be packed")
             code, dtype = _CODES[f.type]
             if self.nullable[i]:
-                fmt.append("?")
                 fields.append((f"{f.name}?", "?"))  # no column name ends in "?"
-            fmt.append(code)
             fields.append((f.name, dtype))
-        self.packer = struct.Struct("".join(fmt))
+            self.formats.append(("?" if self.nullable[i] else "") + code)
+        self.packer = struct.Struct("<" + "".join(self.formats))
         # Bound once: calling it skips looking the method up by name on every row.
         self.pack_into: Callable[..., None] = self.packer.pack_into
         self.dtype = np.dtype(fields)  # packed like the struct ("<": no padding)
@@ -194,6 +194,16 @@ class Rows:
         self.n = 0  # rows in the buffer
         self.batches: list[pa.RecordBatch] = []
         self.rows = 0
+
+    def split(self, column: str) -> tuple[Callable[..., None], Callable[..., None], int]:
+        """Pack a record in two parts: ``(head, tail, offset)``, where ``head(buf, off, ...)`` packs the columns
+        before ``column`` and ``tail(buf, off + offset, ...)`` the rest (for a writer whose later columns are
+        only sometimes recorded)."""
+        i = self.schema.get_field_index(column)
+        head = struct.Struct("<" + "".join(self.formats[:i]))
+        tail = struct.Struct("<" + "".join(self.formats[i:]))
+        assert head.size + tail.size == self.record_bytes
+        return head.pack_into, tail.pack_into, head.size
 
     def slot(self) -> int:
         """Byte offset of the next row's record in :attr:`buf` (the row is counted; the writer packs it)."""
@@ -279,6 +289,12 @@ class Recorder(TaskListener):
         self.replicas = Rows(REPLICAS_SCHEMA)
         self._pool = CALLS_SCHEMA.get_field_index("pool")
         self._prefill_pool = CALLS_SCHEMA.get_field_index("prefill_pool")
+        # A call's record: the head always, the hand-off columns (the tail) only when disaggregated.
+        self._pack_head: Callable[..., None] = self.calls.pack_into
+        self._pack_tail: Callable[..., None] = self.calls.pack_into
+        self._tail_offset = 0
+        if disaggregated:
+            self._pack_head, self._pack_tail, self._tail_offset = self.calls.split("prefill_pool")
 
     def on_call_done(self, call: Call) -> None:
         """Record one call (finished, or in flight at the end of the run)."""
@@ -300,45 +316,10 @@ class Recorder(TaskListener):
             done = 0.0
         # In CALLS_SCHEMA order, a validity flag before each nullable value. Arguments written out, not a
         # tuple spread with *: a spread builds two tuples per row.
-        if not self.disaggregated:  # the rest are the hand-off columns, constant in this run (UNIFIED_CONSTANT)
-            rows.pack_into(
-                rows.buf,
-                rows.slot(),
-                task.id,
-                call.id,
-                call.index,
-                call.workload,
-                routed,
-                pool,
-                routed,
-                index,
-                call.issue_s,
-                has_first,
-                first,
-                has_done,
-                done,
-                call.prompt,
-                call.cached,
-                call.output,
-                call.generated,
-                call.preemptions,
-                call.busy_share_s,
-                call.mixed_share_s,
-            )
-            return
-        pr = call.prefill_replica
-        handed = pr is not None
-        ppool = pindex = dindex = 0
-        if pr is not None:
-            ppool = rows.code(self._prefill_pool, pr.pool)
-            pindex = pr.index
-        decoded = pr is not None and r is not None and r is not pr  # null while the KV is in transit
-        if decoded and r is not None:
-            dindex = r.index
-        kv = call.kv_transfer_s
-        rows.pack_into(
+        off = rows.slot()
+        self._pack_head(
             rows.buf,
-            rows.slot(),
+            off,
             task.id,
             call.id,
             call.index,
@@ -359,6 +340,22 @@ class Recorder(TaskListener):
             call.preemptions,
             call.busy_share_s,
             call.mixed_share_s,
+        )
+        if not self.disaggregated:  # the rest are the hand-off columns, constant in this run (UNIFIED_CONSTANT)
+            return
+        pr = call.prefill_replica
+        handed = pr is not None
+        ppool = pindex = dindex = 0
+        if pr is not None:
+            ppool = rows.code(self._prefill_pool, pr.pool)
+            pindex = pr.index
+        decoded = pr is not None and r is not None and r is not pr  # null while the KV is in transit
+        if decoded and r is not None:
+            dindex = r.index
+        kv = call.kv_transfer_s
+        self._pack_tail(
+            rows.buf,
+            off + self._tail_offset,
             handed,
             ppool,
             handed,
