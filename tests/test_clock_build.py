@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from simpy.events import NORMAL, URGENT
 
 from agentsim import build, clock
-from agentsim.records import CHUNK_ROWS, Rows
+from agentsim.records import CHUNK_ROWS, Rows, number_tasks
 from agentsim.sim import RunResult, run
 from helpers_validation import const, scenario
 
@@ -215,6 +216,23 @@ def test_a_record_packed_in_two_parts_equals_one_appended_whole() -> None:
         head(split.buf, off, i, t is not None, t or 0.0)
         tail(split.buf, off + offset, pool is not None, 0 if pool is None else split.code(2, pool), i * 0.25, i % 7)
     assert split.table().equals(whole.table())
+
+
+def test_per_task_sums_match_a_dictionary_of_sums() -> None:
+    """``number_tasks`` + ``np.bincount``: each task's sum over its call rows (any order, ids with gaps, tasks
+    without calls get 0), read back in the tasks' row order; a negative id is refused."""
+    rng = np.random.default_rng(5)
+    task_ids = rng.permutation(np.array([0, 3, 4, 9, 10, 11, 40]))
+    call_task_ids = rng.choice(np.array([3, 4, 9, 11, 40]), size=500)
+    values = rng.random(500)
+    expected: dict[int, float] = {}
+    for t, v in zip(call_task_ids.tolist(), values.tolist(), strict=True):
+        expected[t] = expected.get(t, 0.0) + v  # row order, as the engine's loops added
+    of_task, of_call, size = number_tasks(task_ids, call_task_ids)
+    sums = np.bincount(of_call, weights=values, minlength=size)[of_task]
+    assert sums.tolist() == [expected.get(t, 0.0) for t in task_ids.tolist()]  # exactly: same order of additions
+    with pytest.raises(ValueError, match=">= 0"):
+        number_tasks(np.array([0, -1]), np.array([0]))
 
 
 def test_constant_columns_are_built_whole_and_equal_to_recorded_ones() -> None:

@@ -108,6 +108,7 @@ def slo_attainment(
     for w in workloads:
         s = w.slo
         m = of_workload(calls, w.label)
+        tm = of_workload(tasks, w.label)
         entry: dict[str, Any] = {}
         ttft_t = s.ttft_s or s.ttft_p99_s
         tpot_t = s.tpot_s or s.tpot_p99_s
@@ -128,7 +129,6 @@ def slo_attainment(
             n_calls += int(counted.sum())
         task_t = s.task_s or s.task_p95_s
         if task_t is not None:
-            tm = of_workload(tasks, w.label)
             finished = ~np.isnan(task_s)
             good_t = tm & finished & (task_s <= task_t)
             counted_t = tm & (finished | (horizon_s - start > task_t))
@@ -139,7 +139,7 @@ def slo_attainment(
         for name, arr, q, target in (
             ("ttft_p99_s", lat["ttft_s"][m], 99, s.ttft_p99_s),
             ("tpot_p99_s", lat["tpot_s"][m], 99, s.tpot_p99_s),
-            ("task_p95_s", task_s[of_workload(tasks, w.label)], 95, s.task_p95_s),
+            ("task_p95_s", task_s[tm], 95, s.task_p95_s),
         ):
             if target is not None:
                 v = arr[~np.isnan(arr)]

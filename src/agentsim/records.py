@@ -103,7 +103,7 @@ UNIFIED_CONSTANT: dict[str, Any] = {
     "prefill_busy_prompt_steps_s": 0.0,
 }
 """The call table's hand-off columns in a run without a prefill pool (see :class:`Recorder`): its last six."""
-assert CALLS_SCHEMA.names[-len(UNIFIED_CONSTANT) :] == list(UNIFIED_CONSTANT), "Recorder.call relies on it"
+assert CALLS_SCHEMA.names[-len(UNIFIED_CONSTANT) :] == list(UNIFIED_CONSTANT), "packed as the record's tail"
 
 
 CALLS_NULLABLE = (
@@ -281,7 +281,6 @@ class Recorder(TaskListener):
     recorded call by call."""
 
     def __init__(self, workload_labels: list[str], *, disaggregated: bool = True) -> None:
-        self.labels = workload_labels
         self.disaggregated = disaggregated
         words = {"workload": workload_labels}  # a call's or task's workload index is its code
         self.calls = Rows(CALLS_SCHEMA, None if disaggregated else UNIFIED_CONSTANT, CALLS_NULLABLE, words)
@@ -294,7 +293,7 @@ class Recorder(TaskListener):
         self._pack_tail: Callable[..., None] = self.calls.pack_into
         self._tail_offset = 0
         if disaggregated:
-            self._pack_head, self._pack_tail, self._tail_offset = self.calls.split("prefill_pool")
+            self._pack_head, self._pack_tail, self._tail_offset = self.calls.split(next(iter(UNIFIED_CONSTANT)))
 
     def on_call_done(self, call: Call) -> None:
         """Record one call (finished, or in flight at the end of the run)."""
@@ -443,7 +442,11 @@ class Recorder(TaskListener):
 def number_tasks(task_ids: np.ndarray, call_task_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Number the task ids of a tasks table and of a calls table alike (0 .. ``size`` - 1), for per-task sums
     with ``np.bincount(of_call, weights, minlength=size)[of_task]``: sums over each task's call rows, in row
-    order, read back in the tasks' row order (0 for a task without calls)."""
-    n = len(task_ids)
-    ids, number = np.unique(np.concatenate([task_ids, call_task_ids]), return_inverse=True)
-    return number[:n], number[n:], len(ids)
+    order, read back in the tasks' row order (0 for a task without calls). Task ids are counters from 0, so
+    they are their own numbers (``size``: the largest id + 1)."""
+    of_task = np.asarray(task_ids, dtype=np.int64)
+    of_call = np.asarray(call_task_ids, dtype=np.int64)
+    size = 1 + max(int(of_task.max(initial=-1)), int(of_call.max(initial=-1)))
+    if (of_task.size and of_task.min() < 0) or (of_call.size and of_call.min() < 0):
+        raise ValueError("task ids must be >= 0")
+    return of_task, of_call, size
