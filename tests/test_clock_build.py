@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from simpy.events import NORMAL, URGENT
 
-from agentsim import build, clock
+from agentsim import build, clock, minheap
 from agentsim.records import CHUNK_ROWS, Rows, number_tasks
 from agentsim.sim import RunResult, run
 from helpers_validation import const, scenario
@@ -47,7 +47,7 @@ def test_event_queue_pops_in_heapq_order(ops: list[tuple[float, bool]]) -> None:
     ref: list[tuple[float, int, clock.Wakeup]] = []
     for eid, (t, pop) in enumerate(ops):
         ev = clock.Wakeup(t, eid, print, (eid,))
-        q.push(ev)
+        minheap.push(q.heap, ev)  # at its own (t, eid), as EventQueue.post would put it
         heapq.heappush(ref, (t, eid, ev))
         if pop:
             assert q.heap[0] is ref[0][2]

@@ -78,10 +78,6 @@ class EventQueue:
     def __len__(self) -> int:
         return len(self.heap)
 
-    def push(self, ev: Event) -> None:
-        """Queue ``ev`` at its own ``(t, seq)``."""
-        push(self.heap, ev)
-
     def pop(self) -> Event:
         """Remove and return the earliest event."""
         return cast(Event, pop(self.heap))

@@ -159,11 +159,6 @@ def attach_task_costs(tasks: pa.Table, calls: pa.Table, tools: PoolRates | None 
     """Add ``usd`` and ``energy_j`` to the tasks table: the sums over each task's calls, plus its tool calls'
     worker-seconds at the tool pool's per-worker rates."""
     tasks = _add_tool_costs(tasks, tools)
-    n = tasks.num_rows
-    if n == 0 or calls.num_rows == 0:
-        return tasks.append_column("usd", tasks.column("tool_usd")).append_column(
-            "energy_j", tasks.column("tool_energy_j")
-        )
     of_task, of_call, size = number_tasks(tasks.column("task_id").to_numpy(), calls.column("task_id").to_numpy())
     parts = []
     for name, tool_name in (("usd", "tool_usd"), ("energy_j", "tool_energy_j")):

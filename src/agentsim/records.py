@@ -184,12 +184,12 @@ class Rows:
                 fields.append((f"{f.name}?", "?"))  # no column name ends in "?"
             fields.append((f.name, dtype))
             self.formats.append(("?" if self.nullable[i] else "") + code)
-        self.packer = struct.Struct("<" + "".join(self.formats))
+        packer = struct.Struct("<" + "".join(self.formats))
         # Bound once: calling it skips looking the method up by name on every row.
-        self.pack_into: Callable[..., None] = self.packer.pack_into
+        self.pack_into: Callable[..., None] = packer.pack_into
         self.dtype = np.dtype(fields)  # packed like the struct ("<": no padding)
-        assert self.dtype.itemsize == self.packer.size
-        self.record_bytes = self.packer.size
+        assert self.dtype.itemsize == packer.size
+        self.record_bytes = packer.size
         self.buf = bytearray(self.record_bytes * CHUNK_ROWS)
         self.n = 0  # rows in the buffer
         self.batches: list[pa.RecordBatch] = []

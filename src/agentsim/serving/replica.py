@@ -689,8 +689,9 @@ class Replica:
             c.busy_share_s += c.chunk * dt / tokens
             c.mixed_share_s += c.chunk * dt / tokens
         for e in self.heap:
-            c = cast(Finish, e).call
-            if cast(Finish, e).epoch == c.epoch and c.phase == DECODE:
+            f = cast(Finish, e)
+            c = f.call
+            if f.epoch == c.epoch and c.phase == DECODE:
                 c.busy_share_s += self.acc - c.acc0
                 c.mixed_share_s += self.accm - c.accm0
                 c.acc0 = self.acc
