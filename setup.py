@@ -34,16 +34,16 @@ COMPILED = [
     "src/agentsim/workload/taskgraph.py",
     "src/agentsim/workload/arrivals.py",
     "src/agentsim/workload/profiles.py",
-    "src/agentsim/minheap.py",
-    "src/agentsim/clock.py",
+    "src/agentsim/engine/minheap.py",
+    "src/agentsim/engine/clock.py",
     "src/agentsim/serving/call.py",
     "src/agentsim/serving/kvcache.py",
     "src/agentsim/serving/replica.py",
     "src/agentsim/serving/routing.py",
     "src/agentsim/serving/tools.py",
     "src/agentsim/serving/cluster.py",
-    "src/agentsim/agents.py",
-    "src/agentsim/records.py",
+    "src/agentsim/engine/agents.py",
+    "src/agentsim/engine/records.py",
 ]
 
 

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 from agentsim.spec import AgentProfile, FixedProfile, Poisson
-from agentsim.workload.importers import import_trace
+from agentsim.traces.fit import fit_profile
+from agentsim.traces.importers import import_trace
+from agentsim.traces.schema import generate_trace, read_trace
+from agentsim.traces.stats import trace_stats
 from agentsim.workload.profiles import TaskFactory, builtin_profiles
-from agentsim.workload.tracefit import fit_profile
-from agentsim.workload.traces import generate_trace, read_trace
-from agentsim.workload.tracestats import trace_stats
 
 MOONCAKE = Path("/work/shared/data/traces/mooncake/conversation_trace.jsonl")
 

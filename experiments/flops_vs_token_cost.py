@@ -13,7 +13,7 @@ agent decoding is bound by memory, not arithmetic: each decode step reads the we
 sequence's KV cache once, so tokens/s follow HBM bandwidth, and the batch that shares each weight read is
 bounded by the KV capacity left after the weights (coding-agent contexts average ~70k tokens).
 
-The run is an ``agentsim.sweep`` over (hardware, tp, agents) zipped, with ``--replications`` seeds per point.
+The run is an ``agentsim.planning.sweep`` over (hardware, tp, agents) zipped, with ``--replications`` seeds per point.
 TFLOPS/$ and TB/s/$ are per $/GPU-hour; KV Mtok is the replica's KV capacity.
 Run: ``python experiments/flops_vs_token_cost.py [--loads 0.5,1,2] [--horizon 1200] [--workers N]``;
 ``--quick`` runs a toy version in seconds, as CI does.
@@ -28,9 +28,9 @@ from typing import Any
 
 import agentsim
 from agentsim.catalog import load_catalog
-from agentsim.check import plan_pools
 from agentsim.errors import ScenarioError
-from agentsim.sweep import apply_values
+from agentsim.planning.sweep import apply_values
+from agentsim.resolve import plan_pools
 
 HW = "cluster.pools[0].deployment.hardware"
 TP = "cluster.pools[0].deployment.tp"

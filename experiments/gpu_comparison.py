@@ -1,6 +1,6 @@
 """Cost per million tokens and per task for coding agents on H100 vs H200 vs B200 vs MI300X at a fixed SLO.
 
-For each GPU and tensor-parallel size, ``agentsim.plan`` finds the fewest replicas of Llama-3.3-70B (FP8,
+For each GPU and tensor-parallel size, ``agentsim.planning.plan`` finds the fewest replicas of Llama-3.3-70B (FP8,
 roofline step times) that serve an open-loop stream of coding-agent tasks within the SLO (p99 TTFT and p99
 TPOT); the cheapest deployment of each GPU is then compared on $/hour, $/Mtok of output and $/task.
 
@@ -19,7 +19,7 @@ import math
 from typing import Any
 
 import agentsim
-from agentsim.plan import PlanRow, plan
+from agentsim.planning.plan import PlanRow, plan
 
 GPUS = ["h100", "h200", "b200", "mi300x"]
 

@@ -2,7 +2,7 @@
 latency.
 
 Prefix caching makes routing matter: an agent's next step finds its whole previous prompt in the KV cache only
-on the replica that served it. The routers are one ``agentsim.sweep`` axis, with common random numbers (every
+on the replica that served it. The routers are one ``agentsim.planning.sweep`` axis, with common random numbers (every
 router sees the same tasks) and ``--replications`` seeds; each figure is a mean over the seeds, ± the 95%
 confidence half-width when there are several.
 

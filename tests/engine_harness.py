@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import simpy
 
-from agentsim.clock import run as run_clock
+from agentsim.engine.clock import run as run_clock
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import Call, Callbacks
 from agentsim.serving.replica import Replica
@@ -49,5 +49,5 @@ def run_engine(
             ev.callbacks.append(lambda _e, c=c: rep.submit_ready(c))
         else:
             ev.callbacks.append(lambda _e, c=c: rep.submit(c))
-    run_clock(env, until)  # the engine schedules on agentsim.clock, which simpy's env.run does not drain
+    run_clock(env, until)  # the engine schedules on agentsim.engine.clock, which simpy's env.run does not drain
     return calls, rep

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-import agentsim.sim as sim_module
+import agentsim.engine.sim as sim_module
+from agentsim.analysis.metrics import col
 from agentsim.api import load_scenario
-from agentsim.metrics import col
 from agentsim.serving.cluster import Cluster
 from agentsim.spec import Dist, Scenario
 
@@ -241,7 +241,7 @@ class ClusterSpy:
 
 @contextmanager
 def spy_on_cluster(monkeypatch: Any, times: Sequence[float]) -> Iterator[ClusterSpy]:
-    """Within the block, :func:`agentsim.sim.run` builds its cluster through a subclass that hands it to the
+    """Within the block, :func:`agentsim.engine.sim.run` builds its cluster through a subclass that hands it to the
     yielded :class:`ClusterSpy` (one run per block: a second run would add its own snapshots)."""
     spy = ClusterSpy(times)
     base = sim_module.Cluster

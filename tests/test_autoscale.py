@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from agentsim.api import load_scenario
-from agentsim.sim import run
+from agentsim.engine.sim import run
 
 
 def scenario(rate: float, replicas: int, horizon: float = 600.0, **autoscale: Any) -> Any:

@@ -15,7 +15,11 @@ import yaml
 from typer.testing import CliRunner
 
 from agentsim import spec
-from agentsim.calibrate import (
+from agentsim.catalog import load_catalog
+from agentsim.cli import app
+from agentsim.engine.sim import run
+from agentsim.errors import ScenarioError
+from agentsim.planning.calibrate import (
     CalibrationError,
     HarnessOptions,
     Measurement,
@@ -29,11 +33,7 @@ from agentsim.calibrate import (
     simulate_points,
     write_perf_yaml,
 )
-from agentsim.catalog import load_catalog
-from agentsim.cli import app
-from agentsim.errors import ScenarioError
-from agentsim.fidelity import PerfOverride, group_key, pick_calibration_rows, run_fidelity
-from agentsim.sim import run
+from agentsim.planning.fidelity import PerfOverride, group_key, pick_calibration_rows, run_fidelity
 
 CATALOG = load_catalog()
 DATA = Path(__file__).parent / "data" / "perf"

@@ -25,9 +25,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from simpy.events import NORMAL, URGENT
 
-from agentsim import build, clock, minheap
-from agentsim.records import CHUNK_ROWS, Rows, number_tasks
-from agentsim.sim import RunResult, run
+from agentsim import build
+from agentsim.engine import clock, minheap
+from agentsim.engine.records import CHUNK_ROWS, Rows, number_tasks
+from agentsim.engine.sim import RunResult, run
 from helpers_validation import const, scenario
 
 
@@ -42,7 +43,8 @@ def parquet_bytes(t: pa.Table) -> bytes:
                 max_size=200))
 def test_event_queue_pops_in_heapq_order(ops: list[tuple[float, bool]]) -> None:
     """Random pushes and pops (many equal times): the same order as heapq on ``(time, id)`` tuples. (The
-    queue is :mod:`agentsim.minheap`, which also orders the replicas' completions and the KV caches' evictions.)"""
+    queue is :mod:`agentsim.engine.minheap`, which also orders the replicas' completions and the KV caches'
+    evictions.)"""
     q = clock.EventQueue()
     ref: list[tuple[float, int, clock.Wakeup]] = []
     for eid, (t, pop) in enumerate(ops):
@@ -263,9 +265,10 @@ def test_manifest_says_which_modules_ran_compiled() -> None:
 def test_stale_compiled_modules_are_detected_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = tmp_path / "agentsim"
     (pkg / "serving").mkdir(parents=True)
+    (pkg / "engine").mkdir()
     suffix = build.importlib.machinery.EXTENSION_SUFFIXES[0]
     stamp = {}
-    for name in ["clock", "serving/replica"]:
+    for name in ["engine/clock", "serving/replica"]:
         (pkg / f"{name}.py").write_text(f"# {name} as compiled\n")
         (pkg / f"{name}{suffix}").write_bytes(b"")
         stamp["agentsim." + name.replace("/", ".")] = hashlib.sha256((pkg / f"{name}.py").read_bytes()).hexdigest()
@@ -273,16 +276,16 @@ def test_stale_compiled_modules_are_detected_by_content(tmp_path: Path, monkeypa
     monkeypatch.setattr(build, "_ROOT", pkg)
     build.compiled_modules.cache_clear()
     try:
-        assert build.compiled_modules() == ("agentsim.clock", "agentsim.serving.replica")
+        assert build.compiled_modules() == ("agentsim.engine.clock", "agentsim.serving.replica")
         assert build.stale_modules() == []
-        (pkg / "clock.py").touch()  # a newer file time with the same content is not an edit
+        (pkg / "engine/clock.py").touch()  # a newer file time with the same content is not an edit
         assert build.stale_modules() == []
         (pkg / "serving/replica.py").write_text("# edited after the build\n")
         assert build.stale_modules() == ["agentsim.serving.replica"]
         with pytest.warns(UserWarning, match=r"agentsim\.serving\.replica.*pip install -e"):
             build.warn_if_stale()
         (pkg / "_compiled.json").unlink()  # compiled from an unknown source: say so
-        assert build.stale_modules() == ["agentsim.clock", "agentsim.serving.replica"]
+        assert build.stale_modules() == ["agentsim.engine.clock", "agentsim.serving.replica"]
     finally:
         build.compiled_modules.cache_clear()
 
@@ -296,7 +299,7 @@ from agentsim.build import compiled_modules
 assert compiled_modules() == ()
 import pyarrow.parquet as pq
 from agentsim.api import load_scenario
-from agentsim.sim import run
+from agentsim.engine.sim import run
 r = run(load_scenario(sys.argv[2]))
 pq.write_table(r.calls, sys.argv[3])
 """

@@ -15,8 +15,8 @@ import pytest
 
 from agentsim.api import load_scenario
 from agentsim.catalog import load_catalog
+from agentsim.engine.sim import run
 from agentsim.perf.memory import kv_bytes_per_token
-from agentsim.sim import run
 from agentsim.spec import Deployment
 from helpers_validation import estimate, fixed_profile, issued_between, latencies, linear_perf
 

@@ -1,5 +1,5 @@
-"""Capacity planning (``agentsim.plan``): the SLO grammar, censored statistics, the replica search, a case whose
-answer is known analytically, skipped candidates, ranking, and the ``agentsim plan`` command."""
+"""Capacity planning (``agentsim.planning.plan``): the SLO grammar, censored statistics, the replica search, a
+case whose answer is known analytically, skipped candidates, ranking, and the ``agentsim plan`` command."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from agentsim import spec
 from agentsim.api import load_scenario
 from agentsim.cli import app
-from agentsim.plan import _percentile, _search, _values, parse_slo, plan, statistic
+from agentsim.planning.plan import _percentile, _search, _values, parse_slo, plan, statistic
 
 D = 0.1  # the constant step time (alpha) of the analytic case, seconds
 

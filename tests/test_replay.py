@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from agentsim.api import load_scenario
-from agentsim.sim import run
+from agentsim.engine.sim import run
 
 TRACES = Path(__file__).parent.parent / "traces"
 

@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from agentsim import api, plots, report
+from agentsim import api, report
 from agentsim.cli import app
+from agentsim.report import plots
 
 # Figures need the optional extra; the tests that do not draw (tables, imports, errors) run without it.
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -277,7 +278,7 @@ def python(code: str) -> subprocess.CompletedProcess[str]:
 
 def test_import_agentsim_does_not_import_matplotlib() -> None:
     done = python(
-        "import sys, agentsim, agentsim.api, agentsim.cli, agentsim.report, agentsim.plots\n"
+        "import sys, agentsim, agentsim.api, agentsim.cli, agentsim.report, agentsim.report.plots\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
     )
     assert done.returncode == 0, done.stderr

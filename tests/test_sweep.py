@@ -1,5 +1,5 @@
-"""Sweeps (``agentsim.sweep``): points, seeds, run ids, the result table, resuming an interrupted sweep, process
-pools and a real Dask ``LocalCluster``, and the ``agentsim sweep`` command.
+"""Sweeps (``agentsim.planning.sweep``): points, seeds, run ids, the result table, resuming an interrupted sweep,
+process pools and a real Dask ``LocalCluster``, and the ``agentsim sweep`` command.
 
 Every run is the built-in example cut to a 60 s horizon with 8 agents (~0.05 s each), so the file stays fast.
 """
@@ -7,7 +7,6 @@ Every run is the built-in example cut to a 60 s horizon with 8 agents (~0.05 s e
 from __future__ import annotations
 
 import faulthandler
-import importlib
 import json
 import math
 import signal
@@ -28,8 +27,9 @@ from agentsim import api, spec
 from agentsim.cli import _split_values, app
 from agentsim.errors import ScenarioError
 
-# ``agentsim.sweep`` is the function (the package exports it); the module is reached through importlib.
-sw = importlib.import_module("agentsim.sweep")
+# The module; ``agentsim.sweep`` is the function the package exports.
+from agentsim.planning import sweep as sw
+
 REAL_SIMULATE = api.simulate
 
 TINY = ["horizon_s=60", "warmup_s=10", "workload[0].arrivals.agents=8", "workload[0].arrivals.ramp_s=5"]

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 import agentsim
-from agentsim.metrics import col
-from agentsim.sim import RunResult, run
+from agentsim.analysis.metrics import col
+from agentsim.engine.sim import RunResult, run
+from agentsim.traces.schema import trace_task, write_trace
 from agentsim.workload.taskgraph import CallTemplate, TaskTemplate
-from agentsim.workload.traces import trace_task, write_trace
 from helpers_validation import const, fixed_profile, linear_perf, scenario
 
 EXACT = 1e-12

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agentsim.api import load_scenario
-from agentsim.sim import run
+from agentsim.engine.sim import run
 
 AGENT = {
     "kind": "agent",

@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from agentsim.spec import Constant, FixedProfile, GammaArrivals, Poisson
-from agentsim.workload import traces as T
-from agentsim.workload.exporters import BlockHasher, export_trace
-from agentsim.workload.importers import import_trace
+from agentsim.traces import schema as T
+from agentsim.traces.export import BlockHasher, export_trace
+from agentsim.traces.fit import empirical, fit_profile, load_profile_file, relative_errors
+from agentsim.traces.importers import import_trace
+from agentsim.traces.stats import prefix_reuse, stats_dict, trace_stats
 from agentsim.workload.profiles import builtin_profiles
 from agentsim.workload.taskgraph import CallTemplate, TaskTemplate
-from agentsim.workload.tracefit import empirical, fit_profile, load_profile_file, relative_errors
-from agentsim.workload.tracestats import prefix_reuse, stats_dict, trace_stats
 
 DATA = Path("/work/shared/data/traces")
 REPO = Path(__file__).resolve().parents[1]

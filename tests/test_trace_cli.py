@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from agentsim.cli import app
-from agentsim.workload import traces as T
+from agentsim.traces import schema as T
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from agentsim.workload import traces as T
-from agentsim.workload.importers import BadInputError, import_trace
+from agentsim.traces import schema as T
+from agentsim.traces.importers import BadInputError, import_trace
 
 DATA = Path("/work/shared/data/traces")
 MOONCAKE_CONV = DATA / "mooncake" / "conversation_trace.jsonl"

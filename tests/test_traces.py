@@ -17,7 +17,7 @@ import pytest
 
 from agentsim.rng import Streams
 from agentsim.spec import FixedProfile, GammaArrivals, Lognormal, Poisson
-from agentsim.workload import traces as T
+from agentsim.traces import schema as T
 from agentsim.workload.arrivals import arrival_array
 from agentsim.workload.profiles import TaskFactory, builtin_profiles
 from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate

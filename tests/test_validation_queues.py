@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agentsim.metrics import col
-from agentsim.sim import run
+from agentsim.analysis.metrics import col
+from agentsim.engine.sim import run
 from agentsim.spec import Exponential
 from helpers_validation import (
     estimate,

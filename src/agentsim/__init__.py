@@ -8,8 +8,7 @@ a given cluster, and what latency users see. A discrete-event simulation, no har
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from agentsim._version import __version__
 from agentsim.api import (
     RunResult,
     ScenarioError,
@@ -19,7 +18,7 @@ from agentsim.api import (
     simulate,
 )
 from agentsim.build import warn_if_stale
-from agentsim.sweep import sweep  # the function; the module is sys.modules["agentsim.sweep"]
+from agentsim.planning.sweep import sweep
 
 warn_if_stale()
 

@@ -23,8 +23,8 @@ import yaml
 from pydantic import ValidationError
 
 from agentsim import spec, store
+from agentsim.engine.sim import ProgressFn, RunResult, run
 from agentsim.errors import ScenarioError
-from agentsim.sim import ProgressFn, RunResult, run
 
 __all__ = ["RunResult", "ScenarioError", "default_scenario", "load_scenario", "save_run", "simulate"]
 

@@ -7,7 +7,7 @@ polymorphism by tagged unions on ``kind`` so error messages name the variant tha
 behaviour; the layers below read these objects and never mutate them.
 
 Checks that need the catalog (does the model fit the memory, is ``tp`` a divisor of the GPUs per node) live in
-:mod:`agentsim.check`, because the spec itself knows no data files.
+:mod:`agentsim.resolve`, because the spec itself knows no data files.
 """
 
 from __future__ import annotations

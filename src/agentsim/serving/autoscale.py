@@ -24,7 +24,7 @@ import math
 from typing import Any
 
 from agentsim import spec
-from agentsim.clock import later
+from agentsim.engine.clock import later
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.replica import Replica
 

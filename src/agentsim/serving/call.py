@@ -130,7 +130,7 @@ class Call:
 
 class CallListener:
     """What a replica tells about its calls, at the simulated time ``now`` (from a clock event): the agent layer
-    (:class:`agentsim.agents.Agents`) moves its tasks on. A compiled base class rather than two callables: the
+    (:class:`agentsim.engine.agents.Agents`) moves its tasks on. A compiled base class rather than two callables: the
     replica's calls to it are direct native calls, once or twice per simulated call."""
 
     def on_first_token(self, call: Call, now: float) -> None:

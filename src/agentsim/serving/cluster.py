@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentsim import spec
-from agentsim.clock import events_of
+from agentsim.engine.clock import events_of
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.replica import Replica

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import cast
 
-from agentsim.minheap import Keyed, pop, push
+from agentsim.engine.minheap import Keyed, pop, push
 
 
 @dataclass(slots=True, init=False)

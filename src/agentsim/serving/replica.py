@@ -39,8 +39,8 @@ from typing import Any, Final, cast
 
 import numpy as np
 
-from agentsim.clock import Event, events_of
-from agentsim.minheap import Keyed, pop, push
+from agentsim.engine.clock import Event, events_of
+from agentsim.engine.minheap import Keyed, pop, push
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call, CallListener
 from agentsim.serving.kvcache import KvCache, Node

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from agentsim.clock import events_of
+from agentsim.engine.clock import events_of
 
 
 class ToolPool:

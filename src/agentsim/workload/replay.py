@@ -1,6 +1,6 @@
 """Replaying a trace: recorded tasks turned into the task stream the agents run.
 
-A trace (canonical Parquet, :mod:`agentsim.workload.traces`) holds tasks with their start times and, per call,
+A trace (canonical Parquet, :mod:`agentsim.traces.schema`) holds tasks with their start times and, per call,
 its dependencies, gap, optional release time, tokens and prefix identity (block hashes or a link to the call
 whose prompt it extends). Replay keeps the recorded *what* and chooses the *when*:
 

@@ -22,17 +22,18 @@ import numpy as np
 import pyarrow as pa
 import simpy
 
-from agentsim import __version__, spec
-from agentsim.agents import Agents, Stream
+from agentsim import spec
+from agentsim._version import __version__
+from agentsim.analysis.costs import TOOLS_POOL, PoolRates, attach_call_costs, attach_task_costs, pool_rates, tool_rates
+from agentsim.analysis.metrics import summarize
 from agentsim.build import compiled_modules
 from agentsim.catalog import Catalog, load_catalog, scenario_catalog
-from agentsim.check import plan_pools
-from agentsim.clock import discard_pending
-from agentsim.clock import run as run_clock
-from agentsim.costs import TOOLS_POOL, PoolRates, attach_call_costs, attach_task_costs, pool_rates, tool_rates
+from agentsim.engine.agents import Agents, Stream
+from agentsim.engine.clock import discard_pending
+from agentsim.engine.clock import run as run_clock
+from agentsim.engine.records import Recorder
 from agentsim.errors import ScenarioError
-from agentsim.metrics import summarize
-from agentsim.records import Recorder
+from agentsim.resolve import plan_pools
 from agentsim.rng import Streams
 from agentsim.serving.autoscale import Autoscaler
 from agentsim.serving.cluster import Cluster
@@ -59,7 +60,7 @@ class RunResult:
 
 
 def _trace_stream(i: int, w: spec.TraceWorkload) -> Stream:
-    from agentsim.workload.traces import read_trace
+    from agentsim.traces.schema import read_trace
 
     pairs = (
         (t.start_s, replay_template(t.template, list(t.hash_ids), list(t.release_s), t.start_s, w))

@@ -1,6 +1,6 @@
 """Importers: production and benchmark trace formats into the canonical trace schema.
 
-Each importer reads one source format and writes a canonical trace (:mod:`agentsim.workload.traces`) through
+Each importer reads one source format and writes a canonical trace (:mod:`agentsim.traces.schema`) through
 the same writer that synthetic generation uses. What each format says, and how it is mapped:
 
 ============== ========================================================================================
@@ -91,8 +91,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate
-from agentsim.workload.traces import (
+from agentsim.traces.schema import (
     BATCH_ROWS,
     COLUMN_NAMES,
     DEFAULT_BLOCK_SIZE,
@@ -103,6 +102,7 @@ from agentsim.workload.traces import (
     single_call_table,
     trace_schema,
 )
+from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate
 
 FORMATS = ("mooncake", "azure", "burstgpt", "agent-sessions", "aiperf")
 """Source formats :func:`import_trace` understands."""

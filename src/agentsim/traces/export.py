@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agentsim.workload.traces import TraceError, TraceTask, atomic_output, read_trace, read_trace_meta
+from agentsim.traces.schema import TraceError, TraceTask, atomic_output, read_trace, read_trace_meta
 
 EXPORT_FORMATS = ("mooncake-agentic", "mooncake")
 """Formats :func:`export_trace` writes."""

@@ -67,7 +67,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from agentsim import __version__, api, spec, store
+from agentsim import api, spec, store
+from agentsim._version import __version__
 from agentsim.errors import ScenarioError
 
 __all__ = [
@@ -206,7 +207,7 @@ def open_executor(executor: Any = None, workers: int | None = None) -> Iterator[
 
 @contextlib.contextmanager
 def executor_session(dask: str | None = None, workers: int | None = None) -> Iterator[tuple[Any, int | None]]:
-    """``(executor, workers)`` to pass to :func:`sweep` or :func:`agentsim.plan.plan`, for a command line: a
+    """``(executor, workers)`` to pass to :func:`sweep` or :func:`agentsim.planning.plan.plan`, for a command line: a
     ``dask.distributed.Client`` connected to the scheduler at ``dask`` (closed on exit), else a local process
     pool whose workers are started at once, before the caller starts any thread such as a progress bar (forking
     a process that has threads is unsafe), else ``(None, 1)`` to run inline when ``workers == 1``. Raises
@@ -373,7 +374,7 @@ def plan_runs(
 ) -> tuple[list[dict[str, Any]], list[list[Run]]]:
     """The points of a sweep and, per point, its runs (validated and checked against the catalog)."""
     from agentsim.catalog import load_catalog, scenario_catalog
-    from agentsim.check import plan_pools
+    from agentsim.resolve import plan_pools
 
     packaged = load_catalog()
     points = grid(axes, zip=zip)

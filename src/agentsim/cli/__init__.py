@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from agentsim import api, spec, store
-from agentsim.console import err_console, out_console
-from agentsim.console import fail as _fail
+from agentsim.cli.console import err_console, out_console
+from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
 
 app = typer.Typer(
@@ -157,7 +157,7 @@ def validate(
 ) -> None:
     """Check a scenario: fields, catalog entries, memory fit. Exit 2 with each problem's path if invalid."""
     from agentsim.catalog import scenario_catalog
-    from agentsim.check import plan_pools
+    from agentsim.resolve import plan_pools
 
     s = _load(scenario, set_, None)
     try:
@@ -504,8 +504,8 @@ def sweep_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table")] = False,
 ) -> None:
     """Run a scenario over a grid of parameter values with replications; resumable; writes sweep.parquet."""
-    from agentsim.sweep import executor_session
-    from agentsim.sweep import sweep as run_sweep
+    from agentsim.planning.sweep import executor_session
+    from agentsim.planning.sweep import sweep as run_sweep
 
     base = _load(scenario, set_, seed)
     axes: dict[str, list[Any]] = {}
@@ -572,8 +572,8 @@ def plan_cmd(
     """The fewest replicas of each hardware x tp that meet the SLOs, ranked by $/hour and $/Mtok."""
     import yaml
 
-    from agentsim.plan import plan as run_plan
-    from agentsim.sweep import executor_session
+    from agentsim.planning.plan import plan as run_plan
+    from agentsim.planning.sweep import executor_session
 
     base = _load(scenario, set_, seed)
     slos: dict[str, float] = {}
@@ -638,7 +638,7 @@ def plan_cmd(
 # ------------------------------------------------------------------------ trace (issue 3) ------------------------
 # `agentsim trace import|stats|generate|fit|export`: the commands live in agentsim/tracecli.py.
 
-from agentsim.tracecli import trace_app  # noqa: E402
+from agentsim.cli.trace import trace_app  # noqa: E402
 
 app.add_typer(trace_app, name="trace")
 
@@ -647,7 +647,8 @@ app.add_typer(trace_app, name="trace")
 
 # ------------------------------------------------------------------------ calibrate and fidelity (issue 4) -------
 # `agentsim calibrate` fits perf coefficients to benchmark measurements through the simulator; `agentsim fidelity`
-# simulates measured points and reports the error. The logic lives in agentsim.calibrate and agentsim.fidelity.
+# simulates measured points and reports the error. The logic lives in agentsim.planning.calibrate and
+# agentsim.planning.fidelity.
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -662,7 +663,7 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
 
 
 def _harness(admission: str, kv_free_fraction: float | None, waves: float) -> Any:
-    from agentsim.calibrate import HarnessOptions
+    from agentsim.planning.calibrate import HarnessOptions
 
     if admission not in ("auto", "engine", "no-evict"):
         _fail(f"--admission must be auto, engine or no-evict, not {admission!r}")
@@ -685,7 +686,7 @@ def _bench_pool(scenario: Path | None, pool: str | None, set_: list[str] | None)
 
 
 def _measurements(path: Path, where: list[str] | None) -> list[Any]:
-    from agentsim.calibrate import CalibrationError, filter_measurements, read_measurements
+    from agentsim.planning.calibrate import CalibrationError, filter_measurements, read_measurements
 
     try:
         ms = read_measurements(path)
@@ -726,8 +727,8 @@ def calibrate_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="perf YAML to write")] = Path("perf.yaml"),
 ) -> None:
     """Fit a pool's perf coefficients to benchmark measurements by simulating every condition; write a perf YAML."""
-    from agentsim import calibrate as cal
     from agentsim.catalog import CatalogFileError, load_catalog
+    from agentsim.planning import calibrate as cal
 
     ms = _measurements(measurements, where)
     base, scenario_files = _bench_pool(scenario, pool, set_)
@@ -808,9 +809,9 @@ def fidelity_cmd(
     no_plot: Annotated[bool, typer.Option("--no-plot", help="do not draw the PNG")] = False,
 ) -> None:
     """Simulate measured benchmark points; print predicted vs measured and the MAPE per metric (and a plot)."""
-    from agentsim import calibrate as cal
-    from agentsim import fidelity as fid
     from agentsim.catalog import CatalogFileError, load_catalog
+    from agentsim.planning import calibrate as cal
+    from agentsim.planning import fidelity as fid
 
     ms = _measurements(points, where)
     base, scenario_files = _bench_pool(scenario, pool, set_)

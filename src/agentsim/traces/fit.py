@@ -8,7 +8,7 @@ any length that look like it, statistically, without containing any of its rows.
 
 * *Arrivals*: a gamma renewal process (:class:`~agentsim.spec.GammaArrivals`) with the trace's task arrival
   rate ``1 / mean(inter-arrival)`` and inter-arrival coefficient of variation (as in
-  :mod:`agentsim.workload.tracestats`). Gamma gaps reproduce both moments exactly; burstiness that lives in
+  :mod:`agentsim.traces.stats`). Gamma gaps reproduce both moments exactly; burstiness that lives in
   longer-range structure (diurnal cycles) is not captured.
 * *Single-call traces* (every task one call: Mooncake, Azure, BurstGPT without sessions): a
   :class:`~agentsim.spec.FixedProfile` whose prompt and output tokens are empirical distributions.
@@ -56,9 +56,9 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from agentsim.spec import AgentProfile, Constant, Empirical, FanOut, FixedProfile, GammaArrivals, Poisson, Profile
+from agentsim.traces.schema import TraceError, atomic_output, table_to_tasks
+from agentsim.traces.stats import block_size_of, load_for_stats, stats_dict, task_starts
 from agentsim.workload.taskgraph import TaskTemplate
-from agentsim.workload.traces import TraceError, atomic_output, table_to_tasks
-from agentsim.workload.tracestats import block_size_of, load_for_stats, stats_dict, task_starts
 
 DEFAULT_POINTS = 200
 """Support points of a fitted empirical distribution."""

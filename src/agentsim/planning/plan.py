@@ -2,14 +2,14 @@
 
 ::
 
-    from agentsim.plan import plan
+    from agentsim.planning.plan import plan
     result = plan(base, {"ttft_p99_s": 2, "task_p95_s": 900}, hardware=["h100", "h200"], tp=[1, 2, 4, 8])
     for row in result.rows: print(row.hardware, row.tp, row.replicas, row.usd_per_hour)
 
 **Candidates.** Each ``hardware x tp`` is set on ``cluster.pools[0].deployment`` of the base scenario (other
 pools, the workload and the pricing are kept). A candidate that cannot run (the weights do not fit, ``tp`` is
 not a divisor of the scale-up domain, no catalog price) is reported as ``skipped`` with the reason from
-:func:`agentsim.check.plan_pools`. Note that a ``pricing.usd_per_gpu_hour`` written in the scenario applies to
+:func:`agentsim.resolve.plan_pools`. Note that a ``pricing.usd_per_gpu_hour`` written in the scenario applies to
 every hardware; leave it out to use each hardware's catalog price.
 
 **SLO grammar.** A key is ``<metric>_<statistic>_s`` or ``<metric>_s``, its value a target in seconds:
@@ -30,7 +30,7 @@ statistic is undefined and the SLO counts as missed.
 
 **Search.** A point (candidate, replica count) meets the SLOs when, for every key, the mean over the
 replications of its statistic is within the target (for thresholds: the mean attainment is at least
-``attainment``). The replications use the seeds of :func:`agentsim.sweep.replication_seeds`, the same at
+``attainment``). The replications use the seeds of :func:`agentsim.planning.sweep.replication_seeds`, the same at
 every replica count (common random numbers), which keeps the search's comparisons between counts sharp. For
 each candidate: try 1, 2, 4, ... replicas until one meets the SLOs (or ``max_replicas`` fails: ``infeasible``),
 then bisect between the last failing and the first passing count. This finds the fewest replicas when meeting
@@ -60,9 +60,9 @@ import numpy as np
 import pyarrow as pa
 
 from agentsim import api, spec
+from agentsim.analysis.metrics import call_latencies, col
 from agentsim.errors import ScenarioError
-from agentsim.metrics import call_latencies, col
-from agentsim.sweep import (
+from agentsim.planning.sweep import (
     _atomic_write,
     apply_values,
     map_unordered,
@@ -409,9 +409,9 @@ def plan(
 ) -> PlanResult:
     """For each ``hardware x tp`` on ``cluster.pools[0]`` (default: the base's own), the fewest replicas meeting
     every SLO, ranked by cost. See the module docstring for the SLO grammar, the search, ``plateau`` and the
-    ranking; ``executor``/``workers`` as in :func:`agentsim.sweep`."""
+    ranking; ``executor``/``workers`` as in :func:`agentsim.planning.sweep`."""
     from agentsim.catalog import load_catalog, scenario_catalog
-    from agentsim.check import plan_pools
+    from agentsim.resolve import plan_pools
 
     if not slos:
         raise ValueError("give at least one SLO")

@@ -619,7 +619,7 @@ def _predict(scenario: spec.Scenario, catalog: Catalog) -> dict[str, float | Non
     window) times the output tokens per request: exact in steady state and smooth in the coefficients, whereas
     counting the tokens of a short window jumps by a whole step's tokens as coefficients move (which stalls
     the search). Open loops (and closed loops where no request completed in the window) count tokens."""
-    from agentsim.sim import run
+    from agentsim.engine.sim import run
 
     summary = run(scenario, catalog=catalog).summary
     throughput = summary.get("output_tokens_per_s")
@@ -993,7 +993,7 @@ def write_perf_yaml(result: Calibration, path: str | Path, *, measurements_file:
         "deployment": result.pool.deployment.model_dump(mode="json", exclude_defaults=True),
         "match": _shared_labels(result.points),
         "fit": {
-            "method": "Nelder-Mead over simulated benchmark conditions (agentsim.calibrate)",
+            "method": "Nelder-Mead over simulated benchmark conditions (agentsim.planning.calibrate)",
             "measurements": measurements_file,
             "parameters": list(result.params),
             "metrics": list(result.metrics),

@@ -25,7 +25,7 @@ from typing import Any, Final, cast
 
 from simpy.events import NORMAL, URGENT
 
-from agentsim.minheap import Keyed, pop, push
+from agentsim.engine.minheap import Keyed, pop, push
 
 _ATTR: Final = "_agentsim_events"  # where an environment keeps its EventQueue
 
@@ -58,7 +58,7 @@ class Wakeup(Event):
 
 
 class EventQueue:
-    """The bare events, a :mod:`~agentsim.minheap` keyed by ``(t, insertion id)``: the order ``heapq`` gives
+    """The bare events, a :mod:`~agentsim.engine.minheap` keyed by ``(t, insertion id)``: the order ``heapq`` gives
     ``(t, eid)`` tuples, with the keys read from the compiled events' fields instead of compared as tuples.
 
     It also carries what :meth:`schedule` needs from the environment, so the hot path reads no attribute of

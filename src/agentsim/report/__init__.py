@@ -52,9 +52,10 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 from rich.table import Table
 
-from agentsim import plots, spec, store
-from agentsim.metrics import call_latencies, col
-from agentsim.plots import BarPanel, CdfSeries, Line, Panel, Threshold, color, percent, seconds, si
+from agentsim import spec, store
+from agentsim.analysis.metrics import call_latencies, col
+from agentsim.report import plots
+from agentsim.report.plots import BarPanel, CdfSeries, Line, Panel, Threshold, color, percent, seconds, si
 
 __all__ = [
     "INSTALL_HINT",

@@ -16,10 +16,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agentsim.console import err_console, out_console
-from agentsim.console import fail as _fail
+from agentsim.cli.console import err_console, out_console
+from agentsim.cli.console import fail as _fail
 from agentsim.spec import AgentProfile, FixedProfile, GammaArrivals, Poisson
-from agentsim.workload.traces import TraceError
+from agentsim.traces.schema import TraceError
 
 trace_app = typer.Typer(
     name="trace",
@@ -59,7 +59,7 @@ def import_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the import report as JSON")] = False,
 ) -> None:
     """Convert a trace from a public format into agentsim's canonical Parquet trace."""
-    from agentsim.workload.importers import FORMATS, import_trace
+    from agentsim.traces.importers import FORMATS, import_trace
 
     if fmt not in FORMATS:
         _fail(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -90,8 +90,8 @@ def stats_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the statistics as JSON")] = False,
 ) -> None:
     """Rows, span, arrival rate and burstiness, token percentiles, steps per task, prefix reuse."""
-    from agentsim.workload.traces import read_trace_meta
-    from agentsim.workload.tracestats import stats_dict, stats_json, unit_of
+    from agentsim.traces.schema import read_trace_meta
+    from agentsim.traces.stats import stats_dict, stats_json, unit_of
 
     try:
         meta = read_trace_meta(path)
@@ -113,8 +113,8 @@ def stats_cmd(
 def _resolve_profile(
     profile: str,
 ) -> tuple[AgentProfile | FixedProfile, Poisson | GammaArrivals | None, str]:
+    from agentsim.traces.fit import load_profile_file
     from agentsim.workload.profiles import builtin_profiles
-    from agentsim.workload.tracefit import load_profile_file
 
     known = builtin_profiles()
     if profile in known:
@@ -143,7 +143,7 @@ def generate_cmd(
     overwrite: _OVERWRITE = False,
 ) -> None:
     """Generate a synthetic trace from a profile (streams ``tasks/<workload>`` and ``arrivals/<workload>``)."""
-    from agentsim.workload.traces import generate_trace
+    from agentsim.traces.schema import generate_trace
 
     prof, arrivals, name = _resolve_profile(profile)
     try:
@@ -174,7 +174,7 @@ def fit_cmd(
     overwrite: _OVERWRITE = False,
 ) -> None:
     """Fit a profile and gamma arrivals that generate look-alikes of a trace; writes a YAML profile file."""
-    from agentsim.workload.tracefit import fit_profile
+    from agentsim.traces.fit import fit_profile
 
     try:
         fitted = fit_profile(path, points=points)
@@ -199,7 +199,7 @@ def export_cmd(
     overwrite: _OVERWRITE = False,
 ) -> None:
     """Write a trace as JSONL for other tools: Dynamo's agentic Mooncake, or plain Mooncake."""
-    from agentsim.workload.exporters import EXPORT_FORMATS, export_trace
+    from agentsim.traces.export import EXPORT_FORMATS, export_trace
 
     if fmt not in EXPORT_FORMATS:
         _fail(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agentsim import spec
-from agentsim.costs import PoolRates
+from agentsim.analysis.costs import PoolRates
 
 PERCENTILES = (50, 90, 99)
 

@@ -7,7 +7,7 @@ its agent thinks and starts the next task. Latency therefore feeds back into the
 delays every later step of every agent.
 
 Everything is callbacks on the simulation clock (:class:`Start` and :class:`Send`, compiled
-:class:`~agentsim.clock.Event` s in simpy's order; no generator process per call), and a handler is never run
+:class:`~agentsim.engine.clock.Event` s in simpy's order; no generator process per call), and a handler is never run
 inline "because the delay is 0": it goes through the clock, so equal-time events keep their FIFO order. (A
 task's first calls without a gap are sent from the task's own start event: sending only queues them at a
 replica, so no order is lost.)
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from agentsim.clock import Event, events_of
+from agentsim.engine.clock import Event, events_of
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
@@ -134,7 +134,7 @@ class Start(Event):
 
 
 class TaskListener:
-    """Told of every finished call and task (the recorder, :class:`agentsim.records.Recorder`). A compiled base
+    """Told of every finished call and task (the recorder, :class:`agentsim.engine.records.Recorder`). A compiled base
     class rather than callables: the agents' calls to it are direct native calls."""
 
     def on_call_done(self, call: Call) -> None:

@@ -1,6 +1,6 @@
 """Trace statistics: what a workload looks like, as numbers that can be compared across traces.
 
-:func:`trace_stats` summarises a canonical trace (:mod:`agentsim.workload.traces`) as a table with one row
+:func:`trace_stats` summarises a canonical trace (:mod:`agentsim.traces.schema`) as a table with one row
 per statistic (``statistic``, ``value``, ``unit``), in this order:
 
 =========================== ===============================================================================
@@ -49,7 +49,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agentsim.workload.traces import DEFAULT_BLOCK_SIZE, META_BLOCK, read_table, read_table_columns
+from agentsim.traces.schema import DEFAULT_BLOCK_SIZE, META_BLOCK, read_table, read_table_columns
 
 STAT_COLUMNS = ("statistic", "value", "unit")
 

@@ -1,12 +1,12 @@
 """How accurate is the simulator? Simulate measured benchmark points and compare.
 
-:func:`run_fidelity` takes measurements (:func:`agentsim.calibrate.read_measurements`: a CSV of isl, osl, load and
-any of output tokens/s, TTFT, TPOT, or vLLM / AIPerf JSON), reproduces each condition in the simulator
-(:func:`agentsim.calibrate.condition_scenario`) and reports predicted against measured with the mean absolute
-percentage error (MAPE) per metric, overall and per group of rows (same hardware, model, GPUs, precision and
-engine). The deployment of each row comes from a scenario's pool, or from the row's labels
-(:func:`agentsim.calibrate.pool_from_labels`); perf files written by ``agentsim calibrate`` replace the perf model
-of the rows their ``match`` labels select.
+:func:`run_fidelity` takes measurements (:func:`agentsim.planning.calibrate.read_measurements`: a CSV of isl,
+osl, load and any of output tokens/s, TTFT, TPOT, or vLLM / AIPerf JSON), reproduces each condition in the
+simulator (:func:`agentsim.planning.calibrate.condition_scenario`) and reports predicted against measured with the
+mean absolute percentage error (MAPE) per metric, overall and per group of rows (same hardware, model, GPUs,
+precision and engine). The deployment of each row comes from a scenario's pool, or from the row's labels
+(:func:`agentsim.planning.calibrate.pool_from_labels`); perf files written by ``agentsim calibrate`` replace the
+perf model of the rows their ``match`` labels select.
 
 :func:`holdout` answers the calibration question: per group, fit the perf model on ``k`` rows spread over the
 group's range of ``isl / osl`` (the two extremes and the middle row: prefill-heavy, decode-heavy and balanced
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentsim import spec
-from agentsim.calibrate import (
+from agentsim.catalog import Catalog, load_catalog
+from agentsim.planning.calibrate import (
     METRICS,
     Calibration,
     CalibrationError,
@@ -42,7 +43,6 @@ from agentsim.calibrate import (
     simulate_points,
     with_perf,
 )
-from agentsim.catalog import Catalog, load_catalog
 
 __all__ = [
     "GROUP_LABELS",

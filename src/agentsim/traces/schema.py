@@ -4,7 +4,7 @@ A *trace* is a recorded (or synthesized) workload: which tasks started when, and
 made, how they depended on each other, how many tokens each sent and received, and which part of each prompt
 was a prefix some earlier call had already sent. agentsim keeps every trace in one **canonical schema**
 (``traces/SCHEMA.md``), written as Parquet, whatever it came from: a profile (``agentsim trace generate``),
-Mooncake or Azure production logs, BurstGPT, agent-session logs (:mod:`agentsim.workload.importers`). Because
+Mooncake or Azure production logs, BurstGPT, agent-session logs (:mod:`agentsim.traces.importers`). Because
 generation and import write through the same :class:`TraceWriter` and replay reads through the same
 :func:`read_trace`, a synthetic trace and a production trace are interchangeable downstream.
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from agentsim import spec
 from agentsim.catalog import Catalog
-from agentsim.records import number_tasks
+from agentsim.engine.records import number_tasks
 
 HOURS_PER_YEAR = 8760.0
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agentsim.agents import TaskListener, TaskRun
+from agentsim.engine.agents import TaskListener, TaskRun
 from agentsim.serving.call import Call
 
 CALLS_SCHEMA = pa.schema(

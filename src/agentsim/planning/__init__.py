@@ -1,0 +1,1 @@
+"""Tools that run many simulations: parameter sweeps, capacity planning, calibration and fidelity."""
