@@ -2,17 +2,13 @@
 
 A run directory holds ``calls.parquet``, ``tasks.parquet``, ``replicas.parquet``, ``pools.parquet``,
 ``summary.json`` and ``manifest.json``. Everything is first written into a hidden temporary sibling directory
-and then renamed into place, so a reader (or a crash) never sees half a run. An existing directory is refused
-unless ``overwrite=True``; then the old one is moved aside, the new one renamed in, and only then the old one
-deleted.
+and then renamed into place (:mod:`agentsim.files`), so a reader (or a crash) never sees half a run. An existing
+directory is refused unless ``overwrite=True``; then the new one takes its place in one atomic exchange.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,10 +16,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from agentsim.files import OutputExistsError, atomic_path
+
 TABLES = ("calls", "tasks", "replicas", "pools")
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(OutputExistsError):
     """The output directory exists and overwriting was not asked for."""
 
 
@@ -39,31 +37,14 @@ def write_run(
     *,
     overwrite: bool = False,
 ) -> Path:
-    """Write one run's tables and JSON files into ``out`` atomically; return ``out``."""
+    """Write one run's tables and JSON files into ``out`` atomically (:func:`agentsim.files.atomic_path`);
+    return ``out``."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise RunExistsError(f"{out} already exists; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        # mkdtemp makes a private (0700) directory; a run directory gets the permissions the umask asks for.
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)
+    with atomic_path(out, overwrite=overwrite, directory=True, exists_error=RunExistsError) as tmp:
         for name, table in tables.items():
             pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
         (tmp / "summary.json").write_text(_json(summary))
         (tmp / "manifest.json").write_text(_json(manifest))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
