@@ -35,7 +35,7 @@ COMPILED = [
     "src/agentsim/workload/arrivals.py",
     "src/agentsim/workload/profiles.py",
     "src/agentsim/engine/minheap.py",
-    "src/agentsim/engine/clock.py",
+    "src/agentsim/engine/events.py",
     "src/agentsim/serving/call.py",
     "src/agentsim/serving/kvcache.py",
     "src/agentsim/serving/replica.py",

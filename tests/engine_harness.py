@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import simpy
-
-from agentsim.engine.clock import run as run_clock
+from agentsim.engine.clock import Clock
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import Call, Callbacks
 from agentsim.serving.replica import Replica
@@ -23,9 +21,9 @@ def run_engine(
     ready: list[bool] | None = None,
 ) -> tuple[list[Call], Replica]:
     """``arrivals``: (time, prompt, output, parent index). Returns the calls (index = id) and the replica."""
-    env = simpy.Environment()
+    env = Clock()
     done: list[Call] = []
-    rep = Replica(env, 0, "p", perf, engine, capacity, Callbacks(lambda c, t: None, lambda c, t: done.append(c)))
+    rep = Replica(env.events, 0, "p", perf, engine, capacity, Callbacks(lambda c, t: None, lambda c, t: done.append(c)))
     calls: list[Call] = []
     for i, (t, p, o, parent) in enumerate(arrivals):
         root_key, root_len = roots[i] if roots else (None, 0)
@@ -49,5 +47,5 @@ def run_engine(
             ev.callbacks.append(lambda _e, c=c: rep.submit_ready(c))
         else:
             ev.callbacks.append(lambda _e, c=c: rep.submit(c))
-    run_clock(env, until)  # the engine schedules on agentsim.engine.clock, which simpy's env.run does not drain
+    env.run(until)  # simpy timeouts and the engine's events share the clock's one queue
     return calls, rep

@@ -23,6 +23,7 @@ import pyarrow as pa
 import agentsim.engine.sim as sim_module
 from agentsim.analysis.metrics import col
 from agentsim.api import load_scenario
+from agentsim.engine.events import EventQueue
 from agentsim.serving.cluster import Cluster
 from agentsim.spec import Dist, Scenario
 
@@ -226,16 +227,15 @@ class EngineSnapshot:
 
 class ClusterSpy:
     """Records ``(step, busy_s)`` of every replica at chosen simulated times. Read-only: it schedules its own
-    simpy timeouts and never calls into the engine."""
+    events on the clock and never calls into the engine."""
 
     def __init__(self, times: Sequence[float]) -> None:
         self.times = list(times)
         self.snapshots: list[list[EngineSnapshot]] = []
 
-    def attach(self, cluster: Cluster, env: Any) -> None:
+    def attach(self, cluster: Cluster, events: EventQueue) -> None:
         for t in self.times:
-            ev = env.timeout(t)
-            ev.callbacks.append(lambda _ev, t=t: self.snapshots.append(
+            events.later(t, lambda t=t: self.snapshots.append(
                 [EngineSnapshot(t, r.step, r.busy_s) for r in cluster.replicas]))
 
 
@@ -246,11 +246,11 @@ def spy_on_cluster(monkeypatch: Any, times: Sequence[float]) -> Iterator[Cluster
     spy = ClusterSpy(times)
     base = sim_module.Cluster
 
-    def spied_cluster(env: Any, *args: Any, **kwargs: Any) -> Any:
+    def spied_cluster(events: EventQueue, *args: Any, **kwargs: Any) -> Any:
         # A factory, not a subclass: the engine's classes may be compiled (mypyc), and compiled classes
         # cannot be subclassed from interpreted code.
-        cluster = base(env, *args, **kwargs)
-        spy.attach(cluster, env)
+        cluster = base(events, *args, **kwargs)
+        spy.attach(cluster, events)
         return cluster
 
     with monkeypatch.context() as m:

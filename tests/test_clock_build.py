@@ -23,10 +23,12 @@ import simpy
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from simpy.core import EmptySchedule
 from simpy.events import NORMAL, URGENT
 
 from agentsim import build
-from agentsim.engine import clock, minheap
+from agentsim.engine import events, minheap
+from agentsim.engine.clock import Clock
 from agentsim.engine.records import CHUNK_ROWS, Rows, number_tasks
 from agentsim.engine.sim import RunResult, run
 from helpers_validation import const, scenario
@@ -45,10 +47,10 @@ def test_event_queue_pops_in_heapq_order(ops: list[tuple[float, bool]]) -> None:
     """Random pushes and pops (many equal times): the same order as heapq on ``(time, id)`` tuples. (The
     queue is :mod:`agentsim.engine.minheap`, which also orders the replicas' completions and the KV caches'
     evictions.)"""
-    q = clock.EventQueue()
-    ref: list[tuple[float, int, clock.Wakeup]] = []
+    q = events.EventQueue()
+    ref: list[tuple[float, int, events.Wakeup]] = []
     for eid, (t, pop) in enumerate(ops):
-        ev = clock.Wakeup(t, eid, print, (eid,))
+        ev = events.Wakeup(t, eid, print, (eid,))
         minheap.push(q.heap, ev)  # at its own (t, eid), as EventQueue.post would put it
         heapq.heappush(ref, (t, eid, ev))
         if pop:
@@ -59,32 +61,75 @@ def test_event_queue_pops_in_heapq_order(ops: list[tuple[float, bool]]) -> None:
     assert len(q) == 0
 
 
-def test_bare_events_and_simpy_events_interleave_in_simpy_order() -> None:
-    """Equal-time events run in the order they were scheduled, whichever queue holds them; an URGENT simpy
-    event at the same time goes first, as on simpy's single queue."""
-    env = simpy.Environment()
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from([NORMAL, URGENT]), st.booleans()),
+                min_size=1, max_size=60))
+def test_one_queue_orders_like_simpy(plan: list[tuple[float, int, bool]]) -> None:
+    """The clock's one queue and simpy's own environment process the same schedule in the same order: compiled
+    events and simpy events of both priorities, many at equal times, some scheduled from inside handlers."""
+
+    def trace(env: Any, post_bare: Any) -> list[int]:
+        seen: list[int] = []
+
+        def handler(i: int, delay: float, priority: int, nested: bool) -> None:
+            seen.append(i)
+            if nested and i < 1000:  # a handler schedules more, at its own time or later
+                schedule(1000 + i, delay, priority)
+
+        def schedule(i: int, delay: float, priority: int) -> None:
+            if priority == NORMAL and i % 2:
+                post_bare(delay, lambda: handler(i, delay, priority, False))  # a compiled event where possible
+            else:
+                ev = env.event()
+                ev._ok, ev._value = True, None  # a triggered event at any priority: no public way (tests only)
+                ev.callbacks.append(lambda _e: handler(i, delay, priority, False))
+                env.schedule(ev, priority, delay)
+
+        for i, (delay, priority, nested) in enumerate(plan):
+            ev = env.event()
+            ev._ok, ev._value = True, None
+            ev.callbacks.append(lambda _e, i=i, d=delay, p=priority, n=nested: handler(i, d, p, n))
+            env.schedule(ev, priority, delay)
+        env.run(until=5.0)
+        return seen
+
+    reference = simpy.Environment()
+    clk = Clock()
+
+    def on_simpy(delay: float, fn: Any) -> None:
+        reference.timeout(delay).callbacks.append(lambda _e: fn())
+
+    assert trace(clk, lambda d, fn: clk.events.later(d, fn)) == trace(reference, on_simpy)
+
+
+def test_compiled_and_simpy_events_interleave_in_simpy_order() -> None:
+    """Equal-time events run in the order they were scheduled, whichever kind they are; an URGENT simpy event at
+    the same time goes first, as on simpy's queue."""
+    env = Clock()
+    q = env.events
     seen: list[str] = []
-    clock.later(env, 1.0, seen.append, "w1")
+    q.later(1.0, seen.append, "w1")
     env.timeout(1.0).callbacks.append(lambda _e: seen.append("t1"))
-    clock.later(env, 1.0, seen.append, "w2")
+    q.later(1.0, seen.append, "w2")
     env.timeout(1.0).callbacks.append(lambda _e: seen.append("t2"))
-    urgent = env.event()
-    urgent.callbacks.append(lambda _e: seen.append("urgent"))
-    normal = env.event()
-    normal.callbacks.append(lambda _e: seen.append("normal"))
 
     def trigger() -> None:
-        urgent._ok, normal._ok = True, True
-        env.schedule(normal, NORMAL)  # after w0.5, scheduled earlier at the same time
-        env.schedule(urgent, URGENT)  # before it: priority first, as on simpy's own queue
+        normal = env.event()
+        normal.callbacks.append(lambda _e: seen.append("normal"))
+        normal.succeed()  # NORMAL, after w0.5, which was scheduled earlier at the same time
+        env.process(starts())  # a process starts with an URGENT initialisation event: before both
 
-    clock.later(env, 0.5, trigger)
-    clock.later(env, 0.5, seen.append, "w0.5")
-    clock.run(env, 5.0)
+    def starts() -> Any:
+        seen.append("urgent")
+        yield env.timeout(0)
+
+    q.later(0.5, trigger)
+    q.later(0.5, seen.append, "w0.5")
+    env.run(until=5.0)
     assert seen == ["urgent", "w0.5", "normal", "w1", "t1", "w2", "t2"]
 
 
-def test_a_whole_run_is_reproducible_through_the_two_queues() -> None:
+def test_a_whole_run_is_reproducible() -> None:
     def once() -> RunResult:
         return run(scenario(
             profile="support-agent",
@@ -103,9 +148,9 @@ def test_a_whole_run_is_reproducible_through_the_two_queues() -> None:
 
 def test_run_stops_like_simpy_before_normal_events_at_the_horizon() -> None:
     seen: list[tuple[str, float]] = []
-    env = simpy.Environment()
-    clock.later(env, 1.0, lambda: seen.append(("wakeup", env.now)))
-    clock.later(env, 2.0, lambda: seen.append(("at horizon", env.now)))  # NORMAL at `until`: not run
+    env = Clock()
+    env.events.later(1.0, lambda: seen.append(("wakeup", env.now)))
+    env.events.later(2.0, lambda: seen.append(("at horizon", env.now)))  # NORMAL at `until`: not run
 
     def proc() -> Any:
         yield env.timeout(0.5)
@@ -114,43 +159,87 @@ def test_run_stops_like_simpy_before_normal_events_at_the_horizon() -> None:
         seen.append(("process", env.now))
 
     env.process(proc())
-    clock.run(env, 2.0)
+    env.run(until=2.0)
     assert seen == [("process", 0.5), ("process", 0.75), ("wakeup", 1.0)]
     assert env.now == 2.0
-    clock.run(env, 3.0)  # resumable, like env.run
+    env.run(until=3.0)  # resumable, like simpy's run
     assert seen[-1] == ("at horizon", 2.0)
     with pytest.raises(ValueError, match="greater than the current"):
-        clock.run(env, 3.0)
-    clock.later(env, 1.0, seen.append, ("last", 4.0))
-    clock.run(env)  # no horizon: until nothing is left
+        env.run(until=3.0)
+    env.events.later(1.0, seen.append, ("last", 4.0))
+    env.run()  # no horizon: until nothing is left
     assert seen[-1] == ("last", 4.0) and env.now == 4.0
 
 
+def test_run_until_an_event_returns_its_value_like_simpy() -> None:
+    """``run(until=event)`` and ``step``/``peek`` on the clock give what they give on simpy's own environment."""
+
+    def script(env: Any, later: Any) -> list[Any]:
+        def proc() -> Any:
+            yield env.timeout(1.5)
+            return "answer"
+
+        p = env.process(proc())
+        later(3.0)  # left for later
+        out: list[Any] = [env.run(until=p), env.now]
+        while env.peek() != float("inf"):
+            out.append(env.peek())
+            env.step()
+        out.append(env.now)
+        with pytest.raises(EmptySchedule):
+            env.step()
+        return out
+
+    clk = Clock()
+    ref = simpy.Environment()
+    got = script(clk, lambda d: clk.events.later(d, lambda: None))
+    assert got == script(ref, lambda d: ref.timeout(d))
+    assert got[:2] == ["answer", 1.5] and got[-1] == 3.0
+
+
 def test_run_raises_a_failed_event_like_simpy() -> None:
-    env = simpy.Environment()
+    env = Clock()
     ev = env.event()
     ev.fail(KeyError("boom"))
     with pytest.raises(KeyError, match="boom"):
-        clock.run(env, 1.0)
+        env.run(until=1.0)
+    env = Clock()
+    defused = env.event()
+    defused.fail(KeyError("handled"))
+    defused.defused = True  # a failure someone handled does not stop the simulation
+    env.run(until=1.0)
 
 
 def test_later_refuses_negative_delays_and_keeps_fifo_order() -> None:
-    env = simpy.Environment()
+    env = Clock()
     order: list[int] = []
     for i in range(5):
-        clock.later(env, 0.0, order.append, i)
-    clock.run(env, 1.0)
+        env.events.later(0.0, order.append, i)
+    env.run(until=1.0)
     assert order == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="negative delay"):
-        clock.later(env, -1e-9, order.append, 9)
+        env.events.later(-1e-9, order.append, 9)
 
 
-def test_discard_pending_empties_the_queue() -> None:
-    env = simpy.Environment()
-    clock.later(env, 1.0, lambda: None)
+def test_clear_empties_the_queue() -> None:
+    env = Clock()
+    env.events.later(1.0, lambda: None)
     env.timeout(2.0)
-    clock.discard_pending(env)
-    assert env.peek() == float("inf") and len(clock.events_of(env)) == 0
+    env.events.clear()
+    assert env.peek() == float("inf") and len(env.events) == 0
+
+
+def test_no_private_simpy_attribute_is_used() -> None:
+    """The clock extends simpy through its public interface only: no ``env._x`` / ``event._x`` in agentsim."""
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src" / "agentsim"
+    offenders = []
+    for f in src.rglob("*.py"):
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if re.search(r"\b(env|event|ev|stop|until)\._(now|queue|eid|ok|value|defused|active_proc)\b", line):
+                offenders.append(f"{f.name}:{n}: {line.strip()}")
+    assert offenders == []
 
 
 def test_rows_survive_chunking_with_nulls_and_order() -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import simpy
-
 import agentsim
 from agentsim import spec
+from agentsim.engine.clock import Clock
 from agentsim.perf.base import FunctionPerf
 from agentsim.serving.call import Call, Callbacks
 from agentsim.serving.replica import Replica
@@ -15,7 +14,7 @@ from agentsim.serving.routing import make_router
 
 
 def replicas(n: int) -> list[Replica]:
-    env = simpy.Environment()
+    env = Clock().events
     eng = spec.EngineSpec(block_size_tokens=16)
     return [Replica(env, i, "p", FunctionPerf(lambda p, d, c: 0.01), eng, 100_000, Callbacks(lambda c, t: None,
                     lambda c, t: None)) for i in range(n)]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from agentsim.engine.clock import Event, events_of
+from agentsim.engine.events import Event, EventQueue
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
@@ -151,14 +151,13 @@ class Agents(CallListener):
 
     def __init__(
         self,
-        env: Any,
+        clock: EventQueue,
         streams: list[Stream],
         horizon_s: float,
         listener: TaskListener,
         tools: ToolPool | None = None,
     ) -> None:
-        self.env = env
-        self.clock = events_of(env)
+        self.clock = clock
         self.tools = tools
         self.streams = streams
         self.horizon_s = horizon_s

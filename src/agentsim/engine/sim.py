@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import simpy
 
 from agentsim import spec
 from agentsim._version import __version__
@@ -29,8 +28,7 @@ from agentsim.analysis.metrics import summarize
 from agentsim.build import compiled_modules
 from agentsim.catalog import Catalog, load_catalog, scenario_catalog
 from agentsim.engine.agents import Agents, Stream
-from agentsim.engine.clock import discard_pending
-from agentsim.engine.clock import run as run_clock
+from agentsim.engine.clock import Clock
 from agentsim.engine.records import Recorder
 from agentsim.errors import ScenarioError
 from agentsim.resolve import plan_pools
@@ -121,13 +119,16 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
         rates.append(tools_rate)
     labels = [w.label for w in scenario.workload]
     rec = Recorder(labels, disaggregated=any(p.role == "prefill" for p in scenario.cluster.pools))
-    env = simpy.Environment()
+    env = Clock()
+    events = env.events
 
-    tools = ToolPool(env, tools_spec.workers, tools_spec.speedup) if tools_spec is not None else None
-    agents = Agents(env, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, rec, tools)
-    cluster = Cluster(env, plans, scenario.cluster, agents)
+    tools = ToolPool(events, tools_spec.workers, tools_spec.speedup) if tools_spec is not None else None
+    agents = Agents(events, _streams(scenario, Streams(scenario.seed)), scenario.horizon_s, rec, tools)
+    cluster = Cluster(events, plans, scenario.cluster, agents)
     agents.start(cluster)
-    scalers = [Autoscaler(env, cluster, p.name, p.autoscale) for p in scenario.cluster.pools if p.autoscale is not None]
+    scalers = [
+        Autoscaler(events, cluster, p.name, p.autoscale) for p in scenario.cluster.pools if p.autoscale is not None
+    ]
 
     # Replica samples on a fixed grid plus exactly at the warm-up end and the horizon (the metrics window).
     grid = set(np.arange(0.0, scenario.horizon_s, scenario.sample_interval_s).tolist())
@@ -161,7 +162,7 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
 
     env.process(sampler())
     try:
-        run_clock(env, scenario.horizon_s)
+        env.run(until=scenario.horizon_s)
     except CallTooLarge as e:
         raise ScenarioError(
             [
@@ -189,7 +190,7 @@ def _run(scenario: spec.Scenario, catalog: Catalog | None, progress: ProgressFn 
     # The engine's objects form reference cycles (environment <-> pending callbacks <-> replicas, agents) that
     # only the cyclic collector, off during the run, would free, after scanning millions of live objects
     # (seconds). Empty the containers instead: tasks, calls and cached nodes go now, by reference counting.
-    discard_pending(env)
+    events.clear()
     cluster.release()
     agents.release()
     if tools is not None:

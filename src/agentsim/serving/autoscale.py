@@ -21,10 +21,9 @@ call is ever dropped. Bounds ``[min_replicas, max_replicas]`` count active and s
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from agentsim import spec
-from agentsim.engine.clock import later
+from agentsim.engine.events import EventQueue
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.replica import Replica
 
@@ -32,8 +31,8 @@ from agentsim.serving.replica import Replica
 class Autoscaler:
     """The scaling policy of one pool, driven by the simulation clock."""
 
-    def __init__(self, env: Any, cluster: Cluster, pool: str, policy: spec.Autoscale) -> None:
-        self.env = env
+    def __init__(self, clock: EventQueue, cluster: Cluster, pool: str, policy: spec.Autoscale) -> None:
+        self.clock = clock
         self.cluster = cluster
         self.pool = pool
         self.policy = policy
@@ -41,13 +40,13 @@ class Autoscaler:
         self.decisions: list[tuple[float, int, float]] = []  # (time, replicas wanted, measured value)
         for r in self._members():
             r.on_drained = self._drained
-        later(env, policy.interval_s, self._decide)
+        clock.later(policy.interval_s, self._decide)
 
     def _members(self) -> list[Replica]:
         return [r for r in self.cluster.replicas if r.pool == self.pool]
 
     def _decide(self) -> None:
-        now = self.env.now
+        now = self.clock.now
         p = self.policy
         members = self._members()
         active = [r for r in members if r.status == "active"]
@@ -75,13 +74,13 @@ class Autoscaler:
             self.decisions.append((now, len(active) + sum(r.status == "starting" for r in self._members()), value))
         for r in self._members():
             self._busy_at[r.index] = (r.progress(now)[3], r.step)
-        later(self.env, p.interval_s, self._decide)
+        self.clock.later(p.interval_s, self._decide)
 
     def _start_one(self, now: float) -> None:
         r = self.cluster.add_replica(self.pool, accepting=False)
         r.status = "starting"
         r.on_drained = self._drained
-        later(self.env, self.policy.cold_start_s, self._ready, r)
+        self.clock.later(self.policy.cold_start_s, self._ready, r)
 
     def _ready(self, r: Replica) -> None:
         r.status = "active"

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from agentsim import spec
-from agentsim.engine.clock import events_of
+from agentsim.engine.events import EventQueue
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.replica import Replica
@@ -39,13 +38,12 @@ class Cluster:
 
     def __init__(
         self,
-        env: Any,
+        clock: EventQueue,
         pools: Sequence[PoolPlan],
         cluster: spec.ClusterSpec,
         listener: CallListener,
     ) -> None:
-        self.env = env
-        self.clock = events_of(env)
+        self.clock = clock
         self.plans = {p.spec.name: p for p in pools}
         self.listener = listener  # told of every call's first token and completion (the agents)
         self.replicas: list[Replica] = []  # every replica ever built, by index
@@ -64,7 +62,7 @@ class Cluster:
         """Build one more replica of ``pool``; it takes calls once :meth:`activate` d (now if ``accepting``)."""
         plan = self.plans[pool]
         r = Replica(
-            self.env,
+            self.clock,
             len(self.replicas),
             pool,
             plan.perf,

@@ -35,11 +35,11 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import numpy as np
 
-from agentsim.engine.clock import Event, events_of
+from agentsim.engine.events import Event, EventQueue
 from agentsim.engine.minheap import Keyed, pop, push
 from agentsim.perf.base import PerfModel
 from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call, CallListener
@@ -98,7 +98,7 @@ class Replica:
 
     def __init__(
         self,
-        env: Any,
+        clock: EventQueue,
         index: int,
         pool: str,
         perf: PerfModel,
@@ -108,15 +108,14 @@ class Replica:
         role: str = "unified",
         on_prefilled: Callable[[Call, float], None] | None = None,
     ) -> None:
-        self.env = env
-        self.clock = events_of(env)  # the hot path schedules and reads the time here (see clock.EventQueue)
+        self.clock = clock  # the hot path schedules and reads the time here
         self.index = index
         self.pool = pool
         self.role = role
         self.on_prefilled = on_prefilled
         self.accepting = True  # False while draining (autoscaler) or not yet started (cold start)
         self.status = "active"  # starting (cold start) | active | draining | removed
-        self.created_s = float(env.now)  # provisioned (and paid for) from here ...
+        self.created_s = clock.now  # provisioned (and paid for) from here ...
         self.removed_s: float | None = None  # ... to here
         self.on_drained: Callable[[Replica, float], None] | None = None  # told when a draining replica empties
         self.perf = perf

@@ -12,15 +12,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from agentsim.engine.clock import events_of
+from agentsim.engine.events import EventQueue
 
 
 class ToolPool:
     """``workers`` identical servers with one FIFO queue (an M/G/c station)."""
 
-    def __init__(self, env: Any, workers: int, speedup: float) -> None:
-        self.env = env
-        self.clock = events_of(env)
+    def __init__(self, clock: EventQueue, workers: int, speedup: float) -> None:
+        self.clock = clock
         self.workers = workers
         self.speedup = speedup
         self.busy = 0
