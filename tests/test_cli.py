@@ -22,8 +22,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import agentsim
-from agentsim import api, cli
+from agentsim import api
 from agentsim.cli import app
+from agentsim.cli import run as cli_run
 
 SHORT = ["--set", "horizon_s=120", "--set", "warmup_s=20"]
 RUN_FILES = {"calls.parquet", "tasks.parquet", "replicas.parquet", "pools.parquet", "summary.json", "manifest.json"}
@@ -406,7 +407,7 @@ def test_schema_validates_the_example_with_jsonschema() -> None:
 
 
 def test_catalog_lists_hardware_models_and_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "out_console", Console(width=200))  # wide enough that no id is cut
+    monkeypatch.setattr(cli_run, "out_console", Console(width=200))  # wide enough that no id is cut
     result = invoke("catalog")
     assert result.exit_code == 0, result.output
     for name in (
@@ -425,7 +426,7 @@ def test_catalog_lists_hardware_models_and_profiles(monkeypatch: pytest.MonkeyPa
 
 def test_catalog_model_ids_readable_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     # 80 columns is what a pipe or CI gets; ids must not be cut to 'llam…'.
-    monkeypatch.setattr(cli, "out_console", Console(width=80))
+    monkeypatch.setattr(cli_run, "out_console", Console(width=80))
     stdout = invoke("catalog").stdout
     for name in ("llama-3.3-70b", "qwen3-235b-a22b", "deepseek-r1", "mi300x", "deep-research"):
         assert name in stdout, name

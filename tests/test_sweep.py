@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 
 import agentsim
 from agentsim import api, spec
-from agentsim.cli import _split_values, app
+from agentsim.cli import app
+from agentsim.cli.planning import _split_values
 from agentsim.errors import ScenarioError
 
 # The module; ``agentsim.sweep`` is the function the package exports.
