@@ -21,8 +21,9 @@ from pathlib import Path
 
 from agentsim.spec import AgentProfile, FixedProfile, Poisson
 from agentsim.traces.fit import fit_profile
+from agentsim.traces.generate import generate_trace
 from agentsim.traces.importers import import_trace
-from agentsim.traces.schema import generate_trace, read_trace
+from agentsim.traces.io import read_trace
 from agentsim.traces.stats import trace_stats
 from agentsim.workload.profiles import TaskFactory, builtin_profiles
 

@@ -18,7 +18,8 @@ import pytest
 import agentsim
 from agentsim.analysis.metrics import col
 from agentsim.engine.sim import RunResult, run
-from agentsim.traces.schema import trace_task, write_trace
+from agentsim.traces.io import write_trace
+from agentsim.traces.schema import trace_task
 from agentsim.workload.taskgraph import CallTemplate, TaskTemplate
 from helpers_validation import const, fixed_profile, linear_perf, scenario
 

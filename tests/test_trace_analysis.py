@@ -12,11 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from agentsim.spec import Constant, FixedProfile, GammaArrivals, Poisson
-from agentsim.traces import schema as T
 from agentsim.traces.export import BlockHasher, export_trace
 from agentsim.traces.fit import empirical, fit_profile, load_profile_file, relative_errors
+from agentsim.traces.generate import generate_trace
 from agentsim.traces.importers import import_trace
+from agentsim.traces.io import read_trace, read_trace_meta, write_trace
+from agentsim.traces.schema import TraceError, TraceTask, trace_task
 from agentsim.traces.stats import prefix_reuse, stats_dict, trace_stats
+from agentsim.traces.tables import tasks_to_table
 from agentsim.workload.profiles import builtin_profiles
 from agentsim.workload.taskgraph import CallTemplate, TaskTemplate
 
@@ -62,9 +65,9 @@ def test_published_figures(imported: dict[str, Path]) -> None:
 
 def test_stats_table_shape_and_definitions(tmp_path: Path) -> None:
     calls = (CallTemplate(1000, 10), CallTemplate(1500, 20, (0,), 2.0, 0), CallTemplate(900, 5, (1,), 4.0))
-    tasks = [T.trace_task(TaskTemplate("w", calls, 300), i, 10.0 * i * i, 3 * i) for i in range(4)]
+    tasks = [trace_task(TaskTemplate("w", calls, 300), i, 10.0 * i * i, 3 * i) for i in range(4)]
     path = tmp_path / "t.parquet"
-    T.write_trace(path, tasks)
+    write_trace(path, tasks)
     table = trace_stats(path)
     assert table.column_names == ["statistic", "value", "unit"]
     d = dict(zip(table.column("statistic").to_pylist(), table.column("value").to_pylist(), strict=True))
@@ -80,12 +83,12 @@ def test_stats_table_shape_and_definitions(tmp_path: Path) -> None:
 
 
 def test_hash_reuse_counts_tokens_of_blocks_seen_before_in_release_order() -> None:
-    def task(i: int, start: float, prompt: int, hashes: tuple[int, ...]) -> T.TraceTask:
-        return T.trace_task(TaskTemplate("w", (CallTemplate(prompt, 1),)), i, start, i, hash_ids=[hashes])
+    def task(i: int, start: float, prompt: int, hashes: tuple[int, ...]) -> TraceTask:
+        return trace_task(TaskTemplate("w", (CallTemplate(prompt, 1),)), i, start, i, hash_ids=[hashes])
 
     # Written in start order; the second block of the 700-token prompt holds 188 tokens.
     tasks = [task(0, 0.0, 700, (1, 2)), task(1, 1.0, 1024, (1, 3)), task(2, 2.0, 700, (1, 2))]
-    frac, hits, total = prefix_reuse(T.tasks_to_table(tasks), 512)
+    frac, hits, total = prefix_reuse(tasks_to_table(tasks), 512)
     assert (hits, total) == (512 + 700, 2424) and frac == pytest.approx(1212 / 2424)
 
 
@@ -104,7 +107,7 @@ def _check_fit(source: Path | str, tmp_path: Path, tasks: int) -> dict[str, floa
     assert isinstance(arrivals, GammaArrivals)
     assert arrivals.cv == pytest.approx(fitted.stats["interarrival_cv"], rel=1e-12)
     gen = tmp_path / "gen.parquet"
-    T.generate_trace(gen, profile, tasks, arrivals=arrivals, seed=1, workload="fit")
+    generate_trace(gen, profile, tasks, arrivals=arrivals, seed=1, workload="fit")
     return relative_errors(fitted.stats, stats_dict(gen))
 
 
@@ -137,12 +140,12 @@ def test_fit_azure_conversation(imported: dict[str, Path], tmp_path: Path) -> No
 def test_fit_agent_profiles(name: str, tasks: int, tmp_path: Path) -> None:
     """Multi-call traces (chains, and fan-out/join DAGs) fit as agent profiles that regenerate them."""
     src = tmp_path / "src.parquet"
-    T.generate_trace(src, builtin_profiles()[name], tasks, arrivals=Poisson(rate_per_s=1.0), seed=5, workload=name)
+    generate_trace(src, builtin_profiles()[name], tasks, arrivals=Poisson(rate_per_s=1.0), seed=5, workload=name)
     fitted = fit_profile(src)
     assert fitted.profile.kind == "agent"
     assert fitted.profile.gap == builtin_profiles()[name].gap
     gen = tmp_path / "gen.parquet"
-    T.generate_trace(gen, fitted.profile, 4 * tasks, arrivals=fitted.arrivals, seed=6, workload=name)
+    generate_trace(gen, fitted.profile, 4 * tasks, arrivals=fitted.arrivals, seed=6, workload=name)
     g = stats_dict(gen)
     for k in ("prompt_tokens_mean", "prompt_tokens_p50", "output_tokens_mean", "calls_per_task_mean", "gap_s_mean"):
         assert g[k] == pytest.approx(fitted.stats[k], rel=0.05), k
@@ -170,11 +173,11 @@ def test_empirical_keeps_the_mean_and_quantiles() -> None:
 def test_load_profile_file_errors(tmp_path: Path) -> None:
     f = tmp_path / "p.yaml"
     f.write_text("profile: {kind: fixed, prompt_tokens: {kind: constant, value: -1}, output_tokens: 3}\n")
-    with pytest.raises(T.TraceError, match=r"profile\.fixed\.prompt_tokens"):
+    with pytest.raises(TraceError, match=r"profile\.fixed\.prompt_tokens"):
         load_profile_file(f)
     f.write_text("profile: {kind: fixed, prompt_tokens: {kind: constant, value: 5}, "
                  "output_tokens: {kind: constant, value: 5}}\nextra: 1\n")  # fmt: skip
-    with pytest.raises(T.TraceError, match="unknown key"):
+    with pytest.raises(TraceError, match="unknown key"):
         load_profile_file(f)
     f.write_text("kind: fixed\nprompt_tokens: {kind: constant, value: 5}\noutput_tokens: {kind: constant, value: 5}\n")
     profile, arrivals = load_profile_file(f)
@@ -184,7 +187,7 @@ def test_load_profile_file_errors(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- export
 
 
-def _consistent(rows: list[dict[str, object]], tasks: list[T.TraceTask], block: int) -> None:
+def _consistent(rows: list[dict[str, object]], tasks: list[TraceTask], block: int) -> None:
     """Every row has ceil(input/block) ids and starts with its prefix parent's ids for the shared full blocks."""
     by_id = {r["request_id"]: r for r in rows}
     for t in tasks:
@@ -205,7 +208,7 @@ def test_agentic_export_is_prefix_consistent(block: int, tmp_path: Path) -> None
     out = tmp_path / "a.jsonl"
     r = export_trace("mooncake-agentic", src, out, block_size_tokens=block)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    tasks = list(T.read_trace(src))
+    tasks = list(read_trace(src))
     assert r.rows == len(rows) == sum(len(t.call_ids) for t in tasks)
     _consistent(rows, tasks, block)
     first = {t.call_ids[0]: t for t in tasks}
@@ -224,7 +227,7 @@ def test_agentic_export_is_prefix_consistent(block: int, tmp_path: Path) -> None
 
 def test_export_rehashes_mooncake_hashes(tmp_path: Path) -> None:
     src = REPO / "traces" / "mooncake-conversation-500.parquet"
-    tasks = list(T.read_trace(src))
+    tasks = list(read_trace(src))
     orig = [t.hash_ids[0] for t in tasks]
     for block in (512, 128, 700):
         out = tmp_path / f"m{block}.jsonl"
@@ -260,9 +263,9 @@ def test_export_rehashes_mooncake_hashes(tmp_path: Path) -> None:
 
 def test_plain_export_of_a_closed_loop_trace_estimates_send_times(tmp_path: Path) -> None:
     calls = (CallTemplate(100, 10), CallTemplate(200, 10, (0,), 2.5, 0))
-    tasks = [T.trace_task(TaskTemplate("w", calls), 0, 1.0, 0), T.trace_task(TaskTemplate("w", calls), 1, 2.0, 2)]
+    tasks = [trace_task(TaskTemplate("w", calls), 0, 1.0, 0), trace_task(TaskTemplate("w", calls), 1, 2.0, 2)]
     src = tmp_path / "t.parquet"
-    T.write_trace(src, tasks)
+    write_trace(src, tasks)
     out = tmp_path / "m.jsonl"
     export_trace("mooncake", src, out, block_size_tokens=64)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -273,13 +276,13 @@ def test_plain_export_of_a_closed_loop_trace_estimates_send_times(tmp_path: Path
 
 
 def test_block_hasher_rejects_bad_blocks() -> None:
-    with pytest.raises(T.TraceError):
+    with pytest.raises(TraceError):
         BlockHasher(0, 512)
-    with pytest.raises(T.TraceError, match="unknown export format"):
+    with pytest.raises(TraceError, match="unknown export format"):
         export_trace("csv", REPO / "traces" / "chat-200.parquet", "/nonexistent/x")
 
 
 def test_sample_slices_match_their_sources() -> None:
     t = pq.read_table(REPO / "traces" / "azure-conv-500.parquet")
     assert t.num_rows == 500
-    assert T.read_trace_meta(REPO / "traces" / "mooncake-conversation-500.parquet").block_size_tokens == 512
+    assert read_trace_meta(REPO / "traces" / "mooncake-conversation-500.parquet").block_size_tokens == 512

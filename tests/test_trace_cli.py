@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from agentsim.cli import app
-from agentsim.traces import schema as T
+from agentsim.traces.io import read_trace, read_trace_meta
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -61,7 +61,7 @@ def test_import_stats_fit_generate_export(tmp_path: Path) -> None:
     gen = tmp_path / "g.parquet"
     code, stdout, _ = _run("generate", str(prof), "--tasks", "25", "--seed", "3", "--out", str(gen))
     assert code == 0 and "generated 25 tasks (25 calls) of p" in stdout
-    assert T.read_trace_meta(gen).source == f"generated:{prof}:seed=3"
+    assert read_trace_meta(gen).source == f"generated:{prof}:seed=3"
 
     for fmt in ("mooncake", "mooncake-agentic"):
         jl = tmp_path / f"{fmt}.jsonl"
@@ -75,7 +75,7 @@ def test_generate_builtin_needs_a_rate(tmp_path: Path) -> None:
     code, _, stderr = _run("generate", "chat", "--tasks", "5", "--out", str(out))
     assert code == 2 and "give --rate" in stderr and not out.exists()
     code, _, _ = _run("generate", "chat", "--tasks", "5", "--rate", "2", "--cv", "1.5", "--out", str(out))
-    assert code == 0 and len(list(T.read_trace(out))) == 5
+    assert code == 0 and len(list(read_trace(out))) == 5
     code, _, stderr = _run("generate", "nope", "--tasks", "5", "--rate", "1", "--out", str(tmp_path / "n.parquet"))
     assert code == 2 and "neither a built-in profile" in stderr
     code, _, stderr = _run("generate", "chat", "--rate", "-1", "--out", str(tmp_path / "n.parquet"))
@@ -90,7 +90,7 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     assert code == 2 and "already exists" in stderr and "--overwrite" in stderr
     assert out.read_bytes() == before
     code, _, _ = _run("generate", "chat", "--tasks", "4", "--rate", "1", "--out", str(out), "--overwrite")
-    assert code == 0 and len(list(T.read_trace(out))) == 4
+    assert code == 0 and len(list(read_trace(out))) == 4
     for args in (
         ("fit", str(out), "--out", str(out)),
         ("export", "mooncake", str(out), "--out", str(out)),
@@ -98,6 +98,24 @@ def test_refuses_to_overwrite(tmp_path: Path) -> None:
     ):
         code, _, stderr = _run(*args)
         assert code == 2 and "already exists" in stderr, args
+
+
+def test_output_parent_a_file_is_refused_a_missing_one_created(tmp_path: Path) -> None:
+    trace = tmp_path / "c.parquet"
+    assert _run("generate", "chat", "--tasks", "3", "--rate", "1", "--out", str(trace))[0] == 0
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("")
+    cases = (
+        ("generate", "chat", "--tasks", "3", "--rate", "1", "--out"),
+        ("fit", str(trace), "--out"),
+        ("export", "mooncake", str(trace), "--out"),
+        ("import", "mooncake", str(_mooncake(tmp_path, [GOOD % (0, 2)])), "--out"),
+    )
+    for i, args in enumerate(cases):
+        code, stdout, stderr = _run(*args, str(blocker / "sub" / "o"))
+        assert code == 2 and f"{blocker} is not a directory" in stderr and "Traceback" not in stdout + stderr, args
+        made = tmp_path / f"new{i}" / "deeper" / "o"
+        assert _run(*args, str(made))[0] == 0 and made.is_file(), args
 
 
 def test_bad_input_exits_2_with_file_and_line(tmp_path: Path) -> None:

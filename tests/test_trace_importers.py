@@ -11,8 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from agentsim.traces import schema as T
 from agentsim.traces.importers import BadInputError, import_trace
+from agentsim.traces.io import read_trace, read_trace_meta
+from agentsim.traces.schema import OutputExistsError, TraceError
 
 DATA = Path("/work/shared/data/traces")
 MOONCAKE_CONV = DATA / "mooncake" / "conversation_trace.jsonl"
@@ -35,13 +36,13 @@ def test_mooncake_conversation_trace(kimi: Path) -> None:
     assert t.column("output_tokens").to_numpy().mean() == pytest.approx(343, abs=0.5)
     # Each line is a single-call task released at timestamp / 1000, with its hash ids unchanged.
     first = json.loads(MOONCAKE_CONV.open().readline())
-    task = next(T.read_trace(kimi))
+    task = next(read_trace(kimi))
     assert task.hash_ids[0] == tuple(first["hash_ids"])
     assert task.template.calls[0].hash_ids == tuple(first["hash_ids"])
     assert task.template.block_tokens == 512
     last = json.loads(MOONCAKE_CONV.read_text().splitlines()[-1])
     assert t.column("release_s")[-1].as_py() == last["timestamp"] / 1000
-    assert T.read_trace_meta(kimi).source == "mooncake:conversation_trace.jsonl"
+    assert read_trace_meta(kimi).source == "mooncake:conversation_trace.jsonl"
 
 
 @needs_data
@@ -139,7 +140,7 @@ def test_unsorted_input_is_sorted_and_renumbered(tmp_path: Path) -> None:
     src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     r = import_trace("agent-sessions", src, tmp_path / "o.parquet")
     assert r.sorted_in_memory
-    tasks = list(T.read_trace(tmp_path / "o.parquet"))
+    tasks = list(read_trace(tmp_path / "o.parquet"))
     assert [t.start_s for t in tasks] == [1.0, 9.0]
     assert [t.call_ids for t in tasks] == [(0,), (1, 2)]
     assert tasks[1].template.calls[1].deps == (0,) and tasks[1].template.calls[1].prefix_parent == 0
@@ -181,7 +182,7 @@ def test_burstgpt_sessions_become_chained_tasks(tmp_path: Path) -> None:
         import_trace("burstgpt", src, tmp_path / "o.parquet")
     r = import_trace("burstgpt", src, tmp_path / "o.parquet", skip_bad=True)
     assert (r.tasks, r.calls, r.bad_lines) == (3, 5, [8])
-    a, b, api = T.read_trace(tmp_path / "o.parquet")
+    a, b, api = read_trace(tmp_path / "o.parquet")
     assert (a.start_s, b.start_s, api.start_s) == (5.0, 6.0, 50.0)
     # gap = next timestamp - (previous timestamp + its elapsed time); the prefix link only when context grew.
     assert a.template.calls[1].gap_s == 38.0 and a.template.calls[1].prefix_parent == 0
@@ -216,7 +217,7 @@ def test_agent_sessions(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match=r"s\.jsonl:3: requests must be a non-empty list"):
         import_trace("agent-sessions", src, tmp_path / "o.parquet")
     import_trace("agent-sessions", src, tmp_path / "o.parquet", skip_bad=True)
-    s1, s2 = T.read_trace(tmp_path / "o.parquet")
+    s1, s2 = read_trace(tmp_path / "o.parquet")
     c = s1.template.calls
     assert s1.workload == "coding" and s2.workload == "agent-sessions" and s2.start_s == 2.5
     assert [x.gap_s for x in c] == [0.0, 2.0, 0.5] and [x.gap_is_tool for x in c] == [False, True, True]
@@ -244,7 +245,7 @@ def test_aiperf_dynamo_agentic_rows(tmp_path: Path) -> None:
         import_trace("aiperf", src, tmp_path / "o.parquet")
     r = import_trace("aiperf", src, tmp_path / "o.parquet", skip_bad=True)
     assert (r.tasks, r.calls, r.skipped_bad) == (2, 5, 1)
-    conv, agent = T.read_trace(tmp_path / "o.parquet")
+    conv, agent = read_trace(tmp_path / "o.parquet")
     # AIPerf multi-turn: a turn without wait_for follows the previous turn of its session after `delay`.
     assert conv.start_s == 0.2 and conv.template.calls[1].deps == (0,) and conv.template.calls[1].gap_s == 3.0
     assert conv.release_s == (0.2, None) and conv.template.calls[1].prefix_parent == 0
@@ -268,21 +269,21 @@ def test_aiperf_turn_order_and_block_header(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="differs from the import's block size"):
         import_trace("aiperf", src, tmp_path / "o.parquet")
     import_trace("aiperf", src, tmp_path / "o.parquet", block_size_tokens=16)
-    assert T.read_trace_meta(tmp_path / "o.parquet").block_size_tokens == 16
+    assert read_trace_meta(tmp_path / "o.parquet").block_size_tokens == 16
 
 
 def test_unknown_format_missing_file_and_existing_output(tmp_path: Path) -> None:
-    with pytest.raises(T.TraceError, match="unknown trace format"):
+    with pytest.raises(TraceError, match="unknown trace format"):
         import_trace("nope", tmp_path, tmp_path / "o.parquet")
-    with pytest.raises(T.TraceError, match="no such file"):
+    with pytest.raises(TraceError, match="no such file"):
         import_trace("mooncake", tmp_path / "missing.jsonl", tmp_path / "o.parquet")
     src = tmp_path / "m.jsonl"
     src.write_text('{"timestamp": 0, "input_length": 1, "output_length": 1}\n')
     import_trace("mooncake", src, tmp_path / "o.parquet")
-    with pytest.raises(T.OutputExistsError):
+    with pytest.raises(OutputExistsError):
         import_trace("mooncake", src, tmp_path / "o.parquet")
     empty = tmp_path / "e.jsonl"
     empty.write_text("\n")
-    with pytest.raises(T.TraceError, match="no importable rows"):
+    with pytest.raises(TraceError, match="no importable rows"):
         import_trace("mooncake", empty, tmp_path / "e.parquet")
     assert not (tmp_path / "e.parquet").exists()

@@ -17,7 +17,18 @@ import pytest
 
 from agentsim.rng import Streams
 from agentsim.spec import FixedProfile, GammaArrivals, Lognormal, Poisson
-from agentsim.traces import schema as T
+from agentsim.traces.generate import generate_tasks, generate_trace
+from agentsim.traces.io import TraceWriter, read_trace, read_trace_meta, write_trace
+from agentsim.traces.schema import (
+    COLUMN_NAMES,
+    COLUMNS,
+    OutputExistsError,
+    TraceError,
+    TraceTask,
+    trace_schema,
+    trace_task,
+)
+from agentsim.traces.tables import table_to_tasks, tasks_to_table
 from agentsim.workload.arrivals import arrival_array
 from agentsim.workload.profiles import TaskFactory, builtin_profiles
 from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate
@@ -25,14 +36,14 @@ from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _hashed_task(task_id: int, start: float, first_call: int) -> T.TraceTask:
+def _hashed_task(task_id: int, start: float, first_call: int) -> TraceTask:
     """A two-call task with hash ids, a release on both calls and a tool gap."""
     calls = (
         CallTemplate(1000, 10, hash_ids=(1, 2)),
         CallTemplate(1600, 20, (0,), 1.5, 0, (1, 2, 3, 4), True),
     )
     template = TaskTemplate("mixed", calls, 0, 512)
-    return T.TraceTask(
+    return TraceTask(
         task_id, start, template, (first_call, first_call + 1), (start, start + 2.0), ((1, 2), (1, 2, 3, 4))
     )
 
@@ -40,41 +51,41 @@ def _hashed_task(task_id: int, start: float, first_call: int) -> T.TraceTask:
 @pytest.mark.parametrize("name", sorted(builtin_profiles()))
 def test_generate_write_read_is_lossless(name: str, tmp_path: Path) -> None:
     p = builtin_profiles()[name]
-    tasks = list(T.generate_tasks(p, 40, arrivals=Poisson(rate_per_s=0.5), seed=3, workload=name))
+    tasks = list(generate_tasks(p, 40, arrivals=Poisson(rate_per_s=0.5), seed=3, workload=name))
     path = tmp_path / "t.parquet"
-    T.write_trace(path, tasks, source="test")
-    back = list(T.read_trace(path, batch_rows=97))  # tasks straddle batch boundaries
+    write_trace(path, tasks, source="test")
+    back = list(read_trace(path, batch_rows=97))  # tasks straddle batch boundaries
     assert back == tasks
     # The fast path (TraceWriter.add_template) writes the same rows as the object path.
     fast = tmp_path / "fast.parquet"
-    T.generate_trace(fast, p, 40, arrivals=Poisson(rate_per_s=0.5), seed=3, workload=name)
+    generate_trace(fast, p, 40, arrivals=Poisson(rate_per_s=0.5), seed=3, workload=name)
     assert pq.read_table(fast).equals(pq.read_table(path))
     # And the table conversion is the same again.
-    assert list(T.table_to_tasks(T.tasks_to_table(tasks))) == tasks
+    assert list(table_to_tasks(tasks_to_table(tasks))) == tasks
 
 
 def test_round_trip_every_column_with_hashes_and_releases(tmp_path: Path) -> None:
     tasks = [_hashed_task(0, 0.0, 0), _hashed_task(5, 1.0, 10)]
     path = tmp_path / "h.parquet"
-    T.write_trace(path, tasks, block_size_tokens=512)
+    write_trace(path, tasks, block_size_tokens=512)
     t = pq.read_table(path)
-    assert t.column_names == list(T.COLUMN_NAMES)
+    assert t.column_names == list(COLUMN_NAMES)
     assert t.column("deps").to_pylist() == [[], [0], [], [10]]
     assert t.column("prefix_call_id").to_pylist() == [None, 0, None, 10]
     assert t.column("prefix_tokens").to_pylist() == [0, 1000, 0, 1000]
     assert t.column("gap_is_tool").to_pylist() == [False, True, False, True]
     assert t.column("release_s").to_pylist() == [0.0, 2.0, 1.0, 3.0]
     assert t.column("hash_ids").to_pylist() == [[1, 2], [1, 2, 3, 4]] * 2
-    assert list(T.read_trace(path)) == tasks
-    meta = T.read_trace_meta(path)
+    assert list(read_trace(path)) == tasks
+    meta = read_trace_meta(path)
     assert (meta.version, meta.block_size_tokens, meta.rows) == ("1", 512, 4)
 
 
 def test_schema_types_and_metadata(tmp_path: Path) -> None:
     path = tmp_path / "g.parquet"
-    T.generate_trace(path, builtin_profiles()["chat"], 5, arrivals=Poisson(rate_per_s=1.0), seed=0, workload="chat")
+    generate_trace(path, builtin_profiles()["chat"], 5, arrivals=Poisson(rate_per_s=1.0), seed=0, workload="chat")
     schema = pq.read_schema(path)
-    for name, typ, nullable in T.COLUMNS:
+    for name, typ, nullable in COLUMNS:
         f = schema.field(name)
         assert f.type == typ and f.nullable == nullable, name
     meta = schema.metadata
@@ -87,7 +98,7 @@ def test_generated_tasks_are_the_simulators_tasks() -> None:
     """Streams `tasks/<w>` and `arrivals/<w>`: the same tasks and start times a simulation would use."""
     p = builtin_profiles()["support-agent"]
     arrivals = GammaArrivals(rate_per_s=2.0, cv=1.5)
-    got = list(T.generate_tasks(p, 50, arrivals=arrivals, seed=7, workload="w"))
+    got = list(generate_tasks(p, 50, arrivals=arrivals, seed=7, workload="w"))
     s = Streams(7)
     factory = TaskFactory(p, "w", s.get("tasks/w"))
     times = arrival_array(arrivals, s.get("arrivals/w"), got[-1].start_s + 1e-9)
@@ -101,47 +112,47 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
     p = builtin_profiles()["coding-agent"]
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     for path in (a, b):
-        T.generate_trace(path, p, 20, arrivals=Poisson(rate_per_s=0.1), seed=11, workload="c")
+        generate_trace(path, p, 20, arrivals=Poisson(rate_per_s=0.1), seed=11, workload="c")
     assert a.read_bytes() == b.read_bytes()
 
 
 def test_fixed_profile_tasks(tmp_path: Path) -> None:
     p = FixedProfile(prompt_tokens=Lognormal(median=500, sigma=1), output_tokens=Lognormal(median=50, sigma=1))
     path = tmp_path / "f.parquet"
-    n = T.generate_trace(path, p, 100, arrivals=Poisson(rate_per_s=3), seed=1, workload="f")
+    n = generate_trace(path, p, 100, arrivals=Poisson(rate_per_s=3), seed=1, workload="f")
     assert n == 100
-    tasks = list(T.read_trace(path))
+    tasks = list(read_trace(path))
     assert all(len(t.call_ids) == 1 and t.template.calls[0].deps == () for t in tasks)
     starts = [t.start_s for t in tasks]
     assert starts == sorted(starts)
     # The column-wise fast path draws exactly what the task factory draws (across a block boundary too).
     big = tmp_path / "big.parquet"
-    T.generate_trace(big, p, 5000, arrivals=Poisson(rate_per_s=3), seed=1, workload="f")
-    assert list(T.read_trace(big)) == list(
-        T.generate_tasks(p, 5000, arrivals=Poisson(rate_per_s=3), seed=1, workload="f")
+    generate_trace(big, p, 5000, arrivals=Poisson(rate_per_s=3), seed=1, workload="f")
+    assert list(read_trace(big)) == list(
+        generate_tasks(p, 5000, arrivals=Poisson(rate_per_s=3), seed=1, workload="f")
     )
 
 
 def test_writer_is_atomic_and_refuses_to_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "t.parquet"
-    T.write_trace(path, [_hashed_task(0, 0.0, 0)])
+    write_trace(path, [_hashed_task(0, 0.0, 0)])
     before = path.read_bytes()
-    with pytest.raises(T.OutputExistsError, match="already exists"):
-        T.write_trace(path, [_hashed_task(0, 5.0, 0)])
+    with pytest.raises(OutputExistsError, match="already exists"):
+        write_trace(path, [_hashed_task(0, 5.0, 0)])
     assert path.read_bytes() == before
     # A failure inside the writer leaves neither the target nor a temporary file behind.
     target = tmp_path / "broken.parquet"
-    with pytest.raises(RuntimeError), T.TraceWriter(target) as w:
+    with pytest.raises(RuntimeError), TraceWriter(target) as w:
         w.write_task(_hashed_task(0, 0.0, 0))
         raise RuntimeError("boom")
     assert not target.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]
-    T.write_trace(path, [_hashed_task(0, 5.0, 0)], overwrite=True)
-    assert next(T.read_trace(path)).start_s == 5.0
+    write_trace(path, [_hashed_task(0, 5.0, 0)], overwrite=True)
+    assert next(read_trace(path)).start_s == 5.0
 
 
 def _bad_table(**changes: list[object]) -> pa.Table:
-    t = T.tasks_to_table([_hashed_task(0, 0.0, 0), _hashed_task(1, 1.0, 2)])
+    t = tasks_to_table([_hashed_task(0, 0.0, 0), _hashed_task(1, 1.0, 2)])
     for name, values in changes.items():
         i = t.column_names.index(name)
         t = t.set_column(i, name, pa.array(values, t.schema.field(name).type))
@@ -166,34 +177,34 @@ def _bad_table(**changes: list[object]) -> pa.Table:
 )
 def test_reader_rejects_rule_violations(changes: dict[str, list[object]], message: str, tmp_path: Path) -> None:
     path = tmp_path / "bad.parquet"
-    pq.write_table(_bad_table(**changes).replace_schema_metadata(T.trace_schema().metadata), path)
-    with pytest.raises(T.TraceError, match=message) as e:
-        list(T.read_trace(path))
+    pq.write_table(_bad_table(**changes).replace_schema_metadata(trace_schema().metadata), path)
+    with pytest.raises(TraceError, match=message) as e:
+        list(read_trace(path))
     assert str(path) in str(e.value) and "row" in str(e.value)
 
 
 def test_reader_rejects_non_traces(tmp_path: Path) -> None:
     junk = tmp_path / "junk.parquet"
     junk.write_text("not parquet")
-    with pytest.raises(T.TraceError, match="not a Parquet file"):
-        list(T.read_trace(junk))
+    with pytest.raises(TraceError, match="not a Parquet file"):
+        list(read_trace(junk))
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"x": [1]}), other)
-    with pytest.raises(T.TraceError, match="missing column"):
-        list(T.read_trace(other))
-    with pytest.raises(T.TraceError, match="no such file"):
-        list(T.read_trace(tmp_path / "missing.parquet"))
+    with pytest.raises(TraceError, match="missing column"):
+        list(read_trace(other))
+    with pytest.raises(TraceError, match="no such file"):
+        list(read_trace(tmp_path / "missing.parquet"))
 
 
 def test_optional_tool_column_defaults_to_false(tmp_path: Path) -> None:
-    t = T.tasks_to_table([_hashed_task(0, 0.0, 0)]).drop_columns(["gap_is_tool"])
+    t = tasks_to_table([_hashed_task(0, 0.0, 0)]).drop_columns(["gap_is_tool"])
     path = tmp_path / "old.parquet"
     pq.write_table(t, path)
-    task = next(T.read_trace(path))
+    task = next(read_trace(path))
     assert [c.gap_is_tool for c in task.template.calls] == [False, False]
     # The writer fills it in too.
     out = tmp_path / "new.parquet"
-    T.write_trace(out, t)
+    write_trace(out, t)
     assert pq.read_table(out).column("gap_is_tool").to_pylist() == [False, False]
 
 
@@ -203,13 +214,13 @@ def test_shared_prefix_and_compaction_links(tmp_path: Path) -> None:
         CallTemplate(3500, 10, (0,), 1.0, 0),
         CallTemplate(2500, 10, (1,), 1.0, ROOT),  # compaction: only the shared prefix remains
     )
-    task = T.trace_task(TaskTemplate("w", calls, 2000), 0, 0.0, 0)
+    task = trace_task(TaskTemplate("w", calls, 2000), 0, 0.0, 0)
     path = tmp_path / "s.parquet"
-    T.write_trace(path, [task])
+    write_trace(path, [task])
     t = pq.read_table(path)
     assert t.column("prefix_tokens").to_pylist() == [2000, 3000, 2000]
     assert t.column("prefix_call_id").to_pylist() == [None, 0, None]
-    assert next(T.read_trace(path)) == task
+    assert next(read_trace(path)) == task
 
 
 def test_sample_traces_are_valid_and_small() -> None:
@@ -217,5 +228,5 @@ def test_sample_traces_are_valid_and_small() -> None:
     assert len(files) >= 6
     for f in files:
         assert f.stat().st_size < 300_000, f
-        tasks = list(T.read_trace(f))
+        tasks = list(read_trace(f))
         assert tasks and math.isfinite(tasks[-1].start_s)

@@ -90,7 +90,7 @@ def stats_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the statistics as JSON")] = False,
 ) -> None:
     """Rows, span, arrival rate and burstiness, token percentiles, steps per task, prefix reuse."""
-    from agentsim.traces.schema import read_trace_meta
+    from agentsim.traces.io import read_trace_meta
     from agentsim.traces.stats import stats_dict, stats_json, unit_of
 
     try:
@@ -143,7 +143,7 @@ def generate_cmd(
     overwrite: _OVERWRITE = False,
 ) -> None:
     """Generate a synthetic trace from a profile (streams ``tasks/<workload>`` and ``arrivals/<workload>``)."""
-    from agentsim.traces.schema import generate_trace
+    from agentsim.traces.generate import generate_trace
 
     prof, arrivals, name = _resolve_profile(profile)
     try:

@@ -58,7 +58,7 @@ class RunResult:
 
 
 def _trace_stream(i: int, w: spec.TraceWorkload) -> Stream:
-    from agentsim.traces.schema import read_trace
+    from agentsim.traces.io import read_trace
 
     pairs = (
         (t.start_s, replay_template(t.template, list(t.hash_ids), list(t.release_s), t.start_s, w))

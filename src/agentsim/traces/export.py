@@ -39,7 +39,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agentsim.traces.schema import TraceError, TraceTask, atomic_output, read_trace, read_trace_meta
+from agentsim.files import atomic_path
+from agentsim.traces.io import check_output_parent, read_trace, read_trace_meta
+from agentsim.traces.schema import OutputExistsError, TraceError, TraceTask
 
 EXPORT_FORMATS = ("mooncake-agentic", "mooncake")
 """Formats :func:`export_trace` writes."""
@@ -212,7 +214,11 @@ def export_trace(
             yield t
 
     rows = agentic_rows(counted(), hasher) if fmt == "mooncake-agentic" else mooncake_rows(counted(), hasher)
-    with atomic_output(out, overwrite=overwrite) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    check_output_parent(out)
+    with (
+        atomic_path(out, overwrite=overwrite, exists_error=OutputExistsError) as tmp,
+        open(tmp, "w", encoding="utf-8") as f,
+    ):
         buf: list[str] = []
         for row in rows:
             buf.append(json.dumps(row, separators=(", ", ": ")))

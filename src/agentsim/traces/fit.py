@@ -55,9 +55,12 @@ import pyarrow as pa
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from agentsim.files import atomic_path
 from agentsim.spec import AgentProfile, Constant, Empirical, FanOut, FixedProfile, GammaArrivals, Poisson, Profile
-from agentsim.traces.schema import TraceError, atomic_output, table_to_tasks
+from agentsim.traces.io import check_output_parent
+from agentsim.traces.schema import OutputExistsError, TraceError
 from agentsim.traces.stats import block_size_of, load_for_stats, stats_dict, task_starts
+from agentsim.traces.tables import table_to_tasks
 from agentsim.workload.taskgraph import TaskTemplate
 
 DEFAULT_POINTS = 200
@@ -101,7 +104,8 @@ class FittedProfile:
 
     def write(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         """Write the profile file atomically (refusing to replace an existing file unless ``overwrite``)."""
-        with atomic_output(path, overwrite=overwrite) as tmp:
+        check_output_parent(path)
+        with atomic_path(path, overwrite=overwrite, exists_error=OutputExistsError) as tmp:
             tmp.write_text(self.to_yaml(), encoding="utf-8")
 
 

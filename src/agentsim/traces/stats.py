@@ -49,7 +49,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agentsim.traces.schema import DEFAULT_BLOCK_SIZE, META_BLOCK, read_table, read_table_columns
+from agentsim.traces.io import read_table, read_table_columns
+from agentsim.traces.schema import DEFAULT_BLOCK_SIZE, META_BLOCK
 
 STAT_COLUMNS = ("statistic", "value", "unit")
 
