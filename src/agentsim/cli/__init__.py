@@ -310,8 +310,8 @@ def catalog(
 
 
 # ------------------------------------------------------------------------ report and compare (issue 7) -------
-# Figures need the optional extra ``agentsim[report]`` (matplotlib); ``agentsim.report`` is imported here, in the
-# commands, so the other commands never load it.
+# Figures need the optional extra ``agentsim[report]`` (matplotlib, Jinja2); ``agentsim.report`` is imported here,
+# in the commands, so the other commands never load it.
 
 
 def _report_or_fail(run_dir: Path, out: Path | None = None, console: Console | None = None) -> Path:
@@ -327,12 +327,12 @@ def _report_or_fail(run_dir: Path, out: Path | None = None, console: Console | N
 
 
 def _report_deps(wanted: bool) -> bool:
-    """``run --report``: fail before simulating, not after, when matplotlib is missing."""
+    """``run --report``: fail before simulating, not after, when matplotlib or Jinja2 is missing."""
     if wanted:
         from agentsim import report as rep
 
         try:
-            rep.require_matplotlib()
+            rep.require_report_deps()
         except rep.ReportError as e:
             _fail(str(e))
     return wanted
@@ -347,7 +347,7 @@ def report(
         Path | None, typer.Option("--out", "-o", help="where to write report.html and the PNGs (default: RUN_DIR)")
     ] = None,
 ) -> None:
-    """Write a self-contained report.html (figures embedded) and one PNG per figure (needs matplotlib).
+    """Write a self-contained report.html (figures embedded) and one PNG per figure (needs matplotlib and Jinja2).
 
     A sweep directory (written by `agentsim sweep --out`, holding sweep.parquet) gets a sweep report instead."""
     if (run_dir / "sweep.parquet").is_file():
@@ -376,7 +376,7 @@ def compare(
         _fail("compare needs at least two run directories")
     try:
         if out is not None:
-            rep.require_matplotlib()
+            rep.require_report_deps()
         loaded = rep.load_runs(runs)
     except rep.ReportError as e:
         _fail(str(e))
