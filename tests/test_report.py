@@ -4,8 +4,8 @@ A 120 s run of the default scenario is reported once per module. Checks: one PNG
 exactly ``plots.PNG_SIZE_PX`` pixels (read from the PNG header with ``struct``); ``report.html`` embeds every
 figure as a ``data:`` URI and needs no network and no JavaScript; headless Chromium renders it with no console
 messages, every figure in the DOM and every image decoded at its size (skipped when Chromium is not installed);
-``compare`` prints the side-by-side table and writes overlaid CDFs; ``import agentsim`` does not load matplotlib,
-and without matplotlib the commands exit 2 naming the extra to install.
+``compare`` prints the side-by-side table and writes overlaid CDFs; ``import agentsim`` does not load matplotlib
+or Jinja2, and without either the commands exit 2 naming the extra to install.
 """
 
 from __future__ import annotations
@@ -249,6 +249,15 @@ def test_compare_cli_table_and_html(run_dir: Path, other_run: Path, tmp_path: Pa
     assert "<script" not in page.lower()
 
 
+def test_pages_escape_what_they_show(run_dir: Path) -> None:
+    """Run labels are directory names, free text: the page shows them as text, never as markup."""
+    pytest.importorskip("jinja2")
+    runs = [report.load_run(run_dir, "<i>a</i>"), report.load_run(run_dir, "b&c")]
+    page = report.render_compare_html(runs, [])
+    assert "<i>" not in page and "&lt;i&gt;a&lt;/i&gt;" in page
+    assert "b&amp;c" in page and "b&c" not in page
+
+
 def test_compare_needs_two_runs(run_dir: Path) -> None:
     result = invoke("compare", run_dir)
     assert result.exit_code == 2
@@ -269,25 +278,25 @@ def test_compare_rows_differences() -> None:
     assert rows["energy kWh"].values == [None, None]
 
 
-# --------------------------------------------------------------------------- matplotlib stays optional
+# --------------------------------------------------------------------------- matplotlib and Jinja2 stay optional
 
 
 def python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
 
 
-def test_import_agentsim_does_not_import_matplotlib() -> None:
+def test_import_agentsim_does_not_import_matplotlib_or_jinja2() -> None:
     done = python(
         "import sys, agentsim, agentsim.api, agentsim.cli, agentsim.report, agentsim.report.plots\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'jinja2')))"
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
 
-NO_MATPLOTLIB = """
+WITHOUT = """
 import json, sys
-sys.modules["matplotlib"] = None  # `import matplotlib` now raises ImportError, as if it were not installed
+sys.modules[sys.argv[2]] = None  # `import <module>` now raises ImportError, as if it were not installed
 from typer.testing import CliRunner
 from agentsim.cli import app
 out = []
@@ -298,7 +307,8 @@ print(json.dumps(out))
 """
 
 
-def test_without_matplotlib_commands_exit_2_naming_the_extra(run_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("module", ["matplotlib", "jinja2"])
+def test_without_matplotlib_commands_exit_2_naming_the_extra(run_dir: Path, tmp_path: Path, module: str) -> None:
     cases = [
         ["report", str(run_dir), "--out", str(tmp_path / "r")],
         ["compare", str(run_dir), str(run_dir), "--out", str(tmp_path / "c")],
@@ -306,12 +316,13 @@ def test_without_matplotlib_commands_exit_2_naming_the_extra(run_dir: Path, tmp_
         ["compare", str(run_dir), str(run_dir)],  # the table alone needs no matplotlib
     ]
     done = subprocess.run(
-        [sys.executable, "-c", NO_MATPLOTLIB, json.dumps(cases)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", WITHOUT, json.dumps(cases), module], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
     for args, r in zip(cases[:3], results[:3], strict=True):
         assert r["code"] == 2, (args, r)
+        assert f"reports need {module}" in r["stderr"], r
         assert "pip install 'agentsim[report]'" in r["stderr"], r
         assert "Traceback" not in r["stderr"]
     assert not (tmp_path / "run").exists(), "run --report fails before simulating"

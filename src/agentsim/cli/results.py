@@ -25,7 +25,7 @@ def report(
         Path | None, typer.Option("--out", "-o", help="where to write report.html and the PNGs (default: RUN_DIR)")
     ] = None,
 ) -> None:
-    """Write a self-contained report.html (figures embedded) and one PNG per figure (needs matplotlib).
+    """Write a self-contained report.html (figures embedded) and one PNG per figure (needs matplotlib and Jinja2).
 
     A sweep directory (written by `agentsim sweep --out`, holding sweep.parquet) gets a sweep report instead."""
     if (run_dir / "sweep.parquet").is_file():
@@ -53,7 +53,7 @@ def compare(
         _fail("compare needs at least two run directories")
     try:
         if out is not None:
-            rep.require_matplotlib()
+            rep.require_report_deps()
         loaded = rep.load_runs(runs)
     except rep.ReportError as e:
         _fail(str(e))

@@ -20,12 +20,12 @@ from agentsim.errors import ScenarioError
 
 
 def _report_deps(wanted: bool) -> bool:
-    """``run --report``: fail before simulating, not after, when matplotlib is missing."""
+    """``run --report``: fail before simulating, not after, when matplotlib or Jinja2 is missing."""
     if wanted:
         from agentsim import report as rep
 
         try:
-            rep.require_matplotlib()
+            rep.require_report_deps()
         except rep.ReportError as e:
             _fail(str(e))
     return wanted
