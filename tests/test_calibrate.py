@@ -192,6 +192,26 @@ def test_nelder_mead_finds_the_minimum_of_a_valley() -> None:
     assert x == pytest.approx([3.0, 3.0, 3.0], abs=1e-3)
 
 
+def test_nelder_mead_budget_is_a_hard_cap_and_keeps_the_best_point() -> None:
+    """Every evaluation is a simulation: never more than ``max_evals``, the restart's first vertex is not
+    evaluated twice, and the result is the best point evaluated, whatever budget cut the search."""
+
+    def rosenbrock(x: np.ndarray) -> float:
+        return float((1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2)
+
+    for budget in range(5, 120, 7):
+        seen: list[tuple[float, bytes]] = []
+
+        def f(x: np.ndarray, seen: list[tuple[float, bytes]] = seen) -> float:
+            seen.append((rosenbrock(x), x.tobytes()))
+            return seen[-1][0]
+
+        x, fx, evals = nelder_mead(f, [-1.2, 1.0], max_evals=budget)
+        assert evals == len(seen) <= budget
+        assert len({b for _, b in seen}) == len(seen)
+        assert fx == min(v for v, _ in seen) == rosenbrock(x)
+
+
 def test_calibration_recovers_known_linear_coefficients(tmp_path: Path) -> None:
     """Synthetic measurements simulated with known coefficients; a fit from a start 20-35% off recovers each
     coefficient to within 2%. The conditions identify them: TTFT at two prompt lengths (alpha, beta), TPOT at two

@@ -117,7 +117,8 @@ def test_table_has_axes_means_intervals_and_run_ids(base: spec.Scenario, referen
     s2 = sw.apply_values(base, {"cluster.pools[0].replicas": 2, "cluster.router.kind": "round-robin"})
     vals = [agentsim.simulate(s2, seed=seed).summary["output_tokens_per_s"] for seed in seeds]
     mean = (vals[0] + vals[1]) / 2
-    half = 12.706 * float(np.std(vals, ddof=1)) / math.sqrt(2)
+    t1 = math.tan(0.475 * math.pi)  # t(0.975, 1): one degree of freedom is the Cauchy distribution
+    half = t1 * float(np.std(vals, ddof=1)) / math.sqrt(2)
     assert t.column("output_tokens_per_s")[2].as_py() == pytest.approx(mean, rel=1e-12)
     assert t.column("output_tokens_per_s.ci95")[2].as_py() == pytest.approx(half, rel=1e-9)
 
@@ -130,8 +131,13 @@ def test_common_random_numbers_make_cluster_only_changes_comparable(reference: p
 
 
 def test_one_replication_has_no_interval_and_t975() -> None:
-    assert sw.t975(1) == 12.706 and sw.t975(10) == 2.228
-    assert sw.t975(31) == pytest.approx(2.0395, abs=2e-4) and sw.t975(120) == pytest.approx(1.9799, abs=2e-4)
+    # textbook table values (three decimals), and the closed forms for 1 and 2 degrees of freedom
+    for df, table in ((1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042), (120, 1.980)):
+        assert sw.t975(df) == pytest.approx(table, abs=5e-4), df
+    assert sw.t975(1) == pytest.approx(math.tan(0.475 * math.pi), rel=1e-12)
+    assert sw.t975(2) == pytest.approx(0.95 / math.sqrt(2 * 0.975 * 0.025), rel=1e-12)
+    with pytest.raises(ValueError, match="df must be >= 1"):
+        sw.t975(0)
     assert sw._mean_ci([1.0]) == (1.0, None)
     assert sw._mean_ci([None, None]) == (None, None)
     assert sw._mean_ci([2.0, None, 4.0])[0] == 3.0  # nulls are left out

@@ -62,8 +62,8 @@ import pyarrow as pa
 from agentsim import api, spec
 from agentsim.analysis.metrics import call_latencies, col
 from agentsim.errors import ScenarioError
+from agentsim.files import atomic_path, write_text
 from agentsim.planning.sweep import (
-    _atomic_write,
     apply_values,
     map_unordered,
     open_executor,
@@ -286,17 +286,19 @@ class PlanResult:
         suffix = path.suffix.lower()
         if suffix == ".json":
             text = json.dumps(self.to_dict(), indent=2) + "\n"
-            _atomic_write(path, lambda p: p.write_text(text))
+            write_text(path, text, overwrite=True)
         elif suffix == ".parquet":
             import pyarrow.parquet as pq
 
             table = self.to_table()
-            _atomic_write(path, lambda p: pq.write_table(table, p))
+            with atomic_path(path, overwrite=True) as tmp:
+                pq.write_table(table, tmp)
         elif suffix == ".csv":
             import pyarrow.csv as pcsv
 
             table = self.to_table()
-            _atomic_write(path, lambda p: pcsv.write_csv(table, p))
+            with atomic_path(path, overwrite=True) as tmp:
+                pcsv.write_csv(table, tmp)
         else:
             raise ValueError(f"{path}: save as .json, .parquet or .csv")
         return path

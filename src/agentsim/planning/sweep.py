@@ -51,13 +51,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import functools
 import hashlib
 import importlib
 import itertools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +70,7 @@ import pyarrow.parquet as pq
 from agentsim import api, spec, store
 from agentsim._version import __version__
 from agentsim.errors import ScenarioError
+from agentsim.files import atomic_path, write_text
 
 __all__ = [
     "ProgressFn",
@@ -253,28 +254,16 @@ def map_unordered(
 
 # --------------------------------------------------------------------------------------------- statistics
 
-# Student's t quantile t(0.975, df) for df = 1..30.
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
 
-
+@functools.cache  # one quantile per replication count, not one per metric and point
 def t975(df: int) -> float:
-    """Student's ``t(0.975, df)``: the half-width of a two-sided 95% interval in standard errors. Tabulated
-    for ``df <= 30``; beyond, the Cornish-Fisher expansion around the normal quantile (error < 1e-4)."""
+    """Student's ``t(0.975, df)``: the half-width of a two-sided 95% interval in standard errors
+    (``scipy.stats.t.ppf``, imported here because ``import agentsim`` imports this module)."""
     if df < 1:
         raise ValueError(f"df must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959963984540054
-    return (
-        z
-        + (z**3 + z) / (4 * df)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
-    )
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
 
 
 def flatten_summary(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float | None]:
@@ -333,22 +322,6 @@ def _table(
 
 
 # --------------------------------------------------------------------------------------------- storage
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _read_finished(out: Path, rid: str) -> dict[str, Any] | None:
@@ -450,7 +423,8 @@ def sweep(
                 progress(points_done(), len(points))
     table = _table(points, axis_names, runs, summaries)
     if out_dir is not None:
-        _atomic_write(out_dir / "sweep.parquet", lambda p: pq.write_table(table, p, compression="zstd"))
+        with atomic_path(out_dir / "sweep.parquet", overwrite=True) as tmp:  # rewritten on resume, by design
+            pq.write_table(table, tmp, compression="zstd")
     return table
 
 
@@ -475,4 +449,4 @@ def _write_definition(
         ],
     }
     text = json.dumps(doc, indent=2, default=str) + "\n"
-    _atomic_write(out / "sweep.json", lambda p: p.write_text(text))
+    write_text(out / "sweep.json", text, overwrite=True)  # rewritten on resume, by design

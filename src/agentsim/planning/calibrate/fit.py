@@ -1,0 +1,310 @@
+"""Fit a perf model's coefficients to benchmark measurements *through the simulator*.
+
+A serving benchmark reports what a client saw (:mod:`agentsim.planning.calibrate.measurements`): output
+tokens/s, mean TTFT and TPOT at some input and output length and load. Those figures mix the engine's step times
+with batching and queueing, so fitting step-time coefficients to them directly (e.g. ``TPOT = step time``) is
+biased. Instead, :func:`calibrate` reproduces every measured condition as a small scenario
+(:mod:`agentsim.planning.calibrate.harness`), simulates it with candidate coefficients, and minimizes the error
+between simulated and measured metrics with a derivative-free Nelder-Mead search (:func:`nelder_mead`, scipy's
+simplex with one restart). The result (:class:`Calibration`) is a perf spec with the fitted values plus the
+residual of every point.
+
+**The objective** is the mean over points and measured metrics of ``log(predicted / measured)**2``: symmetric in
+over- and under-prediction, scale-free across metrics. Coefficients are searched in transformed coordinates
+(:class:`Param`: logit for fractions in (0, 1], log for positive seconds), so every candidate is valid. Each
+condition's horizon and admission cap are planned once from the starting coefficients, so the objective is a
+deterministic function of the coefficients, and so is the fit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from agentsim import spec
+from agentsim.catalog import Catalog, load_catalog
+from agentsim.planning.calibrate.harness import HarnessOptions, Runner, plan_condition, replace_model, scenario_for
+from agentsim.planning.calibrate.measurements import METRICS, CalibrationError, Measurement
+
+__all__ = [
+    "LINEAR_PARAMS",
+    "MISSING_PENALTY",
+    "ROOFLINE_PARAMS",
+    "Calibration",
+    "Param",
+    "PointResult",
+    "calibrate",
+    "default_params",
+    "linear_seed",
+    "mape",
+    "nelder_mead",
+]
+
+MISSING_PENALTY = 4.0
+"""Objective contribution of a metric the simulation could not produce (e.g. no call finished in the window):
+as bad as a factor e**2 error."""
+
+
+def nelder_mead(
+    f: Callable[[np.ndarray], float],
+    x0: Sequence[float],
+    *,
+    step: float | Sequence[float] = 0.3,
+    max_evals: int = 200,
+    xtol: float = 1e-4,
+    ftol: float = 1e-10,
+    restarts: int = 1,
+) -> tuple[np.ndarray, float, int]:
+    """Minimize ``f`` from ``x0`` with the Nelder-Mead simplex method (:func:`scipy.optimize.minimize`,
+    ``method="Nelder-Mead"``: reflection 1, expansion 2, contraction 1/2, shrink 1/2) on the simplex ``x0``,
+    ``x0 + step_i e_i``; then ``restarts`` times from the best point with a fresh simplex of half the previous
+    steps (Nelder-Mead can stall on a collapsed simplex; a restart is the standard remedy). Each run stops when
+    its simplex is within ``xtol`` of its best vertex in every coordinate and its values within ``ftol``, or when
+    the ``max_evals`` evaluations shared by all runs are spent. A non-finite value counts as ``inf``. Every
+    evaluation is a simulation, so none is wasted: a restart's first vertex (the best point so far) is not
+    evaluated again, and a point better than scipy's result (one evaluated just before the budget ran out, which
+    scipy drops) is kept. Returns ``(x_best, f_best, evaluations)``; deterministic for a deterministic ``f``."""
+    from scipy.optimize import minimize
+
+    x0_arr = np.asarray(x0, dtype=np.float64)
+    n = x0_arr.size
+    steps = np.broadcast_to(np.asarray(step, dtype=np.float64), (n,)).copy()
+    evals = 0
+    seen_x, seen_f = x0_arr, math.inf  # the best point evaluated
+    known: tuple[bytes, float] | None = None  # the restart point and its value
+
+    def fx(x: np.ndarray) -> float:
+        nonlocal evals, seen_x, seen_f
+        if known is not None and x.tobytes() == known[0]:
+            return known[1]
+        evals += 1
+        value = float(f(x))
+        value = value if math.isfinite(value) else math.inf
+        if value < seen_f:
+            seen_x, seen_f = x.copy(), value
+        return value
+
+    best_x, best_f = x0_arr, math.inf
+    for run in range(restarts + 1):
+        if run > 0:
+            known = (best_x.tobytes(), best_f)
+        simplex = np.vstack([best_x, best_x + np.diag(steps)])
+        budget = max_evals - evals + (1 if known is not None else 0)
+        res = minimize(
+            fx,
+            best_x,
+            method="Nelder-Mead",
+            options={"initial_simplex": simplex, "xatol": xtol, "fatol": ftol, "maxfev": budget},
+        )
+        if float(res.fun) <= best_f:
+            best_x, best_f = np.asarray(res.x, dtype=np.float64), float(res.fun)
+        if seen_f < best_f:
+            best_x, best_f = seen_x, seen_f
+        if evals >= max_evals:
+            break
+        steps = steps * 0.5
+    return best_x, best_f, evals
+
+
+@dataclass(frozen=True)
+class Param:
+    """A coefficient of a perf spec searched over: its field name and transform (``logit``: a fraction in
+    (0, 1]; ``log``: a positive number)."""
+
+    name: str
+    transform: Literal["logit", "log"]
+
+    def to_u(self, value: float) -> float:
+        """Search coordinate of ``value``."""
+        if self.transform == "logit":
+            v = min(max(value, 1e-6), 1.0 - 1e-9)
+            return math.log(v / (1.0 - v))
+        return math.log(max(value, 1e-12))
+
+    def from_u(self, u: float) -> float:
+        """Value of search coordinate ``u``."""
+        if self.transform == "logit":
+            return 1.0 / (1.0 + math.exp(-u))
+        return math.exp(min(u, 50.0))
+
+
+ROOFLINE_PARAMS = {
+    "mfu": Param("mfu", "logit"),
+    "mbu": Param("mbu", "logit"),
+    "overhead_s": Param("overhead_s", "log"),
+    "comm_efficiency": Param("comm_efficiency", "logit"),
+    "collective_latency_s": Param("collective_latency_s", "log"),
+}
+LINEAR_PARAMS = {
+    "alpha_s": Param("alpha_s", "log"),
+    "beta_s_per_prefill_token": Param("beta_s_per_prefill_token", "log"),
+    "gamma_s_per_context_token": Param("gamma_s_per_context_token", "log"),
+    "delta_s_per_seq": Param("delta_s_per_seq", "log"),
+}
+
+
+def default_params(perf: Any) -> list[str]:
+    """The coefficients fitted by default: roofline ``mfu, mbu, overhead_s``; linear all four."""
+    if isinstance(perf, spec.RooflinePerf):
+        return ["mfu", "mbu", "overhead_s"]
+    if isinstance(perf, spec.LinearPerf):
+        return list(LINEAR_PARAMS)
+    raise CalibrationError(f"calibration fits roofline or linear perf models, not {getattr(perf, 'kind', perf)!r}")
+
+
+def linear_seed(pool: spec.PoolSpec, catalog: Catalog) -> spec.LinearPerf:
+    """A linear model fitted (least squares, relative) to the default roofline of ``pool``'s deployment over
+    typical steps: a starting point for linear calibration when no coefficients are known."""
+    from agentsim.perf.roofline import RooflinePerfModel
+
+    dep = pool.deployment
+    roof = RooflinePerfModel(catalog.get_hardware(dep.hardware), catalog.get_model(dep.model), dep)
+    rows, times = [], []
+    for p in (0.0, 256.0, 2048.0, 8192.0):
+        for d in (0.0, 1.0, 16.0, 128.0):
+            for ctx in (0.0, 8e3, 1e5, 1e6):
+                if p + d > 0:
+                    rows.append([1.0, p, ctx, d])
+                    times.append(roof.step_time(p, d, ctx))
+    a = np.asarray(rows)
+    t = np.asarray(times)
+    coef, *_ = np.linalg.lstsq(a / t[:, None], np.ones_like(t), rcond=None)
+    coef = np.maximum(coef, [1e-4, 1e-7, 1e-10, 1e-6])
+    return spec.LinearPerf(
+        alpha_s=float(coef[0]),
+        beta_s_per_prefill_token=float(coef[1]),
+        gamma_s_per_context_token=float(coef[2]),
+        delta_s_per_seq=float(coef[3]),
+    )
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One measurement with what the simulator predicted for it."""
+
+    measurement: Measurement
+    predicted: Mapping[str, float | None]
+
+    def error_pct(self, metric: str) -> float | None:
+        """``100 * (predicted - measured) / measured``; None when either is missing."""
+        meas: float | None = getattr(self.measurement, metric)
+        pred = self.predicted.get(metric)
+        if meas is None or pred is None or meas == 0:
+            return None
+        return 100.0 * (pred - meas) / meas
+
+
+def mape(points: Iterable[PointResult], metric: str) -> float | None:
+    """Mean absolute percentage error of ``metric`` over the points that have it (None if none)."""
+    errors = [abs(e) for p in points if (e := p.error_pct(metric)) is not None]
+    return sum(errors) / len(errors) if errors else None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted perf spec, where it started, and how well it reproduces each measurement."""
+
+    perf: spec.RooflinePerf | spec.LinearPerf
+    start: spec.RooflinePerf | spec.LinearPerf
+    pool: spec.PoolSpec
+    params: tuple[str, ...]
+    points: tuple[PointResult, ...]
+    start_points: tuple[PointResult, ...]
+    objective: float
+    evaluations: int
+    metrics: tuple[str, ...]
+
+    def mape(self, metric: str, *, start: bool = False) -> float | None:
+        """MAPE of ``metric`` with the fitted (or the starting) coefficients."""
+        return mape(self.start_points if start else self.points, metric)
+
+
+def _objective(
+    points: Sequence[Measurement], preds: Sequence[Mapping[str, float | None]], metrics: Sequence[str]
+) -> float:
+    total, n = 0.0, 0
+    for m, pred in zip(points, preds, strict=True):
+        for name in metrics:
+            meas = getattr(m, name)
+            if meas is None or meas <= 0:
+                continue
+            p = pred.get(name)
+            total += MISSING_PENALTY if p is None or p <= 0 else math.log(p / meas) ** 2
+            n += 1
+    return total / n if n else 0.0
+
+
+def calibrate(
+    measurements: Sequence[Measurement],
+    pool: spec.PoolSpec,
+    *,
+    catalog: Catalog | None = None,
+    params: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    options: HarnessOptions | None = None,
+    max_evals: int = 150,
+    step: float = 0.3,
+    jobs: int = 1,
+    catalog_files: Sequence[str] = (),
+) -> Calibration:
+    """Fit ``params`` of ``pool.perf`` (roofline or linear) so that simulating every measured condition
+    reproduces the measurements (module docstring). ``metrics`` restricts which measured metrics count (default:
+    all present). A linear pool whose coefficients are all zero starts from :func:`linear_seed`."""
+    if not measurements:
+        raise CalibrationError("no measurements to calibrate on")
+    catalog = catalog if catalog is not None else load_catalog(list(catalog_files))
+    opts = options or HarnessOptions()
+    start = pool.perf
+    names = list(params) if params else default_params(start)
+    table = ROOFLINE_PARAMS if isinstance(start, spec.RooflinePerf) else LINEAR_PARAMS
+    if not isinstance(start, spec.RooflinePerf | spec.LinearPerf):
+        raise CalibrationError(f"calibration fits roofline or linear perf models, not {start.kind!r}")
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise CalibrationError(
+            f"cannot fit {', '.join(unknown)} of a {start.kind} model; choose from {', '.join(table)}"
+        )
+    if isinstance(start, spec.LinearPerf) and all(getattr(start, n) == 0 for n in LINEAR_PARAMS):
+        start = linear_seed(pool, catalog)
+    fit_metrics = (
+        tuple(metrics) if metrics else tuple(m for m in METRICS if any(getattr(x, m) is not None for x in measurements))
+    )
+    if not fit_metrics:
+        raise CalibrationError("the measurements carry none of output_tok_s, ttft_s, tpot_s")
+    space = [table[n] for n in names]
+    start_pool = replace_model(pool, perf=start)
+    plans = [plan_condition(start_pool, m, catalog, opts) for m in measurements]
+
+    def perf_at(u: np.ndarray) -> Any:
+        values = {p.name: p.from_u(float(x)) for p, x in zip(space, u, strict=True)}
+        return type(start).model_validate({**start.model_dump(), **values})
+
+    def scenarios(perf: Any) -> list[spec.Scenario]:
+        candidate = replace_model(start_pool, perf=perf.model_dump())
+        return [scenario_for(candidate, m, plan, opts.seed) for m, plan in zip(measurements, plans, strict=True)]
+
+    with Runner(catalog, jobs, catalog_files) as runner:
+
+        def f(u: np.ndarray) -> float:
+            return _objective(measurements, runner.run(scenarios(perf_at(u))), fit_metrics)
+
+        u0 = [p.to_u(float(getattr(start, p.name))) for p in space]
+        start_preds = runner.run(scenarios(start))
+        u_best, f_best, evals = nelder_mead(f, u0, step=step, max_evals=max_evals)
+        fitted = perf_at(u_best)
+        preds = runner.run(scenarios(fitted))
+    return Calibration(
+        perf=fitted,
+        start=start,
+        pool=replace_model(pool, perf=fitted.model_dump()),
+        params=tuple(names),
+        points=tuple(PointResult(m, p) for m, p in zip(measurements, preds, strict=True)),
+        start_points=tuple(PointResult(m, p) for m, p in zip(measurements, start_preds, strict=True)),
+        objective=f_best,
+        evaluations=evals + 2,
+        metrics=fit_metrics,
+    )

@@ -1,0 +1,363 @@
+"""The benchmark harness: a measured condition reproduced as a small scenario on the pool being calibrated.
+
+**The pool** of a labeled measurement (:func:`pool_from_labels`) maps its ``model`` and ``hardware`` labels to
+catalog ids (:func:`catalog_id`) and its parallelism and precision labels to a one-replica deployment.
+
+**Reproducing a condition** (:func:`condition_scenario`, :class:`HarnessOptions`): a fixed profile (``isl``
+prompt, ``osl`` output tokens, no shared prefix) on the pool being calibrated; ``concurrency`` becomes a closed
+loop of that many agents with zero think time, ``qps`` a Poisson process, offline a closed loop with more agents
+than the engine can batch (so its queue never empties). Agents start spread over one request lifetime ``L``
+(estimated from the starting perf model), the summary window skips ``warmup_waves`` lifetimes after that, and
+the window lasts ``waves`` lifetimes (at least ``min_requests / qps`` for open loops). The horizon is fixed
+before a search starts (:func:`plan_condition`), so a fit's objective is a deterministic function of the
+coefficients. ``admission: no-evict`` emulates TensorRT-LLM's default ``GUARANTEED_NO_EVICT`` scheduler by
+capping ``max_num_seqs`` at ``kv_capacity // (isl + osl)`` (the simulated engine is vLLM-like and would
+otherwise over-admit and preempt); ``auto`` does so for rows whose ``engine`` label names TensorRT-LLM.
+``kv_free_fraction`` emulates TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``: the KV cache is that fraction
+of the memory the weights leave.
+
+**Simulating** a condition (:func:`simulate_points`, :class:`Runner`) gives its predicted output tokens/s, mean
+TTFT and mean TPOT, in this process or in a pool of worker processes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agentsim import spec
+from agentsim.catalog import Catalog, load_catalog
+from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, _num
+
+__all__ = [
+    "HarnessOptions",
+    "Plan",
+    "Runner",
+    "catalog_id",
+    "condition_scenario",
+    "kv_tokens",
+    "plan_condition",
+    "pool_from_labels",
+    "replace_model",
+    "scenario_for",
+    "simulate_points",
+]
+
+
+# --------------------------------------------------------------------------- deployments from labels
+
+
+def catalog_id(name: str, ids: Iterable[str]) -> str | None:
+    """The catalog id a published name refers to: ``Llama-3.3-70B-Instruct`` -> ``llama-3.3-70b``,
+    ``Qwen3-235B-A22B (MoE)`` -> ``qwen3-235b-a22b``, ``H100 SXM`` -> ``h100``. None if nothing matches."""
+    known = list(ids)
+    n = re.sub(r"\(.*?\)", "", name.lower()).strip()
+    n = n.split("/")[-1]
+    n = re.sub(r"[\s_]+", "-", n)
+    for suffix in ("-instruct", "-fp8", "-fp4", "-sxm5", "-sxm", "-hf"):
+        n = n.replace(suffix, "")
+    n = n.strip("-")
+    if n in known:
+        return n
+    contained = [k for k in known if k in n]
+    return max(contained, key=len) if contained else None
+
+
+def _int_label(labels: Mapping[str, str], names: Sequence[str], pattern: str) -> int | None:
+    for k in names:
+        v = _num(labels.get(k))
+        if v is not None and v > 0:
+            return int(v)
+    for k in ("notes", "config", "parallelism"):
+        m = re.search(pattern, labels.get(k, ""), flags=re.IGNORECASE)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _precision(text: str) -> spec.Precision:
+    t = text.lower()
+    if "fp4" in t:
+        return "fp4"
+    if "fp8" in t or "int8" in t:
+        return "fp8"
+    return "bf16"
+
+
+def pool_from_labels(
+    m: Measurement,
+    catalog: Catalog,
+    *,
+    engine: spec.EngineSpec | None = None,
+    perf: spec.RooflinePerf | spec.LinearPerf | spec.TablePerf | spec.CurvePerf | None = None,
+    moe: Literal["auto", "tp", "ep-dp"] = "auto",
+) -> spec.PoolSpec:
+    """A one-replica pool for a labeled measurement: ``model`` and ``hardware`` mapped to catalog ids
+    (:func:`catalog_id`), ``tp`` from a ``tp`` column, ``TPn`` in the notes, or ``n_gpus``; ``pp`` likewise;
+    precision from a ``precision`` column (FP8, FP4/NVFP4/MXFP4, else bf16). MoE models: ``ep-dp`` deploys
+    expert parallelism over the ``tp`` GPUs with data-parallel attention (TensorRT-LLM's published MoE recipe
+    uses ``--ep`` and ``enable_attention_dp``), ``tp`` plain tensor parallelism, ``auto`` ``ep-dp`` when the
+    ``engine`` label names TensorRT-LLM and ``tp`` otherwise; ``ep`` and ``dp_attention`` columns win."""
+    labels = m.labels
+    model = catalog_id(labels.get("model", ""), catalog.models)
+    hardware = catalog_id(labels.get("hardware", ""), catalog.hardware)
+    if model is None or hardware is None:
+        raise CalibrationError(
+            f"{m.source}: cannot map model {labels.get('model')!r} / hardware {labels.get('hardware')!r} to catalog "
+            "ids; give the pool (--scenario/--pool) or add them to a catalog file"
+        )
+    gpus = _int_label(labels, ("n_gpus", "gpus"), r"$^")
+    tp = _int_label(labels, ("tp", "tensor_parallel"), r"\bTP\s*(\d+)") or gpus or 1
+    pp = _int_label(labels, ("pp", "pipeline_parallel"), r"\bPP\s*(\d+)") or 1
+    arch = catalog.get_model(model)
+    ep = _int_label(labels, ("ep",), r"\bEP\s*(\d+)")
+    dpa_label = labels.get("dp_attention", "").strip().lower()
+    recipe = moe
+    if recipe == "auto":
+        recipe = "ep-dp" if "tensorrt" in labels.get("engine", "").lower() else "tp"
+    dpa = arch.is_moe and (dpa_label in ("1", "true", "yes") or (not dpa_label and recipe == "ep-dp" and tp > 1))
+    if ep is None:
+        ep = tp if dpa else 1
+    deployment = spec.Deployment(
+        model=model,
+        hardware=hardware,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        data_parallel_attention=dpa,
+        precision=_precision(labels.get("precision", "")),
+        engine=engine if engine is not None else spec.EngineSpec(max_num_seqs=2048, max_batched_tokens=8192),
+    )
+    return spec.PoolSpec(name="bench", deployment=deployment, perf=perf or spec.RooflinePerf(), replicas=1)
+
+
+# --------------------------------------------------------------------------- reproducing a condition
+
+
+@dataclass(frozen=True)
+class HarnessOptions:
+    """How benchmark conditions are reproduced in the simulator (module docstring)."""
+
+    waves: float = 4.0
+    warmup_waves: float = 1.0
+    min_requests: int = 200
+    max_horizon_s: float = 7200.0
+    admission: Literal["auto", "engine", "no-evict"] = "auto"
+    kv_free_fraction: float | None = None
+    seed: int = 0
+
+
+def replace_model(model: Any, **changes: Any) -> Any:
+    """A validated copy of a frozen pydantic model with some fields changed."""
+    return type(model).model_validate({**model.model_dump(), **changes})
+
+
+def kv_tokens(pool: spec.PoolSpec, catalog: Catalog, free_fraction: float | None = None) -> int:
+    """KV capacity of one replica of ``pool``: :func:`agentsim.perf.memory.kv_capacity_tokens`, or with
+    ``free_fraction`` TensorRT-LLM's rule: that fraction of the HBM the weights and the activation reserve leave.
+    Raises :class:`agentsim.perf.DoesNotFitError` when nothing is left."""
+    from agentsim.perf.memory import (
+        ACTIVATION_RESERVE_GB,
+        DoesNotFitError,
+        kv_bytes_per_token,
+        kv_capacity_tokens,
+        kv_replication,
+        weight_placement,
+    )
+
+    dep = pool.deployment
+    hw, model = catalog.get_hardware(dep.hardware), catalog.get_model(dep.model)
+    if free_fraction is None:
+        return kv_capacity_tokens(model, hw, dep)
+    hbm_weights = weight_placement(model, hw, dep).hbm_bytes
+    free = hw.hbm_bytes - hbm_weights - ACTIVATION_RESERVE_GB * 1e9
+    per_token = kv_bytes_per_token(model, dep) * kv_replication(model, dep)
+    tokens = math.floor(free_fraction * free * dep.gpus / per_token)
+    if tokens < 1:
+        raise DoesNotFitError(
+            f"{dep.model} {dep.precision} on {dep.gpus}x {dep.hardware} (tp={dep.tp}, pp={dep.pp}) does not fit: "
+            f"weights {hbm_weights / 1e9:.1f} GB per GPU + activation reserve {ACTIVATION_RESERVE_GB:.1f} GB leave "
+            f"no KV cache in {hw.hbm_gb:g} GB"
+        )
+    return tokens
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A condition's fixed simulation set-up: the pool's engine knobs, the load and the time window."""
+
+    engine: spec.EngineSpec
+    arrivals: spec.Poisson | spec.Closed
+    horizon_s: float
+    warmup_s: float
+    lifetime_s: float
+
+
+def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: HarnessOptions) -> Plan:
+    """The fixed set-up of condition ``m`` on ``pool``: admission cap, load and window, sized by ``pool``'s perf
+    model (module docstring). A search plans once, from its starting coefficients."""
+    from agentsim.perf import build_perf
+
+    engine = pool.deployment.engine
+    no_evict = opts.admission == "no-evict" or (
+        opts.admission == "auto" and "tensorrt" in m.labels.get("engine", "").lower()
+    )
+    kv = engine.kv_capacity_tokens
+    if opts.kv_free_fraction is not None and kv is None:
+        kv = kv_tokens(pool, catalog, opts.kv_free_fraction)
+        engine = replace_model(engine, kv_capacity_tokens=kv, gpu_memory_utilization=1.0)
+    if kv is None:
+        kv = kv_tokens(pool, catalog, None)
+    per_seq = m.isl + m.osl if no_evict else m.isl + m.osl / 2.0
+    cap = max(1, min(engine.max_num_seqs, int(kv // max(per_seq, 1.0))))
+    if no_evict and cap < engine.max_num_seqs:
+        engine = replace_model(engine, max_num_seqs=cap, max_batched_tokens=max(engine.max_batched_tokens, cap))
+    replicas = max(1, pool.replicas)
+    perf = build_perf(replace_model(pool, deployment=replace_model(pool.deployment, engine=engine)), catalog)
+    budget = engine.max_batched_tokens
+    chunk = float(min(m.isl, budget))
+    t_pf = perf.step_time(chunk, 0.0, 0.0) / chunk if chunk > 0 else 0.0
+
+    def lifetime(batch: float) -> float:
+        b = max(1.0, min(batch, float(cap)))
+        return b * m.isl * t_pf + m.osl * perf.step_time(0.0, b, b * (m.isl + m.osl / 2.0))
+
+    if m.qps is not None:
+        rate = m.qps / replicas
+        batch = 1.0
+        for _ in range(8):
+            batch = max(1.0, min(float(cap), rate * lifetime(batch)))
+        life = lifetime(batch)
+        warmup = opts.warmup_waves * life
+        horizon = warmup + max(opts.waves * life, opts.min_requests / m.qps)
+        arrivals: spec.Poisson | spec.Closed = spec.Poisson(rate_per_s=m.qps)
+    else:
+        if m.concurrency is not None:
+            agents = max(1, round(m.concurrency))
+            batch = agents / replicas
+        else:
+            batch = float(cap)
+            agents = replicas * (cap + max(8, cap // 4))
+        life = lifetime(batch)
+        warmup = (1.0 + opts.warmup_waves) * life
+        horizon = warmup + opts.waves * life
+        arrivals = spec.Closed(agents=agents, ramp_s=life)
+    horizon = min(horizon, opts.max_horizon_s)
+    warmup = min(warmup, 0.5 * horizon)
+    return Plan(engine, arrivals, horizon, warmup, life)
+
+
+def condition_scenario(
+    pool: spec.PoolSpec,
+    m: Measurement,
+    catalog: Catalog | None = None,
+    options: HarnessOptions | None = None,
+) -> spec.Scenario:
+    """The scenario that reproduces benchmark condition ``m`` on ``pool`` (module docstring)."""
+    catalog = catalog if catalog is not None else load_catalog()
+    plan = plan_condition(pool, m, catalog, options or HarnessOptions())
+    return scenario_for(pool, m, plan, (options or HarnessOptions()).seed)
+
+
+def scenario_for(pool: spec.PoolSpec, m: Measurement, plan: Plan, seed: int) -> spec.Scenario:
+    """The scenario of condition ``m`` on ``pool`` (whose perf may differ from the planning one) under ``plan``."""
+    deployment = replace_model(pool.deployment, engine=plan.engine)
+    fixed = spec.FixedProfile(
+        prompt_tokens=spec.Constant(value=round(m.isl)), output_tokens=spec.Constant(value=round(m.osl))
+    )
+    return spec.Scenario(
+        name="bench",
+        seed=seed,
+        horizon_s=plan.horizon_s,
+        warmup_s=plan.warmup_s,
+        sample_interval_s=plan.horizon_s,
+        workload=[spec.WorkloadSpec(name="bench", profile=fixed, arrivals=plan.arrivals)],
+        cluster=spec.ClusterSpec(
+            pools=[replace_model(pool, deployment=deployment, replicas=max(1, pool.replicas))],
+            router=spec.LeastLoad(),
+        ),
+        pricing=spec.Rental(usd_per_gpu_hour=1.0),
+    )
+
+
+def _predict(scenario: spec.Scenario, catalog: Catalog) -> dict[str, float | None]:
+    """Simulate a condition's scenario; its metrics. In a closed loop with zero think time the throughput
+    follows from the interactive response-time law ``X = N / R`` (``N`` agents, ``R`` mean request latency in the
+    window) times the output tokens per request: exact in steady state and smooth in the coefficients, whereas
+    counting the tokens of a short window jumps by a whole step's tokens as coefficients move (which stalls
+    the search). Open loops (and closed loops where no request completed in the window) count tokens."""
+    from agentsim.engine.sim import run
+
+    summary = run(scenario, catalog=catalog).summary
+    throughput = summary.get("output_tokens_per_s")
+    workload = scenario.workload[0]
+    e2e = (summary.get("call_e2e_s") or {}).get("mean")
+    if (
+        isinstance(workload, spec.WorkloadSpec)
+        and isinstance(workload.arrivals, spec.Closed)
+        and isinstance(workload.profile, spec.FixedProfile)
+        and isinstance(workload.profile.output_tokens, spec.Constant)
+        and e2e
+    ):
+        throughput = workload.arrivals.agents * workload.profile.output_tokens.value / e2e
+    return {
+        "output_tok_s": throughput,
+        "ttft_s": (summary.get("ttft_s") or {}).get("mean"),
+        "tpot_s": (summary.get("tpot_s") or {}).get("mean"),
+    }
+
+
+def _predict_files(scenario: spec.Scenario, catalog_files: tuple[str, ...]) -> dict[str, float | None]:
+    """Process-pool entry point: catalogs do not pickle, so workers rebuild theirs from files."""
+    return _predict(scenario, load_catalog(list(catalog_files)))
+
+
+class Runner:
+    """Simulates lists of scenarios, in this process or in a pool of worker processes."""
+
+    def __init__(self, catalog: Catalog, jobs: int = 1, catalog_files: Sequence[str] = ()) -> None:
+        self.catalog = catalog
+        self.jobs = jobs
+        self.files = tuple(str(f) for f in catalog_files)
+        self._pool: Any = None
+
+    def __enter__(self) -> Runner:
+        if self.jobs > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def run(self, scenarios: Sequence[spec.Scenario]) -> list[dict[str, float | None]]:
+        """Predicted metrics of each scenario, in order."""
+        if self._pool is None or len(scenarios) < 2:
+            return [_predict(s, self.catalog) for s in scenarios]
+        return list(self._pool.map(_predict_files, scenarios, [self.files] * len(scenarios)))
+
+
+def simulate_points(
+    pool: spec.PoolSpec | Sequence[spec.PoolSpec],
+    measurements: Sequence[Measurement],
+    catalog: Catalog | None = None,
+    options: HarnessOptions | None = None,
+    *,
+    jobs: int = 1,
+    catalog_files: Sequence[str] = (),
+) -> list[dict[str, float | None]]:
+    """Predicted metrics for each measurement on ``pool`` (one pool for all, or one per measurement)."""
+    catalog = catalog if catalog is not None else load_catalog(list(catalog_files))
+    opts = options or HarnessOptions()
+    pools = list(pool) if isinstance(pool, Sequence) else [pool] * len(measurements)
+    scenarios = [
+        scenario_for(p, m, plan_condition(p, m, catalog, opts), opts.seed)
+        for p, m in zip(pools, measurements, strict=True)
+    ]
+    with Runner(catalog, jobs, catalog_files) as runner:
+        return runner.run(scenarios)

@@ -1,0 +1,107 @@
+"""Perf YAML: a calibration written as a perf spec with its provenance and residuals, and read back.
+
+:func:`write_perf_yaml` writes ``perf`` (ready to paste under a pool's ``perf:``, or to pass to ``agentsim
+fidelity --perf``), the ``deployment`` it was fitted on, ``match`` (the labels every calibration row shared),
+``fit`` (method, coefficients, start, MAPEs) and ``residuals``. :func:`load_perf_yaml` reads such a file, or a
+plain perf spec, back; :func:`with_perf` puts a perf spec on a pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentsim import spec
+from agentsim.files import write_text
+from agentsim.planning.calibrate.fit import Calibration, PointResult
+from agentsim.planning.calibrate.harness import replace_model
+from agentsim.planning.calibrate.measurements import CalibrationError
+
+__all__ = ["PerfAny", "load_perf_yaml", "with_perf", "write_perf_yaml"]
+
+
+def _shared_labels(points: Iterable[PointResult]) -> dict[str, str]:
+    keys = ("hardware", "model", "n_gpus", "precision", "engine")
+    labels = [p.measurement.labels for p in points]
+    out = {}
+    for k in keys:
+        values = {lab.get(k) for lab in labels}
+        if len(values) == 1 and None not in values:
+            out[k] = str(values.pop())
+    return out
+
+
+def write_perf_yaml(result: Calibration, path: str | Path, *, measurements_file: str = "") -> Path:
+    """Write ``result`` as YAML: ``perf`` (ready to paste under a pool's ``perf:``, or to pass to ``agentsim
+    fidelity --perf``), ``deployment`` it was fitted on, ``match`` (labels every calibration row shared, so
+    ``fidelity`` applies it to the same hardware and model), ``fit`` (method, coefficients, start, MAPEs) and
+    ``residuals`` (measured, predicted and error per point)."""
+
+    def clean(d: Mapping[str, float | None]) -> dict[str, float | None]:
+        return {k: (None if v is None else float(f"{v:.6g}")) for k, v in d.items()}
+
+    doc: dict[str, Any] = {
+        "perf": result.perf.model_dump(mode="json"),
+        "deployment": result.pool.deployment.model_dump(mode="json", exclude_defaults=True),
+        "match": _shared_labels(result.points),
+        "fit": {
+            "method": "Nelder-Mead over simulated benchmark conditions (agentsim.planning.calibrate)",
+            "measurements": measurements_file,
+            "parameters": list(result.params),
+            "metrics": list(result.metrics),
+            "objective": "mean squared log error",
+            "objective_value": float(f"{result.objective:.6g}"),
+            "evaluations": result.evaluations,
+            "start": {p: getattr(result.start, p) for p in result.params},
+            "mape_pct": clean({m: result.mape(m) for m in result.metrics}),
+            "mape_pct_at_start": clean({m: result.mape(m, start=True) for m in result.metrics}),
+        },
+        "residuals": [
+            {
+                "isl": p.measurement.isl,
+                "osl": p.measurement.osl,
+                "load": p.measurement.load,
+                "measured": clean(p.measurement.measured()),
+                "predicted": clean({m: p.predicted.get(m) for m in result.metrics}),
+                "error_pct": clean({m: p.error_pct(m) for m in result.metrics}),
+            }
+            for p in result.points
+        ],
+    }
+    header = (
+        "# Perf model fitted by `agentsim calibrate`: use `perf` as a pool's perf, or `agentsim fidelity --perf`.\n"
+    )
+    return write_text(path, header + yaml.safe_dump(doc, sort_keys=False, width=120), overwrite=True)
+
+
+PerfAny = spec.RooflinePerf | spec.LinearPerf | spec.TablePerf | spec.CurvePerf
+
+
+def load_perf_yaml(path: str | Path) -> tuple[PerfAny, dict[str, str]]:
+    """A perf spec and its ``match`` labels from a file written by :func:`write_perf_yaml`, or from a plain YAML
+    mapping holding just a perf spec (``kind: roofline, mfu: ...``; then ``match`` is empty)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    p = Path(path)
+    try:
+        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise CalibrationError(f"{p}: cannot read: {e}") from None
+    if not isinstance(doc, Mapping):
+        raise CalibrationError(f"{p}: expected a mapping")
+    raw = doc.get("perf", doc)
+    try:
+        perf: PerfAny = TypeAdapter(spec.PerfSpec).validate_python(raw)
+    except ValidationError as e:
+        raise CalibrationError(f"{p}: not a perf spec: {e}") from None
+    match = doc.get("match") or {}
+    return perf, {str(k): str(v) for k, v in match.items()} if isinstance(match, Mapping) else {}
+
+
+def with_perf(pool: spec.PoolSpec, perf: PerfAny) -> spec.PoolSpec:
+    """``pool`` with its perf replaced."""
+    out: spec.PoolSpec = replace_model(pool, perf=perf.model_dump())
+    return out
