@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 import agentsim
-from agentsim.engine.sim import run
+from agentsim.api import run
 
 
 def single_scenario(horizon_s: float) -> agentsim.spec.Scenario:

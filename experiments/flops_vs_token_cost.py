@@ -30,7 +30,7 @@ import agentsim
 from agentsim.catalog import load_catalog
 from agentsim.errors import ScenarioError
 from agentsim.planning.sweep import apply_values
-from agentsim.resolve import plan_pools
+from agentsim.resolve import resolve
 
 HW = "cluster.pools[0].deployment.hardware"
 TP = "cluster.pools[0].deployment.tp"
@@ -110,7 +110,7 @@ def main() -> None:
     for hw_name, tp in itertools.product(names, [int(t) for t in a.tp.split(",")]):
         try:
             s = apply_values(base, {HW: hw_name, TP: tp})
-            (pool_plan,) = plan_pools(s, catalog)
+            (pool_plan,) = resolve(s, catalog).plans
         except ScenarioError:
             continue
         hw = catalog.get_hardware(hw_name)

@@ -241,8 +241,8 @@ class ClusterSpy:
 
 @contextmanager
 def spy_on_cluster(monkeypatch: Any, times: Sequence[float]) -> Iterator[ClusterSpy]:
-    """Within the block, :func:`agentsim.engine.sim.run` builds its cluster through a subclass that hands it to the
-    yielded :class:`ClusterSpy` (one run per block: a second run would add its own snapshots)."""
+    """Within the block, the engine (:mod:`agentsim.engine.sim`) builds its cluster through a factory that hands it
+    to the yielded :class:`ClusterSpy` (one run per block: a second run would add its own snapshots)."""
     spy = ClusterSpy(times)
     base = sim_module.Cluster
 

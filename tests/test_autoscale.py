@@ -9,8 +9,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from agentsim.api import load_scenario
-from agentsim.engine.sim import run
+from agentsim.api import load_scenario, run
 
 
 def scenario(rate: float, replicas: int, horizon: float = 600.0, **autoscale: Any) -> Any:

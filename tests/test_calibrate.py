@@ -15,9 +15,9 @@ import yaml
 from typer.testing import CliRunner
 
 from agentsim import spec
+from agentsim.api import run
 from agentsim.catalog import load_catalog
 from agentsim.cli import app
-from agentsim.engine.sim import run
 from agentsim.errors import ScenarioError
 from agentsim.planning.calibrate import (
     CalibrationError,

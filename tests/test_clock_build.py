@@ -27,10 +27,10 @@ from simpy.core import EmptySchedule
 from simpy.events import NORMAL, URGENT
 
 from agentsim import build
+from agentsim.api import RunResult, run
 from agentsim.engine import events, minheap
 from agentsim.engine.clock import Clock
 from agentsim.engine.records import CHUNK_ROWS, Rows, number_tasks
-from agentsim.engine.sim import RunResult, run
 from helpers_validation import const, scenario
 
 
@@ -388,7 +388,7 @@ from agentsim.build import compiled_modules
 assert compiled_modules() == ()
 import pyarrow.parquet as pq
 from agentsim.api import load_scenario
-from agentsim.engine.sim import run
+from agentsim.api import run
 r = run(load_scenario(sys.argv[2]))
 pq.write_table(r.calls, sys.argv[3])
 """

@@ -13,9 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from agentsim.api import load_scenario
+from agentsim.api import load_scenario, run
 from agentsim.catalog import load_catalog
-from agentsim.engine.sim import run
 from agentsim.perf.memory import kv_bytes_per_token
 from agentsim.spec import Deployment
 from helpers_validation import estimate, fixed_profile, issued_between, latencies, linear_perf

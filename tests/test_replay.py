@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from agentsim.api import load_scenario
-from agentsim.engine.sim import run
+from agentsim.api import load_scenario, run
 
 TRACES = Path(__file__).parent.parent / "traces"
 

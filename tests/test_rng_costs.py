@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from agentsim import spec
-from agentsim.analysis.costs import crf, pool_rates, usd_per_gpu_hour
 from agentsim.catalog import load_catalog
+from agentsim.resolve import crf, pool_rates, usd_per_gpu_hour
 from agentsim.rng import Streams
 
 

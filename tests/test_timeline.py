@@ -17,7 +17,7 @@ import pytest
 
 import agentsim
 from agentsim.analysis.metrics import col
-from agentsim.engine.sim import RunResult, run
+from agentsim.api import RunResult, run
 from agentsim.traces.io import write_trace
 from agentsim.traces.schema import trace_task
 from agentsim.workload.taskgraph import CallTemplate, TaskTemplate

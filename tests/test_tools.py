@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agentsim.api import load_scenario
-from agentsim.engine.sim import run
+from agentsim.api import load_scenario, run
 
 AGENT = {
     "kind": "agent",

@@ -19,8 +19,7 @@ import pyarrow as pa
 import pytest
 
 from agentsim.analysis.metrics import col
-from agentsim.api import load_scenario, save_run
-from agentsim.engine.sim import RunResult, run
+from agentsim.api import RunResult, load_scenario, run, save_run
 from helpers_validation import estimate, fixed_profile, issued_between, latencies, linear_perf, scenario
 
 PERF = linear_perf(0.01, 2e-5, 1e-7, 1e-4)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from agentsim.analysis.metrics import col
-from agentsim.engine.sim import run
+from agentsim.api import run
 from agentsim.spec import Exponential
 from helpers_validation import (
     estimate,

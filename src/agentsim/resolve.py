@@ -1,90 +1,293 @@
-"""Checks that need the catalog, and the per-pool plan the cluster is built from.
+"""Resolve a scenario against the world, once: the plain figures the engine and the analysis run on.
 
-The spec validates shapes and ranges; this module validates a scenario against the world: do the model and
-hardware exist, is ``tp`` a divisor of the scale-up domain, do the weights fit the memory (the error gives the
-numbers), can every workload's profile be resolved. All problems are gathered and raised together as one
+A scenario *names* things: a model and a hardware id, a built-in agent profile, a price tier, a CPU for the
+tool pool, a trace file. :func:`resolve` looks every name up in the catalog (the built-in one plus the files the
+scenario lists) and checks the scenario against what it finds: do the model and hardware exist, is ``tp`` a
+divisor of the scale-up domain, do the weights fit the memory (the error gives the numbers), can every
+workload's profile be built, is there a price. Every problem is gathered into one
 :class:`~agentsim.errors.ScenarioError`, each with its field path.
+
+What comes out, :class:`Resolved`, holds everything downstream needs and nothing it must look up: per pool the
+deployment's hardware and model figures, its perf model, KV capacity and KV bytes per token, its price and
+power (:class:`PoolRates`); the tool pool's rates; per workload its profile, or an opener of its trace's tasks.
+The engine (:mod:`agentsim.engine.sim`) and the analysis (:mod:`agentsim.analysis`) receive these objects and
+never consult the catalog, so data flows one way: cli -> api -> resolve -> engine -> tables -> analysis -> store.
+
+Prices (``pricing.kind: rental``): the catalog's $/GPU-hour for a tier (SemiAnalysis InferenceX TCO model), or
+a given price. Owned hardware (``tco``): ``C_hr = (capex * CRF(r, n) + opex) / 8760 + kW_all_in * PUE *
+$/kWh`` with the capital recovery factor ``CRF(r, n) = r (1+r)^n / ((1+r)^n - 1)``. Power per replica: TDP in
+steps that compute prompt tokens, ``decode_power_fraction x TDP`` in decode-only steps, idle power otherwise,
+times the GPUs and the PUE (``docs/METRICS.md``, pool rates).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from agentsim import spec
-from agentsim.catalog import Catalog, CatalogError
+from agentsim.catalog import Catalog, CatalogError, Hardware, ModelArch, load_catalog, scenario_catalog
 from agentsim.errors import ScenarioError
 from agentsim.perf import build_perf
 from agentsim.perf.memory import DoesNotFitError, kv_bytes_per_token, kv_capacity_tokens
 from agentsim.serving.cluster import PoolPlan
 from agentsim.workload.profiles import resolve_profile
+from agentsim.workload.taskgraph import TaskTemplate
+
+HOURS_PER_YEAR = 8760.0
+
+TOOLS_POOL = "tools"
+"""The pool name of the tool pool in tables."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRates:
+    """Per-replica price and power of one pool. The tool pool is one "replica" of ``workers`` CPU cores
+    (``gpus_per_replica = 0``, ``usd_per_gpu_hour = None``)."""
+
+    pool: str
+    replicas: int
+    gpus_per_replica: int
+    usd_per_gpu_hour: float | None
+    usd_per_replica_hour: float
+    busy_w_per_replica: float
+    idle_w_per_replica: float
+    role: str = "unified"
+    workers: int = 1
+    decode_w_per_replica: float = -1.0  # power in decode-only steps; < 0 means the same as busy_w_per_replica
+
+    def __post_init__(self) -> None:
+        if self.decode_w_per_replica < 0:
+            object.__setattr__(
+                self, "decode_w_per_replica", self.busy_w_per_replica
+            )  # tool pool: worker cores in the unit (a task's tool time is counted in worker-seconds)
+
+    @property
+    def usd_per_s(self) -> float:
+        """Dollars per second of one replica, provisioned."""
+        return self.usd_per_replica_hour / 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedPool:
+    """One pool with every figure it runs on: what the cluster builds it from (``plan``: spec, perf model, KV
+    capacity, KV bytes per token), the deployment's hardware and model, and its price and power."""
+
+    plan: PoolPlan
+    hardware: Hardware
+    model: ModelArch
+    rates: PoolRates
+
+    @property
+    def name(self) -> str:
+        return self.plan.spec.name
+
+
+TraceOpener = Callable[[], Iterator[tuple[float, TaskTemplate]]]
+"""Opens a trace workload's file when called: ``(start_s, template)`` per task, streamed in file order."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedWorkload:
+    """One workload: its label and spec (``workload``), and either the profile its tasks are drawn from
+    (synthetic) or the opener of its trace's tasks (``kind: trace``)."""
+
+    index: int
+    label: str
+    workload: spec.WorkloadSpec | spec.TraceWorkload
+    profile: spec.AgentProfile | spec.FixedProfile | None = None
+    open_trace: TraceOpener | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A scenario resolved against the catalog: all the engine and the analysis need (module docstring)."""
+
+    scenario: spec.Scenario
+    pools: tuple[ResolvedPool, ...]
+    tools: PoolRates | None
+    workloads: tuple[ResolvedWorkload, ...]
+
+    @property
+    def plans(self) -> list[PoolPlan]:
+        """What the cluster builds its pools from, in pool order."""
+        return [p.plan for p in self.pools]
+
+    @property
+    def rates(self) -> list[PoolRates]:
+        """Price and power of every pool, in pool order, then the tool pool's (if any)."""
+        out = [p.rates for p in self.pools]
+        if self.tools is not None:
+            out.append(self.tools)
+        return out
+
+
+def crf(rate: float, years: float) -> float:
+    """Capital recovery factor: the yearly payment that repays 1 over ``years`` at interest ``rate``."""
+    if rate == 0:
+        return 1.0 / years
+    g = float((1.0 + rate) ** years)
+    return rate * g / (g - 1.0)
+
+
+def usd_per_gpu_hour(pricing: spec.PricingSpec, hardware: str, catalog: Catalog) -> float:
+    """Fully loaded $/GPU-hour of ``hardware`` under ``pricing``."""
+    if isinstance(pricing, spec.Rental):
+        if pricing.usd_per_gpu_hour is not None:
+            return pricing.usd_per_gpu_hour
+        return float(catalog.get_price(hardware).usd_per_hour(pricing.tier))
+    kw = pricing.kw_all_in_per_gpu
+    if kw is None:
+        kw = catalog.get_price(hardware).kw_all_in
+    capital = pricing.capex_usd_per_gpu * crf(pricing.interest_rate, pricing.years)
+    return float((capital + pricing.opex_usd_per_gpu_year) / HOURS_PER_YEAR + kw * pricing.pue * pricing.usd_per_kwh)
+
+
+def pool_rates(pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog) -> PoolRates:
+    """Price and power of one pool's replicas.
+
+    Power: GPUs draw their TDP while running steps and their idle power otherwise, times the facility PUE.
+    (The all-in kW of the price table covers host and network too; it is folded into the price, not the
+    energy, so energy is the accelerators' draw at the facility meter.)
+    """
+    hw = catalog.get_hardware(pool.deployment.hardware)
+    gpus = pool.deployment.gpus
+    price = usd_per_gpu_hour(pricing, pool.deployment.hardware, catalog)
+    return PoolRates(
+        pool=pool.name,
+        replicas=pool.replicas,
+        gpus_per_replica=gpus,
+        usd_per_gpu_hour=price,
+        usd_per_replica_hour=gpus * price,
+        busy_w_per_replica=gpus * hw.tdp_w * pricing.pue,
+        idle_w_per_replica=gpus * hw.idle_w * pricing.pue,
+        role=pool.role,
+        decode_w_per_replica=gpus * max(hw.tdp_w * pricing.decode_power_fraction, hw.idle_w) * pricing.pue,
+    )
+
+
+def tool_rates(tools: spec.ToolPool, pricing: spec.PricingSpec, catalog: Catalog) -> PoolRates:
+    """Price and power of the tool pool, as one unit of ``workers`` cores.
+
+    Price: the catalog's $/core-hour for the pricing tier (``own_hyperscaler`` under TCO pricing, whose capex is
+    per GPU). Power: the CPU's TDP and idle power per core, times PUE.
+    """
+    cpu = catalog.get_cpu(tools.cpu)
+    tier = pricing.tier if isinstance(pricing, spec.Rental) else "own_hyperscaler"
+    per_core = catalog.get_cpu_price(tools.cpu).usd_per_hour(tier)
+    return PoolRates(
+        pool=TOOLS_POOL,
+        replicas=1,
+        gpus_per_replica=0,
+        usd_per_gpu_hour=None,
+        usd_per_replica_hour=tools.workers * per_core,
+        busy_w_per_replica=tools.workers * cpu.tdp_w / cpu.cores * pricing.pue,
+        idle_w_per_replica=tools.workers * cpu.idle_w / cpu.cores * pricing.pue,
+        role="tools",
+        workers=tools.workers,
+    )
 
 
 def _msg(e: Exception) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
-def plan_pools(scenario: spec.Scenario, catalog: Catalog) -> list[PoolPlan]:
-    """Perf model and KV capacity of every pool, or a :class:`ScenarioError` listing everything wrong."""
-    errors: list[tuple[str, str]] = []
-    plans: list[PoolPlan] = []
+def _trace_opener(w: spec.TraceWorkload) -> TraceOpener:
+    def open_trace() -> Iterator[tuple[float, TaskTemplate]]:
+        # Imported here: the trace layer (Parquet reading) is needed only by runs that replay a trace.
+        from agentsim.traces.io import read_trace
+        from agentsim.workload.replay import replay_template
+
+        for t in read_trace(w.path):
+            yield t.start_s, replay_template(t.template, list(t.hash_ids), list(t.release_s), t.start_s, w)
+
+    return open_trace
+
+
+def _workloads(scenario: spec.Scenario, errors: list[tuple[str, str]]) -> list[ResolvedWorkload]:
+    out: list[ResolvedWorkload] = []
     for i, w in enumerate(scenario.workload):
         if isinstance(w, spec.TraceWorkload):
             if not Path(w.path).is_file():
                 errors.append((f"workload[{i}].path", f"no such trace file: {w.path}"))
+            out.append(ResolvedWorkload(i, w.label, w, open_trace=_trace_opener(w)))
             continue
         try:
-            resolve_profile(w)
+            out.append(ResolvedWorkload(i, w.label, w, profile=resolve_profile(w)))
         except ValueError as e:
             errors.append((f"workload[{i}].{'overrides' if w.overrides else 'profile'}", str(e)))
-    for i, pool in enumerate(scenario.cluster.pools):
-        where = f"cluster.pools[{i}]"
-        d = pool.deployment
+    return out
+
+
+def _pool(
+    i: int, pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog, errors: list[tuple[str, str]]
+) -> ResolvedPool | None:
+    where = f"cluster.pools[{i}]"
+    d = pool.deployment
+    model: ModelArch | None = None
+    hw: Hardware | None = None
+    try:
+        model = catalog.get_model(d.model)
+    except CatalogError as e:
+        errors.append((f"{where}.deployment.model", _msg(e)))
+    try:
+        hw = catalog.get_hardware(d.hardware)
+    except CatalogError as e:
+        errors.append((f"{where}.deployment.hardware", _msg(e)))
+    priced = True
+    if isinstance(pricing, spec.Rental) and pricing.usd_per_gpu_hour is None:
         try:
-            model = catalog.get_model(d.model)
+            catalog.get_price(d.hardware)
         except CatalogError as e:
-            errors.append((f"{where}.deployment.model", _msg(e)))
-            model = None
-        try:
-            hw = catalog.get_hardware(d.hardware)
-        except CatalogError as e:
-            errors.append((f"{where}.deployment.hardware", _msg(e)))
-            hw = None
-        if isinstance(scenario.pricing, spec.Rental) and scenario.pricing.usd_per_gpu_hour is None:
-            try:
-                catalog.get_price(d.hardware)
-            except CatalogError as e:
-                errors.append(("pricing.usd_per_gpu_hour", f"no catalog price: {_msg(e)}; set one"))
-        if model is None or hw is None:
-            continue
-        if hw.scaleup_domain_gpus % d.tp:
-            errors.append(
-                (
-                    f"{where}.deployment.tp",
-                    f"{d.tp} is not a divisor of the {hw.scaleup_domain_gpus} GPUs of a {d.hardware} scale-up domain",
-                )
+            errors.append(("pricing.usd_per_gpu_hour", f"no catalog price: {_msg(e)}; set one"))
+            priced = False
+    if model is None or hw is None:
+        return None
+    if hw.scaleup_domain_gpus % d.tp:
+        errors.append(
+            (
+                f"{where}.deployment.tp",
+                f"{d.tp} is not a divisor of the {hw.scaleup_domain_gpus} GPUs of a {d.hardware} scale-up domain",
             )
-            continue
-        if d.pp > model.layers:
-            errors.append((f"{where}.deployment.pp", f"{d.pp} stages for {model.layers} layers"))
-            continue
+        )
+        return None
+    if d.pp > model.layers:
+        errors.append((f"{where}.deployment.pp", f"{d.pp} stages for {model.layers} layers"))
+        return None
+    try:
+        kv = kv_capacity_tokens(model, hw, d)
+    except DoesNotFitError as e:
+        errors.append((f"{where}.deployment", str(e)))
+        return None
+    try:
+        perf = build_perf(pool, catalog)
+    except (ValueError, CatalogError) as e:
+        errors.append((f"{where}.perf", _msg(e)))
+        return None
+    if not priced:
+        return None
+    try:
+        rates = pool_rates(pool, pricing, catalog)
+    except CatalogError as e:
+        errors.append(("pricing", _msg(e)))
+        return None
+    return ResolvedPool(PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d))), hw, model, rates)
+
+
+def resolve(scenario: spec.Scenario, catalog: Catalog | None = None) -> Resolved:
+    """``scenario`` against ``catalog`` (default: the built-in catalog) plus the catalog files the scenario
+    lists; a :class:`ScenarioError` names every problem found (module docstring)."""
+    catalog = scenario_catalog(scenario, catalog if catalog is not None else load_catalog())
+    errors: list[tuple[str, str]] = []
+    workloads = _workloads(scenario, errors)
+    pools = [_pool(i, p, scenario.pricing, catalog, errors) for i, p in enumerate(scenario.cluster.pools)]
+    tools: PoolRates | None = None
+    if scenario.cluster.tools is not None:
         try:
-            kv = kv_capacity_tokens(model, hw, d)
-        except DoesNotFitError as e:
-            errors.append((f"{where}.deployment", str(e)))
-            continue
-        try:
-            perf = build_perf(pool, catalog)
-        except (ValueError, CatalogError) as e:
-            errors.append((f"{where}.perf", _msg(e)))
-            continue
-        plans.append(PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d))))
-    tools = scenario.cluster.tools
-    if tools is not None:
-        try:
-            catalog.get_cpu(tools.cpu)
-            catalog.get_cpu_price(tools.cpu)
+            tools = tool_rates(scenario.cluster.tools, scenario.pricing, catalog)
         except CatalogError as e:
             errors.append(("cluster.tools.cpu", _msg(e)))
     if errors:
         raise ScenarioError(errors, scenario.name)
-    return plans
+    return Resolved(scenario, tuple(p for p in pools if p is not None), tools, tuple(workloads))

@@ -8,121 +8,19 @@ tokens each processed), so a call's cost is ``busy_share_s * usd_per_s`` and its
 ``busy_share_s * busy_w``. What no call used is the pool's idle cost. Calls plus idle add up to the provisioned
 total exactly (a test checks it).
 
-Pricing (``spec.Rental``): the catalog's $/GPU-hour for a tier (SemiAnalysis InferenceX TCO model), or a given
-price. Owned hardware (``spec.Tco``): ``C_hr = (capex * CRF(r, n) + opex) / 8760 + kW_all_in * PUE * $/kWh``
-with the capital recovery factor ``CRF(r, n) = r (1+r)^n / ((1+r)^n - 1)``.
+The rates themselves (price and power per replica, from the catalog and the pricing rule) are resolved once,
+before the run (:class:`agentsim.resolve.PoolRates`); this module only applies them to the tables.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from agentsim import spec
-from agentsim.catalog import Catalog
 from agentsim.engine.records import number_tasks
-
-HOURS_PER_YEAR = 8760.0
-
-
-@dataclass(frozen=True, slots=True)
-class PoolRates:
-    """Per-replica price and power of one pool. The tool pool is one "replica" of ``workers`` CPU cores
-    (``gpus_per_replica = 0``, ``usd_per_gpu_hour = None``)."""
-
-    pool: str
-    replicas: int
-    gpus_per_replica: int
-    usd_per_gpu_hour: float | None
-    usd_per_replica_hour: float
-    busy_w_per_replica: float
-    idle_w_per_replica: float
-    role: str = "unified"
-    workers: int = 1
-    decode_w_per_replica: float = -1.0  # power in decode-only steps; < 0 means the same as busy_w_per_replica
-
-    def __post_init__(self) -> None:
-        if self.decode_w_per_replica < 0:
-            object.__setattr__(
-                self, "decode_w_per_replica", self.busy_w_per_replica
-            )  # tool pool: worker cores in the unit (a task's tool time is counted in worker-seconds)
-
-    @property
-    def usd_per_s(self) -> float:
-        """Dollars per second of one replica, provisioned."""
-        return self.usd_per_replica_hour / 3600.0
-
-
-def crf(rate: float, years: float) -> float:
-    """Capital recovery factor: the yearly payment that repays 1 over ``years`` at interest ``rate``."""
-    if rate == 0:
-        return 1.0 / years
-    g = float((1.0 + rate) ** years)
-    return rate * g / (g - 1.0)
-
-
-def usd_per_gpu_hour(pricing: spec.PricingSpec, hardware: str, catalog: Catalog) -> float:
-    """Fully loaded $/GPU-hour of ``hardware`` under ``pricing``."""
-    if isinstance(pricing, spec.Rental):
-        if pricing.usd_per_gpu_hour is not None:
-            return pricing.usd_per_gpu_hour
-        return float(catalog.get_price(hardware).usd_per_hour(pricing.tier))
-    kw = pricing.kw_all_in_per_gpu
-    if kw is None:
-        kw = catalog.get_price(hardware).kw_all_in
-    capital = pricing.capex_usd_per_gpu * crf(pricing.interest_rate, pricing.years)
-    return float((capital + pricing.opex_usd_per_gpu_year) / HOURS_PER_YEAR + kw * pricing.pue * pricing.usd_per_kwh)
-
-
-def pool_rates(pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog) -> PoolRates:
-    """Price and power of one pool's replicas.
-
-    Power: GPUs draw their TDP while running steps and their idle power otherwise, times the facility PUE.
-    (The all-in kW of the price table covers host and network too; it is folded into the price, not the
-    energy, so energy is the accelerators' draw at the facility meter.)
-    """
-    hw = catalog.get_hardware(pool.deployment.hardware)
-    gpus = pool.deployment.gpus
-    price = usd_per_gpu_hour(pricing, pool.deployment.hardware, catalog)
-    return PoolRates(
-        pool=pool.name,
-        replicas=pool.replicas,
-        gpus_per_replica=gpus,
-        usd_per_gpu_hour=price,
-        usd_per_replica_hour=gpus * price,
-        busy_w_per_replica=gpus * hw.tdp_w * pricing.pue,
-        idle_w_per_replica=gpus * hw.idle_w * pricing.pue,
-        role=pool.role,
-        decode_w_per_replica=gpus * max(hw.tdp_w * pricing.decode_power_fraction, hw.idle_w) * pricing.pue,
-    )
-
-
-TOOLS_POOL = "tools"
-"""The pool name of the tool pool in tables."""
-
-
-def tool_rates(tools: spec.ToolPool, pricing: spec.PricingSpec, catalog: Catalog) -> PoolRates:
-    """Price and power of the tool pool, as one unit of ``workers`` cores.
-
-    Price: the catalog's $/core-hour for the pricing tier (``own_hyperscaler`` under TCO pricing, whose capex is
-    per GPU). Power: the CPU's TDP and idle power per core, times PUE.
-    """
-    cpu = catalog.get_cpu(tools.cpu)
-    tier = pricing.tier if isinstance(pricing, spec.Rental) else "own_hyperscaler"
-    per_core = catalog.get_cpu_price(tools.cpu).usd_per_hour(tier)
-    return PoolRates(
-        pool=TOOLS_POOL,
-        replicas=1,
-        gpus_per_replica=0,
-        usd_per_gpu_hour=None,
-        usd_per_replica_hour=tools.workers * per_core,
-        busy_w_per_replica=tools.workers * cpu.tdp_w / cpu.cores * pricing.pue,
-        idle_w_per_replica=tools.workers * cpu.idle_w / cpu.cores * pricing.pue,
-        role="tools",
-        workers=tools.workers,
-    )
+from agentsim.resolve import TOOLS_POOL, PoolRates
 
 
 def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
@@ -176,3 +74,79 @@ def _add_tool_costs(tasks: pa.Table, tools: PoolRates | None) -> pa.Table:
         usd = busy * tools.usd_per_s / tools.workers
         energy = busy * tools.busy_w_per_replica / tools.workers
     return tasks.append_column("tool_usd", pa.array(usd)).append_column("tool_energy_j", pa.array(energy))
+
+
+def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, horizon_s: float) -> pa.Table:
+    """Per pool over the whole run: provisioned cost, the part charged to calls, the idle remainder, energy."""
+    t = np.asarray(replicas.column("t_s").to_numpy(), dtype=float)
+    last = replicas.filter(pa.array(t == horizon_s))
+    busy_by_pool: dict[str, float] = {}
+    prompt_by_pool: dict[str, float] = {}
+    prov_by_pool: dict[str, float] = {}
+    count_by_pool: dict[str, int] = {}
+    for pool, busy, prompt, prov in zip(
+        last.column("pool").to_pylist(),
+        last.column("busy_s").to_pylist(),
+        last.column("busy_prompt_steps_s").to_pylist(),
+        last.column("provisioned_s").to_pylist(),
+        strict=True,
+    ):
+        busy_by_pool[pool] = busy_by_pool.get(pool, 0.0) + busy
+        prompt_by_pool[pool] = prompt_by_pool.get(pool, 0.0) + prompt
+        prov_by_pool[pool] = prov_by_pool.get(pool, 0.0) + prov
+        count_by_pool[pool] = count_by_pool.get(pool, 0) + 1
+    usd_s = {r.pool: r.usd_per_s for r in rates}
+    # Each call's busy seconds priced at its pool's rate and summed per pool, on its replica's pool and then on
+    # its prefill replica's: one np.bincount over both, so the sums run in the same row order as a loop would.
+    number = {r.pool: i for i, r in enumerate(rates)}
+    price = np.array([r.usd_per_s for r in rates])
+    codes: list[np.ndarray] = []
+    busy_parts: list[np.ndarray] = []
+    for pool_col, busy_col in (("pool", "busy_s"), ("prefill_pool", "prefill_busy_s")):
+        pools = calls.column(pool_col).combine_chunks().dictionary_encode()
+        lut = np.array([number[p] for p in pools.dictionary.to_pylist()] + [-1], dtype=np.int64)
+        code = lut[np.asarray(pools.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)]
+        routed = code >= 0
+        codes.append(code[routed])
+        busy_parts.append(np.asarray(calls.column(busy_col).to_numpy(zero_copy_only=False), dtype=float)[routed])
+    code = np.concatenate(codes)
+    sums = np.bincount(code, weights=np.concatenate(busy_parts) * price[code], minlength=len(rates))
+    usd_by_pool = {r.pool: float(sums[i]) for i, r in enumerate(rates)}
+    if TOOLS_POOL in usd_s:
+        # Tool work is charged to tasks, not calls: its "calls" cost is the busy part of the pool.
+        usd_by_pool[TOOLS_POOL] = busy_by_pool.get(TOOLS_POOL, 0.0) * usd_s[TOOLS_POOL]
+    rows: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "pool",
+            "role",
+            "replicas",
+            "gpus",
+            "usd_per_gpu_hour",
+            "provisioned_usd",
+            "calls_usd",
+            "idle_usd",
+            "busy_s",
+            "idle_s",
+            "busy_energy_j",
+            "idle_energy_j",
+        )
+    }
+    for r in rates:
+        provisioned_s = prov_by_pool.get(r.pool, 0.0)
+        busy = busy_by_pool.get(r.pool, 0.0)
+        provisioned = r.usd_per_s * provisioned_s
+        rows["pool"].append(r.pool)
+        rows["role"].append(r.role)
+        rows["replicas"].append(count_by_pool.get(r.pool, 0))
+        rows["gpus"].append(count_by_pool.get(r.pool, 0) * r.gpus_per_replica)
+        rows["usd_per_gpu_hour"].append(r.usd_per_gpu_hour)
+        rows["provisioned_usd"].append(provisioned)
+        rows["calls_usd"].append(usd_by_pool.get(r.pool, 0.0))
+        rows["idle_usd"].append(r.usd_per_s * (provisioned_s - busy))
+        rows["busy_s"].append(busy)
+        rows["idle_s"].append(provisioned_s - busy)
+        prompt = prompt_by_pool.get(r.pool, 0.0)
+        rows["busy_energy_j"].append(prompt * r.busy_w_per_replica + (busy - prompt) * r.decode_w_per_replica)
+        rows["idle_energy_j"].append((provisioned_s - busy) * r.idle_w_per_replica)
+    return pa.table(rows)

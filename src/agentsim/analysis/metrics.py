@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agentsim import spec
-from agentsim.analysis.costs import PoolRates
+from agentsim.resolve import PoolRates
 
 PERCENTILES = (50, 90, 99)
 

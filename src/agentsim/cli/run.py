@@ -88,12 +88,11 @@ def validate(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")] = None,
 ) -> None:
     """Check a scenario: fields, catalog entries, memory fit. Exit 2 with each problem's path if invalid."""
-    from agentsim.catalog import scenario_catalog
-    from agentsim.resolve import plan_pools
+    from agentsim.resolve import resolve
 
     s = _load(scenario, set_, None)
     try:
-        plans = plan_pools(s, scenario_catalog(s))  # the built-in catalog plus the scenario's `catalog` files
+        plans = resolve(s).plans  # the built-in catalog plus the scenario's `catalog` files
     except ScenarioError as e:
         _fail(str(e))
     out_console.print(f"[green]ok[/]: {scenario}: {len(s.workload)} workload(s), {len(plans)} pool(s)")

@@ -9,7 +9,7 @@
 **Candidates.** Each ``hardware x tp`` is set on ``cluster.pools[0].deployment`` of the base scenario (other
 pools, the workload and the pricing are kept). A candidate that cannot run (the weights do not fit, ``tp`` is
 not a divisor of the scale-up domain, no catalog price) is reported as ``skipped`` with the reason from
-:func:`agentsim.resolve.plan_pools`. Note that a ``pricing.usd_per_gpu_hour`` written in the scenario applies to
+:func:`agentsim.resolve.resolve`. Note that a ``pricing.usd_per_gpu_hour`` written in the scenario applies to
 every hardware; leave it out to use each hardware's catalog price.
 
 **SLO grammar.** A key is ``<metric>_<statistic>_s`` or ``<metric>_s``, its value a target in seconds:
@@ -412,8 +412,8 @@ def plan(
     """For each ``hardware x tp`` on ``cluster.pools[0]`` (default: the base's own), the fewest replicas meeting
     every SLO, ranked by cost. See the module docstring for the SLO grammar, the search, ``plateau`` and the
     ranking; ``executor``/``workers`` as in :func:`agentsim.planning.sweep`."""
-    from agentsim.catalog import load_catalog, scenario_catalog
-    from agentsim.resolve import plan_pools
+    from agentsim.catalog import load_catalog
+    from agentsim.resolve import resolve
 
     if not slos:
         raise ValueError("give at least one SLO")
@@ -439,7 +439,7 @@ def plan(
             values = {f"{prefix}.deployment.hardware": hw, f"{prefix}.deployment.tp": t, f"{prefix}.replicas": 1}
             try:
                 scenario = apply_values(base, values, source=f"candidate {hw} tp={t}")
-                plan_pools(scenario, scenario_catalog(scenario, packaged))
+                resolve(scenario, packaged)
             except ScenarioError as e:
                 row.status = "skipped"
                 row.reason = "; ".join(m for _, m in e.errors)

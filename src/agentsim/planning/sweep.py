@@ -346,8 +346,8 @@ def plan_runs(
     base: spec.Scenario, axes: Mapping[str, Sequence[Any]], replications: int, *, zip: bool = False
 ) -> tuple[list[dict[str, Any]], list[list[Run]]]:
     """The points of a sweep and, per point, its runs (validated and checked against the catalog)."""
-    from agentsim.catalog import load_catalog, scenario_catalog
-    from agentsim.resolve import plan_pools
+    from agentsim.catalog import load_catalog
+    from agentsim.resolve import resolve
 
     packaged = load_catalog()
     points = grid(axes, zip=zip)
@@ -356,7 +356,7 @@ def plan_runs(
         label = f"sweep point {i} ({_describe(values)})"
         scenario = apply_values(base, values, source=label)
         try:
-            plan_pools(scenario, scenario_catalog(scenario, packaged))
+            resolve(scenario, packaged)
         except ScenarioError as e:
             raise ScenarioError(e.errors, label) from None
         point_runs = []

@@ -289,7 +289,7 @@ def _predict(scenario: spec.Scenario, catalog: Catalog) -> dict[str, float | Non
     window) times the output tokens per request: exact in steady state and smooth in the coefficients, whereas
     counting the tokens of a short window jumps by a whole step's tokens as coefficients move (which stalls
     the search). Open loops (and closed loops where no request completed in the window) count tokens."""
-    from agentsim.engine.sim import run
+    from agentsim.api import run
 
     summary = run(scenario, catalog=catalog).summary
     throughput = summary.get("output_tokens_per_s")
