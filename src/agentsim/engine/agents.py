@@ -7,8 +7,8 @@ its agent thinks and starts the next task. Latency therefore feeds back into the
 delays every later step of every agent.
 
 Everything is callbacks on the simulation clock (:class:`Start` and :class:`Send`, compiled
-:class:`~agentsim.engine.clock.Event` s in simpy's order; no generator process per call), and a handler is never run
-inline "because the delay is 0": it goes through the clock, so equal-time events keep their FIFO order. (A
+:class:`~agentsim.engine.events.Event` s in simpy's order; no generator process per call), and a handler is
+never run inline "because the delay is 0": it goes through the clock, so equal-time events keep their FIFO order. (A
 task's first calls without a gap are sent from the task's own start event: sending only queues them at a
 replica, so no order is lost.)
 """
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from agentsim.engine.events import Event, EventQueue
+from agentsim.engine.records import Recorder
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
@@ -133,28 +134,17 @@ class Start(Event):
             self.agents._start_task(self.stream, self.agent)
 
 
-class TaskListener:
-    """Told of every finished call and task (the recorder, :class:`agentsim.engine.records.Recorder`). A compiled base
-    class rather than callables: the agents' calls to it are direct native calls."""
-
-    def on_call_done(self, call: Call) -> None:
-        """``call`` is finished."""
-
-    def on_task_done(self, task: TaskRun) -> None:
-        """``task`` is finished."""
-
-
 class Agents(CallListener):
     """Drives every workload stream against the cluster until the horizon. The cluster's replicas tell it when
-    calls progress (a :class:`~agentsim.serving.call.CallListener`); it tells ``listener`` of finished calls
-    and tasks."""
+    calls progress (a :class:`~agentsim.serving.call.CallListener`); it records finished calls and tasks with
+    ``recorder``."""
 
     def __init__(
         self,
         clock: EventQueue,
         streams: list[Stream],
         horizon_s: float,
-        listener: TaskListener,
+        recorder: Recorder,
         tools: ToolPool | None = None,
     ) -> None:
         self.clock = clock
@@ -162,7 +152,7 @@ class Agents(CallListener):
         self.streams = streams
         self.horizon_s = horizon_s
         self.cluster: Cluster | None = None
-        self.listener = listener
+        self.recorder = recorder
         self.active: dict[TaskRun, None] = {}  # tasks in flight, in start order
         self._next_task = 0
         self._next_call = 0
@@ -234,6 +224,28 @@ class Agents(CallListener):
         assert self.cluster is not None
         self.cluster.route(call)
 
+    def record_task(self, task: TaskRun) -> None:
+        """Record ``task``'s row (finished, or in flight at the end of the run)."""
+        self.recorder.task(
+            task_id=task.id,
+            workload=task.stream.index,
+            agent=task.agent,
+            start_s=task.start_s,
+            done_s=task.done_s,
+            calls_planned=len(task.template.calls),
+            tool_s=task.tool_s,
+            tool_busy_s=task.tool_busy_s,
+            tool_wait_s=task.tool_wait_s,
+        )
+
+    def record_unfinished(self) -> None:
+        """At the horizon: record the calls and tasks still in flight (unset times stay null)."""
+        for task in self.active:
+            for c in task.calls:
+                if c is not None and c.done_s is None:
+                    self.recorder.on_call_done(c, task.id)
+            self.record_task(task)
+
     def release(self) -> None:
         """After the run (and after the unfinished tasks are recorded): drop the tasks still in flight, breaking
         each one's task <-> call cycle, so they are freed by reference counting."""
@@ -255,8 +267,8 @@ class Agents(CallListener):
 
     def on_done(self, call: Call, now: float) -> None:
         """The engine finished ``call``: release its dependents, finish the task when it was the last."""
-        self.listener.on_call_done(call)
         task: TaskRun = call.owner
+        self.recorder.on_call_done(call, task.id)
         i = call.index
         if task.chain:
             if i + 1 < len(task.template.calls):
@@ -271,7 +283,7 @@ class Agents(CallListener):
         if task.remaining == 0:
             task.done_s = now
             del self.active[task]
-            self.listener.on_task_done(task)
+            self.record_task(task)
             task.calls.clear()  # break the task <-> call reference cycle so memory is freed by refcount
             if task.agent is not None:
                 self.clock.post(Start(self, task.stream, task.agent), task.stream.think())

@@ -6,7 +6,13 @@ freed again at conversion long after it left the CPU caches. Instead each row is
 ``struct.Struct.pack_into`` call, into a fixed-layout record in a preallocated buffer; a full buffer becomes an
 Arrow record batch through a numpy structured view (vectorized, no per-value work). Unset times are ``None``
 (null in Parquet), never 0: a nullable column carries a validity byte in the record. Strings are stored as
-codes into a per-column list of words. The schemas below are the contract documented in ``docs/METRICS.md``.
+codes into a per-column list of words.
+
+The columns are those declared in :mod:`agentsim.columns` (the contract ``docs/METRICS.md`` documents): the
+schemas, the record layout and the nullable columns all derive from that declaration. Rows are written *by
+name*: :meth:`Recorder.call`, :meth:`Recorder.task` and :meth:`Recorder.replica_sample` take one keyword
+argument per column, named as the column; inside each, the values are packed in the declared order (a test
+writes distinct values by name and reads every column back by name).
 """
 
 from __future__ import annotations
@@ -19,79 +25,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agentsim.engine.agents import TaskListener, TaskRun
+from agentsim import columns
 from agentsim.serving.call import Call
 
-CALLS_SCHEMA = pa.schema(
-    [
-        ("task_id", pa.int64()),
-        ("call_id", pa.int64()),
-        ("call_index", pa.int32()),
-        ("workload", pa.string()),
-        ("pool", pa.string()),
-        ("replica", pa.int32()),
-        ("issue_s", pa.float64()),
-        ("first_token_s", pa.float64()),
-        ("done_s", pa.float64()),
-        ("prompt_tokens", pa.int64()),
-        ("cached_tokens", pa.int64()),
-        ("output_tokens", pa.int64()),
-        ("generated_tokens", pa.int64()),
-        ("preemptions", pa.int32()),
-        ("busy_s", pa.float64()),
-        ("busy_prompt_steps_s", pa.float64()),
-        ("prefill_pool", pa.string()),
-        ("prefill_replica", pa.int32()),
-        ("decode_replica", pa.int32()),
-        ("kv_transfer_s", pa.float64()),
-        ("prefill_busy_s", pa.float64()),
-        ("prefill_busy_prompt_steps_s", pa.float64()),
-    ]
-)
+CALLS_SCHEMA = columns.schema(tuple(c for c in columns.CALLS if c.source == "engine"))
+"""What the engine records per call (the call table before costs)."""
 
-TASKS_SCHEMA = pa.schema(
-    [
-        ("task_id", pa.int64()),
-        ("workload", pa.string()),
-        ("agent", pa.int64()),
-        ("start_s", pa.float64()),
-        ("done_s", pa.float64()),
-        ("calls", pa.int32()),
-        ("calls_planned", pa.int32()),
-        ("prompt_tokens", pa.int64()),
-        ("cached_tokens", pa.int64()),
-        ("output_tokens", pa.int64()),
-        ("tool_s", pa.float64()),
-        ("busy_s", pa.float64()),
-        ("tool_busy_s", pa.float64()),
-        ("tool_wait_s", pa.float64()),
-    ]
-)
+TASKS_SCHEMA = columns.schema(tuple(c for c in columns.TASKS if c.source != "cost"))
+"""The task table before costs: the recorded columns and the sums over each task's calls."""
 
-TASK_SUMS = ("calls", "prompt_tokens", "cached_tokens", "output_tokens", "busy_s")
+TASK_SUMS = columns.names(columns.TASKS, "task_sum")
 """Task columns that sum the task's rows of the call table: not recorded per task, added by
 :meth:`Recorder.tasks_table` (``calls`` counts them; ``busy_s`` sums ``busy_s + prefill_busy_s``)."""
 
-TASK_RECORD_SCHEMA = pa.schema([f for f in TASKS_SCHEMA if f.name not in TASK_SUMS])
+TASK_RECORD_SCHEMA = columns.schema(tuple(c for c in columns.TASKS if c.source == "engine"))
 """What is recorded per task."""
 
-REPLICAS_SCHEMA = pa.schema(
-    [
-        ("t_s", pa.float64()),
-        ("pool", pa.string()),
-        ("replica", pa.int32()),
-        ("running", pa.int32()),
-        ("waiting", pa.int32()),
-        ("kv_used_tokens", pa.int64()),
-        ("kv_capacity_tokens", pa.int64()),
-        ("busy_s", pa.float64()),
-        ("busy_prompt_steps_s", pa.float64()),
-        ("provisioned_s", pa.float64()),
-        ("output_tokens", pa.int64()),
-        ("prefill_tokens", pa.int64()),
-        ("state", pa.string()),
-    ]
-)
+REPLICAS_SCHEMA = columns.schema(columns.REPLICAS)
 
 
 UNIFIED_CONSTANT: dict[str, Any] = {
@@ -106,19 +56,10 @@ UNIFIED_CONSTANT: dict[str, Any] = {
 assert CALLS_SCHEMA.names[-len(UNIFIED_CONSTANT) :] == list(UNIFIED_CONSTANT), "packed as the record's tail"
 
 
-CALLS_NULLABLE = (
-    "pool",
-    "replica",
-    "first_token_s",
-    "done_s",
-    "prefill_pool",
-    "prefill_replica",
-    "decode_replica",
-    "kv_transfer_s",
-)
+CALLS_NULLABLE = tuple(c.name for c in columns.CALLS if c.nullable)
 """Call-table columns that may be null: never routed, not there yet, or no hand-off."""
 
-TASKS_NULLABLE = ("agent", "done_s")
+TASKS_NULLABLE = tuple(c.name for c in columns.TASKS if c.nullable)
 """Task-table columns that may be null: open-loop tasks have no agent; unfinished ones no end."""
 
 _CODES: dict[pa.DataType, tuple[str, str]] = {  # Arrow type -> (struct format, numpy dtype) of its record field
@@ -272,13 +213,13 @@ class Rows:
         return self.rows
 
 
-class Recorder(TaskListener):
-    """Records call, task and replica-sample rows during a run (told of finished calls and tasks by the agents,
-    and of in-flight ones at the end by the run).
+class Recorder:
+    """Records call, task and replica-sample rows during a run, each row written by column name (told of
+    finished calls and tasks by the agents, and of in-flight ones at the end by the run).
 
     ``disaggregated=False`` (no prefill pool: no call is ever handed from a prefill to a decode replica) makes
     the call table's six hand-off columns constant -- null, or 0 seconds -- so they are built whole, not
-    recorded call by call."""
+    recorded call by call (the hand-off arguments of :meth:`call` are then ignored)."""
 
     def __init__(self, workload_labels: list[str], *, disaggregated: bool = True) -> None:
         self.disaggregated = disaggregated
@@ -295,101 +236,138 @@ class Recorder(TaskListener):
         if disaggregated:
             self._pack_head, self._pack_tail, self._tail_offset = self.calls.split(next(iter(UNIFIED_CONSTANT)))
 
-    def on_call_done(self, call: Call) -> None:
-        """Record one call (finished, or in flight at the end of the run)."""
+    def call(
+        self,
+        *,
+        task_id: int,
+        call_id: int,
+        call_index: int,
+        workload: int,
+        pool: str | None,
+        replica: int | None,
+        issue_s: float,
+        first_token_s: float | None,
+        done_s: float | None,
+        prompt_tokens: int,
+        cached_tokens: int,
+        output_tokens: int,
+        generated_tokens: int,
+        preemptions: int,
+        busy_s: float,
+        busy_prompt_steps_s: float,
+        prefill_pool: str | None = None,
+        prefill_replica: int | None = None,
+        decode_replica: int | None = None,
+        kv_transfer_s: float | None = None,
+        prefill_busy_s: float = 0.0,
+        prefill_busy_prompt_steps_s: float = 0.0,
+    ) -> None:
+        """Record one call row (``workload``: the workload's index, the order of ``workload_labels``)."""
         rows = self.calls
-        r = call.replica
-        routed = r is not None
-        pool = index = 0
-        if r is not None:
-            pool = rows.code(self._pool, r.pool)
-            index = r.index
-        task: TaskRun = call.owner
-        first = call.first_token_s
-        has_first = first is not None
-        if first is None:
-            first = 0.0
-        done = call.done_s
-        has_done = done is not None
-        if done is None:
-            done = 0.0
+        off = rows.slot()
         # In CALLS_SCHEMA order, a validity flag before each nullable value. Arguments written out, not a
         # tuple spread with *: a spread builds two tuples per row.
-        off = rows.slot()
         self._pack_head(
             rows.buf,
             off,
-            task.id,
-            call.id,
-            call.index,
-            call.workload,
-            routed,
-            pool,
-            routed,
-            index,
-            call.issue_s,
-            has_first,
-            first,
-            has_done,
-            done,
-            call.prompt,
-            call.cached,
-            call.output,
-            call.generated,
-            call.preemptions,
-            call.busy_share_s,
-            call.mixed_share_s,
+            task_id,
+            call_id,
+            call_index,
+            workload,
+            pool is not None,
+            0 if pool is None else rows.code(self._pool, pool),
+            replica is not None,
+            0 if replica is None else replica,
+            issue_s,
+            first_token_s is not None,
+            0.0 if first_token_s is None else first_token_s,
+            done_s is not None,
+            0.0 if done_s is None else done_s,
+            prompt_tokens,
+            cached_tokens,
+            output_tokens,
+            generated_tokens,
+            preemptions,
+            busy_s,
+            busy_prompt_steps_s,
         )
         if not self.disaggregated:  # the rest are the hand-off columns, constant in this run (UNIFIED_CONSTANT)
             return
-        pr = call.prefill_replica
-        handed = pr is not None
-        ppool = pindex = dindex = 0
-        if pr is not None:
-            ppool = rows.code(self._prefill_pool, pr.pool)
-            pindex = pr.index
-        decoded = pr is not None and r is not None and r is not pr  # null while the KV is in transit
-        if decoded and r is not None:
-            dindex = r.index
-        kv = call.kv_transfer_s
         self._pack_tail(
             rows.buf,
             off + self._tail_offset,
-            handed,
-            ppool,
-            handed,
-            pindex,
-            decoded,
-            dindex,
-            kv is not None,
-            0.0 if kv is None else kv,
-            call.prefill_busy_s,
-            call.prefill_mixed_s,
+            prefill_pool is not None,
+            0 if prefill_pool is None else rows.code(self._prefill_pool, prefill_pool),
+            prefill_replica is not None,
+            0 if prefill_replica is None else prefill_replica,
+            decode_replica is not None,
+            0 if decode_replica is None else decode_replica,
+            kv_transfer_s is not None,
+            0.0 if kv_transfer_s is None else kv_transfer_s,
+            prefill_busy_s,
+            prefill_busy_prompt_steps_s,
         )
 
-    def on_task_done(self, task: TaskRun) -> None:
+    def on_call_done(self, call: Call, task_id: int) -> None:
+        """Record one call of task ``task_id`` (finished, or in flight at the end of the run)."""
+        r = call.replica
+        pr = call.prefill_replica
+        decoded = pr is not None and r is not None and r is not pr  # null while the KV is in transit
+        self.call(
+            task_id=task_id,
+            call_id=call.id,
+            call_index=call.index,
+            workload=call.workload,
+            pool=None if r is None else r.pool,
+            replica=None if r is None else r.index,
+            issue_s=call.issue_s,
+            first_token_s=call.first_token_s,
+            done_s=call.done_s,
+            prompt_tokens=call.prompt,
+            cached_tokens=call.cached,
+            output_tokens=call.output,
+            generated_tokens=call.generated,
+            preemptions=call.preemptions,
+            busy_s=call.busy_share_s,
+            busy_prompt_steps_s=call.mixed_share_s,
+            prefill_pool=None if pr is None else pr.pool,
+            prefill_replica=None if pr is None else pr.index,
+            decode_replica=r.index if decoded and r is not None else None,
+            kv_transfer_s=call.kv_transfer_s,
+            prefill_busy_s=call.prefill_busy_s,
+            prefill_busy_prompt_steps_s=call.prefill_mixed_s,
+        )
+
+    def task(
+        self,
+        *,
+        task_id: int,
+        workload: int,
+        agent: int | None,
+        start_s: float,
+        done_s: float | None,
+        calls_planned: int,
+        tool_s: float,
+        tool_busy_s: float,
+        tool_wait_s: float,
+    ) -> None:
         """Record one task (finished, or in flight at the end of the run). Its sums over its calls come from the
         call table at the end (:meth:`tasks_table`)."""
-        agent = task.agent
-        done = task.done_s
-        has_done = done is not None
-        if done is None:
-            done = 0.0
         rows = self.tasks
         rows.pack_into(  # in TASK_RECORD_SCHEMA order, a validity flag before each nullable value
             rows.buf,
             rows.slot(),
-            task.id,
-            task.stream.index,
+            task_id,
+            workload,
             agent is not None,
             0 if agent is None else agent,
-            task.start_s,
-            has_done,
-            done,
-            len(task.template.calls),
-            task.tool_s,
-            task.tool_busy_s,
-            task.tool_wait_s,
+            start_s,
+            done_s is not None,
+            0.0 if done_s is None else done_s,
+            calls_planned,
+            tool_s,
+            tool_busy_s,
+            tool_wait_s,
         )
 
     def tasks_table(self, calls: pa.Table) -> pa.Table:
@@ -407,36 +385,40 @@ class Recorder(TaskListener):
         columns = [sums[f.name] if f.name in sums else recorded.column(f.name) for f in TASKS_SCHEMA]
         return pa.table(columns, schema=TASKS_SCHEMA)
 
-    def sample(
+    def replica_sample(
         self,
+        *,
         t_s: float,
         pool: str,
         replica: int,
-        state: tuple[int, int, int, float, int, int],
-        capacity: int,
-        provisioned_s: float,
-        status: str,
+        running: int,
+        waiting: int,
+        kv_used_tokens: int,
+        kv_capacity_tokens: int,
+        busy_s: float,
         busy_prompt_steps_s: float,
+        provisioned_s: float,
+        output_tokens: int,
+        prefill_tokens: int,
+        state: str,
     ) -> None:
         """Record one time-series row of a replica (or of the tool pool)."""
-        running, waiting, held, busy, out, prefill = state
-        self.replicas.append(
-            (
-                t_s,
-                pool,
-                replica,
-                running,
-                waiting,
-                held,
-                capacity,
-                busy,
-                busy_prompt_steps_s,
-                provisioned_s,
-                out,
-                prefill,
-                status,
-            )
-        )
+        values = {
+            "t_s": t_s,
+            "pool": pool,
+            "replica": replica,
+            "running": running,
+            "waiting": waiting,
+            "kv_used_tokens": kv_used_tokens,
+            "kv_capacity_tokens": kv_capacity_tokens,
+            "busy_s": busy_s,
+            "busy_prompt_steps_s": busy_prompt_steps_s,
+            "provisioned_s": provisioned_s,
+            "output_tokens": output_tokens,
+            "prefill_tokens": prefill_tokens,
+            "state": state,
+        }
+        self.replicas.append(tuple(values[name] for name in REPLICAS_SCHEMA.names))
 
 
 def number_tasks(task_ids: np.ndarray, call_task_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:

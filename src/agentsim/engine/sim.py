@@ -114,21 +114,41 @@ def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
 
     def sample(now: float) -> None:
         for r in cluster.replicas:
-            rec.sample(
-                now,
-                r.pool,
-                r.index,
-                r.progress(now),
-                r.kv.capacity,
-                r.provisioned_s(now),
-                r.status,
-                r.busy_prefill(now),
+            running, waiting, held, busy, out, prefill = r.progress(now)
+            rec.replica_sample(
+                t_s=now,
+                pool=r.pool,
+                replica=r.index,
+                running=running,
+                waiting=waiting,
+                kv_used_tokens=held,
+                kv_capacity_tokens=r.kv.capacity,
+                busy_s=busy,
+                busy_prompt_steps_s=r.busy_prefill(now),
+                provisioned_s=r.provisioned_s(now),
+                output_tokens=out,
+                prefill_tokens=prefill,
+                state=r.status,
             )
         if tools is not None:
             # One row for the whole tool pool; busy time in pool-equivalent seconds (worker-seconds / workers).
             running, queued, _, worker_s, _, _ = tools.progress(now)
             busy = worker_s / tools.workers
-            rec.sample(now, TOOLS_POOL, -1, (running, queued, 0, busy, 0, 0), 0, now, "active", busy)
+            rec.replica_sample(
+                t_s=now,
+                pool=TOOLS_POOL,
+                replica=-1,
+                running=running,
+                waiting=queued,
+                kv_used_tokens=0,
+                kv_capacity_tokens=0,
+                busy_s=busy,
+                busy_prompt_steps_s=busy,
+                provisioned_s=now,
+                output_tokens=0,
+                prefill_tokens=0,
+                state="active",
+            )
 
     def sampler() -> Any:
         for t in sample_times:
@@ -156,11 +176,7 @@ def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
     for r in cluster.replicas:
         r.finalize(now)
     sample(now)
-    for task in agents.active:
-        for c in task.calls:
-            if c is not None and c.done_s is None:
-                rec.on_call_done(c)
-        rec.on_task_done(task)
+    agents.record_unfinished()
     if progress is not None:
         progress(now, now)
 
