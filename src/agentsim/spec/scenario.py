@@ -1,0 +1,42 @@
+"""The scenario root: workloads x cluster x pricing over a simulated horizon.
+
+:class:`Scenario` is what a scenario file validates to. Its own validator checks what spans its parts (the
+warm-up window lies inside the horizon, workload labels are unique); each part checks itself.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
+
+from agentsim.spec.base import Strict
+from agentsim.spec.cluster import ClusterSpec
+from agentsim.spec.pricing import PricingSpec, Rental
+from agentsim.spec.workload import AnyWorkload
+
+
+class Scenario(Strict):
+    """One simulated run: workload x cluster x pricing over ``horizon_s`` of simulated time."""
+
+    name: str = "scenario"
+    seed: int = Field(0, ge=0)
+    horizon_s: PositiveFloat = 600.0
+    warmup_s: NonNegativeFloat = Field(0.0, description="excluded from summary statistics")
+    sample_interval_s: PositiveFloat = Field(10.0, description="period of the replicas time series")
+    workload: list[AnyWorkload] = Field(min_length=1)
+    cluster: ClusterSpec
+    pricing: PricingSpec = Rental()
+    catalog: list[str] = Field(
+        default_factory=list,
+        description="user catalog YAML files (hardware, cpus, models, prices) added to the built-in catalog in "
+        "order, replacing entries of the same id; paths relative to the working directory",
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> Scenario:
+        if self.warmup_s >= self.horizon_s:
+            raise ValueError(f"warmup_s ({self.warmup_s}) must be below horizon_s ({self.horizon_s})")
+        labels = [w.label for w in self.workload]
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        if dupes:
+            raise ValueError(f"workload names must be unique (set `name`); repeated: {', '.join(dupes)}")
+        return self

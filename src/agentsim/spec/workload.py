@@ -1,0 +1,181 @@
+"""Workloads: what tasks look like (agent or fixed profiles), how they arrive, and their SLOs.
+
+A synthetic workload (:class:`WorkloadSpec`) pairs a profile (a built-in name or inline: an agent's chain of
+calls with growing context, optionally fanning out to sub-agents, or one fixed-size call per task) with an
+arrival process (open Poisson or gamma renewal, or a closed population of agents). A trace workload
+(:class:`TraceWorkload`) replays a recorded trace instead. :data:`AnyWorkload` tells the two apart by ``kind``
+(``synthetic``, the default that files need not write, or ``trace``).
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Field, NonNegativeFloat, PositiveFloat, PositiveInt, Tag, model_validator
+
+from agentsim.spec.base import Strict
+from agentsim.spec.distributions import Constant, Dist
+
+
+class FanOut(Strict):
+    """Parallel sub-agents: after ``at_step`` lead steps, ``subagents`` chains run in parallel and a join call
+    waits for all of them. Each sub-agent starts from the lead's context as its cacheable prefix. The join is an
+    extra call, not one of the lead's ``steps``; after it the lead makes its remaining ``steps - at_step``."""
+
+    subagents: Dist
+    at_step: PositiveInt = 1
+    steps: Dist
+    result_tokens: Dist = Field(description="tokens each sub-agent's result adds to the lead's context")
+
+
+class AgentProfile(Strict):
+    """An agent template: a chain of calls whose context grows step by step.
+
+    ``prompt(1) = system + task``; ``prompt(k) = prompt(k-1) + output(k-1) + tool_result(k-1)``; the previous
+    prompt is the cacheable prefix of the next call. ``system_prompt_tokens`` is shared by every task of the
+    workload when ``shared_system_prompt`` (a policy or tool-schema prompt), so it is a cross-task prefix.
+    """
+
+    kind: Literal["agent"] = "agent"
+    system_prompt_tokens: Dist = Constant(value=2000)
+    shared_system_prompt: bool = True
+    task_prompt_tokens: Dist = Constant(value=500)
+    steps: Dist = Constant(value=10)
+    output_tokens: Dist = Constant(value=300)
+    tool_result_tokens: Dist = Constant(value=500)
+    tool_s: Dist = Constant(value=2.0)
+    gap: Literal["tool", "think"] = Field(
+        "tool",
+        description="what the time between steps is: a tool call (runs on the cluster's tool pool when there "
+        "is one) or human think time (never queues)",
+    )
+    fanout: FanOut | None = None
+    context_limit_tokens: PositiveInt = 200_000
+    compact_to_tokens: PositiveInt = Field(
+        20_000, description="context after compaction when the next prompt would pass the limit"
+    )
+
+    @model_validator(mode="after")
+    def _compaction(self) -> AgentProfile:
+        if self.compact_to_tokens >= self.context_limit_tokens:
+            raise ValueError(
+                f"compact_to_tokens ({self.compact_to_tokens}) must be below "
+                f"context_limit_tokens ({self.context_limit_tokens})"
+            )
+        return self
+
+
+class FixedProfile(Strict):
+    """One call per task with the given prompt and output tokens and no shared prefix: the shape of serving
+    benchmarks (fixed ISL/OSL), for calibration and comparison with published figures."""
+
+    kind: Literal["fixed"] = "fixed"
+    prompt_tokens: Dist
+    output_tokens: Dist
+
+
+Profile = Annotated[AgentProfile | FixedProfile, Field(discriminator="kind")]
+
+
+class Poisson(Strict):
+    """Tasks arrive as a Poisson process (exponential inter-arrival times)."""
+
+    kind: Literal["poisson"] = "poisson"
+    rate_per_s: PositiveFloat
+
+
+class GammaArrivals(Strict):
+    """Renewal process with gamma inter-arrival times: mean ``1/rate_per_s``, coefficient of variation ``cv``
+    (cv > 1 is burstier than Poisson, cv < 1 smoother)."""
+
+    kind: Literal["gamma"] = "gamma"
+    rate_per_s: PositiveFloat
+    cv: PositiveFloat
+
+
+class Closed(Strict):
+    """A fixed population of agents: each starts its next task ``think_s`` after its last one ended."""
+
+    kind: Literal["closed"] = "closed"
+    agents: PositiveInt
+    think_s: Dist = Constant(value=0.0)
+    ramp_s: NonNegativeFloat = Field(
+        0.0, description="agents start uniformly spread over [0, ramp_s) so they do not all arrive at t=0"
+    )
+
+
+Arrivals = Annotated[Poisson | GammaArrivals | Closed, Field(discriminator="kind")]
+
+
+class Slo(Strict):
+    """Service-level objectives. A call meets its SLO when its TTFT and TPOT are within the targets; a task
+    when its duration is. ``*_p99_s`` style names: the target is on that percentile of the run."""
+
+    ttft_s: PositiveFloat | None = Field(None, description="per-call TTFT target")
+    tpot_s: PositiveFloat | None = Field(None, description="per-call time-per-output-token target")
+    task_s: PositiveFloat | None = Field(None, description="per-task duration target")
+    ttft_p99_s: PositiveFloat | None = None
+    tpot_p99_s: PositiveFloat | None = None
+    task_p95_s: PositiveFloat | None = None
+
+
+class WorkloadSpec(Strict):
+    """One stream of synthetic tasks: a profile, its arrivals and its SLOs.
+
+    ``profile`` is a built-in name (``agentsim catalog``) or an inline profile; ``overrides`` changes fields of
+    a named profile (validated like the profile itself).
+    """
+
+    kind: Literal["synthetic"] = "synthetic"
+    name: str | None = None
+    profile: str | Profile = "coding-agent"
+    overrides: dict[str, object] = Field(default_factory=dict)
+    arrivals: Arrivals = Poisson(rate_per_s=0.1)
+    slo: Slo = Slo()
+    max_tasks: PositiveInt | None = Field(None, description="stop issuing new tasks after this many")
+
+    @property
+    def label(self) -> str:
+        """The workload's name in tables: ``name``, else the profile's name or kind."""
+        if self.name:
+            return self.name
+        if isinstance(self.profile, str):
+            return self.profile
+        return self.profile.kind
+
+
+class TraceWorkload(Strict):
+    """Tasks replayed from a trace file in agentsim's canonical format (``agentsim trace import``).
+
+    ``mode: open`` releases every call at its recorded time, whatever the cluster does (the trace's timing is
+    kept). ``mode: closed`` starts each task at its recorded time but then honours the calls' dependencies and
+    gaps, so a slower cluster delays later steps: the agentic feedback loop. What-ifs: ``rate_scale``
+    multiplies the arrival rate of tasks (start and release times are divided by it); ``time_scale`` stretches
+    every duration of the trace (start and release times and gaps: tool and think time).
+    """
+
+    kind: Literal["trace"] = "trace"
+    name: str | None = None
+    path: str
+    mode: Literal["open", "closed"] = "closed"
+    time_scale: PositiveFloat = 1.0
+    rate_scale: PositiveFloat = 1.0
+    slo: Slo = Slo()
+    max_tasks: PositiveInt | None = Field(None, description="replay only the first tasks")
+
+    @property
+    def label(self) -> str:
+        """The workload's name in tables: ``name``, else the trace file's stem."""
+        return self.name or PurePath(self.path).stem
+
+
+def _workload_kind(v: object) -> str:
+    kind = v.get("kind", "synthetic") if isinstance(v, dict) else getattr(v, "kind", "synthetic")
+    return "trace" if kind == "trace" else "synthetic"
+
+
+AnyWorkload = Annotated[
+    Annotated[WorkloadSpec, Tag("synthetic")] | Annotated[TraceWorkload, Tag("trace")],
+    Discriminator(_workload_kind),
+]
