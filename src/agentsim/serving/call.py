@@ -12,13 +12,22 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from agentsim.serving.kvcache import Node
-    from agentsim.serving.replica import Replica
 
 # Phases of a call inside a replica.
 WAITING: Final = 0
 PREFILL: Final = 1
 DECODE: Final = 2
 DONE: Final = 3
+
+
+class ReplicaId:
+    """What a call knows of a replica that serves it: the pool's name and the replica's cluster-wide index.
+    :class:`~agentsim.serving.replica.Replica` extends it; the base lives here so that this module, below the
+    engine, need not import it (no type cycle between the call and the replica)."""
+
+    def __init__(self, pool: str, index: int) -> None:
+        self.pool = pool
+        self.index = index
 
 
 class Call:
@@ -96,7 +105,7 @@ class Call:
         # tokens [i*block_tokens, (i+1)*block_tokens) and its hash identifies the whole prefix up to it.
         self.blocks = blocks
         self.block_tokens = block_tokens
-        self.replica: Replica | None = None
+        self.replica: ReplicaId | None = None  # where it is (or was last) served
         self.first_token_s: float | None = None
         self.done_s: float | None = None
         self.cached = 0  # prompt tokens served from the prefix cache at the (last) admission
@@ -118,7 +127,7 @@ class Call:
         self.load = 0  # tokens this call adds to its replica's outstanding load (set on submit)
         # Disaggregated serving: prefilled elsewhere, KV sent over the link, decoded here.
         self.kv_ready = False
-        self.prefill_replica: Replica | None = None
+        self.prefill_replica: ReplicaId | None = None
         self.prefill_busy_s = 0.0  # busy share on the prefill replica (priced at its pool's rate)
         self.prefill_mixed_s = 0.0  # ... of which in prompt-computing steps
         self.kv_transfer_s: float | None = None

@@ -102,7 +102,7 @@ class Cluster:
     def _prefilled(self, call: Call, now: float) -> None:
         """A prefill replica finished ``call``'s prompt: pick its decode replica and send the KV."""
         src = call.replica
-        assert src is not None
+        assert isinstance(src, Replica)  # a call is prefilled on a replica of this cluster
         dst = self.decode[self.decode_router.pick(call, self.decode)]
         tokens = max(call.target - dst.longest_prefix(call), 0)
         link = tokens * self.plans[src.pool].kv_bytes_per_token / self.link_bytes_per_s

@@ -42,7 +42,7 @@ import numpy as np
 from agentsim.engine.events import Event, EventQueue
 from agentsim.engine.minheap import Keyed, pop, push
 from agentsim.perf.base import PerfModel
-from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call, CallListener
+from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call, CallListener, ReplicaId
 from agentsim.serving.kvcache import KvCache, Node
 from agentsim.spec import EngineSpec
 
@@ -89,7 +89,7 @@ class CallTooLarge(Exception):
     """A call whose prompt plus output can never fit the replica's KV capacity."""
 
 
-class Replica:
+class Replica(ReplicaId):
     """One running copy of a deployment: its batch, its KV cache, its clock.
 
     ``listener`` is told of each call's first token and completion (:class:`~agentsim.serving.call.CallListener`)
@@ -108,9 +108,8 @@ class Replica:
         role: str = "unified",
         on_prefilled: Callable[[Call, float], None] | None = None,
     ) -> None:
+        super().__init__(pool, index)
         self.clock = clock  # the hot path schedules and reads the time here
-        self.index = index
-        self.pool = pool
         self.role = role
         self.on_prefilled = on_prefilled
         self.accepting = True  # False while draining (autoscaler) or not yet started (cold start)
