@@ -6,23 +6,41 @@ times faster, and they stay ordinary, ``mypy --strict``-clean Python that runs u
 
 * ``AGENTSIM_PURE_PYTHON=1 pip install -e .`` skips compilation (for stepping through the engine in a debugger).
 * If mypyc or a C compiler is missing, or compilation fails, the package installs as pure Python and says so;
-  ``agentsim.compiled()`` tells at run time which modules are compiled, and every run's ``manifest.json``
+  ``agentsim.build.compiled_modules()`` tells at run time which modules are compiled, and every run's ``manifest.json``
   records it next to its speed.
-* After editing a compiled module in an editable install, re-run ``pip install -e .``: importing agentsim warns
-  when a compiled module is older than its source.
+* A build stamps what it compiled (``src/agentsim/_compiled.json``: the SHA-256 of each source) only once every
+  extension is built; it removes the extension files of modules it no longer compiles, and a pure-Python install
+  removes them all and the stamp (``pip install -v`` shows what). After editing a compiled module, re-run
+  ``pip install -e .``: importing agentsim warns, and the test suite refuses to run, while a compiled module is
+  out of step with its source (``agentsim.build``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
-from setuptools import setup
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
-STAMP = "src/agentsim/_compiled.json"  # {module: sha256 of the source it was compiled from}
+SRC = Path("src")
+
+
+def _load(name: str) -> ModuleType:
+    """A stdlib-only module of agentsim, by file path: the package is not importable in the build environment,
+    and its ``__init__`` would import everything."""
+    spec = importlib.util.spec_from_file_location(f"_agentsim_setup_{name}", SRC / "agentsim" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load("build")  # what to remove, what to stamp
+files = _load("files")  # the atomic writer
 
 # The hot path of a run, leaves first. A compiled class cannot be subclassed by interpreted code unless it
 # says so: PerfModel does (mypyc_attr), so users' and the table/curve perf models extend it from Python.
@@ -47,14 +65,27 @@ COMPILED = [
 ]
 
 
+def remove(paths: list[Path], why: str) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+    if paths:
+        print(f"agentsim: {why}; removed {', '.join(p.as_posix() for p in paths)}", file=sys.stderr)
+
+
+def pure(why: str) -> list[object]:
+    """No extensions: remove the ones earlier builds left beside the sources, or they would keep running."""
+    print(f"agentsim: {why}; installing pure Python (slower)", file=sys.stderr)
+    remove(build.leftovers(SRC / "agentsim"), "pure Python")
+    return []
+
+
 def ext_modules() -> list[object]:
     if os.environ.get("AGENTSIM_PURE_PYTHON", "") not in ("", "0"):
-        return []
+        return pure("AGENTSIM_PURE_PYTHON is set")
     try:
         from mypyc.build import mypycify
     except ImportError:
-        print("agentsim: mypyc not available, installing pure Python (slower)", file=sys.stderr)
-        return []
+        return pure("mypyc not available")
     try:
         # "--config-file=": ignore pyproject's mypy settings (its pydantic plugin is not in the build
         # environment); third-party types are then Any, which costs nothing on the hot path. Modules outside
@@ -67,24 +98,43 @@ def ext_modules() -> list[object]:
             )
         )
     except (Exception, SystemExit) as e:  # a type error in the compiled set: fall back rather than fail the install
-        print(f"agentsim: mypyc compilation unavailable ({e}); installing pure Python (slower)", file=sys.stderr)
-        return []
+        return pure(f"mypyc compilation unavailable ({e})")
     for ext in exts:
-        ext.optional = True  # no C compiler: setuptools skips the extension and the .py module is used
-    write_stamp()
+        ext.optional = True  # no C compiler: setuptools skips the extension, and BuildExt falls back to the .py
     return exts
 
 
-def write_stamp() -> None:
-    """Record the SHA-256 of each compiled source, so that agentsim can tell at import when an edited module
-    still runs its previously compiled code (``agentsim.build``)."""
-    stamp = {
-        path.removeprefix("src/").removesuffix(".py").replace("/", "."): hashlib.sha256(
-            Path(path).read_bytes()
-        ).hexdigest()
-        for path in COMPILED
-    }
-    Path(STAMP).write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
+def stamping(text: str) -> type[build_ext]:
+    """``build_ext`` that writes the stamp ``text`` (the sources' digests, taken before mypyc read them) only
+    after every extension is built, in the directory they were built for: beside the sources for an editable
+    install (setuptools builds in a temporary directory, then copies the files in place), else the wheel's
+    build directory. A partial build (an optional extension failed) falls back to pure Python: the extensions
+    it did build, and any older ones there, are removed."""
+
+    class BuildExt(build_ext):
+        def run(self) -> None:
+            inplace = self.get_finalized_command("build_py").get_package_dir("agentsim") if self.inplace else None
+            package = Path(inplace or os.path.join(self.build_lib, "agentsim"))
+            # Unstamped until it succeeds: an interrupted or failed build leaves its extensions flagged stale.
+            (package / build.STAMP).unlink(missing_ok=True)
+            self.built: set[str] = set()
+            super().run()
+            names = {ext.name for ext in self.extensions}
+            if self.built != names:
+                print(f"agentsim: could not compile {', '.join(sorted(names - self.built))}; installing pure "
+                      "Python (slower)", file=sys.stderr)
+                remove(build.leftovers(package), "pure Python")
+                return
+            remove(build.leftovers(package, names), "no longer compiled")
+            files.write_text(package / build.STAMP, text, overwrite=True)
+
+        def build_extension(self, ext: Extension) -> None:
+            super().build_extension(ext)  # a failed optional extension raises here; setuptools reports, skips it
+            self.built.add(ext.name)
+
+    return BuildExt
 
 
-setup(ext_modules=ext_modules())
+# Digests first: a source edited while mypyc compiles is then stale, not stamped as compiled.
+stamp = build.stamp(SRC, [build.module_name(path) for path in COMPILED])
+setup(ext_modules=ext_modules(), cmdclass={"build_ext": stamping(stamp)})

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import importlib.machinery
 import io
 import json
 import math
+import os
+import re
 import shutil
 import struct
 import subprocess
@@ -231,7 +234,6 @@ def test_clear_empties_the_queue() -> None:
 
 def test_no_private_simpy_attribute_is_used() -> None:
     """The clock extends simpy through its public interface only: no ``env._x`` / ``event._x`` in agentsim."""
-    import re
 
     src = Path(__file__).resolve().parents[1] / "src" / "agentsim"
     offenders = []
@@ -351,32 +353,145 @@ def test_manifest_says_which_modules_ran_compiled() -> None:
         assert name.startswith("agentsim.")
 
 
-def test_stale_compiled_modules_are_detected_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_build(tmp_path: Path, modules: list[str], stamped: list[str] | None = None) -> Path:
+    """A package tree ``agentsim`` with a source and an extension file for each of ``modules`` (paths below the
+    package, without suffix), stamped with the sources of ``stamped`` (default: all of them)."""
     pkg = tmp_path / "agentsim"
-    (pkg / "serving").mkdir(parents=True)
-    (pkg / "engine").mkdir()
-    suffix = build.importlib.machinery.EXTENSION_SUFFIXES[0]
-    stamp = {}
-    for name in ["engine/clock", "serving/replica"]:
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for name in modules:
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
         (pkg / f"{name}.py").write_text(f"# {name} as compiled\n")
         (pkg / f"{name}{suffix}").write_bytes(b"")
-        stamp["agentsim." + name.replace("/", ".")] = hashlib.sha256((pkg / f"{name}.py").read_bytes()).hexdigest()
-    (pkg / "_compiled.json").write_text(json.dumps(stamp))
-    monkeypatch.setattr(build, "_ROOT", pkg)
-    build.compiled_modules.cache_clear()
-    try:
-        assert build.compiled_modules() == ("agentsim.engine.clock", "agentsim.serving.replica")
-        assert build.stale_modules() == []
-        (pkg / "engine/clock.py").touch()  # a newer file time with the same content is not an edit
-        assert build.stale_modules() == []
-        (pkg / "serving/replica.py").write_text("# edited after the build\n")
-        assert build.stale_modules() == ["agentsim.serving.replica"]
-        with pytest.warns(UserWarning, match=r"agentsim\.serving\.replica.*pip install -e"):
-            build.warn_if_stale()
-        (pkg / "_compiled.json").unlink()  # compiled from an unknown source: say so
-        assert build.stale_modules() == ["agentsim.engine.clock", "agentsim.serving.replica"]
-    finally:
+    dotted = ["agentsim." + name.replace("/", ".") for name in (modules if stamped is None else stamped)]
+    (pkg / "_compiled.json").write_text(build.stamp(tmp_path, dotted))
+    return pkg
+
+
+@pytest.fixture
+def fake_root(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Point ``agentsim.build`` at a package tree: ``fake_root(pkg)``."""
+
+    def point(pkg: Path) -> None:
+        monkeypatch.setattr(build, "_ROOT", pkg)
         build.compiled_modules.cache_clear()
+
+    yield point
+    build.compiled_modules.cache_clear()
+
+
+def test_stale_compiled_modules_are_detected_by_content(tmp_path: Path, fake_root: Any) -> None:
+    pkg = fake_build(tmp_path, ["engine/clock", "serving/replica"])
+    fake_root(pkg)
+    assert json.loads((pkg / "_compiled.json").read_text())["agentsim.engine.clock"] == hashlib.sha256(
+        b"# engine/clock as compiled\n").hexdigest()
+    assert build.compiled_modules() == ("agentsim.engine.clock", "agentsim.serving.replica")
+    assert build.stale_modules() == []
+    (pkg / "engine/clock.py").touch()  # a newer file time with the same content is not an edit
+    assert build.stale_modules() == []
+    (pkg / "serving/replica.py").write_text("# edited after the build\n")
+    assert build.stale_modules() == ["agentsim.serving.replica"]
+    with pytest.warns(UserWarning, match=r"agentsim\.serving\.replica.*pip install -e"):
+        build.warn_if_stale()
+    (pkg / "_compiled.json").unlink()  # compiled from an unknown source (a build that did not finish): say so
+    assert build.stale_modules() == ["agentsim.engine.clock", "agentsim.serving.replica"]
+    (pkg / "_compiled.json").write_text("[]")  # not a stamp
+    assert build.stale_modules() == ["agentsim.engine.clock", "agentsim.serving.replica"]
+
+
+def test_extensions_and_stamp_entries_without_each_other_are_stale(tmp_path: Path, fake_root: Any) -> None:
+    """An extension the stamp does not list (left by an older build: a module since moved, renamed or no
+    longer compiled, whose extension shadows its new source), an extension whose source is gone, and a stamp
+    entry without an extension (the build removed or never made it) are all stale."""
+    pkg = fake_build(tmp_path, ["engine/clock", "engine/events", "serving/replica"], stamped=["engine/events"])
+    fake_root(pkg)
+    assert build.stale_modules() == ["agentsim.engine.clock", "agentsim.serving.replica"]
+    (pkg / "serving/replica.py").unlink()
+    assert build.stale_modules() == ["agentsim.engine.clock", "agentsim.serving.replica"]
+    pkg = fake_build(tmp_path / "other", ["engine/events"], stamped=["engine/events", "serving/kvcache"])
+    fake_root(pkg)
+    assert build.compiled_modules() == ("agentsim.engine.events",)
+    assert build.stale_modules() == ["agentsim.serving.kvcache"]
+    for ext in build.extension_files(pkg):
+        ext.unlink()
+    fake_root(pkg)  # compiled_modules() is cached: the extensions are read once per process
+    assert build.compiled_modules() == ()
+    assert build.stale_modules() == ["agentsim.engine.events", "agentsim.serving.kvcache"]
+    (pkg / "_compiled.json").unlink()  # pure Python: nothing compiled, nothing stamped
+    assert build.stale_modules() == []
+
+
+def test_builds_remove_the_extensions_they_did_not_make(tmp_path: Path) -> None:
+    """What ``setup.py`` removes: a compiled build, the extension files of modules it did not compile and mypyc
+    group libraries of other builds (never a source, bytecode or data file); a pure-Python build, every
+    extension file of agentsim's, every group library and the stamp."""
+    pkg = fake_build(tmp_path, ["engine/clock", "engine/events", "serving/replica"])
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    abi3 = pkg / "engine/minheap.abi3.so"  # any extension suffix counts
+    abi3.write_bytes(b"")
+    groups = [tmp_path / f"{h}__mypyc{suffix}" for h in ("0123abcd", "4567ef01")]
+    for path in groups:
+        path.write_bytes(b"")
+    others = [pkg / "engine/__pycache__/clock.cpython-311.pyc", pkg / "catalog/gpus.yaml", tmp_path / "setup.so.txt"]
+    for path in others:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+    made = ["agentsim.engine.events", "agentsim.serving.replica", "0123abcd__mypyc"]
+    assert sorted(build.leftovers(pkg, made)) == sorted([pkg / f"engine/clock{suffix}", abi3, groups[1]])
+    assert sorted(build.leftovers(pkg)) == sorted([
+        *(pkg / f"{name}{suffix}" for name in ["engine/clock", "engine/events", "serving/replica"]),
+        abi3, *groups, pkg / "_compiled.json",
+    ])
+    assert build.leftovers(pkg, []) == build.leftovers(pkg)
+    assert build.module_name("src/agentsim/serving/replica.py") == "agentsim.serving.replica"
+
+
+def test_setup_stamps_the_compiled_list_from_its_sources() -> None:
+    """``setup.py`` compiles COMPILED and stamps exactly those modules; this install's stamp, when compiled,
+    is one of them (the suite would not run on a stale one: ``conftest.py``)."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "setup.py").read_text()
+    listed = [build.module_name(p) for p in re.findall(r'^    "(src/agentsim/[\w/]+\.py)",$', text, re.M)]
+    assert len(listed) == 17 and len(set(listed)) == 17
+    if build.compiled_modules():
+        assert build.compiled_modules() == tuple(sorted(listed))
+        assert json.loads((Path(build.__file__).parent / build.STAMP).read_text()) == json.loads(
+            build.stamp(root / "src", listed))
+
+
+CONFTEST_CHECK = """
+def test_ran() -> None:
+    pass
+"""
+
+
+def test_the_suite_refuses_to_run_stale_compiled_code(tmp_path: Path) -> None:
+    """``tests/conftest.py`` against a package with a stray extension: pytest stops with the module and the
+    rebuild command, exit status 4; ``AGENTSIM_ALLOW_STALE=1`` runs the tests anyway."""
+    site = tmp_path / "site"
+    pkg = fake_build(site, ["engine/clock"], stamped=[])
+    shutil.copy(Path(build.__file__), pkg / "build.py")
+    (pkg / "__init__.py").write_text("")
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    shutil.copy(Path(__file__).parent / "conftest.py", suite / "conftest.py")
+    (suite / "test_one.py").write_text(CONFTEST_CHECK)
+
+    def pytest_run(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", str(suite)], cwd=suite, text=True,
+            capture_output=True, env={**os.environ, "PYTHONPATH": str(site), "AGENTSIM_ALLOW_STALE": "", **env},
+        )
+
+    refused = pytest_run()
+    assert refused.returncode == pytest.ExitCode.USAGE_ERROR, refused.stdout + refused.stderr
+    out = refused.stdout + refused.stderr
+    assert "agentsim.engine.clock" in out and "pip install -e ." in out and "AGENTSIM_PURE_PYTHON=1" in out
+    assert "1 passed" not in out
+    allowed = pytest_run(AGENTSIM_ALLOW_STALE="1")
+    assert allowed.returncode == 0 and "1 passed" in allowed.stdout, allowed.stdout + allowed.stderr
+    (pkg / "_compiled.json").write_text(build.stamp(site, ["agentsim.engine.clock"]))
+    fresh = pytest_run()
+    assert fresh.returncode == 0 and "1 passed" in fresh.stdout, fresh.stdout + fresh.stderr
 
 
 PURE_RUN = """
@@ -401,7 +516,7 @@ def test_the_interpreted_source_gives_the_compiled_results_bit_for_bit(tmp_path:
         pytest.skip("agentsim is installed as pure Python here: there is no compiled build to compare with")
     src = Path(build.__file__).parent
     pure = tmp_path / "src"
-    shutil.copytree(src, pure / "agentsim", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    shutil.copytree(src, pure / "agentsim", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", build.STAMP))
     s = scenario(
         profile="coding-agent", perf={"kind": "roofline"}, replicas=2,
         arrivals={"kind": "closed", "agents": 24, "think_s": const(1.0)}, horizon_s=240.0,

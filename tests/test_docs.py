@@ -1,0 +1,168 @@
+"""docs/METRICS.md is the contract of a run's outputs: every column and field it names exists in real runs'
+outputs, and every column and field of those outputs is named there.
+
+The tables are read from METRICS.md's sections (the first column of each Markdown table, every name in
+backticks); nested ``summary.json`` fields are named there by their path with dots (``slo_attainment.calls``),
+``<w>`` and ``<pool>`` standing for any workload label and pool name, and a field of unit *dist* stands for the
+fields of a distribution (``ttft_s.n``, ``ttft_s.p99``, ...). The runs are short cuts of the built-in examples
+(the default: a unified pool, percentile SLO targets; hybrid: disaggregated pools and a tool pool) and of the
+default with an autoscaled pool and per-call and per-task SLO thresholds, so the optional fields all appear.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import agentsim
+from agentsim import api
+
+METRICS = Path(__file__).resolve().parents[1] / "docs" / "METRICS.md"
+TABLES = ("calls", "tasks", "replicas", "pools")
+SHORT = ["horizon_s=120", "warmup_s=20", "workload[0].arrivals.agents=16", "workload[0].arrivals.ramp_s=10"]
+
+
+def sections() -> dict[str, str]:
+    """METRICS.md's ``## `` sections by the first name in backticks of their heading."""
+    out: dict[str, str] = {}
+    for part in re.split(r"^## ", METRICS.read_text(), flags=re.M)[1:]:
+        heading, _, body = part.partition("\n")
+        m = re.search(r"`([^`]+)`", heading)
+        if m:
+            out[m.group(1)] = body
+    return out
+
+
+def table_rows(body: str) -> list[list[str]]:
+    """The rows (cells) of every Markdown table in ``body``, headers and separators left out."""
+    rows: list[list[str]] = []
+    lines = body.splitlines()
+    for i, line in enumerate(lines):
+        if not line.startswith("|") or re.fullmatch(r"\|(\s*-+\s*\|)+", line):
+            continue
+        if i + 1 < len(lines) and re.fullmatch(r"\|(\s*-+\s*\|)+", lines[i + 1]):
+            continue  # a header
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def names(cell: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", cell)
+
+
+def documented_columns(section: str) -> set[str]:
+    return {n for row in table_rows(sections()[section]) for n in names(row[0])}
+
+
+def documented_types(section: str) -> dict[str, pa.DataType]:
+    """A table's columns with their Arrow types (the second column of METRICS.md's table: one per name)."""
+    out: dict[str, pa.DataType] = {}
+    for row in table_rows(sections()[section]):
+        types = [t.strip() for t in row[1].split(",")]
+        assert len(types) == len(names(row[0])), row
+        out.update(zip(names(row[0]), map(pa.type_for_alias, types), strict=True))
+    return out
+
+
+def documented_summary() -> set[str]:
+    """The summary's leaf fields as METRICS.md names them: object rows are parents of dotted rows; *dist* rows
+    expand to the distribution's fields."""
+    body = sections()["summary.json"]
+    m = re.search(r"\*\*distribution\*\* is `\{([^}]+)\}`", body)
+    assert m, "METRICS.md no longer defines a distribution's fields"
+    stats = [s.strip() for s in m.group(1).split(",")]
+    fields: set[str] = set()
+    for row in table_rows(body):
+        unit = row[1] if len(row) == 4 else ""
+        for name in names(row[0]):
+            if "dist" in unit:
+                fields.update(f"{name}.{s}" for s in stats)
+            elif unit != "object":
+                fields.add(name)
+    return fields
+
+
+def flatten(doc: dict[str, Any], prefix: str = "") -> set[str]:
+    """Leaf paths of a JSON object, with dots (an empty object has none)."""
+    out: set[str] = set()
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            out |= flatten(value, f"{prefix}{key}.")
+        else:
+            out.add(f"{prefix}{key}")
+    return out
+
+
+def pattern(name: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"<[a-z]+>", "[^.]+", re.escape(name).replace(r"\<", "<").replace(r"\>", ">")))
+
+
+def example(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(api.example_text(name))
+    return data
+
+
+def autoscaled() -> dict[str, Any]:
+    data = example("default")
+    data["cluster"]["pools"][0]["autoscale"] = {"min_replicas": 1, "max_replicas": 6, "interval_s": 20,
+                                                "cold_start_s": 10}
+    data["workload"][0]["slo"] = {"ttft_s": 5.0, "tpot_s": 0.1, "task_s": 600.0}
+    return data
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Each run's outputs as written: the tables' schemas, summary.json, manifest.json."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, data in [("default", example("default")), ("hybrid", example("hybrid")), ("autoscaled", autoscaled())]:
+        result = agentsim.simulate(agentsim.load_scenario(data, SHORT))
+        path = agentsim.save_run(result, tmp_path_factory.mktemp(name) / "run")
+        out[name] = {t: pq.read_schema(path / f"{t}.parquet") for t in TABLES}
+        out[name]["summary"] = json.loads((path / "summary.json").read_text())
+        out[name]["manifest"] = json.loads((path / "manifest.json").read_text())
+    return out
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_every_table_column_is_documented_with_its_type_and_exists(runs: dict[str, dict[str, Any]], table: str) -> None:
+    documented = documented_types(f"{table}.parquet")
+    for outputs in runs.values():
+        columns = {f.name: f.type for f in outputs[table]}
+        assert set(columns) - set(documented) == set(), f"{table}.parquet columns missing from METRICS.md"
+        assert set(documented) - set(columns) == set(), f"METRICS.md names {table}.parquet columns that do not exist"
+        assert columns == documented, f"{table}.parquet column types differ from METRICS.md"
+
+
+def test_every_summary_field_is_documented_and_exists(runs: dict[str, dict[str, Any]]) -> None:
+    documented = {name: pattern(name) for name in documented_summary()}
+    seen: set[str] = set()
+    for run, outputs in runs.items():
+        for field in sorted(flatten(outputs["summary"])):
+            matching = [name for name, p in documented.items() if p.fullmatch(field)]
+            assert matching, f"summary.json field {field} ({run} run) is not in METRICS.md"
+            seen.update(matching)
+    assert set(documented) - seen == set(), "METRICS.md names summary fields that no run wrote"
+    assert "autoscale" not in runs["default"]["summary"]  # documented as absent without an autoscaled pool
+
+
+def test_every_manifest_field_is_documented_and_exists(runs: dict[str, dict[str, Any]]) -> None:
+    documented = documented_columns("manifest.json")
+    for outputs in runs.values():
+        assert set(outputs["manifest"]) == documented
+
+
+def test_the_docs_name_the_modules_that_compute_the_outputs() -> None:
+    """The opening paragraph's module paths (below ``src/agentsim/``, or the repository's) exist: they moved
+    once."""
+    opening = METRICS.read_text().split("\n## ")[0]
+    paths = re.findall(r"`([\w/]+\.py)`", opening)
+    assert len(paths) >= 4
+    src = Path(agentsim.__file__).parent
+    assert [p for p in paths if not (src / p).is_file() and not (METRICS.parents[1] / p).is_file()] == []
