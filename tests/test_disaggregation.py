@@ -87,6 +87,28 @@ def test_kv_transfer_time_of_a_lone_call_is_bytes_over_bandwidth_plus_latency() 
     assert first["prefill_replica"] == 0 and first["decode_replica"] == 1
 
 
+def test_a_call_whose_kv_is_in_transit_at_the_horizon_has_no_decode_replica() -> None:
+    """docs/METRICS.md: while the KV crosses the link, the call is still the prefill replica's (``pool``,
+    ``replica``), it has a hand-off (``prefill_*``, ``kv_transfer_s``) and no decode replica yet (null)."""
+    prompt = 3000
+    per_token = kv_bytes_per_token(load_catalog().get_model(MODEL), Deployment(model=MODEL, hardware=HW))
+    transfer = prompt * per_token / 1e9  # 1 GB/s: about a second in transit
+    s = disagg(
+        profile=fixed_profile(prompt, 20),
+        arrivals={"kind": "closed", "agents": 1},
+        prefill_perf=linear_perf(0.01),
+        decode_perf=linear_perf(0.005),
+        horizon_s=0.01 + transfer / 2,  # the first prefill step ends at 0.01 s; the horizon falls mid-transfer
+        link={"bandwidth_gb_s": 1.0, "latency_s": 0.0},
+    )
+    first = run(s).calls.slice(0, 1).to_pylist()[0]
+    assert first["first_token_s"] == pytest.approx(0.01) and first["done_s"] is None
+    assert first["kv_transfer_s"] == pytest.approx(transfer, rel=1e-12)
+    assert (first["pool"], first["replica"]) == ("pre", 0)
+    assert (first["prefill_pool"], first["prefill_replica"]) == ("pre", 0)
+    assert first["decode_replica"] is None
+
+
 @pytest.mark.validation
 @pytest.mark.parametrize("rho", [0.5, 0.8])
 def test_prefill_pool_batch_one_is_md1(rho: float) -> None:
