@@ -24,7 +24,7 @@ COMMANDS = {
     "report": "agentsim.cli.results",
     "compare": "agentsim.cli.results",
     "sweep": "agentsim.cli.planning",
-    "plan": "agentsim.cli.planning",
+    "plan": "agentsim.cli.plan",
     "calibrate": "agentsim.cli.bench",
     "fidelity": "agentsim.cli.bench",
 }

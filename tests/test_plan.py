@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 from agentsim import spec
 from agentsim.api import load_scenario
 from agentsim.cli import app
-from agentsim.planning.plan import _percentile, _search, _values, parse_slo, plan, statistic
+from agentsim.planning.plan import PlanResult, Space, parse_slo, plan, statistic
+from agentsim.planning.plan.slo import percentile as _percentile
+from agentsim.planning.plan.slo import values as _values
 
 D = 0.1  # the constant step time (alpha) of the analytic case, seconds
 
@@ -111,30 +113,6 @@ def test_unfinished_work_past_its_target_counts_as_a_miss() -> None:
     assert statistic(parse_slo("task_s", 50), np.array([])) is None
 
 
-# --------------------------------------------------------------------------------------------- search
-
-
-def _run_search(max_n: int, need: int) -> tuple[int | None, list[int]]:
-    gen = _search(max_n)
-    tried = [next(gen)]
-    try:
-        while True:
-            tried.append(gen.send(tried[-1] >= need))
-    except StopIteration as stop:
-        return stop.value, tried
-
-
-@pytest.mark.parametrize("max_n", [1, 2, 3, 7, 8, 33, 256])
-def test_search_finds_the_fewest_replicas(max_n: int) -> None:
-    """Against every threshold of a monotone oracle: exact, each count tried at most once, and
-    O(log max) evaluations."""
-    for need in range(1, max_n + 3):
-        found, tried = _run_search(max_n, need)
-        assert found == (need if need <= max_n else None), (max_n, need, tried)
-        assert len(tried) == len(set(tried)) and max(tried) <= max_n
-        assert len(tried) <= 2 * math.ceil(math.log2(max_n)) + 2
-
-
 # --------------------------------------------------------------------------------------------- analytic case
 
 
@@ -148,69 +126,78 @@ def test_plan_finds_the_stability_boundary(
     """Analytic case: ``c`` replicas, each a deterministic server of service time ``D`` (one 1-token call per
     step of constant duration ``D``), fed Poisson arrivals at rate ``lambda`` by least-load routing.
 
-    * ``c < lambda D`` (utilisation ``rho = lambda D / c > 1``): the backlog grows at ``lambda - c / D`` calls/s,
-      balanced over the replicas, so a call issued at ``t`` waits ``~ (rho - 1) t`` (fluid limit). With
-      ``lambda D = k + 1/2`` and ``c = k``, at the window's median issue time ``t = (5 + 40) / 2`` the median
-      TTFT is ``~ 22.5 / (2k)`` s: 2.8 s for ``k = 4`` and 5.6 s for ``k = 2``, and more for smaller ``c``.
-    * ``c > lambda D`` (``rho <= 0.9`` here): a stable M/D/c-like queue whose mean wait is a fraction of ``D``
-      (M/D/5 at 0.9: ~0.08 s; join-shortest-queue is close to it), so the median TTFT is ~``D`` = 0.1 s.
-
-    A median target of 1 s lies far between the two (a factor >= 2.8 from either side), so the answer is
-    exactly the smallest stable count, ``c* = floor(lambda D) + 1``: 5 for ``lambda D = 4.5``, 3 for 2.5.
+    * ``c < lambda D`` (utilisation ``rho = lambda D / c > 1``): the backlog grows without bound; the analytic
+      bound (``floor(lambda D) + 1``) excludes these counts without simulating them.
+    * ``c > lambda D`` (``rho <= 0.9`` here): a stable M/D/c-like queue whose median TTFT is ~``D`` plus a
+      fraction of it, far below the 1 s target, so the answer is exactly ``floor(lambda D) + 1``.
     """
-    result = plan(load_scenario(md_scenario(rate)), slos, attainment=attainment, replications=2, workers=1)
+    result = plan(md_scenario(rate), slos, attainment=attainment, replications=3, workers=1, space=Space(tp=[1]))
     (row,) = result.rows
-    assert row.status == "ok", row
-    assert row.replicas == expected == math.floor(rate * D) + 1
-    tried = {e.replicas: e.met for e in row.evaluations}
-    assert tried[expected] and not tried[expected - 1]  # both sides of the boundary were evaluated
+    assert row.status == "meets", row
+    assert row.lower_bound == row.replicas == expected == math.floor(rate * D) + 1
+    assert {e.replicas for e in row.evaluations} == {expected}  # nothing below the bound was simulated
     assert row.usd_per_hour == pytest.approx(expected * 1.30)  # h100 at the catalog's rental_3y price
+    e = row.slos[next(iter(slos))]
+    assert e.lo is not None and e.hi is not None and 0 < e.lo <= e.value <= e.hi  # a real interval
 
 
 def test_plan_skips_what_cannot_run_and_ranks_by_cost() -> None:
     """Linear perf ignores the hardware, so every runnable candidate needs the same 5 replicas and the
     ranking is by price: h100 ($1.30/GPU-h) before h200 ($1.60). tp 3 does not divide the 8-GPU domain; a
     405B model in bf16 does not fit one 80 GB H100. Two workers: the candidates advance in parallel."""
-    result = plan(
-        load_scenario(md_scenario(45.0)),
-        {"ttft_p50_s": 1.0},
-        hardware=["h200", "h100"],
-        tp=[3, 1],
-        replications=1,
-        workers=2,
-    )
+    result = plan(md_scenario(45.0), {"ttft_p50_s": 1.0}, space=Space(hardware=["h200", "h100"], tp=[3, 1]),
+                  replications=2, workers=2)  # fmt: skip
     got = [(r.hardware, r.tp, r.status, r.replicas) for r in result.rows]
     assert got == [
-        ("h100", 1, "ok", 5), ("h200", 1, "ok", 5), ("h200", 3, "skipped", None), ("h100", 3, "skipped", None),
+        ("h100", 1, "meets", 5), ("h200", 1, "meets", 5), ("h200", 3, "skipped", None), ("h100", 3, "skipped", None),
     ]  # fmt: skip
     assert "not a divisor" in (result.rows[-1].reason or "")
     assert [r.usd_per_hour for r in result.rows[:2]] == pytest.approx([6.5, 8.0])
     table = result.to_table()
     assert table.column("rank").to_pylist() == [1, 2, None, None]
-    assert "ttft_p50_s" in table.column_names
+    assert {"ttft_p50_s", "ttft_p50_s.lo", "ttft_p50_s.hi", "model", "precision"} <= set(table.column_names)
 
-    big = plan(load_scenario(md_scenario(45.0, model="llama-3.1-405b")), {"ttft_p50_s": 1.0}, workers=1)
+    big = plan(md_scenario(45.0, model="llama-3.1-405b"), {"ttft_p50_s": 1.0}, space=Space(tp=[1]), workers=1)
     assert big.rows[0].status == "skipped" and "usable 72.0 GB" in (big.rows[0].reason or "")
+    assert big.answer is None
+
+
+def test_candidate_fields_are_applied_before_validation() -> None:
+    """``--set deployment.ep=8`` is invalid beside the base's ``tp: 1`` but valid in a tp-8 candidate: the
+    overrides and the candidate's axes are applied together, then validated."""
+    data = md_scenario(5.0, model="qwen3-235b-a22b")
+    result = plan(data, {"ttft_p50_s": 1.0}, overrides=["cluster.pools[0].deployment.ep=8"],
+                  space=Space(tp=[8], parallel=["ep"], precision=["fp8"]), replications=2, workers=1)  # fmt: skip
+    (row,) = result.rows
+    assert row.status == "meets" and row.tp == 8 and row.parallel == "ep"
 
 
 def test_plan_reports_infeasible() -> None:
-    result = plan(load_scenario(md_scenario(45.0)), {"ttft_p50_s": 1.0}, max_replicas=3, replications=1, workers=1)
+    result = plan(md_scenario(45.0), {"ttft_p50_s": 1.0}, max_replicas=3, replications=2, workers=1,
+                  space=Space(tp=[1]))  # fmt: skip
     row = result.rows[0]
     assert row.status == "infeasible" and row.replicas is None
-    assert [e.replicas for e in row.evaluations] == [1, 2, 3]
+    assert "bound" in (row.reason or "")  # 5 replicas are needed at the least: none simulated
 
 
 def test_plan_stops_scaling_out_at_a_latency_floor() -> None:
-    """No count of replicas gives a median TTFT below one step (``D`` = 0.1 s): once doubling from 8 to 16
-    replicas leaves the (finite) failing statistic flat, the search stops instead of going on to 256."""
-    base = load_scenario(md_scenario(45.0))
-    row = plan(base, {"ttft_p50_s": 0.05}, replications=1, workers=1).rows[0]
+    """No count of replicas gives a median TTFT below one step (``D`` = 0.1 s): once doubling the replicas
+    leaves the (finite) failing statistic flat, the search stops instead of going on to 256."""
+    row = plan(md_scenario(45.0), {"ttft_p50_s": 0.05}, replications=2, workers=1, space=Space(tp=[1])).rows[0]
     assert row.status == "infeasible" and "more replicas do not help" in (row.reason or "")
-    assert [e.replicas for e in row.evaluations] == [1, 2, 4, 8, 16]
-    assert row.stats["ttft_p50_s"] == pytest.approx(D, rel=0.01)
-    row = plan(base, {"ttft_p50_s": 0.05}, replications=1, workers=1, plateau=None, max_replicas=32).rows[0]
-    assert [e.replicas for e in row.evaluations] == [1, 2, 4, 8, 16, 32]
-    assert row.reason == "32 replicas do not meet the SLOs"
+    assert max(e.replicas for e in row.evaluations) < 32
+    assert row.slos["ttft_p50_s"].value == pytest.approx(D, rel=0.02)
+
+
+def test_saved_plan_round_trips_and_records_its_origin(tmp_path: Path) -> None:
+    result = plan(md_scenario(25.0), {"ttft_p50_s": 1.0, "ttft_s": 1.0}, replications=2, workers=1,
+                  space=Space(hardware=["h100", "h200"], tp=[1]))  # fmt: skip
+    path = result.save(tmp_path / "p.json")
+    back = PlanResult.load(path)
+    assert back == result
+    doc = json.loads(path.read_text())
+    assert doc["model"] == "llama-3.1-8b" and doc["scenario"]["name"] == "md-c"
+    assert doc["agentsim_version"] and len(doc["source_sha256"]) == 64 and len(doc["seeds"]) == 10
 
 
 # --------------------------------------------------------------------------------------------- command line
@@ -219,7 +206,7 @@ def test_plan_stops_scaling_out_at_a_latency_floor() -> None:
 def test_cli_plan_json_and_out(tmp_path: Path) -> None:
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump(md_scenario(25.0)))
-    base = ["plan", str(scenario), "--slo", "ttft_p50_s=1", "--hardware", "h100,h200", "--tp", "1", "-r", "1"]
+    base = ["plan", str(scenario), "--slo", "ttft_p50_s=1", "--hardware", "h100,h200", "--tp", "1", "-r", "2"]
     runner = CliRunner()
     res = runner.invoke(app, [*base, "--json", "-w", "1", "--out", str(tmp_path / "p.parquet")])
     assert res.exit_code == 0, res.output
@@ -232,6 +219,38 @@ def test_cli_plan_json_and_out(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "h100" in res.output and "results:" in res.output
     assert json.loads((tmp_path / "p.json").read_text())["rows"][0]["replicas"] == 3
+    res = runner.invoke(app, [*base, "-w", "1", "--out", str(tmp_path / "p.json")])
+    assert res.exit_code == 2 and "--overwrite" in res.output  # an earlier plan is not replaced silently
+
+
+def test_cli_plan_at_80_columns_cuts_no_value_and_says_each_decision(tmp_path: Path) -> None:
+    """Without a terminal: a line per decided count (stderr), and at 80 columns every number of every row
+    appears whole (the table, or one block per candidate when it does not fit)."""
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(md_scenario(25.0)))
+    res = CliRunner().invoke(app, ["plan", str(scenario), "--slo", "ttft_p50_s=1", "--slo", "ttft_p99_s=2",
+                                   "--slo", "ttft_s=1", "--hardware", "h100,h200", "--tp", "1,2", "-r", "2", "-w",
+                                   "1", "--out", str(tmp_path / "p.json")], env={"COLUMNS": "80"})  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("replicas meets") >= 4  # one line per decided count, at least one per candidate
+    result = PlanResult.load(tmp_path / "p.json")
+    for line in res.stdout.splitlines():
+        assert len(line) <= 80 or line.startswith("results:"), line
+    for row in result.rows:
+        for k in result.slos:
+            e = row.slos[k]
+            for v in (e.value, e.lo, e.hi):
+                assert f"{v:.4g}" in res.stdout
+        assert f"{row.usd_per_hour:.4g}" in res.stdout
+
+
+def test_cli_plan_says_when_nothing_meets(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump(md_scenario(25.0)))
+    res = CliRunner().invoke(app, ["plan", str(scenario), "--slo", "ttft_p50_s=1e-6", "--tp", "1", "-r", "2",
+                                   "-w", "1", "--max-replicas", "4"])  # fmt: skip
+    assert res.exit_code == 3, res.output
+    assert "nothing meets the SLOs" in res.output
 
 
 @pytest.mark.parametrize(
@@ -243,6 +262,8 @@ def test_cli_plan_json_and_out(tmp_path: Path) -> None:
         (["--slo", "ttft_s=2", "--tp", "x"], "--tp"),
         (["--slo", "ttft_s=2", "--out", "plan.txt"], ".json, .parquet or .csv"),
         (["--slo", "ttft_s=2", "--rank", "cheap"], "--rank"),
+        (["--slo", "ttft_s=2", "--emit", "k8s"], "--emit"),
+        (["--slo", "ttft_s=2", "--topology", "2to1"], "prefill:decode ratio"),
     ],
 )
 def test_cli_plan_bad_input_exits_2(tmp_path: Path, extra: list[str], message: str) -> None:

@@ -3,19 +3,21 @@
 This module only builds the typer ``app`` and registers every command on it, in one place and in the order
 ``agentsim --help`` lists them; the commands live in one module per group: :mod:`~agentsim.cli.run` (run,
 validate, schema, example, catalog), :mod:`~agentsim.cli.results` (report, compare),
-:mod:`~agentsim.cli.planning` (sweep, plan), :mod:`~agentsim.cli.bench` (calibrate, fidelity) and
-:mod:`~agentsim.cli.trace` (the ``agentsim trace ...`` sub-app); :mod:`~agentsim.cli.common` holds what they
-share and :mod:`~agentsim.cli.console` the consoles and the one way to fail.
+:mod:`~agentsim.cli.planning` (sweep), :mod:`~agentsim.cli.plan` (plan), :mod:`~agentsim.cli.bench`
+(calibrate, fidelity) and :mod:`~agentsim.cli.trace` (the ``agentsim trace ...`` sub-app);
+:mod:`~agentsim.cli.common` holds what they share and :mod:`~agentsim.cli.console` the consoles and the one way
+to fail.
 
 Exit codes: 0 success; 2 bad input (the scenario, an override, an existing output directory), with the field
-path and the reason on stderr and no traceback; 1 a run that failed for another reason.
+path and the reason on stderr and no traceback; 1 a run that failed for another reason; 3 a plan in which
+nothing meets the SLOs.
 """
 
 from __future__ import annotations
 
 import typer
 
-from agentsim.cli import bench, planning, results, run
+from agentsim.cli import bench, plan, planning, results, run
 from agentsim.cli.trace import trace_app
 
 app = typer.Typer(
@@ -34,7 +36,7 @@ app.command("catalog")(run.catalog)
 app.command("report")(results.report)
 app.command("compare")(results.compare)
 app.command("sweep")(planning.sweep_cmd)
-app.command("plan")(planning.plan_cmd)
+app.command("plan")(plan.plan_cmd)
 app.add_typer(trace_app, name="trace")
 app.command("calibrate")(bench.calibrate_cmd)
 app.command("fidelity")(bench.fidelity_cmd)

@@ -1,13 +1,12 @@
-"""``agentsim sweep`` and ``agentsim plan``: many simulations of one scenario, on local processes or a Dask
-cluster. ``sweep`` runs a grid of parameter values with replications (resumable, written to sweep.parquet);
-``plan`` searches the fewest replicas of each hardware x tensor-parallel size that meet the SLOs.
+"""``agentsim sweep``: many simulations of one scenario, on local processes or a Dask cluster: a grid of
+parameter values with replications (resumable, written to sweep.parquet). ``agentsim plan`` is in
+:mod:`agentsim.cli.plan`.
 
 The planning modules (and Dask, through them) are imported inside the commands, not when the CLI loads.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +15,7 @@ import typer
 from rich.table import Table
 
 from agentsim import store
-from agentsim.cli.common import _csv_list, _fmt, _load
+from agentsim.cli.common import _fmt, _load
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
@@ -162,86 +161,3 @@ def sweep_cmd(
         title = f"{base.name}: {table.num_rows} points x {replications} replications (mean ± 95% CI)"
         out_console.print(_sweep_table(table, list(axes), title))
     out_console.print(f"results: {target / 'sweep.parquet'}", highlight=False, soft_wrap=True)
-
-
-def plan_cmd(
-    scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
-    slo: Annotated[
-        list[str] | None,
-        typer.Option(help="a target: ttft_p99_s=2, task_p95_s=900, tpot_mean_s=0.05, ttft_s=2 (with --attainment)"),
-    ] = None,
-    hardware: Annotated[str | None, typer.Option(help="candidate hardware, comma-separated")] = None,
-    tp: Annotated[str | None, typer.Option(help="candidate tensor-parallel sizes, comma-separated")] = None,
-    attainment: Annotated[float, typer.Option(help="fraction within a plain threshold (ttft_s=...)")] = 0.9,
-    max_replicas: Annotated[int, typer.Option(min=1, help="largest replica count to try")] = 256,
-    replications: Annotated[int, typer.Option("--replications", "-r", min=1, help="seeds per evaluation")] = 3,
-    rank: Annotated[str, typer.Option(help="rank by usd_per_hour or usd_per_mtok")] = "usd_per_hour",
-    workers: Annotated[int | None, typer.Option("--workers", "-w", help="local processes (default: all cores)")] = None,
-    dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler address, e.g. tcp://host:8786")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="save the result: .json, .parquet or .csv")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a base field: path=value")] = None,
-    seed: Annotated[int | None, typer.Option(help="override the base seed")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no table")] = False,
-) -> None:
-    """The fewest replicas of each hardware x tp that meet the SLOs, ranked by $/hour and $/Mtok."""
-    import yaml
-
-    from agentsim.planning.plan import plan as run_plan
-    from agentsim.planning.sweep import executor_session
-
-    base = _load(scenario, set_, seed)
-    slos: dict[str, float] = {}
-    for s in slo or []:
-        key, eq, raw = s.partition("=")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = None
-        if not eq or not isinstance(value, int | float) or isinstance(value, bool):
-            _fail(f"--slo {s!r}: expected name=seconds, e.g. ttft_p99_s=2")
-        slos[key.strip()] = float(value)
-    if not slos:
-        _fail("give at least one --slo, e.g. --slo ttft_p99_s=2")
-    if rank not in ("usd_per_hour", "usd_per_mtok"):
-        _fail(f"--rank must be usd_per_hour or usd_per_mtok, got {rank!r}")
-    if out is not None and out.suffix.lower() not in (".json", ".parquet", ".csv"):
-        _fail(f"--out {out}: use a .json, .parquet or .csv file")
-    hw = _csv_list(hardware, "--hardware")
-    tps = _csv_list(tp, "--tp", int)
-    show = not quiet and not as_json and sys.stderr.isatty()
-    try:
-        with executor_session(dask, workers) as (ex, n):
-            kwargs: dict[str, Any] = {
-                "hardware": hw, "tp": tps, "attainment": attainment, "max_replicas": max_replicas,
-                "replications": replications, "rank_by": rank, "executor": ex, "workers": n,
-            }  # fmt: skip
-            if show:
-                with err_console.status("planning") as status:
-                    result = run_plan(base, slos, progress=lambda m: status.update(f"trying {m}"), **kwargs)
-            else:
-                result = run_plan(base, slos, **kwargs)
-    except (ScenarioError, ValueError) as e:
-        _fail(str(e))
-    except (ImportError, OSError) as e:
-        _fail(str(e), 1)
-    if out is not None:
-        result.save(out)
-    if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
-    elif not quiet:
-        t = Table(title=f"{base.name}: fewest replicas meeting {', '.join(f'{k}={v:g}' for k, v in slos.items())}")
-        for c in ("rank", "hardware", "tp", "replicas", "GPUs", "$/hour", "$/Mtok out", "$/task", *slos, "status"):
-            t.add_column(c, justify="left" if c in ("hardware", "status") else "right")
-        r = 0
-        for row in result.rows:
-            r += row.status == "ok"
-            t.add_row(
-                str(r) if row.status == "ok" else "-", row.hardware, str(row.tp), _fmt(row.replicas), _fmt(row.gpus),
-                _fmt(row.usd_per_hour), _fmt(row.usd_per_mtok_output), _fmt(row.usd_per_task),
-                *(_fmt(row.stats.get(k)) for k in slos),
-                row.status if row.reason is None else f"{row.status}: {row.reason}",
-            )  # fmt: skip
-        out_console.print(t)
-    if out is not None:
-        (err_console if as_json else out_console).print(f"results: {out}", highlight=False, soft_wrap=True)

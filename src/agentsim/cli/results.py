@@ -19,7 +19,11 @@ from agentsim.cli.console import out_console
 
 def report(
     run_dir: Annotated[
-        Path, typer.Argument(help="a run directory (`agentsim run`) or a sweep directory (`agentsim sweep --out`)")
+        Path,
+        typer.Argument(
+            help="a run directory (`agentsim run`), a sweep directory (`agentsim sweep --out`) or a saved plan "
+            "(`agentsim plan --out plan.json`)"
+        ),
     ],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="where to write report.html and the PNGs (default: RUN_DIR)")
@@ -27,7 +31,19 @@ def report(
 ) -> None:
     """Write a self-contained report.html (figures embedded) and one PNG per figure (needs matplotlib and Jinja2).
 
-    A sweep directory (written by `agentsim sweep --out`, holding sweep.parquet) gets a sweep report instead."""
+    A sweep directory (written by `agentsim sweep --out`, holding sweep.parquet) gets a sweep report instead, and a
+    saved plan (`agentsim plan --out plan.json`) a plan report with its Pareto frontiers (plan.html beside it)."""
+    if run_dir.suffix.lower() == ".json" and run_dir.is_file():
+        from agentsim import report as rep
+
+        try:
+            if not rep.is_plan_file(run_dir):
+                _fail(f"{run_dir}: not a saved plan (agentsim plan --out plan.json)")
+            page = rep.write_plan_report(run_dir, out)
+        except rep.ReportError as e:
+            _fail(str(e))
+        out_console.print(f"report: {page}", highlight=False, soft_wrap=True)
+        return
     if (run_dir / "sweep.parquet").is_file():
         from agentsim import report as rep
 

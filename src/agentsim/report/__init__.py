@@ -33,6 +33,7 @@ from agentsim.report.data import RunData, SweepData, is_sweep_dir, load_run, loa
 from agentsim.report.errors import INSTALL_HINT, MissingDependencyError, ReportError, require_report_deps
 from agentsim.report.figures import Figure
 from agentsim.report.html import REPORT_FILE
+from agentsim.report.plan import is_plan_file, load_plan, plan_figures, write_plan_report
 from agentsim.report.run import render_run_html, run_figures, write_report
 from agentsim.report.sweep import render_sweep_html, sweep_figures, write_sweep_report
 
@@ -54,10 +55,13 @@ __all__ = [
     "compare_figures",
     "compare_rows",
     "compare_table",
+    "is_plan_file",
     "is_sweep_dir",
+    "load_plan",
     "load_run",
     "load_runs",
     "load_sweep",
+    "plan_figures",
     "render_compare_html",
     "render_run_html",
     "render_sweep_html",
@@ -66,6 +70,7 @@ __all__ = [
     "run_figures",
     "sweep_figures",
     "write_compare",
+    "write_plan_report",
     "write_report",
     "write_sweep_report",
 ]

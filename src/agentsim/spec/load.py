@@ -138,6 +138,25 @@ def validate_data(data: Any, source: str = "scenario") -> Scenario:
         raise ScenarioError(errors, source) from None
 
 
+def read_data(source: str | Path | Mapping[str, Any] | Scenario, *, name: str | None = None) -> Any:
+    """The raw data of a scenario (a YAML file, a mapping or a Scenario), not validated: what overrides and
+    plan candidates are applied to before validation. :class:`ScenarioError` if the file cannot be read."""
+    if isinstance(source, Scenario):
+        return source.model_dump(mode="json")
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = Path(source)
+    label = name or str(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ScenarioError([("", f"cannot read: {e.strerror or e}")], label) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ScenarioError([("", f"not valid YAML: {e}")], label) from None
+
+
 def load_scenario(
     source: str | Path | Mapping[str, Any] | Scenario,
     overrides: Iterable[str] = (),
@@ -147,23 +166,8 @@ def load_scenario(
     """A validated scenario from a YAML file, a mapping or a Scenario, with ``path=value`` overrides applied
     and validated like the file. Raises :class:`ScenarioError` naming each bad field; ``name`` labels the
     source in messages."""
-    label = name
-    if isinstance(source, Scenario):
-        data: Any = source.model_dump(mode="json")
-    elif isinstance(source, Mapping):
-        data = dict(source)
-    else:
-        path = Path(source)
-        label = label or str(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ScenarioError([("", f"cannot read: {e.strerror or e}")], label) from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ScenarioError([("", f"not valid YAML: {e}")], label) from None
-    label = label or "scenario"
+    data = read_data(source, name=name)
+    label = name or (str(source) if isinstance(source, str | Path) else "scenario")
     overrides = list(overrides)
     raw = copy.deepcopy(data)
     for o in overrides:

@@ -1,0 +1,227 @@
+"""What a plan found: one row per candidate deployment, its evaluations, the Pareto frontier, and the saved form.
+
+A row's ``status``: ``meets`` (``replicas`` is the fewest that meet every SLO at 95% confidence), ``marginal``
+(no count was confidently separated from the targets within the replication cap: the fewest counts that might
+meet are reported, flagged), ``infeasible`` (not even ``max_replicas`` meets, or more replicas stop helping) or
+``skipped`` (cannot run: ``reason``).
+
+The saved plan (``.json``) records everything needed to reproduce and audit it: the scenario (as given, with
+its overrides), the SLOs and settings, the seeds, the agentsim version and source digest, and per candidate
+every evaluation with its intervals; :meth:`PlanResult.load` reads it back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from agentsim.files import atomic_path, write_text
+
+Status = Literal["meets", "marginal", "infeasible", "skipped"]
+
+COSTS = ("usd_per_hour", "usd_per_mtok_output", "usd_per_task")
+SPEEDS = ("tokens_per_s_per_user", "task_p95_s", "output_tokens_per_s")
+
+
+@dataclass
+class SloEstimate:
+    """One SLO at one replica count: the pooled statistic, its 95% interval and the decision."""
+
+    value: float | None
+    lo: float | None
+    hi: float | None
+    decision: str
+
+
+@dataclass
+class Evaluation:
+    """One replica count tried for a candidate: replications, run length, each SLO's estimate, the decision,
+    the mean cost and speed figures over the replications."""
+
+    replicas: int
+    replications: int
+    horizon_s: float
+    decision: str
+    slos: dict[str, SloEstimate]
+    usd_per_hour: float | None = None
+    usd_per_mtok_output: float | None = None
+    usd_per_task: float | None = None
+    tokens_per_s_per_user: float | None = None
+    task_p95_s: float | None = None
+    output_tokens_per_s: float | None = None
+    screening: bool = False
+
+
+@dataclass
+class PlanRow:
+    """A candidate deployment and what the search found for it (module docstring for ``status``)."""
+
+    label: str
+    model: str
+    hardware: str
+    tp: int
+    pp: int
+    parallel: str
+    precision: str
+    kv_precision: str | None
+    max_num_seqs: int
+    preset: str | None
+    topology: str
+    gpus_per_replica: int
+    status: Status
+    reason: str | None = None
+    lower_bound: int | None = None
+    replicas: int | None = None
+    gpus: int | None = None
+    usd_per_hour: float | None = None
+    usd_per_mtok_output: float | None = None
+    usd_per_task: float | None = None
+    tokens_per_s_per_user: float | None = None
+    task_p95_s: float | None = None
+    slos: dict[str, SloEstimate] = field(default_factory=dict)
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+    @property
+    def stats(self) -> dict[str, float | None]:
+        """Each SLO's pooled statistic at the answer (or at the last count tried)."""
+        return {k: v.value for k, v in self.slos.items()}
+
+
+@dataclass
+class PlanResult:
+    """The ranked candidates (``rows``, best first), the settings, and where the plan came from."""
+
+    slos: dict[str, float]
+    attainment: float
+    replications: int
+    max_replications: int
+    max_replicas: int
+    seeds: list[int]
+    rows: list[PlanRow]
+    scenario: dict[str, Any] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    model: str = ""
+    agentsim_version: str = ""
+    source_sha256: str = ""
+    wall_s: float | None = None
+    simulations: int = 0
+
+    @property
+    def answer(self) -> PlanRow | None:
+        """The cheapest candidate that meets every SLO at 95% confidence, if any."""
+        return next((r for r in self.rows if r.status == "meets"), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (infinite values as the strings ``"inf"``, ``"-inf"``)."""
+        return _json_safe(asdict(self))  # type: ignore[no-any-return]
+
+    def to_table(self) -> pa.Table:
+        """One row per candidate, best first; ``rank`` is null for candidates that do not meet the SLOs. Each SLO
+        gets its statistic and interval columns (``<key>``, ``<key>.lo``, ``<key>.hi``)."""
+        cols: dict[str, list[Any]] = {k: [] for k in ("rank", "label", "model", "hardware", "tp", "pp", "parallel",
+                                                      "precision", "kv_precision", "max_num_seqs", "preset",
+                                                      "topology", "gpus_per_replica", "status", "lower_bound",
+                                                      "replicas", "gpus", *COSTS, "tokens_per_s_per_user",
+                                                      "task_p95_s")}  # fmt: skip
+        for k in self.slos:
+            cols[k], cols[f"{k}.lo"], cols[f"{k}.hi"] = [], [], []
+        cols["reason"] = []
+        rank = 0
+        for row in self.rows:
+            rank += row.status == "meets"
+            cols["rank"].append(rank if row.status == "meets" else None)
+            for k in cols:
+                if k in ("rank",) or k in self.slos or k.endswith((".lo", ".hi")):
+                    continue
+                cols[k].append(getattr(row, k))
+            for k in self.slos:
+                e = row.slos.get(k)
+                cols[k].append(None if e is None else e.value)
+                cols[f"{k}.lo"].append(None if e is None else e.lo)
+                cols[f"{k}.hi"].append(None if e is None else e.hi)
+        ints = ("rank", "tp", "pp", "max_num_seqs", "gpus_per_replica", "lower_bound", "replicas", "gpus")
+        floats = (*COSTS, "tokens_per_s_per_user", "task_p95_s")
+        arrays = {}
+        for k, v in cols.items():
+            if k in ints:
+                arrays[k] = pa.array(v, type=pa.int64())
+            elif k in floats or k in self.slos or k.endswith((".lo", ".hi")):
+                arrays[k] = pa.array(v, type=pa.float64())
+            else:
+                arrays[k] = pa.array(v, type=pa.string())
+        return pa.table(arrays)
+
+    def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
+        """Write the full result (``.json``, reloadable with :meth:`load`) or the table (``.parquet``,
+        ``.csv``), atomically."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            write_text(path, json.dumps(self.to_dict(), indent=2) + "\n", overwrite=overwrite)
+        elif suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            with atomic_path(path, overwrite=overwrite) as tmp:
+                pq.write_table(self.to_table(), tmp)
+        elif suffix == ".csv":
+            import pyarrow.csv as pcsv
+
+            with atomic_path(path, overwrite=overwrite) as tmp:
+                pcsv.write_csv(self.to_table(), tmp)
+        else:
+            raise ValueError(f"{path}: save as .json, .parquet or .csv")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PlanResult:
+        """A plan saved as ``.json`` by :meth:`save`."""
+        doc = _json_back(json.loads(Path(path).read_text()))
+        rows = []
+        for r in doc.pop("rows"):
+            r["slos"] = {k: SloEstimate(**v) for k, v in r["slos"].items()}
+            evs = []
+            for e in r.pop("evaluations"):
+                e["slos"] = {k: SloEstimate(**v) for k, v in e["slos"].items()}
+                evs.append(Evaluation(**e))
+            rows.append(PlanRow(**r, evaluations=evs))
+        return cls(**doc, rows=rows)
+
+
+def frontier(points: list[tuple[float, float]], *, lower_x: bool = True, higher_y: bool = True) -> list[bool]:
+    """Which of ``points`` are Pareto-optimal: no other point is at least as good on both axes and better on
+    one (``lower_x``: a smaller x is better; ``higher_y``: a larger y is better)."""
+    x = np.array([p[0] for p in points], dtype=float) * (1 if lower_x else -1)
+    y = np.array([p[1] for p in points], dtype=float) * (-1 if higher_y else 1)
+    out = []
+    for i in range(len(points)):
+        dominated = (x <= x[i]) & (y <= y[i]) & ((x < x[i]) | (y < y[i]))
+        out.append(bool(np.isfinite(x[i]) and np.isfinite(y[i]) and not dominated.any()))
+    return out
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return "inf" if x > 0 else ("-inf" if x < 0 else None)
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def _json_back(x: Any) -> Any:
+    if x == "inf":
+        return math.inf
+    if x == "-inf":
+        return -math.inf
+    if isinstance(x, dict):
+        return {k: _json_back(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_back(v) for v in x]
+    return x

@@ -1,0 +1,402 @@
+"""The search: for each candidate, the fewest replicas that meet every SLO at 95% confidence.
+
+1. **Bound.** Each runnable candidate starts at its analytic lower bound (:mod:`agentsim.planning.plan.bounds`):
+   counts below it cannot keep up, so they are never simulated.
+2. **Bracket.** From the bound, counts grow geometrically (x1.5, at least +1) until one meets; then bisection
+   between the last count that failed (or the bound) and the first that met. Meeting the SLOs is monotone in the
+   replica count for any sane cluster, so this finds the fewest.
+3. **Short runs first.** Every count is first simulated on a short horizon (``screen`` of the measured window,
+   default a quarter) with ``replications`` seeds. A confident *fail* there settles it: a queue that already
+   misses its targets early does not recover later. Anything else is simulated at the scenario's full horizon.
+4. **Replications until separated.** At full length, an SLO whose interval straddles its target (``marginal``)
+   gets two more seeds at a time, up to ``max_replications``; a count still marginal then is not confidently
+   meeting, and the search moves on as if it failed (the row says ``marginal`` if nothing above it met either).
+5. **Latency floors.** When doubling the replicas improves none of the failing statistics by more than
+   ``plateau`` (2%), more replicas do not help (a single long prefill longer than the TTFT target, say): the
+   candidate is ``infeasible`` at once instead of searching up to ``max_replicas``.
+
+All candidates advance together: each round submits every pending count's runs to the executor at once (local
+processes, or a Dask cluster). Every candidate uses the same seeds (common random numbers), so their
+differences are not noise of different draws.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from agentsim import spec
+from agentsim._version import __version__
+from agentsim.errors import ScenarioError
+from agentsim.planning.plan import space as sp
+from agentsim.planning.plan.bounds import lower_bound
+from agentsim.planning.plan.confidence import Decision, Estimate, combine, estimate
+from agentsim.planning.plan.result import Evaluation, PlanResult, PlanRow, SloEstimate
+from agentsim.planning.plan.slo import Sample, Slo, parse_slo, sample, values
+from agentsim.planning.sweep import map_unordered, open_executor, replication_seeds
+
+ProgressFn = Callable[[str], None]
+"""``progress(line)``: one line per evaluation decided (and per round started)."""
+
+SUMMARY_KEYS = ("usd_per_hour", "usd_per_mtok_output", "usd_per_task", "output_tokens_per_s")
+
+
+def evaluate(scenario_json: str, seed: int, slos: Sequence[tuple[str, float]], horizon_s: float) -> dict[str, Any]:
+    """Worker: simulate the scenario (JSON) with ``seed`` up to ``horizon_s``; return each SLO's
+    :class:`~agentsim.planning.plan.slo.Sample`, the cost fields and the speed figures. Top-level, so
+    executors can pickle it."""
+    from agentsim import api
+
+    data = json.loads(scenario_json)
+    data["seed"] = seed
+    data["horizon_s"] = horizon_s
+    data["sample_interval_s"] = min(float(data.get("sample_interval_s", horizon_s)), horizon_s)
+    scenario = api.validate_data(data, "plan run")
+    r = api.run(scenario)
+    samples = {}
+    for key, target in slos:
+        s = parse_slo(key, target)
+        samples[key] = sample(s, values(s, r.scenario, r.calls, r.tasks))
+    summary = {k: r.summary.get(k) for k in SUMMARY_KEYS}
+    tpot = (r.summary.get("tpot_s") or {}).get("mean")
+    summary["tokens_per_s_per_user"] = 1.0 / tpot if tpot else None
+    summary["task_p95_s"] = _task_p95(r.scenario, r.tasks)
+    return {"samples": samples, "summary": summary}
+
+
+def _task_p95(scenario: spec.Scenario, tasks: Any) -> float | None:
+    """The 95th percentile of the durations of the window's finished tasks."""
+    from agentsim.analysis.metrics import col
+
+    start = col(tasks, "start_s")
+    done = col(tasks, "done_s")
+    w = (start >= scenario.warmup_s) & ~np.isnan(done)
+    d = (done - start)[w]
+    return float(np.percentile(d, 95)) if d.size else None
+
+
+@dataclass
+class _Cand:
+    row: PlanRow
+    cand: sp.Candidate
+    lo: int  # every count <= lo fails (or is below the bound)
+    hi: int | None = None  # the fewest count known to meet
+    pending: int | None = None
+    stage: Literal["screen", "full"] = "screen"
+    reps: int = 0
+    samples: dict[int, list[dict[str, Sample]]] = field(default_factory=dict)
+    summaries: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    tried: dict[int, Evaluation] = field(default_factory=dict)
+    done: bool = False
+
+
+def _next_up(n: int) -> int:
+    return max(n + 1, math.ceil(n * 1.5))
+
+
+def _mean(xs: Sequence[float | None]) -> float | None:
+    vals = [float(x) for x in xs if x is not None]
+    if not vals or len(vals) < len(xs):
+        return None
+    return math.inf if any(math.isinf(v) for v in vals) else math.fsum(vals) / len(vals)
+
+
+def _est(e: Estimate) -> SloEstimate:
+    return SloEstimate(e.value, e.lo, e.hi, e.decision)
+
+
+def plan(
+    base: spec.Scenario | Mapping[str, Any],
+    slos: Mapping[str, float],
+    *,
+    space: sp.Space | None = None,
+    overrides: Sequence[str] = (),
+    hardware: Sequence[str] | None = None,
+    tp: Sequence[int] | None = None,
+    attainment: float = 0.9,
+    max_replicas: int = 256,
+    replications: int = 3,
+    max_replications: int = 10,
+    screen: float = 0.25,
+    rank_by: Literal["usd_per_hour", "usd_per_mtok"] = "usd_per_hour",
+    plateau: float | None = 0.02,
+    executor: Any = None,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> PlanResult:
+    """The fewest replicas of each candidate deployment meeting every SLO at 95% confidence, ranked by cost.
+
+    ``base`` is a scenario or its raw data; ``overrides`` (``path=value``) are applied to it together with each
+    candidate's axis values before validation. ``space`` restricts or extends the axes (``hardware`` and ``tp``
+    are shortcuts for its two most used ones). See the package and module docstrings for the rest."""
+    from agentsim.api import source_digest
+    from agentsim.catalog import load_catalog
+    from agentsim.resolve import resolve
+
+    wall0 = time.perf_counter()
+    if not slos:
+        raise ValueError("give at least one SLO")
+    parsed = [parse_slo(k, v) for k, v in slos.items()]
+    if not 0 < attainment <= 1:
+        raise ValueError(f"attainment must be in (0, 1], got {attainment}")
+    if max_replicas < 1:
+        raise ValueError(f"max_replicas must be >= 1, got {max_replicas}")
+    if not 1 <= replications <= max_replications:
+        raise ValueError(f"need 1 <= replications ({replications}) <= max_replications ({max_replications})")
+    if not 0 < screen <= 1:
+        raise ValueError(f"screen must be in (0, 1], got {screen}")
+    data = base.model_dump(mode="json") if isinstance(base, spec.Scenario) else dict(base)
+    sp_ = space or sp.Space()
+    if hardware is not None or tp is not None:
+        sp_ = sp.Space(**{**sp_.__dict__, **({"hardware": hardware} if hardware else {}), **({"tp": tp} if tp else {})})
+    packaged = load_catalog()
+    moe = {k: m.is_moe for k, m in packaged.models.items()}
+    has_presets = "preset" in spec.EngineSpec.model_fields
+    cands = sp.candidates(data, overrides, sp_, moe, has_presets)
+    if not cands:
+        raise ValueError("the search space is empty")
+    seed0 = int(data.get("seed", 0)) if not isinstance(base, spec.Scenario) else base.seed
+    seeds = replication_seeds(seed0, max_replications)
+    slo_args = [(s.key, s.target) for s in parsed]
+
+    rows: list[PlanRow] = []
+    work: list[_Cand] = []
+    horizon = warmup = 0.0
+    for c in cands:
+        row = PlanRow(c.label, c.model, c.hardware, c.tp, c.pp, c.parallel, c.precision, c.kv_precision,
+                      c.max_num_seqs, c.preset, c.topology, c.gpus_per_replica, "meets")  # fmt: skip
+        rows.append(row)
+        minimum = sp.min_total(c.topology)
+        try:
+            scenario = sp.validate(c, minimum, f"candidate {c.label}")
+            resolved = resolve(scenario, packaged)
+        except ScenarioError as e:
+            row.status = "skipped"
+            row.reason = "; ".join(m for _, m in e.errors)
+            continue
+        horizon, warmup = scenario.horizon_s, scenario.warmup_s
+        targets = [0, 1] if c.topology != "aggregated" else [0]
+        bound = lower_bound(resolved, targets, parsed, minimum)
+        row.lower_bound = bound.replicas
+        if bound.replicas > max_replicas:
+            row.status = "infeasible"
+            row.reason = f"the analytic bound needs {bound.replicas} replicas > max_replicas ({max_replicas})"
+            continue
+        work.append(_Cand(row, c, lo=bound.replicas - 1, pending=bound.replicas))
+    short = warmup + screen * (horizon - warmup)
+    simulations = 0
+
+    with open_executor(executor, workers) as ex:
+        while True:
+            active = [w for w in work if not w.done and w.pending is not None]
+            if not active:
+                break
+            jobs: list[tuple[str, int, list[tuple[str, float]], float]] = []
+            owners: list[tuple[_Cand, int]] = []
+            for w in active:
+                assert w.pending is not None
+                js = json.dumps(sp.with_replicas(w.cand, w.pending), sort_keys=True)
+                length = short if w.stage == "screen" and short < horizon else horizon
+                have = len(w.samples.get(w.pending, [])) if w.stage == "full" else 0
+                want = replications if have == 0 else min(max_replications, have + 2)
+                for r in range(have, want):
+                    jobs.append((js, seeds[r], slo_args, length))
+                    owners.append((w, r))
+            if progress is not None:
+                progress(f"round: {len(jobs)} runs for " + ", ".join(f"{w.row.label} x{w.pending}" for w in active))
+            results: list[dict[str, Any]] = [{}] * len(jobs)
+            for i, res in map_unordered(evaluate, jobs, ex):
+                results[i] = res
+            simulations += len(jobs)
+            batch: dict[int, list[dict[str, Any]]] = {}
+            for (w, _), res in zip(owners, results, strict=True):
+                batch.setdefault(id(w), []).append(res)
+            for w in active:
+                _advance(w, batch.get(id(w), []), parsed, attainment, max_replications, max_replicas, plateau,
+                         short if w.stage == "screen" and short < horizon else horizon, horizon, progress)  # fmt: skip
+
+    ranked = _rank(rows, rank_by)
+    return PlanResult(
+        slos=dict(slos),
+        attainment=attainment,
+        replications=replications,
+        max_replications=max_replications,
+        max_replicas=max_replicas,
+        seeds=seeds,
+        rows=ranked,
+        scenario=data,
+        overrides=list(overrides),
+        model=cands[0].model,
+        agentsim_version=__version__,
+        source_sha256=source_digest(),
+        wall_s=time.perf_counter() - wall0,
+        simulations=simulations,
+    )
+
+
+def _advance(
+    w: _Cand,
+    results: list[dict[str, Any]],
+    slos: Sequence[Slo],
+    attainment: float,
+    max_replications: int,
+    max_replicas: int,
+    plateau: float | None,
+    length: float,
+    horizon: float,
+    progress: ProgressFn | None,
+) -> None:
+    n = w.pending
+    assert n is not None
+    screening = w.stage == "screen" and length < horizon
+    if screening:
+        samples = [r["samples"] for r in results]
+        summaries = [r["summary"] for r in results]
+    else:
+        w.samples.setdefault(n, []).extend(r["samples"] for r in results)
+        w.summaries.setdefault(n, []).extend(r["summary"] for r in results)
+        samples, summaries = w.samples[n], w.summaries[n]
+    ests = {s.key: estimate(s, [x[s.key] for x in samples], attainment) for s in slos}
+    decision: Decision = combine([e.decision for e in ests.values()])
+    ev = Evaluation(
+        replicas=n,
+        replications=len(samples),
+        horizon_s=length,
+        decision=decision,
+        slos={k: _est(e) for k, e in ests.items()},
+        screening=screening,
+        **{k: _mean([s.get(k) for s in summaries]) for k in (*SUMMARY_KEYS, "tokens_per_s_per_user", "task_p95_s")},
+    )
+    if screening:
+        if decision == "fails":
+            w.row.evaluations.append(ev)
+            _say(progress, w, ev)
+            _step(w, n, met=False, ev=ev, slos=slos, plateau=plateau, max_replicas=max_replicas, progress=progress)
+        else:
+            w.stage = "full"  # not settled by the short runs: simulate the full horizon
+        return
+    if decision == "marginal" and len(samples) < max_replications:
+        return  # more seeds at this count next round
+    w.row.evaluations.append(ev)
+    w.tried[n] = ev
+    _say(progress, w, ev)
+    _step(w, n, met=decision == "meets", ev=ev, slos=slos, plateau=plateau, max_replicas=max_replicas,
+          progress=progress)  # fmt: skip
+
+
+def _step(
+    w: _Cand,
+    n: int,
+    *,
+    met: bool,
+    ev: Evaluation,
+    slos: Sequence[Slo],
+    plateau: float | None,
+    max_replicas: int,
+    progress: ProgressFn | None,
+) -> None:
+    """Record the outcome at ``n`` and choose the next count (or finish)."""
+    w.stage = "screen"
+    if met:
+        w.hi = n
+    else:
+        prev = [e for e in w.row.evaluations[:-1] if 2 * e.replicas <= n]  # at most half as many
+        w.lo = max(w.lo, n)
+        if w.hi is None and plateau is not None and prev and _flat(slos, prev[-1], ev, plateau):
+            _finish(w, None, f"more replicas do not help: from {prev[-1].replicas} to {n} replicas "
+                    + ", ".join(f"{k} {_fmt(prev[-1].slos[k].value)} -> {_fmt(e.value)}"
+                                for k, e in ev.slos.items() if e.decision != "meets"))  # fmt: skip
+            return
+    if w.hi is None:
+        if n >= max_replicas:
+            _finish(w, None, f"{max_replicas} replicas do not meet the SLOs")
+            return
+        w.pending = min(max_replicas, _next_up(n))
+        return
+    if w.hi - w.lo <= 1:
+        _finish(w, w.hi, None)
+        return
+    w.pending = (w.lo + w.hi) // 2
+
+
+def _flat(slos: Sequence[Slo], before: Evaluation, after: Evaluation, plateau: float) -> bool:
+    """No failing SLO statistic improved by more than ``plateau`` between two counts (both finite)."""
+    failing = [s for s in slos if after.slos[s.key].decision != "meets"]
+    if not failing:
+        return False
+    for s in failing:
+        a, b = before.slos[s.key].value, after.slos[s.key].value
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+            return False
+        if (b > a * (1 + plateau)) if s.stat is None else (b < a * (1 - plateau)):
+            return False
+    return True
+
+
+def _finish(w: _Cand, found: int | None, reason: str | None) -> None:
+    w.done = True
+    w.pending = None
+    row = w.row
+    if found is None:
+        marginal = [e for e in w.tried.values() if e.decision == "marginal"]
+        row.status = "marginal" if marginal else "infeasible"
+        pick = min(marginal, key=lambda e: e.replicas) if marginal else (row.evaluations[-1] if row.evaluations
+                                                                          else None)
+        if marginal:
+            reason = (f"no count met the SLOs at 95% confidence within {pick.replications} replications; "
+                      f"{pick.replicas} replicas might") if pick else reason  # fmt: skip
+        row.reason = reason
+        if pick is not None:
+            row.slos = pick.slos
+            if marginal:
+                _fill(row, pick)
+        return
+    ev = w.tried[found]
+    _fill(row, ev)
+    row.status = "meets"
+
+
+def _fill(row: PlanRow, ev: Evaluation) -> None:
+    row.replicas = ev.replicas
+    row.gpus = ev.replicas * row.gpus_per_replica
+    row.usd_per_hour = ev.usd_per_hour
+    row.usd_per_mtok_output = ev.usd_per_mtok_output
+    row.usd_per_task = ev.usd_per_task
+    row.tokens_per_s_per_user = ev.tokens_per_s_per_user
+    row.task_p95_s = ev.task_p95_s
+    row.slos = ev.slos
+
+
+def _say(progress: ProgressFn | None, w: _Cand, ev: Evaluation) -> None:
+    if progress is None:
+        return
+    parts = []
+    for k, e in ev.slos.items():
+        ci = "" if e.lo is None else f" [{_fmt(e.lo)}, {_fmt(e.hi)}]"
+        parts.append(f"{k} {_fmt(e.value)}{ci}")
+    kind = "short" if ev.screening else f"{ev.replications} runs"
+    progress(f"{w.row.label}: {ev.replicas} replicas {ev.decision} ({kind}; {'; '.join(parts)})")
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _inf(x: float | None) -> float:
+    return math.inf if x is None else x
+
+
+def _rank(rows: list[PlanRow], rank_by: str) -> list[PlanRow]:
+    ok = [r for r in rows if r.status == "meets"]
+    if rank_by == "usd_per_mtok":
+        ok.sort(key=lambda r: (_inf(r.usd_per_mtok_output), _inf(r.usd_per_hour)))
+    else:
+        ok.sort(key=lambda r: (_inf(r.usd_per_hour), _inf(r.usd_per_mtok_output)))
+    order = ("marginal", "infeasible", "skipped")
+    return ok + [r for s in order for r in rows if r.status == s]
