@@ -188,6 +188,7 @@ def fit_cmd(
         highlight=False,
         soft_wrap=True,
     )
+    _out.print(f"why {fitted.profile.kind}: {fitted.reason}", highlight=False, soft_wrap=True)
 
 
 @trace_app.command("export")
