@@ -267,10 +267,10 @@ def _consistent(rows: list[dict[str, object]], tasks: list[TraceTask], block: in
 
 
 @pytest.mark.parametrize("block", [16, 64, 512, 1000])
-def test_agentic_export_is_prefix_consistent(block: int, tmp_path: Path) -> None:
+def test_agentic_v1_export_is_prefix_consistent(block: int, tmp_path: Path) -> None:
     src = REPO / "traces" / "deep-research-100.parquet"
     out = tmp_path / "a.jsonl"
-    r = export_trace("mooncake-agentic", src, out, block_size_tokens=block)
+    r = export_trace("mooncake-agentic-v1", src, out, block_size_tokens=block)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     tasks = list(read_trace(src))
     assert r.rows == len(rows) == sum(len(t.call_ids) for t in tasks)
@@ -325,13 +325,13 @@ def test_export_rehashes_mooncake_hashes(tmp_path: Path) -> None:
                     assert shared == common
 
 
-def test_plain_export_of_a_closed_loop_trace_estimates_send_times(tmp_path: Path) -> None:
+def test_open_loop_plain_export_estimates_send_times(tmp_path: Path) -> None:
     calls = (CallTemplate(100, 10), CallTemplate(200, 10, (0,), 2.5, 0))
     tasks = [trace_task(TaskTemplate("w", calls), 0, 1.0, 0), trace_task(TaskTemplate("w", calls), 1, 2.0, 2)]
     src = tmp_path / "t.parquet"
     write_trace(src, tasks)
     out = tmp_path / "m.jsonl"
-    export_trace("mooncake", src, out, block_size_tokens=64)
+    export_trace("mooncake", src, out, block_size_tokens=64, open_loop=True)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     # Instant service: call 1 goes out 2.5 s after call 0; rows sorted by time across tasks.
     assert [r["timestamp"] for r in rows] == [1000, 2000, 3500, 4500]

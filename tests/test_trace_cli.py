@@ -73,6 +73,8 @@ def test_import_stats_fit_generate_export(tmp_path: Path) -> None:
         jl = tmp_path / f"{fmt}.jsonl"
         code, stdout, _ = _run("export", fmt, str(gen), "--out", str(jl), "--block-size", "64")
         rows = [json.loads(x) for x in jl.read_text().splitlines()]
+        if fmt == "mooncake-agentic":  # version 2: a header line first
+            assert rows.pop(0)["schema"] == "dynamo.agentic_mooncake"
         assert code == 0 and len(rows) == calls and all(len(r["hash_ids"]) == -(-r["input_length"] // 64) for r in rows)
 
 
