@@ -50,7 +50,8 @@ integers by the task factory.
 **The profile file** (``agentsim trace fit PATH --out profile.yaml``) is a YAML mapping
 ``{profile: <profile>, arrivals: <arrivals>}``, each validated as the scenario's profile and arrival
 specs (so either part can be pasted into a scenario's ``workload`` entry), preceded by comments naming the
-source trace and its statistics. :func:`load_profile_file` reads it back (a bare profile mapping is accepted
+source trace, the profile kind chosen and why (:attr:`FittedProfile.reason`, also printed by the CLI) and the
+trace's statistics. :func:`load_profile_file` reads it back (a bare profile mapping is accepted
 too, with no arrivals).
 """
 
