@@ -53,21 +53,29 @@ def test_import_stats_fit_generate_export(tmp_path: Path) -> None:
 
     prof = tmp_path / "p.yaml"
     code, stdout, _ = _run("fit", str(out), "--out", str(prof))
-    assert code == 0 and "fitted a fixed profile" in stdout
+    # Every prompt starts with block 1 (a shared 512-token system prompt), no prompt extends another: an agent
+    # profile of one-call sessions with that system prompt, and the reason printed and written.
+    assert code == 0 and "fitted an agent profile" in stdout and "why agent" in stdout
+    assert "# profile kind: agent" in prof.read_text()
     doc = yaml.safe_load(prof.read_text())
+    assert doc["profile"]["system_prompt_tokens"] == {"kind": "constant", "value": 512.0}
     assert set(doc) == {"profile", "arrivals"} and doc["arrivals"]["kind"] == "gamma"
     assert prof.read_text().startswith("# agentsim profile fitted")
 
     gen = tmp_path / "g.parquet"
     code, stdout, _ = _run("generate", str(prof), "--tasks", "25", "--seed", "3", "--out", str(gen))
-    assert code == 0 and "generated 25 tasks (25 calls) of p" in stdout
+    # The 40 requests repeat 3 prompts: 3 sessions of ~13 turns, so 25 sessions make ~330 calls.
+    calls = pq.read_table(gen).num_rows
+    assert code == 0 and f"generated 25 tasks ({calls} calls) of p" in stdout and calls > 25
     assert read_trace_meta(gen).source == f"generated:{prof}:seed=3"
 
     for fmt in ("mooncake", "mooncake-agentic"):
         jl = tmp_path / f"{fmt}.jsonl"
         code, stdout, _ = _run("export", fmt, str(gen), "--out", str(jl), "--block-size", "64")
         rows = [json.loads(x) for x in jl.read_text().splitlines()]
-        assert code == 0 and len(rows) == 25 and all(len(r["hash_ids"]) == -(-r["input_length"] // 64) for r in rows)
+        if fmt == "mooncake-agentic":  # version 2: a header line first
+            assert rows.pop(0)["schema"] == "dynamo.agentic_mooncake"
+        assert code == 0 and len(rows) == calls and all(len(r["hash_ids"]) == -(-r["input_length"] // 64) for r in rows)
 
 
 def test_generate_builtin_needs_a_rate(tmp_path: Path) -> None:

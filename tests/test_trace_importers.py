@@ -267,8 +267,8 @@ def test_aiperf_turn_order_and_block_header(tmp_path: Path) -> None:
         import_trace("aiperf", src, tmp_path / "o.parquet")
     src.write_text('{"block_size": 16}\n{"input_length": 10, "output_length": 1}\n')
     with pytest.raises(BadInputError, match="differs from the import's block size"):
-        import_trace("aiperf", src, tmp_path / "o.parquet")
-    import_trace("aiperf", src, tmp_path / "o.parquet", block_size_tokens=16)
+        import_trace("aiperf", src, tmp_path / "o.parquet", block_size_tokens=512)
+    import_trace("aiperf", src, tmp_path / "o.parquet")  # without one given, the header's block size is used
     assert read_trace_meta(tmp_path / "o.parquet").block_size_tokens == 16
 
 

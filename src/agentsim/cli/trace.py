@@ -188,23 +188,39 @@ def fit_cmd(
         highlight=False,
         soft_wrap=True,
     )
+    _out.print(f"why {fitted.profile.kind}: {fitted.reason}", highlight=False, soft_wrap=True)
 
 
 @trace_app.command("export")
 def export_cmd(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="mooncake-agentic | mooncake")],
+    fmt: Annotated[
+        str, typer.Argument(metavar="FORMAT", help="mooncake-agentic (Dynamo v2) | mooncake-agentic-v1 | mooncake")
+    ],
     src: Annotated[Path, typer.Argument(metavar="IN", help="canonical trace (.parquet)")],
     out: _OUT,
     block_size: Annotated[int, typer.Option(help="tokens per hash block in the output", min=1)] = 512,
+    open_loop: Annotated[
+        bool,
+        typer.Option(
+            "--open-loop",
+            help="mooncake: a timestamp on every row (instant answers assumed) instead of sessions and delays",
+        ),
+    ] = False,
+    model: Annotated[
+        str | None, typer.Option(help="mooncake-agentic: model named on every row (default: the workload label)")
+    ] = None,
     overwrite: _OVERWRITE = False,
 ) -> None:
-    """Write a trace as JSONL for other tools: Dynamo's agentic Mooncake, or plain Mooncake."""
+    """Write a trace as JSONL for other tools: Dynamo's agentic Mooncake (v2, or the older v1 rows), or plain
+    Mooncake with sessions and delays (AIPerf's mooncake_trace)."""
     from agentsim.traces.export import EXPORT_FORMATS, export_trace
 
     if fmt not in EXPORT_FORMATS:
         _fail(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
     try:
-        r = export_trace(fmt, src, out, block_size_tokens=block_size, overwrite=overwrite)
+        r = export_trace(
+            fmt, src, out, block_size_tokens=block_size, overwrite=overwrite, open_loop=open_loop, model=model
+        )
     except TraceError as e:
         _fail(str(e))
     _out.print(f"exported {r.rows:,} calls of {r.tasks:,} tasks as {fmt} -> {out}", highlight=False, soft_wrap=True)

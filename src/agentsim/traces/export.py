@@ -1,18 +1,33 @@
 """Exporters: canonical traces into formats other tools replay, so the same workload runs side by side.
 
-Two formats, both JSONL with one row per call:
+Three formats, all JSONL with one row per call:
 
-* ``mooncake``: the plain Mooncake trace (what Mooncake, AIPerf ``mooncake_trace`` and most simulators read):
-  ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids``. It has no dependencies, so every
-  call needs a send time: its ``release_s`` when the trace has one, else the earliest time it could be sent
-  if the serving system answered instantly (its dependencies' send times plus its gap). Rows are sorted by
-  timestamp.
-* ``mooncake-agentic``: the agentic Mooncake dialect of NVIDIA Dynamo (``AgenticMooncakeRow``, read by its
-  replay and aisimulate): ``request_id``, ``session_id``, ``input_length``, ``output_length``, ``hash_ids``;
-  ``timestamp`` (ms, open-loop start) on each call that waits for nothing (a task's first call);
-  ``wait_for`` (the request ids it depends on) and ``tool_wait_ms`` (its ``gap_s``, waited after the last
-  dependency completes) on the others. Request ids are the trace's call ids, session ids its task ids
-  (as strings). Rows are in trace order (tasks by start, calls in topological order).
+* ``mooncake``: the plain Mooncake trace as AIPerf's ``mooncake_trace`` loader reads it (and Mooncake's own
+  tools, for single-call tasks): ``input_length``, ``output_length``, ``hash_ids``. A single-call task is a
+  row with its send time ``timestamp`` (ms). A multi-call task is a **session** (``session_id``: the task id,
+  as a string): its first call carries ``timestamp`` (ms, the open-loop start), every later call ``delay``
+  (ms, the wait before sending it once the previous turn has been answered: its ``gap_s``), so a closed-loop
+  client waits for each answer, as the traced agent did. Times are whole milliseconds (AIPerf reads integers).
+  A session is a list of turns, so only chains fit (call ``k`` waits for call ``k - 1`` alone); a task with
+  fan-out, joins or several roots is refused with a pointer to the agentic format. ``open_loop=True`` (CLI
+  ``--open-loop``) writes the older form instead: every call a session-less row whose ``timestamp`` is its
+  ``release_s``, else the earliest time it could be sent if the server answered instantly (its dependencies'
+  times plus its gap), rows sorted by time; replaying that overdrives the server, since the answers take time.
+* ``mooncake-agentic``: NVIDIA Dynamo's current agentic format, schema ``dynamo.agentic_mooncake`` version 2
+  (read by Dynamo's replay and mocker load generator, written by its ``dynamo_data_gen``). The first line is a
+  header, ``{schema, version: 2, block_size, hash_id_scope: "local", source: {format, digest}}``
+  (``format`` is ``agentsim.trace.v<version>``, ``digest`` the SHA-256 of the source file); then one row per
+  call: ``request_id`` (the call id), ``play_id`` (the task id: an independent workflow), ``session_id`` (a
+  conversation within the play: the lead chain is ``<task>``, a spawned sub-agent chain ``<task>.<call>``),
+  ``model``, ``input_length``, ``output_length``, ``hash_ids``, ``not_before_ms`` (the release time of a call
+  without dependencies, 0 for the others) and ``dependencies``: one ``{request_id, trigger: "completion",
+  delay_ms, relation}`` per call it waits for, ``delay_ms`` its ``gap_s`` (waiting the same delay after each
+  dependency's completion is waiting it after the last one), ``relation`` ``sequence`` (the previous call of
+  its session), ``spawn`` (the call a sub-agent chain starts from) or ``join`` (the sub-agent results a lead
+  call waits for). ``[]`` for a call without dependencies. Rows are in trace order.
+* ``mooncake-agentic-v1``: the older unversioned Dynamo rows, no header: ``request_id``, ``session_id`` (the
+  task id), ``input_length``, ``output_length``, ``hash_ids``; ``timestamp`` (ms, open-loop start) on each
+  call that waits for nothing; ``wait_for`` (request ids) and ``tool_wait_ms`` (its ``gap_s``) on the others.
 
 **Hash ids with any block size.** Both formats identify prompt prefixes by block hashes: exactly
 ``ceil(input_length / block)`` ids per call, each standing for a block and everything before it, so equal
@@ -32,6 +47,7 @@ sources cannot collide:
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import os
@@ -41,9 +57,12 @@ from typing import Any
 
 from agentsim.files import atomic_path
 from agentsim.traces.io import check_output_parent, read_trace, read_trace_meta
-from agentsim.traces.schema import OutputExistsError, TraceError, TraceTask
+from agentsim.traces.schema import TRACE_VERSION, OutputExistsError, TraceError, TraceTask
 
-EXPORT_FORMATS = ("mooncake-agentic", "mooncake")
+AGENTIC_SCHEMA = "dynamo.agentic_mooncake"
+AGENTIC_VERSION = 2
+
+EXPORT_FORMATS = ("mooncake-agentic", "mooncake-agentic-v1", "mooncake")
 """Formats :func:`export_trace` writes."""
 
 
@@ -149,8 +168,8 @@ def _send_times(task: TraceTask) -> list[float]:
     return times
 
 
-def agentic_rows(tasks: Iterator[TraceTask], hasher: BlockHasher) -> Iterator[dict[str, Any]]:
-    """``mooncake-agentic`` rows, in trace order."""
+def agentic_v1_rows(tasks: Iterator[TraceTask], hasher: BlockHasher) -> Iterator[dict[str, Any]]:
+    """``mooncake-agentic-v1`` rows (Dynamo's older unversioned dialect), in trace order."""
     for task in tasks:
         ids = task.call_ids
         hashes = hasher.task(task)
@@ -171,9 +190,109 @@ def agentic_rows(tasks: Iterator[TraceTask], hasher: BlockHasher) -> Iterator[di
             yield row
 
 
+agentic_rows = agentic_v1_rows  # the name before version 2 became the default
+
+
+def _sessions(task: TraceTask) -> tuple[list[str], list[list[str]]]:
+    """The session of each call and the relation of each of its dependencies (see the module docstring).
+
+    A join is recognised as the fitter does: a call whose prefix parent is not among its dependencies; it
+    resumes its prefix parent's session and every dependency is a ``join``. A call that waits for a fork (the
+    prefix parent of a later join) starts a spawned session, as does a second dependent of a call whose session
+    already went on; otherwise a call continues the session of its first dependency (``sequence``) and any
+    further dependency is a ``join``.
+    """
+    calls = task.template.calls
+    forks = {c.prefix_parent for c in calls if c.prefix_parent >= 0 and c.deps and c.prefix_parent not in c.deps}
+    root = str(task.task_id)
+    session: list[str] = []
+    relations: list[list[str]] = []
+    continued: set[int] = set()
+    for k, c in enumerate(calls):
+        if not c.deps:
+            session.append(root if k == 0 else f"{root}.{k}")
+            relations.append([])
+        elif c.prefix_parent >= 0 and c.prefix_parent not in c.deps:
+            session.append(session[c.prefix_parent])
+            relations.append(["join"] * len(c.deps))
+        else:
+            first = c.prefix_parent if c.prefix_parent in c.deps else c.deps[0]
+            if first in forks or first in continued:
+                session.append(f"{root}.{k}")
+                rel = "spawn"
+            else:
+                session.append(session[first])
+                continued.add(first)
+                rel = "sequence"
+            relations.append([rel if d == first else "join" for d in c.deps])
+    return session, relations
+
+
+def agentic_v2_rows(tasks: Iterator[TraceTask], hasher: BlockHasher, model: str | None) -> Iterator[dict[str, Any]]:
+    """``mooncake-agentic`` (``dynamo.agentic_mooncake`` version 2) rows after the header, in trace order;
+    ``model`` names the model of every row (default: the task's workload label)."""
+    for task in tasks:
+        ids = task.call_ids
+        hashes = hasher.task(task)
+        session, relations = _sessions(task)
+        play = str(task.task_id)
+        for k, c in enumerate(task.template.calls):
+            r = task.release_s[k]
+            delay = _ms(c.gap_s)
+            yield {
+                "request_id": str(ids[k]),
+                "play_id": play,
+                "session_id": session[k],
+                "model": model or task.workload,
+                "input_length": c.prompt_tokens,
+                "output_length": c.output_tokens,
+                "hash_ids": hashes[k],
+                "not_before_ms": 0.0 if c.deps else float(_ms(task.start_s + c.gap_s if r is None else r)),
+                "dependencies": [
+                    {"request_id": str(ids[d]), "trigger": "completion", "delay_ms": float(delay), "relation": rel}
+                    for d, rel in zip(c.deps, relations[k], strict=True)
+                ],
+            }
+
+
+def _whole_ms(seconds: float) -> int:
+    return round(seconds * 1000.0)
+
+
+def mooncake_session_rows(tasks: Iterator[TraceTask], hasher: BlockHasher) -> Iterator[dict[str, Any]]:
+    """Plain ``mooncake`` rows with sessions and delays, in trace order (see the module docstring); raises
+    :class:`TraceError` for a task that is not a chain."""
+    for task in tasks:
+        calls = task.template.calls
+        for k, c in enumerate(calls[1:], 1):
+            if c.deps != (k - 1,):
+                what = f"waits for calls {list(c.deps)}" if c.deps else "waits for nothing (a second root)"
+                raise TraceError(
+                    f"task {task.task_id}: call {k} {what}; a plain Mooncake session is a list of turns, each "
+                    "waiting for the previous one, so fan-out and joins cannot be written. Export the agentic "
+                    "format instead (`agentsim trace export mooncake-agentic ...`: Dynamo's dependencies), or "
+                    "--open-loop for timestamps that assume instant answers"
+                )
+        hashes = hasher.task(task)
+        r0 = task.release_s[0]
+        for k, c in enumerate(calls):
+            row: dict[str, Any] = {}
+            if len(calls) > 1:
+                row["session_id"] = str(task.task_id)
+            if k == 0:
+                row["timestamp"] = _whole_ms(task.start_s + c.gap_s if r0 is None else r0)
+            else:
+                row["delay"] = _whole_ms(c.gap_s)
+            row["input_length"] = c.prompt_tokens
+            row["output_length"] = c.output_tokens
+            row["hash_ids"] = hashes[k]
+            yield row
+
+
 def mooncake_rows(tasks: Iterator[TraceTask], hasher: BlockHasher) -> Iterator[dict[str, Any]]:
-    """Plain ``mooncake`` rows sorted by timestamp, streaming: a call is emitted once no later task can
-    start before it (tasks come in start order and no call is sent before its task starts)."""
+    """Plain open-loop ``mooncake`` rows sorted by timestamp (``--open-loop``), streaming: a call is emitted
+    once no later task can start before it (tasks come in start order and no call is sent before its task
+    starts)."""
     heap: list[tuple[float, int, dict[str, Any]]] = []
     seq = 0
     for task in tasks:
@@ -193,6 +312,21 @@ def mooncake_rows(tasks: Iterator[TraceTask], hasher: BlockHasher) -> Iterator[d
         yield heapq.heappop(heap)[2]
 
 
+def agentic_header(src: str | os.PathLike[str], block_size_tokens: int) -> dict[str, Any]:
+    """The header line of a version-2 agentic file: schema, version, block size, id scope, source digest."""
+    digest = hashlib.sha256()
+    with open(src, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {
+        "schema": AGENTIC_SCHEMA,
+        "version": AGENTIC_VERSION,
+        "block_size": block_size_tokens,
+        "hash_id_scope": "local",
+        "source": {"format": f"agentsim.trace.v{TRACE_VERSION}", "digest": f"sha256:{digest.hexdigest()}"},
+    }
+
+
 def export_trace(
     fmt: str,
     src: str | os.PathLike[str],
@@ -200,10 +334,18 @@ def export_trace(
     *,
     block_size_tokens: int = 512,
     overwrite: bool = False,
+    open_loop: bool = False,
+    model: str | None = None,
 ) -> ExportReport:
-    """Export the canonical trace ``src`` as ``fmt`` (one of :data:`EXPORT_FORMATS`) to ``out``, atomically."""
+    """Export the canonical trace ``src`` as ``fmt`` (one of :data:`EXPORT_FORMATS`) to ``out``, atomically.
+
+    ``open_loop`` (``mooncake`` only): timestamps on every row instead of sessions and delays. ``model``
+    (``mooncake-agentic`` only): the model named on every row (default: each task's workload label). A trace
+    the format cannot hold raises :class:`TraceError` and writes nothing."""
     if fmt not in EXPORT_FORMATS:
         raise TraceError(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+    if open_loop and fmt != "mooncake":
+        raise TraceError(f"open-loop timestamps are an option of the mooncake format, not of {fmt}")
     meta = read_trace_meta(src)
     hasher = BlockHasher(block_size_tokens, meta.block_size_tokens)
     report = ExportReport(fmt, str(src), str(out), block_size_tokens=block_size_tokens)
@@ -213,13 +355,21 @@ def export_trace(
             report.tasks += 1
             yield t
 
-    rows = agentic_rows(counted(), hasher) if fmt == "mooncake-agentic" else mooncake_rows(counted(), hasher)
+    rows: Iterator[dict[str, Any]]
+    header: dict[str, Any] | None = None
+    if fmt == "mooncake-agentic":
+        header = agentic_header(src, block_size_tokens)
+        rows = agentic_v2_rows(counted(), hasher, model)
+    elif fmt == "mooncake-agentic-v1":
+        rows = agentic_v1_rows(counted(), hasher)
+    else:
+        rows = mooncake_rows(counted(), hasher) if open_loop else mooncake_session_rows(counted(), hasher)
     check_output_parent(out)
     with (
         atomic_path(out, overwrite=overwrite, exists_error=OutputExistsError) as tmp,
         open(tmp, "w", encoding="utf-8") as f,
     ):
-        buf: list[str] = []
+        buf: list[str] = [] if header is None else [json.dumps(header, separators=(", ", ": "))]
         for row in rows:
             buf.append(json.dumps(row, separators=(", ", ": ")))
             report.rows += 1

@@ -10,8 +10,21 @@ any length that look like it, statistically, without containing any of its rows.
   rate ``1 / mean(inter-arrival)`` and inter-arrival coefficient of variation (as in
   :mod:`agentsim.traces.stats`). Gamma gaps reproduce both moments exactly; burstiness that lives in
   longer-range structure (diurnal cycles) is not captured.
-* *Single-call traces* (every task one call: Mooncake, Azure, BurstGPT without sessions): a
-  :class:`~agentsim.spec.FixedProfile` whose prompt and output tokens are empirical distributions.
+* *Single-call traces without prefix reuse* (every task one call, no block hashes or none shared: Azure,
+  BurstGPT without sessions): a :class:`~agentsim.spec.FixedProfile` whose prompt and output tokens are
+  empirical distributions.
+* *Single-call traces with shared block hashes* (Mooncake): their reuse comes from a shared system prefix and
+  from conversations whose turns extend earlier prompts, but the log has no sessions. The sessions are
+  recovered from the hash ids (:mod:`agentsim.traces.chains`: each request is linked to the earlier request
+  whose prompt best matches what it reuses) and fitted as the multi-call traces below: an agent profile with a
+  shared system prompt of the common leading blocks, one step per turn, ``gap: think`` (the time between a
+  turn and the next, service time included), arrivals of sessions, not requests. This keeps the reuse (the
+  sessions serve what the unbounded cache served, within a fraction of a percent on the Mooncake traces) and
+  the closed-loop nature of conversations (a turn waits for the answer to the previous one). A fixed profile
+  would drop the reuse to zero; a generator of block hashes would keep it but needs a profile form of its
+  own and replays every request open-loop. Not kept: correlations between a session's first prompt and its
+  length (the profile draws them independently; the Mooncake synthetic trace, whose long documents get
+  more turns, regenerates with reuse ~45% instead of 65%).
 * *Multi-call traces*: an :class:`~agentsim.spec.AgentProfile` whose tasks are built the way the traced ones
   were. Each task is read as the task factory builds one: a lead chain, optionally a fan-out (``K``
   sub-agent chains forked from one lead call and a join call that waits for them; the join is recognised as
@@ -37,7 +50,8 @@ integers by the task factory.
 **The profile file** (``agentsim trace fit PATH --out profile.yaml``) is a YAML mapping
 ``{profile: <profile>, arrivals: <arrivals>}``, each validated as the scenario's profile and arrival
 specs (so either part can be pasted into a scenario's ``workload`` entry), preceded by comments naming the
-source trace and its statistics. :func:`load_profile_file` reads it back (a bare profile mapping is accepted
+source trace, the profile kind chosen and why (:attr:`FittedProfile.reason`, also printed by the CLI) and the
+trace's statistics. :func:`load_profile_file` reads it back (a bare profile mapping is accepted
 too, with no arrivals).
 """
 
@@ -45,6 +59,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +72,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from agentsim.files import atomic_path
 from agentsim.spec import AgentProfile, Constant, Empirical, FanOut, FixedProfile, GammaArrivals, Poisson, Profile
+from agentsim.traces.chains import prefix_sessions
 from agentsim.traces.io import check_output_parent
 from agentsim.traces.schema import OutputExistsError, TraceError
 from agentsim.traces.stats import block_size_of, load_for_stats, stats_dict, task_starts
@@ -78,6 +94,8 @@ class FittedProfile:
     arrivals: GammaArrivals
     source: str = ""
     stats: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    """Why this kind of profile was chosen (printed by the CLI, written to the file as a comment)."""
 
     def to_mapping(self) -> dict[str, Any]:
         """``{profile: ..., arrivals: ...}`` as plain data."""
@@ -92,7 +110,9 @@ class FittedProfile:
             "# agentsim profile fitted by `agentsim trace fit`",
             f"# source: {self.source or '(table)'}",
             "# `agentsim trace generate THIS_FILE --tasks N --seed S --out OUT` makes look-alike traces.",
+            f"# profile kind: {self.profile.kind}",
         ]
+        lines += [f"# {line}" for line in textwrap.wrap(f"why: {self.reason}", 112, subsequent_indent="  ")]
         keys = ("calls", "tasks", "task_rate_per_s", "interarrival_cv", "prompt_tokens_mean", "prompt_tokens_p50",
                 "prompt_tokens_p90", "output_tokens_mean", "output_tokens_p50", "output_tokens_p90",
                 "calls_per_task_mean", "prefix_reuse")  # fmt: skip
@@ -153,13 +173,42 @@ def fit_profile(
     per_task = np.bincount(task_of_row)
     profile: AgentProfile | FixedProfile
     if per_task.max() == 1:
+        if stats["prefix_reuse"] > 0 and stats["hashed_calls"] > 0:
+            return _fit_hash_sessions(table, points, src, stats)
+        why = "no block hash ids" if not stats["hashed_calls"] > 0 else "no block shared between prompts"
         profile = FixedProfile(prompt_tokens=empirical(prompt, points), output_tokens=empirical(output, points))
-        return FittedProfile(profile, arrivals, src, stats)
+        reason = f"every task is one call and the trace has {why} (prefix reuse 0): one fixed-size call per task"
+        return FittedProfile(profile, arrivals, src, stats, reason)
 
     shape = _TaskShapes()
     for task in table_to_tasks(table, block_size_tokens=block_size_of(table), where=src or "trace"):
         shape.add(task.template)
-    return FittedProfile(shape.profile(points), arrivals, src, stats)
+    reason = (
+        f"tasks have up to {int(per_task.max())} calls (mean {stats['calls_per_task_mean']:.3g}): an agent profile "
+        "built the way the traced tasks are (chains, fan-out and join, compaction where the trace shows them)"
+    )
+    return FittedProfile(shape.profile(points), arrivals, src, stats, reason)
+
+
+def _fit_hash_sessions(table: pa.Table, points: int, src: str, stats: dict[str, float]) -> FittedProfile:
+    """An agent profile fitted to the sessions recovered from the block hashes of a single-call trace."""
+    tasks, starts, found = prefix_sessions(table)
+    if len(tasks) < 3:
+        raise TraceError(
+            f"the trace's {found.calls} requests form {len(tasks)} session(s) by their block hashes; fitting "
+            "arrivals needs at least three"
+        )
+    shape = _TaskShapes()
+    for t in tasks:
+        shape.add(t)
+    reason = (
+        f"single-call requests with block hashes and prefix reuse {100 * found.reuse:.1f}%: {found.sessions} "
+        f"sessions recovered from the hash ids ({found.linked_calls} requests extend an earlier prompt; shared "
+        f"system prefix {found.system_blocks} block(s) of {found.block_size} tokens) serve "
+        f"{100 * found.session_reuse:.1f}%; an agent profile (one step per turn, think time between turns, "
+        "session arrivals) keeps that reuse, a fixed profile would drop it to 0"
+    )
+    return FittedProfile(shape.profile(points), _fit_arrivals(starts), src, stats, reason)
 
 
 class _TaskShapes:

@@ -41,7 +41,8 @@ This module holds the format itself: columns, metadata keys, version, :class:`Tr
 package around it: :mod:`~agentsim.traces.tables` (tasks <-> Arrow tables, with the rule checks),
 :mod:`~agentsim.traces.io` (streaming files), :mod:`~agentsim.traces.generate` (traces from profiles),
 :mod:`~agentsim.traces.importers` (other formats in), :mod:`~agentsim.traces.export` (JSONL out),
-:mod:`~agentsim.traces.stats` and :mod:`~agentsim.traces.fit` (summaries, look-alike profiles).
+:mod:`~agentsim.traces.stats`, :mod:`~agentsim.traces.fit` and :mod:`~agentsim.traces.chains` (summaries,
+look-alike profiles, sessions recovered from block hashes).
 """
 
 from __future__ import annotations

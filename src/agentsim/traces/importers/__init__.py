@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agentsim.files import atomic_path
-from agentsim.traces.importers.aiperf import import_aiperf
+from agentsim.traces.importers.aiperf import header_block_size, import_aiperf
 from agentsim.traces.importers.azure import import_azure
 from agentsim.traces.importers.burstgpt import import_burstgpt
 from agentsim.traces.importers.common import BadInputError, BadRows, ImportReport, Sink
@@ -69,7 +69,8 @@ def import_trace(
     """Import ``src`` (format ``fmt``, one of :data:`FORMATS`) into a canonical trace at ``out``.
 
     ``workload`` labels every task (default: the format's name; BurstGPT: model and log type).
-    ``block_size_tokens`` is the size of the blocks behind ``hash_ids`` (default 512, Mooncake's). The
+    ``block_size_tokens`` is the size of the blocks behind ``hash_ids`` (default: an aiperf file's header, else
+    512, Mooncake's). The
     output is written atomically; it is refused if it exists and ``overwrite`` is false.
     """
     if fmt not in FORMATS:
@@ -77,6 +78,8 @@ def import_trace(
     path = Path(src)
     if not path.is_file():
         raise TraceError(f"{path}: no such file")
+    if block_size_tokens is None and fmt == "aiperf":
+        block_size_tokens = header_block_size(path)  # a header line says what its hash ids mean
     block = DEFAULT_BLOCK_SIZE if block_size_tokens is None else int(block_size_tokens)
     if block < 1:
         raise TraceError(f"block size must be >= 1, got {block}")

@@ -5,7 +5,17 @@ Format: one request per line, ``input_length`` (or ``input_tokens``), ``output_l
 ``request_id`` (default: the line number), ``timestamp`` (ms; or ``created_time``), ``delay`` (ms; or
 ``delay_ms``) and ``tool_wait_ms`` (waits after the dependencies), ``wait_for`` (request ids; or one
 ``parent_id``/``parent_request_id``), ``prefix_reset`` and ``turn_index`` (checked to increase within a
-session). A header line with ``block_size`` and no ``input_length`` sets the block size.
+session). A header line with ``block_size`` and no ``input_length`` gives the block size (the import's, unless
+one is passed: then they must agree).
+
+**Dynamo's versioned format** (``dynamo.agentic_mooncake`` version 2: a header ``{schema, version, block_size,
+hash_id_scope, source}`` on the first line) is read too: ``play_id`` groups rows into one task like ``wait_for``
+links do, and session ids are names within a play; ``dependencies`` (``[{request_id, trigger, delay_ms,
+relation}]``, possibly empty or absent) replace ``wait_for``, so a row without any is a root, not the next turn
+of its session; the gap is the largest ``delay_ms`` (exact when they are equal, as agentsim writes them);
+``not_before_ms`` is the send time of a root (ignored on dependents, which agentsim releases when their
+dependencies allow). A ``dispatch`` trigger (start a fixed delay after the dependency was *sent*) has no
+canonical counterpart and is read as a completion trigger. Another version or id scope is refused.
 
 Mapping: a request without ``wait_for``/``parent_id`` waits for the previous request of its session (AIPerf's
 multi-turn rule). A task is a connected group: a session plus every session linked to it by ``wait_for``
@@ -48,12 +58,63 @@ def _id(v: Any, what: str) -> str:
     return str(v)
 
 
+AGENTIC_SCHEMA = "dynamo.agentic_mooncake"
+AGENTIC_VERSIONS = (2,)
+
+
+def header_block_size(src: Path) -> int | None:
+    """The ``block_size`` of a header on the first line of ``src`` (``None`` without one)."""
+    for _, lines in line_blocks(src, max_lines=1):
+        try:
+            obj = json.loads(lines[0])
+        except ValueError:
+            return None
+        if isinstance(obj, dict) and "input_length" not in obj and "input_tokens" not in obj:
+            b = obj.get("block_size")
+            return b if isinstance(b, int) and not isinstance(b, bool) and b >= 1 else None
+        return None
+    return None
+
+
+def _check_header(obj: dict[str, Any]) -> bool:
+    """Validate a header line; ``True`` for Dynamo's versioned agentic format."""
+    if "schema" not in obj:
+        return False
+    if obj["schema"] != AGENTIC_SCHEMA:
+        raise ValueError(f"header schema {obj['schema']!r} is not {AGENTIC_SCHEMA!r}")
+    if obj.get("version") not in AGENTIC_VERSIONS:
+        raise ValueError(f"{AGENTIC_SCHEMA} version {obj.get('version')!r} is not supported (only 2)")
+    if obj.get("hash_id_scope", "local") != "local":
+        raise ValueError(f"hash_id_scope {obj['hash_id_scope']!r} is not supported (only \"local\")")
+    return True
+
+
+def _dependencies(obj: dict[str, Any]) -> tuple[list[str], float | None]:
+    """``(request ids, largest delay_ms)`` of a version-2 row's ``dependencies``."""
+    deps = obj.get("dependencies") or []
+    if not isinstance(deps, list):
+        raise ValueError("dependencies must be a list")
+    ids: list[str] = []
+    delay: float | None = None
+    for d in deps:
+        if not isinstance(d, dict) or "request_id" not in d:
+            raise ValueError("each dependency must be an object with a request_id")
+        if d.get("trigger", "completion") not in ("completion", "dispatch"):
+            raise ValueError(f"dependency trigger must be completion or dispatch, got {d.get('trigger')!r}")
+        ids.append(_id(d["request_id"], "dependency request_id"))
+        ms = float_field(d, ("delay_ms",))
+        delay = max(delay or 0.0, ms or 0.0)
+    return ids, delay
+
+
 def import_aiperf(src: Path, sink: Sink, bad: BadRows, report: ImportReport, workload: str, tmp: Path) -> None:
     """Read an AIPerf/Dynamo JSONL file into ``sink``: rows spooled in ``tmp``, one task per connected group."""
     spool = Spool(tmp)
     sessions: dict[str, int] = {}
     last_turn: dict[str, int] = {}
     request_group: dict[str, int] = {}
+    plays: dict[str, int] = {}
+    versioned = False
     block = sink.block_size
     seq = 0
     seen_rows = False
@@ -65,8 +126,9 @@ def import_aiperf(src: Path, sink: Sink, bad: BadRows, report: ImportReport, wor
                     obj = json.loads(line)
                     if not isinstance(obj, dict):
                         raise ValueError("expected a JSON object")
-                    if not seen_rows and "block_size" in obj and "input_length" not in obj:
-                        b = obj["block_size"]
+                    if not seen_rows and ("block_size" in obj or "schema" in obj) and "input_length" not in obj:
+                        versioned = _check_header(obj)
+                        b = obj.get("block_size")
                         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                             raise ValueError(f"header block_size must be an integer >= 1, got {b!r}")
                         if b != block:
@@ -85,7 +147,15 @@ def import_aiperf(src: Path, sink: Sink, bad: BadRows, report: ImportReport, wor
                     delay = float_field(obj, ("delay", "delay_ms"))
                     tool = float_field(obj, ("tool_wait_ms",))
                     wait = _first(obj, ("wait_for",))
-                    if wait is None:
+                    play_raw = _first(obj, ("play_id",))
+                    play = None if play_raw is None else _id(play_raw, "play_id")
+                    if play is not None and sid is not None:
+                        sid = f"{play}\x1f{sid}"  # a session is named within its play
+                    if versioned or "dependencies" in obj:
+                        wait, delay = _dependencies(obj)
+                        if not wait:
+                            ts = float_field(obj, ("not_before_ms",))
+                    elif wait is None:
                         parent = _first(obj, ("parent_id", "parent_request_id"))
                         wait = None if parent is None else [parent]
                     if wait is not None:
@@ -121,6 +191,11 @@ def import_aiperf(src: Path, sink: Sink, bad: BadRows, report: ImportReport, wor
                         last_turn[sid] = turn
                 for w in wait or ():
                     spool.union(g, request_group[w])
+                if play is not None:
+                    if play in plays:
+                        spool.union(g, plays[play])
+                    else:
+                        plays[play] = g
                 request_group[rid] = g
                 wait_ms = None if delay is None and tool is None else (delay or 0.0) + (tool or 0.0)
                 payload = [
