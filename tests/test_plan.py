@@ -276,3 +276,23 @@ def test_cli_plan_bad_input_exits_2(tmp_path: Path, extra: list[str], message: s
 
 def test_scenario_helper_is_valid() -> None:
     assert isinstance(load_scenario(md_scenario(1.0)), spec.Scenario)
+
+
+def test_default_search_finds_that_dp_attention_and_expert_parallelism_win_for_deepseek() -> None:
+    """DeepSeek-R1 on 8 x H200: replicating attention per GPU (each serving its own sequences, no KV
+    replication over the 8 ranks) and splitting the experts gives each GPU room for many more sequences than
+    tensor parallelism, which keeps a copy of the MLA latent cache on every rank. The default search tries the
+    three MoE modes, and DP attention + EP is the cheapest that meets the SLOs."""
+    data = {
+        "name": "r1", "seed": 3, "horizon_s": 600.0, "warmup_s": 150.0, "sample_interval_s": 600.0,
+        "workload": [{"profile": "coding-agent", "arrivals": {"kind": "closed", "agents": 80, "ramp_s": 30}}],
+        "cluster": {"pools": [{"name": "gpu", "replicas": 1, "perf": {"kind": "roofline"},
+                               "deployment": {"model": "deepseek-r1", "hardware": "h200", "tp": 8,
+                                              "precision": "fp8"}}],
+                    "router": {"kind": "session-affinity"}},
+    }  # fmt: skip
+    result = plan(data, {"ttft_p99_s": 10.0, "tpot_p99_s": 0.1}, space=Space(tp=[8]), replications=2,
+                  workers=2)  # fmt: skip
+    assert {r.parallel for r in result.rows} == {"tp", "ep", "ep-dpa"}
+    best = result.answer
+    assert best is not None and best.parallel == "ep-dpa", [(r.label, r.status, r.replicas) for r in result.rows]

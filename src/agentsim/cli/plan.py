@@ -160,9 +160,13 @@ def plan_cmd(
     ] = None,
     attainment: Annotated[float, typer.Option(help="fraction within a plain threshold (ttft_s=...)")] = 0.9,
     max_replicas: Annotated[int, typer.Option(min=1, help="largest replica count to try")] = 256,
-    replications: Annotated[int, typer.Option("--replications", "-r", min=1, help="seeds per count at first")] = 3,
+    replications: Annotated[int, typer.Option("--replications", "-r", min=2, help="seeds per count at first")] = 3,
     max_replications: Annotated[int, typer.Option(min=1, help="seeds per count at most (marginal counts)")] = 10,
     screen: Annotated[float, typer.Option(help="length of the short screening runs, as a share of the window")] = 0.25,
+    screen_replications: Annotated[int, typer.Option(min=1, help="seeds per short screening run")] = 2,
+    all_: Annotated[
+        bool, typer.Option("--all", help="search every candidate to its answer (no pruning of costlier ones)")
+    ] = False,
     rank: Annotated[str, typer.Option(help="rank by usd_per_hour or usd_per_mtok")] = "usd_per_hour",
     workers: Annotated[int | None, typer.Option("--workers", "-w", help="local processes (default: all cores)")] = None,
     dask: Annotated[str | None, typer.Option("--dask", help="Dask scheduler address, e.g. tcp://host:8786")] = None,
@@ -224,7 +228,8 @@ def plan_cmd(
             kwargs: dict[str, Any] = {
                 "space": space, "overrides": overrides, "attainment": attainment, "max_replicas": max_replicas,
                 "replications": replications, "max_replications": max(replications, max_replications),
-                "screen": screen, "rank_by": rank, "executor": ex, "workers": n,
+                "screen": screen, "screen_replications": screen_replications, "prune": not all_,
+                "rank_by": rank, "executor": ex, "workers": n,
             }  # fmt: skip
             if tty and not quiet and not as_json:
                 with err_console.status("planning") as status:

@@ -2,8 +2,9 @@
 
 A row's ``status``: ``meets`` (``replicas`` is the fewest that meet every SLO at 95% confidence), ``marginal``
 (no count was confidently separated from the targets within the replication cap: the fewest counts that might
-meet are reported, flagged), ``infeasible`` (not even ``max_replicas`` meets, or more replicas stop helping) or
-``skipped`` (cannot run: ``reason``).
+meet are reported, flagged), ``dominated`` (its search stopped once its fewest possible replicas cost more than
+the answer: it cannot be the cheapest), ``infeasible`` (not even ``max_replicas`` meets, or more replicas stop
+helping) or ``skipped`` (cannot run: ``reason``).
 
 The saved plan (``.json``) records everything needed to reproduce and audit it: the scenario (as given, with
 its overrides), the SLOs and settings, the seeds, the agentsim version and source digest, and per candidate
@@ -23,7 +24,7 @@ import pyarrow as pa
 
 from agentsim.files import atomic_path, write_text
 
-Status = Literal["meets", "marginal", "infeasible", "skipped"]
+Status = Literal["meets", "marginal", "dominated", "infeasible", "skipped"]
 
 COSTS = ("usd_per_hour", "usd_per_mtok_output", "usd_per_task")
 SPEEDS = ("tokens_per_s_per_user", "task_p95_s", "output_tokens_per_s")

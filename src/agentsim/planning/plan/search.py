@@ -2,18 +2,22 @@
 
 1. **Bound.** Each runnable candidate starts at its analytic lower bound (:mod:`agentsim.planning.plan.bounds`):
    counts below it cannot keep up, so they are never simulated.
-2. **Bracket.** From the bound, counts grow geometrically (x1.5, at least +1) until one meets; then bisection
-   between the last count that failed (or the bound) and the first that met. Meeting the SLOs is monotone in the
-   replica count for any sane cluster, so this finds the fewest.
-3. **Short runs first.** Every count is first simulated on a short horizon (``screen`` of the measured window,
-   default a quarter) with ``replications`` seeds. A confident *fail* there settles it: a queue that already
-   misses its targets early does not recover later. Anything else is simulated at the scenario's full horizon.
-4. **Replications until separated.** At full length, an SLO whose interval straddles its target (``marginal``)
-   gets two more seeds at a time, up to ``max_replications``; a count still marginal then is not confidently
-   meeting, and the search moves on as if it failed (the row says ``marginal`` if nothing above it met either).
-5. **Latency floors.** When doubling the replicas improves none of the failing statistics by more than
+2. **Bracket, on short runs.** A short run simulates the warm-up and ``screen`` (a quarter, by default) of the
+   measured window, with ``screen_replications`` seeds. From the bound, counts grow geometrically (x1.5, at
+   least +1) until the short runs' pooled statistics are within the targets; then bisection between the last
+   count that missed and the first that did not. A count that misses its targets early is taken to miss them:
+   a queue that already fails its targets does not recover later, and a slowly growing one only gets worse.
+3. **Confirm, at full length.** The first count whose short runs passed is simulated at the scenario's full
+   horizon with ``replications`` seeds. An SLO whose interval straddles its target (``marginal``) gets two more
+   seeds at a time, up to ``max_replications``. If the count meets every SLO at 95% confidence it is the answer
+   (the count below missed its short runs); if not, the next count up is confirmed the same way.
+4. **Latency floors.** When doubling the replicas improves none of the failing statistics by more than
    ``plateau`` (2%), more replicas do not help (a single long prefill longer than the TTFT target, say): the
    candidate is ``infeasible`` at once instead of searching up to ``max_replicas``.
+5. **Cheapest first (branch and bound).** Once a candidate meets the SLOs at some cost, a candidate whose
+   fewest possible replicas already cost more (its bound, or the counts it has seen miss) cannot be the answer:
+   with ``prune`` (the default) its search stops there and its row says so (``dominated``); ``prune=False``
+   searches every candidate to its answer (a full table and frontier).
 
 All candidates advance together: each round submits every pending count's runs to the executor at once (local
 processes, or a Dask cluster). Every candidate uses the same seeds (common random numbers), so their
@@ -85,15 +89,21 @@ def _task_p95(scenario: spec.Scenario, tasks: Any) -> float | None:
 class _Cand:
     row: PlanRow
     cand: sp.Candidate
-    lo: int  # every count <= lo fails (or is below the bound)
-    hi: int | None = None  # the fewest count known to meet
+    lo: int  # every count <= lo misses (below the bound, or seen to miss)
+    usd_per_replica_hour: float  # what one more replica of the target pool(s) costs
+    usd_fixed_hour: float  # the other pools of the scenario
+    passed: int | None = None  # the fewest count whose short runs passed
+    hi: int | None = None  # the fewest count confirmed to meet
     pending: int | None = None
     stage: Literal["screen", "full"] = "screen"
-    reps: int = 0
     samples: dict[int, list[dict[str, Sample]]] = field(default_factory=dict)
     summaries: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    screened: dict[int, Evaluation] = field(default_factory=dict)
     tried: dict[int, Evaluation] = field(default_factory=dict)
     done: bool = False
+
+    def cost(self, n: int) -> float:
+        return self.usd_fixed_hour + n * self.usd_per_replica_hour
 
 
 def _next_up(n: int) -> int:
@@ -124,6 +134,8 @@ def plan(
     replications: int = 3,
     max_replications: int = 10,
     screen: float = 0.25,
+    screen_replications: int = 2,
+    prune: bool = True,
     rank_by: Literal["usd_per_hour", "usd_per_mtok"] = "usd_per_hour",
     plateau: float | None = 0.02,
     executor: Any = None,
@@ -147,10 +159,12 @@ def plan(
         raise ValueError(f"attainment must be in (0, 1], got {attainment}")
     if max_replicas < 1:
         raise ValueError(f"max_replicas must be >= 1, got {max_replicas}")
-    if not 1 <= replications <= max_replications:
-        raise ValueError(f"need 1 <= replications ({replications}) <= max_replications ({max_replications})")
+    if not 2 <= replications <= max_replications:
+        raise ValueError(f"need 2 <= replications ({replications}) <= max_replications ({max_replications})")
     if not 0 < screen <= 1:
         raise ValueError(f"screen must be in (0, 1], got {screen}")
+    if screen_replications < 1:
+        raise ValueError(f"screen_replications must be >= 1, got {screen_replications}")
     data = base.model_dump(mode="json") if isinstance(base, spec.Scenario) else dict(base)
     sp_ = space or sp.Space()
     if hardware is not None or tp is not None:
@@ -184,30 +198,39 @@ def plan(
         targets = [0, 1] if c.topology != "aggregated" else [0]
         bound = lower_bound(resolved, targets, parsed, minimum)
         row.lower_bound = bound.replicas
+        per = resolved.pools[0].rates.usd_per_replica_hour
+        fixed = sum(p.rates.usd_per_replica_hour * p.rates.replicas for i, p in enumerate(resolved.pools)
+                    if i not in targets) + (resolved.tools.usd_per_replica_hour if resolved.tools else 0.0)  # fmt: skip
         if bound.replicas > max_replicas:
             row.status = "infeasible"
             row.reason = f"the analytic bound needs {bound.replicas} replicas > max_replicas ({max_replicas})"
             continue
-        work.append(_Cand(row, c, lo=bound.replicas - 1, pending=bound.replicas))
+        work.append(_Cand(row, c, bound.replicas - 1, per, fixed, pending=bound.replicas))
     short = warmup + screen * (horizon - warmup)
     simulations = 0
 
     with open_executor(executor, workers) as ex:
         while True:
+            if prune:
+                _prune(work)
             active = [w for w in work if not w.done and w.pending is not None]
             if not active:
                 break
             jobs: list[tuple[str, int, list[tuple[str, float]], float]] = []
-            owners: list[tuple[_Cand, int]] = []
+            owners: list[_Cand] = []
             for w in active:
                 assert w.pending is not None
                 js = json.dumps(sp.with_replicas(w.cand, w.pending), sort_keys=True)
-                length = short if w.stage == "screen" and short < horizon else horizon
-                have = len(w.samples.get(w.pending, [])) if w.stage == "full" else 0
-                want = replications if have == 0 else min(max_replications, have + 2)
-                for r in range(have, want):
-                    jobs.append((js, seeds[r], slo_args, length))
-                    owners.append((w, r))
+                if w.stage == "screen" and short < horizon:
+                    todo = [(seeds[r], short) for r in range(screen_replications)]
+                else:
+                    w.stage = "full"
+                    have = len(w.samples.get(w.pending, []))
+                    want = replications if have == 0 else min(max_replications, have + 2)
+                    todo = [(seeds[r], horizon) for r in range(have, want)]
+                for seed, length in todo:
+                    jobs.append((js, seed, slo_args, length))
+                    owners.append(w)
             if progress is not None:
                 progress(f"round: {len(jobs)} runs for " + ", ".join(f"{w.row.label} x{w.pending}" for w in active))
             results: list[dict[str, Any]] = [{}] * len(jobs)
@@ -215,11 +238,12 @@ def plan(
                 results[i] = res
             simulations += len(jobs)
             batch: dict[int, list[dict[str, Any]]] = {}
-            for (w, _), res in zip(owners, results, strict=True):
+            for w, res in zip(owners, results, strict=True):
                 batch.setdefault(id(w), []).append(res)
             for w in active:
+                length = short if w.stage == "screen" else horizon
                 _advance(w, batch.get(id(w), []), parsed, attainment, max_replications, max_replicas, plateau,
-                         short if w.stage == "screen" and short < horizon else horizon, horizon, progress)  # fmt: skip
+                         length, progress)  # fmt: skip
 
     ranked = _rank(rows, rank_by)
     return PlanResult(
@@ -240,6 +264,26 @@ def plan(
     )
 
 
+def _prune(work: list[_Cand]) -> None:
+    """Stop every candidate whose fewest possible replicas cost more than the cheapest answer found."""
+    answers = [w.cost(w.hi) for w in work if w.done and w.hi is not None]
+    if not answers:
+        return
+    best = min(answers)
+    for w in work:
+        if w.done or w.pending is None:
+            continue
+        least = w.cost(w.lo + 1)
+        if least > best * (1 + 1e-9):
+            w.done = True
+            w.pending = None
+            w.row.status = "dominated"
+            w.row.reason = (f"cannot be the cheapest: {w.lo + 1}+ replicas cost ${least:.4g}/hour or more, the "
+                            f"answer ${best:.4g}/hour")  # fmt: skip
+            if w.row.evaluations:
+                w.row.slos = w.row.evaluations[-1].slos
+
+
 def _advance(
     w: _Cand,
     results: list[dict[str, Any]],
@@ -249,12 +293,11 @@ def _advance(
     max_replicas: int,
     plateau: float | None,
     length: float,
-    horizon: float,
     progress: ProgressFn | None,
 ) -> None:
     n = w.pending
     assert n is not None
-    screening = w.stage == "screen" and length < horizon
+    screening = w.stage == "screen"
     if screening:
         samples = [r["samples"] for r in results]
         summaries = [r["summary"] for r in results]
@@ -263,7 +306,14 @@ def _advance(
         w.summaries.setdefault(n, []).extend(r["summary"] for r in results)
         samples, summaries = w.samples[n], w.summaries[n]
     ests = {s.key: estimate(s, [x[s.key] for x in samples], attainment) for s in slos}
-    decision: Decision = combine([e.decision for e in ests.values()])
+    if screening:
+        # Short runs bracket the answer by their pooled statistics: within every target or not.
+        ok = all(_within(s, ests[s.key].value, attainment) for s in slos)
+        decision: Decision = "meets" if ok else "fails"
+    else:
+        decision = combine([e.decision for e in ests.values()])
+        if decision == "marginal" and len(samples) < max_replications:
+            return  # more seeds at this count next round
     ev = Evaluation(
         replicas=n,
         replications=len(samples),
@@ -273,56 +323,61 @@ def _advance(
         screening=screening,
         **{k: _mean([s.get(k) for s in summaries]) for k in (*SUMMARY_KEYS, "tokens_per_s_per_user", "task_p95_s")},
     )
-    if screening:
-        if decision == "fails":
-            w.row.evaluations.append(ev)
-            _say(progress, w, ev)
-            _step(w, n, met=False, ev=ev, slos=slos, plateau=plateau, max_replicas=max_replicas, progress=progress)
-        else:
-            w.stage = "full"  # not settled by the short runs: simulate the full horizon
-        return
-    if decision == "marginal" and len(samples) < max_replications:
-        return  # more seeds at this count next round
     w.row.evaluations.append(ev)
-    w.tried[n] = ev
+    (w.screened if screening else w.tried)[n] = ev
     _say(progress, w, ev)
-    _step(w, n, met=decision == "meets", ev=ev, slos=slos, plateau=plateau, max_replicas=max_replicas,
-          progress=progress)  # fmt: skip
-
-
-def _step(
-    w: _Cand,
-    n: int,
-    *,
-    met: bool,
-    ev: Evaluation,
-    slos: Sequence[Slo],
-    plateau: float | None,
-    max_replicas: int,
-    progress: ProgressFn | None,
-) -> None:
-    """Record the outcome at ``n`` and choose the next count (or finish)."""
-    w.stage = "screen"
-    if met:
-        w.hi = n
+    if screening:
+        _bracket(w, n, ok, ev, slos, plateau, max_replicas)
     else:
-        prev = [e for e in w.row.evaluations[:-1] if 2 * e.replicas <= n]  # at most half as many
+        _confirm(w, n, decision == "meets", max_replicas)
+
+
+def _within(slo: Slo, value: float | None, attainment: float) -> bool:
+    if value is None:
+        return False
+    return value >= attainment if slo.stat is None else value <= slo.target
+
+
+def _bracket(w: _Cand, n: int, ok: bool, ev: Evaluation, slos: Sequence[Slo], plateau: float | None,
+             max_replicas: int) -> None:  # fmt: skip
+    """After short runs at ``n``: the next count to screen, or the count to confirm at full length."""
+    if ok:
+        w.passed = n
+    else:
         w.lo = max(w.lo, n)
-        if w.hi is None and plateau is not None and prev and _flat(slos, prev[-1], ev, plateau):
-            _finish(w, None, f"more replicas do not help: from {prev[-1].replicas} to {n} replicas "
-                    + ", ".join(f"{k} {_fmt(prev[-1].slos[k].value)} -> {_fmt(e.value)}"
-                                for k, e in ev.slos.items() if e.decision != "meets"))  # fmt: skip
-            return
-    if w.hi is None:
+        half = [e for e in w.screened.values() if 2 * e.replicas <= n]
+        if w.passed is None and plateau is not None and half:
+            prev = max(half, key=lambda e: e.replicas)
+            if _flat(slos, prev, ev, plateau):
+                _finish(w, None, f"more replicas do not help: from {prev.replicas} to {n} replicas "
+                        + ", ".join(f"{k} {_fmt(prev.slos[k].value)} -> {_fmt(e.value)}"
+                                    for k, e in ev.slos.items() if e.decision != "meets"))  # fmt: skip
+                return
+    if w.passed is None:
         if n >= max_replicas:
             _finish(w, None, f"{max_replicas} replicas do not meet the SLOs")
             return
         w.pending = min(max_replicas, _next_up(n))
         return
-    if w.hi - w.lo <= 1:
-        _finish(w, w.hi, None)
+    if w.passed - w.lo <= 1:
+        w.pending = w.passed
+        w.stage = "full"
         return
-    w.pending = (w.lo + w.hi) // 2
+    w.pending = (w.lo + w.passed) // 2
+
+
+def _confirm(w: _Cand, n: int, met: bool, max_replicas: int) -> None:
+    """After full-length runs at ``n``: the answer, or the next count up to confirm."""
+    if met:
+        w.hi = n
+        _finish(w, n, None)
+        return
+    w.lo = max(w.lo, n)
+    if n >= max_replicas:
+        _finish(w, None, f"{max_replicas} replicas do not meet the SLOs")
+        return
+    w.pending = n + 1
+    w.stage = "full"
 
 
 def _flat(slos: Sequence[Slo], before: Evaluation, after: Evaluation, plateau: float) -> bool:
@@ -346,19 +401,17 @@ def _finish(w: _Cand, found: int | None, reason: str | None) -> None:
     if found is None:
         marginal = [e for e in w.tried.values() if e.decision == "marginal"]
         row.status = "marginal" if marginal else "infeasible"
-        pick = min(marginal, key=lambda e: e.replicas) if marginal else (row.evaluations[-1] if row.evaluations
-                                                                          else None)
+        last = row.evaluations[-1] if row.evaluations else None
         if marginal:
+            pick = min(marginal, key=lambda e: e.replicas)
             reason = (f"no count met the SLOs at 95% confidence within {pick.replications} replications; "
-                      f"{pick.replicas} replicas might") if pick else reason  # fmt: skip
+                      f"{pick.replicas} replicas might")  # fmt: skip
+            _fill(row, pick)
+        elif last is not None:
+            row.slos = last.slos
         row.reason = reason
-        if pick is not None:
-            row.slos = pick.slos
-            if marginal:
-                _fill(row, pick)
         return
-    ev = w.tried[found]
-    _fill(row, ev)
+    _fill(row, w.tried[found])
     row.status = "meets"
 
 
@@ -380,7 +433,7 @@ def _say(progress: ProgressFn | None, w: _Cand, ev: Evaluation) -> None:
     for k, e in ev.slos.items():
         ci = "" if e.lo is None else f" [{_fmt(e.lo)}, {_fmt(e.hi)}]"
         parts.append(f"{k} {_fmt(e.value)}{ci}")
-    kind = "short" if ev.screening else f"{ev.replications} runs"
+    kind = f"{ev.replications} short runs" if ev.screening else f"{ev.replications} runs"
     progress(f"{w.row.label}: {ev.replicas} replicas {ev.decision} ({kind}; {'; '.join(parts)})")
 
 
@@ -398,5 +451,5 @@ def _rank(rows: list[PlanRow], rank_by: str) -> list[PlanRow]:
         ok.sort(key=lambda r: (_inf(r.usd_per_mtok_output), _inf(r.usd_per_hour)))
     else:
         ok.sort(key=lambda r: (_inf(r.usd_per_hour), _inf(r.usd_per_mtok_output)))
-    order = ("marginal", "infeasible", "skipped")
+    order = ("marginal", "dominated", "infeasible", "skipped")
     return ok + [r for s in order for r in rows if r.status == s]
