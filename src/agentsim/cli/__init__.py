@@ -28,6 +28,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+def _version(value: bool) -> None:
+    if value:
+        from agentsim._version import __version__
+
+        typer.echo(f"agentsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    """Simulate agentic LLM workloads on modeled serving clusters: latency, tokens, $ per token and per task."""
+
 app.command("run")(run.run)
 app.command("validate")(run.validate)
 app.command("schema")(run.schema)
