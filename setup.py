@@ -57,6 +57,7 @@ COMPILED = [
     "src/agentsim/serving/call.py",
     "src/agentsim/serving/kvcache.py",
     "src/agentsim/serving/admission.py",
+    "src/agentsim/serving/prefix.py",
     "src/agentsim/serving/replica.py",
     "src/agentsim/serving/routing.py",
     "src/agentsim/serving/tools.py",

@@ -323,7 +323,7 @@ def test_cli_calibrate_then_fidelity(tmp_path: Path) -> None:
     )
     runner = CliRunner()
     out = tmp_path / "perf.yaml"
-    common = ["--scenario", str(scenario), "--admission", "engine", "--waves", "2"]
+    common = ["--scenario", str(scenario), "--preset", "scenario", "--waves", "2"]
     result = runner.invoke(
         app,
         ["calibrate", str(points), *common, "--params", "alpha_s,delta_s_per_seq", "--max-evals", "40", "-o", str(out)],
@@ -337,6 +337,11 @@ def test_cli_calibrate_then_fidelity(tmp_path: Path) -> None:
     assert "MAPE" in result.stdout and "tpot_s" in result.stdout
     bad = runner.invoke(app, ["fidelity", str(points), "--where", "hardware"])
     assert bad.exit_code == 2 and "column=value" in bad.output
+    # the harness flags of old still work, as overrides, with a deprecation warning
+    old = [*common[:2], "--admission", "engine", "--waves", "2", "--perf", str(out), "--no-plot"]
+    result = runner.invoke(app, ["fidelity", str(points), *old])
+    assert result.exit_code == 0 and "--admission is deprecated" in result.output
+    assert runner.invoke(app, ["fidelity", str(points), "--preset", "tgi"]).exit_code == 2
 
 
 def test_cli_fidelity_plot(tmp_path: Path) -> None:

@@ -64,8 +64,9 @@ from agentsim.serving.admission import (
     reset_ratio,
     retract_victim,
 )
-from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call, CallListener, ReplicaId
-from agentsim.serving.kvcache import KvCache, Node
+from agentsim.serving.call import DECODE, DONE, PREFILL, WAITING, Call, CallListener, ReplicaId
+from agentsim.serving.kvcache import KvCache
+from agentsim.serving.prefix import cache_prompt, find
 
 # Replica states between events.
 IDLE: Final = 0
@@ -233,7 +234,7 @@ class Replica(ReplicaId):
 
     def longest_prefix(self, call: Call) -> int:
         """Tokens of ``call``'s prompt this replica holds in its prefix cache (for routing)."""
-        n = self._find(call)
+        n = find(self.kv, call)
         return 0 if n is None else min(n.length, call.prompt)
 
     # ================================================================== timers
@@ -357,30 +358,8 @@ class Replica(ReplicaId):
             self.ratio_steps += k - self.seg_retracted  # the ratio decays at every decode step but a retracting one
         self._completions(now)
 
-    def _insert_blocks(self, c: Call, now: float) -> None:
-        """Cache a hash-identified prompt as a chain of one node per full block (a radix tree of blocks), so
-        any later prompt sharing a leading run of blocks finds it, whichever call computed it."""
-        kv = self.kv
-        bt = c.block_tokens
-        blocks = c.blocks
-        assert blocks is not None
-        parent = c.nodes[-1] if c.nodes else None
-        nodes = kv.nodes
-        for i in range(c.held // bt, min(len(blocks), c.prompt // bt)):
-            key = BLOCK_KEY_BASE + blocks[i]
-            node = nodes.get(key)
-            if node is None:
-                node = kv.insert(key, parent, (i + 1) * bt, now)
-            else:
-                # Computed concurrently by another call: share its copy and free ours.
-                kv.ref(node)
-                kv.private -= node.length - c.held
-            c.nodes.append(node)
-            c.held = node.length
-            parent = node
-
     def _prefill_done(self, c: Call, now: float) -> None:
-        self._cache_prompt(c, now)
+        cache_prompt(self.kv, c, now)
         c.generated += 1
         self.out_tokens += 1
         if c.first_token_s is None:
@@ -411,26 +390,6 @@ class Replica(ReplicaId):
         fin = self.step + c.output - c.generated
         self.fin_sum += fin
         push(self.heap, Finish(fin, c))
-
-    def _cache_prompt(self, c: Call, now: float) -> None:
-        """The block-aligned prompt becomes a cache node the agent's next step will find."""
-        kv = self.kv
-        if kv.enabled and c.blocks is not None:
-            self._insert_blocks(c, now)
-        elif kv.enabled and c.id not in kv.nodes:
-            if not c.nodes and c.root_key is not None and c.root_key not in kv.nodes:
-                # First call on this replica to start with the workload's shared system prompt: cache it
-                # as its own node so every other task's first call can share it.
-                root = kv.aligned(c.root_len)
-                if root > 0:
-                    c.nodes.append(kv.insert(c.root_key, None, root, now))
-                    c.held = root
-            length = kv.aligned(c.prompt)
-            parent = c.nodes[-1] if c.nodes else None
-            if length > c.held:
-                node = kv.insert(c.id, parent, length, now)
-                c.held = length
-                c.nodes.append(node)
 
     def _completions(self, now: float) -> None:
         heap = self.heap
@@ -502,46 +461,6 @@ class Replica(ReplicaId):
         self.waiting.appendleft(c)
 
     # ================================================================== scheduling
-    def _find(self, c: Call) -> Node | None:
-        kv = self.kv
-        if not kv.enabled:
-            return None
-        nodes = kv.nodes
-        if c.blocks is not None:
-            blocks = c.blocks
-            for i in range(min(len(blocks), c.prompt // c.block_tokens) - 1, -1, -1):
-                n = nodes.get(BLOCK_KEY_BASE + blocks[i])
-                if n is not None:
-                    return n
-            return None
-        n = nodes.get(c.id)
-        if n is not None:
-            return n
-        # Walk up the chain of prompts this one extends, to the deepest cached one. Under KV pressure whole
-        # chains get evicted, and a waiting call is looked up at every step: remember where the walk got to.
-        # An ancestor that is finished and not cached here can never be cached here again (a call's node is
-        # made only while it runs), so the next lookup on this cache -- this call's, or a later call's whose
-        # walk passes through this one -- resumes past it (path compression, as in union-find).
-        p = c.memo_from if c.memo_kv is kv else c.parent
-        resume = p
-        settled = True  # every ancestor skipped so far is finished (and uncached)
-        while p is not None:
-            n = nodes.get(p.id)
-            if n is not None:
-                break
-            if p.done_s is None:
-                settled = False
-            p = p.memo_from if p.memo_kv is kv else p.parent
-            if settled:
-                resume = p
-        c.memo_kv = kv
-        c.memo_from = resume
-        if n is not None:
-            return n
-        if c.root_key is not None:
-            return nodes.get(c.root_key)
-        return None
-
     def _future(self) -> int:
         """KV tokens the running calls will still add by decoding (guaranteed-no-evict reserves them)."""
         return self.fin_sum - self.decoding * self.step + self.pf_left - len(self.prefilling)
@@ -565,7 +484,7 @@ class Replica(ReplicaId):
         decoding it this step. Refused (False) when the KV plus this step's decode tokens do not fit."""
         kv = self.kv
         target = c.target
-        node = self._find(c)
+        node = find(self.kv, c)
         while node is not None and node.length > target:
             node = node.parent
         hit = 0 if node is None else node.length
@@ -581,7 +500,7 @@ class Replica(ReplicaId):
         self._join(c)
         if self.admission == NEW_TOKEN_RATIO:
             self.ratio_hold += min(c.output - c.generated, RESERVE_CLIP_TOKENS)
-        self._cache_prompt(c, now)
+        cache_prompt(self.kv, c, now)
         self._start_decode(c)
         return True
 
@@ -589,7 +508,7 @@ class Replica(ReplicaId):
         """Try to admit the waiting head ``c`` with ``budget`` tokens left; return the chunk (0 = refused)."""
         kv = self.kv
         target = c.prompt + c.generated
-        node = self._find(c)
+        node = find(self.kv, c)
         while node is not None and node.length >= target:
             node = node.parent  # at least one prompt token must be computed to produce the next token
         hit = 0 if node is None else node.length
