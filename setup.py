@@ -56,6 +56,8 @@ COMPILED = [
     "src/agentsim/engine/events.py",
     "src/agentsim/serving/call.py",
     "src/agentsim/serving/kvcache.py",
+    "src/agentsim/serving/admission.py",
+    "src/agentsim/serving/prefix.py",
     "src/agentsim/serving/replica.py",
     "src/agentsim/serving/routing.py",
     "src/agentsim/serving/tools.py",

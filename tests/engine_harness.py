@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from agentsim.engine.clock import Clock
 from agentsim.perf.base import PerfModel
+from agentsim.serving.admission import EngineConfig
 from agentsim.serving.call import Call, Callbacks
 from agentsim.serving.replica import Replica
-from agentsim.spec import EngineSpec
 
 
 def run_engine(
     arrivals: list[tuple[float, int, int, int | None]],
     perf: PerfModel,
-    engine: EngineSpec,
+    engine: EngineConfig,
     capacity: int,
     roots: list[tuple[int | None, int]] | None = None,
     until: float | None = None,

@@ -2,19 +2,29 @@
 
 It implements the model written in ``agentsim/serving/replica.py``'s docstring the obvious way: one loop
 iteration per engine step, explicit per-call token counts, no step counter arithmetic, no segments, no simpy.
+Every admission policy of ``agentsim/serving/admission.py`` is written out here from its description:
+vLLM's fcfs-preempt, TensorRT-LLM's guaranteed-no-evict and SGLang's new-token-ratio (prefill batches first,
+retraction by fewest generated tokens, the ratio's decay and reset).
 It shares only the prefix-cache bookkeeping (:class:`agentsim.serving.kvcache.KvCache`, tested on its own
 invariants) so that the comparison isolates the scheduling, the event skipping and the accounting.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
 from agentsim.perf.base import PerfModel
+from agentsim.serving.admission import (
+    NEW_TOKEN_RATIO,
+    NO_EVICT,
+    RESERVE_CLIP_TOKENS,
+    RETRACT_DECODE_STEPS,
+    EngineConfig,
+)
 from agentsim.serving.call import BLOCK_KEY_BASE
 from agentsim.serving.kvcache import KvCache, Node
-from agentsim.spec import EngineSpec
 
 
 @dataclass
@@ -48,10 +58,14 @@ class RefCall:
 
 
 def run_reference(
-    calls: list[RefCall], perf: PerfModel, engine: EngineSpec, capacity: int
+    calls: list[RefCall], perf: PerfModel, engine: EngineConfig, capacity: int
 ) -> tuple[float, KvCache]:
     """Simulate ``calls`` (sorted by arrival) on one replica, step by step. Returns (busy seconds, cache)."""
     kv = KvCache(capacity, engine.block_size_tokens, engine.prefix_caching)
+    adm = engine.admission
+    sglang = adm == NEW_TOKEN_RATIO
+    ratio_start = engine.init_new_token_ratio  # SGLang's new-token ratio: its value when last set ...
+    ratio_steps = 0  # ... and the decode steps since
     waiting: deque[int] = deque()
     running: list[int] = []  # admission order
     arrivals = deque(sorted(range(len(calls)), key=lambda i: calls[i].arrival_s))
@@ -106,25 +120,52 @@ def run_reference(
                 c.nodes.append(kv.insert(i, parent, length, now))
                 c.held = length
 
+    def release(i: int) -> None:
+        """Preempt / retract running call ``i`` by recompute; it goes back to the front of the queue."""
+        c = calls[i]
+        running.remove(i)
+        kv.private -= c.kv - c.held
+        release_nodes(c, t)
+        c.kv = c.held = c.computed = 0
+        c.decoding = False
+        c.ready = False
+        c.preemptions += 1
+        waiting.appendleft(i)
+
+    def future_kv() -> int:
+        """KV tokens the running calls will still add by decoding (guaranteed-no-evict)."""
+        return sum(calls[j].output - calls[j].generated - (0 if calls[j].decoding else 1) for j in running)
+
+    def clipped(i: int) -> int:
+        return min(calls[i].output - calls[i].generated, RESERVE_CLIP_TOKENS)
+
+    hold = 0  # SGLang: tokens held back for the running calls and this batch's earlier admissions
+
+    def extra(i: int, ready: bool, decodes: int) -> int:
+        """KV beyond the uncached prompt that must be free to admit call ``i``."""
+        c = calls[i]
+        left = c.output - c.generated
+        if adm == NO_EVICT:
+            return (left if ready else left - 1) + future_kv()
+        if sglang:
+            return clipped(i) + hold
+        return decodes + 1 if ready else 0
+
     while arrivals or waiting or running:
         if not waiting and not running:
             t = max(t, calls[arrivals[0]].arrival_s)
         while arrivals and calls[arrivals[0]].arrival_s <= t:
             waiting.append(arrivals.popleft())
 
-        # 1. KV room for decode tokens: evict, then preempt the newest.
         dec = [i for i in running if calls[i].decoding]
-        if dec and kv.free < len(dec) and not kv.make_room(len(dec)):
+        hold = 0
+        if sglang and waiting:
+            ratio = engine.new_token_ratio(ratio_start, ratio_steps)
+            hold = math.ceil(ratio * sum(clipped(j) for j in running))
+        # 1. KV room for decode tokens: evict, then preempt the newest (SGLang: at its decode batch, below).
+        if not sglang and dec and kv.free < len(dec) and not kv.make_room(len(dec)):
             while dec and kv.free < len(dec):
-                i = running.pop()
-                c = calls[i]
-                kv.private -= c.kv - c.held
-                release_nodes(c, t)
-                c.kv = c.held = c.computed = 0
-                c.decoding = False
-                c.ready = False
-                c.preemptions += 1
-                waiting.appendleft(i)
+                release(running[-1])
                 dec = [j for j in running if calls[j].decoding]
         # 1b. KV-ready calls join the decode batch directly.
         while waiting and calls[waiting[0]].ready and len(running) < engine.max_num_seqs:
@@ -135,9 +176,11 @@ def run_reference(
             while node is not None and node.length > target:
                 node = node.parent
             hit = 0 if node is None else node.length
-            if not kv.reserve(node, target - hit + len(dec) + 1):
+            if not kv.reserve(node, target - hit + extra(i, True, len(dec))):
                 break
             waiting.popleft()
+            if sglang:
+                hold += clipped(i)
             kv.private += target - hit
             c.target, c.held, c.computed, c.kv = target, hit, target, target
             if node is not None:
@@ -147,10 +190,11 @@ def run_reference(
             cache_prompt(i, t)
             c.decoding = True
             dec.append(i)
-        # 2. Budget.
-        budget = engine.max_batched_tokens - len(dec)
+        # 2. Budget (SGLang: a prefill batch, the decodes take none of it).
+        shared = 0 if sglang else len(dec)
+        budget = engine.max_batched_tokens - shared
         chunks: dict[int, int] = {}
-        ctx = sum(calls[i].kv for i in dec)
+        ctx = 0 if sglang else sum(calls[i].kv for i in dec)
         for i in running:
             c = calls[i]
             if c.decoding:
@@ -159,7 +203,7 @@ def run_reference(
                 continue
             left = c.target - c.computed
             chunk = left if (left <= budget or not engine.chunked_prefill) else budget
-            if chunk > budget and (dec or chunks):
+            if chunk > budget and (shared or chunks):
                 chunk = 0
             if chunk:
                 chunks[i] = chunk
@@ -182,9 +226,11 @@ def run_reference(
                 and (running or budget < engine.max_batched_tokens)
             ):
                 break
-            if not kv.reserve(node, need):
+            if not kv.reserve(node, need + extra(i, False, len(dec))):
                 break
             waiting.popleft()
+            if sglang:
+                hold += clipped(i)
             kv.private += need
             c.target, c.held, c.computed, c.kv = target, hit, hit, target
             if c.generated == 0:
@@ -198,6 +244,32 @@ def run_reference(
             budget -= chunk
             ctx += c.computed
         p_tokens = sum(chunks.values())
+        if sglang:
+            if p_tokens:
+                dec = []  # a prefill batch: the decodes wait
+            else:
+                # The decode batch: evict, then retract the fewest-generated call (ties: longest prompt, newest).
+                retracted = False
+                if dec and kv.free < len(dec) and not kv.make_room(len(dec)):
+                    while dec and kv.free < len(dec):
+                        victim = min(dec, key=lambda j: (calls[j].generated, -calls[j].prompt, -j))
+                        release(victim)
+                        dec.remove(victim)
+                    left = [calls[j] for j in dec]
+                    max_new = sum(c.output for c in left)
+                    decoded = sum(c.generated for c in left)
+                    ratio_start = (
+                        min(1.0, (decoded + RETRACT_DECODE_STEPS * len(left)) / max_new)
+                        if max_new
+                        else engine.init_new_token_ratio
+                    )
+                    ratio_steps = 0
+                    retracted = True
+                    if not dec:
+                        continue  # all retracted: plan again now (their recompute is the next prefill)
+                if dec and not retracted:
+                    ratio_steps += 1
+                ctx = sum(calls[i].kv for i in dec)
         d = len(dec)
         if p_tokens == 0 and d == 0:
             continue  # nothing runnable yet (cannot happen with arrivals pending; loop jumps t)

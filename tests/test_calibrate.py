@@ -150,12 +150,21 @@ def test_condition_scenarios() -> None:
     w = open_loop.workload[0]
     assert isinstance(w, spec.WorkloadSpec) and w.arrivals == spec.Poisson(rate_per_s=5.0)
     assert open_loop.horizon_s - open_loop.warmup_s >= FAST.min_requests / 5.0
-    # TensorRT-LLM's no-evict admission caps the batch at what fits with every output token reserved
+    # The deprecated --admission no-evict is the guaranteed-no-evict policy; offline keeps more agents than the
+    # batch the engine can hold with every output token reserved (10 of 1000 tokens in 10k of KV)
     pool = replace_engine(POOL, kv_capacity_tokens=10_000, max_num_seqs=256)
     offline = condition_scenario(pool, Measurement(isl=900, osl=100), CATALOG, replace(FAST, admission="no-evict"))
-    assert offline.cluster.pools[0].deployment.engine.max_num_seqs == 10
+    engine = offline.cluster.pools[0].deployment.engine
+    assert engine.admission == "guaranteed-no-evict" and engine.max_num_seqs == 256
     w = offline.workload[0]
-    assert isinstance(w, spec.WorkloadSpec) and isinstance(w.arrivals, spec.Closed) and w.arrivals.agents > 10
+    assert isinstance(w, spec.WorkloadSpec) and isinstance(w.arrivals, spec.Closed) and w.arrivals.agents == 18
+    # A row whose engine label names an engine runs under that engine's preset, unless --preset says otherwise
+    trt = Measurement(isl=900, osl=100, labels={"engine": "TensorRT-LLM v1.0"})
+    auto = replace(FAST, admission="auto")
+    assert condition_scenario(POOL, trt, CATALOG, auto).cluster.pools[0].deployment.engine.preset == "trtllm"
+    assert condition_scenario(POOL, trt, CATALOG, FAST).cluster.pools[0].deployment.engine.preset == "vllm"
+    forced = condition_scenario(POOL, trt, CATALOG, replace(FAST, preset="sglang"))
+    assert forced.cluster.pools[0].deployment.engine.preset == "sglang"
 
 
 def replace_engine(pool: spec.PoolSpec, **engine: object) -> spec.PoolSpec:
@@ -314,7 +323,7 @@ def test_cli_calibrate_then_fidelity(tmp_path: Path) -> None:
     )
     runner = CliRunner()
     out = tmp_path / "perf.yaml"
-    common = ["--scenario", str(scenario), "--admission", "engine", "--waves", "2"]
+    common = ["--scenario", str(scenario), "--preset", "scenario", "--waves", "2"]
     result = runner.invoke(
         app,
         ["calibrate", str(points), *common, "--params", "alpha_s,delta_s_per_seq", "--max-evals", "40", "-o", str(out)],
@@ -328,6 +337,11 @@ def test_cli_calibrate_then_fidelity(tmp_path: Path) -> None:
     assert "MAPE" in result.stdout and "tpot_s" in result.stdout
     bad = runner.invoke(app, ["fidelity", str(points), "--where", "hardware"])
     assert bad.exit_code == 2 and "column=value" in bad.output
+    # the harness flags of old still work, as overrides, with a deprecation warning
+    old = [*common[:2], "--admission", "engine", "--waves", "2", "--perf", str(out), "--no-plot"]
+    result = runner.invoke(app, ["fidelity", str(points), *old])
+    assert result.exit_code == 0 and "--admission is deprecated" in result.output
+    assert runner.invoke(app, ["fidelity", str(points), "--preset", "tgi"]).exit_code == 2
 
 
 def test_cli_fidelity_plot(tmp_path: Path) -> None:

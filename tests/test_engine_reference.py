@@ -17,14 +17,17 @@ from hypothesis import strategies as st
 
 from agentsim.perf.base import FunctionPerf
 from agentsim.perf.linear import LinearPerfModel
-from agentsim.spec import EngineSpec, LinearPerf
+from agentsim.serving.admission import FCFS_PREEMPT, NEW_TOKEN_RATIO, NO_EVICT, EngineConfig
+from agentsim.spec import LinearPerf
 from engine_harness import run_engine
 from reference_engine import RefCall, run_reference
 
+POLICIES = (FCFS_PREEMPT, NEW_TOKEN_RATIO, NO_EVICT)
+
 
 def random_case(
-    seed: int,
-) -> tuple[list[tuple[float, int, int, int | None]], list[tuple[int | None, int]], EngineSpec, int]:
+    seed: int, admission: int = FCFS_PREEMPT
+) -> tuple[list[tuple[float, int, int, int | None]], list[tuple[int | None, int]], EngineConfig, int]:
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 120))
     t = np.cumsum(rng.exponential(rng.uniform(0.002, 0.2), n))
@@ -42,12 +45,15 @@ def random_case(
             prompt += shared
         arrivals.append((float(t[i]), prompt, int(rng.integers(1, 300)), parent))
         roots.append(root)
-    engine = EngineSpec(
+    engine = EngineConfig(
+        admission=admission,
         max_num_seqs=int(rng.integers(1, 40)),
         max_batched_tokens=int(rng.integers(40, 2048)),
         chunked_prefill=bool(rng.random() < 0.8),
         prefix_caching=bool(rng.random() < 0.8),
         block_size_tokens=int(rng.choice([1, 16, 64])),
+        # SGLang's ratio from its default down to 0: a low ratio over-admits, then retracts.
+        init_new_token_ratio=float(rng.choice([0.7, 0.3, 0.05])),
     )
     biggest = max(p + o for _, p, o, _ in arrivals)
     capacity = int(biggest * rng.uniform(1.0, 6.0))
@@ -75,8 +81,8 @@ def hashed(arrivals: list[tuple[float, int, int, int | None]], rng: np.random.Ge
     return out
 
 
-def compare(seed: int, perf_kind: str) -> dict[str, int]:
-    arrivals, roots, engine, capacity = random_case(seed)
+def compare(seed: int, perf_kind: str, admission: int = FCFS_PREEMPT) -> dict[str, int]:
+    arrivals, roots, engine, capacity = random_case(seed, admission)
     rng = np.random.default_rng(seed + 1)
     use_blocks = rng.random() < 0.4
     bt = int(rng.choice([16, 64, 512]))
@@ -132,17 +138,25 @@ def compare(seed: int, perf_kind: str) -> dict[str, int]:
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), kind=st.sampled_from(["linear", "function"]))
-def test_fast_engine_equals_reference(seed: int, kind: str) -> None:
-    compare(seed, kind)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    kind=st.sampled_from(["linear", "function"]),
+    admission=st.sampled_from(POLICIES),
+)
+def test_fast_engine_equals_reference(seed: int, kind: str, admission: int) -> None:
+    compare(seed, kind, admission)
 
 
 def test_random_cases_exercise_every_mechanism() -> None:
-    """The comparison above is only meaningful if the random cases actually preempt, hit the cache, evict and
-    skip steps; check that they do, over a fixed set of seeds."""
-    totals = {"blocks": 0, "ready": 0, "preemptions": 0, "cached": 0, "skipped": 0, "evicted": 0}
-    for seed in range(40):
-        for kind in ("linear", "function"):
-            for k, v in compare(seed, kind).items():
-                totals[k] += v
-    assert all(v > 0 for v in totals.values()), totals
+    """The comparison above is only meaningful if the random cases actually preempt (retract), hit the cache,
+    evict and skip steps under every admission policy; check that they do, over a fixed set of seeds.
+    Guaranteed-no-evict must never preempt."""
+    for admission in POLICIES:
+        totals = {"blocks": 0, "ready": 0, "preemptions": 0, "cached": 0, "skipped": 0, "evicted": 0}
+        for seed in range(40):
+            for kind in ("linear", "function"):
+                for k, v in compare(seed, kind, admission).items():
+                    totals[k] += v
+        if admission == NO_EVICT:
+            assert totals.pop("preemptions") == 0, totals
+        assert all(v > 0 for v in totals.values()), (admission, totals)

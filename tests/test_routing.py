@@ -8,6 +8,7 @@ import agentsim
 from agentsim import spec
 from agentsim.engine.clock import Clock
 from agentsim.perf.base import FunctionPerf
+from agentsim.serving.admission import EngineConfig
 from agentsim.serving.call import Call, Callbacks
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import make_router
@@ -15,7 +16,7 @@ from agentsim.serving.routing import make_router
 
 def replicas(n: int) -> list[Replica]:
     env = Clock().events
-    eng = spec.EngineSpec(block_size_tokens=16)
+    eng = EngineConfig(block_size_tokens=16)
     return [Replica(env, i, "p", FunctionPerf(lambda p, d, c: 0.01), eng, 100_000, Callbacks(lambda c, t: None,
                     lambda c, t: None)) for i in range(n)]
 

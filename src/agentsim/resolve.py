@@ -31,7 +31,10 @@ from agentsim.catalog import Catalog, CatalogError, Hardware, ModelArch, load_ca
 from agentsim.errors import ScenarioError
 from agentsim.perf import build_perf
 from agentsim.perf.memory import DoesNotFitError, kv_bytes_per_token, kv_capacity_tokens
+from agentsim.perf.speculative import speculative_perf
+from agentsim.serving.admission import EngineConfig
 from agentsim.serving.cluster import PoolPlan
+from agentsim.serving.presets import check_budget, engine_config, fill_engine, sglang_max_running
 from agentsim.workload.profiles import resolve_profile
 from agentsim.workload.taskgraph import TaskTemplate
 
@@ -256,14 +259,21 @@ def _pool(
         errors.append((f"{where}.deployment.pp", f"{d.pp} stages for {model.layers} layers"))
         return None
     try:
-        kv = kv_capacity_tokens(model, hw, d)
+        pool, kv, engine = resolve_engine(pool, model, hw)
     except DoesNotFitError as e:
         errors.append((f"{where}.deployment", str(e)))
         return None
+    except ValueError as e:
+        errors.append((f"{where}.deployment.engine", str(e)))
+        return None
+    d = pool.deployment
     try:
         perf = build_perf(pool, catalog)
+        speculative = d.engine.speculative
+        if speculative is not None:
+            perf = speculative_perf(perf, speculative, pool, model, catalog)
     except (ValueError, CatalogError) as e:
-        errors.append((f"{where}.perf", _msg(e)))
+        errors.append((f"{where}.perf" if d.engine.speculative is None else f"{where}.deployment.engine", _msg(e)))
         return None
     if not priced:
         return None
@@ -272,7 +282,28 @@ def _pool(
     except CatalogError as e:
         errors.append(("pricing", _msg(e)))
         return None
-    return ResolvedPool(PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d))), hw, model, rates)
+    plan = PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d)), engine)
+    return ResolvedPool(plan, hw, model, rates)
+
+
+def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple[spec.PoolSpec, int, EngineConfig]:
+    """``pool`` with its engine preset filled in (every unset knob, the KV precision, the roofline's overhead
+    when unset: :mod:`agentsim.serving.presets`), its KV capacity per replica and the engine its replicas run.
+    Raises :class:`DoesNotFitError` (the weights leave no KV cache) or ValueError (inconsistent limits)."""
+    d = fill_engine(pool.deployment, hw)
+    kv = kv_capacity_tokens(model, hw, d)
+    engine = d.engine
+    if engine.max_num_seqs is None:  # SGLang: from the KV capacity
+        engine = engine.model_copy(update={"max_num_seqs": sglang_max_running(kv)})
+        d = d.model_copy(update={"engine": engine})
+    problem = check_budget(engine)
+    if problem is not None:
+        raise ValueError(problem)
+    perf = pool.perf
+    if isinstance(perf, spec.RooflinePerf) and perf.overhead_s is None:
+        perf = perf.model_copy(update={"overhead_s": engine.step_overhead_s})
+    tokens_per_step = engine.speculative.tokens_per_step if engine.speculative is not None else 1.0
+    return pool.model_copy(update={"deployment": d, "perf": perf}), kv, engine_config(engine, tokens_per_step)
 
 
 def resolve(scenario: spec.Scenario, catalog: Catalog | None = None) -> Resolved:

@@ -32,14 +32,37 @@ def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
     return out
 
 
-def _harness(admission: str, kv_free_fraction: float | None, waves: float) -> Any:
+PRESETS = ("auto", "scenario", "vllm", "sglang", "trtllm")
+
+
+def _harness(preset: str, admission: str, kv_free_fraction: float | None, waves: float) -> Any:
     from agentsim.planning.calibrate import HarnessOptions
 
+    if preset not in PRESETS:
+        _fail(f"--preset must be one of {', '.join(PRESETS)}, not {preset!r}")
     if admission not in ("auto", "engine", "no-evict"):
         _fail(f"--admission must be auto, engine or no-evict, not {admission!r}")
     if kv_free_fraction is not None and not 0 < kv_free_fraction <= 1:
         _fail("--kv-free-fraction must be in (0, 1]")
-    return HarnessOptions(admission=admission, kv_free_fraction=kv_free_fraction, waves=waves)  # type: ignore[arg-type]
+    if admission != "auto":
+        err_console.print(
+            f"warning: --admission is deprecated: engine presets model admission (--admission {admission} is "
+            + ("--preset scenario" if admission == "engine" else "the guaranteed-no-evict admission of --preset trtllm")
+            + "); applied as an override for now",
+            highlight=False,
+        )
+    if kv_free_fraction is not None:
+        err_console.print(
+            "warning: --kv-free-fraction is deprecated: engine presets size the KV cache (--preset trtllm takes 0.9 "
+            "of the memory the weights leave); applied as an override for now",
+            highlight=False,
+        )
+    return HarnessOptions(
+        preset=preset,  # type: ignore[arg-type]
+        admission=admission,  # type: ignore[arg-type]
+        kv_free_fraction=kv_free_fraction,
+        waves=waves,
+    )
 
 
 def _bench_pool(scenario: Path | None, pool: str | None, set_: list[str] | None) -> tuple[Any, list[str]]:
@@ -85,9 +108,16 @@ def calibrate_cmd(
     kind: Annotated[str, typer.Option(help="perf model without --scenario: roofline or linear")] = "roofline",
     params: Annotated[str | None, typer.Option(help="coefficients to fit, comma-separated (default per kind)")] = None,
     metrics: Annotated[str | None, typer.Option(help="output_tok_s,ttft_s,tpot_s to fit (default: all)")] = None,
-    admission: Annotated[str, typer.Option(help="auto | engine | no-evict (TensorRT-LLM's scheduler)")] = "auto",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="engine preset: auto (the row's engine label: TensorRT-LLM, vLLM, SGLang; else the pool's), "
+            "scenario (the pool's), vllm, sglang, trtllm"
+        ),
+    ] = "auto",
+    admission: Annotated[str, typer.Option(help="deprecated (use --preset): auto | engine | no-evict")] = "auto",
     kv_free_fraction: Annotated[
-        float | None, typer.Option(help="KV = this fraction of HBM left by the weights (TensorRT-LLM's rule)")
+        float | None, typer.Option(help="deprecated (use --preset trtllm): KV = this fraction of HBM left")
     ] = None,
     waves: Annotated[float, typer.Option(help="request lifetimes simulated per condition")] = 3.0,
     max_evals: Annotated[int, typer.Option(help="simulations per point budget of the search")] = 150,
@@ -122,7 +152,7 @@ def calibrate_cmd(
             catalog=catalog,
             params=_csv_list(params, "--params") or None,
             metrics=_csv_list(metrics, "--metrics") or None,
-            options=_harness(admission, kv_free_fraction, waves),
+            options=_harness(preset, admission, kv_free_fraction, waves),
             max_evals=max_evals,
             jobs=jobs,
             catalog_files=files,
@@ -161,9 +191,16 @@ def fidelity_cmd(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field of --scenario")] = None,
     where: Annotated[list[str] | None, typer.Option(help="keep rows with column=value (repeatable)")] = None,
     holdout: Annotated[int, typer.Option(help="calibrate on K rows per group, report the held-out rows")] = 0,
-    admission: Annotated[str, typer.Option(help="auto | engine | no-evict (TensorRT-LLM's scheduler)")] = "auto",
+    preset: Annotated[
+        str,
+        typer.Option(
+            help="engine preset: auto (the row's engine label: TensorRT-LLM, vLLM, SGLang; else the pool's), "
+            "scenario (the pool's), vllm, sglang, trtllm"
+        ),
+    ] = "auto",
+    admission: Annotated[str, typer.Option(help="deprecated (use --preset): auto | engine | no-evict")] = "auto",
     kv_free_fraction: Annotated[
-        float | None, typer.Option(help="KV = this fraction of HBM left by the weights (TensorRT-LLM's rule)")
+        float | None, typer.Option(help="deprecated (use --preset trtllm): KV = this fraction of HBM left")
     ] = None,
     waves: Annotated[float, typer.Option(help="request lifetimes simulated per point")] = 4.0,
     max_evals: Annotated[int, typer.Option(help="with --holdout: simulations budget of each fit")] = 120,
@@ -184,7 +221,7 @@ def fidelity_cmd(
     ms = _measurements(points, where)
     base, scenario_files = _bench_pool(scenario, pool, set_)
     files = [*scenario_files, *[str(p) for p in catalog_file or []]]
-    options = _harness(admission, kv_free_fraction, waves)
+    options = _harness(preset, admission, kv_free_fraction, waves)
     try:
         catalog = load_catalog(files)
         overrides = [fid.PerfOverride(*cal.load_perf_yaml(p)) for p in perf or []]

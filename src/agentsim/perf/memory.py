@@ -60,6 +60,7 @@ __all__ = [
     "kv_bytes_per_element",
     "kv_bytes_per_token",
     "kv_capacity_tokens",
+    "kv_free_bytes_per_gpu",
     "kv_replication",
     "usable_bytes_per_gpu",
     "weight_bytes",
@@ -186,8 +187,22 @@ def kv_replication(model: ModelArch, deployment: Deployment) -> float:
 
 
 def usable_bytes_per_gpu(hardware: Hardware, deployment: Deployment) -> float:
-    """HBM bytes per GPU the engine may use: ``hbm * gpu_memory_utilization``."""
-    return hardware.hbm_bytes * deployment.engine.gpu_memory_utilization
+    """HBM bytes per GPU the engine may use: ``hbm * gpu_memory_utilization`` (vLLM's 0.9 when unset)."""
+    utilization = deployment.engine.gpu_memory_utilization
+    return hardware.hbm_bytes * (0.9 if utilization is None else utilization)
+
+
+def kv_free_bytes_per_gpu(usable: float, hbm: float, weights: float, deployment: Deployment) -> float:
+    """Bytes per GPU for the KV cache under the engine's rule (``agentsim.serving.presets``): ``of-total``
+    (vLLM, SGLang; default) ``usable - weights - reserve``; ``of-free`` (TensorRT-LLM) ``fraction * (hbm -
+    weights - reserve)``. The reserve is ``engine.activation_reserve_gb``, :data:`ACTIVATION_RESERVE_GB` when
+    unset."""
+    engine = deployment.engine
+    reserve = (ACTIVATION_RESERVE_GB if engine.activation_reserve_gb is None else engine.activation_reserve_gb) * 1e9
+    if engine.kv_memory == "of-free":
+        fraction = 0.9 if engine.gpu_memory_utilization is None else engine.gpu_memory_utilization
+        return fraction * (hbm - weights - reserve)
+    return usable - weights - reserve
 
 
 def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deployment) -> int:
@@ -201,16 +216,18 @@ def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deploym
     usable = usable_bytes_per_gpu(hardware, deployment)
     placement = weight_placement(model, hardware, deployment)
     weights = placement.hbm_bytes
-    reserve = ACTIVATION_RESERVE_GB * 1e9
-    free = usable - weights - reserve
+    reserve = ACTIVATION_RESERVE_GB if deployment.engine.activation_reserve_gb is None else (
+        deployment.engine.activation_reserve_gb
+    )
+    free = kv_free_bytes_per_gpu(usable, hardware.hbm_bytes, weights, deployment)
     if free <= 0:
         per_gpu = " per GPU" if gpus > 1 else ""
         in_hbm = " in HBM" if placement.ddr_bytes > 0 else ""
         raise DoesNotFitError(
             f"{deployment.model} {deployment.precision} on {gpus}x {deployment.hardware} "
             f"(tp={deployment.tp}, pp={deployment.pp}) does not fit: weights{in_hbm} {weights / 1e9:.1f} GB{per_gpu} "
-            f"+ activation reserve {ACTIVATION_RESERVE_GB:.1f} GB > usable {usable / 1e9:.1f} GB{per_gpu} "
-            f"({hardware.hbm_gb:g} GB x {deployment.engine.gpu_memory_utilization:.2f}); "
+            f"+ activation reserve {reserve:.1f} GB leave no KV cache in usable {usable / 1e9:.1f} GB{per_gpu} "
+            f"({hardware.hbm_gb:g} GB x {usable / hardware.hbm_bytes:.2f}); "
             "use more GPUs (tp or pp) or lower precision"
             + ("" if hardware.ddr_tb_s is None else ", or weights_memory: auto or ddr")
         )

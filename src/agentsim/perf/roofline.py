@@ -198,7 +198,8 @@ class RooflinePerfModel(PerfModel):
         per_token, collectives = comm_terms(model, deployment)
         self.comm_s_per_token = per_token / (hardware.scaleup_bytes_per_s * self.spec.comm_efficiency)
         self.comm_fixed_s = collectives * self.spec.collective_latency_s
-        self.overhead_s = self.spec.overhead_s
+        # Unset: the vLLM preset's step overhead (agentsim.resolve fills in the pool's engine preset's).
+        self.overhead_s = self.spec.overhead_s if self.spec.overhead_s is not None else 0.002
         self._fixed_s = self.comm_fixed_s + self.overhead_s
 
     def _weights_s(self, t: float) -> float:

@@ -36,6 +36,7 @@ from agentsim.planning.calibrate import (
     PerfAny,
     PointResult,
     calibrate,
+    condition_engine,
     filter_measurements,
     kv_tokens,
     mape,
@@ -168,7 +169,8 @@ def _resolve_pools(
             for o in overrides:
                 if o.applies(m):
                     pool = with_perf(pool, o.perf)
-            kv_tokens(pool, catalog, options.kv_free_fraction)
+            dep = pool.deployment.model_copy(update={"engine": condition_engine(pool, m, options)})
+            kv_tokens(pool.model_copy(update={"deployment": dep}), catalog)  # the condition's deployment fits
             out.append(pool)
         except (CalibrationError, DoesNotFitError, KeyError, ValueError) as e:
             out.append(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))

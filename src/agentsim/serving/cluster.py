@@ -13,11 +13,12 @@ from that step.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agentsim import spec
 from agentsim.engine.events import EventQueue
 from agentsim.perf.base import PerfModel
+from agentsim.serving.admission import EngineConfig
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import Router, make_router
@@ -25,12 +26,14 @@ from agentsim.serving.routing import Router, make_router
 
 @dataclass(frozen=True, slots=True)
 class PoolPlan:
-    """What the cluster needs to build one pool: its spec, perf model, KV capacity per replica and KV size."""
+    """What the cluster needs to build one pool: its spec (engine preset filled in), perf model, KV capacity per
+    replica, KV size and the engine its replicas run."""
 
     spec: spec.PoolSpec
     perf: PerfModel
     kv_capacity_tokens: int
     kv_bytes_per_token: float = 0.0
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 class Cluster:
@@ -66,7 +69,7 @@ class Cluster:
             len(self.replicas),
             pool,
             plan.perf,
-            plan.spec.deployment.engine,
+            plan.engine,
             plan.kv_capacity_tokens,
             self.listener,
             role=plan.spec.role,

@@ -1,16 +1,25 @@
 """The continuous-batching engine of one replica, with event skipping.
 
-**The model** (close to vLLM's scheduler). A replica holds a *running* set (in admission order) and a FCFS
-*waiting* queue. At every step boundary it
+**The model** (vLLM's scheduler; the admission policy is the engine preset's, :mod:`agentsim.serving.admission`).
+A replica holds a *running* set (in admission order) and a FCFS *waiting* queue. At every step boundary it
 
 1. makes KV room for this step's decode tokens (one per decoding call): evict unreferenced prefix-cache leaves,
    least recently used first, then preempt the newest running call (recompute: its KV is dropped and it goes back
-   to the front of the queue, keeping the tokens it already generated);
-2. fills the token budget ``max_batched_tokens``: one token per decoding call, then the pending prefill chunks of
+   to the front of the queue, keeping the tokens it already generated). Under guaranteed-no-evict this never
+   happens: admission reserved every future decode token;
+2. admits KV-ready calls (disaggregated decode) into the decode batch, FCFS from the queue's head;
+3. fills the token budget ``max_batched_tokens``: one token per decoding call, then the pending prefill chunks of
    running calls in admission order, then admits waiting calls (FCFS, stop at the first that does not fit) while
    ``max_num_seqs``, the budget and free KV allow. An admitted call looks up its longest cached prefix, pins it,
-   and reserves KV for the rest of its prompt. With ``chunked_prefill`` a long prompt is split across steps;
-3. runs one step of ``perf.step_time(prefill_tokens, decode_seqs, context_tokens)`` seconds.
+   and reserves KV for the rest of its prompt, plus what its policy holds back (guaranteed-no-evict: its own and
+   every running call's future decode tokens; new-token-ratio: its clipped output and the ratio's share of the
+   running calls'). With ``chunked_prefill`` a long prompt is split across steps;
+4. runs one step of ``perf.step_time(prefill_tokens, decode_seqs, context_tokens)`` seconds, or a segment.
+
+SGLang's loop (new-token-ratio, :meth:`Replica._plan_prefill_first`) orders it differently: a prefill batch
+(pending chunks, then admissions, the budget all for prompts) runs alone while the decodes wait; only when none
+can be formed does the decode batch run, after making its KV room by evicting, then retracting the call with the
+fewest generated tokens. The decodes' step counter and busy share do not move during a prefill batch.
 
 A call's first token comes at the end of the step that completes its prefill (that is its TTFT); each later step
 gives one more token, so a call of ``o`` output tokens finishes ``o - 1`` decode steps after its prefill. When its
@@ -19,8 +28,10 @@ finds.
 
 **Event skipping** (why this is fast and still exact). Between events, a decode-only batch keeps its
 composition: nothing is admitted (the queue is empty, or its head was refused and stays refused because KV only
-shrinks and the batch does not change), nothing finishes and KV does not run out. The engine therefore runs
-``k`` steps as one *segment*: ``k = min(steps to the next completion, free KV // decode_seqs)``. The state per
+shrinks and the batch does not change; under guaranteed-no-evict decode tokens come out of the reserve, so free
+KV minus the reserve stays put), nothing finishes and KV does not run out. The engine therefore runs
+``k`` steps as one *segment*: ``k = min(steps to the next completion, free KV // decode_seqs)`` (one step while a
+call waits under new-token-ratio, whose reserve shrinks as the ratio decays). The state per
 event is O(1): a replica step counter ``S``; a decoding call that started decoding at step ``s0`` with ``kv0``
 tokens holds ``kv0 + (S - s0)``, so the batch's context is ``Q + B*S`` with ``Q = sum(kv0 - s0)`` kept
 incrementally, and completions come off a min-heap of finishing steps. Each call's share of the busy time is an
@@ -42,9 +53,20 @@ import numpy as np
 from agentsim.engine.events import Event, EventQueue
 from agentsim.engine.minheap import Keyed, pop, push
 from agentsim.perf.base import PerfModel
-from agentsim.serving.call import BLOCK_KEY_BASE, DECODE, DONE, PREFILL, WAITING, Call, CallListener, ReplicaId
-from agentsim.serving.kvcache import KvCache, Node
-from agentsim.spec import EngineSpec
+from agentsim.serving.admission import (
+    FCFS_PREEMPT,
+    NEW_TOKEN_RATIO,
+    NO_EVICT,
+    RESERVE_CLIP_TOKENS,
+    EngineConfig,
+    clipped_future,
+    ratio_reserve,
+    reset_ratio,
+    retract_victim,
+)
+from agentsim.serving.call import DECODE, DONE, PREFILL, WAITING, Call, CallListener, ReplicaId
+from agentsim.serving.kvcache import KvCache
+from agentsim.serving.prefix import cache_prompt, find
 
 # Replica states between events.
 IDLE: Final = 0
@@ -102,7 +124,7 @@ class Replica(ReplicaId):
         index: int,
         pool: str,
         perf: PerfModel,
-        engine: EngineSpec,
+        engine: EngineConfig,
         kv_capacity_tokens: int,
         listener: CallListener,
         role: str = "unified",
@@ -122,6 +144,8 @@ class Replica(ReplicaId):
         self.budget = engine.max_batched_tokens
         self.chunked = engine.chunked_prefill
         self.kv = KvCache(kv_capacity_tokens, engine.block_size_tokens, engine.prefix_caching)
+        self.config = engine
+        self.admission = engine.admission
         self.listener = listener
 
         self.waiting: deque[Call] = deque()
@@ -135,6 +159,14 @@ class Replica(ReplicaId):
         self.step = 0  # S: steps executed so far
         self.acc = 0.0  # sum over steps of step_s / tokens_in_step: busy seconds per token slot
         self.accm = 0.0  # the same over steps that compute prompt tokens only (they draw more power)
+        # Running sums the admission policies read (serving/admission.py), kept in O(1) per event.
+        self.fin_sum = 0  # sum over decoding calls of their finishing step
+        self.pf_left = 0  # sum over prefilling calls of the tokens they still have to generate
+        self.long_calls = 0  # running calls of more than RESERVE_CLIP_TOKENS output tokens
+        self.ratio0 = engine.init_new_token_ratio  # SGLang's new-token ratio when last set ...
+        self.ratio_steps = 0  # ... and the decode steps since
+        self.seg_retracted = 0  # 1 if the current decode step or segment began with a retraction
+        self.ratio_hold = 0  # tokens held back for running calls' future output (this step's admissions)
 
         self.state = IDLE
         self.gen = 0  # timer generation: a timer whose generation is stale is ignored (lazy cancel)
@@ -202,7 +234,7 @@ class Replica(ReplicaId):
 
     def longest_prefix(self, call: Call) -> int:
         """Tokens of ``call``'s prompt this replica holds in its prefix cache (for routing)."""
-        n = self._find(call)
+        n = find(self.kv, call)
         return 0 if n is None else min(n.length, call.prompt)
 
     # ================================================================== timers
@@ -282,10 +314,13 @@ class Replica(ReplicaId):
         self.busy_s += dt
         self.busy_prefill_s += dt
         tokens = self.cur_p + self.cur_d
-        self.acc += dt / tokens
-        self.accm += dt / tokens
-        self.step += 1
         d = self.cur_d
+        if d == self.decoding:
+            # Every decoding call took a token of this step (always, except in SGLang's prefill batches, where
+            # the decodes wait: then neither their step counter nor their busy share moves).
+            self.acc += dt / tokens
+            self.accm += dt / tokens
+            self.step += 1
         self.kv.private += d
         self.out_tokens += d
         self.prefill_tokens += self.cur_p
@@ -303,6 +338,7 @@ class Replica(ReplicaId):
                 if c.computed < c.target:
                     still.append(c)
                 else:
+                    self.pf_left -= c.output - c.generated
                     self._prefill_done(c, now)
             self.prefilling = still
         self._completions(now)
@@ -318,32 +354,12 @@ class Replica(ReplicaId):
         self.kv.private += b * k
         self.out_tokens += b * k
         self.steps_skipped += k - 1
+        if self.admission == NEW_TOKEN_RATIO:
+            self.ratio_steps += k - self.seg_retracted  # the ratio decays at every decode step but a retracting one
         self._completions(now)
 
-    def _insert_blocks(self, c: Call, now: float) -> None:
-        """Cache a hash-identified prompt as a chain of one node per full block (a radix tree of blocks), so
-        any later prompt sharing a leading run of blocks finds it, whichever call computed it."""
-        kv = self.kv
-        bt = c.block_tokens
-        blocks = c.blocks
-        assert blocks is not None
-        parent = c.nodes[-1] if c.nodes else None
-        nodes = kv.nodes
-        for i in range(c.held // bt, min(len(blocks), c.prompt // bt)):
-            key = BLOCK_KEY_BASE + blocks[i]
-            node = nodes.get(key)
-            if node is None:
-                node = kv.insert(key, parent, (i + 1) * bt, now)
-            else:
-                # Computed concurrently by another call: share its copy and free ours.
-                kv.ref(node)
-                kv.private -= node.length - c.held
-            c.nodes.append(node)
-            c.held = node.length
-            parent = node
-
     def _prefill_done(self, c: Call, now: float) -> None:
-        self._cache_prompt(c, now)
+        cache_prompt(self.kv, c, now)
         c.generated += 1
         self.out_tokens += 1
         if c.first_token_s is None:
@@ -355,7 +371,7 @@ class Replica(ReplicaId):
         if self.role == "prefill":
             # Disaggregated: the KV stays here until it has been sent; the batch slot is free now.
             c.phase = DONE
-            del self.running[c]
+            self._leave(c)
             self.outstanding -= c.load
             self.holding += 1
             assert self.on_prefilled is not None
@@ -371,27 +387,9 @@ class Replica(ReplicaId):
         c.accm0 = self.accm
         self.q += c.kv0 - c.s0
         self.decoding += 1
-        push(self.heap, Finish(self.step + c.output - c.generated, c))
-
-    def _cache_prompt(self, c: Call, now: float) -> None:
-        """The block-aligned prompt becomes a cache node the agent's next step will find."""
-        kv = self.kv
-        if kv.enabled and c.blocks is not None:
-            self._insert_blocks(c, now)
-        elif kv.enabled and c.id not in kv.nodes:
-            if not c.nodes and c.root_key is not None and c.root_key not in kv.nodes:
-                # First call on this replica to start with the workload's shared system prompt: cache it
-                # as its own node so every other task's first call can share it.
-                root = kv.aligned(c.root_len)
-                if root > 0:
-                    c.nodes.append(kv.insert(c.root_key, None, root, now))
-                    c.held = root
-            length = kv.aligned(c.prompt)
-            parent = c.nodes[-1] if c.nodes else None
-            if length > c.held:
-                node = kv.insert(c.id, parent, length, now)
-                c.held = length
-                c.nodes.append(node)
+        fin = self.step + c.output - c.generated
+        self.fin_sum += fin
+        push(self.heap, Finish(fin, c))
 
     def _completions(self, now: float) -> None:
         heap = self.heap
@@ -407,7 +405,18 @@ class Replica(ReplicaId):
             c.mixed_share_s += self.accm - c.accm0
             self.q -= c.kv0 - c.s0
             self.decoding -= 1
+            self.fin_sum -= e.step
             self._finish(c, now, c.target - c.held + steps)
+
+    def _join(self, c: Call) -> None:
+        self.running[c] = None
+        if c.output > RESERVE_CLIP_TOKENS:
+            self.long_calls += 1
+
+    def _leave(self, c: Call) -> None:
+        del self.running[c]
+        if c.output > RESERVE_CLIP_TOKENS:
+            self.long_calls -= 1
 
     def _finish(self, c: Call, now: float, private: int) -> None:
         kv = self.kv
@@ -417,7 +426,7 @@ class Replica(ReplicaId):
         c.nodes.clear()  # in place: no new list per call
         c.phase = DONE
         c.done_s = now
-        del self.running[c]
+        self._leave(c)
         self.outstanding -= c.load
         self.listener.on_done(c, now)
 
@@ -425,6 +434,7 @@ class Replica(ReplicaId):
         """Preempt a running call by recompute: drop its KV, keep its generated tokens, requeue it first."""
         kv = self.kv
         if c.phase == DECODE:
+            self.fin_sum -= c.s0 + c.output - c.generated
             steps = self.step - c.s0
             c.generated += steps
             c.busy_share_s += self.acc - c.acc0
@@ -434,6 +444,7 @@ class Replica(ReplicaId):
             kv.private -= c.target - c.held + steps
         else:
             kv.private -= c.target - c.held
+            self.pf_left -= c.output - c.generated
             self.prefilling.remove(c)
         for n in c.nodes:
             kv.unref(n, now)
@@ -446,61 +457,39 @@ class Replica(ReplicaId):
         c.kv_ready = False  # its transferred KV is gone: it recomputes here
         c.preemptions += 1
         self.preemptions += 1
-        del self.running[c]
+        self._leave(c)
         self.waiting.appendleft(c)
 
     # ================================================================== scheduling
-    def _find(self, c: Call) -> Node | None:
-        kv = self.kv
-        if not kv.enabled:
-            return None
-        nodes = kv.nodes
-        if c.blocks is not None:
-            blocks = c.blocks
-            for i in range(min(len(blocks), c.prompt // c.block_tokens) - 1, -1, -1):
-                n = nodes.get(BLOCK_KEY_BASE + blocks[i])
-                if n is not None:
-                    return n
-            return None
-        n = nodes.get(c.id)
-        if n is not None:
-            return n
-        # Walk up the chain of prompts this one extends, to the deepest cached one. Under KV pressure whole
-        # chains get evicted, and a waiting call is looked up at every step: remember where the walk got to.
-        # An ancestor that is finished and not cached here can never be cached here again (a call's node is
-        # made only while it runs), so the next lookup on this cache -- this call's, or a later call's whose
-        # walk passes through this one -- resumes past it (path compression, as in union-find).
-        p = c.memo_from if c.memo_kv is kv else c.parent
-        resume = p
-        settled = True  # every ancestor skipped so far is finished (and uncached)
-        while p is not None:
-            n = nodes.get(p.id)
-            if n is not None:
-                break
-            if p.done_s is None:
-                settled = False
-            p = p.memo_from if p.memo_kv is kv else p.parent
-            if settled:
-                resume = p
-        c.memo_kv = kv
-        c.memo_from = resume
-        if n is not None:
-            return n
-        if c.root_key is not None:
-            return nodes.get(c.root_key)
-        return None
+    def _future(self) -> int:
+        """KV tokens the running calls will still add by decoding (guaranteed-no-evict reserves them)."""
+        return self.fin_sum - self.decoding * self.step + self.pf_left - len(self.prefilling)
+
+    def _extra(self, c: Call, ready: bool) -> int:
+        """KV tokens beyond the uncached prompt that must be free to admit ``c`` (serving/admission.py):
+        fcfs-preempt none (a KV-ready call: this step's decode tokens); guaranteed-no-evict ``c``'s own future
+        decode tokens and every running call's; new-token-ratio ``c``'s clipped output, the calls admitted
+        earlier in this batch, and the ratio's share of the running calls' clipped output."""
+        adm = self.admission
+        left = c.output - c.generated  # tokens still to generate (the first one comes from the prefill)
+        if adm == FCFS_PREEMPT:
+            return self.decoding + 1 if ready else 0
+        if adm == NO_EVICT:
+            return (left if ready else left - 1) + self._future()
+        own = left if left < RESERVE_CLIP_TOKENS else RESERVE_CLIP_TOKENS
+        return own + self.ratio_hold
 
     def _admit_ready(self, c: Call, now: float) -> bool:
         """Admit a KV-ready call: store its transferred KV (what this replica does not already cache) and start
         decoding it this step. Refused (False) when the KV plus this step's decode tokens do not fit."""
         kv = self.kv
         target = c.target
-        node = self._find(c)
+        node = find(self.kv, c)
         while node is not None and node.length > target:
             node = node.parent
         hit = 0 if node is None else node.length
         need = target - hit
-        if not kv.reserve(node, need + self.decoding + 1):
+        if not kv.reserve(node, need + self._extra(c, True)):
             return False
         kv.private += need
         c.held = hit
@@ -508,8 +497,10 @@ class Replica(ReplicaId):
         if node is not None:
             c.nodes.append(node)
             node.last_use = now
-        self.running[c] = None
-        self._cache_prompt(c, now)
+        self._join(c)
+        if self.admission == NEW_TOKEN_RATIO:
+            self.ratio_hold += min(c.output - c.generated, RESERVE_CLIP_TOKENS)
+        cache_prompt(self.kv, c, now)
         self._start_decode(c)
         return True
 
@@ -517,14 +508,14 @@ class Replica(ReplicaId):
         """Try to admit the waiting head ``c`` with ``budget`` tokens left; return the chunk (0 = refused)."""
         kv = self.kv
         target = c.prompt + c.generated
-        node = self._find(c)
+        node = find(self.kv, c)
         while node is not None and node.length >= target:
             node = node.parent  # at least one prompt token must be computed to produce the next token
         hit = 0 if node is None else node.length
         need = target - hit
         if not self.chunked and need > budget and (self.running or budget < self.budget):
             return 0
-        if not kv.reserve(node, need):
+        if not kv.reserve(node, need + self._extra(c, False) if self.admission != FCFS_PREEMPT else need):
             return 0
         kv.private += need
         c.target = target
@@ -535,27 +526,82 @@ class Replica(ReplicaId):
             c.nodes.append(node)
             node.last_use = now
         c.phase = PREFILL
-        self.running[c] = None
+        self._join(c)
         self.prefilling.append(c)
+        self.pf_left += c.output - c.generated
+        if self.admission == NEW_TOKEN_RATIO:
+            self.ratio_hold += min(c.output - c.generated, RESERVE_CLIP_TOKENS)
         return need if not self.chunked else min(need, budget)
 
     def _plan(self, now: float) -> None:
-        """At a step boundary: make KV room, build the next batch, start a step or a segment, or go idle."""
+        """At a step boundary: make KV room, build the next batch, start a step or a segment, or go idle
+        (steps 1-4 of the module docstring; SGLang's loop is :meth:`_plan_prefill_first`)."""
+        if self.admission == NEW_TOKEN_RATIO:
+            self._plan_prefill_first(now)
+            return
         kv = self.kv
-        # 1. KV room for this step's decode tokens.
+        # 1. KV room for this step's decode tokens (never short under guaranteed-no-evict: it is reserved).
         if self.decoding and kv.free < self.decoding and not kv.make_room(self.decoding):
             while self.decoding and kv.free < self.decoding:
                 newest = next(reversed(self.running))
                 self._release(newest, now)
         # 2. Calls whose KV was sent from a prefill replica join the decode batch directly (FCFS head only).
+        self._admit_ready_head(now)
+        # 3. Token budget: decodes, pending prefill chunks, then admissions.
+        d = self.decoding
+        p, ctx = self._fill(self.budget - d, d, now)
+        # 4. Run.
+        self._run(now, p, d, ctx, False)
+
+    def _plan_prefill_first(self, now: float) -> None:
+        """SGLang's loop (new-token-ratio admission): a prefill batch when one can be formed, the decodes
+        waiting meanwhile; otherwise the decode batch, retracting calls when its tokens do not fit."""
+        kv = self.kv
+        waiting = self.waiting
+        # 1. Hold back the ratio's share of the running calls' clipped future output.
+        self.ratio_hold = 0
+        if waiting:
+            if self.long_calls:
+                future = clipped_future(self.running, self.step, DECODE)
+            else:
+                future = self.fin_sum - self.decoding * self.step + self.pf_left
+            ratio = self.config.new_token_ratio(self.ratio0, self.ratio_steps)
+            self.ratio_hold = ratio_reserve(ratio, future)
+        # 2. KV-ready calls join the decode batch.
+        self._admit_ready_head(now)
+        # 3. A prefill batch: pending chunks, then admissions; decodes take none of the budget.
+        p, ctx = self._fill(self.budget, 0, now)
+        if p:
+            self._run(now, p, 0, ctx, False)
+            return
+        # 4. The decode batch: KV room by evicting, then retracting (fewest generated tokens first).
+        self.seg_retracted = 0
+        if self.decoding and kv.free < self.decoding and not kv.make_room(self.decoding):
+            while self.decoding and kv.free < self.decoding:
+                self._release(retract_victim(self._decoding_calls(), self.step), now)
+            self.ratio0 = reset_ratio(self.config, self._decoding_calls(), self.step)
+            self.ratio_steps = 0
+            self.seg_retracted = 1
+            if not self.decoding:
+                self._plan_prefill_first(now)  # all retracted: their recompute is the next prefill batch
+                return
+        # While a call waits, its admission is checked again after every decode step.
+        self._run(now, 0, self.decoding, 0, bool(waiting))
+
+    def _decoding_calls(self) -> list[Call]:
+        return [c for c in self.running if c.phase == DECODE]
+
+    def _admit_ready_head(self, now: float) -> None:
         waiting = self.waiting
         while waiting and waiting[0].kv_ready and len(self.running) < self.max_seqs:
             if not self._admit_ready(waiting[0], now):
                 break
             waiting.popleft()
-        # 3. Token budget: decodes, pending prefill chunks, then admissions.
-        d = self.decoding
-        budget = self.budget - d
+
+    def _fill(self, budget: int, d: int, now: float) -> tuple[int, int]:
+        """Fill ``budget`` tokens with the pending prefill chunks of running calls, then FCFS admissions (stop
+        at the first refusal). ``d``: decodes sharing the step. Returns (prompt tokens, their context)."""
+        waiting = self.waiting
         p = 0
         ctx = 0
         for c in self.prefilling:
@@ -583,7 +629,11 @@ class Replica(ReplicaId):
             budget -= chunk
             p += chunk
             ctx += c.computed
-        # 4. Run.
+        return p, ctx
+
+    def _run(self, now: float, p: int, d: int, ctx: int, single: bool) -> None:
+        """Start a step of ``p`` prompt tokens and ``d`` decodes, a decode-only segment (one step only if
+        ``single``), or go idle."""
         self.t0 = now
         if p == 0 and d == 0:
             self.state = IDLE
@@ -593,10 +643,10 @@ class Replica(ReplicaId):
             self.cur_p = p
             self.cur_d = d
             self.state = STEP
-            self._timer(self.perf.step_time(p, d, ctx + self.q + d * self.step))
+            self._timer(self.perf.step_time(p, d, ctx + (self.q + d * self.step if d else 0)))
             return
-        k = cast(Finish, self.heap[0]).step - self.step
-        room = kv.free // d
+        k = 1 if single else cast(Finish, self.heap[0]).step - self.step
+        room = self.kv.free // d
         if room < k:
             k = room
         if k > MAX_SEGMENT_STEPS:
@@ -679,9 +729,12 @@ class Replica(ReplicaId):
             self.kv.private += self.decoding * m
             self.steps_skipped += max(m - 1, 0)
         tokens = self.cur_p + self.cur_d
-        self.acc += dt / tokens
+        together = self.cur_d == self.decoding  # False only in a prefill batch the decodes wait out (SGLang)
+        if together:
+            self.acc += dt / tokens
         if self.state == STEP:
-            self.accm += dt / tokens
+            if together:
+                self.accm += dt / tokens
             self.busy_prefill_s += dt
         for c in self.prefilling:
             c.busy_share_s += c.chunk * dt / tokens

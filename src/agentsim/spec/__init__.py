@@ -21,11 +21,13 @@ from __future__ import annotations
 
 from agentsim.spec.base import Strict
 from agentsim.spec.cluster import (
+    Admission,
     Autoscale,
     ClusterSpec,
     CurvePerf,
     CurvePoint,
     Deployment,
+    EnginePreset,
     EngineSpec,
     KvLink,
     LeastLoad,
@@ -38,6 +40,7 @@ from agentsim.spec.cluster import (
     RoundRobin,
     RouterSpec,
     SessionAffinity,
+    SpeculativeSpec,
     TablePerf,
     TablePoint,
     ToolPool,
@@ -61,6 +64,7 @@ from agentsim.spec.workload import (
 )
 
 __all__ = [
+    "Admission",
     "AgentProfile",
     "AnyWorkload",
     "Arrivals",
@@ -74,6 +78,7 @@ __all__ = [
     "Deployment",
     "Dist",
     "Empirical",
+    "EnginePreset",
     "EngineSpec",
     "Exponential",
     "FanOut",
@@ -100,6 +105,7 @@ __all__ = [
     "Scenario",
     "SessionAffinity",
     "Slo",
+    "SpeculativeSpec",
     "Strict",
     "TablePerf",
     "TablePoint",

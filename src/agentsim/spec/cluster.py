@@ -16,28 +16,120 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from agentsim.spec.base import Strict
 
+EnginePreset = Literal["vllm", "sglang", "trtllm"]
+"""The serving engines whose scheduling and memory defaults a pool can take (:class:`EngineSpec`)."""
+
+Admission = Literal["fcfs-preempt", "new-token-ratio", "guaranteed-no-evict", "max-utilization"]
+"""How a replica admits calls and what it does when the KV cache runs out (:class:`EngineSpec`)."""
+
+
+class SpeculativeSpec(Strict):
+    """Speculative decoding / multi-token prediction: each decode step drafts ``draft_tokens`` (k) tokens and the
+    target model verifies them in one pass over ``k + 1`` tokens per sequence.
+
+    A step then yields ``1 + sum_j prod_{i<=j} a_i`` tokens per sequence in expectation (``a_i`` the conditional
+    acceptance at draft position ``i``) and costs the verify pass plus ``k`` draft passes. The engine represents
+    it deterministically by its expected tokens per step (docs/DESIGN.md, Engine, speculative decoding)."""
+
+    method: Literal["mtp", "eagle", "draft"] = Field(
+        description="mtp: the model's multi-token-prediction head (DeepSeek); eagle: an EAGLE/EAGLE-3 head; "
+        "draft: a separate draft model"
+    )
+    draft_tokens: PositiveInt = Field(description="k: tokens drafted (and verified) per decode step")
+    acceptance: float | list[float] = Field(
+        description="conditional acceptance rate of each draft position (a list of k), or one rate for all"
+    )
+    draft_cost: NonNegativeFloat | None = Field(
+        None,
+        description="one draft pass as a fraction of a target decode step of the same batch; default: mtp and "
+        "eagle one decoder layer of the target (1 / layers); draft: the draft model's own step time",
+    )
+    draft_model: str | None = Field(None, description="catalog model id of the draft model (method: draft)")
+
+    @model_validator(mode="after")
+    def _rates(self) -> SpeculativeSpec:
+        rates = self.acceptance if isinstance(self.acceptance, list) else [self.acceptance]
+        if any(not 0.0 <= a <= 1.0 for a in rates):
+            raise ValueError(f"acceptance rates must lie in [0, 1], got {rates}")
+        if isinstance(self.acceptance, list) and len(self.acceptance) != self.draft_tokens:
+            raise ValueError(
+                f"acceptance lists one rate per draft position: {len(self.acceptance)} rates for "
+                f"draft_tokens {self.draft_tokens}"
+            )
+        if self.method == "draft" and self.draft_model is None and self.draft_cost is None:
+            raise ValueError("method draft needs draft_model (a catalog model id) or draft_cost")
+        return self
+
+    @property
+    def rates(self) -> list[float]:
+        """The acceptance rate of each of the k draft positions."""
+        a = self.acceptance
+        return list(a) if isinstance(a, list) else [a] * self.draft_tokens
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Expected tokens per sequence per decode step: ``1 + sum_j prod_{i<=j} a_i``."""
+        total, run = 1.0, 1.0
+        for a in self.rates:
+            run *= a
+            total += run
+        return total
+
 
 class EngineSpec(Strict):
-    """Serving-engine knobs, vLLM's names where they exist."""
+    """Serving-engine knobs, vLLM's names where they exist.
 
-    max_num_seqs: PositiveInt = 256
-    max_batched_tokens: PositiveInt = 8192
-    chunked_prefill: bool = True
-    prefix_caching: bool = True
-    block_size_tokens: PositiveInt = 16
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    ``preset`` names the engine whose defaults fill every field left unset (null): ``vllm`` (vLLM v0.12.0, V1
+    engine), ``sglang`` (SGLang v0.5.5), ``trtllm`` (TensorRT-LLM 1.x, PyTorch backend). A field given here wins
+    over the preset. The values each preset sets, with their sources, are in docs/DESIGN.md (Engine presets).
+    """
+
+    preset: EnginePreset = Field(
+        "vllm", description="engine whose defaults fill unset fields: vllm (v0.12.0 V1), sglang (v0.5.5), "
+        "trtllm (TensorRT-LLM 1.x PyTorch backend)"
+    )
+    admission: Admission | None = Field(
+        None,
+        description="fcfs-preempt (vLLM: admit FCFS while budget and KV allow, preempt the newest call by "
+        "recompute); new-token-ratio (SGLang: reserve KV for future decode tokens, prefill batches before "
+        "decode, retract the call with the fewest generated tokens); guaranteed-no-evict (TensorRT-LLM default: "
+        "admit only what fits to completion, never evict); max-utilization (TensorRT-LLM: admit on the next "
+        "step's need, pause the last-started call); default: the preset's",
+    )
+    max_num_seqs: PositiveInt | None = Field(None, description="running calls at most; default: the preset's")
+    max_batched_tokens: PositiveInt | None = Field(
+        None, description="token budget of one step (chunked-prefill size); default: the preset's"
+    )
+    chunked_prefill: bool | None = Field(None, description="split long prompts across steps; default: the preset's")
+    prefix_caching: bool | None = Field(None, description="default: the preset's (on for all three)")
+    block_size_tokens: PositiveInt | None = Field(
+        None, description="KV page size (prefix-cache granularity); default: the preset's (16, 1, 32)"
+    )
+    gpu_memory_utilization: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="memory fraction for the KV rule: vLLM gpu_memory_utilization (of total), SGLang "
+        "mem_fraction_static (of total), TensorRT-LLM free_gpu_memory_fraction (of what the weights and "
+        "activations leave); default: the preset's",
+    )
+    kv_memory: Literal["of-total", "of-free"] | None = Field(
+        None,
+        description="KV per GPU = fraction * HBM - weights - reserve (of-total) or fraction * (HBM - weights - "
+        "reserve) (of-free); default: the preset's",
+    )
+    activation_reserve_gb: NonNegativeFloat | None = Field(
+        None, description="GB per GPU kept for activations and buffers in the KV rule; default: the preset's"
+    )
+    step_overhead_s: NonNegativeFloat | None = Field(
+        None,
+        description="per-step scheduling and launch cost, used as the roofline's overhead_s when that is unset; "
+        "default: the preset's",
+    )
     kv_capacity_tokens: PositiveInt | None = Field(
         None, description="override the KV capacity derived from memory (tokens per replica)"
     )
-
-    @model_validator(mode="after")
-    def _budget(self) -> EngineSpec:
-        if self.max_batched_tokens < self.max_num_seqs:
-            raise ValueError(
-                f"max_batched_tokens ({self.max_batched_tokens}) must be >= max_num_seqs ({self.max_num_seqs}): "
-                "every running sequence takes one token of the step budget when it decodes"
-            )
-        return self
+    speculative: SpeculativeSpec | None = Field(None, description="speculative decoding / multi-token prediction")
 
 
 Precision = Literal["bf16", "fp8", "fp4"]
@@ -51,7 +143,11 @@ class Deployment(Strict):
     tp: PositiveInt = 1
     pp: PositiveInt = 1
     precision: Precision = "bf16"
-    kv_precision: Precision | None = Field(None, description="KV-cache precision; default: as the weights")
+    kv_precision: Precision | None = Field(
+        None,
+        description="KV-cache precision; default: the engine preset's (vllm, sglang: bf16, the model's activation "
+        "dtype, even for fp8 weights; trtllm: fp8 for fp8/fp4 checkpoints, else bf16)",
+    )
     engine: EngineSpec = EngineSpec()
     # --- issue 4: expert and data parallelism, memory tiers (see agentsim.perf.roofline / perf.memory)
     ep: PositiveInt = Field(
@@ -89,7 +185,9 @@ class RooflinePerf(Strict):
     kind: Literal["roofline"] = "roofline"
     mfu: float = Field(0.5, gt=0, le=1, description="achieved fraction of peak dense FLOPS")
     mbu: float = Field(0.7, gt=0, le=1, description="achieved fraction of peak HBM bandwidth")
-    overhead_s: NonNegativeFloat = Field(0.002, description="fixed per-step cost (scheduling, launches)")
+    overhead_s: NonNegativeFloat | None = Field(
+        None, description="fixed per-step cost (scheduling, launches); default: the engine's step_overhead_s"
+    )
     comm_efficiency: float = Field(
         0.8, gt=0, le=1, description="achieved fraction of the scale-up link bandwidth in collectives"
     )

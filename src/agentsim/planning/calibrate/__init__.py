@@ -31,8 +31,10 @@ from agentsim.planning.calibrate.fit import (
 from agentsim.planning.calibrate.harness import (
     HarnessOptions,
     catalog_id,
+    condition_engine,
     condition_scenario,
     kv_tokens,
+    label_preset,
     pool_from_labels,
     simulate_points,
 )
@@ -58,10 +60,12 @@ __all__ = [
     "PointResult",
     "calibrate",
     "catalog_id",
+    "condition_engine",
     "condition_scenario",
     "default_params",
     "filter_measurements",
     "kv_tokens",
+    "label_preset",
     "linear_seed",
     "load_perf_yaml",
     "mape",

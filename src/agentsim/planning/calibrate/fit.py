@@ -278,6 +278,10 @@ def calibrate(
     space = [table[n] for n in names]
     start_pool = replace_model(pool, perf=start)
     plans = [plan_condition(start_pool, m, catalog, opts) for m in measurements]
+    if isinstance(start, spec.RooflinePerf) and start.overhead_s is None:
+        # Unset: the engine preset's step overhead is where the search starts (and what it fits).
+        start = start.model_copy(update={"overhead_s": plans[0].step_overhead_s})
+        start_pool = replace_model(pool, perf=start)
 
     def perf_at(u: np.ndarray) -> Any:
         values = {p.name: p.from_u(float(x)) for p, x in zip(space, u, strict=True)}

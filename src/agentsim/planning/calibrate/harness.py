@@ -10,11 +10,14 @@ than the engine can batch (so its queue never empties). Agents start spread over
 (estimated from the starting perf model), the summary window skips ``warmup_waves`` lifetimes after that, and
 the window lasts ``waves`` lifetimes (at least ``min_requests / qps`` for open loops). The horizon is fixed
 before a search starts (:func:`plan_condition`), so a fit's objective is a deterministic function of the
-coefficients. ``admission: no-evict`` emulates TensorRT-LLM's default ``GUARANTEED_NO_EVICT`` scheduler by
-capping ``max_num_seqs`` at ``kv_capacity // (isl + osl)`` (the simulated engine is vLLM-like and would
-otherwise over-admit and preempt); ``auto`` does so for rows whose ``engine`` label names TensorRT-LLM.
-``kv_free_fraction`` emulates TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction``: the KV cache is that fraction
-of the memory the weights leave.
+coefficients.
+
+**The engine** of a condition (:func:`condition_engine`) is the pool's, under an engine preset
+(:mod:`agentsim.serving.presets`): ``preset: auto`` (default) takes the one the row's ``engine`` label names
+(TensorRT-LLM, vLLM, SGLang), else the pool's own; ``scenario`` always the pool's; ``vllm``, ``sglang`` or
+``trtllm`` that one. Knobs the pool's engine sets explicitly win over the preset. The deprecated options
+``admission: no-evict`` (now: the preset's guaranteed-no-evict admission) and ``kv_free_fraction`` (now: the
+``of-free`` KV rule with that fraction, TensorRT-LLM's) still override the preset.
 
 **Simulating** a condition (:func:`simulate_points`, :class:`Runner`) gives its predicted output tokens/s, mean
 TTFT and mean TPOT, in this process or in a pool of worker processes.
@@ -22,7 +25,6 @@ TTFT and mean TPOT, in this process or in a pool of worker processes.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,14 +33,17 @@ from typing import Any, Literal
 from agentsim import spec
 from agentsim.catalog import Catalog, load_catalog
 from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, _num
+from agentsim.serving.admission import NO_EVICT
 
 __all__ = [
     "HarnessOptions",
     "Plan",
     "Runner",
     "catalog_id",
+    "condition_engine",
     "condition_scenario",
     "kv_tokens",
+    "label_preset",
     "plan_condition",
     "pool_from_labels",
     "replace_model",
@@ -129,7 +134,7 @@ def pool_from_labels(
         ep=ep,
         data_parallel_attention=dpa,
         precision=_precision(labels.get("precision", "")),
-        engine=engine if engine is not None else spec.EngineSpec(max_num_seqs=2048, max_batched_tokens=8192),
+        engine=engine if engine is not None else spec.EngineSpec(),
     )
     return spec.PoolSpec(name="bench", deployment=deployment, perf=perf or spec.RooflinePerf(), replicas=1)
 
@@ -145,8 +150,9 @@ class HarnessOptions:
     warmup_waves: float = 1.0
     min_requests: int = 200
     max_horizon_s: float = 7200.0
-    admission: Literal["auto", "engine", "no-evict"] = "auto"
-    kv_free_fraction: float | None = None
+    preset: Literal["auto", "scenario", "vllm", "sglang", "trtllm"] = "auto"
+    admission: Literal["auto", "engine", "no-evict"] = "auto"  # deprecated: the preset's admission
+    kv_free_fraction: float | None = None  # deprecated: the preset's KV rule
     seed: int = 0
 
 
@@ -155,34 +161,48 @@ def replace_model(model: Any, **changes: Any) -> Any:
     return type(model).model_validate({**model.model_dump(), **changes})
 
 
-def kv_tokens(pool: spec.PoolSpec, catalog: Catalog, free_fraction: float | None = None) -> int:
-    """KV capacity of one replica of ``pool``: :func:`agentsim.perf.memory.kv_capacity_tokens`, or with
-    ``free_fraction`` TensorRT-LLM's rule: that fraction of the HBM the weights and the activation reserve leave.
-    Raises :class:`agentsim.perf.DoesNotFitError` when nothing is left."""
-    from agentsim.perf.memory import (
-        ACTIVATION_RESERVE_GB,
-        DoesNotFitError,
-        kv_bytes_per_token,
-        kv_capacity_tokens,
-        kv_replication,
-        weight_placement,
-    )
+def label_preset(labels: Mapping[str, str]) -> spec.EnginePreset | None:
+    """The engine preset a row's ``engine`` label names (TensorRT-LLM, SGLang, vLLM), or None."""
+    name = labels.get("engine", "").lower().replace("_", "-")
+    if "tensorrt" in name or "trt-llm" in name or "trtllm" in name:
+        return "trtllm"
+    if "sglang" in name:
+        return "sglang"
+    if "vllm" in name:
+        return "vllm"
+    return None
 
-    dep = pool.deployment
-    hw, model = catalog.get_hardware(dep.hardware), catalog.get_model(dep.model)
-    if free_fraction is None:
-        return kv_capacity_tokens(model, hw, dep)
-    hbm_weights = weight_placement(model, hw, dep).hbm_bytes
-    free = hw.hbm_bytes - hbm_weights - ACTIVATION_RESERVE_GB * 1e9
-    per_token = kv_bytes_per_token(model, dep) * kv_replication(model, dep)
-    tokens = math.floor(free_fraction * free * dep.gpus / per_token)
-    if tokens < 1:
-        raise DoesNotFitError(
-            f"{dep.model} {dep.precision} on {dep.gpus}x {dep.hardware} (tp={dep.tp}, pp={dep.pp}) does not fit: "
-            f"weights {hbm_weights / 1e9:.1f} GB per GPU + activation reserve {ACTIVATION_RESERVE_GB:.1f} GB leave "
-            f"no KV cache in {hw.hbm_gb:g} GB"
+
+def condition_engine(pool: spec.PoolSpec, m: Measurement, opts: HarnessOptions) -> spec.EngineSpec:
+    """The engine condition ``m`` runs on ``pool``: its preset chosen by ``opts.preset`` (module docstring), the
+    deprecated ``admission`` and ``kv_free_fraction`` overrides applied."""
+    engine = pool.deployment.engine
+    preset: spec.EnginePreset = engine.preset
+    if opts.preset == "auto" and opts.admission != "engine":
+        preset = label_preset(m.labels) or engine.preset
+    elif opts.preset in ("vllm", "sglang", "trtllm"):
+        preset = opts.preset
+    changes: dict[str, Any] = {"preset": preset}
+    if opts.admission == "no-evict":
+        changes["admission"] = "guaranteed-no-evict"
+    if opts.kv_free_fraction is not None:
+        changes |= {"kv_memory": "of-free", "gpu_memory_utilization": opts.kv_free_fraction}
+    return spec.EngineSpec.model_validate({**engine.model_dump(exclude_none=True), **changes})
+
+
+def kv_tokens(pool: spec.PoolSpec, catalog: Catalog, free_fraction: float | None = None) -> int:
+    """KV capacity of one replica of ``pool`` under its engine preset (``agentsim.resolve.resolve_engine``);
+    with ``free_fraction``, TensorRT-LLM's rule: that fraction of the HBM the weights and the activation reserve
+    leave. Raises :class:`agentsim.perf.DoesNotFitError` when nothing is left."""
+    from agentsim.resolve import resolve_engine
+
+    if free_fraction is not None:
+        engine = pool.deployment.engine.model_copy(
+            update={"kv_memory": "of-free", "gpu_memory_utilization": free_fraction}
         )
-    return tokens
+        pool = pool.model_copy(update={"deployment": pool.deployment.model_copy(update={"engine": engine})})
+    dep = pool.deployment
+    return resolve_engine(pool, catalog.get_model(dep.model), catalog.get_hardware(dep.hardware))[1]
 
 
 @dataclass(frozen=True)
@@ -194,30 +214,25 @@ class Plan:
     horizon_s: float
     warmup_s: float
     lifetime_s: float
+    step_overhead_s: float = 0.002  # the preset's, for a roofline whose overhead_s is unset
 
 
 def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: HarnessOptions) -> Plan:
     """The fixed set-up of condition ``m`` on ``pool``: admission cap, load and window, sized by ``pool``'s perf
     model (module docstring). A search plans once, from its starting coefficients."""
     from agentsim.perf import build_perf
+    from agentsim.resolve import resolve_engine
 
-    engine = pool.deployment.engine
-    no_evict = opts.admission == "no-evict" or (
-        opts.admission == "auto" and "tensorrt" in m.labels.get("engine", "").lower()
-    )
-    kv = engine.kv_capacity_tokens
-    if opts.kv_free_fraction is not None and kv is None:
-        kv = kv_tokens(pool, catalog, opts.kv_free_fraction)
-        engine = replace_model(engine, kv_capacity_tokens=kv, gpu_memory_utilization=1.0)
-    if kv is None:
-        kv = kv_tokens(pool, catalog, None)
-    per_seq = m.isl + m.osl if no_evict else m.isl + m.osl / 2.0
-    cap = max(1, min(engine.max_num_seqs, int(kv // max(per_seq, 1.0))))
-    if no_evict and cap < engine.max_num_seqs:
-        engine = replace_model(engine, max_num_seqs=cap, max_batched_tokens=max(engine.max_batched_tokens, cap))
+    engine = condition_engine(pool, m, opts)
+    pool = replace_model(pool, deployment=replace_model(pool.deployment, engine=engine))
+    dep = pool.deployment
+    filled, kv, config = resolve_engine(pool, catalog.get_model(dep.model), catalog.get_hardware(dep.hardware))
+    # Guaranteed-no-evict admits a call only with its whole output reserved; the others hold half on average.
+    per_seq = m.isl + m.osl if config.admission == NO_EVICT else m.isl + m.osl / 2.0
+    cap = max(1, min(config.max_num_seqs, int(kv // max(per_seq, 1.0))))
     replicas = max(1, pool.replicas)
-    perf = build_perf(replace_model(pool, deployment=replace_model(pool.deployment, engine=engine)), catalog)
-    budget = engine.max_batched_tokens
+    perf = build_perf(filled, catalog)
+    budget = config.max_batched_tokens
     chunk = float(min(m.isl, budget))
     t_pf = perf.step_time(chunk, 0.0, 0.0) / chunk if chunk > 0 else 0.0
 
@@ -247,7 +262,8 @@ def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: 
         arrivals = spec.Closed(agents=agents, ramp_s=life)
     horizon = min(horizon, opts.max_horizon_s)
     warmup = min(warmup, 0.5 * horizon)
-    return Plan(engine, arrivals, horizon, warmup, life)
+    overhead = filled.deployment.engine.step_overhead_s
+    return Plan(engine, arrivals, horizon, warmup, life, 0.002 if overhead is None else overhead)
 
 
 def condition_scenario(

@@ -1,0 +1,194 @@
+"""Engine presets: the defaults of vLLM v0.12.0, SGLang v0.5.5 and TensorRT-LLM 1.x, filled into a pool's engine.
+
+A scenario's ``deployment.engine`` names a ``preset`` and may set any knob itself; every knob it leaves unset
+(null) takes the preset's value here, some of them by the accelerator's memory as the engines choose them.
+:func:`fill_engine` returns the completed :class:`~agentsim.spec.EngineSpec` (and the KV precision), which the
+memory and perf models read; :func:`engine_config` turns it into the plain
+:class:`~agentsim.serving.admission.EngineConfig` a replica runs. ``agentsim.resolve`` calls both, once per pool.
+
+Values and sources (``docs/DESIGN.md``, Engine presets, has the table and the KV memory formulas):
+
+* vLLM v0.12.0 (V1): fcfs-preempt; KV = 0.9 x total memory - weights - activations; ``kv_cache_dtype=auto``
+  (bf16 even for fp8 weights); chunked prefill on, ``max_num_batched_tokens`` 8192 and ``max_num_seqs`` 1024 on
+  GPUs of >= 70 GiB other than A100, else 2048 and 256 (``engine/arg_utils.py``); 16-token blocks.
+* SGLang v0.5.5: new-token-ratio admission, prefill batches before decode; KV = ``mem_fraction_static`` x total -
+  weights, the fraction from its reserve formula (``server_args.py``); bf16 KV; ``chunked_prefill_size`` by GPU
+  memory; ``max_running_requests = min(KV tokens // 2, 4096)``; token-granular radix cache.
+* TensorRT-LLM 1.x (PyTorch backend): guaranteed-no-evict; KV = 0.9 x (memory - weights - activations)
+  (``free_gpu_memory_fraction``); fp8 KV for fp8/fp4 checkpoints (NVIDIA's ModelOpt checkpoints quantize the
+  KV cache: ``kv_cache_quant_algo: FP8``); chunked prefill off, ``max_num_tokens`` 8192, ``max_batch_size``
+  2048; 32-token blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from agentsim.catalog import Hardware
+from agentsim.perf.memory import ACTIVATION_RESERVE_GB
+from agentsim.serving.admission import ADMISSION_CODES, EngineConfig
+from agentsim.spec import Deployment, EngineSpec, Precision
+
+GIB = float(2**30)
+MIB = float(2**20)
+
+VLLM_STEP_OVERHEAD_S = 0.002
+"""vLLM v0.12 schedules the next step on the CPU while the GPU idles (async scheduling is off by default): the
+2 ms agentsim has always charged per step, within the 0.2-6 ms range of the published measurements."""
+
+OVERLAPPED_STEP_OVERHEAD_S = 0.0003
+"""SGLang and TensorRT-LLM overlap the CPU scheduling of step n+1 with the GPU run of step n; what remains per
+step is sampling and launch gaps (an estimate bounded by vLLM's 0.2-0.3 ms async target, issue #10634)."""
+
+
+def _gib(hardware: Hardware) -> float:
+    return hardware.hbm_bytes / GIB
+
+
+def _vllm_large(hardware: Hardware, hardware_id: str) -> bool:
+    """vLLM's test for its larger defaults: at least 70 GiB of device memory and not an A100."""
+    return _gib(hardware) >= 70.0 and "a100" not in hardware_id.lower()
+
+
+def sglang_chunk_tokens(hardware: Hardware) -> int:
+    """SGLang v0.5.5's ``chunked_prefill_size`` by GPU memory (``server_args.py``)."""
+    gib = _gib(hardware)
+    if gib < 35:
+        return 2048
+    if gib < 60:
+        return 4096
+    if gib < 160:
+        return 8192
+    return 16384
+
+
+def sglang_cuda_graph_bs(hardware: Hardware, tp: int) -> int:
+    """SGLang v0.5.5's ``cuda_graph_max_bs`` by GPU memory and tensor parallelism (it enters the reserve)."""
+    gib = _gib(hardware)
+    if gib < 20:
+        return 8
+    if gib < 35:
+        return 24 if tp < 4 else 80
+    if gib < 60:
+        return 32 if tp < 4 else 160
+    if gib < 160:
+        return 256 if tp < 4 else 512
+    return 512
+
+
+def sglang_mem_fraction_static(hardware: Hardware, tp: int, pp: int, chunk: int) -> float:
+    """SGLang v0.5.5's automatic ``mem_fraction_static``: ``(capacity - reserved) / capacity`` with
+    ``reserved = 512 + 1.5 max(chunk, 2048) + 2 cuda_graph_max_bs + 1024 tp pp / 8`` MiB, at least 10 GiB on GPUs
+    of more than 60 GiB, rounded to 3 decimals (``server_args.py:784-822``)."""
+    capacity = hardware.hbm_bytes / MIB
+    reserved = 512 + 1.5 * max(chunk, 2048) + 2 * sglang_cuda_graph_bs(hardware, tp) + 1024 * tp * pp / 8
+    if capacity > 60 * 1024:
+        reserved = max(reserved, 10240.0)
+    return round((capacity - reserved) / capacity, 3)
+
+
+def kv_precision(deployment: Deployment) -> Precision:
+    """The KV cache's precision: ``kv_precision`` when set, else the preset's (module docstring)."""
+    if deployment.kv_precision is not None:
+        return deployment.kv_precision
+    if deployment.engine.preset == "trtllm" and deployment.precision in ("fp8", "fp4"):
+        return "fp8"
+    return "bf16"
+
+
+def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
+    """Every knob of ``deployment.engine.preset`` on ``hardware`` except SGLang's ``max_num_seqs``, which
+    depends on the KV capacity (:func:`fill_engine`)."""
+    preset = deployment.engine.preset
+    if preset == "vllm":
+        large = _vllm_large(hardware, deployment.hardware)
+        return {
+            "admission": "fcfs-preempt",
+            "max_num_seqs": 1024 if large else 256,
+            "max_batched_tokens": 8192 if large else 2048,
+            "chunked_prefill": True,
+            "prefix_caching": True,
+            "block_size_tokens": 16,
+            "gpu_memory_utilization": 0.9,
+            "kv_memory": "of-total",
+            "activation_reserve_gb": ACTIVATION_RESERVE_GB,
+            "step_overhead_s": VLLM_STEP_OVERHEAD_S,
+        }
+    if preset == "sglang":
+        chunk = deployment.engine.max_batched_tokens or sglang_chunk_tokens(hardware)
+        return {
+            "admission": "new-token-ratio",
+            "max_batched_tokens": chunk,
+            "chunked_prefill": True,
+            "prefix_caching": True,
+            "block_size_tokens": 1,
+            "gpu_memory_utilization": sglang_mem_fraction_static(hardware, deployment.tp, deployment.pp, chunk),
+            "kv_memory": "of-total",
+            "activation_reserve_gb": 0.0,  # folded into mem_fraction_static
+            "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
+        }
+    return {
+        "admission": "guaranteed-no-evict",
+        "max_num_seqs": 2048,
+        "max_batched_tokens": 8192,
+        "chunked_prefill": False,
+        "prefix_caching": True,
+        "block_size_tokens": 32,
+        "gpu_memory_utilization": 0.9,
+        "kv_memory": "of-free",
+        "activation_reserve_gb": ACTIVATION_RESERVE_GB,
+        "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
+    }
+
+
+def fill_engine(deployment: Deployment, hardware: Hardware) -> Deployment:
+    """``deployment`` with every unset engine knob and the KV precision taken from its preset (SGLang's
+    ``max_num_seqs`` stays unset: :func:`sglang_max_running` needs the KV capacity)."""
+    engine = deployment.engine
+    given = engine.model_dump(exclude_none=True)
+    values = {**preset_values(deployment, hardware), **given}
+    return deployment.model_copy(
+        update={"engine": EngineSpec.model_validate(values), "kv_precision": kv_precision(deployment)}
+    )
+
+
+def sglang_max_running(kv_capacity_tokens: int) -> int:
+    """SGLang's ``max_running_requests`` default: ``min(max_total_num_tokens // 2, req_to_token_pool size)``
+    with the pool at most 4096 requests (``tp_worker.py``, ``model_runner.py``; the pool's dependence on the
+    context length is not modelled)."""
+    return max(1, min(kv_capacity_tokens // 2, 4096))
+
+
+def engine_config(engine: EngineSpec, tokens_per_step: float = 1.0) -> EngineConfig:
+    """The plain configuration a replica runs, from a filled engine spec (:func:`fill_engine`).
+
+    With speculative decoding the engine steps in *token steps* of ``1 / tokens_per_step`` of a real step
+    (docs/DESIGN.md, speculative decoding), so its per-step token budget is the real one divided by the
+    expected tokens per step."""
+    assert engine.admission is not None and engine.max_num_seqs is not None and engine.max_batched_tokens is not None
+    budget = engine.max_batched_tokens
+    if tokens_per_step > 1.0:
+        budget = max(1, math.floor(budget / tokens_per_step))
+    return EngineConfig(
+        admission=ADMISSION_CODES[engine.admission],
+        max_num_seqs=engine.max_num_seqs,
+        max_batched_tokens=budget,
+        chunked_prefill=bool(engine.chunked_prefill),
+        prefix_caching=bool(engine.prefix_caching),
+        block_size_tokens=engine.block_size_tokens or 16,
+    )
+
+
+def check_budget(engine: EngineSpec) -> str | None:
+    """A problem with a filled engine's limits, or None: where decodes share the step budget (every policy but
+    SGLang's), the budget must hold one token per running sequence."""
+    if engine.admission == "new-token-ratio":
+        return None
+    assert engine.max_batched_tokens is not None and engine.max_num_seqs is not None
+    if engine.max_batched_tokens < engine.max_num_seqs:
+        return (
+            f"max_batched_tokens ({engine.max_batched_tokens}) must be >= max_num_seqs ({engine.max_num_seqs}): "
+            "every running sequence takes one token of the step budget when it decodes"
+        )
+    return None
