@@ -128,7 +128,7 @@ def lower_bound(resolved: Resolved, pools: Sequence[int], slos: Sequence[Slo], m
     could meet ``slos`` (module docstring)."""
     rp = resolved.pools[pools[0]]
     perf = rp.plan.perf
-    engine = rp.plan.spec.deployment.engine
+    engine = rp.plan.engine  # the resolved engine: the preset's values filled in
     budget = float(engine.max_batched_tokens)
     t_pf = max(0.0, (perf.step_time(budget, 0.0, 0.0) - perf.step_time(budget / 2, 0.0, 0.0)) / (budget / 2))
     t0 = perf.step_time(0.0, 1.0, 0.0)

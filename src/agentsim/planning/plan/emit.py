@@ -71,9 +71,18 @@ def _hf(result: PlanResult, row: PlanRow) -> str:
         return row.model
 
 
-def _engine(result: PlanResult) -> dict[str, Any]:
+def _engine(result: PlanResult, row: PlanRow) -> dict[str, Any]:
+    """The answer's engine as simulated (resolved with its preset), else as the scenario wrote it."""
+    if row.engine:
+        return row.engine
     pools = result.scenario.get("cluster", {}).get("pools", [{}])
     return dict(pools[0].get("deployment", {}).get("engine", {}) or {})
+
+
+def _kv(row: PlanRow, engine: dict[str, Any]) -> str | None:
+    """The KV-cache precision that was simulated (the resolved one when recorded)."""
+    kv = engine.get("kv_precision", row.kv_precision)
+    return None if kv is None else str(kv)
 
 
 def vllm_args(row: PlanRow, model: str, engine: dict[str, Any], role: str) -> list[str]:
@@ -87,16 +96,17 @@ def vllm_args(row: PlanRow, model: str, engine: dict[str, Any], role: str) -> li
             args.append("--enable-expert-parallel")
     if row.pp > 1:
         args += ["--pipeline-parallel-size", str(row.pp)]
-    batched = max(int(engine.get("max_batched_tokens", 8192)), row.max_num_seqs)
-    args += ["--max-num-seqs", str(row.max_num_seqs), "--max-num-batched-tokens", str(batched)]
-    args += ["--kv-cache-dtype", "fp8" if row.kv_precision in ("fp8", "fp4") else "auto"]
+    seqs = int(engine.get("max_num_seqs") or row.max_num_seqs or 256)
+    batched = max(int(engine.get("max_batched_tokens") or 8192), seqs)
+    args += ["--max-num-seqs", str(seqs), "--max-num-batched-tokens", str(batched)]
+    args += ["--kv-cache-dtype", "fp8" if _kv(row, engine) in ("fp8", "fp4") else "auto"]
     if row.precision == "fp8":
         args += ["--quantization", "fp8"]
     elif row.precision == "fp4":
         args += ["--quantization", "modelopt_fp4"]  # needs an NVFP4 checkpoint as the model
-    args += ["--gpu-memory-utilization", str(engine.get("gpu_memory_utilization", 0.9))]
+    args += ["--gpu-memory-utilization", str(engine.get("gpu_memory_utilization") or 0.9)]
     args.append("--enable-prefix-caching" if engine.get("prefix_caching", True) else "--no-enable-prefix-caching")
-    if not engine.get("chunked_prefill", True):
+    if engine.get("chunked_prefill") is False:
         args.append("--no-enable-chunked-prefill")
     if role != "unified":
         args += ["--kv-transfer-config", NIXL]
@@ -112,9 +122,10 @@ def sglang_args(row: PlanRow, model: str, engine: dict[str, Any], role: str) -> 
         args += ["--dp", str(row.tp), "--enable-dp-attention"]
     if row.pp > 1:
         args += ["--pp-size", str(row.pp)]
-    batched = max(int(engine.get("max_batched_tokens", 8192)), row.max_num_seqs)
-    args += ["--max-running-requests", str(row.max_num_seqs), "--chunked-prefill-size", str(batched)]
-    args += ["--kv-cache-dtype", "fp8_e4m3" if row.kv_precision in ("fp8", "fp4") else "auto"]
+    seqs = int(engine.get("max_num_seqs") or row.max_num_seqs or 256)
+    batched = max(int(engine.get("max_batched_tokens") or 8192), seqs)
+    args += ["--max-running-requests", str(seqs), "--chunked-prefill-size", str(batched)]
+    args += ["--kv-cache-dtype", "fp8_e4m3" if _kv(row, engine) in ("fp8", "fp4") else "auto"]
     if row.precision == "fp8":
         args += ["--quantization", "fp8"]
     elif row.precision == "fp4":
@@ -126,7 +137,7 @@ def sglang_args(row: PlanRow, model: str, engine: dict[str, Any], role: str) -> 
 
 def _script(result: PlanResult, row: PlanRow, kind: str) -> str:
     model = _hf(result, row)
-    engine = _engine(result)
+    engine = _engine(result, row)
     lines = [
         "#!/bin/sh",
         f"# agentsim plan {result.agentsim_version}: {row.label}, {row.replicas} replicas of {row.gpus_per_replica}"
@@ -146,7 +157,7 @@ def _script(result: PlanResult, row: PlanRow, kind: str) -> str:
 def dynamo_manifest(result: PlanResult, row: PlanRow) -> dict[str, Any]:
     """A DynamoGraphDeployment (v1alpha1) of the answer with vLLM workers."""
     model = _hf(result, row)
-    engine = _engine(result)
+    engine = _engine(result, row)
     image = "nvcr.io/nvidia/ai-dynamo/vllm-runtime:TAG"
     services: dict[str, Any] = {
         "Frontend": {"componentType": "frontend", "replicas": 1, "extraPodSpec": {"mainContainer": {"image": image}}}
@@ -181,7 +192,7 @@ def dynamo_manifest(result: PlanResult, row: PlanRow) -> dict[str, Any]:
 def llmd_values(result: PlanResult, row: PlanRow) -> dict[str, Any]:
     """Values for the llm-d-modelservice Helm chart."""
     model = _hf(result, row)
-    engine = _engine(result)
+    engine = _engine(result, row)
     out: dict[str, Any] = {
         "modelArtifacts": {"name": model, "uri": f"hf://{model}"},
         "routing": {"servicePort": 8000},

@@ -71,7 +71,7 @@ class PlanRow:
     parallel: str
     precision: str
     kv_precision: str | None
-    max_num_seqs: int
+    max_num_seqs: int | None
     preset: str | None
     topology: str
     gpus_per_replica: int
@@ -87,6 +87,9 @@ class PlanRow:
     task_p95_s: float | None = None
     slos: dict[str, SloEstimate] = field(default_factory=dict)
     evaluations: list[Evaluation] = field(default_factory=list)
+    engine: dict[str, Any] = field(default_factory=dict)
+    """The engine as resolved (preset values filled in, the KV precision that was simulated): what the
+    hand-over configurations state."""
 
     @property
     def stats(self) -> dict[str, float | None]:

@@ -195,6 +195,8 @@ def plan(
             row.reason = "; ".join(m for _, m in e.errors)
             continue
         horizon, warmup = scenario.horizon_s, scenario.warmup_s
+        dep = resolved.pools[0].plan.spec.deployment
+        row.engine = {"kv_precision": dep.kv_precision, **dep.engine.model_dump(mode="json", exclude_none=True)}
         targets = [0, 1] if c.topology != "aggregated" else [0]
         bound = lower_bound(resolved, targets, parsed, minimum)
         row.lower_bound = bound.replicas

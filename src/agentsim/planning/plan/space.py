@@ -15,7 +15,7 @@ axis               values tried by default
                    parallelism over the tp GPUs) and ``ep-dpa`` (ep plus data-parallel attention)
 ``precision``      the base pool's weight precision
 ``kv_precision``   the base pool's KV-cache precision
-``max_num_seqs``   the base pool's batch limit
+``max_num_seqs``   the base pool's batch limit (unset: the engine preset's)
 ``preset``         the base pool's engine preset, when the engine has presets
 ``topology``       ``aggregated``; ``P:D`` ratios add disaggregated candidates: a prefill pool and a decode pool
                    of the candidate's deployment, the replicas split P:D
@@ -65,7 +65,7 @@ class Candidate:
     parallel: str
     precision: str
     kv_precision: str | None
-    max_num_seqs: int
+    max_num_seqs: int | None
     preset: str | None
     topology: str
     model: str
@@ -159,7 +159,7 @@ def candidates(
         "parallel": list(space.parallel or (PARALLEL_MODES if moe else ("tp",))),
         "precision": list(space.precision or [dep0.get("precision", "bf16")]),
         "kv_precision": list(space.kv_precision or [dep0.get("kv_precision")]),
-        "max_num_seqs": list(space.max_num_seqs or [int(engine0.get("max_num_seqs", 256))]),
+        "max_num_seqs": list(space.max_num_seqs) if space.max_num_seqs else [engine0.get("max_num_seqs")],
         "preset": (list(space.preset) if space.preset else [engine0.get("preset")]) if has_presets else [None],
         "topology": list(space.topology or ["aggregated"]),
     }
@@ -185,8 +185,10 @@ def candidates(
         else:
             dep["kv_precision"] = kvp
         engine = dep.setdefault("engine", {})
-        engine["max_num_seqs"] = int(seqs)
-        engine["max_batched_tokens"] = max(int(engine.get("max_batched_tokens", 8192)), int(seqs))
+        if seqs is not None:  # None: the engine preset decides
+            engine["max_num_seqs"] = int(seqs)
+            if engine.get("max_batched_tokens") is not None:
+                engine["max_batched_tokens"] = max(int(engine["max_batched_tokens"]), int(seqs))
         if preset is not None:
             engine["preset"] = preset
         pool.pop("autoscale", None)  # the plan searches a fixed count
@@ -198,8 +200,8 @@ def candidates(
             pre = dict(copy.deepcopy(pool), name=f"{name}-prefill", role="prefill")
             dec = dict(copy.deepcopy(pool), name=f"{name}-decode", role="decode")
             pools[0:1] = [pre, dec]
-        out.append(Candidate(str(hw), int(tp), int(pp), str(par), str(prec), kvp, int(seqs), preset, str(topo),
-                             model, data))  # fmt: skip
+        out.append(Candidate(str(hw), int(tp), int(pp), str(par), str(prec), kvp,
+                             None if seqs is None else int(seqs), preset, str(topo), model, data))  # fmt: skip
     return out
 
 
