@@ -29,7 +29,9 @@ def _numbers(entry: object) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in dumped.items():
         if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items()})
+            out.update(
+                {f"{key}.{k}": v for k, v in value.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+            )
         elif isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = value
     return out
@@ -165,7 +167,7 @@ def test_catalog_is_read_only(catalog: Catalog) -> None:
 
 def test_user_yaml_extends_and_overrides(tmp_path: Path) -> None:
     h100 = load_catalog().get_hardware("h100")
-    new = h100.model_dump() | {"name": "hypothetical H300", "hbm_gb": 300.0, "source": "my guess"}
+    new = h100.model_dump() | {"name": "hypothetical H300", "hbm_gb": 300.0, "source": "my guess", "efficiency": None}
     user = tmp_path / "mine.yaml"
     user.write_text(
         "hardware:\n"

@@ -22,6 +22,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
         ("router_comparison.py", ["hit rate", "round-robin", "session-affinity", "prefix-aware", "$/Mtok out"]),
         ("flops_vs_token_cost.py", ["rank FLOPS/$", "rank $/tok", "where the rankings disagree", "mi300x"]),
         ("hybrid_vs_gpu.py", ["gpu-unified", "gpu-disagg", "hybrid", "best hybrid", "$/Mtok"]),
+        ("fidelity/run.py", ["tok/s MAPE", "TPOT MAPE", "dense_hopper", "blackwell", "amd", "moe"]),
     ],
 )
 def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
@@ -37,7 +38,8 @@ def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "script", ["gpu_comparison.py", "router_comparison.py", "flops_vs_token_cost.py", "hybrid_vs_gpu.py"]
+    "script",
+    ["gpu_comparison.py", "router_comparison.py", "flops_vs_token_cost.py", "hybrid_vs_gpu.py", "fidelity/run.py"],
 )
 def test_experiment_is_documented(script: str) -> None:
     assert f"`{script}`" in (EXPERIMENTS / "README.md").read_text()

@@ -185,14 +185,36 @@ def test_small_model_stays_in_hbm_and_gpus_have_no_ddr() -> None:
 def test_expert_parallel_all_to_all_by_hand() -> None:
     m = CATALOG.get_model("qwen3-235b-a22b")
     d = dep("qwen3-235b-a22b", "h200", tp=8, ep=8, data_parallel_attention=True, precision="fp8")
-    per_token, collectives = comm_terms(m, d)
+    terms = comm_terms(m, d, 8)
     # 94 MoE layers, dispatch + combine, each GPU sends its T/8 tokens' 8 copies, 7/8 of them to other GPUs
-    assert per_token == pytest.approx(94 * 2 * 8 * (7 / 8) / 8 * 4096 * 2)
-    assert collectives == 2 * 94
+    per_token = 94 * 2 * 8 * (7 / 8) / 8 * 4096 * 2
+    assert terms.a2a_scaleup_bytes == pytest.approx(per_token)
+    assert terms.a2a_scaleout_bytes == terms.allreduce_bytes == 0.0
+    assert terms.collectives == 2 * 94
     tp_only = dep("qwen3-235b-a22b", "h200", tp=8, precision="fp8")
-    assert comm_terms(m, tp_only) == (pytest.approx(2 * 94 * (2 * 7 / 8) * 4096 * 2), 2 * 94)
+    assert comm_terms(m, tp_only).allreduce_bytes == pytest.approx(2 * 94 * (2 * 7 / 8) * 4096 * 2)
+    assert comm_terms(m, tp_only).collectives == 2 * 94
     perf = roofline("qwen3-235b-a22b", "h200", tp=8, ep=8, data_parallel_attention=True, precision="fp8")
     assert perf.breakdown(0, 64, 0).comm_s == pytest.approx(64 * per_token / (450e9 * 0.8) + 188 * 5e-6)
+
+
+def test_wide_expert_parallelism_crosses_the_nic() -> None:
+    """EP32 over four 8-GPU H200 nodes: of a GPU's 8 copies per token, 7/32 go to its node's other GPUs over
+    NVLink and 24/32 over its 50 GB/s NIC; the two run concurrently, the NIC part is the slower."""
+    m = CATALOG.get_model("deepseek-r1")
+    d = dep("deepseek-r1", "h200", tp=32, ep=32, data_parallel_attention=True, precision="fp8")
+    terms = comm_terms(m, d, 8)
+    per_layer = 2 * 8 * 7168 * 2 / 32  # dispatch + combine of one token's 8 copies, this GPU's 1/32 of the step
+    assert terms.a2a_scaleup_bytes == pytest.approx(58 * per_layer * 7 / 32)
+    assert terms.a2a_scaleout_bytes == pytest.approx(58 * per_layer * 24 / 32)
+    knobs = {"comm_efficiency": 0.8, "collective_latency_s": 0.0}
+    perf = roofline("deepseek-r1", "h200", tp=32, ep=32, data_parallel_attention=True, precision="fp8", perf=knobs)
+    dense_allreduce = 3 * (2 * 31 / 32) * 7168 * 2 / (50e9 * 0.8)  # DeepSeek's 3 dense layers, tp spans nodes
+    nic = terms.a2a_scaleout_bytes / (50e9 * 0.8)
+    assert perf.breakdown(0, 1000, 0).comm_s == pytest.approx(1000 * (dense_allreduce + nic), rel=1e-12)
+    # inside one NVL72 domain the same EP32 stays on NVLink
+    gb = comm_terms(m, dep("deepseek-r1", "gb200", tp=32, ep=32, data_parallel_attention=True, precision="fp4"), 72)
+    assert gb.a2a_scaleout_bytes == 0.0 and gb.a2a_scaleup_bytes == pytest.approx(58 * per_layer * 31 / 32)
 
 
 # --------------------------------------------------------------------------- physics, extended
@@ -239,7 +261,9 @@ def test_decode_never_beats_the_memory_roofline(
         m.experts * m.expert_params_b * 1e9 * b * (1 - (1 - m.experts_per_token / m.experts) ** t) if m.experts else 0
     )
     kv = (context + t) * kv_bytes_per_token(m, d) * kv_replication(m, d)
-    bound = (dense_per_gpu + experts / d.tp + kv / d.tp) / h.hbm_bytes_per_s
+    # with pp micro-batches in flight each stage re-reads its weights per micro-batch (tp's share of all weights
+    # per step) but reads the KV of its own layers only
+    bound = (dense_per_gpu + experts / d.tp + kv / (d.tp * d.pp)) / h.hbm_bytes_per_s
     step = perf.step_time(prefill, decode_seqs, context)
     assert step >= bound * (1 - 1e-12)
     assert step == pytest.approx(float(perf.step_times(prefill, decode_seqs, context)), rel=1e-12)

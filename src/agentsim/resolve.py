@@ -247,11 +247,13 @@ def _pool(
             priced = False
     if model is None or hw is None:
         return None
-    if hw.scaleup_domain_gpus % d.tp:
+    wide_ep = d.data_parallel_attention and d.tp % hw.scaleup_domain_gpus == 0  # EP over several domains (NICs)
+    if hw.scaleup_domain_gpus % d.tp and not wide_ep:
         errors.append(
             (
                 f"{where}.deployment.tp",
-                f"{d.tp} is not a divisor of the {hw.scaleup_domain_gpus} GPUs of a {d.hardware} scale-up domain",
+                f"{d.tp} is not a divisor of the {hw.scaleup_domain_gpus} GPUs of a {d.hardware} scale-up domain"
+                " (nor, with data_parallel_attention, a multiple of it: wide expert parallelism)",
             )
         )
         return None

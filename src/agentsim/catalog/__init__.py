@@ -49,6 +49,7 @@ __all__ = [
     "CatalogFileError",
     "Cpu",
     "CpuPrice",
+    "Efficiency",
     "Hardware",
     "ModelArch",
     "Price",
@@ -88,6 +89,32 @@ class Entry(BaseModel):
 # --------------------------------------------------------------------------- hardware
 
 
+class Efficiency(BaseModel):
+    """Measured fractions of an accelerator's peaks that kernels reach, with their source.
+
+    ``gemm_*``: sustained dense GEMM throughput over the catalog's dense peak of that precision (cuBLASLt /
+    hipBLASLt or best-shape ``torch.matmul`` microbenchmarks); ``hbm``: STREAM-like copy/triad bandwidth over the
+    catalog's peak HBM bandwidth. :mod:`agentsim.perf.efficiency` turns them into the roofline's defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gemm_bf16: float | None = Field(None, gt=0, le=1)
+    gemm_fp8: float | None = Field(None, gt=0, le=1)
+    gemm_fp4: float | None = Field(None, gt=0, le=1)
+    hbm: float | None = Field(None, gt=0, le=1)
+    source: str = Field(min_length=1)
+
+    def gemm(self, precision: Precision) -> float | None:
+        """The GEMM fraction measured in ``precision``, else the one of the nearest measured precision (fp4 ->
+        fp8 -> bf16, fp8 -> bf16 -> fp4, bf16 -> fp8 -> fp4); None when none is measured."""
+        order = {"fp4": ("fp4", "fp8", "bf16"), "fp8": ("fp8", "bf16", "fp4"), "bf16": ("bf16", "fp8", "fp4")}
+        for p in order[precision]:
+            value: float | None = getattr(self, f"gemm_{p}")
+            if value is not None:
+                return value
+        return None
+
+
 class Hardware(Entry):
     """One accelerator: dense peak rates, memory, power and scale-up bandwidth (per GPU)."""
 
@@ -107,6 +134,10 @@ class Hardware(Entry):
     )
     ddr_tb_s: PositiveFloat | None = Field(None, description="peak bandwidth of the DDR tier, TB/s")
     sram_mb: PositiveFloat | None = Field(None, description="on-chip SRAM, MB (informative; not modelled)")
+    scaleout_gb_s_per_gpu: PositiveFloat | None = Field(
+        None, description="unidirectional scale-out (NIC) bandwidth per GPU, GB/s; null: unknown (no wide EP)"
+    )
+    efficiency: Efficiency | None = Field(None, description="measured fractions of the peaks; null: generic defaults")
 
     @model_validator(mode="after")
     def _consistent(self) -> Hardware:
@@ -143,6 +174,11 @@ class Hardware(Entry):
     def scaleup_bytes_per_s(self) -> float:
         """Unidirectional scale-up bandwidth per GPU in bytes/s."""
         return self.scaleup_gb_s_per_gpu * 1e9
+
+    @property
+    def scaleout_bytes_per_s(self) -> float:
+        """Unidirectional scale-out (NIC) bandwidth per GPU in bytes/s (0 when unknown)."""
+        return self.scaleout_gb_s_per_gpu * 1e9 if self.scaleout_gb_s_per_gpu is not None else 0.0
 
     @property
     def ddr_bytes(self) -> float:

@@ -58,7 +58,9 @@ _CONCURRENCY = ("concurrency", "max_concurrency", "conc", "users", "batch")
 _PER_REPLICA = ("output_tokens_per_s", "output_tok_s_total", "output_tok_s", "output_throughput", "tokens_per_s")
 _PER_GPU = ("output_tok_s_per_gpu", "output_tokens_per_s_per_gpu", "tokens_per_s_per_gpu")
 
-PHYSICAL = spec.RooflinePerf(mfu=1.0, mbu=1.0, overhead_s=0.0, comm_efficiency=1.0, collective_latency_s=0.0)
+PHYSICAL = spec.RooflinePerf(
+    mfu=1.0, mbu=1.0, overhead_s=0.0, comm_efficiency=1.0, collective_latency_s=0.0, moe_imbalance=1.0
+)
 """Peak rates, no overhead: the floor no measured step may go below."""
 
 

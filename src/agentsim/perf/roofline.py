@@ -8,21 +8,30 @@ make one token per sequence; compute-bound in prefill), the MoE experts, and the
 cache: memory-bound in decode at any batch). Parallel replicas also exchange activations, which this model adds
 on top because it is only partly overlapped in practice, and every step pays a fixed cost (scheduling, kernel
 launches). For a step with ``P`` prefill tokens, ``D`` decode sequences and ``C`` context tokens read by
-attention (:mod:`agentsim.perf.base`), with ``T = P + D`` new tokens, on ``tp`` GPUs per pipeline stage::
+attention (:mod:`agentsim.perf.base`), on ``tp`` GPUs per pipeline stage and ``pp`` stages, the model works on
+one micro-batch ``(p, d, c) = (P, D, C) / pp`` with ``t = p + d`` new tokens::
 
-    step_s  = max(F_lin T / R, W_lin s_w)                        linear layers (attention projections, dense MLP,
-            + max(F_moe T / R, W_exp cov(T) s_w)                 shared experts, LM head); routed experts (MoE)
-            + max(F_pair pairs / R_att + F_sw T / R_att, (C + T) kv_bytes kv_replication / (tp hbm_bw mbu))
-            + comm_s + overhead_s
+    step_s  = max(F_lin t / R, W_lin s_w)                                  linear layers
+            + max(F_moe t imb(t) / R, W_exp cov(imb(t) t) s_w)             routed experts (MoE)
+            + max(A / R_att, (c + t) kv_bytes kv_replication / (tp hbm_bw mbu))     attention core
+            + comm_s(t) + pp (hop_s(t) + collective_latency_s) [pp > 1] + overhead_s
 
-    R       = tp * peak_flops(precision) * mfu;   R_att = tp * peak_flops(KV precision) * mfu
-    F_moe   = 2 * k * one_expert_params;  F_lin = 2 * N_active - F_moe;  F_pair = 2 * L_full * heads * (d_qk + d_v)
-    F_sw    = 2 * L_sw * heads * (d_qk + d_v) * window            (sliding-window layers, if any)
-    pairs   = T * C / S + P**2 / 2,   S = D + (1 if P > 0 else 0)  (0 when S = 0)
+    R       = tp * peak_flops(precision) * mfu;   R_att = tp * peak_flops(KV precision) * mfu_att
+    F_moe   = 2 * k * one_expert_params;  F_lin = 2 * N_active - F_moe
+    A       = F_dec d cbar + F_pf (p cbar + p**2 / 2) + F_up cbar [p > 0] + F_sw t,   cbar = c / S
+    S       = d + (1 if p > 0 else 0)                                     sequences in the step (0: no pairs)
+    F_dec   = F_pf = 2 * L_full * heads * (d_qk + d_v)                   GQA
+    F_dec   = 2 * L_full * heads * (2 kv_lora_rank + rope),  F_pf = 2 * L_full * heads * (d_qk + d_v),
+    F_up    = 2 * L_full * kv_lora_rank * heads * 2 * head_dim            MLA (absorbed decode, plain prefill)
+    F_sw    = 2 * L_sw * heads * (d_qk + d_v) * window                    sliding-window layers, if any
     W_lin   = [bytes(dense) - bytes(attn)] / tp + bytes(attn) / (1 if dp_attention else tp)    per GPU
-    W_exp   = bytes(all routed experts) / tp,   cov(T) = 1 - (1 - k/E)**T
+    W_exp   = bytes(all routed experts) / tp,   cov(x) = 1 - (1 - k/E)**x,   imb: perf.moe (1 without EP)
     s_w     = (f_hbm / hbm_bw + (1 - f_hbm) / ddr_bw) / mbu       seconds per weight byte (memory tiers)
-    comm_s  = T * bytes_per_token / (scaleup_bw * comm_efficiency) + collectives * collective_latency_s
+    comm_s  = t * [all-reduce bytes / link + max(a2a in-domain / NVLink, a2a cross-domain / NIC)] / comm_eff
+              + collectives * collective_latency_s
+
+``mfu``, ``mfu_att`` and ``mbu`` come from :mod:`agentsim.perf.efficiency` (measured per hardware and
+precision, overridden by the scenario's numbers).
 
 How the terms were chosen:
 
@@ -36,41 +45,57 @@ How the terms were chosen:
 * *Attention*: a query attends to every earlier token of its sequence. The exact pair count needs each
   sequence's context, but a step only gives the sums, so the model estimates it from ``P, D, C`` alone:
   the batch holds ``S`` sequences (the decode ones and, when ``P > 0``, one prefill chunk, as with vLLM's
-  chunked prefill), each of the ``T`` new tokens attends to the mean context ``C / S``, and the chunk's tokens
-  also attend to each other (``P**2 / 2``). This is exact for a decode-only step (``pairs = C``) and for a
-  single prefill chunk (``P * C + P**2 / 2``) and approximate for mixed steps. ``d_qk = d_v = head_dim`` for
-  GQA; for MLA ``d_qk = head_dim + qk_rope_head_dim`` and ``d_v = head_dim`` (the unabsorbed form). Layers
-  with a sliding window (gpt-oss) attend to at most ``window`` tokens: charged as ``window`` pairs per token.
+  chunked prefill), each of the new tokens attends to the mean context ``cbar``, and the chunk's tokens
+  also attend to each other (``p**2 / 2``). This is exact for a decode-only step (``d cbar = c``) and for a
+  single prefill chunk (``p c + p**2 / 2``) and approximate for mixed steps. ``d_qk = d_v = head_dim`` for
+  GQA. Layers with a sliding window (gpt-oss) attend to at most ``window`` tokens: ``window`` pairs per token.
   Attention math runs at the peak of the KV cache's precision (FP8 attention with an FP8 cache; FP4 weights do
   not make attention FP4).
-* *Memory*: the weights are read once per step; the KV of the ``C`` context tokens is read and that of the
-  ``T`` new tokens written. A mixture-of-experts step reads only the experts its tokens are routed to: with
-  ``T`` tokens each picking ``k`` of ``E`` experts uniformly, the expected number of distinct experts touched
-  per layer is ``E * (1 - (1 - k/E)**T)`` (expert coverage grows with the batch: one decode token reads ``k``
+* *MLA* (DeepSeek-V3/R1) runs attention two ways. Decode is *absorbed*: the key and value up-projections are
+  folded into the query and output, so every head scores its 576-wide query against the shared latent plus
+  RoPE key and sums 512-wide latents: ``2 h (576 + 512)`` FLOPs per (query, cached token) pair and layer
+  (FlashMLA's FLOP count, deepseek-ai/FlashMLA ``benchmark/bench_flash_mla.py``), 3.4x the plain form's, on a
+  KV read 5x smaller than GQA-70B's. Prefill is *not absorbed* (FlashMLA's MHA mode): per-head keys of
+  ``d_qk = 192`` and values of 128, after up-projecting the chunk's cached prefix, ``2 kv_lora_rank h 256``
+  FLOPs per cached token and layer (the chunk's own tokens are up-projected by the linear layers' count).
+* *Memory*: the weights are read once per step; the KV of the ``c`` context tokens is read and that of the
+  ``t`` new tokens written. A mixture-of-experts step reads only the experts its tokens are routed to: with
+  ``t`` tokens each picking ``k`` of ``E`` experts uniformly, the expected number of distinct experts touched
+  per layer is ``E * (1 - (1 - k/E)**t)`` (expert coverage grows with the batch: one decode token reads ``k``
   experts, a large batch all of them). Attention, embeddings, dense layers and shared experts are always read
-  (``ModelArch.dense_params_b``). Expert parallelism spreads whole experts over GPUs; the model charges the
-  mean per GPU, not the most loaded one (routing imbalance is not modelled).
+  (``ModelArch.dense_params_b``).
+* *Expert parallelism* spreads whole experts over ``ep`` GPUs and the step waits for the busiest:
+  :mod:`agentsim.perf.moe` gives its load over the mean, ``imb(t)`` (a function of the tokens per step and
+  ``ep``; ``moe_imbalance`` in the scenario fixes it, ``1.0`` being the balanced model): it computes ``imb``
+  times the mean expert FLOPs and reads the experts ``imb * t`` tokens touch.
 * *Memory tiers*: a fraction ``f_hbm`` of each GPU's weights lives in HBM and the rest in the DDR tier
   (:func:`agentsim.perf.memory.weight_placement`); each part is read at its tier's bandwidth, one after the
   other (a layer's weights are in one tier). Without DDR, ``f_hbm = 1``. The KV cache is always in HBM.
 * *Data-parallel attention*: each GPU runs the whole attention block for its own ``1/tp`` of the sequences, so
   it reads all the attention weights (not ``1/tp`` of them) but the KV cache is not replicated.
-* *Communication* over the catalog's scale-up link (``scaleup_gb_s_per_gpu``, one direction), at
-  ``comm_efficiency`` of its bandwidth, plus ``collective_latency_s`` per collective:
+* *Communication* at ``comm_efficiency`` of the link bandwidth (one direction), plus ``collective_latency_s``
+  per collective (:func:`comm_terms`):
 
-  - tensor parallelism (``tp > 1``): a ring all-reduce of ``T * hidden`` 16-bit activations after attention and
-    after the MLP of every layer, moving ``2 (tp - 1) / tp`` of the buffer through each GPU's link;
+  - tensor parallelism (``tp > 1``): a ring all-reduce of ``t * hidden`` 16-bit activations after attention and
+    after the MLP of every layer, moving ``2 (tp - 1) / tp`` of the buffer through each GPU's link (the
+    scale-up link; the NIC when ``tp`` spans scale-up domains);
   - data-parallel attention with expert parallelism (``ep = tp``): no attention all-reduce; each MoE layer
     *dispatches* every token to its ``k`` experts and *combines* the results (two all-to-alls), each GPU
-    sending its ``T / ep`` tokens' ``k`` copies of which ``(ep - 1) / ep`` go to other GPUs; dense layers
-    (DeepSeek's first three) keep the all-reduce. With attention under TP, every GPU already holds every
-    token, so expert parallelism needs no all-to-all (the MoE output is all-reduced as with TP);
-  - pipeline stages pass ``T * hidden`` activations ``pp - 1`` times.
-* *Pipeline parallelism*: a step's batch traverses the ``pp`` stages one after the other, each stage doing
-  ``1/pp`` of the work on its ``tp`` GPUs, so the step time equals that of ``tp`` GPUs doing all the work:
-  ``pp`` adds memory capacity, not speed. This is the latency of one batch, and the throughput of an engine
-  with one batch in flight; engines that keep ``pp`` micro-batches in flight get up to ``pp`` times the
-  throughput at the same latency, which this model does not credit.
+    sending its ``t / ep`` tokens' ``k`` copies; the copies for GPUs of the same scale-up domain cross NVLink,
+    the others the NIC (``scaleout_gb_s_per_gpu``: wide EP over several nodes), concurrently, so the slower
+    part sets the time (:func:`agentsim.perf.moe.a2a_split`). Dense layers (DeepSeek's first three) keep the
+    all-reduce. With attention under TP, every GPU already holds every token, so expert parallelism needs no
+    all-to-all (the MoE output is all-reduced as with TP).
+* *Pipeline parallelism with micro-batches*: the engine keeps ``pp`` micro-batches of ``1/pp`` of the running
+  batch in flight, one per stage. A micro-batch crosses the ``pp`` stages in ``T_full(N / pp)`` (each stage
+  does ``1/pp`` of the layers on its ``tp`` GPUs: the time of all layers on ``tp`` GPUs) plus ``pp`` hops,
+  each a send of its activations (``t * hidden`` 16-bit values over the scale-up link, or the NIC when the
+  replica spans domains and the catalog gives the NIC) and a collective latency; meanwhile the other stages
+  work on the other micro-batches, so every sequence of the batch gets one token per ``T_full(N / pp) + pp
+  (p2p + collective_latency_s)``, the duration of one engine step here. ``pp`` thus adds memory *and*
+  throughput (up to ``pp`` times, less the hops); small batches gain little, since every micro-batch streams
+  all the weights. The split is fluid (``N / pp`` need not be whole): for ``N < pp`` it credits a small KV
+  saving that engines, whose micro-batches hold whole sequences, do not get.
 * *Precision*: weight bytes per :func:`agentsim.perf.memory.bytes_per_param`; math at the hardware's dense
   peak for the weights' precision (fp4 at the fp8 peak on hardware without fp4).
 * *Efficiencies* (``mfu``, ``mbu``, ``comm_efficiency``, ``collective_latency_s``, ``overhead_s``) are
@@ -89,6 +114,7 @@ import numpy.typing as npt
 from agentsim import spec
 from agentsim.catalog import Hardware, ModelArch
 from agentsim.perf.base import FloatArray, PerfModel, as_step_arrays, check_segment_args
+from agentsim.perf.efficiency import efficiencies
 from agentsim.perf.memory import (
     bytes_per_param,
     kv_bytes_per_element,
@@ -96,8 +122,9 @@ from agentsim.perf.memory import (
     kv_replication,
     weight_placement,
 )
+from agentsim.perf.moe import a2a_split, imbalance_curve
 
-__all__ = ["ACTIVATION_BYTES", "RooflinePerfModel", "RooflineTerms", "comm_terms"]
+__all__ = ["ACTIVATION_BYTES", "CommTerms", "RooflinePerfModel", "RooflineTerms", "comm_terms"]
 
 ACTIVATION_BYTES: Final = 2
 """Bytes per activation element exchanged between GPUs (16-bit)."""
@@ -105,8 +132,8 @@ ACTIVATION_BYTES: Final = 2
 
 class RooflineTerms(NamedTuple):
     """The parts of one step's time, in seconds. ``compute_s`` and ``memory_s`` sum the three operator classes
-    (linear layers, MoE experts, attention); ``roofline_s`` is the sum over the classes of each class's
-    ``max(compute, memory)``; the step takes ``roofline_s + comm_s + overhead_s``."""
+    (linear layers, MoE experts, attention) of one micro-batch; ``roofline_s`` is the sum over the classes of
+    each class's ``max(compute, memory)``; the step takes ``roofline_s + comm_s + overhead_s``."""
 
     compute_s: float
     memory_s: float
@@ -120,8 +147,20 @@ class RooflineTerms(NamedTuple):
         return self.roofline_s + self.comm_s + self.overhead_s
 
 
-def comm_terms(model: ModelArch, deployment: spec.Deployment) -> tuple[float, int]:
-    """Bytes each GPU sends per new token of a step, and the number of collectives per step (module docstring).
+class CommTerms(NamedTuple):
+    """Bytes one GPU sends per new token of a micro-batch, by collective kind, and the collectives per pass
+    through the model (module docstring). ``pp_bytes`` is per token and hop; a step makes ``pp`` hops."""
+
+    allreduce_bytes: float
+    a2a_scaleup_bytes: float
+    a2a_scaleout_bytes: float
+    pp_bytes: float
+    collectives: int
+
+
+def comm_terms(model: ModelArch, deployment: spec.Deployment, scaleup_domain_gpus: int | None = None) -> CommTerms:
+    """What each GPU sends per new token (module docstring); ``scaleup_domain_gpus`` splits expert-parallel
+    all-to-alls between the scale-up domain and the NIC (None: all inside one domain).
 
     Raises ValueError when expert parallelism or data-parallel attention is asked of a dense model.
     """
@@ -134,21 +173,20 @@ def comm_terms(model: ModelArch, deployment: spec.Deployment) -> tuple[float, in
     ring = 2.0 * (tp - 1) / tp
     moe_layers = model.n_moe_layers
     dense_layers = model.layers - moe_layers
-    per_token = 0.0
+    allreduce = a2a_in = a2a_out = 0.0
     collectives = 0
     if tp > 1:
         if deployment.data_parallel_attention:
             # dense MLP layers all-reduce; MoE layers dispatch + combine all-to-all over ep GPUs
-            per_token += dense_layers * ring * act
-            per_token += moe_layers * 2.0 * model.experts_per_token * (ep - 1) / ep / ep * act
-            collectives += dense_layers + 2 * moe_layers
+            allreduce = dense_layers * ring * act
+            split = a2a_split(ep, scaleup_domain_gpus if scaleup_domain_gpus is not None else ep)
+            per_layer = moe_layers * 2.0 * model.experts_per_token * act / ep
+            a2a_in, a2a_out = per_layer * split.scaleup, per_layer * split.scaleout
+            collectives = dense_layers + 2 * moe_layers
         else:
-            per_token += 2.0 * model.layers * ring * act
-            collectives += 2 * model.layers
-    if pp > 1:
-        per_token += (pp - 1) * act
-        collectives += pp - 1
-    return per_token, collectives
+            allreduce = 2.0 * model.layers * ring * act
+            collectives = 2 * model.layers
+    return CommTerms(allreduce, a2a_in, a2a_out, float(act) if pp > 1 else 0.0, collectives)
 
 
 class RooflinePerfModel(PerfModel):
@@ -165,19 +203,27 @@ class RooflinePerfModel(PerfModel):
         self.model = model
         self.deployment = deployment
         self.spec = spec_ if spec_ is not None else spec.RooflinePerf.model_validate({})  # all defaults
-        tp = deployment.tp
+        tp, pp = deployment.tp, deployment.pp
         wbytes = bytes_per_param(deployment.precision)
-        mbu, mfu = self.spec.mbu, self.spec.mfu
 
         # Everything below is a constant of the deployment; the per-step paths only combine them.
-        flops = tp * hardware.dense_tflops(deployment.precision) * 1e12 * mfu
         kv_precision: spec.Precision = "bf16" if kv_bytes_per_element(deployment) == 2 else "fp8"
-        flops_att = tp * hardware.dense_tflops(kv_precision) * 1e12 * mfu
+        eff = efficiencies(hardware, deployment.precision, kv_precision, self.spec)
+        self.efficiencies = eff
+        flops = tp * hardware.dense_tflops(deployment.precision) * 1e12 * eff.mfu
+        flops_att = tp * hardware.dense_tflops(kv_precision) * 1e12 * eff.mfu_attention
         moe_flops = 2.0 * model.experts_per_token * model.expert_params_b * 1e9
         self.lin_s_per_token = (2.0 * model.active_params_b * 1e9 - moe_flops) / flops
         self.moe_s_per_token = moe_flops / flops
+        layers = model.full_attention_layers
         pair = 2.0 * model.heads * (model.qk_head_dim + model.head_dim)
-        self.pair_s = model.full_attention_layers * pair / flops_att
+        self.pair_prefill_s = layers * pair / flops_att
+        self.pair_decode_s = self.pair_prefill_s
+        self.kv_up_s = 0.0
+        if model.attention == "mla" and model.kv_lora_rank is not None and model.qk_rope_head_dim is not None:
+            latent = float(model.kv_lora_rank)
+            self.pair_decode_s = layers * 2.0 * model.heads * (2.0 * latent + model.qk_rope_head_dim) / flops_att
+            self.kv_up_s = layers * 2.0 * latent * model.heads * 2.0 * model.head_dim / flops
         self.window_s_per_token = (model.sliding_window_layers or 0) * pair * (model.sliding_window or 0) / flops_att
 
         # Seconds per weight byte on one GPU: the HBM part at HBM bandwidth, the DDR part at DDR bandwidth.
@@ -185,52 +231,86 @@ class RooflinePerfModel(PerfModel):
         s_per_byte = f_hbm / hardware.hbm_bytes_per_s
         if f_hbm < 1.0:
             s_per_byte += (1.0 - f_hbm) / hardware.ddr_bytes_per_s
-        s_per_byte /= mbu
+        s_per_byte /= eff.mbu
         attention = model.attention_params_b * 1e9 * wbytes if deployment.data_parallel_attention else 0.0
         dense_per_gpu = (model.dense_params_b * 1e9 * wbytes - attention) / tp + attention
         self.dense_weight_s = dense_per_gpu * s_per_byte
         self.all_experts_s = model.experts * model.expert_params_b * 1e9 * wbytes / tp * s_per_byte
         self.is_moe = model.is_moe
         self.expert_miss = 1.0 - model.experts_per_token / model.experts if model.is_moe else 1.0
+        ep = deployment.ep if model.is_moe else 1
+        curve = imbalance_curve(model.experts, model.experts_per_token, ep, self.spec.moe_imbalance)
+        self.imb_skew, self.imb_noise, self.imb_cap = curve.skew, curve.noise, curve.cap
         kv_per_token = kv_bytes_per_token(model, deployment) * kv_replication(model, deployment)
-        self.kv_s_per_token = kv_per_token / (tp * hardware.hbm_bytes_per_s * mbu)
+        self.kv_s_per_token = kv_per_token / (tp * hardware.hbm_bytes_per_s * eff.mbu)
 
-        per_token, collectives = comm_terms(model, deployment)
-        self.comm_s_per_token = per_token / (hardware.scaleup_bytes_per_s * self.spec.comm_efficiency)
-        self.comm_fixed_s = collectives * self.spec.collective_latency_s
+        domain = hardware.scaleup_domain_gpus
+        terms = comm_terms(model, deployment, domain)
+        nic = hardware.scaleout_bytes_per_s
+        if (terms.a2a_scaleout_bytes > 0.0 or tp > domain) and nic <= 0.0:
+            raise ValueError(
+                f"{deployment.model} on {deployment.gpus}x {deployment.hardware} spans scale-up domains of {domain} "
+                f"GPUs but the catalog gives no scale-out bandwidth (scaleout_gb_s_per_gpu) for {deployment.hardware}"
+            )
+        up = hardware.scaleup_bytes_per_s * self.spec.comm_efficiency
+        out = nic * self.spec.comm_efficiency
+        ring_bw = up if tp <= domain else out
+        hop_bw = up if deployment.gpus <= domain or nic <= 0.0 else out  # no NIC figure: the scale-up link
+        a2a = terms.a2a_scaleup_bytes / up
+        if terms.a2a_scaleout_bytes > 0.0:
+            a2a = max(a2a, terms.a2a_scaleout_bytes / out)
+        self.comm_s_per_token = terms.allreduce_bytes / ring_bw + a2a + pp * terms.pp_bytes / hop_bw
+        self.comm_fixed_s = (terms.collectives + (pp if pp > 1 else 0)) * self.spec.collective_latency_s
         # Unset: the vLLM preset's step overhead (agentsim.resolve fills in the pool's engine preset's).
         self.overhead_s = self.spec.overhead_s if self.spec.overhead_s is not None else 0.002
         self._fixed_s = self.comm_fixed_s + self.overhead_s
+        self.inv_pp = 1.0 / pp
+
+    def _imbalance(self, t: float) -> float:
+        """Busiest expert-parallel GPU's load over the mean for ``t`` tokens (1 without EP)."""
+        if self.imb_noise == 0.0 or t <= 0.0:
+            return self.imb_skew
+        return min(self.imb_cap, max(1.0, self.imb_skew + self.imb_noise / math.sqrt(t)))
 
     def _weights_s(self, t: float) -> float:
-        """Linear layers and experts of a step with ``t`` new tokens: each class bound by its own resource."""
+        """Linear layers and experts of a micro-batch with ``t`` new tokens: each class bound by its own
+        resource."""
         out = max(self.lin_s_per_token * t, self.dense_weight_s)
         if self.is_moe:
-            out += max(self.moe_s_per_token * t, self.all_experts_s * (1.0 - self.expert_miss**t))
+            ti = self._imbalance(t) * t
+            out += max(self.moe_s_per_token * ti, self.all_experts_s * (1.0 - self.expert_miss**ti))
         return out
 
     # -- scalar hot path ---------------------------------------------------------------------------------
 
     def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
-        p, d, c = prefill_tokens, decode_seqs, context_tokens
+        k = self.inv_pp
+        p, d, c = prefill_tokens * k, decode_seqs * k, context_tokens * k
         t = p + d
         seqs = d + 1.0 if p > 0.0 else d
-        pairs = t * c / seqs if seqs > 0.0 else 0.0
-        pairs = pairs + 0.5 * p * p
+        cbar = c / seqs if seqs > 0.0 else 0.0
+        compute = self.pair_decode_s * d * cbar + self.pair_prefill_s * (p * cbar + 0.5 * p * p)
+        if p > 0.0:
+            compute = compute + self.kv_up_s * cbar
+        att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
         lin = max(self.lin_s_per_token * t, self.dense_weight_s)
         if self.is_moe:
-            lin = lin + max(self.moe_s_per_token * t, self.all_experts_s * (1.0 - self.expert_miss**t))
-        att = max(self.pair_s * pairs + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
+            ti = self._imbalance(t) * t
+            lin = lin + max(self.moe_s_per_token * ti, self.all_experts_s * (1.0 - self.expert_miss**ti))
         return lin + att + self.comm_s_per_token * t + self._fixed_s
+
+    def _segment_axes(self, decode_seqs: int, context0: float) -> tuple[float, float]:
+        """A decode segment's micro-batch: sequences and starting context (each step adds ``d`` tokens)."""
+        return decode_seqs * self.inv_pp, context0 * self.inv_pp
 
     def decode_segment(self, decode_seqs: int, context0: float, steps: int) -> FloatArray:
         """Decode-only steps in a few array operations: with ``P = 0`` the batch context ``C`` is the only
         thing that changes from step to step, and both attention bounds are affine in it."""
         check_segment_args(decode_seqs, context0, steps)
-        d = float(decode_seqs)
-        c = context0 + d * np.arange(steps, dtype=np.float64)
+        d, c0 = self._segment_axes(decode_seqs, context0)
+        c = c0 + d * np.arange(steps, dtype=np.float64)
         pairs = c if d > 0.0 else np.zeros(steps)
-        att = np.maximum(self.pair_s * pairs + self.window_s_per_token * d, (c + d) * self.kv_s_per_token)
+        att = np.maximum(self.pair_decode_s * pairs + self.window_s_per_token * d, (c + d) * self.kv_s_per_token)
         per_step = self._weights_s(d) + self.comm_s_per_token * d + self._fixed_s
         out: FloatArray = np.cumsum(att + per_step)
         return out
@@ -242,17 +322,17 @@ class RooflinePerfModel(PerfModel):
         attention bounds are affine in the step index ``j``, so ``sum max(compute, memory) = sum memory + sum
         over the j where compute wins of (compute - memory)``, two arithmetic series split at the crossover."""
         check_segment_args(decode_seqs, context0, steps)
-        d = float(decode_seqs)
-        if d == 0.0 or steps == 0:
+        if decode_seqs == 0 or steps == 0:
             return float(self.decode_segment(decode_seqs, context0, steps)[-1]) if steps else 0.0
+        d, c0 = self._segment_axes(decode_seqs, context0)
         a1 = self.window_s_per_token * d
-        b1 = self.pair_s
+        b1 = self.pair_decode_s
         a2 = d * self.kv_s_per_token
         b2 = self.kv_s_per_token
         n = float(steps)
         # memory at step j: a2 + b2 (c0 + d j)
-        total = n * (a2 + b2 * context0) + b2 * d * n * (n - 1.0) * 0.5
-        i0 = (a1 - a2) + (b1 - b2) * context0  # compute - memory at j = 0
+        total = n * (a2 + b2 * c0) + b2 * d * n * (n - 1.0) * 0.5
+        i0 = (a1 - a2) + (b1 - b2) * c0  # compute - memory at j = 0
         slope = (b1 - b2) * d
         if slope == 0.0:
             lo, hi = (0, steps) if i0 > 0.0 else (0, 0)
@@ -267,45 +347,64 @@ class RooflinePerfModel(PerfModel):
 
     # -- vectorized ------------------------------------------------------------------------------------
 
+    def _imbalance_array(self, t: FloatArray) -> FloatArray:
+        if self.imb_noise == 0.0:
+            return np.full_like(t, self.imb_skew)
+        safe = np.where(t > 0.0, t, 1.0)
+        imb = np.minimum(self.imb_cap, np.maximum(1.0, self.imb_skew + self.imb_noise / np.sqrt(safe)))
+        out: FloatArray = np.where(t > 0.0, imb, self.imb_skew)
+        return out
+
     def step_times(
         self, prefill_tokens: npt.ArrayLike, decode_seqs: npt.ArrayLike, context_tokens: npt.ArrayLike
     ) -> FloatArray:
-        t, pairs, c = self._shape(*as_step_arrays(prefill_tokens, decode_seqs, context_tokens))
+        p, d, c = self._micro(*as_step_arrays(prefill_tokens, decode_seqs, context_tokens))
+        t = p + d
         lin = np.maximum(self.lin_s_per_token * t, self.dense_weight_s)
         if self.is_moe:
-            lin = lin + np.maximum(self.moe_s_per_token * t, self.all_experts_s * (1.0 - np.power(self.expert_miss, t)))
-        att = np.maximum(self.pair_s * pairs + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
+            ti = self._imbalance_array(t) * t
+            experts_read = self.all_experts_s * (1.0 - np.power(self.expert_miss, ti))
+            lin = lin + np.maximum(self.moe_s_per_token * ti, experts_read)
+        att = np.maximum(self._attention_compute(p, d, c), (c + t) * self.kv_s_per_token)
         out: FloatArray = lin + att + self.comm_s_per_token * t + self._fixed_s
         return out
 
     def breakdown(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> RooflineTerms:
-        """The parts of one step's time: summed compute and memory times of the three operator classes, the
-        communication (collective latency included) and the overhead."""
-        t_a, pairs_a, c_a = self._shape(*as_step_arrays(prefill_tokens, decode_seqs, context_tokens))
-        t, pairs, c = float(t_a), float(pairs_a), float(c_a)
-        compute = self.lin_s_per_token * t + self.pair_s * pairs + self.window_s_per_token * t
+        """The parts of one step's time: summed compute and memory times of the three operator classes (for one
+        micro-batch under pipeline parallelism), the communication (collective latency and pipeline hops
+        included) and the overhead."""
+        pa, da, ca = self._micro(*as_step_arrays(prefill_tokens, decode_seqs, context_tokens))
+        att_c = float(self._attention_compute(pa, da, ca))
+        p, d, c = float(pa), float(da), float(ca)
+        t = p + d
+        compute = self.lin_s_per_token * t + att_c
         memory = self.dense_weight_s + (c + t) * self.kv_s_per_token
         if self.is_moe:
-            compute += self.moe_s_per_token * t
-            memory += self.all_experts_s * (1.0 - self.expert_miss**t)
-        roofline = self._weights_s(t) + max(
-            self.pair_s * pairs + self.window_s_per_token * t, (c + t) * self.kv_s_per_token
-        )
+            ti = self._imbalance(t) * t
+            compute += self.moe_s_per_token * ti
+            memory += self.all_experts_s * (1.0 - self.expert_miss**ti)
+        roofline = self._weights_s(t) + max(att_c, (c + t) * self.kv_s_per_token)
         comm = self.comm_s_per_token * t + self.comm_fixed_s
         return RooflineTerms(compute, memory, comm, self.overhead_s, roofline)
 
-    @staticmethod
-    def _shape(p: FloatArray, d: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """New tokens, attention (query, key) pairs and context of each step (same operations as step_time)."""
-        t = p + d
+    def _micro(self, p: FloatArray, d: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """One micro-batch's share of each step (the step itself without pipeline parallelism)."""
+        k = self.inv_pp
+        return p * k, d * k, c * k
+
+    def _attention_compute(self, p: FloatArray, d: FloatArray, c: FloatArray) -> FloatArray:
+        """Attention-core seconds of each step at the compute roof (same operations as step_time)."""
         seqs = np.where(p > 0.0, d + 1.0, d)
-        pairs = np.divide(t * c, seqs, out=np.zeros_like(t), where=seqs > 0.0)
-        pairs = pairs + 0.5 * p * p
-        return t, pairs, c
+        cbar = np.divide(c, seqs, out=np.zeros_like(c), where=seqs > 0.0)
+        compute = self.pair_decode_s * d * cbar + self.pair_prefill_s * (p * cbar + 0.5 * p * p)
+        compute = compute + np.where(p > 0.0, self.kv_up_s * cbar, 0.0)
+        out: FloatArray = compute + self.window_s_per_token * (p + d)
+        return out
 
     def __repr__(self) -> str:
         dep = self.deployment
+        eff = self.efficiencies
         return (
             f"RooflinePerfModel({dep.model} {dep.precision} on {dep.gpus}x {dep.hardware} "
-            f"tp={dep.tp} pp={dep.pp} ep={dep.ep}, mfu={self.spec.mfu}, mbu={self.spec.mbu})"
+            f"tp={dep.tp} pp={dep.pp} ep={dep.ep}, mfu={eff.mfu:.3g}, mbu={eff.mbu:.3g})"
         )

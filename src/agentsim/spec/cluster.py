@@ -180,11 +180,24 @@ class Deployment(Strict):
 
 class RooflinePerf(Strict):
     """Step time from catalog specs and the model's architecture:
-    ``max(compute / MFU, memory / MBU) + overhead``."""
+    ``max(compute / MFU, memory / MBU) + overhead`` per operator class (``agentsim.perf.roofline``).
+
+    ``mfu`` and ``mbu`` left null take the hardware catalog's measured efficiencies for the deployment's
+    precision (``agentsim.perf.efficiency``); a number here overrides them for every precision."""
 
     kind: Literal["roofline"] = "roofline"
-    mfu: float = Field(0.5, gt=0, le=1, description="achieved fraction of peak dense FLOPS")
-    mbu: float = Field(0.7, gt=0, le=1, description="achieved fraction of peak HBM bandwidth")
+    mfu: float | None = Field(
+        None, gt=0, le=1, description="achieved fraction of peak dense FLOPS; null: from the hardware catalog"
+    )
+    mbu: float | None = Field(
+        None, gt=0, le=1, description="achieved fraction of peak HBM bandwidth; null: from the hardware catalog"
+    )
+    moe_imbalance: float | None = Field(
+        None,
+        ge=1,
+        description="expert-parallel load of the busiest GPU over the mean (>= 1; 1: balanced); null: a function "
+        "of tokens per step and ep (agentsim.perf.moe)",
+    )
     overhead_s: NonNegativeFloat | None = Field(
         None, description="fixed per-step cost (scheduling, launches); default: the engine's step_overhead_s"
     )

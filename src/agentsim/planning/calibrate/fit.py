@@ -259,6 +259,11 @@ def calibrate(
     catalog = catalog if catalog is not None else load_catalog(list(catalog_files))
     opts = options or HarnessOptions()
     start = pool.perf
+    if isinstance(start, spec.RooflinePerf):  # catalog-derived mfu/mbu made explicit: the search's start point
+        from agentsim.perf.efficiency import resolved_roofline
+
+        dep = pool.deployment
+        start = resolved_roofline(start, catalog.get_hardware(dep.hardware), dep)
     names = list(params) if params else default_params(start)
     table = ROOFLINE_PARAMS if isinstance(start, spec.RooflinePerf) else LINEAR_PARAMS
     if not isinstance(start, spec.RooflinePerf | spec.LinearPerf):

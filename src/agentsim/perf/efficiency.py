@@ -1,0 +1,93 @@
+"""Achieved efficiencies: what fraction of an accelerator's peak FLOPS and bandwidth serving kernels reach.
+
+A roofline needs two numbers per accelerator besides its peaks: the fraction of the dense matrix peak its GEMMs
+reach (``mfu``) and the fraction of peak HBM bandwidth its memory-bound kernels reach (``mbu``). They differ by
+generation and precision: a sustained FP8 GEMM reaches 0.70 of the peak on H100 but 0.44 on MI300X, and STREAM
+0.89 of H100's HBM bandwidth but 0.78 of MI300X's (the catalog's ``efficiency`` entries, each with its source).
+One ``mfu``/``mbu`` for all hardware makes every comparison across vendors wrong by that ratio.
+
+The default of a deployment is a *microbenchmark fraction times a serving share*::
+
+    mfu = efficiency.gemm(precision) * SERVING_GEMM_SHARE
+    mbu = efficiency.hbm              * SERVING_HBM_SHARE
+
+The microbenchmark fraction carries what differs between accelerators; the two serving shares, the same for
+all, carry what a whole serving step loses against an isolated GEMM or STREAM kernel (norms, activations,
+quantization, launches, shapes smaller than the benchmark's). They are a documented fit: the ratio of the
+end-to-end efficiencies fitted per group to NVIDIA's TensorRT-LLM max-throughput tables (``docs/FIDELITY.md``,
+17 dense FP8 groups on H100/H200: mean fitted ``mfu`` 0.594; the 7 single-GPU groups: median fitted ``mbu``
+0.77) over the catalog's microbenchmark fractions of the same GPUs (FP8 GEMM 0.70/0.69, STREAM 0.89/0.86).
+
+Precedence, per parameter: a number in the scenario's ``perf`` (``mfu: 0.55``) > the hardware catalog's
+measured fraction for the precision (the nearest measured precision when that one is not measured,
+:meth:`agentsim.catalog.Efficiency.gemm`) times the serving share > :data:`FALLBACK_MFU` / :data:`FALLBACK_MBU`
+for hardware without measurements. Linear layers and experts use the weights' precision, attention the KV
+cache's.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+from agentsim import spec
+from agentsim.catalog import Hardware
+
+__all__ = [
+    "FALLBACK_MBU",
+    "FALLBACK_MFU",
+    "SERVING_GEMM_SHARE",
+    "SERVING_HBM_SHARE",
+    "Efficiencies",
+    "efficiencies",
+    "resolved_roofline",
+]
+
+SERVING_GEMM_SHARE: Final = 0.86
+"""End-to-end serving ``mfu`` over the sustained-GEMM microbenchmark fraction: 0.594 / 0.694 (module docstring)."""
+
+SERVING_HBM_SHARE: Final = 0.88
+"""End-to-end serving ``mbu`` over the STREAM fraction: 0.77 / 0.875 (module docstring)."""
+
+FALLBACK_MFU: Final = 0.5
+"""``mfu`` of hardware whose catalog entry has no measured GEMM fraction (docs/FIDELITY.md: the prior)."""
+
+FALLBACK_MBU: Final = 0.7
+"""``mbu`` of hardware whose catalog entry has no measured bandwidth fraction."""
+
+
+class Efficiencies(NamedTuple):
+    """The efficiencies a roofline uses: linear layers and experts, attention, memory."""
+
+    mfu: float
+    mfu_attention: float
+    mbu: float
+
+
+def _mfu(hardware: Hardware, precision: spec.Precision) -> float:
+    gemm = hardware.efficiency.gemm(precision) if hardware.efficiency is not None else None
+    return FALLBACK_MFU if gemm is None else gemm * SERVING_GEMM_SHARE
+
+
+def _mbu(hardware: Hardware) -> float:
+    hbm = hardware.efficiency.hbm if hardware.efficiency is not None else None
+    return FALLBACK_MBU if hbm is None else hbm * SERVING_HBM_SHARE
+
+
+def efficiencies(
+    hardware: Hardware, precision: spec.Precision, kv_precision: spec.Precision, perf: spec.RooflinePerf
+) -> Efficiencies:
+    """The efficiencies of a deployment in ``precision`` (weights) and ``kv_precision`` (attention math) on
+    ``hardware``: ``perf``'s numbers where given, else the catalog-derived defaults (module docstring)."""
+    if perf.mfu is not None:
+        mfu = mfu_att = perf.mfu
+    else:
+        mfu, mfu_att = _mfu(hardware, precision), _mfu(hardware, kv_precision)
+    mbu = perf.mbu if perf.mbu is not None else _mbu(hardware)
+    return Efficiencies(mfu, mfu_att, mbu)
+
+
+def resolved_roofline(perf: spec.RooflinePerf, hardware: Hardware, deployment: spec.Deployment) -> spec.RooflinePerf:
+    """``perf`` with ``mfu`` and ``mbu`` filled in from the catalog where null (the weights' precision for
+    ``mfu``): a concrete starting point for calibration."""
+    eff = efficiencies(hardware, deployment.precision, deployment.precision, perf)
+    return perf.model_copy(update={"mfu": eff.mfu, "mbu": eff.mbu})
