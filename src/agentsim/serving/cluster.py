@@ -21,16 +21,24 @@ from agentsim.perf.base import PerfModel
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import Router, make_router
+from agentsim.workload.taskgraph import NO_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
 class PoolPlan:
-    """What the cluster needs to build one pool: its spec, perf model, KV capacity per replica and KV size."""
+    """What the cluster needs to build one pool: its spec, perf model, KV capacity per replica and KV size, and
+    its model's context window (None: unbounded, for pools built by hand)."""
 
     spec: spec.PoolSpec
     perf: PerfModel
     kv_capacity_tokens: int
     kv_bytes_per_token: float = 0.0
+    max_context_tokens: int | None = None
+
+
+class ContextWindowExceeded(Exception):
+    """A call whose prompt + output passes a pool's context window reached the cluster: a bug, since the agents
+    reject such calls before sending them (a real server would answer HTTP 400, never simulate it)."""
 
 
 class Cluster:
@@ -45,6 +53,10 @@ class Cluster:
     ) -> None:
         self.clock = clock
         self.plans = {p.spec.name: p for p in pools}
+        # Every call may reach any pool (any entry pool, then a decode pool), so each must fit the smallest window.
+        self.max_context_tokens = min(
+            (p.max_context_tokens for p in pools if p.max_context_tokens is not None), default=NO_WINDOW
+        )
         self.listener = listener  # told of every call's first token and completion (the agents)
         self.replicas: list[Replica] = []  # every replica ever built, by index
         self.entry: list[Replica] = []  # accepting unified and prefill replicas
@@ -95,6 +107,11 @@ class Cluster:
 
     def route(self, call: Call) -> Replica:
         """Send ``call`` to the entry replica the router picks, now."""
+        if call.prompt + call.output > self.max_context_tokens:
+            raise ContextWindowExceeded(
+                f"call {call.id}: {call.prompt} prompt + {call.output} output tokens reached the cluster, past the "
+                f"{self.max_context_tokens}-token context window"
+            )
         r = self.entry[self.router.pick(call, self.entry)]
         r.submit(call)
         return r
