@@ -8,6 +8,10 @@ prompt and the first token, then the call's KV is sent to a ``decode`` replica c
 link (one transfer at a time, FIFO: ``bytes / bandwidth`` of link time, plus the latency). The prefill replica
 holds the KV until the transfer ends; the decode replica admits the call as soon as memory allows and it decodes
 from that step.
+
+No call whose prompt + output passes the smallest context window of the pools' models is ever simulated: the
+agents reject such calls before sending them, and :meth:`Cluster.route` raises :class:`ContextWindowExceeded` if
+one arrives all the same.
 """
 
 from __future__ import annotations
