@@ -175,7 +175,8 @@ def test_user_yaml_extends_and_overrides(tmp_path: Path) -> None:
         + "".join(f"    {k}: {v if v is not None else 'null'}\n" for k, v in new.items())
         + "models:\n"
         "  llama-3.1-8b:\n"
-        "    name: my-8b\n    layers: 1\n    hidden_size: 8\n    heads: 2\n    kv_heads: 1\n    head_dim: 4\n"
+        "    name: my-8b\n    max_context_tokens: 4096\n    max_context_source: test\n"
+        "    layers: 1\n    hidden_size: 8\n    heads: 2\n    kv_heads: 1\n    head_dim: 4\n"
         "    intermediate_size: 16\n    vocab_size: 10\n    params_b: 0.001\n    active_params_b: 0.001\n"
         "    source: test\n",
         encoding="utf-8",
@@ -225,6 +226,8 @@ def test_model_arch_validation() -> None:
         "params_b": 1.0,
         "active_params_b": 1.0,
         "source": "test",
+        "max_context_tokens": 4096,
+        "max_context_source": "test",
     }
     ModelArch.model_validate(base)
     with pytest.raises(ValidationError, match="experts_per_token"):
@@ -243,3 +246,32 @@ def test_hardware_validation(catalog: Catalog) -> None:
         Hardware.model_validate(raw | {"idle_w": 800})
     with pytest.raises(ValidationError):
         Hardware.model_validate(raw | {"hbm_gb": -1})
+
+
+def test_every_catalog_model_has_a_context_window_with_a_source(catalog: Catalog) -> None:
+    """The packaged models' windows are their config.json max_position_embeddings (see models.yaml)."""
+    expected = {
+        "llama-3.1-8b": 131072,
+        "llama-3.1-70b": 131072,
+        "llama-3.3-70b": 131072,
+        "llama-3.1-405b": 131072,
+        "qwen3-235b-a22b": 40960,
+        "deepseek-r1": 163840,
+        "deepseek-v3": 163840,
+        "gpt-oss-120b": 131072,
+    }
+    assert {k: m.max_context_tokens for k, m in catalog.models.items()} == expected
+    assert all(m.max_context_source.strip() for m in catalog.models.values())
+
+
+def test_a_user_model_without_a_context_window_is_refused_by_name(tmp_path: Path) -> None:
+    user = tmp_path / "mine.yaml"
+    user.write_text(
+        "models:\n  my-model:\n    name: m\n    layers: 1\n    hidden_size: 8\n    heads: 2\n    kv_heads: 1\n"
+        "    head_dim: 4\n    intermediate_size: 16\n    vocab_size: 10\n    params_b: 0.001\n"
+        "    active_params_b: 0.001\n    source: test\n",
+        encoding="utf-8",
+    )
+    needs = r"models\.my-model.*\n.*max_context_tokens and max_context_source required"
+    with pytest.raises(CatalogFileError, match=needs):
+        load_catalog([user])

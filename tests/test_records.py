@@ -19,8 +19,12 @@ def _distinct(cols: tuple[columns.Column, ...], start: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, c in enumerate(cols):
         k = start + i
-        if c.type == "string":
+        if c.name == "status":  # one of the table's words
+            out[c.name] = "rejected" if "call_id" in {x.name for x in cols} else "failed"
+        elif c.type == "string":
             out[c.name] = f"{c.name}-{k}"
+        elif c.type == "bool":
+            out[c.name] = True
         elif c.type == "float64":
             out[c.name] = k + 0.25
         else:

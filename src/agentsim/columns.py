@@ -26,6 +26,7 @@ _TYPES: dict[str, pa.DataType] = {
     "int32": pa.int32(),
     "float64": pa.float64(),
     "string": pa.string(),
+    "bool": pa.bool_(),
 }
 
 
@@ -34,7 +35,7 @@ class Column:
     """One column of an output table."""
 
     name: str
-    type: str  # "int64" | "int32" | "float64" | "string" (the Arrow type, as docs/METRICS.md writes it)
+    type: str  # "int64" | "int32" | "float64" | "string" | "bool" (the Arrow type, as docs/METRICS.md writes it)
     unit: str  # "" for identifiers and counts of things, else "s", "tokens", "$", "J", ...
     nullable: bool = False
     source: Source = "engine"
@@ -65,7 +66,9 @@ CALLS: tuple[Column, ...] = (
     Column("issue_s", "float64", "s"),
     Column("first_token_s", "float64", "s", nullable=True),
     Column("done_s", "float64", "s", nullable=True),
+    Column("status", "string", ""),  # finished | unfinished (at the horizon) | rejected (past the context window)
     Column("prompt_tokens", "int64", "tokens"),
+    Column("compacted", "bool", ""),  # the agent compacted its context before this call
     Column("cached_tokens", "int64", "tokens"),
     Column("output_tokens", "int64", "tokens"),
     Column("generated_tokens", "int64", "tokens"),
@@ -91,6 +94,8 @@ TASKS: tuple[Column, ...] = (
     Column("agent", "int64", "", nullable=True),
     Column("start_s", "float64", "s"),
     Column("done_s", "float64", "s", nullable=True),
+    Column("status", "string", ""),  # finished | unfinished (at the horizon) | failed
+    Column("failure", "string", "", nullable=True),  # why it failed (context_window); null unless failed
     Column("calls", "int32", "", source="task_sum"),
     Column("calls_planned", "int32", ""),
     Column("prompt_tokens", "int64", "tokens", source="task_sum"),

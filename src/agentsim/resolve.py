@@ -9,7 +9,8 @@ workload's profile be built, is there a price. Every problem is gathered into on
 
 What comes out, :class:`Resolved`, holds everything downstream needs and nothing it must look up: per pool the
 deployment's hardware and model figures, its perf model, KV capacity and KV bytes per token, its price and
-power (:class:`PoolRates`); the tool pool's rates; per workload its profile, or an opener of its trace's tasks.
+power (:class:`PoolRates`); the tool pool's rates; per workload its profile, or an opener of its trace's tasks,
+and the context window its calls must fit (:func:`context_window`).
 The engine (:mod:`agentsim.engine.sim`) and the analysis (:mod:`agentsim.analysis`) receive these objects and
 never consult the catalog, so data flows one way: cli -> api -> resolve -> engine -> tables -> analysis -> store.
 
@@ -22,7 +23,7 @@ times the GPUs and the PUE (``docs/METRICS.md``, pool rates).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,14 +94,16 @@ TraceOpener = Callable[[], Iterator[tuple[float, TaskTemplate]]]
 
 @dataclass(frozen=True, slots=True)
 class ResolvedWorkload:
-    """One workload: its label and spec (``workload``), and either the profile its tasks are drawn from
-    (synthetic) or the opener of its trace's tasks (``kind: trace``)."""
+    """One workload: its label and spec (``workload``), either the profile its tasks are drawn from (synthetic)
+    or the opener of its trace's tasks (``kind: trace``), and ``max_context_tokens``, the context window of the
+    model that serves its calls (:func:`context_window`; None only for a workload resolved without pools)."""
 
     index: int
     label: str
     workload: spec.WorkloadSpec | spec.TraceWorkload
     profile: spec.AgentProfile | spec.FixedProfile | None = None
     open_trace: TraceOpener | None = None
+    max_context_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,28 +199,40 @@ def _msg(e: Exception) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
-def _trace_opener(w: spec.TraceWorkload) -> TraceOpener:
+def _trace_opener(w: spec.TraceWorkload, window: int | None) -> TraceOpener:
     def open_trace() -> Iterator[tuple[float, TaskTemplate]]:
         # Imported here: the trace layer (Parquet reading) is needed only by runs that replay a trace.
         from agentsim.traces.io import read_trace
         from agentsim.workload.replay import replay_template
 
         for t in read_trace(w.path):
-            yield t.start_s, replay_template(t.template, list(t.hash_ids), list(t.release_s), t.start_s, w)
+            yield t.start_s, replay_template(t.template, list(t.hash_ids), list(t.release_s), t.start_s, w, window)
 
     return open_trace
 
 
-def _workloads(scenario: spec.Scenario, errors: list[tuple[str, str]]) -> list[ResolvedWorkload]:
+def context_window(pools: Sequence[ResolvedPool]) -> int | None:
+    """The context window every call of the scenario must fit: the smallest ``max_context_tokens`` among the
+    models of the pools (None without pools).
+
+    Today any entry pool (unified or prefill) may take any call, and a call handed off is decoded on a decode
+    pool that holds its whole context too, so a call must fit every pool's model. When pools serve different
+    models (issue 15), the window becomes per workload: that of the pools its calls may reach."""
+    return min((p.model.max_context_tokens for p in pools), default=None)
+
+
+def _workloads(
+    scenario: spec.Scenario, window: int | None, errors: list[tuple[str, str]]
+) -> list[ResolvedWorkload]:
     out: list[ResolvedWorkload] = []
     for i, w in enumerate(scenario.workload):
         if isinstance(w, spec.TraceWorkload):
             if not Path(w.path).is_file():
                 errors.append((f"workload[{i}].path", f"no such trace file: {w.path}"))
-            out.append(ResolvedWorkload(i, w.label, w, open_trace=_trace_opener(w)))
+            out.append(ResolvedWorkload(i, w.label, w, open_trace=_trace_opener(w, window), max_context_tokens=window))
             continue
         try:
-            out.append(ResolvedWorkload(i, w.label, w, profile=resolve_profile(w)))
+            out.append(ResolvedWorkload(i, w.label, w, profile=resolve_profile(w), max_context_tokens=window))
         except ValueError as e:
             errors.append((f"workload[{i}].{'overrides' if w.overrides else 'profile'}", str(e)))
     return out
@@ -284,7 +299,7 @@ def _pool(
     except CatalogError as e:
         errors.append(("pricing", _msg(e)))
         return None
-    plan = PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d)), engine)
+    plan = PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d)), engine, model.max_context_tokens)
     return ResolvedPool(plan, hw, model, rates)
 
 
@@ -313,8 +328,8 @@ def resolve(scenario: spec.Scenario, catalog: Catalog | None = None) -> Resolved
     lists; a :class:`ScenarioError` names every problem found (module docstring)."""
     catalog = scenario_catalog(scenario, catalog if catalog is not None else load_catalog())
     errors: list[tuple[str, str]] = []
-    workloads = _workloads(scenario, errors)
     pools = [_pool(i, p, scenario.pricing, catalog, errors) for i, p in enumerate(scenario.cluster.pools)]
+    workloads = _workloads(scenario, context_window([p for p in pools if p is not None]), errors)
     tools: PoolRates | None = None
     if scenario.cluster.tools is not None:
         try:

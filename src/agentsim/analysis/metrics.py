@@ -52,6 +52,11 @@ def call_latencies(calls: pa.Table) -> dict[str, np.ndarray]:
     return {"ttft_s": first - issue, "tpot_s": tpot, "call_e2e_s": done - issue}
 
 
+def is_status(table: pa.Table, status: str) -> np.ndarray:
+    """Boolean mask of ``table``'s rows whose ``status`` is ``status``."""
+    return np.asarray(pc.equal(table.column("status"), status).to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def of_workload(table: pa.Table, label: str) -> np.ndarray:
     """Boolean mask of ``table``'s rows whose ``workload`` is ``label``."""
     return np.asarray(pc.equal(table.column("workload"), label).to_numpy(zero_copy_only=False), dtype=bool)
@@ -94,7 +99,8 @@ def slo_attainment(
     Work still running at the horizon is *censored*, not failed, unless it has already missed: an unfinished
     call counts (as a miss) once its wait for the first token exceeds the TTFT target, an unfinished task once
     its age exceeds the task target; otherwise it is left out of the fraction. Counting every unfinished task as
-    a miss would make attainment depend on the run's length when tasks are long.
+    a miss would make attainment depend on the run's length when tasks are long. A call rejected at the context
+    window, and a task failed by one, count as misses.
     """
     if all(v is None for w in workloads for v in w.slo.model_dump().values()):
         return {"calls": None, "tasks": None, "by_workload": {}}  # no targets: nothing to attain
@@ -103,6 +109,8 @@ def slo_attainment(
     first = col(calls, "first_token_s")
     start = col(tasks, "start_s")
     task_s = col(tasks, "done_s") - col(tasks, "start_s")
+    rejected = is_status(calls, "rejected")
+    failed = is_status(tasks, "failed")
     per: dict[str, Any] = {}
     ok_calls = n_calls = ok_tasks = n_tasks = 0
     for w in workloads:
@@ -119,10 +127,10 @@ def slo_attainment(
                 good &= lat["ttft_s"] <= ttft_t
             if tpot_t is not None:
                 good &= np.isnan(lat["tpot_s"]) | (lat["tpot_s"] <= tpot_t)
-            missed_open = np.zeros_like(m)
+            missed_open = m & rejected
             if ttft_t is not None:
                 waited = np.where(np.isnan(first), horizon_s, first) - issue
-                missed_open = m & ~done & (waited > ttft_t)
+                missed_open |= m & ~done & (waited > ttft_t)
             counted = done | missed_open
             entry["calls"] = float(good.sum() / counted.sum()) if counted.sum() else None
             ok_calls += int(good.sum())
@@ -131,7 +139,7 @@ def slo_attainment(
         if task_t is not None:
             finished = ~np.isnan(task_s)
             good_t = tm & finished & (task_s <= task_t)
-            counted_t = tm & (finished | (horizon_s - start > task_t))
+            counted_t = tm & (finished | failed | (horizon_s - start > task_t))
             entry["tasks"] = float(good_t.sum() / counted_t.sum()) if counted_t.sum() else None
             ok_tasks += int(good_t.sum())
             n_tasks += int(counted_t.sum())
@@ -169,6 +177,9 @@ def summarize(
     mt = rows_where(tasks, col(tasks, "start_s") >= t0)
     done_c = ~np.isnan(col(mc, "done_s"))
     done_t = ~np.isnan(col(mt, "done_s"))
+    rejected = is_status(mc, "rejected")
+    failed = is_status(mt, "failed")
+    compacted = np.asarray(mc.column("compacted").to_numpy(zero_copy_only=False), dtype=bool)
     lat = call_latencies(mc)
     completed = rows_where(mc, done_c)
 
@@ -208,9 +219,20 @@ def summarize(
     return {
         "window_s": span,
         "calls_completed": int(done_c.sum()),
-        "calls_unfinished": int((~done_c).sum()),
+        "calls_unfinished": int((~done_c & ~rejected).sum()),
+        "calls_rejected": int(rejected.sum()),
+        "calls_compacted": int(compacted.sum()),
         "tasks_completed": tasks_done,
-        "tasks_unfinished": int((~done_t).sum()),
+        "tasks_unfinished": int((~done_t & ~failed).sum()),
+        "tasks_failed": int(failed.sum()),
+        "by_workload": {
+            w.label: {
+                "calls_rejected": int((rejected & of_workload(mc, w.label)).sum()),
+                "calls_compacted": int((compacted & of_workload(mc, w.label)).sum()),
+                "tasks_failed": int((failed & of_workload(mt, w.label)).sum()),
+            }
+            for w in scenario.workload
+        },
         "prompt_tokens": int(col(completed, "prompt_tokens").sum()),
         "cached_tokens": int(col(completed, "cached_tokens").sum()),
         "output_tokens": int(col(completed, "output_tokens").sum()),

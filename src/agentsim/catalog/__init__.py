@@ -209,7 +209,10 @@ class Cpu(Entry):
 
 
 class ModelArch(Entry):
-    """A transformer's shapes, Hugging Face ``config.json`` names where they exist.
+    """A transformer's shapes, Hugging Face ``config.json`` names where they exist, and its context window.
+
+    ``max_context_tokens`` bounds every call the model serves: prompt + output tokens (a server such as vLLM
+    rejects a request past it); ``max_context_source`` says where the number comes from.
 
     Mixture-of-experts models give ``experts`` (routed experts per layer) and ``experts_per_token``; the size
     of the experts follows from the two parameter counts: with ``e`` the parameters of one expert summed
@@ -219,6 +222,11 @@ class ModelArch(Entry):
     """
 
     name: str = Field(min_length=1, description="Hugging Face repository")
+    max_context_tokens: PositiveInt = Field(
+        description="context window: the most prompt + output tokens one call may hold (config.json "
+        "max_position_embeddings, what vLLM enforces as max_model_len)"
+    )
+    max_context_source: str = Field(min_length=1, description="where max_context_tokens comes from")
     layers: PositiveInt
     hidden_size: PositiveInt
     heads: PositiveInt
@@ -242,6 +250,20 @@ class ModelArch(Entry):
     sliding_window_layers: PositiveInt | None = Field(
         None, description="layers attending only to the last `sliding_window` tokens (gpt-oss: every other)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _window_given(cls, data: Any) -> Any:
+        # Every model needs its context window (a call over it is rejected or compacted): say so plainly
+        # rather than with pydantic's bare "Field required".
+        if isinstance(data, dict):
+            missing = [k for k in ("max_context_tokens", "max_context_source") if k not in data]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} required: the model's context window in tokens (its config.json "
+                    "max_position_embeddings) and where that number comes from"
+                )
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelArch:

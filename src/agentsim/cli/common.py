@@ -70,6 +70,11 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
         ("calls completed / unfinished", f"{summary['calls_completed']} / {summary['calls_unfinished']}"),
         ("tasks completed / unfinished", f"{summary['tasks_completed']} / {summary['tasks_unfinished']}"),
         (
+            "calls rejected / tasks failed",  # past the model's context window
+            f"{summary.get('calls_rejected', 0)} / {summary.get('tasks_failed', 0)}",
+        ),
+        ("calls compacted", f"{summary.get('calls_compacted', 0)}"),
+        (
             "prompt tokens (cached)",
             f"{summary['prompt_tokens']:,} ({_fmt(summary['cache_hit_rate'], 3)} hit)",
         ),

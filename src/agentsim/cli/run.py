@@ -179,7 +179,7 @@ def catalog(
             _fmt(h.scaleup_gb_s_per_gpu),
         )
     out_console.print(t)
-    t = Table(title="models", header_style="bold")
+    t = Table(title="models (window: context tokens, prompt + output)", header_style="bold")
     t.add_column("id", no_wrap=True)
     for col in (
         "params B",
@@ -191,6 +191,7 @@ def catalog(
         "head dim",
         "experts",
         "attn",
+        "window",
     ):
         t.add_column(col, justify="left" if col == "attn" else "right")
     for k, m in c.models.items():
@@ -205,6 +206,7 @@ def catalog(
             str(m.head_dim),
             f"{m.experts_per_token}/{m.experts}" if m.experts else "-",
             m.attention,
+            f"{m.max_context_tokens:,}",
         )
     out_console.print(t)
     t = Table(title="prices ($/GPU-hour; all-in kW per GPU)", header_style="bold")

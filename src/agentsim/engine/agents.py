@@ -6,6 +6,12 @@ call done, its dependents' counters drop; when the last call is done the task is
 its agent thinks and starts the next task. Latency therefore feeds back into the workload: a slower cluster
 delays every later step of every agent.
 
+Context window. A call whose prompt + output passes the window of the model that serves it
+(``Stream.max_context_tokens``) is rejected when sent, as a server answers HTTP 400: recorded with status
+``rejected``, never routed, no token processed. Its task fails there: its later calls are never sent (those
+already in flight finish and are recorded), and a closed-loop agent moves on to its next task after its think
+time. The cluster refuses any call past the window that still reaches it (a bug, never a simulation).
+
 Everything is callbacks on the simulation clock (:class:`Start` and :class:`Send`, compiled
 :class:`~agentsim.engine.events.Event` s in simpy's order; no generator process per call), and a handler is
 never run inline "because the delay is 0": it goes through the clock, so equal-time events keep their FIFO order. (A
@@ -24,7 +30,7 @@ from agentsim.engine.records import Recorder
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.cluster import Cluster
 from agentsim.serving.tools import ToolPool
-from agentsim.workload.taskgraph import ROOT, TaskTemplate
+from agentsim.workload.taskgraph import NO_WINDOW, ROOT, TaskTemplate
 
 
 @dataclass(slots=True)
@@ -38,6 +44,7 @@ class Stream:
     agent_starts: list[float]  # closed loop: start time of each agent
     think: Callable[[], float]  # closed loop: think time before an agent's next task
     max_tasks: int | None
+    max_context_tokens: int = NO_WINDOW  # the serving model's context window: calls past it are rejected
 
 
 _CHAIN: Final[list[int]] = []  # pending counters and children of a chain task: none needed (shared, never mutated)
@@ -54,6 +61,7 @@ class TaskRun:
         "chain",
         "children",
         "done_s",
+        "failed",
         "id",
         "pending",
         "remaining",
@@ -71,6 +79,7 @@ class TaskRun:
         self.template = template
         self.start_s = start_s
         self.done_s: float | None = None
+        self.failed = False  # a call was rejected (past the context window): nothing more is sent
         self.agent = agent
         self.affinity: Any = None  # session-affinity: the replica kept for this task, per replica set
         self.tool_s = 0.0  # the gaps (tool time) before the calls sent so far
@@ -201,6 +210,8 @@ class Agents(CallListener):
                     self._send(task, i)
 
     def _send(self, task: TaskRun, i: int) -> None:
+        if task.failed:
+            return  # failed at a rejected call: its later calls are never sent (open-mode replay posts them all)
         tc = task.template.calls[i]
         parent = task.calls[tc.prefix_parent] if tc.prefix_parent != ROOT else None
         shared = task.template.shared_prefix_tokens
@@ -221,8 +232,28 @@ class Agents(CallListener):
         self._next_call += 1
         task.calls[i] = call
         task.tool_s += tc.gap_s
+        if tc.prompt_tokens + tc.output_tokens > task.stream.max_context_tokens:
+            self._reject(task, call)
+            return
         assert self.cluster is not None
         self.cluster.route(call)
+
+    def _reject(self, task: TaskRun, call: Call) -> None:
+        """The server rejects ``call``: it passes the context window. Its task fails (module docstring)."""
+        self.recorder.on_call_rejected(call, task.id, task.template.calls[call.index].compacted)
+        task.calls[call.index] = None  # recorded: not in flight
+        task.failed = True
+        self._settle_failed(task)
+        if task.agent is not None:
+            self.clock.post(Start(self, task.stream, task.agent), task.stream.think())
+
+    def _settle_failed(self, task: TaskRun) -> None:
+        """Record failed ``task`` and let it go once none of its calls is in flight."""
+        if any(c is not None and c.done_s is None for c in task.calls):
+            return
+        del self.active[task]
+        self.record_task(task)
+        task.calls.clear()
 
     def record_task(self, task: TaskRun) -> None:
         """Record ``task``'s row (finished, or in flight at the end of the run)."""
@@ -232,6 +263,8 @@ class Agents(CallListener):
             agent=task.agent,
             start_s=task.start_s,
             done_s=task.done_s,
+            status="failed" if task.failed else "unfinished" if task.done_s is None else "finished",
+            failure="context_window" if task.failed else None,
             calls_planned=len(task.template.calls),
             tool_s=task.tool_s,
             tool_busy_s=task.tool_busy_s,
@@ -243,7 +276,7 @@ class Agents(CallListener):
         for task in self.active:
             for c in task.calls:
                 if c is not None and c.done_s is None:
-                    self.recorder.on_call_done(c, task.id)
+                    self.recorder.on_call_done(c, task.id, task.template.calls[c.index].compacted)
             self.record_task(task)
 
     def release(self) -> None:
@@ -268,8 +301,11 @@ class Agents(CallListener):
     def on_done(self, call: Call, now: float) -> None:
         """The engine finished ``call``: release its dependents, finish the task when it was the last."""
         task: TaskRun = call.owner
-        self.recorder.on_call_done(call, task.id)
         i = call.index
+        self.recorder.on_call_done(call, task.id, task.template.calls[i].compacted)
+        if task.failed:
+            self._settle_failed(task)  # a call that was in flight when its task failed: it releases nothing
+            return
         if task.chain:
             if i + 1 < len(task.template.calls):
                 self._due(task, i + 1)

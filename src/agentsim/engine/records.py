@@ -56,6 +56,12 @@ UNIFIED_CONSTANT: dict[str, Any] = {
 assert CALLS_SCHEMA.names[-len(UNIFIED_CONSTANT) :] == list(UNIFIED_CONSTANT), "packed as the record's tail"
 
 
+CALL_STATUS: Final = ("finished", "unfinished", "rejected")
+"""The words of the call table's ``status`` (codes 0, 1, 2)."""
+
+TASK_STATUS: Final = ("finished", "unfinished", "failed")
+"""The words of the task table's ``status``."""
+
 CALLS_NULLABLE = tuple(c.name for c in columns.CALLS if c.nullable)
 """Call-table columns that may be null: never routed, not there yet, or no hand-off."""
 
@@ -67,6 +73,7 @@ _CODES: dict[pa.DataType, tuple[str, str]] = {  # Arrow type -> (struct format, 
     pa.int32(): ("i", "<i4"),
     pa.float64(): ("d", "<f8"),
     pa.string(): ("i", "<i4"),  # a code into the column's words
+    pa.bool_(): ("?", "?"),
 }
 
 
@@ -84,10 +91,11 @@ class Rows:
     become Arrow record batches when full.
 
     The record of a row has, in schema order, one field per column (``int64`` and ``float64``: 8 bytes,
-    ``int32`` and string codes: 4), each preceded by a validity byte if the column is in ``nullable`` (writers
-    pack ``False, 0`` for a null). ``words`` gives a string column its words up front (a writer then packs the
-    index of its word); otherwise :meth:`code` numbers them as they come. :meth:`append` takes a row of plain
-    values; the hot writers (:class:`Recorder`) pack theirs with ``pack_into(buf, slot(), ...)``.
+    ``int32`` and string codes: 4, ``bool``: 1), each preceded by a validity byte if the column is in
+    ``nullable`` (writers pack ``False, 0`` for a null). ``words`` gives a string column its words up front (a
+    writer then packs the index of its word); otherwise :meth:`code` numbers them as they come. :meth:`append`
+    takes a row of plain values; the hot writers (:class:`Recorder`) pack theirs with ``pack_into(buf, slot(),
+    ...)``.
 
     ``constant`` maps column names to a value every row of this run has (``None``: null). Such a column is not
     in the record: it is built whole at each flush (the call table's six hand-off columns hold only nulls and
@@ -224,9 +232,13 @@ class Recorder:
     def __init__(self, workload_labels: list[str], *, disaggregated: bool = True) -> None:
         self.disaggregated = disaggregated
         words = {"workload": workload_labels}  # a call's or task's workload index is its code
-        self.calls = Rows(CALLS_SCHEMA, None if disaggregated else UNIFIED_CONSTANT, CALLS_NULLABLE, words)
-        self.tasks = Rows(TASK_RECORD_SCHEMA, None, TASKS_NULLABLE, words)
+        constant = None if disaggregated else UNIFIED_CONSTANT
+        self.calls = Rows(CALLS_SCHEMA, constant, CALLS_NULLABLE, words | {"status": list(CALL_STATUS)})
+        self.tasks = Rows(TASK_RECORD_SCHEMA, None, TASKS_NULLABLE, words | {"status": list(TASK_STATUS)})
         self.replicas = Rows(REPLICAS_SCHEMA)
+        self._call_status = {w: i for i, w in enumerate(CALL_STATUS)}
+        self._task_status = {w: i for i, w in enumerate(TASK_STATUS)}
+        self._failure = TASK_RECORD_SCHEMA.get_field_index("failure")
         self._pool = CALLS_SCHEMA.get_field_index("pool")
         self._prefill_pool = CALLS_SCHEMA.get_field_index("prefill_pool")
         # A call's record: the head always, the hand-off columns (the tail) only when disaggregated.
@@ -248,7 +260,9 @@ class Recorder:
         issue_s: float,
         first_token_s: float | None,
         done_s: float | None,
+        status: str,
         prompt_tokens: int,
+        compacted: bool,
         cached_tokens: int,
         output_tokens: int,
         generated_tokens: int,
@@ -283,7 +297,9 @@ class Recorder:
             0.0 if first_token_s is None else first_token_s,
             done_s is not None,
             0.0 if done_s is None else done_s,
+            self._call_status[status],
             prompt_tokens,
+            compacted,
             cached_tokens,
             output_tokens,
             generated_tokens,
@@ -308,8 +324,9 @@ class Recorder:
             prefill_busy_prompt_steps_s,
         )
 
-    def on_call_done(self, call: Call, task_id: int) -> None:
-        """Record one call of task ``task_id`` (finished, or in flight at the end of the run)."""
+    def on_call_done(self, call: Call, task_id: int, compacted: bool) -> None:
+        """Record one call of task ``task_id`` (finished, or in flight at the end of the run); ``compacted``: the
+        agent compacted its context before it."""
         r = call.replica
         pr = call.prefill_replica
         decoded = pr is not None and r is not None and r is not pr  # null while the KV is in transit
@@ -323,7 +340,9 @@ class Recorder:
             issue_s=call.issue_s,
             first_token_s=call.first_token_s,
             done_s=call.done_s,
+            status="unfinished" if call.done_s is None else "finished",
             prompt_tokens=call.prompt,
+            compacted=compacted,
             cached_tokens=call.cached,
             output_tokens=call.output,
             generated_tokens=call.generated,
@@ -338,6 +357,30 @@ class Recorder:
             prefill_busy_prompt_steps_s=call.prefill_mixed_s,
         )
 
+    def on_call_rejected(self, call: Call, task_id: int, compacted: bool) -> None:
+        """Record a call of task ``task_id`` that the server rejected when sent (its prompt + output passed the
+        context window): never routed, no token processed, nothing busy."""
+        self.call(
+            task_id=task_id,
+            call_id=call.id,
+            call_index=call.index,
+            workload=call.workload,
+            pool=None,
+            replica=None,
+            issue_s=call.issue_s,
+            first_token_s=None,
+            done_s=None,
+            status="rejected",
+            prompt_tokens=call.prompt,
+            compacted=compacted,
+            cached_tokens=0,
+            output_tokens=call.output,
+            generated_tokens=0,
+            preemptions=0,
+            busy_s=0.0,
+            busy_prompt_steps_s=0.0,
+        )
+
     def task(
         self,
         *,
@@ -346,6 +389,8 @@ class Recorder:
         agent: int | None,
         start_s: float,
         done_s: float | None,
+        status: str,
+        failure: str | None,
         calls_planned: int,
         tool_s: float,
         tool_busy_s: float,
@@ -364,6 +409,9 @@ class Recorder:
             start_s,
             done_s is not None,
             0.0 if done_s is None else done_s,
+            self._task_status[status],
+            failure is not None,
+            0 if failure is None else rows.code(self._failure, failure),
             calls_planned,
             tool_s,
             tool_busy_s,

@@ -34,6 +34,7 @@ from agentsim.serving.tools import ToolPool
 from agentsim.workload.arrivals import arrival_times, start_offsets, think_times
 from agentsim.workload.profiles import TaskFactory
 from agentsim.workload.replay import replay_stream
+from agentsim.workload.taskgraph import NO_WINDOW
 
 ProgressFn = Callable[[float, float], None]
 
@@ -52,7 +53,8 @@ class EngineRun:
 def _trace_stream(w: ResolvedWorkload) -> Stream:
     assert w.open_trace is not None and isinstance(w.workload, spec.TraceWorkload)
     starts, templates = replay_stream(w.open_trace(), w.workload)
-    return Stream(w.index, w.label, partial(next, templates), starts, [], lambda: 0.0, None)
+    window = NO_WINDOW if w.max_context_tokens is None else w.max_context_tokens
+    return Stream(w.index, w.label, partial(next, templates), starts, [], lambda: 0.0, None, window)
 
 
 def _streams(resolved: Resolved, root: Streams) -> list[Stream]:
@@ -64,15 +66,17 @@ def _streams(resolved: Resolved, root: Streams) -> list[Stream]:
             continue
         assert w.profile is not None and isinstance(w.workload, spec.WorkloadSpec)
         label = w.label
-        factory = TaskFactory(w.profile, label, root.get(f"tasks/{label}"))
+        window = w.max_context_tokens
+        factory = TaskFactory(w.profile, label, root.get(f"tasks/{label}"), max_context_tokens=window)
+        limit = NO_WINDOW if window is None else window
         a = w.workload.arrivals
         if isinstance(a, spec.Closed):
             starts = [float(x) for x in start_offsets(a, root.get(f"starts/{label}"))]
-            thinks = think_times(a, root.get(f"think/{label}"))
-            out.append(Stream(w.index, label, factory.next, None, starts, partial(next, thinks), w.workload.max_tasks))
+            thinks = partial(next, think_times(a, root.get(f"think/{label}")))
+            out.append(Stream(w.index, label, factory.next, None, starts, thinks, w.workload.max_tasks, limit))
         else:
             times = arrival_times(a, root.get(f"arrivals/{label}"), horizon_s)
-            out.append(Stream(w.index, label, factory.next, times, [], lambda: 0.0, w.workload.max_tasks))
+            out.append(Stream(w.index, label, factory.next, times, [], lambda: 0.0, w.workload.max_tasks, limit))
     return out
 
 

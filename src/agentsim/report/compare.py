@@ -39,6 +39,8 @@ _COMPARE: tuple[_Metric, ...] = (
     _Metric("calls unfinished", ("calls_unfinished",), 0),
     _Metric("tasks completed", ("tasks_completed",), 1),
     _Metric("tasks unfinished", ("tasks_unfinished",), 0),
+    _Metric("calls rejected (context window)", ("calls_rejected",), -1),
+    _Metric("tasks failed", ("tasks_failed",), -1),
     _Metric("output tokens/s", ("output_tokens_per_s",), 1),
     _Metric("processed tokens/s", ("processed_tokens_per_s",), 1),
     _Metric("cache hit rate", ("cache_hit_rate",), 1),

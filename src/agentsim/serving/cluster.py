@@ -8,6 +8,10 @@ prompt and the first token, then the call's KV is sent to a ``decode`` replica c
 link (one transfer at a time, FIFO: ``bytes / bandwidth`` of link time, plus the latency). The prefill replica
 holds the KV until the transfer ends; the decode replica admits the call as soon as memory allows and it decodes
 from that step.
+
+No call whose prompt + output passes the smallest context window of the pools' models is ever simulated: the
+agents reject such calls before sending them, and :meth:`Cluster.route` raises :class:`ContextWindowExceeded` if
+one arrives all the same.
 """
 
 from __future__ import annotations
@@ -22,18 +26,26 @@ from agentsim.serving.admission import EngineConfig
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import Router, make_router
+from agentsim.workload.taskgraph import NO_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
 class PoolPlan:
     """What the cluster needs to build one pool: its spec (engine preset filled in), perf model, KV capacity per
-    replica, KV size and the engine its replicas run."""
+    replica, KV size, the engine its replicas run, and its model's context window (None: unbounded, for pools
+    built by hand)."""
 
     spec: spec.PoolSpec
     perf: PerfModel
     kv_capacity_tokens: int
     kv_bytes_per_token: float = 0.0
     engine: EngineConfig = field(default_factory=EngineConfig)
+    max_context_tokens: int | None = None
+
+
+class ContextWindowExceeded(Exception):
+    """A call whose prompt + output passes a pool's context window reached the cluster: a bug, since the agents
+    reject such calls before sending them (a real server would answer HTTP 400, never simulate it)."""
 
 
 class Cluster:
@@ -48,6 +60,10 @@ class Cluster:
     ) -> None:
         self.clock = clock
         self.plans = {p.spec.name: p for p in pools}
+        # Every call may reach any pool (any entry pool, then a decode pool), so each must fit the smallest window.
+        self.max_context_tokens = min(
+            (p.max_context_tokens for p in pools if p.max_context_tokens is not None), default=NO_WINDOW
+        )
         self.listener = listener  # told of every call's first token and completion (the agents)
         self.replicas: list[Replica] = []  # every replica ever built, by index
         self.entry: list[Replica] = []  # accepting unified and prefill replicas
@@ -98,6 +114,11 @@ class Cluster:
 
     def route(self, call: Call) -> Replica:
         """Send ``call`` to the entry replica the router picks, now."""
+        if call.prompt + call.output > self.max_context_tokens:
+            raise ContextWindowExceeded(
+                f"call {call.id}: {call.prompt} prompt + {call.output} output tokens reached the cluster, past the "
+                f"{self.max_context_tokens}-token context window"
+            )
         r = self.entry[self.router.pick(call, self.entry)]
         r.submit(call)
         return r

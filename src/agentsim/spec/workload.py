@@ -35,6 +35,11 @@ class AgentProfile(Strict):
     ``prompt(1) = system + task``; ``prompt(k) = prompt(k-1) + output(k-1) + tool_result(k-1)``; the previous
     prompt is the cacheable prefix of the next call. ``system_prompt_tokens`` is shared by every task of the
     workload when ``shared_system_prompt`` (a policy or tool-schema prompt), so it is a cross-task prefix.
+
+    Context limits: the agent compacts when the next prompt would pass ``context_limit_tokens``; under
+    ``on_context_limit: compact`` (the default) also when prompt + output would pass the serving model's window,
+    to a context scaled to the window (:mod:`agentsim.workload.profiles`). Under ``fail`` such a call is sent and
+    rejected, and its task fails.
     """
 
     kind: Literal["agent"] = "agent"
@@ -55,6 +60,12 @@ class AgentProfile(Strict):
     compact_to_tokens: PositiveInt = Field(
         20_000, description="context after compaction when the next prompt would pass the limit"
     )
+    on_context_limit: Literal["compact", "fail"] = Field(
+        "compact",
+        description="a call whose prompt + output would pass the serving model's context window: `compact` the "
+        "context before it (below the window too, not only context_limit_tokens), or send it and have the "
+        "server reject it, failing the task (`fail`)",
+    )
 
     @model_validator(mode="after")
     def _compaction(self) -> AgentProfile:
@@ -73,6 +84,11 @@ class FixedProfile(Strict):
     kind: Literal["fixed"] = "fixed"
     prompt_tokens: Dist
     output_tokens: Dist
+    on_context_limit: Literal["fail", "truncate"] = Field(
+        "fail",
+        description="a call whose prompt + output passes the serving model's context window: rejected by the "
+        "server (`fail`), or its prompt cut to the window minus its output (`truncate`, a what-if)",
+    )
 
 
 Profile = Annotated[AgentProfile | FixedProfile, Field(discriminator="kind")]
@@ -163,6 +179,12 @@ class TraceWorkload(Strict):
     rate_scale: PositiveFloat = 1.0
     slo: Slo = Slo()
     max_tasks: PositiveInt | None = Field(None, description="replay only the first tasks")
+    on_context_limit: Literal["fail", "truncate"] = Field(
+        "fail",
+        description="a recorded call whose prompt + output passes the serving model's context window: rejected "
+        "by the server, failing its task (`fail`), or its prompt cut to the window minus its output, keeping "
+        "its leading tokens (`truncate`, a what-if: a recorded trace cannot be compacted)",
+    )
 
     @property
     def label(self) -> str:

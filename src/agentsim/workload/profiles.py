@@ -15,9 +15,21 @@ why agent traffic is dominated by cache hits: the appended tokens per step are s
 
 Compaction. When ``prompt(k)`` would exceed ``context_limit_tokens``, the agent summarises its history: the
 call is sent with ``system + compact_to_tokens`` tokens and ``prefix_parent = ROOT`` (only a shared system
-prompt can still be reused), then growth resumes from there. Two clamps keep every prompt within the limit:
-a system-prompt draw is capped at ``context_limit - compact_to`` (so a compacted context fits) and call 0 is
-capped at the limit (the task prompt is truncated).
+prompt can still be reused), then growth resumes from there; the call is marked ``compacted``. Two clamps keep
+every prompt within the limit: a system-prompt draw is capped at ``context_limit - compact_to`` (so a compacted
+context fits) and call 0 is capped at the limit (the task prompt is truncated).
+
+The model's context window ``W`` (``max_context_tokens`` of the serving model, given by the resolved
+workload) bounds prompt + output. Under ``on_context_limit: compact`` (the default) the agent also compacts
+before a call whose ``prompt(k) + output(k)`` would pass ``W``: the effective limit of call ``k`` is
+``min(context_limit_tokens, W - output(k))``. When ``W < context_limit_tokens`` the compacted context keeps the
+profile's ratio on the window, ``compact_to * W // context_limit`` (at most ``compact_to``), and the clamps use
+``min(context_limit, W)``; call 0 is cut to ``W - output(0)`` (never below a shared system prompt). A call
+that passes ``W`` even so (its output alone leaves no room) is left as drawn and the server rejects it
+(:mod:`agentsim.engine.agents`). Under ``fail`` the tasks are drawn as without a window, and every call past
+``W`` is rejected. With ``W`` above every prompt + output nothing changes: the random draws are the same
+either way, only token counts differ. A :class:`~agentsim.spec.FixedProfile` under ``on_context_limit:
+truncate`` cuts its prompt to ``W - output`` instead.
 
 Fan-out (:class:`agentsim.spec.FanOut`). After ``min(at_step, steps)`` lead calls, ``K`` sub-agents start in
 parallel (``K = 0`` skips the fan-out and its join). Sub-agent ``j`` is a chain of ``steps`` calls whose first
@@ -49,7 +61,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from agentsim.spec import AgentProfile, Constant, FixedProfile, Profile, WorkloadSpec
 from agentsim.workload.distributions import BLOCK, BlockSampler, IntSampler, sample
-from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate
+from agentsim.workload.taskgraph import NO_WINDOW, ROOT, CallTemplate, TaskTemplate
 
 # --------------------------------------------------------------------------- built-in profiles
 
@@ -167,13 +179,15 @@ def resolve_profile(w: WorkloadSpec) -> AgentProfile | FixedProfile:
 # --------------------------------------------------------------------------- task factory
 
 
+
 class TaskFactory:
     """Generates the tasks of one workload from its profile, one :meth:`next` at a time.
 
     Every random quantity has its own :class:`~agentsim.workload.distributions.BlockSampler` drawing ``block``
     values at a time from ``rng``, so a task costs a few list slices and one Python loop over its calls. The
     stream of tasks is a pure function of the profile and the generator's state. A shared system prompt is
-    drawn once, here, for the whole workload.
+    drawn once, here, for the whole workload. ``max_context_tokens``: the serving model's context window, which
+    the profile's ``on_context_limit`` compacts (or truncates) below (module docstring); None: no window.
     """
 
     def __init__(
@@ -183,12 +197,15 @@ class TaskFactory:
         rng: np.random.Generator,
         *,
         block: int = BLOCK,
+        max_context_tokens: int | None = None,
     ) -> None:
         self.profile = profile
         self.workload = workload
         self._after: list[tuple[int, ...]] = []  # _after[i] == (i,): one shared deps tuple per chain position
         self._same: TaskTemplate | None = None  # the task, when every task is the same
+        window = NO_WINDOW if max_context_tokens is None else max_context_tokens
         if isinstance(profile, FixedProfile):
+            self._window = window if profile.on_context_limit == "truncate" else NO_WINDOW
             self._prompt = IntSampler(profile.prompt_tokens, rng, 1, block)
             self._fixed_out = IntSampler(profile.output_tokens, rng, 1, block)
             if isinstance(profile.prompt_tokens, Constant) and isinstance(profile.output_tokens, Constant):
@@ -197,9 +214,15 @@ class TaskFactory:
                 self._same = self.next()
             return
         p = profile
+        if p.on_context_limit != "compact":
+            window = NO_WINDOW  # drawn as if unbounded: the server rejects the calls past the window
+        compact_to = p.compact_to_tokens
+        if window < p.context_limit_tokens:
+            compact_to = max(1, compact_to * window // p.context_limit_tokens)  # the profile's ratio, on the window
+        self._window = window
         self._limit = p.context_limit_tokens
-        self._compact_to = p.compact_to_tokens
-        self._system_cap = p.context_limit_tokens - p.compact_to_tokens
+        self._compact_to = compact_to
+        self._system_cap = min(p.context_limit_tokens, window) - compact_to
         self._shared = p.shared_system_prompt
         self._gap_is_tool = p.gap == "tool"
         self._system = IntSampler(p.system_prompt_tokens, rng, 0, block)
@@ -232,14 +255,19 @@ class TaskFactory:
         if self._same is not None:
             return self._same
         if isinstance(self.profile, FixedProfile):
-            call = CallTemplate(self._prompt.next(), self._fixed_out.next())
-            return TaskTemplate(self.workload, (call,), 0)
+            prompt, out = self._prompt.next(), self._fixed_out.next()
+            if prompt + out > self._window:  # truncate: the prompt cut to what the window leaves
+                prompt = max(1, self._window - out)
+            return TaskTemplate(self.workload, (CallTemplate(prompt, out),), 0)
         system = self._shared_system if self._shared else min(self._system.next(), self._system_cap)
         compacted = system + self._compact_to
         limit = self._limit
         first = max(1, min(system + self._task.next(), limit))
         n = self._steps.next()
-        calls: list[CallTemplate] = [CallTemplate(first, self._out.next())]
+        out = self._out.next()
+        if first + out > self._window:  # the task prompt is cut to fit, as at the limit
+            first = max(self._window - out, system if self._shared else 1, 1)
+        calls: list[CallTemplate] = [CallTemplate(first, out)]
         if not self._at_step:
             self._grow(calls, n - 1, compacted)
         else:
@@ -265,6 +293,7 @@ class TaskFactory:
         tools = self._tool.take(n)
         gaps = self._tool_s.take(n)
         limit = self._limit
+        window = self._window
         tool = self._gap_is_tool
         prev = len(calls) - 1
         last = calls[prev]
@@ -272,13 +301,12 @@ class TaskFactory:
         append = calls.append
         for j in range(n):
             p += o + tools[j]
-            if p > limit:
-                p = compacted
-                parent = ROOT
-            else:
-                parent = prev
             o = outs[j]
-            append(CallTemplate(p, o, self._dep(prev), gaps[j], parent, None, tool))
+            if p > limit or p + o > window:
+                p = compacted
+                append(CallTemplate(p, o, self._dep(prev), gaps[j], ROOT, None, tool, True))
+            else:
+                append(CallTemplate(p, o, self._dep(prev), gaps[j], prev, None, tool))
             prev += 1
 
     def _fan_out(self, calls: list[CallTemplate], k: int, compacted: int) -> None:
@@ -286,20 +314,21 @@ class TaskFactory:
         lead = len(calls) - 1
         context = calls[lead].prompt_tokens + calls[lead].output_tokens
         limit = self._limit
+        window = self._window
         instructions = self._tool.take(k)
         lengths = self._sub_steps.take(k)
         outs = self._out.take(k + 1)
         lasts: list[int] = []
         for j in range(k):
             p = context + instructions[j]
-            parent = lead
-            if p > limit:
-                p, parent = compacted, ROOT
-            calls.append(CallTemplate(p, outs[j], (lead,), 0.0, parent))
+            if p > limit or p + outs[j] > window:
+                calls.append(CallTemplate(compacted, outs[j], (lead,), 0.0, ROOT, None, False, True))
+            else:
+                calls.append(CallTemplate(p, outs[j], (lead,), 0.0, lead))
             self._grow(calls, lengths[j] - 1, compacted)
             lasts.append(len(calls) - 1)
         p = context + sum(self._result.take(k))
-        parent = lead
-        if p > limit:
-            p, parent = compacted, ROOT
-        calls.append(CallTemplate(p, outs[k], tuple(lasts), 0.0, parent))
+        if p > limit or p + outs[k] > window:
+            calls.append(CallTemplate(compacted, outs[k], tuple(lasts), 0.0, ROOT, None, False, True))
+        else:
+            calls.append(CallTemplate(p, outs[k], tuple(lasts), 0.0, lead))

@@ -13,6 +13,12 @@ whose prompt it extends). Replay keeps the recorded *what* and chooses the *when
 
 ``rate_scale`` divides start and release times (more tasks per second), ``time_scale`` multiplies every
 duration (start and release times, gaps).
+
+Context window. A recorded call whose prompt + output passes the serving model's window ``W`` is replayed as
+recorded and rejected by the server (``on_context_limit: fail``, the default: a trace cannot be compacted after
+the fact). ``truncate``, a what-if, cuts its prompt to its leading ``W - output`` tokens (its block hashes to
+the blocks that remain; a prefix link to a longer prompt is dropped); a call whose output, or shared prefix,
+leaves no room is left as recorded, and rejected.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from agentsim import spec
-from agentsim.workload.taskgraph import CallTemplate, TaskTemplate
+from agentsim.workload.taskgraph import ROOT, CallTemplate, TaskTemplate
 
 
 def replay_template(
@@ -30,11 +36,16 @@ def replay_template(
     release_s: list[float | None],
     start_s: float,
     w: spec.TraceWorkload,
+    max_context_tokens: int | None = None,
 ) -> TaskTemplate:
-    """The template a replayed task runs: hashes attached, times scaled, dependencies dropped in open mode."""
+    """The template a replayed task runs: hashes attached, times scaled, dependencies dropped in open mode, and
+    prompts past the context window ``max_context_tokens`` truncated if ``w.on_context_limit`` says so."""
     calls: list[CallTemplate] = []
     released: list[float] = []
+    truncate = max_context_tokens is not None and w.on_context_limit == "truncate"
     for i, c in enumerate(template.calls):
+        if truncate and max_context_tokens is not None and c.prompt_tokens + c.output_tokens > max_context_tokens:
+            c, hash_ids[i] = _truncated(c, hash_ids[i], max_context_tokens - c.output_tokens, calls, template)
         r = release_s[i]
         if r is None:
             r = max((released[d] for d in c.deps), default=start_s) + c.gap_s
@@ -45,6 +56,20 @@ def replay_template(
         else:
             calls.append(replace(c, gap_s=c.gap_s * w.time_scale, hash_ids=hash_ids[i]))
     return replace(template, workload=w.label, calls=tuple(calls))
+
+
+def _truncated(
+    c: CallTemplate, ids: tuple[int, ...] | None, keep: int, earlier: list[CallTemplate], template: TaskTemplate
+) -> tuple[CallTemplate, tuple[int, ...] | None]:
+    """``c`` with its prompt cut to its first ``keep`` tokens (unchanged if that leaves no room)."""
+    if keep < max(1, template.shared_prefix_tokens):
+        return c, ids
+    parent = c.prefix_parent
+    if parent != ROOT and earlier[parent].prompt_tokens > keep:
+        parent = ROOT  # the recorded parent's prompt no longer fits inside this one
+    if ids is not None:
+        ids = ids[: -(-keep // template.block_tokens)]
+    return replace(c, prompt_tokens=keep, prefix_parent=parent), ids
 
 
 def replay_stream(
