@@ -259,6 +259,8 @@ def test_every_catalog_model_has_a_context_window_with_a_source(catalog: Catalog
         "deepseek-r1": 163840,
         "deepseek-v3": 163840,
         "gpt-oss-120b": 131072,
+        "gpt-oss-20b": 131072,
+        "qwen3-8b": 40960,
     }
     assert {k: m.max_context_tokens for k, m in catalog.models.items()} == expected
     assert all(m.max_context_source.strip() for m in catalog.models.values())
