@@ -19,6 +19,7 @@ def run_engine(
     blocks: list[tuple[int, ...] | None] | None = None,
     block_tokens: int = 0,
     ready: list[bool] | None = None,
+    stables: list[int] | None = None,
 ) -> tuple[list[Call], Replica]:
     """``arrivals``: (time, prompt, output, parent index). Returns the calls (index = id) and the replica."""
     env = Clock()
@@ -37,6 +38,7 @@ def run_engine(
             root_len=root_len,
             blocks=blocks[i] if blocks else None,
             block_tokens=block_tokens,
+            stable=stables[i] if stables else 0,
         )
         calls.append(c)
         ev = env.timeout(t)

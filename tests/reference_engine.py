@@ -23,7 +23,7 @@ from agentsim.serving.admission import (
     RETRACT_DECODE_STEPS,
     EngineConfig,
 )
-from agentsim.serving.call import BLOCK_KEY_BASE
+from agentsim.serving.call import BLOCK_KEY_BASE, STABLE_KEY_BASE
 from agentsim.serving.kvcache import KvCache, Node
 
 
@@ -40,6 +40,7 @@ class RefCall:
     blocks: tuple[int, ...] | None = None  # hash ids of block_tokens-token blocks (trace replay)
     block_tokens: int = 0
     ready: bool = False  # arrives with its prompt KV computed elsewhere (decode side of disaggregation)
+    stable: int = 0  # the part of its prompt later calls share, when less than the prompt (keep_reasoning: last)
     # results
     first_token_s: float | None = None
     done_s: float | None = None
@@ -79,10 +80,10 @@ def run_reference(
         if c.blocks is not None:
             full = min(len(c.blocks), c.prompt // c.block_tokens)
             return kv.find([BLOCK_KEY_BASE + h for h in reversed(c.blocks[:full])])
-        keys = [i]
+        keys = [i] + ([STABLE_KEY_BASE + i] if c.stable else [])
         p = c.parent
         while p is not None:
-            keys.append(p)
+            keys.append(STABLE_KEY_BASE + p if calls[p].stable else p)  # what later calls share of p
             p = calls[p].parent
         if c.root_key is not None:
             keys.append(c.root_key)
@@ -114,6 +115,11 @@ def run_reference(
                 if root > 0:
                     c.nodes.append(kv.insert(c.root_key, None, root, now))
                     c.held = root
+            if c.stable and kv.aligned(c.stable) > c.held:
+                # The shared part of a prompt that keeps reasoning later prompts drop: a node of its own.
+                stable = kv.aligned(c.stable)
+                c.nodes.append(kv.insert(STABLE_KEY_BASE + i, c.nodes[-1] if c.nodes else None, stable, now))
+                c.held = stable
             length = kv.aligned(c.prompt)
             parent = c.nodes[-1] if c.nodes else None
             if length > c.held:

@@ -94,6 +94,13 @@ def compare(seed: int, perf_kind: str, admission: int = FCFS_PREEMPT) -> dict[st
         if rng.random() < 0.4
         else None
     )
+    # Some cases give prompts a stable part shorter than the prompt (keep_reasoning: last): cached as two nodes,
+    # the later calls sharing only the first.
+    stables = (
+        [int(rng.integers(1, a[1])) if a[1] > 1 and rng.random() < 0.5 else 0 for a in arrivals]
+        if rng.random() < 0.4
+        else None
+    )
     if perf_kind == "linear":
         perf = LinearPerfModel(
             LinearPerf(
@@ -105,9 +112,12 @@ def compare(seed: int, perf_kind: str, admission: int = FCFS_PREEMPT) -> dict[st
         )
     else:
         perf = FunctionPerf(lambda p, d, c: 0.003 + 1e-5 * p + math.sqrt(1e-9 * c + 1e-8 * d))
-    fast, rep = run_engine(arrivals, perf, engine, capacity, roots, blocks=blocks, block_tokens=bt, ready=ready)
+    fast, rep = run_engine(
+        arrivals, perf, engine, capacity, roots, blocks=blocks, block_tokens=bt, ready=ready, stables=stables
+    )
     ref = [
-        RefCall(t, p, o, parent, rk, rl, blocks[i] if blocks else None, bt, bool(ready and ready[i]))
+        RefCall(t, p, o, parent, rk, rl, blocks[i] if blocks else None, bt, bool(ready and ready[i]),
+                stables[i] if stables else 0)
         for i, ((t, p, o, parent), (rk, rl)) in enumerate(zip(arrivals, roots, strict=True))
     ]
     for r in ref:
@@ -128,6 +138,7 @@ def compare(seed: int, perf_kind: str, admission: int = FCFS_PREEMPT) -> dict[st
     assert sum(c.busy_share_s for c in fast) == pytest.approx(rep.busy_s, rel=1e-9)
     rep.kv.check()
     return {
+        "stable": int(stables is not None and blocks is None),
         "blocks": int(blocks is not None),
         "ready": sum(bool(x) for x in ready or []),
         "preemptions": sum(c.preemptions for c in fast),
@@ -152,7 +163,7 @@ def test_random_cases_exercise_every_mechanism() -> None:
     evict and skip steps under every admission policy; check that they do, over a fixed set of seeds.
     Guaranteed-no-evict must never preempt."""
     for admission in POLICIES:
-        totals = {"blocks": 0, "ready": 0, "preemptions": 0, "cached": 0, "skipped": 0, "evicted": 0}
+        totals = {"stable": 0, "blocks": 0, "ready": 0, "preemptions": 0, "cached": 0, "skipped": 0, "evicted": 0}
         for seed in range(40):
             for kind in ("linear", "function"):
                 for k, v in compare(seed, kind, admission).items():

@@ -60,6 +60,11 @@ class PoolRates:
     role: str = "unified"
     workers: int = 1
     decode_w_per_replica: float = -1.0  # power in decode-only steps; < 0 means the same as busy_w_per_replica
+    model: str | None = None  # the model the pool serves (None: the tool pool)
+    # The replica's lower KV tiers (host DRAM, NVMe: serving/tiers.py), provisioned with it: their price and
+    # power are parts of usd_per_replica_hour and of the three power levels, reported apart too.
+    tier_usd_per_replica_hour: float = 0.0
+    tier_w_per_replica: float = 0.0
 
     def __post_init__(self) -> None:
         if self.decode_w_per_replica < 0:
@@ -71,6 +76,11 @@ class PoolRates:
     def usd_per_s(self) -> float:
         """Dollars per second of one replica, provisioned."""
         return self.usd_per_replica_hour / 3600.0
+
+    @property
+    def tier_usd_per_s(self) -> float:
+        """The part of :attr:`usd_per_s` that pays for the replica's lower KV tiers."""
+        return self.tier_usd_per_replica_hour / 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +106,9 @@ TraceOpener = Callable[[], Iterator[tuple[float, TaskTemplate]]]
 class ResolvedWorkload:
     """One workload: its label and spec (``workload``), either the profile its tasks are drawn from (synthetic)
     or the opener of its trace's tasks (``kind: trace``), and ``max_context_tokens``, the context window of the
-    model that serves its calls (:func:`context_window`; None only for a workload resolved without pools)."""
+    models that serve its calls (:func:`context_window`; None only for a workload resolved without pools).
+    ``model``: the index (in :attr:`Resolved.models`) of the model its calls go to; ``roles``: that of the
+    lead's, the sub-agents' and the join's calls of an agent profile (-1: ``model``)."""
 
     index: int
     label: str
@@ -104,6 +116,8 @@ class ResolvedWorkload:
     profile: spec.AgentProfile | spec.FixedProfile | None = None
     open_trace: TraceOpener | None = None
     max_context_tokens: int | None = None
+    model: int = 0
+    roles: tuple[int, int, int] = (-1, -1, -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +128,7 @@ class Resolved:
     pools: tuple[ResolvedPool, ...]
     tools: PoolRates | None
     workloads: tuple[ResolvedWorkload, ...]
+    models: tuple[str, ...] = ()  # the models the pools serve, in pool order (calls carry an index into it)
 
     @property
     def plans(self) -> list[PoolPlan]:
@@ -170,6 +185,7 @@ def pool_rates(pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog)
         idle_w_per_replica=gpus * hw.idle_w * pricing.pue,
         role=pool.role,
         decode_w_per_replica=gpus * max(hw.tdp_w * pricing.decode_power_fraction, hw.idle_w) * pricing.pue,
+        model=pool.deployment.model,
     )
 
 
@@ -211,30 +227,95 @@ def _trace_opener(w: spec.TraceWorkload, window: int | None) -> TraceOpener:
     return open_trace
 
 
-def context_window(pools: Sequence[ResolvedPool]) -> int | None:
-    """The context window every call of the scenario must fit: the smallest ``max_context_tokens`` among the
-    models of the pools (None without pools).
+def served_models(pools: Sequence[spec.PoolSpec]) -> tuple[str, ...]:
+    """The models the pools serve (each pool's ``deployment.model``), in pool order, each once."""
+    return tuple(dict.fromkeys(p.deployment.model for p in pools))
 
-    Today any entry pool (unified or prefill) may take any call, and a call handed off is decoded on a decode
-    pool that holds its whole context too, so a call must fit every pool's model. When pools serve different
-    models (issue 15), the window becomes per workload: that of the pools its calls may reach."""
-    return min((p.model.max_context_tokens for p in pools), default=None)
+
+def context_window(pools: Sequence[ResolvedPool], model: str | None = None) -> int | None:
+    """The context window a call of ``model`` must fit: the smallest ``max_context_tokens`` among the models of
+    the pools that serve it (all pools when ``model`` is None; None without pools).
+
+    Only pools serving a call's model take it (a router picks among them), and a call handed off is decoded on a
+    decode pool of the same model, so the window is that model's (the smallest, should a user catalog give two
+    pools of one model different windows)."""
+    return min(
+        (p.model.max_context_tokens for p in pools if model is None or p.plan.spec.deployment.model == model),
+        default=None,
+    )
+
+
+def _roles(
+    i: int,
+    w: spec.WorkloadSpec | spec.TraceWorkload,
+    profile: spec.AgentProfile | spec.FixedProfile | None,
+    models: tuple[str, ...],
+    errors: list[tuple[str, str]],
+) -> tuple[int, tuple[int, int, int], list[str]]:
+    """The model index of a workload's calls and of its profile's roles (lead, sub-agents, join; -1: the
+    workload's), and the names of every model it calls. Each named model must be served by a pool; with several
+    models served, a workload that names none is an error (which pool could take its calls?)."""
+    where = f"workload[{i}]"
+    named: list[tuple[str, str]] = []  # (field path, model)
+    if w.model is not None:
+        named.append((f"{where}.model", w.model))
+    lead = sub = join = None
+    if isinstance(profile, spec.AgentProfile):
+        lead = profile.model
+        if profile.fanout is not None:
+            sub, join = profile.fanout.model, profile.fanout.join_model
+        what = f"{where}.{'overrides' if isinstance(w, spec.WorkloadSpec) and w.overrides else 'profile'}"
+        for field, m in (("model", lead), ("fanout.model", sub), ("fanout.join_model", join)):
+            if m is not None:
+                named.append((f"{what}.{field}", m))
+    for path, m in named:
+        if m not in models:
+            errors.append((path, f"no pool serves model {m!r}; the pools serve: {', '.join(models)}"))
+    default = w.model if w.model is not None else lead
+    if default is None:
+        if len(models) > 1:
+            errors.append(
+                (
+                    f"{where}.model",
+                    f"the pools serve several models ({', '.join(models)}): name the one this workload calls",
+                )
+            )
+        default = models[0] if models else None
+
+    def index(m: str | None) -> int:
+        return models.index(m) if m is not None and m in models else -1
+
+    called = sorted({m for m in (default, lead, sub, join) if m is not None and m in models}, key=models.index)
+    base = max(index(default), 0)
+    return base, (index(lead), index(sub), index(join)), called
 
 
 def _workloads(
-    scenario: spec.Scenario, window: int | None, errors: list[tuple[str, str]]
+    scenario: spec.Scenario, pools: Sequence[ResolvedPool], models: tuple[str, ...], errors: list[tuple[str, str]]
 ) -> list[ResolvedWorkload]:
     out: list[ResolvedWorkload] = []
     for i, w in enumerate(scenario.workload):
+        profile: spec.AgentProfile | spec.FixedProfile | None = None
+        if isinstance(w, spec.WorkloadSpec):
+            try:
+                profile = resolve_profile(w)
+            except ValueError as e:
+                errors.append((f"workload[{i}].{'overrides' if w.overrides else 'profile'}", str(e)))
+                out.append(ResolvedWorkload(i, w.label, w))
+                continue
+        model, roles, called = _roles(i, w, profile, models, errors)
+        # Compaction and rejection use the smallest window among the models the workload calls.
+        windows = [x for x in (context_window(pools, m) for m in called) if x is not None]
+        window = min(windows) if windows else context_window(pools)
         if isinstance(w, spec.TraceWorkload):
             if not Path(w.path).is_file():
                 errors.append((f"workload[{i}].path", f"no such trace file: {w.path}"))
-            out.append(ResolvedWorkload(i, w.label, w, open_trace=_trace_opener(w, window), max_context_tokens=window))
+            opener = _trace_opener(w, window)
+            out.append(ResolvedWorkload(i, w.label, w, open_trace=opener, max_context_tokens=window, model=model))
             continue
-        try:
-            out.append(ResolvedWorkload(i, w.label, w, profile=resolve_profile(w), max_context_tokens=window))
-        except ValueError as e:
-            errors.append((f"workload[{i}].{'overrides' if w.overrides else 'profile'}", str(e)))
+        out.append(
+            ResolvedWorkload(i, w.label, w, profile=profile, max_context_tokens=window, model=model, roles=roles)
+        )
     return out
 
 
@@ -329,7 +410,8 @@ def resolve(scenario: spec.Scenario, catalog: Catalog | None = None) -> Resolved
     catalog = scenario_catalog(scenario, catalog if catalog is not None else load_catalog())
     errors: list[tuple[str, str]] = []
     pools = [_pool(i, p, scenario.pricing, catalog, errors) for i, p in enumerate(scenario.cluster.pools)]
-    workloads = _workloads(scenario, context_window([p for p in pools if p is not None]), errors)
+    models = served_models(scenario.cluster.pools)
+    workloads = _workloads(scenario, [p for p in pools if p is not None], models, errors)
     tools: PoolRates | None = None
     if scenario.cluster.tools is not None:
         try:
@@ -338,4 +420,4 @@ def resolve(scenario: spec.Scenario, catalog: Catalog | None = None) -> Resolved
             errors.append(("cluster.tools.cpu", _msg(e)))
     if errors:
         raise ScenarioError(errors, scenario.name)
-    return Resolved(scenario, tuple(p for p in pools if p is not None), tools, tuple(workloads))
+    return Resolved(scenario, tuple(p for p in pools if p is not None), tools, tuple(workloads), models)

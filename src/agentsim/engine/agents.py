@@ -45,6 +45,7 @@ class Stream:
     think: Callable[[], float]  # closed loop: think time before an agent's next task
     max_tasks: int | None
     max_context_tokens: int = NO_WINDOW  # the serving model's context window: calls past it are rejected
+    model: int = 0  # the model its calls go to (resolve.py's index), unless a call's template names another
 
 
 _CHAIN: Final[list[int]] = []  # pending counters and children of a chain task: none needed (shared, never mutated)
@@ -228,6 +229,9 @@ class Agents(CallListener):
             root_len=shared,
             blocks=tc.hash_ids,
             block_tokens=task.template.block_tokens,
+            reasoning=tc.reasoning_tokens,
+            stable=tc.stable_tokens,
+            model=tc.model if tc.model >= 0 else task.stream.model,
         )
         self._next_call += 1
         task.calls[i] = call

@@ -104,6 +104,10 @@ class KvCache:
         """Tokens not held by anyone (evictable cached tokens are *not* counted: they are still held)."""
         return self.capacity - self.private - self.cached
 
+    def lower_tokens(self, tier: int) -> int:
+        """KV tokens held in lower tier ``tier`` (1: host DRAM, 2: NVMe; serving/tiers.py); 0 without one."""
+        return 0
+
     def aligned(self, tokens: int) -> int:
         """``tokens`` rounded down to whole blocks: only full blocks are cached and shared."""
         return tokens - tokens % self.block

@@ -27,6 +27,14 @@ class FanOut(Strict):
     at_step: PositiveInt = 1
     steps: Dist
     result_tokens: Dist = Field(description="tokens each sub-agent's result adds to the lead's context")
+    model: str | None = Field(
+        None, description="the model the sub-agents call (a pool's deployment.model); default: the lead's"
+    )
+    join_model: str | None = Field(
+        None,
+        description="the model of the join call that merges the sub-agents' results (a summarizer); default: "
+        "the lead's",
+    )
 
 
 class AgentProfile(Strict):
@@ -65,6 +73,20 @@ class AgentProfile(Strict):
         description="a call whose prompt + output would pass the serving model's context window: `compact` the "
         "context before it (below the window too, not only context_limit_tokens), or send it and have the "
         "server reject it, failing the task (`fail`)",
+    )
+    reasoning_tokens: Dist | None = Field(
+        None,
+        description="reasoning (thinking) tokens each call generates before its visible output: decoded, held "
+        "in KV and paid for, not delivered; null: none",
+    )
+    keep_reasoning: Literal["none", "last", "all"] = Field(
+        "none",
+        description="what the next step's context keeps of earlier reasoning: none (DeepSeek-R1, Qwen3: "
+        "dropped), last (only the previous call's), all (interleaved thinking kept within the task's tool loop: "
+        "gpt-oss harmony, Anthropic, OpenAI Responses)",
+    )
+    model: str | None = Field(
+        None, description="the model the lead's calls go to (a pool's deployment.model); default: the workload's"
     )
 
     @model_validator(mode="after")
@@ -150,6 +172,11 @@ class WorkloadSpec(Strict):
     arrivals: Arrivals = Poisson(rate_per_s=0.1)
     slo: Slo = Slo()
     max_tasks: PositiveInt | None = Field(None, description="stop issuing new tasks after this many")
+    model: str | None = Field(
+        None,
+        description="the model its calls go to (a pool's deployment.model), unless a profile role names its own; "
+        "required when the pools serve several models",
+    )
 
     @property
     def label(self) -> str:
@@ -184,6 +211,11 @@ class TraceWorkload(Strict):
         description="a recorded call whose prompt + output passes the serving model's context window: rejected "
         "by the server, failing its task (`fail`), or its prompt cut to the window minus its output, keeping "
         "its leading tokens (`truncate`, a what-if: a recorded trace cannot be compacted)",
+    )
+    model: str | None = Field(
+        None,
+        description="the model its calls go to (a pool's deployment.model); required when the pools serve "
+        "several models",
     )
 
     @property
