@@ -318,3 +318,35 @@ def summarize(
         "tokens_per_mwh": out_tok / mwh if mwh > 0 else None,
         "joules_per_output_token": energy_j / out_tok if out_tok > 0 else None,
     }
+
+
+def optional_rows(summary: dict[str, Any], fmt: Any) -> list[tuple[str, str]]:
+    """Rows shown only when a run uses them: reasoning (delivered vs generated), several models (cost and
+    $/Mtok per model), lower KV tiers (hit rate per tier, their cost)."""
+    rows: list[tuple[str, str]] = []
+    if summary.get("reasoning_tokens"):
+        rows.append(
+            ("delivered / reasoning tokens", f"{summary['delivered_tokens']:,} / {summary['reasoning_tokens']:,}")
+        )
+        rows.append(
+            (
+                "$ / Mtok delivered / generated",
+                f"{fmt(summary['usd_per_mtok_delivered'])} / {fmt(summary['usd_per_mtok_generated'])}",
+            )
+        )
+    by_model = summary.get("by_model") or {}
+    if len(by_model) > 1:
+        for m, e in by_model.items():
+            rows.append(
+                (
+                    f"model {m}: calls, $, $ / Mtok output",
+                    f"{e['calls_completed']}, {fmt(e['usd'])}, {fmt(e['usd_per_mtok_output'])}",
+                )
+            )
+    tiers = summary.get("cache_hit_rate_by_tier") or {}
+    if summary.get("kv_tier_usd") or tiers.get("dram") or tiers.get("nvme"):
+        rows.append(
+            ("cache hit rate HBM / DRAM / NVMe", " / ".join(fmt(tiers.get(k), 3) for k in ("hbm", "dram", "nvme")))
+        )
+        rows.append(("KV tiers $ / kWh", f"{fmt(summary['kv_tier_usd'])} / {fmt(summary['kv_tier_energy_kwh'])}"))
+    return rows

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agentsim import api, spec
+from agentsim.analysis.metrics import optional_rows
 from agentsim.cli.console import fail as _fail
 from agentsim.cli.console import out_console
 from agentsim.errors import ScenarioError
@@ -90,6 +91,7 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
         ("energy kWh", _fmt(summary["energy_kwh"])),
         ("output tokens / MWh", _fmt(summary["tokens_per_mwh"])),
     ]
+    rows += optional_rows(summary, _fmt)
     for name, value in rows:
         t.add_row(name, value, "", "", "")
     return t
