@@ -24,7 +24,7 @@ times the GPUs and the PUE (``docs/METRICS.md``, pool rates).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agentsim import spec
@@ -36,6 +36,7 @@ from agentsim.perf.speculative import speculative_perf
 from agentsim.serving.admission import EngineConfig
 from agentsim.serving.cluster import PoolPlan
 from agentsim.serving.presets import check_budget, engine_config, fill_engine, sglang_max_running
+from agentsim.serving.tiers import POLICIES, OffloadPlan
 from agentsim.workload.profiles import resolve_profile
 from agentsim.workload.taskgraph import TaskTemplate
 
@@ -380,8 +381,71 @@ def _pool(
     except CatalogError as e:
         errors.append(("pricing", _msg(e)))
         return None
-    plan = PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d)), engine, model.max_context_tokens)
+    bytes_per_token = float(kv_bytes_per_token(model, d))
+    offload: OffloadPlan | None = None
+    if pool.kv_offload is not None and pool.kv_offload.policy != "none":
+        try:
+            offload, tier_usd_h, tier_w = offload_plan(pool.kv_offload, hw, d.gpus, bytes_per_token)
+        except ValueError as e:
+            errors.append((f"{where}.kv_offload", str(e)))
+            return None
+        rates = with_tiers(rates, tier_usd_h, tier_w * pricing.pue)
+    plan = PoolPlan(pool, perf, kv, bytes_per_token, engine, model.max_context_tokens, offload)
     return ResolvedPool(plan, hw, model, rates)
+
+
+DRAM_SHARE = 0.5
+"""Share of the host memory per GPU a KV tier takes by default (the rest: the OS, the engine, pinned buffers)."""
+
+
+def offload_plan(
+    off: spec.KvOffload, hw: Hardware, gpus: int, bytes_per_token: float
+) -> tuple[OffloadPlan, float, float]:
+    """One replica's lower KV tiers (serving/tiers.py) from ``kv_offload`` and the hardware's host figures
+    (per GPU x ``gpus``): the plan, the tiers' $/hour and their watts (before PUE). ValueError when a figure
+    the scenario leaves unset is not in the catalog."""
+    host = hw.host
+    missing = [
+        name
+        for name, unset in (
+            ("dram_gb", off.dram_gb is None),
+            ("dram_gb_s", off.dram_gb_s is None),
+            ("nvme_gb_s", off.nvme_gb > 0 and off.nvme_gb_s is None),
+        )
+        if unset
+    ]
+    if host is None and missing:
+        raise ValueError(f"the catalog has no host memory figures for {hw.name}: set {', '.join(missing)}")
+    dram_gb = off.dram_gb if off.dram_gb is not None else DRAM_SHARE * gpus * host.dram_gb_per_gpu  # type: ignore[union-attr]
+    dram_gb_s = off.dram_gb_s if off.dram_gb_s is not None else gpus * host.link_gb_s_per_gpu  # type: ignore[union-attr]
+    nvme_gb_s = off.nvme_gb_s if off.nvme_gb_s is not None else (gpus * host.nvme_gb_s_per_gpu if host else 1.0)
+    plan = OffloadPlan(
+        POLICIES[off.policy],
+        int(dram_gb * 1e9 // bytes_per_token),
+        int(off.nvme_gb * 1e9 // bytes_per_token),
+        dram_gb_s * 1e9,
+        nvme_gb_s * 1e9,
+        bytes_per_token,
+    )
+    if host is None:
+        return plan, 0.0, 0.0
+    usd_h = dram_gb * host.dram_usd_per_gb_hour + off.nvme_gb * host.nvme_usd_per_gb_hour
+    watts = dram_gb * host.dram_w_per_gb + off.nvme_gb * host.nvme_w_per_gb
+    return plan, usd_h, watts
+
+
+def with_tiers(rates: PoolRates, usd_per_hour: float, watts: float) -> PoolRates:
+    """``rates`` with a replica's lower KV tiers added: their price to the replica's, their power to each of its
+    three power levels (memory draws the same whether the GPUs compute or not)."""
+    return replace(
+        rates,
+        usd_per_replica_hour=rates.usd_per_replica_hour + usd_per_hour,
+        busy_w_per_replica=rates.busy_w_per_replica + watts,
+        idle_w_per_replica=rates.idle_w_per_replica + watts,
+        decode_w_per_replica=rates.decode_w_per_replica + watts,
+        tier_usd_per_replica_hour=usd_per_hour,
+        tier_w_per_replica=watts,
+    )
 
 
 def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple[spec.PoolSpec, int, EngineConfig]:

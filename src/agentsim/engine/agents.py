@@ -167,6 +167,7 @@ class Agents(CallListener):
         self._next_task = 0
         self._next_call = 0
         self._started = [0] * len(streams)
+        self.park_tools = False  # a pool moves an agent's KV out while its tool runs (kv_offload on_tool_wait)
 
     # ------------------------------------------------------------------ start
     def start(self, cluster: Cluster) -> None:
@@ -234,6 +235,11 @@ class Agents(CallListener):
             model=tc.model if tc.model >= 0 else task.stream.model,
         )
         self._next_call += 1
+        if self.park_tools:
+            calls = task.template.calls
+            nxt = i + 1
+            if nxt < len(calls) and calls[nxt].gap_is_tool and calls[nxt].gap_s > 0 and calls[nxt].deps == (i,):
+                call.park = True
         task.calls[i] = call
         task.tool_s += tc.gap_s
         if tc.prompt_tokens + tc.output_tokens > task.stream.max_context_tokens:

@@ -110,6 +110,9 @@ def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
 
     tools = ToolPool(events, tools_spec.workers, tools_spec.speedup) if tools_spec is not None else None
     agents = Agents(events, _streams(resolved, Streams(scenario.seed)), scenario.horizon_s, rec, tools)
+    agents.park_tools = any(
+        p.kv_offload is not None and p.kv_offload.policy == "on_tool_wait" for p in scenario.cluster.pools
+    )
     cluster = Cluster(events, resolved.plans, scenario.cluster, agents, list(resolved.models))
     agents.start(cluster)
     scalers = [

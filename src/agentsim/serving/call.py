@@ -66,6 +66,7 @@ class Call:
         "output",
         "owner",
         "parent",
+        "park",
         "phase",
         "preemptions",
         "prefill_busy_s",
@@ -128,6 +129,7 @@ class Call:
         # and the time it waited for them.
         self.reloaded: list[int] | None = None
         self.reload_s = 0.0
+        self.park = False  # a tool call follows: KV offload on_tool_wait moves its context out when it ends
         self.replica: ReplicaId | None = None  # where it is (or was last) served
         self.first_token_s: float | None = None
         self.done_s: float | None = None

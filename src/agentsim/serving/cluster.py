@@ -28,6 +28,7 @@ from agentsim.serving.admission import EngineConfig
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import Router, make_router
+from agentsim.serving.tiers import OffloadPlan
 from agentsim.workload.taskgraph import NO_WINDOW
 
 
@@ -43,6 +44,7 @@ class PoolPlan:
     kv_bytes_per_token: float = 0.0
     engine: EngineConfig = field(default_factory=EngineConfig)
     max_context_tokens: int | None = None
+    offload: OffloadPlan | None = None  # lower KV tiers of each replica (serving/tiers.py)
 
 
 class ContextWindowExceeded(Exception):
@@ -104,6 +106,7 @@ class Cluster:
             self.listener,
             role=plan.spec.role,
             on_prefilled=self._prefilled,
+            offload=plan.offload,
         )
         r.accepting = False
         self.replicas.append(r)

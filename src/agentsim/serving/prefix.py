@@ -44,7 +44,9 @@ def find(kv: KvCache, c: Call) -> Node | None:
     # walk passes through this one -- resumes past it (path compression, as in union-find).
     p = c.memo_from if c.memo_kv is kv else c.parent
     resume = p
-    settled = True  # every ancestor skipped so far is finished (and uncached)
+    # Every ancestor skipped so far is finished (and uncached). Not with lower KV tiers: a node demoted there can
+    # come back into HBM (serving/tiers.py), so no ancestor is settled.
+    settled = kv.lower is None
     while p is not None:
         n = nodes.get(p.share_key)  # what a later call shares of p: its prompt, or its stable part
         if n is not None:
@@ -110,3 +112,21 @@ def insert_blocks(kv: KvCache, c: Call, now: float) -> None:
         c.nodes.append(node)
         c.held = node.length
         parent = node
+
+
+def chain_keys(c: Call) -> list[int]:
+    """The cache keys of ``c``'s possible prefixes, deepest first (those :func:`find` looks up, without its
+    memo): for the lower KV tiers, which a prefix may have been demoted to (serving/tiers.py)."""
+    if c.blocks is not None:
+        full = min(len(c.blocks), c.prompt // c.block_tokens)
+        return [BLOCK_KEY_BASE + c.blocks[i] for i in range(full - 1, -1, -1)]
+    keys = [c.id]
+    if c.stable:
+        keys.append(c.share_key)
+    p = c.parent
+    while p is not None:
+        keys.append(p.share_key)
+        p = p.parent
+    if c.root_key is not None:
+        keys.append(c.root_key)
+    return keys

@@ -327,6 +327,28 @@ class Autoscale(Strict):
         return self
 
 
+class KvOffload(Strict):
+    """Lower KV tiers below each replica's HBM: host DRAM, then local NVMe (vLLM's offloading connector, LMCache,
+    Dynamo's KV block manager; docs/DESIGN.md, KV offload).
+
+    ``on_evict``: a prefix evicted from HBM is demoted (DRAM, then NVMe, then dropped, oldest first) and a later
+    call finding it there reloads it at that tier's bandwidth instead of recomputing it. ``on_tool_wait`` also moves
+    an agent's context out of HBM while its tool runs; its next call reloads it. Capacities and bandwidths default
+    to the hardware catalog's host figures (``agentsim catalog``), per replica (per GPU x GPUs)."""
+
+    policy: Literal["none", "on_evict", "on_tool_wait"] = "on_evict"
+    dram_gb: NonNegativeFloat | None = Field(
+        None, description="host DRAM for KV per replica, GB; default: half the catalog's host memory per GPU x GPUs"
+    )
+    nvme_gb: NonNegativeFloat = Field(0.0, description="local NVMe for KV per replica, GB (0: no NVMe tier)")
+    dram_gb_s: PositiveFloat | None = Field(
+        None, description="host -> HBM reload bandwidth per replica, GB/s; default: the catalog's link per GPU x GPUs"
+    )
+    nvme_gb_s: PositiveFloat | None = Field(
+        None, description="NVMe -> HBM reload bandwidth per replica, GB/s; default: the catalog's per GPU x GPUs"
+    )
+
+
 class PoolSpec(Strict):
     """A set of identical replicas with one role.
 
@@ -341,6 +363,7 @@ class PoolSpec(Strict):
     perf: PerfSpec = RooflinePerf()
     replicas: int = Field(1, ge=0, description="replicas at the start (the autoscaler may change it)")
     autoscale: Autoscale | None = None
+    kv_offload: KvOffload | None = Field(None, description="lower KV tiers (host DRAM, NVMe); null: none")
 
     @model_validator(mode="after")
     def _autoscale_bounds(self) -> PoolSpec:
