@@ -24,7 +24,7 @@ times the GPUs and the PUE (``docs/METRICS.md``, pool rates).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from agentsim import spec
@@ -60,6 +60,7 @@ class PoolRates:
     role: str = "unified"
     workers: int = 1
     decode_w_per_replica: float = -1.0  # power in decode-only steps; < 0 means the same as busy_w_per_replica
+    min_step_s: float = 0.0  # a minimal step (one decode token, no context): the per-step fixed cost in the load
 
     def __post_init__(self) -> None:
         if self.decode_w_per_replica < 0:
@@ -299,6 +300,8 @@ def _pool(
     except CatalogError as e:
         errors.append(("pricing", _msg(e)))
         return None
+    # The fixed cost of a step, which the continuous-batching load (docs/METRICS.md, headroom) sets apart.
+    rates = replace(rates, min_step_s=float(perf.step_time(0.0, 1.0, 0.0)))
     plan = PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d)), engine, model.max_context_tokens)
     return ResolvedPool(plan, hw, model, rates)
 

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from agentsim import api, spec, store
-from agentsim.cli.common import _fmt, _load, _report_or_fail, summary_table
+from agentsim.cli.common import _fmt, _load, _report_or_fail, print_warnings, summary_table
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
@@ -40,8 +40,12 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     report_: Annotated[bool, typer.Option("--report", callback=_report_deps, help="also write report.html")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="exit 3 when the run has warnings")] = False,
 ) -> None:
-    """Simulate a scenario and write calls/tasks/replicas Parquet tables, summary.json and manifest.json."""
+    """Simulate a scenario and write calls/tasks/replicas Parquet tables, summary.json and manifest.json.
+
+    The summary's warnings (heavy censoring, small samples, overload, context-window rejections) are printed;
+    with --strict they make the exit code 3 (the results are written all the same)."""
     s = _load(scenario, set_, seed)
     target = out if out is not None else store.new_run_dir(Path("runs"), s.name)
     if target.exists() and not overwrite:
@@ -81,6 +85,10 @@ def run(
     (err_console if as_json else out_console).print(f"results: {path}", highlight=False, soft_wrap=True)
     if report_:
         _report_or_fail(path, None, err_console if as_json else out_console)
+    if not quiet:
+        print_warnings(result.summary, err_console)
+    if strict and result.summary.get("warnings"):
+        raise typer.Exit(3)
 
 
 def validate(

@@ -185,6 +185,7 @@ class Replica(ReplicaId):
         self.prefill_tokens = 0  # prompt tokens computed (recomputes included)
         self.outstanding = 0  # router load: prompt not cached on arrival + output, of calls in the replica
         self.steps_skipped = 0
+        self.steps_run = 0  # steps executed, each paying the step's fixed cost (decodes waiting or not)
         self.preemptions = 0
         self.holding = 0  # calls handed off whose KV is still being sent (prefill role)
 
@@ -313,6 +314,7 @@ class Replica(ReplicaId):
         dt = now - self.t0
         self.busy_s += dt
         self.busy_prefill_s += dt
+        self.steps_run += 1
         tokens = self.cur_p + self.cur_d
         d = self.cur_d
         if d == self.decoding:
@@ -351,6 +353,7 @@ class Replica(ReplicaId):
         self.busy_s += dt
         self.acc += dt / b
         self.step += k
+        self.steps_run += k
         self.kv.private += b * k
         self.out_tokens += b * k
         self.steps_skipped += k - 1
@@ -526,6 +529,8 @@ class Replica(ReplicaId):
             c.nodes.append(node)
             node.last_use = now
         c.phase = PREFILL
+        if c.admitted_s is None:
+            c.admitted_s = now
         self._join(c)
         self.prefilling.append(c)
         self.pf_left += c.output - c.generated
@@ -687,6 +692,15 @@ class Replica(ReplicaId):
         elif self.state == STEP:
             busy += now - self.t0
         return len(self.running), len(self.waiting), held, busy, out, self.prefill_tokens
+
+    def counters(self, now: float) -> tuple[int, int, int, int]:
+        """More state at ``now``, for the time series: (steps executed, KV tokens in the prefix cache,
+        preemptions, KV tokens evicted). Inside a segment the steps finished by ``now`` are counted."""
+        steps = self.steps_run
+        if self.state == SEGMENT:
+            m = bisect_right(self.seg_cum(), now - self.t0)
+            steps += min(m, self.seg_k)
+        return steps, self.kv.cached, self.preemptions, self.kv.evicted_tokens
 
     def drain_if_empty(self, now: float) -> None:
         """A draining replica that holds nothing any more (no queued, running or in-transfer call) is removed."""
