@@ -34,18 +34,18 @@ HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 needs_matplotlib = pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib: pip install 'agentsim[report]'")
 
 SHORT = ["horizon_s=120", "warmup_s=20"]
-FIGURES = (
+FIGURES = (  # one pool: no single-bar charts (pool cost, efficiency), their figures are in the page's tables
     "ttft_cdf",
     "tpot_cdf",
     "call_e2e_cdf",
     "task_cdf",
+    "ttft_split",
     "throughput",
     "batch",
     "queue",
     "kv",
+    "churn",
     "tokens",
-    "pool_cost",
-    "efficiency",
 )
 COMPARE_FIGURES = (
     "compare_ttft_cdf",
