@@ -11,6 +11,7 @@ import pytest
 
 from agentsim.analysis.metrics import censored_dist
 from agentsim.api import load_scenario, run
+from agentsim.spec import Scenario
 from helpers_validation import const, fixed_profile, linear_perf, scenario
 
 
@@ -95,3 +96,23 @@ def test_warnings_for_tiny_samples_and_overload() -> None:
                                       arrivals={"kind": "poisson", "rate_per_s": 2.0}, horizon_s=400.0,
                                       warmup_s=50.0)))  # fmt: skip
     assert calm.summary["warnings"] == []
+
+
+def with_slo(s: Scenario, **slo: float) -> Scenario:
+    data = s.model_dump(mode="json")
+    data["workload"][0]["slo"] = slo
+    return Scenario.model_validate(data)
+
+
+def test_a_percentile_target_within_the_noise_is_flagged() -> None:
+    """A p99 TTFT target placed at the run's own p99 is inside any interval around it: the verdict could go
+    either way with another seed (noise_floor); one a fifth of it, or five times it, is settled."""
+    s = load_scenario(scenario(profile=fixed_profile(200, 20), perf=linear_perf(0.005, 2e-5),
+                               arrivals={"kind": "poisson", "rate_per_s": 4.0}, horizon_s=400.0, warmup_s=50.0,
+                               sample_interval_s=5.0))  # fmt: skip
+    p99 = run(s).summary["ttft_s"]["p99"]
+    at = run(with_slo(s, ttft_p99_s=p99)).summary
+    flagged = [w for w in at["warnings"] if w["code"] == "noise_floor"]
+    assert len(flagged) == 1 and "ttft_p99_s" in flagged[0]["message"]
+    for far in (p99 / 5, p99 * 5):
+        assert not [w for w in run(with_slo(s, ttft_p99_s=far)).summary["warnings"] if w["code"] == "noise_floor"]

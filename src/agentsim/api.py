@@ -95,7 +95,7 @@ def run(
     summary["steps_skipped_fraction"] = raw.steps_skipped_fraction
     if raw.autoscale:
         summary["autoscale"] = raw.autoscale
-    summary["warnings"] = collect_warnings(summary, scenario, raw.replicas)
+    summary["warnings"] = collect_warnings(summary, scenario, calls, tasks, raw.replicas)
     wall = time.perf_counter() - wall0
     manifest = {
         "agentsim_version": __version__,

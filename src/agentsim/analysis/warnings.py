@@ -16,9 +16,10 @@ when there is any):
 * ``context_window``: calls were rejected because prompt + output passed the model's context window (or, as a
   note, agents compacted their context to fit it).
 * ``no_traffic``: no call completed in the window: every rate and cost per token is undefined.
-
-The noise floor of an answer (a statistic within its own confidence interval of a target) is the planner's
-``marginal`` status (:mod:`agentsim.planning.plan.confidence`); a single run has no interval to judge it by.
+* ``noise_floor``: a percentile target's verdict (``slo_attainment.by_workload.*.targets_met``) is within the
+  noise: the run's percentile lies inside its own 95% interval (batch means, :mod:`agentsim.analysis.batches`)
+  of the target, so another seed could give the other answer. A longer horizon (or the planner, which
+  replicates until decisions separate) settles it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import numpy as np
 import pyarrow as pa
 
 from agentsim import spec
-from agentsim.analysis.metrics import col
+from agentsim.analysis import batches
+from agentsim.analysis.metrics import call_latencies, col, of_workload
 
 CENSORED_SHARE = 0.10
 GROWTH = 0.25
@@ -37,8 +39,10 @@ MIN_GROWTH = 10.0
 NEEDS = {"p99": 100, "p90": 10}
 
 
-def collect(summary: dict[str, Any], scenario: spec.Scenario, replicas: pa.Table) -> list[dict[str, str]]:
-    """The warnings of one run (module docstring), from its summary and replica samples."""
+def collect(
+    summary: dict[str, Any], scenario: spec.Scenario, calls: pa.Table, tasks: pa.Table, replicas: pa.Table
+) -> list[dict[str, str]]:
+    """The warnings of one run (module docstring), from its summary and tables."""
     out: list[dict[str, str]] = []
     horizon = scenario.horizon_s
 
@@ -77,6 +81,40 @@ def collect(summary: dict[str, Any], scenario: spec.Scenario, replicas: pa.Table
             "model's context window.")  # fmt: skip
     if not summary.get("calls_completed"):
         add("no_traffic", "no call completed in the window: rates and costs per token are undefined.")
+    for label, name, value, target, half in _noise_floor(scenario, calls, tasks, replicas):
+        add("noise_floor", f"{label}: {name} {value:.4g} s against the target {target:g} s is within its 95% "
+            f"interval (+-{half:.2g} s, batch means): another seed could give the other verdict; run longer "
+            "or replicate (agentsim plan does).")  # fmt: skip
+    return out
+
+
+def _noise_floor(
+    scenario: spec.Scenario, calls: pa.Table, tasks: pa.Table, replicas: pa.Table
+) -> list[tuple[str, str, float, float, float]]:
+    """The percentile targets whose verdict is within the noise: (workload, target name, the run's percentile,
+    the target, the half-width of its 95% interval)."""
+    edges = batches.edges(replicas, scenario.warmup_s, scenario.horizon_s)
+    if edges.size < batches.MIN_BATCHES + 1:
+        return []
+    lat = call_latencies(calls)
+    issue = col(calls, "issue_s")
+    start = col(tasks, "start_s")
+    task_s = col(tasks, "done_s") - start
+    out = []
+    for w in scenario.workload:
+        m, tm = of_workload(calls, w.label), of_workload(tasks, w.label)
+        for name, values, times, q, target in (
+            ("ttft_p99_s", lat["ttft_s"][m], issue[m], 99, w.slo.ttft_p99_s),
+            ("tpot_p99_s", lat["tpot_s"][m], issue[m], 99, w.slo.tpot_p99_s),
+            ("task_p95_s", task_s[tm], start[tm], 95, w.slo.task_p95_s),
+        ):
+            finite = values[np.isfinite(values)]
+            if target is None or not finite.size:
+                continue
+            value = float(np.percentile(finite, q))
+            half = batches.half_width(batches.per_batch(values, times, edges, batches.percentile(q)))
+            if half is not None and abs(value - target) <= half:
+                out.append((w.label, name, value, target, half))
     return out
 
 
