@@ -49,11 +49,13 @@ def _split_values(raw: str) -> list[str]:
 def _parse_param(text: str) -> tuple[str, list[Any]]:
     import yaml
 
+    from agentsim.yamlio import loads
+
     path, eq, raw = text.partition("=")
     if not eq or not path.strip() or not raw.strip():
         _fail(f"--param {text!r}: expected path.to.field=v1,v2,...")
     try:
-        values = [yaml.safe_load(v) if v else v for v in _split_values(raw)]
+        values = [loads(v) if v else v for v in _split_values(raw)]
     except yaml.YAMLError as e:
         _fail(f"--param {text!r}: a value is not valid YAML: {e}")
     return path.strip(), values
@@ -119,7 +121,8 @@ def sweep_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table")] = False,
 ) -> None:
     """Run a scenario over a grid of parameter values with replications; resumable; writes sweep.parquet."""
-    from agentsim.planning.sweep import executor_session
+    from agentsim.files import OutputExistsError, OutputPathError
+    from agentsim.planning.sweep import check_sweep_dir, executor_session
     from agentsim.planning.sweep import sweep as run_sweep
 
     base = _load(scenario, set_, seed)
@@ -128,6 +131,10 @@ def sweep_cmd(
         path, values = _parse_param(p)
         axes[path] = values
     target = out if out is not None else store.new_run_dir(Path("sweeps"), base.name)
+    try:
+        check_sweep_dir(target, base, axes)  # before any worker starts
+    except (OutputExistsError, OutputPathError) as e:
+        _fail(str(e))
     show = not quiet and sys.stderr.isatty()
     try:
         with executor_session(dask, workers) as (ex, n):
@@ -153,7 +160,7 @@ def sweep_cmd(
                     base, axes, replications=replications, zip=zip_, executor=ex, workers=n, out=target,
                     keep_tables=keep_tables,
                 )  # fmt: skip
-    except (ScenarioError, ValueError) as e:
+    except (ScenarioError, ValueError, OutputExistsError) as e:
         _fail(str(e))
     except (ImportError, OSError) as e:
         _fail(str(e), 1)

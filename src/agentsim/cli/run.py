@@ -13,7 +13,15 @@ import typer
 from rich.table import Table
 
 from agentsim import api, spec, store
-from agentsim.cli.common import _fmt, _load, _report_or_fail, print_warnings, summary_table
+from agentsim.cli.common import (
+    _check_out,
+    _fail_scenario,
+    _fmt,
+    _load,
+    _report_or_fail,
+    print_warnings,
+    summary_table,
+)
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
@@ -50,6 +58,7 @@ def run(
     target = out if out is not None else store.new_run_dir(Path("runs"), s.name)
     if target.exists() and not overwrite:
         _fail(f"{target} already exists; choose another --out or pass --overwrite")
+    _check_out(target, overwrite=overwrite, directory=True)
     show = not quiet and not as_json and sys.stderr.isatty()
     try:
         if show:
@@ -69,7 +78,7 @@ def run(
             result = api.simulate(s)
         path = api.save_run(result, target, overwrite=overwrite)
     except ScenarioError as e:
-        _fail(str(e))
+        _fail_scenario(e, scenario, set_)
     except store.RunExistsError as e:
         _fail(str(e))
     if as_json:
@@ -102,7 +111,7 @@ def validate(
     try:
         plans = resolve(s).plans  # the built-in catalog plus the scenario's `catalog` files
     except ScenarioError as e:
-        _fail(str(e))
+        _fail_scenario(e, scenario, set_)
     out_console.print(f"[green]ok[/]: {scenario}: {len(s.workload)} workload(s), {len(plans)} pool(s)")
     for p in plans:
         d = p.spec.deployment

@@ -16,8 +16,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from agentsim.cli.common import _check_out
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
+from agentsim.errors import did_you_mean
 from agentsim.spec import AgentProfile, FixedProfile, GammaArrivals, Poisson
 from agentsim.traces.schema import TraceError
 
@@ -62,7 +64,8 @@ def import_cmd(
     from agentsim.traces.importers import FORMATS, import_trace
 
     if fmt not in FORMATS:
-        _fail(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+        _fail(f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}; known: {', '.join(FORMATS)}")
+    _check_out(out, overwrite=overwrite)
     try:
         r = import_trace(
             fmt, src, out, skip_bad=skip_bad, overwrite=overwrite, workload=workload, block_size_tokens=block_size
@@ -126,7 +129,10 @@ def _resolve_profile(
         except TraceError as e:
             _fail(str(e))
         return prof, arr, p.stem
-    _fail(f"{profile!r} is neither a built-in profile ({', '.join(sorted(known))}) nor a profile file")
+    _fail(
+        f"{profile!r} is neither a built-in profile{did_you_mean(profile, known)} ({', '.join(sorted(known))}) "
+        "nor a profile file"
+    )
 
 
 @trace_app.command("generate")
@@ -145,6 +151,7 @@ def generate_cmd(
     """Generate a synthetic trace from a profile (streams ``tasks/<workload>`` and ``arrivals/<workload>``)."""
     from agentsim.traces.generate import generate_trace
 
+    _check_out(out, overwrite=overwrite)
     prof, arrivals, name = _resolve_profile(profile)
     try:
         if rate is not None:
@@ -176,6 +183,7 @@ def fit_cmd(
     """Fit a profile and gamma arrivals that generate look-alikes of a trace; writes a YAML profile file."""
     from agentsim.traces.fit import fit_profile
 
+    _check_out(out, overwrite=overwrite)
     try:
         fitted = fit_profile(path, points=points)
         fitted.write(out, overwrite=overwrite)
@@ -216,7 +224,8 @@ def export_cmd(
     from agentsim.traces.export import EXPORT_FORMATS, export_trace
 
     if fmt not in EXPORT_FORMATS:
-        _fail(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+        _fail(f"unknown export format {fmt!r}{did_you_mean(fmt, EXPORT_FORMATS)}; known: {', '.join(EXPORT_FORMATS)}")
+    _check_out(out, overwrite=overwrite)
     try:
         r = export_trace(
             fmt, src, out, block_size_tokens=block_size, overwrite=overwrite, open_loop=open_loop, model=model

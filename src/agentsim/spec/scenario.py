@@ -28,7 +28,7 @@ class Scenario(Strict):
     catalog: list[str] = Field(
         default_factory=list,
         description="user catalog YAML files (hardware, cpus, models, prices) added to the built-in catalog in "
-        "order, replacing entries of the same id; paths relative to the working directory",
+        "order, replacing entries of the same id; a relative path is read from the scenario file's directory",
     )
 
     @model_validator(mode="after")

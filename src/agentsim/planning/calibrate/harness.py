@@ -344,7 +344,9 @@ class Runner:
         if self.jobs > 1:
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
+            from agentsim.planning.sweep import die_with_parent
+
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=die_with_parent)
         return self
 
     def __exit__(self, *exc: object) -> None:
