@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -167,3 +168,49 @@ def test_sweep_workers_die_with_the_sweep(tmp_path: Path) -> None:
         for w in workers:
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def _interrupt(cmd: list[str], wait_for: str | None, delay: float) -> tuple[int, str]:
+    """Start ``cmd`` in its own process group, wait for a stderr line containing ``wait_for`` (or ``delay``
+    seconds), then send SIGINT to the whole group, as Ctrl-C in a terminal does; return (exit code, stderr)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert p.stderr is not None
+    seen = []
+    try:
+        if wait_for is not None:
+            for line in p.stderr:
+                seen.append(line)
+                if wait_for in line:
+                    break
+        else:
+            time.sleep(delay)
+        os.killpg(p.pid, signal.SIGINT)
+        rest = p.stderr.read()
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    return p.returncode, "".join(seen) + rest
+
+
+def test_ctrl_c_says_what_was_finished_and_how_to_resume(tmp_path: Path) -> None:
+    s = tmp_path / "s.yaml"
+    s.write_text(yaml.safe_dump({**SCENARIO, "horizon_s": 3600, "workload": [
+        {"profile": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 20}}]}))  # fmt: skip
+    sweep = [sys.executable, "-m", "agentsim", "sweep", str(s), "-p", "seed=1,2,3,4,5,6", "-w", "1",
+             "-o", str(tmp_path / "sw")]  # fmt: skip
+    code, err = _interrupt(sweep, "1/6 points done", 0)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert re.search(r"interrupted: [1-5] of 6 points done; every finished run is kept in .*sw", err), err
+    assert "Rerun the same command to resume" in err
+    done = subprocess.run(sweep, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    first = re.search(r"sweep: (\d)/6 points done", done.stderr)
+    assert first is not None and int(first.group(1)) >= 1, done.stderr  # resumed, not restarted
+
+    out = tmp_path / "run"
+    code, err = _interrupt([sys.executable, "-m", "agentsim", "run", str(s), "-o", str(out)], None, 2.5)
+    assert code == 130 and "Traceback" not in err, err
+    assert re.search(r"interrupted at [\d,]+ of 3,600 simulated s", err) and "nothing was written" in err, err
+    assert not out.exists()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -238,6 +239,7 @@ def plan_cmd(
         topology=_csv_list(topology, "--topology") or None,
     )
     tty = sys.stderr.isatty()
+    t0 = time.perf_counter()
 
     def line(msg: str) -> None:  # without a terminal: one line per decided count, no round notices
         if not quiet and not msg.startswith("round:"):
@@ -263,6 +265,9 @@ def plan_cmd(
                     result = plan(data, slos, progress=progress, **kwargs)
             else:
                 result = plan(data, slos, progress=line if not as_json else None, **kwargs)
+    except KeyboardInterrupt:
+        _fail(f"interrupted after {time.perf_counter() - t0:.0f} s: the decisions printed above stand; nothing was "
+              "written (a plan is saved only when it finishes); rerun to plan again.", 130)  # fmt: skip
     except (ScenarioError, ValueError) as e:
         _fail(str(e))
     except (ImportError, OSError) as e:

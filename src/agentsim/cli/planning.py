@@ -8,6 +8,7 @@ The planning modules (and Dask, through them) are imported inside the commands, 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -136,6 +137,16 @@ def sweep_cmd(
     except (OutputExistsError, OutputPathError) as e:
         _fail(str(e))
     show = not quiet and sys.stderr.isatty()
+    state = {"done": 0, "total": 0}
+    t0 = time.perf_counter()
+
+    def line(done: int, total: int) -> None:
+        """Without a terminal (a log, CI): one line per finished point, none for the same count twice."""
+        new = done != state["done"] or not state["total"]
+        state.update(done=done, total=total)  # before printing: a Ctrl-C may come as soon as the line is out
+        if new:
+            err_console.print(f"sweep: {done}/{total} points done, {time.perf_counter() - t0:.0f} s", highlight=False)
+
     try:
         with executor_session(dask, workers) as (ex, n):
             if show:
@@ -151,15 +162,24 @@ def sweep_cmd(
                     transient=True,
                 ) as bar:
                     job = bar.add_task("sweep", total=None)
+
+                    def advance(done: int, total: int) -> None:
+                        state.update(done=done, total=total)
+                        bar.update(job, completed=done, total=total)
+
                     table = run_sweep(
                         base, axes, replications=replications, zip=zip_, executor=ex, workers=n, out=target,
-                        keep_tables=keep_tables, progress=lambda d, total: bar.update(job, completed=d, total=total),
+                        keep_tables=keep_tables, progress=advance,
                     )  # fmt: skip
             else:
                 table = run_sweep(
                     base, axes, replications=replications, zip=zip_, executor=ex, workers=n, out=target,
-                    keep_tables=keep_tables,
+                    keep_tables=keep_tables, progress=None if quiet else line,
                 )  # fmt: skip
+    except KeyboardInterrupt:
+        total = f" of {state['total']}" if state["total"] else ""
+        _fail(f"interrupted: {state['done']}{total} points done; every finished run is kept in {target}. "
+              "Rerun the same command to resume.", 130)  # fmt: skip
     except (ScenarioError, ValueError, OutputExistsError) as e:
         _fail(str(e))
     except (ImportError, OSError) as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +61,12 @@ def run(
         _fail(f"{target} already exists; choose another --out or pass --overwrite")
     _check_out(target, overwrite=overwrite, directory=True)
     show = not quiet and not as_json and sys.stderr.isatty()
+    reached = [0.0]  # the simulated time reached, for the message of an interrupted run
+    t0 = time.perf_counter()
+
+    def track(now: float, total: float) -> None:
+        reached[0] = now
+
     try:
         if show:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -73,10 +80,20 @@ def run(
                 transient=True,
             ) as bar:
                 job = bar.add_task("sim", total=s.horizon_s)
-                result = api.simulate(s, progress=lambda now, total: bar.update(job, completed=now))
+
+
+                def advance(now: float, total: float) -> None:
+                    reached[0] = now
+                    bar.update(job, completed=now)
+
+                result = api.simulate(s, progress=advance)
         else:
-            result = api.simulate(s)
+            result = api.simulate(s, progress=track)
         path = api.save_run(result, target, overwrite=overwrite)
+    except KeyboardInterrupt:
+        _fail(f"interrupted at {reached[0]:,.0f} of {s.horizon_s:,.0f} simulated s ({time.perf_counter() - t0:.0f} s "
+              f"wall): nothing was written to {target} (a run's directory appears only when it finishes); "
+              "rerun to start again.", 130)  # fmt: skip
     except ScenarioError as e:
         _fail_scenario(e, scenario, set_)
     except store.RunExistsError as e:
