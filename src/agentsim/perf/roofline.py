@@ -299,6 +299,29 @@ class RooflinePerfModel(PerfModel):
             lin = lin + max(self.moe_s_per_token * ti, self.all_experts_s * (1.0 - self.expert_miss**ti))
         return lin + att + self.comm_s_per_token * t + self._fixed_s
 
+    def prefill_step_time(
+        self,
+        prefill_tokens: float,
+        decode_seqs: float,
+        context_tokens: float,
+        prefill_context: float,
+        prefill_pairs: float,
+    ) -> float:
+        """:meth:`step_time` with the attention pairs of each prefill chunk counted exactly (several prompts in
+        one step attend within their own sequences: ``sum p_i (c_i + p_i / 2)``, not ``P (cbar + P / 2)``), and
+        the decodes' pairs from their own context."""
+        k = self.inv_pp
+        p, d, c = prefill_tokens * k, decode_seqs * k, context_tokens * k
+        t = p + d
+        cp = prefill_context * k
+        compute = self.pair_decode_s * (c - cp) + self.pair_prefill_s * prefill_pairs * k + self.kv_up_s * cp
+        att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
+        lin = max(self.lin_s_per_token * t, self.dense_weight_s)
+        if self.is_moe:
+            ti = self._imbalance(t) * t
+            lin = lin + max(self.moe_s_per_token * ti, self.all_experts_s * (1.0 - self.expert_miss**ti))
+        return lin + att + self.comm_s_per_token * t + self._fixed_s
+
     def _segment_axes(self, decode_seqs: int, context0: float) -> tuple[float, float]:
         """A decode segment's micro-batch: sequences and starting context (each step adds ``d`` tokens)."""
         return decode_seqs * self.inv_pp, context0 * self.inv_pp
