@@ -253,6 +253,11 @@ class ModelArch(Entry):
     sliding_window_layers: PositiveInt | None = Field(
         None, description="layers attending only to the last `sliding_window` tokens (gpt-oss: every other)"
     )
+    fp4_checkpoint: Literal["nvfp4", "mxfp4-experts"] = Field(
+        "nvfp4",
+        description="what `precision: fp4` stores: nvfp4 (every weight in NVFP4, NVIDIA ModelOpt checkpoints) or "
+        "mxfp4-experts (routed experts in MXFP4, the rest BF16: gpt-oss)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -171,7 +171,7 @@ def _resolve_pools(
             for o in overrides:
                 if o.applies(m):
                     pool = with_perf(pool, o.perf)
-            dep = pool.deployment.model_copy(update={"engine": condition_engine(pool, m, options)})
+            dep = pool.deployment.model_copy(update={"engine": condition_engine(pool, m, options, catalog)})
             kv_tokens(pool.model_copy(update={"deployment": dep}), catalog)  # the condition's deployment fits
             out.append(pool)
         except (CalibrationError, DoesNotFitError, KeyError, ValueError) as e:
