@@ -17,6 +17,8 @@ interrupted.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import typer
@@ -24,6 +26,7 @@ from typer.core import TyperGroup
 
 from agentsim.cli import bench, plan, planning, results, run
 from agentsim.cli.console import fail
+from agentsim.cli.examples import epilog
 from agentsim.cli.trace import trace_app
 
 DEBUG = "agentsim.debug"
@@ -60,6 +63,11 @@ class _Guarded(TyperGroup):
             if ctx.meta.get(DEBUG):
                 raise
             fail("interrupted", 130)
+        except BrokenPipeError:
+            # The reader went away (`agentsim catalog | head`): stop quietly, as Unix tools do, and point stdout
+            # at /dev/null so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(141) from None
         except Exception as e:
             if ctx.meta.get(DEBUG):
                 raise
@@ -77,6 +85,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # help paragraphs reflow; examples stay code blocks (cli/examples.py)
+    epilog=epilog("agentsim"),
 )
 
 
@@ -98,18 +108,18 @@ def _root(
     if debug:
         ctx.meta[DEBUG] = True
 
-app.command("run")(run.run)
-app.command("validate")(run.validate)
-app.command("schema")(run.schema)
-app.command("example")(run.example)
-app.command("catalog")(run.catalog)
-app.command("report")(results.report)
-app.command("compare")(results.compare)
-app.command("sweep")(planning.sweep_cmd)
-app.command("plan")(plan.plan_cmd)
+app.command("run", epilog=epilog("run"))(run.run)
+app.command("validate", epilog=epilog("validate"))(run.validate)
+app.command("schema", epilog=epilog("schema"))(run.schema)
+app.command("example", epilog=epilog("example"))(run.example)
+app.command("catalog", epilog=epilog("catalog"))(run.catalog)
+app.command("report", epilog=epilog("report"))(results.report)
+app.command("compare", epilog=epilog("compare"))(results.compare)
+app.command("sweep", epilog=epilog("sweep"))(planning.sweep_cmd)
+app.command("plan", epilog=epilog("plan"))(plan.plan_cmd)
 app.add_typer(trace_app, name="trace")
-app.command("calibrate")(bench.calibrate_cmd)
-app.command("fidelity")(bench.fidelity_cmd)
+app.command("calibrate", epilog=epilog("calibrate"))(bench.calibrate_cmd)
+app.command("fidelity", epilog=epilog("fidelity"))(bench.fidelity_cmd)
 
 
 def main() -> None:

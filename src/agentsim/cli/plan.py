@@ -191,10 +191,9 @@ def plan_cmd(
 ) -> None:
     """The fewest replicas of each candidate deployment that meet the SLOs at 95% confidence, ranked by cost.
 
-    Candidates: hardware x tp x pp x MoE parallelism x precisions x batch limit x preset x topology; each axis
-    defaults as `agentsim.planning.plan.space` says and can be narrowed with its option. Example:
-
-        agentsim plan scenario.yaml --slo ttft_p99_s=2 --slo task_p95_s=900 --hardware h200,b200 -o plan.json
+    Candidates: hardware x tp x pp x MoE parallelism x precisions x batch limit x preset x topology. Each axis
+    has a default (every TP that fits, all three MoE modes for MoE models, the scenario's values otherwise) and
+    an option to narrow it. Exit 3 when no candidate meets the SLOs.
     """
     from agentsim.planning.plan import Space, plan
     from agentsim.planning.plan.emit import EmitError, emit_files

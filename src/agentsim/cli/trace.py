@@ -19,6 +19,7 @@ from rich.table import Table
 from agentsim.cli.common import _check_out
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
+from agentsim.cli.examples import epilog
 from agentsim.errors import did_you_mean
 from agentsim.spec import AgentProfile, FixedProfile, GammaArrivals, Poisson
 from agentsim.traces.schema import TraceError
@@ -29,6 +30,7 @@ trace_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 _out = out_console
@@ -49,7 +51,7 @@ _OUT = Annotated[Path, typer.Option("--out", "-o", help="output file")]
 _OVERWRITE = Annotated[bool, typer.Option(help="replace an existing output file")]
 
 
-@trace_app.command("import")
+@trace_app.command("import", epilog=epilog("trace import"))
 def import_cmd(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="mooncake | azure | burstgpt | agent-sessions | aiperf")],
     src: Annotated[Path, typer.Argument(metavar="IN", help="source file (.gz accepted for JSONL)")],
@@ -87,7 +89,7 @@ def import_cmd(
         _out.print("the input was not in start order; it was sorted in memory", highlight=False)
 
 
-@trace_app.command("stats")
+@trace_app.command("stats", epilog=epilog("trace stats"))
 def stats_cmd(
     path: Annotated[Path, typer.Argument(help="canonical trace (.parquet)")],
     as_json: Annotated[bool, typer.Option("--json", help="print the statistics as JSON")] = False,
@@ -135,7 +137,7 @@ def _resolve_profile(
     )
 
 
-@trace_app.command("generate")
+@trace_app.command("generate", epilog=epilog("trace generate"))
 def generate_cmd(
     profile: Annotated[str, typer.Argument(help="built-in profile name, or a YAML file from `trace fit`")],
     out: _OUT,
@@ -148,7 +150,8 @@ def generate_cmd(
     workload: Annotated[str | None, typer.Option(help="workload label (default: the profile's name)")] = None,
     overwrite: _OVERWRITE = False,
 ) -> None:
-    """Generate a synthetic trace from a profile (streams ``tasks/<workload>`` and ``arrivals/<workload>``)."""
+    """Generate a synthetic trace from a profile and an arrival process, drawn from the same named random
+    streams as a simulation of that workload with that seed."""
     from agentsim.traces.generate import generate_trace
 
     _check_out(out, overwrite=overwrite)
@@ -173,7 +176,7 @@ def generate_cmd(
     _out.print(f"generated {tasks:,} tasks ({calls:,} calls) of {label} -> {out}", highlight=False, soft_wrap=True)
 
 
-@trace_app.command("fit")
+@trace_app.command("fit", epilog=epilog("trace fit"))
 def fit_cmd(
     path: Annotated[Path, typer.Argument(help="canonical trace (.parquet)")],
     out: _OUT,
@@ -199,7 +202,7 @@ def fit_cmd(
     _out.print(f"why {fitted.profile.kind}: {fitted.reason}", highlight=False, soft_wrap=True)
 
 
-@trace_app.command("export")
+@trace_app.command("export", epilog=epilog("trace export"))
 def export_cmd(
     fmt: Annotated[
         str, typer.Argument(metavar="FORMAT", help="mooncake-agentic (Dynamo v2) | mooncake-agentic-v1 | mooncake")
