@@ -57,10 +57,26 @@ def _has_bool(value: Any) -> bool:
     return isinstance(value, bool) or (isinstance(value, list | tuple) and any(isinstance(v, bool) for v in value))
 
 
+def _describe_kind(schema: dict[str, Any], cls: type[Any]) -> None:
+    """The tag of a tagged union's variant describes itself: ``kind: "gamma"`` selects that variant."""
+    kind = (schema.get("properties") or {}).get("kind")
+    if isinstance(kind, dict) and "description" not in kind:
+        tag = kind.get("const", kind.get("default"))
+        kind["description"] = f"the variant: {tag!r}" if tag is not None else "the variant"
+
+
 class Strict(BaseModel):
     """Base of every spec model: immutable, unknown keys rejected, numbers finite and not booleans."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    # use_attribute_docstrings: a field's docstring (the string under it) is its description in the JSON
+    # Schema, so editors show what a field means, not only its type.
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,
+        json_schema_extra=_describe_kind,
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -34,6 +34,7 @@ class Constant(_Bounded):
 
     kind: Literal["constant"] = "constant"
     value: NonNegativeFloat
+    """the value every draw takes"""
 
 
 class Uniform(_Bounded):
@@ -41,7 +42,9 @@ class Uniform(_Bounded):
 
     kind: Literal["uniform"] = "uniform"
     low: NonNegativeFloat
+    """smallest value"""
     high: NonNegativeFloat
+    """largest value (>= low)"""
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -55,6 +58,7 @@ class Exponential(_Bounded):
 
     kind: Literal["exponential"] = "exponential"
     mean: PositiveFloat
+    """mean (and standard deviation)"""
 
 
 class Lognormal(_Bounded):
@@ -65,9 +69,13 @@ class Lognormal(_Bounded):
 
     kind: Literal["lognormal"] = "lognormal"
     median: PositiveFloat
+    """the median, exp(mu)"""
     sigma: NonNegativeFloat
+    """standard deviation of the log; 0 is a constant, 1 a heavy tail (p90 = 3.6 x median)"""
     min: NonNegativeFloat | None = None
+    """draws below are raised to it (none: no lower clip)"""
     max: PositiveFloat | None = None
+    """draws above are lowered to it (none: no upper clip)"""
 
     @model_validator(mode="after")
     def _clip_ordered(self) -> Lognormal:
@@ -81,7 +89,9 @@ class Gamma(_Bounded):
 
     kind: Literal["gamma"] = "gamma"
     mean: PositiveFloat
+    """mean"""
     cv: PositiveFloat
+    """coefficient of variation, std / mean (1 is exponential; above 1 burstier)"""
 
 
 class Empirical(_Bounded):
@@ -89,7 +99,9 @@ class Empirical(_Bounded):
 
     kind: Literal["empirical"] = "empirical"
     values: list[NonNegativeFloat] = Field(min_length=1)
+    """the values to draw from (e.g. measured token counts)"""
     weights: list[NonNegativeFloat] | None = None
+    """relative weight of each value, normalised (none: equally likely)"""
 
     @model_validator(mode="after")
     def _weights(self) -> Empirical:
