@@ -6,7 +6,8 @@ backticks); nested ``summary.json`` fields are named there by their path with do
 ``<w>`` and ``<pool>`` standing for any workload label and pool name, and a field of unit *dist* stands for the
 fields of a distribution (``ttft_s.n``, ``ttft_s.p99``, ...). The runs are short cuts of the built-in examples
 (the default: a unified pool, percentile SLO targets; hybrid: disaggregated pools and a tool pool) and of the
-default with an autoscaled pool and per-call and per-task SLO thresholds, so the optional fields all appear.
+default with an autoscaled pool and per-call and per-task SLO thresholds, and of the default overloaded (calls
+still queued at the horizon: censored TTFT), so the optional fields all appear.
 """
 
 from __future__ import annotations
@@ -78,11 +79,16 @@ def documented_summary() -> set[str]:
     m = re.search(r"\*\*distribution\*\* is `\{([^}]+)\}`", body)
     assert m, "METRICS.md no longer defines a distribution's fields"
     stats = [s.strip() for s in m.group(1).split(",")]
+    c = re.search(r"\*\*censored distribution\*\*.*?plus\s+`\{([^}]+)\}`", body, flags=re.S)
+    assert c, "METRICS.md no longer defines a censored distribution's extra fields"
+    extra = [s.strip() for s in c.group(1).split(",")]
     fields: set[str] = set()
     for row in table_rows(body):
         unit = row[1] if len(row) == 4 else ""
         for name in names(row[0]):
-            if "dist" in unit:
+            if "cdist" in unit:
+                fields.update(f"{name}.{s}" for s in [*stats, *extra])
+            elif "dist" in unit:
                 fields.update(f"{name}.{s}" for s in stats)
             elif unit != "object":
                 fields.add(name)
@@ -123,8 +129,10 @@ def autoscaled() -> dict[str, Any]:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """Each run's outputs as written: the tables' schemas, summary.json, manifest.json."""
     out: dict[str, dict[str, Any]] = {}
-    for name, data in [("default", example("default")), ("hybrid", example("hybrid")), ("autoscaled", autoscaled())]:
-        result = agentsim.simulate(agentsim.load_scenario(data, SHORT))
+    overloaded = ["cluster.pools[0].replicas=1", "workload[0].arrivals.agents=200"]  # calls still queued
+    for name, data, extra in [("default", example("default"), []), ("hybrid", example("hybrid"), []),
+                              ("autoscaled", autoscaled(), []), ("overloaded", example("default"), overloaded)]:
+        result = agentsim.simulate(agentsim.load_scenario(data, [*SHORT, *extra]))
         path = agentsim.save_run(result, tmp_path_factory.mktemp(name) / "run")
         out[name] = {t: pq.read_schema(path / f"{t}.parquet") for t in TABLES}
         out[name]["summary"] = json.loads((path / "summary.json").read_text())

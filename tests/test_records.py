@@ -57,8 +57,7 @@ def test_call_columns_round_trip_by_name(disaggregated: bool) -> None:
     values["model"] = 1  # the model's index: its code among the models
     rec = Recorder(["w0", "w1"], disaggregated=disaggregated, models=["m0", "m1"])
     rec.call(**values)
-    nulls = dict(values, pool=None, replica=None, first_token_s=None, done_s=None, prefill_pool=None,
-                 prefill_replica=None, decode_replica=None, kv_transfer_s=None)
+    nulls = dict(values, **{c.name: None for c in cols if c.nullable})
     rec.call(**nulls)
     t = rec.calls.table()
     assert t.schema == CALLS_SCHEMA

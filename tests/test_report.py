@@ -22,30 +22,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from agentsim import api, report
 from agentsim.cli import app
 from agentsim.report import plots
+from agentsim.report.significance import batch_values
 
 # Figures need the optional extra; the tests that do not draw (tables, imports, errors) run without it.
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 needs_matplotlib = pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="needs matplotlib: pip install 'agentsim[report]'")
 
 SHORT = ["horizon_s=120", "warmup_s=20"]
-FIGURES = (
+FIGURES = (  # one pool: no single-bar charts (pool cost, efficiency), their figures are in the page's tables
     "ttft_cdf",
     "tpot_cdf",
     "call_e2e_cdf",
     "task_cdf",
+    "ttft_split",
     "throughput",
     "batch",
     "queue",
     "kv",
+    "churn",
     "tokens",
-    "pool_cost",
-    "efficiency",
 )
 COMPARE_FIGURES = (
     "compare_ttft_cdf",
@@ -270,12 +272,41 @@ def test_compare_rows_differences() -> None:
     rows = {r.label: r for r in report.compare_rows([a, b])}
     usd = rows["$ total (window)"]
     assert usd.values == [10.0, 15.0] and usd.diffs == [None, 5.0] and usd.pcts == [None, 50.0]
-    assert usd.verdicts == [0, -1]  # more dollars: worse
+    assert usd.verdicts == [0, 0]  # no batches: no way to tell the difference from noise, so no verdict
     ttft = rows["TTFT p99 (s)"]
-    assert ttft.diffs[1] == -1.0 and ttft.pcts[1] == -50.0 and ttft.verdicts[1] == 1  # faster: better
+    assert ttft.diffs[1] == -1.0 and ttft.pcts[1] == -50.0 and ttft.significant == [None, None]
     assert rows["SLO attainment calls"].diffs == [None, None]
     assert rows["tasks completed"].pcts == [None, None]  # no % change from 0
     assert rows["energy kWh"].values == [None, None]
+
+    rng = np.random.default_rng(0)
+    ba = {"TTFT p99 (s)": rng.normal(2.0, 0.5, 10), "$ per hour": np.full(10, 7.0)}
+    bb = {"TTFT p99 (s)": rng.normal(1.0, 0.5, 10), "$ per hour": np.full(10, 7.0)}
+    a["usd_per_hour"] = b["usd_per_hour"] = 7.0
+    rows = {r.label: r for r in report.compare_rows([a, b], [ba, bb])}
+    assert rows["TTFT p99 (s)"].significant[1] is True and rows["TTFT p99 (s)"].verdicts[1] == 1  # faster: better
+    assert rows["$ per hour"].verdicts == [0, 0] and rows["$ per hour"].significant[1] is False
+    bb["TTFT p99 (s)"] = ba["TTFT p99 (s)"] - 0.1 + rng.normal(0, 0.5, 10)  # 0.1 s against 0.5 s of noise
+    rows = {r.label: r for r in report.compare_rows([a, b], [ba, bb])}
+    assert rows["TTFT p99 (s)"].verdicts[1] == 0 and rows["TTFT p99 (s)"].significant[1] is False
+    assert rows["$ total (window)"].verdicts == [0, 0]  # not batched: never coloured
+
+
+def test_compare_colours_only_significant_differences(run_dir: Path, other_run: Path, tmp_path: Path) -> None:
+    """Another seed of the same scenario: its differences are noise; at 5% per test, a handful of the ~16
+    batched metrics at most may come out significant by chance, and the price per hour (constant in every
+    batch) never. Six replicas instead of four: the price per hour is significantly, and truly, higher."""
+    base = report.load_run(run_dir, "base")
+    seed = report.load_run(tiny_run(tmp_path / "seed2", "seed=2"), "seed2")
+    more = report.load_run(other_run, "more")
+    rows = {r.label: r for r in report.compare.compare_rows(
+        [base.summary, seed.summary, more.summary], [batch_values(x) for x in (base, seed, more)])}  # fmt: skip
+    tested = [r for r in rows.values() if r.significant[1] is not None]
+    assert len(tested) >= 12
+    assert sum(bool(r.significant[1]) for r in tested) <= 3
+    assert rows["$ per hour"].significant[1] is False and rows["$ per hour"].verdicts[1] == 0
+    assert rows["$ per hour"].significant[2] is True and rows["$ per hour"].verdicts[2] == -1
+    assert "within the noise" in report.compare_table([base, seed]).caption
 
 
 # --------------------------------------------------------------------------- matplotlib and Jinja2 stay optional
@@ -349,7 +380,8 @@ def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("sweep") / "sweep"
     base = api.load_scenario(api.default_scenario(), SHORT)
-    agentsim.sweep(base, axes={"cluster.pools[0].replicas": [1, 2]}, replications=2, workers=1, out=out)
+    axes = {"cluster.pools[0].replicas": [1, 2], "cluster.router.kind": ["round-robin", "least-load"]}
+    agentsim.sweep(base, axes=axes, replications=2, workers=1, out=out)
     return out
 
 
@@ -370,16 +402,52 @@ def test_report_of_a_sweep_directory_draws_every_sweep_figure(sweep_dir: Path) -
     for name in SWEEP_FIGURES:
         assert f'id="fig-{name}"' in page, name
     assert {base64.b64decode(b) for b in images} == {(sweep_dir / f"{n}.png").read_bytes() for n in SWEEP_FIGURES}
-    assert "replicas=1" in page and "replicas=2" in page
+    assert "replicas=1, kind=round-robin" in page and "replicas=2, kind=least-load" in page  # short axis names
     assert "<script" not in page.lower() and re.search(r'src="(?!data:)', page) is None
+    # Small multiples: replicas (the numeric axis) on x, one panel per router kind.
+    assert page.count("Panels: kind=round-robin; kind=least-load") == 5
+    assert "TTFT p99 vs replicas" in page
+
+
+@needs_matplotlib
+def test_sweep_report_x_picks_the_axis(sweep_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    result = invoke("report", copy, "--x", "kind")
+    assert result.exit_code == 0, result.output
+    page = (copy / "report.html").read_text()
+    assert "TTFT p99 vs kind" in page and page.count("Panels: replicas=1; replicas=2") == 5
+    result = invoke("report", copy, "--x", "nope")
+    assert result.exit_code == 2 and "not an axis of this sweep" in result.stderr
+
+
+@needs_matplotlib
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install -y chromium)")
+def test_chromium_renders_sweep_report(sweep_dir: Path, tmp_path: Path) -> None:
+    """The sweep page in a browser: no console messages, every figure present and every image decoded."""
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    assert invoke("report", copy).exit_code == 0
+    page = copy / "report.html"
+    dom, log = chromium_dump(page, tmp_path / "profile")
+    console = [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not console, "\n".join(console)
+    for name in SWEEP_FIGURES:
+        assert f'id="fig-{name}"' in dom, name
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", PROBE % plots.PNG_SIZE_PX + "</body>"))
+    dom, log = chromium_dump(probe, tmp_path / "profile")
+    assert f'data-probe="OK:{len(SWEEP_FIGURES)}"' in dom, re.findall(r'data-probe="[^"]*"', dom) or log[-2000:]
 
 
 def test_sweep_axes_and_labels_are_read_back(sweep_dir: Path) -> None:
     sw = report.load_sweep(sweep_dir)
     assert report.is_sweep_dir(sweep_dir) and not report.is_sweep_dir(sweep_dir / "runs")
-    assert sw.axes == ["cluster.pools[0].replicas"] and sw.is_numeric("cluster.pools[0].replicas")
+    assert sw.axes == ["cluster.pools[0].replicas", "cluster.router.kind"]
+    assert sw.is_numeric("cluster.pools[0].replicas") and not sw.is_numeric("cluster.router.kind")
     gpus = sw.values("gpu_hours") * 3600 / sw.values("window_s")
-    assert gpus[1] == pytest.approx(2 * gpus[0])
+    replicas = sw.values("cluster.pools[0].replicas")
+    assert gpus[replicas == 2] == pytest.approx(2 * gpus[replicas == 1])
     with pytest.raises(report.ReportError, match="not a sweep directory"):
         report.load_sweep(sweep_dir / "runs")
 

@@ -25,6 +25,7 @@ from agentsim import spec, store
 from agentsim._version import __version__
 from agentsim.analysis.costs import attach_call_costs, attach_task_costs, pools_table
 from agentsim.analysis.metrics import summarize
+from agentsim.analysis.warnings import collect as collect_warnings
 from agentsim.build import compiled_modules
 from agentsim.catalog import Catalog
 from agentsim.engine.sim import ProgressFn, simulate_resolved
@@ -94,6 +95,7 @@ def run(
     summary["steps_skipped_fraction"] = raw.steps_skipped_fraction
     if raw.autoscale:
         summary["autoscale"] = raw.autoscale
+    summary["warnings"] = collect_warnings(summary, scenario, calls, tasks, raw.replicas)
     wall = time.perf_counter() - wall0
     manifest = {
         "agentsim_version": __version__,

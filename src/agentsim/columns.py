@@ -65,6 +65,7 @@ CALLS: tuple[Column, ...] = (
     Column("pool", "string", "", nullable=True),
     Column("replica", "int32", "", nullable=True),
     Column("issue_s", "float64", "s"),
+    Column("admitted_s", "float64", "s", nullable=True),
     Column("first_token_s", "float64", "s", nullable=True),
     Column("done_s", "float64", "s", nullable=True),
     Column("status", "string", ""),  # finished | unfinished (at the horizon) | rejected (past the context window)
@@ -133,6 +134,10 @@ REPLICAS: tuple[Column, ...] = (
     Column("output_tokens", "int64", "tokens"),
     Column("prefill_tokens", "int64", "tokens"),
     Column("state", "string", ""),
+    Column("steps", "int64", "steps"),
+    Column("kv_cached_tokens", "int64", "tokens"),
+    Column("preemptions", "int64", ""),
+    Column("evicted_tokens", "int64", "tokens"),
 )
 """``replicas.parquet``: one row per replica (and the tool pool) per sample time."""
 

@@ -66,6 +66,7 @@ class PoolRates:
     # power are parts of usd_per_replica_hour and of the three power levels, reported apart too.
     tier_usd_per_replica_hour: float = 0.0
     tier_w_per_replica: float = 0.0
+    min_step_s: float = 0.0  # a minimal step (one decode token, no context): the per-step fixed cost in the load
 
     def __post_init__(self) -> None:
         if self.decode_w_per_replica < 0:
@@ -233,6 +234,23 @@ def served_models(pools: Sequence[spec.PoolSpec]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.deployment.model for p in pools))
 
 
+def _trace_problem(path: str) -> str | None:
+    """Why ``path`` is not a trace that can be replayed (missing, not Parquet, not agentsim's schema), or None.
+    Only the file's footer is read here; its rows are checked as they are replayed."""
+    from agentsim.traces.io import read_trace_meta
+    from agentsim.traces.schema import TraceError
+
+    if not Path(path).is_file():
+        return f"no such trace file: {path}" + (" (a relative path is read from the scenario file's directory)"
+                                                 if not Path(path).is_absolute() else "")
+    try:
+        read_trace_meta(path)
+    except TraceError as e:
+        return str(e)
+    return None
+
+
+
 def context_window(pools: Sequence[ResolvedPool], model: str | None = None) -> int | None:
     """The context window a call of ``model`` must fit: the smallest ``max_context_tokens`` among the models of
     the pools that serve it (all pools when ``model`` is None; None without pools).
@@ -309,8 +327,9 @@ def _workloads(
         windows = [x for x in (context_window(pools, m) for m in called) if x is not None]
         window = min(windows) if windows else context_window(pools)
         if isinstance(w, spec.TraceWorkload):
-            if not Path(w.path).is_file():
-                errors.append((f"workload[{i}].path", f"no such trace file: {w.path}"))
+            problem = _trace_problem(w.path)
+            if problem is not None:
+                errors.append((f"workload[{i}].path", problem))
             opener = _trace_opener(w, window)
             out.append(ResolvedWorkload(i, w.label, w, open_trace=opener, max_context_tokens=window, model=model))
             continue
@@ -357,6 +376,10 @@ def _pool(
     if d.pp > model.layers:
         errors.append((f"{where}.deployment.pp", f"{d.pp} stages for {model.layers} layers"))
         return None
+    problem = heads_problem(model, d)
+    if problem is not None:
+        errors.append((f"{where}.deployment.tp", problem))
+        return None
     try:
         pool, kv, engine = resolve_engine(pool, model, hw)
     except DoesNotFitError as e:
@@ -381,6 +404,8 @@ def _pool(
     except CatalogError as e:
         errors.append(("pricing", _msg(e)))
         return None
+    # The fixed cost of a step, which the continuous-batching load (docs/METRICS.md, headroom) sets apart.
+    rates = replace(rates, min_step_s=float(perf.step_time(0.0, 1.0, 0.0)))
     bytes_per_token = float(kv_bytes_per_token(model, d))
     offload: OffloadPlan | None = None
     if pool.kv_offload is not None and pool.kv_offload.policy != "none":
@@ -446,6 +471,23 @@ def with_tiers(rates: PoolRates, usd_per_hour: float, watts: float) -> PoolRates
         tier_usd_per_replica_hour=usd_per_hour,
         tier_w_per_replica=watts,
     )
+
+
+def heads_problem(model: ModelArch, d: spec.Deployment) -> str | None:
+    """Why ``tp`` cannot split ``model``'s attention, or None. Tensor parallelism gives each GPU an equal share
+    of the query heads, so ``tp`` must divide them; the KV heads are split the same way, or replicated when
+    there are fewer of them than GPUs (vLLM and SGLang: then ``tp`` must be a multiple of them). DP attention
+    does not split attention (each GPU holds every head) and MLA's one latent KV is not split by head."""
+    if d.data_parallel_attention or d.tp == 1:
+        return None
+    if model.heads % d.tp:
+        return f"{d.tp} does not divide the {model.heads} attention heads of {d.model}: each GPU needs an equal share"
+    if model.attention != "mla" and model.kv_heads % d.tp and d.tp % model.kv_heads:
+        return (
+            f"{d.tp} neither divides the {model.kv_heads} KV heads of {d.model} nor is a multiple of them "
+            "(KV heads are split over tp, or replicated when fewer)"
+        )
+    return None
 
 
 def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple[spec.PoolSpec, int, EngineConfig]:

@@ -32,6 +32,53 @@ def dist(values: np.ndarray) -> dict[str, float | None]:
     return out
 
 
+def censored_dist(done: np.ndarray, censored: np.ndarray) -> dict[str, Any]:
+    """A duration distribution when some items were still running at the horizon: ``done`` holds the durations
+    that finished, ``censored`` the ages reached by those that did not (their durations are at least that).
+
+    Without censored items this is :func:`dist` (numpy's percentiles), plus ``censored: 0``. With them, the
+    distribution is the Kaplan-Meier estimate (``scipy.stats.ecdf`` on right-censored data): a percentile the
+    estimate reaches is its first duration with ``F >= p``; one it does not reach (too many items still running)
+    is reported as a lower bound, the percentile with every censored item counted at its age, and named in
+    ``lower_bounds``. The mean is the area under the estimated survival curve (a lower bound, and named so, when
+    the longest item is still running). Counting only finished items instead would drop exactly the long
+    ones."""
+    done = done[~np.isnan(done)]
+    censored = censored[~np.isnan(censored)]
+    if censored.size == 0:
+        return {**dist(done), "censored": 0}
+    out: dict[str, Any] = {"n": int(done.size), "censored": int(censored.size)}
+    lower: list[str] = []
+    if done.size == 0:  # nothing finished: every statistic is at least the imputed one
+        both = censored
+        out["mean"] = float(both.mean())
+        for p, x in zip(PERCENTILES, np.percentile(both, PERCENTILES), strict=True):
+            out[f"p{p}"] = float(x)
+        out["lower_bounds"] = ["mean", *(f"p{p}" for p in PERCENTILES)]
+        out["estimator"] = "lower bound"
+        return out
+    from scipy import stats
+
+    km = stats.ecdf(stats.CensoredData(uncensored=done, right=censored)).cdf
+    times, probs = np.asarray(km.quantiles, dtype=float), np.asarray(km.probabilities, dtype=float)
+    imputed = np.concatenate([done, censored])
+    for p in PERCENTILES:
+        reached = np.flatnonzero(probs >= p / 100.0 - 1e-12)
+        if reached.size:
+            out[f"p{p}"] = float(times[reached[0]])
+        else:
+            out[f"p{p}"] = float(np.percentile(imputed, p))
+            lower.append(f"p{p}")
+    surv = 1.0 - probs
+    widths = np.diff(np.concatenate([[0.0], times]))
+    out["mean"] = float(np.sum(widths * np.concatenate([[1.0], surv[:-1]])))
+    if censored.max() >= times[-1]:
+        lower.insert(0, "mean")
+    out["lower_bounds"] = lower
+    out["estimator"] = "kaplan-meier"
+    return out
+
+
 def col(table: pa.Table, name: str) -> np.ndarray:
     """A column as float64 numpy, nulls as NaN."""
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
@@ -73,7 +120,7 @@ def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
     t = col(replicas, "t_s")
     a = replicas.filter(pa.array(t == t0))
     b = replicas.filter(pa.array(t == t1))
-    names = ("busy_s", "busy_prompt_steps_s", "provisioned_s", "output_tokens", "prefill_tokens")
+    names = ("busy_s", "busy_prompt_steps_s", "provisioned_s", "output_tokens", "prefill_tokens", "steps")
     key_a = list(zip(a.column("pool").to_pylist(), a.column("replica").to_pylist(), strict=True))
     start = {k: i for i, k in enumerate(key_a)}
     rows = [start.get(k, -1) for k in zip(b.column("pool").to_pylist(), b.column("replica").to_pylist(), strict=True)]
@@ -163,6 +210,36 @@ def slo_attainment(
     }
 
 
+def headroom(
+    replicas: pa.Table, w: dict[str, np.ndarray], rate_of: dict[str, PoolRates], t0: float, t1: float
+) -> dict[str, float | None]:
+    """How much more the GPU replicas could take, over the window.
+
+    ``batching_load``: the continuous-batching load, ``sum(d_busy - d_steps * t_min) / sum(d_provisioned)`` over
+    the GPU replicas, with ``t_min`` a pool's minimal step (one decode token, no context): the share of
+    provisioned time spent on token work rather than on the fixed cost of steps. A replica holding one call runs
+    steps back to back, so its busy fraction is 1 at any load; this one is 0 when idle and 1 at saturation (the
+    ``rho`` of the closed-form continuous-batching queue for a linear step model, as the autoscaler uses).
+    ``kv_active_fraction``: the mean over the window's samples of the KV held by running calls (not the prefix
+    cache, which fills whatever the load) over the KV capacity; ``kv_cached_fraction`` the prefix cache's."""
+    gpu = np.array([rate_of[p].gpus_per_replica > 0 for p in w["pool"]], dtype=bool)
+    t_min = np.array([rate_of[p].min_step_s for p in w["pool"]], dtype=float)
+    prov = float(w["provisioned_s"][gpu].sum())
+    work = float((w["busy_s"] - w["steps"] * t_min)[gpu].sum())
+    t = col(replicas, "t_s")
+    pools = np.asarray(replicas.column("pool").to_pylist(), dtype=object)
+    sel = (t >= t0) & (t <= t1) & np.array([rate_of[p].gpus_per_replica > 0 for p in pools], dtype=bool)
+    cap = col(replicas, "kv_capacity_tokens")[sel]
+    used = col(replicas, "kv_used_tokens")[sel]
+    cached = col(replicas, "kv_cached_tokens")[sel]
+    total = float(cap.sum())
+    return {
+        "batching_load": max(0.0, work / prov) if prov > 0 else None,
+        "kv_active_fraction": float((used - cached).sum() / total) if total > 0 else None,
+        "kv_cached_fraction": float(cached.sum() / total) if total > 0 else None,
+    }
+
+
 def summarize(
     scenario: spec.Scenario,
     calls: pa.Table,
@@ -182,6 +259,7 @@ def summarize(
     compacted = np.asarray(mc.column("compacted").to_numpy(zero_copy_only=False), dtype=bool)
     lat = call_latencies(mc)
     completed = rows_where(mc, done_c)
+    waiting_first = np.isnan(col(mc, "first_token_s")) & ~rejected  # no first token by the horizon: censored
 
     w = window(replicas, t0, t1)
     rate_of = {r.pool: r for r in rates}
@@ -292,14 +370,17 @@ def summarize(
         },
         "output_tokens_per_s": out_tok / span,
         "processed_tokens_per_s": processed / span,
-        "ttft_s": dist(lat["ttft_s"]),
+        "ttft_s": censored_dist(lat["ttft_s"], (t1 - col(mc, "issue_s"))[waiting_first]),
         "tpot_s": dist(lat["tpot_s"]),
-        "call_e2e_s": dist(lat["call_e2e_s"]),
-        "task_s": dist((col(mt, "done_s") - col(mt, "start_s"))[done_t]),
+        "call_e2e_s": censored_dist(lat["call_e2e_s"], (t1 - col(mc, "issue_s"))[~done_c & ~rejected]),
+        "task_s": censored_dist(
+            (col(mt, "done_s") - col(mt, "start_s"))[done_t], (t1 - col(mt, "start_s"))[~done_t & ~failed]
+        ),
         "calls_per_task": dist(col(mt, "calls")[done_t]),
         "slo_attainment": slo_attainment(mc, mt, list(scenario.workload), scenario.horizon_s),
         "gpu_hours": gpu_s / 3600.0,
         "busy_fraction": gpu_busy / gpu_s if gpu_s > 0 else None,
+        "headroom": headroom(replicas, w, rate_of, t0, t1),
         "usd_total": usd,
         "usd_per_hour": usd / span * 3600.0,
         "usd_per_mtok_output": per_mtok(out_tok),

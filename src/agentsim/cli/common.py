@@ -9,10 +9,9 @@ importing the command line never loads it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import yaml
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 
 from agentsim import api, spec
@@ -20,6 +19,9 @@ from agentsim.analysis.metrics import optional_rows
 from agentsim.cli.console import fail as _fail
 from agentsim.cli.console import out_console
 from agentsim.errors import ScenarioError
+from agentsim.files import OutputExistsError, OutputPathError, check_output
+from agentsim.spec.load import with_file_lines
+from agentsim.yamlio import loads
 
 
 def _load(scenario: Path | None, overrides: list[str] | None, seed: int | None) -> spec.Scenario:
@@ -28,7 +30,7 @@ def _load(scenario: Path | None, overrides: list[str] | None, seed: int | None) 
     try:
         if scenario and not scenario.exists() and str(scenario) in api.example_names():
             # A built-in example by name: `agentsim run hybrid`.
-            data = yaml.safe_load(api.example_text(str(scenario)))
+            data = loads(api.example_text(str(scenario)))
             s = api.load_scenario(data, overrides or [], name=f"built-in example {scenario}")
         elif scenario:
             s = api.load_scenario(scenario, overrides or [])
@@ -55,18 +57,25 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
-def summary_table(summary: dict[str, Any], title: str) -> Table:
-    """A readable table of a run's summary."""
-    t = Table(title=title, show_header=True, header_style="bold")
-    t.add_column("metric")
-    t.add_column("value", justify="right")
-    t.add_column("p50", justify="right")
-    t.add_column("p90", justify="right")
-    t.add_column("p99", justify="right")
+def summary_table(summary: dict[str, Any], title: str) -> Group:
+    """A readable summary: the latency and cost distributions (with ``n`` and the items still unfinished;
+    ``>=`` marks a lower bound), then the scalar figures. Two narrow tables, so that 80 columns cut nothing."""
+    dists = Table(title=title, show_header=True, header_style="bold")
+    dists.add_column("distribution", no_wrap=True)
+    for c in ("mean", "p50", "p90", "p99", "n", "unfin."):
+        dists.add_column(c, justify="right", no_wrap=True)
     for key in ("ttft_s", "tpot_s", "call_e2e_s", "task_s", "calls_per_task", "task_usd"):
         d = summary.get(key) or {}
-        t.add_row(f"{key} (mean)", _fmt(d.get("mean")), _fmt(d.get("p50")), _fmt(d.get("p90")), _fmt(d.get("p99")))
+        low = set(d.get("lower_bounds") or ())
+
+        def cell(stat: str, d: dict[str, Any] = d, low: set[str] = low) -> str:
+            return (">=" if stat in low else "") + _fmt(d.get(stat))  # a lower bound, not an estimate
+
+        censored = d.get("censored")
+        dists.add_row(key, cell("mean"), cell("p50"), cell("p90"), cell("p99"), f"{d.get('n', 0)}",
+                      "" if censored is None else f"{censored}")  # fmt: skip
     slo = summary.get("slo_attainment") or {}
+    room = summary.get("headroom") or {}
     rows = [
         ("calls completed / unfinished", f"{summary['calls_completed']} / {summary['calls_unfinished']}"),
         ("tasks completed / unfinished", f"{summary['tasks_completed']} / {summary['tasks_unfinished']}"),
@@ -83,18 +92,30 @@ def summary_table(summary: dict[str, Any], title: str) -> Table:
         ("output tokens/s", _fmt(summary["output_tokens_per_s"])),
         ("SLO attainment calls / tasks", f"{_fmt(slo.get('calls'), 3)} / {_fmt(slo.get('tasks'), 3)}"),
         ("busy fraction", _fmt(summary["busy_fraction"], 3)),
+        ("batching load (headroom)", _fmt(room.get("batching_load"), 3)),
+        ("KV active / cached", f"{_fmt(room.get('kv_active_fraction'), 3)} / "
+                               f"{_fmt(room.get('kv_cached_fraction'), 3)}"),
         ("GPU-hours", _fmt(summary["gpu_hours"])),
         ("$ total (window)", _fmt(summary["usd_total"])),
         ("$ / Mtok output", _fmt(summary["usd_per_mtok_output"])),
         ("$ / Mtok processed", _fmt(summary["usd_per_mtok_processed"])),
-        ("$ / task", _fmt(summary["usd_per_task"])),
+        ("$ / task", f"{_fmt(summary['usd_per_task'])} ({summary.get('tasks_finished_in_window', 0)} tasks)"),
         ("energy kWh", _fmt(summary["energy_kwh"])),
         ("output tokens / MWh", _fmt(summary["tokens_per_mwh"])),
     ]
     rows += optional_rows(summary, _fmt)
+    figures = Table(show_header=True, header_style="bold")
+    figures.add_column("figure", no_wrap=True)
+    figures.add_column("value", justify="right", no_wrap=True)
     for name, value in rows:
-        t.add_row(name, value, "", "", "")
-    return t
+        figures.add_row(name, value)
+    return Group(dists, figures)
+
+
+def print_warnings(summary: dict[str, Any], console: Console) -> None:
+    """The run's warnings (``summary["warnings"]``), one line each."""
+    for w in summary.get("warnings") or []:
+        console.print(f"[yellow]warning[/] ({w['code']}): {w['message']}", highlight=False, soft_wrap=True)
 
 
 def _csv_list(text: str | None, what: str, cast: Any = str) -> list[Any]:
@@ -117,3 +138,21 @@ def _report_or_fail(run_dir: Path, out: Path | None = None, console: Console | N
         _fail(str(e))
     (console or out_console).print(f"report: {page}", highlight=False, soft_wrap=True)
     return page
+
+
+def _check_out(path: Path | None, *, overwrite: bool, directory: bool = False) -> None:
+    """Exit 2 now, before computing, when the output ``path`` exists (without ``--overwrite``) or cannot be
+    written there (:func:`agentsim.files.check_output`)."""
+    if path is None:
+        return
+    try:
+        check_output(path, overwrite=overwrite, directory=directory)
+    except (OutputExistsError, OutputPathError) as e:
+        _fail(str(e))
+
+
+def _fail_scenario(e: ScenarioError, scenario: Path | None, overrides: list[str] | None) -> NoReturn:
+    """Exit 2 with ``e``, each bad field with the line of the scenario file that set it (when it is a file)."""
+    if scenario is not None and scenario.is_file():
+        e = with_file_lines(e, scenario, overrides or [])
+    _fail(str(e))

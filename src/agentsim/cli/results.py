@@ -28,6 +28,9 @@ def report(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="where to write report.html and the PNGs (default: RUN_DIR)")
     ] = None,
+    x: Annotated[
+        str | None, typer.Option("--x", help="sweep reports: the axis on x (default: the first numeric)")
+    ] = None,
 ) -> None:
     """Write a self-contained report.html (figures embedded) and one PNG per figure (needs matplotlib and Jinja2).
 
@@ -48,7 +51,7 @@ def report(
         from agentsim import report as rep
 
         try:
-            page = rep.write_sweep_report(run_dir, out)
+            page = rep.write_sweep_report(run_dir, out, x)
         except rep.ReportError as e:
             _fail(str(e))
         out_console.print(f"report: {page}", highlight=False, soft_wrap=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,15 @@ import typer
 from rich.table import Table
 
 from agentsim import api, spec, store
-from agentsim.cli.common import _fmt, _load, _report_or_fail, summary_table
+from agentsim.cli.common import (
+    _check_out,
+    _fail_scenario,
+    _fmt,
+    _load,
+    _report_or_fail,
+    print_warnings,
+    summary_table,
+)
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
@@ -40,13 +49,24 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     report_: Annotated[bool, typer.Option("--report", callback=_report_deps, help="also write report.html")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="exit 3 when the run has warnings")] = False,
 ) -> None:
-    """Simulate a scenario and write calls/tasks/replicas Parquet tables, summary.json and manifest.json."""
+    """Simulate a scenario and write calls/tasks/replicas Parquet tables, summary.json and manifest.json.
+
+    The summary's warnings (heavy censoring, small samples, overload, context-window rejections) are printed;
+    with --strict they make the exit code 3 (the results are written all the same)."""
     s = _load(scenario, set_, seed)
     target = out if out is not None else store.new_run_dir(Path("runs"), s.name)
     if target.exists() and not overwrite:
         _fail(f"{target} already exists; choose another --out or pass --overwrite")
+    _check_out(target, overwrite=overwrite, directory=True)
     show = not quiet and not as_json and sys.stderr.isatty()
+    reached = [0.0]  # the simulated time reached, for the message of an interrupted run
+    t0 = time.perf_counter()
+
+    def track(now: float, total: float) -> None:
+        reached[0] = now
+
     try:
         if show:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -60,12 +80,22 @@ def run(
                 transient=True,
             ) as bar:
                 job = bar.add_task("sim", total=s.horizon_s)
-                result = api.simulate(s, progress=lambda now, total: bar.update(job, completed=now))
+
+
+                def advance(now: float, total: float) -> None:
+                    reached[0] = now
+                    bar.update(job, completed=now)
+
+                result = api.simulate(s, progress=advance)
         else:
-            result = api.simulate(s)
+            result = api.simulate(s, progress=track)
         path = api.save_run(result, target, overwrite=overwrite)
+    except KeyboardInterrupt:
+        _fail(f"interrupted at {reached[0]:,.0f} of {s.horizon_s:,.0f} simulated s ({time.perf_counter() - t0:.0f} s "
+              f"wall): nothing was written to {target} (a run's directory appears only when it finishes); "
+              "rerun to start again.", 130)  # fmt: skip
     except ScenarioError as e:
-        _fail(str(e))
+        _fail_scenario(e, scenario, set_)
     except store.RunExistsError as e:
         _fail(str(e))
     if as_json:
@@ -81,6 +111,10 @@ def run(
     (err_console if as_json else out_console).print(f"results: {path}", highlight=False, soft_wrap=True)
     if report_:
         _report_or_fail(path, None, err_console if as_json else out_console)
+    if not quiet:
+        print_warnings(result.summary, err_console)
+    if strict and result.summary.get("warnings"):
+        raise typer.Exit(3)
 
 
 def validate(
@@ -94,7 +128,7 @@ def validate(
     try:
         plans = resolve(s).plans  # the built-in catalog plus the scenario's `catalog` files
     except ScenarioError as e:
-        _fail(str(e))
+        _fail_scenario(e, scenario, set_)
     out_console.print(f"[green]ok[/]: {scenario}: {len(s.workload)} workload(s), {len(plans)} pool(s)")
     for p in plans:
         d = p.spec.deployment

@@ -263,6 +263,7 @@ class Recorder:
         pool: str | None,
         replica: int | None,
         issue_s: float,
+        admitted_s: float | None,
         first_token_s: float | None,
         done_s: float | None,
         status: str,
@@ -304,6 +305,8 @@ class Recorder:
             replica is not None,
             0 if replica is None else replica,
             issue_s,
+            admitted_s is not None,
+            0.0 if admitted_s is None else admitted_s,
             first_token_s is not None,
             0.0 if first_token_s is None else first_token_s,
             done_s is not None,
@@ -355,6 +358,7 @@ class Recorder:
             pool=None if r is None else r.pool,
             replica=None if r is None else r.index,
             issue_s=call.issue_s,
+            admitted_s=call.admitted_s,
             first_token_s=call.first_token_s,
             done_s=call.done_s,
             status="unfinished" if call.done_s is None else "finished",
@@ -390,6 +394,7 @@ class Recorder:
             pool=None,
             replica=None,
             issue_s=call.issue_s,
+            admitted_s=None,
             first_token_s=None,
             done_s=None,
             status="rejected",
@@ -477,6 +482,10 @@ class Recorder:
         output_tokens: int,
         prefill_tokens: int,
         state: str,
+        steps: int,
+        kv_cached_tokens: int,
+        preemptions: int,
+        evicted_tokens: int,
     ) -> None:
         """Record one time-series row of a replica (or of the tool pool)."""
         values = {
@@ -495,6 +504,10 @@ class Recorder:
             "output_tokens": output_tokens,
             "prefill_tokens": prefill_tokens,
             "state": state,
+            "steps": steps,
+            "kv_cached_tokens": kv_cached_tokens,
+            "preemptions": preemptions,
+            "evicted_tokens": evicted_tokens,
         }
         self.replicas.append(tuple(values[name] for name in REPLICAS_SCHEMA.names))
 

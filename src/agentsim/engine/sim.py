@@ -127,6 +127,7 @@ def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
     def sample(now: float) -> None:
         for r in cluster.replicas:
             running, waiting, held, busy, out, prefill = r.progress(now)
+            steps, cached, preempted, evicted = r.counters(now)
             rec.replica_sample(
                 t_s=now,
                 pool=r.pool,
@@ -143,6 +144,10 @@ def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
                 output_tokens=out,
                 prefill_tokens=prefill,
                 state=r.status,
+                steps=steps,
+                kv_cached_tokens=cached,
+                preemptions=preempted,
+                evicted_tokens=evicted,
             )
         if tools is not None:
             # One row for the whole tool pool; busy time in pool-equivalent seconds (worker-seconds / workers).
@@ -164,6 +169,10 @@ def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
                 output_tokens=0,
                 prefill_tokens=0,
                 state="active",
+                steps=0,
+                kv_cached_tokens=0,
+                preemptions=0,
+                evicted_tokens=0,
             )
 
     def sampler() -> Any:

@@ -1,9 +1,10 @@
 """Run comparison: summary metrics of several runs side by side, with differences against the first run.
 
-:func:`compare_rows` is the data (one :class:`CompareRow` per metric, with a verdict where the metric has a
-direction: more tokens/s is better, more dollars worse); :func:`compare_table` is its terminal view (rich, no
-matplotlib needed) and :func:`write_compare` its HTML view, ``compare.html`` with overlaid latency CDFs, total
-output throughput over time and efficiency bars, one colour per run.
+:func:`compare_rows` is the data: one :class:`CompareRow` per metric, with a verdict where the metric has a
+direction (more tokens/s better, more dollars worse) *and* the difference is significant, beyond what another
+seed could give (batch means over each run's window, :mod:`agentsim.report.significance`). :func:`compare_table`
+is its terminal view (rich, no matplotlib needed) and :func:`write_compare` its HTML view, ``compare.html`` with
+overlaid latency CDFs, total output throughput over time and efficiency bars, one colour per run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from agentsim.report.figures import Figure, cdf_figures, efficiency_figure
 from agentsim.report.html import render, write_page
 from agentsim.report.plots import Line, Panel, color, si
 from agentsim.report.run import run_meta
+from agentsim.report.significance import batch_values, significant
 
 COMPARE_FILE = "compare.html"
 
@@ -73,13 +75,15 @@ _COMPARE: tuple[_Metric, ...] = (
 @dataclass(frozen=True)
 class CompareRow:
     """One metric across runs: ``values[i]`` of run ``i``; ``diffs[i]``/``pcts[i]`` against run 0 (``None``
-    for run 0, a missing value, or a % change from 0); ``verdicts[i]``: +1 better, -1 worse, 0 neither."""
+    for run 0, a missing value, or a % change from 0); ``verdicts[i]``: +1 better, -1 worse, 0 neither or not
+    significant; ``significant[i]``: the batch-means test's answer (None: untested, run 0 or no batches)."""
 
     label: str
     values: list[float | None]
     diffs: list[float | None]
     pcts: list[float | None]
     verdicts: list[int]
+    significant: list[bool | None]
 
 
 def _get(s: dict[str, Any], keys: Sequence[str]) -> float | None:
@@ -89,8 +93,15 @@ def _get(s: dict[str, Any], keys: Sequence[str]) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def compare_rows(summaries: Sequence[dict[str, Any]]) -> list[CompareRow]:
-    """Summary metrics side by side, with differences against the first summary."""
+def compare_rows(
+    summaries: Sequence[dict[str, Any]], batches: Sequence[dict[str, np.ndarray]] | None = None
+) -> list[CompareRow]:
+    """Summary metrics side by side, with differences against the first summary.
+
+    ``batches[i]``: run ``i``'s per-batch values by metric label (:func:`~agentsim.report.significance.
+    batch_values`). A difference gets a verdict only when the metric has a direction and its batch values differ
+    significantly from run 0's; without ``batches`` (or for a metric not batched) there is no verdict at all:
+    a difference that cannot be told from noise is not called better or worse."""
     rows = []
     for m in _COMPARE:
         vals = [_get(s, m.keys) for s in summaries]
@@ -98,15 +109,30 @@ def compare_rows(summaries: Sequence[dict[str, Any]]) -> list[CompareRow]:
         diffs: list[float | None] = [None]
         pcts: list[float | None] = [None]
         verdicts = [0]
-        for v in vals[1:]:
+        sig: list[bool | None] = [None]
+        for i, v in enumerate(vals[1:], start=1):
             d = v - base if v is not None and base is not None else None
             if d is not None and abs(d) <= 1e-12 * abs(base or 0.0):
                 d = 0.0  # rounding noise (a busy fraction of 1 - 6e-16), not a difference
             diffs.append(d)
             pcts.append(d / abs(base) * 100 if d is not None and base else None)
-            verdicts.append(int(np.sign(d)) * m.better if d else 0)
-        rows.append(CompareRow(m.label, vals, diffs, pcts, verdicts))
+            a = batches[0].get(m.label) if batches else None
+            b = batches[i].get(m.label) if batches else None
+            s = significant(a, b) if a is not None and b is not None else None
+            sig.append(s)
+            verdicts.append(int(np.sign(d)) * m.better if d and s else 0)
+        rows.append(CompareRow(m.label, vals, diffs, pcts, verdicts, sig))
     return rows
+
+
+def _rows(runs: Sequence[RunData]) -> list[CompareRow]:
+    return compare_rows([r.summary for r in runs], [batch_values(r) for r in runs])
+
+
+NOTE = (
+    "Green: better, red: worse than the first run, only where the difference is significant (Welch's t-test at "
+    "5% on batch means: each window cut into 10 stretches); '~' marks a difference within the noise of the runs."
+)
 
 
 def _num(x: float | None) -> str:
@@ -140,17 +166,23 @@ def compare_table(runs: Sequence[RunData]) -> Table:
         if i:
             t.add_column("Δ", justify="right")
             t.add_column("Δ %", justify="right")
+    t.caption = NOTE
     style = {1: "green", -1: "red", 0: ""}
-    for row in compare_rows([r.summary for r in runs]):
+    for row in _rows(runs):
         cells = [row.label]
         for i in range(len(runs)):
             cells.append(_num(row.values[i]))
             if i:
                 st = style[row.verdicts[i]]
-                d, p = _signed(row.diffs[i]), _signed(row.pcts[i], pct=True)
+                d, p = _signed(row.diffs[i]), _signed(row.pcts[i], pct=True) + _noise(row, i)
                 cells += [f"[{st}]{d}[/]" if st else d, f"[{st}]{p}[/]" if st else p]
         t.add_row(*cells)
     return t
+
+
+def _noise(row: CompareRow, i: int) -> str:
+    """`` ~`` after a difference the batch-means test found within the noise."""
+    return " ~" if row.significant[i] is False and row.diffs[i] else ""
 
 
 def compare_figures(runs: Sequence[RunData]) -> list[Figure]:
@@ -193,13 +225,13 @@ def render_compare_html(runs: Sequence[RunData], figs: Sequence[Figure]) -> str:
         header += [r.label] + (["Δ", "Δ %"] if i else [])
     cls_of = {1: "better", -1: "worse", 0: ""}
     cells, classes = [], []
-    for row in compare_rows([r.summary for r in runs]):
+    for row in _rows(runs):
         c, k = [row.label], [""]
         for i in range(len(runs)):
             c.append(_num(row.values[i]))
             k.append("")
             if i:
-                c += [_signed(row.diffs[i]), _signed(row.pcts[i], pct=True)]
+                c += [_signed(row.diffs[i]), _signed(row.pcts[i], pct=True) + _noise(row, i)]
                 k += [cls_of[row.verdicts[i]]] * 2
         cells.append(c)
         classes.append(k)
@@ -210,6 +242,7 @@ def render_compare_html(runs: Sequence[RunData], figs: Sequence[Figure]) -> str:
         rows=cells,
         classes=classes,
         figures=figs,
+        note=NOTE,
     )
 
 

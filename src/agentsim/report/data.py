@@ -199,6 +199,7 @@ class PoolSeries:
 
 
 _REPLICA_COLUMNS = ("running", "waiting", "kv_used_tokens", "kv_capacity_tokens", "output_tokens", "prefill_tokens")
+_OPTIONAL_COLUMNS = ("kv_cached_tokens", "preemptions", "evicted_tokens")  # runs written before these existed lack them
 
 
 def pool_series(run: RunData) -> dict[str, PoolSeries]:
@@ -221,7 +222,7 @@ def pool_series(run: RunData) -> dict[str, PoolSeries]:
         ti = np.searchsorted(ts, t[m])
         ri = np.searchsorted(reps, rep[m])
         mats: dict[str, np.ndarray] = {}
-        for name in _REPLICA_COLUMNS:
+        for name in (*_REPLICA_COLUMNS, *(c for c in _OPTIONAL_COLUMNS if c in r.column_names)):
             a = np.full((ts.size, reps.size), np.nan)
             a[ti, ri] = col(r, name)[m]
             mats[name] = a

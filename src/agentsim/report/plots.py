@@ -459,6 +459,73 @@ def lines_png(
     return _labelled_png(fig, ax, title, xlabel, ylabel)
 
 
+def multiples_png(
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    panels: Sequence[tuple[str, Sequence[Line]]],
+    *,
+    threshold: float | None = None,
+    threshold_label: str = "SLO",
+    xticks: Sequence[tuple[float, str]] | None = None,
+    percent_y: bool = False,
+    nonnegative: bool = True,
+) -> bytes:
+    """Small multiples: one axes per ``(panel title, lines)``, sharing both axes (so panels compare at a
+    glance), in a grid of up to 3 columns; each line with its ``lo``..``hi`` band; ``threshold`` drawn as a
+    dashed horizontal line in every panel (an SLO target)."""
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    n = max(1, len(panels))
+    ncols = min(3, n)
+    nrows = -(-n // ncols)
+    fig, axes = _new_figure(nrows=nrows, ncols=ncols, sharex=True)
+    for ax in axes[1:]:
+        ax.sharey(axes[0])
+    allv: list[np.ndarray] = []
+    for k, ax in enumerate(axes):
+        if k >= len(panels):
+            ax.set_visible(False)
+            continue
+        name, lines = panels[k]
+        drew = False
+        for ln in lines:
+            ok = np.isfinite(ln.t) & np.isfinite(ln.y)
+            if not ok.any():
+                continue
+            if ln.lo is not None and ln.hi is not None:
+                band = ok & np.isfinite(ln.lo) & np.isfinite(ln.hi)
+                if band.any():
+                    lo = np.maximum(ln.lo[band], 0.0) if nonnegative else ln.lo[band]  # latencies, costs: >= 0
+                    ax.fill_between(ln.t[band], lo, ln.hi[band], color=ln.color, alpha=0.2, linewidth=0)
+            ax.plot(ln.t[ok], ln.y[ok], color=ln.color, marker="o", markersize=3.5, linewidth=1.4, label=ln.label)
+            allv.append(ln.y[ok])
+            drew = True
+        if not drew:
+            _no_data(ax, "no values")
+        if threshold is not None:
+            ax.axhline(threshold, color="#c0392b", linestyle="--", linewidth=1.0, label=threshold_label)
+        ax.set_title(name, fontsize=8)
+        ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=7)
+        if k % ncols == 0:
+            ax.set_ylabel(ylabel, fontsize=8)
+        if k >= n - ncols:
+            ax.set_xlabel(xlabel, fontsize=8)
+        if xticks is not None:
+            ax.set_xticks([p for p, _ in xticks], [s for _, s in xticks], fontsize=7)
+        elif all(np.array_equal(ln.t[np.isfinite(ln.t)], np.round(ln.t[np.isfinite(ln.t)])) for ln in lines):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if percent_y:
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if allv and not percent_y:
+        _auto_log(axes[0], np.concatenate(allv), "y")
+    if threshold is not None:
+        axes[0].legend(loc="best", fontsize=7, framealpha=0.9)
+    fig.suptitle(title, fontsize=10)
+    return to_png(fig)
+
+
 def _labelled_png(fig: Figure, ax: Axes, title: str, xlabel: str, ylabel: str) -> bytes:
     """Title, axis labels and grid, then the PNG: how every single-axes figure ends."""
     ax.set_title(title)
@@ -476,11 +543,16 @@ def scatter_png(
     *,
     frontier: np.ndarray | None = None,
     frontier_label: str = "Pareto frontier",
+    groups: Sequence[int] | None = None,
+    legend: Sequence[tuple[str, str]] = (),
     percent_x: bool = False,
     percent_y: bool = False,
 ) -> bytes:
-    """Labelled points; ``frontier`` (a boolean mask over ``points``) is joined by a line in x order and its points
-    are ringed. Axes turn logarithmic when the values span more than a factor of 30."""
+    """Points; ``frontier`` (a boolean mask over ``points``) is ringed and joined by a line in x order, one line
+    per value of ``groups`` when given (frontiers within each group). Points at the same place share one label
+    (their labels joined), so labels do not print over each other. ``legend``: (label, colour) entries.
+    Axes turn logarithmic when the values span more than a factor of 30."""
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import PercentFormatter
 
     fig, (ax,) = _new_figure()
@@ -490,16 +562,31 @@ def scatter_png(
     if not ok.any():
         _no_data(ax, "no points with both values")
     else:
+        labels: dict[tuple[float, float], list[str]] = {}
         for p, good in zip(points, ok, strict=True):
             if good:
                 ax.scatter([p.x], [p.y], color=p.color, s=30, zorder=3)
-                ax.annotate(p.label, (p.x, p.y), textcoords="offset points", xytext=(7, 5), fontsize=7, color="#333333")
+                if p.label:
+                    at = labels.setdefault((round(p.x, 9), round(p.y, 9)), [])
+                    if p.label not in at:
+                        at.append(p.label)
+        for k, ((px, py), names) in enumerate(labels.items()):
+            ax.annotate(" | ".join(names), (px, py), textcoords="offset points", xytext=(7, 5 if k % 2 else -10),
+                        fontsize=7, color="#333333")  # fmt: skip
+        handles = [Line2D([], [], marker="o", linestyle="", color=c, label=lb) for lb, c in legend]
         if frontier is not None and (frontier & ok).any():
-            f = np.flatnonzero(frontier & ok)
-            f = f[np.argsort(x[f], kind="stable")]
-            ax.plot(x[f], y[f], color="#222222", linestyle="--", linewidth=1.2, zorder=2, label=frontier_label)
-            ax.scatter(x[f], y[f], s=90, facecolors="none", edgecolors="#222222", linewidths=1.2, zorder=4)
-            ax.legend(loc="best", fontsize=8, framealpha=0.9)
+            gid = np.zeros(len(points), dtype=int) if groups is None else np.asarray(groups, dtype=int)
+            for g in dict.fromkeys(gid.tolist()):
+                f = np.flatnonzero(frontier & ok & (gid == g))
+                if f.size == 0:
+                    continue
+                f = f[np.argsort(x[f], kind="stable")]
+                ax.plot(x[f], y[f], color="#222222", linestyle="--", linewidth=1.1, zorder=2)
+            ring = np.flatnonzero(frontier & ok)
+            ax.scatter(x[ring], y[ring], s=90, facecolors="none", edgecolors="#222222", linewidths=1.2, zorder=4)
+            handles.append(Line2D([], [], color="#222222", linestyle="--", label=frontier_label))
+        if handles:
+            ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
         if not percent_x:
             _auto_log(ax, x[ok], "x")
         if not percent_y:

@@ -27,11 +27,11 @@ import pyarrow as pa
 
 from agentsim.analysis.metrics import col, optional_rows
 from agentsim.report import plots
-from agentsim.report.data import RunData, load_run, pool_series, strings
+from agentsim.report.data import PoolSeries, RunData, load_run, pool_series, strings
 from agentsim.report.errors import require_report_deps
-from agentsim.report.figures import Figure, cdf_figures, efficiency_figure
+from agentsim.report.figures import Figure, cdf_figures
 from agentsim.report.html import REPORT_FILE, fmt, render, write_page
-from agentsim.report.plots import BarPanel, Line, Panel, color, percent, seconds, si
+from agentsim.report.plots import BarPanel, CdfSeries, Line, Panel, color, percent, seconds, si
 
 # ------------------------------------------------------------------------------------------------ figures
 
@@ -90,37 +90,88 @@ def _timeseries_figures(run: RunData) -> list[Figure]:
         png = plots.timeseries_png(f"{title}: {run.title}", [Panel(ylabel, lines)], w0, h)
         figs.append(Figure(name, f"{title} over time", caption, png))
 
-    lines = []
+    figs.append(_kv_figure(run, ps, colors))
+    churn = _churn_figure(run, ps, colors)
+    if churn is not None:
+        figs.append(churn)
+    return figs
+
+
+def _kv_figure(run: RunData, ps: dict[str, PoolSeries], colors: dict[str, str]) -> Figure:
+    """KV held by running calls apart from the prefix cache (which fills whatever the load): the first is the
+    memory pressure, the second what caching keeps."""
+    active_lines: list[Line] = []
+    cached_lines: list[Line] = []
+    split = all("kv_cached_tokens" in s.m for s in ps.values())
     for p, s in ps.items():
         used, cap = s.m["kv_used_tokens"], s.m["kv_capacity_tokens"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.nansum(used, axis=1) / np.nansum(cap, axis=1)
-            per = used / cap
+        cached = s.m["kv_cached_tokens"] if split else np.zeros_like(used)
         multi = used.shape[1] > 1
-        lines.append(
-            Line(
-                p,
-                s.t,
-                frac,
-                colors[p],
-                lo=np.nanmin(per, axis=1) if multi else None,
-                hi=np.nanmax(per, axis=1) if multi else None,
-            )
-        )
-    png = plots.timeseries_png(
-        f"KV cache use: {run.title}", [Panel("KV tokens held\n/ capacity", lines, percent=True, ymax=1.05)], w0, h
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for lines, held in ((active_lines, used - cached), (cached_lines, cached)):
+                per = held / cap
+                lines.append(Line(p, s.t, np.nansum(held, axis=1) / np.nansum(cap, axis=1), colors[p],
+                                  lo=np.nanmin(per, axis=1) if multi else None,
+                                  hi=np.nanmax(per, axis=1) if multi else None))  # fmt: skip
+    panels = [Panel("KV of running calls\n/ capacity", active_lines, percent=True, ymax=1.05)]
+    if split:
+        panels.append(Panel("prefix cache\n/ capacity", cached_lines, percent=True, ymax=1.05))
+    png = plots.timeseries_png(f"KV cache use: {run.title}", panels, run.warmup_s, run.horizon_s)
+    return Figure(
+        "kv",
+        "KV cache use over time",
+        "Top: KV tokens held privately by running calls (and by calls whose KV is in transfer) over the KV "
+        "capacity, the memory pressure; bottom: the prefix cache (shared prefixes, referenced or evictable), "
+        "which fills once traffic has run a while whatever the load. Pool total, band = min..max over replicas.",
+        png,
     )
-    figs.append(
-        Figure(
-            "kv",
-            "KV cache use over time",
-            "KV tokens held over KV capacity: pool total, band = min..max over replicas. Includes the "
-            "prefix cache's unreferenced, evictable entries, so with prefix caching on it climbs to ~100 % "
-            "once the cache has filled; that alone is not memory pressure (preemptions are, see calls).",
-            png,
-        )
+
+
+def _churn_figure(run: RunData, ps: dict[str, PoolSeries], colors: dict[str, str]) -> Figure | None:
+    """Preemptions and evictions per second over time (runs that recorded them)."""
+    if not all("preemptions" in s.m and "evicted_tokens" in s.m for s in ps.values()):
+        return None
+    pre, ev = [], []
+    for p, s in ps.items():
+        t, y = s.rate("preemptions")
+        pre.append(Line(p, t, y, colors[p], step=True))
+        t, y = s.rate("evicted_tokens")
+        ev.append(Line(p, t, y, colors[p], step=True))
+    png = plots.timeseries_png(f"Preemptions and evictions: {run.title}",
+                               [Panel("preemptions/s", pre), Panel("evicted prefix-cache\ntokens/s", ev)],
+                               run.warmup_s, run.horizon_s)  # fmt: skip
+    return Figure(
+        "churn",
+        "Preemptions and evictions over time",
+        "Pool totals per sampling interval: running calls preempted (their KV dropped; they recompute), and "
+        "prefix-cache tokens evicted to make room. Either rising means the KV cache is too small for the load.",
+        png,
     )
-    return figs
+
+
+def _ttft_split_figure(run: RunData) -> Figure | None:
+    """TTFT as queueing (issue to first admission) plus prefill (admission to first token), as CDFs."""
+    c = run.calls
+    if "admitted_s" not in c.column_names:
+        return None
+    w = col(c, "issue_s") >= run.warmup_s
+    issue, adm, first = col(c, "issue_s")[w], col(c, "admitted_s")[w], col(c, "first_token_s")[w]
+    ok = ~np.isnan(first) & ~np.isnan(adm)
+    series = [
+        CdfSeries("queueing (issue to admission)", (adm - issue)[ok], 0, color(0)),
+        CdfSeries("prefill (admission to first token)", (first - adm)[ok], 0, color(1)),
+        CdfSeries("TTFT", (first - issue)[ok], 0, "#222222", ":"),
+    ]
+    png = plots.cdf_png(f"TTFT, split: {run.title}", "seconds", series)
+    return Figure(
+        "ttft_split",
+        "TTFT: queueing and prefill",
+        "For the window's calls that got a first token: the wait before the call first entered a replica's batch "
+        "(queueing) and the time from there to its first token (its prefill chunks, interleaved with the batch's "
+        "other work). Queueing dominating means too few replicas or a full batch; prefill dominating means long "
+        "prompts or a small token budget per step.",
+        png,
+    )
 
 
 def _token_figure(run: RunData) -> Figure:
@@ -204,15 +255,18 @@ def _pool_cost_figure(run: RunData) -> Figure:
 
 
 def run_figures(run: RunData) -> list[Figure]:
-    """Every figure of a one-run report, in report order (needs matplotlib)."""
+    """Every figure of a one-run report, in report order (needs matplotlib). No chart of single bars: the pool
+    cost figure needs two pools (one pool's figures are in the page's tables), the efficiency bars are for
+    comparisons of several runs."""
     require_report_deps()
-    return [
-        *cdf_figures([run]),
-        *_timeseries_figures(run),
-        _token_figure(run),
-        _pool_cost_figure(run),
-        efficiency_figure([run], "efficiency"),
-    ]
+    figs = [*cdf_figures([run])]
+    split = _ttft_split_figure(run)
+    if split is not None:
+        figs.append(split)
+    figs += [*_timeseries_figures(run), _token_figure(run)]
+    if run.pools is not None and run.pools.num_rows > 1:
+        figs.append(_pool_cost_figure(run))
+    return figs
 
 
 # ---------------------------------------------------------------------------------------------------- page

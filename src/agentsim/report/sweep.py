@@ -1,10 +1,13 @@
 """The report of a sweep directory: key metrics against the axes, and the trade-offs between points.
 
 A sweep (``agentsim sweep ... --out DIR``) is read with :func:`agentsim.report.data.load_sweep`. Its report draws
-each key metric (TTFT and TPOT p99, output tokens/s, $/Mtok, SLO attainment) against the first numeric axis, one
-line per combination of the other axes, with the 95 % confidence interval over the replications as a band;
-throughput per GPU against tokens/s per user (1 / mean TPOT) with the Pareto frontier; and cost against SLO
-attainment, again with its frontier. The page lists every point with its means ± CI half-widths.
+each key metric (TTFT and TPOT p99, output tokens/s, $/Mtok, SLO attainment) against one axis (the first numeric
+one, or ``--x``) as small multiples: one panel per combination of the other axes, sharing both axes, with the
+95 % confidence interval over the replications as a band and the scenario's SLO target as a dashed line. Then
+throughput per GPU against tokens/s per user (1 / mean TPOT), and cost against SLO attainment, each with its
+Pareto frontier computed *within each offered load* (axes that change the workload's rates or agents): a point
+at a lower load is not a better configuration. Only frontier points are labelled. The page lists every point
+with its means ± CI half-widths.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from agentsim.report import plots
 from agentsim.report.data import SweepData, load_sweep
-from agentsim.report.errors import require_report_deps
+from agentsim.report.errors import ReportError, require_report_deps
 from agentsim.report.figures import Figure
 from agentsim.report.html import REPORT_FILE, fmt, render, write_page
 from agentsim.report.plots import Line, color
@@ -51,21 +54,50 @@ _SWEEP_METRICS: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
-def _sweep_metric_figures(sw: SweepData) -> list[Figure]:
-    n = sw.table.num_rows
+_SLO_OF_METRIC = {"ttft_s.p99": "ttft_p99_s", "tpot_s.p99": "tpot_p99_s"}
+
+
+def _slo_target(sw: SweepData, metric: str) -> float | None:
+    """The base scenario's SLO target for a metric (the first workload that sets one), to draw as a line."""
+    key = _SLO_OF_METRIC.get(metric)
+    base = sw.definition.get("base")
+    if key is None or not isinstance(base, dict):
+        return None
+    for w in base.get("workload") or []:
+        v = (w.get("slo") or {}).get(key) if isinstance(w, dict) else None
+        if isinstance(v, int | float):
+            return float(v)
+    return None
+
+
+def x_axis(sw: SweepData, x: str | None = None) -> str | None:
+    """The axis the sweep's figures put on x: ``x`` (a full path or its short name), else the first numeric
+    axis, else the first axis."""
+    if x is not None:
+        match = [a for a in sw.axes if a == x or _short_axis(a, sw.axes) == x]
+        if not match:
+            raise ReportError(f"--x {x!r} is not an axis of this sweep; axes: {', '.join(sw.axes) or 'none'}")
+        return match[0]
     numeric = [a for a in sw.axes if sw.is_numeric(a)]
-    xaxis = numeric[0] if numeric else (sw.axes[0] if sw.axes else None)
+    return numeric[0] if numeric else (sw.axes[0] if sw.axes else None)
+
+
+def _sweep_metric_figures(sw: SweepData, x: str | None = None) -> list[Figure]:
+    """Each key metric against the x axis: small multiples, one panel per combination of the other axes (a
+    panel holds one line, so confidence bands never overlap), the SLO target as a dashed line."""
+    n = sw.table.num_rows
+    xaxis = x_axis(sw, x)
     xticks: list[tuple[float, str]] | None = None
     if xaxis is None:
-        x = np.arange(n, dtype=float)
+        xs = np.arange(n, dtype=float)
         xticks, xlabel = [(float(i), str(i)) for i in range(n)], "point"
     elif sw.is_numeric(xaxis):
-        x, xlabel = sw.values(xaxis), xaxis
-    else:  # no numeric axis: the first axis's values, in order of appearance, as categories
+        xs, xlabel = sw.values(xaxis), _short_axis(xaxis, sw.axes)
+    else:  # a categorical axis: its values in order of appearance
         raw = [_axis_value(v) for v in sw.table.column(xaxis).to_pylist()]
         cats = list(dict.fromkeys(raw))
-        x = np.array([cats.index(v) for v in raw], dtype=float)
-        xticks, xlabel = [(float(i), c) for i, c in enumerate(cats)], xaxis
+        xs = np.array([cats.index(v) for v in raw], dtype=float)
+        xticks, xlabel = [(float(i), c) for i, c in enumerate(cats)], _short_axis(xaxis, sw.axes)
     others = [a for a in sw.axes if a != xaxis]
     cols = {a: sw.table.column(a).to_pylist() for a in others}
     keys = [tuple(_axis_value(cols[a][i]) for a in others) for i in range(n)]
@@ -73,24 +105,93 @@ def _sweep_metric_figures(sw: SweepData) -> list[Figure]:
     figs = []
     for metric, title, ylabel, pct in _SWEEP_METRICS:
         y, ci = sw.values(metric), sw.values(f"{metric}.ci95")
-        lines = []
-        for g, key in enumerate(groups):
+        panels = []
+        for key in groups:
             idx = np.array([i for i in range(n) if keys[i] == key], dtype=int)
-            idx = idx[np.argsort(x[idx], kind="stable")]
-            label = ", ".join(f"{_short_axis(a, sw.axes)}={v}" for a, v in zip(others, key, strict=True))
+            idx = idx[np.argsort(xs[idx], kind="stable")]
+            name = ", ".join(f"{_short_axis(a, sw.axes)}={v}" for a, v in zip(others, key, strict=True)) or "all"
             half = np.where(np.isfinite(ci[idx]), ci[idx], np.nan)
-            lines.append(Line(label, x[idx], y[idx], color(g), lo=y[idx] - half, hi=y[idx] + half))
-        png = plots.lines_png(f"{title} vs {xlabel}: {sw.title}", xlabel, ylabel, lines, xticks=xticks, percent_y=pct)
+            panels.append((name, [Line("", xs[idx], y[idx], color(0), lo=y[idx] - half, hi=y[idx] + half)]))
+        target = _slo_target(sw, metric)
+        png = plots.multiples_png(f"{title} vs {xlabel}: {sw.title}", xlabel, ylabel, panels, threshold=target,
+                                  threshold_label="SLO target", xticks=xticks, percent_y=pct)  # fmt: skip
         figs.append(
             Figure(
                 f"sweep_{metric.replace('.', '_')}",
-                f"{title} vs {_short_axis(xlabel, sw.axes) if xaxis else xlabel}",
+                f"{title} vs {xlabel}",
                 f"Mean of {metric} over each point's replications; shaded: the 95% Student-t confidence interval "
-                "(none with one replication). One line per combination of the other axes.",
+                "(none with one replication). One panel per combination of the other axes, sharing both axes"
+                + ("; dashed: the scenario's SLO target" if target is not None else "")
+                + (f". Panels: {'; '.join(name for name, _ in panels)}" if len(panels) > 1 else "")
+                + ". `agentsim report DIR --x AXIS` puts another axis on x.",
                 png,
             )
         )
     return figs
+
+
+def _load_axes(sw: SweepData) -> list[str]:
+    """The axes that change the offered load (arrival rates, agent counts, workload changes) rather than the
+    cluster: points are compared within the same load only."""
+    return [a for a in sw.axes if a.startswith("workload") or "arrivals" in a or a.endswith(("rate_per_s", "agents"))]
+
+
+def _load_groups(sw: SweepData) -> tuple[list[str], list[tuple[str, ...]]]:
+    loads = _load_axes(sw)
+    cols = {a: sw.table.column(a).to_pylist() for a in loads}
+    keys = [tuple(_axis_value(cols[a][i]) for a in loads) for i in range(sw.table.num_rows)]
+    return loads, keys
+
+
+def _per_load_frontier(
+    sw: SweepData, x: np.ndarray, y: np.ndarray, *, max_x: bool, max_y: bool
+) -> tuple[np.ndarray, list[str], list[tuple[str, ...]]]:
+    """The Pareto frontier computed within each offered load (a mask), the load axes and each point's load."""
+    loads, keys = _load_groups(sw)
+    front = np.zeros(x.size, dtype=bool)
+    for key in dict.fromkeys(keys):
+        idx = np.array([i for i, k in enumerate(keys) if k == key], dtype=int)
+        front[idx] = plots.pareto_mask(x[idx], y[idx], max_x=max_x, max_y=max_y)
+    return front, loads, keys
+
+
+def _config_labels(sw: SweepData) -> list[str]:
+    """Point labels without the load axes (the colour says the load)."""
+    loads = set(_load_axes(sw))
+    axes = [a for a in sw.axes if a not in loads]
+    cols = {a: sw.table.column(a).to_pylist() for a in axes}
+    return [", ".join(f"{_short_axis(a, sw.axes)}={_axis_value(cols[a][i])}" for a in axes) or f"point {i}"
+            for i in range(sw.table.num_rows)]  # fmt: skip
+
+
+def _points(
+    sw: SweepData, x: np.ndarray, y: np.ndarray, front: np.ndarray, keys: list[tuple[str, ...]]
+) -> list[plots.Point]:
+    labels = _config_labels(sw)
+    order = list(dict.fromkeys(keys))
+    # Only frontier points are labelled: the others stay as unlabelled dots, so labels do not pile up.
+    return [plots.Point(labels[i] if front[i] else "", float(x[i]), float(y[i]), color(order.index(keys[i])))
+            for i in range(x.size)]  # fmt: skip
+
+
+def _group_ids(keys: list[tuple[str, ...]]) -> list[int]:
+    order = list(dict.fromkeys(keys))
+    return [order.index(k) for k in keys]
+
+
+def _load_legend(sw: SweepData, loads: list[str], keys: list[tuple[str, ...]]) -> list[tuple[str, str]]:
+    if not loads:
+        return []
+    return [(", ".join(f"{_short_axis(a, sw.axes)}={v}" for a, v in zip(loads, key, strict=True)), color(i))
+            for i, key in enumerate(dict.fromkeys(keys))]  # fmt: skip
+
+
+def _load_note(loads: list[str], keys: list[tuple[str, ...]]) -> str:
+    if not loads:
+        return "All points share one offered load."
+    names = ", ".join(_short_axis(a, loads) for a in loads)
+    return (f"Points are coloured by offered load ({names}: {len(set(keys))} loads) and the frontier is drawn "
+            "within each load: a lower load is not a better configuration.")  # fmt: skip
 
 
 def _sweep_pareto_figure(sw: SweepData, labels: Sequence[str]) -> Figure:
@@ -104,49 +205,52 @@ def _sweep_pareto_figure(sw: SweepData, labels: Sequence[str]) -> Figure:
         ylabel, how = "output tokens/s per GPU", "output tokens/s divided by the GPUs (gpu_hours × 3600 / window_s)"
     else:
         y, ylabel, how = tput, "output tokens/s (total)", "output tokens/s (no GPU count in the table)"
-    front = plots.pareto_mask(per_user, y)
-    pts = [plots.Point(lb, float(a), float(b), color(0)) for lb, a, b in zip(labels, per_user, y, strict=True)]
+    front, loads, keys = _per_load_frontier(sw, per_user, y, max_x=True, max_y=True)
     png = plots.scatter_png(
         f"Throughput vs interactivity: {sw.title}",
         "output tokens/s per user (1 / mean TPOT)",
         ylabel,
-        pts,
+        _points(sw, per_user, y, front, keys),
         frontier=front,
+        groups=_group_ids(keys),
+        legend=_load_legend(sw, loads, keys),
     )
     return Figure(
         "sweep_pareto",
         "Throughput per GPU vs tokens/s per user",
-        f"Each point: {how}, against the speed a user sees, 1 / mean TPOT. The dashed line joins the Pareto frontier: "
-        "points no other point beats on both.",
+        f"Each point: {how}, against the speed a user sees, 1 / mean TPOT. Ringed and labelled: the Pareto "
+        f"frontier (points no other point beats on both). {_load_note(loads, keys)}",
         png,
     )
 
 
 def _sweep_cost_slo_figure(sw: SweepData, labels: Sequence[str]) -> Figure:
     slo, cost = sw.values("slo_attainment.calls"), sw.values("usd_per_mtok_output")
-    front = plots.pareto_mask(slo, cost, max_x=True, max_y=False)
-    pts = [plots.Point(lb, float(a), float(b), color(1)) for lb, a, b in zip(labels, slo, cost, strict=True)]
+    front, loads, keys = _per_load_frontier(sw, slo, cost, max_x=True, max_y=False)
     png = plots.scatter_png(
         f"Cost vs SLO attainment: {sw.title}",
         "calls meeting their SLO",
         "$ / Mtok output",
-        pts,
+        _points(sw, slo, cost, front, keys),
         frontier=front,
+        groups=_group_ids(keys),
+        legend=_load_legend(sw, loads, keys),
         percent_x=True,
     )
     return Figure(
         "sweep_cost_slo",
         "Cost vs SLO attainment",
         "Each point: $ per million output tokens against the fraction of calls meeting their SLO (means over the "
-        "replications). Dashed: the cheapest points for their attainment (Pareto frontier).",
+        f"replications). Labelled: the cheapest points for their attainment (Pareto frontier). "
+        f"{_load_note(loads, keys)}",
         png,
     )
 
 
-def sweep_figures(sw: SweepData) -> list[Figure]:
-    """Every figure of a sweep report."""
+def sweep_figures(sw: SweepData, x: str | None = None) -> list[Figure]:
+    """Every figure of a sweep report (``x``: the axis on x, see :func:`x_axis`)."""
     labels = _point_labels(sw)
-    return [*_sweep_metric_figures(sw), _sweep_pareto_figure(sw, labels), _sweep_cost_slo_figure(sw, labels)]
+    return [*_sweep_metric_figures(sw, x), _sweep_pareto_figure(sw, labels), _sweep_cost_slo_figure(sw, labels)]
 
 
 def render_sweep_html(sw: SweepData, figs: Sequence[Figure]) -> str:
@@ -178,10 +282,10 @@ def render_sweep_html(sw: SweepData, figs: Sequence[Figure]) -> str:
     )
 
 
-def write_sweep_report(sweep_dir: str | Path, out: str | Path | None = None) -> Path:
+def write_sweep_report(sweep_dir: str | Path, out: str | Path | None = None, x: str | None = None) -> Path:
     """Write ``report.html`` and one PNG per figure for a sweep directory into ``out`` (default: the sweep
     directory); return the HTML path. Raises :class:`ReportError`."""
     require_report_deps()
     sw = load_sweep(sweep_dir)
-    figs = sweep_figures(sw)
+    figs = sweep_figures(sw, x)
     return write_page(Path(out) if out is not None else sw.path, REPORT_FILE, render_sweep_html(sw, figs), figs)

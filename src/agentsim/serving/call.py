@@ -40,6 +40,7 @@ class Call:
     __slots__ = (
         "acc0",
         "accm0",
+        "admitted_s",
         "block_tokens",
         "blocks",
         "busy_share_s",
@@ -109,6 +110,7 @@ class Call:
         self.prompt = prompt
         self.output = output
         self.issue_s = issue_s
+        self.admitted_s: float | None = None  # first admission into a batch (queueing ends)
         self.owner = owner  # the agent-layer object told of first token and completion (a running task)
         self.index = index  # position in its task
         self.workload = workload

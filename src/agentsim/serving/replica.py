@@ -204,6 +204,7 @@ class Replica(ReplicaId):
         self._seg_cum: np.ndarray | list[float] | None = None  # step end times, built only when needed
         self.cur_p = 0  # prefill tokens of the current step
         self.cur_d = 0  # decode seqs of the current step
+        self.pf_pairs = 0.0  # sum over the prefill chunks being filled of chunk * (context + chunk / 2)
 
         # Counters for the time series and the summary.
         self.busy_s = 0.0
@@ -212,6 +213,7 @@ class Replica(ReplicaId):
         self.prefill_tokens = 0  # prompt tokens computed (recomputes included)
         self.outstanding = 0  # router load: prompt not cached on arrival + output, of calls in the replica
         self.steps_skipped = 0
+        self.steps_run = 0  # steps executed, each paying the step's fixed cost (decodes waiting or not)
         self.preemptions = 0
         self.holding = 0  # calls handed off whose KV is still being sent (prefill role)
 
@@ -340,6 +342,7 @@ class Replica(ReplicaId):
         dt = now - self.t0
         self.busy_s += dt
         self.busy_prefill_s += dt
+        self.steps_run += 1
         tokens = self.cur_p + self.cur_d
         d = self.cur_d
         if d == self.decoding:
@@ -378,6 +381,7 @@ class Replica(ReplicaId):
         self.busy_s += dt
         self.acc += dt / b
         self.step += k
+        self.steps_run += k
         self.kv.private += b * k
         self.out_tokens += b * k
         self.steps_skipped += k - 1
@@ -568,6 +572,8 @@ class Replica(ReplicaId):
             c.nodes.append(node)
             node.last_use = now
         c.phase = PREFILL
+        if c.admitted_s is None:
+            c.admitted_s = now
         self._join(c)
         self.prefilling.append(c)
         self.pf_left += c.output - c.generated
@@ -702,6 +708,7 @@ class Replica(ReplicaId):
         p = 0
         ctx = 0
         self.reloads_now = 0
+        pairs = 0.0
         for c in self.prefilling:
             if budget <= 0:
                 c.chunk = 0
@@ -715,6 +722,7 @@ class Replica(ReplicaId):
             p += chunk
             if chunk:
                 ctx += c.computed
+                pairs += chunk * (c.computed + 0.5 * chunk)
         while waiting and budget > 0 and len(self.running) < self.max_seqs:
             c = waiting[0]
             if c.kv_ready:
@@ -729,6 +737,8 @@ class Replica(ReplicaId):
             budget -= chunk
             p += chunk
             ctx += c.computed
+            pairs += chunk * (c.computed + 0.5 * chunk)
+        self.pf_pairs = pairs
         return p, ctx
 
     def _run(self, now: float, p: int, d: int, ctx: int, single: bool) -> None:
@@ -743,7 +753,8 @@ class Replica(ReplicaId):
             self.cur_p = p
             self.cur_d = d
             self.state = STEP
-            self._timer(self.perf.step_time(p, d, ctx + (self.q + d * self.step if d else 0)))
+            c = ctx + (self.q + d * self.step if d else 0)
+            self._timer(self.perf.prefill_step_time(p, d, c, ctx, self.pf_pairs))
             return
         k = 1 if single else cast(Finish, self.heap[0]).step - self.step
         room = self.kv.free // d
@@ -789,6 +800,15 @@ class Replica(ReplicaId):
         elif self.state == STEP:
             busy += now - self.t0
         return len(self.running), len(self.waiting), held, busy, out, self.prefill_tokens
+
+    def counters(self, now: float) -> tuple[int, int, int, int]:
+        """More state at ``now``, for the time series: (steps executed, KV tokens in the prefix cache,
+        preemptions, KV tokens evicted). Inside a segment the steps finished by ``now`` are counted."""
+        steps = self.steps_run
+        if self.state == SEGMENT:
+            m = bisect_right(self.seg_cum(), now - self.t0)
+            steps += min(m, self.seg_k)
+        return steps, self.kv.cached, self.preemptions, self.kv.evicted_tokens
 
     def drain_if_empty(self, now: float) -> None:
         """A draining replica that holds nothing any more (no queued, running or in-transfer call) is removed."""

@@ -1,0 +1,137 @@
+"""Warnings: what a reader of a run's summary must know before trusting a number in it.
+
+A summary always has numbers; some of them are weak. Each rule below looks at the run and, when it applies,
+adds ``{"code", "message"}`` to ``summary["warnings"]`` (the CLI prints them; ``agentsim run --strict`` exits 3
+when there is any):
+
+* ``censored``: more than :data:`CENSORED_SHARE` of the window's tasks (or calls) were still running at the
+  horizon: their duration statistics are Kaplan-Meier estimates, and the percentiles it cannot reach are lower
+  bounds (named in ``lower_bounds``). A longer ``horizon_s`` removes it.
+* ``small_sample``: a percentile taken from fewer items than it needs to be more than an interpolation between
+  the largest few (``p99`` from fewer than 100 items, ``p90`` from fewer than 10).
+* ``overload``: the queue grew through the window: the waiting calls' trend over the window rose by more than
+  :data:`GROWTH` times the running calls (and by at least :data:`MIN_GROWTH` calls). Latencies then depend on
+  how long the run lasted, not on the cluster: they are not steady-state figures. (The continuous-batching load
+  is reported beside it: a batch limit can saturate a replica well below a load of 1.)
+* ``context_window``: calls were rejected because prompt + output passed the model's context window (or, as a
+  note, agents compacted their context to fit it).
+* ``no_traffic``: no call completed in the window: every rate and cost per token is undefined.
+* ``noise_floor``: a percentile target's verdict (``slo_attainment.by_workload.*.targets_met``) is within the
+  noise: the run's percentile lies inside its own 95% interval (batch means, :mod:`agentsim.analysis.batches`)
+  of the target, so another seed could give the other answer. A longer horizon (or the planner, which
+  replicates until decisions separate) settles it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from agentsim import spec
+from agentsim.analysis import batches
+from agentsim.analysis.metrics import call_latencies, col, of_workload
+
+CENSORED_SHARE = 0.10
+GROWTH = 0.25
+MIN_GROWTH = 10.0
+NEEDS = {"p99": 100, "p90": 10}
+
+
+def collect(
+    summary: dict[str, Any], scenario: spec.Scenario, calls: pa.Table, tasks: pa.Table, replicas: pa.Table
+) -> list[dict[str, str]]:
+    """The warnings of one run (module docstring), from its summary and tables."""
+    out: list[dict[str, str]] = []
+    horizon = scenario.horizon_s
+
+    def add(code: str, message: str) -> None:
+        out.append({"code": code, "message": message})
+
+    for key, what in (("task_s", "tasks"), ("call_e2e_s", "calls")):
+        d = summary.get(key) or {}
+        n, c = int(d.get("n") or 0), int(d.get("censored") or 0)
+        if n + c and c / (n + c) > CENSORED_SHARE:
+            bounds = ", ".join(d.get("lower_bounds") or []) or "none"
+            add("censored", f"{c / (n + c):.0%} of the window's {what} ({c} of {n + c}) were unfinished at the "
+                f"horizon ({horizon:g} s): {key} uses Kaplan-Meier estimates; lower bounds only: {bounds}. "
+                "A longer horizon_s removes this.")  # fmt: skip
+    for key in ("ttft_s", "tpot_s", "call_e2e_s", "task_s", "task_usd"):
+        d = summary.get(key) or {}
+        n = int(d.get("n") or 0)
+        weak = [p for p, need in NEEDS.items() if 0 < n < need]
+        if weak:
+            add("small_sample", f"{key}: {', '.join(weak)} from {n} values: an interpolation between the "
+                "largest few, not a tail estimate.")  # fmt: skip
+    growth = _queue_growth(replicas, scenario.warmup_s, horizon)
+    load = (summary.get("headroom") or {}).get("batching_load")
+    if growth is not None and growth[0] >= MIN_GROWTH and growth[0] > GROWTH * growth[1]:
+        at = "" if load is None else f" (continuous-batching load {load:.2f})"
+        add("overload", f"waiting calls grew by {growth[0]:.0f} through the window against {growth[1]:.0f} "
+            f"running{at}: the cluster is overloaded and latencies grow with the run's length (not steady-state "
+            "figures); add replicas or lower the load.")  # fmt: skip
+    rejected = int(summary.get("calls_rejected") or 0)
+    if rejected:
+        add("context_window", f"{rejected} call(s) rejected: prompt + output passed the model's context window "
+            f"({int(summary.get('tasks_failed') or 0)} task(s) failed); see on_context_limit.")  # fmt: skip
+    compacted = int(summary.get("calls_compacted") or 0)
+    if compacted:
+        add("context_window", f"note: agents compacted their context before {compacted} call(s) to fit the "
+            "model's context window.")  # fmt: skip
+    if not summary.get("calls_completed"):
+        add("no_traffic", "no call completed in the window: rates and costs per token are undefined.")
+    for label, name, value, target, half in _noise_floor(scenario, calls, tasks, replicas):
+        add("noise_floor", f"{label}: {name} {value:.4g} s against the target {target:g} s is within its 95% "
+            f"interval (+-{half:.2g} s, batch means): another seed could give the other verdict; run longer "
+            "or replicate (agentsim plan does).")  # fmt: skip
+    return out
+
+
+def _noise_floor(
+    scenario: spec.Scenario, calls: pa.Table, tasks: pa.Table, replicas: pa.Table
+) -> list[tuple[str, str, float, float, float]]:
+    """The percentile targets whose verdict is within the noise: (workload, target name, the run's percentile,
+    the target, the half-width of its 95% interval)."""
+    edges = batches.edges(replicas, scenario.warmup_s, scenario.horizon_s)
+    if edges.size < batches.MIN_BATCHES + 1:
+        return []
+    lat = call_latencies(calls)
+    issue = col(calls, "issue_s")
+    start = col(tasks, "start_s")
+    task_s = col(tasks, "done_s") - start
+    out = []
+    for w in scenario.workload:
+        m, tm = of_workload(calls, w.label), of_workload(tasks, w.label)
+        for name, values, times, q, target in (
+            ("ttft_p99_s", lat["ttft_s"][m], issue[m], 99, w.slo.ttft_p99_s),
+            ("tpot_p99_s", lat["tpot_s"][m], issue[m], 99, w.slo.tpot_p99_s),
+            ("task_p95_s", task_s[tm], start[tm], 95, w.slo.task_p95_s),
+        ):
+            finite = values[np.isfinite(values)]
+            if target is None or not finite.size:
+                continue
+            value = float(np.percentile(finite, q))
+            half = batches.half_width(batches.per_batch(values, times, edges, batches.percentile(q)))
+            if half is not None and abs(value - target) <= half:
+                out.append((w.label, name, value, target, half))
+    return out
+
+
+def _queue_growth(replicas: pa.Table, t0: float, t1: float) -> tuple[float, float] | None:
+    """The growth of the total waiting calls over the window (the least-squares slope times the window's length,
+    so a single spiky sample does not decide) and the mean running calls."""
+    if replicas.num_rows == 0:
+        return None
+    t = col(replicas, "t_s")
+    pools = np.asarray(replicas.column("pool").to_pylist(), dtype=object)
+    sel = (t >= t0) & (t <= t1) & (pools != "tools")
+    if not sel.any():
+        return None
+    times = np.unique(t[sel])
+    if times.size < 2:
+        return None
+    waiting = np.array([col(replicas, "waiting")[sel & (t == x)].sum() for x in times], dtype=float)
+    running = np.array([col(replicas, "running")[sel & (t == x)].sum() for x in times], dtype=float)
+    slope = float(np.polyfit(times, waiting, 1)[0])
+    return slope * (t1 - t0), max(1.0, float(running.mean()))
