@@ -23,6 +23,7 @@ times the GPUs and the PUE (``docs/METRICS.md``, pool rates).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -191,16 +192,20 @@ def pool_rates(pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog)
     )
 
 
-def tool_rates(tools: spec.ToolPool, pricing: spec.PricingSpec, catalog: Catalog) -> PoolRates:
+def tool_rates(
+    tools: spec.ToolPool, pricing: spec.PricingSpec, catalog: Catalog, nodes: ToolNodes | None = None
+) -> PoolRates:
     """Price and power of the tool pool, as one unit of ``workers`` cores.
 
     Price: the catalog's $/core-hour for the pricing tier (``own_hyperscaler`` under TCO pricing, whose capex is
-    per GPU). Power: the CPU's TDP and idle power per core, times PUE.
+    per GPU). Power: the CPU's TDP and idle power per core, times PUE. With KV tiers on the nodes (``nodes``):
+    whole sockets are priced, the cores no worker uses draw their idle power at every level, and the KV memory its
+    power; the memory's part of the price and its power are the pool's tier figures (docs/METRICS.md).
     """
     cpu = catalog.get_cpu(tools.cpu)
     tier = pricing.tier if isinstance(pricing, spec.Rental) else "own_hyperscaler"
     per_core = catalog.get_cpu_price(tools.cpu).usd_per_hour(tier)
-    return PoolRates(
+    rates = PoolRates(
         pool=TOOLS_POOL,
         replicas=1,
         gpus_per_replica=0,
@@ -211,6 +216,62 @@ def tool_rates(tools: spec.ToolPool, pricing: spec.PricingSpec, catalog: Catalog
         role="tools",
         workers=tools.workers,
     )
+    if nodes is None:
+        return rates
+    spare_w = (nodes.sockets * cpu.cores - tools.workers) * cpu.idle_w / cpu.cores * pricing.pue
+    kv_w = nodes.kv_gb * (cpu.dram_w_per_gb or 0.0) * pricing.pue
+    return replace(
+        rates,
+        usd_per_replica_hour=nodes.sockets * cpu.cores * per_core,
+        busy_w_per_replica=rates.busy_w_per_replica + spare_w + kv_w,
+        idle_w_per_replica=rates.idle_w_per_replica + spare_w + kv_w,
+        decode_w_per_replica=rates.busy_w_per_replica + spare_w + kv_w,
+        tier_usd_per_replica_hour=nodes.kv_gb * (cpu.dram_usd_per_gb_hour or 0.0),
+        tier_w_per_replica=kv_w,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolNodes:
+    """The tool pool's CPU nodes when pools keep their KV DRAM tier there (``kv_offload.host: tools``).
+
+    Capacity is split statically, as engines size their CPU caches at start (vLLM ``--kv-offloading-size``,
+    Dynamo's ``DYN_KVBM_CPU_CACHE_GB``): each worker keeps ``gb_per_worker`` for its tool, a pool that sets
+    ``dram_gb`` gets it per replica, and the rest of the sockets' memory is shared evenly by the replicas of the
+    pools that leave it unset (an autoscaled pool counts its ``max_replicas``)."""
+
+    sockets: int
+    kv_gb: float  # the nodes' memory holding KV tiers, GB in all
+    share_gb: float  # DRAM per replica of a pool that leaves dram_gb unset
+    link_gb_s: float  # default reload bandwidth: the cluster's kv_link (the KV crosses the network)
+
+
+def tool_nodes(cluster: spec.ClusterSpec, catalog: Catalog) -> ToolNodes | None:
+    """The tool nodes' sockets and KV memory (:class:`ToolNodes`), or None when no pool keeps its KV there.
+    ValueError when the sockets given cannot hold the workers' cores or the memory asked for."""
+    tools = cluster.tools
+    hosted = [
+        (p.autoscale.max_replicas if p.autoscale is not None else p.replicas, p.kv_offload)
+        for p in cluster.pools
+        if p.kv_offload is not None and p.kv_offload.host == "tools" and p.kv_offload.policy != "none"
+    ]
+    if tools is None or not hosted:
+        return None
+    cpu = catalog.get_cpu(tools.cpu)
+    asked = sum(n * off.dram_gb for n, off in hosted if off.dram_gb is not None)
+    sharing = sum(n for n, off in hosted if off.dram_gb is None)
+    kept = tools.workers * tools.gb_per_worker
+    need = max(-(-tools.workers // cpu.cores), math.ceil((kept + asked) / cpu.memory_gb - 1e-9), 1)
+    sockets = tools.sockets if tools.sockets is not None else need
+    free = sockets * cpu.memory_gb - kept - asked
+    if sockets * cpu.cores < tools.workers or free < 0 or (sharing and free <= 0):
+        raise ValueError(
+            f"{sockets} x {tools.cpu} ({cpu.cores} cores, {cpu.memory_gb:g} GB each) cannot hold {tools.workers} "
+            f"workers ({kept:g} GB) and the KV tiers asked for ({asked:g} GB{' + a share' if sharing else ''}): "
+            f"at least {need + (1 if sharing and need == sockets else 0)} sockets"
+        )
+    share = free / sharing if sharing else 0.0
+    return ToolNodes(sockets, asked + share * sharing, share, cluster.kv_link.bandwidth_gb_s)
 
 
 def _msg(e: Exception) -> str:
@@ -340,7 +401,12 @@ def _workloads(
 
 
 def _pool(
-    i: int, pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog, errors: list[tuple[str, str]]
+    i: int,
+    pool: spec.PoolSpec,
+    pricing: spec.PricingSpec,
+    catalog: Catalog,
+    errors: list[tuple[str, str]],
+    nodes: ToolNodes | None = None,
 ) -> ResolvedPool | None:
     where = f"cluster.pools[{i}]"
     d = pool.deployment
@@ -410,7 +476,7 @@ def _pool(
     offload: OffloadPlan | None = None
     if pool.kv_offload is not None and pool.kv_offload.policy != "none":
         try:
-            offload, tier_usd_h, tier_w = offload_plan(pool.kv_offload, hw, d.gpus, bytes_per_token)
+            offload, tier_usd_h, tier_w = offload_plan(pool.kv_offload, hw, d.gpus, bytes_per_token, nodes)
         except ValueError as e:
             errors.append((f"{where}.kv_offload", str(e)))
             return None
@@ -424,25 +490,34 @@ DRAM_SHARE = 0.5
 
 
 def offload_plan(
-    off: spec.KvOffload, hw: Hardware, gpus: int, bytes_per_token: float
+    off: spec.KvOffload, hw: Hardware, gpus: int, bytes_per_token: float, nodes: ToolNodes | None = None
 ) -> tuple[OffloadPlan, float, float]:
     """One replica's lower KV tiers (serving/tiers.py) from ``kv_offload`` and the hardware's host figures
-    (per GPU x ``gpus``): the plan, the tiers' $/hour and their watts (before PUE). ValueError when a figure
-    the scenario leaves unset is not in the catalog."""
+    (per GPU x ``gpus``): the plan, the tiers' $/hour and their watts (before PUE). With ``host: tools`` the DRAM
+    tier is a share of the tool ``nodes`` reached over the network, priced and powered with them (not here).
+    ValueError when a figure the scenario leaves unset is not in the catalog."""
     host = hw.host
+    on_tools = off.host == "tools"
+    if on_tools and nodes is None:
+        raise ValueError("host: tools needs the tool nodes (cluster.tools), which could not be sized")
     missing = [
         name
         for name, unset in (
-            ("dram_gb", off.dram_gb is None),
-            ("dram_gb_s", off.dram_gb_s is None),
+            ("dram_gb", off.dram_gb is None and not on_tools),
+            ("dram_gb_s", off.dram_gb_s is None and not on_tools),
             ("nvme_gb_s", off.nvme_gb > 0 and off.nvme_gb_s is None),
         )
         if unset
     ]
     if host is None and missing:
         raise ValueError(f"the catalog has no host memory figures for {hw.name}: set {', '.join(missing)}")
-    dram_gb = off.dram_gb if off.dram_gb is not None else DRAM_SHARE * gpus * host.dram_gb_per_gpu  # type: ignore[union-attr]
-    dram_gb_s = off.dram_gb_s if off.dram_gb_s is not None else gpus * host.link_gb_s_per_gpu  # type: ignore[union-attr]
+    if on_tools:
+        assert nodes is not None
+        dram_gb = off.dram_gb if off.dram_gb is not None else nodes.share_gb
+        dram_gb_s = off.dram_gb_s if off.dram_gb_s is not None else nodes.link_gb_s
+    else:
+        dram_gb = off.dram_gb if off.dram_gb is not None else DRAM_SHARE * gpus * host.dram_gb_per_gpu  # type: ignore[union-attr]
+        dram_gb_s = off.dram_gb_s if off.dram_gb_s is not None else gpus * host.link_gb_s_per_gpu  # type: ignore[union-attr]
     nvme_gb_s = off.nvme_gb_s if off.nvme_gb_s is not None else (gpus * host.nvme_gb_s_per_gpu if host else 1.0)
     plan = OffloadPlan(
         POLICIES[off.policy],
@@ -454,8 +529,9 @@ def offload_plan(
     )
     if host is None:
         return plan, 0.0, 0.0
-    usd_h = dram_gb * host.dram_usd_per_gb_hour + off.nvme_gb * host.nvme_usd_per_gb_hour
-    watts = dram_gb * host.dram_w_per_gb + off.nvme_gb * host.nvme_w_per_gb
+    local_gb = 0.0 if on_tools else dram_gb  # a DRAM tier on the tool nodes is their cost and power
+    usd_h = local_gb * host.dram_usd_per_gb_hour + off.nvme_gb * host.nvme_usd_per_gb_hour
+    watts = local_gb * host.dram_w_per_gb + off.nvme_gb * host.nvme_w_per_gb
     return plan, usd_h, watts
 
 
@@ -515,13 +591,20 @@ def resolve(scenario: spec.Scenario, catalog: Catalog | None = None) -> Resolved
     lists; a :class:`ScenarioError` names every problem found (module docstring)."""
     catalog = scenario_catalog(scenario, catalog if catalog is not None else load_catalog())
     errors: list[tuple[str, str]] = []
-    pools = [_pool(i, p, scenario.pricing, catalog, errors) for i, p in enumerate(scenario.cluster.pools)]
+    nodes: ToolNodes | None = None
+    try:
+        nodes = tool_nodes(scenario.cluster, catalog)
+    except CatalogError:
+        pass  # reported with the tool pool below
+    except ValueError as e:
+        errors.append(("cluster.tools.sockets", str(e)))
+    pools = [_pool(i, p, scenario.pricing, catalog, errors, nodes) for i, p in enumerate(scenario.cluster.pools)]
     models = served_models(scenario.cluster.pools)
     workloads = _workloads(scenario, [p for p in pools if p is not None], models, errors)
     tools: PoolRates | None = None
     if scenario.cluster.tools is not None:
         try:
-            tools = tool_rates(scenario.cluster.tools, scenario.pricing, catalog)
+            tools = tool_rates(scenario.cluster.tools, scenario.pricing, catalog, nodes)
         except CatalogError as e:
             errors.append(("cluster.tools.cpu", _msg(e)))
     if errors:

@@ -73,9 +73,10 @@ def _add_tool_costs(tasks: pa.Table, tools: PoolRates | None) -> pa.Table:
     if tools is None:
         usd = energy = np.zeros(len(busy))
     else:
-        # tool_busy_s is in worker-seconds; the rates are for the whole pool of workers.
-        usd = busy * tools.usd_per_s / tools.workers
-        energy = busy * tools.busy_w_per_replica / tools.workers
+        # tool_busy_s is in worker-seconds; the rates are for the whole pool of workers. A KV tier kept on the
+        # tool nodes (tier_*: 0 otherwise) is paid by the pools' calls' nodes, not by the tools' time.
+        usd = busy * (tools.usd_per_s - tools.tier_usd_per_s) / tools.workers
+        energy = busy * (tools.busy_w_per_replica - tools.tier_w_per_replica) / tools.workers
     return tasks.append_column("tool_usd", pa.array(usd)).append_column("tool_energy_j", pa.array(energy))
 
 

@@ -33,6 +33,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -227,6 +228,9 @@ class Cpu(Entry):
     mem_bw_gb_s: PositiveFloat
     tdp_w: PositiveFloat
     idle_w: PositiveFloat
+    # The memory's share of the node's price and its power, for a KV tier kept on tool nodes (issue 15).
+    dram_usd_per_gb_hour: NonNegativeFloat | None = None
+    dram_w_per_gb: NonNegativeFloat | None = None
 
 
 # --------------------------------------------------------------------------- models
