@@ -112,3 +112,25 @@ def test_calls_never_reach_a_pool_serving_another_model(case: tuple[list[dict[st
     assert total == pytest.approx(s["usd_total"], rel=1e-12)
     assert sum(e["energy_kwh"] for e in s["by_model"].values()) <= s["energy_kwh"] * (1 + 1e-12)
     assert sum(e["calls_completed"] for e in s["by_model"].values()) == s["calls_completed"]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(disagg=st.sampled_from(MODELS), other=st.sampled_from(MODELS), agents=st.integers(1, 6),
+       router=st.sampled_from(["least-load", "round-robin", "session-affinity", "prefix-aware"]))
+def test_disaggregated_calls_stay_on_their_models_pools(disagg: str, other: str, agents: int, router: str) -> None:
+    """A prefill + decode pair serving one model beside a unified pool of another (maybe the same): a call is
+    prefilled and decoded only on pools serving its model, and the per-model costs still add up."""
+    pools = [pool("pre", disagg, 1, "prefill"), pool("dec", disagg, 1, "decode"), pool("uni", other, 1)]
+    models = list(dict.fromkeys([disagg, other]))
+    workloads = [{"name": f"w{i}", "profile": research(m, None, None), "model": m,
+                  "arrivals": {"kind": "closed", "agents": agents}} for i, m in enumerate(models)]
+    r = api.run(scenario(pools, workloads, router={"kind": router}))
+    served = {p["name"]: p["deployment"]["model"] for p in pools}
+    calls = r.calls.to_pylist()
+    assert any(x["prefill_pool"] is not None for x in calls)
+    for x in calls:
+        for where in (x["pool"], x["prefill_pool"]):
+            assert where is None or served[where] == x["model"]
+    s = r.summary
+    total = sum(e["usd"] for e in s["by_model"].values()) + s["tools_usd"]
+    assert total == pytest.approx(s["usd_total"], rel=1e-12)

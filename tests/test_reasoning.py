@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import agentsim
 from agentsim import api, spec
@@ -151,3 +153,30 @@ def test_reasoning_coder_is_coding_agent_with_reasoning() -> None:
     r, cod = b["reasoning-coder"], b["coding-agent"]
     assert r.reasoning_tokens is not None and r.keep_reasoning == "none"
     assert r.model_copy(update={"reasoning_tokens": None}) == cod
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(keep=st.sampled_from(["none", "last", "all"]), median=st.integers(1, 3000), sigma=st.floats(0.0, 1.5),
+       disagg=st.booleans(), offload=st.sampled_from([None, "on_evict", "on_tool_wait"]), seed=st.integers(0, 99))
+def test_on_random_runs_delivered_plus_reasoning_is_generated(
+    keep: str, median: int, sigma: float, disagg: bool, offload: str | None, seed: int
+) -> None:
+    """Whatever the policy, the reasoning lengths, the serving (unified or prefill + decode) and the KV tiers:
+    each call generates at least one visible token beside its reasoning, and the summary's delivered and
+    reasoning tokens add up to its output tokens."""
+    s = small("coding-agent").model_dump()
+    s["seed"] = seed
+    s["workload"][0]["overrides"] = {"keep_reasoning": keep,
+                                     "reasoning_tokens": {"kind": "lognormal", "median": median, "sigma": sigma}}
+    p = s["cluster"]["pools"][0]
+    p["deployment"]["engine"]["kv_capacity_tokens"] = 200_000
+    if offload is not None:
+        p["kv_offload"] = {"policy": offload, "dram_gb": 10, "dram_gb_s": 20}
+    if disagg:
+        s["cluster"]["pools"] = [p | {"name": "pre", "role": "prefill"}, p | {"name": "dec", "role": "decode"}]
+    r = api.run(agentsim.load_scenario(s))
+    out = r.calls.column("output_tokens").to_numpy()
+    reasoning = r.calls.column("reasoning_tokens").to_numpy()
+    assert np.all(out - reasoning >= 1)
+    summary = r.summary
+    assert summary["delivered_tokens"] + summary["reasoning_tokens"] == summary["output_tokens"]
