@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import pytest
+import yaml
 
 import agentsim
 from agentsim import api
@@ -115,3 +116,19 @@ def test_without_tool_nodes_or_room_the_scenario_is_refused() -> None:
     tight = scenario({"policy": "on_evict", "host": "tools", "dram_gb": 500}, tools={"workers": 32, "sockets": 1})
     with pytest.raises(agentsim.ScenarioError, match=r"cluster.tools.sockets.*cannot hold.*at least 2 sockets"):
         resolve(tight)
+
+
+def test_the_hybrid_whole_example_is_hybrid_with_its_kv_on_the_tool_node() -> None:
+    """`agentsim example hybrid-whole`: the hybrid example plus the prefill pool's kv_offload on the tools; one
+    Xeon socket of 768 GB, 32 workers x 4 GB, so 640 GB of KV, 320 GB per prefill replica, at kv_link's 50 GB/s."""
+    hybrid = yaml.safe_load(api.example_text("hybrid"))
+    whole = yaml.safe_load(api.example_text("hybrid-whole"))
+    assert whole["cluster"]["pools"][0].pop("kv_offload") == {"policy": "on_tool_wait", "host": "tools"}
+    assert whole["cluster"]["tools"].pop("gb_per_worker") == 4
+    assert {k: v for k, v in whole.items() if k != "name"} == {k: v for k, v in hybrid.items() if k != "name"}
+    r = resolve(agentsim.load_scenario(yaml.safe_load(api.example_text("hybrid-whole"))))
+    nodes = tool_nodes(r.scenario.cluster, load_catalog())
+    assert nodes is not None and (nodes.sockets, nodes.kv_gb, nodes.share_gb) == (1, 640.0, 320.0)
+    plan = r.pools[0].plan.offload
+    assert plan is not None and plan.dram_bytes_per_s == 50e9
+    assert r.pools[1].plan.offload is None  # the decode pool keeps no tier
