@@ -494,3 +494,18 @@ def test_draws_are_held_below_int64() -> None:
     draws = s.take(1000)
     assert max(draws) == MAX_COUNT and min(draws) >= 1
 
+
+
+def test_found_by_fuzzing_tiny_times_run_or_are_refused_with_numbers() -> None:
+    """Hypothesis found these: a sample interval of one denormal asks for ~1e323 samples (refused, saying the
+    smallest interval allowed), and a horizon of one denormal left the overload check a zero-length window."""
+    data = json.loads(json.dumps(BASE))
+    data["horizon_s"] = 2
+    data["sample_interval_s"] = 5e-324
+    with pytest.raises(ScenarioError, match=r"sample_interval_s .* at least 2e-06"):
+        api.load_scenario(data)
+    data["sample_interval_s"] = 10.0
+    data["horizon_s"] = 5e-324
+    r = api.run(api.load_scenario(data))
+    assert r.summary["calls_completed"] == 0
+    assert all(w["code"] != "overload" for w in r.summary["warnings"])

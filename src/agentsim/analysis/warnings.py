@@ -133,5 +133,11 @@ def _queue_growth(replicas: pa.Table, t0: float, t1: float) -> tuple[float, floa
         return None
     waiting = np.array([col(replicas, "waiting")[sel & (t == x)].sum() for x in times], dtype=float)
     running = np.array([col(replicas, "running")[sel & (t == x)].sum() for x in times], dtype=float)
-    slope = float(np.polyfit(times, waiting, 1)[0])
+    # Least-squares slope in closed form; a window too short for its times to differ in floating point (a
+    # horizon of a few ulps) has no trend to report.
+    dt = times - times.mean()
+    denom = float((dt * dt).sum())
+    if not denom > 0.0 or not np.isfinite(denom):
+        return None
+    slope = float((dt * (waiting - waiting.mean())).sum()) / denom
     return slope * (t1 - t0), max(1.0, float(running.mean()))

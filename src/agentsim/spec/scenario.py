@@ -13,6 +13,9 @@ from agentsim.spec.cluster import ClusterSpec
 from agentsim.spec.pricing import PricingSpec, Rental
 from agentsim.spec.workload import AnyWorkload
 
+MAX_SAMPLES = 1_000_000
+"""Most samples of the replicas' time series a scenario may ask for (horizon_s / sample_interval_s)."""
+
 
 class Scenario(Strict):
     """One simulated run: workload x cluster x pricing over ``horizon_s`` of simulated time."""
@@ -41,6 +44,15 @@ class Scenario(Strict):
     def _window(self) -> Scenario:
         if self.warmup_s >= self.horizon_s:
             raise ValueError(f"warmup_s ({self.warmup_s}) must be below horizon_s ({self.horizon_s})")
+        samples = self.horizon_s / self.sample_interval_s
+        if samples > MAX_SAMPLES:
+            # Each sample is one row per replica, held until the run ends: an interval far below the horizon's
+            # scale is a typo that would fill memory before the first event.
+            raise ValueError(
+                f"sample_interval_s ({self.sample_interval_s:g}) gives {samples:.3g} samples over horizon_s "
+                f"({self.horizon_s:g}); at most {MAX_SAMPLES:,}: set sample_interval_s to at least "
+                f"{self.horizon_s / MAX_SAMPLES:.3g}"
+            )
         labels = [w.label for w in self.workload]
         dupes = sorted({n for n in labels if labels.count(n) > 1})
         if dupes:
