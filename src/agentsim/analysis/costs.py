@@ -19,8 +19,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from agentsim import columns
 from agentsim.engine.records import number_tasks
 from agentsim.resolve import TOOLS_POOL, PoolRates
+
+POOLS_SCHEMA = columns.schema(columns.POOLS)
 
 
 def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
@@ -70,9 +73,10 @@ def _add_tool_costs(tasks: pa.Table, tools: PoolRates | None) -> pa.Table:
     if tools is None:
         usd = energy = np.zeros(len(busy))
     else:
-        # tool_busy_s is in worker-seconds; the rates are for the whole pool of workers.
-        usd = busy * tools.usd_per_s / tools.workers
-        energy = busy * tools.busy_w_per_replica / tools.workers
+        # tool_busy_s is in worker-seconds; the rates are for the whole pool of workers. A KV tier kept on the
+        # tool nodes (tier_*: 0 otherwise) is paid by the pools' calls' nodes, not by the tools' time.
+        usd = busy * (tools.usd_per_s - tools.tier_usd_per_s) / tools.workers
+        energy = busy * (tools.busy_w_per_replica - tools.tier_w_per_replica) / tools.workers
     return tasks.append_column("tool_usd", pa.array(usd)).append_column("tool_energy_j", pa.array(energy))
 
 
@@ -120,6 +124,7 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
         for k in (
             "pool",
             "role",
+            "model",
             "replicas",
             "gpus",
             "usd_per_gpu_hour",
@@ -130,6 +135,8 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
             "idle_s",
             "busy_energy_j",
             "idle_energy_j",
+            "kv_tier_usd",
+            "kv_tier_energy_j",
         )
     }
     for r in rates:
@@ -138,6 +145,7 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
         provisioned = r.usd_per_s * provisioned_s
         rows["pool"].append(r.pool)
         rows["role"].append(r.role)
+        rows["model"].append(r.model)
         rows["replicas"].append(count_by_pool.get(r.pool, 0))
         rows["gpus"].append(count_by_pool.get(r.pool, 0) * r.gpus_per_replica)
         rows["usd_per_gpu_hour"].append(r.usd_per_gpu_hour)
@@ -149,4 +157,6 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
         prompt = prompt_by_pool.get(r.pool, 0.0)
         rows["busy_energy_j"].append(prompt * r.busy_w_per_replica + (busy - prompt) * r.decode_w_per_replica)
         rows["idle_energy_j"].append((provisioned_s - busy) * r.idle_w_per_replica)
-    return pa.table(rows)
+        rows["kv_tier_usd"].append(r.tier_usd_per_s * provisioned_s)
+        rows["kv_tier_energy_j"].append(r.tier_w_per_replica * provisioned_s)
+    return pa.table(rows, schema=POOLS_SCHEMA)

@@ -267,19 +267,34 @@ def summarize(
     energy_j = 0.0
     gpu_s = 0.0
     gpu_busy = 0.0
-    for pool, busy, prompt, prov in zip(
-        w["pool"], w["busy_s"], w["busy_prompt_steps_s"], w["provisioned_s"], strict=True
+    tier_usd = 0.0
+    tier_j = 0.0
+    tools_usd = 0.0
+    models = list(dict.fromkeys(r.model for r in rates if r.model is not None))
+    per_model = {m: {"usd": 0.0, "energy_j": 0.0, "output": 0.0} for m in models}
+    for pool, busy, prompt, prov, out in zip(
+        w["pool"], w["busy_s"], w["busy_prompt_steps_s"], w["provisioned_s"], w["output_tokens"], strict=True
     ):
         r = rate_of[pool]
         usd += r.usd_per_s * prov
-        energy_j += (
+        joules = (
             prompt * r.busy_w_per_replica
             + (busy - prompt) * r.decode_w_per_replica
             + (prov - busy) * r.idle_w_per_replica
         )
+        energy_j += joules
         gpu_s += r.gpus_per_replica * prov
         if r.gpus_per_replica:
             gpu_busy += busy * r.gpus_per_replica
+        tier_usd += r.tier_usd_per_s * prov
+        tier_j += r.tier_w_per_replica * prov
+        if r.model is None:
+            tools_usd += r.usd_per_s * prov
+        else:
+            m = per_model[r.model]
+            m["usd"] += r.usd_per_s * prov
+            m["energy_j"] += joules
+            m["output"] += out
     out_tok = float(w["output_tokens"].sum())
     processed = out_tok + float(w["prefill_tokens"].sum())
     tasks_done = int(done_t.sum())
@@ -291,8 +306,35 @@ def summarize(
     finished_in_window = int(np.sum((all_done >= t0) & (all_done <= t1)))
     mwh = energy_j / 3.6e9
 
-    def per_mtok(tokens: float) -> float | None:
-        return usd / (tokens / 1e6) if tokens > 0 else None
+    def per_mtok(tokens: float, cost: float = usd) -> float | None:
+        return cost / (tokens / 1e6) if tokens > 0 else None
+
+    output = col(completed, "output_tokens")
+    reasoning = col(completed, "reasoning_tokens")
+    prompt_sum = float(col(completed, "prompt_tokens").sum())
+    cached = col(completed, "cached_tokens")
+    dram = col(completed, "reloaded_dram_tokens")
+    nvme = col(completed, "reloaded_nvme_tokens")
+    # The window's generated tokens (dO) that reach the user: dO times the delivered share of the completed
+    # window calls' output (docs/METRICS.md).
+    delivered_share = float((output - reasoning).sum() / output.sum()) if output.sum() > 0 else 1.0
+    call_model = np.asarray(completed.column("model").to_pylist(), dtype=object)
+
+    def by_model(m: str) -> dict[str, Any]:
+        mine = call_model == m
+        entry = per_model[m]
+        return {
+            "calls_completed": int(mine.sum()),
+            "prompt_tokens": int(col(completed, "prompt_tokens")[mine].sum()),
+            "output_tokens": int(output[mine].sum()),
+            "reasoning_tokens": int(reasoning[mine].sum()),
+            "usd": entry["usd"],
+            "energy_kwh": entry["energy_j"] / 3.6e6,
+            "usd_per_mtok_output": per_mtok(entry["output"], entry["usd"]),
+        }
+
+    def tier_rate(tokens: np.ndarray) -> float | None:
+        return float(tokens.sum() / prompt_sum) if prompt_sum > 0 else None
 
     return {
         "window_s": span,
@@ -313,12 +355,19 @@ def summarize(
         },
         "prompt_tokens": int(col(completed, "prompt_tokens").sum()),
         "cached_tokens": int(col(completed, "cached_tokens").sum()),
-        "output_tokens": int(col(completed, "output_tokens").sum()),
+        "output_tokens": int(output.sum()),
+        "reasoning_tokens": int(reasoning.sum()),
+        "delivered_tokens": int((output - reasoning).sum()),
         "cache_hit_rate": (
             float(col(completed, "cached_tokens").sum() / col(completed, "prompt_tokens").sum())
             if completed.num_rows
             else None
         ),
+        "cache_hit_rate_by_tier": {
+            "hbm": tier_rate(cached - dram - nvme),
+            "dram": tier_rate(dram),
+            "nvme": tier_rate(nvme),
+        },
         "output_tokens_per_s": out_tok / span,
         "processed_tokens_per_s": processed / span,
         "ttft_s": censored_dist(lat["ttft_s"], (t1 - col(mc, "issue_s"))[waiting_first]),
@@ -336,6 +385,12 @@ def summarize(
         "usd_per_hour": usd / span * 3600.0,
         "usd_per_mtok_output": per_mtok(out_tok),
         "usd_per_mtok_processed": per_mtok(processed),
+        "usd_per_mtok_generated": per_mtok(out_tok),
+        "usd_per_mtok_delivered": per_mtok(out_tok * delivered_share),
+        "by_model": {m: by_model(m) for m in models},
+        "tools_usd": tools_usd,
+        "kv_tier_usd": tier_usd,
+        "kv_tier_energy_kwh": tier_j / 3.6e6,
         "tasks_finished_in_window": finished_in_window,
         "tasks_per_hour": finished_in_window / span * 3600.0,
         "usd_per_task": usd / finished_in_window if finished_in_window else None,
@@ -344,3 +399,35 @@ def summarize(
         "tokens_per_mwh": out_tok / mwh if mwh > 0 else None,
         "joules_per_output_token": energy_j / out_tok if out_tok > 0 else None,
     }
+
+
+def optional_rows(summary: dict[str, Any], fmt: Any) -> list[tuple[str, str]]:
+    """Rows shown only when a run uses them: reasoning (delivered vs generated), several models (cost and
+    $/Mtok per model), lower KV tiers (hit rate per tier, their cost)."""
+    rows: list[tuple[str, str]] = []
+    if summary.get("reasoning_tokens"):
+        rows.append(
+            ("delivered / reasoning tokens", f"{summary['delivered_tokens']:,} / {summary['reasoning_tokens']:,}")
+        )
+        rows.append(
+            (
+                "$ / Mtok delivered / generated",
+                f"{fmt(summary['usd_per_mtok_delivered'])} / {fmt(summary['usd_per_mtok_generated'])}",
+            )
+        )
+    by_model = summary.get("by_model") or {}
+    if len(by_model) > 1:
+        for m, e in by_model.items():
+            rows.append(
+                (
+                    f"model {m}: calls, $, $ / Mtok output",
+                    f"{e['calls_completed']}, {fmt(e['usd'])}, {fmt(e['usd_per_mtok_output'])}",
+                )
+            )
+    tiers = summary.get("cache_hit_rate_by_tier") or {}
+    if summary.get("kv_tier_usd") or tiers.get("dram") or tiers.get("nvme"):
+        rows.append(
+            ("cache hit rate HBM / DRAM / NVMe", " / ".join(fmt(tiers.get(k), 3) for k in ("hbm", "dram", "nvme")))
+        )
+        rows.append(("KV tiers $ / kWh", f"{fmt(summary['kv_tier_usd'])} / {fmt(summary['kv_tier_energy_kwh'])}"))
+    return rows
