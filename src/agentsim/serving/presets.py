@@ -18,6 +18,9 @@ Values and sources (``docs/DESIGN.md``, Engine presets, has the table and the KV
   (``free_gpu_memory_fraction``); fp8 KV for fp8/fp4 checkpoints (NVIDIA's ModelOpt checkpoints quantize the
   KV cache: ``kv_cache_quant_algo: FP8``); chunked prefill off, ``max_num_tokens`` 8192, ``max_batch_size``
   2048; 32-token blocks.
+
+Each preset also charges a cost per decoding sequence per step (``step_overhead_s_per_seq``, the roofline's
+``overhead_s_per_seq``; constants below).
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ VLLM_STEP_OVERHEAD_S = 0.002
 OVERLAPPED_STEP_OVERHEAD_S = 0.0003
 """SGLang and TensorRT-LLM overlap the CPU scheduling of step n+1 with the GPU run of step n; what remains per
 step is sampling and launch gaps (an estimate bounded by vLLM's 0.2-0.3 ms async target, issue #10634)."""
+
+VLLM_SEQ_OVERHEAD_S = 0.0
+SGLANG_SEQ_OVERHEAD_S = 0.0
+TRTLLM_SEQ_OVERHEAD_S = 0.0
+"""Engine cost per decoding sequence per step (``step_overhead_s_per_seq``): CPU work per running request
+(scheduling, sampling, detokenizing, streaming). Zero until fitted (experiments/fidelity/fit_seq_overhead.py)."""
 
 
 def _gib(hardware: Hardware) -> float:
@@ -114,6 +123,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "kv_memory": "of-total",
             "activation_reserve_gb": ACTIVATION_RESERVE_GB,
             "step_overhead_s": VLLM_STEP_OVERHEAD_S,
+            "step_overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S,
         }
     if preset == "sglang":
         chunk = deployment.engine.max_batched_tokens or sglang_chunk_tokens(hardware)
@@ -127,6 +137,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "kv_memory": "of-total",
             "activation_reserve_gb": 0.0,  # folded into mem_fraction_static
             "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
+            "step_overhead_s_per_seq": SGLANG_SEQ_OVERHEAD_S,
         }
     return {
         "admission": "guaranteed-no-evict",
@@ -139,6 +150,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
         "kv_memory": "of-free",
         "activation_reserve_gb": ACTIVATION_RESERVE_GB,
         "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
+        "step_overhead_s_per_seq": TRTLLM_SEQ_OVERHEAD_S,
     }
 
 
