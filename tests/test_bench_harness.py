@@ -13,6 +13,7 @@ from agentsim.catalog import load_catalog
 from agentsim.perf.roofline import RooflinePerfModel
 from agentsim.planning.calibrate import HarnessOptions, Measurement, pool_from_labels, simulate_points
 from agentsim.planning.calibrate.bench import (
+    V0_SEQ_OVERHEAD_S,
     bench_load,
     engine_overrides,
     parse_engine_args,
@@ -108,7 +109,12 @@ def test_vllm_versions_and_v0_defaults() -> None:
     assert vllm_version({"engine": "SGLang", "engine_version": "0.5.3"}) is None
     m = Measurement(isl=10, osl=10, labels={"engine": "vLLM", "engine_version": "0.6.3"})
     long_ctx = engine_overrides(m, CATALOG.get_model("llama-3.1-405b"))  # 131k context: chunked, 512 tokens
-    assert long_ctx == {"max_num_seqs": 256, "chunked_prefill": True, "max_batched_tokens": 512}
+    assert long_ctx == {
+        "max_num_seqs": 256,
+        "chunked_prefill": True,
+        "max_batched_tokens": 512,
+        "step_overhead_s_per_seq": V0_SEQ_OVERHEAD_S,
+    }
     new = Measurement(isl=10, osl=10, labels={"engine": "vLLM", "engine_version": "0.11.0"})
     assert engine_overrides(new, CATALOG.get_model("llama-3.1-405b")) == {}
 

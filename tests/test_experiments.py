@@ -23,6 +23,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
         ("flops_vs_token_cost.py", ["rank FLOPS/$", "rank $/tok", "where the rankings disagree", "mi300x"]),
         ("hybrid_vs_gpu.py", ["gpu-unified", "gpu-disagg", "hybrid", "best hybrid", "$/Mtok"]),
         ("fidelity/run.py", ["tok/s MAPE", "TPOT MAPE", "dense_hopper", "blackwell", "amd", "moe"]),
+        ("fidelity/fit_seq_overhead.py", ["leave-one-deployment-out", "held-out (CV)", "dense_hopper", "moe"]),
     ],
 )
 def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
@@ -39,7 +40,14 @@ def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "script",
-    ["gpu_comparison.py", "router_comparison.py", "flops_vs_token_cost.py", "hybrid_vs_gpu.py", "fidelity/run.py"],
+    [
+        "gpu_comparison.py",
+        "router_comparison.py",
+        "flops_vs_token_cost.py",
+        "hybrid_vs_gpu.py",
+        "fidelity/run.py",
+        "fidelity/fit_seq_overhead.py",
+    ],
 )
 def test_experiment_is_documented(script: str) -> None:
     assert f"`{script}`" in (EXPERIMENTS / "README.md").read_text()

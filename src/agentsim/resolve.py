@@ -567,7 +567,7 @@ def heads_problem(model: ModelArch, d: spec.Deployment) -> str | None:
 
 
 def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple[spec.PoolSpec, int, EngineConfig]:
-    """``pool`` with its engine preset filled in (every unset knob, the KV precision, the roofline's overhead
+    """``pool`` with its engine preset filled in (every unset knob, the KV precision, the roofline's overheads
     when unset: :mod:`agentsim.serving.presets`), its KV capacity per replica and the engine its replicas run.
     Raises :class:`DoesNotFitError` (the weights leave no KV cache) or ValueError (inconsistent limits)."""
     d = fill_engine(pool.deployment, hw)
@@ -580,8 +580,11 @@ def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple
     if problem is not None:
         raise ValueError(problem)
     perf = pool.perf
-    if isinstance(perf, spec.RooflinePerf) and perf.overhead_s is None:
-        perf = perf.model_copy(update={"overhead_s": engine.step_overhead_s})
+    if isinstance(perf, spec.RooflinePerf):
+        unset = {"overhead_s": engine.step_overhead_s, "overhead_s_per_seq": engine.step_overhead_s_per_seq}
+        update = {k: v for k, v in unset.items() if getattr(perf, k) is None}
+        if update:
+            perf = perf.model_copy(update=update)
     tokens_per_step = engine.speculative.tokens_per_step if engine.speculative is not None else 1.0
     return pool.model_copy(update={"deployment": d, "perf": perf}), kv, engine_config(engine, tokens_per_step)
 

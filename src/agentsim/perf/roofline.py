@@ -14,7 +14,7 @@ one micro-batch ``(p, d, c) = (P, D, C) / pp`` with ``t = p + d`` new tokens::
     step_s  = max(F_lin t / R, W_lin s_w)                                  linear layers
             + max(F_moe t imb(t) / R, W_exp cov(imb(t) t) s_w)             routed experts (MoE)
             + max(A / R_att, (c + t) kv_bytes kv_replication / (tp hbm_bw mbu))     attention core
-            + comm_s(t) + pp (hop_s(t) + collective_latency_s) [pp > 1] + overhead_s
+            + comm_s(t) + pp (hop_s(t) + collective_latency_s) [pp > 1] + overhead_s + D overhead_s_per_seq
 
     R       = tp * peak_flops(precision) * mfu;   R_att = tp * peak_flops(KV precision) * mfu_att
     F_moe   = 2 * k * one_expert_params;  F_lin = 2 * N_active - F_moe
@@ -98,6 +98,12 @@ How the terms were chosen:
   saving that engines, whose micro-batches hold whole sequences, do not get.
 * *Precision*: weight bytes per :func:`agentsim.perf.memory.bytes_per_param`; math at the hardware's dense
   peak for the weights' precision (fp4 at the fp8 peak on hardware without fp4).
+* *Engine overheads*: ``overhead_s`` per step, and ``overhead_s_per_seq`` for each of the step's ``D`` decoding
+  sequences (all of them, not one micro-batch's: the engine's CPU handles every running sequence once per
+  step). The second is not GPU physics but the serving engine's CPU work per running sequence (scheduling,
+  sampling, detokenizing, streaming to the client), which at hundreds of sequences outweighs the GPU's
+  marginal cost of a sequence; the engine presets give both (:mod:`agentsim.serving.presets`), and a roofline
+  built without them (``overhead_s_per_seq`` unset) has none.
 * *Efficiencies* (``mfu``, ``mbu``, ``comm_efficiency``, ``collective_latency_s``, ``overhead_s``) are
   parameters of :class:`agentsim.spec.RooflinePerf`; ``docs/FIDELITY.md`` justifies the defaults and shows how
   ``agentsim calibrate`` fits them to measurements.
@@ -143,7 +149,8 @@ ACTIVATION_BYTES: Final = 2
 class RooflineTerms(NamedTuple):
     """The parts of one step's time, in seconds. ``compute_s`` and ``memory_s`` sum the three operator classes
     (linear layers, MoE experts, attention) of one micro-batch; ``roofline_s`` is the sum over the classes of
-    each class's ``max(compute, memory)``; the step takes ``roofline_s + comm_s + overhead_s``."""
+    each class's ``max(compute, memory)``; the step takes ``roofline_s + comm_s + overhead_s``, the overhead
+    being the fixed one plus the per-sequence one for the step's decoding sequences."""
 
     compute_s: float
     memory_s: float
@@ -338,6 +345,8 @@ class RooflinePerfModel(PerfModel):
         # Unset: the vLLM preset's step overhead (agentsim.resolve fills in the pool's engine preset's).
         self.overhead_s = self.spec.overhead_s if self.spec.overhead_s is not None else 0.002
         self._fixed_s = self.comm_fixed_s + self.overhead_s
+        # Unset: none (a preset's is filled in by agentsim.resolve); charged per decoding sequence of the whole step.
+        self.seq_overhead_s = self.spec.overhead_s_per_seq if self.spec.overhead_s_per_seq is not None else 0.0
         self._token_s = self.comm_s_per_token + self.elementwise_s_per_token
         self.inv_pp = 1.0 / pp
 
@@ -369,7 +378,7 @@ class RooflinePerfModel(PerfModel):
         if p > 0.0:
             compute = compute + self.kv_up_s * cbar
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
-        return self._weights_s(t) + att + self._token_s * t + self._fixed_s
+        return self._weights_s(t) + att + self._token_s * t + self._fixed_s + self.seq_overhead_s * decode_seqs
 
     def prefill_step_time(
         self,
@@ -388,7 +397,7 @@ class RooflinePerfModel(PerfModel):
         cp = prefill_context * k
         compute = self.pair_decode_s * (c - cp) + self.pair_prefill_s * prefill_pairs * k + self.kv_up_s * cp
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
-        return self._weights_s(t) + att + self._token_s * t + self._fixed_s
+        return self._weights_s(t) + att + self._token_s * t + self._fixed_s + self.seq_overhead_s * decode_seqs
 
     def _segment_axes(self, decode_seqs: int, context0: float) -> tuple[float, float]:
         """A decode segment's micro-batch: sequences and starting context (each step adds ``d`` tokens)."""
@@ -402,7 +411,7 @@ class RooflinePerfModel(PerfModel):
         c = c0 + d * np.arange(steps, dtype=np.float64)
         pairs = c if d > 0.0 else np.zeros(steps)
         att = np.maximum(self.pair_decode_s * pairs + self.window_s_per_token * d, (c + d) * self.kv_s_per_token)
-        per_step = self._weights_s(d) + self._token_s * d + self._fixed_s
+        per_step = self._weights_s(d) + self._token_s * d + self._fixed_s + self.seq_overhead_s * decode_seqs
         out: FloatArray = np.cumsum(att + per_step)
         return out
 
@@ -434,7 +443,8 @@ class RooflinePerfModel(PerfModel):
         if hi > lo:
             m = float(hi - lo)
             total += m * i0 + slope * (lo + hi - 1.0) * m * 0.5
-        return total + n * (self._weights_s(d) + self._token_s * d + self._fixed_s)
+        per_step = self._weights_s(d) + self._token_s * d + self._fixed_s + self.seq_overhead_s * decode_seqs
+        return total + n * per_step
 
     # -- vectorized ------------------------------------------------------------------------------------
 
@@ -449,7 +459,8 @@ class RooflinePerfModel(PerfModel):
     def step_times(
         self, prefill_tokens: npt.ArrayLike, decode_seqs: npt.ArrayLike, context_tokens: npt.ArrayLike
     ) -> FloatArray:
-        p, d, c = self._micro(*as_step_arrays(prefill_tokens, decode_seqs, context_tokens))
+        p0, d0, c0 = as_step_arrays(prefill_tokens, decode_seqs, context_tokens)
+        p, d, c = self._micro(p0, d0, c0)
         t = p + d
         lin = np.maximum(self.lin_s_per_token * t, self.dense_weight_s)
         if self.is_moe:
@@ -458,7 +469,7 @@ class RooflinePerfModel(PerfModel):
             grouped = grouped_gemm_efficiency_array(ti * self.copies_per_expert)
             lin = lin + np.maximum(self.moe_s_per_token * ti, experts_read) / grouped
         att = np.maximum(self._attention_compute(p, d, c), (c + t) * self.kv_s_per_token)
-        out: FloatArray = lin + att + self._token_s * t + self._fixed_s
+        out: FloatArray = lin + att + self._token_s * t + self._fixed_s + self.seq_overhead_s * d0
         return out
 
     def breakdown(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> RooflineTerms:
@@ -478,7 +489,8 @@ class RooflinePerfModel(PerfModel):
             memory += self.all_experts_s * (1.0 - self.expert_miss**ti) / grouped
         roofline = self._weights_s(t) + max(att_c, (c + t) * self.kv_s_per_token) + self.elementwise_s_per_token * t
         comm = self.comm_s_per_token * t + self.comm_fixed_s
-        return RooflineTerms(compute, memory, comm, self.overhead_s, roofline)
+        overhead = self.overhead_s + self.seq_overhead_s * float(decode_seqs)
+        return RooflineTerms(compute, memory, comm, overhead, roofline)
 
     def _micro(self, p: FloatArray, d: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         """One micro-batch's share of each step (the step itself without pipeline parallelism)."""

@@ -112,6 +112,8 @@ def speculative_perf(
 
             dep = pool.deployment.model_copy(update={"model": speculative.draft_model})
             perf = pool.perf if isinstance(pool.perf, _spec.RooflinePerf) else _spec.RooflinePerf()
+            # the engine's per-sequence CPU work is paid once per real step, by the base model's verify pass
+            perf = perf.model_copy(update={"overhead_s_per_seq": 0.0})
             hw = catalog.get_hardware(dep.hardware)
             draft = RooflinePerfModel(hw, catalog.get_model(speculative.draft_model), dep, perf)
             cost = 0.0

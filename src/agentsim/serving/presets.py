@@ -18,6 +18,9 @@ Values and sources (``docs/DESIGN.md``, Engine presets, has the table and the KV
   (``free_gpu_memory_fraction``); fp8 KV for fp8/fp4 checkpoints (NVIDIA's ModelOpt checkpoints quantize the
   KV cache: ``kv_cache_quant_algo: FP8``); chunked prefill off, ``max_num_tokens`` 8192, ``max_batch_size``
   2048; 32-token blocks.
+
+Each preset also charges a cost per decoding sequence per step (``step_overhead_s_per_seq``, the roofline's
+``overhead_s_per_seq``), fitted on the public rows of ``experiments/fidelity/data`` (constants below).
 """
 
 from __future__ import annotations
@@ -40,6 +43,30 @@ VLLM_STEP_OVERHEAD_S = 0.002
 OVERLAPPED_STEP_OVERHEAD_S = 0.0003
 """SGLang and TensorRT-LLM overlap the CPU scheduling of step n+1 with the GPU run of step n; what remains per
 step is sampling and launch gaps (an estimate bounded by vLLM's 0.2-0.3 ms async target, issue #10634)."""
+
+VLLM_SEQ_OVERHEAD_S = 130e-6
+"""Engine cost per decoding sequence per step (``step_overhead_s_per_seq``): CPU work per running request
+(scheduling, sampling, detokenizing, streaming to its client) that grows with the batch. No public per-step
+figure exists for vLLM V1 (the V1 blog names the costs, not their size; microbenchmarks in vLLM PRs time single
+functions at ~1 us per request, e.g. ``update_from_output`` 0.29 ms at batch 256, PR #46112), so this is a fit:
+the grid value minimizing the mean absolute log error of output tok/s and TPOT over the public vLLM >= 0.8 rows
+of at least 64 sequences (``experiments/fidelity/fit_seq_overhead.py``: gpustack's ``vllm bench serve`` runs of
+vLLM v0.10.2-v0.11.0 on H100/H200, 43 rows of 8 deployments, one source); every leave-one-deployment-out refit
+gives the same value.
+Those rows are MoE or FP4 models served over HTTP, so the fit also absorbs what the step model misses there
+(``docs/FIDELITY.md``, Served latency under load)."""
+
+SGLANG_SEQ_OVERHEAD_S = 250e-6
+"""SGLang v0.5's per-sequence step cost, fitted as :data:`VLLM_SEQ_OVERHEAD_S` on the public SGLang rows
+(gpustack's SGLang v0.5.3-0.5.5 runs, 11 rows of >= 64 sequences, 4 deployments; refits without each
+deployment: 250-300 us). The overlap scheduler hides the per-step constant, not work that grows with the batch
+beyond the GPU's step."""
+
+TRTLLM_SEQ_OVERHEAD_S = 0.0
+"""TensorRT-LLM's: none. The public TensorRT-LLM rows alone would fit 200 us (6 rows: gpt-oss and DeepSeek-R1
+bursts, where the step model is 50-90% optimistic for reasons of its own), but NVIDIA's max-throughput tables
+(``trtllm-bench``, up to 4,096 sequences a step) leave no room for it on dense models: the step model is within
+10.7% there without it (``docs/FIDELITY.md``)."""
 
 
 def _gib(hardware: Hardware) -> float:
@@ -114,6 +141,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "kv_memory": "of-total",
             "activation_reserve_gb": ACTIVATION_RESERVE_GB,
             "step_overhead_s": VLLM_STEP_OVERHEAD_S,
+            "step_overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S,
         }
     if preset == "sglang":
         chunk = deployment.engine.max_batched_tokens or sglang_chunk_tokens(hardware)
@@ -127,6 +155,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "kv_memory": "of-total",
             "activation_reserve_gb": 0.0,  # folded into mem_fraction_static
             "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
+            "step_overhead_s_per_seq": SGLANG_SEQ_OVERHEAD_S,
         }
     return {
         "admission": "guaranteed-no-evict",
@@ -139,6 +168,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
         "kv_memory": "of-free",
         "activation_reserve_gb": ACTIVATION_RESERVE_GB,
         "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
+        "step_overhead_s_per_seq": TRTLLM_SEQ_OVERHEAD_S,
     }
 
 

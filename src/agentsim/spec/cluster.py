@@ -126,6 +126,11 @@ class EngineSpec(Strict):
         description="per-step scheduling and launch cost, used as the roofline's overhead_s when that is unset; "
         "default: the preset's",
     )
+    step_overhead_s_per_seq: NonNegativeFloat | None = Field(
+        None,
+        description="engine cost per decoding sequence per step (CPU work: scheduling, sampling, detokenizing, "
+        "streaming), seconds; used as the roofline's overhead_s_per_seq when that is unset; default: the preset's",
+    )
     kv_capacity_tokens: PositiveInt | None = Field(
         None, description="override the KV capacity derived from memory (tokens per replica)"
     )
@@ -206,6 +211,11 @@ class RooflinePerf(Strict):
     )
     overhead_s: NonNegativeFloat | None = Field(
         None, description="fixed per-step cost (scheduling, launches); default: the engine's step_overhead_s"
+    )
+    overhead_s_per_seq: NonNegativeFloat | None = Field(
+        None,
+        description="per-step cost of each decoding sequence (engine CPU work), seconds; default: the engine's "
+        "step_overhead_s_per_seq",
     )
     comm_efficiency: float = Field(
         0.8, gt=0, le=1, description="achieved fraction of the scale-up link bandwidth in collectives"

@@ -26,7 +26,9 @@ perf-overview.md``), a finite burst.
 **Engine version.** vLLM before 0.8 ran the V0 engine (V1 became the default in 0.8.0): ``max_num_seqs`` 256,
 and chunked prefill only for models whose context passes 32K tokens (``EngineArgs.create_engine_config``), then
 with a 512-token step budget (``SchedulerConfig``); otherwise unchunked prefill with a budget of the context
-length. Those rows run the ``vllm`` preset with these values (:func:`vllm_v0_overrides`).
+length. V0 also did its CPU work per sequence (scheduling, sampling, detokenizing) in the step loop, at
+:data:`V0_SEQ_OVERHEAD_S` per decoding sequence per step. Those rows run the ``vllm`` preset with these values
+(:func:`vllm_v0_overrides`).
 
 **Engine arguments.** An ``engine_args`` label holds the server's command-line flags as published; the ones that
 map to engine knobs are honoured (:func:`parse_engine_args`): ``--max-num-seqs`` / ``--max-running-requests`` /
@@ -53,6 +55,7 @@ from agentsim.planning.calibrate.measurements import CalibrationError, Measureme
 __all__ = [
     "DEFAULT_ACCEPTANCE",
     "TRTLLM_PERF_OVERVIEW_REQUESTS",
+    "V0_SEQ_OVERHEAD_S",
     "BenchLoad",
     "bench_load",
     "engine_overrides",
@@ -96,6 +99,14 @@ V0_CHUNKED_BUDGET: Final = 512
 
 V0_LONG_CONTEXT: Final = 32768
 """vLLM V0 turns chunked prefill on by default for models whose context passes this (``use_long_context``)."""
+
+V0_SEQ_OVERHEAD_S: Final = 600e-6
+"""vLLM V0's cost per decoding sequence per step, a fit as the presets' (``serving/presets.py``) on the public vLLM
+< 0.8 rows of at least 64 sequences (``experiments/fidelity/fit_seq_overhead.py``: dstack's and Oracle's
+Llama-3.1-405B runs on H100 and MI300X, 59 rows of 8 deployments; refits without each deployment: 500-1000 us).
+The same engine's offline sweep alone gives ~0.7 ms per sequence beyond batch 32 (``docs/FIDELITY.md``); vLLM's
+performance roadmap (issue #6801) measured ~20 ms between V0 steps at batch 200 (0.1 ms per sequence) on
+smaller models."""
 
 FINITE_THINK_S: Final = 1e12
 """Think time after a finite run's single request: never reached, so every client sends exactly one request."""
@@ -161,9 +172,10 @@ def vllm_v0_overrides(model: ModelArch) -> dict[str, Any]:
     """The engine knobs of vLLM's V0 engine (before 0.8) that differ from the ``vllm`` preset's (module
     docstring)."""
     window = model.max_context_tokens
+    common = {"max_num_seqs": V0_MAX_NUM_SEQS, "step_overhead_s_per_seq": V0_SEQ_OVERHEAD_S}
     if window > V0_LONG_CONTEXT:
-        return {"max_num_seqs": V0_MAX_NUM_SEQS, "chunked_prefill": True, "max_batched_tokens": V0_CHUNKED_BUDGET}
-    return {"max_num_seqs": V0_MAX_NUM_SEQS, "chunked_prefill": False, "max_batched_tokens": max(window, 2048)}
+        return {**common, "chunked_prefill": True, "max_batched_tokens": V0_CHUNKED_BUDGET}
+    return {**common, "chunked_prefill": False, "max_batched_tokens": max(window, 2048)}
 
 
 def trtllm_bench_settings(

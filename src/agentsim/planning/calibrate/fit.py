@@ -136,6 +136,7 @@ ROOFLINE_PARAMS = {
     "mfu": Param("mfu", "logit"),
     "mbu": Param("mbu", "logit"),
     "overhead_s": Param("overhead_s", "log"),
+    "overhead_s_per_seq": Param("overhead_s_per_seq", "log"),
     "comm_efficiency": Param("comm_efficiency", "logit"),
     "collective_latency_s": Param("collective_latency_s", "log"),
 }
@@ -286,6 +287,10 @@ def calibrate(
     if isinstance(start, spec.RooflinePerf) and start.overhead_s is None:
         # Unset: the engine preset's step overhead is where the search starts (and what it fits).
         start = start.model_copy(update={"overhead_s": plans[0].step_overhead_s})
+        start_pool = replace_model(pool, perf=start)
+    if isinstance(start, spec.RooflinePerf) and start.overhead_s_per_seq is None and "overhead_s_per_seq" in names:
+        # fitted from the preset's per-sequence cost (a zero one starts the log-scale search at 10 us)
+        start = start.model_copy(update={"overhead_s_per_seq": plans[0].step_overhead_s_per_seq or 1e-5})
         start_pool = replace_model(pool, perf=start)
 
     def perf_at(u: np.ndarray) -> Any:

@@ -25,6 +25,7 @@ TTFT and mean TPOT, in this process or in a pool of worker processes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -260,6 +261,7 @@ class Plan:
     lifetime_s: float
     step_overhead_s: float = 0.002  # the preset's, for a roofline whose overhead_s is unset
     finite: bool = False  # exactly the arrivals' agents send one request each, all measured (a burst)
+    step_overhead_s_per_seq: float = 0.0  # the preset's, for a roofline whose overhead_s_per_seq is unset
 
 
 def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: HarnessOptions) -> Plan:
@@ -288,6 +290,22 @@ def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: 
 
     overhead = filled.deployment.engine.step_overhead_s
     step_overhead = 0.002 if overhead is None else overhead
+    seq_overhead = filled.deployment.engine.step_overhead_s_per_seq or 0.0
+    plan = _plan(engine, m, load, cap, replicas, lifetime, opts, step_overhead)
+    return dataclasses.replace(plan, step_overhead_s_per_seq=seq_overhead)
+
+
+def _plan(
+    engine: spec.EngineSpec,
+    m: Measurement,
+    load: BenchLoad,
+    cap: int,
+    replicas: int,
+    lifetime: Any,
+    opts: HarnessOptions,
+    step_overhead: float,
+) -> Plan:
+    """:func:`plan_condition` once the engine, its admission cap and the lifetime of a request are known."""
     if load.finite:
         return _finite_plan(engine, m, load, cap * replicas, lifetime, opts, step_overhead)
     if load.mode == "poisson":
