@@ -14,7 +14,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("agentsim.report",),
     ("agentsim.planning",),
     ("agentsim.api",),
-    ("agentsim.store",),
+    ("agentsim.store", "agentsim.spill"),
     ("agentsim.analysis",),
     ("agentsim.engine.sim", "agentsim.engine.agents", "agentsim.engine.records"),
     ("agentsim.resolve",),

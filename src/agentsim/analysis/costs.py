@@ -19,13 +19,18 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from agentsim.engine.records import number_tasks
+from agentsim.analysis.tables import Table
+from agentsim.engine.records import TaskSums
 from agentsim.resolve import TOOLS_POOL, PoolRates
+
+COST_SUMS = ("usd", "energy_j")
+"""The call columns a task sums besides its tokens and busy time (:class:`~agentsim.engine.records.TaskSums`)."""
 
 
 def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
-    """Add ``usd`` and ``energy_j`` to the calls table: each call's busy share on its replica, and on its
-    prefill replica when it was disaggregated, priced at that replica's pool rates."""
+    """Add ``usd`` and ``energy_j`` to the calls table (or to a batch of it: each row's cost is its own): each
+    call's busy share on its replica, and on its prefill replica when it was disaggregated, priced at that
+    replica's pool rates."""
     usd_s = {r.pool: r.usd_per_s for r in rates}
     prompt_w = {r.pool: r.busy_w_per_replica for r in rates}
     decode_w = {r.pool: r.decode_w_per_replica for r in rates}
@@ -53,15 +58,13 @@ def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
     return calls.append_column("energy_j", pa.array(energy))
 
 
-def attach_task_costs(tasks: pa.Table, calls: pa.Table, tools: PoolRates | None = None) -> pa.Table:
-    """Add ``usd`` and ``energy_j`` to the tasks table: the sums over each task's calls, plus its tool calls'
-    worker-seconds at the tool pool's per-worker rates."""
+def attach_task_costs(tasks: pa.Table, sums: TaskSums, tools: PoolRates | None = None) -> pa.Table:
+    """Add ``usd`` and ``energy_j`` to (a batch of) the tasks table: the sums over each task's calls (``sums``,
+    taken with ``extra=COST_SUMS`` over the costed call table), plus its tool calls' worker-seconds at the tool
+    pool's per-worker rates."""
     tasks = _add_tool_costs(tasks, tools)
-    of_task, of_call, size = number_tasks(tasks.column("task_id").to_numpy(), calls.column("task_id").to_numpy())
-    parts = []
-    for name, tool_name in (("usd", "tool_usd"), ("energy_j", "tool_energy_j")):
-        sums = np.bincount(of_call, weights=calls.column(name).to_numpy(), minlength=size)
-        parts.append(pa.array(sums[of_task] + tasks.column(tool_name).to_numpy()))
+    ids = tasks.column("task_id").to_numpy()
+    parts = [pa.array(sums.of(name, ids) + tasks.column(f"tool_{name}").to_numpy()) for name in COST_SUMS]
     return tasks.append_column("usd", parts[0]).append_column("energy_j", parts[1])
 
 
@@ -76,7 +79,7 @@ def _add_tool_costs(tasks: pa.Table, tools: PoolRates | None) -> pa.Table:
     return tasks.append_column("tool_usd", pa.array(usd)).append_column("tool_energy_j", pa.array(energy))
 
 
-def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, horizon_s: float) -> pa.Table:
+def pools_table(rates: list[PoolRates], replicas: Table, calls: Table, horizon_s: float) -> pa.Table:
     """Per pool over the whole run: provisioned cost, the part charged to calls, the idle remainder, energy."""
     t = np.asarray(replicas.column("t_s").to_numpy(), dtype=float)
     last = replicas.filter(pa.array(t == horizon_s))

@@ -1,5 +1,9 @@
 """Metrics: functions from result tables to summary numbers. Tables in, numbers out; no simulation here.
 
+The tables may be Arrow tables or a run's Parquet files read a column at a time (:mod:`agentsim.analysis.tables`):
+the summary of a ten-million-call run holds a few whole columns at once, never the table; each latency is
+computed, summarized and dropped before the next.
+
 Every statistic is taken over the *measurement window* ``[warmup_s, horizon_s]``: calls issued and tasks
 started at or after ``warmup_s`` (the warm-up fills caches and queues and is excluded), and token and busy-time
 counters differenced between the replica samples at ``warmup_s`` and ``horizon_s``. Each formula is written out
@@ -15,7 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agentsim import spec
+from agentsim.analysis.tables import Table, rows_where
 from agentsim.resolve import PoolRates
+
+__all__ = ["Table", "rows_where"]  # re-exported: the metrics' table helpers
 
 PERCENTILES = (50, 90, 99)
 
@@ -79,42 +86,52 @@ def censored_dist(done: np.ndarray, censored: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def col(table: pa.Table, name: str) -> np.ndarray:
+def col(table: Table, name: str) -> np.ndarray:
     """A column as float64 numpy, nulls as NaN."""
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
 
 
-def call_latencies(calls: pa.Table) -> dict[str, np.ndarray]:
+def ttft_of(calls: Table) -> np.ndarray:
+    """Per-call time to first token (NaN where there is none)."""
+    ttft: np.ndarray = col(calls, "first_token_s") - col(calls, "issue_s")
+    return ttft
+
+
+def tpot_of(calls: Table) -> np.ndarray:
+    """Per-call time per output token after the first (NaN where undefined; see :func:`call_latencies`)."""
+    done = col(calls, "done_s")
+    first = col(calls, "first_token_s")
+    gen = col(calls, "generated_tokens")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(gen > 1, (done - first) / (gen - 1), np.nan)
+
+
+def e2e_of(calls: Table) -> np.ndarray:
+    """Per-call end-to-end seconds (NaN where unfinished)."""
+    e2e: np.ndarray = col(calls, "done_s") - col(calls, "issue_s")
+    return e2e
+
+
+def call_latencies(calls: Table) -> dict[str, np.ndarray]:
     """Per-call TTFT, TPOT and end-to-end seconds (NaN where undefined).
 
     TPOT is ``(done - first_token) / (generated - 1)``: the mean time between output tokens after the first,
     undefined for single-token outputs.
     """
-    issue = col(calls, "issue_s")
-    first = col(calls, "first_token_s")
-    done = col(calls, "done_s")
-    gen = col(calls, "generated_tokens")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(gen > 1, (done - first) / (gen - 1), np.nan)
-    return {"ttft_s": first - issue, "tpot_s": tpot, "call_e2e_s": done - issue}
+    return {"ttft_s": ttft_of(calls), "tpot_s": tpot_of(calls), "call_e2e_s": e2e_of(calls)}
 
 
-def is_status(table: pa.Table, status: str) -> np.ndarray:
+def is_status(table: Table, status: str) -> np.ndarray:
     """Boolean mask of ``table``'s rows whose ``status`` is ``status``."""
     return np.asarray(pc.equal(table.column("status"), status).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def of_workload(table: pa.Table, label: str) -> np.ndarray:
+def of_workload(table: Table, label: str) -> np.ndarray:
     """Boolean mask of ``table``'s rows whose ``workload`` is ``label``."""
     return np.asarray(pc.equal(table.column("workload"), label).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def rows_where(table: pa.Table, mask: np.ndarray) -> pa.Table:
-    """The rows of ``table`` where ``mask`` holds (the table itself when it holds everywhere: no copy)."""
-    return table if bool(mask.all()) else table.filter(pa.array(mask))
-
-
-def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
+def window(replicas: Table, t0: float, t1: float) -> dict[str, np.ndarray]:
     """Per-replica counter increments between the samples at ``t0`` and ``t1``, one entry per replica present at
     ``t1`` (a replica that did not exist yet at ``t0`` counts from zero)."""
     t = col(replicas, "t_s")
@@ -135,8 +152,8 @@ def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
 
 
 def slo_attainment(
-    calls: pa.Table,
-    tasks: pa.Table,
+    calls: Table,
+    tasks: Table,
     workloads: list[spec.WorkloadSpec | spec.TraceWorkload],
     horizon_s: float = float("inf"),
 ) -> dict[str, Any]:
@@ -151,13 +168,25 @@ def slo_attainment(
     """
     if all(v is None for w in workloads for v in w.slo.model_dump().values()):
         return {"calls": None, "tasks": None, "by_workload": {}}  # no targets: nothing to attain
-    lat = call_latencies(calls)
-    issue = col(calls, "issue_s")
-    first = col(calls, "first_token_s")
-    start = col(tasks, "start_s")
-    task_s = col(tasks, "done_s") - col(tasks, "start_s")
-    rejected = is_status(calls, "rejected")
-    failed = is_status(tasks, "failed")
+    # Only the columns some target needs, each computed once (a run's calls may be many millions).
+    slos = [w.slo for w in workloads]
+    need_ttft = any((s.ttft_s or s.ttft_p99_s) is not None for s in slos)
+    need_tpot = any((s.tpot_s or s.tpot_p99_s) is not None for s in slos)
+    need_calls = need_ttft or need_tpot
+    need_tasks = any((s.task_s or s.task_p95_s) is not None for s in slos)
+    nothing = np.empty(0)
+    finished_c = ~np.isnan(e2e_of(calls)) if need_calls else nothing.astype(bool)
+    rejected = is_status(calls, "rejected") if need_calls else finished_c
+    ttft = ttft_of(calls) if need_ttft else nothing
+    tpot = tpot_of(calls) if need_tpot else nothing
+    waited = nothing  # how long each call waited for its first token, up to the horizon
+    if need_ttft:
+        first = col(calls, "first_token_s")
+        waited = np.where(np.isnan(first), horizon_s, first) - col(calls, "issue_s")
+        del first
+    start = col(tasks, "start_s") if need_tasks else nothing
+    task_s = col(tasks, "done_s") - start if need_tasks else nothing
+    failed = is_status(tasks, "failed") if need_tasks else nothing.astype(bool)
     per: dict[str, Any] = {}
     ok_calls = n_calls = ok_tasks = n_tasks = 0
     for w in workloads:
@@ -168,15 +197,14 @@ def slo_attainment(
         ttft_t = s.ttft_s or s.ttft_p99_s
         tpot_t = s.tpot_s or s.tpot_p99_s
         if ttft_t is not None or tpot_t is not None:
-            done = m & ~np.isnan(lat["call_e2e_s"])
+            done = m & finished_c
             good = done.copy()
             if ttft_t is not None:
-                good &= lat["ttft_s"] <= ttft_t
+                good &= ttft <= ttft_t
             if tpot_t is not None:
-                good &= np.isnan(lat["tpot_s"]) | (lat["tpot_s"] <= tpot_t)
+                good &= np.isnan(tpot) | (tpot <= tpot_t)
             missed_open = m & rejected
             if ttft_t is not None:
-                waited = np.where(np.isnan(first), horizon_s, first) - issue
                 missed_open |= m & ~done & (waited > ttft_t)
             counted = done | missed_open
             entry["calls"] = float(good.sum() / counted.sum()) if counted.sum() else None
@@ -191,12 +219,13 @@ def slo_attainment(
             ok_tasks += int(good_t.sum())
             n_tasks += int(counted_t.sum())
         met: dict[str, bool | None] = {}
-        for name, arr, q, target in (
-            ("ttft_p99_s", lat["ttft_s"][m], 99, s.ttft_p99_s),
-            ("tpot_p99_s", lat["tpot_s"][m], 99, s.tpot_p99_s),
-            ("task_p95_s", task_s[tm], 95, s.task_p95_s),
+        for name, values, rows, q, target in (
+            ("ttft_p99_s", ttft, m, 99, s.ttft_p99_s),
+            ("tpot_p99_s", tpot, m, 99, s.tpot_p99_s),
+            ("task_p95_s", task_s, tm, 95, s.task_p95_s),
         ):
             if target is not None:
+                arr = values[rows]
                 v = arr[~np.isnan(arr)]
                 met[name] = bool(np.percentile(v, q) <= target) if v.size else None
         if met:
@@ -211,7 +240,7 @@ def slo_attainment(
 
 
 def headroom(
-    replicas: pa.Table, w: dict[str, np.ndarray], rate_of: dict[str, PoolRates], t0: float, t1: float
+    replicas: Table, w: dict[str, np.ndarray], rate_of: dict[str, PoolRates], t0: float, t1: float
 ) -> dict[str, float | None]:
     """How much more the GPU replicas could take, over the window.
 
@@ -227,8 +256,9 @@ def headroom(
     prov = float(w["provisioned_s"][gpu].sum())
     work = float((w["busy_s"] - w["steps"] * t_min)[gpu].sum())
     t = col(replicas, "t_s")
-    pools = np.asarray(replicas.column("pool").to_pylist(), dtype=object)
-    sel = (t >= t0) & (t <= t1) & np.array([rate_of[p].gpus_per_replica > 0 for p in pools], dtype=bool)
+    pools = replicas.column("pool").combine_chunks().dictionary_encode()  # a few names over many rows
+    gpu_pool = np.array([rate_of[p].gpus_per_replica > 0 for p in pools.dictionary.to_pylist()], dtype=bool)
+    sel = (t >= t0) & (t <= t1) & gpu_pool[np.asarray(pools.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
     cap = col(replicas, "kv_capacity_tokens")[sel]
     used = col(replicas, "kv_used_tokens")[sel]
     cached = col(replicas, "kv_cached_tokens")[sel]
@@ -242,9 +272,9 @@ def headroom(
 
 def summarize(
     scenario: spec.Scenario,
-    calls: pa.Table,
-    tasks: pa.Table,
-    replicas: pa.Table,
+    calls: Table,
+    tasks: Table,
+    replicas: Table,
     rates: list[PoolRates],
 ) -> dict[str, Any]:
     """The run's summary: counts, token volumes, latency distributions, SLO attainment, cost and energy."""
@@ -257,9 +287,16 @@ def summarize(
     rejected = is_status(mc, "rejected")
     failed = is_status(mt, "failed")
     compacted = np.asarray(mc.column("compacted").to_numpy(zero_copy_only=False), dtype=bool)
-    lat = call_latencies(mc)
     completed = rows_where(mc, done_c)
     waiting_first = np.isnan(col(mc, "first_token_s")) & ~rejected  # no first token by the horizon: censored
+    by_workload = {
+        w.label: {
+            "calls_rejected": int((rejected & of_workload(mc, w.label)).sum()),
+            "calls_compacted": int((compacted & of_workload(mc, w.label)).sum()),
+            "tasks_failed": int((failed & of_workload(mt, w.label)).sum()),
+        }
+        for w in scenario.workload
+    }
 
     w = window(replicas, t0, t1)
     rate_of = {r.pool: r for r in rates}
@@ -289,10 +326,25 @@ def summarize(
     # in the window would miss every long task still running at the horizon and overstate $/task.)
     all_done = col(tasks, "done_s")
     finished_in_window = int(np.sum((all_done >= t0) & (all_done <= t1)))
+    del all_done
     mwh = energy_j / 3.6e9
 
     def per_mtok(tokens: float) -> float | None:
         return usd / (tokens / 1e6) if tokens > 0 else None
+
+    # Token sums, then one latency at a time: each is computed, summarized and dropped.
+    prompt_sum = col(completed, "prompt_tokens").sum()
+    cached_sum = col(completed, "cached_tokens").sum()
+    output_sum = col(completed, "output_tokens").sum()
+    issue = col(mc, "issue_s")
+    ttft = censored_dist(ttft_of(mc), t1 - issue[waiting_first])
+    del waiting_first
+    call_e2e = censored_dist(e2e_of(mc), t1 - issue[~done_c & ~rejected])
+    del issue
+    tpot = dist(tpot_of(mc))
+    start = col(mt, "start_s")
+    task_s = censored_dist((col(mt, "done_s") - start)[done_t], t1 - start[~done_t & ~failed])
+    del start
 
     return {
         "window_s": span,
@@ -303,30 +355,17 @@ def summarize(
         "tasks_completed": tasks_done,
         "tasks_unfinished": int((~done_t & ~failed).sum()),
         "tasks_failed": int(failed.sum()),
-        "by_workload": {
-            w.label: {
-                "calls_rejected": int((rejected & of_workload(mc, w.label)).sum()),
-                "calls_compacted": int((compacted & of_workload(mc, w.label)).sum()),
-                "tasks_failed": int((failed & of_workload(mt, w.label)).sum()),
-            }
-            for w in scenario.workload
-        },
-        "prompt_tokens": int(col(completed, "prompt_tokens").sum()),
-        "cached_tokens": int(col(completed, "cached_tokens").sum()),
-        "output_tokens": int(col(completed, "output_tokens").sum()),
-        "cache_hit_rate": (
-            float(col(completed, "cached_tokens").sum() / col(completed, "prompt_tokens").sum())
-            if completed.num_rows
-            else None
-        ),
+        "by_workload": by_workload,
+        "prompt_tokens": int(prompt_sum),
+        "cached_tokens": int(cached_sum),
+        "output_tokens": int(output_sum),
+        "cache_hit_rate": float(cached_sum / prompt_sum) if completed.num_rows else None,
         "output_tokens_per_s": out_tok / span,
         "processed_tokens_per_s": processed / span,
-        "ttft_s": censored_dist(lat["ttft_s"], (t1 - col(mc, "issue_s"))[waiting_first]),
-        "tpot_s": dist(lat["tpot_s"]),
-        "call_e2e_s": censored_dist(lat["call_e2e_s"], (t1 - col(mc, "issue_s"))[~done_c & ~rejected]),
-        "task_s": censored_dist(
-            (col(mt, "done_s") - col(mt, "start_s"))[done_t], (t1 - col(mt, "start_s"))[~done_t & ~failed]
-        ),
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "call_e2e_s": call_e2e,
+        "task_s": task_s,
         "calls_per_task": dist(col(mt, "calls")[done_t]),
         "slo_attainment": slo_attainment(mc, mt, list(scenario.workload), scenario.horizon_s),
         "gpu_hours": gpu_s / 3600.0,

@@ -64,9 +64,11 @@ def run(
                 transient=True,
             ) as bar:
                 job = bar.add_task("sim", total=s.horizon_s)
-                result = api.simulate(s, progress=lambda now, total: bar.update(job, completed=now))
+                result = api.simulate(
+                    s, progress=lambda now, total: bar.update(job, completed=now), workdir=target.parent
+                )
         else:
-            result = api.simulate(s)
+            result = api.simulate(s, workdir=target.parent)  # spill files beside the run: saved by a rename
         path = api.save_run(result, target, overwrite=overwrite)
     except ScenarioError as e:
         _fail(str(e))
