@@ -100,20 +100,23 @@ def pools_table(rates: list[PoolRates], replicas: Table, calls: Table, horizon_s
         count_by_pool[pool] = count_by_pool.get(pool, 0) + 1
     usd_s = {r.pool: r.usd_per_s for r in rates}
     # Each call's busy seconds priced at its pool's rate and summed per pool, on its replica's pool and then on
-    # its prefill replica's: one np.bincount over both, so the sums run in the same row order as a loop would.
+    # its prefill replica's: the sums run over the first column's rows in row order, then go on over the second's
+    # (one np.bincount each, the second starting from the first's sums: the same additions as a single loop).
     number = {r.pool: i for i, r in enumerate(rates)}
     price = np.array([r.usd_per_s for r in rates])
-    codes: list[np.ndarray] = []
-    busy_parts: list[np.ndarray] = []
+    sums: np.ndarray = np.zeros(len(rates))
     for pool_col, busy_col in (("pool", "busy_s"), ("prefill_pool", "prefill_busy_s")):
         pools = calls.column(pool_col).combine_chunks().dictionary_encode()
         lut = np.array([number[p] for p in pools.dictionary.to_pylist()] + [-1], dtype=np.int64)
         code = lut[np.asarray(pools.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)]
+        del pools
         routed = code >= 0
-        codes.append(code[routed])
-        busy_parts.append(np.asarray(calls.column(busy_col).to_numpy(zero_copy_only=False), dtype=float)[routed])
-    code = np.concatenate(codes)
-    sums = np.bincount(code, weights=np.concatenate(busy_parts) * price[code], minlength=len(rates))
+        code = code[routed]
+        busy = np.asarray(calls.column(busy_col).to_numpy(zero_copy_only=False), dtype=float)[routed]
+        del routed
+        busy *= price[code]
+        bins = np.arange(len(rates))
+        sums = np.bincount(np.concatenate([bins, code]), weights=np.concatenate([sums, busy]), minlength=len(rates))
     usd_by_pool = {r.pool: float(sums[i]) for i, r in enumerate(rates)}
     if TOOLS_POOL in usd_s:
         # Tool work is charged to tasks, not calls: its "calls" cost is the busy part of the pool.

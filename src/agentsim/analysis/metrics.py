@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agentsim import spec
+from agentsim.analysis.survival import area_above, kaplan_meier
 from agentsim.analysis.tables import Table, rows_where
 from agentsim.resolve import PoolRates
 
@@ -27,33 +28,42 @@ __all__ = ["Table", "rows_where"]  # re-exported: the metrics' table helpers
 PERCENTILES = (50, 90, 99)
 
 
-def dist(values: np.ndarray) -> dict[str, float | None]:
-    """``mean, p50, p90, p99`` (and ``n``) of ``values``; nulls when there are none."""
-    v = values[~np.isnan(values)] if values.size else values
+def dist(values: np.ndarray, *, overwrite: bool = False) -> dict[str, float | None]:
+    """``mean, p50, p90, p99`` (and ``n``) of ``values``; nulls when there are none. ``overwrite``: ``values``
+    may be reordered (a temporary of the caller's: no copy is made of it)."""
+    nan = np.isnan(values)
+    v = values[~nan] if values.size and (not overwrite or nan.any()) else values
+    del nan
     if v.size == 0:
         return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
-    q = np.percentile(v, PERCENTILES)
-    out: dict[str, float | None] = {"n": int(v.size), "mean": float(v.mean())}
+    out: dict[str, float | None] = {"n": int(v.size), "mean": float(v.mean())}  # before any reordering
+    q = np.percentile(v, PERCENTILES, overwrite_input=overwrite or v is not values)
     for p, x in zip(PERCENTILES, q, strict=True):
         out[f"p{p}"] = float(x)
     return out
 
 
-def censored_dist(done: np.ndarray, censored: np.ndarray) -> dict[str, Any]:
+def censored_dist(done: np.ndarray, censored: np.ndarray, *, overwrite: bool = False) -> dict[str, Any]:
     """A duration distribution when some items were still running at the horizon: ``done`` holds the durations
     that finished, ``censored`` the ages reached by those that did not (their durations are at least that).
+    ``overwrite``: ``done`` may be reordered (a temporary of the caller's).
 
     Without censored items this is :func:`dist` (numpy's percentiles), plus ``censored: 0``. With them, the
-    distribution is the Kaplan-Meier estimate (``scipy.stats.ecdf`` on right-censored data): a percentile the
-    estimate reaches is its first duration with ``F >= p``; one it does not reach (too many items still running)
-    is reported as a lower bound, the percentile with every censored item counted at its age, and named in
-    ``lower_bounds``. The mean is the area under the estimated survival curve (a lower bound, and named so, when
-    the longest item is still running). Counting only finished items instead would drop exactly the long
-    ones."""
-    done = done[~np.isnan(done)]
+    distribution is the Kaplan-Meier estimate (``scipy.stats.ecdf`` on right-censored data, computed in less
+    memory by :mod:`agentsim.analysis.survival`): a percentile the estimate reaches is its first duration with
+    ``F >= p``; one it does not reach (too many items still running) is reported as a lower bound, the
+    percentile with every censored item counted at its age, and named in ``lower_bounds``. The mean is the area
+    under the estimated survival curve (a lower bound, and named so, when the longest item is still running).
+    Counting only finished items instead would drop exactly the long ones."""
     censored = censored[~np.isnan(censored)]
     if censored.size == 0:
-        return {**dist(done), "censored": 0}
+        return {**dist(done, overwrite=overwrite), "censored": 0}
+    finite = done.size - int(np.count_nonzero(np.isnan(done)))
+    if overwrite:
+        done.sort()  # NaN last
+        done = done[:finite]
+    else:
+        done = np.sort(done[~np.isnan(done)])
     out: dict[str, Any] = {"n": int(done.size), "censored": int(censored.size)}
     lower: list[str] = []
     if done.size == 0:  # nothing finished: every statistic is at least the imputed one
@@ -64,22 +74,19 @@ def censored_dist(done: np.ndarray, censored: np.ndarray) -> dict[str, Any]:
         out["lower_bounds"] = ["mean", *(f"p{p}" for p in PERCENTILES)]
         out["estimator"] = "lower bound"
         return out
-    from scipy import stats
-
-    km = stats.ecdf(stats.CensoredData(uncensored=done, right=censored)).cdf
-    times, probs = np.asarray(km.quantiles, dtype=float), np.asarray(km.probabilities, dtype=float)
-    imputed = np.concatenate([done, censored])
+    times, probs = kaplan_meier(done, np.sort(censored))
     for p in PERCENTILES:
-        reached = np.flatnonzero(probs >= p / 100.0 - 1e-12)
-        if reached.size:
-            out[f"p{p}"] = float(times[reached[0]])
-        else:
-            out[f"p{p}"] = float(np.percentile(imputed, p))
+        reached = probs >= p / 100.0 - 1e-12
+        if reached.any():
+            out[f"p{p}"] = float(times[int(reached.argmax())])
+        else:  # the durations in any order: a percentile does not depend on it
+            out[f"p{p}"] = float(np.percentile(np.concatenate([done, censored]), p, overwrite_input=True))
             lower.append(f"p{p}")
-    surv = 1.0 - probs
-    widths = np.diff(np.concatenate([[0.0], times]))
-    out["mean"] = float(np.sum(widths * np.concatenate([[1.0], surv[:-1]])))
-    if censored.max() >= times[-1]:
+        del reached
+    last = times[-1]
+    out["mean"] = area_above(times, probs, overwrite=True)
+    del times, probs
+    if censored.max() >= last:
         lower.insert(0, "mean")
     out["lower_bounds"] = lower
     out["estimator"] = "kaplan-meier"
@@ -91,24 +98,35 @@ def col(table: Table, name: str) -> np.ndarray:
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
 
 
+def own_col(table: Table, name: str) -> np.ndarray:
+    """:func:`col`, as an array of its own that may be changed in place (not a view of the table's memory)."""
+    a = col(table, name)
+    return a if a.flags.writeable and a.flags.owndata else a.copy()
+
+
 def ttft_of(calls: Table) -> np.ndarray:
     """Per-call time to first token (NaN where there is none)."""
-    ttft: np.ndarray = col(calls, "first_token_s") - col(calls, "issue_s")
+    ttft = own_col(calls, "first_token_s")
+    ttft -= col(calls, "issue_s")  # in place: one array of the table's length, not three
     return ttft
 
 
 def tpot_of(calls: Table) -> np.ndarray:
     """Per-call time per output token after the first (NaN where undefined; see :func:`call_latencies`)."""
-    done = col(calls, "done_s")
-    first = col(calls, "first_token_s")
-    gen = col(calls, "generated_tokens")
+    tpot = own_col(calls, "done_s")
+    tpot -= col(calls, "first_token_s")
+    per = own_col(calls, "generated_tokens")
+    per -= 1  # token counts: exact in float64, so per > 0 exactly when generated > 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(gen > 1, (done - first) / (gen - 1), np.nan)
+        np.divide(tpot, per, out=tpot)
+    tpot[~(per > 0)] = np.nan
+    return tpot
 
 
 def e2e_of(calls: Table) -> np.ndarray:
     """Per-call end-to-end seconds (NaN where unfinished)."""
-    e2e: np.ndarray = col(calls, "done_s") - col(calls, "issue_s")
+    e2e = own_col(calls, "done_s")
+    e2e -= col(calls, "issue_s")
     return e2e
 
 
@@ -227,7 +245,7 @@ def slo_attainment(
             if target is not None:
                 arr = values[rows]
                 v = arr[~np.isnan(arr)]
-                met[name] = bool(np.percentile(v, q) <= target) if v.size else None
+                met[name] = bool(np.percentile(v, q, overwrite_input=True) <= target) if v.size else None
         if met:
             entry["targets_met"] = met
         if entry:
@@ -320,7 +338,6 @@ def summarize(
     out_tok = float(w["output_tokens"].sum())
     processed = out_tok + float(w["prefill_tokens"].sum())
     tasks_done = int(done_t.sum())
-    task_usd = col(mt, "usd")[done_t]
     # Tasks finishing inside the window, whenever they started: in steady state their count over the window is
     # the task throughput, the right denominator for the window's cost. (Counting only tasks that also started
     # in the window would miss every long task still running at the horizon and overstate $/task.)
@@ -337,14 +354,16 @@ def summarize(
     cached_sum = col(completed, "cached_tokens").sum()
     output_sum = col(completed, "output_tokens").sum()
     issue = col(mc, "issue_s")
-    ttft = censored_dist(ttft_of(mc), t1 - issue[waiting_first])
-    del waiting_first
-    call_e2e = censored_dist(e2e_of(mc), t1 - issue[~done_c & ~rejected])
-    del issue
-    tpot = dist(tpot_of(mc))
+    waited, running = t1 - issue[waiting_first], t1 - issue[~done_c & ~rejected]  # the censored calls' ages
+    del issue, waiting_first
+    ttft = censored_dist(ttft_of(mc), waited, overwrite=True)
+    call_e2e = censored_dist(e2e_of(mc), running, overwrite=True)
+    tpot = dist(tpot_of(mc), overwrite=True)
     start = col(mt, "start_s")
-    task_s = censored_dist((col(mt, "done_s") - start)[done_t], t1 - start[~done_t & ~failed])
+    task_s = censored_dist((col(mt, "done_s") - start)[done_t], t1 - start[~done_t & ~failed], overwrite=True)
     del start
+    calls_per_task = dist(col(mt, "calls")[done_t], overwrite=True)
+    task_usd = dist(col(mt, "usd")[done_t], overwrite=True)
 
     return {
         "window_s": span,
@@ -366,7 +385,7 @@ def summarize(
         "tpot_s": tpot,
         "call_e2e_s": call_e2e,
         "task_s": task_s,
-        "calls_per_task": dist(col(mt, "calls")[done_t]),
+        "calls_per_task": calls_per_task,
         "slo_attainment": slo_attainment(mc, mt, list(scenario.workload), scenario.horizon_s),
         "gpu_hours": gpu_s / 3600.0,
         "busy_fraction": gpu_busy / gpu_s if gpu_s > 0 else None,
@@ -378,7 +397,7 @@ def summarize(
         "tasks_finished_in_window": finished_in_window,
         "tasks_per_hour": finished_in_window / span * 3600.0,
         "usd_per_task": usd / finished_in_window if finished_in_window else None,
-        "task_usd": dist(task_usd),
+        "task_usd": task_usd,
         "energy_kwh": energy_j / 3.6e6,
         "tokens_per_mwh": out_tok / mwh if mwh > 0 else None,
         "joules_per_output_token": energy_j / out_tok if out_tok > 0 else None,

@@ -545,7 +545,8 @@ class TaskSums:
         for name in ("prompt_tokens", "cached_tokens", "output_tokens", *extra):
             # float64 sums of token counts are exact below 2**53 tokens per task
             self.sums[name] = np.bincount(of_call, weights=calls.column(name).to_numpy(), minlength=size)
-        busy = calls.column("busy_s").to_numpy() + calls.column("prefill_busy_s").to_numpy()
+        busy = np.array(calls.column("busy_s").to_numpy(), dtype=np.float64)  # a copy: added to in place
+        busy += calls.column("prefill_busy_s").to_numpy()
         self.sums["busy_s"] = np.bincount(of_call, weights=busy, minlength=size)
 
     def of(self, name: str, task_ids: np.ndarray) -> np.ndarray:
