@@ -13,7 +13,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("agentsim.cli",),
     ("agentsim.report",),
     ("agentsim.planning",),
-    ("agentsim.api",),
+    ("agentsim.api", "agentsim.preflight"),
     ("agentsim.store", "agentsim.spill"),
     ("agentsim.analysis",),
     ("agentsim.engine.sim", "agentsim.engine.agents", "agentsim.engine.records"),

@@ -33,6 +33,8 @@ from agentsim.catalog import Catalog
 from agentsim.engine.records import CHUNK_ROWS, REPLICAS_SCHEMA, TASK_RECORD_SCHEMA, TaskSums, with_task_sums
 from agentsim.engine.sim import ProgressFn, simulate_resolved
 from agentsim.errors import ScenarioError
+from agentsim.preflight import check as check_memory
+from agentsim.preflight import default_limit_mb
 from agentsim.resolve import PoolRates, Resolved, resolve
 from agentsim.spec.load import (
     apply_override,
@@ -149,6 +151,7 @@ def run(
     catalog: Catalog | None = None,
     progress: ProgressFn | None = None,
     workdir: str | Path | None = None,
+    max_memory_mb: float | None = None,
 ) -> RunResult:
     """Simulate a validated ``scenario``: resolve it against ``catalog`` (default: the built-in one plus the
     scenario's catalog files), run the engine, then cost and summarize its tables. Deterministic for a given
@@ -156,9 +159,14 @@ def run(
 
     The tables are streamed to Parquet files as the run goes (:mod:`agentsim.spill`) in a temporary directory
     in ``workdir`` (default: the system's temporary directory; give the directory the run will be saved in, so
-    that :func:`save_run` moves the files rather than copying them)."""
+    that :func:`save_run` moves the files rather than copying them).
+
+    Before it starts, the run's memory is estimated (:mod:`agentsim.preflight`): above ``max_memory_mb``
+    (default: half the machine's memory; 0: no limit) it raises :class:`~agentsim.preflight.MemoryLimitError`,
+    a :class:`ScenarioError` with the estimate, the limit and what to change."""
     wall0 = time.perf_counter()
     resolved = resolve(scenario, catalog)
+    check_memory(resolved, default_limit_mb() if max_memory_mb is None else max_memory_mb)
     spill = SpillDir(Path(workdir) if workdir is not None else None)
     try:
         return _run(resolved, spill, progress, wall0)
@@ -220,8 +228,10 @@ def _finish_tasks(recorded: Path, out: Path, calls: ParquetColumns, tools: PoolR
     task's sums over its calls and its costs, written to ``out`` a batch at a time."""
     f = pq.ParquetFile(str(recorded), memory_map=True)
     ids = f.read(columns=["task_id"]).column(0).to_numpy()
-    sums = TaskSums(calls, ids, extra=COST_SUMS)
-    del ids
+    needed = ["task_id", "prompt_tokens", "cached_tokens", "output_tokens", *COST_SUMS, "busy_s", "prefill_busy_s"]
+    call_file = pq.ParquetFile(str(calls.path), memory_map=True)
+    sums = TaskSums(call_file.iter_batches(batch_size=CHUNK_ROWS, columns=needed), ids, extra=COST_SUMS)
+    del ids, call_file
 
     def finish(batch: pa.RecordBatch) -> pa.Table:
         return attach_task_costs(with_task_sums(pa.Table.from_batches([batch]), sums), sums, tools)
@@ -251,9 +261,10 @@ def simulate(
     seed: int | None = None,
     progress: ProgressFn | None = None,
     workdir: str | Path | None = None,
+    max_memory_mb: float | None = None,
 ) -> RunResult:
     """Run a scenario (a Scenario, a YAML path, or ``None`` for the default) and return its result
-    (``workdir``: see :func:`run`).
+    (``workdir`` and ``max_memory_mb``: see :func:`run`).
 
     Raises :class:`ScenarioError` when the scenario cannot run on its cluster (unknown model, does not fit).
     """
@@ -265,7 +276,7 @@ def simulate(
         s = load_scenario(scenario)
     if seed is not None:
         s = load_scenario(s, [f"seed={seed}"])
-    return run(s, progress=progress, workdir=workdir)
+    return run(s, progress=progress, workdir=workdir, max_memory_mb=max_memory_mb)
 
 
 def save_run(result: RunResult, out: str | Path, *, overwrite: bool = False) -> Path:

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from agentsim import api, spec, store
-from agentsim.cli.common import _fmt, _load, _report_or_fail, print_warnings, summary_table
+from agentsim.cli.common import MAX_MEMORY, _fmt, _load, _report_or_fail, print_warnings, summary_table
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
@@ -41,6 +41,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     report_: Annotated[bool, typer.Option("--report", callback=_report_deps, help="also write report.html")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="exit 3 when the run has warnings")] = False,
+    max_memory: Annotated[float | None, MAX_MEMORY] = None,
 ) -> None:
     """Simulate a scenario and write calls/tasks/replicas Parquet tables, summary.json and manifest.json.
 
@@ -65,10 +66,12 @@ def run(
             ) as bar:
                 job = bar.add_task("sim", total=s.horizon_s)
                 result = api.simulate(
-                    s, progress=lambda now, total: bar.update(job, completed=now), workdir=target.parent
-                )
+                    s, progress=lambda now, total: bar.update(job, completed=now), workdir=target.parent,
+                    max_memory_mb=max_memory,
+                )  # fmt: skip
         else:
-            result = api.simulate(s, workdir=target.parent)  # spill files beside the run: saved by a rename
+            # spill files beside the run: saved by a rename
+            result = api.simulate(s, workdir=target.parent, max_memory_mb=max_memory)
         path = api.save_run(result, target, overwrite=overwrite)
     except ScenarioError as e:
         _fail(str(e))

@@ -530,24 +530,43 @@ def number_tasks(task_ids: np.ndarray, call_task_ids: np.ndarray) -> tuple[np.nd
 
 class TaskSums:
     """Each task's sums over its rows of a call table (:data:`TASK_SUMS`, and the call columns ``extra``), for
-    tasks looked up by id (:meth:`of`), a batch at a time: a run's task table is finished from its spill file
-    batch by batch, with the sums taken once over the whole call table, a column at a time.
+    tasks looked up by id (:meth:`of`): a run's task table is finished from its spill file batch by batch.
 
-    ``calls``: anything with ``column(name)`` (an Arrow table, or a Parquet file read column by column);
-    ``task_ids``: those of the task table (they size the sums). Each sum adds a task's calls in row order, as
-    one ``np.bincount`` over the whole table (:func:`number_tasks`), whatever the batches later asked for."""
+    ``calls``: an Arrow table, or the call table's record batches in row order (a run's call file read a row
+    group at a time: the sums are then the only arrays of the run's length, one float per task and sum);
+    ``task_ids``: those of the task table (they size the sums). Each sum adds a task's calls in row order
+    starting from 0.0, as one ``np.bincount`` over the whole table would (:func:`number_tasks`): batch after
+    batch, ``np.add.at`` does the same additions in the same order, whatever the batches' boundaries."""
 
-    def __init__(self, calls: Any, task_ids: np.ndarray, extra: tuple[str, ...] = ()) -> None:
-        _, of_call, size = number_tasks(task_ids, calls.column("task_id").to_numpy())
+    def __init__(
+        self, calls: pa.Table | Iterable[pa.RecordBatch | pa.Table], task_ids: np.ndarray, extra: tuple[str, ...] = ()
+    ) -> None:
+        of_task = np.asarray(task_ids, dtype=np.int64)
+        if of_task.size and of_task.min() < 0:
+            raise ValueError("task ids must be >= 0")
+        size = 1 + int(of_task.max(initial=-1))
+        names = ("prompt_tokens", "cached_tokens", "output_tokens", *extra)
+        self.count = np.zeros(size, dtype=np.int64)
+        self.sums: dict[str, np.ndarray] = {name: np.zeros(size) for name in (*names, "busy_s")}
+        for batch in calls.to_batches() if isinstance(calls, pa.Table) else calls:
+            of_call = np.asarray(batch.column("task_id").to_numpy(), dtype=np.int64)
+            if not of_call.size:
+                continue
+            if of_call.min() < 0:
+                raise ValueError("task ids must be >= 0")
+            top = int(of_call.max()) + 1
+            if top > size:  # a call of a task the task table does not have: sums up to its id too
+                self.count = np.concatenate([self.count, np.zeros(top - size, dtype=np.int64)])
+                self.sums = {k: np.concatenate([v, np.zeros(top - size)]) for k, v in self.sums.items()}
+                size = top
+            self.count += np.bincount(of_call, minlength=size)  # integers: exact in any order
+            for name in names:
+                # float64 sums of token counts are exact below 2**53 tokens per task
+                np.add.at(self.sums[name], of_call, np.asarray(batch.column(name).to_numpy(), dtype=np.float64))
+            busy = np.array(batch.column("busy_s").to_numpy(), dtype=np.float64)  # a copy: added to in place
+            busy += batch.column("prefill_busy_s").to_numpy()
+            np.add.at(self.sums["busy_s"], of_call, busy)
         self.size = size
-        self.count = np.bincount(of_call, minlength=size)
-        self.sums: dict[str, np.ndarray] = {}
-        for name in ("prompt_tokens", "cached_tokens", "output_tokens", *extra):
-            # float64 sums of token counts are exact below 2**53 tokens per task
-            self.sums[name] = np.bincount(of_call, weights=calls.column(name).to_numpy(), minlength=size)
-        busy = np.array(calls.column("busy_s").to_numpy(), dtype=np.float64)  # a copy: added to in place
-        busy += calls.column("prefill_busy_s").to_numpy()
-        self.sums["busy_s"] = np.bincount(of_call, weights=busy, minlength=size)
 
     def of(self, name: str, task_ids: np.ndarray) -> np.ndarray:
         """Sum ``name`` of the tasks ``task_ids`` (0 for a task without calls)."""
