@@ -40,10 +40,10 @@ CACHE_NODE_BYTES = 256
 """A prefix-cache node (and the finished call it may keep alive) until the cache evicts it."""
 CACHE_NODE_TOKENS = 512
 """Tokens per cache node at the least, for the most nodes a replica's KV capacity can hold."""
-SUMMARY_CALL_BYTES = 56
-"""Per call written, at the summary: about seven float64 columns of the call table held at once."""
-SUMMARY_TASK_BYTES = 160
-"""Per task written: the per-task sums over the calls and the task table's columns at the summary."""
+SUMMARY_CALL_BYTES = 40
+"""Per call written, at the summary: a few float64 columns of the call table held at once."""
+SUMMARY_TASK_BYTES = 48
+"""Per task written: the per-task sums over the calls (seven float64) and the task table's columns."""
 CALL_S = 1.0
 """A call's nominal duration, to bound how fast a closed loop of agents goes round (fast calls: more tasks)."""
 SHARE = 0.5
