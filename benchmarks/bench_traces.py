@@ -27,7 +27,7 @@ from agentsim.traces.io import read_trace
 from agentsim.traces.stats import trace_stats
 from agentsim.workload.profiles import TaskFactory, builtin_profiles
 
-MOONCAKE = Path("/work/shared/data/traces/mooncake/conversation_trace.jsonl")
+MOONCAKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces" / "mooncake" / "conversation_trace.jsonl"
 
 
 def _mb() -> float:

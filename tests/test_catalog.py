@@ -137,7 +137,7 @@ def test_unknown_ids_list_the_known_ones(catalog: Catalog) -> None:
     with pytest.raises(CatalogError) as info:
         catalog.get_hardware("h300")
     known = ", ".join(sorted(catalog.hardware))
-    assert str(info.value) == f"unknown hardware 'h300'; known: {known}"
+    assert str(info.value) == f"unknown hardware 'h300' (did you mean 'h200'?); known: {known}"
     assert isinstance(info.value, KeyError)
     with pytest.raises(CatalogError, match="unknown model 'gpt-5'; known: deepseek-r1, "):
         catalog.get_model("gpt-5")
@@ -274,6 +274,6 @@ def test_a_user_model_without_a_context_window_is_refused_by_name(tmp_path: Path
         "    active_params_b: 0.001\n    source: test\n",
         encoding="utf-8",
     )
-    needs = r"models\.my-model.*\n.*max_context_tokens and max_context_source required"
+    needs = r"mine\.yaml:2: models\.my-model: max_context_tokens and max_context_source required"
     with pytest.raises(CatalogFileError, match=needs):
         load_catalog([user])

@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("agentsim.catalog",),
     ("agentsim.spec",),
     ("agentsim.engine.clock", "agentsim.engine.events", "agentsim.engine.minheap", "agentsim.engine"),
-    ("agentsim.columns", "agentsim.files", "agentsim.errors", "agentsim.rng", "agentsim.build", "agentsim._version"),
+    ("agentsim.columns", "agentsim.files", "agentsim.errors", "agentsim.rng", "agentsim.build", "agentsim._version",
+     "agentsim.yamlio"),
 ]
 """Top to bottom. A name matches a module and everything below it in the package tree; the longest match wins
 (``agentsim.engine.events``, the clock's kernel, sits below ``agentsim.engine.sim``, which wires the run)."""

@@ -114,12 +114,13 @@ def test_a_run_above_the_limit_is_refused_before_it_starts(tmp_path: Path) -> No
     """``horizon_s: 1e9`` on the command line: exit 2 with the estimate, the limit and what to change, no
     traceback, nothing written; the API raises the same error (a ScenarioError)."""
     out = tmp_path / "run"
-    r = CliRunner().invoke(app, ["run", "--set", "horizon_s=1e9", "-o", str(out), "--max-memory", "2000"])
+    r = CliRunner().invoke(app, ["run", "--set", "horizon_s=1e9", "--set", "sample_interval_s=1e4", "-o", str(out),
+                                  "--max-memory", "2000"])
     assert r.exit_code == 2, r.output
     text = " ".join(r.output.split())
     assert "estimated peak memory" in text and "--max-memory 2,000 MB" in text and "horizon_s" in text
     assert "Traceback" not in r.output and not out.exists()
-    big = load_scenario(_agents(100.0).model_dump(mode="json"), ["horizon_s=1e9"])
+    big = load_scenario(_agents(100.0).model_dump(mode="json"), ["horizon_s=1e9", "sample_interval_s=1e4"])
     with pytest.raises(preflight.MemoryLimitError, match="above --max-memory"):
         run(big, max_memory_mb=2000)
     assert preflight.estimate(resolve(big)).memory_mb > 2000

@@ -79,7 +79,8 @@ def test_weight_bytes_per_gpu() -> None:
     assert weight_bytes_per_gpu(m, dep("llama-3.3-70b", tp=2, pp=2, precision="fp8")) == pytest.approx(
         70.6e9 / 4
     )
-    assert weight_bytes_per_gpu(m, dep("llama-3.3-70b", precision="fp4")) == pytest.approx(70.6e9 / 2)
+    # NVFP4: 4 bits and one FP8 scale per 16 weights = 4.5 bits
+    assert weight_bytes_per_gpu(m, dep("llama-3.3-70b", precision="fp4")) == pytest.approx(70.6e9 * 4.5 / 8)
 
 
 def test_405b_bf16_on_one_h100_does_not_fit() -> None:
@@ -164,7 +165,9 @@ def test_decode_step_by_hand() -> None:
     # Llama-3.1-8B on one H100, one sequence with 1000 tokens of context: memory-bound.
     perf = roofline("llama-3.1-8b", perf={"mfu": 0.5, "mbu": 0.7, "overhead_s": 0.002})
     kv = 2 * 32 * 8 * 128 * 2
-    memory = (8.03e9 * 2 + (1000 + 1) * kv) / (3.35e12 * 0.7)
+    # norms and residual adds (8 hidden) and SwiGLU (3 intermediate) per layer, 16-bit, for the one new token
+    elementwise = (8 * 4096 + 3 * 14336) * 2 * 32
+    memory = (8.03e9 * 2 + (1000 + 1) * kv + elementwise) / (3.35e12 * 0.7)
     flops = 2 * 8.03e9 * 1 + 2 * 32 * 32 * (128 + 128) * 1000
     compute = flops / (989.4e12 * 0.5)
     terms = perf.breakdown(0, 1, 1000)
@@ -223,17 +226,22 @@ def test_moe_reads_only_touched_experts() -> None:
     kv = kv_bytes_per_token(m, perf.deployment) * kv_replication(m, perf.deployment)
     bw = 8 * 4.8e12
 
-    def weights_read(tokens: int) -> float:
-        return perf.breakdown(0, tokens, 0).memory_s * bw - tokens * kv
+    g = 0.73  # grouped GEMMs at <= 256 token copies per expert: DeepGEMM's 256-row efficiency
 
-    # one token reads exactly its active parameters (1 byte each in fp8)
-    assert weights_read(1) == pytest.approx(m.active_params_b * 1e9, rel=1e-9)
+    def weights_read(tokens: int) -> float:
+        memory = perf.breakdown(0, tokens, 0).memory_s - perf.elementwise_s_per_token * tokens
+        return memory * bw - tokens * kv
+
+    def expected(experts: float) -> float:
+        return (m.dense_params_b + m.expert_params_b * experts / g) * 1e9
+
+    # one token reads exactly its active parameters (1 byte each in fp8), the experts at the grouped efficiency
+    assert weights_read(1) == pytest.approx(expected(8), rel=1e-9)
     # T tokens touch E(1 - (1 - k/E)^T) experts on average
-    expected = m.dense_params_b + m.expert_params_b * 128 * (1 - (1 - 8 / 128) ** 16)
-    assert weights_read(16) == pytest.approx(expected * 1e9, rel=1e-9)
+    assert weights_read(16) == pytest.approx(expected(128 * (1 - (1 - 8 / 128) ** 16)), rel=1e-9)
     # a large batch reads (almost) every expert, never more
-    assert weights_read(4096) == pytest.approx(m.params_b * 1e9, rel=1e-6)
-    assert weights_read(4096) <= m.params_b * 1e9 * (1 + 1e-12)
+    assert weights_read(4096) == pytest.approx(expected(128), rel=1e-6)
+    assert weights_read(4096) <= expected(128) * (1 + 1e-12)
 
 
 def test_fp4_falls_back_to_fp8_peak_without_fp4_units() -> None:

@@ -21,6 +21,7 @@ from agentsim.perf.efficiency import (
 )
 from agentsim.perf.memory import kv_bytes_per_token
 from agentsim.perf.moe import a2a_split, imbalance, imbalance_curve
+from agentsim.perf.roofline import grouped_gemm_efficiency
 
 CATALOG = load_catalog()
 
@@ -75,7 +76,9 @@ def test_memory_bound_decode_runs_at_the_catalog_bandwidth_fraction() -> None:
     perf = model_for({"overhead_s": 0}, model="llama-3.1-8b", hardware="mi300x", precision="fp8")
     mbu = 0.78 * SERVING_HBM_SHARE
     kv = kv_bytes_per_token(CATALOG.get_model("llama-3.1-8b"), perf.deployment)
-    assert perf.breakdown(0, 1, 1000).memory_s == pytest.approx((8.03e9 + 1001 * kv) / (5.3e12 * mbu), rel=1e-12)
+    elementwise = (8 * 4096 + 3 * 14336) * 2 * 32  # norms, residual adds and SwiGLU of the new token, 16-bit
+    expected = (8.03e9 + 1001 * kv + elementwise) / (5.3e12 * mbu)
+    assert perf.breakdown(0, 1, 1000).memory_s == pytest.approx(expected, rel=1e-12)
 
 
 # --------------------------------------------------------------------------- MoE imbalance
@@ -110,7 +113,9 @@ def test_moe_imbalance_one_is_the_balanced_model() -> None:
         lin_read, lin_math = balanced.dense_weight_s, balanced.lin_s_per_token * t
         kv = t * balanced.kv_s_per_token
         att = max(balanced.pair_decode_s * 0.0, kv)
-        expected = max(lin_math, lin_read) + max(experts_math, experts_read) + att + balanced.comm_s_per_token * t
+        g = grouped_gemm_efficiency(t * 8 / 128)
+        token = (balanced.comm_s_per_token + balanced.elementwise_s_per_token) * t
+        expected = max(lin_math, lin_read) + max(experts_math, experts_read) / g + att + token
         assert balanced.step_time(0, t, 0) == pytest.approx(expected, rel=1e-12)
     # the default imbalance only adds time: little while decode streams every expert anyway (64 tokens touch
     # 98% of Qwen3's 128 experts), the skew s = 1.24 and more once the expert GEMMs are compute-bound
@@ -144,11 +149,23 @@ def test_mla_absorbed_decode_and_plain_prefill_flops() -> None:
     assert perf.pair_prefill_s == pytest.approx(61 * 2 * 128 * (192 + 128) / r_att, rel=1e-12)
     assert perf.kv_up_s == pytest.approx(61 * 2 * 512 * 128 * 256 / (8 * 1978.9e12), rel=1e-12)
     # a decode-only step's attention math: C pairs at the absorbed cost
-    lin = perf.lin_s_per_token * 64 + perf.moe_s_per_token * 64
+    g = 0.73  # grouped expert GEMMs at <= 256 token copies per expert
+    lin = perf.lin_s_per_token * 64 + perf.moe_s_per_token * 64 / g
     assert perf.breakdown(0, 64, 64 * 8000).compute_s == pytest.approx(lin + perf.pair_decode_s * 64 * 8000)
     # a prefill chunk of 1000 after 3000 cached tokens: plain pairs + the prefix's up-projection
-    pf = perf.breakdown(1000, 0, 3000).compute_s - (perf.lin_s_per_token + perf.moe_s_per_token) * 1000
+    pf = perf.breakdown(1000, 0, 3000).compute_s - (perf.lin_s_per_token + perf.moe_s_per_token / g) * 1000
     assert pf == pytest.approx(perf.pair_prefill_s * (1000 * 3000 + 1000**2 / 2) + perf.kv_up_s * 3000, rel=1e-12)
     # GQA models keep one form
     gqa = model_for(knobs, model="llama-3.1-8b", hardware="h100")
     assert gqa.pair_decode_s == gqa.pair_prefill_s and gqa.kv_up_s == 0.0
+
+
+def test_grouped_gemm_efficiency_follows_deepgemm() -> None:
+    """DeepGEMM's H800 FP8 grouped GEMMs over their large-group mean (1194 TFLOPS): 256 rows per group
+    (815-932) 0.73, 512 (916-1040) 0.82, 1024 (925-1233) 0.90; flat below 256 and above 4096 rows."""
+    assert grouped_gemm_efficiency(256) == pytest.approx((815 + 932) / 2 / 1194, abs=0.005)
+    assert grouped_gemm_efficiency(512) == pytest.approx((916 + 1040) / 2 / 1194, abs=0.005)
+    assert grouped_gemm_efficiency(1024) == pytest.approx((925 + 1233) / 2 / 1194, abs=0.005)
+    assert grouped_gemm_efficiency(4) == grouped_gemm_efficiency(256)
+    assert grouped_gemm_efficiency(1e6) == 1.0
+    assert grouped_gemm_efficiency(256) < grouped_gemm_efficiency(700) < grouped_gemm_efficiency(1024)

@@ -163,7 +163,9 @@ def test_weights_spill_to_ddr_when_hbm_is_short() -> None:
     # and a decode step reads the DDR part at DDR bandwidth
     perf = roofline("llama-3.1-405b", "sn40l", tp=8, perf={"mbu": 1.0, "overhead_s": 0})
     expected = placement.hbm_bytes / rdu.hbm_bytes_per_s + placement.ddr_bytes / rdu.ddr_bytes_per_s
-    assert perf.breakdown(0, 1, 0).memory_s == pytest.approx(expected + kv_bytes_per_token(m, d) / 8 / 2e12)
+    elementwise = (8 * 16384 + 3 * 53248 / 8) * 2 * 126  # norms and residual on every GPU, SwiGLU split 8 ways
+    kv = kv_bytes_per_token(m, d) / 8
+    assert perf.breakdown(0, 1, 0).memory_s == pytest.approx(expected + (kv + elementwise) / 2e12)
     # all in HBM is refused with the numbers; all in DDR leaves HBM to the KV cache
     with pytest.raises(DoesNotFitError, match=r"does not fit: weights 101\.5 GB per GPU"):
         kv_capacity_tokens(m, rdu, dep("llama-3.1-405b", "sn40l", tp=8, weights_memory="hbm"))

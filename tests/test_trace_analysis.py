@@ -22,8 +22,9 @@ from agentsim.traces.stats import prefix_reuse, stats_dict, trace_stats
 from agentsim.traces.tables import tasks_to_table
 from agentsim.workload.profiles import builtin_profiles
 from agentsim.workload.taskgraph import CallTemplate, TaskTemplate
+from shared_data import TRACES
 
-DATA = Path("/work/shared/data/traces")
+DATA = TRACES
 REPO = Path(__file__).resolve().parents[1]
 needs_data = pytest.mark.skipif(not (DATA / "mooncake").exists(), reason="public traces not available")
 

@@ -14,8 +14,9 @@ import pytest
 from agentsim.traces.importers import BadInputError, import_trace
 from agentsim.traces.io import read_trace, read_trace_meta
 from agentsim.traces.schema import OutputExistsError, TraceError
+from shared_data import TRACES
 
-DATA = Path("/work/shared/data/traces")
+DATA = TRACES
 MOONCAKE_CONV = DATA / "mooncake" / "conversation_trace.jsonl"
 AZURE_CONV = DATA / "azure" / "AzureLLMInferenceTrace_conv.csv"
 needs_data = pytest.mark.skipif(not MOONCAKE_CONV.exists(), reason="public traces not available")

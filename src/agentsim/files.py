@@ -6,7 +6,9 @@ Everything agentsim writes (run directories, sweep tables, traces, reports, perf
 within one directory is atomic on POSIX file systems, so the target is at every moment either its old content
 or its new content.
 
-* An existing target is refused (:class:`OutputExistsError`) unless ``overwrite``.
+* An existing target is refused (:class:`OutputExistsError`) unless ``overwrite``; a target that cannot be
+  written (a parent is a file, a read-only directory) is refused before anything is written
+  (:class:`OutputPathError`). Commands call :func:`check_output` for each output before they compute.
 * Replacing a directory uses Linux's ``renameat2(RENAME_EXCHANGE)``, which swaps the two names in one step, so
   a kill at any moment leaves the old directory or the new one at the target, never nothing; elsewhere the old
   directory is moved aside first (a short window).
@@ -32,6 +34,43 @@ _TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
 
 class OutputExistsError(FileExistsError):
     """The output exists and overwriting was not asked for."""
+
+
+class OutputPathError(ValueError):
+    """An output that cannot be written where asked: a parent is a file, or the directory is not writable."""
+
+
+def check_output(
+    target: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    directory: bool = False,
+    exists_error: Callable[[str], Exception] = OutputExistsError,
+) -> None:
+    """Fail now, before any work, if ``target`` could not be written later by :func:`atomic_path`: it exists
+    and ``overwrite`` is false, or exists as the other kind (``exists_error``); or a parent of it is a file, or
+    its nearest existing directory does not take a new file (:class:`OutputPathError`; tried by creating and
+    removing a temporary file there, so a read-only file system or a missing permission is found even for
+    root). Missing directories are not created here."""
+    out = Path(target)
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise exists_error(f"{out} already exists; choose another output or pass --overwrite")
+        if out.is_dir() != directory:
+            kind = "a directory" if out.is_dir() else "a file"
+            raise exists_error(f"{out} exists and is {kind}")
+    for parent in out.absolute().parents:
+        if not parent.exists():
+            continue
+        if not parent.is_dir():
+            raise OutputPathError(f"cannot write {out}: {parent} is not a directory")
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
+        except OSError as e:
+            raise OutputPathError(f"cannot write {out}: {parent}: {e.strerror or e}") from None
+        os.close(fd)
+        os.unlink(name)
+        return
 
 
 def _umask() -> int:
@@ -110,18 +149,17 @@ def atomic_path(
     block succeeds it becomes ``target``, otherwise it is removed.
 
     Raises ``exists_error(message)`` when ``target`` exists and ``overwrite`` is false (before anything is
-    written), or when it exists as the other kind (a file where a directory is written, or the reverse). Missing
-    parent directories are created.
+    written), or when it exists as the other kind (a file where a directory is written, or the reverse), and
+    :class:`OutputPathError` when it cannot be written there (:func:`check_output`). Missing parent directories
+    are created.
     """
     out = Path(target)
-    if out.exists() or out.is_symlink():
-        if not overwrite:
-            raise exists_error(f"{out} already exists; choose another output or pass --overwrite")
-        if out.is_dir() != directory:
-            kind = "a directory" if out.is_dir() else "a file"
-            raise exists_error(f"{out} exists and is {kind}")
+    check_output(out, overwrite=overwrite, directory=directory, exists_error=exists_error)
     parent = out.parent
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputPathError(f"cannot write {out}: cannot create {parent}: {e.strerror or e}") from None
     clean_stale_temps(parent)
     prefix, suffix = f".{out.name}.{os.getpid()}.", ".tmp"
     if directory:

@@ -212,6 +212,22 @@ def _trace_opener(w: spec.TraceWorkload, window: int | None) -> TraceOpener:
     return open_trace
 
 
+def _trace_problem(path: str) -> str | None:
+    """Why ``path`` is not a trace that can be replayed (missing, not Parquet, not agentsim's schema), or None.
+    Only the file's footer is read here; its rows are checked as they are replayed."""
+    from agentsim.traces.io import read_trace_meta
+    from agentsim.traces.schema import TraceError
+
+    if not Path(path).is_file():
+        return f"no such trace file: {path}" + (" (a relative path is read from the scenario file's directory)"
+                                                 if not Path(path).is_absolute() else "")
+    try:
+        read_trace_meta(path)
+    except TraceError as e:
+        return str(e)
+    return None
+
+
 def context_window(pools: Sequence[ResolvedPool]) -> int | None:
     """The context window every call of the scenario must fit: the smallest ``max_context_tokens`` among the
     models of the pools (None without pools).
@@ -228,8 +244,9 @@ def _workloads(
     out: list[ResolvedWorkload] = []
     for i, w in enumerate(scenario.workload):
         if isinstance(w, spec.TraceWorkload):
-            if not Path(w.path).is_file():
-                errors.append((f"workload[{i}].path", f"no such trace file: {w.path}"))
+            problem = _trace_problem(w.path)
+            if problem is not None:
+                errors.append((f"workload[{i}].path", problem))
             out.append(ResolvedWorkload(i, w.label, w, open_trace=_trace_opener(w, window), max_context_tokens=window))
             continue
         try:
@@ -276,6 +293,10 @@ def _pool(
     if d.pp > model.layers:
         errors.append((f"{where}.deployment.pp", f"{d.pp} stages for {model.layers} layers"))
         return None
+    problem = heads_problem(model, d)
+    if problem is not None:
+        errors.append((f"{where}.deployment.tp", problem))
+        return None
     try:
         pool, kv, engine = resolve_engine(pool, model, hw)
     except DoesNotFitError as e:
@@ -304,6 +325,23 @@ def _pool(
     rates = replace(rates, min_step_s=float(perf.step_time(0.0, 1.0, 0.0)))
     plan = PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d)), engine, model.max_context_tokens)
     return ResolvedPool(plan, hw, model, rates)
+
+
+def heads_problem(model: ModelArch, d: spec.Deployment) -> str | None:
+    """Why ``tp`` cannot split ``model``'s attention, or None. Tensor parallelism gives each GPU an equal share
+    of the query heads, so ``tp`` must divide them; the KV heads are split the same way, or replicated when
+    there are fewer of them than GPUs (vLLM and SGLang: then ``tp`` must be a multiple of them). DP attention
+    does not split attention (each GPU holds every head) and MLA's one latent KV is not split by head."""
+    if d.data_parallel_attention or d.tp == 1:
+        return None
+    if model.heads % d.tp:
+        return f"{d.tp} does not divide the {model.heads} attention heads of {d.model}: each GPU needs an equal share"
+    if model.attention != "mla" and model.kv_heads % d.tp and d.tp % model.kv_heads:
+        return (
+            f"{d.tp} neither divides the {model.kv_heads} KV heads of {d.model} nor is a multiple of them "
+            "(KV heads are split over tp, or replicated when fewer)"
+        )
+    return None
 
 
 def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple[spec.PoolSpec, int, EngineConfig]:

@@ -146,5 +146,11 @@ def _queue_growth(replicas: Table, t0: float, t1: float) -> tuple[float, float] 
     at = np.searchsorted(times, t[sel])
     waiting = np.bincount(at, weights=col(replicas, "waiting")[sel], minlength=times.size)
     running = np.bincount(at, weights=col(replicas, "running")[sel], minlength=times.size)
-    slope = float(np.polyfit(times, waiting, 1)[0])
+    # Least-squares slope in closed form; a window too short for its times to differ in floating point (a
+    # horizon of a few ulps) has no trend to report.
+    dt = times - times.mean()
+    denom = float((dt * dt).sum())
+    if not denom > 0.0 or not np.isfinite(denom):
+        return None
+    slope = float((dt * (waiting - waiting.mean())).sum()) / denom
     return slope * (t1 - t0), max(1.0, float(running.mean()))

@@ -40,7 +40,11 @@ from pydantic import (
     model_validator,
 )
 
+from agentsim.errors import did_you_mean
 from agentsim.spec import Precision, PriceTier
+from agentsim.spec.base import Strict
+from agentsim.spec.load import field_errors, format_path, parse_path
+from agentsim.yamlio import TextFileError, line_of, loads, read_text
 
 __all__ = [
     "SECTIONS",
@@ -78,10 +82,9 @@ class CatalogFileError(ValueError):
     """A catalog YAML file that cannot be read or does not validate; the message names the file and entry."""
 
 
-class Entry(BaseModel):
-    """Base of every catalog entry: immutable, unknown keys rejected, a non-empty source required."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class Entry(Strict):
+    """Base of every catalog entry: immutable, unknown keys rejected, numbers finite and not booleans
+    (:class:`agentsim.spec.base.Strict`), a non-empty source required."""
 
     source: str = Field(min_length=1, description="where the numbers come from")
 
@@ -89,7 +92,7 @@ class Entry(BaseModel):
 # --------------------------------------------------------------------------- hardware
 
 
-class Efficiency(BaseModel):
+class Efficiency(Strict):
     """Measured fractions of an accelerator's peaks that kernels reach, with their source.
 
     ``gemm_*``: sustained dense GEMM throughput over the catalog's dense peak of that precision (cuBLASLt /
@@ -250,6 +253,11 @@ class ModelArch(Entry):
     sliding_window_layers: PositiveInt | None = Field(
         None, description="layers attending only to the last `sliding_window` tokens (gpt-oss: every other)"
     )
+    fp4_checkpoint: Literal["nvfp4", "mxfp4-experts"] = Field(
+        "nvfp4",
+        description="what `precision: fp4` stores: nvfp4 (every weight in NVFP4, NVIDIA ModelOpt checkpoints) or "
+        "mxfp4-experts (routed experts in MXFP4, the rest BF16: gpt-oss)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -352,7 +360,7 @@ class ModelArch(Entry):
 # --------------------------------------------------------------------------- prices
 
 
-class TierPrices(BaseModel):
+class TierPrices(Strict):
     """A price per hour for each pricing tier."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -449,11 +457,23 @@ def _lookup(table: Mapping[str, _E], kind: str, key: str) -> _E:
     entry = table.get(key.lower())
     if entry is None:
         known = ", ".join(sorted(table)) or "(none)"
-        raise CatalogError(f"unknown {kind} {key!r}; known: {known}")
+        raise CatalogError(f"unknown {kind} {key!r}{did_you_mean(key.lower(), table)}; known: {known}")
     return entry
 
 
-def _parse(document: object, origin: str) -> Catalog:
+def _entry_errors(
+    err: ValidationError, model: type[BaseModel], raw: Any, origin: str, text: str | None, where: list[str | int]
+) -> str:
+    """One line per problem of a catalog entry: ``file:line: section.id.field: reason`` (did-you-mean included)."""
+    lines = []
+    for path, msg in field_errors(err, model, raw):
+        full = [*where, *parse_path(path)] if path else where
+        line = line_of(text, full) if text is not None else None
+        lines.append(f"{origin}{f':{line}' if line else ''}: {format_path(full)}: {msg}")
+    return "\n".join(lines)
+
+
+def _parse(document: object, origin: str, text: str | None = None) -> Catalog:
     """Validate one YAML document (already parsed) into a catalog; ``origin`` names it in errors."""
     if document is None:
         return Catalog()
@@ -477,17 +497,18 @@ def _parse(document: object, origin: str) -> Catalog:
             try:
                 table[key] = _ENTRY_TYPES[section].model_validate(raw)
             except ValidationError as err:
-                raise CatalogFileError(f"{origin}: {section}.{key}: {err}") from err
+                problems = _entry_errors(err, _ENTRY_TYPES[section], raw, origin, text, [section, key])
+                raise CatalogFileError(problems) from None
         tables[section] = table
     return Catalog(**tables)
 
 
 def _read_yaml(text: str, origin: str) -> Catalog:
     try:
-        document = yaml.safe_load(text)
+        document = loads(text)
     except yaml.YAMLError as err:
-        raise CatalogFileError(f"{origin}: not valid YAML: {err}") from err
-    return _parse(document, origin)
+        raise CatalogFileError(f"{origin}: not valid YAML: {err}") from None
+    return _parse(document, origin, text)
 
 
 @functools.lru_cache(maxsize=1)
@@ -529,8 +550,8 @@ def load_files(paths: Sequence[Path | str]) -> Catalog:
     for path in paths:
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as err:
-            raise CatalogFileError(f"{p}: cannot read catalog file: {err}") from err
+            text = read_text(p)
+        except TextFileError as err:
+            raise CatalogFileError(f"cannot read catalog file {err}") from None
         catalog = catalog.merged(_read_yaml(text, str(p)))
     return catalog

@@ -15,10 +15,10 @@ import typer
 from rich.table import Table
 
 from agentsim import spec
-from agentsim.cli.common import _csv_list, _fmt, _load
+from agentsim.cli.common import _check_out, _csv_list, _fmt, _load
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
-from agentsim.errors import ScenarioError
+from agentsim.errors import ScenarioError, did_you_mean
 
 
 def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
@@ -74,7 +74,7 @@ def _bench_pool(scenario: Path | None, pool: str | None, set_: list[str] | None)
     s = _load(scenario, set_, None)
     pools = {p.name: p for p in s.cluster.pools}
     if pool is not None and pool not in pools:
-        _fail(f"no pool {pool!r} in {scenario}; pools: {', '.join(pools)}")
+        _fail(f"no pool {pool!r} in {scenario}{did_you_mean(pool, pools)}; pools: {', '.join(pools)}")
     return pools[pool] if pool is not None else s.cluster.pools[0], list(s.catalog)
 
 
@@ -124,12 +124,14 @@ def calibrate_cmd(
     jobs: Annotated[int, typer.Option(help="worker processes")] = 1,
     catalog_file: Annotated[list[Path] | None, typer.Option("--catalog", help="user catalog YAML (repeatable)")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="perf YAML to write")] = Path("perf.yaml"),
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
 ) -> None:
     """Fit a pool's perf coefficients to benchmark measurements by simulating every condition; write a perf YAML."""
     from agentsim.catalog import CatalogFileError, load_catalog
     from agentsim.planning import calibrate as cal
 
     ms = _measurements(measurements, where)
+    _check_out(out, overwrite=overwrite)
     base, scenario_files = _bench_pool(scenario, pool, set_)
     files = [*scenario_files, *[str(p) for p in catalog_file or []]]
     try:
@@ -179,7 +181,7 @@ def calibrate_cmd(
         f"{m} {_mape_txt(result.mape(m))} (start {_mape_txt(result.mape(m, start=True))})" for m in result.metrics
     )
     out_console.print(f"MAPE: {mapes}; {result.evaluations} evaluations", highlight=False)
-    path = cal.write_perf_yaml(result, out, measurements_file=str(measurements))
+    path = cal.write_perf_yaml(result, out, measurements_file=str(measurements), overwrite=overwrite)
     out_console.print(f"perf: {path}", highlight=False, soft_wrap=True)
 
 
@@ -212,6 +214,7 @@ def fidelity_cmd(
         "fidelity.png"
     ),
     no_plot: Annotated[bool, typer.Option("--no-plot", help="do not draw the PNG")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --csv or --plot file")] = False,
 ) -> None:
     """Simulate measured benchmark points; print predicted vs measured and the MAPE per metric (and a plot)."""
     from agentsim.catalog import CatalogFileError, load_catalog
@@ -222,6 +225,10 @@ def fidelity_cmd(
     base, scenario_files = _bench_pool(scenario, pool, set_)
     files = [*scenario_files, *[str(p) for p in catalog_file or []]]
     options = _harness(preset, admission, kv_free_fraction, waves)
+    if plot is not None and no_plot:
+        plot = None
+    for path in (csv_out, plot):
+        _check_out(path, overwrite=overwrite)
     try:
         catalog = load_catalog(files)
         overrides = [fid.PerfOverride(*cal.load_perf_yaml(p)) for p in perf or []]
@@ -295,9 +302,11 @@ def fidelity_cmd(
     for x in last.failures():
         err_console.print(f"not simulated: {x.group} {x.measurement.describe()}: {x.error}", highlight=False)
     if csv_out is not None:
-        out_console.print(f"rows: {last.write_csv(csv_out)}", highlight=False, soft_wrap=True)
-    if plot is not None and not no_plot:
+        out_console.print(f"rows: {last.write_csv(csv_out, overwrite=overwrite)}", highlight=False, soft_wrap=True)
+    if plot is not None:
         try:
-            out_console.print(f"plot: {fid.plot_fidelity(last, plot)}", highlight=False, soft_wrap=True)
+            out_console.print(
+                f"plot: {fid.plot_fidelity(last, plot, overwrite=overwrite)}", highlight=False, soft_wrap=True
+            )
         except ImportError:
             err_console.print("no plot: matplotlib is not installed (pip install 'agentsim[report]')")

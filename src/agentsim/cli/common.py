@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
-import yaml
 from rich.console import Console, Group
 from rich.table import Table
 
@@ -21,6 +20,9 @@ from agentsim import api, spec
 from agentsim.cli.console import fail as _fail
 from agentsim.cli.console import out_console
 from agentsim.errors import ScenarioError
+from agentsim.files import OutputExistsError, OutputPathError, check_output
+from agentsim.spec.load import with_file_lines
+from agentsim.yamlio import loads
 
 
 def _max_memory(value: float | None) -> float | None:
@@ -45,7 +47,7 @@ def _load(scenario: Path | None, overrides: list[str] | None, seed: int | None) 
     try:
         if scenario and not scenario.exists() and str(scenario) in api.example_names():
             # A built-in example by name: `agentsim run hybrid`.
-            data = yaml.safe_load(api.example_text(str(scenario)))
+            data = loads(api.example_text(str(scenario)))
             s = api.load_scenario(data, overrides or [], name=f"built-in example {scenario}")
         elif scenario:
             s = api.load_scenario(scenario, overrides or [])
@@ -152,3 +154,21 @@ def _report_or_fail(run_dir: Path, out: Path | None = None, console: Console | N
         _fail(str(e))
     (console or out_console).print(f"report: {page}", highlight=False, soft_wrap=True)
     return page
+
+
+def _check_out(path: Path | None, *, overwrite: bool, directory: bool = False) -> None:
+    """Exit 2 now, before computing, when the output ``path`` exists (without ``--overwrite``) or cannot be
+    written there (:func:`agentsim.files.check_output`)."""
+    if path is None:
+        return
+    try:
+        check_output(path, overwrite=overwrite, directory=directory)
+    except (OutputExistsError, OutputPathError) as e:
+        _fail(str(e))
+
+
+def _fail_scenario(e: ScenarioError, scenario: Path | None, overrides: list[str] | None) -> NoReturn:
+    """Exit 2 with ``e``, each bad field with the line of the scenario file that set it (when it is a file)."""
+    if scenario is not None and scenario.is_file():
+        e = with_file_lines(e, scenario, overrides or [])
+    _fail(str(e))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,10 +15,11 @@ import typer
 import yaml
 from rich.table import Table
 
-from agentsim.cli.common import MAX_MEMORY, _csv_list
+from agentsim.cli.common import MAX_MEMORY, _check_out, _csv_list
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
+from agentsim.yamlio import loads
 
 if TYPE_CHECKING:
     from agentsim.planning.plan import PlanResult
@@ -38,23 +40,25 @@ def _raw_base(scenario: Path | None) -> tuple[dict[str, Any], str]:
 
     try:
         if scenario and not scenario.exists() and str(scenario) in load.example_names():
-            return yaml.safe_load(load.example_text(str(scenario))), f"built-in example {scenario}"
+            return loads(load.example_text(str(scenario))), f"built-in example {scenario}"
         if scenario:
             data = load.read_data(scenario)
             if not isinstance(data, dict):
                 _fail(f"{scenario}: expected a mapping at the top level")
             return data, str(scenario)
-        return yaml.safe_load(load.example_text("default")), "built-in default scenario"
+        return loads(load.example_text("default")), "built-in default scenario"
     except ScenarioError as e:
         _fail(str(e))
 
 
 def _slos(items: list[str] | None) -> dict[str, float]:
+    from agentsim.planning.plan.slo import parse_slo
+
     out: dict[str, float] = {}
     for s in items or []:
         key, eq, raw = s.partition("=")
         try:
-            value = yaml.safe_load(raw)
+            value = loads(raw)
         except yaml.YAMLError:
             value = None
         if isinstance(value, str):  # YAML reads 1e-6 as text: take any float Python reads
@@ -64,6 +68,10 @@ def _slos(items: list[str] | None) -> dict[str, float]:
                 value = None
         if not eq or not isinstance(value, int | float) or isinstance(value, bool):
             _fail(f"--slo {s!r}: expected name=seconds, e.g. ttft_p99_s=2")
+        try:
+            parse_slo(key.strip(), float(value))  # the name's grammar, a positive finite target
+        except ValueError as e:
+            _fail(f"--slo {s!r}: {e}")
         out[key.strip()] = float(value)
     if not out:
         _fail("give at least one --slo, e.g. --slo ttft_p99_s=2")
@@ -184,10 +192,9 @@ def plan_cmd(
 ) -> None:
     """The fewest replicas of each candidate deployment that meet the SLOs at 95% confidence, ranked by cost.
 
-    Candidates: hardware x tp x pp x MoE parallelism x precisions x batch limit x preset x topology; each axis
-    defaults as `agentsim.planning.plan.space` says and can be narrowed with its option. Example:
-
-        agentsim plan scenario.yaml --slo ttft_p99_s=2 --slo task_p95_s=900 --hardware h200,b200 -o plan.json
+    Candidates: hardware x tp x pp x MoE parallelism x precisions x batch limit x preset x topology. Each axis
+    has a default (every TP that fits, all three MoE modes for MoE models, the scenario's values otherwise) and
+    an option to narrow it. Exit 3 when no candidate meets the SLOs.
     """
     from agentsim.planning.plan import Space, plan
     from agentsim.planning.plan.emit import EmitError, emit_files
@@ -204,11 +211,24 @@ def plan_cmd(
         _fail(f"--out {out}: use a .json, .parquet or .csv file")
     if out is not None and out.exists() and not overwrite:
         _fail(f"--out {out} already exists; choose another or pass --overwrite")
+    _check_out(out, overwrite=overwrite)
+    if emit:
+        _check_out(emit_dir / "launch-config", overwrite=True)  # the directory takes new files
     for kind in emit or []:
         if kind not in EMIT_KINDS:
             _fail(f"--emit {kind!r}: expected one of {', '.join(EMIT_KINDS)}")
+    hardware_ids = _csv_list(hardware, "--hardware")
+    if hardware_ids:
+        from agentsim.catalog import CatalogError, CatalogFileError, load_catalog
+
+        try:
+            catalog = load_catalog([str(p) for p in data.get("catalog") or []])
+            for h in hardware_ids:
+                catalog.get_hardware(h)
+        except (CatalogError, CatalogFileError) as e:
+            _fail(f"--hardware: {e}")
     space = Space(
-        hardware=_csv_list(hardware, "--hardware") or None,
+        hardware=hardware_ids or None,
         tp=_csv_list(tp, "--tp", int) or None,
         pp=_csv_list(pp, "--pp", int) or None,
         parallel=_csv_list(parallel, "--parallel") or None,
@@ -219,6 +239,7 @@ def plan_cmd(
         topology=_csv_list(topology, "--topology") or None,
     )
     tty = sys.stderr.isatty()
+    t0 = time.perf_counter()
 
     def line(msg: str) -> None:  # without a terminal: one line per decided count, no round notices
         if not quiet and not msg.startswith("round:"):
@@ -244,6 +265,9 @@ def plan_cmd(
                     result = plan(data, slos, progress=progress, **kwargs)
             else:
                 result = plan(data, slos, progress=line if not as_json else None, **kwargs)
+    except KeyboardInterrupt:
+        _fail(f"interrupted after {time.perf_counter() - t0:.0f} s: the decisions printed above stand; nothing was "
+              "written (a plan is saved only when it finishes); rerun to plan again.", 130)  # fmt: skip
     except (ScenarioError, ValueError) as e:
         _fail(str(e))
     except (ImportError, OSError) as e:

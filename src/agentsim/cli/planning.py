@@ -8,6 +8,7 @@ The planning modules (and Dask, through them) are imported inside the commands, 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,11 +50,13 @@ def _split_values(raw: str) -> list[str]:
 def _parse_param(text: str) -> tuple[str, list[Any]]:
     import yaml
 
+    from agentsim.yamlio import loads
+
     path, eq, raw = text.partition("=")
     if not eq or not path.strip() or not raw.strip():
         _fail(f"--param {text!r}: expected path.to.field=v1,v2,...")
     try:
-        values = [yaml.safe_load(v) if v else v for v in _split_values(raw)]
+        values = [loads(v) if v else v for v in _split_values(raw)]
     except yaml.YAMLError as e:
         _fail(f"--param {text!r}: a value is not valid YAML: {e}")
     return path.strip(), values
@@ -120,7 +123,8 @@ def sweep_cmd(
     max_memory: Annotated[float | None, MAX_MEMORY] = None,
 ) -> None:
     """Run a scenario over a grid of parameter values with replications; resumable; writes sweep.parquet."""
-    from agentsim.planning.sweep import executor_session
+    from agentsim.files import OutputExistsError, OutputPathError
+    from agentsim.planning.sweep import check_sweep_dir, executor_session
     from agentsim.planning.sweep import sweep as run_sweep
 
     base = _load(scenario, set_, seed)
@@ -129,7 +133,21 @@ def sweep_cmd(
         path, values = _parse_param(p)
         axes[path] = values
     target = out if out is not None else store.new_run_dir(Path("sweeps"), base.name)
+    try:
+        check_sweep_dir(target, base, axes)  # before any worker starts
+    except (OutputExistsError, OutputPathError) as e:
+        _fail(str(e))
     show = not quiet and sys.stderr.isatty()
+    state = {"done": 0, "total": 0}
+    t0 = time.perf_counter()
+
+    def line(done: int, total: int) -> None:
+        """Without a terminal (a log, CI): one line per finished point, none for the same count twice."""
+        new = done != state["done"] or not state["total"]
+        state.update(done=done, total=total)  # before printing: a Ctrl-C may come as soon as the line is out
+        if new:
+            err_console.print(f"sweep: {done}/{total} points done, {time.perf_counter() - t0:.0f} s", highlight=False)
+
     try:
         with executor_session(dask, workers) as (ex, n):
             if show:
@@ -145,17 +163,25 @@ def sweep_cmd(
                     transient=True,
                 ) as bar:
                     job = bar.add_task("sweep", total=None)
+
+                    def advance(done: int, total: int) -> None:
+                        state.update(done=done, total=total)
+                        bar.update(job, completed=done, total=total)
+
                     table = run_sweep(
                         base, axes, replications=replications, zip=zip_, executor=ex, workers=n, out=target,
-                        keep_tables=keep_tables, progress=lambda d, total: bar.update(job, completed=d, total=total),
-                        max_memory_mb=max_memory,
+                        keep_tables=keep_tables, progress=advance, max_memory_mb=max_memory,
                     )  # fmt: skip
             else:
                 table = run_sweep(
                     base, axes, replications=replications, zip=zip_, executor=ex, workers=n, out=target,
-                    keep_tables=keep_tables, max_memory_mb=max_memory,
+                    keep_tables=keep_tables, progress=None if quiet else line, max_memory_mb=max_memory,
                 )  # fmt: skip
-    except (ScenarioError, ValueError) as e:
+    except KeyboardInterrupt:
+        total = f" of {state['total']}" if state["total"] else ""
+        _fail(f"interrupted: {state['done']}{total} points done; every finished run is kept in {target}. "
+              "Rerun the same command to resume.", 130)  # fmt: skip
+    except (ScenarioError, ValueError, OutputExistsError) as e:
         _fail(str(e))
     except (ImportError, OSError) as e:
         _fail(str(e), 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,10 +14,20 @@ import typer
 from rich.table import Table
 
 from agentsim import api, spec, store
-from agentsim.cli.common import MAX_MEMORY, _fmt, _load, _report_or_fail, print_warnings, summary_table
+from agentsim.cli.common import (
+    MAX_MEMORY,
+    _check_out,
+    _fail_scenario,
+    _fmt,
+    _load,
+    _report_or_fail,
+    print_warnings,
+    summary_table,
+)
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
+from agentsim.preflight import MemoryLimitError
 
 
 def _report_deps(wanted: bool) -> bool:
@@ -51,7 +62,14 @@ def run(
     target = out if out is not None else store.new_run_dir(Path("runs"), s.name)
     if target.exists() and not overwrite:
         _fail(f"{target} already exists; choose another --out or pass --overwrite")
+    _check_out(target, overwrite=overwrite, directory=True)
     show = not quiet and not as_json and sys.stderr.isatty()
+    reached = [0.0]  # the simulated time reached, for the message of an interrupted run
+    t0 = time.perf_counter()
+
+    def track(now: float, total: float) -> None:
+        reached[0] = now
+
     try:
         if show:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -65,16 +83,25 @@ def run(
                 transient=True,
             ) as bar:
                 job = bar.add_task("sim", total=s.horizon_s)
-                result = api.simulate(
-                    s, progress=lambda now, total: bar.update(job, completed=now), workdir=target.parent,
-                    max_memory_mb=max_memory,
-                )  # fmt: skip
+
+
+                def advance(now: float, total: float) -> None:
+                    reached[0] = now
+                    bar.update(job, completed=now)
+
+                result = api.simulate(s, progress=advance, workdir=target.parent, max_memory_mb=max_memory)
         else:
             # spill files beside the run: saved by a rename
-            result = api.simulate(s, workdir=target.parent, max_memory_mb=max_memory)
+            result = api.simulate(s, progress=track, workdir=target.parent, max_memory_mb=max_memory)
         path = api.save_run(result, target, overwrite=overwrite)
-    except ScenarioError as e:
+    except KeyboardInterrupt:
+        _fail(f"interrupted at {reached[0]:,.0f} of {s.horizon_s:,.0f} simulated s ({time.perf_counter() - t0:.0f} s "
+              f"wall): nothing was written to {target} (a run's directory appears only when it finishes); "
+              "rerun to start again.", 130)  # fmt: skip
+    except MemoryLimitError as e:  # the estimate, not a field of the file
         _fail(str(e))
+    except ScenarioError as e:
+        _fail_scenario(e, scenario, set_)
     except store.RunExistsError as e:
         _fail(str(e))
     if as_json:
@@ -107,7 +134,7 @@ def validate(
     try:
         plans = resolve(s).plans  # the built-in catalog plus the scenario's `catalog` files
     except ScenarioError as e:
-        _fail(str(e))
+        _fail_scenario(e, scenario, set_)
     out_console.print(f"[green]ok[/]: {scenario}: {len(s.workload)} workload(s), {len(plans)} pool(s)")
     for p in plans:
         d = p.spec.deployment

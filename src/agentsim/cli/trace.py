@@ -16,8 +16,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from agentsim.cli.common import _check_out
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
+from agentsim.cli.examples import epilog
+from agentsim.errors import did_you_mean
 from agentsim.spec import AgentProfile, FixedProfile, GammaArrivals, Poisson
 from agentsim.traces.schema import TraceError
 
@@ -27,6 +30,7 @@ trace_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 _out = out_console
@@ -47,7 +51,7 @@ _OUT = Annotated[Path, typer.Option("--out", "-o", help="output file")]
 _OVERWRITE = Annotated[bool, typer.Option(help="replace an existing output file")]
 
 
-@trace_app.command("import")
+@trace_app.command("import", epilog=epilog("trace import"))
 def import_cmd(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="mooncake | azure | burstgpt | agent-sessions | aiperf")],
     src: Annotated[Path, typer.Argument(metavar="IN", help="source file (.gz accepted for JSONL)")],
@@ -62,7 +66,8 @@ def import_cmd(
     from agentsim.traces.importers import FORMATS, import_trace
 
     if fmt not in FORMATS:
-        _fail(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+        _fail(f"unknown format {fmt!r}{did_you_mean(fmt, FORMATS)}; known: {', '.join(FORMATS)}")
+    _check_out(out, overwrite=overwrite)
     try:
         r = import_trace(
             fmt, src, out, skip_bad=skip_bad, overwrite=overwrite, workload=workload, block_size_tokens=block_size
@@ -84,7 +89,7 @@ def import_cmd(
         _out.print("the input was not in start order; it was sorted in memory", highlight=False)
 
 
-@trace_app.command("stats")
+@trace_app.command("stats", epilog=epilog("trace stats"))
 def stats_cmd(
     path: Annotated[Path, typer.Argument(help="canonical trace (.parquet)")],
     as_json: Annotated[bool, typer.Option("--json", help="print the statistics as JSON")] = False,
@@ -126,10 +131,13 @@ def _resolve_profile(
         except TraceError as e:
             _fail(str(e))
         return prof, arr, p.stem
-    _fail(f"{profile!r} is neither a built-in profile ({', '.join(sorted(known))}) nor a profile file")
+    _fail(
+        f"{profile!r} is neither a built-in profile{did_you_mean(profile, known)} ({', '.join(sorted(known))}) "
+        "nor a profile file"
+    )
 
 
-@trace_app.command("generate")
+@trace_app.command("generate", epilog=epilog("trace generate"))
 def generate_cmd(
     profile: Annotated[str, typer.Argument(help="built-in profile name, or a YAML file from `trace fit`")],
     out: _OUT,
@@ -142,9 +150,11 @@ def generate_cmd(
     workload: Annotated[str | None, typer.Option(help="workload label (default: the profile's name)")] = None,
     overwrite: _OVERWRITE = False,
 ) -> None:
-    """Generate a synthetic trace from a profile (streams ``tasks/<workload>`` and ``arrivals/<workload>``)."""
+    """Generate a synthetic trace from a profile and an arrival process, drawn from the same named random
+    streams as a simulation of that workload with that seed."""
     from agentsim.traces.generate import generate_trace
 
+    _check_out(out, overwrite=overwrite)
     prof, arrivals, name = _resolve_profile(profile)
     try:
         if rate is not None:
@@ -166,7 +176,7 @@ def generate_cmd(
     _out.print(f"generated {tasks:,} tasks ({calls:,} calls) of {label} -> {out}", highlight=False, soft_wrap=True)
 
 
-@trace_app.command("fit")
+@trace_app.command("fit", epilog=epilog("trace fit"))
 def fit_cmd(
     path: Annotated[Path, typer.Argument(help="canonical trace (.parquet)")],
     out: _OUT,
@@ -176,6 +186,7 @@ def fit_cmd(
     """Fit a profile and gamma arrivals that generate look-alikes of a trace; writes a YAML profile file."""
     from agentsim.traces.fit import fit_profile
 
+    _check_out(out, overwrite=overwrite)
     try:
         fitted = fit_profile(path, points=points)
         fitted.write(out, overwrite=overwrite)
@@ -191,7 +202,7 @@ def fit_cmd(
     _out.print(f"why {fitted.profile.kind}: {fitted.reason}", highlight=False, soft_wrap=True)
 
 
-@trace_app.command("export")
+@trace_app.command("export", epilog=epilog("trace export"))
 def export_cmd(
     fmt: Annotated[
         str, typer.Argument(metavar="FORMAT", help="mooncake-agentic (Dynamo v2) | mooncake-agentic-v1 | mooncake")
@@ -216,7 +227,8 @@ def export_cmd(
     from agentsim.traces.export import EXPORT_FORMATS, export_trace
 
     if fmt not in EXPORT_FORMATS:
-        _fail(f"unknown export format {fmt!r}; known: {', '.join(EXPORT_FORMATS)}")
+        _fail(f"unknown export format {fmt!r}{did_you_mean(fmt, EXPORT_FORMATS)}; known: {', '.join(EXPORT_FORMATS)}")
+    _check_out(out, overwrite=overwrite)
     try:
         r = export_trace(
             fmt, src, out, block_size_tokens=block_size, overwrite=overwrite, open_loop=open_loop, model=model

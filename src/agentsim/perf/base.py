@@ -78,6 +78,20 @@ class PerfModel(ABC):
     def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
         """Seconds for one step: the scalar fast path (no numpy per call)."""
 
+    def prefill_step_time(
+        self,
+        prefill_tokens: float,
+        decode_seqs: float,
+        context_tokens: float,
+        prefill_context: float,
+        prefill_pairs: float,
+    ) -> float:
+        """One step whose prompt tokens are known chunk by chunk: ``prefill_context`` is the sum of the cached
+        tokens before each prefill chunk (part of ``context_tokens``), ``prefill_pairs`` the sum over chunks of
+        ``chunk * (cached + chunk / 2)`` (attention's causal query-key pairs). Models whose step does not depend
+        on how the prompt tokens split into sequences use :meth:`step_time`."""
+        return self.step_time(prefill_tokens, decode_seqs, context_tokens)
+
     def decode_segment(self, decode_seqs: int, context0: float, steps: int) -> FloatArray:
         """End times, relative to the segment start, of ``steps`` consecutive decode-only steps.
 

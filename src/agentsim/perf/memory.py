@@ -14,7 +14,8 @@ for DeepSeek-R1 in 16-bit, about 5x less than Llama-70B for a 10x larger model.
 
 Decisions, so that results can be compared with real engines:
 
-* bytes per weight: bf16 2, fp8 1, fp4 0.5 (block scales ignored); the KV cache uses ``kv_precision``
+* bytes per weight: bf16 2, fp8 1, fp4 0.5625 (NVFP4: 4 bits plus an FP8 scale per 16 weights; gpt-oss's
+  MXFP4 experts 0.53125, one 8-bit scale per 32, and its other weights BF16); the KV cache uses ``kv_precision``
   (default: the weights' precision) except that an fp4 KV cache is counted at the fp8 size, since serving
   engines store KV at 8 bits at the lowest;
 * the usable memory per GPU is ``hbm_gb * gpu_memory_utilization`` (vLLM's knob: the rest is CUDA context and
@@ -57,6 +58,8 @@ __all__ = [
     "DoesNotFitError",
     "WeightPlacement",
     "bytes_per_param",
+    "dense_bytes_per_param",
+    "expert_bytes_per_param",
     "kv_bytes_per_element",
     "kv_bytes_per_token",
     "kv_capacity_tokens",
@@ -80,13 +83,39 @@ class DoesNotFitError(ValueError):
     """The weights (plus the activation reserve) do not fit in a replica's usable GPU memory."""
 
 
+NVFP4_BYTES = 0.5 + 1.0 / 16
+"""Bytes per NVFP4 weight: a 4-bit E2M1 value plus one FP8 (E4M3) scale per block of 16 (NVIDIA's NVFP4 format,
+TensorRT Model Optimizer / Blackwell block-scaled MMA; +12.5% over 4 bits; the per-tensor FP32 scale is
+negligible)."""
+
+MXFP4_BYTES = 0.5 + 1.0 / 32
+"""Bytes per MXFP4 weight: a 4-bit E2M1 value plus one 8-bit (E8M0) scale per block of 32 (OCP Microscaling
+Formats (MX) v1.0 specification; +6.25% over 4 bits). FP8 checkpoints' scales (per channel, or one FP32 scale per
+128x128 block in DeepSeek's) add under 0.1% and are not counted."""
+
+
 def bytes_per_param(precision: Precision) -> float:
-    """Bytes per weight stored in ``precision``: bf16 2, fp8 1, fp4 0.5."""
+    """Bytes per weight stored in ``precision``: bf16 2, fp8 1, fp4 NVFP4 (4 bits and the block scales)."""
     if precision == "bf16":
         return 2.0
     if precision == "fp8":
         return 1.0
-    return 0.5
+    return NVFP4_BYTES
+
+
+def dense_bytes_per_param(model: ModelArch, precision: Precision) -> float:
+    """Bytes per weight outside the routed experts: ``precision``'s, except that an ``mxfp4-experts`` checkpoint
+    (gpt-oss) keeps attention, router, embeddings and LM head in BF16."""
+    if precision == "fp4" and model.fp4_checkpoint == "mxfp4-experts":
+        return 2.0
+    return bytes_per_param(precision)
+
+
+def expert_bytes_per_param(model: ModelArch, precision: Precision) -> float:
+    """Bytes per routed-expert weight: ``precision``'s; MXFP4 for an ``mxfp4-experts`` checkpoint."""
+    if precision == "fp4" and model.fp4_checkpoint == "mxfp4-experts":
+        return MXFP4_BYTES
+    return bytes_per_param(precision)
 
 
 def kv_bytes_per_element(deployment: Deployment) -> int:
@@ -97,7 +126,10 @@ def kv_bytes_per_element(deployment: Deployment) -> int:
 
 def weight_bytes(model: ModelArch, deployment: Deployment) -> float:
     """Bytes of all the replica's weights (every expert included)."""
-    return model.params_b * 1e9 * bytes_per_param(deployment.precision)
+    experts = model.experts * model.expert_params_b if model.is_moe else 0.0
+    precision = deployment.precision
+    dense = (model.params_b - experts) * dense_bytes_per_param(model, precision)
+    return 1e9 * (dense + experts * expert_bytes_per_param(model, precision))
 
 
 def weight_bytes_per_gpu(model: ModelArch, deployment: Deployment) -> float:
@@ -106,7 +138,7 @@ def weight_bytes_per_gpu(model: ModelArch, deployment: Deployment) -> float:
     total = weight_bytes(model, deployment)
     if not deployment.data_parallel_attention:
         return total / deployment.gpus
-    attention = model.attention_params_b * 1e9 * bytes_per_param(deployment.precision)
+    attention = model.attention_params_b * 1e9 * dense_bytes_per_param(model, deployment.precision)
     return attention / deployment.pp + (total - attention) / deployment.gpus
 
 

@@ -105,6 +105,7 @@ How the terms were chosen:
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Final, NamedTuple
 
@@ -116,7 +117,8 @@ from agentsim.catalog import Hardware, ModelArch
 from agentsim.perf.base import FloatArray, PerfModel, as_step_arrays, check_segment_args
 from agentsim.perf.efficiency import efficiencies
 from agentsim.perf.memory import (
-    bytes_per_param,
+    dense_bytes_per_param,
+    expert_bytes_per_param,
     kv_bytes_per_element,
     kv_bytes_per_token,
     kv_replication,
@@ -124,7 +126,15 @@ from agentsim.perf.memory import (
 )
 from agentsim.perf.moe import a2a_split, imbalance_curve
 
-__all__ = ["ACTIVATION_BYTES", "CommTerms", "RooflinePerfModel", "RooflineTerms", "comm_terms"]
+__all__ = [
+    "ACTIVATION_BYTES",
+    "CommTerms",
+    "RooflinePerfModel",
+    "RooflineTerms",
+    "comm_terms",
+    "elementwise_bytes_per_token",
+    "grouped_gemm_efficiency",
+]
 
 ACTIVATION_BYTES: Final = 2
 """Bytes per activation element exchanged between GPUs (16-bit)."""
@@ -189,6 +199,65 @@ def comm_terms(model: ModelArch, deployment: spec.Deployment, scaleup_domain_gpu
     return CommTerms(allreduce, a2a_in, a2a_out, float(act) if pp > 1 else 0.0, collectives)
 
 
+FUSED_ADD_NORM_ELEMENTS: Final = 8
+"""Elements moved per token and layer by the two fused residual-add + RMSNorm kernels (each reads the input and
+the residual and writes both: ``4 * hidden``; vLLM's ``fused_add_rms_norm``, TensorRT-LLM's fused add-norm)."""
+
+SWIGLU_ELEMENTS: Final = 3
+"""Elements per intermediate unit of the SwiGLU activation: reads gate and up, writes their product."""
+
+MOE_PERMUTE_ELEMENTS: Final = 4
+"""Elements per routed token copy and hidden unit: the scatter to the experts' layout and the gather back (a read
+and a write each)."""
+
+
+def elementwise_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -> float:
+    """HBM bytes one GPU moves per new token in the memory-bound kernels between the GEMMs (norms, residual adds,
+    the SwiGLU activation, MoE permutes), 16-bit activations. Their time does not shrink with the weights'
+    precision, so it is a larger share of an FP4 step than of a BF16 one. The residual stream is on every
+    tensor-parallel GPU (each GPU its own tokens under data-parallel attention); the intermediate and the
+    experts' copies are split over ``tp``. Layers sum dense FFNs (``intermediate_size``) and MoE layers
+    (``k`` copies of ``moe_intermediate_size``); attention's own elementwise work (RoPE) is not counted."""
+    tp = deployment.tp
+    h = float(model.hidden_size)
+    hidden = FUSED_ADD_NORM_ELEMENTS * h / (tp if deployment.data_parallel_attention else 1)
+    moe_layers = model.n_moe_layers if model.is_moe else 0
+    dense_layers = model.layers - moe_layers
+    per_token = model.layers * hidden + dense_layers * SWIGLU_ELEMENTS * model.intermediate_size / tp
+    if moe_layers:
+        inter = float(model.moe_intermediate_size or model.intermediate_size)
+        copies = model.experts_per_token * (SWIGLU_ELEMENTS * inter + MOE_PERMUTE_ELEMENTS * h)
+        per_token += moe_layers * copies / tp
+    return per_token * ACTIVATION_BYTES
+
+
+GROUPED_GEMM_POINTS: tuple[tuple[float, float], ...] = ((256.0, 0.73), (512.0, 0.82), (1024.0, 0.90), (4096.0, 1.0))
+"""Grouped-GEMM throughput of MoE experts at ``m`` token copies per expert, over its throughput at large ``m``:
+DeepGEMM's FP8 grouped GEMMs on H800 (deepseek-ai/DeepGEMM README, masked layout: 4 groups x 256 rows 815-932
+TFLOPS, 2 x 512 916-1040, 1 x 1024 925-1233; contiguous layout, 4096-8192 rows per group, 1093-1297), each
+point's mean over the large-``m`` mean (1194): 0.73, 0.82, 0.90, 1. At 256 rows the kernel streams the weights at
+2.05 TB/s (0.61 of peak), so below 256 the decode-sized groups are taken at the 256-row efficiency."""
+
+
+def grouped_gemm_efficiency(m: float) -> float:
+    """:data:`GROUPED_GEMM_POINTS` interpolated in ``log2 m``, flat outside the measured range."""
+    points = GROUPED_GEMM_POINTS
+    if m <= points[0][0]:
+        return points[0][1]
+    for (m0, g0), (m1, g1) in itertools.pairwise(points):
+        if m <= m1:
+            return g0 + (g1 - g0) * math.log2(m / m0) / math.log2(m1 / m0)
+    return points[-1][1]
+
+
+def grouped_gemm_efficiency_array(m: FloatArray) -> FloatArray:
+    """:func:`grouped_gemm_efficiency` elementwise."""
+    xs = np.log2([p[0] for p in GROUPED_GEMM_POINTS])
+    ys = np.array([p[1] for p in GROUPED_GEMM_POINTS])
+    out: FloatArray = np.interp(np.log2(np.maximum(m, 1e-12)), xs, ys)
+    return out
+
+
 class RooflinePerfModel(PerfModel):
     """Step time from the catalog's hardware and model and the deployment (tp, pp, ep, precision, tiers)."""
 
@@ -204,7 +273,8 @@ class RooflinePerfModel(PerfModel):
         self.deployment = deployment
         self.spec = spec_ if spec_ is not None else spec.RooflinePerf.model_validate({})  # all defaults
         tp, pp = deployment.tp, deployment.pp
-        wbytes = bytes_per_param(deployment.precision)
+        wdense = dense_bytes_per_param(model, deployment.precision)
+        wexpert = expert_bytes_per_param(model, deployment.precision)
 
         # Everything below is a constant of the deployment; the per-step paths only combine them.
         kv_precision: spec.Precision = "bf16" if kv_bytes_per_element(deployment) == 2 else "fp8"
@@ -232,10 +302,14 @@ class RooflinePerfModel(PerfModel):
         if f_hbm < 1.0:
             s_per_byte += (1.0 - f_hbm) / hardware.ddr_bytes_per_s
         s_per_byte /= eff.mbu
-        attention = model.attention_params_b * 1e9 * wbytes if deployment.data_parallel_attention else 0.0
-        dense_per_gpu = (model.dense_params_b * 1e9 * wbytes - attention) / tp + attention
+        attention = model.attention_params_b * 1e9 * wdense if deployment.data_parallel_attention else 0.0
+        dense_per_gpu = (model.dense_params_b * 1e9 * wdense - attention) / tp + attention
         self.dense_weight_s = dense_per_gpu * s_per_byte
-        self.all_experts_s = model.experts * model.expert_params_b * 1e9 * wbytes / tp * s_per_byte
+        self.all_experts_s = model.experts * model.expert_params_b * 1e9 * wexpert / tp * s_per_byte
+        self.copies_per_expert = model.experts_per_token / model.experts if model.is_moe else 0.0
+        self.elementwise_s_per_token = elementwise_bytes_per_token(model, deployment) / (
+            hardware.hbm_bytes_per_s * eff.mbu
+        )
         self.is_moe = model.is_moe
         self.expert_miss = 1.0 - model.experts_per_token / model.experts if model.is_moe else 1.0
         ep = deployment.ep if model.is_moe else 1
@@ -264,6 +338,7 @@ class RooflinePerfModel(PerfModel):
         # Unset: the vLLM preset's step overhead (agentsim.resolve fills in the pool's engine preset's).
         self.overhead_s = self.spec.overhead_s if self.spec.overhead_s is not None else 0.002
         self._fixed_s = self.comm_fixed_s + self.overhead_s
+        self._token_s = self.comm_s_per_token + self.elementwise_s_per_token
         self.inv_pp = 1.0 / pp
 
     def _imbalance(self, t: float) -> float:
@@ -278,7 +353,8 @@ class RooflinePerfModel(PerfModel):
         out = max(self.lin_s_per_token * t, self.dense_weight_s)
         if self.is_moe:
             ti = self._imbalance(t) * t
-            out += max(self.moe_s_per_token * ti, self.all_experts_s * (1.0 - self.expert_miss**ti))
+            experts = max(self.moe_s_per_token * ti, self.all_experts_s * (1.0 - self.expert_miss**ti))
+            out += experts / grouped_gemm_efficiency(ti * self.copies_per_expert)
         return out
 
     # -- scalar hot path ---------------------------------------------------------------------------------
@@ -293,11 +369,26 @@ class RooflinePerfModel(PerfModel):
         if p > 0.0:
             compute = compute + self.kv_up_s * cbar
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
-        lin = max(self.lin_s_per_token * t, self.dense_weight_s)
-        if self.is_moe:
-            ti = self._imbalance(t) * t
-            lin = lin + max(self.moe_s_per_token * ti, self.all_experts_s * (1.0 - self.expert_miss**ti))
-        return lin + att + self.comm_s_per_token * t + self._fixed_s
+        return self._weights_s(t) + att + self._token_s * t + self._fixed_s
+
+    def prefill_step_time(
+        self,
+        prefill_tokens: float,
+        decode_seqs: float,
+        context_tokens: float,
+        prefill_context: float,
+        prefill_pairs: float,
+    ) -> float:
+        """:meth:`step_time` with the attention pairs of each prefill chunk counted exactly (several prompts in
+        one step attend within their own sequences: ``sum p_i (c_i + p_i / 2)``, not ``P (cbar + P / 2)``), and
+        the decodes' pairs from their own context."""
+        k = self.inv_pp
+        p, d, c = prefill_tokens * k, decode_seqs * k, context_tokens * k
+        t = p + d
+        cp = prefill_context * k
+        compute = self.pair_decode_s * (c - cp) + self.pair_prefill_s * prefill_pairs * k + self.kv_up_s * cp
+        att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
+        return self._weights_s(t) + att + self._token_s * t + self._fixed_s
 
     def _segment_axes(self, decode_seqs: int, context0: float) -> tuple[float, float]:
         """A decode segment's micro-batch: sequences and starting context (each step adds ``d`` tokens)."""
@@ -311,7 +402,7 @@ class RooflinePerfModel(PerfModel):
         c = c0 + d * np.arange(steps, dtype=np.float64)
         pairs = c if d > 0.0 else np.zeros(steps)
         att = np.maximum(self.pair_decode_s * pairs + self.window_s_per_token * d, (c + d) * self.kv_s_per_token)
-        per_step = self._weights_s(d) + self.comm_s_per_token * d + self._fixed_s
+        per_step = self._weights_s(d) + self._token_s * d + self._fixed_s
         out: FloatArray = np.cumsum(att + per_step)
         return out
 
@@ -343,7 +434,7 @@ class RooflinePerfModel(PerfModel):
         if hi > lo:
             m = float(hi - lo)
             total += m * i0 + slope * (lo + hi - 1.0) * m * 0.5
-        return total + n * (self._weights_s(d) + self.comm_s_per_token * d + self._fixed_s)
+        return total + n * (self._weights_s(d) + self._token_s * d + self._fixed_s)
 
     # -- vectorized ------------------------------------------------------------------------------------
 
@@ -364,9 +455,10 @@ class RooflinePerfModel(PerfModel):
         if self.is_moe:
             ti = self._imbalance_array(t) * t
             experts_read = self.all_experts_s * (1.0 - np.power(self.expert_miss, ti))
-            lin = lin + np.maximum(self.moe_s_per_token * ti, experts_read)
+            grouped = grouped_gemm_efficiency_array(ti * self.copies_per_expert)
+            lin = lin + np.maximum(self.moe_s_per_token * ti, experts_read) / grouped
         att = np.maximum(self._attention_compute(p, d, c), (c + t) * self.kv_s_per_token)
-        out: FloatArray = lin + att + self.comm_s_per_token * t + self._fixed_s
+        out: FloatArray = lin + att + self._token_s * t + self._fixed_s
         return out
 
     def breakdown(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> RooflineTerms:
@@ -378,12 +470,13 @@ class RooflinePerfModel(PerfModel):
         p, d, c = float(pa), float(da), float(ca)
         t = p + d
         compute = self.lin_s_per_token * t + att_c
-        memory = self.dense_weight_s + (c + t) * self.kv_s_per_token
+        memory = self.dense_weight_s + (c + t) * self.kv_s_per_token + self.elementwise_s_per_token * t
         if self.is_moe:
             ti = self._imbalance(t) * t
-            compute += self.moe_s_per_token * ti
-            memory += self.all_experts_s * (1.0 - self.expert_miss**ti)
-        roofline = self._weights_s(t) + max(att_c, (c + t) * self.kv_s_per_token)
+            grouped = grouped_gemm_efficiency(ti * self.copies_per_expert)
+            compute += self.moe_s_per_token * ti / grouped
+            memory += self.all_experts_s * (1.0 - self.expert_miss**ti) / grouped
+        roofline = self._weights_s(t) + max(att_c, (c + t) * self.kv_s_per_token) + self.elementwise_s_per_token * t
         comm = self.comm_s_per_token * t + self.comm_fixed_s
         return RooflineTerms(compute, memory, comm, self.overhead_s, roofline)
 

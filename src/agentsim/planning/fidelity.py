@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from agentsim import spec
 from agentsim.catalog import Catalog, load_catalog
+from agentsim.files import atomic_path
 from agentsim.planning.calibrate import (
     METRICS,
     Calibration,
@@ -125,11 +126,12 @@ class FidelityReport:
         """Rows that could not be simulated (does not fit, unknown model...)."""
         return [r for r in self.rows if r.error is not None]
 
-    def write_csv(self, path: str | Path) -> Path:
-        """One line per row: labels, isl, osl, load, role, measured, predicted and error % per metric."""
+    def write_csv(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """One line per row: labels, isl, osl, load, role, measured, predicted and error % per metric. Written
+        atomically; an existing file is refused unless ``overwrite``."""
         out = Path(path)
         metrics = self.metrics()
-        with out.open("w", newline="", encoding="utf-8") as f:
+        with atomic_path(out, overwrite=overwrite) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(
                 [
@@ -169,7 +171,7 @@ def _resolve_pools(
             for o in overrides:
                 if o.applies(m):
                     pool = with_perf(pool, o.perf)
-            dep = pool.deployment.model_copy(update={"engine": condition_engine(pool, m, options)})
+            dep = pool.deployment.model_copy(update={"engine": condition_engine(pool, m, options, catalog)})
             kv_tokens(pool.model_copy(update={"deployment": dep}), catalog)  # the condition's deployment fits
             out.append(pool)
         except (CalibrationError, DoesNotFitError, KeyError, ValueError) as e:
@@ -298,9 +300,10 @@ def holdout(
     return HoldoutResult(default, FidelityReport(tuple(rows), "calibrated"), fits)
 
 
-def plot_fidelity(report: FidelityReport, path: str | Path) -> Path:
+def plot_fidelity(report: FidelityReport, path: str | Path, *, overwrite: bool = False) -> Path:
     """Predicted vs measured, one panel per metric, log-log with the y = x line and +-10% / +-30% bands;
-    held-out rows filled, calibration rows hollow. Needs matplotlib (raises ImportError without it)."""
+    held-out rows filled, calibration rows hollow, as a PNG written atomically (an existing file is refused
+    unless ``overwrite``). Needs matplotlib (raises ImportError without it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,6 +342,9 @@ def plot_fidelity(report: FidelityReport, path: str | Path) -> Path:
     fig.suptitle(report.title)
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_path(out, overwrite=overwrite) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return out

@@ -51,6 +51,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import hashlib
 import importlib
@@ -58,6 +60,10 @@ import itertools
 import json
 import math
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +76,7 @@ import pyarrow.parquet as pq
 from agentsim import api, preflight, spec, store
 from agentsim._version import __version__
 from agentsim.errors import ScenarioError
-from agentsim.files import atomic_path, write_text
+from agentsim.files import OutputExistsError, atomic_path, check_output, write_text
 from agentsim.resolve import resolve
 
 __all__ = [
@@ -181,6 +187,27 @@ def run_point(
     return out
 
 
+def die_with_parent() -> None:
+    """Initializer of every local worker process: the worker ends when the process that started it ends, even
+    when that one is killed (SIGKILL leaves no chance to shut a pool down), instead of living on forever.
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; elsewhere, and as a backstop, a daemon thread that exits the
+    worker once its parent process id changes (the orphan was re-parented)."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="agentsim-parent-watch", daemon=True).start()
+
+
 def _is_dask_client(executor: object) -> bool:
     return not isinstance(executor, cf.Executor) and callable(getattr(executor, "get_executor", None))
 
@@ -201,7 +228,7 @@ def open_executor(executor: Any = None, workers: int | None = None) -> Iterator[
     if n == 1:
         yield None
         return
-    pool = cf.ProcessPoolExecutor(max_workers=n)
+    pool = cf.ProcessPoolExecutor(max_workers=n, initializer=die_with_parent)
     try:
         yield pool
     except BaseException:
@@ -395,9 +422,11 @@ def sweep(
     :class:`~agentsim.preflight.MemoryLimitError` if the largest run times the local workers running at once
     is estimated above ``max_memory_mb`` (default: half the machine's memory; 0: no limit).
     """
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None:
+        check_sweep_dir(out_dir, base, axes)
     points, runs = plan_runs(base, axes, replications, zip=zip)
     axis_names = list(axes)
-    out_dir = Path(out) if out is not None else None
     summaries: dict[str, dict[str, Any]] = {}
     todo: list[Run] = []
     seen: set[str] = set()
@@ -439,6 +468,46 @@ def sweep(
         with atomic_path(out_dir / "sweep.parquet", overwrite=True) as tmp:  # rewritten on resume, by design
             pq.write_table(table, tmp, compression="zstd")
     return table
+
+
+def _identity(base: spec.Scenario, axes: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """What makes two sweeps the same study: the base scenario and the axes' paths. Values, pairing and
+    replications may change between runs into one directory (a grid extended, replications added: the runs
+    already there are reused)."""
+    doc = {"base": base.model_dump(mode="json"), "axes": list(axes)}
+    same: dict[str, Any] = json.loads(json.dumps(doc, default=str))
+    return same
+
+
+def check_sweep_dir(out: Path, base: spec.Scenario, axes: Mapping[str, Sequence[Any]]) -> None:
+    """Refuse, before running anything, an ``out`` that this sweep must not write into: a file, a directory
+    that is not a sweep's (a run directory, say), or the directory of a *different* sweep (another base scenario
+    or other axes, :func:`_identity`: its ``sweep.parquet`` would be replaced); and an ``out`` that cannot be
+    written. The same sweep's directory is resumed (or extended).
+    Raises :class:`OutputExistsError` or :class:`~agentsim.files.OutputPathError`."""
+    out = Path(out)
+    check_output(out, overwrite=True, directory=True)
+    if not out.exists():
+        return
+    definition = out / "sweep.json"
+    if not definition.is_file():
+        if any(not p.name.startswith(".") for p in out.iterdir()):
+            raise OutputExistsError(
+                f"{out} exists and is not a sweep directory (no sweep.json); choose another --out"
+            )
+        return
+    try:
+        old = json.loads(definition.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise OutputExistsError(f"{definition}: cannot read the sweep definition ({e}); choose another --out") from None
+    new = _identity(base, axes)
+    was = {"base": old.get("base"), "axes": list(old.get("axes") or {})}
+    diff = [k for k in new if was.get(k) != new[k]]
+    if diff:
+        raise OutputExistsError(
+            f"{out} holds a different sweep ({', '.join(diff)} differ); choose another --out to keep both, or "
+            "rerun the same sweep there to resume it"
+        )
 
 
 def _write_definition(

@@ -177,6 +177,7 @@ class Replica(ReplicaId):
         self._seg_cum: np.ndarray | list[float] | None = None  # step end times, built only when needed
         self.cur_p = 0  # prefill tokens of the current step
         self.cur_d = 0  # decode seqs of the current step
+        self.pf_pairs = 0.0  # sum over the prefill chunks being filled of chunk * (context + chunk / 2)
 
         # Counters for the time series and the summary.
         self.busy_s = 0.0
@@ -609,6 +610,7 @@ class Replica(ReplicaId):
         waiting = self.waiting
         p = 0
         ctx = 0
+        pairs = 0.0
         for c in self.prefilling:
             if budget <= 0:
                 c.chunk = 0
@@ -622,6 +624,7 @@ class Replica(ReplicaId):
             p += chunk
             if chunk:
                 ctx += c.computed
+                pairs += chunk * (c.computed + 0.5 * chunk)
         while waiting and budget > 0 and len(self.running) < self.max_seqs:
             c = waiting[0]
             if c.kv_ready:
@@ -634,6 +637,8 @@ class Replica(ReplicaId):
             budget -= chunk
             p += chunk
             ctx += c.computed
+            pairs += chunk * (c.computed + 0.5 * chunk)
+        self.pf_pairs = pairs
         return p, ctx
 
     def _run(self, now: float, p: int, d: int, ctx: int, single: bool) -> None:
@@ -648,7 +653,8 @@ class Replica(ReplicaId):
             self.cur_p = p
             self.cur_d = d
             self.state = STEP
-            self._timer(self.perf.step_time(p, d, ctx + (self.q + d * self.step if d else 0)))
+            c = ctx + (self.q + d * self.step if d else 0)
+            self._timer(self.perf.prefill_step_time(p, d, c, ctx, self.pf_pairs))
             return
         k = 1 if single else cast(Finish, self.heap[0]).step - self.step
         room = self.kv.free // d

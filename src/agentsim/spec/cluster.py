@@ -139,16 +139,22 @@ class Deployment(Strict):
     """Model x hardware x parallelism x precision x engine knobs."""
 
     model: str
+    """catalog model id (`agentsim catalog`), e.g. llama-3.3-70b, deepseek-r1"""
     hardware: str
+    """catalog hardware id, e.g. h100, h200, b200, mi300x"""
     tp: PositiveInt = 1
+    """tensor-parallel GPUs per replica (must divide the attention heads)"""
     pp: PositiveInt = 1
+    """pipeline-parallel stages per replica; a replica has tp x pp GPUs"""
     precision: Precision = "bf16"
+    """weight precision (fp8 and fp4 halve and quarter the weights' memory and raise tensor throughput)"""
     kv_precision: Precision | None = Field(
         None,
         description="KV-cache precision; default: the engine preset's (vllm, sglang: bf16, the model's activation "
         "dtype, even for fp8 weights; trtllm: fp8 for fp8/fp4 checkpoints, else bf16)",
     )
     engine: EngineSpec = EngineSpec()
+    """the serving engine: preset (vllm, sglang, trtllm), batch limits, KV cache, speculative decoding"""
     # --- issue 4: expert and data parallelism, memory tiers (see agentsim.perf.roofline / perf.memory)
     ep: PositiveInt = Field(
         1, description="expert parallelism: each MoE layer's experts are split over ep of a stage's tp GPUs"
@@ -214,18 +220,26 @@ class LinearPerf(Strict):
 
     kind: Literal["linear"] = "linear"
     alpha_s: NonNegativeFloat
+    """fixed cost of a step (kernel launches, scheduling), seconds"""
     beta_s_per_prefill_token: NonNegativeFloat = 0.0
+    """seconds per prompt token computed in the step"""
     gamma_s_per_context_token: NonNegativeFloat = 0.0
+    """seconds per context token read by the step's decodes (KV-cache reads)"""
     delta_s_per_seq: NonNegativeFloat = 0.0
+    """seconds per decoding sequence in the step"""
 
 
 class TablePoint(Strict):
     """One measured step: its shape and its duration."""
 
     prefill_tokens: NonNegativeFloat
+    """prompt tokens computed in the step"""
     decode_seqs: NonNegativeFloat
+    """sequences decoding one token each in the step"""
     context_tokens: NonNegativeFloat
+    """context tokens of the decoding sequences (KV read)"""
     step_s: PositiveFloat
+    """measured step duration, seconds"""
 
 
 class TablePerf(Strict):
@@ -242,12 +256,15 @@ class TablePerf(Strict):
 
     kind: Literal["table"] = "table"
     points: list[TablePoint] = Field(default_factory=list)
+    """measured steps given inline (or `path`)"""
     path: str | None = Field(None, description="CSV file of measured steps instead of inline points")
     format: Literal["csv", "splitwise"] = "csv"
+    """`csv`: prefill_tokens, decode_seqs, context_tokens, step_s columns; `splitwise`: Splitwise's perf_model.csv"""
     select: dict[str, str | float] = Field(
         default_factory=dict, description="keep only CSV rows with these column values"
     )
     out_of_range: Literal["clip", "extrapolate", "error"] = "clip"
+    """a step outside the table: hold the edge value, continue the edge slope, or stop the run"""
 
     @model_validator(mode="after")
     def _one_source(self) -> TablePerf:
@@ -260,7 +277,9 @@ class CurvePoint(Strict):
     """One point of a throughput sweep: output tokens/s at a concurrency (requests in flight)."""
 
     concurrency: PositiveFloat
+    """requests in flight"""
     output_tokens_per_s: PositiveFloat
+    """measured output throughput at that concurrency (of a replica or a GPU: `per`)"""
 
 
 class CurvePerf(Strict):
@@ -275,11 +294,13 @@ class CurvePerf(Strict):
 
     kind: Literal["curve"] = "curve"
     points: list[CurvePoint] = Field(default_factory=list)
+    """the sweep's points given inline (or `path`)"""
     path: str | None = Field(None, description="CSV with concurrency and output tokens/s columns")
     select: dict[str, str | float] = Field(
         default_factory=dict, description="keep only CSV rows with these column values"
     )
     per: Literal["replica", "gpu"] = "replica"
+    """whether the throughputs are per replica or per GPU (then multiplied by the replica's GPUs)"""
     input_tokens: PositiveInt = Field(1024, description="prompt tokens per request in the sweep (ISL)")
     output_tokens: PositiveInt = Field(1024, description="output tokens per request in the sweep (OSL)")
     prefill_tokens_per_s: PositiveFloat | None = Field(
@@ -313,12 +334,17 @@ class Autoscale(Strict):
     """
 
     metric: Literal["utilization", "queue"] = "utilization"
+    """what is held at the target: the continuous-batching load, or waiting calls per replica"""
     target: PositiveFloat = 0.7
+    """the metric's target value"""
     tolerance: float = Field(0.1, ge=0, description="relative dead band around the target")
     min_replicas: PositiveInt = Field(1, description="at least one replica always takes calls")
     max_replicas: PositiveInt = 64
+    """never more replicas than this"""
     interval_s: PositiveFloat = 30.0
+    """seconds between two scaling decisions"""
     cold_start_s: NonNegativeFloat = 60.0
+    """seconds from a replica's request (billed) to its first call (weights loading, warm-up)"""
 
     @model_validator(mode="after")
     def _bounds(self) -> Autoscale:
@@ -336,11 +362,16 @@ class PoolSpec(Strict):
     """
 
     name: str
+    """the pool's name in tables and reports"""
     role: Literal["unified", "prefill", "decode"] = "unified"
+    """`unified` serves whole calls; `prefill` and `decode` pools split them (disaggregated serving)"""
     deployment: Deployment
+    """what each replica runs: model x hardware x parallelism x precision x engine"""
     perf: PerfSpec = RooflinePerf()
+    """the step-time model: roofline (from specs), linear, table (measured steps) or curve (a sweep)"""
     replicas: int = Field(1, ge=0, description="replicas at the start (the autoscaler may change it)")
     autoscale: Autoscale | None = None
+    """scale the pool with its load (none: fixed replicas)"""
 
     @model_validator(mode="after")
     def _autoscale_bounds(self) -> PoolSpec:
@@ -397,6 +428,7 @@ class KvLink(Strict):
 
     bandwidth_gb_s: PositiveFloat = Field(50.0, description="per prefill replica, GB/s (400 Gb/s RDMA = 50)")
     latency_s: NonNegativeFloat = 0.0005
+    """fixed latency of one KV transfer, seconds"""
 
 
 class ToolPool(Strict):
@@ -407,6 +439,7 @@ class ToolPool(Strict):
     """
 
     cpu: str = "xeon6-6980p"
+    """catalog CPU id (its price and power are charged for the tool pool)"""
     workers: PositiveInt = Field(description="concurrent tool calls (e.g. cores)")
     speedup: PositiveFloat = Field(1.0, description="tool durations are divided by this (faster CPUs)")
 
@@ -419,10 +452,15 @@ class ClusterSpec(Strict):
     """
 
     pools: list[PoolSpec] = Field(min_length=1)
+    """the pools of replicas (unified, or prefill + decode)"""
     router: RouterSpec = LeastLoad()
+    """how calls pick a replica of the (prefill or unified) pool"""
     decode_router: RouterSpec = LeastLoad()
+    """how a prefilled call picks a decode replica (disaggregated serving)"""
     kv_link: KvLink = KvLink()
+    """the network carrying KV caches from prefill to decode replicas"""
     tools: ToolPool | None = None
+    """CPU workers running the agents' tool calls (none: tool calls never queue)"""
 
     @model_validator(mode="after")
     def _unique_pools(self) -> ClusterSpec:

@@ -11,22 +11,40 @@ from typing import Annotated, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
-from agentsim.spec.base import Strict
+from agentsim.spec.base import MAX_COUNT, Strict
 
 
-class Constant(Strict):
+class _Bounded(Strict):
+    """A distribution whose parameters stay below :data:`~agentsim.spec.base.MAX_COUNT` (2**53): a token count
+    or a number of seconds past it is a typo, and would overflow the int64 tables once drawn."""
+
+    @model_validator(mode="after")
+    def _bounded(self) -> _Bounded:
+        for name in type(self).model_fields:
+            v = getattr(self, name)
+            values = v if isinstance(v, list) else [v]
+            for x in values:
+                if isinstance(x, int | float) and not isinstance(x, bool) and x > MAX_COUNT:
+                    raise ValueError(f"{name} ({x:g}) must be at most 2**53 ({MAX_COUNT:.3g})")
+        return self
+
+
+class Constant(_Bounded):
     """Always ``value``."""
 
     kind: Literal["constant"] = "constant"
     value: NonNegativeFloat
+    """the value every draw takes"""
 
 
-class Uniform(Strict):
+class Uniform(_Bounded):
     """Uniform on ``[low, high]``."""
 
     kind: Literal["uniform"] = "uniform"
     low: NonNegativeFloat
+    """smallest value"""
     high: NonNegativeFloat
+    """largest value (>= low)"""
 
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
@@ -35,14 +53,15 @@ class Uniform(Strict):
         return self
 
 
-class Exponential(Strict):
+class Exponential(_Bounded):
     """Exponential with the given mean (CV 1)."""
 
     kind: Literal["exponential"] = "exponential"
     mean: PositiveFloat
+    """mean (and standard deviation)"""
 
 
-class Lognormal(Strict):
+class Lognormal(_Bounded):
     """Lognormal given by its ``median`` and the shape ``sigma`` (std-dev of the log).
 
     ``p90 = median * exp(1.2816 * sigma)``; ``mean = median * exp(sigma**2 / 2)``. Optionally clipped.
@@ -50,9 +69,13 @@ class Lognormal(Strict):
 
     kind: Literal["lognormal"] = "lognormal"
     median: PositiveFloat
+    """the median, exp(mu)"""
     sigma: NonNegativeFloat
+    """standard deviation of the log; 0 is a constant, 1 a heavy tail (p90 = 3.6 x median)"""
     min: NonNegativeFloat | None = None
+    """draws below are raised to it (none: no lower clip)"""
     max: PositiveFloat | None = None
+    """draws above are lowered to it (none: no upper clip)"""
 
     @model_validator(mode="after")
     def _clip_ordered(self) -> Lognormal:
@@ -61,20 +84,24 @@ class Lognormal(Strict):
         return self
 
 
-class Gamma(Strict):
+class Gamma(_Bounded):
     """Gamma with the given mean and coefficient of variation (std/mean)."""
 
     kind: Literal["gamma"] = "gamma"
     mean: PositiveFloat
+    """mean"""
     cv: PositiveFloat
+    """coefficient of variation, std / mean (1 is exponential; above 1 burstier)"""
 
 
-class Empirical(Strict):
+class Empirical(_Bounded):
     """Draw from ``values`` with optional ``weights`` (normalised)."""
 
     kind: Literal["empirical"] = "empirical"
     values: list[NonNegativeFloat] = Field(min_length=1)
+    """the values to draw from (e.g. measured token counts)"""
     weights: list[NonNegativeFloat] | None = None
+    """relative weight of each value, normalised (none: equally likely)"""
 
     @model_validator(mode="after")
     def _weights(self) -> Empirical:

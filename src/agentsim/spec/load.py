@@ -1,17 +1,22 @@
 """Loading a scenario: YAML files, mappings and ``path=value`` overrides turned into a validated Scenario.
 
-A scenario file is read with ``yaml.safe_load`` into plain data; each ``--set dotted.path[i]=value`` override
-edits that data (the value read as YAML) before validation, so overrides are validated exactly like the file.
-An override that reaches into a part the file left to its defaults is applied to the fully resolved scenario
-instead. Pydantic's error locations are rewritten into the dotted paths a user writes, with the union-tag
-segments pydantic inserts dropped (``cluster.pools[0].perf.mfu``, not ``...perf.roofline.mfu``), and every
-problem is gathered into one :class:`~agentsim.errors.ScenarioError`. The built-in, commented example scenarios
+A scenario file is read as strict YAML (:mod:`agentsim.yamlio`: UTF-8 text, no repeated key) into plain data,
+its relative file paths (trace workloads, catalog files) taken from the scenario file's directory; each ``--set
+dotted.path[i]=value`` override edits that data (the value read as YAML) before validation, so overrides are
+validated exactly like the file. An override that reaches into a part the file left to its defaults is applied
+to the fully resolved scenario instead. Pydantic's error locations are rewritten into the dotted paths a user
+writes, with the union-tag segments pydantic inserts dropped (``cluster.pools[0].perf.mfu``, not
+``...perf.roofline.mfu``), an unknown key, kind or choice gets a did-you-mean, and every problem is gathered
+into one :class:`~agentsim.errors.ScenarioError`, with the line of the file that set each bad field.
+The built-in, commented example scenarios
 (``agentsim example``) are package data read from here too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -19,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from agentsim.errors import ScenarioError
+from agentsim.errors import ScenarioError, did_you_mean
+from agentsim.spec.base import error_loc, known_fields
 from agentsim.spec.scenario import Scenario
+from agentsim.yamlio import TextFileError, line_of, loads, read_text
 
 _TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -92,7 +99,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         raise ScenarioError([(assignment, "an override must look like path.to.field=value")], "--set")
     path, _, raw = assignment.partition("=")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
+        value = loads(raw) if raw.strip() else raw
     except yaml.YAMLError as e:
         raise ScenarioError([(path, str(e))], "--set") from None
     set_path(data, path, value)
@@ -130,12 +137,30 @@ def validate_data(data: Any, source: str = "scenario") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
-        errors = []
-        for err in e.errors():
-            loc = _clean_loc(tuple(err["loc"]), data)
-            if loc is not None:
-                errors.append((format_path(loc), str(err["msg"]).removeprefix("Value error, ")))
-        raise ScenarioError(errors, source) from None
+        raise ScenarioError(field_errors(e, Scenario, data), source) from None
+
+
+def field_errors(e: ValidationError, model: type[BaseModel], data: Any) -> list[tuple[str, str]]:
+    """Pydantic's errors for ``data`` validated as ``model`` as ``(dotted path, reason)`` pairs: the union tags
+    left out of the paths, and a did-you-mean for an unknown key, kind or choice."""
+    errors: list[tuple[str, str]] = []
+    for err in e.errors():
+        loc = _clean_loc(error_loc(err), data)
+        if loc is None:
+            continue
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        ctx = err.get("ctx") or {}
+        if err["type"] == "extra_forbidden" and loc:
+            known = known_fields(model, loc[:-1], data)
+            msg = f"unknown field{did_you_mean(str(loc[-1]), known)}"
+            if known and " (did you mean" not in msg:
+                msg += f"; fields here: {', '.join(known)}"
+        elif err["type"] == "union_tag_invalid":
+            msg += did_you_mean(str(ctx.get("tag", "")), re.findall(r"'([^']*)'", str(ctx.get("expected_tags", ""))))
+        elif err["type"] == "literal_error" and isinstance(err.get("input"), str):
+            msg += did_you_mean(err["input"], re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        errors.append((format_path(loc), msg))
+    return errors
 
 
 def read_data(source: str | Path | Mapping[str, Any] | Scenario, *, name: str | None = None) -> Any:
@@ -148,13 +173,32 @@ def read_data(source: str | Path | Mapping[str, Any] | Scenario, *, name: str | 
     path = Path(source)
     label = name or str(path)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ScenarioError([("", f"cannot read: {e.strerror or e}")], label) from None
+        text = read_text(path)
+    except TextFileError as e:
+        raise ScenarioError([("", str(e).removeprefix(f"{path}: "))], label) from None
     try:
-        return yaml.safe_load(text)
+        data = loads(text, str(path))
     except yaml.YAMLError as e:
         raise ScenarioError([("", f"not valid YAML: {e}")], label) from None
+    return rebase_paths(data, path.parent)
+
+
+def rebase_paths(data: Any, directory: Path) -> Any:
+    """``data`` with the relative file paths a scenario file names (``workload[i].path`` of a trace workload,
+    ``catalog[i]``) made relative to ``directory``, the scenario file's own, instead of the working directory:
+    a scenario and the files beside it move together."""
+    if not isinstance(data, dict) or directory in (Path(""), Path(".")):
+        return data
+
+    def rebase(p: Any) -> Any:
+        return os.path.normpath(directory / p) if isinstance(p, str) and p and not os.path.isabs(p) else p
+
+    for w in data.get("workload") or []:
+        if isinstance(w, dict) and w.get("kind") == "trace" and "path" in w:
+            w["path"] = rebase(w["path"])
+    if isinstance(data.get("catalog"), list):
+        data["catalog"] = [rebase(p) for p in data["catalog"]]
+    return data
 
 
 def load_scenario(
@@ -169,6 +213,40 @@ def load_scenario(
     data = read_data(source, name=name)
     label = name or (str(source) if isinstance(source, str | Path) else "scenario")
     overrides = list(overrides)
+    try:
+        return _load(data, overrides, label)
+    except ScenarioError as e:
+        if not isinstance(source, str | Path):
+            raise
+        raise with_file_lines(e, source, overrides) from None
+
+
+def with_file_lines(error: ScenarioError, path: str | Path, overrides: Iterable[str] = ()) -> ScenarioError:
+    """``error`` with the line of the scenario file ``path`` that set each bad field (none for a field an
+    override set, or one the file does not write)."""
+    try:
+        text = read_text(path)
+    except TextFileError:
+        return error
+    set_by_override = []
+    for o in overrides:
+        with contextlib.suppress(ValueError):
+            set_by_override.append(parse_path(o.partition("=")[0].strip()))
+    lines = {}
+    for p, _ in error.errors:
+        try:
+            loc = parse_path(p) if p else []
+        except ValueError:
+            continue
+        if not loc or any(loc[: len(o)] == o for o in set_by_override):
+            continue
+        line = line_of(text, loc)
+        if line is not None:
+            lines[p] = line
+    return error.with_lines(lines) if lines else error
+
+
+def _load(data: Any, overrides: list[str], label: str) -> Scenario:
     raw = copy.deepcopy(data)
     for o in overrides:
         apply_override(raw, o)
@@ -205,4 +283,4 @@ def example_names() -> list[str]:
 
 def default_scenario() -> Scenario:
     """The built-in default scenario (``agentsim example``): what ``agentsim run`` runs with no file."""
-    return validate_data(yaml.safe_load(example_text("default")), "built-in default scenario")
+    return validate_data(loads(example_text("default")), "built-in default scenario")

@@ -33,6 +33,7 @@ class Rental(Strict):
 
     kind: Literal["rental"] = "rental"
     tier: PriceTier = "rental_3y"
+    """catalog price tier: a 3-year rental, or the hourly cost of owning as a hyperscaler or a neocloud"""
     usd_per_gpu_hour: PositiveFloat | None = Field(None, description="override the catalog price")
     pue: Pue = 1.3
     decode_power_fraction: DecodePowerFraction = 0.54
@@ -43,13 +44,18 @@ class Tco(Strict):
 
     kind: Literal["tco"] = "tco"
     capex_usd_per_gpu: PositiveFloat
+    """purchase cost per GPU, its share of the server and network included"""
     years: PositiveFloat = 4.0
+    """depreciation period"""
     interest_rate: NonNegativeFloat = 0.08
+    """cost of capital per year, in the capital recovery factor CRF(r, n)"""
     opex_usd_per_gpu_year: NonNegativeFloat = 0.0
+    """yearly operating cost per GPU besides power (space, support, staff)"""
     kw_all_in_per_gpu: PositiveFloat | None = Field(None, description="default: the catalog's all-in kW")
     pue: Pue = 1.3
     decode_power_fraction: DecodePowerFraction = 0.54
     usd_per_kwh: NonNegativeFloat = 0.08
+    """electricity price"""
 
 
 PricingSpec = Annotated[Rental | Tco, Field(discriminator="kind")]

@@ -78,6 +78,7 @@ from agentsim.traces.schema import OutputExistsError, TraceError
 from agentsim.traces.stats import block_size_of, load_for_stats, stats_dict, task_starts
 from agentsim.traces.tables import table_to_tasks
 from agentsim.workload.taskgraph import TaskTemplate
+from agentsim.yamlio import TextFileError, loads, read_text
 
 DEFAULT_POINTS = 200
 """Support points of a fitted empirical distribution."""
@@ -332,9 +333,9 @@ def load_profile_file(
     arrivals (``None`` when the file has none). Raises :class:`TraceError` naming the bad field."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise TraceError(f"{p}: cannot read ({e.strerror})") from None
+        raw = loads(read_text(p))
+    except TextFileError as e:
+        raise TraceError(str(e)) from None
     except yaml.YAMLError as e:
         raise TraceError(f"{p}: not valid YAML ({e})") from None
     if not isinstance(raw, dict):

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from agentsim.files import atomic_path
+from agentsim.files import OutputPathError, atomic_path, check_output
 from agentsim.traces.schema import (
     BATCH_ROWS,
     COLUMN_NAMES,
@@ -45,11 +45,10 @@ def check_output_parent(path: str | os.PathLike[str]) -> None:
     :func:`~agentsim.files.atomic_path` creates missing parent directories; a file where a directory should be
     would otherwise surface as an ``OSError`` with a traceback rather than a message naming the path.
     """
-    for parent in Path(path).parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise TraceError(f"{parent} is not a directory")
-            return
+    try:
+        check_output(path, overwrite=True)
+    except OutputPathError as e:
+        raise TraceError(str(e)) from None
 
 
 class TraceWriter:
@@ -158,11 +157,29 @@ def _open(path: str | os.PathLike[str]) -> Any:
         raise TraceError(f"{p}: no such file")
     try:
         f = pq.ParquetFile(str(p))
-    except Exception as e:  # pyarrow raises several types for a non-Parquet file
-        raise TraceError(f"{p}: not a Parquet file ({e})") from None
+    except Exception:  # pyarrow raises several types for a non-Parquet file
+        raise TraceError(f"{p}: not a Parquet file{_looks_like(p)}") from None
     schema = f.schema_arrow
     check_columns(schema, str(p))
     return f
+
+
+def _looks_like(p: Path) -> str:
+    """A hint for a file that is not Parquet: what it seems to be and how to make it a trace."""
+    try:
+        with p.open("rb") as f:
+            head = f.read(512)
+    except OSError:
+        return ""
+    hint = f"; convert it with `agentsim trace import FORMAT {p} -o trace.parquet`"
+    if head[:2] == b"\x1f\x8b":
+        return f" (it is gzip-compressed{hint})"
+    text = head.lstrip()
+    if text[:1] in (b"{", b"["):
+        return f" (it looks like JSON or JSON lines{hint})"
+    if b"," in head.split(b"\n", 1)[0] and b"\x00" not in head:
+        return f" (it looks like CSV{hint})"
+    return ""
 
 
 def read_trace_meta(path: str | os.PathLike[str]) -> TraceMeta:

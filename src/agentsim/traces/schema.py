@@ -203,6 +203,28 @@ def check_columns(schema: pa.Schema, where: str) -> None:
     missing = [n for n in COLUMN_NAMES if n not in schema.names and n not in OPTIONAL_COLUMNS]
     if missing:
         raise TraceError(f"{where}: not an agentsim trace: missing column(s) {', '.join(missing)}")
+    canonical = trace_schema()
+    for name in COLUMN_NAMES:
+        if name not in schema.names:
+            continue
+        got, want = schema.field(name).type, canonical.field(name).type
+        if got != want and not _compatible(got, want):
+            raise TraceError(f"{where}: not an agentsim trace: column {name} holds {got}, expected {want}")
+
+
+def _compatible(got: pa.DataType, want: pa.DataType) -> bool:
+    """Whether a column of type ``got`` reads as ``want`` (integers as integers, numbers as floats, lists of
+    those alike, strings of any width as strings)."""
+    t = pa.types
+    if t.is_integer(want):
+        return bool(t.is_integer(got))
+    if t.is_floating(want):
+        return bool(t.is_integer(got) or t.is_floating(got))
+    if t.is_string(want) or t.is_large_string(want) or t.is_dictionary(want):
+        return bool(t.is_string(got) or t.is_large_string(got) or t.is_dictionary(got))
+    if pa.types.is_list(want) or pa.types.is_large_list(want):
+        return (pa.types.is_list(got) or pa.types.is_large_list(got)) and _compatible(got.value_type, want.value_type)
+    return bool(got == want)
 
 
 def schema_block_size(schema: pa.Schema) -> int:

@@ -43,6 +43,7 @@ from typing import Final, Generic, TypeVar
 import numpy as np
 
 from agentsim.spec import Constant, Dist, Empirical, Exponential, Gamma, Lognormal, Uniform
+from agentsim.spec.base import MAX_COUNT
 
 T = TypeVar("T", int, float)
 
@@ -64,16 +65,19 @@ def sample(dist: Dist, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, float(dist.value))
     if isinstance(dist, Uniform):
         return rng.uniform(dist.low, dist.high, n)
+    # The unbounded kinds: a heavy tail (sigma 50) can draw past any count, or overflow to inf; such draws are
+    # held at MAX_COUNT (2**53), far past every context window, where the engine rejects or compacts them.
     if isinstance(dist, Exponential):
-        return rng.exponential(dist.mean, n)
+        return np.minimum(rng.exponential(dist.mean, n), MAX_COUNT)
     if isinstance(dist, Lognormal):
-        x = dist.median * np.exp(dist.sigma * rng.standard_normal(n))
+        with np.errstate(over="ignore"):
+            x = dist.median * np.exp(dist.sigma * rng.standard_normal(n))
         if dist.min is not None or dist.max is not None:
             np.clip(x, dist.min, dist.max, out=x)
-        return x
+        return np.minimum(x, MAX_COUNT, out=x)
     if isinstance(dist, Gamma):
         cv2 = dist.cv * dist.cv
-        return rng.gamma(1.0 / cv2, dist.mean * cv2, n)
+        return np.minimum(rng.gamma(1.0 / cv2, dist.mean * cv2, n), MAX_COUNT)
     if isinstance(dist, Empirical):
         values = np.asarray(dist.values, dtype=np.float64)
         if dist.weights is None:

@@ -56,12 +56,14 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from agentsim.errors import did_you_mean
 from agentsim.spec import AgentProfile, Constant, FixedProfile, Profile, WorkloadSpec
+from agentsim.spec.base import error_loc
 from agentsim.workload.distributions import BLOCK, BlockSampler, IntSampler, sample
 from agentsim.workload.taskgraph import NO_WINDOW, ROOT, CallTemplate, TaskTemplate
+from agentsim.yamlio import loads
 
 # --------------------------------------------------------------------------- built-in profiles
 
@@ -80,7 +82,7 @@ class BuiltinProfile:
 def _load_builtins() -> tuple[BuiltinProfile, ...]:
     """Read and validate ``catalog/profiles.yaml`` once (immutable result, safe to cache)."""
     text = resources.files("agentsim").joinpath("catalog/profiles.yaml").read_text(encoding="utf-8")
-    raw = yaml.safe_load(text)
+    raw = loads(text)
     if not isinstance(raw, dict):
         raise ValueError("catalog/profiles.yaml: expected a mapping of profile name -> entry")
     out: list[BuiltinProfile] = []
@@ -114,7 +116,7 @@ def _errors(e: ValidationError) -> str:
     """One line per pydantic error, the field path first: ``steps.lognormal.sigma: Input should be ...``."""
     lines = []
     for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(profile)"
+        loc = ".".join(str(p) for p in error_loc(err)) or "(profile)"
         lines.append(f"  {loc}: {err['msg']}")
     return "\n".join(lines)
 
@@ -167,7 +169,9 @@ def resolve_profile(w: WorkloadSpec) -> AgentProfile | FixedProfile:
     if isinstance(w.profile, str):
         known = builtin_profiles()
         if w.profile not in known:
-            raise ValueError(f"workload {w.label!r}: unknown profile {w.profile!r}; known: {', '.join(sorted(known))}")
+            hint = did_you_mean(w.profile, known)
+            names = ", ".join(sorted(known))
+            raise ValueError(f"workload {w.label!r}: unknown profile {w.profile!r}{hint}; known: {names}")
         base: AgentProfile | FixedProfile = known[w.profile]
         what = f"profile {w.profile!r} (workload {w.label!r})"
     else:

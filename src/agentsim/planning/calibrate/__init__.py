@@ -5,6 +5,8 @@ One concept per module, in the order data flows:
 
 * :mod:`~agentsim.planning.calibrate.measurements`: :class:`Measurement` and the readers for a generic CSV,
   vLLM ``benchmark_serving`` JSON and AIPerf / GenAI-Perf exports (:func:`read_measurements`);
+* :mod:`~agentsim.planning.calibrate.bench`: how the benchmark loaded the server and configured the engine, from
+  the row's labels (bursts and finite runs, ``trtllm-bench``'s batch limits, vLLM V0 defaults, server flags);
 * :mod:`~agentsim.planning.calibrate.harness`: the pool a measurement's labels describe
   (:func:`pool_from_labels`) and the scenario that reproduces a measured condition (:func:`condition_scenario`,
   :class:`HarnessOptions`), simulated by :func:`simulate_points`;

@@ -25,6 +25,7 @@ TTFT and mean TPOT, in this process or in a pool of worker processes.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,15 @@ from typing import Any, Literal
 
 from agentsim import spec
 from agentsim.catalog import Catalog, load_catalog
+from agentsim.planning.calibrate.bench import (
+    FINITE_THINK_S,
+    BenchLoad,
+    bench_load,
+    engine_overrides,
+    parse_engine_args,
+    trtllm_bench_settings,
+    uses_trtllm_bench,
+)
 from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, _num
 from agentsim.serving.admission import NO_EVICT
 
@@ -77,7 +87,7 @@ def _int_label(labels: Mapping[str, str], names: Sequence[str], pattern: str) ->
         if v is not None and v > 0:
             return int(v)
     for k in ("notes", "config", "parallelism"):
-        m = re.search(pattern, labels.get(k, ""), flags=re.IGNORECASE)
+        m = re.search(pattern, labels.get(k, ""), flags=re.IGNORECASE) if pattern else None
         if m:
             return int(m.group(1))
     return None
@@ -114,9 +124,11 @@ def pool_from_labels(
             f"{m.source}: cannot map model {labels.get('model')!r} / hardware {labels.get('hardware')!r} to catalog "
             "ids; give the pool (--scenario/--pool) or add them to a catalog file"
         )
-    gpus = _int_label(labels, ("n_gpus", "gpus"), r"$^")
+    gpus = _int_label(labels, ("n_gpus", "gpus"), "")
     tp = _int_label(labels, ("tp", "tensor_parallel"), r"\bTP\s*(\d+)") or gpus or 1
-    pp = _int_label(labels, ("pp", "pipeline_parallel"), r"\bPP\s*(\d+)") or 1
+    pp = _int_label(labels, ("pp", "pipeline_parallel"), r"\bPP\s*(\d+)") or parse_engine_args(
+        labels.get("engine_args", "")
+    ).get("pp", 1)
     arch = catalog.get_model(model)
     ep = _int_label(labels, ("ep",), r"\bEP\s*(\d+)")
     dpa_label = labels.get("dp_attention", "").strip().lower()
@@ -134,6 +146,7 @@ def pool_from_labels(
         ep=ep,
         data_parallel_attention=dpa,
         precision=_precision(labels.get("precision", "")),
+        kv_precision=_precision(labels["kv_precision"]) if labels.get("kv_precision", "").strip() else None,
         engine=engine if engine is not None else spec.EngineSpec(),
     )
     return spec.PoolSpec(name="bench", deployment=deployment, perf=perf or spec.RooflinePerf(), replicas=1)
@@ -173,9 +186,13 @@ def label_preset(labels: Mapping[str, str]) -> spec.EnginePreset | None:
     return None
 
 
-def condition_engine(pool: spec.PoolSpec, m: Measurement, opts: HarnessOptions) -> spec.EngineSpec:
+def condition_engine(
+    pool: spec.PoolSpec, m: Measurement, opts: HarnessOptions, catalog: Catalog | None = None
+) -> spec.EngineSpec:
     """The engine condition ``m`` runs on ``pool``: its preset chosen by ``opts.preset`` (module docstring), the
-    deprecated ``admission`` and ``kv_free_fraction`` overrides applied."""
+    deprecated ``admission`` and ``kv_free_fraction`` overrides applied. Under ``preset: auto`` with a
+    ``catalog``, the row's own engine settings win (:func:`agentsim.planning.calibrate.bench.engine_overrides`:
+    vLLM V0 defaults, the published server flags, trtllm-bench's batch limits)."""
     engine = pool.deployment.engine
     preset: spec.EnginePreset = engine.preset
     if opts.preset == "auto" and opts.admission != "engine":
@@ -183,11 +200,38 @@ def condition_engine(pool: spec.PoolSpec, m: Measurement, opts: HarnessOptions) 
     elif opts.preset in ("vllm", "sglang", "trtllm"):
         preset = opts.preset
     changes: dict[str, Any] = {"preset": preset}
+    if opts.preset == "auto" and catalog is not None:
+        changes |= _row_engine(pool, m, preset, catalog)
     if opts.admission == "no-evict":
         changes["admission"] = "guaranteed-no-evict"
     if opts.kv_free_fraction is not None:
         changes |= {"kv_memory": "of-free", "gpu_memory_utilization": opts.kv_free_fraction}
     return spec.EngineSpec.model_validate({**engine.model_dump(exclude_none=True), **changes})
+
+
+def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, catalog: Catalog) -> dict[str, Any]:
+    """Engine knobs the row's labels fix (module docstring of :mod:`agentsim.planning.calibrate.bench`)."""
+    from agentsim.serving.presets import kv_precision
+
+    dep = pool.deployment
+    model = catalog.get_model(dep.model)
+    out = engine_overrides(m, model)
+    out.pop("pp", None)
+    if preset == "trtllm" and uses_trtllm_bench(m, bench_load(m)):
+        kv = kv_precision(dep.model_copy(update={"engine": dep.engine.model_copy(update={"preset": preset})}))
+        seqs, tokens = trtllm_bench_settings(
+            model,
+            catalog.get_hardware(dep.hardware),
+            tp=dep.tp,
+            pp=dep.pp,
+            precision=dep.precision,
+            kv_bytes=2.0 if kv == "bf16" else 1.0,
+            isl=m.isl,
+            osl=m.osl,
+        )
+        ranks = dep.tp if dep.data_parallel_attention else 1  # attention-DP ranks each schedule their own batch
+        out = {"max_num_seqs": seqs * ranks, "max_batched_tokens": tokens * ranks, "chunked_prefill": False, **out}
+    return out
 
 
 def kv_tokens(pool: spec.PoolSpec, catalog: Catalog, free_fraction: float | None = None) -> int:
@@ -215,6 +259,7 @@ class Plan:
     warmup_s: float
     lifetime_s: float
     step_overhead_s: float = 0.002  # the preset's, for a roofline whose overhead_s is unset
+    finite: bool = False  # exactly the arrivals' agents send one request each, all measured (a burst)
 
 
 def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: HarnessOptions) -> Plan:
@@ -223,7 +268,8 @@ def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: 
     from agentsim.perf import build_perf
     from agentsim.resolve import resolve_engine
 
-    engine = condition_engine(pool, m, opts)
+    engine = condition_engine(pool, m, opts, catalog)
+    load = bench_load(m)
     pool = replace_model(pool, deployment=replace_model(pool.deployment, engine=engine))
     dep = pool.deployment
     filled, kv, config = resolve_engine(pool, catalog.get_model(dep.model), catalog.get_hardware(dep.hardware))
@@ -240,7 +286,12 @@ def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: 
         b = max(1.0, min(batch, float(cap)))
         return b * m.isl * t_pf + m.osl * perf.step_time(0.0, b, b * (m.isl + m.osl / 2.0))
 
-    if m.qps is not None:
+    overhead = filled.deployment.engine.step_overhead_s
+    step_overhead = 0.002 if overhead is None else overhead
+    if load.finite:
+        return _finite_plan(engine, m, load, cap * replicas, lifetime, opts, step_overhead)
+    if load.mode == "poisson":
+        assert m.qps is not None
         rate = m.qps / replicas
         batch = 1.0
         for _ in range(8):
@@ -250,7 +301,7 @@ def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: 
         horizon = warmup + max(opts.waves * life, opts.min_requests / m.qps)
         arrivals: spec.Poisson | spec.Closed = spec.Poisson(rate_per_s=m.qps)
     else:
-        if m.concurrency is not None:
+        if load.mode == "closed" and m.concurrency is not None:
             agents = max(1, round(m.concurrency))
             batch = agents / replicas
         else:
@@ -262,8 +313,33 @@ def plan_condition(pool: spec.PoolSpec, m: Measurement, catalog: Catalog, opts: 
         arrivals = spec.Closed(agents=agents, ramp_s=life)
     horizon = min(horizon, opts.max_horizon_s)
     warmup = min(warmup, 0.5 * horizon)
-    overhead = filled.deployment.engine.step_overhead_s
-    return Plan(engine, arrivals, horizon, warmup, life, 0.002 if overhead is None else overhead)
+    return Plan(engine, arrivals, horizon, warmup, life, step_overhead)
+
+
+FINITE_HORIZON_FACTOR = 3.0
+"""A finite run's horizon over its estimated duration (waves of the batch cap, each one request lifetime)."""
+
+
+def _finite_plan(
+    engine: spec.EngineSpec,
+    m: Measurement,
+    load: BenchLoad,
+    cap: int,
+    lifetime: Any,
+    opts: HarnessOptions,
+    step_overhead: float,
+) -> Plan:
+    """A finite run (module docstring of :mod:`agentsim.planning.calibrate.bench`): ``n`` clients that each send
+    one request, at time 0 (a burst) or uniformly over ``n / qps`` (Poisson arrivals given their number); no
+    warm-up; a horizon a few times the estimated duration, so that every request completes."""
+    n = int(load.requests or 1)
+    ramp = n / m.qps if load.mode == "poisson" and m.qps else 0.0
+    batch = float(min(n, cap))
+    life = float(lifetime(batch))
+    duration = ramp + math.ceil(n / max(batch, 1.0)) * life
+    horizon = max(FINITE_HORIZON_FACTOR * duration, ramp + 2.0 * life)
+    arrivals = spec.Closed(agents=n, ramp_s=ramp, think_s=spec.Constant(value=FINITE_THINK_S))
+    return Plan(engine, arrivals, horizon, 0.0, life, step_overhead, finite=True)
 
 
 def condition_scenario(
@@ -304,12 +380,22 @@ def _predict(scenario: spec.Scenario, catalog: Catalog) -> dict[str, float | Non
     follows from the interactive response-time law ``X = N / R`` (``N`` agents, ``R`` mean request latency in the
     window) times the output tokens per request: exact in steady state and smooth in the coefficients, whereas
     counting the tokens of a short window jumps by a whole step's tokens as coefficients move (which stalls
-    the search). Open loops (and closed loops where no request completed in the window) count tokens."""
+    the search). Open loops (and closed loops where no request completed in the window) count tokens. A finite
+    run (each client sends one request: a burst) reports what the benchmark tools report: every output token over
+    the time from the start to the last completion, and the mean TTFT and TPOT of all its requests."""
     from agentsim.api import run
 
-    summary = run(scenario, catalog=catalog).summary
-    throughput = summary.get("output_tokens_per_s")
+    result = run(scenario, catalog=catalog)
     workload = scenario.workload[0]
+    if _is_finite(workload):
+        for _ in range(FINITE_RETRIES):
+            if _all_done(result.calls):
+                break
+            scenario = replace_model(scenario, horizon_s=FINITE_EXTEND * scenario.horizon_s)
+            result = run(scenario, catalog=catalog)
+        return _finite_metrics(result.calls, result.summary, scenario.horizon_s)
+    summary = result.summary
+    throughput = summary.get("output_tokens_per_s")
     e2e = (summary.get("call_e2e_s") or {}).get("mean")
     if (
         isinstance(workload, spec.WorkloadSpec)
@@ -321,6 +407,44 @@ def _predict(scenario: spec.Scenario, catalog: Catalog) -> dict[str, float | Non
         throughput = workload.arrivals.agents * workload.profile.output_tokens.value / e2e
     return {
         "output_tok_s": throughput,
+        "ttft_s": (summary.get("ttft_s") or {}).get("mean"),
+        "tpot_s": (summary.get("tpot_s") or {}).get("mean"),
+    }
+
+
+FINITE_RETRIES = 4
+FINITE_EXTEND = 4.0
+"""A finite run whose requests did not all complete by its horizon runs again with the horizon this many times
+longer, up to :data:`FINITE_RETRIES` times (the planned duration is an estimate)."""
+
+
+def _all_done(calls: Any) -> bool:
+    import numpy as np
+
+    done = np.asarray(calls.column("done_s").to_numpy(zero_copy_only=False), dtype=float)
+    return bool(np.isfinite(done).all())
+
+
+def _is_finite(workload: Any) -> bool:
+    return (
+        isinstance(workload, spec.WorkloadSpec)
+        and isinstance(workload.arrivals, spec.Closed)
+        and isinstance(workload.arrivals.think_s, spec.Constant)
+        and workload.arrivals.think_s.value >= FINITE_THINK_S
+    )
+
+
+def _finite_metrics(calls: Any, summary: Mapping[str, Any], horizon_s: float) -> dict[str, float | None]:
+    """Output tokens/s of a finite run: generated tokens over the time to the last completion (the horizon when a
+    request did not complete), with the summary's mean TTFT and TPOT (no warm-up: every request)."""
+    import numpy as np
+
+    done = np.asarray(calls.column("done_s").to_numpy(zero_copy_only=False), dtype=float)
+    generated = float(np.sum(calls.column("generated_tokens").to_numpy()))
+    finished = np.isfinite(done)
+    end = float(np.max(done[finished])) if finished.all() and finished.size else horizon_s
+    return {
+        "output_tok_s": generated / end if end > 0 else None,
         "ttft_s": (summary.get("ttft_s") or {}).get("mean"),
         "tpot_s": (summary.get("tpot_s") or {}).get("mean"),
     }
@@ -344,7 +468,9 @@ class Runner:
         if self.jobs > 1:
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs)
+            from agentsim.planning.sweep import die_with_parent
+
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, initializer=die_with_parent)
         return self
 
     def __exit__(self, *exc: object) -> None:

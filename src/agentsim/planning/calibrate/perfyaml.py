@@ -19,6 +19,7 @@ from agentsim.files import write_text
 from agentsim.planning.calibrate.fit import Calibration, PointResult
 from agentsim.planning.calibrate.harness import replace_model
 from agentsim.planning.calibrate.measurements import CalibrationError
+from agentsim.yamlio import TextFileError, loads, read_text
 
 __all__ = ["PerfAny", "load_perf_yaml", "with_perf", "write_perf_yaml"]
 
@@ -34,11 +35,14 @@ def _shared_labels(points: Iterable[PointResult]) -> dict[str, str]:
     return out
 
 
-def write_perf_yaml(result: Calibration, path: str | Path, *, measurements_file: str = "") -> Path:
+def write_perf_yaml(
+    result: Calibration, path: str | Path, *, measurements_file: str = "", overwrite: bool = False
+) -> Path:
     """Write ``result`` as YAML: ``perf`` (ready to paste under a pool's ``perf:``, or to pass to ``agentsim
     fidelity --perf``), ``deployment`` it was fitted on, ``match`` (labels every calibration row shared, so
     ``fidelity`` applies it to the same hardware and model), ``fit`` (method, coefficients, start, MAPEs) and
-    ``residuals`` (measured, predicted and error per point)."""
+    ``residuals`` (measured, predicted and error per point). Written atomically; an existing file is refused
+    unless ``overwrite``."""
 
     def clean(d: Mapping[str, float | None]) -> dict[str, float | None]:
         return {k: (None if v is None else float(f"{v:.6g}")) for k, v in d.items()}
@@ -74,7 +78,7 @@ def write_perf_yaml(result: Calibration, path: str | Path, *, measurements_file:
     header = (
         "# Perf model fitted by `agentsim calibrate`: use `perf` as a pool's perf, or `agentsim fidelity --perf`.\n"
     )
-    return write_text(path, header + yaml.safe_dump(doc, sort_keys=False, width=120), overwrite=True)
+    return write_text(path, header + yaml.safe_dump(doc, sort_keys=False, width=120), overwrite=overwrite)
 
 
 PerfAny = spec.RooflinePerf | spec.LinearPerf | spec.TablePerf | spec.CurvePerf
@@ -87,9 +91,11 @@ def load_perf_yaml(path: str | Path) -> tuple[PerfAny, dict[str, str]]:
 
     p = Path(path)
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise CalibrationError(f"{p}: cannot read: {e}") from None
+        doc = loads(read_text(p))
+    except TextFileError as e:
+        raise CalibrationError(str(e)) from None
+    except yaml.YAMLError as e:
+        raise CalibrationError(f"{p}: not valid YAML: {e}") from None
     if not isinstance(doc, Mapping):
         raise CalibrationError(f"{p}: expected a mapping")
     raw = doc.get("perf", doc)

@@ -90,7 +90,9 @@ def import_trace(
     check_output_parent(out)
     with (
         atomic_path(out, overwrite=overwrite, exists_error=OutputExistsError) as tmp,
-        tempfile.TemporaryDirectory(dir=Path(out).parent) as work,
+        # Named like atomic_path's temporaries (pid inside), so one left by a killed import is cleaned later.
+        tempfile.TemporaryDirectory(prefix=f".{Path(out).name}.{os.getpid()}.", suffix=".tmp", dir=Path(out).parent)
+        as work,
     ):
         sink = Sink(tmp, f"{fmt}:{path.name}", block, batch_rows)
         runners: dict[str, Callable[[], None]] = {

@@ -12,10 +12,12 @@ rows in a :class:`Spool` (a temporary SQLite file) and read them back grouped by
 from __future__ import annotations
 
 import bisect
+import contextlib
 import gzip
 import json
 import math
 import sqlite3
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from agentsim.spec.base import MAX_COUNT
 from agentsim.traces.schema import BATCH_ROWS, COLUMN_NAMES, TraceError, TraceTask, trace_schema
 from agentsim.traces.tables import TableBuilder, single_call_table
 from agentsim.workload.taskgraph import TaskTemplate
@@ -220,7 +223,7 @@ def line_blocks(path: Path, max_lines: int = LINES_PER_BLOCK) -> Iterator[tuple[
     lineno = 0
     nums: list[int] = []
     lines: list[bytes] = []
-    with open_binary(path) as f:
+    with open_binary(path) as f, _corrupt_gzip(path, lambda: lineno):
         for raw in f:
             lineno += 1
             s = raw.strip()
@@ -235,6 +238,16 @@ def line_blocks(path: Path, max_lines: int = LINES_PER_BLOCK) -> Iterator[tuple[
         yield nums, lines
 
 
+@contextlib.contextmanager
+def _corrupt_gzip(path: Path, line: Callable[[], int]) -> Iterator[None]:
+    """A truncated or corrupt ``.gz`` (or a file named ``.gz`` that is not gzip) as a :class:`TraceError` naming
+    the file and the last line read, not a decompressor's traceback."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise TraceError(f"{path}: corrupt or truncated gzip data after line {line()} ({e})") from None
+
+
 def int_field(obj: dict[str, Any], names: tuple[str, ...], what: str, minimum: int) -> int:
     """The first of ``names`` present in ``obj``, an integer >= ``minimum``; ``ValueError`` naming the field
     (``what`` when none is present)."""
@@ -245,6 +258,8 @@ def int_field(obj: dict[str, Any], names: tuple[str, ...], what: str, minimum: i
                 raise ValueError(f"{name} must be an integer, got {v!r}")
             if v < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {v!r}")
+            if v > MAX_COUNT:
+                raise ValueError(f"{name} must be <= 2**53, got {v!r}")
             return int(v)
     raise ValueError(f"missing {what} ({' or '.join(names)})")
 
@@ -364,7 +379,8 @@ def parse_ints(arr: Any) -> tuple[np.ndarray, np.ndarray]:
     """A string column as int64 and a validity mask (vectorized)."""
     ok = pc.match_substring_regex(arr, _INT_RE).to_numpy(zero_copy_only=False)
     vals = pc.cast(pc.if_else(pa.array(ok), arr, pa.scalar("0")), pa.float64()).to_numpy(zero_copy_only=False)
-    return vals.astype(np.int64), ok
+    ok &= np.abs(vals) <= MAX_COUNT  # past int64 (or past any real count): a bad row, not an overflow
+    return np.where(ok, vals, 0.0).astype(np.int64), ok
 
 
 def parse_floats(arr: Any) -> tuple[np.ndarray, np.ndarray]:

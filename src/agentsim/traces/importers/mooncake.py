@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from agentsim.spec.base import MAX_COUNT
 from agentsim.traces.importers.common import (
     BadRows,
     ImportReport,
@@ -98,6 +99,8 @@ def import_mooncake(src: Path, sink: Sink, bad: BadRows, report: ImportReport, w
                 (~np.isfinite(ts) | (ts < 0), "timestamp must be a finite number >= 0"),
                 (inp < 1, "input_length must be >= 1"),
                 (out < 1, "output_length must be >= 1"),
+                (inp > MAX_COUNT, "input_length must be <= 2**53"),
+                (out > MAX_COUNT, "output_length must be <= 2**53"),
             ]
             want = -(-np.nan_to_num(inp, nan=0).astype(np.int64) // block)
             checks.append(

@@ -1,0 +1,295 @@
+"""How a published benchmark loaded the server and configured the engine, read from a measurement's labels.
+
+A measured point is only comparable with a simulation that reproduces its *harness*: how requests arrived, which
+of them were measured, and which engine settings the benchmark tool chose. The same engine measured by two tools
+gives different numbers, and a simulator compared against the wrong harness measures the harness gap, not its
+step model. This module turns a row's labels into that harness (:func:`bench_load`, :func:`engine_overrides`):
+
+**Load** (:class:`BenchLoad`). ``load`` label: ``closed`` (a fixed number of clients, ``concurrency``, steady
+state), ``poisson`` (a request rate, ``qps``), ``burst`` (``num_requests`` requests, or ``concurrency`` when that
+is absent, all sent at time 0 with no cap: ``vllm bench serve`` with the default ``--request-rate inf``;
+offline ``benchmark_throughput`` / ``benchmark_latency`` single waves; ``trtllm-bench throughput``). Without a
+label the load follows the columns: a rate is Poisson, a concurrency closed, neither offline (steady state at
+full batch). A burst and a Poisson load *with* ``num_requests`` are finite runs: exactly that many requests,
+measured whole, as the tools do: output tokens/s is all output tokens over the time from the first request to
+the last completion (the ramp-down included), TTFT includes the queueing behind the burst. Poisson arrivals of a
+finite run are uniform over ``num_requests / qps`` (the arrival times of a Poisson process given their number).
+
+**trtllm-bench** (NVIDIA's Perf Overview tables: ``trtllm-bench throughput``, offline, all requests queued).
+The tool chooses ``max_batch_size`` and ``max_num_tokens`` itself from the KV memory and the dataset's ISL/OSL
+(``tensorrt_llm/bench/build/tuning.py``, ``calc_engine_setting`` and ``finetune_setting``, reproduced in
+:func:`trtllm_bench_settings`) and, without chunked prefill, raises ``max_num_tokens`` to ``max ISL +
+max_batch_size`` (``bench/benchmark/utils/general.py``). Each ISL/OSL pair of the Perf Overview ran a fixed
+number of requests (:data:`TRTLLM_PERF_OVERVIEW_REQUESTS`, the table of ``docs/source/performance/
+perf-overview.md``), a finite burst.
+
+**Engine version.** vLLM before 0.8 ran the V0 engine (V1 became the default in 0.8.0): ``max_num_seqs`` 256,
+and chunked prefill only for models whose context passes 32K tokens (``EngineArgs.create_engine_config``), then
+with a 512-token step budget (``SchedulerConfig``); otherwise unchunked prefill with a budget of the context
+length. Those rows run the ``vllm`` preset with these values (:func:`vllm_v0_overrides`).
+
+**Engine arguments.** An ``engine_args`` label holds the server's command-line flags as published; the ones that
+map to engine knobs are honoured (:func:`parse_engine_args`): ``--max-num-seqs`` / ``--max-running-requests`` /
+``--max_batch_size``, ``--max-num-batched-tokens`` / ``--chunked-prefill-size`` / ``--max_num_tokens``,
+``--enable-chunked-prefill`` / ``--no-enable-chunked-prefill``, ``--async-scheduling`` (vLLM overlaps the CPU
+scheduling with the GPU: the overlapped engines' step overhead), ``-pp`` / ``--pipeline-parallel-size``, and
+speculative decoding (``--speculative-algorithm`` EAGLE/EAGLE3/NEXTN/MTP with ``--speculative-num-steps`` draft
+tokens, at the acceptance defaults of :data:`DEFAULT_ACCEPTANCE`). Columns ``max_num_seqs``,
+``max_batched_tokens`` and ``chunked_prefill`` win over all of these.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from agentsim.catalog import Hardware, ModelArch
+from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, _num
+
+__all__ = [
+    "DEFAULT_ACCEPTANCE",
+    "TRTLLM_PERF_OVERVIEW_REQUESTS",
+    "BenchLoad",
+    "bench_load",
+    "engine_overrides",
+    "parse_engine_args",
+    "trtllm_bench_settings",
+    "vllm_v0_overrides",
+    "vllm_version",
+]
+
+LoadMode = Literal["closed", "poisson", "offline", "burst"]
+
+TRTLLM_PERF_OVERVIEW_REQUESTS: Final[dict[tuple[int, int], int]] = {
+    (128, 128): 30000,
+    (128, 2048): 3000,
+    (128, 4096): 1500,
+    (1000, 2000): 1500,
+    (2048, 128): 3000,
+    (2048, 2048): 1500,
+    (5000, 500): 1500,
+    (1000, 1000): 3000,
+    (500, 2000): 3000,
+    (20000, 2000): 1000,
+}
+"""``$num_requests`` per ISL/OSL of NVIDIA's TensorRT-LLM Perf Overview runs (``docs/source/performance/
+perf-overview.md``, "Preparing a Dataset")."""
+
+DEFAULT_ACCEPTANCE: Final[dict[str, list[float] | float]] = {
+    "mtp": [0.85, 0.60, 0.60, 0.60],
+    "eagle": 0.75,
+}
+"""Conditional acceptance per draft position when a row names a speculative method but not its acceptance:
+DeepSeek-V3 MTP 85-90% at the first position (arXiv 2412.19437 section 5.4.3) and ~0.6 after (SGLang's MTP blog
+fit, AL 2.18 at 3 tokens); EAGLE-3 chains ~0.75 per position (vLLM's EAGLE-3 on MiniMax, SPEED-Bench: cumulative
+76/56/43%)."""
+
+V0_MAX_NUM_SEQS: Final = 256
+"""vLLM V0 ``EngineArgs.max_num_seqs`` default."""
+
+V0_CHUNKED_BUDGET: Final = 512
+"""vLLM V0 ``max_num_batched_tokens`` when chunked prefill is on by default (``SchedulerConfig``, 0.5-0.6)."""
+
+V0_LONG_CONTEXT: Final = 32768
+"""vLLM V0 turns chunked prefill on by default for models whose context passes this (``use_long_context``)."""
+
+FINITE_THINK_S: Final = 1e12
+"""Think time after a finite run's single request: never reached, so every client sends exactly one request."""
+
+
+@dataclass(frozen=True)
+class BenchLoad:
+    """How a benchmark sent its requests: the mode and, for finite runs, how many (module docstring)."""
+
+    mode: LoadMode
+    requests: int | None = None
+
+    @property
+    def finite(self) -> bool:
+        """Exactly ``requests`` requests, measured from the first arrival to the last completion."""
+        return self.requests is not None and self.mode in ("burst", "poisson")
+
+
+def _trtllm_bench(labels: Mapping[str, str]) -> bool:
+    text = " ".join(labels.get(k, "") for k in ("source", "notes", "note", "engine", "harness")).lower()
+    return "trtllm-bench" in text or "perf overview" in text or "perf-overview" in text
+
+
+def bench_load(m: Measurement) -> BenchLoad:
+    """The load of measurement ``m`` (module docstring). Raises :class:`CalibrationError` for a burst of
+    unknown size or an unknown ``load`` label."""
+    label = m.labels.get("load", "").strip().lower()
+    n = m.num_requests
+    if label in ("burst", "batch", "wave"):
+        n = n or (round(m.concurrency) if m.concurrency else None)
+        if not n:
+            raise CalibrationError(f"{m.source}: load {label!r} needs num_requests (or a concurrency)")
+        return BenchLoad("burst", int(n))
+    if label not in ("", "closed", "poisson", "offline"):
+        raise CalibrationError(f"{m.source}: load must be closed, poisson, burst or offline, got {label!r}")
+    if label == "poisson" or (not label and m.qps is not None):
+        if m.qps is None:
+            raise CalibrationError(f"{m.source}: load poisson needs a qps")
+        return BenchLoad("poisson", n)
+    if label == "closed" or (not label and m.concurrency is not None):
+        if m.concurrency is None:
+            raise CalibrationError(f"{m.source}: load closed needs a concurrency")
+        return BenchLoad("closed")
+    if n is None and _trtllm_bench(m.labels):
+        n = TRTLLM_PERF_OVERVIEW_REQUESTS.get((round(m.isl), round(m.osl)))
+    return BenchLoad("burst", n) if n else BenchLoad("offline")
+
+
+# --------------------------------------------------------------------------- engine settings from labels
+
+
+def vllm_version(labels: Mapping[str, str]) -> tuple[int, int] | None:
+    """(major, minor) of the vLLM release a vLLM row ran, from ``engine_version`` (``0.6.3.post2``,
+    ``~0.6.x``, ``vLLM: v0.11.0 SGLang: ...``), or None."""
+    if "vllm" not in labels.get("engine", "").lower():
+        return None
+    text = labels.get("engine_version", "")
+    match = re.search(r"vllm\W*v?(\d+)\.(\d+)", text, flags=re.IGNORECASE) or re.search(r"v?(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def vllm_v0_overrides(model: ModelArch) -> dict[str, Any]:
+    """The engine knobs of vLLM's V0 engine (before 0.8) that differ from the ``vllm`` preset's (module
+    docstring)."""
+    window = model.max_context_tokens
+    if window > V0_LONG_CONTEXT:
+        return {"max_num_seqs": V0_MAX_NUM_SEQS, "chunked_prefill": True, "max_batched_tokens": V0_CHUNKED_BUDGET}
+    return {"max_num_seqs": V0_MAX_NUM_SEQS, "chunked_prefill": False, "max_batched_tokens": max(window, 2048)}
+
+
+def trtllm_bench_settings(
+    model: ModelArch,
+    hardware: Hardware,
+    *,
+    tp: int,
+    pp: int,
+    precision: str,
+    kv_bytes: float,
+    isl: float,
+    osl: float,
+    kv_fraction: float = 0.9,
+) -> tuple[int, int]:
+    """``(max_batch_size, max_num_tokens)`` as ``trtllm-bench throughput`` picks them without chunked prefill
+    (``calc_engine_setting``, ``finetune_setting``, and ``max_num_tokens >= ISL + max_batch_size``): KV requests
+    = ``fraction x (GPUs x device GiB - parameters x bytes) / (bytes per token x (ISL + OSL))`` with
+    ``max(tp, kv_heads)`` KV heads; batch ``min(requests, 4096) / pp`` rounded up (to 32 below 256, 128 below
+    1024, else 256; at least 64); tokens ``min(batch (1 + ISL / OSL), 32768)`` rounded up (at least 2048)."""
+    gib = float(2**30)
+    weight_bytes = {"fp4": 0.5, "fp8": 1.0}.get(precision, 2.0)
+    heads = max(tp, model.kv_heads)
+    per_token = 2.0 * model.full_attention_layers * heads * model.head_dim * kv_bytes / gib
+    gpus = tp * pp
+    available = gpus * hardware.hbm_bytes / gib - model.params_b * 1e9 * weight_bytes / gib
+    requests = max(available * kv_fraction, 0.0) / max(per_token * (isl + osl), 1e-12)
+    raw_bs = min(requests, 4096.0) / pp
+    raw_token = min(raw_bs * (1.0 + isl / max(osl, 1.0)), 32768.0)
+    if raw_bs < 256:
+        max_bs = max(64, 32 * math.ceil(raw_bs / 32))
+    elif raw_bs < 1024:
+        max_bs = 128 * math.ceil(raw_bs / 128)
+    else:
+        max_bs = 256 * math.ceil(raw_bs / 256)
+    if raw_token < 4096:
+        max_token = max(2048, 256 * math.ceil(raw_token / 256))
+    elif raw_token < 8192:
+        max_token = 512 * math.ceil(raw_token / 512)
+    else:
+        max_token = 1024 * math.ceil(raw_token / 1024)
+    return max_bs, max(max_token, math.ceil(isl) + max_bs)
+
+
+def _flag_value(tokens: list[str], names: tuple[str, ...]) -> str | None:
+    for i, tok in enumerate(tokens):
+        for name in names:
+            if tok == name and i + 1 < len(tokens):
+                return tokens[i + 1]
+            if tok.startswith(name + "="):
+                return tok.split("=", 1)[1]
+    return None
+
+
+def parse_engine_args(text: str) -> dict[str, Any]:
+    """Engine knobs (and ``pp``, ``speculative``) from a server command line (module docstring)."""
+    tokens = shlex.split(text.replace(",", " "))
+    out: dict[str, Any] = {}
+
+    def integer(names: tuple[str, ...]) -> int | None:
+        value = _num(_flag_value(tokens, names))
+        return int(value) if value is not None and value > 0 else None
+
+    seqs = integer(("--max-num-seqs", "--max-running-requests", "--max_batch_size", "--max-batch-size"))
+    if seqs:
+        out["max_num_seqs"] = seqs
+    budget = integer(("--max-num-batched-tokens", "--chunked-prefill-size", "--max_num_tokens", "--max-num-tokens"))
+    if budget:
+        out["max_batched_tokens"] = budget
+    chunked = _flag_value(tokens, ("--enable-chunked-prefill",))
+    if "--no-enable-chunked-prefill" in tokens or (chunked or "").lower() == "false":
+        out["chunked_prefill"] = False
+    elif "--enable-chunked-prefill" in tokens or chunked is not None:
+        out["chunked_prefill"] = True
+    if "--async-scheduling" in tokens:
+        from agentsim.serving.presets import OVERLAPPED_STEP_OVERHEAD_S
+
+        out["step_overhead_s"] = OVERLAPPED_STEP_OVERHEAD_S
+    pp = integer(("-pp", "--pipeline-parallel-size", "--pp-size", "--pp_size"))
+    if pp:
+        out["pp"] = pp
+    algorithm = (_flag_value(tokens, ("--speculative-algorithm",)) or "").lower()
+    steps = integer(("--speculative-num-steps", "--num-speculative-tokens", "--num_nextn_predict_layers"))
+    if algorithm and steps:
+        method = "mtp" if algorithm in ("nextn", "mtp") else "eagle"
+        out["speculative"] = {"method": method, "draft_tokens": steps, "acceptance": _acceptance(method, steps)}
+    return out
+
+
+def _acceptance(method: str, k: int) -> list[float] | float:
+    rates = DEFAULT_ACCEPTANCE[method]
+    if isinstance(rates, float):
+        return rates
+    return [rates[min(i, len(rates) - 1)] for i in range(k)]
+
+
+def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
+    """Engine knobs a row's labels fix (vLLM V0 defaults, then its ``engine_args``, then explicit columns);
+    ``pp`` and ``speculative`` included when given. trtllm-bench's choices need the deployment and are applied
+    by the harness."""
+    labels = m.labels
+    out: dict[str, Any] = {}
+    version = vllm_version(labels)
+    if version is not None and version < (0, 8):
+        out |= vllm_v0_overrides(model)
+    args = labels.get("engine_args", "")
+    if args.strip():
+        parsed = parse_engine_args(args)
+        if "max_batched_tokens" in parsed and version is not None and version < (0, 8):
+            parsed.setdefault("chunked_prefill", out.get("chunked_prefill", False))
+        out |= parsed
+    for name in ("max_num_seqs", "max_batched_tokens"):
+        value = _num(labels.get(name))
+        if value is not None and value > 0:
+            out[name] = int(value)
+    chunked = labels.get("chunked_prefill", "").strip().lower()
+    if chunked:
+        out["chunked_prefill"] = chunked in ("1", "true", "yes", "on")
+    if "speculative" in out and model.attention == "mla":
+        # SGLang names DeepSeek's MTP head "EAGLE"
+        out["speculative"] = {**out["speculative"], "method": "mtp"}
+        out["speculative"]["acceptance"] = _acceptance("mtp", out["speculative"]["draft_tokens"])
+    return out
+
+
+def uses_trtllm_bench(m: Measurement, load: BenchLoad) -> bool:
+    """A TensorRT-LLM row measured offline by ``trtllm-bench throughput`` (settings chosen by the tool)."""
+    return load.mode in ("offline", "burst") and _trtllm_bench(m.labels) and "tensorrt" in (
+        m.labels.get("engine", "").lower()
+    )

@@ -1,0 +1,135 @@
+"""The benchmark harness read from a row's labels (planning/calibrate/bench.py): load modes, finite bursts measured
+as the tools measure them, trtllm-bench's batch limits by hand, vLLM V0 defaults, server flags; and the exact
+attention pairs of a step with several prompts (perf/roofline.py ``prefill_step_time``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agentsim import spec
+from agentsim.catalog import load_catalog
+from agentsim.perf.roofline import RooflinePerfModel
+from agentsim.planning.calibrate import HarnessOptions, Measurement, pool_from_labels, simulate_points
+from agentsim.planning.calibrate.bench import (
+    bench_load,
+    engine_overrides,
+    parse_engine_args,
+    trtllm_bench_settings,
+    vllm_version,
+)
+from agentsim.planning.calibrate.harness import plan_condition
+from agentsim.planning.calibrate.measurements import CalibrationError
+
+CATALOG = load_catalog()
+LINEAR = spec.LinearPerf(
+    alpha_s=0.01, beta_s_per_prefill_token=1e-4, gamma_s_per_context_token=0.0, delta_s_per_seq=0.0
+)
+
+
+def test_load_modes_from_labels_and_columns() -> None:
+    assert bench_load(Measurement(isl=10, osl=10, concurrency=4)).mode == "closed"
+    assert bench_load(Measurement(isl=10, osl=10, qps=2.0)).finite is False
+    finite = bench_load(Measurement(isl=10, osl=10, qps=2.0, num_requests=100))
+    assert (finite.mode, finite.requests, finite.finite) == ("poisson", 100, True)
+    burst = bench_load(Measurement(isl=10, osl=10, concurrency=500, labels={"load": "burst"}))
+    assert (burst.mode, burst.requests) == ("burst", 500)
+    assert bench_load(Measurement(isl=10, osl=10)).mode == "offline"
+    trt = Measurement(isl=128, osl=128, labels={"source": "perf-overview.md (trtllm-bench throughput)"})
+    assert bench_load(trt).requests == 30000  # NVIDIA's Perf Overview dataset size for 128/128
+    with pytest.raises(CalibrationError, match="load"):
+        bench_load(Measurement(isl=10, osl=10, labels={"load": "sometimes"}))
+
+
+def test_a_burst_of_one_request_is_one_request_lifetime() -> None:
+    """One request alone under a linear step model: TTFT = one prefill step, then osl - 1 decode steps; the
+    burst's throughput is osl over the request's end-to-end time."""
+    pool = spec.PoolSpec(name="p", deployment=spec.Deployment(model="llama-3.1-8b", hardware="h100"), perf=LINEAR)
+    m = Measurement(isl=100, osl=11, concurrency=1, labels={"load": "burst"})
+    (pred,) = simulate_points(pool, [m], CATALOG, HarnessOptions(admission="engine"))
+    prefill = 0.01 + 100 * 1e-4
+    e2e = prefill + 10 * 0.01
+    assert pred["ttft_s"] == pytest.approx(prefill, rel=1e-9)
+    assert pred["tpot_s"] == pytest.approx(0.01, rel=1e-9)
+    assert pred["output_tok_s"] == pytest.approx(11 / e2e, rel=1e-9)
+
+
+def test_a_burst_queues_behind_the_batch_limit() -> None:
+    """Four requests at time 0 with room for two: the second pair starts when the first ends, so its TTFT
+    includes a whole request lifetime, and the throughput counts the time to the last completion."""
+    engine = spec.EngineSpec(max_num_seqs=2, max_batched_tokens=4096, chunked_prefill=True)
+    dep = spec.Deployment(model="llama-3.1-8b", hardware="h100", engine=engine)
+    pool = spec.PoolSpec(name="p", deployment=dep, perf=LINEAR)
+    m = Measurement(isl=100, osl=11, labels={"load": "burst"}, num_requests=4)
+    (pred,) = simulate_points(pool, [m], CATALOG, HarnessOptions(preset="scenario"))
+    prefill = 0.01 + 200 * 1e-4  # both prompts in one step
+    life = prefill + 10 * 0.01
+    assert pred["ttft_s"] == pytest.approx((prefill + (life + prefill)) / 2, rel=1e-9)
+    assert pred["output_tok_s"] == pytest.approx(44 / (2 * life), rel=1e-9)
+
+
+def test_trtllm_bench_settings_by_hand() -> None:
+    """Llama-3.1-8B FP8 on one H100, 128/128: 80 GiB (79.6 here) minus 8.03 GB of weights, x 0.9, over 64 KiB
+    of FP8 KV per token x 256 tokens gives ~3,900 requests -> batch 4096 (rounded up to 256), tokens 2 x 4096."""
+    model, hw = CATALOG.get_model("llama-3.1-8b"), CATALOG.get_hardware("h100")
+    gib = 2.0**30
+    per_token = 2 * 32 * 8 * 128 * 1.0 / gib
+    requests = 0.9 * (hw.hbm_bytes / gib - model.params_b * 1e9 / gib) / (per_token * 256)
+    assert 3500 < requests < 4096
+    bs, tokens = trtllm_bench_settings(model, hw, tp=1, pp=1, precision="fp8", kv_bytes=1.0, isl=128, osl=128)
+    assert (bs, tokens) == (4096, 8192)
+    # A long prompt: the batch is small and max_num_tokens is raised to ISL + batch (no chunked prefill).
+    bs, tokens = trtllm_bench_settings(model, hw, tp=1, pp=1, precision="fp8", kv_bytes=1.0, isl=20000, osl=2000)
+    assert bs == 64 and tokens == 20000 + 64
+
+
+def test_trtllm_rows_get_the_tools_batch_limits() -> None:
+    m = Measurement(
+        isl=128,
+        osl=2048,
+        labels={
+            "model": "Llama-3.1-8B",
+            "hardware": "H100",
+            "precision": "FP8",
+            "engine": "TensorRT-LLM v1.0",
+            "source": "trtllm-bench throughput",
+        },
+    )
+    pool = pool_from_labels(m, CATALOG)
+    plan = plan_condition(pool, m, CATALOG, HarnessOptions())
+    assert plan.finite and plan.engine.chunked_prefill is False
+    assert plan.engine.max_num_seqs == 512 and plan.engine.max_batched_tokens == 2048  # ~390 requests of 2176
+
+
+def test_vllm_versions_and_v0_defaults() -> None:
+    assert vllm_version({"engine": "vLLM", "engine_version": "0.6.3.post2.dev308"}) == (0, 6)
+    assert vllm_version({"engine": "vLLM", "engine_version": "vLLM: v0.11.0 SGLang: v0.5.3"}) == (0, 11)
+    assert vllm_version({"engine": "SGLang", "engine_version": "0.5.3"}) is None
+    m = Measurement(isl=10, osl=10, labels={"engine": "vLLM", "engine_version": "0.6.3"})
+    long_ctx = engine_overrides(m, CATALOG.get_model("llama-3.1-405b"))  # 131k context: chunked, 512 tokens
+    assert long_ctx == {"max_num_seqs": 256, "chunked_prefill": True, "max_batched_tokens": 512}
+    new = Measurement(isl=10, osl=10, labels={"engine": "vLLM", "engine_version": "0.11.0"})
+    assert engine_overrides(new, CATALOG.get_model("llama-3.1-405b")) == {}
+
+
+def test_server_flags() -> None:
+    args = parse_engine_args("-tp 2 -pp 2 --async-scheduling --max-num-batched-tokens 16384 --max-num-seqs 64")
+    assert args["pp"] == 2 and args["max_batched_tokens"] == 16384 and args["max_num_seqs"] == 64
+    assert args["step_overhead_s"] < 0.002
+    spec_args = parse_engine_args("--speculative-algorithm EAGLE3 --speculative-num-steps 3")["speculative"]
+    assert spec_args == {"method": "eagle", "draft_tokens": 3, "acceptance": 0.75}
+    assert parse_engine_args("--no-enable-chunked-prefill") == {"chunked_prefill": False}
+
+
+def test_prefill_pairs_of_several_prompts_are_counted_per_prompt() -> None:
+    """Eight 2048-token prompts in one step attend within their own prompts: 8 x 2048^2 / 2 pairs, an eighth of
+    one 16384-token prompt's; one prompt alone reproduces step_time exactly."""
+    dep = spec.Deployment(model="llama-3.1-70b", hardware="h100", tp=4, precision="fp8")
+    r = RooflinePerfModel(CATALOG.get_hardware("h100"), CATALOG.get_model("llama-3.1-70b"), dep)
+    one = r.prefill_step_time(16384, 0, 0, 0, 16384 * 16384 / 2)
+    assert one == pytest.approx(r.step_time(16384, 0, 0), rel=1e-12)
+    many = r.prefill_step_time(16384, 0, 0, 0, 8 * 2048 * 2048 / 2)
+    pairs_s = r.pair_prefill_s * (16384 * 16384 / 2 - 8 * 2048 * 2048 / 2)
+    assert one - many == pytest.approx(pairs_s, rel=1e-9)
+    assert math.isclose(r.prefill_step_time(0, 64, 64 * 1000, 0, 0), r.step_time(0, 64, 64 * 1000), rel_tol=1e-12)

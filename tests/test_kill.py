@@ -1,0 +1,216 @@
+"""Killed processes leave nothing behind (issue 16 part 4): a killed run leaves no output or only a complete
+one, and the next write in that directory removes the temporaries of writers that are gone; ``--overwrite``
+never leaves the output path missing, whenever the kill comes; the workers of a sweep die with it.
+
+Each test kills a real process with SIGKILL (no handler can run), the way a user's ``kill -9`` or an
+out-of-memory killer would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agentsim.files import atomic_path, clean_stale_temps
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL and /proc: Linux")
+
+SCENARIO = {
+    "name": "kill",
+    "seed": 1,
+    "horizon_s": 5,
+    "workload": [{"profile": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 2}}],
+    "cluster": {
+        "pools": [
+            {
+                "name": "p",
+                "deployment": {"model": "llama-3.1-8b", "hardware": "h100", "tp": 1, "precision": "fp8"},
+                "replicas": 1,
+            }
+        ]
+    },
+}
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_the_temporaries_of_dead_writers_are_cleaned_by_the_next_write(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    stale_dir = tmp_path / f".run.{dead}.abc123.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "calls.parquet").write_bytes(b"half")
+    stale_file = tmp_path / f".t.parquet.{dead}.xyz.tmp"
+    stale_file.write_bytes(b"half")
+    mine = tmp_path / f".other.{os.getpid()}.q.tmp"  # a live writer's (this process): kept
+    mine.write_bytes(b"busy")
+    with atomic_path(tmp_path / "new.txt") as tmp:
+        tmp.write_text("x")
+    assert not stale_dir.exists() and not stale_file.exists() and mine.exists()
+    assert clean_stale_temps(tmp_path) == []
+
+
+def _kill_at(tmp_path: Path, where: str) -> subprocess.CompletedProcess[str]:
+    """Replace the directory ``out`` (holding ``old``) by one holding ``new`` with ``overwrite``, SIGKILLed
+    ``where``: just before the atomic exchange, or just after it (before the old copy is removed)."""
+    code = textwrap.dedent(
+        f"""
+        import os, signal, shutil
+        from pathlib import Path
+        from agentsim import files
+        where = {where!r}
+        real_exchange = files._exchange
+        def exchange(a, b):
+            if where == "before":
+                os.kill(os.getpid(), signal.SIGKILL)
+            ok = real_exchange(a, b)
+            if where == "after":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return ok
+        files._exchange = exchange
+        with files.atomic_path(Path({str(tmp_path / "out")!r}), overwrite=True, directory=True) as tmp:
+            (tmp / "content").write_text("new")
+        """
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("where,expected", [("before", "old"), ("after", "new")])
+def test_overwrite_never_leaves_the_path_missing(tmp_path: Path, where: str, expected: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "content").write_text("old")
+    r = _kill_at(tmp_path, where)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert (out / "content").read_text() == expected  # the old directory or the new one, never nothing
+    leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1  # the killed writer's temporary (holding the other copy)
+    with atomic_path(tmp_path / "next.txt") as tmp:
+        tmp.write_text("x")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_killed_run_leaves_a_complete_output_or_none(tmp_path: Path) -> None:
+    s = tmp_path / "s.yaml"
+    s.write_text(yaml.safe_dump({**SCENARIO, "horizon_s": 600}))
+    out = tmp_path / "run"
+    for delay in (0.5, 1.5, 3.0):
+        p = subprocess.Popen([sys.executable, "-m", "agentsim", "run", str(s), "-o", str(out), "-q", "--overwrite"])
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        if out.exists():  # only ever complete: the six files and a summary that parses
+            assert {f.name for f in out.iterdir()} >= {"calls.parquet", "summary.json", "manifest.json"}
+            json.loads((out / "summary.json").read_text())
+    small = tmp_path / "small.yaml"
+    small.write_text(yaml.safe_dump(SCENARIO))
+    r = subprocess.run([sys.executable, "-m", "agentsim", "run", str(small), "-o", str(out), "-q", "--overwrite"])
+    assert r.returncode == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_sweep_workers_die_with_the_sweep(tmp_path: Path) -> None:
+    s = tmp_path / "s.yaml"
+    s.write_text(yaml.safe_dump({**SCENARIO, "horizon_s": 3600}))
+    cmd = [sys.executable, "-m", "agentsim", "sweep", str(s), "-p", "seed=1,2,3,4", "-w", "2", "-q",
+           "-o", str(tmp_path / "sw")]  # fmt: skip
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            workers = _children(p.pid)
+        assert len(workers) >= 2, "the sweep did not start its workers"
+        time.sleep(0.5)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "workers outlived their sweep"
+    finally:
+        if p.poll() is None:
+            p.kill()
+        for w in workers:
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+
+
+def _interrupt(cmd: list[str], wait_for: str | None, delay: float) -> tuple[int, str]:
+    """Start ``cmd`` in its own process group, wait for a stderr line containing ``wait_for`` (or ``delay``
+    seconds), then send SIGINT to the whole group, as Ctrl-C in a terminal does; return (exit code, stderr)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert p.stderr is not None
+    seen = []
+    try:
+        if wait_for is not None:
+            for line in p.stderr:
+                seen.append(line)
+                if wait_for in line:
+                    break
+        else:
+            time.sleep(delay)
+        os.killpg(p.pid, signal.SIGINT)
+        rest = p.stderr.read()
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    return p.returncode, "".join(seen) + rest
+
+
+def test_ctrl_c_says_what_was_finished_and_how_to_resume(tmp_path: Path) -> None:
+    s = tmp_path / "s.yaml"
+    s.write_text(yaml.safe_dump({**SCENARIO, "horizon_s": 3600, "workload": [
+        {"profile": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 20}}]}))  # fmt: skip
+    sweep = [sys.executable, "-m", "agentsim", "sweep", str(s), "-p", "seed=1,2,3,4,5,6", "-w", "1",
+             "-o", str(tmp_path / "sw")]  # fmt: skip
+    code, err = _interrupt(sweep, "1/6 points done", 0)
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert re.search(r"interrupted: [1-5] of 6 points done; every finished run is kept in .*sw", err), err
+    assert "Rerun the same command to resume" in err
+    done = subprocess.run(sweep, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    first = re.search(r"sweep: (\d)/6 points done", done.stderr)
+    assert first is not None and int(first.group(1)) >= 1, done.stderr  # resumed, not restarted
+
+    out = tmp_path / "run"
+    code, err = _interrupt([sys.executable, "-m", "agentsim", "run", str(s), "-o", str(out)], None, 2.5)
+    assert code == 130 and "Traceback" not in err, err
+    assert re.search(r"interrupted at [\d,]+ of 3,600 simulated s", err) and "nothing was written" in err, err
+    assert not out.exists()
