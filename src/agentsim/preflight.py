@@ -34,7 +34,7 @@ BASE_MB = 250.0
 """The interpreter, numpy, pyarrow and scipy, the engine's setup and the spill writers' buffers."""
 REPLICA_BYTES = 64 * 1024
 """One replica: its scheduler state, prefix-cache index and sample rows in the writer's buffer."""
-LIVE_CALL_BYTES = 4 * 1024
+LIVE_CALL_BYTES = 1024
 """One call of a task in flight (its template, its record, its prefix-cache node)."""
 CACHE_NODE_BYTES = 256
 """A prefix-cache node (and the finished call it may keep alive) until the cache evicts it."""
@@ -44,8 +44,11 @@ SUMMARY_CALL_BYTES = 40
 """Per call written, at the summary: a few float64 columns of the call table held at once."""
 SUMMARY_TASK_BYTES = 48
 """Per task written: the per-task sums over the calls (seven float64) and the task table's columns."""
-CALL_S = 1.0
-"""A call's nominal duration, to bound how fast a closed loop of agents goes round (fast calls: more tasks)."""
+TOKEN_S = 0.01
+"""Seconds per output token of a call, to bound how fast a closed loop of agents goes round: 100 tokens/s per
+stream, a fast decode (faster calls: more tasks). A saturated cluster is slower, so the estimate is high then."""
+MIN_CALL_S = 0.1
+"""A call's least duration in that bound (prefill, queueing, the network)."""
 SHARE = 0.5
 """The default limit's share of the machine's physical memory."""
 
@@ -100,13 +103,15 @@ def default_limit_mb() -> float | None:
 
 
 def _calls_per_task(profile: spec.AgentProfile | spec.FixedProfile) -> tuple[float, float]:
-    """Mean calls per task and mean seconds between a task's calls (tool or think time)."""
+    """Mean calls per task and mean seconds per step: a call at :data:`TOKEN_S` per output token, then the gap
+    before the next one (tool or think time)."""
+    call_s = max(MIN_CALL_S, TOKEN_S * mean(profile.output_tokens))
     if isinstance(profile, spec.FixedProfile):
-        return 1.0, 0.0
+        return 1.0, call_s
     calls = max(1.0, mean(profile.steps))
     if profile.fanout is not None:
         calls += mean(profile.fanout.subagents) * calls / 2  # sub-agent chains of about half the task's length
-    return calls, mean(profile.tool_s)
+    return calls, call_s + mean(profile.tool_s)
 
 
 def _trace_calls(path: str) -> float:
@@ -131,9 +136,9 @@ def estimate(resolved: Resolved, *, replicas: int | None = None) -> Estimate:
             calls += rows
             tasks += rows  # at most one task per call
             continue
-        per_task, gap = _calls_per_task(w.profile)
+        per_task, step_s = _calls_per_task(w.profile)
         a = spec_w.arrivals
-        task_s = per_task * (CALL_S + gap)
+        task_s = per_task * step_s
         if isinstance(a, spec.Closed):
             n = a.agents * horizon / (task_s + mean(a.think_s))
             in_flight = float(a.agents)
