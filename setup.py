@@ -56,6 +56,7 @@ COMPILED = [
     "src/agentsim/engine/events.py",
     "src/agentsim/serving/call.py",
     "src/agentsim/serving/kvcache.py",
+    "src/agentsim/serving/tiers.py",
     "src/agentsim/serving/admission.py",
     "src/agentsim/serving/prefix.py",
     "src/agentsim/serving/replica.py",

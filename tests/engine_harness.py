@@ -7,6 +7,7 @@ from agentsim.perf.base import PerfModel
 from agentsim.serving.admission import EngineConfig
 from agentsim.serving.call import Call, Callbacks
 from agentsim.serving.replica import Replica
+from agentsim.serving.tiers import OffloadPlan
 
 
 def run_engine(
@@ -19,11 +20,17 @@ def run_engine(
     blocks: list[tuple[int, ...] | None] | None = None,
     block_tokens: int = 0,
     ready: list[bool] | None = None,
+    stables: list[int] | None = None,
+    offload: OffloadPlan | None = None,
+    parks: list[bool] | None = None,
 ) -> tuple[list[Call], Replica]:
     """``arrivals``: (time, prompt, output, parent index). Returns the calls (index = id) and the replica."""
     env = Clock()
     done: list[Call] = []
-    rep = Replica(env.events, 0, "p", perf, engine, capacity, Callbacks(lambda c, t: None, lambda c, t: done.append(c)))
+    rep = Replica(
+        env.events, 0, "p", perf, engine, capacity, Callbacks(lambda c, t: None, lambda c, t: done.append(c)),
+        offload=offload,
+    )
     calls: list[Call] = []
     for i, (t, p, o, parent) in enumerate(arrivals):
         root_key, root_len = roots[i] if roots else (None, 0)
@@ -37,7 +44,9 @@ def run_engine(
             root_len=root_len,
             blocks=blocks[i] if blocks else None,
             block_tokens=block_tokens,
+            stable=stables[i] if stables else 0,
         )
+        c.park = bool(parks and parks[i])
         calls.append(c)
         ev = env.timeout(t)
         if ready and ready[i]:

@@ -23,8 +23,9 @@ from agentsim.serving.admission import (
     RETRACT_DECODE_STEPS,
     EngineConfig,
 )
-from agentsim.serving.call import BLOCK_KEY_BASE
+from agentsim.serving.call import BLOCK_KEY_BASE, STABLE_KEY_BASE
 from agentsim.serving.kvcache import KvCache, Node
+from agentsim.serving.tiers import NONE, ON_TOOL_WAIT, OffloadPlan, Tiers
 
 
 @dataclass
@@ -40,6 +41,8 @@ class RefCall:
     blocks: tuple[int, ...] | None = None  # hash ids of block_tokens-token blocks (trace replay)
     block_tokens: int = 0
     ready: bool = False  # arrives with its prompt KV computed elsewhere (decode side of disaggregation)
+    stable: int = 0  # the part of its prompt later calls share, when less than the prompt (keep_reasoning: last)
+    park: bool = False  # a tool call follows: under on_tool_wait its context leaves HBM when it ends
     # results
     first_token_s: float | None = None
     done_s: float | None = None
@@ -47,6 +50,8 @@ class RefCall:
     cached: int = 0
     busy_s: float = 0.0
     busy_prompt_steps_s: float = 0.0  # share in steps that computed prompt tokens
+    reloaded: tuple[int, int] = (0, 0)  # tokens reloaded from DRAM, NVMe at its (first-token) admission
+    reload_s: float = 0.0
     # state
     generated: int = 0
     target: int = 0
@@ -55,13 +60,25 @@ class RefCall:
     held: int = 0
     nodes: list[Node] = field(default_factory=list)
     decoding: bool = False
+    loading_until: float | None = None  # admitted, its prefix reloading from a lower KV tier until then
 
 
 def run_reference(
-    calls: list[RefCall], perf: PerfModel, engine: EngineConfig, capacity: int
+    calls: list[RefCall], perf: PerfModel, engine: EngineConfig, capacity: int, offload: OffloadPlan | None = None
 ) -> tuple[float, KvCache]:
-    """Simulate ``calls`` (sorted by arrival) on one replica, step by step. Returns (busy seconds, cache)."""
+    """Simulate ``calls`` (sorted by arrival) on one replica, step by step. Returns (busy seconds, cache).
+
+    ``offload``: lower KV tiers (serving/tiers.py). Their bookkeeping (demotion, spilling, which chain is still
+    held, the host link's FIFO) is the shared :class:`Tiers`, as the prefix tree is the shared KvCache; the
+    scheduling around it is written out here: an admitted call whose prefix is reloaded waits until its reload
+    ends, holding its KV, then joins the prefilling calls (in the order the reloads end)."""
     kv = KvCache(capacity, engine.block_size_tokens, engine.prefix_caching)
+    tiers: Tiers | None = None
+    if offload is not None and offload.policy != NONE and engine.prefix_caching:
+        tiers = Tiers(offload)
+        kv.lower = tiers
+    park_tools = tiers is not None and offload is not None and offload.policy == ON_TOOL_WAIT
+    pre: list[int] = []  # calls computing their prompt, in the order they became able to (admission or reload)
     adm = engine.admission
     sglang = adm == NEW_TOKEN_RATIO
     ratio_start = engine.init_new_token_ratio  # SGLang's new-token ratio: its value when last set ...
@@ -72,21 +89,24 @@ def run_reference(
     t = 0.0
     busy = 0.0
 
-    def find(i: int) -> Node | None:
-        if not kv.enabled:
-            return None
+    def keys_of(i: int) -> list[int]:
         c = calls[i]
         if c.blocks is not None:
             full = min(len(c.blocks), c.prompt // c.block_tokens)
-            return kv.find([BLOCK_KEY_BASE + h for h in reversed(c.blocks[:full])])
-        keys = [i]
+            return [BLOCK_KEY_BASE + h for h in reversed(c.blocks[:full])]
+        keys = [i] + ([STABLE_KEY_BASE + i] if c.stable else [])
         p = c.parent
         while p is not None:
-            keys.append(p)
+            keys.append(STABLE_KEY_BASE + p if calls[p].stable else p)  # what later calls share of p
             p = calls[p].parent
         if c.root_key is not None:
             keys.append(c.root_key)
-        return kv.find(keys)
+        return keys
+
+    def find(i: int) -> Node | None:
+        if not kv.enabled:
+            return None
+        return kv.find(keys_of(i))
 
     def release_nodes(c: RefCall, now: float) -> None:
         for n in c.nodes:
@@ -114,6 +134,11 @@ def run_reference(
                 if root > 0:
                     c.nodes.append(kv.insert(c.root_key, None, root, now))
                     c.held = root
+            if c.stable and kv.aligned(c.stable) > c.held:
+                # The shared part of a prompt that keeps reasoning later prompts drop: a node of its own.
+                stable = kv.aligned(c.stable)
+                c.nodes.append(kv.insert(STABLE_KEY_BASE + i, c.nodes[-1] if c.nodes else None, stable, now))
+                c.held = stable
             length = kv.aligned(c.prompt)
             parent = c.nodes[-1] if c.nodes else None
             if length > c.held:
@@ -124,10 +149,13 @@ def run_reference(
         """Preempt / retract running call ``i`` by recompute; it goes back to the front of the queue."""
         c = calls[i]
         running.remove(i)
+        if i in pre:
+            pre.remove(i)
         kv.private -= c.kv - c.held
         release_nodes(c, t)
         c.kv = c.held = c.computed = 0
         c.decoding = False
+        c.loading_until = None
         c.ready = False
         c.preemptions += 1
         waiting.appendleft(i)
@@ -156,6 +184,13 @@ def run_reference(
             t = max(t, calls[arrivals[0]].arrival_s)
         while arrivals and calls[arrivals[0]].arrival_s <= t:
             waiting.append(arrivals.popleft())
+        # Reloads that have ended: those calls compute their prompt from this step on.
+        loading = [j for j in running if calls[j].loading_until is not None]
+        for i in sorted(loading, key=lambda j: calls[j].loading_until or 0.0):
+            until = calls[i].loading_until
+            if until is not None and until <= t:
+                calls[i].loading_until = None
+                pre.append(i)
 
         dec = [i for i in running if calls[i].decoding]
         hold = 0
@@ -195,10 +230,8 @@ def run_reference(
         budget = engine.max_batched_tokens - shared
         chunks: dict[int, int] = {}
         ctx = 0 if sglang else sum(calls[i].kv for i in dec)
-        for i in running:
+        for i in pre:
             c = calls[i]
-            if c.decoding:
-                continue
             if budget <= 0:
                 continue
             left = c.target - c.computed
@@ -220,9 +253,15 @@ def run_reference(
                 node = node.parent
             hit = 0 if node is None else node.length
             need = target - hit
+            path: list[Node] = []
+            if tiers is not None:
+                path = tiers.path(keys_of(i), kv, node)
+                while path and path[-1].length >= target:
+                    path.pop()
+            compute = target - path[-1].length if path else need
             if (
                 not engine.chunked_prefill
-                and need > budget
+                and compute > budget
                 and (running or budget < engine.max_batched_tokens)
             ):
                 break
@@ -231,14 +270,30 @@ def run_reference(
             waiting.popleft()
             if sglang:
                 hold += clipped(i)
-            kv.private += need
-            c.target, c.held, c.computed, c.kv = target, hit, hit, target
-            if c.generated == 0:
-                c.cached = hit
+            moved = 0
+            deepest: Node | None = None
+            if path:
+                assert tiers is not None
+                deepest, dram, nvme, wait = tiers.reload(path, kv, t)
+                moved = dram + nvme
+                if c.generated == 0:
+                    c.reloaded, c.reload_s = (dram, nvme), wait
+            kv.private += need - moved
             if node is not None:
                 c.nodes.append(node)
                 node.last_use = t
+            if deepest is not None:
+                kv.ref(deepest)
+                c.nodes.append(deepest)
+                hit = deepest.length
+            c.target, c.held, c.computed, c.kv = target, hit, hit, target
+            if c.generated == 0:
+                c.cached = hit
             running.append(i)
+            if moved:
+                c.loading_until = t + wait
+                continue
+            pre.append(i)
             chunk = need if not engine.chunked_prefill else min(need, budget)
             chunks[i] = chunk
             budget -= chunk
@@ -272,7 +327,12 @@ def run_reference(
                 ctx = sum(calls[i].kv for i in dec)
         d = len(dec)
         if p_tokens == 0 and d == 0:
-            continue  # nothing runnable yet (cannot happen with arrivals pending; loop jumps t)
+            # Nothing runnable: wait for the next arrival or the end of a reload.
+            ends = [calls[j].loading_until for j in running if calls[j].loading_until is not None]
+            nxt = [x for x in ends if x is not None] + ([calls[arrivals[0]].arrival_s] if arrivals else [])
+            if nxt:
+                t = max(t, min(nxt))
+            continue
         # 3. One step.
         dt = perf.step_time(p_tokens, d, ctx)
         t += dt
@@ -299,6 +359,7 @@ def run_reference(
             if c.computed < c.target:
                 continue
             cache_prompt(i, t)
+            pre.remove(i)
             c.generated += 1
             if c.first_token_s is None:
                 c.first_token_s = t
@@ -310,7 +371,10 @@ def run_reference(
         for i in first + sorted(finished):
             c = calls[i]
             kv.private -= c.kv - c.held
+            deepest_node = c.nodes[-1] if c.nodes else None
             release_nodes(c, t)
+            if park_tools and c.park and deepest_node is not None:
+                kv.park(deepest_node)  # a tool call follows: the agent's context leaves HBM
             c.done_s = t
             c.decoding = False
             running.remove(i)

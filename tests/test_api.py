@@ -292,4 +292,4 @@ def test_load_scenario_file_errors(tmp_path: Path) -> None:
 
 def test_default_scenario_is_the_example() -> None:
     assert agentsim.default_scenario() == agentsim.load_scenario(example_data())
-    assert api.example_names() == ["default", "hybrid"]
+    assert api.example_names() == ["default", "hybrid", "hybrid-whole", "offload", "planner-subagents"]

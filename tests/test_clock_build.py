@@ -451,7 +451,7 @@ def test_setup_stamps_the_compiled_list_from_its_sources() -> None:
     root = Path(__file__).resolve().parents[1]
     text = (root / "setup.py").read_text()
     listed = [build.module_name(p) for p in re.findall(r'^    "(src/agentsim/[\w/]+\.py)",$', text, re.M)]
-    assert len(listed) == 19 and len(set(listed)) == 19
+    assert len(listed) == 20 and len(set(listed)) == 20
     if build.compiled_modules():
         assert build.compiled_modules() == tuple(sorted(listed))
         assert json.loads((Path(build.__file__).parent / build.STAMP).read_text()) == json.loads(

@@ -267,14 +267,16 @@ def test_the_default_scenario_no_longer_simulates_impossible_requests(tmp_path: 
     assert real.summary["calls_compacted"] > unbounded.summary["calls_compacted"]
 
 
-def test_the_window_is_the_smallest_among_the_pools_models() -> None:
+def test_the_window_is_that_of_the_model_the_workload_calls() -> None:
     s = _scenario({"profile": "chat"})
     pools = s.cluster.model_dump()["pools"]
     second = dict(pools[0], name="q", deployment=dict(pools[0]["deployment"], model="qwen3-235b-a22b", tp=8,
                                                       hardware="h200"))
-    s2 = agentsim.load_scenario(s.model_dump() | {"cluster": s.cluster.model_dump() | {"pools": [pools[0], second]}})
+    data = s.model_dump() | {"cluster": s.cluster.model_dump() | {"pools": [pools[0], second]}}
     assert resolve(s).workloads[0].max_context_tokens == W_8B
-    assert resolve(s2).workloads[0].max_context_tokens == 40960
+    for model, window in ((pools[0]["deployment"]["model"], W_8B), ("qwen3-235b-a22b", 40960)):
+        data["workload"][0]["model"] = model
+        assert resolve(agentsim.load_scenario(data)).workloads[0].max_context_tokens == window
 
 
 def test_the_cluster_refuses_a_call_past_the_window() -> None:

@@ -107,7 +107,9 @@ def flatten(doc: dict[str, Any], prefix: str = "") -> set[str]:
 
 
 def pattern(name: str) -> re.Pattern[str]:
-    return re.compile(re.sub(r"<[a-z]+>", "[^.]+", re.escape(name).replace(r"\<", "<").replace(r"\>", ">")))
+    # <m> is a model id, which may hold dots (llama-3.3-70b); other placeholders are one path segment.
+    escaped = re.escape(name).replace(r"\<", "<").replace(r"\>", ">")
+    return re.compile(re.sub(r"<[a-z]+>", "[^.]+", escaped.replace("<m>", ".+")))
 
 
 def example(name: str) -> dict[str, Any]:

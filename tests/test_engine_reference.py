@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from agentsim.perf.base import FunctionPerf
 from agentsim.perf.linear import LinearPerfModel
 from agentsim.serving.admission import FCFS_PREEMPT, NEW_TOKEN_RATIO, NO_EVICT, EngineConfig
+from agentsim.serving.tiers import ON_EVICT, ON_TOOL_WAIT, OffloadPlan
 from agentsim.spec import LinearPerf
 from engine_harness import run_engine
 from reference_engine import RefCall, run_reference
@@ -94,6 +95,27 @@ def compare(seed: int, perf_kind: str, admission: int = FCFS_PREEMPT) -> dict[st
         if rng.random() < 0.4
         else None
     )
+    # Some cases give prompts a stable part shorter than the prompt (keep_reasoning: last): cached as two nodes,
+    # the later calls sharing only the first.
+    stables = (
+        [int(rng.integers(1, a[1])) if a[1] > 1 and rng.random() < 0.5 else 0 for a in arrivals]
+        if rng.random() < 0.4
+        else None
+    )
+    # Some cases have lower KV tiers (serving/tiers.py): evicted prefixes demoted to DRAM (and NVMe), reloaded
+    # at a bandwidth of the order of a step's tokens, agents' contexts parked while a tool runs.
+    offload = None
+    parks = None
+    if rng.random() < 0.5:
+        offload = OffloadPlan(
+            int(rng.choice([ON_EVICT, ON_TOOL_WAIT])),
+            int(capacity * rng.uniform(0.05, 2.0)),
+            int(capacity * rng.uniform(0.1, 3.0)) if rng.random() < 0.5 else 0,
+            float(rng.uniform(2e4, 2e6)),
+            float(rng.uniform(5e3, 5e5)),
+            1.0,
+        )
+        parks = [bool(x) for x in rng.random(len(arrivals)) < 0.4]
     if perf_kind == "linear":
         perf = LinearPerfModel(
             LinearPerf(
@@ -105,16 +127,20 @@ def compare(seed: int, perf_kind: str, admission: int = FCFS_PREEMPT) -> dict[st
         )
     else:
         perf = FunctionPerf(lambda p, d, c: 0.003 + 1e-5 * p + math.sqrt(1e-9 * c + 1e-8 * d))
-    fast, rep = run_engine(arrivals, perf, engine, capacity, roots, blocks=blocks, block_tokens=bt, ready=ready)
+    fast, rep = run_engine(
+        arrivals, perf, engine, capacity, roots, blocks=blocks, block_tokens=bt, ready=ready, stables=stables,
+        offload=offload, parks=parks,
+    )
     ref = [
-        RefCall(t, p, o, parent, rk, rl, blocks[i] if blocks else None, bt, bool(ready and ready[i]))
+        RefCall(t, p, o, parent, rk, rl, blocks[i] if blocks else None, bt, bool(ready and ready[i]),
+                stables[i] if stables else 0, bool(parks and parks[i]))
         for i, ((t, p, o, parent), (rk, rl)) in enumerate(zip(arrivals, roots, strict=True))
     ]
     for r in ref:
         if r.ready:
             r.generated = 1
             r.first_token_s = r.arrival_s
-    busy, _ = run_reference(ref, perf, engine, capacity)
+    busy, _ = run_reference(ref, perf, engine, capacity, offload)
     for f, r in zip(fast, ref, strict=True):
         assert f.done_s is not None and r.done_s is not None
         assert f.first_token_s == pytest.approx(r.first_token_s, abs=1e-9), f.id
@@ -123,11 +149,20 @@ def compare(seed: int, perf_kind: str, admission: int = FCFS_PREEMPT) -> dict[st
         assert f.cached == r.cached, f.id
         assert f.busy_share_s == pytest.approx(r.busy_s, abs=1e-9), f.id
         assert f.mixed_share_s == pytest.approx(r.busy_prompt_steps_s, abs=1e-9), f.id
+        assert tuple(f.reloaded or (0, 0)) == r.reloaded, f.id
+        assert f.reload_s == pytest.approx(r.reload_s, abs=1e-9), f.id
     assert rep.busy_s == pytest.approx(busy, abs=1e-9)
     # The calls' shares add up to the busy time: every step is charged to someone, once.
     assert sum(c.busy_share_s for c in fast) == pytest.approx(rep.busy_s, rel=1e-9)
     rep.kv.check()
+    tiers = rep.tiers
+    if tiers is not None:  # tokens conserved across tiers: what entered a tier left it or is still there
+        assert tiers.demoted[1] - tiers.reloaded[1] - tiers.dropped[1] - tiers.moved_down() == tiers.used[1]
+        assert tiers.demoted[2] - tiers.reloaded[2] - tiers.dropped[2] == tiers.used[2]
+        assert tiers.demoted[1] + tiers.demoted[2] - tiers.moved_down() == rep.kv.evicted_tokens
     return {
+        "reloaded": sum(sum(c.reloaded or (0, 0)) for c in fast),
+        "stable": int(stables is not None and blocks is None),
         "blocks": int(blocks is not None),
         "ready": sum(bool(x) for x in ready or []),
         "preemptions": sum(c.preemptions for c in fast),
@@ -152,7 +187,8 @@ def test_random_cases_exercise_every_mechanism() -> None:
     evict and skip steps under every admission policy; check that they do, over a fixed set of seeds.
     Guaranteed-no-evict must never preempt."""
     for admission in POLICIES:
-        totals = {"blocks": 0, "ready": 0, "preemptions": 0, "cached": 0, "skipped": 0, "evicted": 0}
+        names = ("reloaded", "stable", "blocks", "ready", "preemptions", "cached", "skipped", "evicted")
+        totals = dict.fromkeys(names, 0)
         for seed in range(40):
             for kind in ("linear", "function"):
                 for k, v in compare(seed, kind, admission).items():

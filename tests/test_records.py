@@ -54,13 +54,14 @@ def test_call_columns_round_trip_by_name(disaggregated: bool) -> None:
     cols = _recorded(columns.CALLS)
     values = _distinct(cols, 10)
     values["workload"] = 1  # the workload's index: its code among the labels
-    rec = Recorder(["w0", "w1"], disaggregated=disaggregated)
+    values["model"] = 1  # the model's index: its code among the models
+    rec = Recorder(["w0", "w1"], disaggregated=disaggregated, models=["m0", "m1"])
     rec.call(**values)
     nulls = dict(values, **{c.name: None for c in cols if c.nullable})
     rec.call(**nulls)
     t = rec.calls.table()
     assert t.schema == CALLS_SCHEMA
-    expected = dict(values, workload="w1")
+    expected = dict(values, workload="w1", model="m1")
     if not disaggregated:  # the hand-off columns are the run's constants
         expected.update(prefill_pool=None, prefill_replica=None, decode_replica=None, kv_transfer_s=None,
                         prefill_busy_s=0.0, prefill_busy_prompt_steps_s=0.0)
@@ -84,7 +85,7 @@ def test_task_columns_round_trip_by_name() -> None:
     assert _row(t, 0) == dict(values, workload="w0")
     assert _row(t, 1)["agent"] is None and _row(t, 1)["done_s"] is None
     # The sums over calls are added by name too: one call of the first task, none of the second.
-    rec.call(**dict(_distinct(_recorded(columns.CALLS), 10), task_id=values["task_id"], workload=0))
+    rec.call(**dict(_distinct(_recorded(columns.CALLS), 10), task_id=values["task_id"], workload=0, model=0))
     tasks = rec.tasks_table(rec.calls.table())
     assert tasks.schema == TASKS_SCHEMA
     first = _row(tasks, 0)

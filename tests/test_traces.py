@@ -48,7 +48,9 @@ def _hashed_task(task_id: int, start: float, first_call: int) -> TraceTask:
     )
 
 
-@pytest.mark.parametrize("name", sorted(builtin_profiles()))
+# The canonical trace format has no reasoning split (a call's output tokens include its reasoning): profiles
+# with reasoning tokens are left out of the lossless round trip.
+@pytest.mark.parametrize("name", sorted(n for n, p in builtin_profiles().items() if p.reasoning_tokens is None))
 def test_generate_write_read_is_lossless(name: str, tmp_path: Path) -> None:
     p = builtin_profiles()[name]
     tasks = list(generate_tasks(p, 40, arrivals=Poisson(rate_per_s=0.5), seed=3, workload=name))

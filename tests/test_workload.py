@@ -139,7 +139,7 @@ def test_int_sampler_rounds_and_floors() -> None:
 
 def test_builtin_profiles_validate_and_cite_sources() -> None:
     cat = builtin_catalog()
-    assert set(cat) == {"coding-agent", "deep-research", "support-agent", "chat"}
+    assert set(cat) == {"coding-agent", "deep-research", "support-agent", "chat", "reasoning-coder"}
     for name, entry in cat.items():
         assert isinstance(entry.profile, AgentProfile), name
         assert entry.source.strip() and entry.notes.strip(), name
@@ -446,7 +446,7 @@ def test_bad_overrides_name_the_field(overrides: dict[str, object], field: str) 
 
 
 def test_unknown_profile_lists_known_names() -> None:
-    with pytest.raises(ValueError, match=r"known: chat, coding-agent, deep-research, support-agent"):
+    with pytest.raises(ValueError, match=r"known: chat, coding-agent, deep-research, reasoning-coder, support-agent"):
         resolve_profile(WorkloadSpec(profile="coding-agnet"))
 
 

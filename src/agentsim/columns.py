@@ -61,6 +61,7 @@ CALLS: tuple[Column, ...] = (
     Column("call_id", "int64", ""),
     Column("call_index", "int32", ""),
     Column("workload", "string", ""),
+    Column("model", "string", ""),  # the model it called (a pool's deployment.model)
     Column("pool", "string", "", nullable=True),
     Column("replica", "int32", "", nullable=True),
     Column("issue_s", "float64", "s"),
@@ -71,7 +72,11 @@ CALLS: tuple[Column, ...] = (
     Column("prompt_tokens", "int64", "tokens"),
     Column("compacted", "bool", ""),  # the agent compacted its context before this call
     Column("cached_tokens", "int64", "tokens"),
+    Column("reloaded_dram_tokens", "int64", "tokens"),  # of cached_tokens: reloaded from host DRAM
+    Column("reloaded_nvme_tokens", "int64", "tokens"),  # ... from local NVMe
+    Column("reload_s", "float64", "s"),  # waiting for those reloads after admission
     Column("output_tokens", "int64", "tokens"),
+    Column("reasoning_tokens", "int64", "tokens"),  # of output_tokens: reasoning, not delivered
     Column("generated_tokens", "int64", "tokens"),
     Column("preemptions", "int32", ""),
     Column("busy_s", "float64", "s"),
@@ -121,6 +126,8 @@ REPLICAS: tuple[Column, ...] = (
     Column("waiting", "int32", "calls"),
     Column("kv_used_tokens", "int64", "tokens"),
     Column("kv_capacity_tokens", "int64", "tokens"),
+    Column("kv_dram_tokens", "int64", "tokens"),  # KV held in the replica's host-DRAM tier
+    Column("kv_nvme_tokens", "int64", "tokens"),  # ... in its NVMe tier
     Column("busy_s", "float64", "s"),
     Column("busy_prompt_steps_s", "float64", "s"),
     Column("provisioned_s", "float64", "s"),
@@ -137,6 +144,7 @@ REPLICAS: tuple[Column, ...] = (
 POOLS: tuple[Column, ...] = (
     Column("pool", "string", "", source="cost"),
     Column("role", "string", "", source="cost"),
+    Column("model", "string", "", nullable=True, source="cost"),
     Column("replicas", "int64", "", source="cost"),
     Column("gpus", "int64", "GPUs", source="cost"),
     Column("usd_per_gpu_hour", "float64", "$/GPU-h", nullable=True, source="cost"),
@@ -147,6 +155,8 @@ POOLS: tuple[Column, ...] = (
     Column("idle_s", "float64", "replica-s", source="cost"),
     Column("busy_energy_j", "float64", "J", source="cost"),
     Column("idle_energy_j", "float64", "J", source="cost"),
+    Column("kv_tier_usd", "float64", "$", source="cost"),
+    Column("kv_tier_energy_j", "float64", "J", source="cost"),
 )
 """``pools.parquet``: one row per pool over the whole run."""
 

@@ -23,6 +23,7 @@ times the GPUs and the PUE (``docs/METRICS.md``, pool rates).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ from agentsim.perf.speculative import speculative_perf
 from agentsim.serving.admission import EngineConfig
 from agentsim.serving.cluster import PoolPlan
 from agentsim.serving.presets import check_budget, engine_config, fill_engine, sglang_max_running
+from agentsim.serving.tiers import POLICIES, OffloadPlan
 from agentsim.workload.profiles import resolve_profile
 from agentsim.workload.taskgraph import TaskTemplate
 
@@ -60,6 +62,11 @@ class PoolRates:
     role: str = "unified"
     workers: int = 1
     decode_w_per_replica: float = -1.0  # power in decode-only steps; < 0 means the same as busy_w_per_replica
+    model: str | None = None  # the model the pool serves (None: the tool pool)
+    # The replica's lower KV tiers (host DRAM, NVMe: serving/tiers.py), provisioned with it: their price and
+    # power are parts of usd_per_replica_hour and of the three power levels, reported apart too.
+    tier_usd_per_replica_hour: float = 0.0
+    tier_w_per_replica: float = 0.0
     min_step_s: float = 0.0  # a minimal step (one decode token, no context): the per-step fixed cost in the load
 
     def __post_init__(self) -> None:
@@ -72,6 +79,11 @@ class PoolRates:
     def usd_per_s(self) -> float:
         """Dollars per second of one replica, provisioned."""
         return self.usd_per_replica_hour / 3600.0
+
+    @property
+    def tier_usd_per_s(self) -> float:
+        """The part of :attr:`usd_per_s` that pays for the replica's lower KV tiers."""
+        return self.tier_usd_per_replica_hour / 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +109,9 @@ TraceOpener = Callable[[], Iterator[tuple[float, TaskTemplate]]]
 class ResolvedWorkload:
     """One workload: its label and spec (``workload``), either the profile its tasks are drawn from (synthetic)
     or the opener of its trace's tasks (``kind: trace``), and ``max_context_tokens``, the context window of the
-    model that serves its calls (:func:`context_window`; None only for a workload resolved without pools)."""
+    models that serve its calls (:func:`context_window`; None only for a workload resolved without pools).
+    ``model``: the index (in :attr:`Resolved.models`) of the model its calls go to; ``roles``: that of the
+    lead's, the sub-agents' and the join's calls of an agent profile (-1: ``model``)."""
 
     index: int
     label: str
@@ -105,6 +119,8 @@ class ResolvedWorkload:
     profile: spec.AgentProfile | spec.FixedProfile | None = None
     open_trace: TraceOpener | None = None
     max_context_tokens: int | None = None
+    model: int = 0
+    roles: tuple[int, int, int] = (-1, -1, -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +131,7 @@ class Resolved:
     pools: tuple[ResolvedPool, ...]
     tools: PoolRates | None
     workloads: tuple[ResolvedWorkload, ...]
+    models: tuple[str, ...] = ()  # the models the pools serve, in pool order (calls carry an index into it)
 
     @property
     def plans(self) -> list[PoolPlan]:
@@ -171,19 +188,24 @@ def pool_rates(pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog)
         idle_w_per_replica=gpus * hw.idle_w * pricing.pue,
         role=pool.role,
         decode_w_per_replica=gpus * max(hw.tdp_w * pricing.decode_power_fraction, hw.idle_w) * pricing.pue,
+        model=pool.deployment.model,
     )
 
 
-def tool_rates(tools: spec.ToolPool, pricing: spec.PricingSpec, catalog: Catalog) -> PoolRates:
+def tool_rates(
+    tools: spec.ToolPool, pricing: spec.PricingSpec, catalog: Catalog, nodes: ToolNodes | None = None
+) -> PoolRates:
     """Price and power of the tool pool, as one unit of ``workers`` cores.
 
     Price: the catalog's $/core-hour for the pricing tier (``own_hyperscaler`` under TCO pricing, whose capex is
-    per GPU). Power: the CPU's TDP and idle power per core, times PUE.
+    per GPU). Power: the CPU's TDP and idle power per core, times PUE. With KV tiers on the nodes (``nodes``):
+    whole sockets are priced, the cores no worker uses draw their idle power at every level, and the KV memory its
+    power; the memory's part of the price and its power are the pool's tier figures (docs/METRICS.md).
     """
     cpu = catalog.get_cpu(tools.cpu)
     tier = pricing.tier if isinstance(pricing, spec.Rental) else "own_hyperscaler"
     per_core = catalog.get_cpu_price(tools.cpu).usd_per_hour(tier)
-    return PoolRates(
+    rates = PoolRates(
         pool=TOOLS_POOL,
         replicas=1,
         gpus_per_replica=0,
@@ -194,6 +216,62 @@ def tool_rates(tools: spec.ToolPool, pricing: spec.PricingSpec, catalog: Catalog
         role="tools",
         workers=tools.workers,
     )
+    if nodes is None:
+        return rates
+    spare_w = (nodes.sockets * cpu.cores - tools.workers) * cpu.idle_w / cpu.cores * pricing.pue
+    kv_w = nodes.kv_gb * (cpu.dram_w_per_gb or 0.0) * pricing.pue
+    return replace(
+        rates,
+        usd_per_replica_hour=nodes.sockets * cpu.cores * per_core,
+        busy_w_per_replica=rates.busy_w_per_replica + spare_w + kv_w,
+        idle_w_per_replica=rates.idle_w_per_replica + spare_w + kv_w,
+        decode_w_per_replica=rates.busy_w_per_replica + spare_w + kv_w,
+        tier_usd_per_replica_hour=nodes.kv_gb * (cpu.dram_usd_per_gb_hour or 0.0),
+        tier_w_per_replica=kv_w,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolNodes:
+    """The tool pool's CPU nodes when pools keep their KV DRAM tier there (``kv_offload.host: tools``).
+
+    Capacity is split statically, as engines size their CPU caches at start (vLLM ``--kv-offloading-size``,
+    Dynamo's ``DYN_KVBM_CPU_CACHE_GB``): each worker keeps ``gb_per_worker`` for its tool, a pool that sets
+    ``dram_gb`` gets it per replica, and the rest of the sockets' memory is shared evenly by the replicas of the
+    pools that leave it unset (an autoscaled pool counts its ``max_replicas``)."""
+
+    sockets: int
+    kv_gb: float  # the nodes' memory holding KV tiers, GB in all
+    share_gb: float  # DRAM per replica of a pool that leaves dram_gb unset
+    link_gb_s: float  # default reload bandwidth: the cluster's kv_link (the KV crosses the network)
+
+
+def tool_nodes(cluster: spec.ClusterSpec, catalog: Catalog) -> ToolNodes | None:
+    """The tool nodes' sockets and KV memory (:class:`ToolNodes`), or None when no pool keeps its KV there.
+    ValueError when the sockets given cannot hold the workers' cores or the memory asked for."""
+    tools = cluster.tools
+    hosted = [
+        (p.autoscale.max_replicas if p.autoscale is not None else p.replicas, p.kv_offload)
+        for p in cluster.pools
+        if p.kv_offload is not None and p.kv_offload.host == "tools" and p.kv_offload.policy != "none"
+    ]
+    if tools is None or not hosted:
+        return None
+    cpu = catalog.get_cpu(tools.cpu)
+    asked = sum(n * off.dram_gb for n, off in hosted if off.dram_gb is not None)
+    sharing = sum(n for n, off in hosted if off.dram_gb is None)
+    kept = tools.workers * tools.gb_per_worker
+    need = max(-(-tools.workers // cpu.cores), math.ceil((kept + asked) / cpu.memory_gb - 1e-9), 1)
+    sockets = tools.sockets if tools.sockets is not None else need
+    free = sockets * cpu.memory_gb - kept - asked
+    if sockets * cpu.cores < tools.workers or free < 0 or (sharing and free <= 0):
+        raise ValueError(
+            f"{sockets} x {tools.cpu} ({cpu.cores} cores, {cpu.memory_gb:g} GB each) cannot hold {tools.workers} "
+            f"workers ({kept:g} GB) and the KV tiers asked for ({asked:g} GB{' + a share' if sharing else ''}): "
+            f"at least {need + (1 if sharing and need == sockets else 0)} sockets"
+        )
+    share = free / sharing if sharing else 0.0
+    return ToolNodes(sockets, asked + share * sharing, share, cluster.kv_link.bandwidth_gb_s)
 
 
 def _msg(e: Exception) -> str:
@@ -212,6 +290,11 @@ def _trace_opener(w: spec.TraceWorkload, window: int | None) -> TraceOpener:
     return open_trace
 
 
+def served_models(pools: Sequence[spec.PoolSpec]) -> tuple[str, ...]:
+    """The models the pools serve (each pool's ``deployment.model``), in pool order, each once."""
+    return tuple(dict.fromkeys(p.deployment.model for p in pools))
+
+
 def _trace_problem(path: str) -> str | None:
     """Why ``path`` is not a trace that can be replayed (missing, not Parquet, not agentsim's schema), or None.
     Only the file's footer is read here; its rows are checked as they are replayed."""
@@ -228,36 +311,102 @@ def _trace_problem(path: str) -> str | None:
     return None
 
 
-def context_window(pools: Sequence[ResolvedPool]) -> int | None:
-    """The context window every call of the scenario must fit: the smallest ``max_context_tokens`` among the
-    models of the pools (None without pools).
 
-    Today any entry pool (unified or prefill) may take any call, and a call handed off is decoded on a decode
-    pool that holds its whole context too, so a call must fit every pool's model. When pools serve different
-    models (issue 15), the window becomes per workload: that of the pools its calls may reach."""
-    return min((p.model.max_context_tokens for p in pools), default=None)
+def context_window(pools: Sequence[ResolvedPool], model: str | None = None) -> int | None:
+    """The context window a call of ``model`` must fit: the smallest ``max_context_tokens`` among the models of
+    the pools that serve it (all pools when ``model`` is None; None without pools).
+
+    Only pools serving a call's model take it (a router picks among them), and a call handed off is decoded on a
+    decode pool of the same model, so the window is that model's (the smallest, should a user catalog give two
+    pools of one model different windows)."""
+    return min(
+        (p.model.max_context_tokens for p in pools if model is None or p.plan.spec.deployment.model == model),
+        default=None,
+    )
+
+
+def _roles(
+    i: int,
+    w: spec.WorkloadSpec | spec.TraceWorkload,
+    profile: spec.AgentProfile | spec.FixedProfile | None,
+    models: tuple[str, ...],
+    errors: list[tuple[str, str]],
+) -> tuple[int, tuple[int, int, int], list[str]]:
+    """The model index of a workload's calls and of its profile's roles (lead, sub-agents, join; -1: the
+    workload's), and the names of every model it calls. Each named model must be served by a pool; with several
+    models served, a workload that names none is an error (which pool could take its calls?)."""
+    where = f"workload[{i}]"
+    named: list[tuple[str, str]] = []  # (field path, model)
+    if w.model is not None:
+        named.append((f"{where}.model", w.model))
+    lead = sub = join = None
+    if isinstance(profile, spec.AgentProfile):
+        lead = profile.model
+        if profile.fanout is not None:
+            sub, join = profile.fanout.model, profile.fanout.join_model
+        what = f"{where}.{'overrides' if isinstance(w, spec.WorkloadSpec) and w.overrides else 'profile'}"
+        for field, m in (("model", lead), ("fanout.model", sub), ("fanout.join_model", join)):
+            if m is not None:
+                named.append((f"{what}.{field}", m))
+    for path, m in named:
+        if m not in models:
+            errors.append((path, f"no pool serves model {m!r}; the pools serve: {', '.join(models)}"))
+    default = w.model if w.model is not None else lead
+    if default is None:
+        if len(models) > 1:
+            errors.append(
+                (
+                    f"{where}.model",
+                    f"the pools serve several models ({', '.join(models)}): name the one this workload calls",
+                )
+            )
+        default = models[0] if models else None
+
+    def index(m: str | None) -> int:
+        return models.index(m) if m is not None and m in models else -1
+
+    called = sorted({m for m in (default, lead, sub, join) if m is not None and m in models}, key=models.index)
+    base = max(index(default), 0)
+    return base, (index(lead), index(sub), index(join)), called
 
 
 def _workloads(
-    scenario: spec.Scenario, window: int | None, errors: list[tuple[str, str]]
+    scenario: spec.Scenario, pools: Sequence[ResolvedPool], models: tuple[str, ...], errors: list[tuple[str, str]]
 ) -> list[ResolvedWorkload]:
     out: list[ResolvedWorkload] = []
     for i, w in enumerate(scenario.workload):
+        profile: spec.AgentProfile | spec.FixedProfile | None = None
+        if isinstance(w, spec.WorkloadSpec):
+            try:
+                profile = resolve_profile(w)
+            except ValueError as e:
+                errors.append((f"workload[{i}].{'overrides' if w.overrides else 'profile'}", str(e)))
+                out.append(ResolvedWorkload(i, w.label, w))
+                continue
+        model, roles, called = _roles(i, w, profile, models, errors)
+        # Compaction and rejection use the smallest window among the models the workload calls.
+        windows = [x for x in (context_window(pools, m) for m in called) if x is not None]
+        window = min(windows) if windows else context_window(pools)
         if isinstance(w, spec.TraceWorkload):
             problem = _trace_problem(w.path)
             if problem is not None:
                 errors.append((f"workload[{i}].path", problem))
-            out.append(ResolvedWorkload(i, w.label, w, open_trace=_trace_opener(w, window), max_context_tokens=window))
+            opener = _trace_opener(w, window)
+            out.append(ResolvedWorkload(i, w.label, w, open_trace=opener, max_context_tokens=window, model=model))
             continue
-        try:
-            out.append(ResolvedWorkload(i, w.label, w, profile=resolve_profile(w), max_context_tokens=window))
-        except ValueError as e:
-            errors.append((f"workload[{i}].{'overrides' if w.overrides else 'profile'}", str(e)))
+        out.append(
+            ResolvedWorkload(i, w.label, w, profile=profile, max_context_tokens=window, model=model, roles=roles)
+        )
     return out
 
 
 def _pool(
-    i: int, pool: spec.PoolSpec, pricing: spec.PricingSpec, catalog: Catalog, errors: list[tuple[str, str]]
+    i: int,
+    pool: spec.PoolSpec,
+    pricing: spec.PricingSpec,
+    catalog: Catalog,
+    errors: list[tuple[str, str]],
+    nodes: ToolNodes | None = None,
 ) -> ResolvedPool | None:
     where = f"cluster.pools[{i}]"
     d = pool.deployment
@@ -323,8 +472,81 @@ def _pool(
         return None
     # The fixed cost of a step, which the continuous-batching load (docs/METRICS.md, headroom) sets apart.
     rates = replace(rates, min_step_s=float(perf.step_time(0.0, 1.0, 0.0)))
-    plan = PoolPlan(pool, perf, kv, float(kv_bytes_per_token(model, d)), engine, model.max_context_tokens)
+    bytes_per_token = float(kv_bytes_per_token(model, d))
+    offload: OffloadPlan | None = None
+    if pool.kv_offload is not None and pool.kv_offload.policy != "none":
+        try:
+            offload, tier_usd_h, tier_w = offload_plan(pool.kv_offload, hw, d.gpus, bytes_per_token, nodes)
+        except ValueError as e:
+            errors.append((f"{where}.kv_offload", str(e)))
+            return None
+        rates = with_tiers(rates, tier_usd_h, tier_w * pricing.pue)
+    plan = PoolPlan(pool, perf, kv, bytes_per_token, engine, model.max_context_tokens, offload)
     return ResolvedPool(plan, hw, model, rates)
+
+
+DRAM_SHARE = 0.5
+"""Share of the host memory per GPU a KV tier takes by default (the rest: the OS, the engine, pinned buffers)."""
+
+
+def offload_plan(
+    off: spec.KvOffload, hw: Hardware, gpus: int, bytes_per_token: float, nodes: ToolNodes | None = None
+) -> tuple[OffloadPlan, float, float]:
+    """One replica's lower KV tiers (serving/tiers.py) from ``kv_offload`` and the hardware's host figures
+    (per GPU x ``gpus``): the plan, the tiers' $/hour and their watts (before PUE). With ``host: tools`` the DRAM
+    tier is a share of the tool ``nodes`` reached over the network, priced and powered with them (not here).
+    ValueError when a figure the scenario leaves unset is not in the catalog."""
+    host = hw.host
+    on_tools = off.host == "tools"
+    if on_tools and nodes is None:
+        raise ValueError("host: tools needs the tool nodes (cluster.tools), which could not be sized")
+    missing = [
+        name
+        for name, unset in (
+            ("dram_gb", off.dram_gb is None and not on_tools),
+            ("dram_gb_s", off.dram_gb_s is None and not on_tools),
+            ("nvme_gb_s", off.nvme_gb > 0 and off.nvme_gb_s is None),
+        )
+        if unset
+    ]
+    if host is None and missing:
+        raise ValueError(f"the catalog has no host memory figures for {hw.name}: set {', '.join(missing)}")
+    if on_tools:
+        assert nodes is not None
+        dram_gb = off.dram_gb if off.dram_gb is not None else nodes.share_gb
+        dram_gb_s = off.dram_gb_s if off.dram_gb_s is not None else nodes.link_gb_s
+    else:
+        dram_gb = off.dram_gb if off.dram_gb is not None else DRAM_SHARE * gpus * host.dram_gb_per_gpu  # type: ignore[union-attr]
+        dram_gb_s = off.dram_gb_s if off.dram_gb_s is not None else gpus * host.link_gb_s_per_gpu  # type: ignore[union-attr]
+    nvme_gb_s = off.nvme_gb_s if off.nvme_gb_s is not None else (gpus * host.nvme_gb_s_per_gpu if host else 1.0)
+    plan = OffloadPlan(
+        POLICIES[off.policy],
+        int(dram_gb * 1e9 // bytes_per_token),
+        int(off.nvme_gb * 1e9 // bytes_per_token),
+        dram_gb_s * 1e9,
+        nvme_gb_s * 1e9,
+        bytes_per_token,
+    )
+    if host is None:
+        return plan, 0.0, 0.0
+    local_gb = 0.0 if on_tools else dram_gb  # a DRAM tier on the tool nodes is their cost and power
+    usd_h = local_gb * host.dram_usd_per_gb_hour + off.nvme_gb * host.nvme_usd_per_gb_hour
+    watts = local_gb * host.dram_w_per_gb + off.nvme_gb * host.nvme_w_per_gb
+    return plan, usd_h, watts
+
+
+def with_tiers(rates: PoolRates, usd_per_hour: float, watts: float) -> PoolRates:
+    """``rates`` with a replica's lower KV tiers added: their price to the replica's, their power to each of its
+    three power levels (memory draws the same whether the GPUs compute or not)."""
+    return replace(
+        rates,
+        usd_per_replica_hour=rates.usd_per_replica_hour + usd_per_hour,
+        busy_w_per_replica=rates.busy_w_per_replica + watts,
+        idle_w_per_replica=rates.idle_w_per_replica + watts,
+        decode_w_per_replica=rates.decode_w_per_replica + watts,
+        tier_usd_per_replica_hour=usd_per_hour,
+        tier_w_per_replica=watts,
+    )
 
 
 def heads_problem(model: ModelArch, d: spec.Deployment) -> str | None:
@@ -369,14 +591,22 @@ def resolve(scenario: spec.Scenario, catalog: Catalog | None = None) -> Resolved
     lists; a :class:`ScenarioError` names every problem found (module docstring)."""
     catalog = scenario_catalog(scenario, catalog if catalog is not None else load_catalog())
     errors: list[tuple[str, str]] = []
-    pools = [_pool(i, p, scenario.pricing, catalog, errors) for i, p in enumerate(scenario.cluster.pools)]
-    workloads = _workloads(scenario, context_window([p for p in pools if p is not None]), errors)
+    nodes: ToolNodes | None = None
+    try:
+        nodes = tool_nodes(scenario.cluster, catalog)
+    except CatalogError:
+        pass  # reported with the tool pool below
+    except ValueError as e:
+        errors.append(("cluster.tools.sockets", str(e)))
+    pools = [_pool(i, p, scenario.pricing, catalog, errors, nodes) for i, p in enumerate(scenario.cluster.pools)]
+    models = served_models(scenario.cluster.pools)
+    workloads = _workloads(scenario, [p for p in pools if p is not None], models, errors)
     tools: PoolRates | None = None
     if scenario.cluster.tools is not None:
         try:
-            tools = tool_rates(scenario.cluster.tools, scenario.pricing, catalog)
+            tools = tool_rates(scenario.cluster.tools, scenario.pricing, catalog, nodes)
         except CatalogError as e:
             errors.append(("cluster.tools.cpu", _msg(e)))
     if errors:
         raise ScenarioError(errors, scenario.name)
-    return Resolved(scenario, tuple(p for p in pools if p is not None), tools, tuple(workloads))
+    return Resolved(scenario, tuple(p for p in pools if p is not None), tools, tuple(workloads), models)

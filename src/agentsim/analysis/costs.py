@@ -19,12 +19,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from agentsim import columns
 from agentsim.analysis.tables import Table
 from agentsim.engine.records import TaskSums
 from agentsim.resolve import TOOLS_POOL, PoolRates
 
 COST_SUMS = ("usd", "energy_j")
 """The call columns a task sums besides its tokens and busy time (:class:`~agentsim.engine.records.TaskSums`)."""
+
+POOLS_SCHEMA = columns.schema(columns.POOLS)
 
 
 def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
@@ -73,9 +76,10 @@ def _add_tool_costs(tasks: pa.Table, tools: PoolRates | None) -> pa.Table:
     if tools is None:
         usd = energy = np.zeros(len(busy))
     else:
-        # tool_busy_s is in worker-seconds; the rates are for the whole pool of workers.
-        usd = busy * tools.usd_per_s / tools.workers
-        energy = busy * tools.busy_w_per_replica / tools.workers
+        # tool_busy_s is in worker-seconds; the rates are for the whole pool of workers. A KV tier kept on the
+        # tool nodes (tier_*: 0 otherwise) is paid by the pools' calls' nodes, not by the tools' time.
+        usd = busy * (tools.usd_per_s - tools.tier_usd_per_s) / tools.workers
+        energy = busy * (tools.busy_w_per_replica - tools.tier_w_per_replica) / tools.workers
     return tasks.append_column("tool_usd", pa.array(usd)).append_column("tool_energy_j", pa.array(energy))
 
 
@@ -126,6 +130,7 @@ def pools_table(rates: list[PoolRates], replicas: Table, calls: Table, horizon_s
         for k in (
             "pool",
             "role",
+            "model",
             "replicas",
             "gpus",
             "usd_per_gpu_hour",
@@ -136,6 +141,8 @@ def pools_table(rates: list[PoolRates], replicas: Table, calls: Table, horizon_s
             "idle_s",
             "busy_energy_j",
             "idle_energy_j",
+            "kv_tier_usd",
+            "kv_tier_energy_j",
         )
     }
     for r in rates:
@@ -144,6 +151,7 @@ def pools_table(rates: list[PoolRates], replicas: Table, calls: Table, horizon_s
         provisioned = r.usd_per_s * provisioned_s
         rows["pool"].append(r.pool)
         rows["role"].append(r.role)
+        rows["model"].append(r.model)
         rows["replicas"].append(count_by_pool.get(r.pool, 0))
         rows["gpus"].append(count_by_pool.get(r.pool, 0) * r.gpus_per_replica)
         rows["usd_per_gpu_hour"].append(r.usd_per_gpu_hour)
@@ -155,4 +163,6 @@ def pools_table(rates: list[PoolRates], replicas: Table, calls: Table, horizon_s
         prompt = prompt_by_pool.get(r.pool, 0.0)
         rows["busy_energy_j"].append(prompt * r.busy_w_per_replica + (busy - prompt) * r.decode_w_per_replica)
         rows["idle_energy_j"].append((provisioned_s - busy) * r.idle_w_per_replica)
-    return pa.table(rows)
+        rows["kv_tier_usd"].append(r.tier_usd_per_s * provisioned_s)
+        rows["kv_tier_energy_j"].append(r.tier_w_per_replica * provisioned_s)
+    return pa.table(rows, schema=POOLS_SCHEMA)

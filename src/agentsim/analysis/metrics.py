@@ -104,6 +104,16 @@ def own_col(table: Table, name: str) -> np.ndarray:
     return a if a.flags.writeable and a.flags.owndata else a.copy()
 
 
+def _codes(table: Table, name: str) -> tuple[np.ndarray, list[str]]:
+    """Text column ``name`` as codes into its distinct values (null: the code ``len(values)``)."""
+    arr = table.column(name).combine_chunks()
+    if not pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_encode()
+    names = [str(v) for v in arr.dictionary.to_pylist()]
+    code = np.asarray(arr.indices.fill_null(len(names)).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return code, names
+
+
 def ttft_of(calls: Table) -> np.ndarray:
     """Per-call time to first token (NaN where there is none)."""
     ttft = own_col(calls, "first_token_s")
@@ -322,19 +332,34 @@ def summarize(
     energy_j = 0.0
     gpu_s = 0.0
     gpu_busy = 0.0
-    for pool, busy, prompt, prov in zip(
-        w["pool"], w["busy_s"], w["busy_prompt_steps_s"], w["provisioned_s"], strict=True
+    tier_usd = 0.0
+    tier_j = 0.0
+    tools_usd = 0.0
+    models = list(dict.fromkeys(r.model for r in rates if r.model is not None))
+    per_model = {m: {"usd": 0.0, "energy_j": 0.0, "output": 0.0} for m in models}
+    for pool, busy, prompt, prov, out in zip(
+        w["pool"], w["busy_s"], w["busy_prompt_steps_s"], w["provisioned_s"], w["output_tokens"], strict=True
     ):
         r = rate_of[pool]
         usd += r.usd_per_s * prov
-        energy_j += (
+        joules = (
             prompt * r.busy_w_per_replica
             + (busy - prompt) * r.decode_w_per_replica
             + (prov - busy) * r.idle_w_per_replica
         )
+        energy_j += joules
         gpu_s += r.gpus_per_replica * prov
         if r.gpus_per_replica:
             gpu_busy += busy * r.gpus_per_replica
+        tier_usd += r.tier_usd_per_s * prov
+        tier_j += r.tier_w_per_replica * prov
+        if r.model is None:
+            tools_usd += r.usd_per_s * prov
+        else:
+            m = per_model[r.model]
+            m["usd"] += r.usd_per_s * prov
+            m["energy_j"] += joules
+            m["output"] += out
     out_tok = float(w["output_tokens"].sum())
     processed = out_tok + float(w["prefill_tokens"].sum())
     tasks_done = int(done_t.sum())
@@ -346,13 +371,51 @@ def summarize(
     del all_done
     mwh = energy_j / 3.6e9
 
-    def per_mtok(tokens: float) -> float | None:
-        return usd / (tokens / 1e6) if tokens > 0 else None
+    def per_mtok(tokens: float, cost: float = usd) -> float | None:
+        return cost / (tokens / 1e6) if tokens > 0 else None
 
-    # Token sums, then one latency at a time: each is computed, summarized and dropped.
-    prompt_sum = col(completed, "prompt_tokens").sum()
-    cached_sum = col(completed, "cached_tokens").sum()
-    output_sum = col(completed, "output_tokens").sum()
+    # Token sums of the completed window calls, whole and per model, a column at a time: token counts are exact
+    # in float64 below 2**53, so the sums do not depend on the order (or grouping) of the additions.
+    model_code, model_names = _codes(completed, "model")
+    model_index = {name: i for i, name in enumerate(model_names)}
+    calls_by_model = np.bincount(model_code, minlength=len(model_names) + 1)
+    tok: dict[str, Any] = {}
+    tok_by_model: dict[str, np.ndarray] = {}
+    for name in ("prompt_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "reloaded_dram_tokens",
+                 "reloaded_nvme_tokens"):  # fmt: skip
+        values = col(completed, name)
+        tok[name] = values.sum()
+        if name in ("prompt_tokens", "output_tokens", "reasoning_tokens"):
+            tok_by_model[name] = np.bincount(model_code, weights=values, minlength=len(model_names) + 1)
+        del values
+    del model_code
+    prompt_sum = float(tok["prompt_tokens"])
+    output_sum, reasoning_sum = tok["output_tokens"], tok["reasoning_tokens"]
+    # The window's generated tokens (dO) that reach the user: dO times the delivered share of the completed
+    # window calls' output (docs/METRICS.md).
+    delivered_share = float((output_sum - reasoning_sum) / output_sum) if output_sum > 0 else 1.0
+
+    def by_model(m: str) -> dict[str, Any]:
+        i = model_index.get(m)
+        entry = per_model[m]
+
+        def of(name: str) -> int:
+            return int(tok_by_model[name][i]) if i is not None else 0
+
+        return {
+            "calls_completed": int(calls_by_model[i]) if i is not None else 0,
+            "prompt_tokens": of("prompt_tokens"),
+            "output_tokens": of("output_tokens"),
+            "reasoning_tokens": of("reasoning_tokens"),
+            "usd": entry["usd"],
+            "energy_kwh": entry["energy_j"] / 3.6e6,
+            "usd_per_mtok_output": per_mtok(entry["output"], entry["usd"]),
+        }
+
+    def tier_rate(tokens: Any) -> float | None:
+        return float(tokens / prompt_sum) if prompt_sum > 0 else None
+
+    # Then one latency at a time: each is computed, summarized and dropped.
     issue = col(mc, "issue_s")
     waited, running = t1 - issue[waiting_first], t1 - issue[~done_c & ~rejected]  # the censored calls' ages
     del issue, waiting_first
@@ -375,10 +438,17 @@ def summarize(
         "tasks_unfinished": int((~done_t & ~failed).sum()),
         "tasks_failed": int(failed.sum()),
         "by_workload": by_workload,
-        "prompt_tokens": int(prompt_sum),
-        "cached_tokens": int(cached_sum),
+        "prompt_tokens": int(tok["prompt_tokens"]),
+        "cached_tokens": int(tok["cached_tokens"]),
         "output_tokens": int(output_sum),
-        "cache_hit_rate": float(cached_sum / prompt_sum) if completed.num_rows else None,
+        "reasoning_tokens": int(reasoning_sum),
+        "delivered_tokens": int(output_sum - reasoning_sum),
+        "cache_hit_rate": float(tok["cached_tokens"] / tok["prompt_tokens"]) if completed.num_rows else None,
+        "cache_hit_rate_by_tier": {
+            "hbm": tier_rate(tok["cached_tokens"] - tok["reloaded_dram_tokens"] - tok["reloaded_nvme_tokens"]),
+            "dram": tier_rate(tok["reloaded_dram_tokens"]),
+            "nvme": tier_rate(tok["reloaded_nvme_tokens"]),
+        },
         "output_tokens_per_s": out_tok / span,
         "processed_tokens_per_s": processed / span,
         "ttft_s": ttft,
@@ -394,6 +464,12 @@ def summarize(
         "usd_per_hour": usd / span * 3600.0,
         "usd_per_mtok_output": per_mtok(out_tok),
         "usd_per_mtok_processed": per_mtok(processed),
+        "usd_per_mtok_generated": per_mtok(out_tok),
+        "usd_per_mtok_delivered": per_mtok(out_tok * delivered_share),
+        "by_model": {m: by_model(m) for m in models},
+        "tools_usd": tools_usd,
+        "kv_tier_usd": tier_usd,
+        "kv_tier_energy_kwh": tier_j / 3.6e6,
         "tasks_finished_in_window": finished_in_window,
         "tasks_per_hour": finished_in_window / span * 3600.0,
         "usd_per_task": usd / finished_in_window if finished_in_window else None,
@@ -402,3 +478,35 @@ def summarize(
         "tokens_per_mwh": out_tok / mwh if mwh > 0 else None,
         "joules_per_output_token": energy_j / out_tok if out_tok > 0 else None,
     }
+
+
+def optional_rows(summary: dict[str, Any], fmt: Any) -> list[tuple[str, str]]:
+    """Rows shown only when a run uses them: reasoning (delivered vs generated), several models (cost and
+    $/Mtok per model), lower KV tiers (hit rate per tier, their cost)."""
+    rows: list[tuple[str, str]] = []
+    if summary.get("reasoning_tokens"):
+        rows.append(
+            ("delivered / reasoning tokens", f"{summary['delivered_tokens']:,} / {summary['reasoning_tokens']:,}")
+        )
+        rows.append(
+            (
+                "$ / Mtok delivered / generated",
+                f"{fmt(summary['usd_per_mtok_delivered'])} / {fmt(summary['usd_per_mtok_generated'])}",
+            )
+        )
+    by_model = summary.get("by_model") or {}
+    if len(by_model) > 1:
+        for m, e in by_model.items():
+            rows.append(
+                (
+                    f"model {m}: calls, $, $ / Mtok output",
+                    f"{e['calls_completed']}, {fmt(e['usd'])}, {fmt(e['usd_per_mtok_output'])}",
+                )
+            )
+    tiers = summary.get("cache_hit_rate_by_tier") or {}
+    if summary.get("kv_tier_usd") or tiers.get("dram") or tiers.get("nvme"):
+        rows.append(
+            ("cache hit rate HBM / DRAM / NVMe", " / ".join(fmt(tiers.get(k), 3) for k in ("hbm", "dram", "nvme")))
+        )
+        rows.append(("KV tiers $ / kWh", f"{fmt(summary['kv_tier_usd'])} / {fmt(summary['kv_tier_energy_kwh'])}"))
+    return rows

@@ -33,6 +33,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -55,6 +56,7 @@ __all__ = [
     "CpuPrice",
     "Efficiency",
     "Hardware",
+    "HostTiers",
     "ModelArch",
     "Price",
     "TierPrices",
@@ -118,6 +120,25 @@ class Efficiency(Strict):
         return None
 
 
+class HostTiers(BaseModel):
+    """The host memory and storage below one accelerator, for lower KV tiers (KV offload), with their source.
+
+    Per GPU: host DRAM and local NVMe capacity (decimal GB), the host <-> GPU link (PCIe or NVLink-C2C, one
+    direction, GB/s) reloads from DRAM cross, the NVMe read bandwidth, and each tier's $/GB-hour and watts per GB."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dram_gb_per_gpu: PositiveFloat
+    link_gb_s_per_gpu: PositiveFloat
+    nvme_gb_per_gpu: float = Field(ge=0)
+    nvme_gb_s_per_gpu: PositiveFloat
+    dram_usd_per_gb_hour: float = Field(ge=0)
+    nvme_usd_per_gb_hour: float = Field(ge=0)
+    dram_w_per_gb: float = Field(ge=0)
+    nvme_w_per_gb: float = Field(ge=0)
+    source: str = Field(min_length=1)
+
+
 class Hardware(Entry):
     """One accelerator: dense peak rates, memory, power and scale-up bandwidth (per GPU)."""
 
@@ -141,6 +162,7 @@ class Hardware(Entry):
         None, description="unidirectional scale-out (NIC) bandwidth per GPU, GB/s; null: unknown (no wide EP)"
     )
     efficiency: Efficiency | None = Field(None, description="measured fractions of the peaks; null: generic defaults")
+    host: HostTiers | None = Field(None, description="host DRAM / NVMe below each GPU (KV offload); null: unknown")
 
     @model_validator(mode="after")
     def _consistent(self) -> Hardware:
@@ -206,6 +228,9 @@ class Cpu(Entry):
     mem_bw_gb_s: PositiveFloat
     tdp_w: PositiveFloat
     idle_w: PositiveFloat
+    # The memory's share of the node's price and its power, for a KV tier kept on tool nodes (issue 15).
+    dram_usd_per_gb_hour: NonNegativeFloat | None = None
+    dram_w_per_gb: NonNegativeFloat | None = None
 
 
 # --------------------------------------------------------------------------- models

@@ -17,6 +17,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from agentsim import api, spec
+from agentsim.analysis.metrics import optional_rows
 from agentsim.cli.console import fail as _fail
 from agentsim.cli.console import out_console
 from agentsim.errors import ScenarioError
@@ -120,6 +121,7 @@ def summary_table(summary: dict[str, Any], title: str) -> Group:
         ("energy kWh", _fmt(summary["energy_kwh"])),
         ("output tokens / MWh", _fmt(summary["tokens_per_mwh"])),
     ]
+    rows += optional_rows(summary, _fmt)
     figures = Table(show_header=True, header_style="bold")
     figures.add_column("figure", no_wrap=True)
     figures.add_column("value", justify="right", no_wrap=True)

@@ -45,6 +45,7 @@ class Stream:
     think: Callable[[], float]  # closed loop: think time before an agent's next task
     max_tasks: int | None
     max_context_tokens: int = NO_WINDOW  # the serving model's context window: calls past it are rejected
+    model: int = 0  # the model its calls go to (resolve.py's index), unless a call's template names another
 
 
 _CHAIN: Final[list[int]] = []  # pending counters and children of a chain task: none needed (shared, never mutated)
@@ -166,6 +167,7 @@ class Agents(CallListener):
         self._next_task = 0
         self._next_call = 0
         self._started = [0] * len(streams)
+        self.park_tools = False  # a pool moves an agent's KV out while its tool runs (kv_offload on_tool_wait)
 
     # ------------------------------------------------------------------ start
     def start(self, cluster: Cluster) -> None:
@@ -228,8 +230,16 @@ class Agents(CallListener):
             root_len=shared,
             blocks=tc.hash_ids,
             block_tokens=task.template.block_tokens,
+            reasoning=tc.reasoning_tokens,
+            stable=tc.stable_tokens,
+            model=tc.model if tc.model >= 0 else task.stream.model,
         )
         self._next_call += 1
+        if self.park_tools:
+            calls = task.template.calls
+            nxt = i + 1
+            if nxt < len(calls) and calls[nxt].gap_is_tool and calls[nxt].gap_s > 0 and calls[nxt].deps == (i,):
+                call.park = True
         task.calls[i] = call
         task.tool_s += tc.gap_s
         if tc.prompt_tokens + tc.output_tokens > task.stream.max_context_tokens:

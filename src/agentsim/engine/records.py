@@ -256,7 +256,12 @@ class Recorder:
     :meth:`close` hands on the last rows."""
 
     def __init__(
-        self, workload_labels: list[str], *, disaggregated: bool = True, sinks: Mapping[str, Sink] | None = None
+        self,
+        workload_labels: list[str],
+        *,
+        disaggregated: bool = True,
+        models: list[str] | None = None,
+        sinks: Mapping[str, Sink] | None = None,
     ) -> None:
         self.disaggregated = disaggregated
         words = {"workload": workload_labels}  # a call's or task's workload index is its code
@@ -265,9 +270,9 @@ class Recorder:
         unknown = set(to) - {"calls", "tasks", "replicas"}
         if unknown:
             raise ValueError(f"no table named {sorted(unknown)}")
-        self.calls = Rows(
-            CALLS_SCHEMA, constant, CALLS_NULLABLE, words | {"status": list(CALL_STATUS)}, to.get("calls")
-        )
+        # A call's model index is its code (resolve.py's order of the models the pools serve).
+        call_words = words | {"status": list(CALL_STATUS), "model": list(models or [""])}
+        self.calls = Rows(CALLS_SCHEMA, constant, CALLS_NULLABLE, call_words, to.get("calls"))
         self.tasks = Rows(
             TASK_RECORD_SCHEMA, None, TASKS_NULLABLE, words | {"status": list(TASK_STATUS)}, to.get("tasks")
         )
@@ -297,6 +302,7 @@ class Recorder:
         call_id: int,
         call_index: int,
         workload: int,
+        model: int,
         pool: str | None,
         replica: int | None,
         issue_s: float,
@@ -307,7 +313,11 @@ class Recorder:
         prompt_tokens: int,
         compacted: bool,
         cached_tokens: int,
+        reloaded_dram_tokens: int,
+        reloaded_nvme_tokens: int,
+        reload_s: float,
         output_tokens: int,
+        reasoning_tokens: int,
         generated_tokens: int,
         preemptions: int,
         busy_s: float,
@@ -319,7 +329,8 @@ class Recorder:
         prefill_busy_s: float = 0.0,
         prefill_busy_prompt_steps_s: float = 0.0,
     ) -> None:
-        """Record one call row (``workload``: the workload's index, the order of ``workload_labels``)."""
+        """Record one call row (``workload``: the workload's index, the order of ``workload_labels``; ``model``:
+        the model's index, the order of ``models``)."""
         rows = self.calls
         off = rows.slot()
         # In CALLS_SCHEMA order, a validity flag before each nullable value. Arguments written out, not a
@@ -331,6 +342,7 @@ class Recorder:
             call_id,
             call_index,
             workload,
+            model,
             pool is not None,
             0 if pool is None else rows.code(self._pool, pool),
             replica is not None,
@@ -346,7 +358,11 @@ class Recorder:
             prompt_tokens,
             compacted,
             cached_tokens,
+            reloaded_dram_tokens,
+            reloaded_nvme_tokens,
+            reload_s,
             output_tokens,
+            reasoning_tokens,
             generated_tokens,
             preemptions,
             busy_s,
@@ -375,11 +391,13 @@ class Recorder:
         r = call.replica
         pr = call.prefill_replica
         decoded = pr is not None and r is not None and r is not pr  # null while the KV is in transit
+        reloaded = call.reloaded
         self.call(
             task_id=task_id,
             call_id=call.id,
             call_index=call.index,
             workload=call.workload,
+            model=call.model,
             pool=None if r is None else r.pool,
             replica=None if r is None else r.index,
             issue_s=call.issue_s,
@@ -390,7 +408,11 @@ class Recorder:
             prompt_tokens=call.prompt,
             compacted=compacted,
             cached_tokens=call.cached,
+            reloaded_dram_tokens=0 if reloaded is None else reloaded[0],
+            reloaded_nvme_tokens=0 if reloaded is None else reloaded[1],
+            reload_s=call.reload_s,
             output_tokens=call.output,
+            reasoning_tokens=call.reasoning,
             generated_tokens=call.generated,
             preemptions=call.preemptions,
             busy_s=call.busy_share_s,
@@ -411,6 +433,7 @@ class Recorder:
             call_id=call.id,
             call_index=call.index,
             workload=call.workload,
+            model=call.model,
             pool=None,
             replica=None,
             issue_s=call.issue_s,
@@ -421,7 +444,11 @@ class Recorder:
             prompt_tokens=call.prompt,
             compacted=compacted,
             cached_tokens=0,
+            reloaded_dram_tokens=0,
+            reloaded_nvme_tokens=0,
+            reload_s=0.0,
             output_tokens=call.output,
+            reasoning_tokens=call.reasoning,
             generated_tokens=0,
             preemptions=0,
             busy_s=0.0,
@@ -481,6 +508,8 @@ class Recorder:
         waiting: int,
         kv_used_tokens: int,
         kv_capacity_tokens: int,
+        kv_dram_tokens: int,
+        kv_nvme_tokens: int,
         busy_s: float,
         busy_prompt_steps_s: float,
         provisioned_s: float,
@@ -501,6 +530,8 @@ class Recorder:
             "waiting": waiting,
             "kv_used_tokens": kv_used_tokens,
             "kv_capacity_tokens": kv_capacity_tokens,
+            "kv_dram_tokens": kv_dram_tokens,
+            "kv_nvme_tokens": kv_nvme_tokens,
             "busy_s": busy_s,
             "busy_prompt_steps_s": busy_prompt_steps_s,
             "provisioned_s": provisioned_s,

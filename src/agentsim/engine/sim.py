@@ -87,7 +87,7 @@ def _trace_stream(w: ResolvedWorkload) -> Stream:
     assert w.open_trace is not None and isinstance(w.workload, spec.TraceWorkload)
     starts, templates = replay_stream(w.open_trace(), w.workload)
     window = NO_WINDOW if w.max_context_tokens is None else w.max_context_tokens
-    return Stream(w.index, w.label, partial(next, templates), starts, [], lambda: 0.0, None, window)
+    return Stream(w.index, w.label, partial(next, templates), starts, [], lambda: 0.0, None, window, w.model)
 
 
 def _streams(resolved: Resolved, root: Streams) -> list[Stream]:
@@ -100,16 +100,20 @@ def _streams(resolved: Resolved, root: Streams) -> list[Stream]:
         assert w.profile is not None and isinstance(w.workload, spec.WorkloadSpec)
         label = w.label
         window = w.max_context_tokens
-        factory = TaskFactory(w.profile, label, root.get(f"tasks/{label}"), max_context_tokens=window)
+        factory = TaskFactory(w.profile, label, root.get(f"tasks/{label}"), max_context_tokens=window, models=w.roles)
         limit = NO_WINDOW if window is None else window
         a = w.workload.arrivals
         if isinstance(a, spec.Closed):
             starts = [float(x) for x in start_offsets(a, root.get(f"starts/{label}"))]
             thinks = partial(next, think_times(a, root.get(f"think/{label}")))
-            out.append(Stream(w.index, label, factory.next, None, starts, thinks, w.workload.max_tasks, limit))
+            out.append(
+                Stream(w.index, label, factory.next, None, starts, thinks, w.workload.max_tasks, limit, w.model)
+            )
         else:
             times = arrival_times(a, root.get(f"arrivals/{label}"), horizon_s)
-            out.append(Stream(w.index, label, factory.next, times, [], lambda: 0.0, w.workload.max_tasks, limit))
+            out.append(
+                Stream(w.index, label, factory.next, times, [], lambda: 0.0, w.workload.max_tasks, limit, w.model)
+            )
     return out
 
 
@@ -137,13 +141,17 @@ def _simulate(resolved: Resolved, sinks: Mapping[str, Sink], progress: ProgressF
     scenario = resolved.scenario
     tools_spec = scenario.cluster.tools
     labels = [w.label for w in scenario.workload]
-    rec = Recorder(labels, disaggregated=any(p.role == "prefill" for p in scenario.cluster.pools), sinks=sinks)
+    disaggregated = any(p.role == "prefill" for p in scenario.cluster.pools)
+    rec = Recorder(labels, disaggregated=disaggregated, models=list(resolved.models), sinks=sinks)
     env = Clock()
     events = env.events
 
     tools = ToolPool(events, tools_spec.workers, tools_spec.speedup) if tools_spec is not None else None
     agents = Agents(events, _streams(resolved, Streams(scenario.seed)), scenario.horizon_s, rec, tools)
-    cluster = Cluster(events, resolved.plans, scenario.cluster, agents)
+    agents.park_tools = any(
+        p.kv_offload is not None and p.kv_offload.policy == "on_tool_wait" for p in scenario.cluster.pools
+    )
+    cluster = Cluster(events, resolved.plans, scenario.cluster, agents, list(resolved.models))
     agents.start(cluster)
     scalers = [
         Autoscaler(events, cluster, p.name, p.autoscale) for p in scenario.cluster.pools if p.autoscale is not None
@@ -164,6 +172,8 @@ def _simulate(resolved: Resolved, sinks: Mapping[str, Sink], progress: ProgressF
                 waiting=waiting,
                 kv_used_tokens=held,
                 kv_capacity_tokens=r.kv.capacity,
+                kv_dram_tokens=r.kv.lower_tokens(1),
+                kv_nvme_tokens=r.kv.lower_tokens(2),
                 busy_s=busy,
                 busy_prompt_steps_s=r.busy_prefill(now),
                 provisioned_s=r.provisioned_s(now),
@@ -187,6 +197,8 @@ def _simulate(resolved: Resolved, sinks: Mapping[str, Sink], progress: ProgressF
                 waiting=queued,
                 kv_used_tokens=0,
                 kv_capacity_tokens=0,
+                kv_dram_tokens=0,
+                kv_nvme_tokens=0,
                 busy_s=busy,
                 busy_prompt_steps_s=busy,
                 provisioned_s=now,

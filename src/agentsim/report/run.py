@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from agentsim.analysis.metrics import col
+from agentsim.analysis.metrics import col, optional_rows
 from agentsim.report import plots
 from agentsim.report.data import PoolSeries, RunData, load_run, pool_series, strings
 from agentsim.report.errors import require_report_deps
@@ -306,7 +306,7 @@ def _scalar_rows(s: dict[str, Any]) -> list[list[str]]:
         ["energy kWh", fmt(s.get("energy_kwh"))],
         ["J / output token", fmt(s.get("joules_per_output_token"))],
         ["output tokens / MWh", fmt(s.get("tokens_per_mwh"))],
-    ]
+    ] + [[name, value] for name, value in optional_rows(s, fmt)]
 
 
 def run_meta(run: RunData) -> str:

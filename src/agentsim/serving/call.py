@@ -18,6 +18,10 @@ WAITING: Final = 0
 PREFILL: Final = 1
 DECODE: Final = 2
 DONE: Final = 3
+LOADING: Final = 4  # admitted, its prefix being reloaded from a lower KV tier (serving/tiers.py)
+
+STABLE_KEY_BASE: Final = 2**61
+"""Cache key of a call's stable part (see :attr:`Call.stable`): ``STABLE_KEY_BASE + id``, apart from call ids."""
 
 
 class ReplicaId:
@@ -58,20 +62,27 @@ class Call:
         "memo_from",
         "memo_kv",
         "mixed_share_s",
+        "model",
         "nodes",
         "output",
         "owner",
         "parent",
+        "park",
         "phase",
         "preemptions",
         "prefill_busy_s",
         "prefill_mixed_s",
         "prefill_replica",
         "prompt",
+        "reasoning",
+        "reload_s",
+        "reloaded",
         "replica",
         "root_key",
         "root_len",
         "s0",
+        "share_key",
+        "stable",
         "target",
         "workload",
     )
@@ -91,6 +102,9 @@ class Call:
         root_len: int = 0,
         blocks: tuple[int, ...] | None = None,
         block_tokens: int = 0,
+        reasoning: int = 0,
+        stable: int = 0,
+        model: int = 0,
     ) -> None:
         self.id = id
         self.prompt = prompt
@@ -107,6 +121,17 @@ class Call:
         # tokens [i*block_tokens, (i+1)*block_tokens) and its hash identifies the whole prefix up to it.
         self.blocks = blocks
         self.block_tokens = block_tokens
+        self.reasoning = reasoning  # of the output tokens, generated first and not delivered
+        # The part of the prompt that later calls extending this one share, when less than the whole prompt (0):
+        # it is cached as a node of its own under ``share_key`` (workload/profiles.py, keep_reasoning: last).
+        self.stable = stable
+        self.share_key = id if stable == 0 else STABLE_KEY_BASE + id
+        self.model = model  # index of the model it calls: only replicas serving it take it
+        # KV offload (serving/tiers.py): prompt tokens reloaded from each lower tier at its (last) admission,
+        # and the time it waited for them.
+        self.reloaded: list[int] | None = None
+        self.reload_s = 0.0
+        self.park = False  # a tool call follows: KV offload on_tool_wait moves its context out when it ends
         self.replica: ReplicaId | None = None  # where it is (or was last) served
         self.first_token_s: float | None = None
         self.done_s: float | None = None

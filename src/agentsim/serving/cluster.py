@@ -9,9 +9,11 @@ link (one transfer at a time, FIFO: ``bytes / bandwidth`` of link time, plus the
 holds the KV until the transfer ends; the decode replica admits the call as soon as memory allows and it decodes
 from that step.
 
-No call whose prompt + output passes the smallest context window of the pools' models is ever simulated: the
-agents reject such calls before sending them, and :meth:`Cluster.route` raises :class:`ContextWindowExceeded` if
-one arrives all the same.
+Several models. Each pool serves one model (its ``deployment.model``); a call names the model it calls (an index
+into :attr:`Cluster.models`) and the router picks among the accepting entry replicas of the pools serving that
+model only. No call whose prompt + output passes its model's context window is ever simulated: the agents
+reject such calls before sending them, and :meth:`Cluster.route` raises :class:`ContextWindowExceeded` if one
+arrives all the same.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from agentsim.serving.admission import EngineConfig
 from agentsim.serving.call import Call, CallListener
 from agentsim.serving.replica import Replica
 from agentsim.serving.routing import Router, make_router
+from agentsim.serving.tiers import OffloadPlan
 from agentsim.workload.taskgraph import NO_WINDOW
 
 
@@ -41,6 +44,7 @@ class PoolPlan:
     kv_bytes_per_token: float = 0.0
     engine: EngineConfig = field(default_factory=EngineConfig)
     max_context_tokens: int | None = None
+    offload: OffloadPlan | None = None  # lower KV tiers of each replica (serving/tiers.py)
 
 
 class ContextWindowExceeded(Exception):
@@ -57,17 +61,29 @@ class Cluster:
         pools: Sequence[PoolPlan],
         cluster: spec.ClusterSpec,
         listener: CallListener,
+        models: Sequence[str] | None = None,
     ) -> None:
         self.clock = clock
         self.plans = {p.spec.name: p for p in pools}
-        # Every call may reach any pool (any entry pool, then a decode pool), so each must fit the smallest window.
-        self.max_context_tokens = min(
-            (p.max_context_tokens for p in pools if p.max_context_tokens is not None), default=NO_WINDOW
-        )
+        # The models the pools serve (a call's ``model`` indexes it); only a pool serving a call's model takes it.
+        served = dict.fromkeys(p.spec.deployment.model for p in pools)
+        self.models = list(models) if models is not None else list(served)
+        self.model_of = {p.spec.name: self.models.index(p.spec.deployment.model) for p in pools}
+        # A call may reach every pool of its model (an entry pool, then a decode pool): it must fit the smallest
+        # window among them.
+        self.windows = [
+            min((p.max_context_tokens or NO_WINDOW for p in pools if p.spec.deployment.model == m), default=NO_WINDOW)
+            for m in self.models
+        ]
         self.listener = listener  # told of every call's first token and completion (the agents)
         self.replicas: list[Replica] = []  # every replica ever built, by index
         self.entry: list[Replica] = []  # accepting unified and prefill replicas
-        self.decode: list[Replica] = []  # accepting decode replicas
+        # ... per model: the one list ``entry`` itself when the pools serve one model (the routers see exactly
+        # the replicas they saw before models existed)
+        self.entry_by_model: list[list[Replica]] = [self.entry] if len(self.models) <= 1 else [
+            [] for _ in self.models
+        ]
+        self.decode: list[Replica] = []  # accepting decode replicas (one model: the spec checks it)
         for plan in pools:
             for _ in range(plan.spec.replicas):
                 self.add_replica(plan.spec.name, accepting=True)
@@ -90,6 +106,7 @@ class Cluster:
             self.listener,
             role=plan.spec.role,
             on_prefilled=self._prefilled,
+            offload=plan.offload,
         )
         r.accepting = False
         self.replicas.append(r)
@@ -100,12 +117,24 @@ class Cluster:
     def activate(self, r: Replica) -> None:
         """``r`` starts taking calls."""
         r.accepting = True
-        (self.decode if r.role == "decode" else self.entry).append(r)
+        if r.role == "decode":
+            self.decode.append(r)
+            return
+        self.entry.append(r)
+        by_model = self.entry_by_model[self.model_of[r.pool]]
+        if by_model is not self.entry:
+            by_model.append(r)
 
     def deactivate(self, r: Replica) -> None:
         """``r`` takes no new calls (draining); it finishes what it holds."""
         r.accepting = False
-        (self.decode if r.role == "decode" else self.entry).remove(r)
+        if r.role == "decode":
+            self.decode.remove(r)
+            return
+        self.entry.remove(r)
+        by_model = self.entry_by_model[self.model_of[r.pool]]
+        if by_model is not self.entry:
+            by_model.remove(r)
 
     def release(self) -> None:
         """After the run: every replica drops its calls and cached nodes (see :meth:`Replica.release`)."""
@@ -113,13 +142,15 @@ class Cluster:
             r.release()
 
     def route(self, call: Call) -> Replica:
-        """Send ``call`` to the entry replica the router picks, now."""
-        if call.prompt + call.output > self.max_context_tokens:
+        """Send ``call`` to the entry replica, among those serving its model, that the router picks, now."""
+        window = self.windows[call.model]
+        if call.prompt + call.output > window:
             raise ContextWindowExceeded(
                 f"call {call.id}: {call.prompt} prompt + {call.output} output tokens reached the cluster, past the "
-                f"{self.max_context_tokens}-token context window"
+                f"{window}-token context window of {self.models[call.model]}"
             )
-        r = self.entry[self.router.pick(call, self.entry)]
+        entry = self.entry_by_model[call.model]
+        r = entry[self.router.pick(call, entry)]
         r.submit(call)
         return r
 

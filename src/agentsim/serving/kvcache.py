@@ -67,6 +67,21 @@ class Node:
         self.listed = False
 
 
+class LowerTier:
+    """Where HBM evictions go: the base drops them (no offload). :class:`agentsim.serving.tiers.Tiers` keeps them
+    in host DRAM and NVMe instead (KV offload). The hook lives here so that this module need not import that one."""
+
+    def take(self, node: Node) -> None:
+        """``node`` (a leaf, unreferenced) has just left HBM: keep it or let it go."""
+
+    def discard(self, key: int) -> None:
+        """A node under ``key`` is being cached in HBM anew: forget any older copy below."""
+
+    def held(self, tier: int) -> int:
+        """Tokens held in lower tier ``tier`` (1: host DRAM, 2: NVMe)."""
+        return 0
+
+
 class Candidate(Keyed):
     """An eviction candidate: the node cached under ``key``, by last use (``t``), then push order (``seq``).
     Stale unless the node is still cached under ``key`` with the same ``stamp`` (see :meth:`KvCache.make_room`)."""
@@ -97,12 +112,17 @@ class KvCache:
     _newest: Node | None = field(default=None, repr=False)
     _stamp: int = 0
     evicted_tokens: int = 0
+    lower: LowerTier | None = None  # KV offload: evicted nodes are demoted there instead of dropped
 
     # ------------------------------------------------------------------ queries
     @property
     def free(self) -> int:
         """Tokens not held by anyone (evictable cached tokens are *not* counted: they are still held)."""
         return self.capacity - self.private - self.cached
+
+    def lower_tokens(self, tier: int) -> int:
+        """KV tokens held in lower tier ``tier`` (1: host DRAM, 2: NVMe; serving/tiers.py); 0 without one."""
+        return 0 if self.lower is None else self.lower.held(tier)
 
     def aligned(self, tokens: int) -> int:
         """``tokens`` rounded down to whole blocks: only full blocks are cached and shared."""
@@ -194,22 +214,56 @@ class KvCache:
 
         Evicting a leaf may make its parent a leaf; it then competes by its own last use.
         """
-        nodes = self.nodes
         while self.free < tokens:
             n = self._next_victim()
             if n is None:
                 break
-            if n.listed:
-                self._unlist(n)
-            del nodes[n.key]
-            self.cached -= n.own
-            self.evicted_tokens += n.own
-            p = n.parent
-            if p is not None:
-                p.children -= 1
-                if p.children == 0 and p.refs == 0:
-                    self._push(p)
+            self.evict(n)
         return self.free >= tokens
+
+    def evict(self, n: Node) -> None:
+        """Take evictable node ``n`` out of HBM: dropped, or demoted to the lower tiers (KV offload)."""
+        if n.listed:
+            self._unlist(n)
+        del self.nodes[n.key]
+        self.cached -= n.own
+        self.evicted_tokens += n.own
+        p = n.parent
+        if p is not None:
+            p.children -= 1
+            if p.children == 0 and p.refs == 0:
+                self._push(p)
+        if self.lower is not None:
+            self.lower.take(n)
+
+    def promote(self, n: Node, now: float) -> None:
+        """Bring ``n`` (taken out of a lower tier; its parent cached in HBM) back into HBM, unreferenced: the
+        caller makes room for its ``own`` tokens first."""
+        self.nodes[n.key] = n
+        self.cached += n.own
+        n.refs = 0
+        n.children = 0
+        n.last_use = now
+        n.older = n.newer = None
+        n.listed = False
+        p = n.parent
+        if p is not None:
+            if p.listed:
+                self._unlist(p)
+            p.children += 1
+        self._push(n)
+
+    def park(self, n: Node) -> None:
+        """Demote ``n`` and its ancestors while they are evictable, up to (not including) a shared node (a
+        workload's system prompt or a hash block: negative keys): an agent's own context leaves HBM while its
+        tool runs (KV offload ``on_tool_wait``)."""
+        cur: Node | None = n
+        while cur is not None and cur.key >= 0 and cur.refs == 0 and cur.children == 0:
+            if self.nodes.get(cur.key) is not cur:
+                break
+            p = cur.parent
+            self.evict(cur)
+            cur = p
 
     def reserve(self, node: Node | None, tokens: int) -> bool:
         """Admission: pin ``node`` (the call's cached prefix, if any) and make ``tokens`` free. On failure the pin
@@ -231,6 +285,8 @@ class KvCache:
         total held does not change.
         """
         base = parent.length if parent is not None else 0
+        if self.lower is not None:
+            self.lower.discard(key)
         n = Node(key, parent, length, length - base, refs=1, last_use=now)
         self.nodes[key] = n
         self.cached += n.own

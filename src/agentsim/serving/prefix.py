@@ -3,7 +3,9 @@
 A call names its prefix in one of two ways. Agent steps link to the call whose prompt they extend (``parent``)
 and to the workload's shared system prompt (``root_key``): :func:`find` walks up the chain to the deepest cached
 ancestor, and :func:`cache_prompt` stores the call's block-aligned prompt as one node holding only its increment
-(docs/DESIGN.md, Engine, KV granularity). Replayed traces name it by block hashes (Mooncake ``hash_ids``): one
+(docs/DESIGN.md, Engine, KV granularity). A prompt of which later calls share only a part (``Call.stable``: the
+reasoning it keeps is dropped from the next prompts) is stored as two nodes, that part (found under
+``share_key``) and the rest. Replayed traces name it by block hashes (Mooncake ``hash_ids``): one
 node per full block, shared by every prompt that starts with the same blocks (:func:`insert_blocks`).
 
 Pure functions of a :class:`~agentsim.serving.kvcache.KvCache` and a :class:`~agentsim.serving.call.Call`;
@@ -31,6 +33,10 @@ def find(kv: KvCache, c: Call) -> Node | None:
     n = nodes.get(c.id)
     if n is not None:
         return n
+    if c.stable:  # its own stable part, cached while it ran before a preemption
+        n = nodes.get(c.share_key)
+        if n is not None:
+            return n
     # Walk up the chain of prompts this one extends, to the deepest cached one. Under KV pressure whole
     # chains get evicted, and a waiting call is looked up at every step: remember where the walk got to.
     # An ancestor that is finished and not cached here can never be cached here again (a call's node is
@@ -38,9 +44,11 @@ def find(kv: KvCache, c: Call) -> Node | None:
     # walk passes through this one -- resumes past it (path compression, as in union-find).
     p = c.memo_from if c.memo_kv is kv else c.parent
     resume = p
-    settled = True  # every ancestor skipped so far is finished (and uncached)
+    # Every ancestor skipped so far is finished (and uncached). Not with lower KV tiers: a node demoted there can
+    # come back into HBM (serving/tiers.py), so no ancestor is settled.
+    settled = kv.lower is None
     while p is not None:
-        n = nodes.get(p.id)
+        n = nodes.get(p.share_key)  # what a later call shares of p: its prompt, or its stable part
         if n is not None:
             break
         if p.done_s is None:
@@ -69,6 +77,13 @@ def cache_prompt(kv: KvCache, c: Call, now: float) -> None:
             if root > 0:
                 c.nodes.append(kv.insert(c.root_key, None, root, now))
                 c.held = root
+        if c.stable:
+            # Only the part before the reasoning this prompt keeps is a prefix of later prompts
+            # (keep_reasoning: last): a node of its own, which they find under the call's share_key.
+            stable = kv.aligned(c.stable)
+            if stable > c.held:
+                c.nodes.append(kv.insert(c.share_key, c.nodes[-1] if c.nodes else None, stable, now))
+                c.held = stable
         length = kv.aligned(c.prompt)
         parent = c.nodes[-1] if c.nodes else None
         if length > c.held:
@@ -97,3 +112,21 @@ def insert_blocks(kv: KvCache, c: Call, now: float) -> None:
         c.nodes.append(node)
         c.held = node.length
         parent = node
+
+
+def chain_keys(c: Call) -> list[int]:
+    """The cache keys of ``c``'s possible prefixes, deepest first (those :func:`find` looks up, without its
+    memo): for the lower KV tiers, which a prefix may have been demoted to (serving/tiers.py)."""
+    if c.blocks is not None:
+        full = min(len(c.blocks), c.prompt // c.block_tokens)
+        return [BLOCK_KEY_BASE + c.blocks[i] for i in range(full - 1, -1, -1)]
+    keys = [c.id]
+    if c.stable:
+        keys.append(c.share_key)
+    p = c.parent
+    while p is not None:
+        keys.append(p.share_key)
+        p = p.parent
+    if c.root_key is not None:
+        keys.append(c.root_key)
+    return keys

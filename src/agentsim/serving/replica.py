@@ -64,9 +64,10 @@ from agentsim.serving.admission import (
     reset_ratio,
     retract_victim,
 )
-from agentsim.serving.call import DECODE, DONE, PREFILL, WAITING, Call, CallListener, ReplicaId
-from agentsim.serving.kvcache import KvCache
-from agentsim.serving.prefix import cache_prompt, find
+from agentsim.serving.call import DECODE, DONE, LOADING, PREFILL, WAITING, Call, CallListener, ReplicaId
+from agentsim.serving.kvcache import KvCache, Node
+from agentsim.serving.prefix import cache_prompt, chain_keys, find
+from agentsim.serving.tiers import NONE, ON_TOOL_WAIT, OffloadPlan, Tiers
 
 # Replica states between events.
 IDLE: Final = 0
@@ -107,6 +108,22 @@ class Timer(Event):
         self.replica._fire(self.gen)
 
 
+class Loaded(Event):
+    """The reload of an admitted call's prefix from a lower KV tier has ended (stale if the call was preempted
+    meanwhile: its ``epoch`` moved on)."""
+
+    __slots__ = ("call", "epoch", "replica")
+
+    def __init__(self, replica: Replica, call: Call) -> None:
+        super().__init__(0.0, 0)
+        self.replica = replica
+        self.call = call
+        self.epoch = call.epoch
+
+    def fire(self) -> None:
+        self.replica._loaded(self.call, self.epoch)
+
+
 class CallTooLarge(Exception):
     """A call whose prompt plus output can never fit the replica's KV capacity."""
 
@@ -129,6 +146,7 @@ class Replica(ReplicaId):
         listener: CallListener,
         role: str = "unified",
         on_prefilled: Callable[[Call, float], None] | None = None,
+        offload: OffloadPlan | None = None,
     ) -> None:
         super().__init__(pool, index)
         self.clock = clock  # the hot path schedules and reads the time here
@@ -144,6 +162,15 @@ class Replica(ReplicaId):
         self.budget = engine.max_batched_tokens
         self.chunked = engine.chunked_prefill
         self.kv = KvCache(kv_capacity_tokens, engine.block_size_tokens, engine.prefix_caching)
+        # KV offload (serving/tiers.py): evicted prefixes go to host DRAM / NVMe and are reloaded from there.
+        self.tiers: Tiers | None = None
+        self.park_tools = False
+        if offload is not None and offload.policy != NONE and engine.prefix_caching:
+            self.tiers = Tiers(offload)
+            self.kv.lower = self.tiers
+            self.park_tools = offload.policy == ON_TOOL_WAIT
+        self.loading = 0  # admitted calls waiting for their prefix's reload
+        self.reloads_now = 0  # reloads admitted at this step boundary
         self.config = engine
         self.admission = engine.admission
         self.listener = listener
@@ -427,6 +454,8 @@ class Replica(ReplicaId):
         kv.private -= private
         for n in c.nodes:
             kv.unref(n, now)
+        if c.park and self.park_tools and c.nodes:
+            kv.park(c.nodes[-1])  # a tool call follows: the agent's context leaves HBM (on_tool_wait)
         c.nodes.clear()  # in place: no new list per call
         c.phase = DONE
         c.done_s = now
@@ -449,7 +478,10 @@ class Replica(ReplicaId):
         else:
             kv.private -= c.target - c.held
             self.pf_left -= c.output - c.generated
-            self.prefilling.remove(c)
+            if c.phase == LOADING:
+                self.loading -= 1  # its reload's end is ignored (the epoch moves on)
+            else:
+                self.prefilling.remove(c)
         for n in c.nodes:
             kv.unref(n, now)
         c.nodes.clear()  # in place: no new list per call
@@ -467,7 +499,7 @@ class Replica(ReplicaId):
     # ================================================================== scheduling
     def _future(self) -> int:
         """KV tokens the running calls will still add by decoding (guaranteed-no-evict reserves them)."""
-        return self.fin_sum - self.decoding * self.step + self.pf_left - len(self.prefilling)
+        return self.fin_sum - self.decoding * self.step + self.pf_left - len(self.prefilling) - self.loading
 
     def _extra(self, c: Call, ready: bool) -> int:
         """KV tokens beyond the uncached prompt that must be free to admit ``c`` (serving/admission.py):
@@ -517,10 +549,20 @@ class Replica(ReplicaId):
             node = node.parent  # at least one prompt token must be computed to produce the next token
         hit = 0 if node is None else node.length
         need = target - hit
-        if not self.chunked and need > budget and (self.running or budget < self.budget):
+        path: list[Node] | None = None
+        compute = need
+        if self.tiers is not None:  # a deeper prefix in a lower tier is reloaded, not computed
+            path = self.tiers.path(chain_keys(c), kv, node)
+            while path and path[-1].length >= target:
+                path.pop()
+            if path:
+                compute = target - path[-1].length
+        if not self.chunked and compute > budget and (self.running or budget < self.budget):
             return 0
         if not kv.reserve(node, need + self._extra(c, False) if self.admission != FCFS_PREEMPT else need):
             return 0
+        if path:
+            return self._reload(c, node, path, target, need, budget, now)
         kv.private += need
         c.target = target
         c.held = hit
@@ -539,6 +581,60 @@ class Replica(ReplicaId):
             self.ratio_hold += min(c.output - c.generated, RESERVE_CLIP_TOKENS)
         return need if not self.chunked else min(need, budget)
 
+    def _reload(
+        self, c: Call, node: Node | None, path: list[Node], target: int, need: int, budget: int, now: float
+    ) -> int:
+        """Admit ``c`` (its HBM room reserved, ``node`` pinned) with the lower-tier ``path`` below ``node``
+        reloaded into HBM: it waits for the host link (serving/tiers.py), then prefills the rest. Returns -1
+        (admitted, nothing computed this step), or the first chunk when nothing could be reloaded after all."""
+        kv = self.kv
+        assert self.tiers is not None
+        deepest, dram, nvme, wait = self.tiers.reload(path, kv, now)
+        hit = 0 if node is None else node.length
+        moved = dram + nvme
+        kv.private += need - moved
+        c.target = target
+        if node is not None:
+            c.nodes.append(node)
+            node.last_use = now
+        if deepest is not None:
+            kv.ref(deepest)
+            c.nodes.append(deepest)
+            hit = deepest.length
+        c.held = hit
+        c.computed = hit
+        if c.generated == 0:
+            c.cached = hit
+            c.reloaded = [dram, nvme]
+            c.reload_s = wait
+        self._join(c)
+        self.pf_left += c.output - c.generated
+        if self.admission == NEW_TOKEN_RATIO:
+            self.ratio_hold += min(c.output - c.generated, RESERVE_CLIP_TOKENS)
+        if moved == 0:
+            c.phase = PREFILL
+            self.prefilling.append(c)
+            left = target - hit
+            return left if not self.chunked else min(left, budget)
+        c.phase = LOADING
+        self.loading += 1
+        self.reloads_now += 1
+        self.clock.post(Loaded(self, c), wait)
+        return -1
+
+    def _loaded(self, c: Call, epoch: int) -> None:
+        """``c``'s prefix is back in HBM: it prefills from the next step boundary."""
+        if epoch != c.epoch or c.phase != LOADING:
+            return
+        c.phase = PREFILL
+        self.loading -= 1
+        self.prefilling.append(c)
+        if self.state == IDLE:
+            self.state = STARTING
+            self._timer(0.0)
+        elif self.state == SEGMENT:
+            self._cut(self.clock.now)
+
     def _plan(self, now: float) -> None:
         """At a step boundary: make KV room, build the next batch, start a step or a segment, or go idle
         (steps 1-4 of the module docstring; SGLang's loop is :meth:`_plan_prefill_first`)."""
@@ -556,8 +652,9 @@ class Replica(ReplicaId):
         # 3. Token budget: decodes, pending prefill chunks, then admissions.
         d = self.decoding
         p, ctx = self._fill(self.budget - d, d, now)
-        # 4. Run.
-        self._run(now, p, d, ctx, False)
+        # 4. Run. After admitting a reload (nothing computed for it) the queue's new head has not been tried as a
+        # KV-ready call: one step, then plan again.
+        self._run(now, p, d, ctx, self.reloads_now > 0)
 
     def _plan_prefill_first(self, now: float) -> None:
         """SGLang's loop (new-token-ratio admission): a prefill batch when one can be formed, the decodes
@@ -610,6 +707,7 @@ class Replica(ReplicaId):
         waiting = self.waiting
         p = 0
         ctx = 0
+        self.reloads_now = 0
         pairs = 0.0
         for c in self.prefilling:
             if budget <= 0:
@@ -633,6 +731,8 @@ class Replica(ReplicaId):
             if chunk == 0:
                 break
             waiting.popleft()
+            if chunk < 0:
+                continue  # admitted, its prefix reloading from a lower KV tier
             c.chunk = chunk
             budget -= chunk
             p += chunk
@@ -659,7 +759,9 @@ class Replica(ReplicaId):
         k = 1 if single else cast(Finish, self.heap[0]).step - self.step
         room = self.kv.free // d
         if room < k:
-            k = room
+            # A reload admitted this boundary (its KV reserved, nothing computed: serving/tiers.py) may have taken
+            # the room step 1 made for the decodes; the step runs all the same, as a prefill step would.
+            k = room if room > 0 else 1
         if k > MAX_SEGMENT_STEPS:
             k = MAX_SEGMENT_STEPS
         self.cur_p = 0
@@ -733,6 +835,8 @@ class Replica(ReplicaId):
         self.prefilling.clear()
         self.heap.clear()
         self.kv.clear()
+        if self.tiers is not None:
+            self.tiers.clear()
 
     def finalize(self, now: float) -> None:
         """End of the horizon: charge the elapsed part of the current step or segment to the calls in it, so

@@ -353,6 +353,39 @@ class Autoscale(Strict):
         return self
 
 
+class KvOffload(Strict):
+    """Lower KV tiers below each replica's HBM: host DRAM, then local NVMe (vLLM's offloading connector, LMCache,
+    Dynamo's KV block manager; docs/DESIGN.md, KV offload).
+
+    ``on_evict``: a prefix evicted from HBM is demoted (DRAM, then NVMe, then dropped, oldest first) and a later
+    call finding it there reloads it at that tier's bandwidth instead of recomputing it. ``on_tool_wait`` also moves
+    an agent's context out of HBM while its tool runs; its next call reloads it. Capacities and bandwidths default
+    to the hardware catalog's host figures (``agentsim catalog``), per replica (per GPU x GPUs).
+
+    ``host: tools`` puts the DRAM tier on the cluster's tool nodes instead (the hybrid blueprint: the CPUs that run
+    the tools hold the KV in their memory): its capacity is a share of what the tools leave of the nodes' memory,
+    its bandwidth the cluster's ``kv_link`` (the network), and its price and power are the tool nodes'
+    (``ToolPool``; docs/DESIGN.md, KV offload)."""
+
+    policy: Literal["none", "on_evict", "on_tool_wait"] = "on_evict"
+    """`on_evict`: what HBM evicts is demoted, not dropped; `on_tool_wait`: also an agent's context while its tool
+    runs; `none`: no lower tiers (as if kv_offload were unset)"""
+    dram_gb: NonNegativeFloat | None = Field(
+        None, description="host DRAM for KV per replica, GB; default: half the catalog's host memory per GPU x GPUs"
+    )
+    nvme_gb: NonNegativeFloat = Field(0.0, description="local NVMe for KV per replica, GB (0: no NVMe tier)")
+    dram_gb_s: PositiveFloat | None = Field(
+        None, description="host -> HBM reload bandwidth per replica, GB/s; default: the catalog's link per GPU x GPUs"
+    )
+    nvme_gb_s: PositiveFloat | None = Field(
+        None, description="NVMe -> HBM reload bandwidth per replica, GB/s; default: the catalog's per GPU x GPUs"
+    )
+    host: Literal["local", "tools"] = "local"
+    """where the DRAM tier lives: `local`, the replica's own host (catalog host figures, priced per GB with the
+    pool); `tools`, the cluster's tool nodes, shared with the tools (needs `cluster.tools`; dram_gb defaults to an
+    even share of their free memory, dram_gb_s to kv_link's bandwidth)"""
+
+
 class PoolSpec(Strict):
     """A set of identical replicas with one role.
 
@@ -372,6 +405,7 @@ class PoolSpec(Strict):
     replicas: int = Field(1, ge=0, description="replicas at the start (the autoscaler may change it)")
     autoscale: Autoscale | None = None
     """scale the pool with its load (none: fixed replicas)"""
+    kv_offload: KvOffload | None = Field(None, description="lower KV tiers (host DRAM, NVMe); null: none")
 
     @model_validator(mode="after")
     def _autoscale_bounds(self) -> PoolSpec:
@@ -436,12 +470,23 @@ class ToolPool(Strict):
 
     A tool call takes one worker for its duration divided by ``speedup``; when every worker is busy tool calls
     queue (FIFO), so tool time depends on load. Price and power per core from the catalog's CPU entry.
+
+    When pools keep their KV DRAM tier here (``kv_offload.host: tools``), the tool pool is whole CPU nodes: enough
+    sockets for the workers' cores and for the tools' memory (``gb_per_worker`` each) plus the KV asked for, priced
+    per socket (the catalog's per-core price is a server's, its memory included) and drawing the idle power of the
+    cores no worker uses and the KV memory's power: one cost and one power figure for tools and KV tier.
     """
 
     cpu: str = "xeon6-6980p"
     """catalog CPU id (its price and power are charged for the tool pool)"""
     workers: PositiveInt = Field(description="concurrent tool calls (e.g. cores)")
     speedup: PositiveFloat = Field(1.0, description="tool durations are divided by this (faster CPUs)")
+    gb_per_worker: NonNegativeFloat = 4.0
+    """memory a tool worker keeps for its tool (sandbox, build, tests), GB; read only when KV tiers share the nodes
+    (4 GB: a coding agent's container, an ESTIMATE)"""
+    sockets: PositiveInt | None = None
+    """CPU sockets of the tool nodes when KV tiers share them; default: the fewest that hold the workers' cores and
+    the memory asked for (the tools' plus every explicit kv_offload.dram_gb x replicas)"""
 
 
 class ClusterSpec(Strict):
@@ -482,4 +527,7 @@ class ClusterSpec(Strict):
             raise ValueError(
                 f"prefill and decode pools must serve one model (KV moves between them); got {sorted(models)}"
             )
+        hosted = [p.name for p in self.pools if p.kv_offload is not None and p.kv_offload.host == "tools"]
+        if hosted and self.tools is None:
+            raise ValueError(f"kv_offload.host: tools (pools {', '.join(hosted)}) needs cluster.tools, the nodes")
         return self

@@ -40,6 +40,22 @@ call of every chain; its prompt is the lead's context (last lead prompt + output
 after the join. Calls are listed lead-first, then chain by chain, then the join, then the rest: a topological
 order.
 
+Reasoning (``reasoning_tokens``, ``keep_reasoning``). A call of a reasoning model first generates ``r(k)``
+reasoning tokens, then its visible output ``o(k)``: its ``output_tokens`` are ``r(k) + o(k)`` (decoded, held in
+KV and paid for) and ``reasoning_tokens`` is ``r(k)``, which is not delivered. What the next step's context
+keeps follows the APIs (docs/DESIGN.md, Reasoning): ``none`` (DeepSeek-R1, Qwen3: earlier reasoning dropped)::
+
+    prompt(k) = prompt(k-1) + o(k-1) + tool_result(k-1)
+
+``all`` (interleaved thinking in a tool loop: gpt-oss harmony, Anthropic, OpenAI Responses keep it within the
+task): ``prompt(k) = prompt(k-1) + r(k-1) + o(k-1) + tool_result(k-1)``; ``last`` (only the previous call's
+reasoning): with ``V(k)`` the visible context (everything but reasoning), ``V(k) = V(k-1) + o(k-1) +
+tool_result(k-1)`` and ``prompt(k) = V(k) + r(k-1)``. Under ``last`` the reasoning kept in ``prompt(k-1)`` sits
+before ``o(k-2)`` and is gone from ``prompt(k)``, so only ``V(k-2)``, the part of ``prompt(k-1)`` before it, is a
+prefix of the next prompts: the call's ``stable_tokens``, which the engine caches as a node of its own. A sub-agent
+or join call follows the lead's call by the same rule. The context limit and the window apply to the prompt and
+to ``prompt + r + o``.
+
 Token counts are integers: every draw is rounded half-to-even; outputs, steps and sub-agent steps are at
 least 1 and any prompt is at least 1.
 
@@ -53,7 +69,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
@@ -182,6 +198,12 @@ def resolve_profile(w: WorkloadSpec) -> AgentProfile | FixedProfile:
 
 # --------------------------------------------------------------------------- task factory
 
+KEEP_NONE: Final = 0
+KEEP_LAST: Final = 1
+KEEP_ALL: Final = 2
+KEEP_REASONING: Final = {"none": KEEP_NONE, "last": KEEP_LAST, "all": KEEP_ALL}
+"""``keep_reasoning`` of a profile, as the factory's code."""
+
 
 
 class TaskFactory:
@@ -192,6 +214,7 @@ class TaskFactory:
     stream of tasks is a pure function of the profile and the generator's state. A shared system prompt is
     drawn once, here, for the whole workload. ``max_context_tokens``: the serving model's context window, which
     the profile's ``on_context_limit`` compacts (or truncates) below (module docstring); None: no window.
+    ``models``: the model index of the lead's, the sub-agents' and the join's calls (-1: the workload's model).
     """
 
     def __init__(
@@ -202,12 +225,14 @@ class TaskFactory:
         *,
         block: int = BLOCK,
         max_context_tokens: int | None = None,
+        models: tuple[int, int, int] = (-1, -1, -1),
     ) -> None:
         self.profile = profile
         self.workload = workload
         self._after: list[tuple[int, ...]] = []  # _after[i] == (i,): one shared deps tuple per chain position
         self._same: TaskTemplate | None = None  # the task, when every task is the same
         window = NO_WINDOW if max_context_tokens is None else max_context_tokens
+        self._lead_model, self._sub_model, self._join_model = models
         if isinstance(profile, FixedProfile):
             self._window = window if profile.on_context_limit == "truncate" else NO_WINDOW
             self._prompt = IntSampler(profile.prompt_tokens, rng, 1, block)
@@ -229,6 +254,7 @@ class TaskFactory:
         self._system_cap = min(p.context_limit_tokens, window) - compact_to
         self._shared = p.shared_system_prompt
         self._gap_is_tool = p.gap == "tool"
+        self._keep = KEEP_REASONING[p.keep_reasoning]
         self._system = IntSampler(p.system_prompt_tokens, rng, 0, block)
         self._shared_system = 0
         if self._shared:
@@ -246,6 +272,10 @@ class TaskFactory:
             self._k = IntSampler(f.subagents, rng, 0, block)
             self._sub_steps = IntSampler(f.steps, rng, 1, block)
             self._result = IntSampler(f.result_tokens, rng, 0, block)
+        # Created last: a profile without reasoning draws exactly what it drew before reasoning existed.
+        self._reason: IntSampler | None = (
+            IntSampler(p.reasoning_tokens, rng, 0, block) if p.reasoning_tokens is not None else None
+        )
 
     def _dep(self, i: int) -> tuple[int, ...]:
         """``(i,)``, shared across tasks (tuples are immutable) instead of allocated per call."""
@@ -268,19 +298,21 @@ class TaskFactory:
         limit = self._limit
         first = max(1, min(system + self._task.next(), limit))
         n = self._steps.next()
-        out = self._out.next()
+        r = self._reason.next() if self._reason is not None else 0
+        out = self._out.next() + r
         if first + out > self._window:  # the task prompt is cut to fit, as at the limit
             first = max(self._window - out, system if self._shared else 1, 1)
-        calls: list[CallTemplate] = [CallTemplate(first, out)]
+        lead = self._lead_model
+        calls: list[CallTemplate] = [CallTemplate(first, out, (), 0.0, ROOT, None, False, False, r, 0, lead)]
         if not self._at_step:
-            self._grow(calls, n - 1, compacted)
+            self._grow(calls, n - 1, compacted, lead, first)
         else:
             lead_n = min(self._at_step, n)
-            self._grow(calls, lead_n - 1, compacted)
+            visible = self._grow(calls, lead_n - 1, compacted, lead, first)
             k = self._k.next()
             if k > 0:
-                self._fan_out(calls, k, compacted)
-            self._grow(calls, n - lead_n, compacted)
+                visible = self._fan_out(calls, k, compacted, visible)
+            self._grow(calls, n - lead_n, compacted, lead, visible)
         return TaskTemplate(self.workload, tuple(calls), system if self._shared else 0)
 
     def __iter__(self) -> TaskFactory:
@@ -289,50 +321,90 @@ class TaskFactory:
     def __next__(self) -> TaskTemplate:
         return self.next()
 
-    def _grow(self, calls: list[CallTemplate], n: int, compacted: int) -> None:
-        """Append ``n`` chain steps after the last call of ``calls``."""
+    def _following(self, prev: CallTemplate, visible: int, appended: int) -> tuple[int, int, int]:
+        """The context of a call that follows ``prev`` (whose visible context is ``visible``) with ``appended``
+        tokens added: (prompt, its stable part or 0 for the whole prompt, its visible context). Module docstring,
+        Reasoning."""
+        r = prev.reasoning_tokens
+        shown = prev.output_tokens - r
+        if self._keep == KEEP_NONE:
+            p = prev.prompt_tokens + shown + appended
+            return p, 0, p
+        if self._keep == KEEP_ALL:
+            p = prev.prompt_tokens + prev.output_tokens + appended
+            return p, 0, p
+        v = visible + shown + appended
+        return v + r, (visible if r else 0), v
+
+    def _grow(self, calls: list[CallTemplate], n: int, compacted: int, model: int, visible: int) -> int:
+        """Append ``n`` chain steps after the last call of ``calls`` (whose visible context is ``visible``:
+        its prompt without the reasoning it keeps); return the visible context of the last call."""
         if n <= 0:
-            return
+            return visible
         outs = self._out.take(n)
         tools = self._tool.take(n)
         gaps = self._tool_s.take(n)
+        reasons = self._reason.take(n) if self._reason is not None else None
+        keep = self._keep
         limit = self._limit
         window = self._window
         tool = self._gap_is_tool
         prev = len(calls) - 1
         last = calls[prev]
-        p, o = last.prompt_tokens, last.output_tokens
+        p, o, r = last.prompt_tokens, last.output_tokens, last.reasoning_tokens
         append = calls.append
         for j in range(n):
-            p += o + tools[j]
-            o = outs[j]
+            # The next prompt (module docstring): the visible output and the tool result are appended, and the
+            # reasoning kept or dropped by keep_reasoning.
+            stable = 0
+            if keep == KEEP_NONE:
+                p += o - r + tools[j]
+            elif keep == KEEP_ALL:
+                p += o + tools[j]
+            else:
+                if r:
+                    stable = visible
+                visible += o - r + tools[j]
+                p = visible + r
+            r = reasons[j] if reasons is not None else 0
+            o = outs[j] + r
             if p > limit or p + o > window:
                 p = compacted
-                append(CallTemplate(p, o, self._dep(prev), gaps[j], ROOT, None, tool, True))
+                visible = p
+                append(CallTemplate(p, o, self._dep(prev), gaps[j], ROOT, None, tool, True, r, 0, model))
             else:
-                append(CallTemplate(p, o, self._dep(prev), gaps[j], prev, None, tool))
+                append(CallTemplate(p, o, self._dep(prev), gaps[j], prev, None, tool, False, r, stable, model))
             prev += 1
+        return visible
 
-    def _fan_out(self, calls: list[CallTemplate], k: int, compacted: int) -> None:
-        """Append ``k`` sub-agent chains forked from the last call, then their join."""
+    def _fan_out(self, calls: list[CallTemplate], k: int, compacted: int, visible: int) -> int:
+        """Append ``k`` sub-agent chains forked from the last call, then their join; return the join's visible
+        context."""
         lead = len(calls) - 1
-        context = calls[lead].prompt_tokens + calls[lead].output_tokens
+        lead_call = calls[lead]
         limit = self._limit
         window = self._window
+        sub = self._sub_model
         instructions = self._tool.take(k)
         lengths = self._sub_steps.take(k)
         outs = self._out.take(k + 1)
+        reasons = self._reason.take(k + 1) if self._reason is not None else [0] * (k + 1)
         lasts: list[int] = []
         for j in range(k):
-            p = context + instructions[j]
-            if p > limit or p + outs[j] > window:
-                calls.append(CallTemplate(compacted, outs[j], (lead,), 0.0, ROOT, None, False, True))
+            p, stable, v = self._following(lead_call, visible, instructions[j])
+            o = outs[j] + reasons[j]
+            if p > limit or p + o > window:
+                v = compacted
+                calls.append(CallTemplate(compacted, o, (lead,), 0.0, ROOT, None, False, True, reasons[j], 0, sub))
             else:
-                calls.append(CallTemplate(p, outs[j], (lead,), 0.0, lead))
-            self._grow(calls, lengths[j] - 1, compacted)
+                calls.append(CallTemplate(p, o, (lead,), 0.0, lead, None, False, False, reasons[j], stable, sub))
+            self._grow(calls, lengths[j] - 1, compacted, sub, v)
             lasts.append(len(calls) - 1)
-        p = context + sum(self._result.take(k))
-        if p > limit or p + outs[k] > window:
-            calls.append(CallTemplate(compacted, outs[k], tuple(lasts), 0.0, ROOT, None, False, True))
-        else:
-            calls.append(CallTemplate(p, outs[k], tuple(lasts), 0.0, lead))
+        p, stable, v = self._following(lead_call, visible, sum(self._result.take(k)))
+        o = outs[k] + reasons[k]
+        join = self._join_model
+        if p > limit or p + o > window:
+            calls.append(CallTemplate(compacted, o, tuple(lasts), 0.0, ROOT, None, False, True, reasons[k], 0, join))
+            return compacted
+        calls.append(CallTemplate(p, o, tuple(lasts), 0.0, lead, None, False, False, reasons[k], stable, join))
+        return v
