@@ -14,10 +14,11 @@ Three cases, each run in a fresh process whose peak resident memory (``ru_maxrss
 Every size is a parameter. The preflight estimate (``agentsim.preflight``) is printed beside each measurement.
 
 Measured on a shared 2-core machine (Dec 2026, compiled build): the 10M-call replay (5.3 simulated hours) peaks
-at 960 MB, 312 s wall plus 24 s to write the trace; the 12-hour, 256-replica run (10,240 coding agents; the
-cluster saturates, 6.1M calls) at 887 MB, 112 s wall. Doubling from 0.25 h: 383, 409, 433, 467 (1 h), 513 (2 h)
-MB: +100, +48, +46 MB per simulated hour, then ~37 MB/h on to 12 h. The engine's own state is flat
-(tests/test_memory_bounded.py); what still grows is the prefix caches filling up to their capacity (256 of
+at 960 MB, 312 s wall plus 24 s to write the trace (979 MB, 146 s after main's issue-15 columns); the 12-hour,
+256-replica run (10,240 coding agents; the cluster saturates, 6.1M calls) at 887 MB, 112 s wall. Doubling from
+0.25 h: 383, 409, 433, 467 (1 h), 513 (2 h) MB: +100, +48, +46 MB per simulated hour, then ~37 MB/h on to 12 h.
+The engine's own state is flat (tests/test_memory_bounded.py); what still grows is the prefix caches filling up
+to their capacity (256 of
 them) and the summary's arrays of the call table's length (~50-90 bytes per call).
 
 Run: ``python benchmarks/bench_memory.py [replay|agents|doubling|all] [--calls N] [--hours H] ...``
