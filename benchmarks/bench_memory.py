@@ -18,8 +18,7 @@ at 960 MB, 312 s wall plus 24 s to write the trace (979 MB, 146 s after main's i
 256-replica run (10,240 coding agents; the cluster saturates, 6.1M calls) at 887 MB, 112 s wall. Doubling from
 0.25 h: 383, 409, 433, 467 (1 h), 513 (2 h) MB: +100, +48, +46 MB per simulated hour, then ~37 MB/h on to 12 h.
 The engine's own state is flat (tests/test_memory_bounded.py); what still grows is the prefix caches filling up
-to their capacity (256 of
-them) and the summary's arrays of the call table's length (~50-90 bytes per call).
+to their capacity (256 of them) and the summary's arrays of the call table's length (~50-90 bytes per call).
 
 Run: ``python benchmarks/bench_memory.py [replay|agents|doubling|all] [--calls N] [--hours H] ...``
 """
