@@ -287,7 +287,7 @@ def test_the_cluster_refuses_a_call_past_the_window() -> None:
     unchecked = dataclasses.replace(resolved, workloads=tuple(
         dataclasses.replace(w, max_context_tokens=None) for w in resolved.workloads))
     with pytest.raises(ContextWindowExceeded, match="context window"):
-        simulate_resolved(unchecked)
+        simulate_resolved(unchecked, {})
 
 
 # --------------------------------------------------------------------------- traces

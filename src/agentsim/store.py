@@ -4,11 +4,19 @@ A run directory holds ``calls.parquet``, ``tasks.parquet``, ``replicas.parquet``
 ``summary.json`` and ``manifest.json``. Everything is first written into a hidden temporary sibling directory
 and then renamed into place (:mod:`agentsim.files`), so a reader (or a crash) never sees half a run. An existing
 directory is refused unless ``overwrite=True``; then the new one takes its place in one atomic exchange.
+
+A simulated run's calls, tasks and replicas are already Parquet files when it ends (its spill files,
+:mod:`agentsim.spill`): they are moved into the run directory, not copied, when they are on the same file
+system (a hard link into the temporary directory, the source removed once the run is in place, so a failure
+midway loses nothing), and copied otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agentsim.files import OutputExistsError, atomic_path
+from agentsim.spill import write_parquet
 
 TABLES = ("calls", "tasks", "replicas", "pools")
 
@@ -36,16 +45,32 @@ def write_run(
     manifest: dict[str, Any],
     *,
     overwrite: bool = False,
+    files: Mapping[str, Path] | None = None,
+    move: bool = False,
 ) -> Path:
     """Write one run's tables and JSON files into ``out`` atomically (:func:`agentsim.files.atomic_path`);
-    return ``out``."""
+    return ``out``. ``files`` maps table names to Parquet files already written: linked into the run (copied
+    across file systems), and with ``move`` their sources removed once the run is in place."""
     out = Path(out)
+    given = dict(files or {})
     with atomic_path(out, overwrite=overwrite, directory=True, exists_error=RunExistsError) as tmp:
         for name, table in tables.items():
-            pq.write_table(table, tmp / f"{name}.parquet", compression="zstd")
+            write_parquet(table, tmp / f"{name}.parquet")
+        for name, src in given.items():
+            _link_or_copy(Path(src), tmp / f"{name}.parquet")
         (tmp / "summary.json").write_text(_json(summary))
         (tmp / "manifest.json").write_text(_json(manifest))
+    if move:
+        for src in given.values():
+            Path(src).unlink(missing_ok=True)
     return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # same file system: no copy
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def new_run_dir(root: Path = Path("runs"), name: str = "run") -> Path:

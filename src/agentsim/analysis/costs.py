@@ -20,15 +20,20 @@ import numpy as np
 import pyarrow as pa
 
 from agentsim import columns
-from agentsim.engine.records import number_tasks
+from agentsim.analysis.tables import Table
+from agentsim.engine.records import TaskSums
 from agentsim.resolve import TOOLS_POOL, PoolRates
+
+COST_SUMS = ("usd", "energy_j")
+"""The call columns a task sums besides its tokens and busy time (:class:`~agentsim.engine.records.TaskSums`)."""
 
 POOLS_SCHEMA = columns.schema(columns.POOLS)
 
 
 def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
-    """Add ``usd`` and ``energy_j`` to the calls table: each call's busy share on its replica, and on its
-    prefill replica when it was disaggregated, priced at that replica's pool rates."""
+    """Add ``usd`` and ``energy_j`` to the calls table (or to a batch of it: each row's cost is its own): each
+    call's busy share on its replica, and on its prefill replica when it was disaggregated, priced at that
+    replica's pool rates."""
     usd_s = {r.pool: r.usd_per_s for r in rates}
     prompt_w = {r.pool: r.busy_w_per_replica for r in rates}
     decode_w = {r.pool: r.decode_w_per_replica for r in rates}
@@ -56,15 +61,13 @@ def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
     return calls.append_column("energy_j", pa.array(energy))
 
 
-def attach_task_costs(tasks: pa.Table, calls: pa.Table, tools: PoolRates | None = None) -> pa.Table:
-    """Add ``usd`` and ``energy_j`` to the tasks table: the sums over each task's calls, plus its tool calls'
-    worker-seconds at the tool pool's per-worker rates."""
+def attach_task_costs(tasks: pa.Table, sums: TaskSums, tools: PoolRates | None = None) -> pa.Table:
+    """Add ``usd`` and ``energy_j`` to (a batch of) the tasks table: the sums over each task's calls (``sums``,
+    taken with ``extra=COST_SUMS`` over the costed call table), plus its tool calls' worker-seconds at the tool
+    pool's per-worker rates."""
     tasks = _add_tool_costs(tasks, tools)
-    of_task, of_call, size = number_tasks(tasks.column("task_id").to_numpy(), calls.column("task_id").to_numpy())
-    parts = []
-    for name, tool_name in (("usd", "tool_usd"), ("energy_j", "tool_energy_j")):
-        sums = np.bincount(of_call, weights=calls.column(name).to_numpy(), minlength=size)
-        parts.append(pa.array(sums[of_task] + tasks.column(tool_name).to_numpy()))
+    ids = tasks.column("task_id").to_numpy()
+    parts = [pa.array(sums.of(name, ids) + tasks.column(f"tool_{name}").to_numpy()) for name in COST_SUMS]
     return tasks.append_column("usd", parts[0]).append_column("energy_j", parts[1])
 
 
@@ -80,7 +83,7 @@ def _add_tool_costs(tasks: pa.Table, tools: PoolRates | None) -> pa.Table:
     return tasks.append_column("tool_usd", pa.array(usd)).append_column("tool_energy_j", pa.array(energy))
 
 
-def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, horizon_s: float) -> pa.Table:
+def pools_table(rates: list[PoolRates], replicas: Table, calls: Table, horizon_s: float) -> pa.Table:
     """Per pool over the whole run: provisioned cost, the part charged to calls, the idle remainder, energy."""
     t = np.asarray(replicas.column("t_s").to_numpy(), dtype=float)
     last = replicas.filter(pa.array(t == horizon_s))
@@ -101,20 +104,23 @@ def pools_table(rates: list[PoolRates], replicas: pa.Table, calls: pa.Table, hor
         count_by_pool[pool] = count_by_pool.get(pool, 0) + 1
     usd_s = {r.pool: r.usd_per_s for r in rates}
     # Each call's busy seconds priced at its pool's rate and summed per pool, on its replica's pool and then on
-    # its prefill replica's: one np.bincount over both, so the sums run in the same row order as a loop would.
+    # its prefill replica's: the sums run over the first column's rows in row order, then go on over the second's
+    # (one np.bincount each, the second starting from the first's sums: the same additions as a single loop).
     number = {r.pool: i for i, r in enumerate(rates)}
     price = np.array([r.usd_per_s for r in rates])
-    codes: list[np.ndarray] = []
-    busy_parts: list[np.ndarray] = []
+    sums: np.ndarray = np.zeros(len(rates))
     for pool_col, busy_col in (("pool", "busy_s"), ("prefill_pool", "prefill_busy_s")):
         pools = calls.column(pool_col).combine_chunks().dictionary_encode()
         lut = np.array([number[p] for p in pools.dictionary.to_pylist()] + [-1], dtype=np.int64)
         code = lut[np.asarray(pools.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)]
+        del pools
         routed = code >= 0
-        codes.append(code[routed])
-        busy_parts.append(np.asarray(calls.column(busy_col).to_numpy(zero_copy_only=False), dtype=float)[routed])
-    code = np.concatenate(codes)
-    sums = np.bincount(code, weights=np.concatenate(busy_parts) * price[code], minlength=len(rates))
+        code = code[routed]
+        busy = np.asarray(calls.column(busy_col).to_numpy(zero_copy_only=False), dtype=float)[routed]
+        del routed
+        busy *= price[code]
+        bins = np.arange(len(rates))
+        sums = np.bincount(np.concatenate([bins, code]), weights=np.concatenate([sums, busy]), minlength=len(rates))
     usd_by_pool = {r.pool: float(sums[i]) for i, r in enumerate(rates)}
     if TOOLS_POOL in usd_s:
         # Tool work is charged to tasks, not calls: its "calls" cost is the busy part of the pool.

@@ -1,5 +1,9 @@
 """Metrics: functions from result tables to summary numbers. Tables in, numbers out; no simulation here.
 
+The tables may be Arrow tables or a run's Parquet files read a column at a time (:mod:`agentsim.analysis.tables`):
+the summary of a ten-million-call run holds a few whole columns at once, never the table; each latency is
+computed, summarized and dropped before the next.
+
 Every statistic is taken over the *measurement window* ``[warmup_s, horizon_s]``: calls issued and tasks
 started at or after ``warmup_s`` (the warm-up fills caches and queues and is excluded), and token and busy-time
 counters differenced between the replica samples at ``warmup_s`` and ``horizon_s``. Each formula is written out
@@ -15,38 +19,51 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agentsim import spec
+from agentsim.analysis.survival import area_above, kaplan_meier
+from agentsim.analysis.tables import Table, rows_where
 from agentsim.resolve import PoolRates
+
+__all__ = ["Table", "rows_where"]  # re-exported: the metrics' table helpers
 
 PERCENTILES = (50, 90, 99)
 
 
-def dist(values: np.ndarray) -> dict[str, float | None]:
-    """``mean, p50, p90, p99`` (and ``n``) of ``values``; nulls when there are none."""
-    v = values[~np.isnan(values)] if values.size else values
+def dist(values: np.ndarray, *, overwrite: bool = False) -> dict[str, float | None]:
+    """``mean, p50, p90, p99`` (and ``n``) of ``values``; nulls when there are none. ``overwrite``: ``values``
+    may be reordered (a temporary of the caller's: no copy is made of it)."""
+    nan = np.isnan(values)
+    v = values[~nan] if values.size and (not overwrite or nan.any()) else values
+    del nan
     if v.size == 0:
         return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
-    q = np.percentile(v, PERCENTILES)
-    out: dict[str, float | None] = {"n": int(v.size), "mean": float(v.mean())}
+    out: dict[str, float | None] = {"n": int(v.size), "mean": float(v.mean())}  # before any reordering
+    q = np.percentile(v, PERCENTILES, overwrite_input=overwrite or v is not values)
     for p, x in zip(PERCENTILES, q, strict=True):
         out[f"p{p}"] = float(x)
     return out
 
 
-def censored_dist(done: np.ndarray, censored: np.ndarray) -> dict[str, Any]:
+def censored_dist(done: np.ndarray, censored: np.ndarray, *, overwrite: bool = False) -> dict[str, Any]:
     """A duration distribution when some items were still running at the horizon: ``done`` holds the durations
     that finished, ``censored`` the ages reached by those that did not (their durations are at least that).
+    ``overwrite``: ``done`` may be reordered (a temporary of the caller's).
 
     Without censored items this is :func:`dist` (numpy's percentiles), plus ``censored: 0``. With them, the
-    distribution is the Kaplan-Meier estimate (``scipy.stats.ecdf`` on right-censored data): a percentile the
-    estimate reaches is its first duration with ``F >= p``; one it does not reach (too many items still running)
-    is reported as a lower bound, the percentile with every censored item counted at its age, and named in
-    ``lower_bounds``. The mean is the area under the estimated survival curve (a lower bound, and named so, when
-    the longest item is still running). Counting only finished items instead would drop exactly the long
-    ones."""
-    done = done[~np.isnan(done)]
+    distribution is the Kaplan-Meier estimate (``scipy.stats.ecdf`` on right-censored data, computed in less
+    memory by :mod:`agentsim.analysis.survival`): a percentile the estimate reaches is its first duration with
+    ``F >= p``; one it does not reach (too many items still running) is reported as a lower bound, the
+    percentile with every censored item counted at its age, and named in ``lower_bounds``. The mean is the area
+    under the estimated survival curve (a lower bound, and named so, when the longest item is still running).
+    Counting only finished items instead would drop exactly the long ones."""
     censored = censored[~np.isnan(censored)]
     if censored.size == 0:
-        return {**dist(done), "censored": 0}
+        return {**dist(done, overwrite=overwrite), "censored": 0}
+    finite = done.size - int(np.count_nonzero(np.isnan(done)))
+    if overwrite:
+        done.sort()  # NaN last
+        done = done[:finite]
+    else:
+        done = np.sort(done[~np.isnan(done)])
     out: dict[str, Any] = {"n": int(done.size), "censored": int(censored.size)}
     lower: list[str] = []
     if done.size == 0:  # nothing finished: every statistic is at least the imputed one
@@ -57,64 +74,92 @@ def censored_dist(done: np.ndarray, censored: np.ndarray) -> dict[str, Any]:
         out["lower_bounds"] = ["mean", *(f"p{p}" for p in PERCENTILES)]
         out["estimator"] = "lower bound"
         return out
-    from scipy import stats
-
-    km = stats.ecdf(stats.CensoredData(uncensored=done, right=censored)).cdf
-    times, probs = np.asarray(km.quantiles, dtype=float), np.asarray(km.probabilities, dtype=float)
-    imputed = np.concatenate([done, censored])
+    times, probs = kaplan_meier(done, np.sort(censored))
     for p in PERCENTILES:
-        reached = np.flatnonzero(probs >= p / 100.0 - 1e-12)
-        if reached.size:
-            out[f"p{p}"] = float(times[reached[0]])
-        else:
-            out[f"p{p}"] = float(np.percentile(imputed, p))
+        reached = probs >= p / 100.0 - 1e-12
+        if reached.any():
+            out[f"p{p}"] = float(times[int(reached.argmax())])
+        else:  # the durations in any order: a percentile does not depend on it
+            out[f"p{p}"] = float(np.percentile(np.concatenate([done, censored]), p, overwrite_input=True))
             lower.append(f"p{p}")
-    surv = 1.0 - probs
-    widths = np.diff(np.concatenate([[0.0], times]))
-    out["mean"] = float(np.sum(widths * np.concatenate([[1.0], surv[:-1]])))
-    if censored.max() >= times[-1]:
+        del reached
+    last = times[-1]
+    out["mean"] = area_above(times, probs, overwrite=True)
+    del times, probs
+    if censored.max() >= last:
         lower.insert(0, "mean")
     out["lower_bounds"] = lower
     out["estimator"] = "kaplan-meier"
     return out
 
 
-def col(table: pa.Table, name: str) -> np.ndarray:
+def col(table: Table, name: str) -> np.ndarray:
     """A column as float64 numpy, nulls as NaN."""
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
 
 
-def call_latencies(calls: pa.Table) -> dict[str, np.ndarray]:
+def own_col(table: Table, name: str) -> np.ndarray:
+    """:func:`col`, as an array of its own that may be changed in place (not a view of the table's memory)."""
+    a = col(table, name)
+    return a if a.flags.writeable and a.flags.owndata else a.copy()
+
+
+def _codes(table: Table, name: str) -> tuple[np.ndarray, list[str]]:
+    """Text column ``name`` as codes into its distinct values (null: the code ``len(values)``)."""
+    arr = table.column(name).combine_chunks()
+    if not pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_encode()
+    names = [str(v) for v in arr.dictionary.to_pylist()]
+    code = np.asarray(arr.indices.fill_null(len(names)).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return code, names
+
+
+def ttft_of(calls: Table) -> np.ndarray:
+    """Per-call time to first token (NaN where there is none)."""
+    ttft = own_col(calls, "first_token_s")
+    ttft -= col(calls, "issue_s")  # in place: one array of the table's length, not three
+    return ttft
+
+
+def tpot_of(calls: Table) -> np.ndarray:
+    """Per-call time per output token after the first (NaN where undefined; see :func:`call_latencies`)."""
+    tpot = own_col(calls, "done_s")
+    tpot -= col(calls, "first_token_s")
+    per = own_col(calls, "generated_tokens")
+    per -= 1  # token counts: exact in float64, so per > 0 exactly when generated > 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(tpot, per, out=tpot)
+    tpot[~(per > 0)] = np.nan
+    return tpot
+
+
+def e2e_of(calls: Table) -> np.ndarray:
+    """Per-call end-to-end seconds (NaN where unfinished)."""
+    e2e = own_col(calls, "done_s")
+    e2e -= col(calls, "issue_s")
+    return e2e
+
+
+def call_latencies(calls: Table) -> dict[str, np.ndarray]:
     """Per-call TTFT, TPOT and end-to-end seconds (NaN where undefined).
 
     TPOT is ``(done - first_token) / (generated - 1)``: the mean time between output tokens after the first,
     undefined for single-token outputs.
     """
-    issue = col(calls, "issue_s")
-    first = col(calls, "first_token_s")
-    done = col(calls, "done_s")
-    gen = col(calls, "generated_tokens")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(gen > 1, (done - first) / (gen - 1), np.nan)
-    return {"ttft_s": first - issue, "tpot_s": tpot, "call_e2e_s": done - issue}
+    return {"ttft_s": ttft_of(calls), "tpot_s": tpot_of(calls), "call_e2e_s": e2e_of(calls)}
 
 
-def is_status(table: pa.Table, status: str) -> np.ndarray:
+def is_status(table: Table, status: str) -> np.ndarray:
     """Boolean mask of ``table``'s rows whose ``status`` is ``status``."""
     return np.asarray(pc.equal(table.column("status"), status).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def of_workload(table: pa.Table, label: str) -> np.ndarray:
+def of_workload(table: Table, label: str) -> np.ndarray:
     """Boolean mask of ``table``'s rows whose ``workload`` is ``label``."""
     return np.asarray(pc.equal(table.column("workload"), label).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def rows_where(table: pa.Table, mask: np.ndarray) -> pa.Table:
-    """The rows of ``table`` where ``mask`` holds (the table itself when it holds everywhere: no copy)."""
-    return table if bool(mask.all()) else table.filter(pa.array(mask))
-
-
-def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
+def window(replicas: Table, t0: float, t1: float) -> dict[str, np.ndarray]:
     """Per-replica counter increments between the samples at ``t0`` and ``t1``, one entry per replica present at
     ``t1`` (a replica that did not exist yet at ``t0`` counts from zero)."""
     t = col(replicas, "t_s")
@@ -135,8 +180,8 @@ def window(replicas: pa.Table, t0: float, t1: float) -> dict[str, np.ndarray]:
 
 
 def slo_attainment(
-    calls: pa.Table,
-    tasks: pa.Table,
+    calls: Table,
+    tasks: Table,
     workloads: list[spec.WorkloadSpec | spec.TraceWorkload],
     horizon_s: float = float("inf"),
 ) -> dict[str, Any]:
@@ -151,13 +196,25 @@ def slo_attainment(
     """
     if all(v is None for w in workloads for v in w.slo.model_dump().values()):
         return {"calls": None, "tasks": None, "by_workload": {}}  # no targets: nothing to attain
-    lat = call_latencies(calls)
-    issue = col(calls, "issue_s")
-    first = col(calls, "first_token_s")
-    start = col(tasks, "start_s")
-    task_s = col(tasks, "done_s") - col(tasks, "start_s")
-    rejected = is_status(calls, "rejected")
-    failed = is_status(tasks, "failed")
+    # Only the columns some target needs, each computed once (a run's calls may be many millions).
+    slos = [w.slo for w in workloads]
+    need_ttft = any((s.ttft_s or s.ttft_p99_s) is not None for s in slos)
+    need_tpot = any((s.tpot_s or s.tpot_p99_s) is not None for s in slos)
+    need_calls = need_ttft or need_tpot
+    need_tasks = any((s.task_s or s.task_p95_s) is not None for s in slos)
+    nothing = np.empty(0)
+    finished_c = ~np.isnan(e2e_of(calls)) if need_calls else nothing.astype(bool)
+    rejected = is_status(calls, "rejected") if need_calls else finished_c
+    ttft = ttft_of(calls) if need_ttft else nothing
+    tpot = tpot_of(calls) if need_tpot else nothing
+    waited = nothing  # how long each call waited for its first token, up to the horizon
+    if need_ttft:
+        first = col(calls, "first_token_s")
+        waited = np.where(np.isnan(first), horizon_s, first) - col(calls, "issue_s")
+        del first
+    start = col(tasks, "start_s") if need_tasks else nothing
+    task_s = col(tasks, "done_s") - start if need_tasks else nothing
+    failed = is_status(tasks, "failed") if need_tasks else nothing.astype(bool)
     per: dict[str, Any] = {}
     ok_calls = n_calls = ok_tasks = n_tasks = 0
     for w in workloads:
@@ -168,15 +225,14 @@ def slo_attainment(
         ttft_t = s.ttft_s or s.ttft_p99_s
         tpot_t = s.tpot_s or s.tpot_p99_s
         if ttft_t is not None or tpot_t is not None:
-            done = m & ~np.isnan(lat["call_e2e_s"])
+            done = m & finished_c
             good = done.copy()
             if ttft_t is not None:
-                good &= lat["ttft_s"] <= ttft_t
+                good &= ttft <= ttft_t
             if tpot_t is not None:
-                good &= np.isnan(lat["tpot_s"]) | (lat["tpot_s"] <= tpot_t)
+                good &= np.isnan(tpot) | (tpot <= tpot_t)
             missed_open = m & rejected
             if ttft_t is not None:
-                waited = np.where(np.isnan(first), horizon_s, first) - issue
                 missed_open |= m & ~done & (waited > ttft_t)
             counted = done | missed_open
             entry["calls"] = float(good.sum() / counted.sum()) if counted.sum() else None
@@ -191,14 +247,15 @@ def slo_attainment(
             ok_tasks += int(good_t.sum())
             n_tasks += int(counted_t.sum())
         met: dict[str, bool | None] = {}
-        for name, arr, q, target in (
-            ("ttft_p99_s", lat["ttft_s"][m], 99, s.ttft_p99_s),
-            ("tpot_p99_s", lat["tpot_s"][m], 99, s.tpot_p99_s),
-            ("task_p95_s", task_s[tm], 95, s.task_p95_s),
+        for name, values, rows, q, target in (
+            ("ttft_p99_s", ttft, m, 99, s.ttft_p99_s),
+            ("tpot_p99_s", tpot, m, 99, s.tpot_p99_s),
+            ("task_p95_s", task_s, tm, 95, s.task_p95_s),
         ):
             if target is not None:
+                arr = values[rows]
                 v = arr[~np.isnan(arr)]
-                met[name] = bool(np.percentile(v, q) <= target) if v.size else None
+                met[name] = bool(np.percentile(v, q, overwrite_input=True) <= target) if v.size else None
         if met:
             entry["targets_met"] = met
         if entry:
@@ -211,7 +268,7 @@ def slo_attainment(
 
 
 def headroom(
-    replicas: pa.Table, w: dict[str, np.ndarray], rate_of: dict[str, PoolRates], t0: float, t1: float
+    replicas: Table, w: dict[str, np.ndarray], rate_of: dict[str, PoolRates], t0: float, t1: float
 ) -> dict[str, float | None]:
     """How much more the GPU replicas could take, over the window.
 
@@ -227,8 +284,9 @@ def headroom(
     prov = float(w["provisioned_s"][gpu].sum())
     work = float((w["busy_s"] - w["steps"] * t_min)[gpu].sum())
     t = col(replicas, "t_s")
-    pools = np.asarray(replicas.column("pool").to_pylist(), dtype=object)
-    sel = (t >= t0) & (t <= t1) & np.array([rate_of[p].gpus_per_replica > 0 for p in pools], dtype=bool)
+    pools = replicas.column("pool").combine_chunks().dictionary_encode()  # a few names over many rows
+    gpu_pool = np.array([rate_of[p].gpus_per_replica > 0 for p in pools.dictionary.to_pylist()], dtype=bool)
+    sel = (t >= t0) & (t <= t1) & gpu_pool[np.asarray(pools.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
     cap = col(replicas, "kv_capacity_tokens")[sel]
     used = col(replicas, "kv_used_tokens")[sel]
     cached = col(replicas, "kv_cached_tokens")[sel]
@@ -242,9 +300,9 @@ def headroom(
 
 def summarize(
     scenario: spec.Scenario,
-    calls: pa.Table,
-    tasks: pa.Table,
-    replicas: pa.Table,
+    calls: Table,
+    tasks: Table,
+    replicas: Table,
     rates: list[PoolRates],
 ) -> dict[str, Any]:
     """The run's summary: counts, token volumes, latency distributions, SLO attainment, cost and energy."""
@@ -257,9 +315,16 @@ def summarize(
     rejected = is_status(mc, "rejected")
     failed = is_status(mt, "failed")
     compacted = np.asarray(mc.column("compacted").to_numpy(zero_copy_only=False), dtype=bool)
-    lat = call_latencies(mc)
     completed = rows_where(mc, done_c)
     waiting_first = np.isnan(col(mc, "first_token_s")) & ~rejected  # no first token by the horizon: censored
+    by_workload = {
+        w.label: {
+            "calls_rejected": int((rejected & of_workload(mc, w.label)).sum()),
+            "calls_compacted": int((compacted & of_workload(mc, w.label)).sum()),
+            "tasks_failed": int((failed & of_workload(mt, w.label)).sum()),
+        }
+        for w in scenario.workload
+    }
 
     w = window(replicas, t0, t1)
     rate_of = {r.pool: r for r in rates}
@@ -298,43 +363,70 @@ def summarize(
     out_tok = float(w["output_tokens"].sum())
     processed = out_tok + float(w["prefill_tokens"].sum())
     tasks_done = int(done_t.sum())
-    task_usd = col(mt, "usd")[done_t]
     # Tasks finishing inside the window, whenever they started: in steady state their count over the window is
     # the task throughput, the right denominator for the window's cost. (Counting only tasks that also started
     # in the window would miss every long task still running at the horizon and overstate $/task.)
     all_done = col(tasks, "done_s")
     finished_in_window = int(np.sum((all_done >= t0) & (all_done <= t1)))
+    del all_done
     mwh = energy_j / 3.6e9
 
     def per_mtok(tokens: float, cost: float = usd) -> float | None:
         return cost / (tokens / 1e6) if tokens > 0 else None
 
-    output = col(completed, "output_tokens")
-    reasoning = col(completed, "reasoning_tokens")
-    prompt_sum = float(col(completed, "prompt_tokens").sum())
-    cached = col(completed, "cached_tokens")
-    dram = col(completed, "reloaded_dram_tokens")
-    nvme = col(completed, "reloaded_nvme_tokens")
+    # Token sums of the completed window calls, whole and per model, a column at a time: token counts are exact
+    # in float64 below 2**53, so the sums do not depend on the order (or grouping) of the additions.
+    model_code, model_names = _codes(completed, "model")
+    model_index = {name: i for i, name in enumerate(model_names)}
+    calls_by_model = np.bincount(model_code, minlength=len(model_names) + 1)
+    tok: dict[str, Any] = {}
+    tok_by_model: dict[str, np.ndarray] = {}
+    for name in ("prompt_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "reloaded_dram_tokens",
+                 "reloaded_nvme_tokens"):  # fmt: skip
+        values = col(completed, name)
+        tok[name] = values.sum()
+        if name in ("prompt_tokens", "output_tokens", "reasoning_tokens"):
+            tok_by_model[name] = np.bincount(model_code, weights=values, minlength=len(model_names) + 1)
+        del values
+    del model_code
+    prompt_sum = float(tok["prompt_tokens"])
+    output_sum, reasoning_sum = tok["output_tokens"], tok["reasoning_tokens"]
     # The window's generated tokens (dO) that reach the user: dO times the delivered share of the completed
     # window calls' output (docs/METRICS.md).
-    delivered_share = float((output - reasoning).sum() / output.sum()) if output.sum() > 0 else 1.0
-    call_model = np.asarray(completed.column("model").to_pylist(), dtype=object)
+    delivered_share = float((output_sum - reasoning_sum) / output_sum) if output_sum > 0 else 1.0
 
     def by_model(m: str) -> dict[str, Any]:
-        mine = call_model == m
+        i = model_index.get(m)
         entry = per_model[m]
+
+        def of(name: str) -> int:
+            return int(tok_by_model[name][i]) if i is not None else 0
+
         return {
-            "calls_completed": int(mine.sum()),
-            "prompt_tokens": int(col(completed, "prompt_tokens")[mine].sum()),
-            "output_tokens": int(output[mine].sum()),
-            "reasoning_tokens": int(reasoning[mine].sum()),
+            "calls_completed": int(calls_by_model[i]) if i is not None else 0,
+            "prompt_tokens": of("prompt_tokens"),
+            "output_tokens": of("output_tokens"),
+            "reasoning_tokens": of("reasoning_tokens"),
             "usd": entry["usd"],
             "energy_kwh": entry["energy_j"] / 3.6e6,
             "usd_per_mtok_output": per_mtok(entry["output"], entry["usd"]),
         }
 
-    def tier_rate(tokens: np.ndarray) -> float | None:
-        return float(tokens.sum() / prompt_sum) if prompt_sum > 0 else None
+    def tier_rate(tokens: Any) -> float | None:
+        return float(tokens / prompt_sum) if prompt_sum > 0 else None
+
+    # Then one latency at a time: each is computed, summarized and dropped.
+    issue = col(mc, "issue_s")
+    waited, running = t1 - issue[waiting_first], t1 - issue[~done_c & ~rejected]  # the censored calls' ages
+    del issue, waiting_first
+    ttft = censored_dist(ttft_of(mc), waited, overwrite=True)
+    call_e2e = censored_dist(e2e_of(mc), running, overwrite=True)
+    tpot = dist(tpot_of(mc), overwrite=True)
+    start = col(mt, "start_s")
+    task_s = censored_dist((col(mt, "done_s") - start)[done_t], t1 - start[~done_t & ~failed], overwrite=True)
+    del start
+    calls_per_task = dist(col(mt, "calls")[done_t], overwrite=True)
+    task_usd = dist(col(mt, "usd")[done_t], overwrite=True)
 
     return {
         "window_s": span,
@@ -345,38 +437,25 @@ def summarize(
         "tasks_completed": tasks_done,
         "tasks_unfinished": int((~done_t & ~failed).sum()),
         "tasks_failed": int(failed.sum()),
-        "by_workload": {
-            w.label: {
-                "calls_rejected": int((rejected & of_workload(mc, w.label)).sum()),
-                "calls_compacted": int((compacted & of_workload(mc, w.label)).sum()),
-                "tasks_failed": int((failed & of_workload(mt, w.label)).sum()),
-            }
-            for w in scenario.workload
-        },
-        "prompt_tokens": int(col(completed, "prompt_tokens").sum()),
-        "cached_tokens": int(col(completed, "cached_tokens").sum()),
-        "output_tokens": int(output.sum()),
-        "reasoning_tokens": int(reasoning.sum()),
-        "delivered_tokens": int((output - reasoning).sum()),
-        "cache_hit_rate": (
-            float(col(completed, "cached_tokens").sum() / col(completed, "prompt_tokens").sum())
-            if completed.num_rows
-            else None
-        ),
+        "by_workload": by_workload,
+        "prompt_tokens": int(tok["prompt_tokens"]),
+        "cached_tokens": int(tok["cached_tokens"]),
+        "output_tokens": int(output_sum),
+        "reasoning_tokens": int(reasoning_sum),
+        "delivered_tokens": int(output_sum - reasoning_sum),
+        "cache_hit_rate": float(tok["cached_tokens"] / tok["prompt_tokens"]) if completed.num_rows else None,
         "cache_hit_rate_by_tier": {
-            "hbm": tier_rate(cached - dram - nvme),
-            "dram": tier_rate(dram),
-            "nvme": tier_rate(nvme),
+            "hbm": tier_rate(tok["cached_tokens"] - tok["reloaded_dram_tokens"] - tok["reloaded_nvme_tokens"]),
+            "dram": tier_rate(tok["reloaded_dram_tokens"]),
+            "nvme": tier_rate(tok["reloaded_nvme_tokens"]),
         },
         "output_tokens_per_s": out_tok / span,
         "processed_tokens_per_s": processed / span,
-        "ttft_s": censored_dist(lat["ttft_s"], (t1 - col(mc, "issue_s"))[waiting_first]),
-        "tpot_s": dist(lat["tpot_s"]),
-        "call_e2e_s": censored_dist(lat["call_e2e_s"], (t1 - col(mc, "issue_s"))[~done_c & ~rejected]),
-        "task_s": censored_dist(
-            (col(mt, "done_s") - col(mt, "start_s"))[done_t], (t1 - col(mt, "start_s"))[~done_t & ~failed]
-        ),
-        "calls_per_task": dist(col(mt, "calls")[done_t]),
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "call_e2e_s": call_e2e,
+        "task_s": task_s,
+        "calls_per_task": calls_per_task,
         "slo_attainment": slo_attainment(mc, mt, list(scenario.workload), scenario.horizon_s),
         "gpu_hours": gpu_s / 3600.0,
         "busy_fraction": gpu_busy / gpu_s if gpu_s > 0 else None,
@@ -394,7 +473,7 @@ def summarize(
         "tasks_finished_in_window": finished_in_window,
         "tasks_per_hour": finished_in_window / span * 3600.0,
         "usd_per_task": usd / finished_in_window if finished_in_window else None,
-        "task_usd": dist(task_usd),
+        "task_usd": task_usd,
         "energy_kwh": energy_j / 3.6e6,
         "tokens_per_mwh": out_tok / mwh if mwh > 0 else None,
         "joules_per_output_token": energy_j / out_tok if out_tok > 0 else None,

@@ -27,11 +27,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
+import pyarrow.compute as pc
 
 from agentsim import spec
 from agentsim.analysis import batches
-from agentsim.analysis.metrics import call_latencies, col, of_workload
+from agentsim.analysis.metrics import col, of_workload, tpot_of, ttft_of
+from agentsim.analysis.tables import Table
 
 CENSORED_SHARE = 0.10
 GROWTH = 0.25
@@ -40,7 +41,7 @@ NEEDS = {"p99": 100, "p90": 10}
 
 
 def collect(
-    summary: dict[str, Any], scenario: spec.Scenario, calls: pa.Table, tasks: pa.Table, replicas: pa.Table
+    summary: dict[str, Any], scenario: spec.Scenario, calls: Table, tasks: Table, replicas: Table
 ) -> list[dict[str, str]]:
     """The warnings of one run (module docstring), from its summary and tables."""
     out: list[dict[str, str]] = []
@@ -89,27 +90,37 @@ def collect(
 
 
 def _noise_floor(
-    scenario: spec.Scenario, calls: pa.Table, tasks: pa.Table, replicas: pa.Table
+    scenario: spec.Scenario, calls: Table, tasks: Table, replicas: Table
 ) -> list[tuple[str, str, float, float, float]]:
     """The percentile targets whose verdict is within the noise: (workload, target name, the run's percentile,
     the target, the half-width of its 95% interval)."""
+    slos = [w.slo for w in scenario.workload]
+    if all(s.ttft_p99_s is None and s.tpot_p99_s is None and s.task_p95_s is None for s in slos):
+        return []
     edges = batches.edges(replicas, scenario.warmup_s, scenario.horizon_s)
     if edges.size < batches.MIN_BATCHES + 1:
         return []
-    lat = call_latencies(calls)
-    issue = col(calls, "issue_s")
-    start = col(tasks, "start_s")
-    task_s = col(tasks, "done_s") - start
+    # Only the columns a target needs (a run's calls may be many millions).
+    nothing = np.empty(0)
+    ttft = ttft_of(calls) if any(s.ttft_p99_s is not None for s in slos) else nothing
+    tpot = tpot_of(calls) if any(s.tpot_p99_s is not None for s in slos) else nothing
+    issue = col(calls, "issue_s") if ttft.size or tpot.size else nothing
+    tasks_needed = any(s.task_p95_s is not None for s in slos)
+    start = col(tasks, "start_s") if tasks_needed else nothing
+    task_s = col(tasks, "done_s") - start if tasks_needed else nothing
     out = []
     for w in scenario.workload:
         m, tm = of_workload(calls, w.label), of_workload(tasks, w.label)
-        for name, values, times, q, target in (
-            ("ttft_p99_s", lat["ttft_s"][m], issue[m], 99, w.slo.ttft_p99_s),
-            ("tpot_p99_s", lat["tpot_s"][m], issue[m], 99, w.slo.tpot_p99_s),
-            ("task_p95_s", task_s[tm], start[tm], 95, w.slo.task_p95_s),
+        for name, all_values, all_times, rows, q, target in (
+            ("ttft_p99_s", ttft, issue, m, 99, w.slo.ttft_p99_s),
+            ("tpot_p99_s", tpot, issue, m, 99, w.slo.tpot_p99_s),
+            ("task_p95_s", task_s, start, tm, 95, w.slo.task_p95_s),
         ):
+            if target is None:
+                continue
+            values, times = all_values[rows], all_times[rows]
             finite = values[np.isfinite(values)]
-            if target is None or not finite.size:
+            if not finite.size:
                 continue
             value = float(np.percentile(finite, q))
             half = batches.half_width(batches.per_batch(values, times, edges, batches.percentile(q)))
@@ -118,21 +129,23 @@ def _noise_floor(
     return out
 
 
-def _queue_growth(replicas: pa.Table, t0: float, t1: float) -> tuple[float, float] | None:
+def _queue_growth(replicas: Table, t0: float, t1: float) -> tuple[float, float] | None:
     """The growth of the total waiting calls over the window (the least-squares slope times the window's length,
     so a single spiky sample does not decide) and the mean running calls."""
     if replicas.num_rows == 0:
         return None
     t = col(replicas, "t_s")
-    pools = np.asarray(replicas.column("pool").to_pylist(), dtype=object)
-    sel = (t >= t0) & (t <= t1) & (pools != "tools")
+    gpu = np.asarray(pc.not_equal(replicas.column("pool"), "tools").to_numpy(zero_copy_only=False), dtype=bool)
+    sel = (t >= t0) & (t <= t1) & gpu
     if not sel.any():
         return None
     times = np.unique(t[sel])
     if times.size < 2:
         return None
-    waiting = np.array([col(replicas, "waiting")[sel & (t == x)].sum() for x in times], dtype=float)
-    running = np.array([col(replicas, "running")[sel & (t == x)].sum() for x in times], dtype=float)
+    # Per sample time, the sums over the selected replicas (counts of calls: exact in float64, in any order).
+    at = np.searchsorted(times, t[sel])
+    waiting = np.bincount(at, weights=col(replicas, "waiting")[sel], minlength=times.size)
+    running = np.bincount(at, weights=col(replicas, "running")[sel], minlength=times.size)
     # Least-squares slope in closed form; a window too short for its times to differ in floating point (a
     # horizon of a few ulps) has no trend to report.
     dt = times - times.mean()

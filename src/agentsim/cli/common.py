@@ -8,9 +8,11 @@ importing the command line never loads it.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, NoReturn
 
+import typer
 from rich.console import Console, Group
 from rich.table import Table
 
@@ -22,6 +24,22 @@ from agentsim.errors import ScenarioError
 from agentsim.files import OutputExistsError, OutputPathError, check_output
 from agentsim.spec.load import with_file_lines
 from agentsim.yamlio import loads
+
+
+def _max_memory(value: float | None) -> float | None:
+    if value is not None and math.isnan(value):
+        _fail("--max-memory must be a number of MB (0: no limit), got nan")
+    return value
+
+
+MAX_MEMORY = typer.Option(
+    "--max-memory",
+    min=0,
+    callback=_max_memory,
+    metavar="MB",
+    help="refuse to start when the run's memory is estimated above this (default: half the machine's; 0: no limit)",
+)
+"""``--max-memory`` of run, sweep and plan: the limit of :mod:`agentsim.preflight`'s check."""
 
 
 def _load(scenario: Path | None, overrides: list[str] | None, seed: int | None) -> spec.Scenario:

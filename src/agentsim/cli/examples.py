@@ -18,6 +18,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "agentsim run hybrid --report                   # a built-in example, plus report.html",
         "agentsim run scenario.yaml -o runs/a --seed 3 --set cluster.pools[0].replicas=16",
         "agentsim run scenario.yaml --json --quiet      # the summary as JSON on stdout",
+        "agentsim run scenario.yaml --max-memory 4000   # refuse to start if estimated above 4,000 MB (0: no limit)",
     ),
     "validate": (
         "agentsim validate scenario.yaml",

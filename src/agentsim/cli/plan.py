@@ -15,7 +15,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from agentsim.cli.common import _check_out, _csv_list
+from agentsim.cli.common import MAX_MEMORY, _check_out, _csv_list
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
@@ -188,6 +188,7 @@ def plan_cmd(
     seed: Annotated[int | None, typer.Option(help="override the base seed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress, no table")] = False,
+    max_memory: Annotated[float | None, MAX_MEMORY] = None,
 ) -> None:
     """The fewest replicas of each candidate deployment that meet the SLOs at 95% confidence, ranked by cost.
 
@@ -250,7 +251,7 @@ def plan_cmd(
                 "space": space, "overrides": overrides, "attainment": attainment, "max_replicas": max_replicas,
                 "replications": replications, "max_replications": max(replications, max_replications),
                 "screen": screen, "screen_replications": screen_replications, "prune": not all_,
-                "rank_by": rank, "executor": ex, "workers": n,
+                "rank_by": rank, "executor": ex, "workers": n, "max_memory_mb": max_memory,
             }  # fmt: skip
             if tty and not quiet and not as_json:
                 with err_console.status("planning") as status:

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from agentsim import store
-from agentsim.cli.common import _fmt, _load
+from agentsim.cli.common import MAX_MEMORY, _fmt, _load
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
@@ -120,6 +120,7 @@ def sweep_cmd(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a base field: path=value")] = None,
     seed: Annotated[int | None, typer.Option(help="override the base seed")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar, no table")] = False,
+    max_memory: Annotated[float | None, MAX_MEMORY] = None,
 ) -> None:
     """Run a scenario over a grid of parameter values with replications; resumable; writes sweep.parquet."""
     from agentsim.files import OutputExistsError, OutputPathError
@@ -169,12 +170,12 @@ def sweep_cmd(
 
                     table = run_sweep(
                         base, axes, replications=replications, zip=zip_, executor=ex, workers=n, out=target,
-                        keep_tables=keep_tables, progress=advance,
+                        keep_tables=keep_tables, progress=advance, max_memory_mb=max_memory,
                     )  # fmt: skip
             else:
                 table = run_sweep(
                     base, axes, replications=replications, zip=zip_, executor=ex, workers=n, out=target,
-                    keep_tables=keep_tables, progress=None if quiet else line,
+                    keep_tables=keep_tables, progress=None if quiet else line, max_memory_mb=max_memory,
                 )  # fmt: skip
     except KeyboardInterrupt:
         total = f" of {state['total']}" if state["total"] else ""

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from agentsim import api, spec, store
 from agentsim.cli.common import (
+    MAX_MEMORY,
     _check_out,
     _fail_scenario,
     _fmt,
@@ -26,6 +27,7 @@ from agentsim.cli.common import (
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
+from agentsim.preflight import MemoryLimitError
 
 
 def _report_deps(wanted: bool) -> bool:
@@ -50,6 +52,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
     report_: Annotated[bool, typer.Option("--report", callback=_report_deps, help="also write report.html")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="exit 3 when the run has warnings")] = False,
+    max_memory: Annotated[float | None, MAX_MEMORY] = None,
 ) -> None:
     """Simulate a scenario and write calls/tasks/replicas Parquet tables, summary.json and manifest.json.
 
@@ -86,14 +89,17 @@ def run(
                     reached[0] = now
                     bar.update(job, completed=now)
 
-                result = api.simulate(s, progress=advance)
+                result = api.simulate(s, progress=advance, workdir=target.parent, max_memory_mb=max_memory)
         else:
-            result = api.simulate(s, progress=track)
+            # spill files beside the run: saved by a rename
+            result = api.simulate(s, progress=track, workdir=target.parent, max_memory_mb=max_memory)
         path = api.save_run(result, target, overwrite=overwrite)
     except KeyboardInterrupt:
         _fail(f"interrupted at {reached[0]:,.0f} of {s.horizon_s:,.0f} simulated s ({time.perf_counter() - t0:.0f} s "
               f"wall): nothing was written to {target} (a run's directory appears only when it finishes); "
               "rerun to start again.", 130)  # fmt: skip
+    except MemoryLimitError as e:  # the estimate, not a field of the file
+        _fail(str(e))
     except ScenarioError as e:
         _fail_scenario(e, scenario, set_)
     except store.RunExistsError as e:

@@ -1,4 +1,4 @@
-"""Row buffers that pack each row into a binary record at once, turned into Arrow tables at the end of a run.
+"""Row buffers that pack each row into a binary record at once, handed on as Arrow record batches as they fill.
 
 A run records a million rows or more. Keeping them as Python objects (one list per column) and converting at
 the end costs far more than it seems: every value is a boxed object, allocated when recorded, and read and
@@ -7,6 +7,10 @@ freed again at conversion long after it left the CPU caches. Instead each row is
 Arrow record batch through a numpy structured view (vectorized, no per-value work). Unset times are ``None``
 (null in Parquet), never 0: a nullable column carries a validity byte in the record. Strings are stored as
 codes into a per-column list of words.
+
+A full buffer goes to the table's *sink* (:data:`Sink`): during a run, a Parquet writer that stores it as one row
+group of a spill file (:mod:`agentsim.spill`), so the rows of a long run never accumulate in memory; without a
+sink the batches are kept and :meth:`Rows.table` joins them (tests, small tools).
 
 The columns are those declared in :mod:`agentsim.columns` (the contract ``docs/METRICS.md`` documents): the
 schemas, the record layout and the nullable columns all derive from that declaration. Rows are written *by
@@ -18,7 +22,7 @@ writes distinct values by name and reads every column back by name).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import numpy as np
@@ -83,7 +87,10 @@ def _constant(value: Any, n: int, typ: pa.DataType) -> pa.Array:
 
 
 CHUNK_ROWS: Final = 65_536
-"""Rows packed into one buffer before it becomes an Arrow record batch."""
+"""Rows packed into one buffer before it becomes an Arrow record batch (and, during a run, a Parquet row group)."""
+
+Sink = Callable[[pa.RecordBatch], None]
+"""Takes each record batch of a table as its buffer fills (and the last, partial one at :meth:`Rows.close`)."""
 
 
 class Rows:
@@ -99,7 +106,10 @@ class Rows:
 
     ``constant`` maps column names to a value every row of this run has (``None``: null). Such a column is not
     in the record: it is built whole at each flush (the call table's six hand-off columns hold only nulls and
-    zeros when there is no prefill pool)."""
+    zeros when there is no prefill pool).
+
+    ``sink``: where full buffers go as record batches (:data:`Sink`); without one they are kept for
+    :meth:`table`."""
 
     def __init__(
         self,
@@ -107,8 +117,10 @@ class Rows:
         constant: dict[str, Any] | None = None,
         nullable: Iterable[str] = (),
         words: dict[str, list[str]] | None = None,
+        sink: Sink | None = None,
     ) -> None:
         self.schema = schema
+        self.sink = sink
         fixed = constant or {}
         may_be_null = set(nullable)
         given = words or {}
@@ -206,13 +218,23 @@ class Rows:
             else:
                 arrays.append(pa.array(values, type=f.type, mask=mask))
         del records  # release the buffer view
-        self.batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
         self.n = 0
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        if self.sink is None:
+            self.batches.append(batch)
+        else:
+            self.sink(batch)
 
-    def table(self) -> pa.Table:
-        """The rows as an Arrow table of ``schema`` (one contiguous chunk per column)."""
+    def close(self) -> None:
+        """Hand the rows still in the buffer on (with a sink: the last batch; otherwise kept for :meth:`table`)."""
         if self.n:
             self._flush()
+
+    def table(self) -> pa.Table:
+        """The rows as an Arrow table of ``schema`` (one contiguous chunk per column); without a sink only."""
+        if self.sink is not None:
+            raise ValueError("the rows went to a sink; read them from there")
+        self.close()
         if not self.batches:
             return self.schema.empty_table()
         return pa.Table.from_batches(self.batches, schema=self.schema).combine_chunks()
@@ -227,19 +249,34 @@ class Recorder:
 
     ``disaggregated=False`` (no prefill pool: no call is ever handed from a prefill to a decode replica) makes
     the call table's six hand-off columns constant -- null, or 0 seconds -- so they are built whole, not
-    recorded call by call (the hand-off arguments of :meth:`call` are then ignored)."""
+    recorded call by call (the hand-off arguments of :meth:`call` are then ignored).
+
+    ``sinks`` maps ``"calls"``, ``"tasks"`` and ``"replicas"`` to where each table's record batches go as they
+    fill (:data:`Sink`; a run streams them to Parquet); a table without one keeps its rows for ``.table()``.
+    :meth:`close` hands on the last rows."""
 
     def __init__(
-        self, workload_labels: list[str], *, disaggregated: bool = True, models: list[str] | None = None
+        self,
+        workload_labels: list[str],
+        *,
+        disaggregated: bool = True,
+        models: list[str] | None = None,
+        sinks: Mapping[str, Sink] | None = None,
     ) -> None:
         self.disaggregated = disaggregated
         words = {"workload": workload_labels}  # a call's or task's workload index is its code
         constant = None if disaggregated else UNIFIED_CONSTANT
+        to = sinks or {}
+        unknown = set(to) - {"calls", "tasks", "replicas"}
+        if unknown:
+            raise ValueError(f"no table named {sorted(unknown)}")
         # A call's model index is its code (resolve.py's order of the models the pools serve).
         call_words = words | {"status": list(CALL_STATUS), "model": list(models or [""])}
-        self.calls = Rows(CALLS_SCHEMA, constant, CALLS_NULLABLE, call_words)
-        self.tasks = Rows(TASK_RECORD_SCHEMA, None, TASKS_NULLABLE, words | {"status": list(TASK_STATUS)})
-        self.replicas = Rows(REPLICAS_SCHEMA)
+        self.calls = Rows(CALLS_SCHEMA, constant, CALLS_NULLABLE, call_words, to.get("calls"))
+        self.tasks = Rows(
+            TASK_RECORD_SCHEMA, None, TASKS_NULLABLE, words | {"status": list(TASK_STATUS)}, to.get("tasks")
+        )
+        self.replicas = Rows(REPLICAS_SCHEMA, sink=to.get("replicas"))
         self._call_status = {w: i for i, w in enumerate(CALL_STATUS)}
         self._task_status = {w: i for i, w in enumerate(TASK_STATUS)}
         self._failure = TASK_RECORD_SCHEMA.get_field_index("failure")
@@ -251,6 +288,12 @@ class Recorder:
         self._tail_offset = 0
         if disaggregated:
             self._pack_head, self._pack_tail, self._tail_offset = self.calls.split(next(iter(UNIFIED_CONSTANT)))
+
+    def close(self) -> None:
+        """The end of the run: every table's last rows go to its sink (or stay for ``.table()``)."""
+        self.calls.close()
+        self.tasks.close()
+        self.replicas.close()
 
     def call(
         self,
@@ -453,16 +496,7 @@ class Recorder:
         """The tasks table (:data:`TASKS_SCHEMA`): the recorded tasks, with their :data:`TASK_SUMS` over
         ``calls`` (the call table of the same run: every call sent, finished or not)."""
         recorded = self.tasks.table()
-        of_task, of_call, size = number_tasks(recorded.column("task_id").to_numpy(), calls.column("task_id").to_numpy())
-        busy = calls.column("busy_s").to_numpy() + calls.column("prefill_busy_s").to_numpy()
-        sums: dict[str, pa.Array] = {"calls": pa.array(np.bincount(of_call, minlength=size)[of_task], pa.int32())}
-        for name in ("prompt_tokens", "cached_tokens", "output_tokens"):
-            # float64 sums of token counts are exact below 2**53 tokens per task
-            total = np.bincount(of_call, weights=calls.column(name).to_numpy(), minlength=size)
-            sums[name] = pa.array(total[of_task].astype(np.int64))
-        sums["busy_s"] = pa.array(np.bincount(of_call, weights=busy, minlength=size)[of_task])
-        columns = [sums[f.name] if f.name in sums else recorded.column(f.name) for f in TASKS_SCHEMA]
-        return pa.table(columns, schema=TASKS_SCHEMA)
+        return with_task_sums(recorded, TaskSums(calls, recorded.column("task_id").to_numpy()))
 
     def replica_sample(
         self,
@@ -523,3 +557,62 @@ def number_tasks(task_ids: np.ndarray, call_task_ids: np.ndarray) -> tuple[np.nd
     if (of_task.size and of_task.min() < 0) or (of_call.size and of_call.min() < 0):
         raise ValueError("task ids must be >= 0")
     return of_task, of_call, size
+
+
+class TaskSums:
+    """Each task's sums over its rows of a call table (:data:`TASK_SUMS`, and the call columns ``extra``), for
+    tasks looked up by id (:meth:`of`): a run's task table is finished from its spill file batch by batch.
+
+    ``calls``: an Arrow table, or the call table's record batches in row order (a run's call file read a row
+    group at a time: the sums are then the only arrays of the run's length, one float per task and sum);
+    ``task_ids``: those of the task table (they size the sums). Each sum adds a task's calls in row order
+    starting from 0.0, as one ``np.bincount`` over the whole table would (:func:`number_tasks`): batch after
+    batch, ``np.add.at`` does the same additions in the same order, whatever the batches' boundaries."""
+
+    def __init__(
+        self, calls: pa.Table | Iterable[pa.RecordBatch | pa.Table], task_ids: np.ndarray, extra: tuple[str, ...] = ()
+    ) -> None:
+        of_task = np.asarray(task_ids, dtype=np.int64)
+        if of_task.size and of_task.min() < 0:
+            raise ValueError("task ids must be >= 0")
+        size = 1 + int(of_task.max(initial=-1))
+        names = ("prompt_tokens", "cached_tokens", "output_tokens", *extra)
+        self.count = np.zeros(size, dtype=np.int64)
+        self.sums: dict[str, np.ndarray] = {name: np.zeros(size) for name in (*names, "busy_s")}
+        for batch in calls.to_batches() if isinstance(calls, pa.Table) else calls:
+            of_call = np.asarray(batch.column("task_id").to_numpy(), dtype=np.int64)
+            if not of_call.size:
+                continue
+            if of_call.min() < 0:
+                raise ValueError("task ids must be >= 0")
+            top = int(of_call.max()) + 1
+            if top > size:  # a call of a task the task table does not have: sums up to its id too
+                self.count = np.concatenate([self.count, np.zeros(top - size, dtype=np.int64)])
+                self.sums = {k: np.concatenate([v, np.zeros(top - size)]) for k, v in self.sums.items()}
+                size = top
+            self.count += np.bincount(of_call, minlength=size)  # integers: exact in any order
+            for name in names:
+                # float64 sums of token counts are exact below 2**53 tokens per task
+                np.add.at(self.sums[name], of_call, np.asarray(batch.column(name).to_numpy(), dtype=np.float64))
+            busy = np.array(batch.column("busy_s").to_numpy(), dtype=np.float64)  # a copy: added to in place
+            busy += batch.column("prefill_busy_s").to_numpy()
+            np.add.at(self.sums["busy_s"], of_call, busy)
+        self.size = size
+
+    def of(self, name: str, task_ids: np.ndarray) -> np.ndarray:
+        """Sum ``name`` of the tasks ``task_ids`` (0 for a task without calls)."""
+        return self.sums[name][np.asarray(task_ids, dtype=np.int64)]
+
+
+def with_task_sums(recorded: pa.Table, sums: TaskSums) -> pa.Table:
+    """Recorded task rows (:data:`TASK_RECORD_SCHEMA`) completed into the tasks table (:data:`TASKS_SCHEMA`) with
+    their sums over their calls."""
+    ids = np.asarray(recorded.column("task_id").to_numpy(), dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= sums.size):
+        raise ValueError("task ids outside the sums")
+    columns: dict[str, pa.Array] = {"calls": pa.array(sums.count[ids], pa.int32())}
+    for name in ("prompt_tokens", "cached_tokens", "output_tokens"):
+        columns[name] = pa.array(sums.of(name, ids).astype(np.int64))
+    columns["busy_s"] = pa.array(sums.of("busy_s", ids))
+    return pa.table([columns[f.name] if f.name in columns else recorded.column(f.name) for f in TASKS_SCHEMA],
+                    schema=TASKS_SCHEMA)  # fmt: skip

@@ -1,29 +1,31 @@
-"""``simulate_resolved(resolved) -> EngineRun``: wire a resolved scenario's workloads, cluster and agents onto a clock,
-run it to the horizon, and return the raw tables.
+"""``simulate_resolved(resolved, sinks) -> EngineRun``: wire a resolved scenario's workloads, cluster and agents onto a
+clock, run it to the horizon, streaming the raw tables' rows to ``sinks`` as they are recorded.
 
 Data flows one way: the resolved scenario (:mod:`agentsim.resolve`: perf models, KV capacities, profiles, trace
 openers; nothing is looked up here) and one seeded :class:`~agentsim.rng.Streams` root give each workload its
 task factory and arrivals (named streams ``tasks/<workload>``, ``arrivals/<workload>``, ``think/<workload>``,
 ``starts/<workload>``); the agents drive the cluster on a :class:`~agentsim.engine.clock.Clock` until the
-horizon; the recorder's rows become Arrow tables. Costs and the summary are the analysis layer's
-(:func:`agentsim.api.run` composes the two).
+horizon; the recorder hands its rows on, a record batch at a time, to the sinks it is given (a run's spill files,
+:mod:`agentsim.spill`), so nothing here grows with the simulated time but what is live: tasks in flight, queued
+calls, the prefix caches. Costs and the summary are the analysis layer's (:func:`agentsim.api.run` composes the
+two).
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from agentsim import spec
 from agentsim.engine.agents import Agents, Stream
 from agentsim.engine.clock import Clock
-from agentsim.engine.records import Recorder
+from agentsim.engine.records import Recorder, Sink
 from agentsim.errors import ScenarioError
 from agentsim.resolve import TOOLS_POOL, Resolved, ResolvedWorkload
 from agentsim.rng import Streams
@@ -41,13 +43,44 @@ ProgressFn = Callable[[float, float], None]
 
 @dataclass(frozen=True)
 class EngineRun:
-    """What the engine produced: the raw call, task and replica tables (no costs yet) and engine statistics."""
+    """What the engine produced besides the rows it streamed: row counts and engine statistics."""
 
-    calls: pa.Table
-    tasks: pa.Table
-    replicas: pa.Table
+    calls: int
+    tasks: int
+    replicas: int
     steps_skipped_fraction: float | None
     autoscale: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class Collect:
+    """A sink that keeps the record batches in memory (:meth:`table`): for tests and small tools, not runs."""
+
+    def __init__(self) -> None:
+        self.batches: list[pa.RecordBatch] = []
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        self.batches.append(batch)
+
+    def table(self, schema: pa.Schema) -> pa.Table:
+        return pa.Table.from_batches(self.batches, schema=schema).combine_chunks()
+
+
+def sample_times(horizon_s: float, interval_s: float, warmup_s: float) -> Iterator[float]:
+    """When the replicas are sampled: ``k * interval_s`` below the horizon, and the warm-up's end, in order and
+    once each; lazily, so a long horizon costs no memory (the grid ``np.arange(0, horizon_s, interval_s)``
+    computes the same floats)."""
+    extra: float | None = warmup_s if warmup_s < horizon_s else None
+    for k in range(math.ceil(horizon_s / interval_s)):
+        t = k * interval_s
+        if t >= horizon_s:
+            break
+        if extra is not None and extra <= t:
+            if extra < t:
+                yield extra
+            extra = None
+        yield t
+    if extra is not None:
+        yield extra
 
 
 def _trace_stream(w: ResolvedWorkload) -> Stream:
@@ -84,8 +117,13 @@ def _streams(resolved: Resolved, root: Streams) -> list[Stream]:
     return out
 
 
-def simulate_resolved(resolved: Resolved, progress: ProgressFn | None = None) -> EngineRun:
-    """Simulate a resolved scenario to its horizon. Deterministic for a given ``scenario.seed``."""
+def simulate_resolved(
+    resolved: Resolved, sinks: Mapping[str, Sink], progress: ProgressFn | None = None
+) -> EngineRun:
+    """Simulate a resolved scenario to its horizon, handing the rows of the ``"calls"``, ``"tasks"`` (recorded
+    columns only: :data:`~agentsim.engine.records.TASK_RECORD_SCHEMA`) and ``"replicas"`` tables to ``sinks`` as
+    record batches (:class:`~agentsim.engine.records.Recorder`; :class:`Collect` keeps them). Deterministic for a
+    given ``scenario.seed``."""
     # A run allocates millions of small objects that live until its tables are built; the cyclic collector
     # would rescan them over and over (10-20% of a run, with full collections during the table conversion).
     # Nothing on the hot path makes reference cycles it needs collected (a finished task drops its calls), so
@@ -93,18 +131,18 @@ def simulate_resolved(resolved: Resolved, progress: ProgressFn | None = None) ->
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _simulate(resolved, progress)
+        return _simulate(resolved, sinks, progress)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
+def _simulate(resolved: Resolved, sinks: Mapping[str, Sink], progress: ProgressFn | None) -> EngineRun:
     scenario = resolved.scenario
     tools_spec = scenario.cluster.tools
     labels = [w.label for w in scenario.workload]
     disaggregated = any(p.role == "prefill" for p in scenario.cluster.pools)
-    rec = Recorder(labels, disaggregated=disaggregated, models=list(resolved.models))
+    rec = Recorder(labels, disaggregated=disaggregated, models=list(resolved.models), sinks=sinks)
     env = Clock()
     events = env.events
 
@@ -120,9 +158,7 @@ def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
     ]
 
     # Replica samples on a fixed grid plus exactly at the warm-up end and the horizon (the metrics window).
-    grid = set(np.arange(0.0, scenario.horizon_s, scenario.sample_interval_s).tolist())
-    grid.add(scenario.warmup_s)
-    sample_times = sorted(t for t in grid if t < scenario.horizon_s)
+    times = sample_times(scenario.horizon_s, scenario.sample_interval_s, scenario.warmup_s)
 
     def sample(now: float) -> None:
         for r in cluster.replicas:
@@ -176,7 +212,7 @@ def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
             )
 
     def sampler() -> Any:
-        for t in sample_times:
+        for t in times:
             yield env.timeout(t - env.now)
             sample(env.now)
             if progress is not None:
@@ -217,8 +253,8 @@ def _simulate(resolved: Resolved, progress: ProgressFn | None) -> EngineRun:
         a.pool: {"decisions": len(a.decisions), "max_replicas": max((d[1] for d in a.decisions), default=0)}
         for a in scalers
     }
-    calls = rec.calls.table()
-    return EngineRun(calls, rec.tasks_table(calls), rec.replicas.table(), _skipped(cluster), autoscale)
+    rec.close()
+    return EngineRun(len(rec.calls), len(rec.tasks), len(rec.replicas), _skipped(cluster), autoscale)
 
 
 def _skipped(cluster: Cluster) -> float | None:

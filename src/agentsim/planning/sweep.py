@@ -73,10 +73,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from agentsim import api, spec, store
+from agentsim import api, preflight, spec, store
 from agentsim._version import __version__
 from agentsim.errors import ScenarioError
 from agentsim.files import OutputExistsError, atomic_path, check_output, write_text
+from agentsim.resolve import resolve
 
 __all__ = [
     "ProgressFn",
@@ -167,11 +168,14 @@ class Run:
 # --------------------------------------------------------------------------------------------- workers
 
 
-def run_point(scenario_json: str, seed: int, keep_tables: bool = False) -> dict[str, Any]:
+def run_point(
+    scenario_json: str, seed: int, keep_tables: bool = False, max_memory_mb: float | None = None
+) -> dict[str, Any]:
     """Worker function: simulate the scenario given as JSON with ``seed``; return ``{"summary", "manifest"}``
-    (plus ``"tables"``, the four Arrow tables, with ``keep_tables``). Top-level, so executors can pickle it."""
+    (plus ``"tables"``, the four Arrow tables, with ``keep_tables``). Top-level, so executors can pickle it.
+    ``max_memory_mb``: see :func:`agentsim.api.run` (:func:`sweep` checks every run before it starts any)."""
     scenario = api.validate_data(json.loads(scenario_json), "sweep run")
-    result = api.simulate(scenario, seed=seed)
+    result = api.simulate(scenario, seed=seed, max_memory_mb=max_memory_mb)
     out: dict[str, Any] = {"summary": result.summary, "manifest": result.manifest}
     if keep_tables:
         out["tables"] = {
@@ -409,11 +413,14 @@ def sweep(
     out: str | Path | None = None,
     keep_tables: bool = False,
     progress: ProgressFn | None = None,
+    max_memory_mb: float | None = None,
 ) -> pa.Table:
     """Run ``base`` at every point of ``axes`` with ``replications`` seeds each; one row per point.
 
     See the module docstring for the points, the seeds, the columns, storage under ``out`` (resumable) and the
-    executors. Raises :class:`ScenarioError` if a point is not a valid scenario, before running anything.
+    executors. Raises :class:`ScenarioError` if a point is not a valid scenario, before running anything, and
+    :class:`~agentsim.preflight.MemoryLimitError` if the largest run times the local workers running at once
+    is estimated above ``max_memory_mb`` (default: half the machine's memory; 0: no limit).
     """
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
@@ -441,7 +448,13 @@ def sweep(
 
     if progress is not None:
         progress(points_done(), len(points))
-    jobs = [(scenario_json(r.scenario), r.seed, keep_tables) for r in todo]
+    if todo:
+        limit = preflight.default_limit_mb() if max_memory_mb is None else max_memory_mb
+        local = executor is None  # a Dask cluster's or a given executor's workers have their own memory
+        at_once = min(len(todo), workers if workers is not None else (os.cpu_count() or 1)) if local else 1
+        points_todo = {r.point: r.scenario for r in todo}.values()  # replications differ only in their seeds
+        preflight.check_many((resolve(s) for s in points_todo), limit, at_once)
+    jobs = [(scenario_json(r.scenario), r.seed, keep_tables, 0.0) for r in todo]  # checked above
     with open_executor(executor, workers) as ex:
         for i, result in map_unordered(run_point, jobs, ex):
             run = todo[i]

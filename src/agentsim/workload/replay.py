@@ -23,6 +23,7 @@ leaves no room is left as recorded, and rejected.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
@@ -76,13 +77,23 @@ def replay_stream(
     tasks: Iterable[tuple[float, TaskTemplate]], w: spec.TraceWorkload
 ) -> tuple[Iterator[float], Iterator[TaskTemplate]]:
     """Split ``(start_s, template)`` pairs (sorted by start) into scaled start times and templates, consumed in
-    step by the agents: the k-th start time belongs to the k-th template."""
-    starts: list[float] = []
-    templates: list[TaskTemplate] = []
+    step by the agents: the k-th start time belongs to the k-th template.
+
+    Lazily: the trace is read as the start times are drawn, and a template is held only from its start time's
+    draw to its task's start (one or two at a time), so replaying a trace takes memory for the tasks in flight,
+    not for the whole trace."""
+    pending: deque[TaskTemplate] = deque()
     scale = w.time_scale / w.rate_scale
-    for n, (start, template) in enumerate(tasks):
-        if w.max_tasks is not None and n >= w.max_tasks:
-            break
-        starts.append(start * scale)
-        templates.append(template)
-    return iter(starts), iter(templates)
+
+    def starts() -> Iterator[float]:
+        for n, (start, template) in enumerate(tasks):
+            if w.max_tasks is not None and n >= w.max_tasks:
+                return
+            pending.append(template)
+            yield start * scale
+
+    def templates() -> Iterator[TaskTemplate]:
+        while True:
+            yield pending.popleft()
+
+    return starts(), templates()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ def evaluate(scenario_json: str, seed: int, slos: Sequence[tuple[str, float]], h
     data["horizon_s"] = horizon_s
     data["sample_interval_s"] = min(float(data.get("sample_interval_s", horizon_s)), horizon_s)
     scenario = api.validate_data(data, "plan run")
-    r = api.run(scenario)
+    r = api.run(scenario, max_memory_mb=0)  # plan() checked the candidates' estimates before the search
     samples = {}
     for key, target in slos:
         s = parse_slo(key, target)
@@ -141,12 +142,18 @@ def plan(
     executor: Any = None,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    max_memory_mb: float | None = None,
 ) -> PlanResult:
     """The fewest replicas of each candidate deployment meeting every SLO at 95% confidence, ranked by cost.
 
     ``base`` is a scenario or its raw data; ``overrides`` (``path=value``) are applied to it together with each
     candidate's axis values before validation. ``space`` restricts or extends the axes (``hardware`` and ``tp``
-    are shortcuts for its two most used ones). See the package and module docstrings for the rest."""
+    are shortcuts for its two most used ones). See the package and module docstrings for the rest.
+
+    Before the search, each candidate's run is estimated (:mod:`agentsim.preflight`) at ``max_replicas``:
+    :class:`~agentsim.preflight.MemoryLimitError` if the largest, times the local workers, is above
+    ``max_memory_mb`` (default: half the machine's memory; 0: no limit)."""
+    from agentsim import preflight
     from agentsim.api import source_digest
     from agentsim.catalog import load_catalog
     from agentsim.resolve import resolve
@@ -181,6 +188,7 @@ def plan(
 
     rows: list[PlanRow] = []
     work: list[_Cand] = []
+    estimates: list[preflight.Estimate] = []
     horizon = warmup = 0.0
     for c in cands:
         row = PlanRow(c.label, c.model, c.hardware, c.tp, c.pp, c.parallel, c.precision, c.kv_precision,
@@ -208,6 +216,11 @@ def plan(
             row.reason = f"the analytic bound needs {bound.replicas} replicas > max_replicas ({max_replicas})"
             continue
         work.append(_Cand(row, c, bound.replicas - 1, per, fixed, pending=bound.replicas))
+        estimates.append(preflight.estimate(resolved, replicas=max_replicas))
+    if estimates:
+        limit = preflight.default_limit_mb() if max_memory_mb is None else max_memory_mb
+        at_once = (workers if workers is not None else (os.cpu_count() or 1)) if executor is None else 1
+        preflight.check_estimates(estimates, limit, at_once)
     short = warmup + screen * (horizon - warmup)
     simulations = 0
 

@@ -1,0 +1,201 @@
+"""Pre-flight: how many rows a run will write and how much memory it will need, before it starts.
+
+A run streams its calls, tasks and replica samples to Parquet files as they finish (:mod:`agentsim.spill`), so
+what it holds is what is live: the interpreter and its libraries, the replicas (their queues and prefix
+caches, whose nodes live until evicted: up to the KV capacity), the tasks in flight with their calls, and at
+the end the summary, which reads the call and task files a column at a time (a few float64 arrays of the
+table's length at once). :func:`estimate` adds these up from the scenario alone, with expected values (the
+rate times the horizon, the mean steps of a profile, a trace file's row count): an order of magnitude, meant
+to stop a run that cannot fit (``horizon_s: 1e9``, a million replicas, ten million agents) before it takes the
+machine's memory, not to predict the peak to the megabyte. The per-item costs below were measured with
+``benchmarks/bench_memory.py`` and rounded up.
+
+:func:`check` refuses a run whose estimate is above a limit (:class:`MemoryLimitError`, a
+:class:`~agentsim.errors.ScenarioError`: exit 2 on the command line) with the numbers and what to change. The
+default limit, :func:`default_limit_mb`, is half of the machine's physical memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentsim import spec
+from agentsim.errors import ScenarioError
+from agentsim.resolve import Resolved
+from agentsim.workload.distributions import mean
+
+MB = 1 << 20
+
+BASE_MB = 250.0
+"""The interpreter, numpy, pyarrow and scipy, the engine's setup and the spill writers' buffers."""
+REPLICA_BYTES = 64 * 1024
+"""One replica: its scheduler state, prefix-cache index and sample rows in the writer's buffer."""
+LIVE_CALL_BYTES = 1024
+"""One call of a task in flight (its template, its record, its prefix-cache node)."""
+CACHE_NODE_BYTES = 256
+"""A prefix-cache node (and the finished call it may keep alive) until the cache evicts it."""
+CACHE_NODE_TOKENS = 512
+"""Tokens per cache node at the least, for the most nodes a replica's KV capacity can hold."""
+SUMMARY_CALL_BYTES = 40
+"""Per call written, at the summary: a few float64 columns of the call table held at once."""
+SUMMARY_TASK_BYTES = 48
+"""Per task written: the per-task sums over the calls (seven float64) and the task table's columns."""
+TOKEN_S = 0.01
+"""Seconds per output token of a call, to bound how fast a closed loop of agents goes round: 100 tokens/s per
+stream, a fast decode (faster calls: more tasks). A saturated cluster is slower, so the estimate is high then."""
+MIN_CALL_S = 0.1
+"""A call's least duration in that bound (prefill, queueing, the network)."""
+SHARE = 0.5
+"""The default limit's share of the machine's physical memory."""
+
+
+class MemoryLimitError(ScenarioError):
+    """A run whose estimated memory is above the limit: the message gives both and what to change."""
+
+    def __init__(self, message: str) -> None:
+        self.errors = [("", message)]
+        self.source = "scenario"
+        ValueError.__init__(self, message)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A run's expected size: calls, tasks, replica samples (the rows it writes; ``events``, their sum), the
+    tasks in flight at once, the replicas, and the estimated peak memory in MB."""
+
+    calls: float
+    tasks: float
+    samples: float
+    live_tasks: float
+    replicas: int
+    memory_mb: float
+
+    @property
+    def events(self) -> float:
+        return self.calls + self.tasks + self.samples
+
+
+def physical_memory_mb() -> float | None:
+    """The machine's physical memory in MB (``os.sysconf``, else ``/proc/meminfo``; None if neither says)."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        if pages > 0 and size > 0:
+            return float(pages) * size / MB
+    except (AttributeError, ValueError, OSError):
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return float(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_limit_mb() -> float | None:
+    """The default ``--max-memory``: :data:`SHARE` of the physical memory (None, no limit, if unknown)."""
+    total = physical_memory_mb()
+    return None if total is None else SHARE * total
+
+
+def _calls_per_task(profile: spec.AgentProfile | spec.FixedProfile) -> tuple[float, float]:
+    """Mean calls per task and mean seconds per step: a call at :data:`TOKEN_S` per output token, then the gap
+    before the next one (tool or think time)."""
+    call_s = max(MIN_CALL_S, TOKEN_S * mean(profile.output_tokens))
+    if isinstance(profile, spec.FixedProfile):
+        return 1.0, call_s
+    calls = max(1.0, mean(profile.steps))
+    if profile.fanout is not None:
+        calls += mean(profile.fanout.subagents) * calls / 2  # sub-agent chains of about half the task's length
+    return calls, call_s + mean(profile.tool_s)
+
+
+def _trace_calls(path: str) -> float:
+    try:
+        from agentsim.traces.io import read_trace_meta
+
+        return float(read_trace_meta(path).rows)
+    except Exception:  # the run itself reports a bad trace, with its reasons
+        return 0.0
+
+
+def estimate(resolved: Resolved, *, replicas: int | None = None) -> Estimate:
+    """The expected calls, tasks, replica samples, tasks in flight and peak memory of ``resolved``'s run
+    (with ``replicas`` replicas in all instead of its pools', for a plan's largest count)."""
+    s = resolved.scenario
+    horizon = s.horizon_s
+    calls = tasks = live = 0.0
+    for w in resolved.workloads:
+        spec_w = w.workload
+        if isinstance(spec_w, spec.TraceWorkload) or w.profile is None:
+            rows = _trace_calls(spec_w.path) if isinstance(spec_w, spec.TraceWorkload) else 0.0
+            calls += rows
+            tasks += rows  # at most one task per call
+            continue
+        per_task, step_s = _calls_per_task(w.profile)
+        a = spec_w.arrivals
+        task_s = per_task * step_s
+        if isinstance(a, spec.Closed):
+            n = a.agents * horizon / (task_s + mean(a.think_s))
+            in_flight = float(a.agents)
+        else:
+            n = a.rate_per_s * horizon
+            in_flight = a.rate_per_s * task_s
+        if spec_w.max_tasks is not None:
+            n = min(n, float(spec_w.max_tasks))
+        tasks += n
+        calls += n * per_task
+        live += min(in_flight, n) * per_task
+    # an autoscaled pool counted at its most replicas
+    if replicas is None:
+        replicas = sum(p.replicas if p.autoscale is None else p.autoscale.max_replicas for p in s.cluster.pools)
+    samples = replicas * math.ceil(horizon / s.sample_interval_s)
+    # The prefix cache keeps prompts until it needs the room: at most a node per call, or its capacity's worth.
+    per_replica = {p.plan.spec.name: p.plan.kv_capacity_tokens / CACHE_NODE_TOKENS for p in resolved.pools}
+    room = sum(per_replica.get(p.name, 0.0) * (p.replicas if p.autoscale is None else p.autoscale.max_replicas)
+               for p in s.cluster.pools)  # fmt: skip
+    nodes = min(calls, room)
+    memory = (
+        BASE_MB * MB
+        + replicas * REPLICA_BYTES
+        + live * LIVE_CALL_BYTES
+        + nodes * CACHE_NODE_BYTES
+        + calls * SUMMARY_CALL_BYTES
+        + tasks * SUMMARY_TASK_BYTES
+    )
+    return Estimate(calls, tasks, float(samples), live, replicas, memory / MB)
+
+
+def check(resolved: Resolved, limit_mb: float | None) -> Estimate:
+    """:func:`estimate`, and :class:`MemoryLimitError` if it is above ``limit_mb`` (None or 0: no limit)."""
+    return check_many([resolved], limit_mb, 1)
+
+
+def check_many(runs: Iterable[Resolved], limit_mb: float | None, at_once: int) -> Estimate:
+    """The largest :func:`estimate` of ``runs`` (a sweep's points, a plan's candidates), and
+    :class:`MemoryLimitError` if ``at_once`` runs of that size (parallel workers) are above ``limit_mb``."""
+    return check_estimates([estimate(r) for r in runs], limit_mb, at_once)
+
+
+def check_estimates(estimates: Iterable[Estimate], limit_mb: float | None, at_once: int) -> Estimate:
+    """:func:`check_many` of estimates already made."""
+    worst = max(estimates, key=lambda e: e.memory_mb)
+    if limit_mb and worst.memory_mb * at_once > limit_mb:
+        raise MemoryLimitError(refusal(worst, limit_mb, at_once))
+    return worst
+
+
+def refusal(e: Estimate, limit_mb: float, runs: int = 1) -> str:
+    """The message of a refusal: the estimate against the limit, its parts, and what to change."""
+    each = f" each, {runs} at once" if runs > 1 else ""
+    return (
+        f"estimated peak memory {e.memory_mb * runs:,.0f} MB is above --max-memory {limit_mb:,.0f} MB "
+        f"(~{e.calls:,.0f} calls, ~{e.tasks:,.0f} tasks, ~{e.live_tasks:,.0f} calls in flight, "
+        f"{e.replicas:,} replicas{each}); shorten horizon_s, lower the arrival rate, agents or replicas"
+        + (", or run fewer at once (--workers)" if runs > 1 else "")
+        + ", or raise --max-memory (0: no limit)"
+    )
