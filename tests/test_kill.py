@@ -209,8 +209,11 @@ def test_ctrl_c_says_what_was_finished_and_how_to_resume(tmp_path: Path) -> None
     first = re.search(r"sweep: (\d)/6 points done", done.stderr)
     assert first is not None and int(first.group(1)) >= 1, done.stderr  # resumed, not restarted
 
+    # A run long enough that 2.5 s of wall time cannot finish it on a fast machine (the hour above takes ~2 s).
+    s.write_text(yaml.safe_dump({**SCENARIO, "horizon_s": 36000, "workload": [
+        {"profile": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 20}}]}))  # fmt: skip
     out = tmp_path / "run"
     code, err = _interrupt([sys.executable, "-m", "agentsim", "run", str(s), "-o", str(out)], None, 2.5)
     assert code == 130 and "Traceback" not in err, err
-    assert re.search(r"interrupted at [\d,]+ of 3,600 simulated s", err) and "nothing was written" in err, err
+    assert re.search(r"interrupted at [\d,]+ of 36,000 simulated s", err) and "nothing was written" in err, err
     assert not out.exists()
