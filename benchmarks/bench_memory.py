@@ -17,8 +17,12 @@ Measured on a shared 2-core machine (Dec 2026, compiled build): the 10M-call rep
 at 960 MB, 312 s wall plus 24 s to write the trace (979 MB, 146 s after main's issue-15 columns); the 12-hour,
 256-replica run (10,240 coding agents; the cluster saturates, 6.1M calls) at 887 MB, 112 s wall. Doubling from
 0.25 h: 383, 409, 433, 467 (1 h), 513 (2 h) MB: +100, +48, +46 MB per simulated hour, then ~37 MB/h on to 12 h.
-The engine's own state is flat (tests/test_memory_bounded.py); what still grows is the prefix caches filling up
-to their capacity (256 of them) and the summary's arrays of the call table's length (~50-90 bytes per call).
+The engine holds what is live (tests/test_memory_bounded.py): what still grows is (1) each task in flight's
+chain of calls so far, which the prefix lookups walk (serving/prefix.py: a call's cacheable prefix is any of
+its ancestors' prompts), ~0.3 KB per call of a live task -- bounded by agents x steps per task and flat once the
+task population is steady (8 replicas of 8 agents: 2,075, 2,560, 2,445 live calls at 1, 2 and 4 simulated hours;
+saturated at 40 agents per replica, whose tasks take hours: 10,153, 12,318, 12,826), and (2) the summary's exact
+percentiles, which read one column of the call table's length at a time (~40 bytes per call at the peak).
 
 Run: ``python benchmarks/bench_memory.py [replay|agents|doubling|all] [--calls N] [--hours H] ...``
 """
