@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import pyarrow as pa
 
 from agentsim import spec
 from agentsim.analysis.metrics import call_latencies, col
+from agentsim.analysis.tables import Table
 
 _SLO_KEY = re.compile(r"^(ttft|tpot|e2e|task)(?:_(mean|p(\d+(?:\.\d+)?)))?_s$")
 
@@ -91,7 +91,7 @@ def percentile(values: np.ndarray, q: float) -> float:
     return a + (b - a) * frac
 
 
-def values(slo: Slo, scenario: spec.Scenario, calls: pa.Table, tasks: pa.Table) -> np.ndarray:
+def values(slo: Slo, scenario: spec.Scenario, calls: Table, tasks: Table) -> np.ndarray:
     """The window values of an SLO's metric: finished ones, plus ``inf`` for unfinished items already past the
     target at the horizon."""
     t0, t1 = scenario.warmup_s, scenario.horizon_s
