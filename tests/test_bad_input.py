@@ -140,6 +140,13 @@ SCENARIO_CASES: list[tuple[str, str | bytes, list[str], list[str]]] = [
     ("duplicate-key-in-set", BASE_TEXT, ["cluster.pools[0].deployment={model: a, model: b}"],
      ["found the key 'model'"]),
     ("negative-seed", BASE_TEXT, ["seed=-1"], ["seed"]),
+    # 1e300 GB used to overflow the tier's token count to NaN ("cannot convert float NaN to integer")
+    ("tier-past-a-petabyte", BASE_TEXT, ["cluster.pools[0].kv_offload={dram_gb: 1e300}"],
+     ["cluster.pools[0].kv_offload.dram_gb", "less than or equal to 1000000"]),
+    ("tier-link-too-slow", BASE_TEXT, ["cluster.pools[0].kv_offload={dram_gb_s: 1e-300}"],
+     ["cluster.pools[0].kv_offload.dram_gb_s", "greater than or equal to 0.001"]),
+    ("seq-overhead-in-us", BASE_TEXT, ["cluster.pools[0].deployment.engine={step_overhead_s_per_seq: 130}"],
+     ["step_overhead_s_per_seq", "less than or equal to 1"]),
     ("trace-is-a-run-table", BASE_TEXT, ["workload[0]={kind: trace, path: {dir}/run/calls.parquet}"],
      ["workload[0].path", "not an agentsim trace"]),
     ("trace-is-jsonl", BASE_TEXT, ["workload[0]={kind: trace, path: {dir}/t.jsonl}"], ["workload[0].path", "JSON"]),

@@ -23,6 +23,13 @@ Admission = Literal["fcfs-preempt", "new-token-ratio", "guaranteed-no-evict", "m
 """How a replica admits calls and what it does when the KV cache runs out (:class:`EngineSpec`)."""
 
 
+MAX_TIER_GB = 1e6
+"""Most GB a KV tier (or a tool worker) may have per replica: a petabyte."""
+MIN_LINK_GB_S = 1e-3
+"""Slowest reload link accepted, GB/s (1 MB/s)."""
+MAX_LINK_GB_S = 1e6
+"""Fastest reload link accepted, GB/s (a PB/s)."""
+
 class SpeculativeSpec(Strict):
     """Speculative decoding / multi-token prediction: each decode step drafts ``draft_tokens`` (k) tokens and the
     target model verifies them in one pass over ``k + 1`` tokens per sequence.
@@ -128,6 +135,7 @@ class EngineSpec(Strict):
     )
     step_overhead_s_per_seq: NonNegativeFloat | None = Field(
         None,
+        le=1.0,  # a second of CPU per sequence per step: no engine; a unit slip (us for s)
         description="engine cost per decoding sequence per step (CPU work: scheduling, sampling, detokenizing, "
         "streaming), seconds; used as the roofline's overhead_s_per_seq when that is unset; default: the preset's",
     )
@@ -380,15 +388,27 @@ class KvOffload(Strict):
     policy: Literal["none", "on_evict", "on_tool_wait"] = "on_evict"
     """`on_evict`: what HBM evicts is demoted, not dropped; `on_tool_wait`: also an agent's context while its tool
     runs; `none`: no lower tiers (as if kv_offload were unset)"""
+    # Bounds keep the tiers' token counts and reload times finite (GB x 1e9 / bytes per token): a petabyte of host
+    # memory per replica or a link below 1 MB/s is a typo, not a machine.
     dram_gb: NonNegativeFloat | None = Field(
-        None, description="host DRAM for KV per replica, GB; default: half the catalog's host memory per GPU x GPUs"
+        None,
+        le=MAX_TIER_GB,
+        description="host DRAM for KV per replica, GB; default: half the catalog's host memory per GPU x GPUs",
     )
-    nvme_gb: NonNegativeFloat = Field(0.0, description="local NVMe for KV per replica, GB (0: no NVMe tier)")
+    nvme_gb: NonNegativeFloat = Field(
+        0.0, le=MAX_TIER_GB, description="local NVMe for KV per replica, GB (0: no NVMe tier)"
+    )
     dram_gb_s: PositiveFloat | None = Field(
-        None, description="host -> HBM reload bandwidth per replica, GB/s; default: the catalog's link per GPU x GPUs"
+        None,
+        ge=MIN_LINK_GB_S,
+        le=MAX_LINK_GB_S,
+        description="host -> HBM reload bandwidth per replica, GB/s; default: the catalog's link per GPU x GPUs",
     )
     nvme_gb_s: PositiveFloat | None = Field(
-        None, description="NVMe -> HBM reload bandwidth per replica, GB/s; default: the catalog's per GPU x GPUs"
+        None,
+        ge=MIN_LINK_GB_S,
+        le=MAX_LINK_GB_S,
+        description="NVMe -> HBM reload bandwidth per replica, GB/s; default: the catalog's per GPU x GPUs",
     )
     host: Literal["local", "tools"] = "local"
     """where the DRAM tier lives: `local`, the replica's own host (catalog host figures, priced per GB with the
@@ -491,10 +511,10 @@ class ToolPool(Strict):
     """catalog CPU id (its price and power are charged for the tool pool)"""
     workers: PositiveInt = Field(description="concurrent tool calls (e.g. cores)")
     speedup: PositiveFloat = Field(1.0, description="tool durations are divided by this (faster CPUs)")
-    gb_per_worker: NonNegativeFloat = 4.0
+    gb_per_worker: NonNegativeFloat = Field(4.0, le=MAX_TIER_GB)
     """memory a tool worker keeps for its tool (sandbox, build, tests), GB; read only when KV tiers share the nodes
     (4 GB: a coding agent's container, an ESTIMATE)"""
-    sockets: PositiveInt | None = None
+    sockets: PositiveInt | None = Field(None, le=1_000_000)
     """CPU sockets of the tool nodes when KV tiers share them; default: the fewest that hold the workers' cores and
     the memory asked for (the tools' plus every explicit kv_offload.dram_gb x replicas)"""
 
