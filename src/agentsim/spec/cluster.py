@@ -222,6 +222,7 @@ class RooflinePerf(Strict):
     )
     overhead_s_per_seq: NonNegativeFloat | None = Field(
         None,
+        le=1.0,  # as the engine's step_overhead_s_per_seq
         description="per-step cost of each decoding sequence (engine CPU work), seconds; default: the engine's "
         "step_overhead_s_per_seq",
     )
