@@ -80,3 +80,4 @@ def test_temporaries_of_dead_writers_are_cleaned_by_the_next_write(tmp_path: Pat
     files.write_text(tmp_path / "new.txt", "x")
     assert not stale_dir.exists() and not stale_file.exists()
     assert mine.exists() and unrelated.exists()
+    assert files.clean_stale_temps(tmp_path) == []  # nothing stale left for a second pass
