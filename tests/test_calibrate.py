@@ -157,7 +157,9 @@ def test_condition_scenarios() -> None:
     engine = offline.cluster.pools[0].deployment.engine
     assert engine.admission == "guaranteed-no-evict" and engine.max_num_seqs == 256
     w = offline.workload[0]
-    assert isinstance(w, spec.WorkloadSpec) and isinstance(w.arrivals, spec.Closed) and w.arrivals.agents == 18
+    # one replica's batch of 10 (10,000 KV tokens / 1,000 reserved each) plus max(8, batch / 4) waiting to refill it
+    assert isinstance(w, spec.WorkloadSpec) and isinstance(w.arrivals, spec.Closed)
+    assert w.arrivals.agents == 10 + max(8, 10 // 4)
     # A row whose engine label names an engine runs under that engine's preset, unless --preset says otherwise
     trt = Measurement(isl=900, osl=100, labels={"engine": "TensorRT-LLM v1.0"})
     auto = replace(FAST, admission="auto")

@@ -98,7 +98,6 @@ def test_kv_tokens_per_preset_llama70b_fp8_on_two_h100() -> None:
     trtllm = math.floor(0.9 * (hbm - w - 2e9) * 2 / fp8_token)
     got = {name: resolved(pool(name))[1] for name in ("vllm", "sglang", "trtllm")}
     assert got == {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
-    assert (vllm, sglang, trtllm) == (211_791, 185_913, 469_116)
 
 
 def test_inconsistent_limits_are_a_scenario_error() -> None:
