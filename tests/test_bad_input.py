@@ -516,3 +516,22 @@ def test_found_by_fuzzing_tiny_times_run_or_are_refused_with_numbers() -> None:
     r = api.run(api.load_scenario(data))
     assert r.summary["calls_completed"] == 0
     assert all(w["code"] != "overload" for w in r.summary["warnings"])
+
+
+@pytest.mark.parametrize("field,value", [("dram_gb_per_gpu", math.inf), ("link_gb_s_per_gpu", True),
+                                         ("dram_usd_per_gb_hour", math.nan)])  # fmt: skip
+def test_host_tier_figures_of_a_catalog_are_finite_numbers(field: str, value: object) -> None:
+    """A user catalog's host tiers feed the KV tiers' capacity, bandwidth, price and power: refused like every
+    other catalog figure (review: HostTiers had been left a plain model that took .inf and booleans)."""
+    from pydantic import ValidationError
+
+    from agentsim.catalog import HostTiers
+    from agentsim.spec.base import error_loc
+
+    good = {"dram_gb_per_gpu": 256.0, "link_gb_s_per_gpu": 50.0, "nvme_gb_per_gpu": 0.0, "nvme_gb_s_per_gpu": 6.5,
+            "dram_usd_per_gb_hour": 0.0, "nvme_usd_per_gb_hour": 0.0, "dram_w_per_gb": 0.0, "nvme_w_per_gb": 0.0,
+            "source": "test"}  # fmt: skip
+    HostTiers.model_validate(good)
+    with pytest.raises(ValidationError) as e:
+        HostTiers.model_validate({**good, field: value})
+    assert [error_loc(err) for err in e.value.errors()] == [(field,)]  # named, as the scenario's fields are

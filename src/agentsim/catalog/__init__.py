@@ -120,11 +120,12 @@ class Efficiency(Strict):
         return None
 
 
-class HostTiers(BaseModel):
+class HostTiers(Strict):
     """The host memory and storage below one accelerator, for lower KV tiers (KV offload), with their source.
 
     Per GPU: host DRAM and local NVMe capacity (decimal GB), the host <-> GPU link (PCIe or NVLink-C2C, one
-    direction, GB/s) reloads from DRAM cross, the NVMe read bandwidth, and each tier's $/GB-hour and watts per GB."""
+    direction, GB/s) reloads from DRAM cross, the NVMe read bandwidth, and each tier's $/GB-hour and watts per GB.
+    Strict as every catalog entry: finite numbers, a boolean is not a number."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
