@@ -167,6 +167,13 @@ def test_speculative_spec_expected_tokens() -> None:
         spec.SpeculativeSpec(method="mtp", draft_tokens=2, acceptance=[0.8])
     with pytest.raises(ValueError, match="draft_model"):
         spec.SpeculativeSpec(method="draft", draft_tokens=2, acceptance=0.5)
+    # review: these were accepted and silently used one input over the other, or allocated k rates for k = 1e9
+    with pytest.raises(ValueError, match="draft_model is for method draft"):
+        spec.SpeculativeSpec(method="mtp", draft_tokens=2, acceptance=0.5, draft_model="llama-3.1-8b")
+    with pytest.raises(ValueError, match="not both"):
+        spec.SpeculativeSpec(method="draft", draft_tokens=2, acceptance=0.5, draft_model="x", draft_cost=0.1)
+    with pytest.raises(ValueError, match="draft_tokens"):
+        spec.SpeculativeSpec(method="mtp", draft_tokens=10**9, acceptance=0.5)
 
 
 def test_acceptance_zero_is_plain_decode_plus_draft_cost() -> None:

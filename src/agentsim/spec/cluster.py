@@ -42,7 +42,9 @@ class SpeculativeSpec(Strict):
         description="mtp: the model's multi-token-prediction head (DeepSeek); eagle: an EAGLE/EAGLE-3 head; "
         "draft: a separate draft model"
     )
-    draft_tokens: PositiveInt = Field(description="k: tokens drafted (and verified) per decode step")
+    draft_tokens: PositiveInt = Field(
+        le=64, description="k: tokens drafted (and verified) per decode step (at most 64: EAGLE's largest trees)"
+    )
     acceptance: float | list[float] = Field(
         description="conditional acceptance rate of each draft position (a list of k), or one rate for all"
     )
@@ -65,6 +67,10 @@ class SpeculativeSpec(Strict):
             )
         if self.method == "draft" and self.draft_model is None and self.draft_cost is None:
             raise ValueError("method draft needs draft_model (a catalog model id) or draft_cost")
+        if self.draft_model is not None and self.method != "draft":
+            raise ValueError(f"draft_model is for method draft; method {self.method} drafts with the model's own head")
+        if self.draft_model is not None and self.draft_cost is not None:
+            raise ValueError("give draft_model (its step time is the draft cost) or draft_cost, not both")
         return self
 
     @property
