@@ -118,7 +118,9 @@ def _noise_floor(
         ):
             if target is None:
                 continue
-            values, times = all_values[rows], all_times[rows]
+            # the window's items, as the verdict (slo_attainment) counts them: not the warm-up's
+            keep = rows & (all_times >= scenario.warmup_s)
+            values, times = all_values[keep], all_times[keep]
             finite = values[np.isfinite(values)]
             if not finite.size:
                 continue
