@@ -130,3 +130,18 @@ def test_the_default_limit_is_a_share_of_the_machine() -> None:
     total = preflight.physical_memory_mb()
     assert total is not None and total > 0
     assert preflight.default_limit_mb() == pytest.approx(preflight.SHARE * total)
+
+
+def test_a_sweep_on_a_local_pool_counts_its_workers_against_the_limit() -> None:
+    """Two local workers run two points at once in this machine's memory: a limit that holds one run but not two
+    refuses the sweep, whether the pool is the sweep's own or the command line's (executor_session; review: the
+    latter was counted as one run at a time)."""
+    from agentsim.planning.sweep import executor_session, sweep
+
+    s = _agents(100.0)
+    one = preflight.estimate(resolve(s)).memory_mb
+    axes = {"seed": [1, 2]}
+    with pytest.raises(preflight.MemoryLimitError):
+        sweep(s, axes, workers=2, max_memory_mb=1.5 * one)
+    with executor_session(None, 2) as (ex, n), pytest.raises(preflight.MemoryLimitError):
+        sweep(s, axes, executor=ex, workers=n, max_memory_mb=1.5 * one)

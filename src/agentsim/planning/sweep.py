@@ -261,7 +261,15 @@ def executor_session(dask: str | None = None, workers: int | None = None) -> Ite
     with open_executor(None, workers) as ex:
         if isinstance(ex, cf.ProcessPoolExecutor):
             ex.submit(int).result()  # start (fork) the workers now, while this process has a single thread
-        yield ex, (1 if ex is None else None)
+        yield ex, (1 if ex is None else workers)  # the pool's size: its runs share this machine's memory
+
+
+def runs_at_once(executor: Any, workers: int | None) -> int:
+    """How many runs share this machine's memory at once: the local process pool's (``workers``, default one per
+    core) unless the runs go to a Dask cluster, whose workers have their own memory (then one at a time here)."""
+    if executor is not None and _is_dask_client(executor):
+        return 1
+    return workers if workers is not None else (os.cpu_count() or 1)
 
 
 def map_unordered(
@@ -450,8 +458,7 @@ def sweep(
         progress(points_done(), len(points))
     if todo:
         limit = preflight.default_limit_mb() if max_memory_mb is None else max_memory_mb
-        local = executor is None  # a Dask cluster's or a given executor's workers have their own memory
-        at_once = min(len(todo), workers if workers is not None else (os.cpu_count() or 1)) if local else 1
+        at_once = min(len(todo), runs_at_once(executor, workers))
         points_todo = {r.point: r.scenario for r in todo}.values()  # replications differ only in their seeds
         preflight.check_many((resolve(s) for s in points_todo), limit, at_once)
     jobs = [(scenario_json(r.scenario), r.seed, keep_tables, 0.0) for r in todo]  # checked above

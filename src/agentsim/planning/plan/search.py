@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from agentsim.planning.plan.bounds import lower_bound
 from agentsim.planning.plan.confidence import Decision, Estimate, combine, estimate
 from agentsim.planning.plan.result import Evaluation, PlanResult, PlanRow, SloEstimate
 from agentsim.planning.plan.slo import Sample, Slo, parse_slo, sample, values
-from agentsim.planning.sweep import map_unordered, open_executor, replication_seeds
+from agentsim.planning.sweep import map_unordered, open_executor, replication_seeds, runs_at_once
 
 ProgressFn = Callable[[str], None]
 """``progress(line)``: one line per evaluation decided (and per round started)."""
@@ -221,7 +220,7 @@ def plan(
         estimates.append(preflight.estimate(resolved, replicas=max_replicas))
     if estimates:
         limit = preflight.default_limit_mb() if max_memory_mb is None else max_memory_mb
-        at_once = (workers if workers is not None else (os.cpu_count() or 1)) if executor is None else 1
+        at_once = runs_at_once(executor, workers)
         preflight.check_estimates(estimates, limit, at_once)
     short = warmup + screen * (horizon - warmup)
     simulations = 0
