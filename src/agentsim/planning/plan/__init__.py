@@ -16,7 +16,7 @@ The modules, in the order a plan runs:
   answer, replications until each SLO is confidently met or missed;
 * :mod:`~agentsim.planning.plan.slo` and :mod:`~agentsim.planning.plan.confidence`: the SLO grammar, the values
   a run gives, pooled statistics with bootstrap intervals and the meets / fails / marginal decision;
-* :mod:`~agentsim.planning.plan.result`: the ranked rows, the Pareto frontier, the saved plan;
+* :mod:`~agentsim.planning.plan.result`: the ranked rows and the saved plan;
 * :mod:`~agentsim.planning.plan.emit`: launch arguments and manifests for the chosen deployment.
 
 **Ranking.** Candidates that meet the SLOs are ranked by ``$/hour`` (the provisioned cost of the cluster
@@ -24,7 +24,7 @@ found), then by ``$/Mtok`` of output (``rank_by="usd_per_mtok"`` swaps the two);
 infeasible ones and the skipped ones.
 """
 
-from agentsim.planning.plan.result import Evaluation, PlanResult, PlanRow, SloEstimate, frontier
+from agentsim.planning.plan.result import Evaluation, PlanResult, PlanRow, SloEstimate
 from agentsim.planning.plan.search import evaluate, plan
 from agentsim.planning.plan.slo import Slo, parse_slo, percentile, statistic, values
 from agentsim.planning.plan.space import Candidate, Space
@@ -38,7 +38,6 @@ __all__ = [
     "SloEstimate",
     "Space",
     "evaluate",
-    "frontier",
     "parse_slo",
     "percentile",
     "plan",

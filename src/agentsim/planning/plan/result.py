@@ -1,4 +1,4 @@
-"""What a plan found: one row per candidate deployment, its evaluations, the Pareto frontier, and the saved form.
+"""What a plan found: one row per candidate deployment, its evaluations and the saved form.
 
 A row's ``status``: ``meets`` (``replicas`` is the fewest that meet every SLO at 95% confidence), ``marginal``
 (no count was confidently separated from the targets within the replication cap: the fewest counts that might
@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pyarrow as pa
 
 from agentsim.files import atomic_path, write_text
@@ -27,7 +26,6 @@ from agentsim.files import atomic_path, write_text
 Status = Literal["meets", "marginal", "dominated", "infeasible", "skipped"]
 
 COSTS = ("usd_per_hour", "usd_per_mtok_output", "usd_per_task")
-SPEEDS = ("tokens_per_s_per_user", "task_p95_s", "output_tokens_per_s")
 
 
 @dataclass
@@ -195,18 +193,6 @@ class PlanResult:
                 evs.append(Evaluation(**e))
             rows.append(PlanRow(**r, evaluations=evs))
         return cls(**doc, rows=rows)
-
-
-def frontier(points: list[tuple[float, float]], *, lower_x: bool = True, higher_y: bool = True) -> list[bool]:
-    """Which of ``points`` are Pareto-optimal: no other point is at least as good on both axes and better on
-    one (``lower_x``: a smaller x is better; ``higher_y``: a larger y is better)."""
-    x = np.array([p[0] for p in points], dtype=float) * (1 if lower_x else -1)
-    y = np.array([p[1] for p in points], dtype=float) * (-1 if higher_y else 1)
-    out = []
-    for i in range(len(points)):
-        dominated = (x <= x[i]) & (y <= y[i]) & ((x < x[i]) | (y < y[i]))
-        out.append(bool(np.isfinite(x[i]) and np.isfinite(y[i]) and not dominated.any()))
-    return out
 
 
 def _json_safe(x: Any) -> Any:

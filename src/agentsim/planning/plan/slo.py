@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from agentsim import spec
-from agentsim.analysis.metrics import call_latencies, col
+from agentsim.analysis.metrics import col, e2e_of, tpot_of, ttft_of
 from agentsim.analysis.tables import Table
 
 _SLO_KEY = re.compile(r"^(ttft|tpot|e2e|task)(?:_(mean|p(\d+(?:\.\d+)?)))?_s$")
@@ -105,19 +105,13 @@ def values(slo: Slo, scenario: spec.Scenario, calls: Table, tasks: Table) -> np.
         return np.concatenate([(done - start)[finished], np.full(int(late.sum()), math.inf)])
     issue = col(calls, "issue_s")
     w = issue >= t0
-    lat = {k: v[w] for k, v in call_latencies(calls).items()}
+    # only the latency this SLO is on: each reads its own columns from the run's files
+    v = {"ttft": ttft_of, "e2e": e2e_of, "tpot": tpot_of}[slo.metric](calls)[w]
     issue = issue[w]
-    if slo.metric == "ttft":
-        v = lat["ttft_s"]
-        known = ~np.isnan(v)
-        late = ~known & (t1 - issue > slo.target)
-    elif slo.metric == "e2e":
-        v = lat["call_e2e_s"]
-        known = ~np.isnan(v)
+    known = ~np.isnan(v)
+    if slo.metric in ("ttft", "e2e"):
         late = ~known & (t1 - issue > slo.target)
     else:  # tpot: an unfinished call whose decode so far already averages above the target will miss it
-        v = lat["tpot_s"]
-        known = ~np.isnan(v)
         first = col(calls, "first_token_s")[w]
         out = col(calls, "output_tokens")[w]
         done = col(calls, "done_s")[w]
