@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from agentsim.files import OutputExistsError
-from agentsim.planning.plan.emit import EmitError, emit_files, render
+from agentsim.planning.plan.emit import KINDS, EmitError, emit_files, render
 from agentsim.planning.plan.result import PlanResult, PlanRow, SloEstimate
 
 
@@ -124,6 +124,16 @@ def test_dynamo_manifest_and_llmd_values_describe_the_replicas_and_gpus() -> Non
     assert values["decode"]["parallelism"] == {"tensor": 1, "data": 4, "dataLocal": 4, "workers": 1}
     agg = yaml.safe_load(render(_result("tp", "aggregated", replicas=3), "llm-d"))
     assert agg["decode"]["replicas"] == 3 and agg["prefill"] == {"create": False}
+
+
+def test_an_unknown_kind_is_refused_by_the_api_too() -> None:
+    """Through the Python API an unknown kind was rendered as llm-d values, then failed with a KeyError on its
+    file name (review); the CLI lists the same kinds in its help."""
+    from agentsim.cli.plan import EMIT_KINDS
+
+    assert EMIT_KINDS == KINDS
+    with pytest.raises(EmitError, match="'kubernetes': expected one of vllm, sglang, dynamo, llm-d"):
+        render(_result(), "kubernetes")
 
 
 def test_files_are_written_all_or_nothing_and_never_overwritten(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from agentsim.yamlio import loads
 if TYPE_CHECKING:
     from agentsim.planning.plan import PlanResult
 
-EMIT_KINDS = ("vllm", "sglang", "dynamo", "llm-d")
+EMIT_KINDS = ("vllm", "sglang", "dynamo", "llm-d")  # planning.plan.emit.KINDS, for --help without importing it
 
 
 def _num(x: float | None) -> str:
@@ -209,14 +209,16 @@ def plan_cmd(
         _fail(f"--rank must be usd_per_hour or usd_per_mtok, got {rank!r}")
     if out is not None and out.suffix.lower() not in (".json", ".parquet", ".csv"):
         _fail(f"--out {out}: use a .json, .parquet or .csv file")
-    if out is not None and out.exists() and not overwrite:
-        _fail(f"--out {out} already exists; choose another or pass --overwrite")
     _check_out(out, overwrite=overwrite)
     if emit:
         _check_out(emit_dir / "launch-config", overwrite=True)  # the directory takes new files
-    for kind in emit or []:
-        if kind not in EMIT_KINDS:
-            _fail(f"--emit {kind!r}: expected one of {', '.join(EMIT_KINDS)}")
+    if emit:
+        from agentsim.planning.plan.emit import EmitError, check_kinds
+
+        try:
+            check_kinds(emit)
+        except EmitError as e:
+            _fail(str(e))
     hardware_ids = _csv_list(hardware, "--hardware")
     if hardware_ids:
         from agentsim.catalog import CatalogError, CatalogFileError, load_catalog

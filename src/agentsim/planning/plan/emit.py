@@ -43,7 +43,14 @@ NIXL = '{"kv_connector":"NixlConnector","kv_role":"kv_both"}'
 
 
 class EmitError(ValueError):
-    """Nothing to emit (no answer), or the files cannot be written."""
+    """Nothing to emit (no answer), an unknown kind, or the files cannot be written."""
+
+
+def check_kinds(kinds: Sequence[str]) -> None:
+    """Refuse a kind of hand-over file that is not one of :data:`KINDS`, naming it and the known ones."""
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise EmitError(f"--emit {', '.join(map(repr, bad))}: expected one of {', '.join(KINDS)}")
 
 
 @dataclass(frozen=True)
@@ -227,6 +234,7 @@ def llmd_values(result: PlanResult, row: PlanRow) -> dict[str, Any]:
 
 def render(result: PlanResult, kind: str) -> str:
     """The text of one hand-over file for the plan's answer."""
+    check_kinds([kind])
     row = result.answer
     if row is None:
         raise EmitError("nothing meets the SLOs: there is no deployment to hand over")
