@@ -250,7 +250,7 @@ class Agents(CallListener):
 
     def _reject(self, task: TaskRun, call: Call) -> None:
         """The server rejects ``call``: it passes the context window. Its task fails (module docstring)."""
-        self.recorder.on_call_rejected(call, task.id, task.template.calls[call.index].compacted)
+        self.recorder.on_call_done(call, task.id, task.template.calls[call.index].compacted, rejected=True)
         task.calls[call.index] = None  # recorded: not in flight
         task.failed = True
         self._settle_failed(task)

@@ -385,9 +385,11 @@ class Recorder:
             prefill_busy_prompt_steps_s,
         )
 
-    def on_call_done(self, call: Call, task_id: int, compacted: bool) -> None:
-        """Record one call of task ``task_id`` (finished, or in flight at the end of the run); ``compacted``: the
-        agent compacted its context before it."""
+    def on_call_done(self, call: Call, task_id: int, compacted: bool, rejected: bool = False) -> None:
+        """Record one call of task ``task_id`` (finished, in flight at the end of the run, or ``rejected`` by the
+        server when sent: its prompt + output passed the context window, so it was never routed and its fields
+        keep their initial values: nothing cached, generated or busy); ``compacted``: the agent compacted its
+        context before it."""
         r = call.replica
         pr = call.prefill_replica
         decoded = pr is not None and r is not None and r is not pr  # null while the KV is in transit
@@ -404,7 +406,7 @@ class Recorder:
             admitted_s=call.admitted_s,
             first_token_s=call.first_token_s,
             done_s=call.done_s,
-            status="unfinished" if call.done_s is None else "finished",
+            status="rejected" if rejected else "unfinished" if call.done_s is None else "finished",
             prompt_tokens=call.prompt,
             compacted=compacted,
             cached_tokens=call.cached,
@@ -423,36 +425,6 @@ class Recorder:
             kv_transfer_s=call.kv_transfer_s,
             prefill_busy_s=call.prefill_busy_s,
             prefill_busy_prompt_steps_s=call.prefill_mixed_s,
-        )
-
-    def on_call_rejected(self, call: Call, task_id: int, compacted: bool) -> None:
-        """Record a call of task ``task_id`` that the server rejected when sent (its prompt + output passed the
-        context window): never routed, no token processed, nothing busy."""
-        self.call(
-            task_id=task_id,
-            call_id=call.id,
-            call_index=call.index,
-            workload=call.workload,
-            model=call.model,
-            pool=None,
-            replica=None,
-            issue_s=call.issue_s,
-            admitted_s=None,
-            first_token_s=None,
-            done_s=None,
-            status="rejected",
-            prompt_tokens=call.prompt,
-            compacted=compacted,
-            cached_tokens=0,
-            reloaded_dram_tokens=0,
-            reloaded_nvme_tokens=0,
-            reload_s=0.0,
-            output_tokens=call.output,
-            reasoning_tokens=call.reasoning,
-            generated_tokens=0,
-            preemptions=0,
-            busy_s=0.0,
-            busy_prompt_steps_s=0.0,
         )
 
     def task(

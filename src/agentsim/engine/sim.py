@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import pyarrow as pa
-
 from agentsim import spec
 from agentsim.engine.agents import Agents, Stream
 from agentsim.engine.clock import Clock
@@ -50,19 +48,6 @@ class EngineRun:
     replicas: int
     steps_skipped_fraction: float | None
     autoscale: dict[str, dict[str, int]] = field(default_factory=dict)
-
-
-class Collect:
-    """A sink that keeps the record batches in memory (:meth:`table`): for tests and small tools, not runs."""
-
-    def __init__(self) -> None:
-        self.batches: list[pa.RecordBatch] = []
-
-    def __call__(self, batch: pa.RecordBatch) -> None:
-        self.batches.append(batch)
-
-    def table(self, schema: pa.Schema) -> pa.Table:
-        return pa.Table.from_batches(self.batches, schema=schema).combine_chunks()
 
 
 def sample_times(horizon_s: float, interval_s: float, warmup_s: float) -> Iterator[float]:
@@ -122,7 +107,7 @@ def simulate_resolved(
 ) -> EngineRun:
     """Simulate a resolved scenario to its horizon, handing the rows of the ``"calls"``, ``"tasks"`` (recorded
     columns only: :data:`~agentsim.engine.records.TASK_RECORD_SCHEMA`) and ``"replicas"`` tables to ``sinks`` as
-    record batches (:class:`~agentsim.engine.records.Recorder`; :class:`Collect` keeps them). Deterministic for a
+    record batches (:class:`~agentsim.engine.records.Recorder`). Deterministic for a
     given ``scenario.seed``."""
     # A run allocates millions of small objects that live until its tables are built; the cyclic collector
     # would rescan them over and over (10-20% of a run, with full collections during the table conversion).

@@ -440,9 +440,13 @@ class Replica(ReplicaId):
             self._finish(c, now, c.target - c.held + steps)
 
     def _join(self, c: Call) -> None:
+        """``c`` enters the running batch (admitted, resumed or arrived decoded); under new-token-ratio admission
+        its remaining output, clipped, is held against the budget."""
         self.running[c] = None
         if c.output > RESERVE_CLIP_TOKENS:
             self.long_calls += 1
+        if self.admission == NEW_TOKEN_RATIO:
+            self.ratio_hold += min(c.output - c.generated, RESERVE_CLIP_TOKENS)
 
     def _leave(self, c: Call) -> None:
         del self.running[c]
@@ -534,8 +538,6 @@ class Replica(ReplicaId):
             c.nodes.append(node)
             node.last_use = now
         self._join(c)
-        if self.admission == NEW_TOKEN_RATIO:
-            self.ratio_hold += min(c.output - c.generated, RESERVE_CLIP_TOKENS)
         cache_prompt(self.kv, c, now)
         self._start_decode(c)
         return True
@@ -577,8 +579,6 @@ class Replica(ReplicaId):
         self._join(c)
         self.prefilling.append(c)
         self.pf_left += c.output - c.generated
-        if self.admission == NEW_TOKEN_RATIO:
-            self.ratio_hold += min(c.output - c.generated, RESERVE_CLIP_TOKENS)
         return need if not self.chunked else min(need, budget)
 
     def _reload(
@@ -609,8 +609,6 @@ class Replica(ReplicaId):
             c.reload_s = wait
         self._join(c)
         self.pf_left += c.output - c.generated
-        if self.admission == NEW_TOKEN_RATIO:
-            self.ratio_hold += min(c.output - c.generated, RESERVE_CLIP_TOKENS)
         if moved == 0:
             c.phase = PREFILL
             self.prefilling.append(c)

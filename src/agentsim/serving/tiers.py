@@ -76,7 +76,6 @@ class Tiers(LowerTier):
 
     def __init__(self, plan: OffloadPlan) -> None:
         self.plan = plan
-        self.policy = plan.policy
         self.capacity = [0, plan.dram_tokens, plan.nvme_tokens]
         self.used = [0, 0, 0]
         self.demoted = [0, 0, 0]
