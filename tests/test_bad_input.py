@@ -482,9 +482,18 @@ def test_fuzzed_scenario_values_run_or_are_refused(changes: list[tuple[str, Any]
     for key in ("calls_completed", "prompt_tokens", "cached_tokens", "output_tokens", "tasks_completed"):
         v = r.summary[key]
         assert isinstance(v, int) and v >= 0, (key, v)
-    for key, v in r.summary.items():
-        if isinstance(v, float):
-            assert not math.isnan(v), key
+    def floats(doc: Any, path: str = "") -> Any:  # every number of the summary, nested ones included
+        if isinstance(doc, dict):
+            for k, v in doc.items():
+                yield from floats(v, f"{path}{k}.")
+        elif isinstance(doc, list):
+            for i, v in enumerate(doc):
+                yield from floats(v, f"{path}{i}.")
+        elif isinstance(doc, float):
+            yield path, doc
+
+    for key, v in floats(r.summary):
+        assert not math.isnan(v), key
     for col in ("prompt_tokens", "output_tokens"):
         values = r.calls.column(col).to_pylist()
         assert all(x is None or 0 <= x <= 2**53 for x in values), col

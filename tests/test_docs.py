@@ -131,7 +131,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     overloaded = ["cluster.pools[0].replicas=1", "workload[0].arrivals.agents=200"]  # calls still queued
     for name, data, extra in [("default", example("default"), []), ("hybrid", example("hybrid"), []),
-                              ("autoscaled", autoscaled(), []), ("overloaded", example("default"), overloaded)]:
+                              ("autoscaled", autoscaled(), []), ("overloaded", example("default"), overloaded),
+                              ("two-models", example("planner-subagents"), [])]:  # by_model.<m> for two ids
         result = agentsim.simulate(agentsim.load_scenario(data, [*SHORT, *extra]))
         path = agentsim.save_run(result, tmp_path_factory.mktemp(name) / "run")
         out[name] = {t: pq.read_schema(path / f"{t}.parquet") for t in TABLES}
