@@ -15,6 +15,7 @@ Used by the run summary's ``noise_floor`` warning (:mod:`agentsim.analysis.warni
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from itertools import pairwise
 
@@ -57,15 +58,24 @@ def percentile(q: float) -> Callable[[np.ndarray], float]:
     return lambda v: float(np.percentile(v, q))
 
 
-def half_width(batch: np.ndarray, level: float = 0.95) -> float | None:
-    """The half-width of the two-sided ``level`` interval of a whole-run statistic from its per-batch values
+@functools.cache  # one quantile per sample size, not one per metric and point
+def t975(df: int) -> float:
+    """Student's ``t(0.975, df)``: the half-width of a two-sided 95% interval in standard errors
+    (``scipy.stats.t.ppf``, imported here because ``import agentsim`` imports this module)."""
+    if df < 1:
+        raise ValueError(f"df must be >= 1, got {df}")
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
+
+
+def half_width(batch: np.ndarray) -> float | None:
+    """The half-width of the two-sided 95% interval of a whole-run statistic from its per-batch values
     (Student's t over the finite batches); None with fewer than :data:`MIN_BATCHES`."""
     b = batch[np.isfinite(batch)]
     if b.size < MIN_BATCHES:
         return None
-    from scipy import stats
-
-    return float(stats.t.ppf(0.5 + level / 2, b.size - 1) * b.std(ddof=1) / np.sqrt(b.size))
+    return float(t975(b.size - 1) * b.std(ddof=1) / np.sqrt(b.size))
 
 
 def significant(a: np.ndarray, b: np.ndarray) -> bool | None:

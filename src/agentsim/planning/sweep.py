@@ -53,7 +53,6 @@ import concurrent.futures as cf
 import contextlib
 import ctypes
 import ctypes.util
-import functools
 import hashlib
 import importlib
 import itertools
@@ -75,6 +74,7 @@ import pyarrow.parquet as pq
 
 from agentsim import api, preflight, spec, store
 from agentsim._version import __version__
+from agentsim.analysis.batches import t975
 from agentsim.errors import ScenarioError
 from agentsim.files import OutputExistsError, atomic_path, check_output, write_text
 from agentsim.resolve import resolve
@@ -292,17 +292,6 @@ def map_unordered(
 
 
 # --------------------------------------------------------------------------------------------- statistics
-
-
-@functools.cache  # one quantile per replication count, not one per metric and point
-def t975(df: int) -> float:
-    """Student's ``t(0.975, df)``: the half-width of a two-sided 95% interval in standard errors
-    (``scipy.stats.t.ppf``, imported here because ``import agentsim`` imports this module)."""
-    if df < 1:
-        raise ValueError(f"df must be >= 1, got {df}")
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, df))
 
 
 def flatten_summary(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float | None]:

@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from agentsim.analysis.batches import t975
 from agentsim.planning.plan.slo import BIN, EDGES, Sample, Slo
 
 Decision = Literal["meets", "fails", "marginal"]
@@ -49,12 +50,6 @@ class Estimate:
     decision: Decision
     replications: int
     items: int
-
-
-def _t(q: float, df: int) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(q, df))
 
 
 def _pooled_percentiles(
@@ -120,7 +115,7 @@ def estimate(slo: Slo, samples: Sequence[Sample], attainment: float = 0.9) -> Es
     boot = _statistics(slo, samples, weights)
     boot = boot[~np.isnan(boot)]
     inflate = math.sqrt(r / (r - 1))
-    t2 = _t(0.975, r - 1)
+    t2 = t975(r - 1)
     if slo.stat is None:  # a fraction: plain scale, clipped to [0, 1]
         se = float(np.std(boot)) * inflate
         lo, hi = max(0.0, value - t2 * se), min(1.0, value + t2 * se)
