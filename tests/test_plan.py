@@ -296,3 +296,22 @@ def test_default_search_finds_that_dp_attention_and_expert_parallelism_win_for_d
     assert {r.parallel for r in result.rows} == {"tp", "ep", "ep-dpa"}
     best = result.answer
     assert best is not None and best.parallel == "ep-dpa", [(r.label, r.status, r.replicas) for r in result.rows]
+
+
+def test_task_p95_counts_the_tasks_still_running() -> None:
+    """plan.json's task p95 (the $/task frontier's axis) counts a task still running at the horizon by its age, as
+    the summary's Kaplan-Meier does (review: it counted finished tasks only, which favours an overloaded
+    candidate). Nine tasks of 1..9 s and one running for the whole 200 s horizon: the estimate never reaches
+    95%, so the p95 is the lower bound with the running task at its age, not the finished tasks' 8.6 s."""
+    import pyarrow as pa
+
+    import agentsim
+    from agentsim.planning.plan.search import _task_p95
+
+    s = agentsim.default_scenario().model_copy(update={"horizon_s": 200.0, "warmup_s": 0.0})
+    done = [float(x) for x in range(1, 10)]
+    tasks = pa.table({"start_s": [0.0] * 10, "done_s": [*done, None]})
+    assert _task_p95(s, tasks) == pytest.approx(float(np.percentile([*done, 200.0], 95)))
+    assert float(np.percentile(done, 95)) == pytest.approx(8.6)  # what finished tasks alone would say
+    everyone = pa.table({"start_s": [0.0] * 9, "done_s": done})
+    assert _task_p95(s, everyone) == pytest.approx(8.6)  # nothing running: the plain percentile

@@ -28,22 +28,26 @@ __all__ = ["Table", "rows_where"]  # re-exported: the metrics' table helpers
 PERCENTILES = (50, 90, 99)
 
 
-def dist(values: np.ndarray, *, overwrite: bool = False) -> dict[str, float | None]:
-    """``mean, p50, p90, p99`` (and ``n``) of ``values``; nulls when there are none. ``overwrite``: ``values``
-    may be reordered (a temporary of the caller's: no copy is made of it)."""
+def dist(
+    values: np.ndarray, *, overwrite: bool = False, percentiles: tuple[int, ...] = PERCENTILES
+) -> dict[str, float | None]:
+    """``mean`` and the ``percentiles`` (default ``p50, p90, p99``; and ``n``) of ``values``; nulls when there
+    are none. ``overwrite``: ``values`` may be reordered (a temporary of the caller's: no copy is made of it)."""
     nan = np.isnan(values)
     v = values[~nan] if values.size and (not overwrite or nan.any()) else values
     del nan
     if v.size == 0:
-        return {"n": 0, "mean": None, "p50": None, "p90": None, "p99": None}
+        return {"n": 0, "mean": None, **{f"p{p}": None for p in percentiles}}
     out: dict[str, float | None] = {"n": int(v.size), "mean": float(v.mean())}  # before any reordering
-    q = np.percentile(v, PERCENTILES, overwrite_input=overwrite or v is not values)
-    for p, x in zip(PERCENTILES, q, strict=True):
+    q = np.percentile(v, percentiles, overwrite_input=overwrite or v is not values)
+    for p, x in zip(percentiles, q, strict=True):
         out[f"p{p}"] = float(x)
     return out
 
 
-def censored_dist(done: np.ndarray, censored: np.ndarray, *, overwrite: bool = False) -> dict[str, Any]:
+def censored_dist(
+    done: np.ndarray, censored: np.ndarray, *, overwrite: bool = False, percentiles: tuple[int, ...] = PERCENTILES
+) -> dict[str, Any]:
     """A duration distribution when some items were still running at the horizon: ``done`` holds the durations
     that finished, ``censored`` the ages reached by those that did not (their durations are at least that).
     ``overwrite``: ``done`` may be reordered (a temporary of the caller's).
@@ -57,7 +61,7 @@ def censored_dist(done: np.ndarray, censored: np.ndarray, *, overwrite: bool = F
     Counting only finished items instead would drop exactly the long ones."""
     censored = censored[~np.isnan(censored)]
     if censored.size == 0:
-        return {**dist(done, overwrite=overwrite), "censored": 0}
+        return {**dist(done, overwrite=overwrite, percentiles=percentiles), "censored": 0}
     finite = done.size - int(np.count_nonzero(np.isnan(done)))
     if overwrite:
         done.sort()  # NaN last
@@ -69,13 +73,13 @@ def censored_dist(done: np.ndarray, censored: np.ndarray, *, overwrite: bool = F
     if done.size == 0:  # nothing finished: every statistic is at least the imputed one
         both = censored
         out["mean"] = float(both.mean())
-        for p, x in zip(PERCENTILES, np.percentile(both, PERCENTILES), strict=True):
+        for p, x in zip(percentiles, np.percentile(both, percentiles), strict=True):
             out[f"p{p}"] = float(x)
-        out["lower_bounds"] = ["mean", *(f"p{p}" for p in PERCENTILES)]
+        out["lower_bounds"] = ["mean", *(f"p{p}" for p in percentiles)]
         out["estimator"] = "lower bound"
         return out
     times, probs = kaplan_meier(done, np.sort(censored))
-    for p in PERCENTILES:
+    for p in percentiles:
         reached = probs >= p / 100.0 - 1e-12
         if reached.any():
             out[f"p{p}"] = float(times[int(reached.argmax())])
