@@ -174,6 +174,37 @@ def test_weights_spill_to_ddr_when_hbm_is_short() -> None:
     assert kv_capacity_tokens(m, rdu, all_ddr) > kv_capacity_tokens(m, rdu, d)
 
 
+def test_weights_cached_in_hbm_leave_the_engines_reserve() -> None:
+    # One reserve rule: HBM caches weights up to (1 - DDR_KV_FRACTION) of the usable memory less the engine's
+    # activation reserve, so the KV cache keeps DDR_KV_FRACTION of it whatever the reserve. (It used the fixed
+    # 2 GB here and the engine's in the KV rule: a 10 GB reserve left the KV cache 8 GB short per socket, a
+    # 20 GB one no KV cache at all.)
+    m, rdu = CATALOG.get_model("llama-3.1-405b"), CATALOG.get_hardware("sn40l")
+    usable = 64e9 * 0.9
+    per_token = kv_bytes_per_token(m, dep("llama-3.1-405b", "sn40l", tp=8))
+    for reserve_gb in (0.0, 10.0, 20.0):
+        d = dep("llama-3.1-405b", "sn40l", tp=8, engine={"activation_reserve_gb": reserve_gb})
+        placement = weight_placement(m, rdu, d)
+        assert placement.hbm_bytes == pytest.approx(usable * (1 - DDR_KV_FRACTION) - reserve_gb * 1e9)
+        assert kv_capacity_tokens(m, rdu, d) == math.floor(usable * DDR_KV_FRACTION * 8 / per_token)
+
+
+def test_a_larger_reserve_makes_a_marginal_model_not_fit() -> None:
+    # Llama-3.3-70B in fp8 on one H100 at 0.95: 76.0 GB usable - 70.6 GB of weights leaves 5.4 GB, room for
+    # the 2 GB default reserve and not for a 6 GB one.
+    m, h = CATALOG.get_model("llama-3.3-70b"), CATALOG.get_hardware("h100")
+    engine = {"gpu_memory_utilization": 0.95}
+    fits = dep("llama-3.3-70b", precision="fp8", engine=engine)
+    assert kv_capacity_tokens(m, h, fits) == math.floor((76e9 - 70.6e9 - 2e9) / kv_bytes_per_token(m, fits))
+    marginal = dep("llama-3.3-70b", precision="fp8", engine={**engine, "activation_reserve_gb": 6.0})
+    with pytest.raises(DoesNotFitError) as info:
+        kv_capacity_tokens(m, h, marginal)
+    assert (
+        "weights 70.6 GB + activation reserve 6.0 GB leave no KV cache in usable 76.0 GB (80 GB x 0.95)"
+        in str(info.value)
+    )
+
+
 def test_small_model_stays_in_hbm_and_gpus_have_no_ddr() -> None:
     m, rdu = CATALOG.get_model("llama-3.1-8b"), CATALOG.get_hardware("sn40l")
     assert weight_placement(m, rdu, dep("llama-3.1-8b", "sn40l")).ddr_bytes == 0.0

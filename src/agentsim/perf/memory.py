@@ -19,8 +19,10 @@ Decisions, so that results can be compared with real engines:
   (default: the weights' precision) except that an fp4 KV cache is counted at the fp8 size, since serving
   engines store KV at 8 bits at the lowest;
 * the usable memory per GPU is ``hbm_gb * gpu_memory_utilization`` (vLLM's knob: the rest is CUDA context and
-  fragmentation), of which :data:`ACTIVATION_RESERVE_GB` per GPU is kept for activations, CUDA graphs and
-  communication buffers (vLLM's profiling run typically finds 1-4 GB);
+  fragmentation), of which the engine's ``activation_reserve_gb`` per GPU (its preset's;
+  :data:`ACTIVATION_RESERVE_GB` when unset) is kept for activations, CUDA graphs and communication buffers
+  (vLLM's profiling run typically finds 1-4 GB): :func:`activation_reserve_gb`, for the KV cache and the weights
+  alike;
 * KV replication: tensor parallelism shards the KV heads over the ``tp`` GPUs, but a GPU cannot hold less than
   one head, so with ``tp > kv_heads`` heads are replicated (Qwen3-235B has 4 KV heads: at tp 8 each is stored
   twice), and MLA's single latent per layer is replicated on every TP rank (vLLM and SGLang without
@@ -39,9 +41,10 @@ MLA deployments make, since MLA's latent cannot be split by heads.
 has 64 GB HBM and up to 1.5 TB DDR per socket) can keep weights there. :func:`weight_placement` decides, per
 ``deployment.weights_memory``: ``hbm`` all weights in HBM (an error if they do not fit); ``ddr`` all weights in
 DDR, read from there at every step, HBM left to the KV cache; ``auto`` (default) HBM when the weights fit in
-``(1 - DDR_KV_FRACTION)`` of the usable HBM, otherwise HBM *caches* as many weight bytes as fit there (keeping
-:data:`DDR_KV_FRACTION` of usable HBM for the KV cache) and the rest stays in DDR. The roofline reads each part
-at its tier's bandwidth (:mod:`agentsim.perf.roofline`). On hardware without DDR, ``auto`` is ``hbm``.
+``(1 - DDR_KV_FRACTION)`` of the usable HBM less the activation reserve, otherwise HBM *caches* as many weight
+bytes as fit there (keeping :data:`DDR_KV_FRACTION` of usable HBM for the KV cache) and the rest stays in DDR.
+The roofline reads each part at its tier's bandwidth (:mod:`agentsim.perf.roofline`). On hardware without DDR,
+``auto`` is ``hbm``.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = [
     "DDR_KV_FRACTION",
     "DoesNotFitError",
     "WeightPlacement",
+    "activation_reserve_gb",
     "bytes_per_param",
     "dense_bytes_per_param",
     "expert_bytes_per_param",
@@ -155,6 +159,14 @@ class WeightPlacement(NamedTuple):
         return self.hbm_bytes / total if total > 0 else 1.0
 
 
+def activation_reserve_gb(deployment: Deployment) -> float:
+    """GB per GPU the engine keeps for activations: ``engine.activation_reserve_gb`` (its preset's once the
+    engine is filled, :mod:`agentsim.serving.presets`), :data:`ACTIVATION_RESERVE_GB` when unset. The one rule
+    for the KV cache's share and for how many weight bytes HBM may cache."""
+    reserve = deployment.engine.activation_reserve_gb
+    return ACTIVATION_RESERVE_GB if reserve is None else reserve
+
+
 def _where(deployment: Deployment) -> str:
     return (
         f"{deployment.model} {deployment.precision} on {deployment.gpus}x {deployment.hardware} "
@@ -179,7 +191,8 @@ def weight_placement(model: ModelArch, hardware: Hardware, deployment: Deploymen
     elif mode == "ddr":
         placement = WeightPlacement(0.0, w)
     else:
-        budget = usable_bytes_per_gpu(hardware, deployment) * (1.0 - DDR_KV_FRACTION) - ACTIVATION_RESERVE_GB * 1e9
+        reserve = activation_reserve_gb(deployment) * 1e9
+        budget = usable_bytes_per_gpu(hardware, deployment) * (1.0 - DDR_KV_FRACTION) - reserve
         hbm = min(w, max(budget, 0.0))
         placement = WeightPlacement(hbm, w - hbm)
     if placement.ddr_bytes > hardware.ddr_bytes:
@@ -227,10 +240,9 @@ def usable_bytes_per_gpu(hardware: Hardware, deployment: Deployment) -> float:
 def kv_free_bytes_per_gpu(usable: float, hbm: float, weights: float, deployment: Deployment) -> float:
     """Bytes per GPU for the KV cache under the engine's rule (``agentsim.serving.presets``): ``of-total``
     (vLLM, SGLang; default) ``usable - weights - reserve``; ``of-free`` (TensorRT-LLM) ``fraction * (hbm -
-    weights - reserve)``. The reserve is ``engine.activation_reserve_gb``, :data:`ACTIVATION_RESERVE_GB` when
-    unset."""
+    weights - reserve)``, the reserve :func:`activation_reserve_gb`."""
     engine = deployment.engine
-    reserve = (ACTIVATION_RESERVE_GB if engine.activation_reserve_gb is None else engine.activation_reserve_gb) * 1e9
+    reserve = activation_reserve_gb(deployment) * 1e9
     if engine.kv_memory == "of-free":
         fraction = 0.9 if engine.gpu_memory_utilization is None else engine.gpu_memory_utilization
         return fraction * (hbm - weights - reserve)
@@ -248,9 +260,7 @@ def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deploym
     usable = usable_bytes_per_gpu(hardware, deployment)
     placement = weight_placement(model, hardware, deployment)
     weights = placement.hbm_bytes
-    reserve = ACTIVATION_RESERVE_GB if deployment.engine.activation_reserve_gb is None else (
-        deployment.engine.activation_reserve_gb
-    )
+    reserve = activation_reserve_gb(deployment)
     free = kv_free_bytes_per_gpu(usable, hardware.hbm_bytes, weights, deployment)
     if free <= 0:
         per_gpu = " per GPU" if gpus > 1 else ""
