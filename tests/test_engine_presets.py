@@ -203,6 +203,19 @@ def test_acceptance_one_through_a_scenario_divides_the_budget() -> None:
     assert config.max_batched_tokens == 8192 // 2
 
 
+def test_the_budget_check_reads_the_budget_the_engine_runs() -> None:
+    # vLLM on an H100: 8192 tokens, 1024 sequences. With every one of k drafts accepted a real step is k + 1 token
+    # steps of 8192 / (k + 1) tokens, each running sequence taking one: k = 7 leaves exactly 1024, k = 8 leaves
+    # 910, too few for 1024 decodes (the check used the undivided 8192 and let prefills starve).
+    seven = {"method": "mtp", "draft_tokens": 7, "acceptance": 1.0}
+    assert resolved(pool("vllm", speculative=seven))[2].max_batched_tokens == 1024
+    eight = {"method": "mtp", "draft_tokens": 8, "acceptance": 1.0}
+    with pytest.raises(ValueError, match=r"max_batched_tokens \(8192\) / 9 expected tokens per speculative step = 910 "
+                       r"must be >= max_num_seqs \(1024\)"):
+        resolved(pool("vllm", speculative=eight))
+    assert resolved(pool("vllm", speculative=eight, max_num_seqs=910))[2].max_batched_tokens == 910
+
+
 def test_deepseek_v3_mtp_speedup_matches_the_paper() -> None:
     """DeepSeek-V3 (arXiv 2412.19437, sec. 5.4.3): one MTP module, the second token accepted 85-90% of the time,
     1.8x the decoding tokens/s in DeepSeek's serving (large decode batches: every expert is read each step).

@@ -576,7 +576,8 @@ def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple
     if engine.max_num_seqs is None:  # SGLang: from the KV capacity
         engine = engine.model_copy(update={"max_num_seqs": sglang_max_running(kv)})
         d = d.model_copy(update={"engine": engine})
-    problem = check_budget(engine)
+    tokens_per_step = engine.speculative.tokens_per_step if engine.speculative is not None else 1.0
+    problem = check_budget(engine, tokens_per_step)
     if problem is not None:
         raise ValueError(problem)
     perf = pool.perf
@@ -585,7 +586,6 @@ def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple
         update = {k: v for k, v in unset.items() if getattr(perf, k) is None}
         if update:
             perf = perf.model_copy(update=update)
-    tokens_per_step = engine.speculative.tokens_per_step if engine.speculative is not None else 1.0
     return pool.model_copy(update={"deployment": d, "perf": perf}), kv, engine_config(engine, tokens_per_step)
 
 

@@ -196,29 +196,40 @@ def engine_config(engine: EngineSpec, tokens_per_step: float = 1.0) -> EngineCon
     With speculative decoding the engine steps in *token steps* of ``1 / tokens_per_step`` of a real step
     (docs/DESIGN.md, speculative decoding), so its per-step token budget is the real one divided by the
     expected tokens per step."""
-    assert engine.admission is not None and engine.max_num_seqs is not None and engine.max_batched_tokens is not None
-    budget = engine.max_batched_tokens
-    if tokens_per_step > 1.0:
-        budget = max(1, math.floor(budget / tokens_per_step))
+    assert engine.admission is not None and engine.max_num_seqs is not None
     return EngineConfig(
         admission=ADMISSION_CODES[engine.admission],
         max_num_seqs=engine.max_num_seqs,
-        max_batched_tokens=budget,
+        max_batched_tokens=step_budget(engine, tokens_per_step),
         chunked_prefill=bool(engine.chunked_prefill),
         prefix_caching=bool(engine.prefix_caching),
         block_size_tokens=engine.block_size_tokens or 16,
     )
 
 
-def check_budget(engine: EngineSpec) -> str | None:
+def step_budget(engine: EngineSpec, tokens_per_step: float = 1.0) -> int:
+    """The token budget of one engine step: ``max_batched_tokens``, divided by the expected tokens per step under
+    speculative decoding (the engine runs token steps, :func:`engine_config`), at least 1."""
+    assert engine.max_batched_tokens is not None
+    if tokens_per_step > 1.0:
+        return max(1, math.floor(engine.max_batched_tokens / tokens_per_step))
+    return engine.max_batched_tokens
+
+
+def check_budget(engine: EngineSpec, tokens_per_step: float = 1.0) -> str | None:
     """A problem with a filled engine's limits, or None: where decodes share the step budget (every policy but
-    SGLang's), the budget must hold one token per running sequence."""
+    SGLang's), the budget the engine runs (:func:`step_budget`: divided under speculative decoding) must hold
+    one token per running sequence."""
     if engine.admission == "new-token-ratio":
         return None
     assert engine.max_batched_tokens is not None and engine.max_num_seqs is not None
-    if engine.max_batched_tokens < engine.max_num_seqs:
+    budget = step_budget(engine, tokens_per_step)
+    if budget < engine.max_num_seqs:
+        divided = (
+            f" / {tokens_per_step:.3g} expected tokens per speculative step = {budget}" if tokens_per_step > 1.0 else ""
+        )
         return (
-            f"max_batched_tokens ({engine.max_batched_tokens}) must be >= max_num_seqs ({engine.max_num_seqs}): "
-            "every running sequence takes one token of the step budget when it decodes"
+            f"max_batched_tokens ({engine.max_batched_tokens}){divided} must be >= max_num_seqs "
+            f"({engine.max_num_seqs}): every running sequence takes one token of the step budget when it decodes"
         )
     return None
