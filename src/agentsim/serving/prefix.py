@@ -14,6 +14,8 @@ the replica (:mod:`agentsim.serving.replica`) calls them at admission and when a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from agentsim.serving.call import BLOCK_KEY_BASE, Call
 from agentsim.serving.kvcache import KvCache, Node
 
@@ -114,19 +116,21 @@ def insert_blocks(kv: KvCache, c: Call, now: float) -> None:
         parent = node
 
 
-def chain_keys(c: Call) -> list[int]:
+def chain_keys(c: Call) -> Iterator[int]:
     """The cache keys of ``c``'s possible prefixes, deepest first (those :func:`find` looks up, without its
-    memo): for the lower KV tiers, which a prefix may have been demoted to (serving/tiers.py)."""
+    memo): for the lower KV tiers, which a prefix may have been demoted to (serving/tiers.py). A generator: it runs at
+    every admission try with tiers on, and the lookup stops at the first key held or at the call's HBM hit."""
     if c.blocks is not None:
-        full = min(len(c.blocks), c.prompt // c.block_tokens)
-        return [BLOCK_KEY_BASE + c.blocks[i] for i in range(full - 1, -1, -1)]
-    keys = [c.id]
+        blocks = c.blocks
+        for i in range(min(len(blocks), c.prompt // c.block_tokens) - 1, -1, -1):
+            yield BLOCK_KEY_BASE + blocks[i]
+        return
+    yield c.id
     if c.stable:
-        keys.append(c.share_key)
+        yield c.share_key
     p = c.parent
     while p is not None:
-        keys.append(p.share_key)
+        yield p.share_key
         p = p.parent
     if c.root_key is not None:
-        keys.append(c.root_key)
-    return keys
+        yield c.root_key

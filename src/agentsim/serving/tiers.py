@@ -27,6 +27,7 @@ resolved per replica from the catalog (``resolve.py``). Pure bookkeeping: no clo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 from agentsim.serving.kvcache import KvCache, LowerTier, Node
@@ -157,7 +158,7 @@ class Tiers(LowerTier):
             self.dropped[tier] += n.own
 
     # ------------------------------------------------------------------ reload
-    def path(self, keys: list[int], kv: KvCache, hbm: Node | None) -> list[Node]:
+    def path(self, keys: Iterable[int], kv: KvCache, hbm: Node | None) -> list[Node]:
         """The lower-tier nodes that extend ``hbm`` (the call's deepest HBM hit) deepest along ``keys`` (the
         call's prefix keys, deepest first), shallowest first; empty when no lower tier holds a deeper prefix.
 
