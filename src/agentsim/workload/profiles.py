@@ -205,6 +205,23 @@ KEEP_REASONING: Final = {"none": KEEP_NONE, "last": KEEP_LAST, "all": KEEP_ALL}
 """``keep_reasoning`` of a profile, as the factory's code."""
 
 
+def _following(
+    keep: int, prompt: int, output: int, reasoning: int, visible: int, appended: int
+) -> tuple[int, int, int]:
+    """The context of a call that follows one of ``prompt`` tokens (``visible`` of them not reasoning) which
+    generated ``output`` tokens, ``reasoning`` of them reasoning, with ``appended`` tokens added, under
+    ``keep`` (a :data:`KEEP_REASONING` code): (prompt, its stable part or 0 for the whole prompt, its visible
+    context). Module docstring, Reasoning."""
+    shown = output - reasoning
+    if keep == KEEP_NONE:
+        p = prompt + shown + appended
+        return p, 0, p
+    if keep == KEEP_ALL:
+        p = prompt + output + appended
+        return p, 0, p
+    v = visible + shown + appended
+    return v + reasoning, (visible if reasoning else 0), v
+
 
 class TaskFactory:
     """Generates the tasks of one workload from its profile, one :meth:`next` at a time.
@@ -321,21 +338,6 @@ class TaskFactory:
     def __next__(self) -> TaskTemplate:
         return self.next()
 
-    def _following(self, prev: CallTemplate, visible: int, appended: int) -> tuple[int, int, int]:
-        """The context of a call that follows ``prev`` (whose visible context is ``visible``) with ``appended``
-        tokens added: (prompt, its stable part or 0 for the whole prompt, its visible context). Module docstring,
-        Reasoning."""
-        r = prev.reasoning_tokens
-        shown = prev.output_tokens - r
-        if self._keep == KEEP_NONE:
-            p = prev.prompt_tokens + shown + appended
-            return p, 0, p
-        if self._keep == KEEP_ALL:
-            p = prev.prompt_tokens + prev.output_tokens + appended
-            return p, 0, p
-        v = visible + shown + appended
-        return v + r, (visible if r else 0), v
-
     def _grow(self, calls: list[CallTemplate], n: int, compacted: int, model: int, visible: int) -> int:
         """Append ``n`` chain steps after the last call of ``calls`` (whose visible context is ``visible``:
         its prompt without the reasoning it keeps); return the visible context of the last call."""
@@ -354,18 +356,8 @@ class TaskFactory:
         p, o, r = last.prompt_tokens, last.output_tokens, last.reasoning_tokens
         append = calls.append
         for j in range(n):
-            # The next prompt (module docstring): the visible output and the tool result are appended, and the
-            # reasoning kept or dropped by keep_reasoning.
-            stable = 0
-            if keep == KEEP_NONE:
-                p += o - r + tools[j]
-            elif keep == KEEP_ALL:
-                p += o + tools[j]
-            else:
-                if r:
-                    stable = visible
-                visible += o - r + tools[j]
-                p = visible + r
+            # The next prompt: the visible output and the tool result appended, the reasoning kept or dropped.
+            p, stable, visible = _following(keep, p, o, r, visible, tools[j])
             r = reasons[j] if reasons is not None else 0
             o = outs[j] + r
             if p > limit or p + o > window:
@@ -382,6 +374,8 @@ class TaskFactory:
         context."""
         lead = len(calls) - 1
         lead_call = calls[lead]
+        keep = self._keep
+        lp, lo, lr = lead_call.prompt_tokens, lead_call.output_tokens, lead_call.reasoning_tokens
         limit = self._limit
         window = self._window
         sub = self._sub_model
@@ -391,7 +385,7 @@ class TaskFactory:
         reasons = self._reason.take(k + 1) if self._reason is not None else [0] * (k + 1)
         lasts: list[int] = []
         for j in range(k):
-            p, stable, v = self._following(lead_call, visible, instructions[j])
+            p, stable, v = _following(keep, lp, lo, lr, visible, instructions[j])
             o = outs[j] + reasons[j]
             if p > limit or p + o > window:
                 v = compacted
@@ -400,7 +394,7 @@ class TaskFactory:
                 calls.append(CallTemplate(p, o, (lead,), 0.0, lead, None, False, False, reasons[j], stable, sub))
             self._grow(calls, lengths[j] - 1, compacted, sub, v)
             lasts.append(len(calls) - 1)
-        p, stable, v = self._following(lead_call, visible, sum(self._result.take(k)))
+        p, stable, v = _following(keep, lp, lo, lr, visible, sum(self._result.take(k)))
         o = outs[k] + reasons[k]
         join = self._join_model
         if p > limit or p + o > window:
