@@ -139,6 +139,16 @@ class Resolved:
         return [p.plan for p in self.pools]
 
     @property
+    def windows(self) -> list[int]:
+        """The context window of each model, in :attr:`models` order (:func:`context_window`)."""
+        out: list[int] = []
+        for m in self.models:
+            window = context_window(self.pools, m)
+            assert window is not None  # the models are those the pools serve
+            out.append(window)
+        return out
+
+    @property
     def rates(self) -> list[PoolRates]:
         """Price and power of every pool, in pool order, then the tool pool's (if any)."""
         out = [p.rates for p in self.pools]
@@ -481,7 +491,7 @@ def _pool(
             errors.append((f"{where}.kv_offload", str(e)))
             return None
         rates = with_tiers(rates, tier_usd_h, tier_w * pricing.pue)
-    plan = PoolPlan(pool, perf, kv, bytes_per_token, engine, model.max_context_tokens, offload)
+    plan = PoolPlan(pool, perf, kv, bytes_per_token, engine, offload)
     return ResolvedPool(plan, hw, model, rates)
 
 

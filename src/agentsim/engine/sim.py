@@ -136,7 +136,7 @@ def _simulate(resolved: Resolved, sinks: Mapping[str, Sink], progress: ProgressF
     agents.park_tools = any(
         p.kv_offload is not None and p.kv_offload.policy == "on_tool_wait" for p in scenario.cluster.pools
     )
-    cluster = Cluster(events, resolved.plans, scenario.cluster, agents, list(resolved.models))
+    cluster = Cluster(events, resolved.plans, scenario.cluster, agents, resolved.models, resolved.windows)
     agents.start(cluster)
     scalers = [
         Autoscaler(events, cluster, p.name, p.autoscale) for p in scenario.cluster.pools if p.autoscale is not None

@@ -35,15 +35,13 @@ from agentsim.workload.taskgraph import NO_WINDOW
 @dataclass(frozen=True, slots=True)
 class PoolPlan:
     """What the cluster needs to build one pool: its spec (engine preset filled in), perf model, KV capacity per
-    replica, KV size, the engine its replicas run, and its model's context window (None: unbounded, for pools
-    built by hand)."""
+    replica, KV size, the engine its replicas run and its lower KV tiers."""
 
     spec: spec.PoolSpec
     perf: PerfModel
     kv_capacity_tokens: int
     kv_bytes_per_token: float = 0.0
     engine: EngineConfig = field(default_factory=EngineConfig)
-    max_context_tokens: int | None = None
     offload: OffloadPlan | None = None  # lower KV tiers of each replica (serving/tiers.py)
 
 
@@ -62,6 +60,7 @@ class Cluster:
         cluster: spec.ClusterSpec,
         listener: CallListener,
         models: Sequence[str] | None = None,
+        windows: Sequence[int] | None = None,
     ) -> None:
         self.clock = clock
         self.plans = {p.spec.name: p for p in pools}
@@ -69,12 +68,9 @@ class Cluster:
         served = dict.fromkeys(p.spec.deployment.model for p in pools)
         self.models = list(models) if models is not None else list(served)
         self.model_of = {p.spec.name: self.models.index(p.spec.deployment.model) for p in pools}
-        # A call may reach every pool of its model (an entry pool, then a decode pool): it must fit the smallest
-        # window among them.
-        self.windows = [
-            min((p.max_context_tokens or NO_WINDOW for p in pools if p.spec.deployment.model == m), default=NO_WINDOW)
-            for m in self.models
-        ]
+        # The context window of each model (resolve.context_window: the smallest among the pools serving it, since
+        # a call may reach an entry pool, then a decode pool); none for pools built by hand.
+        self.windows = list(windows) if windows is not None else [NO_WINDOW] * len(self.models)
         self.listener = listener  # told of every call's first token and completion (the agents)
         self.replicas: list[Replica] = []  # every replica ever built, by index
         self.entry: list[Replica] = []  # accepting unified and prefill replicas
