@@ -80,10 +80,8 @@ def _slos(items: list[str] | None) -> dict[str, float]:
 
 def _cells(result: PlanResult) -> list[list[str]]:
     rows = []
-    rank = 0
-    for row in result.rows:
-        rank += row.status == "meets"
-        cells = [str(rank) if row.status == "meets" else "-", row.label, _num(row.replicas), _num(row.gpus),
+    for rank, row in zip(result.ranks(), result.rows, strict=True):
+        cells = ["-" if rank is None else str(rank), row.label, _num(row.replicas), _num(row.gpus),
                  _num(row.usd_per_hour), _num(row.usd_per_mtok_output)]  # fmt: skip
         for k in result.slos:
             e = row.slos.get(k)

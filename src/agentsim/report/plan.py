@@ -81,10 +81,8 @@ def write_plan_report(path: str | Path, out: str | Path | None = None) -> Path:
     figs = plan_figures(result, title)
     header = ["#", "deployment", "replicas", "GPUs", "$/hour", "$/Mtok", *result.slos, "status"]
     rows = []
-    rank = 0
-    for row in result.rows:
-        rank += row.status == "meets"
-        cells = [str(rank) if row.status == "meets" else "–", row.label, fmt(row.replicas), fmt(row.gpus),
+    for rank, row in zip(result.ranks(), result.rows, strict=True):
+        cells = ["–" if rank is None else str(rank), row.label, fmt(row.replicas), fmt(row.gpus),
                  fmt(row.usd_per_hour), fmt(row.usd_per_mtok_output)]  # fmt: skip
         for k in result.slos:
             e = row.slos.get(k)

@@ -119,6 +119,18 @@ class PlanResult:
         """The cheapest candidate that meets every SLO at 95% confidence, if any."""
         return next((r for r in self.rows if r.status == "meets"), None)
 
+    def ranks(self) -> list[int | None]:
+        """Each row's rank among the candidates that meet the SLOs (1 is :attr:`answer`), None for the others."""
+        out: list[int | None] = []
+        rank = 0
+        for row in self.rows:
+            if row.status == "meets":
+                rank += 1
+                out.append(rank)
+            else:
+                out.append(None)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (infinite values as the strings ``"inf"``, ``"-inf"``)."""
         return _json_safe(asdict(self))  # type: ignore[no-any-return]
@@ -134,10 +146,8 @@ class PlanResult:
         for k in self.slos:
             cols[k], cols[f"{k}.lo"], cols[f"{k}.hi"] = [], [], []
         cols["reason"] = []
-        rank = 0
+        cols["rank"] = self.ranks()
         for row in self.rows:
-            rank += row.status == "meets"
-            cols["rank"].append(rank if row.status == "meets" else None)
             for k in cols:
                 if k in ("rank",) or k in self.slos or k.endswith((".lo", ".hi")):
                     continue
