@@ -99,30 +99,41 @@ def _mape_txt(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}%"
 
 
+# The options calibrate and fidelity share, declared once.
+PoolOpt = Annotated[str | None, typer.Option(help="pool of --scenario (default: its first)")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a field of --scenario")]
+WhereOpt = Annotated[list[str] | None, typer.Option(help="keep rows with column=value (repeatable)")]
+PresetOpt = Annotated[
+    str,
+    typer.Option(
+        help="engine preset: auto (the row's engine label: TensorRT-LLM, vLLM, SGLang; else the pool's), "
+        "scenario (the pool's), vllm, sglang, trtllm"
+    ),
+]
+AdmissionOpt = Annotated[str, typer.Option(help="deprecated (use --preset): auto | engine | no-evict")]
+KvFreeFractionOpt = Annotated[
+    float | None, typer.Option(help="deprecated (use --preset trtllm): KV = this fraction of HBM left")
+]
+JobsOpt = Annotated[int, typer.Option(help="worker processes")]
+CatalogOpt = Annotated[list[Path] | None, typer.Option("--catalog", help="user catalog YAML (repeatable)")]
+
+
 def calibrate_cmd(
     measurements: Annotated[Path, typer.Argument(help="benchmark results: CSV, vLLM or AIPerf JSON")],
     scenario: Annotated[Path | None, typer.Option(help="scenario whose pool is calibrated")] = None,
-    pool: Annotated[str | None, typer.Option(help="pool of --scenario (default: its first)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field of --scenario")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="keep rows with column=value (repeatable)")] = None,
+    pool: PoolOpt = None,
+    set_: SetOpt = None,
+    where: WhereOpt = None,
     kind: Annotated[str, typer.Option(help="perf model without --scenario: roofline or linear")] = "roofline",
     params: Annotated[str | None, typer.Option(help="coefficients to fit, comma-separated (default per kind)")] = None,
     metrics: Annotated[str | None, typer.Option(help="output_tok_s,ttft_s,tpot_s to fit (default: all)")] = None,
-    preset: Annotated[
-        str,
-        typer.Option(
-            help="engine preset: auto (the row's engine label: TensorRT-LLM, vLLM, SGLang; else the pool's), "
-            "scenario (the pool's), vllm, sglang, trtllm"
-        ),
-    ] = "auto",
-    admission: Annotated[str, typer.Option(help="deprecated (use --preset): auto | engine | no-evict")] = "auto",
-    kv_free_fraction: Annotated[
-        float | None, typer.Option(help="deprecated (use --preset trtllm): KV = this fraction of HBM left")
-    ] = None,
+    preset: PresetOpt = "auto",
+    admission: AdmissionOpt = "auto",
+    kv_free_fraction: KvFreeFractionOpt = None,
     waves: Annotated[float, typer.Option(help="request lifetimes simulated per condition")] = 3.0,
     max_evals: Annotated[int, typer.Option(help="simulations per point budget of the search")] = 150,
-    jobs: Annotated[int, typer.Option(help="worker processes")] = 1,
-    catalog_file: Annotated[list[Path] | None, typer.Option("--catalog", help="user catalog YAML (repeatable)")] = None,
+    jobs: JobsOpt = 1,
+    catalog_file: CatalogOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="perf YAML to write")] = Path("perf.yaml"),
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
 ) -> None:
@@ -189,25 +200,17 @@ def fidelity_cmd(
     points: Annotated[Path, typer.Argument(help="measured points: CSV, vLLM benchmark_serving JSON, AIPerf JSON")],
     perf: Annotated[list[Path] | None, typer.Option(help="perf YAML from `agentsim calibrate` (repeatable)")] = None,
     scenario: Annotated[Path | None, typer.Option(help="simulate this scenario's pool, not the rows' labels")] = None,
-    pool: Annotated[str | None, typer.Option(help="pool of --scenario (default: its first)")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a field of --scenario")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="keep rows with column=value (repeatable)")] = None,
+    pool: PoolOpt = None,
+    set_: SetOpt = None,
+    where: WhereOpt = None,
     holdout: Annotated[int, typer.Option(help="calibrate on K rows per group, report the held-out rows")] = 0,
-    preset: Annotated[
-        str,
-        typer.Option(
-            help="engine preset: auto (the row's engine label: TensorRT-LLM, vLLM, SGLang; else the pool's), "
-            "scenario (the pool's), vllm, sglang, trtllm"
-        ),
-    ] = "auto",
-    admission: Annotated[str, typer.Option(help="deprecated (use --preset): auto | engine | no-evict")] = "auto",
-    kv_free_fraction: Annotated[
-        float | None, typer.Option(help="deprecated (use --preset trtllm): KV = this fraction of HBM left")
-    ] = None,
+    preset: PresetOpt = "auto",
+    admission: AdmissionOpt = "auto",
+    kv_free_fraction: KvFreeFractionOpt = None,
     waves: Annotated[float, typer.Option(help="request lifetimes simulated per point")] = 4.0,
     max_evals: Annotated[int, typer.Option(help="with --holdout: simulations budget of each fit")] = 120,
-    jobs: Annotated[int, typer.Option(help="worker processes")] = 1,
-    catalog_file: Annotated[list[Path] | None, typer.Option("--catalog", help="user catalog YAML (repeatable)")] = None,
+    jobs: JobsOpt = 1,
+    catalog_file: CatalogOpt = None,
     rows: Annotated[bool, typer.Option("--rows", help="print every row, not only the groups")] = False,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="write predicted vs measured per row")] = None,
     plot: Annotated[Path | None, typer.Option(help="PNG of predicted vs measured (needs matplotlib)")] = Path(
