@@ -213,6 +213,17 @@ def test_cli_report_bad_directory_exits_2(tmp_path: Path) -> None:
     assert "not a run directory" in result.stderr
 
 
+def test_report_x_outside_a_sweep_exits_2_naming_it(run_dir: Path, tmp_path: Path) -> None:
+    # --x picks a sweep's axis; on a run directory or a plan it was silently ignored.
+    plan = tmp_path / "plan.json"
+    plan.write_text("{}")
+    for target in (run_dir, plan, tmp_path / "nope"):
+        result = invoke("report", target, "--x", "replicas", "-o", tmp_path / "out")
+        assert result.exit_code == 2, result.output
+        assert f"--x is for sweep reports: {target} is not a sweep directory" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_with_report_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # write_report itself is covered above; here: run calls it on the saved run and prints where it went.
     seen: list[tuple[Path, Any]] = []

@@ -36,6 +36,9 @@ def report(
 
     A sweep directory (written by `agentsim sweep --out`, holding sweep.parquet) gets a sweep report instead, and a
     saved plan (`agentsim plan --out plan.json`) a plan report with its Pareto frontiers (plan.html beside it)."""
+    sweep = (run_dir / "sweep.parquet").is_file()
+    if x is not None and not sweep:
+        _fail(f"--x is for sweep reports: {run_dir} is not a sweep directory (agentsim sweep --out)")
     if run_dir.suffix.lower() == ".json" and run_dir.is_file():
         from agentsim import report as rep
 
@@ -47,7 +50,7 @@ def report(
             _fail(str(e))
         out_console.print(f"report: {page}", highlight=False, soft_wrap=True)
         return
-    if (run_dir / "sweep.parquet").is_file():
+    if sweep:
         from agentsim import report as rep
 
         try:
