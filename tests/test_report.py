@@ -224,6 +224,20 @@ def test_report_x_outside_a_sweep_exits_2_naming_it(run_dir: Path, tmp_path: Pat
     assert not (tmp_path / "out").exists()
 
 
+@needs_matplotlib
+def test_report_of_a_json_that_is_no_plan_exits_2(tmp_path: Path) -> None:
+    for i, text in enumerate(("[1, 2]", '"x"', "{}", '{"slos": {}, "rows": [{"slos": 3}]}', "{", b"\xff")):
+        path = tmp_path / f"{i}.json"
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+        result = invoke("report", path)
+        assert result.exit_code == 2, (text, result.output)
+        assert f"{path}: not a saved plan" in result.stderr
+        assert "Traceback" not in result.output
+
+
 def test_run_with_report_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # write_report itself is covered above; here: run calls it on the saved run and prints where it went.
     seen: list[tuple[Path, Any]] = []

@@ -43,8 +43,6 @@ def report(
         from agentsim import report as rep
 
         try:
-            if not rep.is_plan_file(run_dir):
-                _fail(f"{run_dir}: not a saved plan (agentsim plan --out plan.json)")
             page = rep.write_plan_report(run_dir, out)
         except rep.ReportError as e:
             _fail(str(e))

@@ -33,7 +33,7 @@ from agentsim.report.data import RunData, SweepData, is_sweep_dir, load_run, loa
 from agentsim.report.errors import INSTALL_HINT, MissingDependencyError, ReportError, require_report_deps
 from agentsim.report.figures import Figure
 from agentsim.report.html import REPORT_FILE
-from agentsim.report.plan import is_plan_file, load_plan, plan_figures, write_plan_report
+from agentsim.report.plan import load_plan, plan_figures, write_plan_report
 from agentsim.report.run import render_run_html, run_figures, write_report
 from agentsim.report.sweep import render_sweep_html, sweep_figures, write_sweep_report
 
@@ -55,7 +55,6 @@ __all__ = [
     "compare_figures",
     "compare_rows",
     "compare_table",
-    "is_plan_file",
     "is_sweep_dir",
     "load_plan",
     "load_run",

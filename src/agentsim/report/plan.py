@@ -22,20 +22,8 @@ def load_plan(path: str | Path) -> PlanResult:
     """A plan saved as JSON; :class:`ReportError` when the file is not one."""
     try:
         return PlanResult.load(path)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # AttributeError: JSON not an object
         raise ReportError(f"{path}: not a saved plan ({e})") from None
-
-
-def is_plan_file(path: str | Path) -> bool:
-    """Whether ``path`` looks like a plan saved by ``agentsim plan --out X.json``."""
-    p = Path(path)
-    if not (p.is_file() and p.suffix.lower() == ".json"):
-        return False
-    try:
-        head = p.read_text()[:4096]
-    except OSError:
-        return False
-    return '"slos"' in head and '"max_replications"' in head
 
 
 def _points(result: PlanResult) -> list[tuple[str, float, float, float, float]]:
