@@ -146,6 +146,21 @@ def test_save_run_writes_and_refuses_an_existing_dir(result: agentsim.RunResult,
     assert agentsim.save_run(result, out, overwrite=True) == out
 
 
+def test_save_run_moves_a_simulated_runs_files(small: spec.Scenario, tmp_path: Path) -> None:
+    # The first save takes the spill files into the run (linked, the spill directory removed); the result then
+    # reads them there, and a later save copies them from there.
+    r = agentsim.simulate(small)
+    spilled = r.files()
+    calls = r.calls
+    out = agentsim.save_run(r, tmp_path / "run")
+    assert r.files() == {name: out / f"{name}.parquet" for name in spilled}
+    assert not any(path.exists() for path in spilled.values())
+    assert not spilled["calls"].parent.exists()
+    again = agentsim.save_run(r, tmp_path / "again")
+    assert store.read_run(again)["calls"].equals(calls)
+    assert all(path.exists() for path in r.files().values())
+
+
 def test_simulate_raises_scenario_error_for_unknown_model(small: spec.Scenario) -> None:
     bad = agentsim.load_scenario(small, ["cluster.pools[0].deployment.model=gpt-9"])
     with pytest.raises(agentsim.ScenarioError) as info:

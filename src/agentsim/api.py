@@ -287,13 +287,9 @@ def save_run(result: RunResult, out: str | Path, *, overwrite: bool = False) -> 
     files = result.files()
     tables = {name: t for name, t in result._loaded.items() if name not in files}
     tables["pools"] = result.pools
-    owned = result._spill is not None
-    path = store.write_run(
-        Path(out), tables, result.summary, result.manifest, overwrite=overwrite, files=files, move=owned
-    )
-    if owned:
+    path = store.write_run(Path(out), tables, result.summary, result.manifest, overwrite=overwrite, files=files)
+    if result._spill is not None:  # the files were the spill's: read them from the run now, drop the spill
         result._paths = {name: path / f"{name}.parquet" for name in files}
-        assert result._spill is not None
         result._spill.remove()
         result._spill = None
     return path

@@ -46,11 +46,10 @@ def write_run(
     *,
     overwrite: bool = False,
     files: Mapping[str, Path] | None = None,
-    move: bool = False,
 ) -> Path:
     """Write one run's tables and JSON files into ``out`` atomically (:func:`agentsim.files.atomic_path`);
     return ``out``. ``files`` maps table names to Parquet files already written: linked into the run (copied
-    across file systems), and with ``move`` their sources removed once the run is in place."""
+    across file systems); their sources are the caller's to remove."""
     out = Path(out)
     given = dict(files or {})
     with atomic_path(out, overwrite=overwrite, directory=True, exists_error=RunExistsError) as tmp:
@@ -60,9 +59,6 @@ def write_run(
             _link_or_copy(Path(src), tmp / f"{name}.parquet")
         (tmp / "summary.json").write_text(_json(summary))
         (tmp / "manifest.json").write_text(_json(manifest))
-    if move:
-        for src in given.values():
-            Path(src).unlink(missing_ok=True)
     return out
 
 
