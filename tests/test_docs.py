@@ -7,11 +7,13 @@ backticks); nested ``summary.json`` fields are named there by their path with do
 fields of a distribution (``ttft_s.n``, ``ttft_s.p99``, ...). The runs are short cuts of the built-in examples
 (the default: a unified pool, percentile SLO targets; hybrid: disaggregated pools and a tool pool) and of the
 default with an autoscaled pool and per-call and per-task SLO thresholds, and of the default overloaded (calls
-still queued at the horizon: censored TTFT), so the optional fields all appear.
+still queued at the horizon: censored TTFT), so the optional fields all appear. The figures it lists under
+``agentsim report`` are exactly those the run, comparison, sweep and plan reports draw.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -24,6 +26,7 @@ import yaml
 
 import agentsim
 from agentsim import api
+from agentsim.planning.plan.result import PlanResult
 
 METRICS = Path(__file__).resolve().parents[1] / "docs" / "METRICS.md"
 TABLES = ("calls", "tasks", "replicas", "pools")
@@ -138,6 +141,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
         out[name] = {t: pq.read_schema(path / f"{t}.parquet") for t in TABLES}
         out[name]["summary"] = json.loads((path / "summary.json").read_text())
         out[name]["manifest"] = json.loads((path / "manifest.json").read_text())
+        out[name]["path"] = path
     return out
 
 
@@ -177,3 +181,22 @@ def test_the_docs_name_the_modules_that_compute_the_outputs() -> None:
     assert len(paths) >= 4
     src = Path(agentsim.__file__).parent
     assert [p for p in paths if not (src / p).is_file() and not (METRICS.parents[1] / p).is_file()] == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib: agentsim[report]")
+def test_every_report_figure_is_documented_and_drawn(runs: dict[str, dict[str, Any]]) -> None:
+    """The figures METRICS.md lists under `agentsim report` are those the reports draw: a run report of the default
+    and the hybrid run (several pools: the pool cost figure), their comparison, a sweep and a plan (the last two
+    from minimal inputs: which figures exist does not depend on the values)."""
+    from agentsim import report
+
+    documented = {n for row in table_rows(sections()["agentsim report"]) for n in names(row[0])}
+    paths = [runs["default"]["path"], runs["hybrid"]["path"]]
+    drawn = {f.name for p in paths for f in report.run_figures(report.load_run(p))}
+    drawn |= {f.name for f in report.compare_figures(report.load_runs(paths))}
+    sweep = pa.table({"point": [0, 1], "x": [1.0, 2.0], "replications": [1, 1]})
+    drawn |= {f.name for f in report.sweep_figures(report.SweepData(Path("sweep"), sweep, {}, ["x"]))}
+    plan = PlanResult(slos={}, attainment=0.95, replications=1, max_replications=1, max_replicas=1, seeds=[], rows=[])
+    drawn |= {f.name for f in report.plan_figures(plan, "plan")}
+    assert drawn - documented == set(), "figures missing from METRICS.md"
+    assert documented - drawn == set(), "METRICS.md names figures no report draws"
