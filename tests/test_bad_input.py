@@ -21,32 +21,14 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from agentsim import api
-from agentsim.cli import app
 from agentsim.errors import ScenarioError
 from agentsim.traces.io import read_table
+from helpers import TINY, invoke, refused, runner
 
-runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 TRACE = REPO / "traces" / "chat-200.parquet"
-
-BASE = {
-    "name": "tiny",
-    "seed": 1,
-    "horizon_s": 5,
-    "workload": [{"profile": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 2}}],
-    "cluster": {
-        "pools": [
-            {
-                "name": "p",
-                "deployment": {"model": "llama-3.1-8b", "hardware": "h100", "tp": 1, "precision": "fp8"},
-                "replicas": 1,
-            }
-        ]
-    },
-}
 
 MODEL_12_HEADS = """models:
   twelve:
@@ -66,27 +48,11 @@ MODEL_12_HEADS = """models:
 """
 
 
-def invoke(*args: str | Path) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def refused(result: Any, *needles: str) -> str:
-    """Exit 2, no traceback, every needle in the error text."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    err: str = result.stderr
-    assert err.startswith("error:"), err
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in {err!r}"
-    return err
-
-
 def scenario(tmp_path: Path, text: str | bytes | None = None, name: str = "s.yaml", **changes: Any) -> Path:
     """A scenario file: ``text`` as given, else the tiny base with top-level ``changes``."""
     path = tmp_path / name
     if text is None:
-        text = yaml.safe_dump({**json.loads(json.dumps(BASE)), **changes}, sort_keys=False)
+        text = yaml.safe_dump({**json.loads(json.dumps(TINY)), **changes}, sort_keys=False)
     if isinstance(text, bytes):
         path.write_bytes(text)
     else:
@@ -106,7 +72,7 @@ def digest(path: Path) -> str:
 
 # --------------------------------------------------------------------------- scenario files and --set values
 
-BASE_TEXT = yaml.safe_dump(BASE, sort_keys=False)
+BASE_TEXT = yaml.safe_dump(TINY, sort_keys=False)
 
 # fmt: off
 SCENARIO_CASES: list[tuple[str, str | bytes, list[str], list[str]]] = [
@@ -159,7 +125,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run (its calls.parquet is a Parquet file that is not a trace)."""
     d = tmp_path_factory.mktemp("made")
     out = d / "run"
-    api.save_run(api.run(api.load_scenario(BASE)), out)
+    api.save_run(api.run(api.load_scenario(TINY)), out)
     (d / "t.jsonl").write_text('{"timestamp": 0, "input_length": 10, "output_length": 2}\n')
     return d
 
@@ -191,7 +157,7 @@ def test_a_field_error_names_the_line_of_the_file(tmp_path: Path) -> None:
 
 def test_tp_must_split_the_attention_heads(tmp_path: Path) -> None:
     (tmp_path / "twelve.yaml").write_text(MODEL_12_HEADS)
-    data = json.loads(json.dumps(BASE))
+    data = json.loads(json.dumps(TINY))
     data["catalog"] = ["twelve.yaml"]
     data["cluster"]["pools"][0]["deployment"].update(model="twelve", tp=8)
     refused(invoke("validate", scenario(tmp_path, yaml.safe_dump(data))), "deployment.tp", "12 attention heads")
@@ -216,7 +182,7 @@ def test_paths_in_a_scenario_are_read_from_its_directory(tmp_path: Path) -> None
     (tmp_path / "traces").mkdir()
     (tmp_path / "traces" / "t.parquet").write_bytes(TRACE.read_bytes())
     (tmp_path / "sub" / "twelve.yaml").write_text(MODEL_12_HEADS)
-    data = json.loads(json.dumps(BASE))
+    data = json.loads(json.dumps(TINY))
     data["workload"] = [{"kind": "trace", "path": "../traces/t.parquet", "max_tasks": 3}]
     data["catalog"] = ["twelve.yaml"]
     path = scenario(tmp_path / "sub", yaml.safe_dump(data))
@@ -383,7 +349,7 @@ def test_a_trace_with_a_column_of_the_wrong_type(tmp_path: Path) -> None:
     bad = t.set_column(i, "task_id", pa.array([str(x) for x in t.column("task_id").to_pylist()]))
     pq.write_table(bad, tmp_path / "s.parquet")
     refused(invoke("trace", "stats", tmp_path / "s.parquet"), "column task_id holds string, expected int64")
-    data = {**BASE, "workload": [{"kind": "trace", "path": "s.parquet"}]}
+    data = {**TINY, "workload": [{"kind": "trace", "path": "s.parquet"}]}
     refused(invoke("validate", scenario(tmp_path, yaml.safe_dump(data))), "workload[0].path", "column task_id")
 
 
@@ -422,7 +388,7 @@ def _run_slos(item: str) -> Any:
 
     probe = typer.Typer()
     probe.command()(lambda: _slos([item]))
-    return CliRunner().invoke(probe, [])
+    return runner.invoke(probe, [])
 
 
 # --------------------------------------------------------------------------- fuzzing
@@ -464,7 +430,7 @@ def _set(data: dict[str, Any], path: str, value: Any) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(PATHS), ODD), min_size=1, max_size=3))
 def test_fuzzed_scenario_values_run_or_are_refused(changes: list[tuple[str, Any]]) -> None:
-    data = json.loads(json.dumps(BASE))
+    data = json.loads(json.dumps(TINY))
     data["horizon_s"] = 2
     for path, value in changes:
         try:
@@ -515,7 +481,7 @@ def test_draws_are_held_below_int64() -> None:
 def test_found_by_fuzzing_tiny_times_run_or_are_refused_with_numbers() -> None:
     """Hypothesis found these: a sample interval of one denormal asks for ~1e323 samples (refused, saying the
     smallest interval allowed), and a horizon of one denormal left the overload check a zero-length window."""
-    data = json.loads(json.dumps(BASE))
+    data = json.loads(json.dumps(TINY))
     data["horizon_s"] = 2
     data["sample_interval_s"] = 5e-324
     with pytest.raises(ScenarioError, match=r"sample_interval_s .* at least 2e-06"):

@@ -19,12 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from rich.console import Console
-from typer.testing import CliRunner
 
 import agentsim
 from agentsim import api
-from agentsim.cli import app
 from agentsim.cli import run as cli_run
+from helpers import invoke, refused
 
 SHORT = ["--set", "horizon_s=120", "--set", "warmup_s=20"]
 RUN_FILES = {"calls.parquet", "tasks.parquet", "replicas.parquet", "pools.parquet", "summary.json", "manifest.json"}
@@ -98,25 +97,6 @@ SUMMARY_FIELDS = {
     "energy_kwh",
     "tokens_per_mwh",
 }
-
-runner = CliRunner()
-
-
-def invoke(*args: str | Path) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_bad_input(result: Any, *needles: str) -> str:
-    """Exit 2, no traceback, every needle in the error text; return the error text."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output
-    err: str = result.stderr
-    assert err.startswith("error:"), err
-    for needle in needles:
-        assert needle in err, f"{needle!r} not in {err!r}"
-    return err
-
 
 def example_data() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(api.example_text("default"))
@@ -218,7 +198,7 @@ def test_run_refuses_an_existing_out_and_overwrite_replaces_it(tmp_path: Path) -
     out.mkdir()
     (out / "keep.txt").write_text("precious")
     result = invoke("run", *SHORT, "-q", "--out", out)
-    assert_bad_input(result, "already exists", "--overwrite")
+    refused(result, "already exists", "--overwrite")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert (out / "keep.txt").read_text() == "precious"
 
@@ -250,7 +230,7 @@ def test_run_json_stdout_is_only_json(tmp_path: Path) -> None:
 
 def test_run_negative_seed_is_bad_input(tmp_path: Path) -> None:
     # --seed is validated like the file's seed (>= 0), not a numpy traceback.
-    assert_bad_input(invoke("run", *SHORT, "-q", "--seed=-1", "--out", tmp_path / "r"), "seed")
+    refused(invoke("run", *SHORT, "-q", "--seed=-1", "--out", tmp_path / "r"), "seed")
     assert not (tmp_path / "r").exists()
 
 
@@ -259,7 +239,7 @@ def test_run_reports_a_scenario_that_cannot_run(tmp_path: Path) -> None:
         d["cluster"]["pools"][0]["deployment"]["model"] = "gpt-9"
 
     out = tmp_path / "r"
-    assert_bad_input(
+    refused(
         invoke("run", write_scenario(tmp_path, unknown), "--out", out), "cluster.pools[0].deployment.model"
     )
     assert not out.exists()
@@ -307,7 +287,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     ids=["unknown-field", "wrong-type", "wrong-type-list", "negative-rate", "mfu-range"],
 )
 def test_validate_bad_fields(tmp_path: Path, field: str, value: Any, needles: list[str]) -> None:
-    err = assert_bad_input(invoke("validate", write_scenario(tmp_path, _set(field, value))), *needles)
+    err = refused(invoke("validate", write_scenario(tmp_path, _set(field, value))), *needles)
     assert ".poisson." not in err and ".roofline." not in err  # union tags are not part of the path
 
 
@@ -315,7 +295,7 @@ def test_validate_model_that_does_not_fit_gives_the_numbers(tmp_path: Path) -> N
     def huge(d: dict[str, Any]) -> None:
         d["cluster"]["pools"][0]["deployment"].update(model="llama-3.1-405b", hardware="h100", tp=1, precision="bf16")
 
-    err = assert_bad_input(
+    err = refused(
         invoke("validate", write_scenario(tmp_path, huge)), "cluster.pools[0].deployment", "llama-3.1-405b", " GB"
     )
     assert "811.7 GB" in err  # 405.9e9 params x 2 bytes
@@ -323,7 +303,7 @@ def test_validate_model_that_does_not_fit_gives_the_numbers(tmp_path: Path) -> N
 
 
 def test_validate_unknown_model_lists_the_known_ids(tmp_path: Path) -> None:
-    assert_bad_input(
+    refused(
         invoke("validate", write_scenario(tmp_path, _set("cluster.pools[0].deployment.model", "gpt-9"))),
         "cluster.pools[0].deployment.model",
         "gpt-9",
@@ -335,12 +315,12 @@ def test_validate_unknown_model_lists_the_known_ids(tmp_path: Path) -> None:
 def test_validate_set_override_and_bad_set_paths(tmp_path: Path) -> None:
     path = write_scenario(tmp_path)
     assert invoke("validate", path, "--set", "cluster.pools[0].replicas=2").exit_code == 0
-    assert_bad_input(
+    refused(
         invoke("validate", path, "--set", "cluster.pools[3].replicas=2"), "cluster.pools[3]", "no such list element"
     )
-    assert_bad_input(invoke("validate", path, "--set", "cluster..replicas=2"), "cluster..replicas")
-    assert_bad_input(invoke("validate", path, "--set", "cluster.pools[0].replicas"), "path.to.field=value")
-    assert_bad_input(
+    refused(invoke("validate", path, "--set", "cluster..replicas=2"), "cluster..replicas")
+    refused(invoke("validate", path, "--set", "cluster.pools[0].replicas"), "path.to.field=value")
+    refused(
         invoke("validate", path, "--set", "clutser.pools=1"), "clutser", "unknown field (did you mean 'cluster'?)"
     )
 
@@ -348,25 +328,25 @@ def test_validate_set_override_and_bad_set_paths(tmp_path: Path) -> None:
 def test_validate_yaml_syntax_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: [unclosed\nseed: 1\n")
-    assert_bad_input(invoke("validate", path), str(path), "not valid YAML")
+    refused(invoke("validate", path), str(path), "not valid YAML")
 
 
 def test_validate_yaml_error_text_is_printed_verbatim(tmp_path: Path) -> None:
     # Messages are printed as text, not rich markup: '[unclosed ... ]' must not be eaten as a tag.
     path = tmp_path / "bad.yaml"
     path.write_text("name: [unclosed\nseed: 1\n")
-    err = assert_bad_input(invoke("validate", path))
+    err = refused(invoke("validate", path))
     assert "[unclosed" in err and "expected ',' or ']'" in err
 
 
 def test_validate_missing_file(tmp_path: Path) -> None:
-    assert_bad_input(invoke("validate", tmp_path / "nope.yaml"), "nope.yaml", "cannot read")
+    refused(invoke("validate", tmp_path / "nope.yaml"), "nope.yaml", "cannot read")
 
 
 def test_validate_top_level_not_a_mapping(tmp_path: Path) -> None:
     path = tmp_path / "list.yaml"
     path.write_text("- 1\n- 2\n")
-    assert_bad_input(invoke("validate", path), "mapping")
+    refused(invoke("validate", path), "mapping")
 
 
 # --------------------------------------------------------------------------- schema, catalog, example
@@ -463,7 +443,7 @@ def test_example_list_and_unknown_example() -> None:
     result = invoke("example", "--list")
     assert result.exit_code == 0
     assert "default" in result.stdout.split()
-    assert_bad_input(invoke("example", "nope"), "nope", "default")
+    refused(invoke("example", "nope"), "nope", "default")
 
 
 # --------------------------------------------------------------------------- the real executables

@@ -21,24 +21,11 @@ import pytest
 import yaml
 
 from agentsim.files import atomic_path
+from helpers import TINY
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL and /proc: Linux")
 
-SCENARIO = {
-    "name": "kill",
-    "seed": 1,
-    "horizon_s": 5,
-    "workload": [{"profile": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 2}}],
-    "cluster": {
-        "pools": [
-            {
-                "name": "p",
-                "deployment": {"model": "llama-3.1-8b", "hardware": "h100", "tp": 1, "precision": "fp8"},
-                "replicas": 1,
-            }
-        ]
-    },
-}
+SCENARIO = {**TINY, "name": "kill"}
 
 
 def _children(pid: int) -> set[int]:

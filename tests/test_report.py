@@ -24,12 +24,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from agentsim import api, report
-from agentsim.cli import app
 from agentsim.report import plots
 from agentsim.report.significance import batch_values
+from helpers import invoke
 
 # Figures need the optional extra; the tests that do not draw (tables, imports, errors) run without it.
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
@@ -59,13 +58,6 @@ COMPARE_FIGURES = (
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMG = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
-
-runner = CliRunner()
-
-
-def invoke(*args: str | Path) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
-
 
 def png_size(data: bytes) -> tuple[int, int]:
     """Width and height from a PNG's IHDR chunk (signature, length, b"IHDR", width, height)."""

@@ -1,0 +1,47 @@
+"""What the command-line tests share: running ``agentsim`` in-process, the check that bad input is refused, and
+the tiny one-pool scenario their runs use (a few simulated seconds, so the files stay fast)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from agentsim.cli import app
+
+runner = CliRunner()
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "seed": 1,
+    "horizon_s": 5,
+    "workload": [{"profile": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 2}}],
+    "cluster": {
+        "pools": [
+            {
+                "name": "p",
+                "deployment": {"model": "llama-3.1-8b", "hardware": "h100", "tp": 1, "precision": "fp8"},
+                "replicas": 1,
+            }
+        ]
+    },
+}
+"""A one-pool scenario of 5 simulated seconds: chat on one H100 (copy it before changing it)."""
+
+
+def invoke(*args: str | Path) -> Any:
+    """``agentsim ARGS...`` in this process: the click result (exit code, stdout, stderr)."""
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def refused(result: Any, *needles: str) -> str:
+    """Exit 2, no traceback, every needle in the error text; return the error text."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    err: str = result.stderr
+    assert err.startswith("error:"), err
+    for needle in needles:
+        assert needle in err, f"{needle!r} not in {err!r}"
+    return err
