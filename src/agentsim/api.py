@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -38,7 +39,7 @@ from agentsim.engine.records import REPLICAS_SCHEMA, TASK_RECORD_SCHEMA, with_ta
 from agentsim.engine.sim import ProgressFn, simulate_resolved
 from agentsim.errors import ScenarioError
 from agentsim.preflight import check as check_memory
-from agentsim.preflight import default_limit_mb
+from agentsim.preflight import check_disk, default_limit_mb
 from agentsim.resolve import PoolRates, Resolved, resolve
 from agentsim.spec.load import (
     apply_override,
@@ -167,10 +168,12 @@ def run(
 
     Before it starts, the run's memory is estimated (:mod:`agentsim.preflight`): above ``max_memory_mb``
     (default: half the machine's memory; 0: no limit) it raises :class:`~agentsim.preflight.MemoryLimitError`,
-    a :class:`ScenarioError` with the estimate, the limit and what to change."""
+    a :class:`ScenarioError` with the estimate, the limit and what to change; a run whose tables would not fit
+    the free disk space there raises :class:`~agentsim.preflight.DiskSpaceError`, with the numbers."""
     wall0 = time.perf_counter()
     resolved = resolve(scenario, catalog)
     check_memory(resolved, default_limit_mb() if max_memory_mb is None else max_memory_mb)
+    check_disk(resolved, Path(workdir) if workdir is not None else Path(tempfile.gettempdir()))
     spill = SpillDir(Path(workdir) if workdir is not None else None)
     try:
         return _run(resolved, spill, progress, wall0)
