@@ -95,7 +95,8 @@ def test_trace_replay_memory_does_not_grow_with_the_horizon(tmp_path: Path, monk
 
 
 def test_estimate_follows_the_rate_times_the_horizon() -> None:
-    """Open arrivals: rate x horizon tasks; each agent task its mean steps in calls; memory grows with them."""
+    """Open arrivals: rate x horizon tasks; each agent task its mean steps in calls. The tables on disk grow
+    with them; memory only with the replica samples (the summary holds a bounded number of values at once)."""
     s = _agents(100.0)
     data = s.model_dump(mode="json")
     data["workload"][0]["arrivals"] = {"kind": "poisson", "rate_per_s": 2.0}
@@ -104,26 +105,45 @@ def test_estimate_follows_the_rate_times_the_horizon() -> None:
     e2 = preflight.estimate(resolve(load_scenario(data)))
     assert e1.tasks == pytest.approx(200.0) and e1.calls == pytest.approx(200.0 * 7)  # uniform 2..12: mean 7
     assert e2.calls == pytest.approx(10 * e1.calls)
-    assert e2.memory_mb - e1.memory_mb == pytest.approx(
-        9 * (e1.calls * preflight.SUMMARY_CALL_BYTES + e1.tasks * preflight.SUMMARY_TASK_BYTES) / preflight.MB
-    )
     assert e1.replicas == 2 and e1.samples == 2 * math.ceil(100.0 / 10.0)
+    more_samples = (e2.samples - e1.samples) * preflight.SAMPLE_BYTES
+    assert e2.memory_mb - e1.memory_mb == pytest.approx(more_samples / preflight.MB)
+    rows = e1.calls * preflight.DISK_CALL_BYTES + e1.tasks * preflight.DISK_TASK_BYTES
+    assert e2.disk_mb == pytest.approx(10 * e1.disk_mb) and e1.disk_mb == pytest.approx(
+        (rows + e1.samples * preflight.DISK_SAMPLE_BYTES) / preflight.MB
+    )
 
 
 def test_a_run_above_the_limit_is_refused_before_it_starts(tmp_path: Path) -> None:
-    """``horizon_s: 1e9`` on the command line: exit 2 with the estimate, the limit and what to change, no
+    """Ten million agents on the command line: exit 2 with the estimate, the limit and what to change, no
     traceback, nothing written; the API raises the same error (a ScenarioError)."""
     out = tmp_path / "run"
-    r = CliRunner().invoke(app, ["run", "--set", "horizon_s=1e9", "--set", "sample_interval_s=1e4", "-o", str(out),
-                                  "--max-memory", "2000"])
+    r = CliRunner().invoke(app, ["run", "--set", "workload[0].arrivals.agents=10000000", "-o", str(out),
+                                  "--max-memory", "2000"])  # fmt: skip
     assert r.exit_code == 2, r.output
     text = " ".join(r.output.split())
-    assert "estimated peak memory" in text and "--max-memory 2,000 MB" in text and "horizon_s" in text
+    assert "estimated peak memory" in text and "--max-memory 2,000 MB" in text and "agents" in text
     assert "Traceback" not in r.output and not out.exists()
-    big = load_scenario(_agents(100.0).model_dump(mode="json"), ["horizon_s=1e9", "sample_interval_s=1e4"])
+    data = _agents(100.0).model_dump(mode="json")
+    big = load_scenario(data, ["workload[0].arrivals.agents=10000000"])
     with pytest.raises(preflight.MemoryLimitError, match="above --max-memory"):
         run(big, max_memory_mb=2000)
     assert preflight.estimate(resolve(big)).memory_mb > 2000
+
+
+def test_a_run_whose_tables_would_not_fit_the_disk_is_refused(tmp_path: Path) -> None:
+    """``horizon_s: 1e12`` (trillions of calls: petabytes of tables, but no more memory than an hour) is refused
+    for the disk, with the numbers, before anything is written."""
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["run", "--set", "horizon_s=1e12", "--set", "sample_interval_s=1e6", "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    assert "on disk" in text and "MB are free in" in text and "horizon_s" in text
+    assert "Traceback" not in r.output and not out.exists()
+    big = load_scenario(_agents(100.0).model_dump(mode="json"), ["horizon_s=1e12", "sample_interval_s=1e6"])
+    assert preflight.estimate(resolve(big)).memory_mb < 2000
+    with pytest.raises(preflight.DiskSpaceError, match="on disk"):
+        run(big, workdir=tmp_path)
 
 
 def test_the_default_limit_is_a_share_of_the_machine() -> None:

@@ -12,29 +12,34 @@ does::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import tempfile
 import time
+from collections import deque
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from agentsim import columns, spec, store
 from agentsim._version import __version__
 from agentsim.analysis.costs import COST_SUMS, attach_call_costs, attach_task_costs, pools_table
 from agentsim.analysis.metrics import summarize
-from agentsim.analysis.tables import ParquetColumns, Table
+from agentsim.analysis.tables import ParquetColumns, Table, batches
+from agentsim.analysis.task_sums import StreamedTaskSums
 from agentsim.analysis.warnings import collect as collect_warnings
 from agentsim.build import compiled_modules
 from agentsim.catalog import Catalog
-from agentsim.engine.records import CHUNK_ROWS, REPLICAS_SCHEMA, TASK_RECORD_SCHEMA, TaskSums, with_task_sums
+from agentsim.engine.records import REPLICAS_SCHEMA, TASK_RECORD_SCHEMA, with_task_sums
 from agentsim.engine.sim import ProgressFn, simulate_resolved
 from agentsim.errors import ScenarioError
 from agentsim.preflight import check as check_memory
-from agentsim.preflight import default_limit_mb
+from agentsim.preflight import check_disk, default_limit_mb
 from agentsim.resolve import PoolRates, Resolved, resolve
 from agentsim.spec.load import (
     apply_override,
@@ -47,7 +52,7 @@ from agentsim.spec.load import (
     set_path,
     validate_data,
 )
-from agentsim.spill import ParquetSink, SpillDir, read_table
+from agentsim.spill import ParquetSink, SpillDir, parquet_writer, read_table
 
 CALLS_SCHEMA = columns.schema(columns.CALLS)
 """The call table as written: the engine's columns and the costs."""
@@ -163,10 +168,12 @@ def run(
 
     Before it starts, the run's memory is estimated (:mod:`agentsim.preflight`): above ``max_memory_mb``
     (default: half the machine's memory; 0: no limit) it raises :class:`~agentsim.preflight.MemoryLimitError`,
-    a :class:`ScenarioError` with the estimate, the limit and what to change."""
+    a :class:`ScenarioError` with the estimate, the limit and what to change; a run whose tables would not fit
+    the free disk space there raises :class:`~agentsim.preflight.DiskSpaceError`, with the numbers."""
     wall0 = time.perf_counter()
     resolved = resolve(scenario, catalog)
     check_memory(resolved, default_limit_mb() if max_memory_mb is None else max_memory_mb)
+    check_disk(resolved, Path(workdir) if workdir is not None else Path(tempfile.gettempdir()))
     spill = SpillDir(Path(workdir) if workdir is not None else None)
     try:
         return _run(resolved, spill, progress, wall0)
@@ -213,9 +220,7 @@ def _run(resolved: Resolved, spill: SpillDir, progress: ProgressFn | None, wall0
         "calls_per_wall_s": raw.calls / wall if wall > 0 else None,
     }
     paths = {name: spill.file(name) for name in TABLE_FILES}
-    return RunResult(
-        scenario, paths["calls"], paths["tasks"], paths["replicas"], pools, summary, manifest, spill=spill
-    )
+    return RunResult(scenario, paths["calls"], paths["tasks"], paths["replicas"], pools, summary, manifest, spill=spill)
 
 
 def _costed(batch: pa.RecordBatch, rates: list[PoolRates]) -> pa.Table:
@@ -225,22 +230,47 @@ def _costed(batch: pa.RecordBatch, rates: list[PoolRates]) -> pa.Table:
 
 def _finish_tasks(recorded: Path, out: Path, calls: ParquetColumns, tools: PoolRates | None) -> None:
     """The tasks table, from the recorded task rows (``recorded``, removed after) and the call table: each
-    task's sums over its calls and its costs, written to ``out`` a batch at a time."""
-    f = pq.ParquetFile(str(recorded), memory_map=True)
-    ids = f.read(columns=["task_id"]).column(0).to_numpy()
-    needed = ["task_id", "prompt_tokens", "cached_tokens", "output_tokens", *COST_SUMS, "busy_s", "prefill_busy_s"]
-    call_file = pq.ParquetFile(str(calls.path), memory_map=True)
-    sums = TaskSums(call_file.iter_batches(batch_size=CHUNK_ROWS, columns=needed), ids, extra=COST_SUMS)
-    del ids, call_file
+    task's sums over its calls and its costs, written to ``out`` a batch at a time, the call file read alongside
+    (:mod:`agentsim.analysis.task_sums`: only the tasks in flight have sums held)."""
+    rows = ParquetColumns(recorded)
+    needed = ["task_id", "done_s", "prompt_tokens", "cached_tokens", "output_tokens", *COST_SUMS, "busy_s",
+              "prefill_busy_s"]  # fmt: skip
+    sums = StreamedTaskSums(batches(calls, needed), extra=COST_SUMS)
 
-    def finish(batch: pa.RecordBatch) -> pa.Table:
-        return attach_task_costs(with_task_sums(pa.Table.from_batches([batch]), sums), sums, tools)
-
-    sink = ParquetSink(out, TASKS_SCHEMA, finish, threaded=False)
-    for batch in f.iter_batches(batch_size=CHUNK_ROWS):
-        sink(batch)
-    sink.close()
+    with contextlib.closing(parquet_writer(out, TASKS_SCHEMA)) as writer:
+        for batch, ended_by in _ended_by(batches(rows, rows.column_names)):
+            taken = sums.take(np.asarray(batch.column("task_id").to_numpy(), dtype=np.int64), ended_by)
+            table = attach_task_costs(with_task_sums(pa.Table.from_batches([batch]), taken), taken, tools)
+            writer.write_table(table, row_group_size=max(1, table.num_rows))  # a row group each, as ParquetSink
     recorded.unlink()
+
+
+def _ended_by(task_batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, float]]:
+    """Each batch of recorded task rows with a time by which all its rows were recorded: rows are recorded in
+    time order, a finished task at its ``done_s``, so the ``done_s`` of the batch's last row when it finished,
+    else the first ``done_s`` after it (a failed task has none; the tasks running at the horizon come last, by
+    ``inf``). Reads ahead only over rows without one."""
+    queue: deque[pa.RecordBatch] = deque()
+
+    def last_done(b: pa.RecordBatch) -> tuple[float, float]:
+        done = np.asarray(b.column("done_s").to_numpy(zero_copy_only=False), dtype=float)
+        finished = done[~np.isnan(done)]
+        first = float(finished[0]) if finished.size else np.nan
+        return (float(done[-1]) if done.size else np.nan), first
+
+    for batch in task_batches:
+        queue.append(batch)
+        while queue:
+            last, _ = last_done(queue[0])
+            if np.isnan(last):
+                later = [last_done(b)[1] for b in list(queue)[1:]]
+                known = [t for t in later if not np.isnan(t)]
+                if not known:
+                    break  # read further
+                last = known[0]
+            yield queue.popleft(), last
+    for batch in queue:
+        yield batch, float("inf")
 
 
 @functools.cache

@@ -1,24 +1,27 @@
-"""Pre-flight: how many rows a run will write and how much memory it will need, before it starts.
+"""Pre-flight: how many rows a run will write, how much memory and disk it will need, before it starts.
 
 A run streams its calls, tasks and replica samples to Parquet files as they finish (:mod:`agentsim.spill`), so
 what it holds is what is live: the interpreter and its libraries, the replicas (their queues and prefix
 caches, whose nodes live until evicted: up to the KV capacity), the tasks in flight with their calls, and at
-the end the summary, which reads the call and task files a column at a time (a few float64 arrays of the
-table's length at once). :func:`estimate` adds these up from the scenario alone, with expected values (the
-rate times the horizon, the mean steps of a profile, a trace file's row count): an order of magnitude, meant
-to stop a run that cannot fit (``horizon_s: 1e9``, a million replicas, ten million agents) before it takes the
-machine's memory, not to predict the peak to the megabyte. The per-item costs below were measured with
-``benchmarks/bench_memory.py`` and rounded up.
+the end the summary, which reads the files a row group at a time and holds a bounded number of values at once
+(:mod:`agentsim.analysis.order`), plus the replica samples' columns. What grows with the run's length is the
+files on disk. :func:`estimate` adds these up from the scenario alone, with expected values (the rate times
+the horizon, the mean steps of a profile, a trace file's row count): an order of magnitude, meant to stop a run
+that cannot fit (a million replicas, ten million agents, ``horizon_s: 1e9`` on a disk of a few hundred GB)
+before it takes the machine's memory or fills its disk, not to predict the peak to the megabyte. The per-item
+costs below were measured with ``benchmarks/bench_memory.py`` and rounded up.
 
-:func:`check` refuses a run whose estimate is above a limit (:class:`MemoryLimitError`, a
+:func:`check` refuses a run whose memory estimate is above a limit (:class:`MemoryLimitError`, a
 :class:`~agentsim.errors.ScenarioError`: exit 2 on the command line) with the numbers and what to change. The
-default limit, :func:`default_limit_mb`, is half of the machine's physical memory.
+default limit, :func:`default_limit_mb`, is half of the machine's physical memory. :func:`check_disk` refuses a
+run whose tables would not fit the free space where they are written (:class:`DiskSpaceError`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +43,17 @@ CACHE_NODE_BYTES = 256
 """A prefix-cache node (and the finished call it may keep alive) until the cache evicts it."""
 CACHE_NODE_TOKENS = 512
 """Tokens per cache node at the least, for the most nodes a replica's KV capacity can hold."""
-SUMMARY_CALL_BYTES = 40
-"""Per call written, at the summary: a few float64 columns of the call table held at once."""
-SUMMARY_TASK_BYTES = 48
-"""Per task written: the per-task sums over the calls (seven float64) and the task table's columns."""
+SUMMARY_MB = 48.0
+"""The end of a run, whatever its length: a row group of the call file read at a time, the order statistics'
+arrays (at most :data:`agentsim.analysis.order.CAP` values each) and the task sums of the tasks in flight."""
+SAMPLE_BYTES = 128
+"""One replica sample row, at the summary (which reads the samples' columns whole)."""
+DISK_CALL_BYTES = 112
+"""One call row on disk (73 bytes measured, zstd) and its duration in the summary's temporary file (8)."""
+DISK_TASK_BYTES = 64
+"""One task row on disk (47 bytes measured)."""
+DISK_SAMPLE_BYTES = 16
+"""One replica sample row on disk (5 bytes measured: the counters compress well)."""
 TOKEN_S = 0.01
 """Seconds per output token of a call, to bound how fast a closed loop of agents goes round: 100 tokens/s per
 stream, a fast decode (faster calls: more tasks). A saturated cluster is slower, so the estimate is high then."""
@@ -51,6 +61,15 @@ MIN_CALL_S = 0.1
 """A call's least duration in that bound (prefill, queueing, the network)."""
 SHARE = 0.5
 """The default limit's share of the machine's physical memory."""
+
+
+class DiskSpaceError(ScenarioError):
+    """A run whose tables would not fit the free disk space where they are written."""
+
+    def __init__(self, message: str) -> None:
+        self.errors = [("", message)]
+        self.source = "scenario"
+        ValueError.__init__(self, message)
 
 
 class MemoryLimitError(ScenarioError):
@@ -65,7 +84,7 @@ class MemoryLimitError(ScenarioError):
 @dataclass(frozen=True)
 class Estimate:
     """A run's expected size: calls, tasks, replica samples (the rows it writes; ``events``, their sum), the
-    tasks in flight at once, the replicas, and the estimated peak memory in MB."""
+    tasks in flight at once, the replicas, the estimated peak memory in MB and the tables' size on disk in MB."""
 
     calls: float
     tasks: float
@@ -73,6 +92,7 @@ class Estimate:
     live_tasks: float
     replicas: int
     memory_mb: float
+    disk_mb: float = 0.0
 
     @property
     def events(self) -> float:
@@ -160,14 +180,14 @@ def estimate(resolved: Resolved, *, replicas: int | None = None) -> Estimate:
                for p in s.cluster.pools)  # fmt: skip
     nodes = min(calls, room)
     memory = (
-        BASE_MB * MB
+        (BASE_MB + SUMMARY_MB) * MB
         + replicas * REPLICA_BYTES
         + live * LIVE_CALL_BYTES
         + nodes * CACHE_NODE_BYTES
-        + calls * SUMMARY_CALL_BYTES
-        + tasks * SUMMARY_TASK_BYTES
+        + samples * SAMPLE_BYTES
     )
-    return Estimate(calls, tasks, float(samples), live, replicas, memory / MB)
+    disk = calls * DISK_CALL_BYTES + tasks * DISK_TASK_BYTES + samples * DISK_SAMPLE_BYTES
+    return Estimate(calls, tasks, float(samples), live, replicas, memory / MB, disk / MB)
 
 
 def check(resolved: Resolved, limit_mb: float | None) -> Estimate:
@@ -199,3 +219,20 @@ def refusal(e: Estimate, limit_mb: float, runs: int = 1) -> str:
         + (", or run fewer at once (--workers)" if runs > 1 else "")
         + ", or raise --max-memory (0: no limit)"
     )
+
+
+def check_disk(resolved: Resolved, where: Path) -> Estimate:
+    """:func:`estimate`, and :class:`DiskSpaceError` if its tables would not fit the free space of the file
+    system holding ``where`` (the directory the run's files are written in)."""
+    e = estimate(resolved)
+    try:
+        free = shutil.disk_usage(where).free / MB
+    except OSError:  # not there yet, or not ours to ask: the writes themselves will say
+        return e
+    if e.disk_mb > free:
+        raise DiskSpaceError(
+            f"the run's tables would take ~{e.disk_mb:,.0f} MB on disk (~{e.calls:,.0f} calls, ~{e.tasks:,.0f} "
+            f"tasks, ~{e.samples:,.0f} replica samples) and {free:,.0f} MB are free in {where}; shorten horizon_s, "
+            "lower the arrival rate or agents, raise sample_interval_s, or write elsewhere (-o)"
+        )
+    return e

@@ -20,8 +20,8 @@ import numpy as np
 import pyarrow as pa
 
 from agentsim import columns
-from agentsim.analysis.tables import Table
-from agentsim.engine.records import TaskSums
+from agentsim.analysis.tables import Table, batches
+from agentsim.engine.records import PerTaskSums
 from agentsim.resolve import TOOLS_POOL, PoolRates
 
 COST_SUMS = ("usd", "energy_j")
@@ -61,7 +61,7 @@ def attach_call_costs(calls: pa.Table, rates: list[PoolRates]) -> pa.Table:
     return calls.append_column("energy_j", pa.array(energy))
 
 
-def attach_task_costs(tasks: pa.Table, sums: TaskSums, tools: PoolRates | None = None) -> pa.Table:
+def attach_task_costs(tasks: pa.Table, sums: PerTaskSums, tools: PoolRates | None = None) -> pa.Table:
     """Add ``usd`` and ``energy_j`` to (a batch of) the tasks table: the sums over each task's calls (``sums``,
     taken with ``extra=COST_SUMS`` over the costed call table), plus its tool calls' worker-seconds at the tool
     pool's per-worker rates."""
@@ -105,22 +105,23 @@ def pools_table(rates: list[PoolRates], replicas: Table, calls: Table, horizon_s
     usd_s = {r.pool: r.usd_per_s for r in rates}
     # Each call's busy seconds priced at its pool's rate and summed per pool, on its replica's pool and then on
     # its prefill replica's: the sums run over the first column's rows in row order, then go on over the second's
-    # (one np.bincount each, the second starting from the first's sums: the same additions as a single loop).
+    # (one np.bincount per batch, each starting from the sums so far: the same additions as a single loop).
     number = {r.pool: i for i, r in enumerate(rates)}
     price = np.array([r.usd_per_s for r in rates])
     sums: np.ndarray = np.zeros(len(rates))
+    bins = np.arange(len(rates))
     for pool_col, busy_col in (("pool", "busy_s"), ("prefill_pool", "prefill_busy_s")):
-        pools = calls.column(pool_col).combine_chunks().dictionary_encode()
-        lut = np.array([number[p] for p in pools.dictionary.to_pylist()] + [-1], dtype=np.int64)
-        code = lut[np.asarray(pools.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)]
-        del pools
-        routed = code >= 0
-        code = code[routed]
-        busy = np.asarray(calls.column(busy_col).to_numpy(zero_copy_only=False), dtype=float)[routed]
-        del routed
-        busy *= price[code]
-        bins = np.arange(len(rates))
-        sums = np.bincount(np.concatenate([bins, code]), weights=np.concatenate([sums, busy]), minlength=len(rates))
+        for batch in batches(calls, [pool_col, busy_col]):  # a batch at a time: the sums go on from batch to batch
+            pools = batch.column(pool_col).dictionary_encode()
+            lut = np.array([number[p] for p in pools.dictionary.to_pylist()] + [-1], dtype=np.int64)
+            code = lut[np.asarray(pools.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)]
+            del pools
+            routed = code >= 0
+            code = code[routed]
+            busy = np.asarray(batch.column(busy_col).to_numpy(zero_copy_only=False), dtype=float)[routed]
+            del routed
+            busy *= price[code]
+            sums = np.bincount(np.concatenate([bins, code]), weights=np.concatenate([sums, busy]), minlength=len(rates))
     usd_by_pool = {r.pool: float(sums[i]) for i, r in enumerate(rates)}
     if TOOLS_POOL in usd_s:
         # Tool work is charged to tasks, not calls: its "calls" cost is the busy part of the pool.

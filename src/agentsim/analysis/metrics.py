@@ -12,6 +12,8 @@ in ``docs/METRICS.md``.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,8 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agentsim import spec
-from agentsim.analysis.survival import area_above, kaplan_meier
-from agentsim.analysis.tables import Table, rows_where
+from agentsim.analysis.order import Ordered
+from agentsim.analysis.survival import StreamedCurve, area_above, kaplan_meier
+from agentsim.analysis.tables import Table, batches, rows_where
 from agentsim.resolve import PoolRates
 
 __all__ = ["Table", "rows_where"]  # re-exported: the metrics' table helpers
@@ -110,7 +113,9 @@ def own_col(table: Table, name: str) -> np.ndarray:
 
 def _codes(table: Table, name: str) -> tuple[np.ndarray, list[str]]:
     """Text column ``name`` as codes into its distinct values (null: the code ``len(values)``)."""
-    arr = table.column(name).combine_chunks()
+    arr = table.column(name)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
     if not pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_encode()
     names = [str(v) for v in arr.dictionary.to_pylist()]
@@ -188,9 +193,11 @@ def slo_attainment(
     tasks: Table,
     workloads: list[spec.WorkloadSpec | spec.TraceWorkload],
     horizon_s: float = float("inf"),
+    warmup_s: float = float("-inf"),
 ) -> dict[str, Any]:
     """Per workload: the fraction of calls meeting the per-call targets and of tasks meeting the task target,
     and whether each percentile target holds. Overall: the same fractions pooled over workloads with SLOs.
+    Over the calls issued and the tasks started at or after ``warmup_s``, read a batch at a time.
 
     Work still running at the horizon is *censored*, not failed, unless it has already missed: an unfinished
     call counts (as a miss) once its wait for the first token exceeds the TTFT target, an unfinished task once
@@ -200,66 +207,74 @@ def slo_attainment(
     """
     if all(v is None for w in workloads for v in w.slo.model_dump().values()):
         return {"calls": None, "tasks": None, "by_workload": {}}  # no targets: nothing to attain
-    # Only the columns some target needs, each computed once (a run's calls may be many millions).
+    # Only the columns some target needs (a run's calls may be many millions), a batch at a time.
     slos = [w.slo for w in workloads]
     need_ttft = any((s.ttft_s or s.ttft_p99_s) is not None for s in slos)
     need_tpot = any((s.tpot_s or s.tpot_p99_s) is not None for s in slos)
-    need_calls = need_ttft or need_tpot
     need_tasks = any((s.task_s or s.task_p95_s) is not None for s in slos)
-    nothing = np.empty(0)
-    finished_c = ~np.isnan(e2e_of(calls)) if need_calls else nothing.astype(bool)
-    rejected = is_status(calls, "rejected") if need_calls else finished_c
-    ttft = ttft_of(calls) if need_ttft else nothing
-    tpot = tpot_of(calls) if need_tpot else nothing
-    waited = nothing  # how long each call waited for its first token, up to the horizon
-    if need_ttft:
-        first = col(calls, "first_token_s")
-        waited = np.where(np.isnan(first), horizon_s, first) - col(calls, "issue_s")
-        del first
-    start = col(tasks, "start_s") if need_tasks else nothing
-    task_s = col(tasks, "done_s") - start if need_tasks else nothing
-    failed = is_status(tasks, "failed") if need_tasks else nothing.astype(bool)
+    counts = {w.label: [0, 0, 0, 0] for w in workloads}  # good calls, counted calls, good tasks, counted tasks
+    if need_ttft or need_tpot:
+        names = ["issue_s", "first_token_s", "done_s", "status", "workload"]
+        names += ["generated_tokens"] if need_tpot else []
+        for b in _window(calls, names, "issue_s", warmup_s):
+            finished = ~np.isnan(col(b, "done_s"))
+            rejected = is_status(b, "rejected")
+            ttft = ttft_of(b) if need_ttft else None
+            tpot = tpot_of(b) if need_tpot else None
+            waited = None  # how long each call waited for its first token, up to the horizon
+            if ttft is not None:
+                first = col(b, "first_token_s")
+                waited = np.where(np.isnan(first), horizon_s, first) - col(b, "issue_s")
+            for w in workloads:
+                ttft_t = w.slo.ttft_s or w.slo.ttft_p99_s
+                tpot_t = w.slo.tpot_s or w.slo.tpot_p99_s
+                if ttft_t is None and tpot_t is None:
+                    continue
+                m = of_workload(b, w.label)
+                done = m & finished
+                good = done.copy()
+                if ttft_t is not None and ttft is not None:
+                    good &= ttft <= ttft_t
+                if tpot_t is not None and tpot is not None:
+                    good &= np.isnan(tpot) | (tpot <= tpot_t)
+                missed_open = m & rejected
+                if ttft_t is not None and waited is not None:
+                    missed_open |= m & ~done & (waited > ttft_t)
+                counts[w.label][0] += int(good.sum())
+                counts[w.label][1] += int((done | missed_open).sum())
+    if need_tasks:
+        for b in _window(tasks, ["start_s", "done_s", "status", "workload"], "start_s", warmup_s):
+            start = col(b, "start_s")
+            task_s = col(b, "done_s") - start
+            finished = ~np.isnan(task_s)
+            failed = is_status(b, "failed")
+            for w in workloads:
+                task_t = w.slo.task_s or w.slo.task_p95_s
+                if task_t is None:
+                    continue
+                tm = of_workload(b, w.label)
+                counts[w.label][2] += int((tm & finished & (task_s <= task_t)).sum())
+                counts[w.label][3] += int((tm & (finished | failed | (horizon_s - start > task_t))).sum())
     per: dict[str, Any] = {}
     ok_calls = n_calls = ok_tasks = n_tasks = 0
     for w in workloads:
         s = w.slo
-        m = of_workload(calls, w.label)
-        tm = of_workload(tasks, w.label)
+        good_c, n_c, good_t, n_t = counts[w.label]
         entry: dict[str, Any] = {}
-        ttft_t = s.ttft_s or s.ttft_p99_s
-        tpot_t = s.tpot_s or s.tpot_p99_s
-        if ttft_t is not None or tpot_t is not None:
-            done = m & finished_c
-            good = done.copy()
-            if ttft_t is not None:
-                good &= ttft <= ttft_t
-            if tpot_t is not None:
-                good &= np.isnan(tpot) | (tpot <= tpot_t)
-            missed_open = m & rejected
-            if ttft_t is not None:
-                missed_open |= m & ~done & (waited > ttft_t)
-            counted = done | missed_open
-            entry["calls"] = float(good.sum() / counted.sum()) if counted.sum() else None
-            ok_calls += int(good.sum())
-            n_calls += int(counted.sum())
-        task_t = s.task_s or s.task_p95_s
-        if task_t is not None:
-            finished = ~np.isnan(task_s)
-            good_t = tm & finished & (task_s <= task_t)
-            counted_t = tm & (finished | failed | (horizon_s - start > task_t))
-            entry["tasks"] = float(good_t.sum() / counted_t.sum()) if counted_t.sum() else None
-            ok_tasks += int(good_t.sum())
-            n_tasks += int(counted_t.sum())
+        if (s.ttft_s or s.ttft_p99_s) is not None or (s.tpot_s or s.tpot_p99_s) is not None:
+            entry["calls"] = float(good_c / n_c) if n_c else None
+            ok_calls += good_c
+            n_calls += n_c
+        if (s.task_s or s.task_p95_s) is not None:
+            entry["tasks"] = float(good_t / n_t) if n_t else None
+            ok_tasks += good_t
+            n_tasks += n_t
         met: dict[str, bool | None] = {}
-        for name, values, rows, q, target in (
-            ("ttft_p99_s", ttft, m, 99, s.ttft_p99_s),
-            ("tpot_p99_s", tpot, m, 99, s.tpot_p99_s),
-            ("task_p95_s", task_s, tm, 95, s.task_p95_s),
-        ):
+        for name, q, target in (("ttft_p99_s", 99, s.ttft_p99_s), ("tpot_p99_s", 99, s.tpot_p99_s),
+                                ("task_p95_s", 95, s.task_p95_s)):  # fmt: skip
             if target is not None:
-                arr = values[rows]
-                v = arr[~np.isnan(arr)]
-                met[name] = bool(np.percentile(v, q, overwrite_input=True) <= target) if v.size else None
+                o = target_values(calls, tasks, name, w.label, warmup_s)
+                met[name] = bool(o.percentiles([q])[0] <= target) if o.n else None
         if met:
             entry["targets_met"] = met
         if entry:
@@ -269,6 +284,35 @@ def slo_attainment(
         "tasks": ok_tasks / n_tasks if n_tasks else None,
         "by_workload": per,
     }
+
+
+TARGET_COLUMNS: dict[str, tuple[list[str], Callable[[Table], np.ndarray]]] = {
+    "ttft_p99_s": (["issue_s", "first_token_s"], ttft_of),
+    "tpot_p99_s": (["issue_s", "first_token_s", "done_s", "generated_tokens"], tpot_of),
+    "task_p95_s": (["start_s", "done_s"], lambda b: col(b, "done_s") - col(b, "start_s")),
+}
+"""What a percentile target is a percentile of: the columns it needs and its per-row value (NaN: none)."""
+
+
+def target_values(
+    calls: Table, tasks: Table, target: str, label: str, warmup_s: float, times: tuple[float, float] | None = None
+) -> Ordered:
+    """The values a percentile target (``ttft_p99_s``, ``tpot_p99_s``, ``task_p95_s``) is taken over: workload
+    ``label``'s calls issued (tasks started) at or after ``warmup_s`` and, with ``times``, in ``[a, b)``; only
+    finite values."""
+    names, of = TARGET_COLUMNS[target]
+    table, at = (tasks, "start_s") if target == "task_p95_s" else (calls, "issue_s")
+
+    def source() -> Iterator[np.ndarray]:
+        for b in _window(table, [*names, "workload"], at, warmup_s):
+            v = of(b)
+            keep = of_workload(b, label) & np.isfinite(v)
+            if times is not None:
+                t = col(b, at)
+                keep &= (t >= times[0]) & (t < times[1])
+            yield v[keep]
+
+    return Ordered(source, table.num_rows)
 
 
 def headroom(
@@ -302,6 +346,74 @@ def headroom(
     }
 
 
+def _window(table: Table, names: list[str], at: str, t0: float) -> Iterator[pa.RecordBatch]:
+    """:func:`~agentsim.analysis.tables.batches` of ``table``'s rows whose ``at`` is at least ``t0``."""
+    for b in batches(table, list(dict.fromkeys([*names, at]))):
+        keep = col(b, at) >= t0
+        yield b if keep.all() else b.filter(pa.array(keep))
+
+
+def values(table: Table, names: list[str], at: str, t0: float, of: Callable[[pa.RecordBatch], np.ndarray]) -> Ordered:
+    """The non-NaN values of ``of`` over ``table``'s rows whose ``at`` is at least ``t0`` (``names``: the
+    columns ``of`` reads), for order statistics in bounded memory (:class:`~agentsim.analysis.order.Ordered`)."""
+
+    def source() -> Iterator[np.ndarray]:
+        for b in _window(table, names, at, t0):
+            v = of(b)
+            yield v[~np.isnan(v)]
+
+    return Ordered(source, table.num_rows)
+
+
+def dist_of(o: Ordered, percentiles: tuple[int, ...] = PERCENTILES) -> dict[str, float | None]:
+    """:func:`dist` of the values of ``o`` (numpy's figures, bit for bit, however many there are)."""
+    if o.kept is not None:
+        return dist(o.kept, overwrite=True, percentiles=percentiles)
+    out: dict[str, float | None] = {"n": o.n, "mean": o.mean()}
+    for p, x in zip(percentiles, o.percentiles(percentiles), strict=True):
+        out[f"p{p}"] = x
+    return out
+
+
+def censored_dist_of(o: Ordered, censored: np.ndarray, percentiles: tuple[int, ...] = PERCENTILES) -> dict[str, Any]:
+    """:func:`censored_dist` of the finished durations ``o`` and the ages ``censored`` of the items still
+    running (few: they are live), with the finished ones streamed in order when there are too many to hold
+    (:class:`~agentsim.analysis.survival.StreamedCurve`: the same Kaplan-Meier product)."""
+    if o.kept is not None:
+        return censored_dist(o.kept, censored, overwrite=True, percentiles=percentiles)
+    censored = np.sort(censored[~np.isnan(censored)])
+    if censored.size == 0:
+        return {**dist_of(o, percentiles), "censored": 0}
+    curve = StreamedCurve(o.blocks(), o.n, censored, [p / 100.0 for p in percentiles])
+    out: dict[str, Any] = {"n": o.n, "censored": int(censored.size)}
+    lower: list[str] = []
+    both: Ordered | None = None
+    for p in percentiles:
+        x = curve.first.get(p / 100.0)
+        if x is None:  # not reached: the percentile with every censored item at its age, a lower bound
+            if both is None:
+                both = Ordered(lambda: itertools.chain(o.source(), [censored]), None, cap=o.cap)
+            x = both.percentiles([p])[0]
+            lower.append(f"p{p}")
+        out[f"p{p}"] = x
+    out["mean"] = curve.area
+    if censored[-1] >= curve.last:
+        lower.insert(0, "mean")
+    out["lower_bounds"] = lower
+    out["estimator"] = "kaplan-meier"
+    return out
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The arrays one after the other (none: an empty array)."""
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+CALL_TOKENS = ("prompt_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "reloaded_dram_tokens",
+               "reloaded_nvme_tokens")  # fmt: skip
+"""The completed calls' token columns the summary sums."""
+
+
 def summarize(
     scenario: spec.Scenario,
     calls: Table,
@@ -309,26 +421,71 @@ def summarize(
     replicas: Table,
     rates: list[PoolRates],
 ) -> dict[str, Any]:
-    """The run's summary: counts, token volumes, latency distributions, SLO attainment, cost and energy."""
+    """The run's summary: counts, token volumes, latency distributions, SLO attainment, cost and energy.
+
+    The call and task tables are read a batch at a time: counts and token sums accumulate (integers: exact in
+    any order), the ages of the work still running at the horizon are kept (it is live, so few), and each
+    latency distribution is a pass of its own (:class:`~agentsim.analysis.order.Ordered`)."""
     t0, t1 = scenario.warmup_s, scenario.horizon_s
     span = t1 - t0
-    mc = rows_where(calls, col(calls, "issue_s") >= t0)
-    mt = rows_where(tasks, col(tasks, "start_s") >= t0)
-    done_c = ~np.isnan(col(mc, "done_s"))
-    done_t = ~np.isnan(col(mt, "done_s"))
-    rejected = is_status(mc, "rejected")
-    failed = is_status(mt, "failed")
-    compacted = np.asarray(mc.column("compacted").to_numpy(zero_copy_only=False), dtype=bool)
-    completed = rows_where(mc, done_c)
-    waiting_first = np.isnan(col(mc, "first_token_s")) & ~rejected  # no first token by the horizon: censored
-    by_workload = {
-        w.label: {
-            "calls_rejected": int((rejected & of_workload(mc, w.label)).sum()),
-            "calls_compacted": int((compacted & of_workload(mc, w.label)).sum()),
-            "tasks_failed": int((failed & of_workload(mt, w.label)).sum()),
-        }
-        for w in scenario.workload
-    }
+    labels = [w.label for w in scenario.workload]
+    by_workload = {label: {"calls_rejected": 0, "calls_compacted": 0, "tasks_failed": 0} for label in labels}
+    n_done = n_unfinished = n_rejected = n_compacted = 0
+    tok = dict.fromkeys(CALL_TOKENS, 0)
+    model_calls: dict[str, int] = {}
+    model_tok: dict[str, dict[str, int]] = {}
+    waited_parts: list[np.ndarray] = []  # the censored calls' ages: no first token / not done by the horizon
+    running_parts: list[np.ndarray] = []
+    names = ["issue_s", "first_token_s", "done_s", "status", "compacted", "workload", "model", *CALL_TOKENS]
+    for b in _window(calls, names, "issue_s", t0):
+        done = ~np.isnan(col(b, "done_s"))
+        rejected = is_status(b, "rejected")
+        compacted = np.asarray(b.column("compacted").to_numpy(zero_copy_only=False), dtype=bool)
+        issue = col(b, "issue_s")
+        waited_parts.append(t1 - issue[np.isnan(col(b, "first_token_s")) & ~rejected])
+        running_parts.append(t1 - issue[~done & ~rejected])
+        n_done += int(done.sum())
+        n_unfinished += int((~done & ~rejected).sum())
+        n_rejected += int(rejected.sum())
+        n_compacted += int(compacted.sum())
+        for label in labels:
+            in_w = of_workload(b, label)
+            by_workload[label]["calls_rejected"] += int((rejected & in_w).sum())
+            by_workload[label]["calls_compacted"] += int((compacted & in_w).sum())
+        # Token sums of the completed calls, whole and per model: integers, exact in any order.
+        completed = b.filter(pa.array(done))
+        code, model_names = _codes(completed, "model")
+        counts = np.bincount(code, minlength=len(model_names) + 1)
+        sums = {name: np.asarray(completed.column(name).to_numpy(zero_copy_only=False), dtype=np.int64)
+                for name in CALL_TOKENS}  # fmt: skip
+        for name, v in sums.items():
+            tok[name] += int(v.sum())
+        for i, m_name in enumerate(model_names):
+            model_calls[m_name] = model_calls.get(m_name, 0) + int(counts[i])
+            per = model_tok.setdefault(m_name, dict.fromkeys(("prompt_tokens", "output_tokens", "reasoning_tokens"), 0))
+            for name in per:
+                per[name] += int(sums[name][code == i].sum())
+    waited, running = _joined(waited_parts), _joined(running_parts)
+    del waited_parts, running_parts
+
+    tasks_done = n_unfinished_t = n_failed = 0
+    task_ages: list[np.ndarray] = []
+    for b in _window(tasks, ["start_s", "done_s", "status", "workload"], "start_s", t0):
+        done_t = ~np.isnan(col(b, "done_s"))
+        failed = is_status(b, "failed")
+        tasks_done += int(done_t.sum())
+        n_unfinished_t += int((~done_t & ~failed).sum())
+        n_failed += int(failed.sum())
+        task_ages.append(t1 - col(b, "start_s")[~done_t & ~failed])
+        for label in labels:
+            by_workload[label]["tasks_failed"] += int((failed & of_workload(b, label)).sum())
+    # Tasks finishing inside the window, whenever they started: in steady state their count over the window is
+    # the task throughput, the right denominator for the window's cost. (Counting only tasks that also started
+    # in the window would miss every long task still running at the horizon and overstate $/task.)
+    finished_in_window = 0
+    for b in batches(tasks, ["done_s"]):
+        all_done = col(b, "done_s")
+        finished_in_window += int(np.sum((all_done >= t0) & (all_done <= t1)))
 
     w = window(replicas, t0, t1)
     rate_of = {r.pool: r for r in rates}
@@ -366,33 +523,11 @@ def summarize(
             m["output"] += out
     out_tok = float(w["output_tokens"].sum())
     processed = out_tok + float(w["prefill_tokens"].sum())
-    tasks_done = int(done_t.sum())
-    # Tasks finishing inside the window, whenever they started: in steady state their count over the window is
-    # the task throughput, the right denominator for the window's cost. (Counting only tasks that also started
-    # in the window would miss every long task still running at the horizon and overstate $/task.)
-    all_done = col(tasks, "done_s")
-    finished_in_window = int(np.sum((all_done >= t0) & (all_done <= t1)))
-    del all_done
     mwh = energy_j / 3.6e9
 
     def per_mtok(tokens: float, cost: float = usd) -> float | None:
         return cost / (tokens / 1e6) if tokens > 0 else None
 
-    # Token sums of the completed window calls, whole and per model, a column at a time: token counts are exact
-    # in float64 below 2**53, so the sums do not depend on the order (or grouping) of the additions.
-    model_code, model_names = _codes(completed, "model")
-    model_index = {name: i for i, name in enumerate(model_names)}
-    calls_by_model = np.bincount(model_code, minlength=len(model_names) + 1)
-    tok: dict[str, Any] = {}
-    tok_by_model: dict[str, np.ndarray] = {}
-    for name in ("prompt_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "reloaded_dram_tokens",
-                 "reloaded_nvme_tokens"):  # fmt: skip
-        values = col(completed, name)
-        tok[name] = values.sum()
-        if name in ("prompt_tokens", "output_tokens", "reasoning_tokens"):
-            tok_by_model[name] = np.bincount(model_code, weights=values, minlength=len(model_names) + 1)
-        del values
-    del model_code
     prompt_sum = float(tok["prompt_tokens"])
     output_sum, reasoning_sum = tok["output_tokens"], tok["reasoning_tokens"]
     # The window's generated tokens (dO) that reach the user: dO times the delivered share of the completed
@@ -400,54 +535,55 @@ def summarize(
     delivered_share = float((output_sum - reasoning_sum) / output_sum) if output_sum > 0 else 1.0
 
     def by_model(m: str) -> dict[str, Any]:
-        i = model_index.get(m)
         entry = per_model[m]
-
-        def of(name: str) -> int:
-            return int(tok_by_model[name][i]) if i is not None else 0
-
+        sums = model_tok.get(m, {})
         return {
-            "calls_completed": int(calls_by_model[i]) if i is not None else 0,
-            "prompt_tokens": of("prompt_tokens"),
-            "output_tokens": of("output_tokens"),
-            "reasoning_tokens": of("reasoning_tokens"),
+            "calls_completed": model_calls.get(m, 0),
+            "prompt_tokens": sums.get("prompt_tokens", 0),
+            "output_tokens": sums.get("output_tokens", 0),
+            "reasoning_tokens": sums.get("reasoning_tokens", 0),
             "usd": entry["usd"],
             "energy_kwh": entry["energy_j"] / 3.6e6,
             "usd_per_mtok_output": per_mtok(entry["output"], entry["usd"]),
         }
 
-    def tier_rate(tokens: Any) -> float | None:
+    def tier_rate(tokens: float) -> float | None:
         return float(tokens / prompt_sum) if prompt_sum > 0 else None
 
-    # Then one latency at a time: each is computed, summarized and dropped.
-    issue = col(mc, "issue_s")
-    waited, running = t1 - issue[waiting_first], t1 - issue[~done_c & ~rejected]  # the censored calls' ages
-    del issue, waiting_first
-    ttft = censored_dist(ttft_of(mc), waited, overwrite=True)
-    call_e2e = censored_dist(e2e_of(mc), running, overwrite=True)
-    tpot = dist(tpot_of(mc), overwrite=True)
-    start = col(mt, "start_s")
-    task_s = censored_dist((col(mt, "done_s") - start)[done_t], t1 - start[~done_t & ~failed], overwrite=True)
-    del start
-    calls_per_task = dist(col(mt, "calls")[done_t], overwrite=True)
-    task_usd = dist(col(mt, "usd")[done_t], overwrite=True)
+    # Then one latency at a time: each is a pass (or a few) of its own, summarized and dropped.
+    latency = ["issue_s", "first_token_s", "done_s"]
+    ttft = censored_dist_of(values(calls, latency, "issue_s", t0, ttft_of), waited)
+    call_e2e = censored_dist_of(values(calls, latency, "issue_s", t0, e2e_of), running)
+    tpot = dist_of(values(calls, [*latency, "generated_tokens"], "issue_s", t0, tpot_of))
+    del waited, running
+    task_s = censored_dist_of(
+        values(tasks, ["start_s", "done_s"], "start_s", t0, lambda b: col(b, "done_s") - col(b, "start_s")),
+        _joined(task_ages),
+    )
+    del task_ages
+
+    def of_done(name: str) -> Callable[[pa.RecordBatch], np.ndarray]:
+        return lambda b: np.where(np.isnan(col(b, "done_s")), np.nan, col(b, name))
+
+    calls_per_task = dist_of(values(tasks, ["start_s", "done_s", "calls"], "start_s", t0, of_done("calls")))
+    task_usd = dist_of(values(tasks, ["start_s", "done_s", "usd"], "start_s", t0, of_done("usd")))
 
     return {
         "window_s": span,
-        "calls_completed": int(done_c.sum()),
-        "calls_unfinished": int((~done_c & ~rejected).sum()),
-        "calls_rejected": int(rejected.sum()),
-        "calls_compacted": int(compacted.sum()),
+        "calls_completed": n_done,
+        "calls_unfinished": n_unfinished,
+        "calls_rejected": n_rejected,
+        "calls_compacted": n_compacted,
         "tasks_completed": tasks_done,
-        "tasks_unfinished": int((~done_t & ~failed).sum()),
-        "tasks_failed": int(failed.sum()),
+        "tasks_unfinished": n_unfinished_t,
+        "tasks_failed": n_failed,
         "by_workload": by_workload,
         "prompt_tokens": int(tok["prompt_tokens"]),
         "cached_tokens": int(tok["cached_tokens"]),
         "output_tokens": int(output_sum),
         "reasoning_tokens": int(reasoning_sum),
         "delivered_tokens": int(output_sum - reasoning_sum),
-        "cache_hit_rate": float(tok["cached_tokens"] / tok["prompt_tokens"]) if completed.num_rows else None,
+        "cache_hit_rate": float(tok["cached_tokens"] / tok["prompt_tokens"]) if n_done else None,
         "cache_hit_rate_by_tier": {
             "hbm": tier_rate(tok["cached_tokens"] - tok["reloaded_dram_tokens"] - tok["reloaded_nvme_tokens"]),
             "dram": tier_rate(tok["reloaded_dram_tokens"]),
@@ -460,7 +596,7 @@ def summarize(
         "call_e2e_s": call_e2e,
         "task_s": task_s,
         "calls_per_task": calls_per_task,
-        "slo_attainment": slo_attainment(mc, mt, list(scenario.workload), scenario.horizon_s),
+        "slo_attainment": slo_attainment(calls, tasks, list(scenario.workload), t1, t0),
         "gpu_hours": gpu_s / 3600.0,
         "busy_fraction": gpu_busy / gpu_s if gpu_s > 0 else None,
         "headroom": headroom(replicas, w, rate_of, t0, t1),

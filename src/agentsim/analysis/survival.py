@@ -16,6 +16,9 @@ CDF.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 import numpy as np
 
 BLOCK = 1 << 16
@@ -71,3 +74,77 @@ def area_above(times: np.ndarray, cdf: np.ndarray, *, overwrite: bool = False) -
             before, surv = np.concatenate(([0.0], times[: b - 1])), np.concatenate(([1.0], 1.0 - cdf[: b - 1]))
         product[a:b] = (times[a:b] - before) * surv
     return float(np.sum(product))
+
+
+class StreamedCurve:
+    """The Kaplan-Meier estimate of :func:`kaplan_meier`, over the finished durations given as ascending blocks
+    (:meth:`agentsim.analysis.order.Ordered.blocks`: more than memory should hold at once) and the ages of the
+    items still running (``censored``, ascending: those are live items, few), without holding the curve.
+
+    It keeps what a summary reads of the curve: for each probability of ``probs`` the first duration whose CDF
+    reaches it (:attr:`first`, as :func:`kaplan_meier`'s ``probs >= p - 1e-12``), the area under the survival
+    curve (:attr:`area`: :func:`area_above`, the exactly rounded sum of each block's sum) and the last duration
+    (:attr:`last`). The ratios and their running product are :func:`kaplan_meier`'s, bit for bit: the product
+    runs over the same distinct durations in the same order, whatever the blocks."""
+
+    def __init__(self, done_blocks: Iterable[np.ndarray], n_done: int, censored: np.ndarray, probs: list[float]):
+        self.n_done, self.censored = n_done, censored
+        self.probs = probs
+        self.first: dict[float, float] = {}
+        self._parts: list[float] = []
+        self._below = 0  # finished durations before the next distinct time
+        self._taken = 0  # censored ages already among the times
+        self._carry: float | None = None
+        self._t_prev, self._cdf_prev = 0.0, 0.0
+        pending: tuple[float, int] | None = None
+        for block in done_blocks:
+            if not block.size:
+                continue
+            starts = np.concatenate(([True], block[1:] != block[:-1]))
+            values = block[starts]
+            counts = np.diff(np.append(np.flatnonzero(starts), block.size))
+            if pending is not None:
+                if values[0] == pending[0]:
+                    counts[0] += pending[1]
+                else:
+                    self._emit(np.array([pending[0]]), np.array([pending[1]]))
+            pending = (float(values[-1]), int(counts[-1]))
+            for a in range(0, values.size - 1, BLOCK >> 2):  # a quarter block at a time: fewer temporaries
+                b = min(values.size - 1, a + (BLOCK >> 2))
+                self._emit(values[a:b], counts[a:b])
+        if pending is not None:
+            self._emit(np.array([pending[0]]), np.array([pending[1]]))
+        self._emit(np.empty(0), np.empty(0, dtype=np.int64))  # the ages beyond the last finished duration
+        self.area = math.fsum(self._parts)
+        self.last = self._t_prev
+
+    def _emit(self, values: np.ndarray, counts: np.ndarray) -> None:
+        """Extend the curve by the distinct finished durations ``values`` (each ended ``counts`` times) and the
+        censored ages up to the last of them (all of them when ``values`` is empty)."""
+        c = self.censored
+        upto = int(np.searchsorted(c, values[-1], "right")) if values.size else c.size
+        ages = c[self._taken : upto]
+        self._taken = upto
+        times = distinct(values, ages)
+        if not times.size:
+            return
+        at = np.searchsorted(values, times, "left")
+        hit = (at < values.size) & (values[np.minimum(at, max(values.size - 1, 0))] == times) if values.size else (
+            np.zeros(times.size, dtype=bool))  # fmt: skip
+        ended = np.where(hit, counts[np.minimum(at, max(values.size - 1, 0))] if values.size else 0, 0)
+        before = np.concatenate(([0], np.cumsum(counts)))[at] if values.size else np.full(times.size, 0)
+        at_risk = (self.n_done - (self._below + before)) + (c.size - np.searchsorted(c, times, "left"))
+        ratio = (at_risk - ended) / at_risk
+        sf = np.cumprod(ratio) if self._carry is None else np.cumprod(np.concatenate(([self._carry], ratio)))[1:]
+        self._carry = float(sf[-1])
+        cdf = 1 - sf
+        for p in self.probs:
+            if p not in self.first:
+                reached = cdf >= p - 1e-12
+                if reached.any():
+                    self.first[p] = float(times[int(reached.argmax())])
+        before_t = np.concatenate(([self._t_prev], times[:-1]))
+        surv = np.concatenate(([1.0 - self._cdf_prev], 1.0 - cdf[:-1]))
+        self._parts.append(float(np.sum((times - before_t) * surv)))
+        self._t_prev, self._cdf_prev = float(times[-1]), float(cdf[-1])
+        self._below += int(counts.sum())

@@ -9,6 +9,7 @@ copy of the rows). An Arrow table answers the same three, so the functions take 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -39,7 +40,7 @@ class ParquetColumns:
         """Column ``name`` (a chunked array), only the masked rows."""
         if name not in self.schema.names:
             raise KeyError(f'Field "{name}" does not exist in schema')
-        col = pq.ParquetFile(str(self.path), memory_map=True).read(columns=[name]).column(0)
+        col = pq.ParquetFile(str(self.path)).read(columns=[name], use_threads=False).column(0)
         return col if self.mask is None else col.filter(pa.array(self.mask))
 
     def filter(self, mask: Any) -> ParquetColumns:
@@ -56,7 +57,7 @@ class ParquetColumns:
 
     def read(self) -> pa.Table:
         """The whole view as an Arrow table (one chunk per column)."""
-        table = pq.ParquetFile(str(self.path), memory_map=True).read()
+        table = pq.ParquetFile(str(self.path)).read()
         if self.mask is not None:
             table = table.filter(pa.array(self.mask))
         return table.combine_chunks()
@@ -74,3 +75,27 @@ def rows_where(table: Table, mask: np.ndarray) -> Table:
     if isinstance(table, ParquetColumns):
         return table.filter(mask)
     return table.filter(pa.array(mask))
+
+
+ROWS = 65_536
+"""Rows read at a time when a table is streamed (:func:`batches`): a run's row group."""
+
+
+def batches(table: Table, names: list[str]) -> Iterator[pa.RecordBatch]:
+    """The columns ``names`` of ``table``, :data:`ROWS` rows at a time, in row order (a Parquet file is read a
+    batch at a time: memory holds one batch of those columns, whatever the table's length)."""
+    if isinstance(table, ParquetColumns):
+        # A row group at a time, in this thread, without reading ahead and not memory-mapped (the file's pages
+        # would stay resident once read): pyarrow's batch iterator buffers several row groups at once.
+        f = pq.ParquetFile(str(table.path), pre_buffer=False)
+        start = 0
+        for i in range(f.metadata.num_row_groups):
+            group = f.read_row_group(i, columns=names, use_threads=False)
+            if table.mask is not None:
+                rows = group.num_rows
+                group = group.filter(pa.array(table.mask[start : start + rows]))
+                start += rows
+            yield from group.to_batches(max_chunksize=ROWS)
+            del group
+        return
+    yield from table.select(names).to_batches(max_chunksize=ROWS)

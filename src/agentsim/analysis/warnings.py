@@ -24,6 +24,7 @@ when there is any):
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ import pyarrow.compute as pc
 
 from agentsim import spec
 from agentsim.analysis import batches
-from agentsim.analysis.metrics import col, of_workload, tpot_of, ttft_of
+from agentsim.analysis.metrics import col, target_values
 from agentsim.analysis.tables import Table
 
 CENSORED_SHARE = 0.10
@@ -100,32 +101,24 @@ def _noise_floor(
     edges = batches.edges(replicas, scenario.warmup_s, scenario.horizon_s)
     if edges.size < batches.MIN_BATCHES + 1:
         return []
-    # Only the columns a target needs (a run's calls may be many millions).
-    nothing = np.empty(0)
-    ttft = ttft_of(calls) if any(s.ttft_p99_s is not None for s in slos) else nothing
-    tpot = tpot_of(calls) if any(s.tpot_p99_s is not None for s in slos) else nothing
-    issue = col(calls, "issue_s") if ttft.size or tpot.size else nothing
-    tasks_needed = any(s.task_p95_s is not None for s in slos)
-    start = col(tasks, "start_s") if tasks_needed else nothing
-    task_s = col(tasks, "done_s") - start if tasks_needed else nothing
     out = []
     for w in scenario.workload:
-        m, tm = of_workload(calls, w.label), of_workload(tasks, w.label)
-        for name, all_values, all_times, rows, q, target in (
-            ("ttft_p99_s", ttft, issue, m, 99, w.slo.ttft_p99_s),
-            ("tpot_p99_s", tpot, issue, m, 99, w.slo.tpot_p99_s),
-            ("task_p95_s", task_s, start, tm, 95, w.slo.task_p95_s),
-        ):
+        for name, q, target in (("ttft_p99_s", 99, w.slo.ttft_p99_s), ("tpot_p99_s", 99, w.slo.tpot_p99_s),
+                                ("task_p95_s", 95, w.slo.task_p95_s)):  # fmt: skip
             if target is None:
                 continue
-            # the window's items, as the verdict (slo_attainment) counts them: not the warm-up's
-            keep = rows & (all_times >= scenario.warmup_s)
-            values, times = all_values[keep], all_times[keep]
-            finite = values[np.isfinite(values)]
-            if not finite.size:
+            # the window's items, as the verdict (slo_attainment) counts them: not the warm-up's; each batch's
+            # percentile a pass of its own (a run's calls may be many millions)
+            whole = target_values(calls, tasks, name, w.label, scenario.warmup_s)
+            if not whole.n:
                 continue
-            value = float(np.percentile(finite, q))
-            half = batches.half_width(batches.per_batch(values, times, edges, batches.percentile(q)))
+            value = whole.percentiles([q])[0]
+            del whole
+            per = []
+            for a, b in itertools.pairwise(edges):
+                o = target_values(calls, tasks, name, w.label, scenario.warmup_s, (float(a), float(b)))
+                per.append(o.percentiles([q])[0] if o.n else np.nan)
+            half = batches.half_width(np.asarray(per, dtype=float))
             if half is not None and abs(value - target) <= half:
                 out.append((w.label, name, value, target, half))
     return out

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -571,18 +571,37 @@ class TaskSums:
             np.add.at(self.sums["busy_s"], of_call, busy)
         self.size = size
 
+    def _rows(self, task_ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(task_ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.size):
+            raise ValueError("task ids outside the sums")
+        return ids
+
     def of(self, name: str, task_ids: np.ndarray) -> np.ndarray:
         """Sum ``name`` of the tasks ``task_ids`` (0 for a task without calls)."""
-        return self.sums[name][np.asarray(task_ids, dtype=np.int64)]
+        picked: np.ndarray = self.sums[name][self._rows(task_ids)]
+        return picked
+
+    def counts(self, task_ids: np.ndarray) -> np.ndarray:
+        """How many call rows each of the tasks ``task_ids`` has."""
+        picked: np.ndarray = self.count[self._rows(task_ids)]
+        return picked
 
 
-def with_task_sums(recorded: pa.Table, sums: TaskSums) -> pa.Table:
+class PerTaskSums(Protocol):
+    """Sums over each task's call rows, looked up by task id: :class:`TaskSums`, or the streamed ones of
+    :mod:`agentsim.analysis.task_sums`."""
+
+    def of(self, name: str, task_ids: np.ndarray) -> np.ndarray: ...
+
+    def counts(self, task_ids: np.ndarray) -> np.ndarray: ...
+
+
+def with_task_sums(recorded: pa.Table, sums: PerTaskSums) -> pa.Table:
     """Recorded task rows (:data:`TASK_RECORD_SCHEMA`) completed into the tasks table (:data:`TASKS_SCHEMA`) with
     their sums over their calls."""
     ids = np.asarray(recorded.column("task_id").to_numpy(), dtype=np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= sums.size):
-        raise ValueError("task ids outside the sums")
-    columns: dict[str, pa.Array] = {"calls": pa.array(sums.count[ids], pa.int32())}
+    columns: dict[str, pa.Array] = {"calls": pa.array(sums.counts(ids), pa.int32())}
     for name in ("prompt_tokens", "cached_tokens", "output_tokens"):
         columns[name] = pa.array(sums.of(name, ids).astype(np.int64))
     columns["busy_s"] = pa.array(sums.of("busy_s", ids))
