@@ -139,3 +139,21 @@ def test_prefill_pairs_of_several_prompts_are_counted_per_prompt() -> None:
     pairs_s = r.pair_prefill_s * (16384 * 16384 / 2 - 8 * 2048 * 2048 / 2)
     assert one - many == pytest.approx(pairs_s, rel=1e-9)
     assert math.isclose(r.prefill_step_time(0, 64, 64 * 1000, 0, 0), r.step_time(0, 64, 64 * 1000), rel_tol=1e-12)
+
+
+def test_a_row_on_more_gpus_than_one_instance_runs_several_replicas() -> None:
+    """8 GPUs at TP4 are two instances (dstack's two TP4 vLLM servers on 8 MI300X); a burst of 2n requests on
+    them is two bursts of n side by side: the same latencies, twice one instance's throughput."""
+    labels = {"model": "Llama-3.1-8B", "hardware": "H100", "n_gpus": "8", "tp": "4"}
+    assert pool_from_labels(Measurement(isl=10, osl=10, labels=labels), CATALOG).replicas == 2
+    assert pool_from_labels(Measurement(isl=10, osl=10, labels={**labels, "tp": "8"}), CATALOG).replicas == 1
+    assert pool_from_labels(Measurement(isl=10, osl=10, labels={**labels, "tp": "1", "pp": "2"}), CATALOG).replicas == 4
+    assert pool_from_labels(Measurement(isl=10, osl=10, labels={**labels, "tp": "3"}), CATALOG).replicas == 1
+    one = spec.PoolSpec(name="p", deployment=spec.Deployment(model="llama-3.1-8b", hardware="h100", tp=4), perf=LINEAR)
+    two = one.model_copy(update={"replicas": 2})
+    opts = HarnessOptions(admission="engine")
+    (a,) = simulate_points(one, [Measurement(isl=100, osl=11, labels={"load": "burst"}, num_requests=3)], CATALOG, opts)
+    (b,) = simulate_points(two, [Measurement(isl=100, osl=11, labels={"load": "burst"}, num_requests=6)], CATALOG, opts)
+    assert b["output_tok_s"] == pytest.approx(2 * a["output_tok_s"], rel=1e-9)
+    assert b["ttft_s"] == pytest.approx(a["ttft_s"], rel=1e-9)
+    assert b["tpot_s"] == pytest.approx(a["tpot_s"], rel=1e-9)

@@ -111,9 +111,11 @@ def pool_from_labels(
     perf: spec.RooflinePerf | spec.LinearPerf | spec.TablePerf | spec.CurvePerf | None = None,
     moe: Literal["auto", "tp", "ep-dp"] = "auto",
 ) -> spec.PoolSpec:
-    """A one-replica pool for a labeled measurement: ``model`` and ``hardware`` mapped to catalog ids
-    (:func:`catalog_id`), ``tp`` from a ``tp`` column, ``TPn`` in the notes, or ``n_gpus``; ``pp`` likewise;
-    precision from a ``precision`` column (FP8, FP4/NVFP4/MXFP4, else bf16). MoE models: ``ep-dp`` deploys
+    """The pool of a labeled measurement: ``model`` and ``hardware`` mapped to catalog ids (:func:`catalog_id`),
+    ``tp`` from a ``tp`` column, ``TPn`` in the notes, or ``n_gpus``; ``pp`` likewise; one replica per ``tp * pp``
+    of the row's ``n_gpus`` (dstack's "8xMi300x 2FP8" runs served two TP4 instances on 8 GPUs: twice one
+    instance's tokens in the same elapsed time); precision from a ``precision`` column (FP8, FP4/NVFP4/MXFP4,
+    else bf16). MoE models: ``ep-dp`` deploys
     expert parallelism over the ``tp`` GPUs with data-parallel attention (TensorRT-LLM's published MoE recipe
     uses ``--ep`` and ``enable_attention_dp``), ``tp`` plain tensor parallelism, ``auto`` ``ep-dp`` when the
     ``engine`` label names TensorRT-LLM and ``tp`` otherwise; ``ep`` and ``dp_attention`` columns win."""
@@ -150,7 +152,9 @@ def pool_from_labels(
         kv_precision=_precision(labels["kv_precision"]) if labels.get("kv_precision", "").strip() else None,
         engine=engine if engine is not None else spec.EngineSpec(),
     )
-    return spec.PoolSpec(name="bench", deployment=deployment, perf=perf or spec.RooflinePerf(), replicas=1)
+    # A row on more GPUs than one instance uses ran several instances (data-parallel replicas behind one endpoint).
+    replicas = gpus // (tp * pp) if gpus and gpus > tp * pp and gpus % (tp * pp) == 0 else 1
+    return spec.PoolSpec(name="bench", deployment=deployment, perf=perf or spec.RooflinePerf(), replicas=replicas)
 
 
 # --------------------------------------------------------------------------- reproducing a condition
