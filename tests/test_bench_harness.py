@@ -157,3 +157,22 @@ def test_a_row_on_more_gpus_than_one_instance_runs_several_replicas() -> None:
     assert b["output_tok_s"] == pytest.approx(2 * a["output_tok_s"], rel=1e-9)
     assert b["ttft_s"] == pytest.approx(a["ttft_s"], rel=1e-9)
     assert b["tpot_s"] == pytest.approx(a["tpot_s"], rel=1e-9)
+
+
+def test_trtllm_bench_rows_carry_no_per_sequence_cost() -> None:
+    """trtllm-serve streams every request through its HTTP server (the preset's per-sequence cost);
+    trtllm-bench has no server, so its rows run without one, whatever their load."""
+    from agentsim.planning.calibrate import condition_engine
+    from agentsim.resolve import resolve_engine
+    from agentsim.serving.presets import TRTLLM_BENCH_SEQ_OVERHEAD_S, TRTLLM_SEQ_OVERHEAD_S
+
+    labels = {"model": "Llama-3.1-8B", "hardware": "H100", "precision": "FP8", "engine": "TensorRT-LLM"}
+    served = Measurement(isl=128, osl=128, concurrency=64, labels={**labels, "load": "closed"})
+    bench = Measurement(isl=128, osl=128, concurrency=64, labels={**labels, "source": "trtllm-bench throughput"})
+    for m, want in ((served, TRTLLM_SEQ_OVERHEAD_S), (bench, TRTLLM_BENCH_SEQ_OVERHEAD_S)):
+        pool = pool_from_labels(m, CATALOG)
+        engine = condition_engine(pool, m, HarnessOptions(), CATALOG)
+        pool = pool.model_copy(update={"deployment": pool.deployment.model_copy(update={"engine": engine})})
+        resolved, _, _ = resolve_engine(pool, CATALOG.get_model("llama-3.1-8b"), CATALOG.get_hardware("h100"))
+        assert resolved.deployment.engine.step_overhead_s_per_seq == want
+    assert TRTLLM_BENCH_SEQ_OVERHEAD_S == 0.0 < TRTLLM_SEQ_OVERHEAD_S

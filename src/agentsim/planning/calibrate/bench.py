@@ -59,6 +59,7 @@ __all__ = [
     "BenchLoad",
     "bench_load",
     "engine_overrides",
+    "measured_by_trtllm_bench",
     "parse_engine_args",
     "trtllm_bench_settings",
     "vllm_v0_overrides",
@@ -298,6 +299,11 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
         out["speculative"] = {**out["speculative"], "method": "mtp"}
         out["speculative"]["acceptance"] = _acceptance("mtp", out["speculative"]["draft_tokens"])
     return out
+
+
+def measured_by_trtllm_bench(m: Measurement) -> bool:
+    """A TensorRT-LLM row measured by ``trtllm-bench`` (offline, no HTTP server), whatever its load."""
+    return _trtllm_bench(m.labels) and "tensorrt" in m.labels.get("engine", "").lower()
 
 
 def uses_trtllm_bench(m: Measurement, load: BenchLoad) -> bool:

@@ -39,6 +39,7 @@ from agentsim.planning.calibrate.bench import (
     BenchLoad,
     bench_load,
     engine_overrides,
+    measured_by_trtllm_bench,
     parse_engine_args,
     trtllm_bench_settings,
     uses_trtllm_bench,
@@ -216,12 +217,15 @@ def condition_engine(
 
 def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, catalog: Catalog) -> dict[str, Any]:
     """Engine knobs the row's labels fix (module docstring of :mod:`agentsim.planning.calibrate.bench`)."""
-    from agentsim.serving.presets import kv_precision
+    from agentsim.serving.presets import TRTLLM_BENCH_SEQ_OVERHEAD_S, kv_precision
 
     dep = pool.deployment
     model = catalog.get_model(dep.model)
     out = engine_overrides(m, model)
     out.pop("pp", None)
+    if preset == "trtllm" and measured_by_trtllm_bench(m):
+        # trtllm-bench has no server: no detokenizing or streaming per request (serving/presets.py)
+        out.setdefault("step_overhead_s_per_seq", TRTLLM_BENCH_SEQ_OVERHEAD_S)
     if preset == "trtllm" and uses_trtllm_bench(m, bench_load(m)):
         kv = kv_precision(dep.model_copy(update={"engine": dep.engine.model_copy(update={"preset": preset})}))
         seqs, tokens = trtllm_bench_settings(
