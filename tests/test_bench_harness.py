@@ -176,3 +176,17 @@ def test_trtllm_bench_rows_carry_no_per_sequence_cost() -> None:
         resolved, _, _ = resolve_engine(pool, CATALOG.get_model("llama-3.1-8b"), CATALOG.get_hardware("h100"))
         assert resolved.deployment.engine.step_overhead_s_per_seq == want
     assert TRTLLM_BENCH_SEQ_OVERHEAD_S == 0.0 < TRTLLM_SEQ_OVERHEAD_S
+
+
+def test_v0_server_without_chunked_prefill_gets_v0s_unchunked_budget() -> None:
+    """dstack's MI300X servers ran vLLM 0.6 with --enable-chunked-prefill=False and 1024 sequences: V0 then
+    takes the context length as the step budget (SchedulerConfig), not the 512 tokens of its chunked default."""
+    model = CATALOG.get_model("llama-3.1-405b")
+    args = "--enable-chunked-prefill=False --max-num-seqs 1024"
+    labels = {"engine": "vLLM", "engine_version": "0.6.3", "engine_args": args}
+    out = engine_overrides(Measurement(isl=10, osl=10, labels=labels), model)
+    assert out["chunked_prefill"] is False and out["max_num_seqs"] == 1024
+    assert out["max_batched_tokens"] == max(model.max_context_tokens, 2048)
+    chunked = {**labels, "engine_args": "--enable-chunked-prefill --max-num-batched-tokens 512 --max-num-seqs 512"}
+    out = engine_overrides(Measurement(isl=10, osl=10, labels=chunked), model)
+    assert (out["chunked_prefill"], out["max_batched_tokens"], out["max_num_seqs"]) == (True, 512, 512)
