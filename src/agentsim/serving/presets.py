@@ -62,14 +62,15 @@ SGLANG_SEQ_OVERHEAD_S = 250e-6
 deployment: 250-300 us). The overlap scheduler hides the per-step constant, not work that grows with the batch
 beyond the GPU's step."""
 
-TRTLLM_SEQ_OVERHEAD_S = 200e-6
+TRTLLM_SEQ_OVERHEAD_S = 250e-6
 """TensorRT-LLM 1.x served by ``trtllm-serve`` (its OpenAI server: detokenizing and streaming every request in
 Python): fitted as :data:`VLLM_SEQ_OVERHEAD_S` on the public ``trtllm-serve`` rows (gpustack's bursts of 1,000
 requests: gpt-oss-20b, gpt-oss-120b, DeepSeek-R1 on H100/H200; ``experiments/fidelity/fit_seq_overhead.py``,
-200 us, refits without each deployment: 200 us). With it those rows' mean TPOT lands within 1-13% (it was 73-93%
-low). ``trtllm-bench`` feeds token ids to the executor with no server; NVIDIA's max-throughput tables (up to
-4,096 sequences a step) leave no room for a per-sequence cost on dense models (within 10.7% without it), so the
-fidelity harness runs ``trtllm-bench`` rows at :data:`TRTLLM_BENCH_SEQ_OVERHEAD_S` (``docs/FIDELITY.md``)."""
+250 us on a 0-1300 us grid, refits without each deployment: 200-250 us). With it those rows' mean TPOT is 1%
+low to 34% high (it was 73-93% low). ``trtllm-bench`` feeds token ids to the executor with no server; NVIDIA's
+max-throughput tables (up to 4,096 sequences a step) leave no room for a per-sequence cost on dense models
+(within 10.7% without it), so the fidelity harness runs ``trtllm-bench`` rows at
+:data:`TRTLLM_BENCH_SEQ_OVERHEAD_S` (``docs/FIDELITY.md``)."""
 
 TRTLLM_BENCH_SEQ_OVERHEAD_S = 0.0
 """``trtllm-bench``'s: none (offline, token ids in and out, no HTTP server; see :data:`TRTLLM_SEQ_OVERHEAD_S`)."""

@@ -26,9 +26,9 @@ perf-overview.md``), a finite burst.
 **Engine version.** vLLM before 0.8 ran the V0 engine (V1 became the default in 0.8.0): ``max_num_seqs`` 256,
 and chunked prefill only for models whose context passes 32K tokens (``EngineArgs.create_engine_config``), then
 with a 512-token step budget (``SchedulerConfig``); otherwise (or when the server's flags turn it off)
-unchunked prefill with a budget of the context length. V0 also did its CPU work per sequence (scheduling, sampling, detokenizing) in the step loop, at
-:data:`V0_SEQ_OVERHEAD_S` per decoding sequence per step. Those rows run the ``vllm`` preset with these values
-(:func:`vllm_v0_overrides`).
+unchunked prefill with a budget of the context length. V0 also did its CPU work per sequence (scheduling,
+sampling, detokenizing) in the step loop, at :data:`V0_SEQ_OVERHEAD_S` per decoding sequence per step. Those
+rows run the ``vllm`` preset with these values (:func:`vllm_v0_overrides`).
 
 **Engine arguments.** An ``engine_args`` label holds the server's command-line flags as published; the ones that
 map to engine knobs are honoured (:func:`parse_engine_args`): ``--max-num-seqs`` / ``--max-running-requests`` /
