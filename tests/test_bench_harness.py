@@ -139,3 +139,54 @@ def test_prefill_pairs_of_several_prompts_are_counted_per_prompt() -> None:
     pairs_s = r.pair_prefill_s * (16384 * 16384 / 2 - 8 * 2048 * 2048 / 2)
     assert one - many == pytest.approx(pairs_s, rel=1e-9)
     assert math.isclose(r.prefill_step_time(0, 64, 64 * 1000, 0, 0), r.step_time(0, 64, 64 * 1000), rel_tol=1e-12)
+
+
+def test_a_row_on_more_gpus_than_one_instance_runs_several_replicas() -> None:
+    """8 GPUs at TP4 are two instances (dstack's two TP4 vLLM servers on 8 MI300X); a burst of 2n requests on
+    them is two bursts of n side by side: the same latencies, twice one instance's throughput."""
+    labels = {"model": "Llama-3.1-8B", "hardware": "H100", "n_gpus": "8", "tp": "4"}
+    assert pool_from_labels(Measurement(isl=10, osl=10, labels=labels), CATALOG).replicas == 2
+    assert pool_from_labels(Measurement(isl=10, osl=10, labels={**labels, "tp": "8"}), CATALOG).replicas == 1
+    assert pool_from_labels(Measurement(isl=10, osl=10, labels={**labels, "tp": "1", "pp": "2"}), CATALOG).replicas == 4
+    assert pool_from_labels(Measurement(isl=10, osl=10, labels={**labels, "tp": "3"}), CATALOG).replicas == 1
+    one = spec.PoolSpec(name="p", deployment=spec.Deployment(model="llama-3.1-8b", hardware="h100", tp=4), perf=LINEAR)
+    two = one.model_copy(update={"replicas": 2})
+    opts = HarnessOptions(admission="engine")
+    (a,) = simulate_points(one, [Measurement(isl=100, osl=11, labels={"load": "burst"}, num_requests=3)], CATALOG, opts)
+    (b,) = simulate_points(two, [Measurement(isl=100, osl=11, labels={"load": "burst"}, num_requests=6)], CATALOG, opts)
+    assert b["output_tok_s"] == pytest.approx(2 * a["output_tok_s"], rel=1e-9)
+    assert b["ttft_s"] == pytest.approx(a["ttft_s"], rel=1e-9)
+    assert b["tpot_s"] == pytest.approx(a["tpot_s"], rel=1e-9)
+
+
+def test_trtllm_bench_rows_carry_no_per_sequence_cost() -> None:
+    """trtllm-serve streams every request through its HTTP server (the preset's per-sequence cost);
+    trtllm-bench has no server, so its rows run without one, whatever their load."""
+    from agentsim.planning.calibrate import condition_engine
+    from agentsim.resolve import resolve_engine
+    from agentsim.serving.presets import TRTLLM_BENCH_SEQ_OVERHEAD_S, TRTLLM_SEQ_OVERHEAD_S
+
+    labels = {"model": "Llama-3.1-8B", "hardware": "H100", "precision": "FP8", "engine": "TensorRT-LLM"}
+    served = Measurement(isl=128, osl=128, concurrency=64, labels={**labels, "load": "closed"})
+    bench = Measurement(isl=128, osl=128, concurrency=64, labels={**labels, "source": "trtllm-bench throughput"})
+    for m, want in ((served, TRTLLM_SEQ_OVERHEAD_S), (bench, TRTLLM_BENCH_SEQ_OVERHEAD_S)):
+        pool = pool_from_labels(m, CATALOG)
+        engine = condition_engine(pool, m, HarnessOptions(), CATALOG)
+        pool = pool.model_copy(update={"deployment": pool.deployment.model_copy(update={"engine": engine})})
+        resolved, _, _ = resolve_engine(pool, CATALOG.get_model("llama-3.1-8b"), CATALOG.get_hardware("h100"))
+        assert resolved.deployment.engine.step_overhead_s_per_seq == want
+    assert TRTLLM_BENCH_SEQ_OVERHEAD_S == 0.0 < TRTLLM_SEQ_OVERHEAD_S
+
+
+def test_v0_server_without_chunked_prefill_gets_v0s_unchunked_budget() -> None:
+    """dstack's MI300X servers ran vLLM 0.6 with --enable-chunked-prefill=False and 1024 sequences: V0 then
+    takes the context length as the step budget (SchedulerConfig), not the 512 tokens of its chunked default."""
+    model = CATALOG.get_model("llama-3.1-405b")
+    args = "--enable-chunked-prefill=False --max-num-seqs 1024"
+    labels = {"engine": "vLLM", "engine_version": "0.6.3", "engine_args": args}
+    out = engine_overrides(Measurement(isl=10, osl=10, labels=labels), model)
+    assert out["chunked_prefill"] is False and out["max_num_seqs"] == 1024
+    assert out["max_batched_tokens"] == max(model.max_context_tokens, 2048)
+    chunked = {**labels, "engine_args": "--enable-chunked-prefill --max-num-batched-tokens 512 --max-num-seqs 512"}
+    out = engine_overrides(Measurement(isl=10, osl=10, labels=chunked), model)
+    assert (out["chunked_prefill"], out["max_batched_tokens"], out["max_num_seqs"]) == (True, 512, 512)

@@ -81,10 +81,13 @@ def test_hardware_physics(catalog: Catalog) -> None:
         assert hw.idle_w < hw.tdp_w, key
         assert hw.scaleup_domain_gpus >= hw.gpus_per_node
     h100 = catalog.get_hardware("h100")
-    # the H100 has no FP4 units: FP4 math runs at the FP8 peak
-    assert h100.dense_tflops("fp4") == h100.dense_tflops("fp8") == h100.fp8_dense_tflops
+    # the H100 has no FP4 units: FP4 weights are weight-only, their math runs at the BF16 peak (Hopper's MXFP4
+    # MoE kernels take BF16 activations: vLLM's get_mxfp4_backend, TensorRT-LLM's GPT-OSS deployment guide)
+    assert h100.math_precision("fp4") == "bf16" and h100.math_precision("fp8") == "fp8"
+    assert h100.dense_tflops("fp4") == h100.dense_tflops("bf16") == h100.bf16_dense_tflops
     b200 = catalog.get_hardware("b200")
     assert b200.dense_tflops("fp4") == 2 * b200.dense_tflops("fp8") == 4 * b200.dense_tflops("bf16")
+    assert b200.math_precision("fp4") == "fp4"
     # a scale-up domain of 72 GPUs on GB200 NVL72
     assert catalog.get_hardware("gb200").scaleup_domain_gpus == 72
 

@@ -80,6 +80,20 @@ def test_unset_fields_take_the_preset_explicit_fields_win() -> None:
     assert big.max_batched_tokens == 16384  # chunked_prefill_size on >= 160 GiB GPUs
 
 
+def test_sglang_with_speculative_decoding_runs_48_requests_without_overlap() -> None:
+    """SGLang v0.5's server_args: speculative decoding resets max_running_requests to 48 unless set and turns
+    the overlap scheduler off (the non-overlapped step overhead, vLLM's); an explicit limit wins."""
+    eagle = {"method": "eagle", "draft_tokens": 3, "acceptance": 0.7}
+    plain = resolved(pool("sglang"))[0]
+    filled, _, config = resolved(pool("sglang", speculative=eagle))
+    assert config.max_num_seqs == 48 and filled.deployment.engine.step_overhead_s == 0.002
+    assert isinstance(filled.perf, spec.RooflinePerf) and filled.perf.overhead_s == 0.002
+    assert plain.deployment.engine.step_overhead_s == 0.0003 and plain.deployment.engine.max_num_seqs != 48
+    assert resolved(pool("sglang", speculative=eagle, max_num_seqs=256))[2].max_num_seqs == 256
+    # the other presets keep their limits with speculative decoding
+    assert resolved(pool("vllm", speculative=eagle))[2].max_num_seqs == 1024
+
+
 def test_kv_tokens_per_preset_llama70b_fp8_on_two_h100() -> None:
     """The KV memory rules of docs/DESIGN.md (Engine presets), by hand for Llama-3.3-70B FP8, TP2 on H100."""
     hbm = 80e9  # catalog: decimal GB

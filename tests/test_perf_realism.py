@@ -71,6 +71,26 @@ def test_efficiency_precedence() -> None:
     assert (start.mfu, start.mbu) == pytest.approx((0.60 * SERVING_GEMM_SHARE, 0.78 * SERVING_HBM_SHARE))
 
 
+def test_fp4_weights_without_fp4_units_compute_in_bf16() -> None:
+    """Hopper has no FP4 tensor cores: MXFP4 MoE kernels there take BF16 activations (vLLM get_mxfp4_backend,
+    TensorRT-LLM's GPT-OSS guide), so FP4 weights get the BF16 peak and BF16 GEMM fraction; on B200 FP4 keeps
+    its own. A compute-bound prefill step then takes the BF16 model's GEMM time with FP4's weight bytes."""
+    h100, b200 = CATALOG.get_hardware("h100"), CATALOG.get_hardware("b200")
+    assert h100.efficiency is not None and b200.efficiency is not None
+    fp4 = efficiencies(h100, "fp4", "bf16", spec.RooflinePerf())
+    assert fp4.mfu == pytest.approx(h100.efficiency.gemm_bf16 * SERVING_GEMM_SHARE)
+    assert efficiencies(b200, "fp4", "bf16", spec.RooflinePerf()).mfu == pytest.approx(
+        b200.efficiency.gemm("fp4") * SERVING_GEMM_SHARE  # type: ignore[operator]
+    )
+    # gpt-oss-20b on one H100: the FLOP time per token of the linear layers and experts is BF16's (same math
+    # rate and fraction), the weights read are FP4's
+    a = model_for(model="gpt-oss-20b", hardware="h100", precision="fp4")
+    b = model_for(model="gpt-oss-20b", hardware="h100", precision="bf16")
+    assert a.lin_s_per_token == pytest.approx(b.lin_s_per_token, rel=1e-12)
+    assert a.moe_s_per_token == pytest.approx(b.moe_s_per_token, rel=1e-12)
+    assert a.all_experts_s < 0.5 * b.all_experts_s
+
+
 def test_memory_bound_decode_runs_at_the_catalog_bandwidth_fraction() -> None:
     # one Llama-3.1-8B sequence, FP8 on one MI300X: weights + KV over 5.3 TB/s x hbm x share
     perf = model_for({"overhead_s": 0}, model="llama-3.1-8b", hardware="mi300x", precision="fp8")

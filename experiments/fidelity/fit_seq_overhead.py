@@ -8,7 +8,8 @@ modelled engine versions, so its default per engine is fitted here on ``data/*.c
    grid (``--grid``, microseconds per sequence per step), the cost set on the roofline so that it wins over any
    preset or harness default;
 2. rows are split by engine family: ``vllm-v1`` (vLLM >= 0.8), ``vllm-v0`` (vLLM < 0.8, which the harness runs
-   with V0's defaults), ``sglang``, ``trtllm``;
+   with V0's defaults), ``sglang``, ``trtllm`` (``trtllm-serve``), ``trtllm-bench`` (offline, no server; fix it
+   at 0 as the harness does: ``--fix trtllm-bench=0``);
 3. a family's cost is the grid value that minimizes the mean absolute log error of output tok/s and mean TPOT
    (the two metrics of the goal) over its rows that ran at least ``--min-batch`` sequences (64: the closed-loop
    clients, the burst's requests, or for a Poisson row the measured tok/s x TPOT, Little's law). Below that the
@@ -20,7 +21,7 @@ modelled engine versions, so its default per engine is fitted here on ``data/*.c
    predictions is the honest figure: no row is predicted by a cost fitted on itself.
 
     python experiments/fidelity/fit_seq_overhead.py [--jobs 2] [--grid 0,10,20,...] [--cache out.json] \
-        [--fix trtllm=0]
+        [--fix trtllm-bench=0]
 
 ``--fix FAMILY=US`` sets a family's cost instead of fitting it (in the in-sample and cross-validated columns).
 
@@ -39,7 +40,7 @@ from pathlib import Path
 from agentsim import spec
 from agentsim.files import write_text
 from agentsim.planning.calibrate import HarnessOptions
-from agentsim.planning.calibrate.bench import vllm_version
+from agentsim.planning.calibrate.bench import measured_by_trtllm_bench, vllm_version
 from agentsim.planning.calibrate.harness import label_preset
 from agentsim.planning.calibrate.measurements import Measurement, read_measurements
 from agentsim.planning.fidelity import PerfOverride, group_key, run_fidelity
@@ -56,6 +57,8 @@ Predictions = dict[str, list[dict[str, float | None] | None]]  # grid value (us)
 def family(m: Measurement) -> str:
     """The engine family whose cost a row informs."""
     preset = label_preset(m.labels) or "vllm"
+    if preset == "trtllm" and measured_by_trtllm_bench(m):
+        return "trtllm-bench"  # offline, no server: the harness runs it at 0 (serving/presets.py)
     if preset == "vllm":
         version = vllm_version(m.labels)
         return "vllm-v0" if version is not None and version < (0, 8) else "vllm-v1"

@@ -177,14 +177,27 @@ class Hardware(Entry):
             )
         return self
 
+    def math_precision(self, precision: Precision) -> Precision:
+        """The precision the matrix units compute in for weights in ``precision``: FP4 weights on hardware
+        without FP4 units are weight-only quantized, dequantized in the kernel to the BF16 activations (Hopper:
+        vLLM's MXFP4 MoE backends are FlashInfer MXFP4 x BF16, triton_kernels or Marlin W4A16,
+        ``quantization/mxfp4.py`` ``get_mxfp4_backend``, BF16 the only activation dtype; TensorRT-LLM's GPT-OSS
+        deployment guide: H200 BF16 activations x MXFP4 weights, Triton backend); every other precision
+        computes as itself."""
+        if precision == "fp4" and self.fp4_dense_tflops is None:
+            return "bf16"
+        return precision
+
     def dense_tflops(self, precision: Precision) -> float:
-        """Dense matrix peak for math in ``precision``; FP4 falls back to the FP8 peak on hardware without FP4
-        units (the weights are then up-cast, so they run at FP8 speed)."""
-        if precision == "bf16":
+        """Dense matrix peak for math on weights in ``precision`` (:meth:`math_precision`: FP4 without FP4
+        units at the BF16 peak)."""
+        math = self.math_precision(precision)
+        if math == "bf16":
             return self.bf16_dense_tflops
-        if precision == "fp8":
+        if math == "fp8":
             return self.fp8_dense_tflops
-        return self.fp4_dense_tflops if self.fp4_dense_tflops is not None else self.fp8_dense_tflops
+        assert self.fp4_dense_tflops is not None
+        return self.fp4_dense_tflops
 
     @property
     def hbm_bytes(self) -> float:

@@ -21,7 +21,8 @@ end-to-end efficiencies fitted per group to NVIDIA's TensorRT-LLM max-throughput
 Precedence, per parameter: a number in the scenario's ``perf`` (``mfu: 0.55``) > the hardware catalog's
 measured fraction for the precision (the nearest measured precision when that one is not measured,
 :meth:`agentsim.catalog.Efficiency.gemm`) times the serving share > :data:`FALLBACK_MFU` / :data:`FALLBACK_MBU`
-for hardware without measurements. Linear layers and experts use the weights' precision, attention the KV
+for hardware without measurements. Linear layers and experts use the precision their math runs in (the
+weights', or BF16 for FP4 weights on hardware without FP4 units: ``Hardware.math_precision``), attention the KV
 cache's.
 """
 
@@ -64,7 +65,8 @@ class Efficiencies(NamedTuple):
 
 
 def _mfu(hardware: Hardware, precision: spec.Precision) -> float:
-    gemm = hardware.efficiency.gemm(precision) if hardware.efficiency is not None else None
+    math = hardware.math_precision(precision)  # FP4 weights without FP4 units compute in BF16
+    gemm = hardware.efficiency.gemm(math) if hardware.efficiency is not None else None
     return FALLBACK_MFU if gemm is None else gemm * SERVING_GEMM_SHARE
 
 

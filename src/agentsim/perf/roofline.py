@@ -97,7 +97,8 @@ How the terms were chosen:
   all the weights. The split is fluid (``N / pp`` need not be whole): for ``N < pp`` it credits a small KV
   saving that engines, whose micro-batches hold whole sequences, do not get.
 * *Precision*: weight bytes per :func:`agentsim.perf.memory.bytes_per_param`; math at the hardware's dense
-  peak for the weights' precision (fp4 at the fp8 peak on hardware without fp4).
+  peak for the weights' precision; fp4 weights on hardware without fp4 units are weight-only (dequantized to
+  the bf16 activations in the kernel: ``Hardware.math_precision``) and compute at the bf16 peak.
 * *Engine overheads*: ``overhead_s`` per step, and ``overhead_s_per_seq`` for each of the step's ``D`` decoding
   sequences (all of them, not one micro-batch's: the engine's CPU handles every running sequence once per
   step). The second is not GPU physics but the serving engine's CPU work per running sequence (scheduling,

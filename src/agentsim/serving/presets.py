@@ -13,7 +13,8 @@ Values and sources (``docs/DESIGN.md``, Engine presets, has the table and the KV
   GPUs of >= 70 GiB other than A100, else 2048 and 256 (``engine/arg_utils.py``); 16-token blocks.
 * SGLang v0.5.5: new-token-ratio admission, prefill batches before decode; KV = ``mem_fraction_static`` x total -
   weights, the fraction from its reserve formula (``server_args.py``); bf16 KV; ``chunked_prefill_size`` by GPU
-  memory; ``max_running_requests = min(KV tokens // 2, 4096)``; token-granular radix cache.
+  memory; ``max_running_requests = min(KV tokens // 2, 4096)``, 48 with speculative decoding, which also turns
+  the overlap scheduler off; token-granular radix cache.
 * TensorRT-LLM 1.x (PyTorch backend): guaranteed-no-evict; KV = 0.9 x (memory - weights - activations)
   (``free_gpu_memory_fraction``); fp8 KV for fp8/fp4 checkpoints (NVIDIA's ModelOpt checkpoints quantize the
   KV cache: ``kv_cache_quant_algo: FP8``); chunked prefill off, ``max_num_tokens`` 8192, ``max_batch_size``
@@ -62,11 +63,22 @@ SGLANG_SEQ_OVERHEAD_S = 250e-6
 deployment: 250-300 us). The overlap scheduler hides the per-step constant, not work that grows with the batch
 beyond the GPU's step."""
 
-TRTLLM_SEQ_OVERHEAD_S = 0.0
-"""TensorRT-LLM's: none. The public TensorRT-LLM rows alone would fit 200 us (6 rows: gpt-oss and DeepSeek-R1
-bursts, where the step model is 50-90% optimistic for reasons of its own), but NVIDIA's max-throughput tables
-(``trtllm-bench``, up to 4,096 sequences a step) leave no room for it on dense models: the step model is within
-10.7% there without it (``docs/FIDELITY.md``)."""
+SGLANG_SPECULATIVE_MAX_RUNNING = 48
+"""SGLang v0.5's ``max_running_requests`` under speculative decoding when not set (``server_args.py``), which also
+turns the overlap scheduler off: the step then pays the non-overlapped :data:`VLLM_STEP_OVERHEAD_S`."""
+
+TRTLLM_SEQ_OVERHEAD_S = 250e-6
+"""TensorRT-LLM 1.x served by ``trtllm-serve`` (its OpenAI server: detokenizing and streaming every request in
+Python): fitted as :data:`VLLM_SEQ_OVERHEAD_S` on the public ``trtllm-serve`` rows (gpustack's bursts of 1,000
+requests: gpt-oss-20b, gpt-oss-120b, DeepSeek-R1 on H100/H200; ``experiments/fidelity/fit_seq_overhead.py``,
+250 us on a 0-1300 us grid, refits without each deployment: 200-250 us). With it those rows' mean TPOT is 1%
+low to 34% high (it was 73-93% low). ``trtllm-bench`` feeds token ids to the executor with no server; NVIDIA's
+max-throughput tables (up to 4,096 sequences a step) leave no room for a per-sequence cost on dense models
+(within 10.7% without it), so the fidelity harness runs ``trtllm-bench`` rows at
+:data:`TRTLLM_BENCH_SEQ_OVERHEAD_S` (``docs/FIDELITY.md``)."""
+
+TRTLLM_BENCH_SEQ_OVERHEAD_S = 0.0
+"""``trtllm-bench``'s: none (offline, token ids in and out, no HTTP server; see :data:`TRTLLM_SEQ_OVERHEAD_S`)."""
 
 
 def _gib(hardware: Hardware) -> float:
@@ -145,7 +157,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
         }
     if preset == "sglang":
         chunk = deployment.engine.max_batched_tokens or sglang_chunk_tokens(hardware)
-        return {
+        values: dict[str, Any] = {
             "admission": "new-token-ratio",
             "max_batched_tokens": chunk,
             "chunked_prefill": True,
@@ -157,6 +169,12 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
             "step_overhead_s_per_seq": SGLANG_SEQ_OVERHEAD_S,
         }
+        if deployment.engine.speculative is not None:
+            # SGLang v0.5 with EAGLE/EAGLE3/NEXTN or a draft model resets max_running_requests to 48 unless set
+            # and turns the overlap scheduler off (server_args.py: "Max running requests is reset to 48 for
+            # speculative decoding"), so the CPU's scheduling of each step is no longer hidden
+            values |= {"max_num_seqs": SGLANG_SPECULATIVE_MAX_RUNNING, "step_overhead_s": VLLM_STEP_OVERHEAD_S}
+        return values
     return {
         "admission": "guaranteed-no-evict",
         "max_num_seqs": 2048,

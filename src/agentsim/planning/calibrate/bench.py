@@ -25,10 +25,10 @@ perf-overview.md``), a finite burst.
 
 **Engine version.** vLLM before 0.8 ran the V0 engine (V1 became the default in 0.8.0): ``max_num_seqs`` 256,
 and chunked prefill only for models whose context passes 32K tokens (``EngineArgs.create_engine_config``), then
-with a 512-token step budget (``SchedulerConfig``); otherwise unchunked prefill with a budget of the context
-length. V0 also did its CPU work per sequence (scheduling, sampling, detokenizing) in the step loop, at
-:data:`V0_SEQ_OVERHEAD_S` per decoding sequence per step. Those rows run the ``vllm`` preset with these values
-(:func:`vllm_v0_overrides`).
+with a 512-token step budget (``SchedulerConfig``); otherwise (or when the server's flags turn it off)
+unchunked prefill with a budget of the context length. V0 also did its CPU work per sequence (scheduling,
+sampling, detokenizing) in the step loop, at :data:`V0_SEQ_OVERHEAD_S` per decoding sequence per step. Those
+rows run the ``vllm`` preset with these values (:func:`vllm_v0_overrides`).
 
 **Engine arguments.** An ``engine_args`` label holds the server's command-line flags as published; the ones that
 map to engine knobs are honoured (:func:`parse_engine_args`): ``--max-num-seqs`` / ``--max-running-requests`` /
@@ -59,6 +59,7 @@ __all__ = [
     "BenchLoad",
     "bench_load",
     "engine_overrides",
+    "measured_by_trtllm_bench",
     "parse_engine_args",
     "trtllm_bench_settings",
     "vllm_v0_overrides",
@@ -168,12 +169,13 @@ def vllm_version(labels: Mapping[str, str]) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def vllm_v0_overrides(model: ModelArch) -> dict[str, Any]:
+def vllm_v0_overrides(model: ModelArch, chunked: bool | None = None) -> dict[str, Any]:
     """The engine knobs of vLLM's V0 engine (before 0.8) that differ from the ``vllm`` preset's (module
-    docstring)."""
+    docstring); ``chunked`` is the server's ``--enable-chunked-prefill`` when given (unchunked, V0's step budget
+    is the context length)."""
     window = model.max_context_tokens
     common = {"max_num_seqs": V0_MAX_NUM_SEQS, "step_overhead_s_per_seq": V0_SEQ_OVERHEAD_S}
-    if window > V0_LONG_CONTEXT:
+    if chunked if chunked is not None else window > V0_LONG_CONTEXT:
         return {**common, "chunked_prefill": True, "max_batched_tokens": V0_CHUNKED_BUDGET}
     return {**common, "chunked_prefill": False, "max_batched_tokens": max(window, 2048)}
 
@@ -278,11 +280,11 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
     labels = m.labels
     out: dict[str, Any] = {}
     version = vllm_version(labels)
-    if version is not None and version < (0, 8):
-        out |= vllm_v0_overrides(model)
     args = labels.get("engine_args", "")
-    if args.strip():
-        parsed = parse_engine_args(args)
+    parsed = parse_engine_args(args) if args.strip() else {}
+    if version is not None and version < (0, 8):
+        out |= vllm_v0_overrides(model, parsed.get("chunked_prefill"))
+    if parsed:
         if "max_batched_tokens" in parsed and version is not None and version < (0, 8):
             parsed.setdefault("chunked_prefill", out.get("chunked_prefill", False))
         out |= parsed
@@ -298,6 +300,11 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
         out["speculative"] = {**out["speculative"], "method": "mtp"}
         out["speculative"]["acceptance"] = _acceptance("mtp", out["speculative"]["draft_tokens"])
     return out
+
+
+def measured_by_trtllm_bench(m: Measurement) -> bool:
+    """A TensorRT-LLM row measured by ``trtllm-bench`` (offline, no HTTP server), whatever its load."""
+    return _trtllm_bench(m.labels) and "tensorrt" in m.labels.get("engine", "").lower()
 
 
 def uses_trtllm_bench(m: Measurement, load: BenchLoad) -> bool:

@@ -39,6 +39,7 @@ from agentsim.planning.calibrate.bench import (
     BenchLoad,
     bench_load,
     engine_overrides,
+    measured_by_trtllm_bench,
     parse_engine_args,
     trtllm_bench_settings,
     uses_trtllm_bench,
@@ -111,9 +112,11 @@ def pool_from_labels(
     perf: spec.RooflinePerf | spec.LinearPerf | spec.TablePerf | spec.CurvePerf | None = None,
     moe: Literal["auto", "tp", "ep-dp"] = "auto",
 ) -> spec.PoolSpec:
-    """A one-replica pool for a labeled measurement: ``model`` and ``hardware`` mapped to catalog ids
-    (:func:`catalog_id`), ``tp`` from a ``tp`` column, ``TPn`` in the notes, or ``n_gpus``; ``pp`` likewise;
-    precision from a ``precision`` column (FP8, FP4/NVFP4/MXFP4, else bf16). MoE models: ``ep-dp`` deploys
+    """The pool of a labeled measurement: ``model`` and ``hardware`` mapped to catalog ids (:func:`catalog_id`),
+    ``tp`` from a ``tp`` column, ``TPn`` in the notes, or ``n_gpus``; ``pp`` likewise; one replica per ``tp * pp``
+    of the row's ``n_gpus`` (dstack's "8xMi300x 2FP8" runs served two TP4 instances on 8 GPUs: twice one
+    instance's tokens in the same elapsed time); precision from a ``precision`` column (FP8, FP4/NVFP4/MXFP4,
+    else bf16). MoE models: ``ep-dp`` deploys
     expert parallelism over the ``tp`` GPUs with data-parallel attention (TensorRT-LLM's published MoE recipe
     uses ``--ep`` and ``enable_attention_dp``), ``tp`` plain tensor parallelism, ``auto`` ``ep-dp`` when the
     ``engine`` label names TensorRT-LLM and ``tp`` otherwise; ``ep`` and ``dp_attention`` columns win."""
@@ -150,7 +153,9 @@ def pool_from_labels(
         kv_precision=_precision(labels["kv_precision"]) if labels.get("kv_precision", "").strip() else None,
         engine=engine if engine is not None else spec.EngineSpec(),
     )
-    return spec.PoolSpec(name="bench", deployment=deployment, perf=perf or spec.RooflinePerf(), replicas=1)
+    # A row on more GPUs than one instance uses ran several instances (data-parallel replicas behind one endpoint).
+    replicas = gpus // (tp * pp) if gpus and gpus > tp * pp and gpus % (tp * pp) == 0 else 1
+    return spec.PoolSpec(name="bench", deployment=deployment, perf=perf or spec.RooflinePerf(), replicas=replicas)
 
 
 # --------------------------------------------------------------------------- reproducing a condition
@@ -212,12 +217,15 @@ def condition_engine(
 
 def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, catalog: Catalog) -> dict[str, Any]:
     """Engine knobs the row's labels fix (module docstring of :mod:`agentsim.planning.calibrate.bench`)."""
-    from agentsim.serving.presets import kv_precision
+    from agentsim.serving.presets import TRTLLM_BENCH_SEQ_OVERHEAD_S, kv_precision
 
     dep = pool.deployment
     model = catalog.get_model(dep.model)
     out = engine_overrides(m, model)
     out.pop("pp", None)
+    if preset == "trtllm" and measured_by_trtllm_bench(m):
+        # trtllm-bench has no server: no detokenizing or streaming per request (serving/presets.py)
+        out.setdefault("step_overhead_s_per_seq", TRTLLM_BENCH_SEQ_OVERHEAD_S)
     if preset == "trtllm" and uses_trtllm_bench(m, bench_load(m)):
         kv = kv_precision(dep.model_copy(update={"engine": dep.engine.model_copy(update={"preset": preset})}))
         seqs, tokens = trtllm_bench_settings(
