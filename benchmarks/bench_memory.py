@@ -7,9 +7,10 @@ Three cases, each run in a fresh process whose peak resident memory (``ru_maxrss
 * ``agents``: ``--replicas`` replicas (default 256; Llama-3.1-8B FP8 on B200, roofline) serving a closed loop
   of ``--agents-per-replica`` coding agents each for ``--hours`` simulated hours (default 12). Target: below
   1 GB peak.
-* ``doubling``: the agent case on ``--double-replicas`` replicas for ``--double-hours`` simulated hours, then
-  twice and four times that: peak memory should be flat, so the growth per simulated hour between one length
-  and the next (MB per simulated hour) should be near zero.
+* ``doubling``: the agent case on ``--double-replicas`` replicas with ``--double-agents-per-replica`` agents
+  each (default 8: a steady state, where the tasks in flight stop growing within the first hour) for
+  ``--double-hours`` simulated hours, then twice and four times that: peak memory should be flat, so the growth
+  per simulated hour between one length and the next (MB per simulated hour) should be near zero.
 
 Every size is a parameter. The preflight estimate (``agentsim.preflight``) is printed beside each measurement.
 
@@ -141,8 +142,9 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=12.0, help="simulated hours of the agent case")
     ap.add_argument("--replicas", type=int, default=256, help="replicas of the agent case")
     ap.add_argument("--agents-per-replica", type=int, default=40, help="closed-loop coding agents per replica")
-    ap.add_argument("--double-hours", type=float, default=0.25, help="first length of the doubling case")
+    ap.add_argument("--double-hours", type=float, default=2.0, help="first length of the doubling case")
     ap.add_argument("--double-replicas", type=int, default=64, help="replicas of the doubling case")
+    ap.add_argument("--double-agents-per-replica", type=int, default=8, help="agents per replica, doubling case")
     a = ap.parse_args()
     if a.case in ("replay", "all"):
         f = measure("replay", calls=a.calls, replicas=a.replay_replicas)
@@ -154,7 +156,9 @@ def main() -> None:
         prev: dict[str, Any] | None = None
         for k in range(3):
             hours = a.double_hours * 2**k
-            f = measure("agents", hours=hours, replicas=a.double_replicas, agents_per_replica=a.agents_per_replica)
+            f = measure(
+                "agents", hours=hours, replicas=a.double_replicas, agents_per_replica=a.double_agents_per_replica
+            )
             growth = "" if prev is None else (
                 f"; {(f['peak_mb'] - prev['peak_mb']) / (hours - prev['sim_h']):+.1f} MB per simulated hour "
                 f"since {prev['sim_h']:g} h"

@@ -63,22 +63,22 @@ SHARE = 0.5
 """The default limit's share of the machine's physical memory."""
 
 
-class DiskSpaceError(ScenarioError):
+class PreflightError(ScenarioError):
+    """A run refused before it starts for its size (not for a field of its scenario): the message gives the
+    estimate, the room there is and what to change."""
+
+    def __init__(self, message: str) -> None:
+        self.errors = [("", message)]
+        self.source = "scenario"
+        ValueError.__init__(self, message)
+
+
+class MemoryLimitError(PreflightError):
+    """A run whose estimated memory is above the limit."""
+
+
+class DiskSpaceError(PreflightError):
     """A run whose tables would not fit the free disk space where they are written."""
-
-    def __init__(self, message: str) -> None:
-        self.errors = [("", message)]
-        self.source = "scenario"
-        ValueError.__init__(self, message)
-
-
-class MemoryLimitError(ScenarioError):
-    """A run whose estimated memory is above the limit: the message gives both and what to change."""
-
-    def __init__(self, message: str) -> None:
-        self.errors = [("", message)]
-        self.source = "scenario"
-        ValueError.__init__(self, message)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from agentsim.cli.common import (
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
-from agentsim.preflight import MemoryLimitError
+from agentsim.preflight import PreflightError
 
 
 def _report_deps(wanted: bool) -> bool:
@@ -98,7 +98,7 @@ def run(
         _fail(f"interrupted at {reached[0]:,.0f} of {s.horizon_s:,.0f} simulated s ({time.perf_counter() - t0:.0f} s "
               f"wall): nothing was written to {target} (a run's directory appears only when it finishes); "
               "rerun to start again.", 130)  # fmt: skip
-    except MemoryLimitError as e:  # the estimate, not a field of the file
+    except PreflightError as e:  # the estimate (memory, disk), not a field of the file
         _fail(str(e))
     except ScenarioError as e:
         _fail_scenario(e, scenario, set_)
