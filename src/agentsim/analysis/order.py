@@ -4,7 +4,8 @@ A percentile needs every value (the p99 of ten million TTFTs is a value whose ra
 not all at once. The values come from a :data:`Source`, a function that starts a fresh pass over them, chunk by
 chunk (a run's Parquet file, a row group at a time). :class:`Ordered` reads them once; when they are at most
 :data:`CAP`, it keeps them (one array, as before: the figures are numpy's own), otherwise it keeps only their
-count, their sum and a histogram of their sort keys, and reads them again for what a statistic needs:
+count, their sum and a histogram of their sort keys, and reads them again for what a statistic needs (from an
+unnamed temporary file the first pass wrote them to, 8 bytes a value, rather than from the source):
 
 * a percentile: only the histogram bins that hold the two ranks numpy interpolates between (a bin holding more
   than ``CAP`` values is split by a finer histogram of the next 16 bits of its keys, on another pass), then
@@ -98,6 +99,9 @@ class Ordered:
         sums: list[float] = []
         n = 0
         parts: list[np.ndarray] = []
+        # The values are also written, as they come, to an unnamed temporary file: the passes after this one read
+        # it (raw float64) rather than the source again (a Parquet file decoded and filtered every time).
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 (read by later passes: it lives as long as this object)
         for c in source():
             c = np.asarray(c, dtype=np.float64)
             if not c.size:
@@ -105,14 +109,18 @@ class Ordered:
             n += c.size
             sums.append(float(np.sum(c)))
             hist += np.bincount((keys(c) >> np.uint64(64 - _BITS)).astype(np.intp), minlength=1 << _BITS)
+            spool.write(np.ascontiguousarray(c).tobytes())
             if n <= cap:
                 parts.append(c)
             else:
                 parts.clear()
         self.n = n
         if n <= cap:  # fewer than thought: kept after all
+            spool.close()
             self.kept = np.concatenate(parts) if parts else np.empty(0)
             return
+        spool.flush()
+        self.source = _FileRegion(spool, 0, n)  # closed with this object (the file is then gone)
         self.hist = hist
         self._mean = math.fsum(sums) / n
 
@@ -130,77 +138,57 @@ class Ordered:
         return [float(x) for x in interpolate(self.n, ps, self.at)]
 
     def at(self, ranks: np.ndarray) -> np.ndarray:
-        """The values at ``ranks`` (0-based) of the values sorted: one pass for the histogram bins holding them
-        (when those fit ``cap``), more for a bin that does not (:meth:`_select`)."""
+        """The values at ``ranks`` (0-based) of the values sorted. Level by level, each rank's histogram bin is
+        either small enough to collect (at most ``cap`` values) or split by a histogram of the next 16 key bits;
+        one pass over the values serves every rank of a level, so at most four passes (and one, usually)."""
         ranks = np.asarray(ranks, dtype=np.int64)
         if self.kept is not None:
             picked: np.ndarray = np.sort(self.kept)[ranks]
             return picked
         assert self.hist is not None
-        cum = np.cumsum(self.hist)
-        bins = np.searchsorted(cum, ranks, side="right")
-        wanted = np.unique(bins)
         out = np.empty(ranks.size)
-        if int(self.hist[wanted].sum()) > self.cap:
-            for i, r in enumerate(ranks.tolist()):
-                out[i] = self._select(int(r))
-            return out
-        shift = np.uint64(64 - _BITS)
-        parts: dict[int, list[np.ndarray]] = {int(b): [] for b in wanted}
-        for c in self.source():
-            c = np.asarray(c, dtype=np.float64)
-            top = (keys(c) >> shift).astype(np.intp)
-            for b in parts:
-                part = c[top == b]
-                if part.size:
-                    parts[b].append(part)
-        for i, (r, b) in enumerate(zip(ranks.tolist(), bins.tolist(), strict=True)):
-            values = np.concatenate(parts[b])
-            local = r - (int(cum[b - 1]) if b else 0)
-            out[i] = np.partition(values, local)[local]
-        return out
-
-    def _select(self, rank: int) -> float:
-        """The value of ``rank``: descend the key histogram, one pass per 16 bits, until its bin fits ``cap``."""
-        assert self.hist is not None
-        hist, lo, shift = self.hist, np.uint64(0), 64 - _BITS
-        while True:
-            cum = np.cumsum(hist)
-            b = int(np.searchsorted(cum, rank, side="right"))
-            rank -= int(cum[b - 1]) if b else 0
-            lo = lo | (np.uint64(b) << np.uint64(shift))
-            if shift == 0:  # a single key: every value in the bin is the same
-                return float(self._between(lo, lo, limit=1)[0])
-            width = np.uint64((1 << shift) - 1)
-            if int(hist[b]) <= self.cap:
-                return float(np.partition(self._between(lo, lo + width), rank)[rank])
-            shift -= _BITS
-            hist = self._histogram(lo, lo + width, shift)
-
-    def _between(self, lo: np.uint64, hi: np.uint64, limit: int | None = None) -> np.ndarray:
-        """The values whose keys are in ``[lo, hi]``, in source order (at most ``limit``)."""
-        parts: list[np.ndarray] = []
-        held = 0
-        for c in self.source():
-            c = np.asarray(c, dtype=np.float64)
-            k = keys(c)
-            part = c[(k >= lo) & (k <= hi)]
-            if part.size:
-                parts.append(part)
-                held += part.size
-                if limit is not None and held >= limit:
-                    break
-        return np.concatenate(parts) if parts else np.empty(0)
-
-    def _histogram(self, lo: np.uint64, hi: np.uint64, shift: int) -> np.ndarray:
-        """Counts of the keys in ``[lo, hi]`` by their 16 bits above ``shift``."""
-        hist = np.zeros(1 << _BITS, dtype=np.int64)
         mask = np.uint64((1 << _BITS) - 1)
-        for c in self.source():
-            k = keys(np.asarray(c, dtype=np.float64))
-            k = k[(k >= lo) & (k <= hi)]
-            hist += np.bincount(((k >> np.uint64(shift)) & mask).astype(np.intp), minlength=1 << _BITS)
-        return hist
+        # open questions: (rank within the range, the range's first key, the shift of its bins, its histogram,
+        # the places in ``out`` it answers)
+        level: list[tuple[int, int, int, np.ndarray, list[int]]] = [
+            (int(r), 0, 64 - _BITS, self.hist, [i]) for i, r in enumerate(ranks.tolist())
+        ]
+        while level:
+            collect: dict[tuple[int, int], list[tuple[int, list[int]]]] = {}
+            refine: dict[tuple[int, int, int], list[tuple[int, list[int]]]] = {}
+            for rank, base, shift, hist, places in level:
+                cum = np.cumsum(hist)
+                b = int(np.searchsorted(cum, rank, side="right"))
+                local = rank - (int(cum[b - 1]) if b else 0)
+                lo = base | (b << shift)
+                hi = lo + (1 << shift) - 1
+                if shift == 0 or int(hist[b]) <= self.cap:
+                    collect.setdefault((lo, hi), []).append((local, places))
+                else:
+                    refine.setdefault((lo, hi, shift - _BITS), []).append((local, places))
+            parts: dict[tuple[int, int], list[np.ndarray]] = {k: [] for k in collect}
+            hists = {k: np.zeros(1 << _BITS, dtype=np.int64) for k in refine}
+            bounds = {k: (np.uint64(k[0]), np.uint64(k[1])) for k in (*collect, *refine)}
+            for c in self.source():
+                c = np.asarray(c, dtype=np.float64)
+                k = keys(c)
+                for r in parts:
+                    lo_k, hi_k = bounds[r]
+                    if r[0] == r[1] and parts[r]:
+                        continue  # one key: one value is all of them
+                    part = c[(k >= lo_k) & (k <= hi_k)]
+                    if part.size:
+                        parts[r].append(part[:1] if r[0] == r[1] else part)
+                for q, h in hists.items():
+                    lo_k, hi_k = bounds[q]
+                    inside = k[(k >= lo_k) & (k <= hi_k)]
+                    h += np.bincount(((inside >> np.uint64(q[2])) & mask).astype(np.intp), minlength=1 << _BITS)
+            for r, asks in collect.items():
+                values = np.concatenate(parts[r])
+                for local, places in asks:
+                    out[places] = values[0] if r[0] == r[1] else np.partition(values, local)[local]
+            level = [(local, q[0], q[2], hists[q], places) for q, asks in refine.items() for local, places in asks]
+        return out
 
     def blocks(self) -> Iterator[np.ndarray]:
         """The values in ascending order, as consecutive blocks of at most ``cap`` values (module docstring)."""
@@ -239,7 +227,7 @@ def _sorted_blocks(source: Source, hist: np.ndarray, base: np.uint64, shift: int
                 continue
             bins = ((keys(c) >> np.uint64(shift)) & mask).astype(np.int64)
             ranges = np.searchsorted(edges, bins, side="right") - 1
-            order = np.argsort(ranges, kind="stable")
+            order = np.argsort(ranges)  # any order within a range: each is sorted when read back
             grouped, counts = c[order], np.bincount(ranges, minlength=at.size)
             pos = 0
             for r in np.flatnonzero(counts).tolist():

@@ -97,9 +97,11 @@ class StreamedTaskSums:
         of_call = np.asarray(rows.column("task_id").to_numpy(), dtype=np.int64)
         if of_call.min() < 0:
             raise ValueError("task ids must be >= 0")
-        if self._finished.size and np.isin(of_call, self._finished).any():
+        ordered = np.sort(of_call)
+        distinct = ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+        if _among(distinct, self._finished).any():
             raise RuntimeError("a call row after its task's row: the task table cannot be finished alongside it")
-        new = np.setdiff1d(of_call, self.ids, assume_unique=False)
+        new = distinct[~_among(distinct, self.ids)]
         if new.size:  # new tasks start at 0, in the ascending order of ids
             ids = np.concatenate([self.ids, new])
             order = np.argsort(ids, kind="stable")
@@ -136,5 +138,14 @@ class StreamedTaskSums:
         self.sums = {k: v[keep] for k, v in self.sums.items()}
         # The ids just taken whose calls might still come (a call ending at the same time as its task is read
         # with it; a later one would be an engine fault): kept until the calls read pass their end time.
-        self._finished = ids
+        self._finished = np.sort(ids)
         return Taken(ids, count, sums)
+
+
+def _among(values: np.ndarray, ascending: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in the ascending array ``ascending`` (a sorted search: no hashing)."""
+    if not ascending.size:
+        return np.zeros(values.size, dtype=bool)
+    at = np.minimum(np.searchsorted(ascending, values), ascending.size - 1)
+    found: np.ndarray = ascending[at] == values
+    return found
