@@ -14,16 +14,17 @@ Three cases, each run in a fresh process whose peak resident memory (``ru_maxrss
 
 Every size is a parameter. The preflight estimate (``agentsim.preflight``) is printed beside each measurement.
 
-Measured on a shared 2-core machine (Dec 2026, compiled build): the 10M-call replay (5.3 simulated hours) peaks
-at 960 MB, 312 s wall plus 24 s to write the trace (979 MB, 146 s after main's issue-15 columns); the 12-hour,
-256-replica run (10,240 coding agents; the cluster saturates, 6.1M calls) at 887 MB, 112 s wall. Doubling from
-0.25 h: 383, 409, 433, 467 (1 h), 513 (2 h) MB: +100, +48, +46 MB per simulated hour, then ~37 MB/h on to 12 h.
-The engine holds what is live (tests/test_memory_bounded.py): what still grows is (1) each task in flight's
-chain of calls so far, which the prefix lookups walk (serving/prefix.py: a call's cacheable prefix is any of
-its ancestors' prompts), ~0.3 KB per call of a live task -- bounded by agents x steps per task and flat once the
-task population is steady (8 replicas of 8 agents: 2,075, 2,560, 2,445 live calls at 1, 2 and 4 simulated hours;
-saturated at 40 agents per replica, whose tasks take hours: 10,153, 12,318, 12,826), and (2) the summary's exact
-percentiles, which read one column of the call table's length at a time (~40 bytes per call at the peak).
+Measured on a shared 2-core machine (Dec 2026, compiled build, main at ea04e50): the 10M-call replay (5.3
+simulated hours) peaks at 458 MB, 128 s wall plus 5 s to write the trace (979 MB before the end of the run was
+streamed); the 12-hour, 256-replica run (10,240 coding agents; the cluster saturates, 7.0M calls) at 622 MB,
+104 s wall (887 MB before). Doubling (64 replicas x 8 agents): 256, 261, 271 MB at 2, 4 and 8 simulated hours,
++2.4 MB per simulated hour at 170k calls per hour (14 bytes a call; +22 MB per hour before, when the summary read
+whole columns). What a run holds: the engine's live state (the tasks in flight and their chains of calls, which
+the prefix lookups walk: bounded by agents x steps per task, flat once the task population is steady; in a
+saturated run, whose tasks take hours, it grows until then, so the saturated doubling from 0.25 h still rises
++65, +28 MB per simulated hour), the prefix caches (bounded by their capacity), a row group of each table being
+read, the order statistics' arrays (at most ``agentsim.analysis.order.CAP`` values each), the sums of the tasks
+in flight (``agentsim.analysis.task_sums``) and the replica samples' columns the summary reads.
 
 Run: ``python benchmarks/bench_memory.py [replay|agents|doubling|all] [--calls N] [--hours H] ...``
 """

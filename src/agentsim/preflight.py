@@ -33,8 +33,10 @@ from agentsim.workload.distributions import mean
 
 MB = 1 << 20
 
-BASE_MB = 250.0
-"""The interpreter, numpy, pyarrow and scipy, the engine's setup and the spill writers' buffers."""
+BASE_MB = 320.0
+"""The interpreter, numpy, pyarrow (and pandas, which pyarrow loads), scipy, the engine's setup and the spill
+writers' buffers (the 10M-call replay of ``bench_memory.py``, whose run has nothing else to hold, peaks near
+400 MB with the summary)."""
 REPLICA_BYTES = 64 * 1024
 """One replica: its scheduler state, prefix-cache index and sample rows in the writer's buffer."""
 LIVE_CALL_BYTES = 1024
@@ -43,7 +45,7 @@ CACHE_NODE_BYTES = 256
 """A prefix-cache node (and the finished call it may keep alive) until the cache evicts it."""
 CACHE_NODE_TOKENS = 512
 """Tokens per cache node at the least, for the most nodes a replica's KV capacity can hold."""
-SUMMARY_MB = 48.0
+SUMMARY_MB = 80.0
 """The end of a run, whatever its length: a row group of the call file read at a time, the order statistics'
 arrays (at most :data:`agentsim.analysis.order.CAP` values each) and the task sums of the tasks in flight."""
 SAMPLE_BYTES = 128
