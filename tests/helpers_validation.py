@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 import agentsim.engine.sim as sim_module
-from agentsim.analysis.metrics import col
+from agentsim.analysis.rows import col
 from agentsim.api import load_scenario
 from agentsim.engine.events import EventQueue
 from agentsim.serving.cluster import Cluster

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from agentsim import spec
-from agentsim.analysis.metrics import call_latencies, slo_attainment
+from agentsim.analysis.rows import call_latencies
+from agentsim.analysis.slo import slo_attainment
 
 W = spec.WorkloadSpec(name="w", slo=spec.Slo(ttft_s=1.0, tpot_s=0.1, task_s=100.0))
 

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from agentsim.analysis.metrics import censored_dist
+from agentsim.analysis.distributions import censored_dist
 from agentsim.api import load_scenario, run
 from agentsim.spec import Scenario
 from helpers_validation import const, fixed_profile, linear_perf, scenario

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import agentsim
-from agentsim.analysis.metrics import col
+from agentsim.analysis.rows import col
 from agentsim.api import RunResult, run
 from agentsim.traces.io import write_trace
 from agentsim.traces.schema import trace_task

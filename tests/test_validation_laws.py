@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from agentsim.analysis.metrics import col
+from agentsim.analysis.rows import col
 from agentsim.api import RunResult, load_scenario, run, save_run
 from helpers_validation import estimate, fixed_profile, issued_between, latencies, linear_perf, scenario
 

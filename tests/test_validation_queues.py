@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agentsim.analysis.metrics import col
+from agentsim.analysis.rows import col
 from agentsim.api import run
 from agentsim.spec import Exponential
 from helpers_validation import (

@@ -22,7 +22,7 @@ from itertools import pairwise
 import numpy as np
 import pyarrow as pa
 
-from agentsim.analysis.metrics import col
+from agentsim.analysis.rows import col
 
 BATCHES = 10
 ALPHA = 0.05

@@ -1,8 +1,9 @@
-"""Metrics: functions from result tables to summary numbers. Tables in, numbers out; no simulation here.
+"""Metrics: the run's summary, from its result tables. Tables in, numbers out; no simulation here.
 
-The tables may be Arrow tables or a run's Parquet files read a column at a time (:mod:`agentsim.analysis.tables`):
-the summary of a ten-million-call run holds a few whole columns at once, never the table; each latency is
-computed, summarized and dropped before the next.
+The tables may be Arrow tables or a run's Parquet files (:mod:`agentsim.analysis.tables`), read a batch at a
+time: counts and sums accumulate, and each distribution is a pass of its own in bounded memory
+(:mod:`agentsim.analysis.distributions`, :mod:`agentsim.analysis.order`), so the summary of a ten-million-call
+run holds a bounded number of values at once, never a whole column.
 
 Every statistic is taken over the *measurement window* ``[warmup_s, horizon_s]``: calls issued and tasks
 started at or after ``warmup_s`` (the warm-up fills caches and queues and is excluded), and token and busy-time
@@ -12,160 +13,18 @@ in ``docs/METRICS.md``.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from agentsim import spec
-from agentsim.analysis.order import Ordered
-from agentsim.analysis.survival import StreamedCurve, area_above, kaplan_meier
-from agentsim.analysis.tables import Table, batches, rows_where
+from agentsim.analysis.distributions import censored_dist_of, dist_of
+from agentsim.analysis.rows import codes, col, e2e_of, in_window, is_status, of_workload, tpot_of, ttft_of, values
+from agentsim.analysis.slo import slo_attainment
+from agentsim.analysis.tables import Table, batches
 from agentsim.resolve import PoolRates
-
-__all__ = ["Table", "rows_where"]  # re-exported: the metrics' table helpers
-
-PERCENTILES = (50, 90, 99)
-
-
-def dist(
-    values: np.ndarray, *, overwrite: bool = False, percentiles: tuple[int, ...] = PERCENTILES
-) -> dict[str, float | None]:
-    """``mean`` and the ``percentiles`` (default ``p50, p90, p99``; and ``n``) of ``values``; nulls when there
-    are none. ``overwrite``: ``values`` may be reordered (a temporary of the caller's: no copy is made of it)."""
-    nan = np.isnan(values)
-    v = values[~nan] if values.size and (not overwrite or nan.any()) else values
-    del nan
-    if v.size == 0:
-        return {"n": 0, "mean": None, **{f"p{p}": None for p in percentiles}}
-    out: dict[str, float | None] = {"n": int(v.size), "mean": float(v.mean())}  # before any reordering
-    q = np.percentile(v, percentiles, overwrite_input=overwrite or v is not values)
-    for p, x in zip(percentiles, q, strict=True):
-        out[f"p{p}"] = float(x)
-    return out
-
-
-def censored_dist(
-    done: np.ndarray, censored: np.ndarray, *, overwrite: bool = False, percentiles: tuple[int, ...] = PERCENTILES
-) -> dict[str, Any]:
-    """A duration distribution when some items were still running at the horizon: ``done`` holds the durations
-    that finished, ``censored`` the ages reached by those that did not (their durations are at least that).
-    ``overwrite``: ``done`` may be reordered (a temporary of the caller's).
-
-    Without censored items this is :func:`dist` (numpy's percentiles), plus ``censored: 0``. With them, the
-    distribution is the Kaplan-Meier estimate (``scipy.stats.ecdf`` on right-censored data, computed in less
-    memory by :mod:`agentsim.analysis.survival`): a percentile the estimate reaches is its first duration with
-    ``F >= p``; one it does not reach (too many items still running) is reported as a lower bound, the
-    percentile with every censored item counted at its age, and named in ``lower_bounds``. The mean is the area
-    under the estimated survival curve (a lower bound, and named so, when the longest item is still running).
-    Counting only finished items instead would drop exactly the long ones."""
-    censored = censored[~np.isnan(censored)]
-    if censored.size == 0:
-        return {**dist(done, overwrite=overwrite, percentiles=percentiles), "censored": 0}
-    finite = done.size - int(np.count_nonzero(np.isnan(done)))
-    if overwrite:
-        done.sort()  # NaN last
-        done = done[:finite]
-    else:
-        done = np.sort(done[~np.isnan(done)])
-    out: dict[str, Any] = {"n": int(done.size), "censored": int(censored.size)}
-    lower: list[str] = []
-    if done.size == 0:  # nothing finished: every statistic is at least the imputed one
-        both = censored
-        out["mean"] = float(both.mean())
-        for p, x in zip(percentiles, np.percentile(both, percentiles), strict=True):
-            out[f"p{p}"] = float(x)
-        out["lower_bounds"] = ["mean", *(f"p{p}" for p in percentiles)]
-        out["estimator"] = "lower bound"
-        return out
-    times, probs = kaplan_meier(done, np.sort(censored))
-    for p in percentiles:
-        reached = probs >= p / 100.0 - 1e-12
-        if reached.any():
-            out[f"p{p}"] = float(times[int(reached.argmax())])
-        else:  # the durations in any order: a percentile does not depend on it
-            out[f"p{p}"] = float(np.percentile(np.concatenate([done, censored]), p, overwrite_input=True))
-            lower.append(f"p{p}")
-        del reached
-    last = times[-1]
-    out["mean"] = area_above(times, probs, overwrite=True)
-    del times, probs
-    if censored.max() >= last:
-        lower.insert(0, "mean")
-    out["lower_bounds"] = lower
-    out["estimator"] = "kaplan-meier"
-    return out
-
-
-def col(table: Table, name: str) -> np.ndarray:
-    """A column as float64 numpy, nulls as NaN."""
-    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
-
-
-def own_col(table: Table, name: str) -> np.ndarray:
-    """:func:`col`, as an array of its own that may be changed in place (not a view of the table's memory)."""
-    a = col(table, name)
-    return a if a.flags.writeable and a.flags.owndata else a.copy()
-
-
-def _codes(table: Table, name: str) -> tuple[np.ndarray, list[str]]:
-    """Text column ``name`` as codes into its distinct values (null: the code ``len(values)``)."""
-    arr = table.column(name)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_encode()
-    names = [str(v) for v in arr.dictionary.to_pylist()]
-    code = np.asarray(arr.indices.fill_null(len(names)).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return code, names
-
-
-def ttft_of(calls: Table) -> np.ndarray:
-    """Per-call time to first token (NaN where there is none)."""
-    ttft = own_col(calls, "first_token_s")
-    ttft -= col(calls, "issue_s")  # in place: one array of the table's length, not three
-    return ttft
-
-
-def tpot_of(calls: Table) -> np.ndarray:
-    """Per-call time per output token after the first (NaN where undefined; see :func:`call_latencies`)."""
-    tpot = own_col(calls, "done_s")
-    tpot -= col(calls, "first_token_s")
-    per = own_col(calls, "generated_tokens")
-    per -= 1  # token counts: exact in float64, so per > 0 exactly when generated > 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        np.divide(tpot, per, out=tpot)
-    tpot[~(per > 0)] = np.nan
-    return tpot
-
-
-def e2e_of(calls: Table) -> np.ndarray:
-    """Per-call end-to-end seconds (NaN where unfinished)."""
-    e2e = own_col(calls, "done_s")
-    e2e -= col(calls, "issue_s")
-    return e2e
-
-
-def call_latencies(calls: Table) -> dict[str, np.ndarray]:
-    """Per-call TTFT, TPOT and end-to-end seconds (NaN where undefined).
-
-    TPOT is ``(done - first_token) / (generated - 1)``: the mean time between output tokens after the first,
-    undefined for single-token outputs.
-    """
-    return {"ttft_s": ttft_of(calls), "tpot_s": tpot_of(calls), "call_e2e_s": e2e_of(calls)}
-
-
-def is_status(table: Table, status: str) -> np.ndarray:
-    """Boolean mask of ``table``'s rows whose ``status`` is ``status``."""
-    return np.asarray(pc.equal(table.column("status"), status).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def of_workload(table: Table, label: str) -> np.ndarray:
-    """Boolean mask of ``table``'s rows whose ``workload`` is ``label``."""
-    return np.asarray(pc.equal(table.column("workload"), label).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def window(replicas: Table, t0: float, t1: float) -> dict[str, np.ndarray]:
@@ -186,133 +45,6 @@ def window(replicas: Table, t0: float, t1: float) -> dict[str, np.ndarray]:
         out[name] = end - begin
     out["pool"] = np.asarray(b.column("pool").to_pylist(), dtype=object)
     return out
-
-
-def slo_attainment(
-    calls: Table,
-    tasks: Table,
-    workloads: list[spec.WorkloadSpec | spec.TraceWorkload],
-    horizon_s: float = float("inf"),
-    warmup_s: float = float("-inf"),
-) -> dict[str, Any]:
-    """Per workload: the fraction of calls meeting the per-call targets and of tasks meeting the task target,
-    and whether each percentile target holds. Overall: the same fractions pooled over workloads with SLOs.
-    Over the calls issued and the tasks started at or after ``warmup_s``, read a batch at a time.
-
-    Work still running at the horizon is *censored*, not failed, unless it has already missed: an unfinished
-    call counts (as a miss) once its wait for the first token exceeds the TTFT target, an unfinished task once
-    its age exceeds the task target; otherwise it is left out of the fraction. Counting every unfinished task as
-    a miss would make attainment depend on the run's length when tasks are long. A call rejected at the context
-    window, and a task failed by one, count as misses.
-    """
-    if all(v is None for w in workloads for v in w.slo.model_dump().values()):
-        return {"calls": None, "tasks": None, "by_workload": {}}  # no targets: nothing to attain
-    # Only the columns some target needs (a run's calls may be many millions), a batch at a time.
-    slos = [w.slo for w in workloads]
-    need_ttft = any((s.ttft_s or s.ttft_p99_s) is not None for s in slos)
-    need_tpot = any((s.tpot_s or s.tpot_p99_s) is not None for s in slos)
-    need_tasks = any((s.task_s or s.task_p95_s) is not None for s in slos)
-    counts = {w.label: [0, 0, 0, 0] for w in workloads}  # good calls, counted calls, good tasks, counted tasks
-    if need_ttft or need_tpot:
-        names = ["issue_s", "first_token_s", "done_s", "status", "workload"]
-        names += ["generated_tokens"] if need_tpot else []
-        for b in _window(calls, names, "issue_s", warmup_s):
-            finished = ~np.isnan(col(b, "done_s"))
-            rejected = is_status(b, "rejected")
-            ttft = ttft_of(b) if need_ttft else None
-            tpot = tpot_of(b) if need_tpot else None
-            waited = None  # how long each call waited for its first token, up to the horizon
-            if ttft is not None:
-                first = col(b, "first_token_s")
-                waited = np.where(np.isnan(first), horizon_s, first) - col(b, "issue_s")
-            for w in workloads:
-                ttft_t = w.slo.ttft_s or w.slo.ttft_p99_s
-                tpot_t = w.slo.tpot_s or w.slo.tpot_p99_s
-                if ttft_t is None and tpot_t is None:
-                    continue
-                m = of_workload(b, w.label)
-                done = m & finished
-                good = done.copy()
-                if ttft_t is not None and ttft is not None:
-                    good &= ttft <= ttft_t
-                if tpot_t is not None and tpot is not None:
-                    good &= np.isnan(tpot) | (tpot <= tpot_t)
-                missed_open = m & rejected
-                if ttft_t is not None and waited is not None:
-                    missed_open |= m & ~done & (waited > ttft_t)
-                counts[w.label][0] += int(good.sum())
-                counts[w.label][1] += int((done | missed_open).sum())
-    if need_tasks:
-        for b in _window(tasks, ["start_s", "done_s", "status", "workload"], "start_s", warmup_s):
-            start = col(b, "start_s")
-            task_s = col(b, "done_s") - start
-            finished = ~np.isnan(task_s)
-            failed = is_status(b, "failed")
-            for w in workloads:
-                task_t = w.slo.task_s or w.slo.task_p95_s
-                if task_t is None:
-                    continue
-                tm = of_workload(b, w.label)
-                counts[w.label][2] += int((tm & finished & (task_s <= task_t)).sum())
-                counts[w.label][3] += int((tm & (finished | failed | (horizon_s - start > task_t))).sum())
-    per: dict[str, Any] = {}
-    ok_calls = n_calls = ok_tasks = n_tasks = 0
-    for w in workloads:
-        s = w.slo
-        good_c, n_c, good_t, n_t = counts[w.label]
-        entry: dict[str, Any] = {}
-        if (s.ttft_s or s.ttft_p99_s) is not None or (s.tpot_s or s.tpot_p99_s) is not None:
-            entry["calls"] = float(good_c / n_c) if n_c else None
-            ok_calls += good_c
-            n_calls += n_c
-        if (s.task_s or s.task_p95_s) is not None:
-            entry["tasks"] = float(good_t / n_t) if n_t else None
-            ok_tasks += good_t
-            n_tasks += n_t
-        met: dict[str, bool | None] = {}
-        for name, q, target in (("ttft_p99_s", 99, s.ttft_p99_s), ("tpot_p99_s", 99, s.tpot_p99_s),
-                                ("task_p95_s", 95, s.task_p95_s)):  # fmt: skip
-            if target is not None:
-                o = target_values(calls, tasks, name, w.label, warmup_s)
-                met[name] = bool(o.percentiles([q])[0] <= target) if o.n else None
-        if met:
-            entry["targets_met"] = met
-        if entry:
-            per[w.label] = entry
-    return {
-        "calls": ok_calls / n_calls if n_calls else None,
-        "tasks": ok_tasks / n_tasks if n_tasks else None,
-        "by_workload": per,
-    }
-
-
-TARGET_COLUMNS: dict[str, tuple[list[str], Callable[[Table], np.ndarray]]] = {
-    "ttft_p99_s": (["issue_s", "first_token_s"], ttft_of),
-    "tpot_p99_s": (["issue_s", "first_token_s", "done_s", "generated_tokens"], tpot_of),
-    "task_p95_s": (["start_s", "done_s"], lambda b: col(b, "done_s") - col(b, "start_s")),
-}
-"""What a percentile target is a percentile of: the columns it needs and its per-row value (NaN: none)."""
-
-
-def target_values(
-    calls: Table, tasks: Table, target: str, label: str, warmup_s: float, times: tuple[float, float] | None = None
-) -> Ordered:
-    """The values a percentile target (``ttft_p99_s``, ``tpot_p99_s``, ``task_p95_s``) is taken over: workload
-    ``label``'s calls issued (tasks started) at or after ``warmup_s`` and, with ``times``, in ``[a, b)``; only
-    finite values."""
-    names, of = TARGET_COLUMNS[target]
-    table, at = (tasks, "start_s") if target == "task_p95_s" else (calls, "issue_s")
-
-    def source() -> Iterator[np.ndarray]:
-        for b in _window(table, [*names, "workload"], at, warmup_s):
-            v = of(b)
-            keep = of_workload(b, label) & np.isfinite(v)
-            if times is not None:
-                t = col(b, at)
-                keep &= (t >= times[0]) & (t < times[1])
-            yield v[keep]
-
-    return Ordered(source, table.num_rows)
 
 
 def headroom(
@@ -344,64 +76,6 @@ def headroom(
         "kv_active_fraction": float((used - cached).sum() / total) if total > 0 else None,
         "kv_cached_fraction": float(cached.sum() / total) if total > 0 else None,
     }
-
-
-def _window(table: Table, names: list[str], at: str, t0: float) -> Iterator[pa.RecordBatch]:
-    """:func:`~agentsim.analysis.tables.batches` of ``table``'s rows whose ``at`` is at least ``t0``."""
-    for b in batches(table, list(dict.fromkeys([*names, at]))):
-        keep = col(b, at) >= t0
-        yield b if keep.all() else b.filter(pa.array(keep))
-
-
-def values(table: Table, names: list[str], at: str, t0: float, of: Callable[[pa.RecordBatch], np.ndarray]) -> Ordered:
-    """The non-NaN values of ``of`` over ``table``'s rows whose ``at`` is at least ``t0`` (``names``: the
-    columns ``of`` reads), for order statistics in bounded memory (:class:`~agentsim.analysis.order.Ordered`)."""
-
-    def source() -> Iterator[np.ndarray]:
-        for b in _window(table, names, at, t0):
-            v = of(b)
-            yield v[~np.isnan(v)]
-
-    return Ordered(source, table.num_rows)
-
-
-def dist_of(o: Ordered, percentiles: tuple[int, ...] = PERCENTILES) -> dict[str, float | None]:
-    """:func:`dist` of the values of ``o`` (numpy's figures, bit for bit, however many there are)."""
-    if o.kept is not None:
-        return dist(o.kept, overwrite=True, percentiles=percentiles)
-    out: dict[str, float | None] = {"n": o.n, "mean": o.mean()}
-    for p, x in zip(percentiles, o.percentiles(percentiles), strict=True):
-        out[f"p{p}"] = x
-    return out
-
-
-def censored_dist_of(o: Ordered, censored: np.ndarray, percentiles: tuple[int, ...] = PERCENTILES) -> dict[str, Any]:
-    """:func:`censored_dist` of the finished durations ``o`` and the ages ``censored`` of the items still
-    running (few: they are live), with the finished ones streamed in order when there are too many to hold
-    (:class:`~agentsim.analysis.survival.StreamedCurve`: the same Kaplan-Meier product)."""
-    if o.kept is not None:
-        return censored_dist(o.kept, censored, overwrite=True, percentiles=percentiles)
-    censored = np.sort(censored[~np.isnan(censored)])
-    if censored.size == 0:
-        return {**dist_of(o, percentiles), "censored": 0}
-    curve = StreamedCurve(o.blocks(), o.n, censored, [p / 100.0 for p in percentiles])
-    out: dict[str, Any] = {"n": o.n, "censored": int(censored.size)}
-    lower: list[str] = []
-    both: Ordered | None = None
-    for p in percentiles:
-        x = curve.first.get(p / 100.0)
-        if x is None:  # not reached: the percentile with every censored item at its age, a lower bound
-            if both is None:
-                both = Ordered(lambda: itertools.chain(o.source(), [censored]), None, cap=o.cap)
-            x = both.percentiles([p])[0]
-            lower.append(f"p{p}")
-        out[f"p{p}"] = x
-    out["mean"] = curve.area
-    if censored[-1] >= curve.last:
-        lower.insert(0, "mean")
-    out["lower_bounds"] = lower
-    out["estimator"] = "kaplan-meier"
-    return out
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
@@ -437,7 +111,7 @@ def summarize(
     waited_parts: list[np.ndarray] = []  # the censored calls' ages: no first token / not done by the horizon
     running_parts: list[np.ndarray] = []
     names = ["issue_s", "first_token_s", "done_s", "status", "compacted", "workload", "model", *CALL_TOKENS]
-    for b in _window(calls, names, "issue_s", t0):
+    for b in in_window(calls, names, "issue_s", t0):
         done = ~np.isnan(col(b, "done_s"))
         rejected = is_status(b, "rejected")
         compacted = np.asarray(b.column("compacted").to_numpy(zero_copy_only=False), dtype=bool)
@@ -454,7 +128,7 @@ def summarize(
             by_workload[label]["calls_compacted"] += int((compacted & in_w).sum())
         # Token sums of the completed calls, whole and per model: integers, exact in any order.
         completed = b.filter(pa.array(done))
-        code, model_names = _codes(completed, "model")
+        code, model_names = codes(completed, "model")
         counts = np.bincount(code, minlength=len(model_names) + 1)
         sums = {name: np.asarray(completed.column(name).to_numpy(zero_copy_only=False), dtype=np.int64)
                 for name in CALL_TOKENS}  # fmt: skip
@@ -470,7 +144,7 @@ def summarize(
 
     tasks_done = n_unfinished_t = n_failed = 0
     task_ages: list[np.ndarray] = []
-    for b in _window(tasks, ["start_s", "done_s", "status", "workload"], "start_s", t0):
+    for b in in_window(tasks, ["start_s", "done_s", "status", "workload"], "start_s", t0):
         done_t = ~np.isnan(col(b, "done_s"))
         failed = is_status(b, "failed")
         tasks_done += int(done_t.sum())

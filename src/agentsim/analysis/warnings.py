@@ -32,7 +32,8 @@ import pyarrow.compute as pc
 
 from agentsim import spec
 from agentsim.analysis import batches
-from agentsim.analysis.metrics import col, target_values
+from agentsim.analysis.rows import col
+from agentsim.analysis.slo import target_values
 from agentsim.analysis.tables import Table
 
 CENSORED_SHARE = 0.10

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from agentsim import spec, store
-from agentsim.analysis.metrics import call_latencies, col
+from agentsim.analysis.rows import call_latencies, col
 from agentsim.report.errors import ReportError
 
 SWEEP_FILE = "sweep.parquet"

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from agentsim.analysis.metrics import col, optional_rows
+from agentsim.analysis.metrics import optional_rows
+from agentsim.analysis.rows import col
 from agentsim.report import plots
 from agentsim.report.data import PoolSeries, RunData, load_run, pool_series, strings
 from agentsim.report.errors import require_report_deps

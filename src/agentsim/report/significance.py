@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from agentsim.analysis.batches import edges as batch_edges
 from agentsim.analysis.batches import per_batch, percentile, significant
-from agentsim.analysis.metrics import call_latencies, col
+from agentsim.analysis.rows import call_latencies, col
 from agentsim.report.data import RunData, strings
 
 __all__ = ["batch_values", "significant"]

@@ -80,7 +80,8 @@ def _task_p95(scenario: spec.Scenario, tasks: Any) -> float | None:
     """The 95th percentile of the window's task durations, as the summary estimates its task percentiles: tasks
     still running at the horizon count by their age (Kaplan-Meier; a lower bound when the estimate does not reach
     95%), not dropped -- dropping them would make an overloaded candidate look fast."""
-    from agentsim.analysis.metrics import censored_dist, col
+    from agentsim.analysis.distributions import censored_dist
+    from agentsim.analysis.rows import col
 
     start = col(tasks, "start_s")
     done = col(tasks, "done_s")

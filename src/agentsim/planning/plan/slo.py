@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from agentsim import spec
-from agentsim.analysis.metrics import col, e2e_of, tpot_of, ttft_of
+from agentsim.analysis.rows import col, e2e_of, tpot_of, ttft_of
 from agentsim.analysis.tables import Table
 
 _SLO_KEY = re.compile(r"^(ttft|tpot|e2e|task)(?:_(mean|p(\d+(?:\.\d+)?)))?_s$")
