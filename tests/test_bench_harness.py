@@ -13,6 +13,7 @@ from agentsim.catalog import load_catalog
 from agentsim.perf.roofline import RooflinePerfModel
 from agentsim.planning.calibrate import HarnessOptions, Measurement, pool_from_labels, simulate_points
 from agentsim.planning.calibrate.bench import (
+    SGLANG_AUTO_SPEC_STEPS,
     V0_SEQ_OVERHEAD_S,
     bench_load,
     engine_overrides,
@@ -126,6 +127,24 @@ def test_server_flags() -> None:
     spec_args = parse_engine_args("--speculative-algorithm EAGLE3 --speculative-num-steps 3")["speculative"]
     assert spec_args == {"method": "eagle", "draft_tokens": 3, "acceptance": 0.75}
     assert parse_engine_args("--no-enable-chunked-prefill") == {"chunked_prefill": False}
+
+
+def test_speculation_named_without_steps_takes_sglangs_auto_choice() -> None:
+    """SGLang's ``auto_choose_speculative_params`` picks 5 draft steps for architectures it does not name (Qwen3):
+    a row giving the algorithm alone drafts 5 tokens; given steps win; DeepSeek (MLA) rows are not defaulted, and
+    without a default the algorithm alone means no speculation (the old reading)."""
+    assert SGLANG_AUTO_SPEC_STEPS == 5
+    alone = "--speculative-algorithm EAGLE3 --speculative-draft-model-path Tengyunw/qwen3_8b_eagle3"
+    labels = {"engine": "SGLang", "engine_args": alone}
+    qwen = engine_overrides(Measurement(isl=10, osl=10, labels=labels), CATALOG.get_model("qwen3-8b"))
+    assert qwen["speculative"] == {"method": "eagle", "draft_tokens": 5, "acceptance": 0.75}
+    given = {**labels, "engine_args": alone + " --speculative-num-steps 2"}
+    assert engine_overrides(Measurement(isl=10, osl=10, labels=given), CATALOG.get_model("qwen3-8b"))[
+        "speculative"
+    ]["draft_tokens"] == 2
+    r1 = engine_overrides(Measurement(isl=10, osl=10, labels=labels), CATALOG.get_model("deepseek-r1"))
+    assert "speculative" not in r1
+    assert "speculative" not in parse_engine_args(alone)
 
 
 def test_prefill_pairs_of_several_prompts_are_counted_per_prompt() -> None:

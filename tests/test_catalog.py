@@ -258,6 +258,7 @@ def test_every_catalog_model_has_a_context_window_with_a_source(catalog: Catalog
         "llama-3.1-70b": 131072,
         "llama-3.3-70b": 131072,
         "llama-3.1-405b": 131072,
+        "llama-3.1-405b-fbgemm": 131072,
         "qwen3-235b-a22b": 40960,
         "deepseek-r1": 163840,
         "deepseek-v3": 163840,

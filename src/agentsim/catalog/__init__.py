@@ -297,6 +297,12 @@ class ModelArch(Entry):
         description="what `precision: fp4` stores: nvfp4 (every weight in NVFP4, NVIDIA ModelOpt checkpoints) or "
         "mxfp4-experts (routed experts in MXFP4, the rest BF16: gpt-oss)",
     )
+    fp8_checkpoint: Literal["all", "ffn-only"] = Field(
+        "all",
+        description="what `precision: fp8` stores: all (every linear weight in FP8) or ffn-only (Meta's FBGEMM "
+        "recipe for Llama 3.1: the feed-forward weights of every layer but the first and the last in FP8; attention, "
+        "those two layers' feed-forward, embeddings and LM head in BF16, and computed in BF16)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -334,6 +340,8 @@ class ModelArch(Entry):
             raise ValueError(f"experts_per_token ({self.experts_per_token}) must be in [1, experts ({self.experts}))")
         elif self.active_params_b == self.params_b:
             raise ValueError("a mixture-of-experts model must have active_params_b < params_b")
+        if self.fp8_checkpoint == "ffn-only" and (self.is_moe or self.layers < 3):
+            raise ValueError("fp8_checkpoint: ffn-only describes a dense model of at least three layers")
         if self.attention == "mla":
             if self.kv_lora_rank is None or self.qk_rope_head_dim is None:
                 raise ValueError("attention: mla needs kv_lora_rank and qk_rope_head_dim")
@@ -364,6 +372,15 @@ class ModelArch(Entry):
         if not self.is_moe:
             return 0
         return self.moe_layers if self.moe_layers is not None else self.layers
+
+    @property
+    def fp8_params_b(self) -> float:
+        """Parameters an FP8 deployment stores in FP8, billions: all of them (``fp8_checkpoint: all``), or the
+        gate, up and down projections of layers 1 .. ``layers - 2`` (``ffn-only``: ``(layers - 2) * 3 * hidden *
+        intermediate``)."""
+        if self.fp8_checkpoint == "all":
+            return self.params_b
+        return (self.layers - 2) * 3 * self.hidden_size * self.intermediate_size / 1e9
 
     @property
     def full_attention_layers(self) -> int:

@@ -15,9 +15,11 @@ for DeepSeek-R1 in 16-bit, about 5x less than Llama-70B for a 10x larger model.
 Decisions, so that results can be compared with real engines:
 
 * bytes per weight: bf16 2, fp8 1, fp4 0.5625 (NVFP4: 4 bits plus an FP8 scale per 16 weights; gpt-oss's
-  MXFP4 experts 0.53125, one 8-bit scale per 32, and its other weights BF16); the KV cache uses ``kv_precision``
-  (default: the weights' precision) except that an fp4 KV cache is counted at the fp8 size, since serving
-  engines store KV at 8 bits at the lowest;
+  MXFP4 experts 0.53125, one 8-bit scale per 32, and its other weights BF16); Meta's Llama 3.1 405B FP8
+  checkpoint (``fp8_checkpoint: ffn-only``) holds only the feed-forward of layers 1-124 in FP8, 20% of its
+  weights (attention, embeddings, LM head, the first and last layers' feed-forward) in BF16, 1.20 bytes per
+  weight on average; the KV cache uses ``kv_precision`` (default: the weights' precision) except that an fp4
+  KV cache is counted at the fp8 size, since serving engines store KV at 8 bits at the lowest;
 * the usable memory per GPU is ``hbm_gb * gpu_memory_utilization`` (vLLM's knob: the rest is CUDA context and
   fragmentation), of which the engine's ``activation_reserve_gb`` per GPU (its preset's;
   :data:`ACTIVATION_RESERVE_GB` when unset) is kept for activations, CUDA graphs and communication buffers
@@ -61,6 +63,7 @@ __all__ = [
     "DoesNotFitError",
     "WeightPlacement",
     "activation_reserve_gb",
+    "bf16_params_b",
     "bytes_per_param",
     "dense_bytes_per_param",
     "expert_bytes_per_param",
@@ -107,11 +110,25 @@ def bytes_per_param(precision: Precision) -> float:
     return NVFP4_BYTES
 
 
+def bf16_params_b(model: ModelArch, precision: Precision) -> float:
+    """Parameters (billions) a ``precision`` checkpoint keeps in BF16 although the deployment says otherwise:
+    an ``fp8_checkpoint: ffn-only`` model at fp8 (Meta's Llama 3.1 FP8: attention, the first and last layers'
+    feed-forward, embeddings and LM head); 0 for every other checkpoint but gpt-oss's
+    (:func:`dense_bytes_per_param`)."""
+    if precision == "fp8" and model.fp8_checkpoint == "ffn-only":
+        return model.params_b - model.fp8_params_b
+    return 0.0
+
+
 def dense_bytes_per_param(model: ModelArch, precision: Precision) -> float:
     """Bytes per weight outside the routed experts: ``precision``'s, except that an ``mxfp4-experts`` checkpoint
-    (gpt-oss) keeps attention, router, embeddings and LM head in BF16."""
+    (gpt-oss) keeps attention, router, embeddings and LM head in BF16, and an ``fp8_checkpoint: ffn-only`` model
+    at fp8 keeps :func:`bf16_params_b` of its weights in BF16 (the mean over the model's weights)."""
     if precision == "fp4" and model.fp4_checkpoint == "mxfp4-experts":
         return 2.0
+    bf16 = bf16_params_b(model, precision)
+    if bf16 > 0.0:
+        return (2.0 * bf16 + (model.params_b - bf16)) / model.params_b
     return bytes_per_param(precision)
 
 

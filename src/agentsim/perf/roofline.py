@@ -124,6 +124,7 @@ from agentsim.catalog import Hardware, ModelArch
 from agentsim.perf.base import FloatArray, PerfModel, as_step_arrays, check_segment_args
 from agentsim.perf.efficiency import efficiencies
 from agentsim.perf.memory import (
+    bf16_params_b,
     dense_bytes_per_param,
     expert_bytes_per_param,
     kv_bytes_per_element,
@@ -292,6 +293,13 @@ class RooflinePerfModel(PerfModel):
         flops_att = tp * hardware.dense_tflops(kv_precision) * 1e12 * eff.mfu_attention
         moe_flops = 2.0 * model.experts_per_token * model.expert_params_b * 1e9
         self.lin_s_per_token = (2.0 * model.active_params_b * 1e9 - moe_flops) / flops
+        bf16 = bf16_params_b(model, deployment.precision)
+        if bf16 > 0.0:
+            # A checkpoint's BF16 layers (Meta's Llama 3.1 FP8: attention, embeddings) multiply in BF16.
+            eff_bf16 = efficiencies(hardware, "bf16", kv_precision, self.spec)
+            flops_bf16 = tp * hardware.dense_tflops("bf16") * 1e12 * eff_bf16.mfu
+            fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops
+            self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
         self.moe_s_per_token = moe_flops / flops
         layers = model.full_attention_layers
         pair = 2.0 * model.heads * (model.qk_head_dim + model.head_dim)

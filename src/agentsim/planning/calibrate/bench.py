@@ -36,7 +36,8 @@ map to engine knobs are honoured (:func:`parse_engine_args`): ``--max-num-seqs``
 ``--enable-chunked-prefill`` / ``--no-enable-chunked-prefill``, ``--async-scheduling`` (vLLM overlaps the CPU
 scheduling with the GPU: the overlapped engines' step overhead), ``-pp`` / ``--pipeline-parallel-size``, and
 speculative decoding (``--speculative-algorithm`` EAGLE/EAGLE3/NEXTN/MTP with ``--speculative-num-steps`` draft
-tokens, at the acceptance defaults of :data:`DEFAULT_ACCEPTANCE`). Columns ``max_num_seqs``,
+tokens, SGLang's :data:`SGLANG_AUTO_SPEC_STEPS` when a GQA model's row names the algorithm alone, at the acceptance
+defaults of :data:`DEFAULT_ACCEPTANCE`). Columns ``max_num_seqs``,
 ``max_batched_tokens`` and ``chunked_prefill`` win over all of these.
 """
 
@@ -54,6 +55,7 @@ from agentsim.planning.calibrate.measurements import CalibrationError, Measureme
 
 __all__ = [
     "DEFAULT_ACCEPTANCE",
+    "SGLANG_AUTO_SPEC_STEPS",
     "TRTLLM_PERF_OVERVIEW_REQUESTS",
     "V0_SEQ_OVERHEAD_S",
     "BenchLoad",
@@ -91,6 +93,12 @@ DEFAULT_ACCEPTANCE: Final[dict[str, list[float] | float]] = {
 DeepSeek-V3 MTP 85-90% at the first position (arXiv 2412.19437 section 5.4.3) and ~0.6 after (SGLang's MTP blog
 fit, AL 2.18 at 3 tokens); EAGLE-3 chains ~0.75 per position (vLLM's EAGLE-3 on MiniMax, SPEED-Bench: cumulative
 76/56/43%)."""
+
+SGLANG_AUTO_SPEC_STEPS: Final = 5
+"""Draft steps SGLang chooses when ``--speculative-algorithm`` is given without ``--speculative-num-steps``:
+``auto_choose_speculative_params`` in ``server_args.py`` (v0.5) returns (steps, topk, draft tokens) = (5, 4, 8)
+for Llama, Grok and every architecture it does not name (Qwen3 included). DeepSeek's value differs between
+versions, so MLA rows without the flag are not defaulted."""
 
 V0_MAX_NUM_SEQS: Final = 256
 """vLLM V0 ``EngineArgs.max_num_seqs`` default."""
@@ -231,8 +239,9 @@ def _flag_value(tokens: list[str], names: tuple[str, ...]) -> str | None:
     return None
 
 
-def parse_engine_args(text: str) -> dict[str, Any]:
-    """Engine knobs (and ``pp``, ``speculative``) from a server command line (module docstring)."""
+def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[str, Any]:
+    """Engine knobs (and ``pp``, ``speculative``) from a server command line (module docstring);
+    ``default_spec_steps`` the draft steps when an algorithm is named without them (none: no speculation)."""
     tokens = shlex.split(text.replace(",", " "))
     out: dict[str, Any] = {}
 
@@ -260,6 +269,7 @@ def parse_engine_args(text: str) -> dict[str, Any]:
         out["pp"] = pp
     algorithm = (_flag_value(tokens, ("--speculative-algorithm",)) or "").lower()
     steps = integer(("--speculative-num-steps", "--num-speculative-tokens", "--num_nextn_predict_layers"))
+    steps = steps or (default_spec_steps if algorithm else None)
     if algorithm and steps:
         method = "mtp" if algorithm in ("nextn", "mtp") else "eagle"
         out["speculative"] = {"method": method, "draft_tokens": steps, "acceptance": _acceptance(method, steps)}
@@ -281,7 +291,8 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
     out: dict[str, Any] = {}
     version = vllm_version(labels)
     args = labels.get("engine_args", "")
-    parsed = parse_engine_args(args) if args.strip() else {}
+    default_steps = None if model.attention == "mla" else SGLANG_AUTO_SPEC_STEPS
+    parsed = parse_engine_args(args, default_steps) if args.strip() else {}
     if version is not None and version < (0, 8):
         out |= vllm_v0_overrides(model, parsed.get("chunked_prefill"))
     if parsed:
