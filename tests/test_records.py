@@ -41,10 +41,11 @@ def _row(t: pa.Table, i: int = 0) -> dict[str, Any]:
 
 
 def test_writers_take_exactly_the_declared_columns_by_name() -> None:
-    for writer, table in ((Recorder.call, columns.CALLS), (Recorder.task, columns.TASKS),
-                          (Recorder.replica_sample, columns.REPLICAS)):
+    for writer, table, extra in ((Recorder.call, columns.CALLS, []), (Recorder.task, columns.TASKS, ["recorded_s"]),
+                                 (Recorder.replica_sample, columns.REPLICAS, [])):  # fmt: skip
         params = [p for p in inspect.signature(writer).parameters.values() if p.name != "self"]
-        assert [p.name for p in params] == list(columns.names(_recorded(table)))
+        # a task's row also says when it was recorded (not an output column: TASK_RECORD_SCHEMA)
+        assert [p.name for p in params] == [*columns.names(_recorded(table)), *extra]
         if hasattr(writer, "__code__"):  # interpreted: the signature is exact (mypyc's may call them positional)
             assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params)
 
@@ -78,6 +79,7 @@ def test_task_columns_round_trip_by_name() -> None:
     cols = _recorded(columns.TASKS)
     values = _distinct(cols, 100)
     values["workload"] = 0
+    values["recorded_s"] = 123.25  # when the row was recorded: not an output column
     rec = Recorder(["w0"])
     rec.task(**values)
     rec.task(**dict(values, task_id=values["task_id"] + 1, agent=None, done_s=None))

@@ -17,7 +17,6 @@ import functools
 import hashlib
 import tempfile
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
@@ -233,8 +232,8 @@ def _finish_tasks(recorded: Path, out: Path, calls: ParquetColumns, tools: PoolR
     task's sums over its calls and its costs, written to ``out`` a batch at a time, the call file read alongside
     (:mod:`agentsim.analysis.task_sums`: only the tasks in flight have sums held)."""
     rows = ParquetColumns(recorded)
-    needed = ["task_id", "done_s", "prompt_tokens", "cached_tokens", "output_tokens", *COST_SUMS, "busy_s",
-              "prefill_busy_s"]  # fmt: skip
+    needed = ["task_id", "issue_s", "done_s", "status", "prompt_tokens", "cached_tokens", "output_tokens",
+              *COST_SUMS, "busy_s", "prefill_busy_s"]  # fmt: skip
     sums = StreamedTaskSums(batches(calls, needed), extra=COST_SUMS)
 
     with contextlib.closing(parquet_writer(out, TASKS_SCHEMA)) as writer:
@@ -242,35 +241,16 @@ def _finish_tasks(recorded: Path, out: Path, calls: ParquetColumns, tools: PoolR
             taken = sums.take(np.asarray(batch.column("task_id").to_numpy(), dtype=np.int64), ended_by)
             table = attach_task_costs(with_task_sums(pa.Table.from_batches([batch]), taken), taken, tools)
             writer.write_table(table, row_group_size=max(1, table.num_rows))  # a row group each, as ParquetSink
+    sums.finish()
     recorded.unlink()
 
 
 def _ended_by(task_batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, float]]:
-    """Each batch of recorded task rows with a time by which all its rows were recorded: rows are recorded in
-    time order, a finished task at its ``done_s``, so the ``done_s`` of the batch's last row when it finished,
-    else the first ``done_s`` after it (a failed task has none; the tasks running at the horizon come last, by
-    ``inf``). Reads ahead only over rows without one."""
-    queue: deque[pa.RecordBatch] = deque()
-
-    def last_done(b: pa.RecordBatch) -> tuple[float, float]:
-        done = np.asarray(b.column("done_s").to_numpy(zero_copy_only=False), dtype=float)
-        finished = done[~np.isnan(done)]
-        first = float(finished[0]) if finished.size else np.nan
-        return (float(done[-1]) if done.size else np.nan), first
-
+    """Each batch of recorded task rows with the time its last row was recorded (``recorded_s``: rows are
+    recorded in time order), by which every call of its tasks had ended."""
     for batch in task_batches:
-        queue.append(batch)
-        while queue:
-            last, _ = last_done(queue[0])
-            if np.isnan(last):
-                later = [last_done(b)[1] for b in list(queue)[1:]]
-                known = [t for t in later if not np.isnan(t)]
-                if not known:
-                    break  # read further
-                last = known[0]
-            yield queue.popleft(), last
-    for batch in queue:
-        yield batch, float("inf")
+        t = np.asarray(batch.column("recorded_s").to_numpy(zero_copy_only=False), dtype=float)
+        yield batch, float(t.max()) if t.size else -np.inf
 
 
 @functools.cache

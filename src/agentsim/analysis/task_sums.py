@@ -4,16 +4,17 @@ A task row carries sums over its calls (how many, their tokens, busy seconds, do
 every task id, those sums are seven floats per task: half a gigabyte for a ten-million-call replay of one-call
 tasks. But the engine writes rows in the order things happen: a call's row when it ends (finished, rejected, or
 still running at the horizon, at the end), a task's row when it ends (all its calls have ended by then), and
-the tasks still running at the horizon last. So the task file can be finished in its own order while the call
-file is read alongside it, just far enough: before a batch of task rows that ended by time ``T``, every call
-row up to the first call that finished after ``T`` (:meth:`StreamedTaskSums.upto`). The sums held are those of
+the tasks still running at the horizon last; each task row carries the time it was recorded (``recorded_s``).
+So the task file can be finished in its own order while the call file is read alongside it, just far enough:
+before a batch of task rows recorded by time ``T``, every call row up to the first call that finished after
+``T`` (:meth:`StreamedTaskSums.upto`). The sums held are those of
 tasks whose calls have been read and whose row has not: the tasks in flight, not the tasks done.
 
 Each sum adds a task's call rows in row order starting from 0.0 (``np.add.at`` into the held sums, in row
 order), as :class:`agentsim.engine.records.TaskSums` does over the whole table: the same additions, so the same
 bits. That the engine wrote in that order is checked as the files are read: the call file's end times must not
-go back, and a call row of a task whose row was finished in the batch before is refused (an engine fault),
-rather than summed into nothing.
+go back, a call row of a task whose row was finished in the batch before is refused, and so is any call row
+left unsummed at the end (:meth:`StreamedTaskSums.finish`): an engine fault, never sums dropped in silence.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class Taken:
@@ -47,8 +49,8 @@ class Taken:
 
 class StreamedTaskSums:
     """Per-task sums of ``prompt_tokens``, ``cached_tokens``, ``output_tokens``, the call columns ``extra`` and
-    ``busy_s + prefill_busy_s`` over a call table given as record batches in row order (with ``task_id`` and
-    ``done_s``), for task rows taken in their own order (module docstring)."""
+    ``busy_s + prefill_busy_s`` over a call table given as record batches in row order (with ``task_id``,
+    ``issue_s``, ``done_s`` and ``status``), for task rows taken in their own order (module docstring)."""
 
     def __init__(self, calls: Iterable[pa.RecordBatch], extra: tuple[str, ...] = ()) -> None:
         self.names = ("prompt_tokens", "cached_tokens", "output_tokens", *extra)
@@ -68,7 +70,9 @@ class StreamedTaskSums:
         return int(self.ids.size)
 
     def upto(self, t: float) -> None:
-        """Sum the call rows up to the first that finished after ``t`` (all of them for ``t = inf``)."""
+        """Sum the call rows up to the first recorded after ``t`` (all of them for ``t = inf``): a finished call
+        is recorded at its ``done_s``, a rejected one when it was sent (its ``issue_s``), one still running at the
+        horizon at the end."""
         while not self._exhausted:
             if self._batch is None:
                 try:
@@ -76,20 +80,22 @@ class StreamedTaskSums:
                 except StopIteration:
                     self._exhausted = True
                     return
-            b = self._batch
-            done = np.asarray(b.column("done_s").to_numpy(zero_copy_only=False), dtype=float)[self._at :]
-            after = np.flatnonzero(done > t)  # NaN (rejected, still running) is never after: summed in place
-            cut = int(after[0]) if after.size else done.size
-            self._add(b.slice(self._at, cut), done[:cut])
+            b = self._batch.slice(self._at)
+            done = np.asarray(b.column("done_s").to_numpy(zero_copy_only=False), dtype=float)
+            rejected = np.asarray(pc.equal(b.column("status"), "rejected").to_numpy(zero_copy_only=False), dtype=bool)
+            when = np.where(rejected, np.asarray(b.column("issue_s").to_numpy(), dtype=float), done)
+            after = np.flatnonzero(when > t)  # NaN (still running at the horizon: the end) is never after
+            cut = int(after[0]) if after.size else when.size
+            self._add(b.slice(0, cut), when[:cut])
             if after.size:
                 self._at += cut
                 return
             self._batch = None
 
-    def _add(self, rows: pa.RecordBatch, done: np.ndarray) -> None:
+    def _add(self, rows: pa.RecordBatch, when: np.ndarray) -> None:
         if not rows.num_rows:
             return
-        finished = done[~np.isnan(done)]
+        finished = when[~np.isnan(when)]  # when each was recorded: never going back
         if finished.size and (finished[0] < self._last_done or bool((np.diff(finished) < 0).any())):
             raise RuntimeError("call rows out of time order: the task table cannot be finished alongside them")
         if finished.size:
@@ -123,7 +129,7 @@ class StreamedTaskSums:
         self.upto(ended_by)
         ids = np.asarray(task_ids, dtype=np.int64)
         at = np.searchsorted(self.ids, ids)
-        found = (at < self.ids.size) & (self.ids[np.minimum(at, max(self.ids.size - 1, 0))] == ids)
+        found = _among(ids, self.ids)  # a task without calls has none held
         rows = at[found]
         count = np.zeros(ids.size, dtype=np.int64)
         count[found] = self.count[rows]
@@ -140,6 +146,17 @@ class StreamedTaskSums:
         # with it; a later one would be an engine fault): kept until the calls read pass their end time.
         self._finished = np.sort(ids)
         return Taken(ids, count, sums)
+
+
+    def finish(self) -> None:
+        """After the last task row: every call row must have been summed into a task taken. A call row left (of a
+        task whose row came before it, or of no task in the table) is an engine fault: refused, not dropped."""
+        self.upto(float("inf"))
+        if self.held:
+            raise RuntimeError(
+                f"{self.held} task id(s) with call rows but no task row after them (first: {int(self.ids[0])}): "
+                "the task table cannot be finished alongside the call table"
+            )
 
 
 def _among(values: np.ndarray, ascending: np.ndarray) -> np.ndarray:

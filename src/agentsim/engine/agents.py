@@ -266,7 +266,7 @@ class Agents(CallListener):
         task.calls.clear()
 
     def record_task(self, task: TaskRun) -> None:
-        """Record ``task``'s row (finished, or in flight at the end of the run)."""
+        """Record ``task``'s row (finished, failed, or in flight at the end of the run), now."""
         self.recorder.task(
             task_id=task.id,
             workload=task.stream.index,
@@ -279,6 +279,7 @@ class Agents(CallListener):
             tool_s=task.tool_s,
             tool_busy_s=task.tool_busy_s,
             tool_wait_s=task.tool_wait_s,
+            recorded_s=self.clock.now,
         )
 
     def record_unfinished(self) -> None:

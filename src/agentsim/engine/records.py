@@ -42,8 +42,12 @@ TASK_SUMS = columns.names(columns.TASKS, "task_sum")
 """Task columns that sum the task's rows of the call table: not recorded per task, added by
 :meth:`Recorder.tasks_table` (``calls`` counts them; ``busy_s`` sums ``busy_s + prefill_busy_s``)."""
 
-TASK_RECORD_SCHEMA = columns.schema(tuple(c for c in columns.TASKS if c.source == "engine"))
-"""What is recorded per task."""
+TASK_RECORD_SCHEMA = columns.schema(tuple(c for c in columns.TASKS if c.source == "engine")).append(
+    pa.field("recorded_s", pa.float64())
+)
+"""What is recorded per task: its engine columns, and when its row was recorded (``recorded_s``, not an output
+column: the simulated time its task finished, failed, or the horizon; rows are recorded in that order, so the
+tasks table can be finished with the call file read alongside, :mod:`agentsim.analysis.task_sums`)."""
 
 REPLICAS_SCHEMA = columns.schema(columns.REPLICAS)
 
@@ -441,9 +445,10 @@ class Recorder:
         tool_s: float,
         tool_busy_s: float,
         tool_wait_s: float,
+        recorded_s: float,
     ) -> None:
-        """Record one task (finished, or in flight at the end of the run). Its sums over its calls come from the
-        call table at the end (:meth:`tasks_table`)."""
+        """Record one task (finished, failed, or in flight at the end of the run) at simulated time
+        ``recorded_s``. Its sums over its calls come from the call table at the end (:meth:`tasks_table`)."""
         rows = self.tasks
         rows.pack_into(  # in TASK_RECORD_SCHEMA order, a validity flag before each nullable value
             rows.buf,
@@ -462,6 +467,7 @@ class Recorder:
             tool_s,
             tool_busy_s,
             tool_wait_s,
+            recorded_s,
         )
 
     def tasks_table(self, calls: pa.Table) -> pa.Table:
