@@ -50,8 +50,10 @@ SUMMARY_MB = 80.0
 arrays (at most :data:`agentsim.analysis.order.CAP` values each) and the task sums of the tasks in flight."""
 SAMPLE_BYTES = 128
 """One replica sample row, at the summary (which reads the samples' columns whole)."""
-DISK_CALL_BYTES = 112
-"""One call row on disk (73 bytes measured, zstd) and its duration in the summary's temporary file (8)."""
+DISK_CALL_BYTES = 128
+"""One call row on disk (73 bytes measured, zstd) and the summary's temporary files for a distribution past
+:data:`agentsim.analysis.order.CAP` values (a spool and a scatter file, 8 bytes a value each; a lower-bound
+percentile and nested splits up to 32 at once)."""
 DISK_TASK_BYTES = 64
 """One task row on disk (47 bytes measured)."""
 DISK_SAMPLE_BYTES = 16

@@ -115,7 +115,7 @@ def censored_dist_of(o: Ordered, censored: np.ndarray, percentiles: tuple[int, .
         x = curve.first.get(p / 100.0)
         if x is None:  # not reached: the percentile with every censored item at its age, a lower bound
             if both is None:
-                both = Ordered(lambda: itertools.chain(o.source(), [censored]), None, cap=o.cap)
+                both = Ordered(lambda: itertools.chain(o.source(), [censored]), None, cap=o.cap, tempdir=o.tempdir)
             x = both.percentiles([p])[0]
             lower.append(f"p{p}")
         out[f"p{p}"] = x

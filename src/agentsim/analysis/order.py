@@ -31,6 +31,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -83,11 +84,16 @@ class Ordered:
     """The values of a :data:`Source`, for order statistics in bounded memory (module docstring).
 
     ``rows``: an upper bound of their number known beforehand (a file's rows), to keep them in one pass when it
-    is at most ``cap`` (default :data:`CAP`, read when called); otherwise the first pass counts them."""
+    is at most ``cap`` (default :data:`CAP`, read when called); otherwise the first pass counts them.
+    ``tempdir``: where the temporary files go (the run's own directory, so that the disk check counts them;
+    default: the system's temporary directory)."""
 
-    def __init__(self, source: Source, rows: int | None = None, *, cap: int | None = None) -> None:
+    def __init__(
+        self, source: Source, rows: int | None = None, *, cap: int | None = None, tempdir: Path | None = None
+    ) -> None:
         self.source = source
         self.cap = cap = CAP if cap is None else cap
+        self.tempdir = tempdir
         self.kept: np.ndarray | None = None
         self.hist: np.ndarray | None = None
         if rows is not None and rows <= cap:
@@ -101,7 +107,7 @@ class Ordered:
         parts: list[np.ndarray] = []
         # The values are also written, as they come, to an unnamed temporary file: the passes after this one read
         # it (raw float64) rather than the source again (a Parquet file decoded and filtered every time).
-        spool = tempfile.TemporaryFile()  # noqa: SIM115 (read by later passes: it lives as long as this object)
+        spool = tempfile.TemporaryFile(dir=tempdir)  # noqa: SIM115 (read by later passes: it lives as long as this object)
         for c in source():
             c = np.asarray(c, dtype=np.float64)
             if not c.size:
@@ -122,7 +128,10 @@ class Ordered:
         spool.flush()
         self.source = _FileRegion(spool, 0, n)  # closed with this object (the file is then gone)
         self.hist = hist
-        self._mean = math.fsum(sums) / n
+        try:
+            self._mean = math.fsum(sums) / n
+        except (ValueError, OverflowError):  # infinities of both signs, or a sum past the largest float: numpy's
+            self._mean = float(np.sum(np.asarray(sums))) / n
 
     def mean(self) -> float | None:
         """The mean (module docstring), ``None`` without values."""
@@ -197,10 +206,12 @@ class Ordered:
                 yield np.sort(self.kept)
             return
         assert self.hist is not None
-        yield from _sorted_blocks(self.source, self.hist, np.uint64(0), 64 - _BITS, self.cap)
+        yield from _sorted_blocks(self.source, self.hist, np.uint64(0), 64 - _BITS, self.cap, self.tempdir)
 
 
-def _sorted_blocks(source: Source, hist: np.ndarray, base: np.uint64, shift: int, cap: int) -> Iterator[np.ndarray]:
+def _sorted_blocks(
+    source: Source, hist: np.ndarray, base: np.uint64, shift: int, cap: int, tempdir: Path | None
+) -> Iterator[np.ndarray]:
     """The values of ``source`` (whose keys all start with ``base`` and whose histogram by the 16 key bits above
     ``shift`` is ``hist``) in ascending blocks of at most ``cap``: the histogram's bins are grouped into ranges
     of at most ``cap`` values (a bin of more is a range of its own); one pass writes each value into its range's
@@ -218,7 +229,7 @@ def _sorted_blocks(source: Source, hist: np.ndarray, base: np.uint64, shift: int
     edges = np.asarray(bounds, dtype=np.int64)
     start = cum[edges]  # each range's first value's place in the file
     mask = np.uint64((1 << _BITS) - 1)
-    with tempfile.TemporaryFile() as f:
+    with tempfile.TemporaryFile(dir=tempdir) as f:
         fd = f.fileno()
         at = start[:-1].copy()
         for c in source():
@@ -259,7 +270,7 @@ def _sorted_blocks(source: Source, hist: np.ndarray, base: np.uint64, shift: int
                 sub_hist += np.bincount(((keys(c) >> np.uint64(sub)) & mask).astype(np.intp), minlength=1 << _BITS)
             lo = base | (np.uint64(lo_bin) << np.uint64(shift))
             assert hi_bin == lo_bin + 1
-            yield from _sorted_blocks(region, sub_hist, lo, sub, cap)
+            yield from _sorted_blocks(region, sub_hist, lo, sub, cap, tempdir)
 
 
 class _FileRegion:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agentsim.analysis.order import Ordered
-from agentsim.analysis.tables import Table, batches
+from agentsim.analysis.tables import ParquetColumns, Table, batches
 
 
 def col(table: Table, name: str) -> np.ndarray:
@@ -99,4 +99,4 @@ def values(table: Table, names: list[str], at: str, t0: float, of: Callable[[pa.
             v = of(b)
             yield v[~np.isnan(v)]
 
-    return Ordered(source, table.num_rows)
+    return Ordered(source, table.num_rows, tempdir=table.path.parent if isinstance(table, ParquetColumns) else None)

@@ -11,7 +11,7 @@ import numpy as np
 from agentsim import spec
 from agentsim.analysis.order import Ordered
 from agentsim.analysis.rows import col, in_window, is_status, of_workload, tpot_of, ttft_of
-from agentsim.analysis.tables import Table
+from agentsim.analysis.tables import ParquetColumns, Table
 
 
 def slo_attainment(
@@ -138,4 +138,4 @@ def target_values(
                 keep &= (t >= times[0]) & (t < times[1])
             yield v[keep]
 
-    return Ordered(source, table.num_rows)
+    return Ordered(source, table.num_rows, tempdir=table.path.parent if isinstance(table, ParquetColumns) else None)
