@@ -58,3 +58,34 @@ def test_rate_scale_compresses_arrivals() -> None:
     last1 = max(one.calls.column("issue_s").to_pylist())
     last2 = max(two.calls.column("issue_s").to_pylist())
     assert abs(last2 - last1 / 2) < 1e-6 * last1
+
+
+def test_a_task_starting_before_time_zero_is_refused_with_its_row(tmp_path: Path) -> None:
+    """A first call whose gap_s passes its release_s would start its task before 0 (the engine cannot go back in
+    time): the trace is refused naming the row and the numbers, not run into a negative delay. A first call
+    released late, with nothing before it in the horizon, is a task with no call rows: it runs, unfinished."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pytest
+
+    from agentsim.traces.schema import TraceError
+
+    source = pq.ParquetFile(str(TRACES / "coding-agent-60.parquet"))
+    t = source.read()
+    release = t.column("release_s").to_numpy(zero_copy_only=False)
+    first = ~np.isnan(release)
+    gap = t.column("gap_s").to_numpy(zero_copy_only=False).copy()
+    gap[first] += 1e6
+    meta = source.schema_arrow.metadata
+    late = tmp_path / "late.parquet"
+    shifted = release + 1e6
+    pq.write_table(t.set_column(t.schema.get_field_index("gap_s"), "gap_s", pa.array(gap))
+                   .set_column(t.schema.get_field_index("release_s"), "release_s", pa.array(shifted, from_pandas=True))
+                   .replace_schema_metadata(meta), str(late))  # fmt: skip
+    r = replay(late, "open", 0.005, 60.0)
+    assert r.summary["calls_completed"] == 0 and r.summary["tasks_unfinished"] > 0
+    early = tmp_path / "early.parquet"
+    pq.write_table(t.set_column(t.schema.get_field_index("gap_s"), "gap_s", pa.array(gap))
+                   .replace_schema_metadata(meta), str(early))  # fmt: skip
+    with pytest.raises(TraceError, match=r"row \d+: task \d+ starts at -\d.* a task cannot start before time 0"):
+        replay(early, "open", 0.005, 60.0)

@@ -395,6 +395,16 @@ class TaskAssembler:
             ),
         )
         start = release[firsts] - gap[firsts]
+        before_zero = np.zeros(n, dtype=bool)
+        before_zero[firsts] = start < 0
+        self._check(
+            before_zero,
+            row0,
+            lambda i: (
+                f"task {tid[i]} starts at {release[i] - gap[i]} s (its first call's release_s {release[i]} minus its "
+                f"gap_s {gap[i]}): a task cannot start before time 0"
+            ),
+        )
         prev_start = np.concatenate([[self.last_start], start[:-1]])
         bad_start = np.zeros(n, dtype=bool)
         bad_start[firsts] = start < prev_start
