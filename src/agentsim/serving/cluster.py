@@ -110,27 +110,25 @@ class Cluster:
             self.activate(r)
         return r
 
+    def _routing_lists(self, r: Replica) -> list[list[Replica]]:
+        """The lists the routers pick ``r`` from: the decode replicas, or the entry replicas (and its model's, when
+        the cluster serves several)."""
+        if r.role == "decode":
+            return [self.decode]
+        by_model = self.entry_by_model[self.model_of[r.pool]]
+        return [self.entry] if by_model is self.entry else [self.entry, by_model]
+
     def activate(self, r: Replica) -> None:
         """``r`` starts taking calls."""
         r.accepting = True
-        if r.role == "decode":
-            self.decode.append(r)
-            return
-        self.entry.append(r)
-        by_model = self.entry_by_model[self.model_of[r.pool]]
-        if by_model is not self.entry:
-            by_model.append(r)
+        for replicas in self._routing_lists(r):
+            replicas.append(r)
 
     def deactivate(self, r: Replica) -> None:
         """``r`` takes no new calls (draining); it finishes what it holds."""
         r.accepting = False
-        if r.role == "decode":
-            self.decode.remove(r)
-            return
-        self.entry.remove(r)
-        by_model = self.entry_by_model[self.model_of[r.pool]]
-        if by_model is not self.entry:
-            by_model.remove(r)
+        for replicas in self._routing_lists(r):
+            replicas.remove(r)
 
     def release(self) -> None:
         """After the run: every replica drops its calls and cached nodes (see :meth:`Replica.release`)."""
