@@ -42,8 +42,10 @@ def test_a_lone_calls_reload_costs_bytes_over_bandwidth() -> None:
     assert c1.cached == 0 and c2.cached == 992
     assert c2.reloaded == [992, 0]
     assert c2.reload_s == pytest.approx(992 * 1000.0 / (2e5 * 1000), rel=1e-12)
-    # Its prefill starts when the reload ends: the 108 tokens left, one step.
+    # Its prefill starts when the reload ends: the 108 tokens left, one step. It was admitted when it came (the
+    # replica was idle), before the reload: its admission time is set like any other call's.
     assert c2.first_token_s == pytest.approx(2.0 + c2.reload_s + PERF.step_time(108, 0, 992), rel=1e-12)
+    assert c2.admitted_s == pytest.approx(2.0, abs=1e-12)
     tiers = rep.tiers
     assert tiers is not None
     assert tiers.demoted[1] - tiers.reloaded[1] - tiers.dropped[1] - tiers.moved_down() == tiers.used[1]

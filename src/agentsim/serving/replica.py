@@ -563,6 +563,8 @@ class Replica(ReplicaId):
             return 0
         if not kv.reserve(node, need + self._extra(c, False) if self.admission != FCFS_PREEMPT else need):
             return 0
+        if c.admitted_s is None:  # admitted here, whether its prefix is reloaded or computed
+            c.admitted_s = now
         if path:
             return self._reload(c, node, path, target, need, budget, now)
         kv.private += need
@@ -574,8 +576,6 @@ class Replica(ReplicaId):
             c.nodes.append(node)
             node.last_use = now
         c.phase = PREFILL
-        if c.admitted_s is None:
-            c.admitted_s = now
         self._join(c)
         self.prefilling.append(c)
         self.pf_left += c.output - c.generated
