@@ -111,6 +111,10 @@ SCENARIO_CASES: list[tuple[str, str | bytes, list[str], list[str]]] = [
      ["cluster.pools[0].kv_offload.dram_gb", "less than or equal to 1000000"]),
     ("tier-link-too-slow", BASE_TEXT, ["cluster.pools[0].kv_offload={dram_gb_s: 1e-300}"],
      ["cluster.pools[0].kv_offload.dram_gb_s", "greater than or equal to 0.001"]),
+    # tiers without a prefix cache were built nowhere but still priced
+    ("offload-without-prefix-cache", BASE_TEXT, ["cluster.pools[0].kv_offload={policy: on_evict}",
+                                                 "cluster.pools[0].deployment.engine={prefix_caching: false}"],
+     ["cluster.pools[0].kv_offload", "needs prefix caching"]),
     ("seq-overhead-in-us", BASE_TEXT, ["cluster.pools[0].deployment.engine={step_overhead_s_per_seq: 130}"],
      ["step_overhead_s_per_seq", "less than or equal to 1"]),
     ("trace-is-a-run-table", BASE_TEXT, ["workload[0]={kind: trace, path: {dir}/run/calls.parquet}"],

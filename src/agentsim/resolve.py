@@ -485,6 +485,11 @@ def _pool(
     bytes_per_token = float(kv_bytes_per_token(model, d))
     offload: OffloadPlan | None = None
     if pool.kv_offload is not None and pool.kv_offload.policy != "none":
+        if not engine.prefix_caching:  # the tiers hold the prefix cache's blocks: without it there is nothing to keep
+            errors.append((f"{where}.kv_offload", f"policy {pool.kv_offload.policy!r} needs prefix caching, "
+                           "which this pool's engine has off (deployment.engine.prefix_caching: false): the lower "
+                           "tiers keep the prefix cache's evicted blocks; turn it on or set kv_offload.policy: none"))
+            return None
         try:
             offload, tier_usd_h, tier_w = offload_plan(pool.kv_offload, hw, d.gpus, bytes_per_token, nodes)
         except ValueError as e:
