@@ -1,10 +1,10 @@
-"""The tables the analysis reads: an Arrow table in memory, or a run's Parquet file read a column at a time.
+"""The tables the analysis reads: an Arrow table in memory, or a run's Parquet file read when asked.
 
-A summary needs whole columns (an exact percentile needs every value), but never every column at once: the
-calls of a ten-million-call run are ~2 GB as a table, one float64 column of them 80 MB. The metrics therefore
-ask a table only for ``num_rows``, ``column(name)`` and ``filter(mask)``, which :class:`ParquetColumns` answers
-from the file, decoding just the column asked for, and a filter is a mask applied as each column is read (no
-copy of the rows). An Arrow table answers the same three, so the functions take either (:data:`Table`).
+The calls of a ten-million-call run are ~2 GB as a table, so the summary reads a table a batch of rows at a time
+(:func:`batches`: a Parquet file a row group at a time); the small tables (a run's replica samples) are asked only
+for ``num_rows``, ``column(name)`` and ``filter(mask)``, which :class:`ParquetColumns` answers from the file,
+decoding just the column asked for (a filter is a mask applied as each column is read). An Arrow table answers
+the same, so the functions take either (:data:`Table`).
 """
 
 from __future__ import annotations
@@ -66,15 +66,6 @@ class ParquetColumns:
 Table: TypeAlias = "pa.Table | ParquetColumns"
 """What the metrics read: an Arrow table or a Parquet file's columns (both have ``num_rows``, ``column``,
 ``filter``)."""
-
-
-def rows_where(table: Table, mask: np.ndarray) -> Table:
-    """The rows of ``table`` where ``mask`` holds (the table itself when it holds everywhere: no copy)."""
-    if bool(mask.all()):
-        return table
-    if isinstance(table, ParquetColumns):
-        return table.filter(mask)
-    return table.filter(pa.array(mask))
 
 
 ROWS = 65_536
