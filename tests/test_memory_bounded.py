@@ -15,11 +15,12 @@ import math
 import tracemalloc
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from agentsim import preflight
-from agentsim.api import load_scenario, run
+from agentsim.api import default_scenario, load_scenario, run, save_run
 from agentsim.cli import app
 from agentsim.engine.sim import simulate_resolved
 from agentsim.resolve import resolve
@@ -165,3 +166,19 @@ def test_a_sweep_on_a_local_pool_counts_its_workers_against_the_limit() -> None:
         sweep(s, axes, workers=2, max_memory_mb=1.5 * one)
     with executor_session(None, 2) as (ex, n), pytest.raises(preflight.MemoryLimitError):
         sweep(s, axes, executor=ex, workers=n, max_memory_mb=1.5 * one)
+
+
+def test_the_disk_estimate_covers_what_a_run_writes(tmp_path: Path) -> None:
+    """The per-call disk figure is a measurement rounded up: the default example's call file (9,000+ calls, each
+    row with its text columns) takes at most the bytes per call the estimate allows for the table, and its whole
+    directory at most the estimate for the run."""
+    s = load_scenario(default_scenario())
+    r = run(s, workdir=tmp_path)
+    out = save_run(r, tmp_path / "run")
+    calls = out / "calls.parquet"
+    rows = pq.ParquetFile(str(calls)).metadata.num_rows
+    assert rows > 5_000
+    temporary = 32  # the summary's temporary files per value, not in the table
+    assert calls.stat().st_size / rows <= preflight.DISK_CALL_BYTES - temporary
+    written = sum(f.stat().st_size for f in out.iterdir())
+    assert written / preflight.MB <= preflight.estimate(resolve(s)).disk_mb

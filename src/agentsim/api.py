@@ -171,8 +171,8 @@ def run(
     the free disk space there raises :class:`~agentsim.preflight.DiskSpaceError`, with the numbers."""
     wall0 = time.perf_counter()
     resolved = resolve(scenario, catalog)
-    check_memory(resolved, default_limit_mb() if max_memory_mb is None else max_memory_mb)
-    check_disk(resolved, Path(workdir) if workdir is not None else Path(tempfile.gettempdir()))
+    size = check_memory(resolved, default_limit_mb() if max_memory_mb is None else max_memory_mb)
+    check_disk(size, Path(workdir) if workdir is not None else Path(tempfile.gettempdir()))
     spill = SpillDir(Path(workdir) if workdir is not None else None)
     try:
         return _run(resolved, spill, progress, wall0)

@@ -96,7 +96,7 @@ class Estimate:
     live_tasks: float
     replicas: int
     memory_mb: float
-    disk_mb: float = 0.0
+    disk_mb: float
 
     @property
     def events(self) -> float:
@@ -225,10 +225,9 @@ def refusal(e: Estimate, limit_mb: float, runs: int = 1) -> str:
     )
 
 
-def check_disk(resolved: Resolved, where: Path) -> Estimate:
-    """:func:`estimate`, and :class:`DiskSpaceError` if its tables would not fit the free space of the file
-    system holding ``where`` (the directory the run's files are written in)."""
-    e = estimate(resolved)
+def check_disk(e: Estimate, where: Path) -> Estimate:
+    """``e`` (a run's :func:`estimate`), and :class:`DiskSpaceError` if its tables would not fit the free space of
+    the file system holding ``where`` (the directory the run's files are written in)."""
     try:
         free = shutil.disk_usage(where).free / MB
     except OSError:  # not there yet, or not ours to ask: the writes themselves will say
