@@ -19,7 +19,8 @@ simulated hours) peaks at 458 MB, 128 s wall plus 5 s to write the trace (979 MB
 streamed); the 12-hour, 256-replica run (10,240 coding agents; the cluster saturates, 7.0M calls) at 622 MB,
 104 s wall (887 MB before). Doubling (64 replicas x 8 agents): 256, 261, 271 MB at 2, 4 and 8 simulated hours,
 +2.4 MB per simulated hour at 170k calls per hour (14 bytes a call; +22 MB per hour before, when the summary read
-whole columns); at 122b219 (task rows with their record time) 259, 263, 266 MB: +1.9, +0.8 MB per hour. What a run holds: the engine's live state (the tasks in flight and their chains of calls, which
+whole columns); at 122b219 (task rows with their record time) 259, 263, 266 MB: +1.9, +0.8 MB per hour.
+What a run holds: the engine's live state (the tasks in flight and their chains of calls, which
 the prefix lookups walk: bounded by agents x steps per task, flat once the task population is steady; in a
 saturated run, whose tasks take hours, it grows until then, so the saturated doubling from 0.25 h still rises
 +65, +28 MB per simulated hour), the prefix caches (bounded by their capacity), a row group of each table being
