@@ -99,7 +99,10 @@ class Efficiency(Strict):
 
     ``gemm_*``: sustained dense GEMM throughput over the catalog's dense peak of that precision (cuBLASLt /
     hipBLASLt or best-shape ``torch.matmul`` microbenchmarks); ``hbm``: STREAM-like copy/triad bandwidth over the
-    catalog's peak HBM bandwidth. :mod:`agentsim.perf.efficiency` turns them into the roofline's defaults."""
+    catalog's peak HBM bandwidth; ``*_fp8_block``: the same of block-scaled FP8 GEMM kernels (one scale per
+    128 x 128 weight block, DeepSeek's and Qwen3's FP8 checkpoints), measured at serving shapes (prefill-sized and
+    decode-sized M), which bound what those layers reach. :mod:`agentsim.perf.efficiency` turns them into the
+    roofline's defaults."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -107,6 +110,12 @@ class Efficiency(Strict):
     gemm_fp8: float | None = Field(None, gt=0, le=1)
     gemm_fp4: float | None = Field(None, gt=0, le=1)
     hbm: float | None = Field(None, gt=0, le=1)
+    gemm_fp8_block: float | None = Field(
+        None, gt=0, le=1, description="block-scaled FP8 GEMM at serving-sized large M over the FP8 dense peak"
+    )
+    hbm_fp8_block: float | None = Field(
+        None, gt=0, le=1, description="weight-streaming rate of a block-scaled FP8 GEMM at decode-sized M over peak HBM"
+    )
     source: str = Field(min_length=1)
 
     def gemm(self, precision: Precision) -> float | None:
@@ -296,6 +305,12 @@ class ModelArch(Entry):
         "nvfp4",
         description="what `precision: fp4` stores: nvfp4 (every weight in NVFP4, NVIDIA ModelOpt checkpoints) or "
         "mxfp4-experts (routed experts in MXFP4, the rest BF16: gpt-oss)",
+    )
+    fp8_scales: Literal["tensor", "block"] = Field(
+        "tensor",
+        description="how the FP8 checkpoint scales its weights: tensor (one scale per tensor or per output channel: "
+        "NVIDIA ModelOpt, Meta FBGEMM, AMD Quark) or block (one scale per 128 x 128 weight block and per 1 x 128 "
+        "activation group: DeepSeek-V3/R1, Qwen3's FP8 releases), whose GEMMs run slower",
     )
     fp8_checkpoint: Literal["all", "ffn-only"] = Field(
         "all",

@@ -24,6 +24,16 @@ measured fraction for the precision (the nearest measured precision when that on
 for hardware without measurements. Linear layers and experts use the precision their math runs in (the
 weights', or BF16 for FP4 weights on hardware without FP4 units: ``Hardware.math_precision``), attention the KV
 cache's.
+
+**Block-scaled FP8.** DeepSeek's and Qwen3's FP8 checkpoints scale every 128 x 128 weight block (and every 1 x 128
+activation group) separately (``ModelArch.fp8_scales: block``); their GEMMs apply the scales inside the main loop
+and run slower than per-tensor FP8 at the same shapes. Where the catalog measures such kernels
+(``efficiency.gemm_fp8_block``, ``hbm_fp8_block``: DeepGEMM's on Hopper, at prefill-sized and decode-sized M), the
+dense linear layers of a block-scaled FP8 deployment take the lower of the serving default and the kernel's own
+fraction (:func:`dense_efficiencies`): the serving defaults are what a whole step reaches with per-tensor kernels,
+and a layer cannot run faster than its kernel does alone. Routed experts keep the defaults: their grouped-GEMM
+efficiency is already DeepGEMM's (:func:`agentsim.perf.roofline.grouped_gemm_efficiency`). A number in the
+scenario's ``perf`` applies to every layer, as above.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ __all__ = [
     "SERVING_GEMM_SHARE",
     "SERVING_HBM_SHARE",
     "Efficiencies",
+    "dense_efficiencies",
     "efficiencies",
     "resolved_roofline",
 ]
@@ -86,6 +97,25 @@ def efficiencies(
         mfu, mfu_att = _mfu(hardware, precision), _mfu(hardware, kv_precision)
     mbu = perf.mbu if perf.mbu is not None else _mbu(hardware)
     return Efficiencies(mfu, mfu_att, mbu)
+
+
+def dense_efficiencies(
+    hardware: Hardware, precision: spec.Precision, block_scaled: bool, eff: Efficiencies, perf: spec.RooflinePerf
+) -> Efficiencies:
+    """The efficiencies of the dense (non-expert) linear layers: ``eff``, except that block-scaled FP8 weights
+    (``block_scaled`` and ``precision`` fp8) on hardware with measured block-scaled kernels take the lower of the
+    default and the kernel's fraction, for ``mfu`` unless the scenario's ``perf`` sets it and for ``mbu`` likewise
+    (module docstring)."""
+    measured = hardware.efficiency
+    if not block_scaled or precision != "fp8" or measured is None:
+        return eff
+    mfu = eff.mfu
+    if perf.mfu is None and measured.gemm_fp8_block is not None:
+        mfu = min(mfu, measured.gemm_fp8_block)
+    mbu = eff.mbu
+    if perf.mbu is None and measured.hbm_fp8_block is not None:
+        mbu = min(mbu, measured.hbm_fp8_block)
+    return Efficiencies(mfu, eff.mfu_attention, mbu)
 
 
 def resolved_roofline(perf: spec.RooflinePerf, hardware: Hardware, deployment: spec.Deployment) -> spec.RooflinePerf:

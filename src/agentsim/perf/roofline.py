@@ -98,7 +98,9 @@ How the terms were chosen:
   saving that engines, whose micro-batches hold whole sequences, do not get.
 * *Precision*: weight bytes per :func:`agentsim.perf.memory.bytes_per_param`; math at the hardware's dense
   peak for the weights' precision; fp4 weights on hardware without fp4 units are weight-only (dequantized to
-  the bf16 activations in the kernel: ``Hardware.math_precision``) and compute at the bf16 peak.
+  the bf16 activations in the kernel: ``Hardware.math_precision``) and compute at the bf16 peak. Block-scaled
+  fp8 weights (``fp8_scales: block``, DeepSeek's and Qwen3's checkpoints) run their dense linear layers at no more
+  than the measured block-scaled kernels' fractions (:func:`agentsim.perf.efficiency.dense_efficiencies`).
 * *Engine overheads*: ``overhead_s`` per step, and ``overhead_s_per_seq`` for each of the step's ``D`` decoding
   sequences (all of them, not one micro-batch's: the engine's CPU handles every running sequence once per
   step). The second is not GPU physics but the serving engine's CPU work per running sequence (scheduling,
@@ -122,7 +124,7 @@ import numpy.typing as npt
 from agentsim import spec
 from agentsim.catalog import Hardware, ModelArch
 from agentsim.perf.base import FloatArray, PerfModel, as_step_arrays, check_segment_args
-from agentsim.perf.efficiency import efficiencies
+from agentsim.perf.efficiency import dense_efficiencies, efficiencies
 from agentsim.perf.memory import (
     bf16_params_b,
     dense_bytes_per_param,
@@ -289,16 +291,21 @@ class RooflinePerfModel(PerfModel):
         kv_precision: spec.Precision = "bf16" if kv_bytes_per_element(deployment) == 2 else "fp8"
         eff = efficiencies(hardware, deployment.precision, kv_precision, self.spec)
         self.efficiencies = eff
+        # Block-scaled FP8 checkpoints' dense layers run at their kernels' lower fractions (perf.efficiency).
+        block = (deployment.fp8_scales or model.fp8_scales) == "block"
+        dense_eff = dense_efficiencies(hardware, deployment.precision, block, eff, self.spec)
+        self.dense_efficiencies = dense_eff
         flops = tp * hardware.dense_tflops(deployment.precision) * 1e12 * eff.mfu
+        flops_dense = tp * hardware.dense_tflops(deployment.precision) * 1e12 * dense_eff.mfu
         flops_att = tp * hardware.dense_tflops(kv_precision) * 1e12 * eff.mfu_attention
         moe_flops = 2.0 * model.experts_per_token * model.expert_params_b * 1e9
-        self.lin_s_per_token = (2.0 * model.active_params_b * 1e9 - moe_flops) / flops
+        self.lin_s_per_token = (2.0 * model.active_params_b * 1e9 - moe_flops) / flops_dense
         bf16 = bf16_params_b(model, deployment.precision)
         if bf16 > 0.0:
             # A checkpoint's BF16 layers (Meta's Llama 3.1 FP8: attention, embeddings) multiply in BF16.
             eff_bf16 = efficiencies(hardware, "bf16", kv_precision, self.spec)
             flops_bf16 = tp * hardware.dense_tflops("bf16") * 1e12 * eff_bf16.mfu
-            fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops
+            fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
             self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
         self.moe_s_per_token = moe_flops / flops
         layers = model.full_attention_layers
@@ -309,18 +316,18 @@ class RooflinePerfModel(PerfModel):
         if model.attention == "mla" and model.kv_lora_rank is not None and model.qk_rope_head_dim is not None:
             latent = float(model.kv_lora_rank)
             self.pair_decode_s = layers * 2.0 * model.heads * (2.0 * latent + model.qk_rope_head_dim) / flops_att
-            self.kv_up_s = layers * 2.0 * latent * model.heads * 2.0 * model.head_dim / flops
+            self.kv_up_s = layers * 2.0 * latent * model.heads * 2.0 * model.head_dim / flops_dense
         self.window_s_per_token = (model.sliding_window_layers or 0) * pair * (model.sliding_window or 0) / flops_att
 
         # Seconds per weight byte on one GPU: the HBM part at HBM bandwidth, the DDR part at DDR bandwidth.
         f_hbm = weight_placement(model, hardware, deployment).hbm_fraction
-        s_per_byte = f_hbm / hardware.hbm_bytes_per_s
+        s_per_raw_byte = f_hbm / hardware.hbm_bytes_per_s
         if f_hbm < 1.0:
-            s_per_byte += (1.0 - f_hbm) / hardware.ddr_bytes_per_s
-        s_per_byte /= eff.mbu
+            s_per_raw_byte += (1.0 - f_hbm) / hardware.ddr_bytes_per_s
+        s_per_byte = s_per_raw_byte / eff.mbu
         attention = model.attention_params_b * 1e9 * wdense if deployment.data_parallel_attention else 0.0
         dense_per_gpu = (model.dense_params_b * 1e9 * wdense - attention) / tp + attention
-        self.dense_weight_s = dense_per_gpu * s_per_byte
+        self.dense_weight_s = dense_per_gpu * (s_per_raw_byte / dense_eff.mbu)
         self.all_experts_s = model.experts * model.expert_params_b * 1e9 * wexpert / tp * s_per_byte
         self.copies_per_expert = model.experts_per_token / model.experts if model.is_moe else 0.0
         self.elementwise_s_per_token = elementwise_bytes_per_token(model, deployment) / (

@@ -172,6 +172,12 @@ class Deployment(Strict):
         description="KV-cache precision; default: the engine preset's (vllm, sglang: bf16, the model's activation "
         "dtype, even for fp8 weights; trtllm: fp8 for fp8/fp4 checkpoints, else bf16)",
     )
+    fp8_scales: Literal["tensor", "block"] | None = Field(
+        None,
+        description="how fp8 weights are scaled: tensor (per tensor or channel) or block (one scale per 128 x 128 "
+        "block, whose GEMMs run slower); default: the catalog model's published FP8 checkpoint (DeepSeek-V3/R1 and "
+        "Qwen3: block; others: tensor). Only with precision fp8",
+    )
     engine: EngineSpec = EngineSpec()
     """the serving engine: preset (vllm, sglang, trtllm), batch limits, KV cache, speculative decoding"""
     # --- issue 4: expert and data parallelism, memory tiers (see agentsim.perf.roofline / perf.memory)
@@ -195,6 +201,8 @@ class Deployment(Strict):
             raise ValueError(f"ep ({self.ep}) must divide tp ({self.tp}): experts are split within a stage")
         if self.data_parallel_attention and self.ep != self.tp:
             raise ValueError(f"data_parallel_attention needs ep == tp (got ep {self.ep}, tp {self.tp})")
+        if self.fp8_scales is not None and self.precision != "fp8":
+            raise ValueError(f"fp8_scales describes fp8 weights; this deployment's precision is {self.precision}")
         return self
 
     @property
