@@ -185,7 +185,7 @@ def calibrate_cmd(
         t.add_row(*cells)
     out_console.print(t)
     fitted = ", ".join(
-        f"{n} = {getattr(result.perf, n):.4g} (from {getattr(result.start, n):.4g})" for n in result.params
+        f"{n} = {result.value(n):.4g} (from {result.value(n, start=True):.4g})" for n in result.params
     )
     out_console.print(f"fitted: {fitted}", highlight=False)
     mapes = ", ".join(
@@ -249,7 +249,7 @@ def fidelity_cmd(
                 catalog_files=files,
                 progress=lambda group, fit: err_console.print(
                     f"calibrated {group}: "
-                    + ", ".join(f"{n} {getattr(fit.perf, n):.3g}" for n in fit.params)
+                    + ", ".join(f"{n} {fit.value(n):.3g}" for n in fit.params)
                     + f" ({fit.evaluations} evaluations)",
                     highlight=False,
                 ),

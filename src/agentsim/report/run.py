@@ -168,7 +168,8 @@ def _ttft_split_figure(run: RunData) -> Figure | None:
         "ttft_split",
         "TTFT: queueing and prefill",
         "For the window's calls that got a first token: the wait before the call first entered a replica's batch "
-        "(queueing) and the time from there to its first token (its prefill chunks, interleaved with the batch's "
+        "(queueing, the server's front end included when the engine sets frontend_s) and the time from there to its "
+        "first token (its prefill chunks, interleaved with the batch's "
         "other work). Queueing dominating means too few replicas or a full batch; prefill dominating means long "
         "prompts or a small token budget per step.",
         png,

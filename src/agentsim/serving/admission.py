@@ -60,8 +60,10 @@ class EngineConfig:
         prefix_caching: bool = True,
         block_size_tokens: int = 16,
         init_new_token_ratio: float = INIT_NEW_TOKEN_RATIO,
+        frontend_s: float = 0.0,
     ) -> None:
         self.admission = admission
+        self.frontend_s = frontend_s  # before a call reaches the queue (serving.cluster.Cluster.route)
         self.max_num_seqs = max_num_seqs
         self.max_batched_tokens = max_batched_tokens
         self.chunked_prefill = chunked_prefill
@@ -75,7 +77,8 @@ class EngineConfig:
         return (
             f"EngineConfig(admission={self.admission}, max_num_seqs={self.max_num_seqs}, "
             f"max_batched_tokens={self.max_batched_tokens}, chunked_prefill={self.chunked_prefill}, "
-            f"prefix_caching={self.prefix_caching}, block_size_tokens={self.block_size_tokens})"
+            f"prefix_caching={self.prefix_caching}, block_size_tokens={self.block_size_tokens}, "
+            f"frontend_s={self.frontend_s})"
         )
 
     def new_token_ratio(self, start: float, steps: int) -> float:

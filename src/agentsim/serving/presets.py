@@ -77,6 +77,14 @@ max-throughput tables (up to 4,096 sequences a step) leave no room for a per-seq
 (within 10.7% without it), so the fidelity harness runs ``trtllm-bench`` rows at
 :data:`TRTLLM_BENCH_SEQ_OVERHEAD_S` (``docs/FIDELITY.md``)."""
 
+FRONTEND_S = 0.0
+"""Every preset's ``frontend_s``: none. A server's front end (HTTP, chat template, tokenizing; detokenizing and
+streaming back) adds to every call's TTFT, but no public figure sizes it per engine: gpustack's concurrency-1 rows
+put 50-60 ms on the client's TTFT for prompts the GPU prefills in a few ms, and the same ``vllm bench serve`` client
+measured 28 ms against SGLang and 64 ms against vLLM on the same prompts (``docs/FIDELITY.md``), which mixes the
+servers' front ends with the client's host and network. A scenario sets it from its own measurements, and
+``agentsim calibrate`` fits it when the measurements carry TTFT."""
+
 TRTLLM_BENCH_SEQ_OVERHEAD_S = 0.0
 """``trtllm-bench``'s: none (offline, token ids in and out, no HTTP server; see :data:`TRTLLM_SEQ_OVERHEAD_S`)."""
 
@@ -154,6 +162,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "activation_reserve_gb": ACTIVATION_RESERVE_GB,
             "step_overhead_s": VLLM_STEP_OVERHEAD_S,
             "step_overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S,
+            "frontend_s": FRONTEND_S,
         }
     if preset == "sglang":
         chunk = deployment.engine.max_batched_tokens or sglang_chunk_tokens(hardware)
@@ -168,6 +177,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "activation_reserve_gb": 0.0,  # folded into mem_fraction_static
             "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
             "step_overhead_s_per_seq": SGLANG_SEQ_OVERHEAD_S,
+            "frontend_s": FRONTEND_S,
         }
         if deployment.engine.speculative is not None:
             # SGLang v0.5 with EAGLE/EAGLE3/NEXTN or a draft model resets max_running_requests to 48 unless set
@@ -187,6 +197,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
         "activation_reserve_gb": ACTIVATION_RESERVE_GB,
         "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
         "step_overhead_s_per_seq": TRTLLM_SEQ_OVERHEAD_S,
+        "frontend_s": FRONTEND_S,
     }
 
 
@@ -222,6 +233,7 @@ def engine_config(engine: EngineSpec, tokens_per_step: float = 1.0) -> EngineCon
         chunked_prefill=bool(engine.chunked_prefill),
         prefix_caching=bool(engine.prefix_caching),
         block_size_tokens=engine.block_size_tokens or 16,
+        frontend_s=engine.frontend_s or 0.0,
     )
 
 

@@ -216,6 +216,7 @@ class Replica(ReplicaId):
         self.steps_run = 0  # steps executed, each paying the step's fixed cost (decodes waiting or not)
         self.preemptions = 0
         self.holding = 0  # calls handed off whose KV is still being sent (prefill role)
+        self.incoming = 0  # calls routed here still in the server's front end (Cluster.route)
 
     # ================================================================== entry points
     def submit(self, call: Call) -> None:
@@ -230,6 +231,14 @@ class Replica(ReplicaId):
         self.outstanding += call.load
         self.waiting.append(call)
         self._wake()
+
+    def submit_later(self, call: Call) -> None:
+        """A call routed here ``frontend_s`` ago leaves the server's front end and joins the queue. While it was in
+        the front end it counted in the router's load (prompt + output: the prefix cache was not looked up) and
+        held a draining replica open."""
+        self.incoming -= 1
+        self.outstanding -= call.load
+        self.submit(call)
 
     def submit_ready(self, call: Call) -> None:
         """A call whose prompt KV arrives from a prefill replica (disaggregated serving): it needs memory and a
@@ -816,6 +825,7 @@ class Replica(ReplicaId):
             and not self.waiting
             and not self.running
             and not self.holding
+            and not self.incoming
             and self.on_drained is not None
         ):
             self.on_drained(self, now)

@@ -145,6 +145,13 @@ class EngineSpec(Strict):
         description="engine cost per decoding sequence per step (CPU work: scheduling, sampling, detokenizing, "
         "streaming), seconds; used as the roofline's overhead_s_per_seq when that is unset; default: the preset's",
     )
+    frontend_s: NonNegativeFloat | None = Field(
+        None,
+        le=60.0,  # a minute per request: no server; a unit slip (ms for s)
+        description="seconds each call spends in the server's front end before the engine queues it (HTTP, chat "
+        "template, tokenization; and the first token's detokenizing and streaming back), added to its TTFT and "
+        "end-to-end time; default: the preset's (0: no public per-engine figure; calibrate fits it)",
+    )
     kv_capacity_tokens: PositiveInt | None = Field(
         None, description="override the KV capacity derived from memory (tokens per replica)"
     )

@@ -18,9 +18,9 @@ deterministic function of the coefficients, and so is the fit.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -110,7 +110,7 @@ def nelder_mead(
     return best_x, best_f, evals
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Param:
     """A coefficient of a perf spec searched over: its field name and transform (``logit``: a fraction in
     (0, 1]; ``log``: a positive number)."""
@@ -140,6 +140,15 @@ ROOFLINE_PARAMS = {
     "comm_efficiency": Param("comm_efficiency", "logit"),
     "collective_latency_s": Param("collective_latency_s", "log"),
 }
+ENGINE_PARAMS = {"frontend_s": Param("frontend_s", "log")}
+"""Engine knobs a calibration can fit beside the perf model's coefficients: ``frontend_s``, the server's time per
+request outside the engine's steps, which the measured TTFT carries and a step model cannot (left to the step
+coefficients, a TTFT tens of milliseconds above the prefill drags the per-step overhead up and TPOT with it)."""
+
+FRONTEND_START_S = 0.02
+"""Where the log-scale search for ``frontend_s`` starts when the engine has none: 20 ms, the order of the front
+ends' share of gpustack's single-request TTFT (docs/FIDELITY.md)."""
+
 LINEAR_PARAMS = {
     "alpha_s": Param("alpha_s", "log"),
     "beta_s_per_prefill_token": Param("beta_s_per_prefill_token", "log"),
@@ -148,12 +157,14 @@ LINEAR_PARAMS = {
 }
 
 
-def default_params(perf: Any) -> list[str]:
-    """The coefficients fitted by default: roofline ``mfu, mbu, overhead_s``; linear all four."""
+def default_params(perf: Any, metrics: Sequence[str] = ()) -> list[str]:
+    """The coefficients fitted by default: roofline ``mfu, mbu, overhead_s``; linear all four; and the engine's
+    ``frontend_s`` when TTFT is among the fitted ``metrics``."""
+    frontend = ["frontend_s"] if "ttft_s" in metrics else []
     if isinstance(perf, spec.RooflinePerf):
-        return ["mfu", "mbu", "overhead_s"]
+        return ["mfu", "mbu", "overhead_s", *frontend]
     if isinstance(perf, spec.LinearPerf):
-        return list(LINEAR_PARAMS)
+        return [*LINEAR_PARAMS, *frontend]
     raise CalibrationError(f"calibration fits roofline or linear perf models, not {getattr(perf, 'kind', perf)!r}")
 
 
@@ -183,7 +194,7 @@ def linear_seed(pool: spec.PoolSpec, catalog: Catalog) -> spec.LinearPerf:
     )
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class PointResult:
     """One measurement with what the simulator predicted for it."""
 
@@ -205,7 +216,7 @@ def mape(points: Iterable[PointResult], metric: str) -> float | None:
     return sum(errors) / len(errors) if errors else None
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Calibration:
     """A fitted perf spec, where it started, and how well it reproduces each measurement."""
 
@@ -218,6 +229,15 @@ class Calibration:
     objective: float
     evaluations: int
     metrics: tuple[str, ...]
+    engine: Mapping[str, float] = dataclasses.field(default_factory=dict)  # fitted engine knobs (ENGINE_PARAMS)
+    engine_start: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def value(self, name: str, *, start: bool = False) -> float:
+        """The fitted (or starting) value of parameter ``name``, a perf coefficient or an engine knob."""
+        engine = self.engine_start if start else self.engine
+        if name in engine:
+            return engine[name]
+        return float(getattr(self.start if start else self.perf, name))
 
     def mape(self, metric: str, *, start: bool = False) -> float | None:
         """MAPE of ``metric`` with the fitted (or the starting) coefficients."""
@@ -265,23 +285,24 @@ def calibrate(
 
         dep = pool.deployment
         start = resolved_roofline(start, catalog.get_hardware(dep.hardware), dep)
-    names = list(params) if params else default_params(start)
-    table = ROOFLINE_PARAMS if isinstance(start, spec.RooflinePerf) else LINEAR_PARAMS
-    if not isinstance(start, spec.RooflinePerf | spec.LinearPerf):
-        raise CalibrationError(f"calibration fits roofline or linear perf models, not {start.kind!r}")
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise CalibrationError(
-            f"cannot fit {', '.join(unknown)} of a {start.kind} model; choose from {', '.join(table)}"
-        )
-    if isinstance(start, spec.LinearPerf) and all(getattr(start, n) == 0 for n in LINEAR_PARAMS):
-        start = linear_seed(pool, catalog)
     fit_metrics = (
         tuple(metrics) if metrics else tuple(m for m in METRICS if any(getattr(x, m) is not None for x in measurements))
     )
     if not fit_metrics:
         raise CalibrationError("the measurements carry none of output_tok_s, ttft_s, tpot_s")
-    space = [table[n] for n in names]
+    names = list(params) if params else default_params(start, fit_metrics)
+    table = ROOFLINE_PARAMS if isinstance(start, spec.RooflinePerf) else LINEAR_PARAMS
+    if not isinstance(start, spec.RooflinePerf | spec.LinearPerf):
+        raise CalibrationError(f"calibration fits roofline or linear perf models, not {start.kind!r}")
+    unknown = [n for n in names if n not in table and n not in ENGINE_PARAMS]
+    if unknown:
+        raise CalibrationError(
+            f"cannot fit {', '.join(unknown)} of a {start.kind} model; choose from "
+            f"{', '.join([*table, *ENGINE_PARAMS])}"
+        )
+    if isinstance(start, spec.LinearPerf) and all(getattr(start, n) == 0 for n in LINEAR_PARAMS):
+        start = linear_seed(pool, catalog)
+    space = [table[n] if n in table else ENGINE_PARAMS[n] for n in names]
     start_pool = replace_model(pool, perf=start)
     plans = [plan_condition(start_pool, m, catalog, opts) for m in measurements]
     if isinstance(start, spec.RooflinePerf) and start.overhead_s is None:
@@ -293,32 +314,48 @@ def calibrate(
         start = start.model_copy(update={"overhead_s_per_seq": plans[0].step_overhead_s_per_seq or 1e-5})
         start_pool = replace_model(pool, perf=start)
 
+    # Engine knobs fitted (frontend_s) start from the planned engine's value, or FRONTEND_START_S when it has none.
+    engine0 = {n: getattr(plans[0].engine, n) or FRONTEND_START_S for n in names if n in ENGINE_PARAMS}
+
+    def values_at(u: np.ndarray) -> dict[str, float]:
+        return {p.name: p.from_u(float(x)) for p, x in zip(space, u, strict=True)}
+
     def perf_at(u: np.ndarray) -> Any:
-        values = {p.name: p.from_u(float(x)) for p, x in zip(space, u, strict=True)}
+        values = {k: v for k, v in values_at(u).items() if k not in ENGINE_PARAMS}
         return type(start).model_validate({**start.model_dump(), **values})
 
-    def scenarios(perf: Any) -> list[spec.Scenario]:
+    def engine_at(u: np.ndarray) -> dict[str, float]:
+        return {k: v for k, v in values_at(u).items() if k in ENGINE_PARAMS}
+
+    def scenarios(perf: Any, engine: Mapping[str, float]) -> list[spec.Scenario]:
         candidate = replace_model(start_pool, perf=perf.model_dump())
-        return [scenario_for(candidate, m, plan, opts.seed) for m, plan in zip(measurements, plans, strict=True)]
+        runs = [dataclasses.replace(p, engine=p.engine.model_copy(update=engine)) for p in plans] if engine else plans
+        return [scenario_for(candidate, m, plan, opts.seed) for m, plan in zip(measurements, runs, strict=True)]
 
     with Runner(catalog, jobs, catalog_files) as runner:
 
         def f(u: np.ndarray) -> float:
-            return _objective(measurements, runner.run(scenarios(perf_at(u))), fit_metrics)
+            return _objective(measurements, runner.run(scenarios(perf_at(u), engine_at(u))), fit_metrics)
 
-        u0 = [p.to_u(float(getattr(start, p.name))) for p in space]
-        start_preds = runner.run(scenarios(start))
+        u0 = [p.to_u(float(engine0[p.name] if p.name in engine0 else getattr(start, p.name))) for p in space]
+        start_preds = runner.run(scenarios(start, {}))
         u_best, f_best, evals = nelder_mead(f, u0, step=step, max_evals=max_evals)
-        fitted = perf_at(u_best)
-        preds = runner.run(scenarios(fitted))
+        fitted, fitted_engine = perf_at(u_best), engine_at(u_best)
+        preds = runner.run(scenarios(fitted, fitted_engine))
+    fitted_pool = replace_model(pool, perf=fitted.model_dump())
+    if fitted_engine:
+        engine = fitted_pool.deployment.engine.model_copy(update=fitted_engine)
+        fitted_pool = replace_model(fitted_pool, deployment=replace_model(fitted_pool.deployment, engine=engine))
     return Calibration(
         perf=fitted,
         start=start,
-        pool=replace_model(pool, perf=fitted.model_dump()),
+        pool=fitted_pool,
         params=tuple(names),
         points=tuple(PointResult(m, p) for m, p in zip(measurements, preds, strict=True)),
         start_points=tuple(PointResult(m, p) for m, p in zip(measurements, start_preds, strict=True)),
         objective=f_best,
         evaluations=evals + 2,
         metrics=fit_metrics,
+        engine=fitted_engine,
+        engine_start=engine0,
     )

@@ -59,7 +59,7 @@ def write_perf_yaml(
             "objective": "mean squared log error",
             "objective_value": float(f"{result.objective:.6g}"),
             "evaluations": result.evaluations,
-            "start": {p: getattr(result.start, p) for p in result.params},
+            "start": {p: result.value(p, start=True) for p in result.params},
             "mape_pct": clean({m: result.mape(m) for m in result.metrics}),
             "mape_pct_at_start": clean({m: result.mape(m, start=True) for m in result.metrics}),
         },
