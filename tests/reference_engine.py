@@ -2,7 +2,9 @@
 
 It implements the model written in ``agentsim/serving/replica.py``'s docstring the obvious way: one loop
 iteration per engine step, explicit per-call token counts, no step counter arithmetic, no segments, no simpy.
-Every admission policy of ``agentsim/serving/admission.py`` is written out here from its description:
+Every admission policy of ``agentsim/serving/admission.py`` is written out here from its description, and so is the
+KV an admitted call holds for sliding-window layers (vLLM: ``min(cdiv(n, block), window_blocks)`` blocks of its
+longest sequence ``n`` = prompt + output - 1, worth ``window_tokens`` when whole, from admission until freed):
 vLLM's fcfs-preempt, TensorRT-LLM's guaranteed-no-evict and SGLang's new-token-ratio (prefill batches first,
 retraction by fewest generated tokens, the ratio's decay and reset).
 It shares only the prefix-cache bookkeeping (:class:`agentsim.serving.kvcache.KvCache`, tested on its own
@@ -58,6 +60,7 @@ class RefCall:
     computed: int = 0
     kv: int = 0  # tokens of this call in KV (cached part included)
     held: int = 0
+    window: int = 0  # KV held for sliding-window layers while admitted
     nodes: list[Node] = field(default_factory=list)
     decoding: bool = False
     loading_until: float | None = None  # admitted, its prefix reloading from a lower KV tier until then
@@ -151,9 +154,9 @@ def run_reference(
         running.remove(i)
         if i in pre:
             pre.remove(i)
-        kv.private -= c.kv - c.held
+        kv.private -= c.kv - c.held + c.window
         release_nodes(c, t)
-        c.kv = c.held = c.computed = 0
+        c.kv = c.held = c.computed = c.window = 0
         c.decoding = False
         c.loading_until = None
         c.ready = False
@@ -163,6 +166,14 @@ def run_reference(
     def future_kv() -> int:
         """KV tokens the running calls will still add by decoding (guaranteed-no-evict)."""
         return sum(calls[j].output - calls[j].generated - (0 if calls[j].decoding else 1) for j in running)
+
+    def window(i: int) -> int:
+        """KV tokens call ``i`` holds for sliding-window layers while admitted, written out from the rule."""
+        if engine.window_blocks == 0:
+            return 0
+        c = calls[i]
+        blocks = min(math.ceil((c.prompt + c.output - 1) / engine.block_size_tokens), engine.window_blocks)
+        return math.ceil(engine.window_tokens * blocks / engine.window_blocks)
 
     def clipped(i: int) -> int:
         return min(calls[i].output - calls[i].generated, RESERVE_CLIP_TOKENS)
@@ -211,12 +222,14 @@ def run_reference(
             while node is not None and node.length > target:
                 node = node.parent
             hit = 0 if node is None else node.length
-            if not kv.reserve(node, target - hit + extra(i, True, len(dec))):
+            c.window = window(i)
+            if not kv.reserve(node, target - hit + c.window + extra(i, True, len(dec))):
+                c.window = 0
                 break
             waiting.popleft()
             if sglang:
                 hold += clipped(i)
-            kv.private += target - hit
+            kv.private += target - hit + c.window
             c.target, c.held, c.computed, c.kv = target, hit, target, target
             if node is not None:
                 c.nodes.append(node)
@@ -265,7 +278,9 @@ def run_reference(
                 and (running or budget < engine.max_batched_tokens)
             ):
                 break
-            if not kv.reserve(node, need + extra(i, False, len(dec))):
+            c.window = window(i)
+            if not kv.reserve(node, need + c.window + extra(i, False, len(dec))):
+                c.window = 0
                 break
             waiting.popleft()
             if sglang:
@@ -278,7 +293,7 @@ def run_reference(
                 moved = dram + nvme
                 if c.generated == 0:
                     c.reloaded, c.reload_s = (dram, nvme), wait
-            kv.private += need - moved
+            kv.private += need - moved + c.window
             if node is not None:
                 c.nodes.append(node)
                 node.last_use = t
@@ -370,7 +385,8 @@ def run_reference(
         # Same order as the engine: prefill finishers in admission order, then decode finishers by id.
         for i in first + sorted(finished):
             c = calls[i]
-            kv.private -= c.kv - c.held
+            kv.private -= c.kv - c.held + c.window
+            c.window = 0
             deepest_node = c.nodes[-1] if c.nodes else None
             release_nodes(c, t)
             if park_tools and c.park and deepest_node is not None:

@@ -32,7 +32,7 @@ from agentsim import spec
 from agentsim.catalog import Catalog, CatalogError, Hardware, ModelArch, load_catalog, scenario_catalog
 from agentsim.errors import ScenarioError
 from agentsim.perf import build_perf
-from agentsim.perf.memory import DoesNotFitError, kv_bytes_per_token, kv_capacity_tokens
+from agentsim.perf.memory import DoesNotFitError, kv_bytes_per_token, kv_capacity_tokens, sliding_window_kv
 from agentsim.perf.speculative import speculative_perf
 from agentsim.serving.admission import EngineConfig
 from agentsim.serving.cluster import PoolPlan
@@ -583,7 +583,8 @@ def heads_problem(model: ModelArch, d: spec.Deployment) -> str | None:
 
 def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple[spec.PoolSpec, int, EngineConfig]:
     """``pool`` with its engine preset filled in (every unset knob, the KV precision, the roofline's overheads
-    when unset: :mod:`agentsim.serving.presets`), its KV capacity per replica and the engine its replicas run.
+    when unset: :mod:`agentsim.serving.presets`), its KV capacity per replica and the engine its replicas run
+    (with the KV each call holds for sliding-window layers, :func:`~agentsim.perf.memory.sliding_window_kv`).
     Raises :class:`DoesNotFitError` (the weights leave no KV cache) or ValueError (inconsistent limits)."""
     d = fill_engine(pool.deployment, hw)
     kv = kv_capacity_tokens(model, hw, d)
@@ -601,7 +602,8 @@ def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple
         update = {k: v for k, v in unset.items() if getattr(perf, k) is None}
         if update:
             perf = perf.model_copy(update=update)
-    return pool.model_copy(update={"deployment": d, "perf": perf}), kv, engine_config(engine, tokens_per_step)
+    window = sliding_window_kv(model, d)  # vLLM: each running call also holds its sliding-window layers' blocks
+    return pool.model_copy(update={"deployment": d, "perf": perf}), kv, engine_config(engine, tokens_per_step, window)
 
 
 def resolve(scenario: spec.Scenario, catalog: Catalog | None = None) -> Resolved:

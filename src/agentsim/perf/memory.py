@@ -32,7 +32,23 @@ Decisions, so that results can be compared with real engines:
   by it;
 * ``engine.kv_capacity_tokens``, when set, overrides the derived capacity, but the weights must still fit;
 * sliding-window layers (gpt-oss: every other layer attends to the last 128 tokens only) hold at most a window
-  of KV per sequence, a constant that is ignored: :func:`kv_bytes_per_token` counts the full-attention layers.
+  of KV per sequence: :func:`kv_bytes_per_token` counts the full-attention layers per token, and
+  :func:`sliding_window_kv` is what each running sequence holds besides under vLLM (below).
+
+**Sliding-window layers under vLLM** (v1 hybrid KV-cache manager; ``vllm/v1/core/kv_cache_utils.py``,
+``single_type_kv_cache_manager.py``, ``kv_cache_coordinator.py``). vLLM groups the layers by attention type into
+KV-cache groups of equal layer count (``_get_kv_cache_groups_uniform_page_size``: the group size is the smaller
+type's layer count, or the larger one's when it is under 1.5 times the smaller) that draw their blocks from one
+shared block pool of ``memory // (page_size * group_size)`` blocks (``get_kv_cache_config_from_groups``,
+``get_num_blocks``). gpt-oss-120b's 18 full and 18 sliding-window layers make one group of each, so a block of
+the pool costs what 16 tokens of the full-attention layers cost: the capacity above. But every running sequence
+also holds its sliding-window group's blocks: the ``SlidingWindowManager`` frees the blocks wholly before the
+window (``get_num_skipped_tokens = max(0, computed - window + 1)``, ``remove_skipped_blocks`` before each
+allocation), which leaves at most ``cdiv(window - 1, block) + 1`` blocks (9 of 16 tokens for a 128-token
+window: 144 tokens of pool; 8 or 9 as the sequence grows), ``cdiv(length, block)`` while the sequence is
+shorter. :func:`sliding_window_kv` converts that to tokens of this module's capacity. SGLang keeps
+sliding-window layers in a pool of their own sized by its own ratio, and TensorRT-LLM sizes its per-window
+pools otherwise: neither is modelled, their charge is 0.
 
 Data-parallel attention (``deployment.data_parallel_attention``): every GPU of a stage holds the whole attention
 block and serves its own sequences, so the attention weights are replicated ``tp`` times (more weight bytes per
@@ -62,6 +78,7 @@ __all__ = [
     "DDR_KV_FRACTION",
     "DoesNotFitError",
     "WeightPlacement",
+    "WindowKv",
     "activation_reserve_gb",
     "bf16_params_b",
     "bytes_per_param",
@@ -72,6 +89,7 @@ __all__ = [
     "kv_capacity_tokens",
     "kv_free_bytes_per_gpu",
     "kv_replication",
+    "sliding_window_kv",
     "usable_bytes_per_gpu",
     "weight_bytes",
     "weight_bytes_per_gpu",
@@ -232,6 +250,36 @@ def kv_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
         assert model.kv_lora_rank is not None and model.qk_rope_head_dim is not None  # checked by ModelArch
         return layers * (model.kv_lora_rank + model.qk_rope_head_dim) * element
     return 2 * layers * model.kv_heads * model.head_dim * element
+
+
+class WindowKv(NamedTuple):
+    """What one running sequence holds in the KV pool for its sliding-window layers (:func:`sliding_window_kv`)."""
+
+    tokens: int
+    """Capacity tokens (of :func:`kv_capacity_tokens`) held once the sequence is longer than the window; 0: none."""
+    blocks: int
+    """The blocks of one sliding-window group those are; a sequence of ``n < blocks * block`` tokens holds
+    ``cdiv(n, block)`` blocks, the same share of ``tokens`` per block."""
+
+
+def sliding_window_kv(model: ModelArch, deployment: Deployment) -> WindowKv:
+    """Pool tokens a running sequence holds for ``model``'s sliding-window layers besides its tokens' KV, under
+    vLLM's hybrid KV-cache manager (module docstring): ``cdiv(window - 1, block) + 1`` blocks per sliding-window
+    group, each block worth ``block * group_size / full_attention_layers`` capacity tokens, rounded up.
+    Zero for a model without sliding-window layers and for the ``sglang`` and ``trtllm`` presets (separate
+    pools, not modelled)."""
+    window = model.sliding_window
+    sw_layers = model.sliding_window_layers
+    block = deployment.engine.block_size_tokens
+    if window is None or sw_layers is None or deployment.engine.preset != "vllm" or block is None:
+        return WindowKv(0, 0)
+    full = model.full_attention_layers
+    small, large = min(full, sw_layers), max(full, sw_layers)
+    group = large if large < 1.5 * small else small  # layers per KV-cache group (kv_cache_utils.py)
+    sw_groups = -(-sw_layers // group)
+    blocks = -(-(window - 1) // block) + 1
+    tokens = -(-(sw_groups * blocks * block * group) // full)
+    return WindowKv(tokens, blocks)
 
 
 def kv_replication(model: ModelArch, deployment: Deployment) -> float:

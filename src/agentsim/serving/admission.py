@@ -61,6 +61,8 @@ class EngineConfig:
         block_size_tokens: int = 16,
         init_new_token_ratio: float = INIT_NEW_TOKEN_RATIO,
         frontend_s: float = 0.0,
+        window_tokens: int = 0,
+        window_blocks: int = 0,
     ) -> None:
         self.admission = admission
         self.frontend_s = frontend_s  # before a call reaches the queue (serving.cluster.Cluster.route)
@@ -70,6 +72,9 @@ class EngineConfig:
         self.prefix_caching = prefix_caching
         self.block_size_tokens = block_size_tokens
         self.init_new_token_ratio = init_new_token_ratio
+        # KV a running call holds for the model's sliding-window layers (vLLM: agentsim.perf.memory.sliding_window_kv)
+        self.window_tokens = window_tokens
+        self.window_blocks = window_blocks
         self.min_new_token_ratio = init_new_token_ratio * MIN_NEW_TOKEN_RATIO_FACTOR
         self.new_token_ratio_decay = (init_new_token_ratio - self.min_new_token_ratio) / NEW_TOKEN_RATIO_DECAY_STEPS
 
@@ -78,8 +83,23 @@ class EngineConfig:
             f"EngineConfig(admission={self.admission}, max_num_seqs={self.max_num_seqs}, "
             f"max_batched_tokens={self.max_batched_tokens}, chunked_prefill={self.chunked_prefill}, "
             f"prefix_caching={self.prefix_caching}, block_size_tokens={self.block_size_tokens}, "
-            f"frontend_s={self.frontend_s})"
+            f"frontend_s={self.frontend_s}, window_tokens={self.window_tokens}, window_blocks={self.window_blocks})"
         )
+
+    def window_charge(self, length: int) -> int:
+        """KV tokens a call whose sequence reaches ``length`` tokens holds for the sliding-window layers, from its
+        admission until its KV is freed: ``window_tokens``, or the share of its ``cdiv(length, block)`` blocks
+        when fewer than ``window_blocks`` (0 without sliding-window layers). Charged whole from admission: a
+        sequence shorter than the window early in its life is over-charged by at most ``window_blocks - 1``
+        blocks (vLLM allocates them as the sequence grows)."""
+        blocks = self.window_blocks
+        if blocks == 0:
+            return 0
+        block = self.block_size_tokens
+        own = (length + block - 1) // block
+        if own >= blocks:
+            return self.window_tokens
+        return -(-(self.window_tokens * own) // blocks)
 
     def new_token_ratio(self, start: float, steps: int) -> float:
         """SGLang's ratio ``steps`` decode steps after it was set to ``start`` (one closed form, so that any

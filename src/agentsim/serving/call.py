@@ -84,6 +84,7 @@ class Call:
         "share_key",
         "stable",
         "target",
+        "window",
         "workload",
     )
 
@@ -146,6 +147,7 @@ class Call:
         self.computed = 0
         self.chunk = 0
         self.held = 0  # tokens of this call covered by cache nodes it references
+        self.window = 0  # KV tokens held for sliding-window layers while its KV is held (EngineConfig.window_charge)
         self.nodes: list[Node] = []
         self.s0 = 0  # replica step counter when decode (re)started
         self.kv0 = 0  # KV tokens of this call when decode (re)started

@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 from agentsim.catalog import Hardware
-from agentsim.perf.memory import ACTIVATION_RESERVE_GB
+from agentsim.perf.memory import ACTIVATION_RESERVE_GB, WindowKv
 from agentsim.serving.admission import ADMISSION_CODES, EngineConfig
 from agentsim.spec import Deployment, EngineSpec, Precision
 
@@ -219,12 +219,13 @@ def sglang_max_running(kv_capacity_tokens: int) -> int:
     return max(1, min(kv_capacity_tokens // 2, 4096))
 
 
-def engine_config(engine: EngineSpec, tokens_per_step: float = 1.0) -> EngineConfig:
+def engine_config(engine: EngineSpec, tokens_per_step: float = 1.0, window: WindowKv | None = None) -> EngineConfig:
     """The plain configuration a replica runs, from a filled engine spec (:func:`fill_engine`).
 
     With speculative decoding the engine steps in *token steps* of ``1 / tokens_per_step`` of a real step
     (docs/DESIGN.md, speculative decoding), so its per-step token budget is the real one divided by the
-    expected tokens per step."""
+    expected tokens per step. ``window``: the KV each running call holds for the model's sliding-window layers
+    (:func:`agentsim.perf.memory.sliding_window_kv`; none when not given)."""
     assert engine.admission is not None and engine.max_num_seqs is not None
     return EngineConfig(
         admission=ADMISSION_CODES[engine.admission],
@@ -234,6 +235,8 @@ def engine_config(engine: EngineSpec, tokens_per_step: float = 1.0) -> EngineCon
         prefix_caching=bool(engine.prefix_caching),
         block_size_tokens=engine.block_size_tokens or 16,
         frontend_s=engine.frontend_s or 0.0,
+        window_tokens=window.tokens if window is not None else 0,
+        window_blocks=window.blocks if window is not None else 0,
     )
 
 

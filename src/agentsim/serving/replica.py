@@ -13,7 +13,9 @@ A replica holds a *running* set (in admission order) and a FCFS *waiting* queue.
    ``max_num_seqs``, the budget and free KV allow. An admitted call looks up its longest cached prefix, pins it,
    and reserves KV for the rest of its prompt, plus what its policy holds back (guaranteed-no-evict: its own and
    every running call's future decode tokens; new-token-ratio: its clipped output and the ratio's share of the
-   running calls'). With ``chunked_prefill`` a long prompt is split across steps;
+   running calls'). With ``chunked_prefill`` a long prompt is split across steps. Under vLLM a model with
+   sliding-window layers (gpt-oss) also holds a window's blocks per admitted call, from admission until its KV
+   is freed (``EngineConfig.window_charge``), a constant per call, so the decode-room arithmetic below holds;
 4. runs one step of ``perf.step_time(prefill_tokens, decode_seqs, context_tokens)`` seconds, or a segment.
 
 SGLang's loop (new-token-ratio, :meth:`Replica._plan_prefill_first`) orders it differently: a prefill batch
@@ -161,6 +163,7 @@ class Replica(ReplicaId):
         self.max_seqs = engine.max_num_seqs
         self.budget = engine.max_batched_tokens
         self.chunked = engine.chunked_prefill
+        self.windowed = engine.window_blocks > 0  # calls hold KV for sliding-window layers (vLLM, gpt-oss)
         self.kv = KvCache(kv_capacity_tokens, engine.block_size_tokens, engine.prefix_caching)
         # KV offload (serving/tiers.py): evicted prefixes go to host DRAM / NVMe and are reloaded from there.
         self.tiers: Tiers | None = None
@@ -221,9 +224,11 @@ class Replica(ReplicaId):
     # ================================================================== entry points
     def submit(self, call: Call) -> None:
         """A call arrives at the current simulated time; it joins the queue."""
-        if call.prompt + call.output > self.kv.capacity:
+        win = self._window(call)
+        if call.prompt + call.output + win > self.kv.capacity:
+            held = f" + {win} held for sliding-window layers" if win else ""
             raise CallTooLarge(
-                f"call of {call.prompt} prompt + {call.output} output tokens exceeds the KV capacity "
+                f"call of {call.prompt} prompt + {call.output} output tokens{held} exceeds the KV capacity "
                 f"of {self.kv.capacity} tokens of replica {self.pool}[{self.index}]"
             )
         call.replica = self
@@ -254,11 +259,12 @@ class Replica(ReplicaId):
     def release_transferred(self, call: Call, now: float) -> None:
         """The KV of a handed-off call has reached its decode replica: free it here (its prompt stays cached)."""
         kv = self.kv
-        kv.private -= call.target - call.held
+        kv.private -= call.target - call.held + call.window
         for n in call.nodes:
             kv.unref(n, now)
         call.nodes.clear()
         call.held = 0
+        call.window = 0
         self.holding -= 1
         self.drain_if_empty(now)
 
@@ -464,7 +470,8 @@ class Replica(ReplicaId):
 
     def _finish(self, c: Call, now: float, private: int) -> None:
         kv = self.kv
-        kv.private -= private
+        kv.private -= private + c.window
+        c.window = 0
         for n in c.nodes:
             kv.unref(n, now)
         if c.park and self.park_tools and c.nodes:
@@ -487,9 +494,9 @@ class Replica(ReplicaId):
             c.mixed_share_s += self.accm - c.accm0
             self.q -= c.kv0 - c.s0
             self.decoding -= 1
-            kv.private -= c.target - c.held + steps
+            kv.private -= c.target - c.held + steps + c.window
         else:
-            kv.private -= c.target - c.held
+            kv.private -= c.target - c.held + c.window
             self.pf_left -= c.output - c.generated
             if c.phase == LOADING:
                 self.loading -= 1  # its reload's end is ignored (the epoch moves on)
@@ -499,6 +506,7 @@ class Replica(ReplicaId):
             kv.unref(n, now)
         c.nodes.clear()  # in place: no new list per call
         c.held = 0
+        c.window = 0
         c.computed = 0
         c.chunk = 0
         c.epoch += 1
@@ -528,6 +536,11 @@ class Replica(ReplicaId):
         own = left if left < RESERVE_CLIP_TOKENS else RESERVE_CLIP_TOKENS
         return own + self.ratio_hold
 
+    def _window(self, c: Call) -> int:
+        """KV tokens ``c`` holds for the model's sliding-window layers while admitted (0 without them): sized by
+        the longest its sequence gets in KV, prompt plus output but the last token (EngineConfig.window_charge)."""
+        return self.config.window_charge(c.prompt + c.output - 1) if self.windowed else 0
+
     def _admit_ready(self, c: Call, now: float) -> bool:
         """Admit a KV-ready call: store its transferred KV (what this replica does not already cache) and start
         decoding it this step. Refused (False) when the KV plus this step's decode tokens do not fit."""
@@ -538,9 +551,11 @@ class Replica(ReplicaId):
             node = node.parent
         hit = 0 if node is None else node.length
         need = target - hit
-        if not kv.reserve(node, need + self._extra(c, True)):
+        win = self._window(c)
+        if not kv.reserve(node, need + win + self._extra(c, True)):
             return False
-        kv.private += need
+        kv.private += need + win
+        c.window = win
         c.held = hit
         c.computed = target
         if node is not None:
@@ -570,13 +585,15 @@ class Replica(ReplicaId):
                 compute = target - path[-1].length
         if not self.chunked and compute > budget and (self.running or budget < self.budget):
             return 0
-        if not kv.reserve(node, need + self._extra(c, False) if self.admission != FCFS_PREEMPT else need):
+        win = self._window(c)
+        if not kv.reserve(node, need + win + (self._extra(c, False) if self.admission != FCFS_PREEMPT else 0)):
             return 0
         if c.admitted_s is None:  # admitted here, whether its prefix is reloaded or computed
             c.admitted_s = now
+        c.window = win
         if path:
             return self._reload(c, node, path, target, need, budget, now)
-        kv.private += need
+        kv.private += need + win
         c.target = target
         c.held = hit
         c.computed = hit
@@ -601,7 +618,7 @@ class Replica(ReplicaId):
         deepest, dram, nvme, wait = self.tiers.reload(path, kv, now)
         hit = 0 if node is None else node.length
         moved = dram + nvme
-        kv.private += need - moved
+        kv.private += need - moved + c.window
         c.target = target
         if node is not None:
             c.nodes.append(node)
