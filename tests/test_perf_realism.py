@@ -124,7 +124,7 @@ def test_moe_imbalance_one_is_the_balanced_model() -> None:
     """``moe_imbalance: 1.0`` reproduces the balanced expert terms exactly (expected coverage of T tokens)."""
     dep = {"model": "qwen3-235b-a22b", "hardware": "h200", "tp": 8, "ep": 8, "data_parallel_attention": True,
            "precision": "fp8"}  # fmt: skip
-    knobs = {"mfu": 0.5, "mbu": 0.7, "overhead_s": 0.0, "collective_latency_s": 0.0}
+    knobs = {"mfu": 0.5, "mbu": 0.7, "overhead_s": 0.0, "collective_latency_s": 0.0, "kernel_latency_s": 0.0}
     balanced = model_for({**knobs, "moe_imbalance": 1.0}, **dep)
     m = CATALOG.get_model("qwen3-235b-a22b")
     for t in (1, 16, 300, 5000):

@@ -598,7 +598,11 @@ def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple
         raise ValueError(problem)
     perf = pool.perf
     if isinstance(perf, spec.RooflinePerf):
-        unset = {"overhead_s": engine.step_overhead_s, "overhead_s_per_seq": engine.step_overhead_s_per_seq}
+        unset = {
+            "overhead_s": engine.step_overhead_s,
+            "overhead_s_per_seq": engine.step_overhead_s_per_seq,
+            "kernel_latency_s": engine.kernel_latency_s,
+        }
         update = {k: v for k, v in unset.items() if getattr(perf, k) is None}
         if update:
             perf = perf.model_copy(update=update)

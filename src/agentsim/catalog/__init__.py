@@ -297,6 +297,9 @@ class ModelArch(Entry):
     moe_layers: PositiveInt | None = Field(
         None, description="layers with routed experts (DeepSeek: layers - first_k_dense_replace); null: all"
     )
+    shared_experts: NonNegativeInt = Field(
+        0, description="experts every token goes through beside the routed ones (DeepSeek: n_shared_experts 1)"
+    )
     sliding_window: PositiveInt | None = Field(None, description="window of the sliding-window layers, tokens")
     sliding_window_layers: PositiveInt | None = Field(
         None, description="layers attending only to the last `sliding_window` tokens (gpt-oss: every other)"

@@ -14,7 +14,8 @@ one micro-batch ``(p, d, c) = (P, D, C) / pp`` with ``t = p + d`` new tokens::
     step_s  = max(F_lin t / R, W_lin s_w)                                  linear layers
             + max(F_moe t imb(t) / R, W_exp cov(imb(t) t) s_w)             routed experts (MoE)
             + max(A / R_att, (c + t) kv_bytes kv_replication / (tp hbm_bw mbu))     attention core
-            + comm_s(t) + pp (hop_s(t) + collective_latency_s) [pp > 1] + overhead_s + D overhead_s_per_seq
+            + comm_s(t) + pp (hop_s(t) + collective_latency_s) [pp > 1]     GPU part: at least K kernel_latency_s
+            + overhead_s + D overhead_s_per_seq
 
     R       = tp * peak_flops(precision) * mfu;   R_att = tp * peak_flops(KV precision) * mfu_att
     F_moe   = 2 * k * one_expert_params;  F_lin = 2 * N_active - F_moe
@@ -107,6 +108,14 @@ How the terms were chosen:
   sampling, detokenizing, streaming to the client), which at hundreds of sequences outweighs the GPU's
   marginal cost of a sequence; the engine presets give both (:mod:`agentsim.serving.presets`), and a roofline
   built without them (``overhead_s_per_seq`` unset) has none.
+* *Kernel floor*: a decode pass launches its ``K`` kernels (:func:`forward_kernels`: per layer the attention
+  block's, the dense or routed feed-forward's and the tensor-parallel collectives) one after another, and no
+  kernel takes less than ``kernel_latency_s`` (launch, setup and teardown even under CUDA graphs), so the GPU part
+  of a step is at least ``K kernel_latency_s``. It binds where the work is small: DeepSeek-R1 at a few sequences
+  (1,325 kernels, 13 ms at 10 us, against ~4 ms of weight reads on 8 H200) or a 1B model; a 70B model on one or
+  two GPUs streams weights for longer than its kernel chain, and its steps are unchanged to the bit. The floor is
+  a max over the whole pass, not per kernel: the serving shares (``mbu``, ``mfu``) were fitted on steps whose
+  small kernels' cost they already carry. The engine presets give ``kernel_latency_s``.
 * *Efficiencies* (``mfu``, ``mbu``, ``comm_efficiency``, ``collective_latency_s``, ``overhead_s``) are
   parameters of :class:`agentsim.spec.RooflinePerf`; ``docs/FIDELITY.md`` justifies the defaults and shows how
   ``agentsim calibrate`` fits them to measurements.
@@ -143,6 +152,7 @@ __all__ = [
     "RooflineTerms",
     "comm_terms",
     "elementwise_bytes_per_token",
+    "forward_kernels",
     "grouped_gemm_efficiency",
 ]
 
@@ -161,11 +171,12 @@ class RooflineTerms(NamedTuple):
     comm_s: float
     overhead_s: float
     roofline_s: float
+    floor_s: float = 0.0  # what the kernel floor adds when the GPU work is shorter than the kernel chain
 
     @property
     def total_s(self) -> float:
         """The step time."""
-        return self.roofline_s + self.comm_s + self.overhead_s
+        return self.roofline_s + self.comm_s + self.floor_s + self.overhead_s
 
 
 class CommTerms(NamedTuple):
@@ -240,6 +251,48 @@ def elementwise_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -
         copies = model.experts_per_token * (SWIGLU_ELEMENTS * inter + MOE_PERMUTE_ELEMENTS * h)
         per_token += moe_layers * copies / tp
     return per_token * ACTIVATION_BYTES
+
+
+KERNEL_LATENCY_S: Final = 10e-6
+"""``kernel_latency_s`` of a roofline built without an engine preset: the vLLM and SGLang presets' (the figures
+are in :data:`agentsim.serving.presets.KERNEL_LATENCY_S`)."""
+
+GQA_ATTENTION_KERNELS: Final = 5
+"""Kernels of a GQA attention block in decode: the fused residual-add + RMSNorm, the QKV GEMM, RoPE with the KV
+cache write, attention, the output GEMM (vLLM's ``LlamaAttention``, SGLang's alike)."""
+
+MLA_ATTENTION_KERNELS: Final = 9
+"""Kernels of an MLA attention block (TensorRT-LLM's DeepSeek-R1 decode layer, modules 1-8 of its B200 latency blog:
+the fused-A GEMM, the q/kv RMSNorms, the q up-projection GEMM, the absorbed key batched GEMM, RoPE with the KV
+write, attention, the value batched GEMM, the output GEMM) plus the residual-add + RMSNorm."""
+
+DENSE_FFN_KERNELS: Final = 4
+"""A dense feed-forward block: residual-add + RMSNorm, gate-up GEMM, SiLU-and-multiply, down GEMM."""
+
+MOE_FFN_KERNELS: Final = 8
+"""A routed-expert block: residual-add + RMSNorm, router GEMM, top-k, the permute to the experts' layout, the two
+grouped GEMMs with the activation between them, the un-permute and weighted reduce; a shared expert adds a dense
+feed-forward's three (:data:`SHARED_EXPERT_KERNELS`)."""
+
+SHARED_EXPERT_KERNELS: Final = 3
+
+OUTSIDE_LAYER_KERNELS: Final = 4
+"""Per forward pass outside the layers: embedding, final norm, LM head, sampling."""
+
+
+def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
+    """Kernels one decode forward pass launches one after another: per layer its attention block, its dense or
+    routed feed-forward block and, under tensor parallelism, the two all-reduces (or the MoE all-to-alls), plus
+    :data:`OUTSIDE_LAYER_KERNELS`. The counts follow the engines' unfused decode paths (constants above); the
+    roofline's step cannot be shorter than these kernels at ``kernel_latency_s`` each."""
+    attention = MLA_ATTENTION_KERNELS if model.attention == "mla" else GQA_ATTENTION_KERNELS
+    moe_layers = model.n_moe_layers
+    dense_layers = model.layers - moe_layers
+    collectives = 2 if deployment.tp > 1 else 0
+    moe = MOE_FFN_KERNELS + SHARED_EXPERT_KERNELS * min(model.shared_experts, 1)
+    per_layer_dense = attention + DENSE_FFN_KERNELS + collectives
+    per_layer_moe = attention + moe + collectives
+    return dense_layers * per_layer_dense + moe_layers * per_layer_moe + OUTSIDE_LAYER_KERNELS
 
 
 GROUPED_GEMM_POINTS: tuple[tuple[float, float], ...] = ((256.0, 0.73), (512.0, 0.82), (1024.0, 0.90), (4096.0, 1.0))
@@ -365,6 +418,9 @@ class RooflinePerfModel(PerfModel):
         self.seq_overhead_s = self.spec.overhead_s_per_seq if self.spec.overhead_s_per_seq is not None else 0.0
         self._token_s = self.comm_s_per_token + self.elementwise_s_per_token
         self.inv_pp = 1.0 / pp
+        # The kernel chain's floor on a pass's GPU time (forward_kernels; module docstring).
+        latency = self.spec.kernel_latency_s
+        self.kernel_floor_s = forward_kernels(model, deployment) * (KERNEL_LATENCY_S if latency is None else latency)
 
     def _imbalance(self, t: float) -> float:
         """Busiest expert-parallel GPU's load over the mean for ``t`` tokens (1 without EP)."""
@@ -394,7 +450,16 @@ class RooflinePerfModel(PerfModel):
         if p > 0.0:
             compute = compute + self.kv_up_s * cbar
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
-        return self._weights_s(t) + att + self._token_s * t + self._fixed_s + self.seq_overhead_s * decode_seqs
+        return self._floored(self._weights_s(t) + att + self._token_s * t, decode_seqs)
+
+    def _floored(self, work: float, decode_seqs: float) -> float:
+        """A step of GPU ``work`` (weights, attention, per-token traffic): plus the fixed communication and
+        overheads, raised to the kernel floor where the work is shorter than the kernel chain."""
+        out = work + self._fixed_s + self.seq_overhead_s * decode_seqs
+        gpu = work + self.comm_fixed_s
+        if gpu < self.kernel_floor_s:
+            out += self.kernel_floor_s - gpu
+        return out
 
     def prefill_step_time(
         self,
@@ -413,7 +478,7 @@ class RooflinePerfModel(PerfModel):
         cp = prefill_context * k
         compute = self.pair_decode_s * (c - cp) + self.pair_prefill_s * prefill_pairs * k + self.kv_up_s * cp
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
-        return self._weights_s(t) + att + self._token_s * t + self._fixed_s + self.seq_overhead_s * decode_seqs
+        return self._floored(self._weights_s(t) + att + self._token_s * t, decode_seqs)
 
     def _segment_axes(self, decode_seqs: int, context0: float) -> tuple[float, float]:
         """A decode segment's micro-batch: sequences and starting context (each step adds ``d`` tokens)."""
@@ -428,7 +493,11 @@ class RooflinePerfModel(PerfModel):
         pairs = c if d > 0.0 else np.zeros(steps)
         att = np.maximum(self.pair_decode_s * pairs + self.window_s_per_token * d, (c + d) * self.kv_s_per_token)
         per_step = self._weights_s(d) + self._token_s * d + self._fixed_s + self.seq_overhead_s * decode_seqs
-        out: FloatArray = np.cumsum(att + per_step)
+        times = att + per_step
+        g0 = self._weights_s(d) + self._token_s * d + self.comm_fixed_s
+        if steps and self.kernel_floor_s > float(att[0]) + g0:  # the first step is the shortest
+            times = times + np.maximum(self.kernel_floor_s - (att + g0), 0.0)
+        out: FloatArray = np.cumsum(times)
         return out
 
     closed_form_total = True
@@ -441,6 +510,29 @@ class RooflinePerfModel(PerfModel):
         if decode_seqs == 0 or steps == 0:
             return float(self.decode_segment(decode_seqs, context0, steps)[-1]) if steps else 0.0
         d, c0 = self._segment_axes(decode_seqs, context0)
+        total = self._attention_sum(d, c0, steps)
+        per_step = self._weights_s(d) + self._token_s * d + self._fixed_s + self.seq_overhead_s * decode_seqs
+        total = total + float(steps) * per_step
+        g0 = self._weights_s(d) + self._token_s * d + self.comm_fixed_s
+        floor = self.kernel_floor_s
+        if floor > self._attention_at(d, c0, 0) + g0:
+            # The floor lifts the first steps, up to the first whose GPU time reaches it (a nondecreasing
+            # sequence: both attention bounds grow with the context).
+            k = self._first_reaching(d, c0, steps, floor - g0)
+            total += k * floor - (k * g0 + self._attention_sum(d, c0, k))
+        return total
+
+    def _attention_at(self, d: float, c0: float, j: int) -> float:
+        """Attention-core seconds of decode step ``j`` of a segment (micro-batch units)."""
+        c = c0 + d * j
+        return max(self.pair_decode_s * c + self.window_s_per_token * d, (c + d) * self.kv_s_per_token)
+
+    def _attention_sum(self, d: float, c0: float, steps: int) -> float:
+        """Sum of the attention-core seconds of a segment's first ``steps`` decode steps: both bounds are affine in
+        the step index ``j``, so ``sum max(compute, memory) = sum memory + sum over the j where compute wins of
+        (compute - memory)``, two arithmetic series split at the crossover."""
+        if steps <= 0:
+            return 0.0
         a1 = self.window_s_per_token * d
         b1 = self.pair_decode_s
         a2 = d * self.kv_s_per_token
@@ -459,8 +551,28 @@ class RooflinePerfModel(PerfModel):
         if hi > lo:
             m = float(hi - lo)
             total += m * i0 + slope * (lo + hi - 1.0) * m * 0.5
-        per_step = self._weights_s(d) + self._token_s * d + self._fixed_s + self.seq_overhead_s * decode_seqs
-        return total + n * per_step
+        return total
+
+    def _first_reaching(self, d: float, c0: float, steps: int, level: float) -> int:
+        """The first decode step of a segment whose attention-core time reaches ``level`` (``steps`` if none): from
+        each affine bound's crossing, then checked step by step against :meth:`_attention_at` so that rounding
+        cannot move it."""
+        best = steps
+        bounds = (
+            (self.window_s_per_token * d + self.pair_decode_s * c0, self.pair_decode_s * d),
+            ((c0 + d) * self.kv_s_per_token, self.kv_s_per_token * d),
+        )
+        for a, b in bounds:
+            if a >= level:
+                best = 0
+            elif b > 0.0:
+                best = min(best, math.ceil((level - a) / b))
+        k = max(0, min(best, steps))
+        while k > 0 and self._attention_at(d, c0, k - 1) >= level:
+            k -= 1
+        while k < steps and self._attention_at(d, c0, k) < level:
+            k += 1
+        return k
 
     # -- vectorized ------------------------------------------------------------------------------------
 
@@ -486,6 +598,9 @@ class RooflinePerfModel(PerfModel):
             lin = lin + np.maximum(self.moe_s_per_token * ti, experts_read) / grouped
         att = np.maximum(self._attention_compute(p, d, c), (c + t) * self.kv_s_per_token)
         out: FloatArray = lin + att + self._token_s * t + self._fixed_s + self.seq_overhead_s * d0
+        if self.kernel_floor_s > 0.0:
+            lift = np.maximum(self.kernel_floor_s - (lin + att + self._token_s * t + self.comm_fixed_s), 0.0)
+            out = out + lift  # + 0.0 where the work is longer than the kernel chain: those steps are unchanged
         return out
 
     def breakdown(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> RooflineTerms:
@@ -506,7 +621,8 @@ class RooflinePerfModel(PerfModel):
         roofline = self._weights_s(t) + max(att_c, (c + t) * self.kv_s_per_token) + self.elementwise_s_per_token * t
         comm = self.comm_s_per_token * t + self.comm_fixed_s
         overhead = self.overhead_s + self.seq_overhead_s * float(decode_seqs)
-        return RooflineTerms(compute, memory, comm, overhead, roofline)
+        floor = max(0.0, self.kernel_floor_s - (roofline + comm))
+        return RooflineTerms(compute, memory, comm, overhead, roofline, floor)
 
     def _micro(self, p: FloatArray, d: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         """One micro-batch's share of each step (the step itself without pipeline parallelism)."""

@@ -145,6 +145,12 @@ class EngineSpec(Strict):
         description="engine cost per decoding sequence per step (CPU work: scheduling, sampling, detokenizing, "
         "streaming), seconds; used as the roofline's overhead_s_per_seq when that is unset; default: the preset's",
     )
+    kernel_latency_s: NonNegativeFloat | None = Field(
+        None,
+        le=1e-3,
+        description="least time one kernel of a forward pass takes, used as the roofline's kernel_latency_s when "
+        "that is unset; default: the preset's",
+    )
     frontend_s: NonNegativeFloat | None = Field(
         None,
         le=60.0,  # a minute per request: no server; a unit slip (ms for s)
@@ -252,6 +258,13 @@ class RooflinePerf(Strict):
     )
     collective_latency_s: NonNegativeFloat = Field(
         5e-6, description="fixed cost of one collective (all-reduce, all-to-all, pipeline send) per step"
+    )
+    kernel_latency_s: NonNegativeFloat | None = Field(
+        None,
+        le=1e-3,  # a millisecond per kernel: no GPU; a unit slip (us for s)
+        description="least time one kernel of a forward pass takes (launch, setup, teardown under CUDA graphs): a "
+        "step's GPU time is at least the model's kernels one after another (agentsim.perf.roofline); 0: no floor; "
+        "default: the engine's kernel_latency_s",
     )
 
 

@@ -1,0 +1,83 @@
+"""The kernel floor of the roofline: a decode pass launches its kernels one after another and none takes less than
+``kernel_latency_s``, so a step's GPU time is at least ``forward_kernels x kernel_latency_s``. Checked: the kernel
+counts by hand from the architectures, the floor binding where the work is small (DeepSeek-R1 at batch 1) and not
+where it is large (Llama-3.3-70B), steps above the floor unchanged to the bit, and the closed-form segment total
+equal to the sum of its steps across the crossover."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agentsim import spec
+from agentsim.catalog import load_catalog
+from agentsim.perf import RooflinePerfModel
+from agentsim.perf.roofline import forward_kernels
+
+CATALOG = load_catalog()
+
+
+def model(name: str, hardware: str, tp: int, precision: str, **perf: float) -> RooflinePerfModel:
+    d = spec.Deployment.model_validate({"model": name, "hardware": hardware, "tp": tp, "precision": precision})
+    p = spec.RooflinePerf.model_validate({"overhead_s": 0.002, "overhead_s_per_seq": 1e-4, **perf})
+    return RooflinePerfModel(CATALOG.get_hardware(hardware), CATALOG.get_model(name), d, p)
+
+
+def deployment(name: str, tp: int) -> spec.Deployment:
+    return spec.Deployment.model_validate({"model": name, "hardware": "h200", "tp": tp})
+
+
+def test_kernel_counts_by_hand() -> None:
+    # GQA layer: 5 attention + 4 dense FFN kernels (+ 2 all-reduces under TP); 4 outside the layers
+    assert forward_kernels(CATALOG.get_model("llama-3.3-70b"), deployment("llama-3.3-70b", 1)) == 80 * 9 + 4
+    assert forward_kernels(CATALOG.get_model("llama-3.3-70b"), deployment("llama-3.3-70b", 2)) == 80 * 11 + 4
+    # DeepSeek-R1 at TP8: 3 dense layers of 9 MLA + 4 FFN + 2, 58 MoE layers of 9 MLA + 8 routed + 3 shared + 2
+    assert forward_kernels(CATALOG.get_model("deepseek-r1"), deployment("deepseek-r1", 8)) == 3 * 15 + 58 * 22 + 4
+    # gpt-oss-120b on one GPU: 36 MoE layers of 5 attention + 8 routed, no shared expert
+    assert forward_kernels(CATALOG.get_model("gpt-oss-120b"), deployment("gpt-oss-120b", 1)) == 36 * 13 + 4
+
+
+def test_the_floor_binds_where_the_work_is_small() -> None:
+    on = model("deepseek-r1", "h200", 8, "fp8")
+    off = model("deepseek-r1", "h200", 8, "fp8", kernel_latency_s=0.0)
+    floor = (3 * 15 + 58 * 22 + 4) * 10e-6  # the default 10 us per kernel
+    assert on.kernel_floor_s == pytest.approx(floor, rel=1e-12)
+    work = off.step_time(0, 1, 1000) - 0.002 - 1e-4
+    assert work < floor  # the roofline alone: a few ms for one token of a 37B-active MoE on 8 GPUs
+    assert on.step_time(0, 1, 1000) == pytest.approx(floor + 0.002 + 1e-4, rel=1e-12)
+    terms = on.breakdown(0, 1, 1000)
+    assert terms.floor_s > 0 and terms.total_s == pytest.approx(on.step_time(0, 1, 1000), rel=1e-12)
+
+
+def test_steps_above_the_floor_are_unchanged_to_the_bit() -> None:
+    on = model("llama-3.3-70b", "h200", 1, "fp8")
+    off = model("llama-3.3-70b", "h200", 1, "fp8", kernel_latency_s=0.0)
+    assert on.kernel_floor_s == pytest.approx((80 * 9 + 4) * 10e-6)
+    for p, d, c in ((0, 1, 100), (0, 64, 64 * 4000), (2048, 8, 8 * 1000)):
+        assert on.step_time(p, d, c) == off.step_time(p, d, c)
+        assert on.breakdown(p, d, c).floor_s == 0.0
+    assert on.decode_total(16, 16 * 3000, 50) == off.decode_total(16, 16 * 3000, 50)
+    assert np.array_equal(on.decode_segment(16, 16 * 3000, 50), off.decode_segment(16, 16 * 3000, 50))
+
+
+def test_segment_across_the_crossover_is_the_sum_of_its_steps() -> None:
+    """A decode segment whose first steps sit under the floor and whose later steps (longer contexts: more KV to
+    read) rise above it: the closed form, the step array and the per-step times agree."""
+    d, c0, steps = 32, 32 * 2000.0, 400
+    off = model("deepseek-r1", "h200", 8, "fp8", kernel_latency_s=0.0)
+    fixed = 0.002 + 32 * 1e-4
+    first = off.step_time(0, d, c0) - fixed
+    last = off.step_time(0, d, c0 + d * (steps - 1)) - fixed
+    assert last > first
+    # a floor halfway between the first and the last step's GPU time
+    latency = 0.5 * (first + last) / forward_kernels(CATALOG.get_model("deepseek-r1"), off.deployment)
+    on = model("deepseek-r1", "h200", 8, "fp8", kernel_latency_s=latency)
+    per_step = [on.step_time(0, d, c0 + d * j) for j in range(steps)]
+    lifted = sum(1 for j in range(steps) if on.step_time(0, d, c0 + d * j) > off.step_time(0, d, c0 + d * j))
+    assert 0 < lifted < steps
+    assert on.decode_total(d, c0, steps) == pytest.approx(sum(per_step), rel=1e-12)
+    seg = on.decode_segment(d, c0, steps)
+    assert seg[-1] == pytest.approx(sum(per_step), rel=1e-12)
+    assert np.allclose(np.diff(seg, prepend=0.0), per_step, rtol=1e-12, atol=0)
+    vec = on.step_times(np.zeros(steps), np.full(steps, float(d)), c0 + d * np.arange(steps))
+    assert np.allclose(vec, per_step, rtol=1e-12, atol=0)
