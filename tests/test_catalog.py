@@ -60,8 +60,8 @@ def test_every_entry_has_a_source_and_positive_numbers(catalog: Catalog) -> None
             numbers = _numbers(entry)
             assert numbers, key
             for field, value in numbers.items():
-                # experts / experts_per_token are 0 for dense models by definition
-                if field in ("experts", "experts_per_token"):
+                # experts / experts_per_token / shared_experts are 0 for dense models by definition
+                if field in ("experts", "experts_per_token", "shared_experts"):
                     assert value >= 0, (key, field)
                 else:
                     assert value > 0, (key, field)

@@ -81,3 +81,10 @@ def test_segment_across_the_crossover_is_the_sum_of_its_steps() -> None:
     assert np.allclose(np.diff(seg, prepend=0.0), per_step, rtol=1e-12, atol=0)
     vec = on.step_times(np.zeros(steps), np.full(steps, float(d)), c0 + d * np.arange(steps))
     assert np.allclose(vec, per_step, rtol=1e-12, atol=0)
+
+
+def test_dataflow_hardware_has_no_kernel_floor() -> None:
+    """SambaNova's SN40L runs a decoder as one dataflow graph (catalog ``dataflow: true``), not a chain of kernels."""
+    assert CATALOG.get_hardware("sn40l").dataflow and not CATALOG.get_hardware("h200").dataflow
+    sn = model("llama-3.3-70b", "sn40l", 8, "bf16")
+    assert sn.kernel_floor_s == 0.0

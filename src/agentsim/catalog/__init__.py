@@ -168,6 +168,11 @@ class Hardware(Entry):
     )
     ddr_tb_s: PositiveFloat | None = Field(None, description="peak bandwidth of the DDR tier, TB/s")
     sram_mb: PositiveFloat | None = Field(None, description="on-chip SRAM, MB (informative; not modelled)")
+    dataflow: bool = Field(
+        False,
+        description="a dataflow accelerator that maps the decoder onto the chip as one graph instead of launching "
+        "kernels one after another (SambaNova's RDU): the roofline's kernel floor does not apply",
+    )
     scaleout_gb_s_per_gpu: PositiveFloat | None = Field(
         None, description="unidirectional scale-out (NIC) bandwidth per GPU, GB/s; null: unknown (no wide EP)"
     )

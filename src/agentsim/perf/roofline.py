@@ -419,8 +419,8 @@ class RooflinePerfModel(PerfModel):
         self._token_s = self.comm_s_per_token + self.elementwise_s_per_token
         self.inv_pp = 1.0 / pp
         # The kernel chain's floor on a pass's GPU time (forward_kernels; module docstring).
-        latency = self.spec.kernel_latency_s
-        self.kernel_floor_s = forward_kernels(model, deployment) * (KERNEL_LATENCY_S if latency is None else latency)
+        latency = KERNEL_LATENCY_S if self.spec.kernel_latency_s is None else self.spec.kernel_latency_s
+        self.kernel_floor_s = 0.0 if hardware.dataflow else forward_kernels(model, deployment) * latency
 
     def _imbalance(self, t: float) -> float:
         """Busiest expert-parallel GPU's load over the mean for ``t`` tokens (1 without EP)."""
