@@ -39,7 +39,8 @@ from pathlib import Path
 
 from agentsim import spec
 from agentsim.files import write_text
-from agentsim.planning.calibrate import HarnessOptions
+from agentsim.planning.calibrate import HarnessOptions, PointResult
+from agentsim.planning.calibrate import mape as calibrate_mape
 from agentsim.planning.calibrate.bench import measured_by_trtllm_bench, vllm_version
 from agentsim.planning.calibrate.harness import label_preset
 from agentsim.planning.calibrate.measurements import Measurement, read_measurements
@@ -110,9 +111,12 @@ def best(rows: Sequence[int], ms: Sequence[Measurement], table: Predictions) -> 
 
 
 def mape(pairs: Sequence[tuple[Measurement, Mapping[str, float | None] | None]], metric: str) -> tuple[float, int]:
-    """MAPE (%) and count of ``metric`` over (measurement, prediction) pairs."""
-    errs = [abs(e) for m, p in pairs if (e := _err(m, p, metric)) is not None]
-    return (100.0 * sum(errs) / len(errs) if errs else math.nan), len(errs)
+    """MAPE (%) and count of ``metric`` over (measurement, prediction) pairs: calibrate's own (``error_pct``, so a
+    prediction of 0 counts as -100% as it does in ``agentsim fidelity``; the log loss above has to skip it)."""
+    points = [PointResult(m, p) for m, p in pairs if p is not None]
+    n = sum(1 for pt in points if pt.error_pct(metric) is not None)
+    value = calibrate_mape(points, metric)
+    return (math.nan if value is None else value), n
 
 
 def main(argv: list[str] | None = None) -> int:
