@@ -111,6 +111,11 @@ SCENARIO_CASES: list[tuple[str, str | bytes, list[str], list[str]]] = [
      ["cluster.pools[0].kv_offload.dram_gb", "less than or equal to 1000000"]),
     ("tier-link-too-slow", BASE_TEXT, ["cluster.pools[0].kv_offload={dram_gb_s: 1e-300}"],
      ["cluster.pools[0].kv_offload.dram_gb_s", "greater than or equal to 0.001"]),
+    # a tier bigger than the replica's hosts (catalog host figures) was simulated and priced as asked
+    ("tier-beyond-the-host-dram", BASE_TEXT, ["cluster.pools[0].kv_offload={dram_gb: 50000}"],
+     ["cluster.pools[0].kv_offload", "exceeds the host DRAM", "x 256 GB"]),
+    ("tier-beyond-the-host-nvme", BASE_TEXT, ["cluster.pools[0].kv_offload={nvme_gb: 500000}"],
+     ["cluster.pools[0].kv_offload", "exceeds the local NVMe", "x 3840 GB"]),
     # tiers without a prefix cache were built nowhere but still priced
     ("offload-without-prefix-cache", BASE_TEXT, ["cluster.pools[0].kv_offload={policy: on_evict}",
                                                  "cluster.pools[0].deployment.engine={prefix_caching: false}"],

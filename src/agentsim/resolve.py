@@ -534,6 +534,18 @@ def offload_plan(
         dram_gb = off.dram_gb if off.dram_gb is not None else DRAM_SHARE * gpus * host.dram_gb_per_gpu  # type: ignore[union-attr]
         dram_gb_s = off.dram_gb_s if off.dram_gb_s is not None else gpus * host.link_gb_s_per_gpu  # type: ignore[union-attr]
     nvme_gb_s = off.nvme_gb_s if off.nvme_gb_s is not None else (gpus * host.nvme_gb_s_per_gpu if host else 1.0)
+    if host is not None:
+        # A tier larger than the replica's hosts hold is a typo or another machine: say so with the numbers.
+        if not on_tools and dram_gb > gpus * host.dram_gb_per_gpu:
+            raise ValueError(
+                f"dram_gb {dram_gb:g} GB per replica exceeds the host DRAM of its {gpus} GPU(s): "
+                f"{gpus} x {host.dram_gb_per_gpu:g} GB ({hw.name}, catalog host figures)"
+            )
+        if off.nvme_gb > gpus * host.nvme_gb_per_gpu:
+            raise ValueError(
+                f"nvme_gb {off.nvme_gb:g} GB per replica exceeds the local NVMe of its {gpus} GPU(s): "
+                f"{gpus} x {host.nvme_gb_per_gpu:g} GB ({hw.name}, catalog host figures)"
+            )
     plan = OffloadPlan(
         POLICIES[off.policy],
         int(dram_gb * 1e9 // bytes_per_token),
