@@ -109,6 +109,29 @@ def test_a_call_whose_kv_is_in_transit_at_the_horizon_has_no_decode_replica() ->
     assert first["decode_replica"] is None
 
 
+def test_a_prefill_replica_blocked_by_transfers_resumes_when_they_end() -> None:
+    """A prefill replica whose KV holds two prompts: six calls arrive at once, two are prefilled in one step and
+    their KV leaves over a 1 GB/s link one after the other (each held until it has left). When the first transfer
+    ends, its KV is free and the third call is admitted at that moment; every call finishes. (The replica used to
+    stay idle with four calls waiting: a finished transfer did not wake it.)"""
+    prompt = 3000
+    per_token = kv_bytes_per_token(load_catalog().get_model(MODEL), Deployment(model=MODEL, hardware=HW))
+    transfer = prompt * per_token / 1e9
+    s = disagg(
+        profile=fixed_profile(prompt, 20),
+        arrivals={"kind": "closed", "agents": 6, "think_s": {"kind": "constant", "value": 1e6}},
+        prefill_perf=linear_perf(0.01),
+        decode_perf=linear_perf(0.005),
+        horizon_s=30.0,
+        prefill_engine={"kv_capacity_tokens": 2 * (prompt + 1) + 50},
+        link={"bandwidth_gb_s": 1.0, "latency_s": 0.0},
+    )
+    calls = run(s).calls.sort_by("admitted_s").to_pylist()
+    assert len(calls) == 6 and all(c["done_s"] is not None for c in calls)
+    assert calls[0]["admitted_s"] == calls[1]["admitted_s"] == 0.0
+    assert calls[2]["admitted_s"] == pytest.approx(0.01 + transfer, rel=1e-12)
+
+
 @pytest.mark.validation
 @pytest.mark.parametrize("rho", [0.5, 0.8])
 def test_prefill_pool_batch_one_is_md1(rho: float) -> None:

@@ -266,6 +266,13 @@ class Replica(ReplicaId):
         call.held = 0
         call.window = 0
         self.holding -= 1
+        if self.waiting:
+            # The freed KV may admit a waiting call: an idle replica (it idled because transfers held its KV) plans
+            # again now, a running segment ends at its next step boundary, as a step-by-step engine would see it.
+            if self.state == IDLE:
+                self._wake()
+            elif self.state == SEGMENT:
+                self._cut(now)
         self.drain_if_empty(now)
 
     def _wake(self) -> None:
