@@ -618,6 +618,10 @@ def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple
         update = {k: v for k, v in unset.items() if getattr(perf, k) is None}
         if update:
             perf = perf.model_copy(update=update)
+    elif isinstance(perf, spec.CurvePerf) and perf.roofline.kernel_latency_s is None:
+        # the roofline that shapes a curve's steps takes the preset's kernel floor too
+        shape = perf.roofline.model_copy(update={"kernel_latency_s": engine.kernel_latency_s})
+        perf = perf.model_copy(update={"roofline": shape})
     window = sliding_window_kv(model, d)  # vLLM: each running call also holds its sliding-window layers' blocks
     return pool.model_copy(update={"deployment": d, "perf": perf}), kv, engine_config(engine, tokens_per_step, window)
 

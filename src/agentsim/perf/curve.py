@@ -59,9 +59,16 @@ _PER_REPLICA = ("output_tokens_per_s", "output_tok_s_total", "output_tok_s", "ou
 _PER_GPU = ("output_tok_s_per_gpu", "output_tokens_per_s_per_gpu", "tokens_per_s_per_gpu")
 
 PHYSICAL = spec.RooflinePerf(
-    mfu=1.0, mbu=1.0, overhead_s=0.0, comm_efficiency=1.0, collective_latency_s=0.0, moe_imbalance=1.0
+    mfu=1.0,
+    mbu=1.0,
+    overhead_s=0.0,
+    comm_efficiency=1.0,
+    collective_latency_s=0.0,
+    moe_imbalance=1.0,
+    kernel_latency_s=0.0,
 )
-"""Peak rates, no overhead: the floor no measured step may go below."""
+"""Peak rates, no overhead, no kernel floor: the floor no measured step may go below (a measured engine may
+launch fewer, fused kernels than the roofline's kernel floor counts)."""
 
 
 def curve_points(spec_: spec.CurvePerf) -> list[tuple[float, float]]:
