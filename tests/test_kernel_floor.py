@@ -88,3 +88,19 @@ def test_dataflow_hardware_has_no_kernel_floor() -> None:
     assert CATALOG.get_hardware("sn40l").dataflow and not CATALOG.get_hardware("h200").dataflow
     sn = model("llama-3.3-70b", "sn40l", 8, "bf16")
     assert sn.kernel_floor_s == 0.0
+
+
+def test_a_measured_curve_point_below_the_kernel_floor_is_kept() -> None:
+    """A curve's steps are measured; only the physical bound (peak rates, no overhead, no kernel floor) may raise
+    them. TensorRT-LLM's DeepSeek-R1 at one user on 8 B200 (111 tokens/s: 9.0 ms a step) is faster than the 13.25 ms
+    kernel floor of the vLLM preset's count and slower than the peak-rate bound: it is kept as measured."""
+    from agentsim.perf.curve import CurvePerfModel
+
+    d = spec.Deployment.model_validate({"model": "deepseek-r1", "hardware": "b200", "tp": 8, "precision": "fp4"})
+    curve = spec.CurvePerf.model_validate(
+        {"points": [{"concurrency": 1, "output_tokens_per_s": 111.0}], "subtract_prefill": False}
+    )
+    m = CurvePerfModel(curve, CATALOG.get_hardware("b200"), CATALOG.get_model("deepseek-r1"), d)
+    assert m.floored_points == 0
+    assert m.roofline.kernel_floor_s == pytest.approx(1325 * 10e-6)  # the curve's shaping roofline has one
+    assert m.step_time(0, 1, curve.input_tokens + curve.output_tokens / 2) == pytest.approx(1 / 111.0, rel=1e-9)
