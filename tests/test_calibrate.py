@@ -26,11 +26,13 @@ from agentsim.planning.calibrate import (
     calibrate,
     catalog_id,
     condition_scenario,
+    load_perf_engine,
     load_perf_yaml,
     nelder_mead,
     pool_from_labels,
     read_measurements,
     simulate_points,
+    with_perf,
     write_perf_yaml,
 )
 from agentsim.planning.fidelity import PerfOverride, group_key, pick_calibration_rows, run_fidelity
@@ -248,12 +250,17 @@ def test_calibration_recovers_known_linear_coefficients(tmp_path: Path) -> None:
     for name in result.params:
         truth_value = 0.03 if name == "frontend_s" else getattr(TRUE, name)
         assert result.value(name) == pytest.approx(truth_value, rel=0.05), name
-    assert result.value("frontend_s", start=True) == 0.02
+    assert result.value("frontend_s", start=True) == 0.0  # what the start predictions ran with (the preset's)
     assert result.pool.deployment.engine.frontend_s == result.value("frontend_s")
     assert result.mape("tpot_s") < 1.0 < result.mape("tpot_s", start=True)
     out = write_perf_yaml(result, tmp_path / "perf.yaml", measurements_file="synthetic")
     perf, match = load_perf_yaml(out)
     assert perf == result.perf and match == {}
+    # the front end fitted with the perf travels with it: fidelity --perf applies both
+    engine = load_perf_engine(out)
+    assert engine == {"frontend_s": pytest.approx(result.value("frontend_s"), rel=1e-5)}
+    again = simulate_points(with_perf(POOL, perf, engine), measured[:1], CATALOG, FAST)[0]
+    assert again["ttft_s"] == pytest.approx(result.points[0].predicted["ttft_s"], rel=1e-4)
     doc = yaml.safe_load(out.read_text())
     assert len(doc["residuals"]) == 3 and doc["fit"]["parameters"] == list(result.params)
 

@@ -75,6 +75,7 @@ class PerfOverride:
 
     perf: PerfAny
     match: Mapping[str, str] = field(default_factory=dict)
+    engine: Mapping[str, float] = field(default_factory=dict)  # engine knobs fitted with it (frontend_s)
 
     def applies(self, m: Measurement) -> bool:
         """Whether this override selects ``m``."""
@@ -170,7 +171,7 @@ def _resolve_pools(
             pool = base_pool if base_pool is not None else pool_from_labels(m, catalog, engine=engine)
             for o in overrides:
                 if o.applies(m):
-                    pool = with_perf(pool, o.perf)
+                    pool = with_perf(pool, o.perf, o.engine)
             dep = pool.deployment.model_copy(update={"engine": condition_engine(pool, m, options, catalog)})
             kv_tokens(pool.model_copy(update={"deployment": dep}), catalog)  # the condition's deployment fits
             out.append(pool)

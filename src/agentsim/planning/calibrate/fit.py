@@ -314,8 +314,9 @@ def calibrate(
         start = start.model_copy(update={"overhead_s_per_seq": plans[0].step_overhead_s_per_seq or 1e-5})
         start_pool = replace_model(pool, perf=start)
 
-    # Engine knobs fitted (frontend_s) start from the planned engine's value, or FRONTEND_START_S when it has none.
-    engine0 = {n: getattr(plans[0].engine, n) or FRONTEND_START_S for n in names if n in ENGINE_PARAMS}
+    # Engine knobs fitted (frontend_s): the start is the planned engine's value (what the start predictions ran
+    # with); the log-scale search starts from FRONTEND_START_S when that is 0.
+    engine0 = {n: float(getattr(plans[0].engine, n) or 0.0) for n in names if n in ENGINE_PARAMS}
 
     def values_at(u: np.ndarray) -> dict[str, float]:
         return {p.name: p.from_u(float(x)) for p, x in zip(space, u, strict=True)}
@@ -337,7 +338,9 @@ def calibrate(
         def f(u: np.ndarray) -> float:
             return _objective(measurements, runner.run(scenarios(perf_at(u), engine_at(u))), fit_metrics)
 
-        u0 = [p.to_u(float(engine0[p.name] if p.name in engine0 else getattr(start, p.name))) for p in space]
+        u0 = [
+            p.to_u(engine0[p.name] or FRONTEND_START_S if p.name in engine0 else getattr(start, p.name)) for p in space
+        ]
         start_preds = runner.run(scenarios(start, {}))
         u_best, f_best, evals = nelder_mead(f, u0, step=step, max_evals=max_evals)
         fitted, fitted_engine = perf_at(u_best), engine_at(u_best)

@@ -21,7 +21,7 @@ from agentsim.planning.calibrate.harness import replace_model
 from agentsim.planning.calibrate.measurements import CalibrationError
 from agentsim.yamlio import TextFileError, loads, read_text
 
-__all__ = ["PerfAny", "load_perf_yaml", "with_perf", "write_perf_yaml"]
+__all__ = ["PerfAny", "load_perf_engine", "load_perf_yaml", "with_perf", "write_perf_yaml"]
 
 
 def _shared_labels(points: Iterable[PointResult]) -> dict[str, str]:
@@ -49,6 +49,8 @@ def write_perf_yaml(
 
     doc: dict[str, Any] = {
         "perf": result.perf.model_dump(mode="json"),
+        # engine knobs fitted with the perf (frontend_s): fidelity --perf applies them together
+        **({"engine": {k: float(f"{v:.6g}") for k, v in result.engine.items()}} if result.engine else {}),
         "deployment": result.pool.deployment.model_dump(mode="json", exclude_defaults=True),
         "match": _shared_labels(result.points),
         "fit": {
@@ -107,7 +109,34 @@ def load_perf_yaml(path: str | Path) -> tuple[PerfAny, dict[str, str]]:
     return perf, {str(k): str(v) for k, v in match.items()} if isinstance(match, Mapping) else {}
 
 
-def with_perf(pool: spec.PoolSpec, perf: PerfAny) -> spec.PoolSpec:
-    """``pool`` with its perf replaced."""
+def load_perf_engine(path: str | Path) -> dict[str, float]:
+    """The engine knobs a calibration fitted with its perf (``engine`` in a file written by
+    :func:`write_perf_yaml`: ``frontend_s``), empty for a plain perf spec. Raises :class:`CalibrationError` for a
+    malformed entry."""
+    p = Path(path)
+    try:
+        doc = loads(read_text(p))
+    except (TextFileError, yaml.YAMLError) as e:
+        raise CalibrationError(f"{p}: {e}") from None
+    raw = doc.get("engine") if isinstance(doc, Mapping) else None
+    if raw is None:
+        return {}
+    known = {"frontend_s"}
+    if not isinstance(raw, Mapping) or set(raw) - known:
+        raise CalibrationError(f"{p}: engine holds the fitted engine knobs ({', '.join(sorted(known))}), got {raw!r}")
+    try:
+        values = {str(k): float(v) for k, v in raw.items()}
+    except (TypeError, ValueError):
+        raise CalibrationError(f"{p}: engine values must be numbers, got {raw!r}") from None
+    if any(not (0.0 <= v < float("inf")) for v in values.values()):
+        raise CalibrationError(f"{p}: engine values must be finite and >= 0, got {raw!r}")
+    return values
+
+
+def with_perf(pool: spec.PoolSpec, perf: PerfAny, engine: Mapping[str, float] | None = None) -> spec.PoolSpec:
+    """``pool`` with its perf replaced (and the engine knobs fitted with it, when given)."""
     out: spec.PoolSpec = replace_model(pool, perf=perf.model_dump())
+    if engine:
+        knobs = out.deployment.engine.model_copy(update=dict(engine))
+        out = replace_model(out, deployment=replace_model(out.deployment, engine=knobs))
     return out
