@@ -111,6 +111,11 @@ SCENARIO_CASES: list[tuple[str, str | bytes, list[str], list[str]]] = [
      ["cluster.pools[0].kv_offload.dram_gb", "less than or equal to 1000000"]),
     ("tier-link-too-slow", BASE_TEXT, ["cluster.pools[0].kv_offload={dram_gb_s: 1e-300}"],
      ["cluster.pools[0].kv_offload.dram_gb_s", "greater than or equal to 0.001"]),
+    ("fp8-scales-on-bf16", BASE_TEXT, ["cluster.pools[0].deployment.precision=bf16",
+                                       "cluster.pools[0].deployment.fp8_scales=block"],
+     ["cluster.pools[0].deployment.fp8_scales", "describes fp8 weights"]),
+    ("kernel-latency-in-us", BASE_TEXT, ["cluster.pools[0].deployment.engine={kernel_latency_s: 10}"],
+     ["kernel_latency_s", "less than or equal to 0.001"]),
     # a tier bigger than the replica's hosts (catalog host figures) was simulated and priced as asked
     ("tier-beyond-the-host-dram", BASE_TEXT, ["cluster.pools[0].kv_offload={dram_gb: 50000}"],
      ["cluster.pools[0].kv_offload", "exceeds the host DRAM", "x 256 GB"]),

@@ -78,11 +78,21 @@ def test_untouched_elsewhere() -> None:
     # bf16 weights
     bf16 = spec.Deployment.model_validate({"model": "qwen3-8b", "hardware": "h100", "precision": "bf16"})
     assert RooflinePerfModel(H100, qwen, bf16).dense_efficiencies == RooflinePerfModel(H100, qwen, bf16).efficiencies
-    # numbers given in the scenario apply to every layer
+    # numbers given in the scenario (or a calibration's) keep the measured block-scaled ratio for these layers
+    assert H100.efficiency is not None and H100.efficiency.hbm is not None and H100.efficiency.gemm_fp8 is not None
     perf = spec.RooflinePerf.model_validate({"mfu": 0.6, "mbu": 0.8})
     given = RooflinePerfModel(H100, qwen, deployment("qwen3-8b"), perf)
-    assert given.dense_efficiencies == given.efficiencies
-    assert given.dense_weight_s == pytest.approx(8.19e9 / (3.35e12 * 0.8), rel=1e-9)
+    hbm_ratio = 0.684 / (H100.efficiency.hbm * SERVING_HBM_SHARE)
+    gemm_ratio = 0.533 / (H100.efficiency.gemm_fp8 * SERVING_GEMM_SHARE)
+    assert given.dense_efficiencies.mbu == pytest.approx(0.8 * hbm_ratio, rel=1e-12)
+    assert given.dense_efficiencies.mfu == pytest.approx(0.6 * gemm_ratio, rel=1e-12)
+    assert given.efficiencies.mbu == 0.8  # attention, KV and experts take the number as given
+    # the defaults made explicit (calibration's start) give the default model
+    default = RooflinePerfModel(H100, qwen, deployment("qwen3-8b"))
+    explicit = spec.RooflinePerf.model_validate({"mfu": default.efficiencies.mfu, "mbu": default.efficiencies.mbu})
+    start = RooflinePerfModel(H100, qwen, deployment("qwen3-8b"), explicit)
+    assert start.step_time(0, 1, 500) == pytest.approx(default.step_time(0, 1, 500), rel=1e-12)
+    assert start.step_time(4096, 0, 0) == pytest.approx(default.step_time(4096, 0, 0), rel=1e-12)
 
 
 def test_fp8_scales_needs_fp8_weights() -> None:

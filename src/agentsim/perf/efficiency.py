@@ -33,7 +33,8 @@ dense linear layers of a block-scaled FP8 deployment take the lower of the servi
 fraction (:func:`dense_efficiencies`): the serving defaults are what a whole step reaches with per-tensor kernels,
 and a layer cannot run faster than its kernel does alone. Routed experts keep the defaults: their grouped-GEMM
 efficiency is already DeepGEMM's (:func:`agentsim.perf.roofline.grouped_gemm_efficiency`). A number in the
-scenario's ``perf`` applies to every layer, as above.
+scenario's ``perf`` (or a calibration's) scales these layers by the same measured ratio, ``fraction / default``,
+so that a calibration starting from the defaults starts from this model and a fit of other coefficients keeps it.
 """
 
 from __future__ import annotations
@@ -104,17 +105,19 @@ def dense_efficiencies(
 ) -> Efficiencies:
     """The efficiencies of the dense (non-expert) linear layers: ``eff``, except that block-scaled FP8 weights
     (``block_scaled`` and ``precision`` fp8) on hardware with measured block-scaled kernels take the lower of the
-    default and the kernel's fraction, for ``mfu`` unless the scenario's ``perf`` sets it and for ``mbu`` likewise
-    (module docstring)."""
+    default and the kernel's fraction, or, where the scenario's ``perf`` sets ``mfu`` / ``mbu``, that number times
+    the same ratio (module docstring)."""
     measured = hardware.efficiency
     if not block_scaled or precision != "fp8" or measured is None:
         return eff
-    mfu = eff.mfu
-    if perf.mfu is None and measured.gemm_fp8_block is not None:
-        mfu = min(mfu, measured.gemm_fp8_block)
-    mbu = eff.mbu
-    if perf.mbu is None and measured.hbm_fp8_block is not None:
-        mbu = min(mbu, measured.hbm_fp8_block)
+
+    def capped(value: float, given: float | None, cap: float | None, default: float) -> float:
+        if cap is None:
+            return value
+        return min(value, cap) if given is None else value * min(1.0, cap / default)
+
+    mfu = capped(eff.mfu, perf.mfu, measured.gemm_fp8_block, _mfu(hardware, precision))
+    mbu = capped(eff.mbu, perf.mbu, measured.hbm_fp8_block, _mbu(hardware))
     return Efficiencies(mfu, eff.mfu_attention, mbu)
 
 

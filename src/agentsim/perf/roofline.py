@@ -112,8 +112,9 @@ How the terms were chosen:
   block's, the dense or routed feed-forward's and the tensor-parallel collectives) one after another, and no
   kernel takes less than ``kernel_latency_s`` (launch, setup and teardown even under CUDA graphs), so the GPU part
   of a step is at least ``K kernel_latency_s``. It binds where the work is small: DeepSeek-R1 at a few sequences
-  (1,325 kernels, 13 ms at 10 us, against ~4 ms of weight reads on 8 H200) or a 1B model; a 70B model on one or
-  two GPUs streams weights for longer than its kernel chain, and its steps are unchanged to the bit. The floor is
+  (1,325 kernels, 13 ms at 10 us, against ~4 ms of weight reads on 8 H200) or a 1B model; a 70B model in FP8 or
+  BF16 on one or two Hopper GPUs streams weights for longer than its kernel chain (not on B200, in FP4, or at TP4
+  and more), and its steps are unchanged to the bit. The floor is
   a max over the whole pass, not per kernel: the serving shares (``mbu``, ``mfu``) were fitted on steps whose
   small kernels' cost they already carry. The engine presets give ``kernel_latency_s``.
 * *Efficiencies* (``mfu``, ``mbu``, ``comm_efficiency``, ``collective_latency_s``, ``overhead_s``) are

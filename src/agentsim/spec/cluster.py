@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from agentsim.spec.base import Strict
 
@@ -214,9 +222,15 @@ class Deployment(Strict):
             raise ValueError(f"ep ({self.ep}) must divide tp ({self.tp}): experts are split within a stage")
         if self.data_parallel_attention and self.ep != self.tp:
             raise ValueError(f"data_parallel_attention needs ep == tp (got ep {self.ep}, tp {self.tp})")
-        if self.fp8_scales is not None and self.precision != "fp8":
-            raise ValueError(f"fp8_scales describes fp8 weights; this deployment's precision is {self.precision}")
         return self
+
+    @field_validator("fp8_scales")
+    @classmethod
+    def _fp8_scales_need_fp8(cls, value: str | None, info: ValidationInfo) -> str | None:
+        precision = info.data.get("precision")
+        if value is not None and precision != "fp8":
+            raise ValueError(f"fp8_scales describes fp8 weights; this deployment's precision is {precision}")
+        return value
 
     @property
     def gpus(self) -> int:
