@@ -111,7 +111,11 @@ def speculative_perf(
             from agentsim.perf.roofline import RooflinePerfModel
 
             dep = pool.deployment.model_copy(update={"model": speculative.draft_model})
-            perf = pool.perf if isinstance(pool.perf, _spec.RooflinePerf) else _spec.RooflinePerf()
+            perf = (
+                pool.perf
+                if isinstance(pool.perf, _spec.RooflinePerf)
+                else _spec.RooflinePerf(kernel_latency_s=pool.deployment.engine.kernel_latency_s)  # the preset's
+            )
             # the engine's per-sequence CPU work is paid once per real step, by the base model's verify pass
             perf = perf.model_copy(update={"overhead_s_per_seq": 0.0})
             hw = catalog.get_hardware(dep.hardware)
