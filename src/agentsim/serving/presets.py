@@ -31,6 +31,7 @@ from typing import Any
 
 from agentsim.catalog import Hardware
 from agentsim.perf.memory import ACTIVATION_RESERVE_GB, WindowKv
+from agentsim.perf.roofline import KERNEL_LATENCY_S
 from agentsim.serving.admission import ADMISSION_CODES, EngineConfig
 from agentsim.spec import Deployment, EngineSpec, Precision
 
@@ -77,18 +78,11 @@ max-throughput tables (up to 4,096 sequences a step) leave no room for a per-seq
 (within 10.7% without it), so the fidelity harness runs ``trtllm-bench`` rows at
 :data:`TRTLLM_BENCH_SEQ_OVERHEAD_S` (``docs/FIDELITY.md``)."""
 
-KERNEL_LATENCY_S = 10e-6
-"""vLLM's and SGLang's least time per kernel of a decode pass (``kernel_latency_s``; the roofline's kernel floor,
-``agentsim.perf.roofline.forward_kernels``): engines that replay CUDA graphs without programmatic dependent launch
-still pay each kernel's launch, setup and teardown. Two public figures, each divided by agentsim's kernel count:
-Hazy Research's "Look Ma, No Bubbles!" (2025-05-27): SGLang decodes Llama-3.2-1B on one H100 1.5x slower than a
-megakernel streaming the 2.47 GB of weights at 78% of 3.35 TB/s, 1.42 ms for 148 kernels, 9.6 us each; and
-TensorRT-LLM's DeepSeek-R1 latency blog (tech blog 1): its CUDA-graph baseline before PDL and fusions decoded 67
-tokens/s for one user on 8 B200, 14.9 ms for 1,325 kernels, 11.2 us each."""
-
 TRTLLM_KERNEL_LATENCY_S = 6.8e-6
-"""TensorRT-LLM's: the same blog's optimized engine (programmatic dependent launch, fused all-reduce + norm, multi-
-stream overlap) decoded 111 tokens/s for one user without MTP, 9.0 ms for the 1,325 kernels agentsim counts."""
+"""TensorRT-LLM's ``kernel_latency_s`` (vLLM's and SGLang's is the roofline's :data:`KERNEL_LATENCY_S`, with its
+sources): TensorRT-LLM's DeepSeek-R1 latency blog's optimized engine (programmatic dependent launch, fused
+all-reduce + norm, multi-stream overlap) decoded 111 tokens/s for one user without MTP, 9.0 ms for the 1,325
+kernels agentsim counts."""
 
 FRONTEND_S = 0.0
 """Every preset's ``frontend_s``: none. A server's front end (HTTP, chat template, tokenizing; detokenizing and
