@@ -255,13 +255,13 @@ def elementwise_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -
 
 
 KERNEL_LATENCY_S: Final = 10e-6
-"""The least time per kernel of a decode pass (``kernel_latency_s``, the kernel floor's: :func:`forward_kernels`)
-for the vLLM and SGLang presets and for a roofline built without a preset: engines that replay CUDA graphs
-without programmatic dependent launch still pay each kernel's launch, setup and teardown. Two public figures,
-each divided by agentsim's kernel count: Hazy Research's "Look Ma, No Bubbles!" (2025-05-27): SGLang decodes Llama-3.2-1B on one H100 1.5x slower than a
-megakernel streaming the 2.47 GB of weights at 78% of 3.35 TB/s, 1.42 ms for 148 kernels, 9.6 us each; and
-TensorRT-LLM's DeepSeek-R1 latency blog (tech blog 1): its CUDA-graph baseline before PDL and fusions decoded 67
-tokens/s for one user on 8 B200, 14.9 ms for 1,325 kernels, 11.2 us each."""
+"""The least time per kernel of a decode pass (``kernel_latency_s``, the kernel floor's: :func:`forward_kernels`) for
+the vLLM and SGLang presets and for a roofline built without a preset: engines that replay CUDA graphs without
+programmatic dependent launch still pay each kernel's launch, setup and teardown. Two public figures, each divided
+by agentsim's kernel count: Hazy Research's "Look Ma, No Bubbles!" (2025-05-27): SGLang decodes Llama-3.2-1B on one
+H100 1.5x slower than a megakernel streaming the 2.47 GB of weights at 78% of 3.35 TB/s, 1.42 ms for 148 kernels,
+9.6 us each; and TensorRT-LLM's DeepSeek-R1 latency blog (tech blog 1): its CUDA-graph baseline before PDL and
+fusions decoded 67 tokens/s for one user on 8 B200, 14.9 ms for 1,325 kernels, 11.2 us each."""
 
 GQA_ATTENTION_KERNELS: Final = 5
 """Kernels of a GQA attention block in decode: the fused residual-add + RMSNorm, the QKV GEMM, RoPE with the KV
