@@ -145,6 +145,9 @@ def test_a_run_whose_tables_would_not_fit_the_disk_is_refused(tmp_path: Path) ->
     assert preflight.estimate(resolve(big)).memory_mb < 2000
     with pytest.raises(preflight.DiskSpaceError, match="on disk"):
         run(big, workdir=tmp_path)
+    # a workdir not made yet is checked too (the check used to find no directory and let the run start)
+    with pytest.raises(preflight.DiskSpaceError, match="on disk"):
+        run(big, workdir=tmp_path / "not" / "yet")
 
 
 def test_the_default_limit_is_a_share_of_the_machine() -> None:

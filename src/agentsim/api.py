@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from functools import partial
@@ -172,9 +171,10 @@ def run(
     wall0 = time.perf_counter()
     resolved = resolve(scenario, catalog)
     size = check_memory(resolved, default_limit_mb() if max_memory_mb is None else max_memory_mb)
-    check_disk(size, Path(workdir) if workdir is not None else Path(tempfile.gettempdir()))
     spill = SpillDir(Path(workdir) if workdir is not None else None)
     try:
+        # where the files go: a workdir not there yet is made by SpillDir, one that cannot be written falls back
+        check_disk(size, spill.path)
         return _run(resolved, spill, progress, wall0)
     except BaseException:
         spill.remove()
