@@ -145,16 +145,7 @@ class Cluster:
             )
         entry = self.entry_by_model[call.model]
         r = entry[self.router.pick(call, entry)]
-        delay = r.config.frontend_s
-        if delay > 0.0:
-            # The server's front end (HTTP, tokenizing) holds the call before its engine queues it; it is routed
-            # now, so the router's load counts it from now on (the burst of a benchmark spreads as it would).
-            call.load = call.prompt + call.output
-            r.outstanding += call.load
-            r.incoming += 1
-            self.clock.schedule(delay, r.submit_later, (call,))
-        else:
-            r.submit(call)
+        r.arrive(call)
         return r
 
     def _prefilled(self, call: Call, now: float) -> None:

@@ -219,7 +219,8 @@ class Replica(ReplicaId):
         self.steps_run = 0  # steps executed, each paying the step's fixed cost (decodes waiting or not)
         self.preemptions = 0
         self.holding = 0  # calls handed off whose KV is still being sent (prefill role)
-        self.incoming = 0  # calls routed here still in the server's front end (Cluster.route)
+        self.incoming = 0  # calls routed here still in the server's front end (arrive)
+        self.frontend_s = engine.frontend_s
 
     # ================================================================== entry points
     def submit(self, call: Call) -> None:
@@ -237,10 +238,22 @@ class Replica(ReplicaId):
         self.waiting.append(call)
         self._wake()
 
+    def arrive(self, call: Call) -> None:
+        """A call routed here: it joins the queue after the server's front end (``frontend_s``; at once without
+        one). Routed now, it counts in the router's load from now on (the burst of a benchmark spreads as it
+        would), as prompt + output since the prefix cache is not looked up yet, and it holds a draining replica
+        open."""
+        delay = self.frontend_s
+        if delay <= 0.0:
+            self.submit(call)
+            return
+        call.load = call.prompt + call.output
+        self.outstanding += call.load
+        self.incoming += 1
+        self.clock.schedule(delay, self.submit_later, (call,))
+
     def submit_later(self, call: Call) -> None:
-        """A call routed here ``frontend_s`` ago leaves the server's front end and joins the queue. While it was in
-        the front end it counted in the router's load (prompt + output: the prefix cache was not looked up) and
-        held a draining replica open."""
+        """A call leaves the server's front end (:meth:`arrive`) and joins the queue."""
         self.incoming -= 1
         self.outstanding -= call.load
         self.submit(call)
