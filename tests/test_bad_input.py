@@ -376,6 +376,14 @@ def test_strict_yaml_everywhere(tmp_path: Path) -> None:
     p.write_text("kind: linear\nalpha_s: 0.1\nalpha_s: 0.2\n")
     with pytest.raises(CalibrationError, match="found the key 'alpha_s' again"):
         load_perf_yaml(p)
+    # the fitted engine knobs of a perf YAML are validated as the engine fields they are, named
+    from agentsim.planning.calibrate import load_perf
+
+    for engine, needle in (("{frontend_s: .nan}", "frontend_s"), ("{frontend_s: 600}", "less than or equal to 60"),
+                           ("{frontend_s: -1}", "greater than or equal to 0"), ("{overhead_s: 1}", "fitted engine")):
+        p.write_text(f"perf: {{kind: linear, alpha_s: 0.1}}\nengine: {engine}\n")
+        with pytest.raises(CalibrationError, match=needle):
+            load_perf(p)
     p.write_text("profile: chat\nprofile: chat\n")
     with pytest.raises(TraceError, match="found the key 'profile' again"):
         load_profile_file(p)

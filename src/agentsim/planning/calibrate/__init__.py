@@ -47,7 +47,14 @@ from agentsim.planning.calibrate.measurements import (
     filter_measurements,
     read_measurements,
 )
-from agentsim.planning.calibrate.perfyaml import PerfAny, load_perf_engine, load_perf_yaml, with_perf, write_perf_yaml
+from agentsim.planning.calibrate.perfyaml import (
+    PerfAny,
+    load_perf,
+    load_perf_engine,
+    load_perf_yaml,
+    with_perf,
+    write_perf_yaml,
+)
 
 __all__ = [
     "LINEAR_PARAMS",
@@ -69,6 +76,7 @@ __all__ = [
     "kv_tokens",
     "label_preset",
     "linear_seed",
+    "load_perf",
     "load_perf_engine",
     "load_perf_yaml",
     "mape",

@@ -27,7 +27,14 @@ import numpy as np
 
 from agentsim import spec
 from agentsim.catalog import Catalog, load_catalog
-from agentsim.planning.calibrate.harness import HarnessOptions, Runner, plan_condition, replace_model, scenario_for
+from agentsim.planning.calibrate.harness import (
+    HarnessOptions,
+    Runner,
+    plan_condition,
+    replace_model,
+    scenario_for,
+    with_perf,
+)
 from agentsim.planning.calibrate.measurements import METRICS, CalibrationError, Measurement
 
 __all__ = [
@@ -117,6 +124,7 @@ class Param:
 
     name: str
     transform: Literal["logit", "log"]
+    upper: float = math.inf  # the field's own bound (a log-scale search would otherwise leave it)
 
     def to_u(self, value: float) -> float:
         """Search coordinate of ``value``."""
@@ -129,7 +137,7 @@ class Param:
         """Value of search coordinate ``u``."""
         if self.transform == "logit":
             return 1.0 / (1.0 + math.exp(-u))
-        return math.exp(min(u, 50.0))
+        return min(math.exp(min(u, 50.0)), self.upper)
 
 
 ROOFLINE_PARAMS = {
@@ -140,7 +148,7 @@ ROOFLINE_PARAMS = {
     "comm_efficiency": Param("comm_efficiency", "logit"),
     "collective_latency_s": Param("collective_latency_s", "log"),
 }
-ENGINE_PARAMS = {"frontend_s": Param("frontend_s", "log")}
+ENGINE_PARAMS = {"frontend_s": Param("frontend_s", "log", upper=60.0)}  # EngineSpec.frontend_s: at most 60 s
 """Engine knobs a calibration can fit beside the perf model's coefficients: ``frontend_s``, the server's time per
 request outside the engine's steps, which the measured TTFT carries and a step model cannot (left to the step
 coefficients, a TTFT tens of milliseconds above the prefill drags the per-step overhead up and TPOT with it)."""
@@ -345,14 +353,10 @@ def calibrate(
         u_best, f_best, evals = nelder_mead(f, u0, step=step, max_evals=max_evals)
         fitted, fitted_engine = perf_at(u_best), engine_at(u_best)
         preds = runner.run(scenarios(fitted, fitted_engine))
-    fitted_pool = replace_model(pool, perf=fitted.model_dump())
-    if fitted_engine:
-        engine = fitted_pool.deployment.engine.model_copy(update=fitted_engine)
-        fitted_pool = replace_model(fitted_pool, deployment=replace_model(fitted_pool.deployment, engine=engine))
     return Calibration(
         perf=fitted,
         start=start,
-        pool=fitted_pool,
+        pool=with_perf(pool, fitted, fitted_engine),
         params=tuple(names),
         points=tuple(PointResult(m, p) for m, p in zip(measurements, preds, strict=True)),
         start_points=tuple(PointResult(m, p) for m, p in zip(measurements, start_preds, strict=True)),

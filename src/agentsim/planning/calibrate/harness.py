@@ -180,6 +180,18 @@ def replace_model(model: Any, **changes: Any) -> Any:
     return type(model).model_validate({**model.model_dump(), **changes})
 
 
+PerfAny = spec.RooflinePerf | spec.LinearPerf | spec.TablePerf | spec.CurvePerf
+
+
+def with_perf(pool: spec.PoolSpec, perf: PerfAny, engine: Mapping[str, float] | None = None) -> spec.PoolSpec:
+    """``pool`` with its perf replaced, and the engine knobs fitted with it (``frontend_s``) when given."""
+    out: spec.PoolSpec = replace_model(pool, perf=perf.model_dump())
+    if engine:
+        knobs = replace_model(out.deployment.engine, **engine)
+        out = replace_model(out, deployment=replace_model(out.deployment, engine=knobs))
+    return out
+
+
 def label_preset(labels: Mapping[str, str]) -> spec.EnginePreset | None:
     """The engine preset a row's ``engine`` label names (TensorRT-LLM, SGLang, vLLM), or None."""
     name = labels.get("engine", "").lower().replace("_", "-")

@@ -16,12 +16,12 @@ import yaml
 
 from agentsim import spec
 from agentsim.files import write_text
-from agentsim.planning.calibrate.fit import Calibration, PointResult
-from agentsim.planning.calibrate.harness import replace_model
+from agentsim.planning.calibrate.fit import ENGINE_PARAMS, Calibration, PointResult
+from agentsim.planning.calibrate.harness import PerfAny, with_perf
 from agentsim.planning.calibrate.measurements import CalibrationError
 from agentsim.yamlio import TextFileError, loads, read_text
 
-__all__ = ["PerfAny", "load_perf_engine", "load_perf_yaml", "with_perf", "write_perf_yaml"]
+__all__ = ["PerfAny", "load_perf", "load_perf_engine", "load_perf_yaml", "with_perf", "write_perf_yaml"]
 
 
 def _shared_labels(points: Iterable[PointResult]) -> dict[str, str]:
@@ -83,12 +83,23 @@ def write_perf_yaml(
     return write_text(path, header + yaml.safe_dump(doc, sort_keys=False, width=120), overwrite=overwrite)
 
 
-PerfAny = spec.RooflinePerf | spec.LinearPerf | spec.TablePerf | spec.CurvePerf
-
-
 def load_perf_yaml(path: str | Path) -> tuple[PerfAny, dict[str, str]]:
     """A perf spec and its ``match`` labels from a file written by :func:`write_perf_yaml`, or from a plain YAML
     mapping holding just a perf spec (``kind: roofline, mfu: ...``; then ``match`` is empty)."""
+    perf, match, _ = load_perf(path)
+    return perf, match
+
+
+def load_perf_engine(path: str | Path) -> dict[str, float]:
+    """The engine knobs a calibration fitted with its perf (``engine`` in a file written by
+    :func:`write_perf_yaml`: ``frontend_s``), empty for a plain perf spec."""
+    return load_perf(path)[2]
+
+
+def load_perf(path: str | Path) -> tuple[PerfAny, dict[str, str], dict[str, float]]:
+    """The perf spec, ``match`` labels and fitted engine knobs of a perf YAML, read once. The engine knobs are
+    validated as the scenario's ``deployment.engine`` fields they are (finite, in range, the field named). Raises
+    :class:`CalibrationError` for a file that is not one."""
     from pydantic import TypeAdapter, ValidationError
 
     p = Path(path)
@@ -100,43 +111,17 @@ def load_perf_yaml(path: str | Path) -> tuple[PerfAny, dict[str, str]]:
         raise CalibrationError(f"{p}: not valid YAML: {e}") from None
     if not isinstance(doc, Mapping):
         raise CalibrationError(f"{p}: expected a mapping")
-    raw = doc.get("perf", doc)
     try:
-        perf: PerfAny = TypeAdapter(spec.PerfSpec).validate_python(raw)
+        perf: PerfAny = TypeAdapter(spec.PerfSpec).validate_python(doc.get("perf", doc))
     except ValidationError as e:
         raise CalibrationError(f"{p}: not a perf spec: {e}") from None
     match = doc.get("match") or {}
-    return perf, {str(k): str(v) for k, v in match.items()} if isinstance(match, Mapping) else {}
-
-
-def load_perf_engine(path: str | Path) -> dict[str, float]:
-    """The engine knobs a calibration fitted with its perf (``engine`` in a file written by
-    :func:`write_perf_yaml`: ``frontend_s``), empty for a plain perf spec. Raises :class:`CalibrationError` for a
-    malformed entry."""
-    p = Path(path)
+    labels = {str(k): str(v) for k, v in match.items()} if isinstance(match, Mapping) else {}
+    raw = doc.get("engine") or {}
+    if not isinstance(raw, Mapping) or set(raw) - set(ENGINE_PARAMS):
+        raise CalibrationError(f"{p}: engine holds the fitted engine knobs ({', '.join(ENGINE_PARAMS)}), got {raw!r}")
     try:
-        doc = loads(read_text(p))
-    except (TextFileError, yaml.YAMLError) as e:
-        raise CalibrationError(f"{p}: {e}") from None
-    raw = doc.get("engine") if isinstance(doc, Mapping) else None
-    if raw is None:
-        return {}
-    known = {"frontend_s"}
-    if not isinstance(raw, Mapping) or set(raw) - known:
-        raise CalibrationError(f"{p}: engine holds the fitted engine knobs ({', '.join(sorted(known))}), got {raw!r}")
-    try:
-        values = {str(k): float(v) for k, v in raw.items()}
-    except (TypeError, ValueError):
-        raise CalibrationError(f"{p}: engine values must be numbers, got {raw!r}") from None
-    if any(not (0.0 <= v < float("inf")) for v in values.values()):
-        raise CalibrationError(f"{p}: engine values must be finite and >= 0, got {raw!r}")
-    return values
-
-
-def with_perf(pool: spec.PoolSpec, perf: PerfAny, engine: Mapping[str, float] | None = None) -> spec.PoolSpec:
-    """``pool`` with its perf replaced (and the engine knobs fitted with it, when given)."""
-    out: spec.PoolSpec = replace_model(pool, perf=perf.model_dump())
-    if engine:
-        knobs = out.deployment.engine.model_copy(update=dict(engine))
-        out = replace_model(out, deployment=replace_model(out.deployment, engine=knobs))
-    return out
+        knobs = spec.EngineSpec.model_validate(dict(raw))
+    except ValidationError as e:
+        raise CalibrationError(f"{p}: engine: {e}") from None
+    return perf, labels, {str(k): float(getattr(knobs, str(k))) for k in raw}
