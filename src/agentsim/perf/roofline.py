@@ -498,9 +498,10 @@ class RooflinePerfModel(PerfModel):
         c = c0 + d * np.arange(steps, dtype=np.float64)
         pairs = c if d > 0.0 else np.zeros(steps)
         att = np.maximum(self.pair_decode_s * pairs + self.window_s_per_token * d, (c + d) * self.kv_s_per_token)
-        per_step = self._weights_s(d) + self._token_s * d + self._fixed_s + self.seq_overhead_s * decode_seqs
+        work = self._weights_s(d) + self._token_s * d  # the step's GPU work but attention, the same every step
+        per_step = work + self._fixed_s + self.seq_overhead_s * decode_seqs
         times = att + per_step
-        g0 = self._weights_s(d) + self._token_s * d + self.comm_fixed_s
+        g0 = work + self.comm_fixed_s
         if steps and self.kernel_floor_s > float(att[0]) + g0:  # the first step is the shortest
             times = times + np.maximum(self.kernel_floor_s - (att + g0), 0.0)
         out: FloatArray = np.cumsum(times)
@@ -517,11 +518,11 @@ class RooflinePerfModel(PerfModel):
             return float(self.decode_segment(decode_seqs, context0, steps)[-1]) if steps else 0.0
         d, c0 = self._segment_axes(decode_seqs, context0)
         total = self._attention_sum(d, c0, steps)
-        per_step = self._weights_s(d) + self._token_s * d + self._fixed_s + self.seq_overhead_s * decode_seqs
-        total = total + float(steps) * per_step
-        g0 = self._weights_s(d) + self._token_s * d + self.comm_fixed_s
+        work = self._weights_s(d) + self._token_s * d  # the step's GPU work but attention, the same every step
+        total = total + float(steps) * (work + self._fixed_s + self.seq_overhead_s * decode_seqs)
+        g0 = work + self.comm_fixed_s
         floor = self.kernel_floor_s
-        if floor > self._attention_at(d, c0, 0) + g0:
+        if floor > g0 and floor > self._attention_at(d, c0, 0) + g0:
             # The floor lifts the first steps, up to the first whose GPU time reaches it (a nondecreasing
             # sequence: both attention bounds grow with the context).
             k = self._first_reaching(d, c0, steps, floor - g0)
