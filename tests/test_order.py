@@ -184,3 +184,21 @@ def test_summary_with_a_tiny_cap_is_the_summary(monkeypatch: Any) -> None:
     streamed = summarize(s, *tables, rates)
     close(whole, streamed)
     assert collect(whole, s, *tables) == collect(streamed, s, *tables)
+    # The noise-floor warning's per-batch percentiles (no noise_floor warning here, so the comparison above does
+    # not reach them): each batch's and the window's streamed p99 is numpy's over the same filtered calls.
+    from agentsim.analysis.slo import target_values
+
+    calls = r.calls
+    issue = calls.column("issue_s").to_numpy()
+    first = calls.column("first_token_s").to_numpy(zero_copy_only=False)
+    workload = np.asarray(calls.column("workload").to_pylist())
+    label = s.workload[0].label
+    for window in (None, (300.0, 600.0), (900.0, 1200.0)):
+        keep = (issue >= s.warmup_s) & (workload == label)
+        if window is not None:
+            keep &= (issue >= window[0]) & (issue < window[1])
+        ttft = (first - issue)[keep]
+        ttft = ttft[np.isfinite(ttft)]
+        streamed_p99 = target_values(tables[0], tables[1], "ttft_p99_s", label, s.warmup_s, window)
+        assert streamed_p99.n == ttft.size > 50
+        assert streamed_p99.percentiles([99])[0] == np.percentile(ttft, 99)
