@@ -67,9 +67,9 @@ def test_streamed_sums_are_the_whole_tables_bit_for_bit(seed: int) -> None:
     whole = TaskSums(calls, tasks.column("task_id").to_numpy(), extra=EXTRA)
     streamed = StreamedTaskSums(calls.to_batches(max_chunksize=int(rng.integers(1, 500))), extra=EXTRA)
     held = 0
-    for batch, ended_by in _ended_by(tasks.to_batches(max_chunksize=int(rng.integers(1, 300)))):
+    for batch in tasks.to_batches(max_chunksize=int(rng.integers(1, 300))):
         ids = batch.column("task_id").to_numpy()
-        taken = streamed.take(ids, ended_by)
+        taken = streamed.take(ids, _ended_by(batch))
         assert np.array_equal(taken.counts(ids), whole.counts(ids))
         for name in SUMMED:
             assert taken.of(name, ids).tolist() == whole.of(name, ids).tolist(), name
@@ -93,8 +93,8 @@ def test_a_call_row_after_its_tasks_row_is_refused_not_dropped() -> None:
     late = calls.filter(pa.compute.equal(calls.column("task_id"), 0)).slice(0, 1)
     late = late.set_column(late.schema.get_field_index("done_s"), "done_s", pa.array([np.nan]))  # as at the horizon
     streamed = StreamedTaskSums([*calls.to_batches(max_chunksize=10), *late.to_batches()], extra=EXTRA)
-    for batch, ended_by in _ended_by(tasks.to_batches(max_chunksize=5)):
-        streamed.take(batch.column("task_id").to_numpy(), ended_by)
+    for batch in tasks.to_batches(max_chunksize=5):
+        streamed.take(batch.column("task_id").to_numpy(), _ended_by(batch))
     with pytest.raises(RuntimeError, match="no task row after them"):
         streamed.finish()
 

@@ -12,11 +12,9 @@ does::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import time
-from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -50,7 +48,7 @@ from agentsim.spec.load import (
     set_path,
     validate_data,
 )
-from agentsim.spill import ParquetSink, SpillDir, parquet_writer, read_table
+from agentsim.spill import ParquetSink, SpillDir, read_table
 
 CALLS_SCHEMA = columns.schema(columns.CALLS)
 """The call table as written: the engine's columns and the costs."""
@@ -236,21 +234,27 @@ def _finish_tasks(recorded: Path, out: Path, calls: ParquetColumns, tools: PoolR
               *COST_SUMS, "busy_s", "prefill_busy_s"]  # fmt: skip
     sums = StreamedTaskSums(batches(calls, needed), extra=COST_SUMS)
 
-    with contextlib.closing(parquet_writer(out, TASKS_SCHEMA)) as writer:
-        for batch, ended_by in _ended_by(batches(rows, rows.column_names)):
-            taken = sums.take(np.asarray(batch.column("task_id").to_numpy(), dtype=np.int64), ended_by)
-            table = attach_task_costs(with_task_sums(pa.Table.from_batches([batch]), taken), taken, tools)
-            writer.write_table(table, row_group_size=max(1, table.num_rows))  # a row group each, as ParquetSink
+    def finished(batch: pa.RecordBatch) -> pa.Table:
+        taken = sums.take(np.asarray(batch.column("task_id").to_numpy(), dtype=np.int64), _ended_by(batch))
+        return attach_task_costs(with_task_sums(pa.Table.from_batches([batch]), taken), taken, tools)
+
+    sink = ParquetSink(out, TASKS_SCHEMA, finished, threaded=False)
+    try:
+        for batch in batches(rows, rows.column_names):
+            sink(batch)
+    except BaseException:
+        sink.abort()  # the run's directory is removed by the caller
+        raise
+    sink.close()
     sums.finish()
     recorded.unlink()
 
 
-def _ended_by(task_batches: Iterable[pa.RecordBatch]) -> Iterator[tuple[pa.RecordBatch, float]]:
-    """Each batch of recorded task rows with the time its last row was recorded (``recorded_s``: rows are
-    recorded in time order), by which every call of its tasks had ended."""
-    for batch in task_batches:
-        t = np.asarray(batch.column("recorded_s").to_numpy(zero_copy_only=False), dtype=float)
-        yield batch, float(t.max()) if t.size else -np.inf
+def _ended_by(batch: pa.RecordBatch) -> float:
+    """The time the last of a batch of recorded task rows was recorded (``recorded_s``: rows are recorded in time
+    order), by which every call of its tasks had ended."""
+    t = np.asarray(batch.column("recorded_s").to_numpy(zero_copy_only=False), dtype=float)
+    return float(t.max()) if t.size else -np.inf
 
 
 @functools.cache
