@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from agentsim.engine.records import CHUNK_ROWS
+
 
 class ParquetColumns:
     """A Parquet file seen as a table whose columns are read when asked for (module docstring); ``mask``: only
@@ -68,8 +70,8 @@ Table: TypeAlias = "pa.Table | ParquetColumns"
 ``filter``)."""
 
 
-ROWS = 65_536
-"""Rows read at a time when a table is streamed (:func:`batches`): a run's row group."""
+ROWS = CHUNK_ROWS
+"""Rows read at a time when a table is streamed (:func:`batches`): a run's row group, the engine's record chunk."""
 
 
 def batches(table: Table, names: list[str]) -> Iterator[pa.RecordBatch]:
