@@ -241,6 +241,8 @@ def test_model_arch_validation() -> None:
         ModelArch.model_validate(base | {"active_params_b": 2.0})
     with pytest.raises(ValidationError, match="source"):
         ModelArch.model_validate(base | {"source": ""})
+    with pytest.raises(ValidationError, match="shared_experts"):
+        ModelArch.model_validate(base | {"shared_experts": 1})  # a dense model
 
 
 def test_hardware_validation(catalog: Catalog) -> None:

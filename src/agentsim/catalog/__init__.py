@@ -352,6 +352,8 @@ class ModelArch(Entry):
             )
         if self.moe_layers is not None and (self.experts == 0 or self.moe_layers > self.layers):
             raise ValueError(f"moe_layers ({self.moe_layers}) needs experts and at most {self.layers} layers")
+        if self.shared_experts and self.experts == 0:
+            raise ValueError(f"shared_experts ({self.shared_experts}) sit beside routed experts: this model has none")
         if self.active_params_b > self.params_b:
             raise ValueError(f"active_params_b ({self.active_params_b}) exceeds params_b ({self.params_b})")
         if self.experts == 0:
