@@ -120,6 +120,29 @@ TARGET_COLUMNS: dict[str, tuple[list[str], Callable[[Table], np.ndarray]]] = {
 """What a percentile target is a percentile of: the columns it needs and its per-row value (NaN: none)."""
 
 
+def target_samples(
+    calls: Table, tasks: Table, target: str, label: str, warmup_s: float, cap: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The values of :func:`target_values` (no ``times`` window) and each one's issue (start) time, in one pass, or
+    None as soon as there are more than ``cap`` of them (then stream them: :func:`target_values`)."""
+    names, of = TARGET_COLUMNS[target]
+    table, at = (tasks, "start_s") if target == "task_p95_s" else (calls, "issue_s")
+    values: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    n = 0
+    for b in in_window(table, [*names, "workload"], at, warmup_s):
+        v = of(b)
+        keep = of_workload(b, label) & np.isfinite(v)
+        n += int(keep.sum())
+        if n > cap:
+            return None
+        values.append(v[keep])
+        times.append(col(b, at)[keep])
+    if not values:
+        return np.empty(0), np.empty(0)
+    return np.concatenate(values), np.concatenate(times)
+
+
 def target_values(
     calls: Table, tasks: Table, target: str, label: str, warmup_s: float, times: tuple[float, float] | None = None
 ) -> Ordered:

@@ -31,9 +31,9 @@ import numpy as np
 import pyarrow.compute as pc
 
 from agentsim import spec
-from agentsim.analysis import batches
+from agentsim.analysis import batches, order
 from agentsim.analysis.rows import col
-from agentsim.analysis.slo import target_values
+from agentsim.analysis.slo import target_samples, target_values
 from agentsim.analysis.tables import Table
 
 CENSORED_SHARE = 0.10
@@ -108,18 +108,27 @@ def _noise_floor(
                                 ("task_p95_s", 95, w.slo.task_p95_s)):  # fmt: skip
             if target is None:
                 continue
-            # the window's items, as the verdict (slo_attainment) counts them: not the warm-up's; each batch's
-            # percentile a pass of its own (a run's calls may be many millions)
-            whole = target_values(calls, tasks, name, w.label, scenario.warmup_s)
-            if not whole.n:
-                continue
-            value = whole.percentiles([q])[0]
-            del whole
-            per = []
-            for a, b in itertools.pairwise(edges):
-                o = target_values(calls, tasks, name, w.label, scenario.warmup_s, (float(a), float(b)))
-                per.append(o.percentiles([q])[0] if o.n else np.nan)
-            half = batches.half_width(np.asarray(per, dtype=float))
+            # the window's items, as the verdict (slo_attainment) counts them: not the warm-up's. Up to the order
+            # statistics' cap, one pass keeps them with their times and each batch is numpy's percentile of its
+            # share (what Ordered gives there); past it, each batch's percentile is a streamed pass of its own (a
+            # run's calls may be many millions)
+            kept = target_samples(calls, tasks, name, w.label, scenario.warmup_s, order.CAP)
+            if kept is not None:
+                values, at = kept
+                if not values.size:
+                    continue
+                value = float(np.percentile(values, q))
+                per_batch = batches.per_batch(values, at, edges, batches.percentile(q))
+            else:
+                whole = target_values(calls, tasks, name, w.label, scenario.warmup_s)
+                value = whole.percentiles([q])[0]
+                del whole
+                streamed = []
+                for a, b in itertools.pairwise(edges):
+                    o = target_values(calls, tasks, name, w.label, scenario.warmup_s, (float(a), float(b)))
+                    streamed.append(o.percentiles([q])[0] if o.n else np.nan)
+                per_batch = np.asarray(streamed, dtype=float)
+            half = batches.half_width(per_batch)
             if half is not None and abs(value - target) <= half:
                 out.append((w.label, name, value, target, half))
     return out
