@@ -129,6 +129,44 @@ def test_server_flags() -> None:
     assert parse_engine_args("--no-enable-chunked-prefill") == {"chunked_prefill": False}
 
 
+def test_memory_flags() -> None:
+    """vLLM's --gpu-memory-utilization is a fraction of the total memory; TensorRT-LLM's
+    --kv_cache_free_gpu_mem_fraction a fraction of what the weights leave free (the trtllm preset's KV rule)."""
+    assert parse_engine_args("--gpu-memory-utilization 0.85") == {"gpu_memory_utilization": 0.85}
+    trt = parse_engine_args("--kv_cache_free_gpu_mem_fraction 0.93")
+    assert trt == {"kv_memory": "of-free", "gpu_memory_utilization": 0.93}
+    assert parse_engine_args("--kv_cache_free_gpu_mem_fraction 1.5") == {}  # not a fraction: ignored
+
+
+def test_trtllm_batch_flags_are_per_attention_dp_rank() -> None:
+    """TensorRT-LLM's --max_batch_size and --max_num_tokens are per rank ("Max batch size in each rank",
+    trtllm-bench's docs): NVIDIA's DeepSeek-R1 max-throughput recipe runs 896 per rank at concurrency 7168 on 8
+    attention-DP ranks; under attention TP one batch spans the 8 GPUs."""
+    from agentsim.planning.calibrate import condition_engine
+    from agentsim.planning.calibrate.harness import kv_tokens
+
+    flags = "--max_batch_size 896 --max_num_tokens 2048"
+    labels = {"model": "DeepSeek-R1", "hardware": "B200", "precision": "fp4", "engine": "TensorRT-LLM", "tp": "8"}
+    for dpa, ranks in (("yes", 8), ("no", 1)):
+        m = Measurement(
+            isl=1024, osl=2048, concurrency=7168, labels={**labels, "dp_attention": dpa, "engine_args": flags}
+        )
+        pool = pool_from_labels(m, CATALOG)
+        engine = condition_engine(pool, m, HarnessOptions(), CATALOG)
+        assert (engine.max_num_seqs, engine.max_batched_tokens) == (896 * ranks, 2048 * ranks)
+    # the free fraction sizes the cache: 0.93 of the same free memory holds 0.93 / 0.9 of the tokens
+    sized = []
+    for frac in ("0.9", "0.93"):
+        args = f"--kv_cache_free_gpu_mem_fraction {frac}"
+        m = Measurement(isl=1024, osl=2048, concurrency=8, labels={**labels, "engine_args": args})
+        pool = pool_from_labels(m, CATALOG)
+        engine = condition_engine(pool, m, HarnessOptions(), CATALOG)
+        assert engine.kv_memory == "of-free"
+        pool = pool.model_copy(update={"deployment": pool.deployment.model_copy(update={"engine": engine})})
+        sized.append(kv_tokens(pool, CATALOG))
+    assert sized[1] / sized[0] == pytest.approx(0.93 / 0.9, rel=1e-3)
+
+
 def test_speculation_named_without_steps_takes_sglangs_auto_choice() -> None:
     """SGLang's ``auto_choose_speculative_params`` picks 5 draft steps for architectures it does not name (Qwen3):
     a row giving the algorithm alone drafts 5 tokens; given steps win; DeepSeek (MLA) rows are not defaulted, and

@@ -33,12 +33,15 @@ rows run the ``vllm`` preset with these values (:func:`vllm_v0_overrides`).
 **Engine arguments.** An ``engine_args`` label holds the server's command-line flags as published; the ones that
 map to engine knobs are honoured (:func:`parse_engine_args`): ``--max-num-seqs`` / ``--max-running-requests`` /
 ``--max_batch_size``, ``--max-num-batched-tokens`` / ``--chunked-prefill-size`` / ``--max_num_tokens``,
-``--enable-chunked-prefill`` / ``--no-enable-chunked-prefill``, ``--async-scheduling`` (vLLM overlaps the CPU
-scheduling with the GPU: the overlapped engines' step overhead), ``-pp`` / ``--pipeline-parallel-size``, and
-speculative decoding (``--speculative-algorithm`` EAGLE/EAGLE3/NEXTN/MTP with ``--speculative-num-steps`` draft
-tokens, SGLang's :data:`SGLANG_AUTO_SPEC_STEPS` when a GQA model's row names the algorithm alone, at the acceptance
-defaults of :data:`DEFAULT_ACCEPTANCE`). Columns ``max_num_seqs``,
-``max_batched_tokens`` and ``chunked_prefill`` win over all of these.
+``--enable-chunked-prefill`` / ``--no-enable-chunked-prefill``, ``--gpu-memory-utilization`` (vLLM: of the total
+memory), ``--kv_cache_free_gpu_mem_fraction`` (TensorRT-LLM: of what the weights leave free),
+``--async-scheduling`` (vLLM overlaps the CPU scheduling with the GPU: the overlapped engines' step overhead),
+``-pp`` / ``--pipeline-parallel-size``, and speculative decoding (``--speculative-algorithm``
+EAGLE/EAGLE3/NEXTN/MTP with ``--speculative-num-steps`` draft tokens, SGLang's :data:`SGLANG_AUTO_SPEC_STEPS` when
+a GQA model's row names the algorithm alone, at the acceptance defaults of :data:`DEFAULT_ACCEPTANCE`).
+TensorRT-LLM's batch flags are per rank: under attention data parallelism the harness multiplies them by the ranks
+(:func:`engine_overrides`). Columns ``max_num_seqs``, ``max_batched_tokens`` and ``chunked_prefill`` (totals) win
+over all of these.
 """
 
 from __future__ import annotations
@@ -255,6 +258,13 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
     budget = integer(("--max-num-batched-tokens", "--chunked-prefill-size", "--max_num_tokens", "--max-num-tokens"))
     if budget:
         out["max_batched_tokens"] = budget
+    free = _num(_flag_value(tokens, ("--kv_cache_free_gpu_mem_fraction", "--kv-cache-free-gpu-mem-fraction")))
+    if free is not None and 0 < free <= 1:
+        # TensorRT-LLM sizes its KV cache from what is free after the weights (serving/presets.py)
+        out |= {"kv_memory": "of-free", "gpu_memory_utilization": free}
+    total = _num(_flag_value(tokens, ("--gpu-memory-utilization",)))
+    if total is not None and 0 < total <= 1:
+        out["gpu_memory_utilization"] = total
     chunked = _flag_value(tokens, ("--enable-chunked-prefill",))
     if "--no-enable-chunked-prefill" in tokens or (chunked or "").lower() == "false":
         out["chunked_prefill"] = False
@@ -283,10 +293,13 @@ def _acceptance(method: str, k: int) -> list[float] | float:
     return [rates[min(i, len(rates) - 1)] for i in range(k)]
 
 
-def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
+def engine_overrides(m: Measurement, model: ModelArch, ranks: int = 1) -> dict[str, Any]:
     """Engine knobs a row's labels fix (vLLM V0 defaults, then its ``engine_args``, then explicit columns);
     ``pp`` and ``speculative`` included when given. trtllm-bench's choices need the deployment and are applied
-    by the harness."""
+    by the harness. ``ranks``: the schedulers one flag's batch limits apply to each (TensorRT-LLM's
+    ``--max_batch_size`` and ``--max_num_tokens`` are per rank, and attention-DP ranks each schedule their own
+    batch), so the flags' ``max_num_seqs`` and ``max_batched_tokens`` are multiplied by it; the columns are
+    totals."""
     labels = m.labels
     out: dict[str, Any] = {}
     version = vllm_version(labels)
@@ -295,6 +308,9 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
     parsed = parse_engine_args(args, default_steps) if args.strip() else {}
     if version is not None and version < (0, 8):
         out |= vllm_v0_overrides(model, parsed.get("chunked_prefill"))
+    for name in ("max_num_seqs", "max_batched_tokens"):
+        if name in parsed:
+            parsed[name] *= ranks
     if parsed:
         if "max_batched_tokens" in parsed and version is not None and version < (0, 8):
             parsed.setdefault("chunked_prefill", out.get("chunked_prefill", False))
