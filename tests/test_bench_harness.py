@@ -141,19 +141,26 @@ def test_memory_flags() -> None:
 def test_trtllm_batch_flags_are_per_attention_dp_rank() -> None:
     """TensorRT-LLM's --max_batch_size and --max_num_tokens are per rank ("Max batch size in each rank",
     trtllm-bench's docs): NVIDIA's DeepSeek-R1 max-throughput recipe runs 896 per rank at concurrency 7168 on 8
-    attention-DP ranks; under attention TP one batch spans the 8 GPUs."""
+    attention-DP ranks; under attention TP one batch spans the 8 GPUs. The row keeps the flags; the engine the
+    replica runs takes them per rank."""
     from agentsim.planning.calibrate import condition_engine
     from agentsim.planning.calibrate.harness import kv_tokens
+    from agentsim.resolve import resolve_engine
 
     flags = "--max_batch_size 896 --max_num_tokens 2048"
     labels = {"model": "DeepSeek-R1", "hardware": "B200", "precision": "fp4", "engine": "TensorRT-LLM", "tp": "8"}
+    model, hw = CATALOG.get_model("deepseek-r1"), CATALOG.get_hardware("b200")
     for dpa, ranks in (("yes", 8), ("no", 1)):
         m = Measurement(
             isl=1024, osl=2048, concurrency=7168, labels={**labels, "dp_attention": dpa, "engine_args": flags}
         )
         pool = pool_from_labels(m, CATALOG)
         engine = condition_engine(pool, m, HarnessOptions(), CATALOG)
-        assert (engine.max_num_seqs, engine.max_batched_tokens) == (896 * ranks, 2048 * ranks)
+        assert (engine.max_num_seqs, engine.max_batched_tokens) == (896, 2048)
+        pool = pool.model_copy(update={"deployment": pool.deployment.model_copy(update={"engine": engine})})
+        _, _, config = resolve_engine(pool, model, hw)
+        assert (config.max_num_seqs, config.max_batched_tokens) == (896 * ranks, 2048 * ranks)
+        assert config.attention_ranks == ranks
     # the free fraction sizes the cache: 0.93 of the same free memory holds 0.93 / 0.9 of the tokens
     sized = []
     for frac in ("0.9", "0.93"):

@@ -73,7 +73,15 @@ How the terms were chosen:
   (:func:`agentsim.perf.memory.weight_placement`); each part is read at its tier's bandwidth, one after the
   other (a layer's weights are in one tier). Without DDR, ``f_hbm = 1``. The KV cache is always in HBM.
 * *Data-parallel attention*: each GPU runs the whole attention block for its own ``1/tp`` of the sequences, so
-  it reads all the attention weights (not ``1/tp`` of them) but the KV cache is not replicated.
+  it reads all the attention weights (not ``1/tp`` of them) but the KV cache is not replicated. The ranks meet
+  at every MoE layer, so a step waits for the busiest (TensorRT-LLM's "ADP Balance Strategy" blog,
+  ``docs/source/blogs/tech_blog/blog10_ADP_Balance_Strategy.md``: "the iteration time is dominated by the slowest
+  rank"; it measured 35% of the throughput lost to it on DeepSeek-V3). Decodes spread evenly; a prompt chunk runs on
+  one rank, so the busiest rank holds ``max(largest chunk, P / tp)`` prompt tokens and ``max(largest chunk's pairs,
+  pairs / tp)`` attention pairs, and the step adds its attention projections' compute (``2 x attention
+  parameters`` FLOPs a token) and attention core beyond the balanced ``1/tp`` share the other terms charge
+  (:meth:`RooflinePerfModel._dp_extra`; :meth:`step_time`, one chunk, puts the whole prefill on one rank). The
+  engine splits the token budget between the ranks (``serving.replica``).
 * *Communication* at ``comm_efficiency`` of the link bandwidth (one direction), plus ``collective_latency_s``
   per collective (:func:`comm_terms`):
 
@@ -107,7 +115,11 @@ How the terms were chosen:
   step). The second is not GPU physics but the serving engine's CPU work per running sequence (scheduling,
   sampling, detokenizing, streaming to the client), which at hundreds of sequences outweighs the GPU's
   marginal cost of a sequence; the engine presets give both (:mod:`agentsim.serving.presets`), and a roofline
-  built without them (``overhead_s_per_seq`` unset) has none.
+  built without them (``overhead_s_per_seq`` unset) has none. Under data-parallel attention the cost stays per
+  sequence of the whole step: each rank schedules its own sequences, but the front end that detokenizes and
+  streams them is shared, and the fitted SGLang cost (:data:`agentsim.serving.presets.SGLANG_SEQ_OVERHEAD_S`)
+  matches its DP-attention rows charged so (dividing it by the 8 ranks took DeepSeek-R1's two DP-attention
+  bursts of 219-token prompts on 8 H200 from -5% / -1% to +220% / +235% output tok/s).
 * *Kernel floor*: a decode pass launches its ``K`` kernels (:func:`forward_kernels`: per layer the attention
   block's, the dense or routed feed-forward's and the tensor-parallel collectives) one after another, and no
   kernel takes less than ``kernel_latency_s`` (launch, setup and teardown even under CUDA graphs), so the GPU part
@@ -367,6 +379,10 @@ class RooflinePerfModel(PerfModel):
             fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
             self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
         self.moe_s_per_token = moe_flops / flops
+        # Data-parallel attention: each of the tp ranks runs the attention block (its projections and the attention
+        # core) for its own sequences, and the MoE layers wait for the busiest rank (module docstring).
+        self.dp_ranks = float(tp) if deployment.data_parallel_attention and tp > 1 else 1.0
+        self.att_lin_s_per_token = 2.0 * model.attention_params_b * 1e9 / flops_dense
         layers = model.full_attention_layers
         pair = 2.0 * model.heads * (model.qk_head_dim + model.head_dim)
         self.pair_prefill_s = layers * pair / flops_att
@@ -434,15 +450,28 @@ class RooflinePerfModel(PerfModel):
             return self.imb_skew
         return min(self.imb_cap, max(1.0, self.imb_skew + self.imb_noise / math.sqrt(t)))
 
-    def _weights_s(self, t: float) -> float:
+    def _weights_s(self, t: float, busiest_s: float = 0.0) -> float:
         """Linear layers and experts of a micro-batch with ``t`` new tokens: each class bound by its own
-        resource."""
-        out = max(self.lin_s_per_token * t, self.dense_weight_s)
+        resource; ``busiest_s`` the attention-DP busiest rank's extra projection compute (:meth:`_dp_extra`)."""
+        out = max(self.lin_s_per_token * t + busiest_s, self.dense_weight_s)
         if self.is_moe:
             ti = self._imbalance(t) * t
             experts = max(self.moe_s_per_token * ti, self.all_experts_s * (1.0 - self.expert_miss**ti))
             out += experts / grouped_gemm_efficiency(ti * self.copies_per_expert)
         return out
+
+    def _dp_extra(self, p: float, pairs: float, largest: float, largest_pairs: float) -> tuple[float, float]:
+        """Seconds the busiest data-parallel attention rank adds to a step with ``p`` prompt tokens and ``pairs``
+        query-key pairs over the balanced split the other terms assume: its attention projections' compute and
+        its attention core's. A chunk runs on one rank, so the busiest holds ``max(largest chunk, p / ranks)``
+        tokens and ``max(largest chunk's pairs, pairs / ranks)`` pairs (module docstring); ``(0, 0)`` without
+        data-parallel attention or prompt tokens."""
+        r = self.dp_ranks
+        if r == 1.0 or p <= 0.0:
+            return 0.0, 0.0
+        tokens = max(largest, p / r)
+        busy_pairs = max(largest_pairs, pairs / r)
+        return self.att_lin_s_per_token * (r * tokens - p), self.pair_prefill_s * (r * busy_pairs - pairs)
 
     # -- scalar hot path ---------------------------------------------------------------------------------
 
@@ -452,11 +481,16 @@ class RooflinePerfModel(PerfModel):
         t = p + d
         seqs = d + 1.0 if p > 0.0 else d
         cbar = c / seqs if seqs > 0.0 else 0.0
-        compute = self.pair_decode_s * d * cbar + self.pair_prefill_s * (p * cbar + 0.5 * p * p)
+        chunk_pairs = p * cbar + 0.5 * p * p
+        compute = self.pair_decode_s * d * cbar + self.pair_prefill_s * chunk_pairs
+        busy_lin = 0.0
         if p > 0.0:
             compute = compute + self.kv_up_s * cbar
+            if self.dp_ranks > 1.0:  # one prefill chunk (module docstring), on one rank
+                busy_lin, busy_att = self._dp_extra(p, chunk_pairs, p, chunk_pairs)
+                compute = compute + busy_att
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
-        return self._floored(self._weights_s(t) + att + self._token_s * t, decode_seqs)
+        return self._floored(self._weights_s(t, busy_lin) + att + self._token_s * t, decode_seqs)
 
     def _floored(self, work: float, decode_seqs: float) -> float:
         """A step of GPU ``work`` (weights, attention, per-token traffic): plus the fixed communication and
@@ -474,17 +508,27 @@ class RooflinePerfModel(PerfModel):
         context_tokens: float,
         prefill_context: float,
         prefill_pairs: float,
+        largest_chunk: float = -1.0,
+        largest_pairs: float = -1.0,
     ) -> float:
         """:meth:`step_time` with the attention pairs of each prefill chunk counted exactly (several prompts in
-        one step attend within their own sequences: ``sum p_i (c_i + p_i / 2)``, not ``P (cbar + P / 2)``), and
-        the decodes' pairs from their own context."""
+        one step attend within their own sequences: ``sum p_i (c_i + p_i / 2)``, not ``P (cbar + P / 2)``), the
+        decodes' pairs from their own context, and under data-parallel attention the busiest rank from the
+        largest chunk (:meth:`_dp_extra`; negative: one chunk)."""
         k = self.inv_pp
         p, d, c = prefill_tokens * k, decode_seqs * k, context_tokens * k
         t = p + d
         cp = prefill_context * k
-        compute = self.pair_decode_s * (c - cp) + self.pair_prefill_s * prefill_pairs * k + self.kv_up_s * cp
+        pairs = prefill_pairs * k
+        compute = self.pair_decode_s * (c - cp) + self.pair_prefill_s * pairs + self.kv_up_s * cp
+        busy_lin = 0.0
+        if self.dp_ranks > 1.0 and p > 0.0:
+            big = (largest_chunk if largest_chunk >= 0.0 else prefill_tokens) * k
+            big_pairs = (largest_pairs if largest_pairs >= 0.0 else prefill_pairs) * k
+            busy_lin, busy_att = self._dp_extra(p, pairs, big, big_pairs)
+            compute = compute + busy_att
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
-        return self._floored(self._weights_s(t) + att + self._token_s * t, decode_seqs)
+        return self._floored(self._weights_s(t, busy_lin) + att + self._token_s * t, decode_seqs)
 
     def _segment_axes(self, decode_seqs: int, context0: float) -> tuple[float, float]:
         """A decode segment's micro-batch: sequences and starting context (each step adds ``d`` tokens)."""
@@ -597,13 +641,14 @@ class RooflinePerfModel(PerfModel):
         p0, d0, c0 = as_step_arrays(prefill_tokens, decode_seqs, context_tokens)
         p, d, c = self._micro(p0, d0, c0)
         t = p + d
-        lin = np.maximum(self.lin_s_per_token * t, self.dense_weight_s)
+        busy_lin, busy_att = self._dp_extra_array(p, d, c)
+        lin = np.maximum(self.lin_s_per_token * t + busy_lin, self.dense_weight_s)
         if self.is_moe:
             ti = self._imbalance_array(t) * t
             experts_read = self.all_experts_s * (1.0 - np.power(self.expert_miss, ti))
             grouped = grouped_gemm_efficiency_array(ti * self.copies_per_expert)
             lin = lin + np.maximum(self.moe_s_per_token * ti, experts_read) / grouped
-        att = np.maximum(self._attention_compute(p, d, c), (c + t) * self.kv_s_per_token)
+        att = np.maximum(self._attention_compute(p, d, c) + busy_att, (c + t) * self.kv_s_per_token)
         out: FloatArray = lin + att + self._token_s * t + self._fixed_s + self.seq_overhead_s * d0
         if self.kernel_floor_s > 0.0:
             lift = np.maximum(self.kernel_floor_s - (lin + att + self._token_s * t + self.comm_fixed_s), 0.0)
@@ -615,17 +660,21 @@ class RooflinePerfModel(PerfModel):
         micro-batch under pipeline parallelism), the communication (collective latency and pipeline hops
         included) and the overhead."""
         pa, da, ca = self._micro(*as_step_arrays(prefill_tokens, decode_seqs, context_tokens))
-        att_c = float(self._attention_compute(pa, da, ca))
+        busy_lin_a, busy_att_a = self._dp_extra_array(pa, da, ca)
+        busy_lin, busy_att = float(busy_lin_a), float(busy_att_a)
+        att_c = float(self._attention_compute(pa, da, ca)) + busy_att
         p, d, c = float(pa), float(da), float(ca)
         t = p + d
-        compute = self.lin_s_per_token * t + att_c
+        compute = self.lin_s_per_token * t + busy_lin + att_c
         memory = self.dense_weight_s + (c + t) * self.kv_s_per_token + self.elementwise_s_per_token * t
         if self.is_moe:
             ti = self._imbalance(t) * t
             grouped = grouped_gemm_efficiency(ti * self.copies_per_expert)
             compute += self.moe_s_per_token * ti / grouped
             memory += self.all_experts_s * (1.0 - self.expert_miss**ti) / grouped
-        roofline = self._weights_s(t) + max(att_c, (c + t) * self.kv_s_per_token) + self.elementwise_s_per_token * t
+        roofline = (
+            self._weights_s(t, busy_lin) + max(att_c, (c + t) * self.kv_s_per_token) + self.elementwise_s_per_token * t
+        )
         comm = self.comm_s_per_token * t + self.comm_fixed_s
         overhead = self.overhead_s + self.seq_overhead_s * float(decode_seqs)
         floor = max(0.0, self.kernel_floor_s - (roofline + comm))
@@ -635,6 +684,19 @@ class RooflinePerfModel(PerfModel):
         """One micro-batch's share of each step (the step itself without pipeline parallelism)."""
         k = self.inv_pp
         return p * k, d * k, c * k
+
+    def _dp_extra_array(self, p: FloatArray, d: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """:meth:`_dp_extra` elementwise for steps of one prefill chunk (as :meth:`step_time`): the busiest rank
+        holds the whole chunk, ``ranks - 1`` times its share under the balanced split."""
+        if self.dp_ranks == 1.0:
+            zero: FloatArray = np.zeros_like(p)
+            return zero, zero
+        seqs = np.where(p > 0.0, d + 1.0, d)
+        cbar = np.divide(c, seqs, out=np.zeros_like(c), where=seqs > 0.0)
+        more = self.dp_ranks - 1.0
+        lin: FloatArray = self.att_lin_s_per_token * more * p
+        att: FloatArray = self.pair_prefill_s * more * (p * cbar + 0.5 * p * p)
+        return lin, att
 
     def _attention_compute(self, p: FloatArray, d: FloatArray, c: FloatArray) -> FloatArray:
         """Attention-core seconds of each step at the compute roof (same operations as step_time)."""

@@ -63,6 +63,7 @@ class EngineConfig:
         frontend_s: float = 0.0,
         window_tokens: int = 0,
         window_blocks: int = 0,
+        attention_ranks: int = 1,
     ) -> None:
         self.admission = admission
         self.frontend_s = frontend_s  # before a call reaches the queue (serving.cluster.Cluster.route)
@@ -75,6 +76,8 @@ class EngineConfig:
         # KV a running call holds for the model's sliding-window layers (vLLM: agentsim.perf.memory.sliding_window_kv)
         self.window_tokens = window_tokens
         self.window_blocks = window_blocks
+        # data-parallel attention ranks, each scheduling its own share of the token budget (serving.replica)
+        self.attention_ranks = attention_ranks
         self.min_new_token_ratio = init_new_token_ratio * MIN_NEW_TOKEN_RATIO_FACTOR
         self.new_token_ratio_decay = (init_new_token_ratio - self.min_new_token_ratio) / NEW_TOKEN_RATIO_DECAY_STEPS
 
@@ -83,7 +86,8 @@ class EngineConfig:
             f"EngineConfig(admission={self.admission}, max_num_seqs={self.max_num_seqs}, "
             f"max_batched_tokens={self.max_batched_tokens}, chunked_prefill={self.chunked_prefill}, "
             f"prefix_caching={self.prefix_caching}, block_size_tokens={self.block_size_tokens}, "
-            f"frontend_s={self.frontend_s}, window_tokens={self.window_tokens}, window_blocks={self.window_blocks})"
+            f"frontend_s={self.frontend_s}, window_tokens={self.window_tokens}, window_blocks={self.window_blocks}, "
+            f"attention_ranks={self.attention_ranks})"
         )
 
     def window_charge(self, length: int) -> int:

@@ -229,24 +229,34 @@ def sglang_max_running(kv_capacity_tokens: int) -> int:
     return max(1, min(kv_capacity_tokens // 2, 4096))
 
 
-def engine_config(engine: EngineSpec, tokens_per_step: float = 1.0, window: WindowKv | None = None) -> EngineConfig:
+def engine_config(
+    engine: EngineSpec,
+    tokens_per_step: float = 1.0,
+    window: WindowKv | None = None,
+    attention_ranks: int = 1,
+    limits_per_rank: int = 1,
+) -> EngineConfig:
     """The plain configuration a replica runs, from a filled engine spec (:func:`fill_engine`).
 
     With speculative decoding the engine steps in *token steps* of ``1 / tokens_per_step`` of a real step
     (docs/DESIGN.md, speculative decoding), so its per-step token budget is the real one divided by the
     expected tokens per step. ``window``: the KV each running call holds for the model's sliding-window layers
-    (:func:`agentsim.perf.memory.sliding_window_kv`; none when not given)."""
+    (:func:`agentsim.perf.memory.sliding_window_kv`; none when not given). ``attention_ranks``: the
+    data-parallel attention ranks (the deployment's ``tp`` with ``data_parallel_attention``), which split the
+    token budget between them; ``limits_per_rank``: the ranks ``max_num_seqs`` and ``max_batched_tokens`` each
+    apply to (engines whose limits are per rank: the replica's are that many times the knobs)."""
     assert engine.admission is not None and engine.max_num_seqs is not None
     return EngineConfig(
         admission=ADMISSION_CODES[engine.admission],
-        max_num_seqs=engine.max_num_seqs,
-        max_batched_tokens=step_budget(engine, tokens_per_step),
+        max_num_seqs=engine.max_num_seqs * limits_per_rank,
+        max_batched_tokens=step_budget(engine, tokens_per_step) * limits_per_rank,
         chunked_prefill=bool(engine.chunked_prefill),
         prefix_caching=bool(engine.prefix_caching),
         block_size_tokens=engine.block_size_tokens or 16,
         frontend_s=engine.frontend_s or 0.0,
         window_tokens=window.tokens if window is not None else 0,
         window_blocks=window.blocks if window is not None else 0,
+        attention_ranks=attention_ranks,
     )
 
 

@@ -13,7 +13,10 @@ A replica holds a *running* set (in admission order) and a FCFS *waiting* queue.
    ``max_num_seqs``, the budget and free KV allow. An admitted call looks up its longest cached prefix, pins it,
    and reserves KV for the rest of its prompt, plus what its policy holds back (guaranteed-no-evict: its own and
    every running call's future decode tokens; new-token-ratio: its clipped output and the ratio's share of the
-   running calls'). With ``chunked_prefill`` a long prompt is split across steps. Under vLLM a model with
+   running calls'). With ``chunked_prefill`` a long prompt is split across steps; under data-parallel attention
+   (``EngineConfig.attention_ranks``) each rank schedules its share of the budget, so a call's chunk is at most
+   ``max_batched_tokens / ranks``, and the step is timed from its largest chunk (the busiest rank's, perf
+   roofline). Under vLLM a model with
    sliding-window layers (gpt-oss) also holds a window's blocks per admitted call, from admission until its KV
    is freed (``EngineConfig.window_charge``), a constant per call, so the decode-room arithmetic below holds;
 4. runs one step of ``perf.step_time(prefill_tokens, decode_seqs, context_tokens)`` seconds, or a segment.
@@ -163,6 +166,9 @@ class Replica(ReplicaId):
         self.max_seqs = engine.max_num_seqs
         self.budget = engine.max_batched_tokens
         self.chunked = engine.chunked_prefill
+        # Under data-parallel attention each rank schedules its own share of the budget: a call's chunk is at most
+        # budget / ranks (SGLang divides --chunked-prefill-size by dp_size; TensorRT-LLM's max_num_tokens is per rank)
+        self.rank_budget = max(1, self.budget // engine.attention_ranks)
         self.windowed = engine.window_blocks > 0  # calls hold KV for sliding-window layers (vLLM, gpt-oss)
         self.kv = KvCache(kv_capacity_tokens, engine.block_size_tokens, engine.prefix_caching)
         # KV offload (serving/tiers.py): evicted prefixes go to host DRAM / NVMe and are reloaded from there.
@@ -208,6 +214,8 @@ class Replica(ReplicaId):
         self.cur_p = 0  # prefill tokens of the current step
         self.cur_d = 0  # decode seqs of the current step
         self.pf_pairs = 0.0  # sum over the prefill chunks being filled of chunk * (context + chunk / 2)
+        self.pf_big = 0  # their largest chunk
+        self.pf_big_pairs = 0.0  # their largest chunk * (context + chunk / 2)
 
         # Counters for the time series and the summary.
         self.busy_s = 0.0
@@ -625,7 +633,7 @@ class Replica(ReplicaId):
         self._join(c)
         self.prefilling.append(c)
         self.pf_left += c.output - c.generated
-        return need if not self.chunked else min(need, budget)
+        return need if not self.chunked else min(need, budget, self.rank_budget)
 
     def _reload(
         self, c: Call, node: Node | None, path: list[Node], target: int, need: int, budget: int, now: float
@@ -659,7 +667,7 @@ class Replica(ReplicaId):
             c.phase = PREFILL
             self.prefilling.append(c)
             left = target - hit
-            return left if not self.chunked else min(left, budget)
+            return left if not self.chunked else min(left, budget, self.rank_budget)
         c.phase = LOADING
         self.loading += 1
         self.reloads_now += 1
@@ -753,12 +761,14 @@ class Replica(ReplicaId):
         ctx = 0
         self.reloads_now = 0
         pairs = 0.0
+        big = 0  # the largest chunk, and the largest chunk's pairs: the busiest attention-DP rank's (perf)
+        big_pairs = 0.0
         for c in self.prefilling:
             if budget <= 0:
                 c.chunk = 0
                 continue
             left = c.target - c.computed
-            chunk = left if (left <= budget or not self.chunked) else budget
+            chunk = min(left, budget, self.rank_budget) if self.chunked else left
             if chunk > budget and (d or p):
                 chunk = 0  # unchunked prompt that does not fit this step: wait for a lighter one
             c.chunk = chunk
@@ -766,7 +776,10 @@ class Replica(ReplicaId):
             p += chunk
             if chunk:
                 ctx += c.computed
-                pairs += chunk * (c.computed + 0.5 * chunk)
+                cp = chunk * (c.computed + 0.5 * chunk)
+                pairs += cp
+                big = max(big, chunk)
+                big_pairs = max(big_pairs, cp)
         while waiting and budget > 0 and len(self.running) < self.max_seqs:
             c = waiting[0]
             if c.kv_ready:
@@ -781,8 +794,13 @@ class Replica(ReplicaId):
             budget -= chunk
             p += chunk
             ctx += c.computed
-            pairs += chunk * (c.computed + 0.5 * chunk)
+            cp = chunk * (c.computed + 0.5 * chunk)
+            pairs += cp
+            big = max(big, chunk)
+            big_pairs = max(big_pairs, cp)
         self.pf_pairs = pairs
+        self.pf_big = big
+        self.pf_big_pairs = big_pairs
         return p, ctx
 
     def _run(self, now: float, p: int, d: int, ctx: int, single: bool) -> None:
@@ -798,7 +816,7 @@ class Replica(ReplicaId):
             self.cur_d = d
             self.state = STEP
             c = ctx + (self.q + d * self.step if d else 0)
-            self._timer(self.perf.prefill_step_time(p, d, c, ctx, self.pf_pairs))
+            self._timer(self.perf.prefill_step_time(p, d, c, ctx, self.pf_pairs, self.pf_big, self.pf_big_pairs))
             return
         k = 1 if single else cast(Finish, self.heap[0]).step - self.step
         room = self.kv.free // d

@@ -117,9 +117,15 @@ class EngineSpec(Strict):
         "admit only what fits to completion, never evict); max-utilization (TensorRT-LLM: admit on the next "
         "step's need, pause the last-started call); default: the preset's",
     )
-    max_num_seqs: PositiveInt | None = Field(None, description="running calls at most; default: the preset's")
+    max_num_seqs: PositiveInt | None = Field(
+        None,
+        description="running calls at most; default: the preset's. With data_parallel_attention, per rank under "
+        "vllm and trtllm (their ranks schedule alone), in total under sglang (which divides it)",
+    )
     max_batched_tokens: PositiveInt | None = Field(
-        None, description="token budget of one step (chunked-prefill size); default: the preset's"
+        None,
+        description="token budget of one step (chunked-prefill size); default: the preset's. Per rank or in "
+        "total as max_num_seqs",
     )
     chunked_prefill: bool | None = Field(None, description="split long prompts across steps; default: the preset's")
     prefix_caching: bool | None = Field(None, description="default: the preset's (on for all three)")

@@ -38,10 +38,10 @@ memory), ``--kv_cache_free_gpu_mem_fraction`` (TensorRT-LLM: of what the weights
 ``--async-scheduling`` (vLLM overlaps the CPU scheduling with the GPU: the overlapped engines' step overhead),
 ``-pp`` / ``--pipeline-parallel-size``, and speculative decoding (``--speculative-algorithm``
 EAGLE/EAGLE3/NEXTN/MTP with ``--speculative-num-steps`` draft tokens, SGLang's :data:`SGLANG_AUTO_SPEC_STEPS` when
-a GQA model's row names the algorithm alone, at the acceptance defaults of :data:`DEFAULT_ACCEPTANCE`).
-TensorRT-LLM's batch flags are per rank: under attention data parallelism the harness multiplies them by the ranks
-(:func:`engine_overrides`). Columns ``max_num_seqs``, ``max_batched_tokens`` and ``chunked_prefill`` (totals) win
-over all of these.
+a GQA model's row names the algorithm alone, at the acceptance defaults of :data:`DEFAULT_ACCEPTANCE`). The flags
+keep their engine's meaning: TensorRT-LLM's batch flags count per attention-DP rank, as the engine takes them
+(:func:`agentsim.resolve.resolve_engine`). Columns ``max_num_seqs``, ``max_batched_tokens`` and ``chunked_prefill``
+win over all of these.
 """
 
 from __future__ import annotations
@@ -293,13 +293,11 @@ def _acceptance(method: str, k: int) -> list[float] | float:
     return [rates[min(i, len(rates) - 1)] for i in range(k)]
 
 
-def engine_overrides(m: Measurement, model: ModelArch, ranks: int = 1) -> dict[str, Any]:
+def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
     """Engine knobs a row's labels fix (vLLM V0 defaults, then its ``engine_args``, then explicit columns);
     ``pp`` and ``speculative`` included when given. trtllm-bench's choices need the deployment and are applied
-    by the harness. ``ranks``: the schedulers one flag's batch limits apply to each (TensorRT-LLM's
-    ``--max_batch_size`` and ``--max_num_tokens`` are per rank, and attention-DP ranks each schedule their own
-    batch), so the flags' ``max_num_seqs`` and ``max_batched_tokens`` are multiplied by it; the columns are
-    totals."""
+    by the harness. The flags keep their engine's meaning (TensorRT-LLM's batch flags count per attention-DP
+    rank: :func:`agentsim.resolve.resolve_engine` scales them)."""
     labels = m.labels
     out: dict[str, Any] = {}
     version = vllm_version(labels)
@@ -308,9 +306,6 @@ def engine_overrides(m: Measurement, model: ModelArch, ranks: int = 1) -> dict[s
     parsed = parse_engine_args(args, default_steps) if args.strip() else {}
     if version is not None and version < (0, 8):
         out |= vllm_v0_overrides(model, parsed.get("chunked_prefill"))
-    for name in ("max_num_seqs", "max_batched_tokens"):
-        if name in parsed:
-            parsed[name] *= ranks
     if parsed:
         if "max_batched_tokens" in parsed and version is not None and version < (0, 8):
             parsed.setdefault("chunked_prefill", out.get("chunked_prefill", False))

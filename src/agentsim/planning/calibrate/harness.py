@@ -233,9 +233,7 @@ def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, 
 
     dep = pool.deployment
     model = catalog.get_model(dep.model)
-    # TensorRT-LLM's batch flags are per rank ("Max batch size in each rank", trtllm-bench's docs)
-    ranks = dep.tp if preset == "trtllm" and dep.data_parallel_attention else 1
-    out = engine_overrides(m, model, ranks)
+    out = engine_overrides(m, model)
     out.pop("pp", None)
     if preset == "trtllm" and measured_by_trtllm_bench(m):
         # trtllm-bench has no server: no detokenizing or streaming per request (serving/presets.py)
@@ -252,7 +250,8 @@ def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, 
             isl=m.isl,
             osl=m.osl,
         )
-        out = {"max_num_seqs": seqs * ranks, "max_batched_tokens": tokens * ranks, "chunked_prefill": False, **out}
+        # per rank, as the tool sets them (the engine counts TensorRT-LLM's limits per attention-DP rank)
+        out = {"max_num_seqs": seqs, "max_batched_tokens": tokens, "chunked_prefill": False, **out}
     return out
 
 

@@ -1,0 +1,107 @@
+"""Data-parallel attention's ranks (cause 12 in docs/FIDELITY.md): each of the ``tp`` ranks runs the attention block
+for its own sequences and schedules its own share of the token budget (SGLang divides ``--chunked-prefill-size`` by
+``dp_size``; TensorRT-LLM's ``max_num_tokens`` is per rank), and the MoE layers wait for the busiest rank, so a step
+whose prompt tokens sit on one rank takes that rank's attention time (TensorRT-LLM's "ADP Balance Strategy" blog:
+"the iteration time is dominated by the slowest rank")."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agentsim import spec
+from agentsim.catalog import load_catalog
+from agentsim.engine.clock import Clock
+from agentsim.perf.linear import LinearPerfModel
+from agentsim.perf.roofline import RooflinePerfModel
+from agentsim.serving.admission import EngineConfig
+from agentsim.serving.call import Call, Callbacks
+from agentsim.serving.replica import Replica
+from agentsim.spec import LinearPerf
+
+CATALOG = load_catalog()
+D = 0.01  # one engine step (alpha only), seconds
+
+
+def _done_times(ranks: int, calls: int, prompt: int = 2048, budget: int = 1024) -> list[float]:
+    """Finish times of ``calls`` prompts of one output token, all arriving at 0, on a replica whose steps take
+    ``D`` each, with a ``budget``-token step split between ``ranks`` attention ranks."""
+    env = Clock()
+    done: list[float] = []
+    engine = EngineConfig(max_num_seqs=64, max_batched_tokens=budget, chunked_prefill=True, attention_ranks=ranks)
+    rep = Replica(
+        env.events,
+        0,
+        "p",
+        LinearPerfModel(LinearPerf(alpha_s=D)),
+        engine,
+        100_000,
+        Callbacks(lambda c, t: None, lambda c, t: done.append(t)),
+    )
+    for i in range(calls):
+        env.events.schedule(0.0, rep.submit, (Call(i, prompt, 1, 0.0),))
+    env.run()
+    return done
+
+
+def test_a_calls_chunk_is_one_ranks_share_of_the_budget() -> None:
+    """A 2,048-token prompt under a 1,024-token budget: two steps on one scheduler; on four attention ranks its
+    rank's share is 256 tokens a step, eight steps."""
+    assert _done_times(1, 1) == [pytest.approx(2 * D, abs=1e-12)]
+    assert _done_times(4, 1) == [pytest.approx(8 * D, abs=1e-12)]
+
+
+def test_four_prompts_fill_four_ranks_at_once() -> None:
+    """Four such prompts on four ranks prefill side by side, 256 tokens each a step: all four finish after eight
+    steps. One scheduler takes them one after another, two steps each (the same eight steps in all)."""
+    assert _done_times(4, 4) == [pytest.approx(8 * D, abs=1e-12)] * 4
+    assert _done_times(1, 4) == [pytest.approx(k * D, abs=1e-12) for k in (2, 4, 6, 8)]
+
+
+def _deepseek(dpa: bool) -> RooflinePerfModel:
+    dep = spec.Deployment(
+        model="deepseek-r1",
+        hardware="h200",
+        tp=8,
+        ep=8 if dpa else 1,
+        data_parallel_attention=dpa,
+        precision="fp8",
+        kv_precision="bf16",
+    )
+    return RooflinePerfModel(CATALOG.get_hardware("h200"), CATALOG.get_model("deepseek-r1"), dep)
+
+
+def test_the_busiest_rank_adds_its_attention_block_by_hand() -> None:
+    """DeepSeek-R1 on 8 H200 with attention DP: a step of 8,192 prompt tokens in one chunk against the same tokens
+    and pairs split evenly over the 8 ranks. The one rank holding the chunk computes all of it where the balanced
+    split gave it 1/8: it adds 7/8 of the chunk's attention projections (2 x attention parameters FLOPs a token)
+    and 7/8 of its attention core (2 x heads x (192 + 128) FLOPs per query-key pair and layer, MLA's
+    unabsorbed prefill), each on one GPU at the efficiencies the model reports for those layers."""
+    m = _deepseek(True)
+    model, hw = CATALOG.get_model("deepseek-r1"), CATALOG.get_hardware("h200")
+    p = 8192.0
+    pairs = p * p / 2.0
+    one = m.prefill_step_time(p, 0, 0, 0, pairs, p, pairs)
+    even = m.prefill_step_time(p, 0, 0, 0, pairs, p / 8, pairs / 8)
+    gpu_dense = hw.dense_tflops("fp8") * 1e12 * m.dense_efficiencies.mfu
+    gpu_att = hw.dense_tflops("bf16") * 1e12 * m.efficiencies.mfu_attention  # bf16 KV cache: bf16 attention
+    projections = 2.0 * model.attention_params_b * 1e9 * p / gpu_dense
+    core = model.full_attention_layers * 2.0 * model.heads * (192 + 128) * pairs / gpu_att
+    assert one - even == pytest.approx((projections + core) * 7 / 8, rel=1e-9)
+    assert one - even > 0.1 * even  # not a rounding: a tenth of the step at least
+
+
+def test_a_balanced_step_and_plain_attention_are_unchanged() -> None:
+    """Chunks no larger than a rank's share leave the step as it was; without attention DP the chunk sizes do not
+    matter at all (bit for bit)."""
+    dpa, tp = _deepseek(True), _deepseek(False)
+    p, d, c = 4096.0, 64.0, 64 * 3000.0
+    pairs = p * (1000 + p / 2)
+    assert dpa.prefill_step_time(p, d, c, 1000, pairs, p / 8, pairs / 8) == dpa.prefill_step_time(
+        p, d, c, 1000, pairs, p / 16, pairs / 16
+    )
+    base = tp.prefill_step_time(p, d, c, 1000, pairs)
+    assert all(tp.prefill_step_time(p, d, c, 1000, pairs, big, big * 100) == base for big in (1.0, p / 8, p))
+    # the scalar and vectorized one-chunk paths agree
+    assert math.isclose(float(dpa.step_times([p], [d], [c])[0]), dpa.step_time(p, d, c), rel_tol=1e-12)
