@@ -519,8 +519,8 @@ def test_the_interpreted_source_gives_the_compiled_results_bit_for_bit(tmp_path:
     shutil.copytree(src, pure / "agentsim", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__", build.STAMP))
     s = scenario(
         profile="coding-agent", perf={"kind": "roofline"}, replicas=2,
-        arrivals={"kind": "closed", "agents": 24, "think_s": const(1.0)}, horizon_s=240.0,
-        engine={"kv_capacity_tokens": 200_000},  # tight: evictions (hit rate ~0.69, not ~0.85) and preemptions
+        arrivals={"kind": "closed", "agents": 32, "think_s": const(1.0)}, horizon_s=240.0,
+        engine={"kv_capacity_tokens": 200_000},  # tight: evictions and preemptions
     )
     spec_file = tmp_path / "s.yaml"
     spec_file.write_text(yaml.safe_dump(s.model_dump(mode="json")))

@@ -51,7 +51,9 @@ How the terms were chosen:
   single prefill chunk (``p c + p**2 / 2``) and approximate for mixed steps. ``d_qk = d_v = head_dim`` for
   GQA. Layers with a sliding window (gpt-oss) attend to at most ``window`` tokens: ``window`` pairs per token.
   Attention math runs at the peak of the KV cache's precision (FP8 attention with an FP8 cache; FP4 weights do
-  not make attention FP4).
+  not make attention FP4), and at the attention kernel's share of the matmul rate, which falls with the head
+  dimension (:data:`ATTENTION_KERNEL_POINTS`: FlashAttention-3 on H100, 0.60 of the matmul rate at head
+  dimension 64, 0.78 at 128; MLA's absorbed decode at FlashMLA's, :data:`FLASHMLA_KERNEL_RATIO`).
 * *MLA* (DeepSeek-V3/R1) runs attention two ways. Decode is *absorbed*: the key and value up-projections are
   folded into the query and output, so every head scores its 576-wide query against the shared latent plus
   RoPE key and sums 512-wide latents: ``2 h (576 + 512)`` FLOPs per (query, cached token) pair and layer
@@ -160,9 +162,12 @@ from agentsim.perf.moe import a2a_split, imbalance_curve
 
 __all__ = [
     "ACTIVATION_BYTES",
+    "ATTENTION_KERNEL_POINTS",
+    "FLASHMLA_KERNEL_RATIO",
     "CommTerms",
     "RooflinePerfModel",
     "RooflineTerms",
+    "attention_kernel_ratio",
     "comm_terms",
     "elementwise_bytes_per_token",
     "forward_kernels",
@@ -321,6 +326,39 @@ point's mean over the large-``m`` mean (1194): 0.73, 0.82, 0.90, 1. At 256 rows 
 2.05 TB/s (0.61 of peak), so below 256 the decode-sized groups are taken at the 256-row efficiency."""
 
 
+H100_MAMF_BF16_TFLOPS: Final = 794.5
+"""H100 SXM's best-shape BF16 matmul (MAMF, the catalog's ``gemm_bf16`` source): the kernels' ratios below are to it."""
+
+ATTENTION_KERNEL_POINTS: tuple[tuple[float, float], ...] = (
+    (64.0, 473.0 / H100_MAMF_BF16_TFLOPS),
+    (128.0, 616.0 / H100_MAMF_BF16_TFLOPS),
+    (256.0, 642.0 / H100_MAMF_BF16_TFLOPS),
+)
+"""Attention-core throughput by query/key head dimension, over the matmul throughput of the same GPU: the
+FlashAttention-3 paper's causal forward pass on H100 SXM5 in BF16 at 16k tokens (Shah et al. 2024,
+arXiv:2407.08608, Figure 5: 473, 616 and 642 TFLOPS at head dimensions 64, 128 and 256; 616 cross-checked by
+pytorch/benchmark@ff65cb6, 620.7 TFLOPS at 16k, head dim 128) over H100's best-shape BF16 matmul (MAMF 794.5
+TFLOPS, the catalog's ``gemm_bf16`` 0.80): 0.595, 0.775, 0.808. A small head dimension does less work per byte of
+K and V brought on chip, and softmax takes a larger share. The ratio is assumed to carry to other hardware and
+precisions (no per-hardware attention figure); flat outside the measured range."""
+
+FLASHMLA_KERNEL_RATIO: Final = 660.0 / H100_MAMF_BF16_TFLOPS
+"""MLA's absorbed decode attention (576-wide queries against the shared latent) over the same matmul throughput:
+FlashMLA's dense decoding kernel, 660 TFLOPS compute-bound on H800 SXM5 (BF16 peak 989.4; deepseek-ai/FlashMLA
+README), 0.667 of the peak, over 0.803: 0.831."""
+
+
+def attention_kernel_ratio(head_dim: float) -> float:
+    """:data:`ATTENTION_KERNEL_POINTS` interpolated in ``log2 head_dim``, flat outside the measured range."""
+    points = ATTENTION_KERNEL_POINTS
+    if head_dim <= points[0][0]:
+        return points[0][1]
+    for (h0, r0), (h1, r1) in itertools.pairwise(points):
+        if head_dim <= h1:
+            return r0 + (r1 - r0) * math.log2(head_dim / h0) / math.log2(h1 / h0)
+    return points[-1][1]
+
+
 def grouped_gemm_efficiency(m: float) -> float:
     """:data:`GROUPED_GEMM_POINTS` interpolated in ``log2 m``, flat outside the measured range."""
     points = GROUPED_GEMM_POINTS
@@ -385,14 +423,17 @@ class RooflinePerfModel(PerfModel):
         self.att_lin_s_per_token = 2.0 * model.attention_params_b * 1e9 / flops_dense
         layers = model.full_attention_layers
         pair = 2.0 * model.heads * (model.qk_head_dim + model.head_dim)
-        self.pair_prefill_s = layers * pair / flops_att
+        # Attention kernels reach less of the peak than GEMMs, the less the smaller the head (FlashAttention-3)
+        flops_fa = flops_att * attention_kernel_ratio(model.qk_head_dim)
+        self.pair_prefill_s = layers * pair / flops_fa
         self.pair_decode_s = self.pair_prefill_s
         self.kv_up_s = 0.0
         if model.attention == "mla" and model.kv_lora_rank is not None and model.qk_rope_head_dim is not None:
             latent = float(model.kv_lora_rank)
-            self.pair_decode_s = layers * 2.0 * model.heads * (2.0 * latent + model.qk_rope_head_dim) / flops_att
+            flops_mla = flops_att * FLASHMLA_KERNEL_RATIO
+            self.pair_decode_s = layers * 2.0 * model.heads * (2.0 * latent + model.qk_rope_head_dim) / flops_mla
             self.kv_up_s = layers * 2.0 * latent * model.heads * 2.0 * model.head_dim / flops_dense
-        self.window_s_per_token = (model.sliding_window_layers or 0) * pair * (model.sliding_window or 0) / flops_att
+        self.window_s_per_token = (model.sliding_window_layers or 0) * pair * (model.sliding_window or 0) / flops_fa
 
         # Seconds per weight byte on one GPU: the HBM part at HBM bandwidth, the DDR part at DDR bandwidth.
         f_hbm = weight_placement(model, hardware, deployment).hbm_fraction
