@@ -21,12 +21,13 @@ can be changed after loading, so one catalog can be shared by every run of a swe
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -38,6 +39,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -116,7 +118,21 @@ class Efficiency(Strict):
     hbm_fp8_block: float | None = Field(
         None, gt=0, le=1, description="weight-streaming rate of a block-scaled FP8 GEMM at decode-sized M over peak HBM"
     )
+    fused_moe_bf16: tuple[tuple[PositiveFloat, Annotated[float, Field(gt=0, le=1)]], ...] | None = Field(
+        None,
+        description="Triton fused-MoE throughput (vLLM's and SGLang's routed experts) at 256 tokens per expert over "
+        "the BF16 dense peak, by per-GPU expert width: (width, fraction) points, widths increasing",
+    )
     source: str = Field(min_length=1)
+
+    @field_validator("fused_moe_bf16")
+    @classmethod
+    def _widths_increase(
+        cls, v: tuple[tuple[float, float], ...] | None
+    ) -> tuple[tuple[float, float], ...] | None:
+        if v is not None and (not v or any(a[0] >= b[0] for a, b in itertools.pairwise(v))):
+            raise ValueError("needs at least one (width, fraction) point, widths strictly increasing")
+        return v
 
     def gemm(self, precision: Precision) -> float | None:
         """The GEMM fraction measured in ``precision``, else the one of the nearest measured precision (fp4 ->

@@ -71,6 +71,15 @@ How the terms were chosen:
   :mod:`agentsim.perf.moe` gives its load over the mean, ``imb(t)`` (a function of the tokens per step and
   ``ep``; ``moe_imbalance`` in the scenario fixes it, ``1.0`` being the balanced model): it computes ``imb``
   times the mean expert FLOPs and reads the experts ``imb * t`` tokens touch.
+* *Triton's fused MoE* (vLLM and SGLang, :data:`TRITON_MOE_ENGINES`): the expert-GEMM curve above is DeepGEMM's,
+  on whole experts. vLLM and SGLang run the routed experts with Triton's ``fused_moe`` (BF16 always; FP8 too under
+  tensor parallelism), and under tensor parallelism each GPU holds a ``tp / ep``-th slice of every expert's
+  intermediate width. Its measured throughput at 256 tokens per expert (the catalog's ``fused_moe_bf16`` points,
+  :func:`fused_moe_fraction`; on Hopper 0.331 of the BF16 peak at a 704-wide slice, 0.437 at 7,168) is no faster
+  with FP8 weights (SGLang's tuned block-FP8 kernel at a 256-wide slice: 0.345 of the BF16 peak), so the experts'
+  compute runs at ``min(1, kernel / default)`` of the default at 256 tokens per expert (``0.73 x peak x mfu``), the
+  grouped curve's shape kept around it (``moe_kernel``). Without catalog points, or under TensorRT-LLM, nothing
+  changes.
 * *Memory tiers*: a fraction ``f_hbm`` of each GPU's weights lives in HBM and the rest in the DDR tier
   (:func:`agentsim.perf.memory.weight_placement`); each part is read at its tier's bandwidth, one after the
   other (a layer's weights are in one tier). Without DDR, ``f_hbm = 1``. The KV cache is always in HBM.
@@ -171,6 +180,7 @@ __all__ = [
     "comm_terms",
     "elementwise_bytes_per_token",
     "forward_kernels",
+    "fused_moe_fraction",
     "grouped_gemm_efficiency",
 ]
 
@@ -359,6 +369,23 @@ def attention_kernel_ratio(head_dim: float) -> float:
     return points[-1][1]
 
 
+TRITON_MOE_ENGINES: Final = ("vllm", "sglang")
+"""Engine presets whose routed experts run Triton's ``fused_moe`` on the modelled deployments (vLLM's
+``fused_moe.py`` and SGLang's ``fused_moe_triton``: BF16 always, FP8 under tensor parallelism, where DeepGEMM's
+grouped kernels need expert parallelism with DeepEP); TensorRT-LLM runs its own CUTLASS kernels."""
+
+
+def fused_moe_fraction(points: tuple[tuple[float, float], ...], width: float) -> float:
+    """A catalog's Triton fused-MoE points (:attr:`agentsim.catalog.Efficiency.fused_moe_bf16`: per-GPU expert
+    width, fraction of the BF16 peak) interpolated in ``log width``, flat outside the measured widths."""
+    if width <= points[0][0]:
+        return points[0][1]
+    for (w0, f0), (w1, f1) in itertools.pairwise(points):
+        if width <= w1:
+            return f0 + (f1 - f0) * math.log(width / w0) / math.log(w1 / w0)
+    return points[-1][1]
+
+
 def grouped_gemm_efficiency(m: float) -> float:
     """:data:`GROUPED_GEMM_POINTS` interpolated in ``log2 m``, flat outside the measured range."""
     points = GROUPED_GEMM_POINTS
@@ -417,6 +444,17 @@ class RooflinePerfModel(PerfModel):
             fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
             self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
         self.moe_s_per_token = moe_flops / flops
+        # vLLM's and SGLang's routed experts run Triton's fused_moe, measured slower than the grouped GEMMs the
+        # default assumes, the more the thinner each GPU's slice of an expert (module docstring)
+        self.moe_kernel = 1.0
+        points = hardware.efficiency.fused_moe_bf16 if hardware.efficiency is not None else None
+        if model.is_moe and points and deployment.engine.preset in TRITON_MOE_ENGINES:
+            inter = float(model.moe_intermediate_size or model.intermediate_size)
+            width = inter * min(deployment.ep, tp) / tp  # tensor parallelism slices every expert tp / ep ways
+            kernel = fused_moe_fraction(points, width) * hardware.dense_tflops("bf16")
+            default = GROUPED_GEMM_POINTS[0][1] * hardware.dense_tflops(deployment.precision) * eff.mfu
+            self.moe_kernel = min(1.0, kernel / default)
+            self.moe_s_per_token /= self.moe_kernel
         # Data-parallel attention: each of the tp ranks runs the attention block (its projections and the attention
         # core) for its own sequences, and the MoE layers wait for the busiest rank (module docstring).
         self.dp_ranks = float(tp) if deployment.data_parallel_attention and tp > 1 else 1.0

@@ -1,0 +1,61 @@
+"""vLLM's and SGLang's routed experts run Triton's fused_moe (cause 15 in docs/FIDELITY.md): measured at 256
+tokens per expert on Hopper, 327.6 TFLOPS at a 704-wide expert slice (Gemma-4 MoE on H200, vLLM PR #44818) and
+432.7 at 7,168 (Mixtral-8x7B at TP2 on H100, PR #24700), 0.331 and 0.437 of the BF16 peak (989.4), whatever the
+weights' precision (SGLang's tuned block-FP8 kernel, PR #29652: 0.345 at a 256-wide slice). The experts' compute
+runs at that rate where it is below the default's at 256 tokens per expert (0.73 x peak x mfu)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agentsim import spec
+from agentsim.catalog import Efficiency, load_catalog
+from agentsim.perf.roofline import RooflinePerfModel, fused_moe_fraction
+
+CATALOG = load_catalog()
+
+
+def _perf(model: str, hw: str, tp: int, ep: int, precision: str, preset: str = "vllm") -> RooflinePerfModel:
+    dep = spec.Deployment(
+        model=model, hardware=hw, tp=tp, ep=ep, precision=precision, engine=spec.EngineSpec(preset=preset)
+    )
+    return RooflinePerfModel(CATALOG.get_hardware(hw), CATALOG.get_model(model), dep, spec.RooflinePerf(mfu=0.5))
+
+
+def test_the_kernel_rate_by_width() -> None:
+    points = ((704.0, 0.331), (7168.0, 0.437))
+    assert fused_moe_fraction(points, 256) == 0.331  # thinner than measured: the thinnest point
+    assert fused_moe_fraction(points, 20_000) == 0.437
+    assert fused_moe_fraction(points, math.sqrt(704 * 7168)) == pytest.approx((0.331 + 0.437) / 2, rel=1e-12)
+
+
+def test_deepseek_at_tp8_by_hand() -> None:
+    """DeepSeek-R1 FP8 on 8 H200 under vLLM at mfu 0.5: each GPU holds a 2048 / 8 = 256-wide slice of every expert,
+    so the kernel runs at 0.331 x 989.4 TFLOPS against the default's 0.73 x 1978.9 x 0.5: the experts' compute
+    takes 1 / 0.4535 as long. Under TensorRT-LLM, or with the experts whole (EP over the 8 GPUs: 2048 wide, 0.331 +
+    0.106 x ln(2048 / 704) / ln(7168 / 704)), the rate follows the width."""
+    ratio = 0.331 * 989.4 / (0.73 * 1978.9 * 0.5)
+    k = 8 * 2 * 2048 * 7168 * 3 * 58 / 1e9  # top-8 experts of 3 x 7168 x 2048 in 58 MoE layers, GFLOP a token
+    vllm, trt = _perf("deepseek-r1", "h200", 8, 1, "fp8"), _perf("deepseek-r1", "h200", 8, 1, "fp8", "trtllm")
+    assert vllm.moe_kernel == pytest.approx(ratio, rel=1e-12)
+    assert trt.moe_kernel == 1.0
+    assert vllm.moe_s_per_token == pytest.approx(trt.moe_s_per_token / ratio, rel=1e-12)
+    assert trt.moe_s_per_token == pytest.approx(k * 1e9 / (8 * 1978.9e12 * 0.5), rel=0.01)  # the catalog's shapes
+    whole = 0.331 + (0.437 - 0.331) * math.log(2048 / 704) / math.log(7168 / 704)
+    ep = _perf("deepseek-r1", "h200", 8, 8, "fp8")
+    assert ep.moe_kernel == pytest.approx(whole * 989.4 / (0.73 * 1978.9 * 0.5), rel=1e-12)
+
+
+def test_no_points_no_change() -> None:
+    """Hardware without measured points (MI300X) and dense models keep the default."""
+    assert _perf("qwen3-235b-a22b", "mi300x", 8, 1, "bf16").moe_kernel == 1.0
+    assert _perf("llama-3.1-8b", "h100", 1, 1, "bf16").moe_kernel == 1.0
+
+
+def test_points_need_increasing_widths() -> None:
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Efficiency(fused_moe_bf16=((7168.0, 0.4), (704.0, 0.3)), source="x")
+    with pytest.raises(ValueError):
+        Efficiency(fused_moe_bf16=((704.0, 1.5),), source="x")
