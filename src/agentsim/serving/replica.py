@@ -633,7 +633,10 @@ class Replica(ReplicaId):
         self._join(c)
         self.prefilling.append(c)
         self.pf_left += c.output - c.generated
-        return need if not self.chunked else min(need, budget, self.rank_budget)
+        if not self.chunked:
+            return need
+        chunk = need if need < budget else budget
+        return chunk if chunk < self.rank_budget else self.rank_budget
 
     def _reload(
         self, c: Call, node: Node | None, path: list[Node], target: int, need: int, budget: int, now: float
@@ -768,7 +771,12 @@ class Replica(ReplicaId):
                 c.chunk = 0
                 continue
             left = c.target - c.computed
-            chunk = min(left, budget, self.rank_budget) if self.chunked else left
+            chunk = left
+            if self.chunked:  # comparisons, not min(): the compiled hot path
+                if chunk > budget:
+                    chunk = budget
+                if chunk > self.rank_budget:
+                    chunk = self.rank_budget
             if chunk > budget and (d or p):
                 chunk = 0  # unchunked prompt that does not fit this step: wait for a lighter one
             c.chunk = chunk
@@ -778,8 +786,10 @@ class Replica(ReplicaId):
                 ctx += c.computed
                 cp = chunk * (c.computed + 0.5 * chunk)
                 pairs += cp
-                big = max(big, chunk)
-                big_pairs = max(big_pairs, cp)
+                if chunk > big:
+                    big = chunk
+                if cp > big_pairs:
+                    big_pairs = cp
         while waiting and budget > 0 and len(self.running) < self.max_seqs:
             c = waiting[0]
             if c.kv_ready:
@@ -796,8 +806,10 @@ class Replica(ReplicaId):
             ctx += c.computed
             cp = chunk * (c.computed + 0.5 * chunk)
             pairs += cp
-            big = max(big, chunk)
-            big_pairs = max(big_pairs, cp)
+            if chunk > big:
+                big = chunk
+            if cp > big_pairs:
+                big_pairs = cp
         self.pf_pairs = pairs
         self.pf_big = big
         self.pf_big_pairs = big_pairs
