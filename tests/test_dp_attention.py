@@ -109,3 +109,16 @@ def test_a_balanced_step_and_plain_attention_are_unchanged() -> None:
     assert all(tp.prefill_step_time(p, d, c, 1000, pairs, big, big * 100) == base for big in (1.0, p / 8, p))
     # the scalar and vectorized one-chunk paths agree
     assert math.isclose(float(dpa.step_times([p], [d], [c])[0]), dpa.step_time(p, d, c), rel_tol=1e-12)
+
+
+def test_the_plan_lower_bound_takes_the_balanced_split() -> None:
+    """The planner's lower bound on replicas must not charge a prefill to one rank (that would raise the bound past
+    counts that may meet the targets): its prefill step is the balanced one, below ``step_time``'s one-chunk step
+    under DP attention and equal to it without."""
+    from agentsim.planning.plan.bounds import _prefill_s
+
+    dpa, tp = _deepseek(True), _deepseek(False)
+    p = 8192.0
+    assert _prefill_s(dpa, p) == dpa.prefill_step_time(p, 0, 0, 0, p * p / 2, p / 8, p * p / 2 / 8)
+    assert _prefill_s(dpa, p) < dpa.step_time(p, 0, 0)
+    assert _prefill_s(tp, p) == tp.step_time(p, 0, 0)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agentsim import spec
+from agentsim.perf.base import PerfModel
 from agentsim.planning.plan.slo import Slo
 from agentsim.resolve import Resolved
 from agentsim.workload.profiles import TaskFactory
@@ -123,6 +124,13 @@ def _latency_cap(slos: Sequence[Slo], work: _Work) -> tuple[float | None, float 
     return call, task
 
 
+def _prefill_s(perf: PerfModel, tokens: float) -> float:
+    """A step of ``tokens`` fresh prompt tokens in one chunk, spread evenly over data-parallel attention ranks
+    (largest chunk 0: the most favourable split, as a lower bound must take; ``step_time`` would put the chunk on
+    one rank)."""
+    return perf.prefill_step_time(tokens, 0.0, 0.0, 0.0, tokens * tokens / 2.0, 0.0, 0.0)
+
+
 def lower_bound(resolved: Resolved, pools: Sequence[int], slos: Sequence[Slo], minimum: int = 1) -> Bound:
     """The fewest replicas of the target pools (indices ``pools`` of ``resolved.pools``, one deployment) that
     could meet ``slos`` (module docstring)."""
@@ -130,7 +138,7 @@ def lower_bound(resolved: Resolved, pools: Sequence[int], slos: Sequence[Slo], m
     perf = rp.plan.perf
     engine = rp.plan.engine  # the resolved engine: the preset's values filled in
     budget = float(engine.max_batched_tokens)
-    t_pf = max(0.0, (perf.step_time(budget, 0.0, 0.0) - perf.step_time(budget / 2, 0.0, 0.0)) / (budget / 2))
+    t_pf = max(0.0, (_prefill_s(perf, budget) - _prefill_s(perf, budget / 2)) / (budget / 2))
     t0 = perf.step_time(0.0, 1.0, 0.0)
     rate_work = 0.0
     rate_total = 0.0
