@@ -122,3 +122,20 @@ def test_the_plan_lower_bound_takes_the_balanced_split() -> None:
     assert _prefill_s(dpa, p) == dpa.prefill_step_time(p, 0, 0, 0, p * p / 2, p / 8, p * p / 2 / 8)
     assert _prefill_s(dpa, p) < dpa.step_time(p, 0, 0)
     assert _prefill_s(tp, p) == tp.step_time(p, 0, 0)
+
+
+def test_speculative_draft_tokens_spread_over_the_ranks() -> None:
+    """Speculative verification checks a few draft tokens per sequence: under DP attention they sit on every rank,
+    so 64 sequences' 3 draft tokens each on 8 ranks cost the balanced split, not one 192-token chunk on one rank."""
+    from agentsim.perf.speculative import SpeculativePerf
+
+    base = _deepseek(True)
+    d, c, k = 64.0, 64 * 2000.0, 3
+    spec_model = SpeculativePerf(base, k, tokens_per_step=2.0, draft_cost=0.1)
+    verify = base.spread_step_time(d * k, d, c, float(k))
+    assert verify == base.spread_step_time(d * k, d, c, d * k / 8)  # the even split
+    assert verify < base.step_time(d * k, d, c)  # one chunk on one rank
+    draft = 0.1 * base.step_time(0.0, d, c)
+    assert spec_model.step_time(0.0, d, c) == pytest.approx((verify + k * draft) / 2.0, rel=1e-12)
+    # the vectorized path agrees
+    assert float(spec_model.step_times([0.0], [d], [c])[0]) == pytest.approx(spec_model.step_time(0.0, d, c), rel=1e-12)

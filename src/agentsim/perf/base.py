@@ -78,6 +78,20 @@ class PerfModel(ABC):
     def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
         """Seconds for one step: the scalar fast path (no numpy per call)."""
 
+    def spread_step_time(
+        self, prefill_tokens: float, decode_seqs: float, context_tokens: float, largest_chunk: float
+    ) -> float:
+        """:meth:`step_time` whose prompt tokens come in pieces of at most ``largest_chunk`` tokens, as speculative
+        verification's draft tokens (a few per sequence): data-parallel attention spreads them over its ranks
+        (:meth:`step_time` takes them as one chunk on one rank). Models without ranks use :meth:`step_time`."""
+        return self.step_time(prefill_tokens, decode_seqs, context_tokens)
+
+    def spread_step_times(
+        self, prefill_tokens: FloatArray, decode_seqs: FloatArray, context_tokens: FloatArray, largest_chunk: FloatArray
+    ) -> FloatArray:
+        """:meth:`spread_step_time` elementwise (float64 arrays of one shape)."""
+        return self.step_times(prefill_tokens, decode_seqs, context_tokens)
+
     def prefill_step_time(
         self,
         prefill_tokens: float,

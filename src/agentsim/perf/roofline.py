@@ -555,6 +555,13 @@ class RooflinePerfModel(PerfModel):
     # -- scalar hot path ---------------------------------------------------------------------------------
 
     def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
+        return self.spread_step_time(prefill_tokens, decode_seqs, context_tokens, prefill_tokens)
+
+    def spread_step_time(
+        self, prefill_tokens: float, decode_seqs: float, context_tokens: float, largest_chunk: float
+    ) -> float:
+        """:meth:`step_time` with its prompt tokens in pieces of at most ``largest_chunk`` (``step_time``: one
+        chunk); only data-parallel attention's busiest rank depends on it (:meth:`_dp_extra`)."""
         k = self.inv_pp
         p, d, c = prefill_tokens * k, decode_seqs * k, context_tokens * k
         t = p + d
@@ -565,8 +572,9 @@ class RooflinePerfModel(PerfModel):
         busy_lin = 0.0
         if p > 0.0:
             compute = compute + self.kv_up_s * cbar
-            if self.dp_ranks > 1.0:  # one prefill chunk (module docstring), on one rank
-                busy_lin, busy_att = self._dp_extra(p, chunk_pairs, p, chunk_pairs)
+            if self.dp_ranks > 1.0:  # the largest piece on one rank (step_time: one chunk, module docstring)
+                big = largest_chunk * k
+                busy_lin, busy_att = self._dp_extra(p, chunk_pairs, big, big * cbar + 0.5 * big * big)
                 compute = compute + busy_att
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
         return self._floored(self._weights_s(t, busy_lin) + att + self._token_s * t, decode_seqs)
@@ -718,9 +726,13 @@ class RooflinePerfModel(PerfModel):
         self, prefill_tokens: npt.ArrayLike, decode_seqs: npt.ArrayLike, context_tokens: npt.ArrayLike
     ) -> FloatArray:
         p0, d0, c0 = as_step_arrays(prefill_tokens, decode_seqs, context_tokens)
+        return self._step_times(p0, d0, c0, p0)
+
+    def _step_times(self, p0: FloatArray, d0: FloatArray, c0: FloatArray, largest0: FloatArray) -> FloatArray:
+        """:meth:`step_times` with the prompt tokens in pieces of at most ``largest0`` (:meth:`_dp_extra_array`)."""
         p, d, c = self._micro(p0, d0, c0)
         t = p + d
-        busy_lin, busy_att = self._dp_extra_array(p, d, c)
+        busy_lin, busy_att = self._dp_extra_array(p, d, c, largest0 * self.inv_pp)
         lin = np.maximum(self.lin_s_per_token * t + busy_lin, self.dense_weight_s)
         if self.is_moe:
             ti = self._imbalance_array(t) * t
@@ -739,7 +751,7 @@ class RooflinePerfModel(PerfModel):
         micro-batch under pipeline parallelism), the communication (collective latency and pipeline hops
         included) and the overhead."""
         pa, da, ca = self._micro(*as_step_arrays(prefill_tokens, decode_seqs, context_tokens))
-        busy_lin_a, busy_att_a = self._dp_extra_array(pa, da, ca)
+        busy_lin_a, busy_att_a = self._dp_extra_array(pa, da, ca, pa)
         busy_lin, busy_att = float(busy_lin_a), float(busy_att_a)
         att_c = float(self._attention_compute(pa, da, ca)) + busy_att
         p, d, c = float(pa), float(da), float(ca)
@@ -764,18 +776,32 @@ class RooflinePerfModel(PerfModel):
         k = self.inv_pp
         return p * k, d * k, c * k
 
-    def _dp_extra_array(self, p: FloatArray, d: FloatArray, c: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """:meth:`_dp_extra` elementwise for steps of one prefill chunk (as :meth:`step_time`): the busiest rank
-        holds the whole chunk, ``ranks - 1`` times its share under the balanced split."""
+    def _dp_extra_array(
+        self, p: FloatArray, d: FloatArray, c: FloatArray, largest: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """:meth:`_dp_extra` elementwise, micro-batch units, with the prompt tokens in pieces of at most
+        ``largest`` (:meth:`step_times`: one chunk, ``largest = p``)."""
         if self.dp_ranks == 1.0:
             zero: FloatArray = np.zeros_like(p)
             return zero, zero
+        r = self.dp_ranks
         seqs = np.where(p > 0.0, d + 1.0, d)
         cbar = np.divide(c, seqs, out=np.zeros_like(c), where=seqs > 0.0)
-        more = self.dp_ranks - 1.0
-        lin: FloatArray = self.att_lin_s_per_token * more * p
-        att: FloatArray = self.pair_prefill_s * more * (p * cbar + 0.5 * p * p)
+        pairs = p * cbar + 0.5 * p * p
+        tokens = np.maximum(largest, p / r)
+        busy_pairs = np.maximum(largest * cbar + 0.5 * largest * largest, pairs / r)
+        lin: FloatArray = np.where(p > 0.0, self.att_lin_s_per_token * (r * tokens - p), 0.0)
+        att: FloatArray = np.where(p > 0.0, self.pair_prefill_s * (r * busy_pairs - pairs), 0.0)
         return lin, att
+
+    def spread_step_times(
+        self, prefill_tokens: FloatArray, decode_seqs: FloatArray, context_tokens: FloatArray, largest_chunk: FloatArray
+    ) -> FloatArray:
+        """:meth:`spread_step_time` elementwise."""
+        if self.dp_ranks == 1.0:
+            return self.step_times(prefill_tokens, decode_seqs, context_tokens)
+        out: FloatArray = self._step_times(prefill_tokens, decode_seqs, context_tokens, largest_chunk)
+        return out
 
     def _attention_compute(self, p: FloatArray, d: FloatArray, c: FloatArray) -> FloatArray:
         """Attention-core seconds of each step at the compute roof (same operations as step_time)."""

@@ -69,7 +69,9 @@ class SpeculativePerf(PerfModel):
 
     def real_step(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
         """One real speculative step: verify pass plus ``k`` draft passes (none without decodes)."""
-        verify = self.base.step_time(prefill_tokens + decode_seqs * self.k, decode_seqs, context_tokens)
+        # the draft tokens are a few per sequence, spread over data-parallel attention ranks (perf.base)
+        piece = prefill_tokens if prefill_tokens > self.k else float(self.k)
+        verify = self.base.spread_step_time(prefill_tokens + decode_seqs * self.k, decode_seqs, context_tokens, piece)
         if decode_seqs <= 0:
             return verify
         if self.draft is not None:
@@ -86,7 +88,7 @@ class SpeculativePerf(PerfModel):
     ) -> FloatArray:
         p, d, c = as_step_arrays(prefill_tokens, decode_seqs, context_tokens)
         e, k = self.e, float(self.k)
-        verify = self.base.step_times(p * e + d * k, d, c)
+        verify = self.base.spread_step_times(p * e + d * k, d, c, np.maximum(p * e, k))
         zeros = np.zeros_like(p)
         if self.draft is not None:
             one = self.draft.step_times(zeros, d, c)
