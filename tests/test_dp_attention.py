@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from agentsim import spec
 from agentsim.catalog import load_catalog
 from agentsim.engine.clock import Clock
+from agentsim.perf.base import FloatArray, PerfModel
 from agentsim.perf.linear import LinearPerfModel
 from agentsim.perf.roofline import RooflinePerfModel
 from agentsim.serving.admission import EngineConfig
@@ -139,3 +141,56 @@ def test_speculative_draft_tokens_spread_over_the_ranks() -> None:
     assert spec_model.step_time(0.0, d, c) == pytest.approx((verify + k * draft) / 2.0, rel=1e-12)
     # the vectorized path agrees
     assert float(spec_model.step_times([0.0], [d], [c])[0]) == pytest.approx(spec_model.step_time(0.0, d, c), rel=1e-12)
+
+
+def test_the_replica_hands_its_largest_chunk_to_the_perf_model() -> None:
+    """Three prompts of 300, 500 and 200 tokens arriving together fill one step: the perf model is told 1,000
+    prompt tokens whose largest chunk is 500 tokens with 500 x 250 query-key pairs."""
+    seen: list[tuple[float, ...]] = []
+
+    class Recording(PerfModel):
+        def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
+            return D
+
+        def step_times(self, prefill_tokens: object, decode_seqs: object, context_tokens: object) -> FloatArray:
+            return np.full(np.shape(np.asarray(decode_seqs, dtype=float)), D)
+
+        def prefill_step_time(
+            self,
+            prefill_tokens: float,
+            decode_seqs: float,
+            context_tokens: float,
+            prefill_context: float,
+            prefill_pairs: float,
+            largest_chunk: float = -1.0,
+            largest_pairs: float = -1.0,
+        ) -> float:
+            seen.append((prefill_tokens, prefill_pairs, largest_chunk, largest_pairs))
+            return D
+
+    env = Clock()
+    engine = EngineConfig(max_num_seqs=8, max_batched_tokens=2048, chunked_prefill=True)
+    rep = Replica(
+        env.events, 0, "p", Recording(), engine, 100_000,
+        Callbacks(lambda c, t: None, lambda c, t: None),
+    )  # fmt: skip
+    for i, prompt in enumerate((300, 500, 200)):
+        env.events.schedule(0.0, rep.submit, (Call(i, prompt, 1, 0.0),))
+    env.run()
+    pairs = sum(n * n / 2 for n in (300, 500, 200))
+    assert seen[0] == (1000, pairs, 500, 500 * 250)
+
+
+def test_speculative_prefill_takes_the_replicas_largest_chunk() -> None:
+    """With speculative decoding the replica's largest chunk still decides the busiest rank: eight 1,024-token
+    chunks on eight ranks cost less than the same tokens as one chunk; a prompt shorter than the draft length with
+    no decodes is not inflated to the draft length."""
+    from agentsim.perf.speculative import SpeculativePerf
+
+    base = _deepseek(True)
+    spec_model = SpeculativePerf(base, 3, tokens_per_step=2.0, draft_cost=0.1)
+    p, d, c = 8192.0, 64.0, 64 * 2000.0
+    spread = spec_model.prefill_step_time(p, d, c, 0.0, p * p / 2, 1024.0, 1024.0 * 512)
+    assert spread < spec_model.step_time(p, d, c)
+    assert spec_model.prefill_step_time(1.0, 0.0, 0.0, 0.0, 0.5) == spec_model.step_time(1.0, 0.0, 0.0)
+    assert spec_model.step_time(1.0, 0.0, 0.0) == pytest.approx(base.step_time(2.0, 0.0, 0.0) / 2.0, rel=1e-12)

@@ -17,11 +17,13 @@ from agentsim.perf.roofline import RooflinePerfModel, fused_moe_fraction
 CATALOG = load_catalog()
 
 
-def _perf(model: str, hw: str, tp: int, ep: int, precision: str, preset: str = "vllm") -> RooflinePerfModel:
+def _perf(
+    model: str, hw: str, tp: int, ep: int, precision: str, preset: str = "vllm", mfu: float = 0.5
+) -> RooflinePerfModel:
     dep = spec.Deployment(
         model=model, hardware=hw, tp=tp, ep=ep, precision=precision, engine=spec.EngineSpec(preset=preset)
     )
-    return RooflinePerfModel(CATALOG.get_hardware(hw), CATALOG.get_model(model), dep, spec.RooflinePerf(mfu=0.5))
+    return RooflinePerfModel(CATALOG.get_hardware(hw), CATALOG.get_model(model), dep, spec.RooflinePerf(mfu=mfu))
 
 
 def test_the_kernel_rate_by_width() -> None:
@@ -34,8 +36,9 @@ def test_the_kernel_rate_by_width() -> None:
 def test_deepseek_at_tp8_by_hand() -> None:
     """DeepSeek-R1 FP8 on 8 H200 under vLLM at mfu 0.5: each GPU holds a 2048 / 8 = 256-wide slice of every expert,
     so the kernel runs at 0.331 x 989.4 TFLOPS against the default's 0.73 x 1978.9 x 0.5: the experts' compute
-    takes 1 / 0.4535 as long. Under TensorRT-LLM, or with the experts whole (EP over the 8 GPUs: 2048 wide, 0.331 +
-    0.106 x ln(2048 / 704) / ln(7168 / 704)), the rate follows the width."""
+    takes 1 / 0.4535 as long. Not under TensorRT-LLM, nor with FP8 experts under EP (DeepGEMM on whole experts);
+    BF16 experts whole under EP (Qwen3-235B, 1,536 wide, at mfu 0.8) run at 0.331 + 0.106 x ln(1536 / 704) /
+    ln(7168 / 704) of the peak."""
     ratio = 0.331 * 989.4 / (0.73 * 1978.9 * 0.5)
     k = 8 * 2 * 2048 * 7168 * 3 * 58 / 1e9  # top-8 experts of 3 x 7168 x 2048 in 58 MoE layers, GFLOP a token
     vllm, trt = _perf("deepseek-r1", "h200", 8, 1, "fp8"), _perf("deepseek-r1", "h200", 8, 1, "fp8", "trtllm")
@@ -43,9 +46,10 @@ def test_deepseek_at_tp8_by_hand() -> None:
     assert trt.moe_kernel == 1.0
     assert vllm.moe_s_per_token == pytest.approx(trt.moe_s_per_token / ratio, rel=1e-12)
     assert trt.moe_s_per_token == pytest.approx(k * 1e9 / (8 * 1978.9e12 * 0.5), rel=0.01)  # the catalog's shapes
-    whole = 0.331 + (0.437 - 0.331) * math.log(2048 / 704) / math.log(7168 / 704)
-    ep = _perf("deepseek-r1", "h200", 8, 8, "fp8")
-    assert ep.moe_kernel == pytest.approx(whole * 989.4 / (0.73 * 1978.9 * 0.5), rel=1e-12)
+    assert _perf("deepseek-r1", "h200", 8, 8, "fp8").moe_kernel == 1.0
+    whole = 0.331 + (0.437 - 0.331) * math.log(1536 / 704) / math.log(7168 / 704)
+    ep = _perf("qwen3-235b-a22b", "h200", 8, 8, "bf16", mfu=0.8)
+    assert ep.moe_kernel == pytest.approx(whole * 989.4 / (0.73 * 989.4 * 0.8), rel=1e-12)
 
 
 def test_no_points_no_change() -> None:

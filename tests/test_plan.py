@@ -286,10 +286,6 @@ def test_default_search_finds_that_one_rank_cannot_prefill_an_agents_long_prompt
     x (192 + 128) FLOPs = 4.0e15 FLOPs, 5 s on one H200 at 80% of its BF16 peak and 0.6 s on eight. The default
     search tries the three MoE modes, and expert parallelism with attention over tensor parallelism is the
     cheapest that meets the TTFT and TPOT targets."""
-    pairs = 40_000**2 / 2
-    flops = pairs * 61 * 2 * 128 * (192 + 128)
-    one_rank = flops / (989e12 * 0.8)
-    assert one_rank > 40 * 0.1  # the steps holding it stall every rank's decodes for 40 TPOT targets and more
     data = {
         "name": "r1", "seed": 3, "horizon_s": 600.0, "warmup_s": 150.0, "sample_interval_s": 600.0,
         "workload": [{"profile": "coding-agent", "arrivals": {"kind": "closed", "agents": 80, "ramp_s": 30}}],

@@ -104,7 +104,7 @@ class CurvePerfModel(PerfModel):
     ) -> None:
         self.spec = spec_
         self.roofline = RooflinePerfModel(hardware, model, deployment, spec_.roofline)
-        self.floor = RooflinePerfModel(hardware, model, deployment, PHYSICAL)
+        self.floor = RooflinePerfModel(hardware, model, deployment, PHYSICAL, physical=True)
         self.out_of_range_count = 0
         scale = float(deployment.gpus) if spec_.per == "gpu" else 1.0
         raw = curve_points(spec_)

@@ -78,8 +78,9 @@ How the terms were chosen:
   :func:`fused_moe_fraction`; on Hopper 0.331 of the BF16 peak at a 704-wide slice, 0.437 at 7,168) is no faster
   with FP8 weights (SGLang's tuned block-FP8 kernel at a 256-wide slice: 0.345 of the BF16 peak), so the experts'
   compute runs at ``min(1, kernel / default)`` of the default at 256 tokens per expert (``0.73 x peak x mfu``), the
-  grouped curve's shape kept around it (``moe_kernel``). Without catalog points, or under TensorRT-LLM, nothing
-  changes.
+  grouped curve's shape kept around it (``moe_kernel``). Without catalog points, under TensorRT-LLM, or with FP8
+  experts under expert parallelism (DeepGEMM's grouped kernels on whole experts: vLLM's default when the slice
+  is wider than 512), nothing changes.
 * *Memory tiers*: a fraction ``f_hbm`` of each GPU's weights lives in HBM and the rest in the DDR tier
   (:func:`agentsim.perf.memory.weight_placement`); each part is read at its tier's bandwidth, one after the
   other (a layer's weights are in one tier). Without DDR, ``f_hbm = 1``. The KV cache is always in HBM.
@@ -414,7 +415,10 @@ class RooflinePerfModel(PerfModel):
         model: ModelArch,
         deployment: spec.Deployment,
         spec_: spec.RooflinePerf | None = None,
+        physical: bool = False,
     ) -> None:
+        """``physical``: peak kernels (no attention-kernel or Triton fused-MoE shares): a floor no measured step can
+        go below (perf.curve)."""
         self.hardware = hardware
         self.model = model
         self.deployment = deployment
@@ -448,7 +452,8 @@ class RooflinePerfModel(PerfModel):
         # default assumes, the more the thinner each GPU's slice of an expert (module docstring)
         self.moe_kernel = 1.0
         points = hardware.efficiency.fused_moe_bf16 if hardware.efficiency is not None else None
-        if model.is_moe and points and deployment.engine.preset in TRITON_MOE_ENGINES:
+        triton = deployment.precision != "fp8" or deployment.ep == 1  # FP8 under EP: DeepGEMM (module docstring)
+        if model.is_moe and points and triton and deployment.engine.preset in TRITON_MOE_ENGINES and not physical:
             inter = float(model.moe_intermediate_size or model.intermediate_size)
             width = inter * min(deployment.ep, tp) / tp  # tensor parallelism slices every expert tp / ep ways
             kernel = fused_moe_fraction(points, width) * hardware.dense_tflops("bf16")
@@ -462,13 +467,13 @@ class RooflinePerfModel(PerfModel):
         layers = model.full_attention_layers
         pair = 2.0 * model.heads * (model.qk_head_dim + model.head_dim)
         # Attention kernels reach less of the peak than GEMMs, the less the smaller the head (FlashAttention-3)
-        flops_fa = flops_att * attention_kernel_ratio(model.qk_head_dim)
+        flops_fa = flops_att * (1.0 if physical else attention_kernel_ratio(model.qk_head_dim))
         self.pair_prefill_s = layers * pair / flops_fa
         self.pair_decode_s = self.pair_prefill_s
         self.kv_up_s = 0.0
         if model.attention == "mla" and model.kv_lora_rank is not None and model.qk_rope_head_dim is not None:
             latent = float(model.kv_lora_rank)
-            flops_mla = flops_att * FLASHMLA_KERNEL_RATIO
+            flops_mla = flops_att * (1.0 if physical else FLASHMLA_KERNEL_RATIO)
             self.pair_decode_s = layers * 2.0 * model.heads * (2.0 * latent + model.qk_rope_head_dim) / flops_mla
             self.kv_up_s = layers * 2.0 * latent * model.heads * 2.0 * model.head_dim / flops_dense
         self.window_s_per_token = (model.sliding_window_layers or 0) * pair * (model.sliding_window or 0) / flops_fa

@@ -67,10 +67,15 @@ class SpeculativePerf(PerfModel):
         self.draft_cost = draft_cost
         self.draft = draft
 
-    def real_step(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
-        """One real speculative step: verify pass plus ``k`` draft passes (none without decodes)."""
-        # the draft tokens are a few per sequence, spread over data-parallel attention ranks (perf.base)
-        piece = prefill_tokens if prefill_tokens > self.k else float(self.k)
+    def real_step(
+        self, prefill_tokens: float, decode_seqs: float, context_tokens: float, largest_chunk: float = -1.0
+    ) -> float:
+        """One real speculative step: verify pass plus ``k`` draft passes (none without decodes). The draft tokens
+        are ``k`` per sequence, spread over data-parallel attention ranks (perf.base); ``largest_chunk`` is the
+        largest prompt chunk (negative: all of ``prefill_tokens``)."""
+        piece = largest_chunk if largest_chunk >= 0.0 else prefill_tokens
+        if decode_seqs > 0.0 and piece < self.k:
+            piece = float(self.k)
         verify = self.base.spread_step_time(prefill_tokens + decode_seqs * self.k, decode_seqs, context_tokens, piece)
         if decode_seqs <= 0:
             return verify
@@ -83,12 +88,26 @@ class SpeculativePerf(PerfModel):
     def step_time(self, prefill_tokens: float, decode_seqs: float, context_tokens: float) -> float:
         return self.real_step(prefill_tokens * self.e, decode_seqs, context_tokens) / self.e
 
+    def prefill_step_time(
+        self,
+        prefill_tokens: float,
+        decode_seqs: float,
+        context_tokens: float,
+        prefill_context: float,
+        prefill_pairs: float,
+        largest_chunk: float = -1.0,
+        largest_pairs: float = -1.0,
+    ) -> float:
+        """:meth:`step_time` with the replica's largest prompt chunk (the busiest attention-DP rank's)."""
+        big = largest_chunk * self.e if largest_chunk >= 0.0 else -1.0
+        return self.real_step(prefill_tokens * self.e, decode_seqs, context_tokens, big) / self.e
+
     def step_times(
         self, prefill_tokens: npt.ArrayLike, decode_seqs: npt.ArrayLike, context_tokens: npt.ArrayLike
     ) -> FloatArray:
         p, d, c = as_step_arrays(prefill_tokens, decode_seqs, context_tokens)
         e, k = self.e, float(self.k)
-        verify = self.base.spread_step_times(p * e + d * k, d, c, np.maximum(p * e, k))
+        verify = self.base.spread_step_times(p * e + d * k, d, c, np.where(d > 0.0, np.maximum(p * e, k), p * e))
         zeros = np.zeros_like(p)
         if self.draft is not None:
             one = self.draft.step_times(zeros, d, c)
