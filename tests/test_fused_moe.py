@@ -63,3 +63,24 @@ def test_points_need_increasing_widths() -> None:
         Efficiency(fused_moe_bf16=((7168.0, 0.4), (704.0, 0.3)), source="x")
     with pytest.raises(ValueError):
         Efficiency(fused_moe_bf16=((704.0, 1.5),), source="x")
+
+
+def test_the_curve_models_physical_floor_has_peak_kernels() -> None:
+    """A measured curve's steps are floored at the physical roofline (peak rates, no overheads). Kernel shares (the
+    Triton fused-MoE rate, attention kernels' share) are not physics: the floor runs the experts and attention at
+    the peak, so a fast measured point is not raised to a slow kernel's time."""
+    from agentsim.perf.curve import CurvePerfModel
+
+    dep = spec.Deployment(model="deepseek-r1", hardware="h200", tp=8, precision="fp8")
+    curve = spec.CurvePerf(
+        points=[spec.CurvePoint(concurrency=64, output_tokens_per_s=3000.0)], input_tokens=1000, output_tokens=1000
+    )
+    model = CurvePerfModel(curve, CATALOG.get_hardware("h200"), CATALOG.get_model("deepseek-r1"), dep)
+    assert model.roofline.moe_kernel < 1.0  # the model's own roofline: vLLM's Triton experts
+    assert model.floor.moe_kernel == 1.0
+    peak = RooflinePerfModel(
+        CATALOG.get_hardware("h200"), CATALOG.get_model("deepseek-r1"), dep, spec.RooflinePerf(mfu=1.0)
+    )
+    # attention at the peak: 61 layers x 2 x 128 heads x (576 + 512) FLOPs per decode pair over 8 x 1978.9 TFLOPS
+    assert model.floor.pair_decode_s == pytest.approx(61 * 2 * 128 * (576 + 512) / (8 * 1978.9e12), rel=1e-12)
+    assert peak.pair_decode_s > model.floor.pair_decode_s  # a roofline at mfu 1 still carries FlashMLA's share
