@@ -164,8 +164,9 @@ def test_the_replica_hands_its_largest_chunk_to_the_perf_model() -> None:
             prefill_pairs: float,
             largest_chunk: float = -1.0,
             largest_pairs: float = -1.0,
+            largest_context: float = -1.0,
         ) -> float:
-            seen.append((prefill_tokens, prefill_pairs, largest_chunk, largest_pairs))
+            seen.append((prefill_tokens, prefill_pairs, largest_chunk, largest_pairs, largest_context))
             return D
 
     env = Clock()
@@ -178,7 +179,7 @@ def test_the_replica_hands_its_largest_chunk_to_the_perf_model() -> None:
         env.events.schedule(0.0, rep.submit, (Call(i, prompt, 1, 0.0),))
     env.run()
     pairs = sum(n * n / 2 for n in (300, 500, 200))
-    assert seen[0] == (1000, pairs, 500, 500 * 250)
+    assert seen[0] == (1000, pairs, 500, 500 * 250, 0)
 
 
 def test_speculative_prefill_takes_the_replicas_largest_chunk() -> None:
@@ -194,3 +195,19 @@ def test_speculative_prefill_takes_the_replicas_largest_chunk() -> None:
     assert spread < spec_model.step_time(p, d, c)
     assert spec_model.prefill_step_time(1.0, 0.0, 0.0, 0.0, 0.5) == spec_model.step_time(1.0, 0.0, 0.0)
     assert spec_model.step_time(1.0, 0.0, 0.0) == pytest.approx(base.step_time(2.0, 0.0, 0.0) / 2.0, rel=1e-12)
+
+
+def test_the_busiest_rank_up_projects_its_chunks_cached_prefix() -> None:
+    """MLA prefill up-projects a chunk's cached latent prefix (2 x 512 x 128 heads x 2 x 128 FLOPs per cached token
+    and layer, 61 layers, on the dense layers' rate): under DP attention the rank holding a 1,024-token chunk after
+    40,000 cached tokens does that alone, 8 x 40,000 - 40,000 token-equivalents beyond the balanced split."""
+    m = _deepseek(True)
+    hw = CATALOG.get_hardware("h200")
+    per_token = 61 * 2 * 512 * 128 * 2 * 128 / (8 * hw.dense_tflops("fp8") * 1e12 * m.dense_efficiencies.mfu)
+    assert m.kv_up_s == pytest.approx(per_token, rel=1e-12)
+    p, cp = 1024.0, 40_000.0
+    pairs = p * (cp + p / 2)
+    c = cp  # no decodes: the step's context is the chunk's prefix
+    alone = m.prefill_step_time(p, 0, c, cp, pairs, p, pairs, cp)
+    shared = m.prefill_step_time(p, 0, c, cp, pairs, p, pairs, cp / 8)
+    assert alone - shared == pytest.approx(m.kv_up_s * 7 * cp, rel=1e-9)

@@ -101,13 +101,14 @@ class PerfModel(ABC):
         prefill_pairs: float,
         largest_chunk: float = -1.0,
         largest_pairs: float = -1.0,
+        largest_context: float = -1.0,
     ) -> float:
-        """One step whose prompt tokens are known chunk by chunk: ``prefill_context`` is the sum of the cached
-        tokens before each prefill chunk (part of ``context_tokens``), ``prefill_pairs`` the sum over chunks of
-        ``chunk * (cached + chunk / 2)`` (attention's causal query-key pairs), ``largest_chunk`` and
-        ``largest_pairs`` the largest chunk's tokens and the largest chunk's pairs (negative: one chunk, the
-        whole prefill; data-parallel attention runs each chunk on one rank). Models whose step does not depend
-        on how the prompt tokens split into sequences use :meth:`step_time`."""
+        """One step whose prompt tokens are known chunk by chunk: ``prefill_context`` is the sum of the cached tokens
+        before each prefill chunk (part of ``context_tokens``), ``prefill_pairs`` the sum over chunks of ``chunk
+        * (cached + chunk / 2)`` (attention's causal query-key pairs), ``largest_chunk``, ``largest_pairs`` and
+        ``largest_context`` the largest chunk's tokens, pairs and cached prefix (each the largest over the
+        chunks; negative: one chunk, the whole prefill; data-parallel attention runs each chunk on one rank).
+        Models whose step does not depend on how the prompt tokens split into sequences use :meth:`step_time`."""
         return self.step_time(prefill_tokens, decode_seqs, context_tokens)
 
     def decode_segment(self, decode_seqs: int, context0: float, steps: int) -> FloatArray:

@@ -580,6 +580,8 @@ class RooflinePerfModel(PerfModel):
             if self.dp_ranks > 1.0:  # the largest piece on one rank (step_time: one chunk, module docstring)
                 big = largest_chunk * k
                 busy_lin, busy_att = self._dp_extra(p, chunk_pairs, big, big * cbar + 0.5 * big * big)
+                if big >= p:  # one chunk: its rank up-projects its cached prefix alone (MLA)
+                    busy_att = busy_att + self.kv_up_s * cbar * (self.dp_ranks - 1.0)
                 compute = compute + busy_att
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
         return self._floored(self._weights_s(t, busy_lin) + att + self._token_s * t, decode_seqs)
@@ -602,11 +604,13 @@ class RooflinePerfModel(PerfModel):
         prefill_pairs: float,
         largest_chunk: float = -1.0,
         largest_pairs: float = -1.0,
+        largest_context: float = -1.0,
     ) -> float:
         """:meth:`step_time` with the attention pairs of each prefill chunk counted exactly (several prompts in
         one step attend within their own sequences: ``sum p_i (c_i + p_i / 2)``, not ``P (cbar + P / 2)``), the
         decodes' pairs from their own context, and under data-parallel attention the busiest rank from the
-        largest chunk (:meth:`_dp_extra`; negative: one chunk)."""
+        largest chunk (:meth:`_dp_extra`) and, for MLA, the largest cached prefix it up-projects (negative: one
+        chunk)."""
         k = self.inv_pp
         p, d, c = prefill_tokens * k, decode_seqs * k, context_tokens * k
         t = p + d
@@ -618,6 +622,10 @@ class RooflinePerfModel(PerfModel):
             big = (largest_chunk if largest_chunk >= 0.0 else prefill_tokens) * k
             big_pairs = (largest_pairs if largest_pairs >= 0.0 else prefill_pairs) * k
             busy_lin, busy_att = self._dp_extra(p, pairs, big, big_pairs)
+            if self.kv_up_s > 0.0:  # MLA: the busiest rank up-projects its chunk's cached prefix alone
+                big_ctx = (largest_context if largest_context >= 0.0 else prefill_context) * k
+                r = self.dp_ranks
+                busy_att = busy_att + self.kv_up_s * (r * max(big_ctx, cp / r) - cp)
             compute = compute + busy_att
         att = max(compute + self.window_s_per_token * t, (c + t) * self.kv_s_per_token)
         return self._floored(self._weights_s(t, busy_lin) + att + self._token_s * t, decode_seqs)
@@ -795,8 +803,9 @@ class RooflinePerfModel(PerfModel):
         pairs = p * cbar + 0.5 * p * p
         tokens = np.maximum(largest, p / r)
         busy_pairs = np.maximum(largest * cbar + 0.5 * largest * largest, pairs / r)
+        up = np.where(largest >= p, self.kv_up_s * cbar * (r - 1.0), 0.0)  # one chunk's cached prefix (MLA)
         lin: FloatArray = np.where(p > 0.0, self.att_lin_s_per_token * (r * tokens - p), 0.0)
-        att: FloatArray = np.where(p > 0.0, self.pair_prefill_s * (r * busy_pairs - pairs), 0.0)
+        att: FloatArray = np.where(p > 0.0, self.pair_prefill_s * (r * busy_pairs - pairs) + up, 0.0)
         return lin, att
 
     def spread_step_times(

@@ -97,6 +97,7 @@ class SpeculativePerf(PerfModel):
         prefill_pairs: float,
         largest_chunk: float = -1.0,
         largest_pairs: float = -1.0,
+        largest_context: float = -1.0,
     ) -> float:
         """:meth:`step_time` with the replica's largest prompt chunk (the busiest attention-DP rank's)."""
         big = largest_chunk * self.e if largest_chunk >= 0.0 else -1.0

@@ -216,6 +216,7 @@ class Replica(ReplicaId):
         self.pf_pairs = 0.0  # sum over the prefill chunks being filled of chunk * (context + chunk / 2)
         self.pf_big = 0  # their largest chunk
         self.pf_big_pairs = 0.0  # their largest chunk * (context + chunk / 2)
+        self.pf_big_ctx = 0  # their largest cached prefix
 
         # Counters for the time series and the summary.
         self.busy_s = 0.0
@@ -764,8 +765,9 @@ class Replica(ReplicaId):
         ctx = 0
         self.reloads_now = 0
         pairs = 0.0
-        big = 0  # the largest chunk, and the largest chunk's pairs: the busiest attention-DP rank's (perf)
+        big = 0  # the largest chunk, pairs and cached prefix of a chunk: the busiest attention-DP rank's (perf)
         big_pairs = 0.0
+        big_ctx = 0
         for c in self.prefilling:
             if budget <= 0:
                 c.chunk = 0
@@ -790,6 +792,8 @@ class Replica(ReplicaId):
                     big = chunk
                 if cp > big_pairs:
                     big_pairs = cp
+                if c.computed > big_ctx:
+                    big_ctx = c.computed
         while waiting and budget > 0 and len(self.running) < self.max_seqs:
             c = waiting[0]
             if c.kv_ready:
@@ -810,9 +814,12 @@ class Replica(ReplicaId):
                 big = chunk
             if cp > big_pairs:
                 big_pairs = cp
+            if c.computed > big_ctx:
+                big_ctx = c.computed
         self.pf_pairs = pairs
         self.pf_big = big
         self.pf_big_pairs = big_pairs
+        self.pf_big_ctx = big_ctx
         return p, ctx
 
     def _run(self, now: float, p: int, d: int, ctx: int, single: bool) -> None:
@@ -828,7 +835,8 @@ class Replica(ReplicaId):
             self.cur_d = d
             self.state = STEP
             c = ctx + (self.q + d * self.step if d else 0)
-            self._timer(self.perf.prefill_step_time(p, d, c, ctx, self.pf_pairs, self.pf_big, self.pf_big_pairs))
+            big, big_pairs, big_ctx = self.pf_big, self.pf_big_pairs, self.pf_big_ctx
+            self._timer(self.perf.prefill_step_time(p, d, c, ctx, self.pf_pairs, big, big_pairs, big_ctx))
             return
         k = 1 if single else cast(Finish, self.heap[0]).step - self.step
         room = self.kv.free // d
