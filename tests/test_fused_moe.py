@@ -12,7 +12,7 @@ import pytest
 
 from agentsim import spec
 from agentsim.catalog import Efficiency, load_catalog
-from agentsim.perf.roofline import RooflinePerfModel, fused_moe_fraction
+from agentsim.perf.roofline import RooflinePerfModel, log_interp
 
 CATALOG = load_catalog()
 
@@ -28,9 +28,9 @@ def _perf(
 
 def test_the_kernel_rate_by_width() -> None:
     points = ((704.0, 0.331), (7168.0, 0.437))
-    assert fused_moe_fraction(points, 256) == 0.331  # thinner than measured: the thinnest point
-    assert fused_moe_fraction(points, 20_000) == 0.437
-    assert fused_moe_fraction(points, math.sqrt(704 * 7168)) == pytest.approx((0.331 + 0.437) / 2, rel=1e-12)
+    assert log_interp(points, 256) == 0.331  # thinner than measured: the thinnest point
+    assert log_interp(points, 20_000) == 0.437
+    assert log_interp(points, math.sqrt(704 * 7168)) == pytest.approx((0.331 + 0.437) / 2, rel=1e-12)
 
 
 def test_deepseek_at_tp8_by_hand() -> None:

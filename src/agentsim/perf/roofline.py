@@ -75,7 +75,7 @@ How the terms were chosen:
   on whole experts. vLLM and SGLang run the routed experts with Triton's ``fused_moe`` (BF16 always; FP8 too under
   tensor parallelism), and under tensor parallelism each GPU holds a ``tp / ep``-th slice of every expert's
   intermediate width. Its measured throughput at 256 tokens per expert (the catalog's ``fused_moe_bf16`` points,
-  :func:`fused_moe_fraction`; on Hopper 0.331 of the BF16 peak at a 704-wide slice, 0.437 at 7,168) is no faster
+  :func:`log_interp`; on Hopper 0.331 of the BF16 peak at a 704-wide slice, 0.437 at 7,168) is no faster
   with FP8 weights (SGLang's tuned block-FP8 kernel at a 256-wide slice: 0.345 of the BF16 peak), so the experts'
   compute runs at ``min(1, kernel / default)`` of the default at 256 tokens per expert (``0.73 x peak x mfu``), the
   grouped curve's shape kept around it (``moe_kernel``). Without catalog points, under TensorRT-LLM, or with FP8
@@ -181,8 +181,8 @@ __all__ = [
     "comm_terms",
     "elementwise_bytes_per_token",
     "forward_kernels",
-    "fused_moe_fraction",
     "grouped_gemm_efficiency",
+    "log_interp",
 ]
 
 ACTIVATION_BYTES: Final = 2
@@ -359,15 +359,20 @@ FlashMLA's dense decoding kernel, 660 TFLOPS compute-bound on H800 SXM5 (BF16 pe
 README), 0.667 of the peak, over 0.803: 0.831."""
 
 
-def attention_kernel_ratio(head_dim: float) -> float:
-    """:data:`ATTENTION_KERNEL_POINTS` interpolated in ``log2 head_dim``, flat outside the measured range."""
-    points = ATTENTION_KERNEL_POINTS
-    if head_dim <= points[0][0]:
+def log_interp(points: tuple[tuple[float, float], ...], x: float) -> float:
+    """Measured ``(x, value)`` points (``x`` increasing) interpolated linearly in ``log2 x``, flat outside the
+    measured range: the kernel-efficiency curves of this module and the catalog's."""
+    if x <= points[0][0]:
         return points[0][1]
-    for (h0, r0), (h1, r1) in itertools.pairwise(points):
-        if head_dim <= h1:
-            return r0 + (r1 - r0) * math.log2(head_dim / h0) / math.log2(h1 / h0)
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if x <= x1:
+            return y0 + (y1 - y0) * math.log2(x / x0) / math.log2(x1 / x0)
     return points[-1][1]
+
+
+def attention_kernel_ratio(head_dim: float) -> float:
+    """:data:`ATTENTION_KERNEL_POINTS` at ``head_dim`` (:func:`log_interp`)."""
+    return log_interp(ATTENTION_KERNEL_POINTS, head_dim)
 
 
 TRITON_MOE_ENGINES: Final = ("vllm", "sglang")
@@ -376,26 +381,9 @@ TRITON_MOE_ENGINES: Final = ("vllm", "sglang")
 grouped kernels need expert parallelism with DeepEP); TensorRT-LLM runs its own CUTLASS kernels."""
 
 
-def fused_moe_fraction(points: tuple[tuple[float, float], ...], width: float) -> float:
-    """A catalog's Triton fused-MoE points (:attr:`agentsim.catalog.Efficiency.fused_moe_bf16`: per-GPU expert
-    width, fraction of the BF16 peak) interpolated in ``log width``, flat outside the measured widths."""
-    if width <= points[0][0]:
-        return points[0][1]
-    for (w0, f0), (w1, f1) in itertools.pairwise(points):
-        if width <= w1:
-            return f0 + (f1 - f0) * math.log(width / w0) / math.log(w1 / w0)
-    return points[-1][1]
-
-
 def grouped_gemm_efficiency(m: float) -> float:
-    """:data:`GROUPED_GEMM_POINTS` interpolated in ``log2 m``, flat outside the measured range."""
-    points = GROUPED_GEMM_POINTS
-    if m <= points[0][0]:
-        return points[0][1]
-    for (m0, g0), (m1, g1) in itertools.pairwise(points):
-        if m <= m1:
-            return g0 + (g1 - g0) * math.log2(m / m0) / math.log2(m1 / m0)
-    return points[-1][1]
+    """:data:`GROUPED_GEMM_POINTS` at ``m`` token copies per expert (:func:`log_interp`)."""
+    return log_interp(GROUPED_GEMM_POINTS, m)
 
 
 def grouped_gemm_efficiency_array(m: FloatArray) -> FloatArray:
@@ -456,7 +444,7 @@ class RooflinePerfModel(PerfModel):
         if model.is_moe and points and triton and deployment.engine.preset in TRITON_MOE_ENGINES and not physical:
             inter = float(model.moe_intermediate_size or model.intermediate_size)
             width = inter * min(deployment.ep, tp) / tp  # tensor parallelism slices every expert tp / ep ways
-            kernel = fused_moe_fraction(points, width) * hardware.dense_tflops("bf16")
+            kernel = log_interp(points, width) * hardware.dense_tflops("bf16")
             default = GROUPED_GEMM_POINTS[0][1] * hardware.dense_tflops(deployment.precision) * eff.mfu
             self.moe_kernel = min(1.0, kernel / default)
             self.moe_s_per_token /= self.moe_kernel
