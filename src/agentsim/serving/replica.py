@@ -764,10 +764,10 @@ class Replica(ReplicaId):
         p = 0
         ctx = 0
         self.reloads_now = 0
-        pairs = 0.0
-        big = 0  # the largest chunk, pairs and cached prefix of a chunk: the busiest attention-DP rank's (perf)
-        big_pairs = 0.0
-        big_ctx = 0
+        self.pf_pairs = 0.0
+        self.pf_big = 0
+        self.pf_big_pairs = 0.0
+        self.pf_big_ctx = 0
         for c in self.prefilling:
             if budget <= 0:
                 c.chunk = 0
@@ -786,14 +786,7 @@ class Replica(ReplicaId):
             p += chunk
             if chunk:
                 ctx += c.computed
-                cp = chunk * (c.computed + 0.5 * chunk)
-                pairs += cp
-                if chunk > big:
-                    big = chunk
-                if cp > big_pairs:
-                    big_pairs = cp
-                if c.computed > big_ctx:
-                    big_ctx = c.computed
+                self._count_chunk(c, chunk)
         while waiting and budget > 0 and len(self.running) < self.max_seqs:
             c = waiting[0]
             if c.kv_ready:
@@ -808,19 +801,20 @@ class Replica(ReplicaId):
             budget -= chunk
             p += chunk
             ctx += c.computed
-            cp = chunk * (c.computed + 0.5 * chunk)
-            pairs += cp
-            if chunk > big:
-                big = chunk
-            if cp > big_pairs:
-                big_pairs = cp
-            if c.computed > big_ctx:
-                big_ctx = c.computed
-        self.pf_pairs = pairs
-        self.pf_big = big
-        self.pf_big_pairs = big_pairs
-        self.pf_big_ctx = big_ctx
+            self._count_chunk(c, chunk)
         return p, ctx
+
+    def _count_chunk(self, c: Call, chunk: int) -> None:
+        """One prompt chunk of the step being filled: its causal attention pairs, and the largest chunk, pairs and
+        cached prefix (the busiest attention-DP rank's: perf roofline)."""
+        pairs = chunk * (c.computed + 0.5 * chunk)
+        self.pf_pairs += pairs
+        if chunk > self.pf_big:
+            self.pf_big = chunk
+        if pairs > self.pf_big_pairs:
+            self.pf_big_pairs = pairs
+        if c.computed > self.pf_big_ctx:
+            self.pf_big_ctx = c.computed
 
     def _run(self, now: float, p: int, d: int, ctx: int, single: bool) -> None:
         """Start a step of ``p`` prompt tokens and ``d`` decodes, a decode-only segment (one step only if
