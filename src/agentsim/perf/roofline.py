@@ -733,7 +733,10 @@ class RooflinePerfModel(PerfModel):
         """:meth:`step_times` with the prompt tokens in pieces of at most ``largest0`` (:meth:`_dp_extra_array`)."""
         p, d, c = self._micro(p0, d0, c0)
         t = p + d
-        busy_lin, busy_att = self._dp_extra_array(p, d, c, largest0 * self.inv_pp)
+        busy_lin: FloatArray | float = 0.0
+        busy_att: FloatArray | float = 0.0
+        if self.dp_ranks > 1.0:  # without attention DP no busiest-rank arrays at all
+            busy_lin, busy_att = self._dp_extra_array(p, d, c, largest0 * self.inv_pp)
         lin = np.maximum(self.lin_s_per_token * t + busy_lin, self.dense_weight_s)
         if self.is_moe:
             ti = self._imbalance_array(t) * t
