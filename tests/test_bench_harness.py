@@ -135,7 +135,11 @@ def test_memory_flags() -> None:
     assert parse_engine_args("--gpu-memory-utilization 0.85") == {"gpu_memory_utilization": 0.85}
     trt = parse_engine_args("--kv_cache_free_gpu_mem_fraction 0.93")
     assert trt == {"kv_memory": "of-free", "gpu_memory_utilization": 0.93}
-    assert parse_engine_args("--kv_cache_free_gpu_mem_fraction 1.5") == {}  # not a fraction: ignored
+    for bad in ("1.5", "0", "nan", "half"):  # not a fraction: refused with the flag named, not ignored
+        with pytest.raises(CalibrationError, match="--kv_cache_free_gpu_mem_fraction"):
+            parse_engine_args(f"--kv_cache_free_gpu_mem_fraction {bad}")
+    with pytest.raises(CalibrationError, match="--gpu-memory-utilization"):
+        parse_engine_args("--gpu-memory-utilization 90")
 
 
 def test_trtllm_batch_flags_are_per_attention_dp_rank() -> None:

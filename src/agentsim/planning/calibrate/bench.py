@@ -258,12 +258,21 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
     budget = integer(("--max-num-batched-tokens", "--chunked-prefill-size", "--max_num_tokens", "--max-num-tokens"))
     if budget:
         out["max_batched_tokens"] = budget
-    free = _num(_flag_value(tokens, ("--kv_cache_free_gpu_mem_fraction", "--kv-cache-free-gpu-mem-fraction")))
-    if free is not None and 0 < free <= 1:
+    def fraction(names: tuple[str, ...]) -> float | None:
+        raw = _flag_value(tokens, names)
+        if raw is None:
+            return None
+        value = _num(raw)
+        if value is None or not 0 < value <= 1:  # NaN fails the comparison too
+            raise CalibrationError(f"engine_args: {names[0]} {raw!r} is not a fraction in (0, 1]")
+        return value
+
+    free = fraction(("--kv_cache_free_gpu_mem_fraction", "--kv-cache-free-gpu-mem-fraction"))
+    if free is not None:
         # TensorRT-LLM sizes its KV cache from what is free after the weights (serving/presets.py)
         out |= {"kv_memory": "of-free", "gpu_memory_utilization": free}
-    total = _num(_flag_value(tokens, ("--gpu-memory-utilization",)))
-    if total is not None and 0 < total <= 1:
+    total = fraction(("--gpu-memory-utilization",))
+    if total is not None:
         out["gpu_memory_utilization"] = total
     chunked = _flag_value(tokens, ("--enable-chunked-prefill",))
     if "--no-enable-chunked-prefill" in tokens or (chunked or "").lower() == "false":
