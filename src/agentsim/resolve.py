@@ -624,10 +624,7 @@ def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple
         perf = perf.model_copy(update={"roofline": shape})
     window = sliding_window_kv(model, d)  # vLLM: each running call also holds its sliding-window layers' blocks
     ranks = d.tp if d.data_parallel_attention else 1  # each attention-DP rank schedules its share of the budget
-    # vLLM's data-parallel ranks are engine cores with their own scheduler limits, and TensorRT-LLM's max_batch_size
-    # and max_num_tokens count per rank; SGLang's limits are totals it divides among its ranks
-    per_rank = ranks if engine.preset in ("vllm", "trtllm") else 1
-    config = engine_config(engine, tokens_per_step, window, ranks, per_rank)
+    config = engine_config(engine, tokens_per_step, window, ranks)
     return pool.model_copy(update={"deployment": d, "perf": perf}), kv, config
 
 

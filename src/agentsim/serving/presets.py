@@ -229,12 +229,14 @@ def sglang_max_running(kv_capacity_tokens: int) -> int:
     return max(1, min(kv_capacity_tokens // 2, 4096))
 
 
+PER_RANK_LIMITS = ("vllm", "trtllm")
+"""Presets whose ``max_num_seqs`` and ``max_batched_tokens`` count per data-parallel attention rank: vLLM's DP ranks
+are engine cores with their own scheduler limits, TensorRT-LLM's ``max_batch_size`` / ``max_num_tokens`` are "in
+each rank". SGLang's are totals it divides by ``dp_size`` (``server_args.py``)."""
+
+
 def engine_config(
-    engine: EngineSpec,
-    tokens_per_step: float = 1.0,
-    window: WindowKv | None = None,
-    attention_ranks: int = 1,
-    limits_per_rank: int = 1,
+    engine: EngineSpec, tokens_per_step: float = 1.0, window: WindowKv | None = None, attention_ranks: int = 1
 ) -> EngineConfig:
     """The plain configuration a replica runs, from a filled engine spec (:func:`fill_engine`).
 
@@ -243,9 +245,10 @@ def engine_config(
     expected tokens per step. ``window``: the KV each running call holds for the model's sliding-window layers
     (:func:`agentsim.perf.memory.sliding_window_kv`; none when not given). ``attention_ranks``: the
     data-parallel attention ranks (the deployment's ``tp`` with ``data_parallel_attention``), which split the
-    token budget between them; ``limits_per_rank``: the ranks ``max_num_seqs`` and ``max_batched_tokens`` each
-    apply to (engines whose limits are per rank: the replica's are that many times the knobs)."""
+    token budget between them; under the :data:`PER_RANK_LIMITS` presets the replica's limits are that many times
+    the knobs."""
     assert engine.admission is not None and engine.max_num_seqs is not None
+    limits_per_rank = attention_ranks if engine.preset in PER_RANK_LIMITS else 1
     return EngineConfig(
         admission=ADMISSION_CODES[engine.admission],
         max_num_seqs=engine.max_num_seqs * limits_per_rank,
