@@ -84,6 +84,27 @@ sources): TensorRT-LLM's DeepSeek-R1 latency blog's optimized engine (programmat
 all-reduce + norm, multi-stream overlap) decoded 111 tokens/s for one user without MTP, 9.0 ms for the 1,325
 kernels agentsim counts."""
 
+EAGER_KERNEL_LATENCY_S = 32e-6
+"""``kernel_latency_s`` of an engine run without CUDA/HIP graphs (``cuda_graphs: false``: vLLM's
+``--enforce-eager``, SGLang's ``--disable-cuda-graph``, and vLLM V0's decode steps past ``max_seq_len_to_capture``):
+the host launches each kernel through the model's Python code, so a forward pass cannot be shorter than its
+kernels at the host's time per kernel. Five public eager decode steps where the GPU's own work is a small share,
+each over agentsim's count of its kernels (:func:`agentsim.perf.roofline.forward_kernels`' per-block counts), give
+28-34 us; the median is taken:
+
+* GPT-2 (12 layers, 11 kernels a layer: LayerNorms and residual adds unfused, plus ~6 outside) on one H200, batch
+  1, 128 prompt / 32 output tokens (deepspeedai/DeepSpeed PR #8352, comment of 2026-09-22): vLLM 154.1 ms per
+  request eager against 41.8 ms with graphs, SGLang 156.0 against 33.2; 33 forward passes of ~138 kernels: 34.0
+  and 34.3 us a kernel;
+* whisper-large-v3-turbo's 4-layer decoder (self- and cross-attention and MLP, ~17 kernels a layer, ~74 a pass)
+  under vLLM on one MI355X (ROCm), batch 1 (vllm-project/vllm PR #48664): TPOT ~2.15 ms eager against ~0.68 ms
+  with graphs: 29 us;
+* Llama-3-8B (32 layers, 292 kernels) under SGLang v0.3, batch 1 (sgl-project/sglang PR #1401): decode step
+  9.28 ms eager against 7.06 ms with graphs (Triton attention), 8.23 against 7.35 (FlashInfer): 31.8 and 28.2 us.
+
+With graphs the same passes take 9-10 us a kernel where the GPU is idle (GPT-2 under vLLM: 1.27 ms a pass, the
+whisper decoder 0.68 ms), the presets' :data:`KERNEL_LATENCY_S`."""
+
 FRONTEND_S = 0.0
 """Every preset's ``frontend_s``: none. A server's front end (HTTP, chat template, tokenizing; detokenizing and
 streaming back) adds to every call's TTFT, but no public figure sizes it per engine: gpustack's concurrency-1 rows
@@ -170,6 +191,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "step_overhead_s": VLLM_STEP_OVERHEAD_S,
             "step_overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S,
             "kernel_latency_s": KERNEL_LATENCY_S,
+            "cuda_graphs": True,
             "frontend_s": FRONTEND_S,
         }
     if preset == "sglang":
@@ -186,6 +208,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
             "step_overhead_s_per_seq": SGLANG_SEQ_OVERHEAD_S,
             "kernel_latency_s": KERNEL_LATENCY_S,
+            "cuda_graphs": True,
             "frontend_s": FRONTEND_S,
         }
         if deployment.engine.speculative is not None:
@@ -207,6 +230,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
         "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
         "step_overhead_s_per_seq": TRTLLM_SEQ_OVERHEAD_S,
         "kernel_latency_s": TRTLLM_KERNEL_LATENCY_S,
+        "cuda_graphs": True,
         "frontend_s": FRONTEND_S,
     }
 
@@ -217,6 +241,8 @@ def fill_engine(deployment: Deployment, hardware: Hardware) -> Deployment:
     engine = deployment.engine
     given = engine.model_dump(exclude_none=True)
     values = {**preset_values(deployment, hardware), **given}
+    if not values["cuda_graphs"] and "kernel_latency_s" not in given:
+        values["kernel_latency_s"] = EAGER_KERNEL_LATENCY_S  # the host launches every kernel
     return deployment.model_copy(
         update={"engine": EngineSpec.model_validate(values), "kv_precision": kv_precision(deployment)}
     )

@@ -165,6 +165,13 @@ class EngineSpec(Strict):
         description="least time one kernel of a forward pass takes, used as the roofline's kernel_latency_s when "
         "that is unset; default: the preset's",
     )
+    cuda_graphs: bool | None = Field(
+        None,
+        description="decode steps replay CUDA/HIP graphs (every preset: yes); false runs the engine eagerly "
+        "(vLLM --enforce-eager, SGLang --disable-cuda-graph): the host launches every kernel from Python, so a "
+        "step's kernel floor takes the eager per-kernel time instead of the preset's kernel_latency_s (unless "
+        "kernel_latency_s is set)",
+    )
     frontend_s: NonNegativeFloat | None = Field(
         None,
         le=60.0,  # a minute per request: no server; a unit slip (ms for s)

@@ -27,8 +27,10 @@ perf-overview.md``), a finite burst.
 and chunked prefill only for models whose context passes 32K tokens (``EngineArgs.create_engine_config``), then
 with a 512-token step budget (``SchedulerConfig``); otherwise (or when the server's flags turn it off)
 unchunked prefill with a budget of the context length. V0 also did its CPU work per sequence (scheduling,
-sampling, detokenizing) in the step loop, at :data:`V0_SEQ_OVERHEAD_S` per decoding sequence per step. Those
-rows run the ``vllm`` preset with these values (:func:`vllm_v0_overrides`).
+sampling, detokenizing) in the step loop, at :data:`V0_SEQ_OVERHEAD_S` per decoding sequence per step, and
+replayed CUDA graphs only for decode steps within ``max_seq_len_to_capture`` tokens: a row whose decode steps
+mostly pass it runs eagerly (:data:`V0_MAX_SEQ_LEN_TO_CAPTURE`). Those rows run the ``vllm`` preset with these
+values (:func:`vllm_v0_overrides`).
 
 **Engine arguments.** An ``engine_args`` label holds the server's command-line flags as published; the ones that
 map to engine knobs are honoured (:func:`parse_engine_args`): ``--max-num-seqs`` / ``--max-running-requests`` /
@@ -36,6 +38,8 @@ map to engine knobs are honoured (:func:`parse_engine_args`): ``--max-num-seqs``
 ``--enable-chunked-prefill`` / ``--no-enable-chunked-prefill``, ``--gpu-memory-utilization`` (vLLM: of the total
 memory), ``--kv_cache_free_gpu_mem_fraction`` (TensorRT-LLM: of what the weights leave free),
 ``--async-scheduling`` (vLLM overlaps the CPU scheduling with the GPU: the overlapped engines' step overhead),
+``--enforce-eager`` / ``--disable-cuda-graph`` (no CUDA graphs: ``cuda_graphs: false``), vLLM V0's
+``--max-seq-len-to-capture`` (:data:`V0_MAX_SEQ_LEN_TO_CAPTURE`),
 ``-pp`` / ``--pipeline-parallel-size``, and speculative decoding (``--speculative-algorithm``
 EAGLE/EAGLE3/NEXTN/MTP with ``--speculative-num-steps`` draft tokens, SGLang's :data:`SGLANG_AUTO_SPEC_STEPS` when
 a GQA model's row names the algorithm alone, at the acceptance defaults of :data:`DEFAULT_ACCEPTANCE`). The flags
@@ -60,6 +64,7 @@ __all__ = [
     "DEFAULT_ACCEPTANCE",
     "SGLANG_AUTO_SPEC_STEPS",
     "TRTLLM_PERF_OVERVIEW_REQUESTS",
+    "V0_MAX_SEQ_LEN_TO_CAPTURE",
     "V0_SEQ_OVERHEAD_S",
     "BenchLoad",
     "bench_load",
@@ -111,6 +116,13 @@ V0_CHUNKED_BUDGET: Final = 512
 
 V0_LONG_CONTEXT: Final = 32768
 """vLLM V0 turns chunked prefill on by default for models whose context passes this (``use_long_context``)."""
+
+V0_MAX_SEQ_LEN_TO_CAPTURE: Final = 8192
+"""vLLM V0's ``max_seq_len_to_capture`` default (``--max-seq-len-to-capture``): a decode step runs its CUDA graph
+only when every sequence's length is within it (and the batch within the captured sizes: 256); longer ones run
+eagerly (``vllm/worker/model_runner.py``, ``ModelInputForGPUBuilder._use_captured_graph``). The harness runs a V0
+row eagerly (``cuda_graphs: false``) when more than half of a request's decode steps pass it:
+``isl + osl / 2 > max_seq_len_to_capture``."""
 
 V0_SEQ_OVERHEAD_S: Final = 600e-6
 """vLLM V0's cost per decoding sequence per step, a fit as the presets' (``serving/presets.py``) on the public vLLM
@@ -283,6 +295,11 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
         from agentsim.serving.presets import OVERLAPPED_STEP_OVERHEAD_S
 
         out["step_overhead_s"] = OVERLAPPED_STEP_OVERHEAD_S
+    if "--enforce-eager" in tokens or "--disable-cuda-graph" in tokens:
+        out["cuda_graphs"] = False
+    capture = integer(("--max-seq-len-to-capture",))
+    if capture:
+        out["max_seq_len_to_capture"] = capture  # vLLM V0's; engine_overrides reads it and drops it
     pp = integer(("-pp", "--pipeline-parallel-size", "--pp-size", "--pp_size"))
     if pp:
         out["pp"] = pp
@@ -313,8 +330,12 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
     args = labels.get("engine_args", "")
     default_steps = None if model.attention == "mla" else SGLANG_AUTO_SPEC_STEPS
     parsed = parse_engine_args(args, default_steps) if args.strip() else {}
+    capture = parsed.pop("max_seq_len_to_capture", V0_MAX_SEQ_LEN_TO_CAPTURE)
     if version is not None and version < (0, 8):
         out |= vllm_v0_overrides(model, parsed.get("chunked_prefill"))
+        if m.isl + m.osl / 2.0 > capture:
+            # V0 replays a CUDA graph only for decode steps whose longest sequence is within the captured length
+            out["cuda_graphs"] = False
     if parsed:
         if "max_batched_tokens" in parsed and version is not None and version < (0, 8):
             parsed.setdefault("chunked_prefill", out.get("chunked_prefill", False))

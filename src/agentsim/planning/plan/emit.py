@@ -115,6 +115,8 @@ def vllm_args(row: PlanRow, model: str, engine: dict[str, Any], role: str) -> li
     args.append("--enable-prefix-caching" if engine.get("prefix_caching", True) else "--no-enable-prefix-caching")
     if engine.get("chunked_prefill") is False:
         args.append("--no-enable-chunked-prefill")
+    if engine.get("cuda_graphs") is False:
+        args.append("--enforce-eager")
     if role != "unified":
         args += ["--kv-transfer-config", NIXL]
     return args
@@ -137,6 +139,8 @@ def sglang_args(row: PlanRow, model: str, engine: dict[str, Any], role: str) -> 
         args += ["--quantization", "fp8"]
     elif row.precision == "fp4":
         args += ["--quantization", "modelopt_fp4"]
+    if engine.get("cuda_graphs") is False:
+        args.append("--disable-cuda-graph")
     if role != "unified":
         args += ["--disaggregation-mode", role, "--disaggregation-transfer-backend", "nixl"]
     return args
