@@ -20,6 +20,7 @@ from agentsim.planning.calibrate.bench import V0_MAX_SEQ_LEN_TO_CAPTURE, engine_
 from agentsim.planning.plan.emit import render
 from agentsim.resolve import resolve_engine
 from agentsim.serving.presets import EAGER_KERNEL_LATENCY_S, TRTLLM_KERNEL_LATENCY_S, fill_engine
+from test_plan_emit import _documented_sglang, _vllm_parser
 
 CATALOG = load_catalog()
 H100 = CATALOG.get_hardware("h100")
@@ -46,8 +47,9 @@ def test_every_preset_replays_graphs_and_eager_takes_the_eager_kernel_time(prese
 def test_eager_floor_by_hand_for_llama_3_8b_at_batch_1() -> None:
     """Llama-3-8B: 32 layers of 5 attention kernels (fused add-norm, QKV GEMM, RoPE and KV write, attention, output
     GEMM) and 4 feed-forward kernels (add-norm, gate-up GEMM, SiLU-and-multiply, down GEMM), no collectives on one
-    GPU, 4 outside the layers: 292 kernels. Eagerly at 32 us each a pass takes at least 9.344 ms, where the GPU
-    streams the 16 GB of BF16 weights in ~6 ms; with graphs the floor (10 us each: 2.92 ms) does not bind."""
+    GPU, 4 outside the layers: 292 kernels. Eagerly at 32 us each a pass takes at least 9.344 ms, where the 16 GB
+    of BF16 weights stream in 4.8 ms even at the peak 3.35 TB/s; with graphs the floor (10 us each: 2.92 ms) does
+    not bind."""
     kernels = 32 * (5 + 4) + 4
     deployment = {"model": "llama-3.1-8b", "hardware": "h100", "engine": {"preset": "vllm", "cuda_graphs": False}}
     perf_spec = {"kind": "roofline", "overhead_s": 0.0, "overhead_s_per_seq": 0.0}
@@ -73,7 +75,39 @@ def test_eager_floor_by_hand_for_llama_3_8b_at_batch_1() -> None:
 def test_the_harness_reads_the_flags() -> None:
     assert parse_engine_args("--enforce-eager --num-scheduler-step 15") == {"cuda_graphs": False}
     assert parse_engine_args("--tp 8 --disable-cuda-graph")["cuda_graphs"] is False
+    assert parse_engine_args("--enforce-eager=true")["cuda_graphs"] is False
+    assert parse_engine_args("--enforce-eager=false")["cuda_graphs"] is True
+    assert parse_engine_args("--no-enforce-eager")["cuda_graphs"] is True
     assert "cuda_graphs" not in parse_engine_args("--max-model-len 91680 --num-scheduler-step 1")
+
+
+def test_a_v0_row_reaches_the_engine_eager_through_the_harness() -> None:
+    """dstack's H100 sweep at 32,784-token prompts (vLLM 0.6.3, no eager flag): the harness's engine, resolved with
+    its preset, runs the kernel floor at the eager time per kernel."""
+    from agentsim.planning.calibrate import HarnessOptions, pool_from_labels
+    from agentsim.planning.calibrate.harness import plan_condition
+
+    labels = {"model": "Llama-3.1-405B", "hardware": "H100", "precision": "fp8", "engine": "vLLM", "tp": "8",
+              "engine_version": "0.6.3.post2", "load": "burst", "engine_args": "--max-model-len 91680"}  # fmt: skip
+    for isl, kernel_s in ((32784, EAGER_KERNEL_LATENCY_S), (2048, KERNEL_LATENCY_S)):
+        m = Measurement(isl=isl, osl=2048, concurrency=4, labels=labels)
+        pool = pool_from_labels(m, CATALOG)
+        plan = plan_condition(pool, m, CATALOG, HarnessOptions())
+        pool = pool.model_copy(update={"deployment": pool.deployment.model_copy(update={"engine": plan.engine})})
+        resolved, _, _ = resolve_engine(pool, CATALOG.get_model("llama-3.1-405b"), H100)
+        assert resolved.deployment.engine.kernel_latency_s == kernel_s
+        assert isinstance(resolved.perf, spec.RooflinePerf) and resolved.perf.kernel_latency_s == kernel_s
+
+
+def test_a_curve_is_shaped_by_the_eager_floor() -> None:
+    """A measured curve's shaping roofline takes the engine's kernel time (beyond its points)."""
+    curve = {"kind": "curve", "points": [{"concurrency": 1, "output_tokens_per_s": 100.0},
+                                         {"concurrency": 8, "output_tokens_per_s": 700.0}]}
+    pool = spec.PoolSpec.model_validate({"name": "p", "deployment": _deployment("vllm", cuda_graphs=False),
+                                         "perf": curve})  # fmt: skip
+    resolved, _, _ = resolve_engine(pool, CATALOG.get_model("llama-3.1-8b"), H100)
+    assert isinstance(resolved.perf, spec.CurvePerf)
+    assert resolved.perf.roofline.kernel_latency_s == EAGER_KERNEL_LATENCY_S
 
 
 def test_v0_runs_decode_steps_past_its_captured_length_eagerly() -> None:
@@ -88,7 +122,12 @@ def test_v0_runs_decode_steps_past_its_captured_length_eagerly() -> None:
 
     assert eager(32784, 2048, v0)
     assert not eager(2048, 2048, v0)  # at most 4,096 tokens
-    assert eager(7000, 4000, v0) and not eager(6000, 4000, v0)  # more than half of the decode steps past 8192
+    # one request: eager when more than half of its decode steps pass 8192
+    assert eager(7000, 4000, v0) and not eager(6000, 4000, v0)
+    # four at independent positions: a step is within 8192 when all four are, 0.5455 ** 4 = 9% of steps at
+    # 6,000 + 4,000 (f = 2,192 / 4,000 = 0.548 < 2 ** (-1 / 4) = 0.841)
+    assert engine_overrides(Measurement(isl=6000, osl=4000, concurrency=4, labels=v0), model)["cuda_graphs"] is False
+    assert "cuda_graphs" not in engine_overrides(Measurement(isl=4000, osl=4000, concurrency=4, labels=v0), model)
     assert not eager(32784, 2048, {**v0, "engine_args": "--max-seq-len-to-capture 40000"})
     assert eager(128, 128, {**v0, "engine_args": "--enforce-eager"})
     assert not eager(32784, 2048, {"engine": "vLLM", "engine_version": "0.11.0"})  # V1: no such rule
@@ -108,5 +147,9 @@ def test_the_plan_says_eager_in_its_command_lines() -> None:
                             model="llama-3.1-8b", agentsim_version="0.1.0")  # fmt: skip
         vllm = [shlex.split(line) for line in render(result, "vllm").splitlines() if line and line[0] != "#"]
         sglang = [shlex.split(line) for line in render(result, "sglang").splitlines() if line and line[0] != "#"]
+        assert vllm and sglang
         assert all(("--enforce-eager" in words) == vllm_flag for words in vllm)
         assert all(("--disable-cuda-graph" in words) == sglang_flag for words in sglang)
+        # the documented flags parse (vLLM's own parser when installed)
+        assert all(_vllm_parser().parse_args(words[2:]).enforce_eager == vllm_flag for words in vllm)
+        assert all(_documented_sglang().parse_args(words[3:]).disable_cuda_graph == sglang_flag for words in sglang)

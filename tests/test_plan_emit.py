@@ -42,6 +42,7 @@ def _documented_vllm() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-utilization", type=float)
     p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction)
     p.add_argument("--enable-chunked-prefill", action=argparse.BooleanOptionalAction)
+    p.add_argument("--enforce-eager", action="store_true")
     p.add_argument("--kv-transfer-config")
     return p
 
@@ -69,6 +70,7 @@ def _documented_sglang() -> argparse.ArgumentParser:
     p.add_argument("--quantization")
     p.add_argument("--disaggregation-mode", choices=["null", "prefill", "decode"])
     p.add_argument("--disaggregation-transfer-backend", choices=["mooncake", "nixl"])
+    p.add_argument("--disable-cuda-graph", action="store_true")
     return p
 
 

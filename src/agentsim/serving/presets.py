@@ -88,22 +88,24 @@ EAGER_KERNEL_LATENCY_S = 32e-6
 """``kernel_latency_s`` of an engine run without CUDA/HIP graphs (``cuda_graphs: false``: vLLM's
 ``--enforce-eager``, SGLang's ``--disable-cuda-graph``, and vLLM V0's decode steps past ``max_seq_len_to_capture``):
 the host launches each kernel through the model's Python code, so a forward pass cannot be shorter than its
-kernels at the host's time per kernel. Five public eager decode steps where the GPU's own work is a small share,
-each over agentsim's count of its kernels (:func:`agentsim.perf.roofline.forward_kernels`' per-block counts), give
-28-34 us; the median is taken:
+kernels at the host's time per kernel. Five public eager decode steps where the host, not the GPU, sets the step
+time, each over a count of its kernels by the per-block rules of :func:`agentsim.perf.roofline.forward_kernels`
+(GPT-2's and whisper's unfused LayerNorms and residual adds counted as the engines launch them), give 28-35 us;
+the median is taken:
 
-* GPT-2 (12 layers, 11 kernels a layer: LayerNorms and residual adds unfused, plus ~6 outside) on one H200, batch
-  1, 128 prompt / 32 output tokens (deepspeedai/DeepSpeed PR #8352, comment of 2026-09-22): vLLM 154.1 ms per
-  request eager against 41.8 ms with graphs, SGLang 156.0 against 33.2; 33 forward passes of ~138 kernels: 34.0
-  and 34.3 us a kernel;
+* GPT-2 (12 layers of 11 kernels, ~6 outside: ~138) on one H200, batch 1, 128 prompt / 32 output tokens
+  (deepspeedai/DeepSpeed PR #8352, comment of 2026-09-22): vLLM 154.1 ms a request eager against 41.8 ms with
+  graphs, SGLang 156.0 against 33.2; 32 forward passes: 34.9 and 35.3 us a kernel;
 * whisper-large-v3-turbo's 4-layer decoder (self- and cross-attention and MLP, ~17 kernels a layer, ~74 a pass)
   under vLLM on one MI355X (ROCm), batch 1 (vllm-project/vllm PR #48664): TPOT ~2.15 ms eager against ~0.68 ms
   with graphs: 29 us;
 * Llama-3-8B (32 layers, 292 kernels) under SGLang v0.3, batch 1 (sgl-project/sglang PR #1401): decode step
-  9.28 ms eager against 7.06 ms with graphs (Triton attention), 8.23 against 7.35 (FlashInfer): 31.8 and 28.2 us.
+  9.28 ms eager against 7.06 ms with graphs (Triton attention), 8.23 against 7.35 (FlashInfer): 31.8 and 28.2 us
+  (its weight stream, ~5 ms, is below both).
 
-With graphs the same passes take 9-10 us a kernel where the GPU is idle (GPT-2 under vLLM: 1.27 ms a pass, the
-whisper decoder 0.68 ms), the presets' :data:`KERNEL_LATENCY_S`."""
+The step times include each engine's per-step CPU work, which the presets charge again as ``step_overhead_s``;
+the figure is an upper estimate of the launch cost alone. With graphs the GPT-2 and whisper passes take 7-10 us a
+kernel, the presets' :data:`KERNEL_LATENCY_S`."""
 
 FRONTEND_S = 0.0
 """Every preset's ``frontend_s``: none. A server's front end (HTTP, chat template, tokenizing; detokenizing and

@@ -170,7 +170,9 @@ class EngineSpec(Strict):
         description="decode steps replay CUDA/HIP graphs (every preset: yes); false runs the engine eagerly "
         "(vLLM --enforce-eager, SGLang --disable-cuda-graph): the host launches every kernel from Python, so a "
         "step's kernel floor takes the eager per-kernel time instead of the preset's kernel_latency_s (unless "
-        "kernel_latency_s is set; roofline and curve step models: a measured table or a linear model carries its own)",
+        "kernel_latency_s is set here or on the roofline). It reaches a roofline pool, a speculative draft model's "
+        "roofline, and the roofline that shapes a curve beyond its measured points (so say false when the curve "
+        "was measured eagerly); a measured table or a linear model carries its own launch costs",
     )
     frontend_s: NonNegativeFloat | None = Field(
         None,

@@ -121,8 +121,11 @@ V0_MAX_SEQ_LEN_TO_CAPTURE: Final = 8192
 """vLLM V0's ``max_seq_len_to_capture`` default (``--max-seq-len-to-capture``): a decode step runs its CUDA graph
 only when every sequence's length is within it (and the batch within the captured sizes: 256); longer ones run
 eagerly (``vllm/worker/model_runner.py``, ``ModelInputForGPUBuilder._use_captured_graph``). The harness runs a V0
-row eagerly (``cuda_graphs: false``) when more than half of a request's decode steps pass it:
-``isl + osl / 2 > max_seq_len_to_capture``."""
+row eagerly (``cuda_graphs: false``) when more than half of its decode steps run a batch whose longest sequence
+passes it. With ``B`` requests at independent positions of their ``osl`` decode steps, a step stays within the
+captured length with probability ``f ** B``, ``f = (capture - isl) / osl`` the share of one request's steps within
+it, so the row is eager when ``f < 2 ** (-1 / B)``: ``isl + osl x 2 ** (-1 / B) > max_seq_len_to_capture``
+(``isl + osl / 2`` for one request; ``B`` the concurrency, or the requests of a burst up to the batch limit)."""
 
 V0_SEQ_OVERHEAD_S: Final = 600e-6
 """vLLM V0's cost per decoding sequence per step, a fit as the presets' (``serving/presets.py``) on the public vLLM
@@ -255,8 +258,9 @@ def _flag_value(tokens: list[str], names: tuple[str, ...]) -> str | None:
 
 
 def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[str, Any]:
-    """Engine knobs (and ``pp``, ``speculative``) from a server command line (module docstring);
-    ``default_spec_steps`` the draft steps when an algorithm is named without them (none: no speculation)."""
+    """Engine knobs (and ``pp``, ``speculative``, and vLLM V0's ``max_seq_len_to_capture``, which
+    :func:`engine_overrides` reads and drops) from a server command line (module docstring); ``default_spec_steps``
+    the draft steps when an algorithm is named without them (none: no speculation)."""
     tokens = shlex.split(text.replace(",", " "))
     out: dict[str, Any] = {}
 
@@ -295,9 +299,12 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
         from agentsim.serving.presets import OVERLAPPED_STEP_OVERHEAD_S
 
         out["step_overhead_s"] = OVERLAPPED_STEP_OVERHEAD_S
-    if "--enforce-eager" in tokens or "--disable-cuda-graph" in tokens:
-        out["cuda_graphs"] = False
-    capture = integer(("--max-seq-len-to-capture",))
+    for tok in tokens:
+        if tok in ("--enforce-eager", "--disable-cuda-graph", "--no-enforce-eager"):
+            out["cuda_graphs"] = tok == "--no-enforce-eager"
+        elif tok.startswith("--enforce-eager="):
+            out["cuda_graphs"] = tok.split("=", 1)[1].lower() in ("false", "0", "no")
+    capture = integer(("--max-seq-len-to-capture", "--max-context-len-to-capture"))
     if capture:
         out["max_seq_len_to_capture"] = capture  # vLLM V0's; engine_overrides reads it and drops it
     pp = integer(("-pp", "--pipeline-parallel-size", "--pp-size", "--pp_size"))
@@ -333,7 +340,8 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
     capture = parsed.pop("max_seq_len_to_capture", V0_MAX_SEQ_LEN_TO_CAPTURE)
     if version is not None and version < (0, 8):
         out |= vllm_v0_overrides(model, parsed.get("chunked_prefill"))
-        if m.isl + m.osl / 2.0 > capture:
+        batch = min(m.concurrency or m.num_requests or 1, parsed.get("max_num_seqs", V0_MAX_NUM_SEQS))
+        if m.isl + m.osl * 2.0 ** (-1.0 / batch) > capture:
             # V0 replays a CUDA graph only for decode steps whose longest sequence is within the captured length
             out["cuda_graphs"] = False
     if parsed:

@@ -6,11 +6,13 @@ The plan's answer (its cheapest row that meets the SLOs) becomes, per ``kind``:
   ``vllm/engine/arg_utils.py``: ``--tensor-parallel-size``, ``--pipeline-parallel-size``, expert parallelism
   ``--enable-expert-parallel``; data-parallel attention is vLLM's ``--data-parallel-size`` with tensor
   parallelism 1 and expert parallelism over the data-parallel ranks; ``--max-num-seqs``,
-  ``--max-num-batched-tokens``, ``--kv-cache-dtype``, ``--quantization``; disaggregated pools add
+  ``--max-num-batched-tokens``, ``--kv-cache-dtype``, ``--quantization``, ``--enforce-eager`` when the engine
+  runs without CUDA graphs (``cuda_graphs: false``); disaggregated pools add
   ``--kv-transfer-config`` with the NIXL connector.
 * ``sglang``: ``python -m sglang.launch_server`` command lines (``plan-sglang.sh``): ``--tp``, ``--pp-size``,
   ``--ep-size`` (the replacement of the deprecated ``--enable-ep-moe``), ``--dp`` with
-  ``--enable-dp-attention``, ``--max-running-requests``, ``--chunked-prefill-size``, ``--kv-cache-dtype``;
+  ``--enable-dp-attention``, ``--max-running-requests``, ``--chunked-prefill-size``, ``--kv-cache-dtype``,
+  ``--disable-cuda-graph`` (``cuda_graphs: false``);
   disaggregated pools ``--disaggregation-mode prefill|decode`` over NIXL.
 * ``dynamo``: a ``DynamoGraphDeployment`` (``nvidia.com/v1alpha1``, as in ai-dynamo/dynamo's
   ``examples/backends/vllm/deploy/{agg,disagg}.yaml``): a frontend and vLLM workers (``dynamo.vllm``) with
