@@ -24,6 +24,7 @@ from test_plan_emit import _documented_sglang, _vllm_parser
 
 CATALOG = load_catalog()
 H100 = CATALOG.get_hardware("h100")
+LLAMA_8B = CATALOG.get_model("llama-3.1-8b")
 
 
 def _deployment(preset: str, **engine: object) -> spec.Deployment:
@@ -35,12 +36,12 @@ def _deployment(preset: str, **engine: object) -> spec.Deployment:
 @pytest.mark.parametrize(("preset", "graphs"), [("vllm", KERNEL_LATENCY_S), ("sglang", KERNEL_LATENCY_S),
                                                 ("trtllm", TRTLLM_KERNEL_LATENCY_S)])  # fmt: skip
 def test_every_preset_replays_graphs_and_eager_takes_the_eager_kernel_time(preset: str, graphs: float) -> None:
-    default = fill_engine(_deployment(preset), H100).engine
+    default = fill_engine(_deployment(preset), H100, LLAMA_8B).engine
     assert default.cuda_graphs is True and default.kernel_latency_s == graphs
-    eager = fill_engine(_deployment(preset, cuda_graphs=False), H100).engine
+    eager = fill_engine(_deployment(preset, cuda_graphs=False), H100, LLAMA_8B).engine
     assert eager.cuda_graphs is False and eager.kernel_latency_s == EAGER_KERNEL_LATENCY_S
     # a scenario's own kernel time wins over both
-    own = fill_engine(_deployment(preset, cuda_graphs=False, kernel_latency_s=5e-5), H100).engine
+    own = fill_engine(_deployment(preset, cuda_graphs=False, kernel_latency_s=5e-5), H100, LLAMA_8B).engine
     assert own.kernel_latency_s == 5e-5
 
 

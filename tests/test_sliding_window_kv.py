@@ -34,7 +34,7 @@ def filled(model: str, preset: str = "vllm", **engine: object) -> spec.Deploymen
         {"model": model, "hardware": "h100", "precision": "fp4" if "gpt-oss" in model else "bf16",
          "engine": {"preset": preset, **engine}}
     )
-    return fill_engine(d, CATALOG.get_hardware("h100"))
+    return fill_engine(d, CATALOG.get_hardware("h100"), CATALOG.get_model(d.model))
 
 
 def test_gpt_oss_holds_nine_blocks_per_sequence_under_vllm() -> None:

@@ -598,7 +598,7 @@ def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple
     when unset: :mod:`agentsim.serving.presets`), its KV capacity per replica and the engine its replicas run
     (with the KV each call holds for sliding-window layers, :func:`~agentsim.perf.memory.sliding_window_kv`).
     Raises :class:`DoesNotFitError` (the weights leave no KV cache) or ValueError (inconsistent limits)."""
-    d = fill_engine(pool.deployment, hw)
+    d = fill_engine(pool.deployment, hw, model)
     kv = kv_capacity_tokens(model, hw, d)
     engine = d.engine
     if engine.max_num_seqs is None:  # SGLang: from the KV capacity

@@ -47,8 +47,11 @@ window (``get_num_skipped_tokens = max(0, computed - window + 1)``, ``remove_ski
 allocation), which leaves at most ``cdiv(window - 1, block) + 1`` blocks (9 of 16 tokens for a 128-token
 window: 144 tokens of pool; 8 or 9 as the sequence grows), ``cdiv(length, block)`` while the sequence is
 shorter. :func:`sliding_window_kv` converts that to tokens of this module's capacity. SGLang keeps
-sliding-window layers in a pool of their own sized by its own ratio, and TensorRT-LLM sizes its per-window
-pools otherwise: neither is modelled, their charge is 0.
+sliding-window layers in a pool of their own sized by its own ratio (not modelled, its charge is 0).
+TensorRT-LLM (1.0-1.2) splits its pool by window only when ``kv_cache_config.max_attention_window`` lists the
+windows; by default every layer's cache is sized for ``max_seq_len`` (``KVCacheManager``: ``max_attention_window_vec
+= [max_seq_len]``), so under the ``trtllm`` preset a token costs every layer (:func:`kv_bytes_per_token`:
+gpt-oss-120b's 36 layers, 73,728 bytes in BF16, as its 1.1.0rc3 log's ``kv size``).
 
 Data-parallel attention (``deployment.data_parallel_attention``): every GPU of a stage holds the whole attention
 block and serves its own sequences, so the attention weights are replicated ``tp`` times (more weight bytes per
@@ -242,10 +245,14 @@ def kv_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
     """Logical KV-cache bytes per token for the whole replica, all layers (before :func:`kv_replication`).
 
     GQA: ``2 * layers * kv_heads * head_dim * bytes``; MLA: ``layers * (kv_lora_rank + qk_rope_head_dim) *
-    bytes``.
+    bytes``. ``layers`` are the full-attention layers (the sliding-window layers hold a window, charged per
+    sequence under vLLM: :func:`sliding_window_kv`), every layer under the ``trtllm`` preset (module docstring).
     """
     element = kv_bytes_per_element(deployment)
     layers = model.full_attention_layers
+    if deployment.engine.preset == "trtllm":
+        # TensorRT-LLM sizes every layer's cache at max_seq_len unless max_attention_window lists the windows
+        layers = model.layers
     if model.attention == "mla":
         assert model.kv_lora_rank is not None and model.qk_rope_head_dim is not None  # checked by ModelArch
         return layers * (model.kv_lora_rank + model.qk_rope_head_dim) * element

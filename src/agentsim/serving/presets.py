@@ -16,9 +16,10 @@ Values and sources (``docs/DESIGN.md``, Engine presets, has the table and the KV
   memory; ``max_running_requests = min(KV tokens // 2, 4096)``, 48 with speculative decoding, which also turns
   the overlap scheduler off; token-granular radix cache.
 * TensorRT-LLM 1.x (PyTorch backend): guaranteed-no-evict; KV = 0.9 x (memory - weights - activations)
-  (``free_gpu_memory_fraction``); fp8 KV for fp8/fp4 checkpoints (NVIDIA's ModelOpt checkpoints quantize the
-  KV cache: ``kv_cache_quant_algo: FP8``); chunked prefill off, ``max_num_tokens`` 8192, ``max_batch_size``
-  2048; 32-token blocks.
+  (``free_gpu_memory_fraction``); fp8 KV for NVIDIA's ModelOpt FP8 and NVFP4 checkpoints (they quantize the KV
+  cache: ``kv_cache_quant_algo: FP8``), bf16 for checkpoints without a KV entry (:func:`kv_precision`); every
+  layer's cache sized for the full sequence, sliding-window layers included (``agentsim.perf.memory``); chunked
+  prefill off, ``max_num_tokens`` 8192, ``max_batch_size`` 2048; 32-token blocks.
 
 Each preset also charges a cost per decoding sequence per step (``step_overhead_s_per_seq``, the roofline's
 ``overhead_s_per_seq``), fitted on the public rows of ``experiments/fidelity/data`` (constants below).
@@ -29,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from agentsim.catalog import Hardware
+from agentsim.catalog import Hardware, ModelArch
 from agentsim.perf.memory import ACTIVATION_RESERVE_GB, WindowKv
 from agentsim.perf.roofline import KERNEL_LATENCY_S
 from agentsim.serving.admission import ADMISSION_CODES, EngineConfig
@@ -165,13 +166,28 @@ def sglang_mem_fraction_static(hardware: Hardware, tp: int, pp: int, chunk: int)
     return round((capacity - reserved) / capacity, 3)
 
 
-def kv_precision(deployment: Deployment) -> Precision:
-    """The KV cache's precision: ``kv_precision`` when set, else the preset's (module docstring)."""
+def kv_precision(deployment: Deployment, model: ModelArch) -> Precision:
+    """The KV cache's precision: ``kv_precision`` when set, else the preset's (module docstring). TensorRT-LLM's
+    ``kv_cache_config.dtype: auto`` takes the checkpoint's ``kv_cache_quant_algo`` (``ModelConfig.from_pretrained``:
+    ModelOpt's ``hf_quant_config.json``), else the model's dtype: NVIDIA's ModelOpt FP8 and NVFP4 checkpoints
+    quantize the KV cache to FP8; the checkpoints whose quantization config has no KV entry keep BF16 (OpenAI's
+    MXFP4 gpt-oss: ``quant_method: mxfp4``, TensorRT-LLM 1.1.0rc3 logs ``kv size is 73728`` bytes a token for
+    gpt-oss-120b, BF16 on all 36 layers; Meta's FBGEMM FP8 Llama 3.1; DeepSeek's and Qwen3's block-scaled FP8)."""
     if deployment.kv_precision is not None:
         return deployment.kv_precision
-    if deployment.engine.preset == "trtllm" and deployment.precision in ("fp8", "fp4"):
+    if deployment.engine.preset == "trtllm" and modelopt_checkpoint(deployment, model):
         return "fp8"
     return "bf16"
+
+
+def modelopt_checkpoint(deployment: Deployment, model: ModelArch) -> bool:
+    """Whether ``deployment`` serves an NVIDIA ModelOpt checkpoint (FP8 with per-tensor or per-channel scales on
+    every linear layer, or NVFP4), whose ``hf_quant_config.json`` carries ``kv_cache_quant_algo: FP8``."""
+    if deployment.precision == "fp4":
+        return model.fp4_checkpoint == "nvfp4"
+    if deployment.precision == "fp8":
+        return model.fp8_checkpoint == "all" and model.fp8_scales == "tensor"
+    return False
 
 
 def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
@@ -237,7 +253,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
     }
 
 
-def fill_engine(deployment: Deployment, hardware: Hardware) -> Deployment:
+def fill_engine(deployment: Deployment, hardware: Hardware, model: ModelArch) -> Deployment:
     """``deployment`` with every unset engine knob and the KV precision taken from its preset (SGLang's
     ``max_num_seqs`` stays unset: :func:`sglang_max_running` needs the KV capacity)."""
     engine = deployment.engine
@@ -246,7 +262,7 @@ def fill_engine(deployment: Deployment, hardware: Hardware) -> Deployment:
     if not values["cuda_graphs"] and "kernel_latency_s" not in given:
         values["kernel_latency_s"] = EAGER_KERNEL_LATENCY_S  # the host launches every kernel
     return deployment.model_copy(
-        update={"engine": EngineSpec.model_validate(values), "kv_precision": kv_precision(deployment)}
+        update={"engine": EngineSpec.model_validate(values), "kv_precision": kv_precision(deployment, model)}
     )
 
 

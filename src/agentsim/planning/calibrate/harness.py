@@ -239,7 +239,7 @@ def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, 
         # trtllm-bench has no server: no detokenizing or streaming per request (serving/presets.py)
         out.setdefault("step_overhead_s_per_seq", TRTLLM_BENCH_SEQ_OVERHEAD_S)
     if preset == "trtllm" and uses_trtllm_bench(m, bench_load(m)):
-        kv = kv_precision(dep.model_copy(update={"engine": dep.engine.model_copy(update={"preset": preset})}))
+        kv = kv_precision(dep.model_copy(update={"engine": dep.engine.model_copy(update={"preset": preset})}), model)
         seqs, tokens = trtllm_bench_settings(
             model,
             catalog.get_hardware(dep.hardware),

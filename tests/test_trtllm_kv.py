@@ -1,0 +1,62 @@
+"""TensorRT-LLM's KV cache (the ``trtllm`` preset): its dtype follows the checkpoint (``kv_cache_dtype: auto``:
+FP8 only for NVIDIA's ModelOpt checkpoints, which declare ``kv_cache_quant_algo: FP8``), and every layer's cache is
+sized for the whole sequence, sliding-window layers included (no ``max_attention_window`` by default). Checked by
+hand: the dtype per checkpoint recipe, gpt-oss-120b's bytes per token against TensorRT-LLM's own log (``kv size is
+73728``), and the capacity in tokens against the memory formula."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentsim import spec
+from agentsim.catalog import load_catalog
+from agentsim.perf.memory import kv_bytes_per_token, kv_capacity_tokens
+from agentsim.serving.presets import fill_engine, kv_precision
+
+CATALOG = load_catalog()
+
+
+def _deployment(model: str, precision: str, preset: str, hardware: str = "h100", tp: int = 1) -> spec.Deployment:
+    return spec.Deployment.model_validate(
+        {"model": model, "hardware": hardware, "tp": tp, "precision": precision, "engine": {"preset": preset}}
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "precision", "kv"),
+    [
+        ("llama-3.3-70b", "fp8", "fp8"),  # nvidia/Llama-3.3-70B-Instruct-FP8: ModelOpt, per-tensor scales
+        ("deepseek-r1", "fp4", "fp8"),  # nvidia/DeepSeek-R1-FP4: ModelOpt NVFP4
+        ("gpt-oss-120b", "fp4", "bf16"),  # OpenAI's MXFP4 release: quant_method mxfp4, no KV entry
+        ("deepseek-r1", "fp8", "bf16"),  # DeepSeek's block-scaled FP8 release: no KV entry
+        ("qwen3-235b-a22b", "fp8", "bf16"),  # Qwen's block-scaled FP8 release
+        ("llama-3.1-405b-fbgemm", "fp8", "bf16"),  # Meta's FBGEMM FP8: no KV entry
+        ("llama-3.3-70b", "bf16", "bf16"),
+    ],
+)
+def test_the_kv_dtype_follows_the_checkpoint(model: str, precision: str, kv: str) -> None:
+    arch = CATALOG.get_model(model)
+    assert kv_precision(_deployment(model, precision, "trtllm"), arch) == kv
+    assert kv_precision(_deployment(model, precision, "vllm"), arch) == "bf16"  # vLLM's auto: the activations'
+    explicit = _deployment(model, precision, "trtllm").model_copy(update={"kv_precision": "fp8"})
+    assert kv_precision(explicit, arch) == "fp8"
+
+
+def test_gpt_oss_120b_holds_every_layer_under_tensorrt_llm() -> None:
+    """36 layers x 8 KV heads x 64 dims x K and V x 2 bytes = 73,728 bytes a token, TensorRT-LLM 1.1.0rc3's logged
+    ``kv size`` for gpt-oss-120b; vLLM's hybrid manager charges the 18 full-attention layers (36,864) and holds the
+    window per sequence."""
+    arch = CATALOG.get_model("gpt-oss-120b")
+    h100 = CATALOG.get_hardware("h100")
+    trt = fill_engine(_deployment("gpt-oss-120b", "fp4", "trtllm"), h100, arch)
+    vllm = fill_engine(_deployment("gpt-oss-120b", "fp4", "vllm"), h100, arch)
+    assert kv_bytes_per_token(arch, trt) == 36 * 8 * 64 * 2 * 2 == 73_728
+    assert kv_bytes_per_token(arch, vllm) == 18 * 8 * 64 * 2 * 2
+    # the capacity: the same usable bytes over twice the bytes a token
+    tokens = kv_capacity_tokens(arch, h100, trt)
+    as_if_fp8_half = kv_capacity_tokens(arch, h100, trt.model_copy(update={"kv_precision": "fp8"}))
+    assert as_if_fp8_half == pytest.approx(2 * tokens, abs=2)
+    # models without sliding-window layers are unchanged: every layer is a full-attention layer
+    llama = CATALOG.get_model("llama-3.3-70b")
+    d = fill_engine(_deployment("llama-3.3-70b", "fp8", "trtllm", "h200", 2), CATALOG.get_hardware("h200"), llama)
+    assert kv_bytes_per_token(llama, d) == 2 * 80 * 8 * 128 * 1
