@@ -46,8 +46,10 @@ also holds its sliding-window group's blocks: the ``SlidingWindowManager`` frees
 window (``get_num_skipped_tokens = max(0, computed - window + 1)``, ``remove_skipped_blocks`` before each
 allocation), which leaves at most ``cdiv(window - 1, block) + 1`` blocks (9 of 16 tokens for a 128-token
 window: 144 tokens of pool; 8 or 9 as the sequence grows), ``cdiv(length, block)`` while the sequence is
-shorter. :func:`sliding_window_kv` converts that to tokens of this module's capacity. SGLang keeps
-sliding-window layers in a pool of their own sized by its own ratio (not modelled, its charge is 0).
+shorter. :func:`sliding_window_kv` converts that to tokens of this module's capacity. SGLang keeps the
+sliding-window layers in a pool of their own, sized at :data:`SGLANG_SWA_FULL_TOKENS_RATIO` of the full pool's
+tokens: a token of capacity costs that share of the window layers too (:func:`kv_bytes_per_token`), and nothing
+is charged per sequence.
 TensorRT-LLM (1.0-1.2) splits its pool by window only when ``kv_cache_config.max_attention_window`` lists the
 windows; by default every layer's cache is sized for ``max_seq_len`` (``KVCacheManager``: ``max_attention_window_vec
 = [max_seq_len]``), so under the ``trtllm`` preset a token costs every layer (:func:`kv_bytes_per_token`:
@@ -71,7 +73,7 @@ The roofline reads each part at its tier's bandwidth (:mod:`agentsim.perf.roofli
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from agentsim.catalog import Hardware, ModelArch
 from agentsim.spec import Deployment, Precision
@@ -79,6 +81,7 @@ from agentsim.spec import Deployment, Precision
 __all__ = [
     "ACTIVATION_RESERVE_GB",
     "DDR_KV_FRACTION",
+    "SGLANG_SWA_FULL_TOKENS_RATIO",
     "DoesNotFitError",
     "WeightPlacement",
     "WindowKv",
@@ -241,18 +244,33 @@ def weight_placement(model: ModelArch, hardware: Hardware, deployment: Deploymen
     return placement
 
 
+SGLANG_SWA_FULL_TOKENS_RATIO: Final = 0.8
+"""SGLang's ``--swa-full-tokens-ratio`` default (v0.5: ``server_args.py``, ``swa_full_tokens_ratio=0.8`` in its
+logged server arguments): with hybrid sliding-window memory (on unless ``--disable-hybrid-swa-memory``) the KV
+memory is split so that the window layers' pool holds 0.8 tokens for each token of the full-attention pool
+(``model_runner.py``, ``set_num_token_hybrid``: ``full_max_total_num_tokens = total_tokens / (swa_full_tokens_ratio
+x swa_layers_num + full_layers_num)``, ``total_tokens`` the all-layer token capacity times the layers). A token
+of the full pool, the capacity agentsim counts, so costs ``full + 0.8 x window`` layers: gpt-oss's 18 + 14.4."""
+
+
 def kv_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
     """Logical KV-cache bytes per token for the whole replica, all layers (before :func:`kv_replication`).
 
     GQA: ``2 * layers * kv_heads * head_dim * bytes``; MLA: ``layers * (kv_lora_rank + qk_rope_head_dim) *
     bytes``. ``layers`` are the full-attention layers (the sliding-window layers hold a window, charged per
-    sequence under vLLM: :func:`sliding_window_kv`), every layer under the ``trtllm`` preset (module docstring).
+    sequence under vLLM: :func:`sliding_window_kv`), every layer under the ``trtllm`` preset, and under ``sglang``
+    the full-attention layers plus :data:`SGLANG_SWA_FULL_TOKENS_RATIO` of the sliding-window layers, rounded to a
+    byte (module docstring).
     """
     element = kv_bytes_per_element(deployment)
     layers = model.full_attention_layers
     if deployment.engine.preset == "trtllm":
         # TensorRT-LLM sizes every layer's cache at max_seq_len unless max_attention_window lists the windows
         layers = model.layers
+    elif deployment.engine.preset == "sglang" and model.sliding_window_layers:
+        # SGLang's window pool holds swa_full_tokens_ratio tokens for each token of the full pool
+        per_layer = 2 * model.kv_heads * model.head_dim * element
+        return round((layers + SGLANG_SWA_FULL_TOKENS_RATIO * model.sliding_window_layers) * per_layer)
     if model.attention == "mla":
         assert model.kv_lora_rank is not None and model.qk_rope_head_dim is not None  # checked by ModelArch
         return layers * (model.kv_lora_rank + model.qk_rope_head_dim) * element
@@ -273,8 +291,8 @@ def sliding_window_kv(model: ModelArch, deployment: Deployment) -> WindowKv:
     """Pool tokens a running sequence holds for ``model``'s sliding-window layers besides its tokens' KV, under
     vLLM's hybrid KV-cache manager (module docstring): ``cdiv(window - 1, block) + 1`` blocks per sliding-window
     group, each block worth ``block * group_size / full_attention_layers`` capacity tokens, rounded up.
-    Zero for a model without sliding-window layers and for the ``sglang`` and ``trtllm`` presets (separate
-    pools, not modelled)."""
+    Zero for a model without sliding-window layers and for the ``sglang`` and ``trtllm`` presets (their window
+    layers are charged per token of capacity: :func:`kv_bytes_per_token`)."""
     window = model.sliding_window
     sw_layers = model.sliding_window_layers
     block = deployment.engine.block_size_tokens

@@ -1,8 +1,10 @@
-"""TensorRT-LLM's KV cache (the ``trtllm`` preset): its dtype follows the checkpoint (``kv_cache_dtype: auto``:
-FP8 only for NVIDIA's ModelOpt checkpoints, which declare ``kv_cache_quant_algo: FP8``), and every layer's cache is
-sized for the whole sequence, sliding-window layers included (no ``max_attention_window`` by default). Checked by
-hand: the dtype per checkpoint recipe, gpt-oss-120b's bytes per token against TensorRT-LLM's own log (``kv size is
-73728``), and the capacity in tokens against the memory formula."""
+"""KV caches of the other presets. TensorRT-LLM's (``trtllm``): its dtype follows the checkpoint
+(``kv_cache_dtype: auto``: FP8 only for NVIDIA's ModelOpt checkpoints, which declare ``kv_cache_quant_algo: FP8``),
+and every layer's cache is sized for the whole sequence, sliding-window layers included (no
+``max_attention_window`` by default). SGLang's (``sglang``): the window layers' pool holds 0.8 tokens per token of
+the full pool. Checked by hand: the dtype per checkpoint recipe, gpt-oss-120b's bytes per token against
+TensorRT-LLM's own log (``kv size is 73728``) and SGLang's pool split, and the capacity in tokens against the
+memory formula."""
 
 from __future__ import annotations
 
@@ -60,3 +62,16 @@ def test_gpt_oss_120b_holds_every_layer_under_tensorrt_llm() -> None:
     llama = CATALOG.get_model("llama-3.3-70b")
     d = fill_engine(_deployment("llama-3.3-70b", "fp8", "trtllm", "h200", 2), CATALOG.get_hardware("h200"), llama)
     assert kv_bytes_per_token(llama, d) == 2 * 80 * 8 * 128 * 1
+
+
+def test_sglang_sizes_its_window_pool_at_0_8_of_the_full_pool() -> None:
+    """SGLang's hybrid sliding-window memory: the window layers' pool holds 0.8 tokens per token of the
+    full-attention pool, so a token of capacity costs 18 + 0.8 x 18 = 32.4 of gpt-oss's layers: 66,355.2 bytes in
+    BF16, 1.8 times vLLM's 18 layers (which charges the window per sequence instead)."""
+    arch = CATALOG.get_model("gpt-oss-120b")
+    h100 = CATALOG.get_hardware("h100")
+    sglang = fill_engine(_deployment("gpt-oss-120b", "fp4", "sglang"), h100, arch)
+    assert kv_bytes_per_token(arch, sglang) == round((18 + 0.8 * 18) * 8 * 64 * 2 * 2) == 66_355
+    llama = CATALOG.get_model("llama-3.3-70b")
+    d = fill_engine(_deployment("llama-3.3-70b", "bf16", "sglang", "h200", 2), CATALOG.get_hardware("h200"), llama)
+    assert kv_bytes_per_token(llama, d) == 2 * 80 * 8 * 128 * 2  # no window layers: unchanged
