@@ -12,7 +12,14 @@ import pytest
 
 from agentsim import spec
 from agentsim.catalog import load_catalog
-from agentsim.perf.memory import kv_bytes_per_token, kv_capacity_tokens
+from agentsim.perf.memory import (
+    activation_reserve_gb,
+    kv_bytes_per_token,
+    kv_capacity_tokens,
+    kv_pool_bytes_per_token,
+    weight_bytes_per_gpu,
+)
+from agentsim.perf.roofline import RooflinePerfModel
 from agentsim.serving.presets import fill_engine, kv_precision
 
 CATALOG = load_catalog()
@@ -52,16 +59,40 @@ def test_gpt_oss_120b_holds_every_layer_under_tensorrt_llm() -> None:
     h100 = CATALOG.get_hardware("h100")
     trt = fill_engine(_deployment("gpt-oss-120b", "fp4", "trtllm"), h100, arch)
     vllm = fill_engine(_deployment("gpt-oss-120b", "fp4", "vllm"), h100, arch)
-    assert kv_bytes_per_token(arch, trt) == 36 * 8 * 64 * 2 * 2 == 73_728
-    assert kv_bytes_per_token(arch, vllm) == 18 * 8 * 64 * 2 * 2
-    # the capacity: the same usable bytes over twice the bytes a token
-    tokens = kv_capacity_tokens(arch, h100, trt)
-    as_if_fp8_half = kv_capacity_tokens(arch, h100, trt.model_copy(update={"kv_precision": "fp8"}))
-    assert as_if_fp8_half == pytest.approx(2 * tokens, abs=2)
+    assert kv_pool_bytes_per_token(arch, trt) == 36 * 8 * 64 * 2 * 2 == 73_728
+    assert kv_pool_bytes_per_token(arch, vllm) == 18 * 8 * 64 * 2 * 2
+    # what attention reads and a transfer moves stays the full-attention layers' under every engine
+    assert kv_bytes_per_token(arch, trt) == kv_bytes_per_token(arch, vllm) == 18 * 8 * 64 * 2 * 2
+    # the capacity by the memory formula: 0.9 of what the weights and the reserve leave, over 73,728 bytes
+    free = 0.9 * (h100.hbm_bytes - weight_bytes_per_gpu(arch, trt) - activation_reserve_gb(trt) * 1e9)
+    assert kv_capacity_tokens(arch, h100, trt) == int(free // 73_728)
     # models without sliding-window layers are unchanged: every layer is a full-attention layer
     llama = CATALOG.get_model("llama-3.3-70b")
     d = fill_engine(_deployment("llama-3.3-70b", "fp8", "trtllm", "h200", 2), CATALOG.get_hardware("h200"), llama)
-    assert kv_bytes_per_token(llama, d) == 2 * 80 * 8 * 128 * 1
+    assert kv_pool_bytes_per_token(llama, d) == kv_bytes_per_token(llama, d) == 2 * 80 * 8 * 128 * 1
+
+
+def test_the_decode_step_reads_the_same_kv_under_every_engine() -> None:
+    """The pool accounting does not change what a decode step reads: gpt-oss-120b at 64 sequences of 32k tokens
+    takes the same roofline time under vLLM, SGLang and TensorRT-LLM with the same overheads and kernel floor."""
+    arch = CATALOG.get_model("gpt-oss-120b")
+    h100 = CATALOG.get_hardware("h100")
+    perf = spec.RooflinePerf.model_validate({"overhead_s": 0.0, "overhead_s_per_seq": 0.0, "kernel_latency_s": 0.0})
+    times = set()
+    for preset in ("vllm", "sglang", "trtllm"):
+        d = fill_engine(_deployment("gpt-oss-120b", "fp4", preset), h100, arch)
+        d = d.model_copy(update={"kv_precision": "bf16"})
+        times.add(RooflinePerfModel(h100, arch, d, perf).step_time(0, 64, 64 * 32_768))
+    assert len(times) == 1
+
+
+def test_a_deployment_naming_its_scales_names_its_checkpoint() -> None:
+    """``fp8_scales`` on the deployment overrides the catalog's, for the KV dtype too: a block-scaled Llama is not
+    a ModelOpt checkpoint, a per-tensor Qwen3 is."""
+    llama, qwen = CATALOG.get_model("llama-3.3-70b"), CATALOG.get_model("qwen3-235b-a22b")
+    block = _deployment("llama-3.3-70b", "fp8", "trtllm").model_copy(update={"fp8_scales": "block"})
+    tensor = _deployment("qwen3-235b-a22b", "fp8", "trtllm").model_copy(update={"fp8_scales": "tensor"})
+    assert kv_precision(block, llama) == "bf16" and kv_precision(tensor, qwen) == "fp8"
 
 
 def test_sglang_sizes_its_window_pool_at_0_8_of_the_full_pool() -> None:
@@ -71,7 +102,7 @@ def test_sglang_sizes_its_window_pool_at_0_8_of_the_full_pool() -> None:
     arch = CATALOG.get_model("gpt-oss-120b")
     h100 = CATALOG.get_hardware("h100")
     sglang = fill_engine(_deployment("gpt-oss-120b", "fp4", "sglang"), h100, arch)
-    assert kv_bytes_per_token(arch, sglang) == round((18 + 0.8 * 18) * 8 * 64 * 2 * 2) == 66_355
+    assert kv_pool_bytes_per_token(arch, sglang) == round((18 + 0.8 * 18) * 8 * 64 * 2 * 2) == 66_355
     llama = CATALOG.get_model("llama-3.3-70b")
     d = fill_engine(_deployment("llama-3.3-70b", "bf16", "sglang", "h200", 2), CATALOG.get_hardware("h200"), llama)
-    assert kv_bytes_per_token(llama, d) == 2 * 80 * 8 * 128 * 2  # no window layers: unchanged
+    assert kv_pool_bytes_per_token(llama, d) == 2 * 80 * 8 * 128 * 2  # no window layers: unchanged

@@ -50,7 +50,7 @@ def test_gpt_oss_holds_nine_blocks_per_sequence_under_vllm() -> None:
 def test_no_charge_without_windows_or_outside_vllm() -> None:
     assert sliding_window_kv(CATALOG.get_model("llama-3.1-8b"), filled("llama-3.1-8b")) == WindowKv(0, 0)
     m = CATALOG.get_model("gpt-oss-120b")
-    for preset in ("sglang", "trtllm"):  # their own pools for sliding-window layers: not modelled
+    for preset in ("sglang", "trtllm"):  # charged per token of capacity instead (tests/test_preset_kv.py)
         assert sliding_window_kv(m, filled("gpt-oss-120b", preset)) == WindowKv(0, 0)
 
 

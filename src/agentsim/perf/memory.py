@@ -32,7 +32,8 @@ Decisions, so that results can be compared with real engines:
   by it;
 * ``engine.kv_capacity_tokens``, when set, overrides the derived capacity, but the weights must still fit;
 * sliding-window layers (gpt-oss: every other layer attends to the last 128 tokens only) hold at most a window
-  of KV per sequence: :func:`kv_bytes_per_token` counts the full-attention layers per token, and
+  of KV per sequence: :func:`kv_bytes_per_token` (read and moved per token) counts the full-attention layers;
+  what a token takes of the pool depends on the engine (:func:`kv_pool_bytes_per_token`, below), and
   :func:`sliding_window_kv` is what each running sequence holds besides under vLLM (below).
 
 **Sliding-window layers under vLLM** (v1 hybrid KV-cache manager; ``vllm/v1/core/kv_cache_utils.py``,
@@ -48,11 +49,12 @@ allocation), which leaves at most ``cdiv(window - 1, block) + 1`` blocks (9 of 1
 window: 144 tokens of pool; 8 or 9 as the sequence grows), ``cdiv(length, block)`` while the sequence is
 shorter. :func:`sliding_window_kv` converts that to tokens of this module's capacity. SGLang keeps the
 sliding-window layers in a pool of their own, sized at :data:`SGLANG_SWA_FULL_TOKENS_RATIO` of the full pool's
-tokens: a token of capacity costs that share of the window layers too (:func:`kv_bytes_per_token`), and nothing
-is charged per sequence.
+tokens: a token of capacity costs that share of the window layers too (:func:`kv_pool_bytes_per_token`), and
+nothing is charged per sequence (below about ``window / 0.8`` tokens a sequence would fill the window pool first,
+not modelled; SGLang splits the pool so for the architectures on its hybrid-SWA list, gpt-oss among them).
 TensorRT-LLM (1.0-1.2) splits its pool by window only when ``kv_cache_config.max_attention_window`` lists the
 windows; by default every layer's cache is sized for ``max_seq_len`` (``KVCacheManager``: ``max_attention_window_vec
-= [max_seq_len]``), so under the ``trtllm`` preset a token costs every layer (:func:`kv_bytes_per_token`:
+= [max_seq_len]``), so under the ``trtllm`` preset a token costs every layer (:func:`kv_pool_bytes_per_token`:
 gpt-oss-120b's 36 layers, 73,728 bytes in BF16, as its 1.1.0rc3 log's ``kv size``).
 
 Data-parallel attention (``deployment.data_parallel_attention``): every GPU of a stage holds the whole attention
@@ -94,6 +96,7 @@ __all__ = [
     "kv_bytes_per_token",
     "kv_capacity_tokens",
     "kv_free_bytes_per_gpu",
+    "kv_pool_bytes_per_token",
     "kv_replication",
     "sliding_window_kv",
     "usable_bytes_per_gpu",
@@ -254,27 +257,40 @@ of the full pool, the capacity agentsim counts, so costs ``full + 0.8 x window``
 
 
 def kv_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
-    """Logical KV-cache bytes per token for the whole replica, all layers (before :func:`kv_replication`).
+    """Logical KV-cache bytes per token for the whole replica (before :func:`kv_replication`): what attention
+    reads per token of context and what moves when a sequence's KV is transferred or offloaded.
 
     GQA: ``2 * layers * kv_heads * head_dim * bytes``; MLA: ``layers * (kv_lora_rank + qk_rope_head_dim) *
-    bytes``. ``layers`` are the full-attention layers (the sliding-window layers hold a window, charged per
-    sequence under vLLM: :func:`sliding_window_kv`), every layer under the ``trtllm`` preset, and under ``sglang``
-    the full-attention layers plus :data:`SGLANG_SWA_FULL_TOKENS_RATIO` of the sliding-window layers, rounded to a
-    byte (module docstring).
+    bytes``; ``layers`` the full-attention layers (a sliding-window layer reads its window only). What a token
+    takes of the KV pool can differ by engine: :func:`kv_pool_bytes_per_token`.
     """
-    element = kv_bytes_per_element(deployment)
-    layers = model.full_attention_layers
-    if deployment.engine.preset == "trtllm":
+    return model.full_attention_layers * _kv_bytes_per_layer(model, deployment)
+
+
+def kv_pool_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
+    """KV-pool bytes one token of capacity (:func:`kv_capacity_tokens`) takes, before :func:`kv_replication`: the
+    logical bytes (:func:`kv_bytes_per_token`) for models without sliding-window layers; with them, by engine
+    (module docstring): vLLM the full-attention layers (its window blocks are charged per sequence:
+    :func:`sliding_window_kv`); TensorRT-LLM every layer, each sized for the whole sequence; SGLang the
+    full-attention layers plus :data:`SGLANG_SWA_FULL_TOKENS_RATIO` of the window layers, rounded to a byte."""
+    window_layers = model.sliding_window_layers or 0
+    per_layer = _kv_bytes_per_layer(model, deployment)
+    if window_layers and deployment.engine.preset == "trtllm":
         # TensorRT-LLM sizes every layer's cache at max_seq_len unless max_attention_window lists the windows
-        layers = model.layers
-    elif deployment.engine.preset == "sglang" and model.sliding_window_layers:
+        return model.layers * per_layer
+    if window_layers and deployment.engine.preset == "sglang":
         # SGLang's window pool holds swa_full_tokens_ratio tokens for each token of the full pool
-        per_layer = 2 * model.kv_heads * model.head_dim * element
-        return round((layers + SGLANG_SWA_FULL_TOKENS_RATIO * model.sliding_window_layers) * per_layer)
+        return round((model.full_attention_layers + SGLANG_SWA_FULL_TOKENS_RATIO * window_layers) * per_layer)
+    return model.full_attention_layers * per_layer
+
+
+def _kv_bytes_per_layer(model: ModelArch, deployment: Deployment) -> int:
+    """One layer's KV bytes per token: GQA's K and V heads, or MLA's latent and rope key."""
+    element = kv_bytes_per_element(deployment)
     if model.attention == "mla":
         assert model.kv_lora_rank is not None and model.qk_rope_head_dim is not None  # checked by ModelArch
-        return layers * (model.kv_lora_rank + model.qk_rope_head_dim) * element
-    return 2 * layers * model.kv_heads * model.head_dim * element
+        return (model.kv_lora_rank + model.qk_rope_head_dim) * element
+    return 2 * model.kv_heads * model.head_dim * element
 
 
 class WindowKv(NamedTuple):
@@ -292,7 +308,7 @@ def sliding_window_kv(model: ModelArch, deployment: Deployment) -> WindowKv:
     vLLM's hybrid KV-cache manager (module docstring): ``cdiv(window - 1, block) + 1`` blocks per sliding-window
     group, each block worth ``block * group_size / full_attention_layers`` capacity tokens, rounded up.
     Zero for a model without sliding-window layers and for the ``sglang`` and ``trtllm`` presets (their window
-    layers are charged per token of capacity: :func:`kv_bytes_per_token`)."""
+    layers are charged per token of capacity: :func:`kv_pool_bytes_per_token`)."""
     window = model.sliding_window
     sw_layers = model.sliding_window_layers
     block = deployment.engine.block_size_tokens
@@ -342,7 +358,8 @@ def kv_free_bytes_per_gpu(usable: float, hbm: float, weights: float, deployment:
 def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deployment) -> int:
     """Tokens of KV cache one replica holds.
 
-    ``(usable - weights in HBM - reserve) per GPU * gpus / (kv_bytes_per_token * kv_replication)``, rounded down;
+    ``(usable - weights in HBM - reserve) per GPU * gpus / (kv_pool_bytes_per_token * kv_replication)``, rounded
+    down;
     ``deployment.engine.kv_capacity_tokens`` when set. Raises :class:`DoesNotFitError` when the weights and
     the activation reserve leave no room (even when the capacity is overridden).
     """
@@ -366,7 +383,7 @@ def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deploym
     override = deployment.engine.kv_capacity_tokens
     if override is not None:
         return override
-    per_token = kv_bytes_per_token(model, deployment) * kv_replication(model, deployment)
+    per_token = kv_pool_bytes_per_token(model, deployment) * kv_replication(model, deployment)
     tokens = math.floor(free * gpus / per_token)
     if tokens < 1:
         raise DoesNotFitError(

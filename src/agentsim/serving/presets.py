@@ -186,7 +186,8 @@ def modelopt_checkpoint(deployment: Deployment, model: ModelArch) -> bool:
     if deployment.precision == "fp4":
         return model.fp4_checkpoint == "nvfp4"
     if deployment.precision == "fp8":
-        return model.fp8_checkpoint == "all" and model.fp8_scales == "tensor"
+        scales = deployment.fp8_scales or model.fp8_scales  # a deployment may name its checkpoint's scaling
+        return model.fp8_checkpoint == "all" and scales == "tensor"
     return False
 
 

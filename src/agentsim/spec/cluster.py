@@ -206,7 +206,8 @@ class Deployment(Strict):
     kv_precision: Precision | None = Field(
         None,
         description="KV-cache precision; default: the engine preset's (vllm, sglang: bf16, the model's activation "
-        "dtype, even for fp8 weights; trtllm: fp8 for fp8/fp4 checkpoints, else bf16)",
+        "dtype, even for fp8 weights; trtllm: the checkpoint's, fp8 for NVIDIA ModelOpt fp8/nvfp4 checkpoints, "
+        "else bf16)",
     )
     fp8_scales: Literal["tensor", "block"] | None = Field(
         None,

@@ -226,7 +226,8 @@ def trtllm_bench_settings(
     gib = float(2**30)
     weight_bytes = {"fp4": 0.5, "fp8": 1.0}.get(precision, 2.0)
     heads = max(tp, model.kv_heads)
-    per_token = 2.0 * model.full_attention_layers * heads * model.head_dim * kv_bytes / gib
+    # every layer, sliding-window ones included: the engine sizes each for the whole sequence (perf.memory)
+    per_token = 2.0 * model.layers * heads * model.head_dim * kv_bytes / gib
     gpus = tp * pp
     available = gpus * hardware.hbm_bytes / gib - model.params_b * 1e9 * weight_bytes / gib
     requests = max(available * kv_fraction, 0.0) / max(per_token * (isl + osl), 1e-12)
