@@ -283,3 +283,11 @@ def test_a_user_model_without_a_context_window_is_refused_by_name(tmp_path: Path
     needs = r"mine\.yaml:2: models\.my-model: max_context_tokens and max_context_source required"
     with pytest.raises(CatalogFileError, match=needs):
         load_catalog([user])
+
+
+def test_b200_fp4_fraction_is_the_b200_measurement() -> None:
+    """B200's NVFP4 GEMM fraction is torchao's best measured square shape on B200, 5.50 of 9.0 PFLOPS at 6144^3
+    (pytorch/ao PR #2427), not GB200's cuBLASLt 0.76 (docs/FIDELITY.md, cause 19)."""
+    eff = load_catalog().get_hardware("b200").efficiency
+    assert eff is not None and eff.gemm_fp4 == round(5.50e15 / 9.0e15, 2) == 0.61
+    assert "pytorch/ao PR #2427" in (eff.source or "")
