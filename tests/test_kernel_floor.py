@@ -40,7 +40,9 @@ def test_kernel_counts_by_hand() -> None:
 def test_the_floor_binds_where_the_work_is_small() -> None:
     on = model("deepseek-r1", "h200", 8, "fp8")
     off = model("deepseek-r1", "h200", 8, "fp8", kernel_latency_s=0.0)
-    floor = (3 * 15 + 58 * 22 + 4) * 10e-6  # the default 10 us per kernel
+    # the default 10 us per kernel; block-scaled FP8 quantizes the input of each FP8 linear layer in a kernel of its
+    # own: 3 MLA projections and 2 feed-forward in the dense layers, + 2 routed and 2 shared in the MoE layers
+    floor = (3 * (15 + 5) + 58 * (22 + 7) + 4) * 10e-6
     assert on.kernel_floor_s == pytest.approx(floor, rel=1e-12)
     work = off.step_time(0, 1, 1000) - 0.002 - 1e-4
     assert work < floor  # the roofline alone: a few ms for one token of a 37B-active MoE on 8 GPUs
@@ -104,3 +106,23 @@ def test_a_measured_curve_point_below_the_kernel_floor_is_kept() -> None:
     assert m.floored_points == 0
     assert m.roofline.kernel_floor_s == pytest.approx(1325 * 10e-6)  # the curve's shaping roofline has one
     assert m.step_time(0, 1, curve.input_tokens + curve.output_tokens / 2) == pytest.approx(1 / 111.0, rel=1e-9)
+
+
+def test_block_scaled_fp8_quantizes_each_linear_input_in_a_kernel_of_its_own() -> None:
+    """vLLM's, SGLang's and TensorRT-LLM's block-scaled FP8 linear layers run a per-1x128-group activation
+    quantization before each GEMM (``per_token_group_quant_fp8`` / ``fp8_quantize_1x128``): Qwen3-8B's FP8
+    release adds QKV, output, gate-up and down quantizations to each of its 36 layers; DeepSeek-R1's adds its three
+    MLA projections' and its dense or shared feed-forward's two, and the routed experts' two grouped GEMMs'.
+    Per-tensor FP8 (NVIDIA's ModelOpt checkpoints) and BF16 are unchanged."""
+
+    def kernels(name: str, tp: int, precision: str, **extra: str) -> int:
+        d = spec.Deployment.model_validate(
+            {"model": name, "hardware": "h200", "tp": tp, "precision": precision, **extra}
+        )
+        return forward_kernels(CATALOG.get_model(name), d)
+
+    assert kernels("qwen3-8b", 1, "bf16") == 36 * 9 + 4
+    assert kernels("qwen3-8b", 1, "fp8") == 36 * (9 + 4) + 4
+    assert kernels("deepseek-r1", 8, "fp8") == 3 * (15 + 3 + 2) + 58 * (22 + 3 + 2 + 2) + 4
+    assert kernels("llama-3.3-70b", 2, "fp8") == 80 * 11 + 4  # per-tensor scales: no separate quantization
+    assert kernels("llama-3.3-70b", 2, "fp8", fp8_scales="block") == 80 * (11 + 4) + 4

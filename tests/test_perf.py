@@ -255,7 +255,10 @@ def test_fp4_computes_in_bf16_without_fp4_units() -> None:
     b200_fp8 = roofline("llama-3.1-8b", "b200", precision="fp8").breakdown(0, 8192, 0).compute_s
     b200_fp4 = roofline("llama-3.1-8b", "b200", precision="fp4").breakdown(0, 8192, 0).compute_s
     assert h100_fp4 == pytest.approx(h100_bf16)
-    assert b200_fp4 == pytest.approx(b200_fp8 / 2)
+    # B200 has FP4 units: twice FP8's peak, at its own measured GEMM fraction
+    eff = load_catalog().get_hardware("b200").efficiency
+    assert eff is not None and eff.gemm_fp4 is not None and eff.gemm_fp8 is not None
+    assert b200_fp4 == pytest.approx(b200_fp8 / 2 * eff.gemm_fp8 / eff.gemm_fp4)
 
 
 # --------------------------------------------------------------------------- the three paths agree

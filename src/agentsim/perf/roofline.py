@@ -310,6 +310,21 @@ feed-forward's three (:data:`SHARED_EXPERT_KERNELS`)."""
 
 SHARED_EXPERT_KERNELS: Final = 3
 
+GQA_ATTENTION_LINEARS: Final = 2
+"""Linear layers of a GQA attention block (the QKV and output projections); MLA's are
+:data:`MLA_ATTENTION_LINEARS`."""
+
+MLA_ATTENTION_LINEARS: Final = 3
+"""Linear layers of an MLA attention block in its checkpoint's precision: the fused q/kv down-projection, the q
+up-projection and the output projection (the absorbed key and value products are batched GEMMs of their own).
+
+Under block-scaled FP8 (DeepSeek's and Qwen3's FP8 releases) each FP8 linear layer launches an activation
+quantization per 1 x 128 group before its GEMM: vLLM's and SGLang's ``apply_w8a8_block_fp8_linear``
+(``per_token_group_quant_fp8``, then ``w8a8_block_fp8_matmul``, CUTLASS's or DeepGEMM's), TensorRT-LLM's
+``fp8_quantize_1x128`` before ``fp8_block_scaling_gemm``; the routed experts' two grouped GEMMs quantize theirs
+too (``fused_moe``). :func:`forward_kernels` counts one kernel more for each: a dense GQA layer 4, a DeepSeek MoE
+layer 3 + 2 + 2 (attention, routed, shared)."""
+
 OUTSIDE_LAYER_KERNELS: Final = 4
 """Per forward pass outside the layers: embedding, final norm, LM head, sampling."""
 
@@ -317,15 +332,22 @@ OUTSIDE_LAYER_KERNELS: Final = 4
 def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
     """Kernels one decode forward pass launches one after another: per layer its attention block, its dense or
     routed feed-forward block and, under tensor parallelism, the two all-reduces (or the MoE all-to-alls), plus
-    :data:`OUTSIDE_LAYER_KERNELS`. The counts follow the engines' unfused decode paths (constants above); the
+    :data:`OUTSIDE_LAYER_KERNELS`, and under block-scaled FP8 an input quantization before each FP8 linear layer
+    (:data:`MLA_ATTENTION_LINEARS`). The counts follow the engines' unfused decode paths (constants above); the
     roofline's step cannot be shorter than these kernels at ``kernel_latency_s`` each."""
-    attention = MLA_ATTENTION_KERNELS if model.attention == "mla" else GQA_ATTENTION_KERNELS
+    mla = model.attention == "mla"
+    attention = MLA_ATTENTION_KERNELS if mla else GQA_ATTENTION_KERNELS
     moe_layers = model.n_moe_layers
     dense_layers = model.layers - moe_layers
     collectives = 2 if deployment.tp > 1 else 0
-    moe = MOE_FFN_KERNELS + SHARED_EXPERT_KERNELS * min(model.shared_experts, 1)
-    per_layer_dense = attention + DENSE_FFN_KERNELS + collectives
-    per_layer_moe = attention + moe + collectives
+    shared = min(model.shared_experts, 1)
+    moe = MOE_FFN_KERNELS + SHARED_EXPERT_KERNELS * shared
+    # Block-scaled FP8 linear layers quantize their input per 1 x 128 group in a kernel of their own
+    block = deployment.precision == "fp8" and (deployment.fp8_scales or model.fp8_scales) == "block"
+    quant = 1 if block else 0
+    attention_linears = MLA_ATTENTION_LINEARS if mla else GQA_ATTENTION_LINEARS
+    per_layer_dense = attention + DENSE_FFN_KERNELS + collectives + quant * (attention_linears + 2)
+    per_layer_moe = attention + moe + collectives + quant * (attention_linears + 2 + 2 * shared)
     return dense_layers * per_layer_dense + moe_layers * per_layer_moe + OUTSIDE_LAYER_KERNELS
 
 
