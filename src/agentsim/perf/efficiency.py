@@ -42,7 +42,7 @@ from __future__ import annotations
 from typing import Final, NamedTuple
 
 from agentsim import spec
-from agentsim.catalog import Hardware
+from agentsim.catalog import Hardware, ModelArch
 
 __all__ = [
     "FALLBACK_MBU",
@@ -74,6 +74,13 @@ class Efficiencies(NamedTuple):
     mfu: float
     mfu_attention: float
     mbu: float
+
+
+def block_scaled_fp8(model: ModelArch, deployment: spec.Deployment) -> bool:
+    """Whether ``deployment`` serves a block-scaled FP8 checkpoint (one scale per 128 x 128 weight block): FP8
+    with the deployment's ``fp8_scales``, else the model's. The one rule for its GEMM fractions, its quantization
+    kernels (``perf.roofline.forward_kernels``) and its KV dtype under TensorRT-LLM (``serving.presets``)."""
+    return deployment.precision == "fp8" and (deployment.fp8_scales or model.fp8_scales) == "block"
 
 
 def _mfu(hardware: Hardware, precision: spec.Precision) -> float:

@@ -158,7 +158,7 @@ import numpy.typing as npt
 from agentsim import spec
 from agentsim.catalog import Hardware, ModelArch
 from agentsim.perf.base import FloatArray, PerfModel, as_step_arrays, check_segment_args
-from agentsim.perf.efficiency import dense_efficiencies, efficiencies
+from agentsim.perf.efficiency import block_scaled_fp8, dense_efficiencies, efficiencies
 from agentsim.perf.memory import (
     bf16_params_b,
     dense_bytes_per_param,
@@ -343,8 +343,7 @@ def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
     shared = min(model.shared_experts, 1)
     moe = MOE_FFN_KERNELS + SHARED_EXPERT_KERNELS * shared
     # Block-scaled FP8 linear layers quantize their input per 1 x 128 group in a kernel of their own
-    block = deployment.precision == "fp8" and (deployment.fp8_scales or model.fp8_scales) == "block"
-    quant = 1 if block else 0
+    quant = 1 if block_scaled_fp8(model, deployment) else 0
     attention_linears = MLA_ATTENTION_LINEARS if mla else GQA_ATTENTION_LINEARS
     per_layer_dense = attention + DENSE_FFN_KERNELS + collectives + quant * (attention_linears + 2)
     per_layer_moe = attention + moe + collectives + quant * (attention_linears + 2 + 2 * shared)
@@ -442,7 +441,7 @@ class RooflinePerfModel(PerfModel):
         eff = efficiencies(hardware, deployment.precision, kv_precision, self.spec)
         self.efficiencies = eff
         # Block-scaled FP8 checkpoints' dense layers run at their kernels' lower fractions (perf.efficiency).
-        block = (deployment.fp8_scales or model.fp8_scales) == "block"
+        block = block_scaled_fp8(model, deployment)
         dense_eff = dense_efficiencies(hardware, deployment.precision, block, eff, self.spec)
         self.dense_efficiencies = dense_eff
         flops = tp * hardware.dense_tflops(deployment.precision) * 1e12 * eff.mfu

@@ -31,6 +31,7 @@ import math
 from typing import Any
 
 from agentsim.catalog import Hardware, ModelArch
+from agentsim.perf.efficiency import block_scaled_fp8
 from agentsim.perf.memory import ACTIVATION_RESERVE_GB, WindowKv
 from agentsim.perf.roofline import KERNEL_LATENCY_S
 from agentsim.serving.admission import ADMISSION_CODES, EngineConfig
@@ -186,8 +187,7 @@ def modelopt_checkpoint(deployment: Deployment, model: ModelArch) -> bool:
     if deployment.precision == "fp4":
         return model.fp4_checkpoint == "nvfp4"
     if deployment.precision == "fp8":
-        scales = deployment.fp8_scales or model.fp8_scales  # a deployment may name its checkpoint's scaling
-        return model.fp8_checkpoint == "all" and scales == "tensor"
+        return model.fp8_checkpoint == "all" and not block_scaled_fp8(model, deployment)
     return False
 
 
