@@ -293,7 +293,13 @@ def _models() -> list[PerfModel]:
     ]
 
 
-@pytest.mark.parametrize("perf", _models(), ids=repr)
+def _perf_id(perf: PerfModel) -> str:
+    """The model's repr as the test id, but stable across processes: a lambda's repr holds its address, and
+    pytest-xdist's workers must collect the same ids."""
+    return "FunctionPerf(lambda)" if isinstance(perf, FunctionPerf) else repr(perf)
+
+
+@pytest.mark.parametrize("perf", _models(), ids=_perf_id)
 def test_scalar_equals_vectorized(perf: PerfModel) -> None:
     rng = np.random.default_rng(7)
     n = 300
@@ -308,7 +314,7 @@ def test_scalar_equals_vectorized(perf: PerfModel) -> None:
     assert perf.step_times(p.reshape(20, 15), 4.0, 1000.0).shape == (20, 15)
 
 
-@pytest.mark.parametrize("perf", _models(), ids=repr)
+@pytest.mark.parametrize("perf", _models(), ids=_perf_id)
 def test_decode_segment_equals_summed_steps(perf: PerfModel) -> None:
     for seqs, context0, steps in [(1, 0.0, 1), (7, 1234.0, 50), (64, 100_000.0, 300), (300, 5e5, 17)]:
         ends = perf.decode_segment(seqs, context0, steps)
