@@ -127,6 +127,12 @@ def test_server_flags() -> None:
     spec_args = parse_engine_args("--speculative-algorithm EAGLE3 --speculative-num-steps 3")["speculative"]
     assert spec_args == {"method": "eagle", "draft_tokens": 3, "acceptance": 0.75}
     assert parse_engine_args("--no-enable-chunked-prefill") == {"chunked_prefill": False}
+    assert parse_engine_args("--max-num-seqs=256.0") == {"max_num_seqs": 256}
+    for bad in ("auto", "0", "-1", "1.5", "inf", "nan"):  # not a count: refused with the flag named, not ignored
+        with pytest.raises(CalibrationError, match="--max-num-seqs"):
+            parse_engine_args(f"--max-num-seqs {bad}")
+        with pytest.raises(CalibrationError, match="--pipeline-parallel-size"):
+            parse_engine_args(f"--pipeline-parallel-size={bad}")
 
 
 def test_memory_flags() -> None:
@@ -140,6 +146,8 @@ def test_memory_flags() -> None:
             parse_engine_args(f"--kv_cache_free_gpu_mem_fraction {bad}")
     with pytest.raises(CalibrationError, match="--gpu-memory-utilization"):
         parse_engine_args("--gpu-memory-utilization 90")
+    with pytest.raises(CalibrationError, match="--kv-cache-free-gpu-mem-fraction '2'"):  # the flag as written
+        parse_engine_args("--kv-cache-free-gpu-mem-fraction=2")
 
 
 def test_trtllm_batch_flags_are_per_attention_dp_rank() -> None:

@@ -248,14 +248,20 @@ def trtllm_bench_settings(
     return max_bs, max(max_token, math.ceil(isl) + max_bs)
 
 
-def _flag_value(tokens: list[str], names: tuple[str, ...]) -> str | None:
+def _flag(tokens: list[str], names: tuple[str, ...]) -> tuple[str, str] | None:
+    """The first of ``names`` on the command line, as written, and its value."""
     for i, tok in enumerate(tokens):
         for name in names:
             if tok == name and i + 1 < len(tokens):
-                return tokens[i + 1]
+                return name, tokens[i + 1]
             if tok.startswith(name + "="):
-                return tok.split("=", 1)[1]
+                return name, tok.split("=", 1)[1]
     return None
+
+
+def _flag_value(tokens: list[str], names: tuple[str, ...]) -> str | None:
+    found = _flag(tokens, names)
+    return None if found is None else found[1]
 
 
 def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[str, Any]:
@@ -266,8 +272,13 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
     out: dict[str, Any] = {}
 
     def integer(names: tuple[str, ...]) -> int | None:
-        value = _num(_flag_value(tokens, names))
-        return int(value) if value is not None and value > 0 else None
+        found = _flag(tokens, names)
+        if found is None:
+            return None
+        value = _num(found[1])
+        if value is None or not (math.isfinite(value) and value > 0 and value == int(value)):  # never ignored
+            raise CalibrationError(f"engine_args: {found[0]} {found[1]!r} is not a positive integer")
+        return int(value)
 
     seqs = integer(("--max-num-seqs", "--max-running-requests", "--max_batch_size", "--max-batch-size"))
     if seqs:
@@ -276,12 +287,12 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
     if budget:
         out["max_batched_tokens"] = budget
     def fraction(names: tuple[str, ...]) -> float | None:
-        raw = _flag_value(tokens, names)
-        if raw is None:
+        found = _flag(tokens, names)
+        if found is None:
             return None
-        value = _num(raw)
+        value = _num(found[1])
         if value is None or not 0 < value <= 1:  # NaN fails the comparison too
-            raise CalibrationError(f"engine_args: {names[0]} {raw!r} is not a fraction in (0, 1]")
+            raise CalibrationError(f"engine_args: {found[0]} {found[1]!r} is not a fraction in (0, 1]")
         return value
 
     free = fraction(("--kv_cache_free_gpu_mem_fraction", "--kv-cache-free-gpu-mem-fraction"))
