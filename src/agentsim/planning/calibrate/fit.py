@@ -29,6 +29,7 @@ from agentsim import spec
 from agentsim.catalog import Catalog, load_catalog
 from agentsim.planning.calibrate.harness import (
     HarnessOptions,
+    Plan,
     Runner,
     plan_condition,
     replace_model,
@@ -147,6 +148,7 @@ ROOFLINE_PARAMS = {
     "overhead_s_per_seq": Param("overhead_s_per_seq", "log"),
     "comm_efficiency": Param("comm_efficiency", "logit"),
     "collective_latency_s": Param("collective_latency_s", "log"),
+    "kernel_latency_s": Param("kernel_latency_s", "log"),
 }
 ENGINE_PARAMS = {"frontend_s": Param("frontend_s", "log", upper=60.0)}  # EngineSpec.frontend_s: at most 60 s
 """Engine knobs a calibration can fit beside the perf model's coefficients: ``frontend_s``, the server's time per
@@ -156,6 +158,10 @@ coefficients, a TTFT tens of milliseconds above the prefill drags the per-step o
 FRONTEND_START_S = 0.02
 """Where the log-scale search for ``frontend_s`` starts when the engine has none: 20 ms, the order of the front
 ends' share of gpustack's single-request TTFT (docs/FIDELITY.md)."""
+
+FLOORLESS_START_S = 1e-5
+"""Where the log-scale search for ``kernel_latency_s`` starts when the engine's is 0 (no kernel floor): 10 us,
+the vLLM and SGLang presets' value."""
 
 LINEAR_PARAMS = {
     "alpha_s": Param("alpha_s", "log"),
@@ -167,7 +173,10 @@ LINEAR_PARAMS = {
 
 def default_params(perf: Any, metrics: Sequence[str] = ()) -> list[str]:
     """The coefficients fitted by default: roofline ``mfu, mbu, overhead_s``; linear all four; and the engine's
-    ``frontend_s`` when TTFT is among the fitted ``metrics``."""
+    ``frontend_s`` when TTFT is among the fitted ``metrics``. :func:`calibrate` adds the roofline's
+    ``kernel_latency_s`` when every calibration row's engine launches kernels the same way (all with CUDA graphs
+    or all eager) and the kernel floor binds on some row at up to :data:`KERNEL_PROBE` times the preset's kernel
+    time: where few sequences decode, the floor sets the step time, and no other coefficient moves it."""
     frontend = ["frontend_s"] if "ttft_s" in metrics else []
     if isinstance(perf, spec.RooflinePerf):
         return ["mfu", "mbu", "overhead_s", *frontend]
@@ -252,6 +261,35 @@ class Calibration:
         return mape(self.start_points if start else self.points, metric)
 
 
+def _kernel_latencies(pool: spec.PoolSpec, plans: Sequence[Plan], catalog: Catalog) -> list[float]:
+    """The distinct kernel times (``engine.kernel_latency_s`` as the presets fill it: the eager one where a row's
+    engine runs without CUDA graphs) of the engines the calibration rows run on ``pool``."""
+    from agentsim.serving.presets import fill_engine
+
+    hardware, model = catalog.get_hardware(pool.deployment.hardware), catalog.get_model(pool.deployment.model)
+    filled = [fill_engine(pool.deployment.model_copy(update={"engine": p.engine}), hardware, model) for p in plans]
+    return sorted({d.engine.kernel_latency_s or 0.0 for d in filled})
+
+
+KERNEL_PROBE = 2.0
+"""The default fit probes the kernel floor with the preset's kernel time times this: ``kernel_latency_s`` is
+fitted when some calibration row's prediction moves (:func:`_moves`), i.e. the floor binds on a row within the
+range the search reaches. Where it binds on none, the rows cannot tell it, and a search free to move it would set
+the held-out rows' floor at random."""
+
+
+def _moves(
+    before: Sequence[Mapping[str, float | None]], after: Sequence[Mapping[str, float | None]], metrics: Sequence[str]
+) -> bool:
+    """Whether any of the fitted ``metrics`` of any point differs by more than 0.1% between two predictions."""
+    for b, a in zip(before, after, strict=True):
+        for name in metrics:
+            x, y = b.get(name), a.get(name)
+            if x is not None and y is not None and abs(y - x) > 1e-3 * abs(x):
+                return True
+    return False
+
+
 def _objective(
     points: Sequence[Measurement], preds: Sequence[Mapping[str, float | None]], metrics: Sequence[str]
 ) -> float:
@@ -322,6 +360,27 @@ def calibrate(
         start = start.model_copy(update={"overhead_s_per_seq": plans[0].step_overhead_s_per_seq or 1e-5})
         start_pool = replace_model(pool, perf=start)
 
+    floored = isinstance(start, spec.RooflinePerf) and not catalog.get_hardware(pool.deployment.hardware).dataflow
+    latencies = _kernel_latencies(pool, plans, catalog) if floored else []
+    # By default the kernel time is fitted too where the rows can tell it: every row launches its kernels one way
+    # (CUDA graphs or eager; dataflow hardware has no kernel floor) and the floor binds on some row (probed below).
+    probe_kernel = (
+        params is None
+        and len(latencies) == 1
+        and isinstance(start, spec.RooflinePerf)
+        and start.kernel_latency_s is None
+    )
+    if isinstance(start, spec.RooflinePerf) and start.kernel_latency_s is None and "kernel_latency_s" in names:
+        # fitted from the preset's kernel time; one value serves every row, so the rows must share one engine mode
+        if len(latencies) > 1:
+            raise CalibrationError(
+                "cannot fit kernel_latency_s over rows whose engines launch kernels differently (kernel times "
+                f"{', '.join(f'{v * 1e6:g} us' for v in latencies)}: CUDA graphs on some rows, "
+                "eager on others); calibrate them separately"
+            )
+        start = start.model_copy(update={"kernel_latency_s": (latencies or [0.0])[0] or FLOORLESS_START_S})
+        start_pool = replace_model(pool, perf=start)
+
     # Engine knobs fitted (frontend_s): the start is the planned engine's value (what the start predictions ran
     # with); the log-scale search starts from FRONTEND_START_S when that is 0.
     engine0 = {n: float(getattr(plans[0].engine, n) or 0.0) for n in names if n in ENGINE_PARAMS}
@@ -346,10 +405,19 @@ def calibrate(
         def f(u: np.ndarray) -> float:
             return _objective(measurements, runner.run(scenarios(perf_at(u), engine_at(u))), fit_metrics)
 
+        start_preds = runner.run(scenarios(start, {}))
+        probes = 0
+        if probe_kernel:
+            kernel0 = latencies[0] or FLOORLESS_START_S
+            slower = start.model_copy(update={"kernel_latency_s": KERNEL_PROBE * kernel0})
+            probes += 1
+            if _moves(start_preds, runner.run(scenarios(slower, {})), fit_metrics):
+                names.append("kernel_latency_s")
+                space.append(ROOFLINE_PARAMS["kernel_latency_s"])
+                start = start.model_copy(update={"kernel_latency_s": kernel0})  # what start_preds ran with
         u0 = [
             p.to_u(engine0[p.name] or FRONTEND_START_S if p.name in engine0 else getattr(start, p.name)) for p in space
         ]
-        start_preds = runner.run(scenarios(start, {}))
         u_best, f_best, evals = nelder_mead(f, u0, step=step, max_evals=max_evals)
         fitted, fitted_engine = perf_at(u_best), engine_at(u_best)
         preds = runner.run(scenarios(fitted, fitted_engine))
@@ -361,7 +429,7 @@ def calibrate(
         points=tuple(PointResult(m, p) for m, p in zip(measurements, preds, strict=True)),
         start_points=tuple(PointResult(m, p) for m, p in zip(measurements, start_preds, strict=True)),
         objective=f_best,
-        evaluations=evals + 2,
+        evaluations=evals + 2 + probes,
         metrics=fit_metrics,
         engine=fitted_engine,
         engine_start=engine0,
