@@ -37,13 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--workers", type=int, default=None, help="alias of --jobs")
     ap.add_argument("--quick", action="store_true", help="first 2 rows per group, 1.5 waves: a smoke test")
+    ap.add_argument("--group", action="append", choices=GROUPS, help="only this group (repeatable; default: all)")
     ap.add_argument("--csv", type=Path, default=None, help="write predicted vs measured per row (one file per group)")
     args = ap.parse_args(argv)
     jobs = args.workers or args.jobs
     options = HarnessOptions(waves=1.5, warmup_waves=0.5, min_requests=20) if args.quick else HarnessOptions()
     header = f"{'group':<14}{'rows':>6}  " + "  ".join(f"{label + ' MAPE (n)':>16}" for _, label in METRICS)
     print(header)
-    for group in GROUPS:
+    for group in args.group or GROUPS:
         measurements = read_measurements(DATA / f"{group}.csv")
         if args.quick:
             measurements = measurements[:2]
