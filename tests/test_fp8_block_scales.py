@@ -40,8 +40,9 @@ def test_catalog_fractions_are_the_deepgemm_means() -> None:
 def test_published_checkpoints() -> None:
     for name in ("deepseek-r1", "deepseek-v3", "qwen3-8b", "qwen3-235b-a22b"):
         assert CATALOG.get_model(name).fp8_scales == "block"
-    for name in ("llama-3.3-70b", "llama-3.1-405b", "llama-3.1-405b-fbgemm", "gpt-oss-120b"):
+    for name in ("llama-3.3-70b", "llama-3.1-405b", "gpt-oss-120b"):
         assert CATALOG.get_model(name).fp8_scales == "tensor"
+    assert CATALOG.get_model("llama-3.1-405b-fbgemm").fp8_scales == "channel"  # fbgemm_fp8: per channel, per token
 
 
 def test_block_scaled_dense_layers_read_and_compute_at_the_kernel_fractions() -> None:

@@ -2,7 +2,8 @@
 ``kernel_latency_s``, so a step's GPU time is at least ``forward_kernels x kernel_latency_s``. Checked: the kernel
 counts by hand from the architectures, the floor binding where the work is small (DeepSeek-R1 at batch 1) and not
 where it is large (Llama-3.3-70B), steps above the floor unchanged to the bit, and the closed-form segment total
-equal to the sum of its steps across the crossover."""
+equal to the sum of its steps across the crossover; the quantization kernels of FP8 checkpoints whose activation
+scales are computed at run time, and the unfused dequantization of vLLM V0 on ROCm."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from agentsim import spec
 from agentsim.catalog import load_catalog
 from agentsim.perf import RooflinePerfModel
 from agentsim.perf.roofline import forward_kernels
+from agentsim.planning.calibrate import Measurement
 
 CATALOG = load_catalog()
 
@@ -126,3 +128,55 @@ def test_block_scaled_fp8_quantizes_each_linear_input_in_a_kernel_of_its_own() -
     assert kernels("deepseek-r1", 8, "fp8") == 3 * (15 + 3 + 2) + 58 * (22 + 3 + 2 + 2) + 4
     assert kernels("llama-3.3-70b", 2, "fp8") == 80 * 11 + 4  # per-tensor scales: no separate quantization
     assert kernels("llama-3.3-70b", 2, "fp8", fp8_scales="block") == 80 * (11 + 4) + 4
+
+
+def test_channel_scaled_fp8_quantizes_its_inputs_and_rocm_v0_dequantizes_unfused() -> None:
+    """Meta's FBGEMM checkpoint of Llama-3.1-405B (per-channel weight scales, per-token activation scales computed
+    at run time) holds the feed-forward of layers 1-124 in FP8: 248 linear layers, each with an input quantization
+    kernel (``scaled_fp8_quant``). vLLM before ROCm's rowwise-scaled ``torch._scaled_mm`` runs each as a GEMM to
+    FP32, two scaling multiplies and a cast (``fp8_dequant: unfused``): 3 kernels more each, and 24 bytes per output
+    element (an FP32 output written, multiplied twice, cast). A per-tensor checkpoint is unaffected by the knob."""
+    from agentsim.perf.roofline import elementwise_bytes_per_token, unfused_dequant_bytes_per_token
+
+    m = CATALOG.get_model("llama-3.1-405b-fbgemm")
+
+    def dep(name: str = "llama-3.1-405b-fbgemm", **engine: str) -> spec.Deployment:
+        return spec.Deployment.model_validate(
+            {"model": name, "hardware": "mi300x", "tp": 8, "precision": "fp8", "engine": engine}
+        )
+
+    per_layer = 5 + 4 + 2  # GQA attention, dense feed-forward, two all-reduces
+    assert m.fp8_scales == "channel"
+    assert forward_kernels(m, dep().model_copy(update={"precision": "bf16"})) == 126 * per_layer + 4
+    assert forward_kernels(m, dep()) == 126 * per_layer + 4 + 2 * 124
+    assert forward_kernels(m, dep(fp8_dequant="unfused")) == 126 * per_layer + 4 + (1 + 3) * 2 * 124
+    # bytes: gate-up's output split over tp (2 x 53,248 / 8), down's the whole hidden state (16,384) on each GPU
+    extra = 124 * (2 * 53248 / 8 + 16384) * 24
+    assert unfused_dequant_bytes_per_token(m, dep(fp8_dequant="unfused")) == extra
+    fused = elementwise_bytes_per_token(m, dep())
+    assert elementwise_bytes_per_token(m, dep(fp8_dequant="unfused")) == pytest.approx(fused + extra, rel=1e-12)
+    amd = CATALOG.get_model("llama-3.1-405b")  # AMD's per-tensor FP8-KV checkpoint
+    assert forward_kernels(amd, dep("llama-3.1-405b", fp8_dequant="unfused")) == 126 * per_layer + 4
+    assert unfused_dequant_bytes_per_token(amd, dep("llama-3.1-405b", fp8_dequant="unfused")) == 0.0
+
+
+def test_the_harness_dequantizes_unfused_for_vllm_v0_on_amd_only() -> None:
+    """dstack's MI300X sweep of Meta's FBGEMM checkpoint ran vLLM 0.6.3 on ROCm: the harness runs it with
+    ``fp8_dequant: unfused``; a newer vLLM, or the same release on an H100 (CUTLASS fuses the scales), keeps the
+    presets' fused dequantization."""
+    from agentsim.planning.calibrate import HarnessOptions, pool_from_labels
+    from agentsim.planning.calibrate.harness import plan_condition
+    from agentsim.serving.presets import fill_engine
+
+    def dequant(hardware: str, version: str) -> str | None:
+        labels = {"model": "Llama-3.1-405B-FBGEMM-FP8", "hardware": hardware, "precision": "fp8", "engine": "vLLM",
+                  "tp": "8", "engine_version": version, "load": "burst"}  # fmt: skip
+        m = Measurement(isl=128, osl=2048, concurrency=4, labels=labels)
+        pool = pool_from_labels(m, CATALOG)
+        return plan_condition(pool, m, CATALOG, HarnessOptions()).engine.fp8_dequant
+
+    assert dequant("MI300X", "0.6.3.post2") == "unfused"
+    assert dequant("MI300X", "0.11.0") is None  # the preset's: fused
+    assert dequant("H100", "0.6.3.post2") is None
+    d = spec.Deployment(model="llama-3.1-405b-fbgemm", hardware="mi300x", tp=8, precision="fp8")
+    assert fill_engine(d, CATALOG.get_hardware("mi300x"), CATALOG.get_model(d.model)).engine.fp8_dequant == "fused"

@@ -330,11 +330,12 @@ class ModelArch(Entry):
         description="what `precision: fp4` stores: nvfp4 (every weight in NVFP4, NVIDIA ModelOpt checkpoints) or "
         "mxfp4-experts (routed experts in MXFP4, the rest BF16: gpt-oss)",
     )
-    fp8_scales: Literal["tensor", "block"] = Field(
+    fp8_scales: Literal["tensor", "channel", "block"] = Field(
         "tensor",
-        description="how the FP8 checkpoint scales its weights: tensor (one scale per tensor or per output channel: "
-        "NVIDIA ModelOpt, Meta FBGEMM, AMD Quark) or block (one scale per 128 x 128 weight block and per 1 x 128 "
-        "activation group: DeepSeek-V3/R1, Qwen3's FP8 releases), whose GEMMs run slower",
+        description="how the FP8 checkpoint scales its weights: tensor (one scale per tensor, the activations' "
+        "static: NVIDIA ModelOpt, AMD Quark), channel (one scale per output channel of the weights and per token of "
+        "the activations, computed at run time: Meta's FBGEMM checkpoints) or block (one scale per 128 x 128 weight "
+        "block and per 1 x 128 activation group: DeepSeek-V3/R1, Qwen3's FP8 releases), whose GEMMs run slower",
     )
     fp8_checkpoint: Literal["all", "ffn-only"] = Field(
         "all",

@@ -50,9 +50,13 @@ __all__ = [
     "SERVING_GEMM_SHARE",
     "SERVING_HBM_SHARE",
     "Efficiencies",
+    "block_scaled_fp8",
     "dense_efficiencies",
+    "dynamic_fp8_activations",
     "efficiencies",
+    "fp8_scales",
     "resolved_roofline",
+    "unfused_fp8_dequant",
 ]
 
 SERVING_GEMM_SHARE: Final = 0.86
@@ -76,11 +80,30 @@ class Efficiencies(NamedTuple):
     mbu: float
 
 
+def fp8_scales(model: ModelArch, deployment: spec.Deployment) -> str | None:
+    """How ``deployment``'s FP8 weights are scaled (``tensor``, ``channel``, ``block``): the deployment's
+    ``fp8_scales``, else the model's checkpoint's; None when the weights are not FP8."""
+    return (deployment.fp8_scales or model.fp8_scales) if deployment.precision == "fp8" else None
+
+
 def block_scaled_fp8(model: ModelArch, deployment: spec.Deployment) -> bool:
-    """Whether ``deployment`` serves a block-scaled FP8 checkpoint (one scale per 128 x 128 weight block): FP8
-    with the deployment's ``fp8_scales``, else the model's. The one rule for its GEMM fractions, its quantization
-    kernels (``perf.roofline.forward_kernels``) and its KV dtype under TensorRT-LLM (``serving.presets``)."""
-    return deployment.precision == "fp8" and (deployment.fp8_scales or model.fp8_scales) == "block"
+    """Whether ``deployment`` serves a block-scaled FP8 checkpoint (one scale per 128 x 128 weight block). The one
+    rule for its GEMM fractions, its KV dtype under TensorRT-LLM (``serving.presets``) and, with
+    :func:`dynamic_fp8_activations`, its quantization kernels (``perf.roofline.forward_kernels``)."""
+    return fp8_scales(model, deployment) == "block"
+
+
+def dynamic_fp8_activations(model: ModelArch, deployment: spec.Deployment) -> bool:
+    """Whether each FP8 linear layer quantizes its input at run time in a kernel of its own: block scales (one per
+    1 x 128 activation group) and channel scales (one per token) are computed from the activations; a per-tensor
+    checkpoint's static scale is fused into the preceding norm or the GEMM."""
+    return fp8_scales(model, deployment) in ("block", "channel")
+
+
+def unfused_fp8_dequant(model: ModelArch, deployment: spec.Deployment) -> bool:
+    """Whether the engine dequantizes channel-scaled FP8 GEMMs in kernels of their own (``engine.fp8_dequant:
+    unfused``: vLLM before 0.8 on ROCm)."""
+    return fp8_scales(model, deployment) == "channel" and deployment.engine.fp8_dequant == "unfused"
 
 
 def _mfu(hardware: Hardware, precision: spec.Precision) -> float:

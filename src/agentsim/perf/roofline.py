@@ -158,7 +158,13 @@ import numpy.typing as npt
 from agentsim import spec
 from agentsim.catalog import Hardware, ModelArch
 from agentsim.perf.base import FloatArray, PerfModel, as_step_arrays, check_segment_args
-from agentsim.perf.efficiency import block_scaled_fp8, dense_efficiencies, efficiencies
+from agentsim.perf.efficiency import (
+    block_scaled_fp8,
+    dense_efficiencies,
+    dynamic_fp8_activations,
+    efficiencies,
+    unfused_fp8_dequant,
+)
 from agentsim.perf.memory import (
     bf16_params_b,
     dense_bytes_per_param,
@@ -181,8 +187,10 @@ __all__ = [
     "comm_terms",
     "elementwise_bytes_per_token",
     "forward_kernels",
+    "fp8_linear_layers",
     "grouped_gemm_efficiency",
     "log_interp",
+    "unfused_dequant_bytes_per_token",
 ]
 
 ACTIVATION_BYTES: Final = 2
@@ -279,7 +287,7 @@ def elementwise_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -
         inter = float(model.moe_intermediate_size or model.intermediate_size)
         copies = model.experts_per_token * (SWIGLU_ELEMENTS * inter + MOE_PERMUTE_ELEMENTS * h)
         per_token += moe_layers * copies / tp
-    return per_token * ACTIVATION_BYTES
+    return per_token * ACTIVATION_BYTES + unfused_dequant_bytes_per_token(model, deployment)
 
 
 KERNEL_LATENCY_S: Final = 10e-6
@@ -325,8 +333,62 @@ quantization per 1 x 128 group before its GEMM: vLLM's and SGLang's ``apply_w8a8
 too (``fused_moe``). :func:`forward_kernels` counts one kernel more for each: a dense GQA layer 4, a DeepSeek MoE
 layer 3 + 2 + 2 (attention, routed, shared)."""
 
+UNFUSED_DEQUANT_KERNELS: Final = 3
+"""Kernels an FP8 linear layer with per-channel weight scales launches beyond its GEMM where the engine cannot fuse
+the scales into it (``engine.fp8_dequant: unfused``): vLLM's ``apply_fp8_linear`` before ROCm's rowwise-scaled
+``torch._scaled_mm`` ("Fallback for channelwise case, where we use unfused DQ", ``w8a8_utils.py``) runs the GEMM
+with identity scales to an FP32 output, then ``output * x_scale * weight_scale.t()`` (two multiplies) and
+``.to(dtype)`` (a cast), after the per-token input quantization that every channel-scaled layer runs."""
+
+UNFUSED_DEQUANT_BYTES: Final = 24
+"""HBM bytes per output element an unfused dequantization adds to an FP8 linear layer: the GEMM writes FP32 (4
+bytes where a fused one writes 2: +2), each multiply reads and writes FP32 (+8 each), the cast reads FP32 and
+writes 16 bits (+6)."""
+
 OUTSIDE_LAYER_KERNELS: Final = 4
 """Per forward pass outside the layers: embedding, final norm, LM head, sampling."""
+
+
+def fp8_linear_layers(model: ModelArch, deployment: spec.Deployment) -> tuple[int, int]:
+    """FP8 linear layers of one forward pass: those computed by a dense GEMM (attention projections, dense and
+    shared-expert feed-forwards) and the routed experts' grouped GEMMs (two per MoE layer); (0, 0) unless the
+    weights are FP8. An ``fp8_checkpoint: ffn-only`` model holds only the feed-forward of every layer but the
+    first and the last in FP8."""
+    if deployment.precision != "fp8":
+        return 0, 0
+    if model.fp8_checkpoint == "ffn-only":
+        return 2 * (model.layers - 2), 0
+    attention = MLA_ATTENTION_LINEARS if model.attention == "mla" else GQA_ATTENTION_LINEARS
+    moe_layers = model.n_moe_layers
+    dense_layers = model.layers - moe_layers
+    shared = min(model.shared_experts, 1)
+    return dense_layers * (attention + 2) + moe_layers * (attention + 2 * shared), 2 * moe_layers
+
+
+def unfused_dequant_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -> float:
+    """HBM bytes one GPU adds per token under unfused FP8 dequantization (:data:`UNFUSED_DEQUANT_BYTES` per output
+    element of each dense-GEMM FP8 linear layer; 0 otherwise). Column-parallel outputs (QKV, gate-up) are split over
+    ``tp``; row-parallel ones (attention output, down) are the whole hidden state on every GPU before the
+    all-reduce. An MLA attention block's projections are taken at the hidden size each."""
+    if not unfused_fp8_dequant(model, deployment):
+        return 0.0
+    tp = deployment.tp
+    h = float(model.hidden_size)
+    ffn = 2.0 * model.intermediate_size / tp + h
+    if model.fp8_checkpoint == "ffn-only":
+        outputs = (model.layers - 2) * ffn
+    else:
+        if model.attention == "mla":
+            attention = MLA_ATTENTION_LINEARS * h
+        else:
+            attention = (model.heads + 2 * model.kv_heads) * model.head_dim / tp + h
+        moe_layers = model.n_moe_layers
+        shared = min(model.shared_experts, 1)
+        outputs = (model.layers - moe_layers) * (attention + ffn) + moe_layers * attention
+        if shared:
+            inter = float(model.moe_intermediate_size or model.intermediate_size)
+            outputs += moe_layers * (2.0 * inter / tp + h)
+    return outputs * UNFUSED_DEQUANT_BYTES
 
 
 def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
@@ -342,12 +404,14 @@ def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
     collectives = 2 if deployment.tp > 1 else 0
     shared = min(model.shared_experts, 1)
     moe = MOE_FFN_KERNELS + SHARED_EXPERT_KERNELS * shared
-    # Block-scaled FP8 linear layers quantize their input per 1 x 128 group in a kernel of their own
-    quant = 1 if block_scaled_fp8(model, deployment) else 0
-    attention_linears = MLA_ATTENTION_LINEARS if mla else GQA_ATTENTION_LINEARS
-    per_layer_dense = attention + DENSE_FFN_KERNELS + collectives + quant * (attention_linears + 2)
-    per_layer_moe = attention + moe + collectives + quant * (attention_linears + 2 + 2 * shared)
-    return dense_layers * per_layer_dense + moe_layers * per_layer_moe + OUTSIDE_LAYER_KERNELS
+    per_layer_dense = attention + DENSE_FFN_KERNELS + collectives
+    per_layer_moe = attention + moe + collectives
+    # FP8 linear layers whose activation scales are computed at run time (block or channel scales) quantize their
+    # input in a kernel of their own; an unfused dequantization adds three more after each dense GEMM
+    dense_fp8, routed_fp8 = fp8_linear_layers(model, deployment)
+    quant = dense_fp8 + routed_fp8 if dynamic_fp8_activations(model, deployment) else 0
+    dequant = UNFUSED_DEQUANT_KERNELS * dense_fp8 if unfused_fp8_dequant(model, deployment) else 0
+    return dense_layers * per_layer_dense + moe_layers * per_layer_moe + OUTSIDE_LAYER_KERNELS + quant + dequant
 
 
 GROUPED_GEMM_POINTS: tuple[tuple[float, float], ...] = ((256.0, 0.73), (512.0, 0.82), (1024.0, 0.90), (4096.0, 1.0))

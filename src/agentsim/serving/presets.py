@@ -211,6 +211,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "step_overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S,
             "kernel_latency_s": KERNEL_LATENCY_S,
             "cuda_graphs": True,
+            "fp8_dequant": "fused",
             "frontend_s": FRONTEND_S,
         }
     if preset == "sglang":
@@ -228,6 +229,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "step_overhead_s_per_seq": SGLANG_SEQ_OVERHEAD_S,
             "kernel_latency_s": KERNEL_LATENCY_S,
             "cuda_graphs": True,
+            "fp8_dequant": "fused",
             "frontend_s": FRONTEND_S,
         }
         if deployment.engine.speculative is not None:
@@ -250,6 +252,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
         "step_overhead_s_per_seq": TRTLLM_SEQ_OVERHEAD_S,
         "kernel_latency_s": TRTLLM_KERNEL_LATENCY_S,
         "cuda_graphs": True,
+        "fp8_dequant": "fused",
         "frontend_s": FRONTEND_S,
     }
 

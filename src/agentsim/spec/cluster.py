@@ -174,6 +174,13 @@ class EngineSpec(Strict):
         "roofline, and the roofline that shapes a curve beyond its measured points (so say false when the curve "
         "was measured eagerly); a measured table or a linear model carries its own launch costs",
     )
+    fp8_dequant: Literal["fused", "unfused"] | None = Field(
+        None,
+        description="how the engine applies per-channel fp8 weight scales (fp8_scales: channel): fused into the GEMM "
+        "(every preset), or unfused: a GEMM to fp32, two scaling multiplies and a cast, three kernels more per fp8 "
+        "linear layer and an fp32 round trip of its output (vLLM before 0.8 on ROCm, whose torch._scaled_mm took "
+        "per-tensor scales only: w8a8_utils' fallback for the channelwise case)",
+    )
     frontend_s: NonNegativeFloat | None = Field(
         None,
         le=60.0,  # a minute per request: no server; a unit slip (ms for s)
@@ -209,11 +216,13 @@ class Deployment(Strict):
         "dtype, even for fp8 weights; trtllm: the checkpoint's, fp8 for NVIDIA ModelOpt fp8/nvfp4 checkpoints, "
         "else bf16)",
     )
-    fp8_scales: Literal["tensor", "block"] | None = Field(
+    fp8_scales: Literal["tensor", "channel", "block"] | None = Field(
         None,
-        description="how fp8 weights are scaled: tensor (per tensor or channel) or block (one scale per 128 x 128 "
-        "block, whose GEMMs run slower); default: the catalog model's published FP8 checkpoint (DeepSeek-V3/R1 and "
-        "Qwen3: block; others: tensor). Only with precision fp8",
+        description="how fp8 weights are scaled: tensor (one scale per tensor, static activation scales), channel "
+        "(per output channel, the activations per token at run time: a quantization kernel before each fp8 linear "
+        "layer) or block (one scale per 128 x 128 block and per 1 x 128 activation group: a quantization kernel "
+        "too, and slower GEMMs); default: the catalog model's published FP8 checkpoint (DeepSeek-V3/R1 and Qwen3: "
+        "block; Meta's Llama-3.1-405B FBGEMM: channel; others: tensor). Only with precision fp8",
     )
     engine: EngineSpec = EngineSpec()
     """the serving engine: preset (vllm, sglang, trtllm), batch limits, KV cache, speculative decoding"""

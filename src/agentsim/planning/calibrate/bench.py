@@ -62,6 +62,7 @@ from agentsim.planning.calibrate.measurements import CalibrationError, Measureme
 
 __all__ = [
     "DEFAULT_ACCEPTANCE",
+    "ROWWISE_FP8_VLLM",
     "SGLANG_AUTO_SPEC_STEPS",
     "TRTLLM_PERF_OVERVIEW_REQUESTS",
     "V0_MAX_SEQ_LEN_TO_CAPTURE",
@@ -116,6 +117,13 @@ V0_CHUNKED_BUDGET: Final = 512
 
 V0_LONG_CONTEXT: Final = 32768
 """vLLM V0 turns chunked prefill on by default for models whose context passes this (``use_long_context``)."""
+
+ROWWISE_FP8_VLLM: Final = (0, 8)
+"""vLLM releases before this one run a per-channel FP8 checkpoint on ROCm with unfused dequantization
+(``fp8_dequant: unfused``; ``perf.roofline.UNFUSED_DEQUANT_KERNELS``): their ``apply_fp8_linear`` fuses the scales
+only through CUTLASS (CUDA) or a per-tensor ``torch._scaled_mm``, and the rowwise-scaled ``torch._scaled_mm``
+that later releases call on ROCm (``USE_ROWWISE_TORCH_SCALED_MM``) needs PyTorch 2.7 and ROCm 6.3. 0.8 is the V0
+boundary the harness already draws, not the exact release that changed it; the rows it touches ran 0.6.x."""
 
 V0_MAX_SEQ_LEN_TO_CAPTURE: Final = 8192
 """vLLM V0's ``max_seq_len_to_capture`` default (``--max-seq-len-to-capture``): a decode step runs its CUDA graph

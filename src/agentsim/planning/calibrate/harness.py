@@ -36,6 +36,7 @@ from agentsim import spec
 from agentsim.catalog import Catalog, load_catalog
 from agentsim.planning.calibrate.bench import (
     FINITE_THINK_S,
+    ROWWISE_FP8_VLLM,
     BenchLoad,
     bench_load,
     engine_overrides,
@@ -43,6 +44,7 @@ from agentsim.planning.calibrate.bench import (
     parse_engine_args,
     trtllm_bench_settings,
     uses_trtllm_bench,
+    vllm_version,
 )
 from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, _num
 from agentsim.serving.admission import NO_EVICT
@@ -235,6 +237,10 @@ def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, 
     model = catalog.get_model(dep.model)
     out = engine_overrides(m, model)
     out.pop("pp", None)
+    version = vllm_version(m.labels)
+    if version is not None and version < ROWWISE_FP8_VLLM and catalog.get_hardware(dep.hardware).name.startswith("AMD"):
+        # before PyTorch's rowwise-scaled FP8 GEMM on ROCm, vLLM dequantized per-channel FP8 GEMMs unfused
+        out.setdefault("fp8_dequant", "unfused")
     if preset == "trtllm" and measured_by_trtllm_bench(m):
         # trtllm-bench has no server: no detokenizing or streaming per request (serving/presets.py)
         out.setdefault("step_overhead_s_per_seq", TRTLLM_BENCH_SEQ_OVERHEAD_S)
