@@ -3,10 +3,11 @@
 Runs `agentsim fidelity` (``agentsim.planning.fidelity.run_fidelity``) on each CSV of ``data/`` (one group per
 file: dense Hopper, Blackwell, AMD, MoE; ``data/README.md`` names the sources) and prints, per group, the number
 of rows simulated and the MAPE of output tokens/s, mean TPOT and mean TTFT where measured. ``--holdout K``
-calibrates ``mfu, mbu, overhead_s`` per deployment on K rows (``agentsim calibrate`` through the simulator) and
-reports the held-out rows. ``--quick`` simulates the first rows of each group with short windows (a smoke test).
+calibrates per deployment on K rows (``agentsim calibrate``'s default coefficients: ``mfu, mbu, overhead_s``, the
+front end where TTFT is measured, the kernel time where the floor binds) and reports the held-out rows.
+``--quick`` simulates the first rows of each group with short windows (a smoke test); ``--group`` runs one group.
 
-    python experiments/fidelity/run.py [--holdout 3] [--jobs N] [--csv out.csv] [--quick]
+    python experiments/fidelity/run.py [--holdout 3] [--jobs N] [--csv out.csv] [--quick] [--group moe]
 """
 
 from __future__ import annotations
