@@ -128,6 +128,9 @@ def test_server_flags() -> None:
     assert spec_args == {"method": "eagle", "draft_tokens": 3, "acceptance": 0.75}
     assert parse_engine_args("--no-enable-chunked-prefill") == {"chunked_prefill": False}
     assert parse_engine_args("--max-num-seqs=256.0") == {"max_num_seqs": 256}
+    # SGLang's --chunked-prefill-size -1 turns chunked prefill off (its --help); any other value is the chunk
+    assert parse_engine_args("--chunked-prefill-size -1") == {"chunked_prefill": False}
+    assert parse_engine_args("--chunked-prefill-size 4096") == {"max_batched_tokens": 4096}
     for bad in ("auto", "0", "-1", "1.5", "inf", "nan"):  # not a count: refused with the flag named, not ignored
         with pytest.raises(CalibrationError, match="--max-num-seqs"):
             parse_engine_args(f"--max-num-seqs {bad}")

@@ -25,8 +25,11 @@ from agentsim.planning.calibrate import (
     Measurement,
     calibrate,
     catalog_id,
+    condition_engine,
     condition_scenario,
+    for_kernel_mode,
     load_perf_engine,
+    load_perf_kernel_mode,
     load_perf_yaml,
     nelder_mead,
     pool_from_labels,
@@ -265,7 +268,7 @@ def test_calibration_recovers_known_linear_coefficients(tmp_path: Path) -> None:
     assert len(doc["residuals"]) == 3 and doc["fit"]["parameters"] == list(result.params)
 
 
-def test_calibration_recovers_a_known_kernel_latency() -> None:
+def test_calibration_recovers_a_known_kernel_latency(tmp_path: Path) -> None:
     """Where the kernel floor binds (Qwen3-8B FP8 on one H100 decoding one or two sequences: 472 kernels at 10 us
     outlast the ~3 ms weight read), TPOT is the floor and identifies ``kernel_latency_s``: measurements simulated
     at 14 us are fitted from the preset's 10 us to within 2%, and the fitted value travels with the perf."""
@@ -295,6 +298,17 @@ def test_calibration_recovers_a_known_kernel_latency() -> None:
     assert same.params == ("mfu", "mbu", "overhead_s", "kernel_latency_s") and same.evaluations == 5
     mixed = calibrate([measured[1], eager], pool, catalog=CATALOG, options=options, max_evals=2)
     assert mixed.params == ("mfu", "mbu", "overhead_s")
+    # the fitted time is for engines with CUDA graphs (10 us preset): an eager row keeps its own 32 us, through
+    # the perf YAML too; dataflow hardware has no floor to fit
+    yaml_path = write_perf_yaml(same, tmp_path / "kernel.yaml", measurements_file="synthetic")
+    assert load_perf_kernel_mode(yaml_path) == KERNEL_LATENCY_S
+    eager_engine = condition_engine(same.pool, eager, options, CATALOG)
+    assert for_kernel_mode(same.pool, KERNEL_LATENCY_S, eager_engine, CATALOG).perf.kernel_latency_s is None
+    graphs_engine = condition_engine(same.pool, measured[0], options, CATALOG)
+    assert for_kernel_mode(same.pool, KERNEL_LATENCY_S, graphs_engine, CATALOG) == same.pool
+    sn40l = pool.model_copy(update={"deployment": dep.model_copy(update={"hardware": "sn40l"})})
+    with pytest.raises(CalibrationError, match="dataflow hardware has no kernel floor"):
+        calibrate(measured, sn40l, catalog=CATALOG, options=options, params=["kernel_latency_s"])
     batch = Measurement(isl=128, osl=64, concurrency=256, tpot_s=0.012)
     unbound = calibrate([batch], POOL.model_copy(update={"perf": spec.RooflinePerf()}), catalog=CATALOG,
                         options=options, max_evals=2)  # fmt: skip

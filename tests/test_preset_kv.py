@@ -51,6 +51,14 @@ def test_the_kv_dtype_follows_the_checkpoint(model: str, precision: str, kv: str
     assert kv_precision(explicit, arch) == "fp8"
 
 
+def test_a_channel_scaled_checkpoint_is_not_modelopts() -> None:
+    """ModelOpt's FP8 checkpoints scale per tensor; a deployment saying its FP8 weights are channel-scaled (an
+    FBGEMM-style checkpoint) declares no FP8 KV cache, under TensorRT-LLM too."""
+    arch = CATALOG.get_model("llama-3.3-70b")
+    channel = _deployment("llama-3.3-70b", "fp8", "trtllm").model_copy(update={"fp8_scales": "channel"})
+    assert kv_precision(channel, arch) == "bf16"
+
+
 def test_gpt_oss_120b_holds_every_layer_under_tensorrt_llm() -> None:
     """36 layers x 8 KV heads x 64 dims x K and V x 2 bytes = 73,728 bytes a token, TensorRT-LLM 1.1.0rc3's logged
     ``kv size`` for gpt-oss-120b; vLLM's hybrid manager charges the 18 full-attention layers (36,864) and holds the

@@ -234,7 +234,9 @@ def fidelity_cmd(
         _check_out(path, overwrite=overwrite)
     try:
         catalog = load_catalog(files)
-        overrides = [fid.PerfOverride(*cal.load_perf(p)) for p in perf or []]
+        overrides = [
+            fid.PerfOverride(*cal.load_perf(p), kernel_mode_s=cal.load_perf_kernel_mode(p)) for p in perf or []
+        ]
         if holdout > 0:
             if overrides:
                 _fail("--holdout calibrates its own perf; drop --perf")

@@ -331,7 +331,9 @@ quantization per 1 x 128 group before its GEMM: vLLM's and SGLang's ``apply_w8a8
 (``per_token_group_quant_fp8``, then ``w8a8_block_fp8_matmul``, CUTLASS's or DeepGEMM's), TensorRT-LLM's
 ``fp8_quantize_1x128`` before ``fp8_block_scaling_gemm``; the routed experts' two grouped GEMMs quantize theirs
 too (``fused_moe``). :func:`forward_kernels` counts one kernel more for each: a dense GQA layer 4, a DeepSeek MoE
-layer 3 + 2 + 2 (attention, routed, shared)."""
+layer 3 + 2 + 2 (attention, routed, shared). Channel-scaled FP8 (Meta's FBGEMM checkpoints: per-token activation
+scales computed at run time, ``scaled_fp8_quant``) quantizes each FP8 layer's input too; a per-tensor checkpoint's
+static scale is fused into the norm or the GEMM."""
 
 UNFUSED_DEQUANT_KERNELS: Final = 3
 """Kernels an FP8 linear layer with per-channel weight scales launches beyond its GEMM where the engine cannot fuse
@@ -369,7 +371,9 @@ def unfused_dequant_bytes_per_token(model: ModelArch, deployment: spec.Deploymen
     """HBM bytes one GPU adds per token under unfused FP8 dequantization (:data:`UNFUSED_DEQUANT_BYTES` per output
     element of each dense-GEMM FP8 linear layer; 0 otherwise). Column-parallel outputs (QKV, gate-up) are split over
     ``tp``; row-parallel ones (attention output, down) are the whole hidden state on every GPU before the
-    all-reduce. An MLA attention block's projections are taken at the hidden size each."""
+    all-reduce; under data-parallel attention each GPU computes its own tokens' whole attention projections, a
+    ``1/tp`` share per token of the replica. An MLA attention block's projections are taken at the hidden size each
+    (an approximation: no catalog MLA checkpoint is channel-scaled)."""
     if not unfused_fp8_dequant(model, deployment):
         return 0.0
     tp = deployment.tp
@@ -379,9 +383,10 @@ def unfused_dequant_bytes_per_token(model: ModelArch, deployment: spec.Deploymen
         outputs = (model.layers - 2) * ffn
     else:
         if model.attention == "mla":
-            attention = MLA_ATTENTION_LINEARS * h
+            qkv = (MLA_ATTENTION_LINEARS - 1) * h  # the down- and q up-projections (with the output: three)
         else:
-            attention = (model.heads + 2 * model.kv_heads) * model.head_dim / tp + h
+            qkv = float((model.heads + 2 * model.kv_heads) * model.head_dim)
+        attention = (qkv + h) / tp if deployment.data_parallel_attention else qkv / tp + h
         moe_layers = model.n_moe_layers
         shared = min(model.shared_experts, 1)
         outputs = (model.layers - moe_layers) * (attention + ffn) + moe_layers * attention
@@ -394,9 +399,11 @@ def unfused_dequant_bytes_per_token(model: ModelArch, deployment: spec.Deploymen
 def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
     """Kernels one decode forward pass launches one after another: per layer its attention block, its dense or
     routed feed-forward block and, under tensor parallelism, the two all-reduces (or the MoE all-to-alls), plus
-    :data:`OUTSIDE_LAYER_KERNELS`, and under block-scaled FP8 an input quantization before each FP8 linear layer
-    (:data:`MLA_ATTENTION_LINEARS`). The counts follow the engines' unfused decode paths (constants above); the
-    roofline's step cannot be shorter than these kernels at ``kernel_latency_s`` each."""
+    :data:`OUTSIDE_LAYER_KERNELS`; where FP8 activations are scaled at run time (block or channel scales) an input
+    quantization before each FP8 linear layer (:func:`fp8_linear_layers`, :data:`MLA_ATTENTION_LINEARS`), and under
+    unfused dequantization :data:`UNFUSED_DEQUANT_KERNELS` after each dense-GEMM one. The counts follow the
+    engines' unfused decode paths (constants above); the roofline's step cannot be shorter than these kernels at
+    ``kernel_latency_s`` each."""
     mla = model.attention == "mla"
     attention = MLA_ATTENTION_KERNELS if mla else GQA_ATTENTION_KERNELS
     moe_layers = model.n_moe_layers

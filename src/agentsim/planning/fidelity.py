@@ -39,6 +39,7 @@ from agentsim.planning.calibrate import (
     calibrate,
     condition_engine,
     filter_measurements,
+    for_kernel_mode,
     kv_tokens,
     mape,
     pool_from_labels,
@@ -76,6 +77,7 @@ class PerfOverride:
     perf: PerfAny
     match: Mapping[str, str] = field(default_factory=dict)
     engine: Mapping[str, float] = field(default_factory=dict)  # engine knobs fitted with it (frontend_s)
+    kernel_mode_s: float | None = None  # the preset kernel time its fitted kernel_latency_s is for (None: unfitted)
 
     def applies(self, m: Measurement) -> bool:
         """Whether this override selects ``m``."""
@@ -169,10 +171,13 @@ def _resolve_pools(
     for m in measurements:
         try:
             pool = base_pool if base_pool is not None else pool_from_labels(m, catalog, engine=engine)
+            mode: float | None = None
             for o in overrides:
                 if o.applies(m):
-                    pool = with_perf(pool, o.perf, o.engine)
-            dep = pool.deployment.model_copy(update={"engine": condition_engine(pool, m, options, catalog)})
+                    pool, mode = with_perf(pool, o.perf, o.engine), o.kernel_mode_s
+            row_engine = condition_engine(pool, m, options, catalog)
+            pool = for_kernel_mode(pool, mode, row_engine, catalog)  # a fitted kernel time is for one engine mode
+            dep = pool.deployment.model_copy(update={"engine": row_engine})
             kv_tokens(pool.model_copy(update={"deployment": dep}), catalog)  # the condition's deployment fits
             out.append(pool)
         except (CalibrationError, DoesNotFitError, KeyError, ValueError) as e:
@@ -290,7 +295,11 @@ def holdout(
             catalog_files=catalog_files,
         )
         fits[group] = fit
-        preds = simulate_points(fit.pool, ms, catalog, options, jobs=jobs, catalog_files=catalog_files)
+        # a fitted kernel time is for the calibration rows' engine mode; rows run the other way keep their preset's
+        mode = fit.value("kernel_latency_s", start=True) if "kernel_latency_s" in fit.params else None
+        opts = options or HarnessOptions()
+        pools = [for_kernel_mode(fit.pool, mode, condition_engine(fit.pool, m, opts, catalog), catalog) for m in ms]
+        preds = simulate_points(pools, ms, catalog, options, jobs=jobs, catalog_files=catalog_files)
         for j, (r, pred) in enumerate(zip(runnable, preds, strict=True)):
             role: Literal["calibration", "held-out"] = "calibration" if j in chosen else "held-out"
             rows.append(FidelityRow(r.index, r.measurement, group, fit.pool, pred, role=role))

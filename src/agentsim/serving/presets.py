@@ -31,7 +31,7 @@ import math
 from typing import Any
 
 from agentsim.catalog import Hardware, ModelArch
-from agentsim.perf.efficiency import block_scaled_fp8
+from agentsim.perf.efficiency import fp8_scales
 from agentsim.perf.memory import ACTIVATION_RESERVE_GB, WindowKv
 from agentsim.perf.roofline import KERNEL_LATENCY_S
 from agentsim.serving.admission import ADMISSION_CODES, EngineConfig
@@ -182,12 +182,12 @@ def kv_precision(deployment: Deployment, model: ModelArch) -> Precision:
 
 
 def modelopt_checkpoint(deployment: Deployment, model: ModelArch) -> bool:
-    """Whether ``deployment`` serves an NVIDIA ModelOpt checkpoint (FP8 with per-tensor or per-channel scales on
-    every linear layer, or NVFP4), whose ``hf_quant_config.json`` carries ``kv_cache_quant_algo: FP8``."""
+    """Whether ``deployment`` serves an NVIDIA ModelOpt checkpoint (FP8 with static per-tensor scales on every
+    linear layer, or NVFP4), whose ``hf_quant_config.json`` carries ``kv_cache_quant_algo: FP8``."""
     if deployment.precision == "fp4":
         return model.fp4_checkpoint == "nvfp4"
     if deployment.precision == "fp8":
-        return model.fp8_checkpoint == "all" and not block_scaled_fp8(model, deployment)
+        return model.fp8_checkpoint == "all" and fp8_scales(model, deployment) == "tensor"
     return False
 
 

@@ -291,7 +291,12 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
     seqs = integer(("--max-num-seqs", "--max-running-requests", "--max_batch_size", "--max-batch-size"))
     if seqs:
         out["max_num_seqs"] = seqs
-    budget = integer(("--max-num-batched-tokens", "--chunked-prefill-size", "--max_num_tokens", "--max-num-tokens"))
+    sglang_chunk = _flag(tokens, ("--chunked-prefill-size",))
+    if sglang_chunk is not None and _num(sglang_chunk[1]) == -1:
+        out["chunked_prefill"] = False  # SGLang: "-1 means disabling chunked prefill"
+        budget = integer(("--max-num-batched-tokens", "--max_num_tokens", "--max-num-tokens"))
+    else:
+        budget = integer(("--max-num-batched-tokens", "--chunked-prefill-size", "--max_num_tokens", "--max-num-tokens"))
     if budget:
         out["max_batched_tokens"] = budget
     def fraction(names: tuple[str, ...]) -> float | None:

@@ -32,6 +32,7 @@ from agentsim.planning.calibrate.harness import (
     Plan,
     Runner,
     plan_condition,
+    preset_kernel_latency,
     replace_model,
     scenario_for,
     with_perf,
@@ -262,13 +263,9 @@ class Calibration:
 
 
 def _kernel_latencies(pool: spec.PoolSpec, plans: Sequence[Plan], catalog: Catalog) -> list[float]:
-    """The distinct kernel times (``engine.kernel_latency_s`` as the presets fill it: the eager one where a row's
-    engine runs without CUDA graphs) of the engines the calibration rows run on ``pool``."""
-    from agentsim.serving.presets import fill_engine
-
-    hardware, model = catalog.get_hardware(pool.deployment.hardware), catalog.get_model(pool.deployment.model)
-    filled = [fill_engine(pool.deployment.model_copy(update={"engine": p.engine}), hardware, model) for p in plans]
-    return sorted({d.engine.kernel_latency_s or 0.0 for d in filled})
+    """The distinct preset kernel times (:func:`preset_kernel_latency`: the eager one where a row's engine runs
+    without CUDA graphs) of the engines the calibration rows run on ``pool``."""
+    return sorted({preset_kernel_latency(pool, p.engine, catalog) for p in plans})
 
 
 KERNEL_PROBE = 2.0
@@ -367,18 +364,23 @@ def calibrate(
     probe_kernel = (
         params is None
         and len(latencies) == 1
+        and latencies[0] > 0.0  # a kernel time of 0 (the floor turned off) is the user's, not fitted
         and isinstance(start, spec.RooflinePerf)
         and start.kernel_latency_s is None
     )
     if isinstance(start, spec.RooflinePerf) and start.kernel_latency_s is None and "kernel_latency_s" in names:
         # fitted from the preset's kernel time; one value serves every row, so the rows must share one engine mode
+        if not floored:
+            raise CalibrationError(
+                f"cannot fit kernel_latency_s on {pool.deployment.hardware}: dataflow hardware has no kernel floor"
+            )
         if len(latencies) > 1:
             raise CalibrationError(
                 "cannot fit kernel_latency_s over rows whose engines launch kernels differently (kernel times "
                 f"{', '.join(f'{v * 1e6:g} us' for v in latencies)}: CUDA graphs on some rows, "
                 "eager on others); calibrate them separately"
             )
-        start = start.model_copy(update={"kernel_latency_s": (latencies or [0.0])[0] or FLOORLESS_START_S})
+        start = start.model_copy(update={"kernel_latency_s": latencies[0] or FLOORLESS_START_S})
         start_pool = replace_model(pool, perf=start)
 
     # Engine knobs fitted (frontend_s): the start is the planned engine's value (what the start predictions ran

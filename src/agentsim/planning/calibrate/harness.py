@@ -10,7 +10,9 @@ than the engine can batch (so its queue never empties). Agents start spread over
 (estimated from the starting perf model), the summary window skips ``warmup_waves`` lifetimes after that, and
 the window lasts ``waves`` lifetimes (at least ``min_requests / qps`` for open loops). The horizon is fixed
 before a search starts (:func:`plan_condition`), so a fit's objective is a deterministic function of the
-coefficients.
+coefficients; a run that ends with no call completed in its window but calls still running (coefficients much
+slower than the start's) is simulated again with a longer horizon, as is a burst whose requests did not all
+finish (:data:`FINITE_EXTEND`), deterministically too.
 
 **The engine** of a condition (:func:`condition_engine`) is the pool's, under an engine preset
 (:mod:`agentsim.serving.presets`): ``preset: auto`` (default) takes the one the row's ``engine`` label names
@@ -56,10 +58,12 @@ __all__ = [
     "catalog_id",
     "condition_engine",
     "condition_scenario",
+    "for_kernel_mode",
     "kv_tokens",
     "label_preset",
     "plan_condition",
     "pool_from_labels",
+    "preset_kernel_latency",
     "replace_model",
     "scenario_for",
     "simulate_points",
@@ -261,6 +265,30 @@ def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, 
     return out
 
 
+def preset_kernel_latency(pool: spec.PoolSpec, engine: spec.EngineSpec, catalog: Catalog) -> float:
+    """The kernel time the presets give ``engine`` on ``pool``'s deployment (``engine.kernel_latency_s`` as
+    :func:`agentsim.serving.presets.fill_engine` fills it: the eager one for an engine without CUDA graphs)."""
+    from agentsim.serving.presets import fill_engine
+
+    dep = pool.deployment.model_copy(update={"engine": engine})
+    filled = fill_engine(dep, catalog.get_hardware(dep.hardware), catalog.get_model(dep.model))
+    return filled.engine.kernel_latency_s or 0.0
+
+
+def for_kernel_mode(
+    pool: spec.PoolSpec, fitted_for_s: float | None, engine: spec.EngineSpec, catalog: Catalog
+) -> spec.PoolSpec:
+    """``pool`` for a condition run on ``engine``: a roofline ``kernel_latency_s`` fitted on rows whose preset kernel
+    time was ``fitted_for_s`` (CUDA graphs, or eager) says nothing of an engine that launches its kernels the other
+    way, so such a condition drops it and takes its own preset's; ``fitted_for_s`` None: ``pool`` unchanged."""
+    perf = pool.perf
+    if fitted_for_s is None or not isinstance(perf, spec.RooflinePerf) or perf.kernel_latency_s is None:
+        return pool
+    if preset_kernel_latency(pool, engine, catalog) == fitted_for_s:
+        return pool
+    return pool.model_copy(update={"perf": perf.model_copy(update={"kernel_latency_s": None})})
+
+
 def kv_tokens(pool: spec.PoolSpec, catalog: Catalog, free_fraction: float | None = None) -> int:
     """KV capacity of one replica of ``pool`` under its engine preset (``agentsim.resolve.resolve_engine``);
     with ``free_fraction``, TensorRT-LLM's rule: that fraction of the HBM the weights and the activation reserve
@@ -439,8 +467,8 @@ def _predict(scenario: spec.Scenario, catalog: Catalog) -> dict[str, float | Non
             result = run(scenario, catalog=catalog)
         return _finite_metrics(result.calls, result.summary, scenario.horizon_s)
     for _ in range(FINITE_RETRIES):
-        if result.summary.get("calls_completed"):
-            break
+        if result.summary.get("calls_completed") or not result.summary.get("calls_unfinished"):
+            break  # a call completed in the window, or none is still running that a longer horizon would finish
         # The window was planned from the starting coefficients; slower candidates (a fit's) can leave no call
         # completed in it, and a missing metric would count as a miss. A longer horizon measures them.
         scenario = replace_model(scenario, horizon_s=FINITE_EXTEND * scenario.horizon_s)

@@ -21,7 +21,15 @@ from agentsim.planning.calibrate.harness import PerfAny, with_perf
 from agentsim.planning.calibrate.measurements import CalibrationError
 from agentsim.yamlio import TextFileError, loads, read_text
 
-__all__ = ["PerfAny", "load_perf", "load_perf_engine", "load_perf_yaml", "with_perf", "write_perf_yaml"]
+__all__ = [
+    "PerfAny",
+    "load_perf",
+    "load_perf_engine",
+    "load_perf_kernel_mode",
+    "load_perf_yaml",
+    "with_perf",
+    "write_perf_yaml",
+]
 
 
 def _shared_labels(points: Iterable[PointResult]) -> dict[str, str]:
@@ -94,6 +102,19 @@ def load_perf_engine(path: str | Path) -> dict[str, float]:
     """The engine knobs a calibration fitted with its perf (``engine`` in a file written by
     :func:`write_perf_yaml`: ``frontend_s``), empty for a plain perf spec."""
     return load_perf(path)[2]
+
+
+def load_perf_kernel_mode(path: str | Path) -> float | None:
+    """The preset kernel time of the rows a file's fitted ``kernel_latency_s`` was fitted on (its ``fit.start``:
+    10 us under CUDA graphs, 32 us eager), None when the file fitted none. A condition run the other way keeps its
+    own preset's kernel time (:func:`agentsim.planning.calibrate.harness.for_kernel_mode`)."""
+    doc = loads(read_text(Path(path)))
+    fit = doc.get("fit") if isinstance(doc, Mapping) else None
+    if not isinstance(fit, Mapping) or "kernel_latency_s" not in (fit.get("parameters") or []):
+        return None
+    start = fit.get("start") or {}
+    value = start.get("kernel_latency_s") if isinstance(start, Mapping) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def load_perf(path: str | Path) -> tuple[PerfAny, dict[str, str], dict[str, float]]:
