@@ -108,6 +108,18 @@ def test_vllm_and_sglang_arguments_parse_and_say_what_was_planned(parallel: str,
         assert s.disaggregation_mode == (None if role == "unified" else role)
 
 
+def test_a_per_channel_fp8_checkpoint_keeps_the_method_its_config_declares() -> None:
+    """Meta's FP8 Llama-3.1-405B declares ``quant_method: fbgemm_fp8`` in its config, which both engines read, and
+    vLLM refuses a ``--quantization`` that contradicts it: no flag. DeepSeek-R1's block-scaled release declares
+    ``fp8``, the flag the other test sees."""
+    result = _result(model="llama-3.1-405b-fbgemm")
+    (args,) = _commands(render(result, "vllm"), ["vllm", "serve"])
+    a = _vllm_parser().parse_args(args)
+    assert a.model == "meta-llama/Llama-3.1-405B-Instruct-FP8" and a.quantization is None
+    (sglang,) = _commands(render(result, "sglang"), ["python", "-m", "sglang.launch_server"])
+    assert _documented_sglang().parse_args(sglang).quantization is None
+
+
 def test_dynamo_manifest_and_llmd_values_describe_the_replicas_and_gpus() -> None:
     result = _result("ep-dpa", "1:2", replicas=6)
     doc = yaml.safe_load(render(result, "dynamo"))

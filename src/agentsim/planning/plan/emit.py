@@ -80,6 +80,19 @@ def _hf(result: PlanResult, row: PlanRow) -> str:
         return row.model
 
 
+def _fp8_flag(row: PlanRow) -> list[str]:
+    """``--quantization`` for FP8 weights: ``fp8`` (a block-scaled checkpoint's ``quant_method``, or online
+    quantization of a BF16 one), none for a per-channel FBGEMM checkpoint (Meta's FP8 Llama 3.1), whose
+    ``quant_method: fbgemm_fp8`` both engines read from its config: vLLM refuses a flag that contradicts it."""
+    from agentsim.catalog import load_catalog
+
+    try:
+        channel = load_catalog().get_model(row.model).fp8_scales == "channel"
+    except KeyError:
+        channel = False
+    return [] if channel else ["--quantization", "fp8"]
+
+
 def _engine(result: PlanResult, row: PlanRow) -> dict[str, Any]:
     """The answer's engine as simulated (resolved with its preset), else as the scenario wrote it."""
     if row.engine:
@@ -110,7 +123,7 @@ def vllm_args(row: PlanRow, model: str, engine: dict[str, Any], role: str) -> li
     args += ["--max-num-seqs", str(seqs), "--max-num-batched-tokens", str(batched)]
     args += ["--kv-cache-dtype", "fp8" if _kv(row, engine) in ("fp8", "fp4") else "auto"]
     if row.precision == "fp8":
-        args += ["--quantization", "fp8"]
+        args += _fp8_flag(row)
     elif row.precision == "fp4":
         args += ["--quantization", "modelopt_fp4"]  # needs an NVFP4 checkpoint as the model
     args += ["--gpu-memory-utilization", str(engine.get("gpu_memory_utilization") or 0.9)]
@@ -138,7 +151,7 @@ def sglang_args(row: PlanRow, model: str, engine: dict[str, Any], role: str) -> 
     args += ["--max-running-requests", str(seqs), "--chunked-prefill-size", str(batched)]
     args += ["--kv-cache-dtype", "fp8_e4m3" if _kv(row, engine) in ("fp8", "fp4") else "auto"]
     if row.precision == "fp8":
-        args += ["--quantization", "fp8"]
+        args += _fp8_flag(row)
     elif row.precision == "fp4":
         args += ["--quantization", "modelopt_fp4"]
     if engine.get("cuda_graphs") is False:
