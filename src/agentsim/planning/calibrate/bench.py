@@ -135,10 +135,11 @@ captured length with probability ``f ** B``, ``f = (capture - isl) / osl`` the s
 it, so the row is eager when ``f < 2 ** (-1 / B)``: ``isl + osl x 2 ** (-1 / B) > max_seq_len_to_capture``
 (``isl + osl / 2`` for one request; ``B`` the concurrency, or the requests of a burst up to the batch limit)."""
 
-V0_SEQ_OVERHEAD_S: Final = 600e-6
+V0_SEQ_OVERHEAD_S: Final = 450e-6
 """vLLM V0's cost per decoding sequence per step, a fit as the presets' (``serving/presets.py``) on the public vLLM
 < 0.8 rows of at least 64 sequences (``experiments/fidelity/fit_seq_overhead.py``: dstack's and Oracle's
-Llama-3.1-405B runs on H100 and MI300X, 59 rows of 8 deployments; refits without each deployment: 500-1000 us).
+Llama-3.1-405B runs on H100 and MI300X, 59 rows of 10 deployments; refits without each deployment: 400-500 us;
+600 us until the per-channel FP8 kernels of Meta's checkpoint were counted, docs/FIDELITY.md cause 21).
 The same engine's offline sweep alone gives ~0.7 ms per sequence beyond batch 32 (``docs/FIDELITY.md``); vLLM's
 performance roadmap (issue #6801) measured ~20 ms between V0 steps at batch 200 (0.1 ms per sequence) on
 smaller models."""
