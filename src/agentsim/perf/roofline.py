@@ -181,13 +181,14 @@ __all__ = [
     "ATTENTION_KERNEL_POINTS",
     "FLASHMLA_KERNEL_RATIO",
     "CommTerms",
+    "Fp8Linears",
     "RooflinePerfModel",
     "RooflineTerms",
     "attention_kernel_ratio",
     "comm_terms",
     "elementwise_bytes_per_token",
     "forward_kernels",
-    "fp8_linear_layers",
+    "fp8_linears",
     "grouped_gemm_efficiency",
     "log_interp",
     "unfused_dequant_bytes_per_token",
@@ -351,56 +352,56 @@ OUTSIDE_LAYER_KERNELS: Final = 4
 """Per forward pass outside the layers: embedding, final norm, LM head, sampling."""
 
 
-def fp8_linear_layers(model: ModelArch, deployment: spec.Deployment) -> tuple[int, int]:
-    """FP8 linear layers of one forward pass: those computed by a dense GEMM (attention projections, dense and
-    shared-expert feed-forwards) and the routed experts' grouped GEMMs (two per MoE layer); (0, 0) unless the
-    weights are FP8. An ``fp8_checkpoint: ffn-only`` model holds only the feed-forward of every layer but the
-    first and the last in FP8."""
+class Fp8Linears(NamedTuple):
+    """The FP8 linear layers of one forward pass (:func:`fp8_linears`)."""
+
+    dense: int  # computed by a dense GEMM: attention projections, dense and shared-expert feed-forwards
+    routed: int  # the routed experts' grouped GEMMs, two per MoE layer
+    dense_outputs: float  # output elements per token of the replica, on one GPU, of the dense ones
+
+
+def fp8_linears(model: ModelArch, deployment: spec.Deployment) -> Fp8Linears:
+    """The FP8 linear layers of one forward pass; none unless the weights are FP8. An ``fp8_checkpoint: ffn-only``
+    model holds only the feed-forward of every layer but the first and the last in FP8. Output elements per GPU:
+    column-parallel outputs (QKV, gate-up) are split over ``tp``; row-parallel ones (attention output, down) are
+    the whole hidden state on every GPU before the all-reduce; under data-parallel attention each GPU computes its
+    own tokens' whole attention projections, a ``1/tp`` share per token of the replica. An MLA block's two input
+    projections are taken at the hidden size each (an approximation: no catalog MLA checkpoint is channel-scaled;
+    only unfused dequantization reads the outputs)."""
     if deployment.precision != "fp8":
-        return 0, 0
-    if model.fp8_checkpoint == "ffn-only":
-        return 2 * (model.layers - 2), 0
-    attention = MLA_ATTENTION_LINEARS if model.attention == "mla" else GQA_ATTENTION_LINEARS
-    moe_layers = model.n_moe_layers
-    dense_layers = model.layers - moe_layers
-    shared = min(model.shared_experts, 1)
-    return dense_layers * (attention + 2) + moe_layers * (attention + 2 * shared), 2 * moe_layers
-
-
-def unfused_dequant_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -> float:
-    """HBM bytes one GPU adds per token under unfused FP8 dequantization (:data:`UNFUSED_DEQUANT_BYTES` per output
-    element of each dense-GEMM FP8 linear layer; 0 otherwise). Column-parallel outputs (QKV, gate-up) are split over
-    ``tp``; row-parallel ones (attention output, down) are the whole hidden state on every GPU before the
-    all-reduce; under data-parallel attention each GPU computes its own tokens' whole attention projections, a
-    ``1/tp`` share per token of the replica. An MLA attention block's projections are taken at the hidden size each
-    (an approximation: no catalog MLA checkpoint is channel-scaled)."""
-    if not unfused_fp8_dequant(model, deployment):
-        return 0.0
+        return Fp8Linears(0, 0, 0.0)
     tp = deployment.tp
     h = float(model.hidden_size)
     ffn = 2.0 * model.intermediate_size / tp + h
     if model.fp8_checkpoint == "ffn-only":
-        outputs = (model.layers - 2) * ffn
-    else:
-        if model.attention == "mla":
-            qkv = (MLA_ATTENTION_LINEARS - 1) * h  # the down- and q up-projections (with the output: three)
-        else:
-            qkv = float((model.heads + 2 * model.kv_heads) * model.head_dim)
-        attention = (qkv + h) / tp if deployment.data_parallel_attention else qkv / tp + h
-        moe_layers = model.n_moe_layers
-        shared = min(model.shared_experts, 1)
-        outputs = (model.layers - moe_layers) * (attention + ffn) + moe_layers * attention
-        if shared:
-            inter = float(model.moe_intermediate_size or model.intermediate_size)
-            outputs += moe_layers * (2.0 * inter / tp + h)
-    return outputs * UNFUSED_DEQUANT_BYTES
+        return Fp8Linears(2 * (model.layers - 2), 0, (model.layers - 2) * ffn)
+    mla = model.attention == "mla"
+    moe_layers = model.n_moe_layers
+    dense_layers = model.layers - moe_layers
+    shared = min(model.shared_experts, 1)
+    qkv = (MLA_ATTENTION_LINEARS - 1) * h if mla else float((model.heads + 2 * model.kv_heads) * model.head_dim)
+    attention = (qkv + h) / tp if deployment.data_parallel_attention else qkv / tp + h
+    outputs = dense_layers * (attention + ffn) + moe_layers * attention
+    if shared:
+        inter = float(model.moe_intermediate_size or model.intermediate_size)
+        outputs += moe_layers * (2.0 * inter / tp + h)
+    linears = MLA_ATTENTION_LINEARS if mla else GQA_ATTENTION_LINEARS
+    return Fp8Linears(dense_layers * (linears + 2) + moe_layers * (linears + 2 * shared), 2 * moe_layers, outputs)
+
+
+def unfused_dequant_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -> float:
+    """HBM bytes one GPU adds per token under unfused FP8 dequantization: :data:`UNFUSED_DEQUANT_BYTES` per output
+    element of each dense-GEMM FP8 linear layer (:func:`fp8_linears`); 0 otherwise."""
+    if not unfused_fp8_dequant(model, deployment):
+        return 0.0
+    return fp8_linears(model, deployment).dense_outputs * UNFUSED_DEQUANT_BYTES
 
 
 def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
     """Kernels one decode forward pass launches one after another: per layer its attention block, its dense or
     routed feed-forward block and, under tensor parallelism, the two all-reduces (or the MoE all-to-alls), plus
     :data:`OUTSIDE_LAYER_KERNELS`; where FP8 activations are scaled at run time (block or channel scales) an input
-    quantization before each FP8 linear layer (:func:`fp8_linear_layers`, :data:`MLA_ATTENTION_LINEARS`), and under
+    quantization before each FP8 linear layer (:func:`fp8_linears`, :data:`MLA_ATTENTION_LINEARS`), and under
     unfused dequantization :data:`UNFUSED_DEQUANT_KERNELS` after each dense-GEMM one. The counts follow the
     engines' unfused decode paths (constants above); the roofline's step cannot be shorter than these kernels at
     ``kernel_latency_s`` each."""
@@ -415,9 +416,9 @@ def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
     per_layer_moe = attention + moe + collectives
     # FP8 linear layers whose activation scales are computed at run time (block or channel scales) quantize their
     # input in a kernel of their own; an unfused dequantization adds three more after each dense GEMM
-    dense_fp8, routed_fp8 = fp8_linear_layers(model, deployment)
-    quant = dense_fp8 + routed_fp8 if dynamic_fp8_activations(model, deployment) else 0
-    dequant = UNFUSED_DEQUANT_KERNELS * dense_fp8 if unfused_fp8_dequant(model, deployment) else 0
+    fp8 = fp8_linears(model, deployment)
+    quant = fp8.dense + fp8.routed if dynamic_fp8_activations(model, deployment) else 0
+    dequant = UNFUSED_DEQUANT_KERNELS * fp8.dense if unfused_fp8_dequant(model, deployment) else 0
     return dense_layers * per_layer_dense + moe_layers * per_layer_moe + OUTSIDE_LAYER_KERNELS + quant + dequant
 
 
