@@ -410,7 +410,7 @@ def calibrate(
         start_preds = runner.run(scenarios(start, {}))
         probes = 0
         if probe_kernel:
-            kernel0 = latencies[0] or FLOORLESS_START_S
+            kernel0 = latencies[0]  # > 0: probe_kernel
             slower = start.model_copy(update={"kernel_latency_s": KERNEL_PROBE * kernel0})
             probes += 1
             if _moves(start_preds, runner.run(scenarios(slower, {})), fit_metrics):

@@ -457,22 +457,24 @@ def _predict(scenario: spec.Scenario, catalog: Catalog) -> dict[str, float | Non
     the time from the start to the last completion, and the mean TTFT and TPOT of all its requests."""
     from agentsim.api import run
 
-    result = run(scenario, catalog=catalog)
     workload = scenario.workload[0]
-    if _is_finite(workload):
-        for _ in range(FINITE_RETRIES):
-            if _all_done(result.calls):
-                break
-            scenario = replace_model(scenario, horizon_s=FINITE_EXTEND * scenario.horizon_s)
-            result = run(scenario, catalog=catalog)
-        return _finite_metrics(result.calls, result.summary, scenario.horizon_s)
+    finite = _is_finite(workload)
+
+    def measured(result: Any) -> bool:
+        # The horizon was planned from the starting coefficients (an estimate): a burst must finish every request;
+        # a loop, a call completed in its window unless none still runs (else a metric would be missing)
+        if finite:
+            return _all_done(result.calls)
+        return bool(result.summary.get("calls_completed")) or not result.summary.get("calls_unfinished")
+
+    result = run(scenario, catalog=catalog)
     for _ in range(FINITE_RETRIES):
-        if result.summary.get("calls_completed") or not result.summary.get("calls_unfinished"):
-            break  # a call completed in the window, or none is still running that a longer horizon would finish
-        # The window was planned from the starting coefficients; slower candidates (a fit's) can leave no call
-        # completed in it, and a missing metric would count as a miss. A longer horizon measures them.
+        if measured(result):
+            break
         scenario = replace_model(scenario, horizon_s=FINITE_EXTEND * scenario.horizon_s)
         result = run(scenario, catalog=catalog)
+    if finite:
+        return _finite_metrics(result.calls, result.summary, scenario.horizon_s)
     summary = result.summary
     throughput = summary.get("output_tokens_per_s")
     e2e = (summary.get("call_e2e_s") or {}).get("mean")
