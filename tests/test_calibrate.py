@@ -302,6 +302,13 @@ def test_calibration_recovers_a_known_kernel_latency(tmp_path: Path) -> None:
     # the perf YAML too; dataflow hardware has no floor to fit
     yaml_path = write_perf_yaml(same, tmp_path / "kernel.yaml", measurements_file="synthetic")
     assert load_perf_kernel_mode(yaml_path) == KERNEL_LATENCY_S
+    doc = yaml.safe_load(yaml_path.read_text())
+    for bad in (0.0, -1e-5, 0.5, float("nan"), "10us", None):  # a hand-edited mode is refused, the field named
+        doc["fit"]["start"]["kernel_latency_s"] = bad
+        edited = tmp_path / "edited.yaml"
+        edited.write_text(yaml.safe_dump(doc))
+        with pytest.raises(CalibrationError, match=r"fit\.start\.kernel_latency_s"):
+            load_perf_kernel_mode(edited)
     eager_engine = condition_engine(same.pool, eager, options, CATALOG)
     assert for_kernel_mode(same.pool, KERNEL_LATENCY_S, eager_engine, CATALOG).perf.kernel_latency_s is None
     graphs_engine = condition_engine(same.pool, measured[0], options, CATALOG)

@@ -107,14 +107,30 @@ def load_perf_engine(path: str | Path) -> dict[str, float]:
 def load_perf_kernel_mode(path: str | Path) -> float | None:
     """The preset kernel time of the rows a file's fitted ``kernel_latency_s`` was fitted on (its ``fit.start``:
     10 us under CUDA graphs, 32 us eager), None when the file fitted none. A condition run the other way keeps its
-    own preset's kernel time (:func:`agentsim.planning.calibrate.harness.for_kernel_mode`)."""
-    doc = loads(read_text(Path(path)))
-    fit = doc.get("fit") if isinstance(doc, Mapping) else None
+    own preset's kernel time (:func:`agentsim.planning.calibrate.harness.for_kernel_mode`). Raises
+    :class:`CalibrationError` naming ``fit.start.kernel_latency_s`` when it is not a kernel time in (0, 1 ms]."""
+    p = Path(path)
+    fit = _read_doc(p).get("fit")
     if not isinstance(fit, Mapping) or "kernel_latency_s" not in (fit.get("parameters") or []):
         return None
-    start = fit.get("start") or {}
+    start = fit.get("start")
     value = start.get("kernel_latency_s") if isinstance(start, Mapping) else None
-    return float(value) if isinstance(value, int | float) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1e-3:  # NaN fails too
+        raise CalibrationError(f"{p}: fit.start.kernel_latency_s {value!r} is not a kernel time in (0, 0.001] s")
+    return float(value)
+
+
+def _read_doc(p: Path) -> Mapping[str, Any]:
+    """A perf YAML's top-level mapping; :class:`CalibrationError` for a file that cannot be read or is not one."""
+    try:
+        doc = loads(read_text(p))
+    except TextFileError as e:
+        raise CalibrationError(str(e)) from None
+    except yaml.YAMLError as e:
+        raise CalibrationError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(doc, Mapping):
+        raise CalibrationError(f"{p}: expected a mapping")
+    return doc
 
 
 def load_perf(path: str | Path) -> tuple[PerfAny, dict[str, str], dict[str, float]]:
@@ -124,14 +140,7 @@ def load_perf(path: str | Path) -> tuple[PerfAny, dict[str, str], dict[str, floa
     from pydantic import TypeAdapter, ValidationError
 
     p = Path(path)
-    try:
-        doc = loads(read_text(p))
-    except TextFileError as e:
-        raise CalibrationError(str(e)) from None
-    except yaml.YAMLError as e:
-        raise CalibrationError(f"{p}: not valid YAML: {e}") from None
-    if not isinstance(doc, Mapping):
-        raise CalibrationError(f"{p}: expected a mapping")
+    doc = _read_doc(p)
     try:
         perf: PerfAny = TypeAdapter(spec.PerfSpec).validate_python(doc.get("perf", doc))
     except ValidationError as e:
