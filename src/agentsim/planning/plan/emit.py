@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from agentsim.catalog import ModelArch
 from agentsim.files import OutputExistsError, write_text
 from agentsim.planning.plan.result import PlanResult, PlanRow
 from agentsim.planning.plan.space import split
@@ -71,26 +72,27 @@ def _roles(row: PlanRow) -> list[Role]:
     return [Role("prefill", pre), Role("decode", dec)]
 
 
-def _hf(result: PlanResult, row: PlanRow) -> str:
+def _catalog_model(row: PlanRow) -> ModelArch | None:
+    """The built-in catalog's entry of the answer's model, None for a model a scenario's own catalog file adds."""
     from agentsim.catalog import load_catalog
 
     try:
-        return load_catalog().get_model(row.model).name
+        return load_catalog().get_model(row.model)
     except KeyError:
-        return row.model
+        return None
+
+
+def _hf(result: PlanResult, row: PlanRow) -> str:
+    model = _catalog_model(row)
+    return row.model if model is None else model.name
 
 
 def _fp8_flag(row: PlanRow) -> list[str]:
     """``--quantization`` for FP8 weights: ``fp8`` (a block-scaled checkpoint's ``quant_method``, or online
     quantization of a BF16 one), none for a per-channel FBGEMM checkpoint (Meta's FP8 Llama 3.1), whose
     ``quant_method: fbgemm_fp8`` both engines read from its config: vLLM refuses a flag that contradicts it."""
-    from agentsim.catalog import load_catalog
-
-    try:
-        channel = load_catalog().get_model(row.model).fp8_scales == "channel"
-    except KeyError:
-        channel = False
-    return [] if channel else ["--quantization", "fp8"]
+    model = _catalog_model(row)
+    return [] if model is not None and model.fp8_scales == "channel" else ["--quantization", "fp8"]
 
 
 def _engine(result: PlanResult, row: PlanRow) -> dict[str, Any]:
