@@ -104,7 +104,8 @@ def main() -> None:
     names = a.hardware.split(",") if a.hardware else [h for h in catalog.hardware if h in catalog.prices]
     tier = "rental_3y"
 
-    # Every (hardware, tp) that can run: the model fits and tp divides the scale-up domain.
+    # Every (hardware, tp) that can run: the model fits, its KV cache holds one full context (as vLLM requires at
+    # start-up) and tp divides the scale-up domain.
     candidates: list[Gpu] = []
     loads = [float(x) for x in a.loads.split(",")]
     for hw_name, tp in itertools.product(names, [int(t) for t in a.tp.split(",")]):
@@ -116,6 +117,9 @@ def main() -> None:
         hw = catalog.get_hardware(hw_name)
         price = catalog.get_price(hw_name).usd_per_hour(tier)
         kv = pool_plan.kv_capacity_tokens
+        window = catalog.get_model(s.cluster.pools[0].deployment.model).max_context_tokens
+        if kv < window:
+            continue  # vLLM refuses to start when its KV cache cannot hold one sequence of the model's context
         flops, bw = hw.dense_tflops(precision) / price, hw.hbm_tb_s / price
         for load in loads:
             agents = max(4, round(load * kv / CONTEXT_TOKENS))

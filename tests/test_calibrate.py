@@ -338,15 +338,19 @@ def test_calibration_rejects_what_it_cannot_fit() -> None:
 
 def test_fidelity_reports_errors_and_unrunnable_rows() -> None:
     ms = read_measurements(DATA / "trtllm_slice.csv")[3:5]  # H200 Llama-3.3-70B 500/2000, H100 Llama-3.1-70B TP1
-    report = run_fidelity(ms, catalog=CATALOG, options=FAST)
+    huge = Measurement(isl=128, osl=128, labels={**ms[1].labels, "model": "Llama-3.1-405B"})  # 406 GB on one H100
+    report = run_fidelity([ms[0], huge], catalog=CATALOG, options=FAST)
     ok, failed = report.rows
     assert ok.error is None and ok.error_pct("output_tok_s") is not None
     assert report.mape("output_tok_s") == pytest.approx(abs(ok.error_pct("output_tok_s") or 0))
-    # 70.6 GB of fp8 weights leave nothing of an H100's 72 GB usable: refused, with the numbers
-    assert failed.error is not None and "does not fit: weights 70.6 GB" in failed.error
-    # TensorRT-LLM's memory rule (90% of what the weights leave) makes room for a KV cache
+    # 405.9 GB of fp8 weights on one H100: refused, with the numbers
+    assert failed.error is not None and "does not fit: weights 405.9 GB" in failed.error
+    # 70.6 GB of fp8 weights leave vLLM's rule 0.5 GB of KV on one H100 (0.9 x 79.22 GiB - weights - its profile's
+    # reserve); TensorRT-LLM's (90% of what the weights and 2 GB leave) makes room for a larger batch
+    tight = run_fidelity(ms[1:], catalog=CATALOG, options=FAST)
     rule = run_fidelity(ms[1:], catalog=CATALOG, options=replace(FAST, kv_free_fraction=0.9))
-    assert rule.rows[0].error is None
+    assert tight.rows[0].error is None and rule.rows[0].error is None
+    assert (rule.rows[0].predicted["output_tok_s"] or 0) > 2 * (tight.rows[0].predicted["output_tok_s"] or 0)
     # a perf override applies to the rows its labels select
     slower = PerfOverride(spec.RooflinePerf(mfu=0.25, mbu=0.35), {"hardware": "H200"})
     report2 = run_fidelity(ms[:1], overrides=[slower], catalog=CATALOG, options=FAST)

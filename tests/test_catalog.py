@@ -170,7 +170,10 @@ def test_catalog_is_read_only(catalog: Catalog) -> None:
 
 def test_user_yaml_extends_and_overrides(tmp_path: Path) -> None:
     h100 = load_catalog().get_hardware("h100")
-    new = h100.model_dump() | {"name": "hypothetical H300", "hbm_gb": 300.0, "source": "my guess", "efficiency": None}
+    new = h100.model_dump() | {
+        "name": "hypothetical H300", "hbm_gb": 300.0, "source": "my guess", "efficiency": None,
+        "hbm_visible_gib": None, "hbm_visible_source": None,
+    }
     user = tmp_path / "mine.yaml"
     user.write_text(
         "hardware:\n"

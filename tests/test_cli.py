@@ -299,7 +299,7 @@ def test_validate_model_that_does_not_fit_gives_the_numbers(tmp_path: Path) -> N
         invoke("validate", write_scenario(tmp_path, huge)), "cluster.pools[0].deployment", "llama-3.1-405b", " GB"
     )
     assert "811.7 GB" in err  # 405.9e9 params x 2 bytes
-    assert "80 GB" in err
+    assert "85.1 GB of device memory" in err  # the 79.22 GiB an H100 "80 GB" shows the engine
 
 
 def test_validate_unknown_model_lists_the_known_ids(tmp_path: Path) -> None:

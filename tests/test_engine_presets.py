@@ -96,20 +96,27 @@ def test_sglang_with_speculative_decoding_runs_48_requests_without_overlap() -> 
 
 def test_kv_tokens_per_preset_llama70b_fp8_on_two_h100() -> None:
     """The KV memory rules of docs/DESIGN.md (Engine presets), by hand for Llama-3.3-70B FP8, TP2 on H100."""
-    hbm = 80e9  # catalog: decimal GB
+    device = 79.22 * 2**30  # what the driver reports of an H100 "80 GB" (vLLM's total_gpu_memory)
     w = 70.6e9 * 1.0 / 2  # fp8 weights per GPU
     bf16_token = 2 * 80 * 8 * 128 * 2  # bytes per token, whole replica; TP2 splits the 8 KV heads evenly
     fp8_token = bf16_token // 2
-    # vLLM: 0.9 * total - weights - activations (agentsim's 2 GB), bf16 KV
-    vllm = math.floor((0.9 * hbm - w - 2e9) * 2 / bf16_token)
-    # SGLang: mem_fraction_static * total - weights; reserved = 512 + 1.5*8192 + 2*256 + 1024*2/8 MiB
-    capacity_mib = hbm / 2**20
+    # vLLM: 0.9 * total - weights - its profile's reserve: 1.5 GB outside PyTorch with two GPUs, plus the larger of
+    # the sampler (10 FP32 copies of 1,024 rows of the 128,256-token vocabulary: 5.25 GB) and the forward pass of
+    # its 8,192-token budget (16-bit residual and normed input, 2 x 8192, plus gate-up and activation, 3 x 28672 / 2
+    # a token: 0.97 GB); bf16 KV
+    sampler = 10 * 4 * 1024 * 128_256
+    forward = 2 * (2 * 8192 + 3 * 28_672 / 2) * 8192
+    assert sampler > forward
+    vllm = math.floor((0.9 * device - w - 1.5e9 - sampler) * 2 / bf16_token)
+    # SGLang: mem_fraction_static * total - weights; reserved = max(512 + 1.5*8192 + 2*256 + 1024*2/8, 10240) MiB
+    # = 13,568 MiB of 81,121
+    capacity_mib = device / 2**20
     reserved = max(512 + 1.5 * 8192 + 2 * 256 + 1024 * 2 / 8, 10240)
     mfs = round((capacity_mib - reserved) / capacity_mib, 3)
-    assert mfs == pytest.approx(0.822, abs=1e-9)
-    sglang = math.floor((mfs * hbm - w) * 2 / bf16_token)
+    assert mfs == pytest.approx(0.833, abs=1e-9)
+    sglang = math.floor((mfs * device - w) * 2 / bf16_token)
     # TensorRT-LLM: 0.9 * (total - weights - activations), fp8 KV from the FP8 checkpoint
-    trtllm = math.floor(0.9 * (hbm - w - 2e9) * 2 / fp8_token)
+    trtllm = math.floor(0.9 * (device - w - 2e9) * 2 / fp8_token)
     got = {name: resolved(pool(name))[1] for name in ("vllm", "sglang", "trtllm")}
     assert got == {"vllm": vllm, "sglang": sglang, "trtllm": trtllm}
 

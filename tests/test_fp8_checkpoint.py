@@ -55,11 +55,11 @@ def test_weight_bytes_count_the_bf16_part_at_two_bytes() -> None:
 
 
 def test_kv_room_is_what_the_heavier_weights_leave() -> None:
-    # (80 GB x 0.9 - weights per GPU - 2 GB reserve) x 8 GPUs / (2 x 126 x 8 x 128 x 2 bytes), rounded down
+    # (79.22 GiB seen x 0.9 - weights per GPU - 2 GB reserve) x 8 GPUs / (2 x 126 x 8 x 128 x 2 bytes), rounded down
     per_token = 2 * 126 * 8 * 128 * 2
     for model, d in ((META, deployment("llama-3.1-405b-fbgemm")), (ALL, deployment("llama-3.1-405b"))):
         d = d.model_copy(update={"kv_precision": "bf16"})
-        free = 80e9 * 0.9 - weight_bytes(model, d) / 8 - 2e9
+        free = 79.22 * 2**30 * 0.9 - weight_bytes(model, d) / 8 - 2e9
         assert kv_capacity_tokens(model, H100, d) == int(free * 8 // per_token)
 
 

@@ -190,17 +190,19 @@ def test_weights_cached_in_hbm_leave_the_engines_reserve() -> None:
 
 
 def test_a_larger_reserve_makes_a_marginal_model_not_fit() -> None:
-    # Llama-3.3-70B in fp8 on one H100 at 0.95: 76.0 GB usable - 70.6 GB of weights leaves 5.4 GB, room for
-    # the 2 GB default reserve and not for a 6 GB one.
+    # Llama-3.3-70B in fp8 on one H100 at 0.95: 0.95 x 79.22 GiB = 80.8 GB usable - 70.6 GB of weights leaves
+    # 10.2 GB, room for the 2 GB default reserve and not for a 12 GB one.
     m, h = CATALOG.get_model("llama-3.3-70b"), CATALOG.get_hardware("h100")
+    usable = 0.95 * 79.22 * 2**30
     engine = {"gpu_memory_utilization": 0.95}
     fits = dep("llama-3.3-70b", precision="fp8", engine=engine)
-    assert kv_capacity_tokens(m, h, fits) == math.floor((76e9 - 70.6e9 - 2e9) / kv_bytes_per_token(m, fits))
-    marginal = dep("llama-3.3-70b", precision="fp8", engine={**engine, "activation_reserve_gb": 6.0})
+    assert kv_capacity_tokens(m, h, fits) == math.floor((usable - 70.6e9 - 2e9) / kv_bytes_per_token(m, fits))
+    marginal = dep("llama-3.3-70b", precision="fp8", engine={**engine, "activation_reserve_gb": 12.0})
     with pytest.raises(DoesNotFitError) as info:
         kv_capacity_tokens(m, h, marginal)
     assert (
-        "weights 70.6 GB + activation reserve 6.0 GB leave no KV cache in usable 76.0 GB (80 GB x 0.95)"
+        "weights 70.6 GB + activation reserve 12.0 GB leave no KV cache in usable 80.8 GB "
+        "(85.1 GB of device memory x 0.95)"
         in str(info.value)
     )
 

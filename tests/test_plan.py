@@ -158,7 +158,8 @@ def test_plan_skips_what_cannot_run_and_ranks_by_cost() -> None:
     assert {"ttft_p50_s", "ttft_p50_s.lo", "ttft_p50_s.hi", "model", "precision"} <= set(table.column_names)
 
     big = plan(md_scenario(45.0, model="llama-3.1-405b"), {"ttft_p50_s": 1.0}, space=Space(tp=[1]), workers=1)
-    assert big.rows[0].status == "skipped" and "usable 72.0 GB" in (big.rows[0].reason or "")
+    usable = 0.9 * 79.22 * 2**30 / 1e9  # the 79.22 GiB an H100 shows the engine
+    assert big.rows[0].status == "skipped" and f"usable {usable:.1f} GB" in (big.rows[0].reason or "")
     assert big.answer is None
 
 
@@ -284,8 +285,9 @@ def test_default_search_finds_that_one_rank_cannot_prefill_an_agents_long_prompt
     prompt on the one rank that holds it, while the other ranks wait for it at every MoE layer (docs/FIDELITY.md,
     cause 13): a 40,000-token prompt's attention alone is 40,000^2 / 2 query-key pairs x 61 layers x 2 x 128 heads
     x (192 + 128) FLOPs = 4.0e15 FLOPs, 5 s on one H200 at 80% of its BF16 peak and 0.6 s on eight. The default
-    search tries the three MoE modes, and expert parallelism with attention over tensor parallelism is the
-    cheapest that meets the TTFT and TPOT targets."""
+    search tries the three MoE modes, and one with attention over tensor parallelism (experts split by tp, or by
+    expert parallelism: within a few percent of each other) is the cheapest that meets the TTFT and TPOT targets;
+    data-parallel attention does not meet them."""
     data = {
         "name": "r1", "seed": 3, "horizon_s": 600.0, "warmup_s": 150.0, "sample_interval_s": 600.0,
         "workload": [{"profile": "coding-agent", "arrivals": {"kind": "closed", "agents": 80, "ramp_s": 30}}],
@@ -298,7 +300,7 @@ def test_default_search_finds_that_one_rank_cannot_prefill_an_agents_long_prompt
                   workers=2)  # fmt: skip
     assert {r.parallel for r in result.rows} == {"tp", "ep", "ep-dpa"}
     best = result.answer
-    assert best is not None and best.parallel == "ep", [(r.label, r.status, r.replicas) for r in result.rows]
+    assert best is not None and best.parallel in ("tp", "ep"), [(r.label, r.status, r.replicas) for r in result.rows]
     assert next(r for r in result.rows if r.parallel == "ep-dpa").status != "meets"
 
 

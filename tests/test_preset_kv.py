@@ -72,7 +72,7 @@ def test_gpt_oss_120b_holds_every_layer_under_tensorrt_llm() -> None:
     # what attention reads and a transfer moves stays the full-attention layers' under every engine
     assert kv_bytes_per_token(arch, trt) == kv_bytes_per_token(arch, vllm) == 18 * 8 * 64 * 2 * 2
     # the capacity by the memory formula: 0.9 of what the weights and the reserve leave, over 73,728 bytes
-    free = 0.9 * (h100.hbm_bytes - weight_bytes_per_gpu(arch, trt) - activation_reserve_gb(trt) * 1e9)
+    free = 0.9 * (h100.device_memory_bytes - weight_bytes_per_gpu(arch, trt) - activation_reserve_gb(trt) * 1e9)
     assert kv_capacity_tokens(arch, h100, trt) == int(free // 73_728)
     # models without sliding-window layers are unchanged: every layer is a full-attention layer
     llama = CATALOG.get_model("llama-3.3-70b")

@@ -202,7 +202,9 @@ def test_continuous_batching_closed_form(monkeypatch: pytest.MonkeyPatch, rho: f
         s = scenario(
             profile=fixed_profile(i, o), arrivals=poisson(lam),
             perf=linear_perf(ALPHA, BETA, GAMMA, DELTA), seed=seed, horizon_s=end + tail, warmup_s=warm_s,
-            engine={"max_num_seqs": 100_000, "max_batched_tokens": 10_000_000},
+            # the theory's limits, not a server's: vLLM's profile of a 10M-token step would hold the whole GPU,
+            # so the reserve is given
+            engine={"max_num_seqs": 100_000, "max_batched_tokens": 10_000_000, "activation_reserve_gb": 2.0},
         )
         with spy_on_cluster(monkeypatch, [warm_s, end]) as spy:
             r = run(s)

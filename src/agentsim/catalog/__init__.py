@@ -173,6 +173,13 @@ class Hardware(Entry):
     fp8_dense_tflops: PositiveFloat
     fp4_dense_tflops: PositiveFloat | None = None
     hbm_gb: PositiveFloat = Field(description="HBM per GPU, decimal GB (1e9 bytes)")
+    hbm_visible_gib: PositiveFloat | None = Field(
+        None,
+        description="device memory the driver reports to a serving engine (torch.cuda.mem_get_info's total, as "
+        "vLLM logs it), GiB (2**30 bytes); the memory the engine's fractions apply to; null: not logged publicly, "
+        "hbm_gb taken",
+    )
+    hbm_visible_source: str | None = Field(None, min_length=1, description="where hbm_visible_gib comes from")
     hbm_tb_s: PositiveFloat = Field(description="peak HBM bandwidth, TB/s (1e12 bytes/s)")
     tdp_w: PositiveFloat
     idle_w: PositiveFloat
@@ -201,6 +208,13 @@ class Hardware(Entry):
             raise ValueError(f"idle_w ({self.idle_w}) must not exceed tdp_w ({self.tdp_w})")
         if (self.ddr_gb is None) != (self.ddr_tb_s is None):
             raise ValueError("ddr_gb and ddr_tb_s go together: give both or neither")
+        if (self.hbm_visible_gib is None) != (self.hbm_visible_source is None):
+            raise ValueError("hbm_visible_gib and hbm_visible_source go together: give both or neither")
+        if self.hbm_visible_gib is not None and self.hbm_visible_gib > self.hbm_gb:
+            # the vendors' "80 GB" is 80 GiB of HBM; the driver reports part of it (H100: 79.22 GiB), never more
+            raise ValueError(
+                f"hbm_visible_gib ({self.hbm_visible_gib}) must not exceed hbm_gb ({self.hbm_gb}) read in GiB"
+            )
         if self.scaleup_domain_gpus < self.gpus_per_node:
             raise ValueError(
                 f"scaleup_domain_gpus ({self.scaleup_domain_gpus}) must be >= gpus_per_node ({self.gpus_per_node})"
@@ -233,6 +247,15 @@ class Hardware(Entry):
     def hbm_bytes(self) -> float:
         """HBM capacity per GPU in bytes."""
         return self.hbm_gb * 1e9
+
+    @property
+    def device_memory_bytes(self) -> float:
+        """Bytes per GPU a serving engine sees and sizes its memory from: ``hbm_visible_gib`` GiB when the
+        catalog has it (a vendor's "80 GB" is 80 GiB of HBM, of which the driver reports 79.22 GiB on an H100:
+        85.06e9 bytes, 6% more than 80e9), else ``hbm_gb`` decimal GB."""
+        if self.hbm_visible_gib is not None:
+            return self.hbm_visible_gib * 2**30
+        return self.hbm_bytes
 
     @property
     def hbm_bytes_per_s(self) -> float:

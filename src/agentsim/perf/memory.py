@@ -20,8 +20,11 @@ Decisions, so that results can be compared with real engines:
   weights (attention, embeddings, LM head, the first and last layers' feed-forward) in BF16, 1.20 bytes per
   weight on average; the KV cache uses ``kv_precision`` (default: the weights' precision) except that an fp4
   KV cache is counted at the fp8 size, since serving engines store KV at 8 bits at the lowest;
-* the usable memory per GPU is ``hbm_gb * gpu_memory_utilization`` (vLLM's knob: the rest is CUDA context and
-  fragmentation), of which the engine's ``activation_reserve_gb`` per GPU (its preset's;
+* the usable memory per GPU is the device memory the engine sees times ``gpu_memory_utilization`` (vLLM's knob:
+  the rest is CUDA context and fragmentation). The device memory is what the driver reports
+  (``Hardware.device_memory_bytes``, from the catalog's ``hbm_visible_gib``): vendors quote HBM in GiB, so an
+  H100 "80 GB" shows vLLM 79.22 GiB, 85.06e9 bytes, not 80e9; hardware without a logged figure takes ``hbm_gb``.
+  Of the usable memory, the engine's ``activation_reserve_gb`` per GPU (its preset's;
   :data:`ACTIVATION_RESERVE_GB` when unset) is kept for activations, CUDA graphs and communication buffers
   (vLLM's profiling run typically finds 1-4 GB): :func:`activation_reserve_gb`, for the KV cache and the weights
   alike;
@@ -92,6 +95,7 @@ __all__ = [
     "bytes_per_param",
     "dense_bytes_per_param",
     "expert_bytes_per_param",
+    "forward_activation_bytes",
     "kv_bytes_per_element",
     "kv_bytes_per_token",
     "kv_capacity_tokens",
@@ -209,6 +213,35 @@ def activation_reserve_gb(deployment: Deployment) -> float:
     for the KV cache's share and for how many weight bytes HBM may cache."""
     reserve = deployment.engine.activation_reserve_gb
     return ACTIVATION_RESERVE_GB if reserve is None else reserve
+
+
+FUSED_MOE_CHUNK_TOKENS: Final = 32768
+"""Tokens vLLM's fused MoE runs at once (``VLLM_FUSED_MOE_CHUNK_SIZE``, 32 x 1024 by default, ``vllm/envs.py``):
+a longer batch is processed in chunks, so its intermediate caches never exceed this many tokens."""
+
+
+def forward_activation_bytes(model: ModelArch, deployment: Deployment, tokens: int) -> float:
+    """Bytes per GPU of activations alive at once when one forward pass runs ``tokens`` new tokens: the peak of an
+    engine's profiling run at its token budget, counted from the tensors a layer holds together (16-bit).
+
+    The residual stream and the normed input of the feed-forward (``2 x hidden`` per token) live through it;
+    a dense feed-forward adds the gate-up output and the activation (``3 x intermediate / tp``); vLLM's fused
+    MoE adds, per routed copy of a token, its gate-up and activation caches and the experts' outputs before the
+    weighted sum (``k x (3 x moe_intermediate / tp + hidden)``: ``intermediate_cache1..3`` of ``fused_experts``),
+    for at most :data:`FUSED_MOE_CHUNK_TOKENS` tokens at a time. The larger of the two kinds of layer decides.
+    Attention's own tensors (q, k, v, its output) are smaller than the feed-forward's for every catalog model and
+    are not counted, nor the caching allocator's rounding."""
+    tp = deployment.tp
+    h = float(model.hidden_size)
+    residual = 2.0 * h * tokens
+    transient = 0.0
+    if not model.is_moe or model.n_moe_layers < model.layers:
+        transient = 3.0 * model.intermediate_size / tp * tokens
+    if model.is_moe:
+        inter = float(model.moe_intermediate_size or model.intermediate_size)
+        routed = model.experts_per_token * (3.0 * inter / tp + h) * min(tokens, FUSED_MOE_CHUNK_TOKENS)
+        transient = max(transient, routed)
+    return 2.0 * (residual + transient)
 
 
 def _where(deployment: Deployment) -> str:
@@ -338,20 +371,21 @@ def kv_replication(model: ModelArch, deployment: Deployment) -> float:
 
 
 def usable_bytes_per_gpu(hardware: Hardware, deployment: Deployment) -> float:
-    """HBM bytes per GPU the engine may use: ``hbm * gpu_memory_utilization`` (vLLM's 0.9 when unset)."""
+    """Bytes per GPU the engine may use: the device memory it sees (``Hardware.device_memory_bytes``: what the
+    driver reports, 79.22 GiB on an H100 "80 GB") times ``gpu_memory_utilization`` (vLLM's 0.9 when unset)."""
     utilization = deployment.engine.gpu_memory_utilization
-    return hardware.hbm_bytes * (0.9 if utilization is None else utilization)
+    return hardware.device_memory_bytes * (0.9 if utilization is None else utilization)
 
 
-def kv_free_bytes_per_gpu(usable: float, hbm: float, weights: float, deployment: Deployment) -> float:
+def kv_free_bytes_per_gpu(usable: float, device: float, weights: float, deployment: Deployment) -> float:
     """Bytes per GPU for the KV cache under the engine's rule (``agentsim.serving.presets``): ``of-total``
-    (vLLM, SGLang; default) ``usable - weights - reserve``; ``of-free`` (TensorRT-LLM) ``fraction * (hbm -
-    weights - reserve)``, the reserve :func:`activation_reserve_gb`."""
+    (vLLM, SGLang; default) ``usable - weights - reserve``; ``of-free`` (TensorRT-LLM) ``fraction * (device -
+    weights - reserve)``, ``device`` the memory the engine sees, the reserve :func:`activation_reserve_gb`."""
     engine = deployment.engine
     reserve = activation_reserve_gb(deployment) * 1e9
     if engine.kv_memory == "of-free":
         fraction = 0.9 if engine.gpu_memory_utilization is None else engine.gpu_memory_utilization
-        return fraction * (hbm - weights - reserve)
+        return fraction * (device - weights - reserve)
     return usable - weights - reserve
 
 
@@ -368,7 +402,8 @@ def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deploym
     placement = weight_placement(model, hardware, deployment)
     weights = placement.hbm_bytes
     reserve = activation_reserve_gb(deployment)
-    free = kv_free_bytes_per_gpu(usable, hardware.hbm_bytes, weights, deployment)
+    device = hardware.device_memory_bytes
+    free = kv_free_bytes_per_gpu(usable, device, weights, deployment)
     if free <= 0:
         per_gpu = " per GPU" if gpus > 1 else ""
         in_hbm = " in HBM" if placement.ddr_bytes > 0 else ""
@@ -376,7 +411,7 @@ def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deploym
             f"{deployment.model} {deployment.precision} on {gpus}x {deployment.hardware} "
             f"(tp={deployment.tp}, pp={deployment.pp}) does not fit: weights{in_hbm} {weights / 1e9:.1f} GB{per_gpu} "
             f"+ activation reserve {reserve:.1f} GB leave no KV cache in usable {usable / 1e9:.1f} GB{per_gpu} "
-            f"({hardware.hbm_gb:g} GB x {usable / hardware.hbm_bytes:.2f}); "
+            f"({device / 1e9:.1f} GB of device memory x {usable / device:.2f}); "
             "use more GPUs (tp or pp) or lower precision"
             + ("" if hardware.ddr_tb_s is None else ", or weights_memory: auto or ddr")
         )

@@ -32,7 +32,7 @@ from typing import Any
 
 from agentsim.catalog import Hardware, ModelArch
 from agentsim.perf.efficiency import fp8_scales
-from agentsim.perf.memory import ACTIVATION_RESERVE_GB, WindowKv
+from agentsim.perf.memory import ACTIVATION_RESERVE_GB, WindowKv, forward_activation_bytes
 from agentsim.perf.roofline import KERNEL_LATENCY_S
 from agentsim.serving.admission import ADMISSION_CODES, EngineConfig
 from agentsim.spec import Deployment, EngineSpec, Precision
@@ -122,7 +122,9 @@ TRTLLM_BENCH_SEQ_OVERHEAD_S = 0.0
 
 
 def _gib(hardware: Hardware) -> float:
-    return hardware.hbm_bytes / GIB
+    """The device memory the engine sees, GiB (``Hardware.device_memory_bytes``): the engines' thresholds
+    below read the driver's total."""
+    return hardware.device_memory_bytes / GIB
 
 
 def _vllm_large(hardware: Hardware, hardware_id: str) -> bool:
@@ -160,7 +162,7 @@ def sglang_mem_fraction_static(hardware: Hardware, tp: int, pp: int, chunk: int)
     """SGLang v0.5.5's automatic ``mem_fraction_static``: ``(capacity - reserved) / capacity`` with
     ``reserved = 512 + 1.5 max(chunk, 2048) + 2 cuda_graph_max_bs + 1024 tp pp / 8`` MiB, at least 10 GiB on GPUs
     of more than 60 GiB, rounded to 3 decimals (``server_args.py:784-822``)."""
-    capacity = hardware.hbm_bytes / MIB
+    capacity = hardware.device_memory_bytes / MIB
     reserved = 512 + 1.5 * max(chunk, 2048) + 2 * sglang_cuda_graph_bs(hardware, tp) + 1024 * tp * pp / 8
     if capacity > 60 * 1024:
         reserved = max(reserved, 10240.0)
@@ -193,7 +195,8 @@ def modelopt_checkpoint(deployment: Deployment, model: ModelArch) -> bool:
 
 def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
     """Every knob of ``deployment.engine.preset`` on ``hardware`` except SGLang's ``max_num_seqs``, which
-    depends on the KV capacity (:func:`fill_engine`)."""
+    depends on the KV capacity, and vLLM's ``activation_reserve_gb``, which depends on the model and the limits
+    (:func:`fill_engine`, :func:`vllm_activation_reserve_gb`)."""
     preset = deployment.engine.preset
     if preset == "vllm":
         large = _vllm_large(hardware, deployment.hardware)
@@ -206,7 +209,6 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "block_size_tokens": 16,
             "gpu_memory_utilization": 0.9,
             "kv_memory": "of-total",
-            "activation_reserve_gb": ACTIVATION_RESERVE_GB,
             "step_overhead_s": VLLM_STEP_OVERHEAD_S,
             "step_overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S,
             "kernel_latency_s": KERNEL_LATENCY_S,
@@ -263,11 +265,51 @@ def fill_engine(deployment: Deployment, hardware: Hardware, model: ModelArch) ->
     engine = deployment.engine
     given = engine.model_dump(exclude_none=True)
     values = {**preset_values(deployment, hardware), **given}
+    if values["preset"] == "vllm" and "activation_reserve_gb" not in given:
+        values["activation_reserve_gb"] = vllm_activation_reserve_gb(
+            model, deployment, values["max_num_seqs"], values["max_batched_tokens"]
+        )
     if not values["cuda_graphs"] and "kernel_latency_s" not in given:
         values["kernel_latency_s"] = EAGER_KERNEL_LATENCY_S  # the host launches every kernel
     return deployment.model_copy(
         update={"engine": EngineSpec.model_validate(values), "kv_precision": kv_precision(deployment, model)}
     )
+
+
+VLLM_SAMPLER_FP32_COPIES = 10.0
+"""FP32 ``[max_num_seqs, vocab]`` tensors alive at once at the peak of vLLM's profiling run, whose sampler runs
+top-k, top-p and min-p over one logit row per sequence (the logits, their sort's values and int64 indices,
+probabilities, the cumulative sum, masks): a fit on the activation peaks vLLM logs where the sampler is the larger
+term, each divided by ``4 x max_num_seqs x vocab`` bytes: Meta-Llama-3-8B on H100, 1.26 GiB at 256 sequences, TP1
+and TP2 alike (vllm-project/vllm PR #10511): 10.3; an 8B model, 1.19 GiB: 9.7; Phi-4, 0.94 and 1.16 GiB at 256:
+9.8 and 12.1 (public notebooks); Qwen3-235B-A22B-FP8 on 4 GPUs, V1, 5.62 GiB at 1,024 (PR #21429): 9.7. Median 10.
+A sampler with a 201k vocabulary at 1,024 sequences (gpt-oss) holds ~8 GB by this count, consistent with vLLM's
+refusal to start gpt-oss-120b on one H100 at 0.9 (issues #23278, #27508: 1.71 GiB left at 0.95)."""
+
+VLLM_NON_TORCH_GB = 0.17
+"""Memory vLLM's profile finds outside PyTorch's allocator on a one-GPU replica (cuBLAS and attention
+workspaces), GB: the median of the public logs' ``non_torch_memory`` (0.09-0.26 GiB in five logs of 2025,
+``docs/FIDELITY.md``, memory section)."""
+
+VLLM_NON_TORCH_MULTI_GB = 1.5
+"""The same with tensor or pipeline parallelism, which adds NCCL's and the custom all-reduce's buffers: the median
+of nine public logs (0.20-7.16 GiB, median 1.39 GiB, ``docs/FIDELITY.md``, memory section)."""
+
+
+def vllm_activation_reserve_gb(model: ModelArch, deployment: Deployment, max_num_seqs: int, budget: int) -> float:
+    """GB per GPU vLLM's profiling run keeps out of the KV cache: memory outside PyTorch
+    (:data:`VLLM_NON_TORCH_GB`, :data:`VLLM_NON_TORCH_MULTI_GB` with more than one GPU) plus the larger of the
+    sampler's logits over ``max_num_seqs`` rows, at most ``budget`` (:data:`VLLM_SAMPLER_FP32_COPIES` FP32 copies
+    of ``vocab`` entries) and a forward pass of ``budget`` tokens
+    (:func:`agentsim.perf.memory.forward_activation_bytes`): the caching allocator reuses the forward's blocks for
+    the sampler, so the two do not add. vLLM's profile runs ``max_num_batched_tokens`` tokens: 8,192 under V1's
+    defaults; V0 without chunked prefill runs its whole ``max_model_len``, which is why its long-context default
+    turned chunked prefill on."""
+    non_torch = VLLM_NON_TORCH_GB if deployment.gpus == 1 else VLLM_NON_TORCH_MULTI_GB
+    # the profile's batch has at most one sequence per token of the budget (V1: min(max_num_seqs, max_num_tokens))
+    sampler = VLLM_SAMPLER_FP32_COPIES * 4.0 * min(max_num_seqs, budget) * model.vocab_size
+    forward = forward_activation_bytes(model, deployment, budget)
+    return non_torch + max(sampler, forward) / 1e9
 
 
 def sglang_max_running(kv_capacity_tokens: int) -> int:

@@ -238,7 +238,7 @@ def trtllm_bench_settings(
     # every layer, sliding-window ones included: the engine sizes each for the whole sequence (perf.memory)
     per_token = 2.0 * model.layers * heads * model.head_dim * kv_bytes / gib
     gpus = tp * pp
-    available = gpus * hardware.hbm_bytes / gib - model.params_b * 1e9 * weight_bytes / gib
+    available = gpus * hardware.device_memory_bytes / gib - model.params_b * 1e9 * weight_bytes / gib
     requests = max(available * kv_fraction, 0.0) / max(per_token * (isl + osl), 1e-12)
     raw_bs = min(requests, 4096.0) / pp
     raw_token = min(raw_bs * (1.0 + isl / max(osl, 1.0)), 32768.0)
