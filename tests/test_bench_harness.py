@@ -269,3 +269,44 @@ def test_v0_server_without_chunked_prefill_gets_v0s_unchunked_budget() -> None:
     chunked = {**labels, "engine_args": "--enable-chunked-prefill --max-num-batched-tokens 512 --max-num-seqs 512"}
     out = engine_overrides(Measurement(isl=10, osl=10, labels=chunked), model)
     assert (out["chunked_prefill"], out["max_batched_tokens"], out["max_num_seqs"]) == (True, 512, 512)
+
+
+def test_an_offline_v0_benchmark_steps_its_whole_max_model_len() -> None:
+    """vLLM 0.5-0.6's ``benchmark_throughput.py`` declares ``--enable-chunked-prefill`` as ``store_true`` and passes
+    the unset flag to ``LLM(...)`` as ``False``, so V0's long-context default (chunked, 512 tokens) does not apply:
+    dstack's offline runs with ``--max-model-len 91680`` stepped, and profiled, 91,680 tokens at once. A server of
+    the same version without the flag keeps the long-context default."""
+    model = CATALOG.get_model("llama-3.1-405b-fbgemm")
+    offline = "vLLM (offline benchmark_throughput)"
+    labels = {"engine": offline, "engine_version": "0.6.3", "engine_args": "--max-model-len 91680"}
+    out = engine_overrides(Measurement(isl=10, osl=10, labels=labels), model)
+    assert (out["chunked_prefill"], out["max_batched_tokens"]) == (False, 91_680)
+    assert "max_model_len" not in out  # read for the budget, not an engine knob
+    served = engine_overrides(Measurement(isl=10, osl=10, labels={**labels, "engine": "vLLM"}), model)
+    assert (served["chunked_prefill"], served["max_batched_tokens"]) == (True, 512)
+    short = {**labels, "engine_args": "--max-model-len 1024"}
+    assert engine_overrides(Measurement(isl=10, osl=10, labels=short), model)["max_batched_tokens"] == 2048
+    # V1 (0.8 and later): the flag changes no knob
+    v1 = {"engine": "vLLM", "engine_version": "0.10.2", "engine_args": "--max-model-len 32768"}
+    assert engine_overrides(Measurement(isl=10, osl=10, labels=v1), model) == {}
+
+
+def test_a_vllm_row_holds_at_least_the_context_it_started_with() -> None:
+    """vLLM refuses to start when its KV cache cannot hold one sequence of ``--max-model-len`` (V0
+    ``raise_if_cache_size_invalid``, V1 ``check_enough_kv_cache_memory``), so a published run with the flag had at
+    least that many tokens: dstack's H100 405B offline run profiled 91,680 tokens, which the memory model says
+    leaves less than 91,680 tokens of KV; the harness takes the flag as the bound. A larger modelled capacity
+    (the 8B model) is left alone."""
+    def row(model: str, args: str) -> Measurement:
+        labels = {
+            "model": model, "hardware": "H100 SXM5 80GB", "n_gpus": "8", "tp": "8", "precision": "fp8",
+            "engine": "vLLM (offline benchmark_throughput)", "engine_version": "0.6.3.post2", "engine_args": args,
+        }
+        return Measurement(isl=32784, osl=2048, concurrency=4, labels={**labels, "load": "burst"})
+
+    def bound(m: Measurement) -> int | None:
+        return plan_condition(pool_from_labels(m, CATALOG), m, CATALOG, HarnessOptions()).engine.kv_capacity_tokens
+
+    assert bound(row("Llama-3.1-405B-FBGEMM-FP8", "--max-model-len 91680")) == 91_680
+    assert bound(row("Llama-3.1-405B-FBGEMM-FP8", "")) is None  # no flag, no bound (V0 profiles the whole window)
+    assert bound(row("Llama-3.1-8B", "--max-model-len 91680")) is None

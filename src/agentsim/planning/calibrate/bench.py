@@ -25,8 +25,12 @@ perf-overview.md``), a finite burst.
 
 **Engine version.** vLLM before 0.8 ran the V0 engine (V1 became the default in 0.8.0): ``max_num_seqs`` 256,
 and chunked prefill only for models whose context passes 32K tokens (``EngineArgs.create_engine_config``), then
-with a 512-token step budget (``SchedulerConfig``); otherwise (or when the server's flags turn it off)
-unchunked prefill with a budget of the context length. V0 also did its CPU work per sequence (scheduling,
+with a 512-token step budget (``SchedulerConfig``); otherwise (or when the server's flags turn it off, or the
+row is an offline ``benchmark_throughput`` run, which passes its unset ``--enable-chunked-prefill`` to the
+engine as ``False``) unchunked prefill with a budget of the context length (``--max-model-len`` when given),
+which is also the forward pass its memory profile runs (``agentsim.serving.presets.vllm_activation_reserve_gb``).
+A vLLM server starts only if its KV cache holds one sequence of ``--max-model-len``, so the harness takes the flag
+as a lower bound on the capacity (:func:`vllm_max_model_len`). V0 also did its CPU work per sequence (scheduling,
 sampling, detokenizing) in the step loop, at :data:`V0_SEQ_OVERHEAD_S` per decoding sequence per step, and
 replayed CUDA graphs only for decode steps within ``max_seq_len_to_capture`` tokens: a row whose decode steps
 mostly pass it runs eagerly (:data:`V0_MAX_SEQ_LEN_TO_CAPTURE`). Those rows run the ``vllm`` preset with these
@@ -73,6 +77,7 @@ __all__ = [
     "measured_by_trtllm_bench",
     "parse_engine_args",
     "trtllm_bench_settings",
+    "vllm_max_model_len",
     "vllm_v0_overrides",
     "vllm_version",
 ]
@@ -204,13 +209,21 @@ def vllm_version(labels: Mapping[str, str]) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def vllm_v0_overrides(model: ModelArch, chunked: bool | None = None) -> dict[str, Any]:
+def vllm_v0_overrides(
+    model: ModelArch, chunked: bool | None = None, max_model_len: int | None = None, offline: bool = False
+) -> dict[str, Any]:
     """The engine knobs of vLLM's V0 engine (before 0.8) that differ from the ``vllm`` preset's (module
-    docstring); ``chunked`` is the server's ``--enable-chunked-prefill`` when given (unchunked, V0's step budget
-    is the context length)."""
-    window = model.max_context_tokens
+    docstring); ``chunked`` is the server's ``--enable-chunked-prefill`` when given, ``max_model_len`` its
+    ``--max-model-len`` (default: the model's window). Unchunked, V0's step budget, and the tokens of its profiling
+    run, is ``max(max_model_len, 2048)`` (``SchedulerConfig``). Its long-context default (chunked prefill for
+    windows past 32k) applies only where the flag is unset: ``benchmarks/benchmark_throughput.py`` of 0.5-0.6
+    declares ``--enable-chunked-prefill`` as ``store_true`` and passes the resulting ``False`` to ``LLM(...)``, so
+    an ``offline`` run without the flag runs unchunked."""
+    window = max_model_len or model.max_context_tokens
     common = {"max_num_seqs": V0_MAX_NUM_SEQS, "step_overhead_s_per_seq": V0_SEQ_OVERHEAD_S}
-    if chunked if chunked is not None else window > V0_LONG_CONTEXT:
+    if chunked is None:
+        chunked = not offline and window > V0_LONG_CONTEXT
+    if chunked:
         return {**common, "chunked_prefill": True, "max_batched_tokens": V0_CHUNKED_BUDGET}
     return {**common, "chunked_prefill": False, "max_batched_tokens": max(window, 2048)}
 
@@ -333,6 +346,9 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
     capture = integer(("--max-seq-len-to-capture", "--max-context-len-to-capture"))
     if capture:
         out["max_seq_len_to_capture"] = capture  # vLLM V0's; engine_overrides reads it and drops it
+    model_len = integer(("--max-model-len", "--max_model_len"))
+    if model_len:
+        out["max_model_len"] = model_len  # vLLM V0's step budget unchunked; engine_overrides reads it and drops it
     pp = integer(("-pp", "--pipeline-parallel-size", "--pp-size", "--pp_size"))
     if pp:
         out["pp"] = pp
@@ -364,8 +380,10 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
     default_steps = None if model.attention == "mla" else SGLANG_AUTO_SPEC_STEPS
     parsed = parse_engine_args(args, default_steps) if args.strip() else {}
     capture = parsed.pop("max_seq_len_to_capture", V0_MAX_SEQ_LEN_TO_CAPTURE)
+    model_len = parsed.pop("max_model_len", None)
     if version is not None and version < (0, 8):
-        out |= vllm_v0_overrides(model, parsed.get("chunked_prefill"))
+        offline = "benchmark_throughput" in labels.get("engine", "")
+        out |= vllm_v0_overrides(model, parsed.get("chunked_prefill"), model_len, offline)
         batch = min(m.concurrency or m.num_requests or 1, parsed.get("max_num_seqs", V0_MAX_NUM_SEQS))
         if m.isl + m.osl * 2.0 ** (-1.0 / batch) > capture:
             # V0 replays a CUDA graph only for decode steps whose longest sequence is within the captured length
@@ -386,6 +404,17 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
         out["speculative"] = {**out["speculative"], "method": "mtp"}
         out["speculative"]["acceptance"] = _acceptance("mtp", out["speculative"]["draft_tokens"])
     return out
+
+
+def vllm_max_model_len(m: Measurement) -> int | None:
+    """The ``--max-model-len`` a vLLM row's server ran with, or None. vLLM refuses to start when its KV cache cannot
+    hold one sequence of that length (V0 ``raise_if_cache_size_invalid``, V1 ``check_enough_kv_cache_memory``), so
+    a published run with the flag had at least that many tokens of KV cache."""
+    if "vllm" not in m.labels.get("engine", "").lower():
+        return None
+    args = m.labels.get("engine_args", "")
+    value = parse_engine_args(args).get("max_model_len") if args.strip() else None
+    return int(value) if value is not None else None
 
 
 def measured_by_trtllm_bench(m: Measurement) -> bool:

@@ -46,6 +46,7 @@ from agentsim.planning.calibrate.bench import (
     parse_engine_args,
     trtllm_bench_settings,
     uses_trtllm_bench,
+    vllm_max_model_len,
     vllm_version,
 )
 from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, _num
@@ -262,6 +263,14 @@ def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, 
         )
         # per rank, as the tool sets them (the engine counts TensorRT-LLM's limits per attention-DP rank)
         out = {"max_num_seqs": seqs, "max_batched_tokens": tokens, "chunked_prefill": False, **out}
+    started = vllm_max_model_len(m) if preset == "vllm" else None
+    if started is not None and "kv_capacity_tokens" not in out:
+        # the server started with this context, so its KV cache held at least that many tokens: where the memory
+        # model leaves less (vLLM's profile of a long unchunked budget, docs/FIDELITY.md), the row's flag is the bound
+        knobs = spec.EngineSpec.model_validate({**dep.engine.model_dump(exclude_none=True), "preset": preset, **out})
+        modelled = kv_tokens(replace_model(pool, deployment=replace_model(dep, engine=knobs)), catalog)
+        if modelled < started:
+            out["kv_capacity_tokens"] = started
     return out
 
 
