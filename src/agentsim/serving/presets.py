@@ -286,14 +286,15 @@ and TP2 alike (vllm-project/vllm PR #10511): 10.3; an 8B model, 1.19 GiB: 9.7; P
 A sampler with a 201k vocabulary at 1,024 sequences (gpt-oss) holds ~8 GB by this count, consistent with vLLM's
 refusal to start gpt-oss-120b on one H100 at 0.9 (issues #23278, #27508: 1.71 GiB left at 0.95)."""
 
-VLLM_NON_TORCH_GB = 0.17
+VLLM_NON_TORCH_GB = 0.19
 """Memory vLLM's profile finds outside PyTorch's allocator on a one-GPU replica (cuBLAS and attention
-workspaces), GB: the median of the public logs' ``non_torch_memory`` (0.09-0.26 GiB in five logs of 2025,
-``docs/FIDELITY.md``, memory section)."""
+workspaces), GB: the median of six public logs' ``non_torch_memory``, 0.09, 0.12, 0.16, 0.20, 0.26 and 1.79 GiB
+(median 0.18 GiB; ``docs/FIDELITY.md``, cause 22)."""
 
-VLLM_NON_TORCH_MULTI_GB = 1.5
+VLLM_NON_TORCH_MULTI_GB = 2.2
 """The same with tensor or pipeline parallelism, which adds NCCL's and the custom all-reduce's buffers: the median
-of nine public logs (0.20-7.16 GiB, median 1.39 GiB, ``docs/FIDELITY.md``, memory section)."""
+of seven public multi-GPU runs, each at its largest rank (the one that sizes every rank's KV cache): 0.20, 0.36,
+1.39, 2.04, 2.15, 3.58 and 7.16 GiB, median 2.04 GiB (``docs/FIDELITY.md``, cause 22)."""
 
 
 def vllm_activation_reserve_gb(model: ModelArch, deployment: Deployment, max_num_seqs: int, budget: int) -> float:
