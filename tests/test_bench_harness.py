@@ -10,6 +10,7 @@ import pytest
 
 from agentsim import spec
 from agentsim.catalog import load_catalog
+from agentsim.perf.memory import DoesNotFitError
 from agentsim.perf.roofline import RooflinePerfModel
 from agentsim.planning.calibrate import HarnessOptions, Measurement, pool_from_labels, simulate_points
 from agentsim.planning.calibrate.bench import (
@@ -308,5 +309,8 @@ def test_a_vllm_row_holds_at_least_the_context_it_started_with() -> None:
         return plan_condition(pool_from_labels(m, CATALOG), m, CATALOG, HarnessOptions()).engine.kv_capacity_tokens
 
     assert bound(row("Llama-3.1-405B-FBGEMM-FP8", "--max-model-len 91680")) == 91_680
-    assert bound(row("Llama-3.1-405B-FBGEMM-FP8", "")) is None  # no flag, no bound (V0 profiles the whole window)
+    # without the flag V0 profiles the model's whole 131,072-token window unchunked: 13.8 GB of activations a GPU
+    # leave no room for a KV cache, and the row cannot run (vLLM would fail at start-up as well)
+    with pytest.raises(DoesNotFitError, match=r"activation reserve 16\.0 GB"):
+        bound(row("Llama-3.1-405B-FBGEMM-FP8", ""))
     assert bound(row("Llama-3.1-8B", "--max-model-len 91680")) is None

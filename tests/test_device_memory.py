@@ -109,3 +109,30 @@ def test_fused_moe_caches_are_chunked() -> None:
     for tokens in (8192, FUSED_MOE_CHUNK_TOKENS, 65_536):
         want = 2 * (2 * 7168 * tokens + routed * min(tokens, FUSED_MOE_CHUNK_TOKENS))
         assert forward_activation_bytes(model, d, tokens) == pytest.approx(want)
+
+
+def test_the_presets_constants_are_the_logs_medians() -> None:
+    """``VLLM_NON_TORCH_GB`` and ``VLLM_NON_TORCH_MULTI_GB`` are the medians of the memory outside PyTorch in the
+    public logs (one value per run, a multi-GPU run at its largest rank), ``VLLM_SAMPLER_FP32_COPIES`` the median of
+    the logged activation peaks the sampler decides, each over ``4 x sequences x vocabulary`` bytes, rounded
+    (experiments/fidelity/data/vllm_memory_logs.csv, sources per row)."""
+    import csv
+    import statistics
+    from pathlib import Path
+
+    from agentsim.serving.presets import VLLM_SAMPLER_FP32_COPIES
+
+    path = Path(__file__).resolve().parent.parent / "experiments" / "fidelity" / "data" / "vllm_memory_logs.csv"
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    single = [float(r["non_torch_gib"]) for r in rows if "non_torch" in r["uses"].split(";")]
+    multi = [float(r["non_torch_gib"]) for r in rows if "non_torch_multi" in r["uses"].split(";")]
+    assert (len(single), len(multi)) == (6, 7)
+    assert pytest.approx(statistics.median(single) * GIB / 1e9, abs=0.01) == VLLM_NON_TORCH_GB
+    assert pytest.approx(statistics.median(multi) * GIB / 1e9, abs=0.01) == VLLM_NON_TORCH_MULTI_GB
+    copies = [
+        float(r["activation_peak_gib"]) * GIB / (4 * float(r["max_num_seqs"]) * float(r["vocab_size"]))
+        for r in rows
+        if "sampler" in r["uses"].split(";") and r["vocab_size"]
+    ]
+    assert len(copies) == 5 and min(copies) > 9.5 and max(copies) < 12.5
+    assert round(statistics.median(copies)) == VLLM_SAMPLER_FP32_COPIES

@@ -25,9 +25,11 @@ Decisions, so that results can be compared with real engines:
   (``Hardware.device_memory_bytes``, from the catalog's ``hbm_visible_gib``): vendors quote HBM in GiB, so an
   H100 "80 GB" shows vLLM 79.22 GiB, 85.06e9 bytes, not 80e9; hardware without a logged figure takes ``hbm_gb``.
   Of the usable memory, the engine's ``activation_reserve_gb`` per GPU (its preset's;
-  :data:`ACTIVATION_RESERVE_GB` when unset) is kept for activations, CUDA graphs and communication buffers
-  (vLLM's profiling run typically finds 1-4 GB): :func:`activation_reserve_gb`, for the KV cache and the weights
-  alike;
+  :data:`ACTIVATION_RESERVE_GB` when unset) is kept for activations, CUDA graphs and communication buffers:
+  :func:`activation_reserve_gb`, for the KV cache and the weights alike. The ``vllm`` preset's is what vLLM's
+  profiling run keeps (``agentsim.serving.presets.vllm_activation_reserve_gb``: the sampler's logits or one
+  forward pass of the token budget, :func:`forward_activation_bytes`, whichever is larger, and the memory outside
+  PyTorch; 1.4-8 GB at vLLM's defaults);
 * KV replication: tensor parallelism shards the KV heads over the ``tp`` GPUs, but a GPU cannot hold less than
   one head, so with ``tp > kv_heads`` heads are replicated (Qwen3-235B has 4 KV heads: at tp 8 each is stored
   twice), and MLA's single latent per layer is replicated on every TP rank (vLLM and SGLang without
@@ -110,7 +112,9 @@ __all__ = [
 ]
 
 ACTIVATION_RESERVE_GB = 2.0
-"""GB per GPU kept for activations, CUDA graphs and communication buffers, out of the usable memory."""
+"""GB per GPU kept for activations, CUDA graphs and communication buffers, out of the usable memory, where nothing
+better is known: the ``trtllm`` preset's and an unfilled engine's (the ``vllm`` preset computes its own; no public
+TensorRT-LLM log of its activation memory was found)."""
 
 DDR_KV_FRACTION = 0.25
 """With ``weights_memory: auto`` on hardware with a DDR tier, the fraction of usable HBM kept for the KV cache when

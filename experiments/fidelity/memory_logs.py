@@ -1,0 +1,88 @@
+"""The memory model against vLLM's own start-up logs (``data/vllm_memory_logs.csv``).
+
+vLLM logs what it measured before sizing its KV cache: the device's total memory, the weights, memory outside
+PyTorch, the activation peak of its profiling run and the KV cache left. This prints, for each logged deployment of
+a catalog model, agentsim's figures under the ``vllm`` preset with the logged settings (utilization, sequences,
+token budget) next to vLLM's, and the two fits the preset takes from the logs: FP32 copies of the sampler's logits
+(``activation peak / (4 x sequences x vocabulary)``, rows whose peak the sampler decides) and the memory outside
+PyTorch (one value per run; a multi-GPU run at its largest rank).
+
+    python experiments/fidelity/memory_logs.py
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+from agentsim import spec
+from agentsim.catalog import load_catalog
+from agentsim.perf.memory import kv_capacity_tokens, kv_free_bytes_per_gpu, usable_bytes_per_gpu, weight_bytes_per_gpu
+from agentsim.serving.presets import fill_engine
+
+DATA = Path(__file__).resolve().parent / "data" / "vllm_memory_logs.csv"
+GIB = 2**30
+
+
+def _num(text: str) -> float | None:
+    return float(text) if text.strip() else None
+
+
+def main() -> int:
+    catalog = load_catalog()
+    rows = list(csv.DictReader(DATA.open(encoding="utf-8")))
+    heads = ("KV GiB ours/log", 16), ("tokens ours/log", 20), ("weights ours/log", 17), ("reserve ours/log", 17)
+    print(f"{'deployment':<58} " + " ".join(f"{h:>{w}}" for h, w in heads))
+    for r in rows:
+        model_id = r["catalog_model"]
+        if not model_id or not (r["kv_cache_gib"] or r["weights_gib"]):
+            continue
+        hw_id = {"H100": "h100", "H100 80GB": "h100", "H200": "h200"}.get(r["gpu"])
+        if hw_id is None:
+            continue
+        engine: dict[str, object] = {"preset": "vllm"}
+        for key in ("gpu_memory_utilization", "max_num_seqs", "max_batched_tokens"):
+            value = _num(r[key])
+            if value is not None:
+                engine[key] = value if key == "gpu_memory_utilization" else int(value)
+        d = spec.Deployment.model_validate(
+            {"model": model_id, "hardware": hw_id, "tp": int(r["tp"]), "pp": int(r["pp"]),
+             "precision": r["precision"], "engine": engine}
+        )  # fmt: skip
+        model, hw = catalog.get_model(model_id), catalog.get_hardware(hw_id)
+        d = fill_engine(d, hw, model)
+        weights = weight_bytes_per_gpu(model, d)
+        free = kv_free_bytes_per_gpu(usable_bytes_per_gpu(hw, d), hw.device_memory_bytes, weights, d)
+        tokens = kv_capacity_tokens(model, hw, d) if free > 0 else 0
+        reserve = (d.engine.activation_reserve_gb or 0.0) * 1e9 / GIB
+        logged_reserve = (
+            (_num(r["non_torch_gib"]) or 0.0) + (_num(r["activation_peak_gib"]) or 0.0)
+            if r["non_torch_gib"] and r["activation_peak_gib"] else None
+        )  # fmt: skip
+
+        def pair(ours: float, logged: float | None, fmt: str = "{:.2f}") -> str:
+            return fmt.format(ours) + " / " + ("-" if logged is None else fmt.format(logged))
+
+        label = f"{r['model'].split('/')[-1]} {r['n_gpus']}x{r['gpu']} {r['vllm']}"[:58]
+        print(
+            f"{label:<58} {pair(free / GIB, _num(r['kv_cache_gib'])):>16} "
+            f"{pair(tokens, _num(r['kv_tokens']), '{:,.0f}'):>20} {pair(weights / GIB, _num(r['weights_gib'])):>17} "
+            f"{pair(reserve, logged_reserve):>17}"
+        )
+    copies = [
+        float(r["activation_peak_gib"]) * GIB / (4 * float(r["max_num_seqs"]) * float(r["vocab_size"]))
+        for r in rows
+        if "sampler" in r["uses"] and r["vocab_size"] and r["max_num_seqs"]
+    ]
+    single = [float(r["non_torch_gib"]) for r in rows if "non_torch" in r["uses"].split(";")]
+    multi = [float(r["non_torch_gib"]) for r in rows if "non_torch_multi" in r["uses"]]
+    listed = ", ".join(f"{c:.1f}" for c in sorted(copies))
+    print(f"\nsampler FP32 copies: {listed}; median {statistics.median(copies):.1f}")
+    print(f"non-torch, one GPU (GiB): {sorted(single)}; median {statistics.median(single):.2f}")
+    print(f"non-torch, several GPUs (GiB, one per run): {sorted(multi)}; median {statistics.median(multi):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
