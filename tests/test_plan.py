@@ -300,7 +300,9 @@ def test_default_search_finds_that_one_rank_cannot_prefill_an_agents_long_prompt
                   workers=2)  # fmt: skip
     assert {r.parallel for r in result.rows} == {"tp", "ep", "ep-dpa"}
     best = result.answer
-    assert best is not None and best.parallel in ("tp", "ep"), [(r.label, r.status, r.replicas) for r in result.rows]
+    statuses = {r.parallel: r.status for r in result.rows}
+    assert statuses["tp"] == statuses["ep"] == "meets", [(r.label, r.status, r.replicas) for r in result.rows]
+    assert best is not None and best.parallel in ("tp", "ep")
     assert next(r for r in result.rows if r.parallel == "ep-dpa").status != "meets"
 
 

@@ -32,13 +32,16 @@ def _num(text: str) -> float | None:
 def main() -> int:
     catalog = load_catalog()
     rows = list(csv.DictReader(DATA.open(encoding="utf-8")))
-    heads = ("KV GiB ours/log", 16), ("tokens ours/log", 20), ("weights ours/log", 17), ("reserve ours/log", 17)
+    heads = ("KV GiB ours/log", 16), ("tokens ours/log", 20), ("weights GiB", 17), ("reserve GiB", 17)
     print(f"{'deployment':<58} " + " ".join(f"{h:>{w}}" for h, w in heads))
     for r in rows:
         model_id = r["catalog_model"]
         if not model_id or not (r["kv_cache_gib"] or r["weights_gib"]):
             continue
-        hw_id = {"H100": "h100", "H100 80GB": "h100", "H200": "h200"}.get(r["gpu"])
+        # PR #21429's GPU is unnamed, a 141 GB card by its free memory: taken as an H200
+        hw_id = "h200" if r["gpu"].startswith("141 GB") else {"H100": "h100", "H100 80GB": "h100", "H200": "h200"}.get(
+            r["gpu"]
+        )
         if hw_id is None:
             continue
         engine: dict[str, object] = {"preset": "vllm"}

@@ -51,6 +51,7 @@ from agentsim.yamlio import TextFileError, line_of, loads, read_text
 
 __all__ = [
     "SECTIONS",
+    "VISIBLE_FRACTION",
     "Catalog",
     "CatalogError",
     "CatalogFileError",
@@ -165,6 +166,12 @@ class HostTiers(Strict):
     source: str = Field(min_length=1)
 
 
+VISIBLE_FRACTION = 0.99
+"""The share of a vendor's memory figure, read as GiB, that the driver shows an engine where the catalog has no logged
+total: the logged parts show 0.990 (H100, 79.22 of 80), 0.992 (H200, 139.81 of 141), 0.995 (B200, nvidia-smi's
+179.06 of 180) and 0.997 (MI300X, 191.45 of 192); the lowest is taken."""
+
+
 class Hardware(Entry):
     """One accelerator: dense peak rates, memory, power and scale-up bandwidth (per GPU)."""
 
@@ -177,7 +184,7 @@ class Hardware(Entry):
         None,
         description="device memory the driver reports to a serving engine (torch.cuda.mem_get_info's total, as "
         "vLLM logs it), GiB (2**30 bytes); the memory the engine's fractions apply to; null: not logged publicly, "
-        "hbm_gb taken",
+        "hbm_gb read as GiB times VISIBLE_FRACTION",
     )
     hbm_visible_source: str | None = Field(None, min_length=1, description="where hbm_visible_gib comes from")
     hbm_tb_s: PositiveFloat = Field(description="peak HBM bandwidth, TB/s (1e12 bytes/s)")
@@ -210,10 +217,12 @@ class Hardware(Entry):
             raise ValueError("ddr_gb and ddr_tb_s go together: give both or neither")
         if (self.hbm_visible_gib is None) != (self.hbm_visible_source is None):
             raise ValueError("hbm_visible_gib and hbm_visible_source go together: give both or neither")
-        if self.hbm_visible_gib is not None and self.hbm_visible_gib > self.hbm_gb:
-            # the vendors' "80 GB" is 80 GiB of HBM; the driver reports part of it (H100: 79.22 GiB), never more
+        if self.hbm_visible_gib is not None and not 0.9 * self.hbm_gb <= self.hbm_visible_gib <= self.hbm_gb:
+            # the vendors' "80 GB" is 80 GiB of HBM; the driver reports nearly all of it (H100: 79.22 GiB), never
+            # more; far less is a figure left over from another part (a copied entry with a new hbm_gb)
             raise ValueError(
-                f"hbm_visible_gib ({self.hbm_visible_gib}) must not exceed hbm_gb ({self.hbm_gb}) read in GiB"
+                f"hbm_visible_gib ({self.hbm_visible_gib}) must lie between 0.9 x and 1 x hbm_gb ({self.hbm_gb}) read "
+                "in GiB: the driver's total of this part's memory"
             )
         if self.scaleup_domain_gpus < self.gpus_per_node:
             raise ValueError(
@@ -252,10 +261,19 @@ class Hardware(Entry):
     def device_memory_bytes(self) -> float:
         """Bytes per GPU a serving engine sees and sizes its memory from: ``hbm_visible_gib`` GiB when the
         catalog has it (a vendor's "80 GB" is 80 GiB of HBM, of which the driver reports 79.22 GiB on an H100:
-        85.06e9 bytes, 6% more than 80e9), else ``hbm_gb`` decimal GB."""
+        85.06e9 bytes, 6% more than 80e9), else, for a GPU, ``hbm_gb`` read as GiB times :data:`VISIBLE_FRACTION`,
+        so that GPUs with and without a logged figure compare on one scale. A dataflow accelerator's runtime is
+        not a GPU driver: its ``hbm_gb`` is taken as stated (decimal GB)."""
         if self.hbm_visible_gib is not None:
             return self.hbm_visible_gib * 2**30
-        return self.hbm_bytes
+        if self.dataflow:
+            return self.hbm_bytes
+        return self.hbm_gb * 2**30 * VISIBLE_FRACTION
+
+    @property
+    def device_memory_logged(self) -> bool:
+        """Whether :attr:`device_memory_bytes` is a logged figure (``hbm_visible_gib``) rather than the estimate."""
+        return self.hbm_visible_gib is not None
 
     @property
     def hbm_bytes_per_s(self) -> float:

@@ -193,7 +193,12 @@ def catalog(
         }
         typer.echo(json.dumps(doc, indent=2))
         return
-    t = Table(title="hardware", header_style="bold")
+    t = Table(
+        title="hardware",
+        header_style="bold",
+        caption="seen GiB: the memory the driver shows a serving engine (as vLLM logs it); ~ not logged: for a GPU "
+        "0.99 x its HBM read as GiB",
+    )
     for col in (
         "id",
         "bf16 TFLOPS",
@@ -214,7 +219,7 @@ def catalog(
             _tflops(h.fp8_dense_tflops),
             _tflops(h.fp4_dense_tflops),
             _fmt(h.hbm_gb),
-            _fmt(h.hbm_visible_gib),
+            _fmt(h.device_memory_bytes / 2**30) if h.device_memory_logged else f"~{h.device_memory_bytes / 2**30:.0f}",
             _fmt(h.hbm_tb_s),
             _fmt(h.ddr_gb),
             _fmt(h.tdp_w),

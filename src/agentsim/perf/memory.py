@@ -23,7 +23,8 @@ Decisions, so that results can be compared with real engines:
 * the usable memory per GPU is the device memory the engine sees times ``gpu_memory_utilization`` (vLLM's knob:
   the rest is CUDA context and fragmentation). The device memory is what the driver reports
   (``Hardware.device_memory_bytes``, from the catalog's ``hbm_visible_gib``): vendors quote HBM in GiB, so an
-  H100 "80 GB" shows vLLM 79.22 GiB, 85.06e9 bytes, not 80e9; hardware without a logged figure takes ``hbm_gb``.
+  H100 "80 GB" shows vLLM 79.22 GiB, 85.06e9 bytes, not 80e9; hardware without a logged figure takes
+  ``hbm_gb`` GiB x 0.99.
   Of the usable memory, the engine's ``activation_reserve_gb`` per GPU (its preset's;
   :data:`ACTIVATION_RESERVE_GB` when unset) is kept for activations, CUDA graphs and communication buffers:
   :func:`activation_reserve_gb`, for the KV cache and the weights alike. The ``vllm`` preset's is what vLLM's
@@ -234,16 +235,23 @@ def forward_activation_bytes(model: ModelArch, deployment: Deployment, tokens: i
     weighted sum (``k x (3 x moe_intermediate / tp + hidden)``: ``intermediate_cache1..3`` of ``fused_experts``),
     for at most :data:`FUSED_MOE_CHUNK_TOKENS` tokens at a time. The larger of the two kinds of layer decides.
     Attention's own tensors (q, k, v, its output) are smaller than the feed-forward's for every catalog model and
-    are not counted, nor the caching allocator's rounding."""
-    tp = deployment.tp
+    are not counted, nor the caching allocator's rounding. Widths per GPU: a dense feed-forward is split over
+    ``tp`` (not under data-parallel attention, where each rank runs its own tokens through the whole layer), an
+    expert over ``tp / ep`` (expert parallelism keeps whole experts on a GPU); ``tokens`` are one rank's.
+
+    Checked against vLLM's logs only where the sampler decides the peak (``agentsim.serving.presets``); the one
+    long-budget observation, a server that started with a 91,680-token unchunked budget (docs/FIDELITY.md, cause
+    22), says this count is at least ~2 GB high there."""
     h = float(model.hidden_size)
+    dense_shards = 1 if deployment.data_parallel_attention else deployment.tp
+    expert_shards = max(1, deployment.tp // deployment.ep)
     residual = 2.0 * h * tokens
     transient = 0.0
     if not model.is_moe or model.n_moe_layers < model.layers:
-        transient = 3.0 * model.intermediate_size / tp * tokens
+        transient = 3.0 * model.intermediate_size / dense_shards * tokens
     if model.is_moe:
         inter = float(model.moe_intermediate_size or model.intermediate_size)
-        routed = model.experts_per_token * (3.0 * inter / tp + h) * min(tokens, FUSED_MOE_CHUNK_TOKENS)
+        routed = model.experts_per_token * (3.0 * inter / expert_shards + h) * min(tokens, FUSED_MOE_CHUNK_TOKENS)
         transient = max(transient, routed)
     return 2.0 * (residual + transient)
 

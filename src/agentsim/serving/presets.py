@@ -281,8 +281,9 @@ VLLM_SAMPLER_FP32_COPIES = 10.0
 top-k, top-p and min-p over one logit row per sequence (the logits, their sort's values and int64 indices,
 probabilities, the cumulative sum, masks): a fit on the activation peaks vLLM logs where the sampler is the larger
 term, each divided by ``4 x max_num_seqs x vocab`` bytes: Meta-Llama-3-8B on H100, 1.26 GiB at 256 sequences, TP1
-and TP2 alike (vllm-project/vllm PR #10511): 10.3; an 8B model, 1.19 GiB: 9.7; Phi-4, 0.94 and 1.16 GiB at 256:
-9.8 and 12.1 (public notebooks); Qwen3-235B-A22B-FP8 on 4 GPUs, V1, 5.62 GiB at 1,024 (PR #21429): 9.7. Median 10.
+and TP2 alike (vllm-project/vllm PR #10511): 10.3; Phi-4, 0.94 and 1.16 GiB at 256: 9.8 and 12.1 (public
+notebooks); Qwen3-235B-A22B-FP8 on 4 GPUs, V1, 5.62 GiB at 1,024 (PR #21429): 9.7. Median 10.05, taken as 10
+(``experiments/fidelity/data/vllm_memory_logs.csv``).
 A sampler with a 201k vocabulary at 1,024 sequences (gpt-oss) holds ~8 GB by this count, consistent with vLLM's
 refusal to start gpt-oss-120b on one H100 at 0.9 (issues #23278, #27508: 1.71 GiB left at 0.95)."""
 

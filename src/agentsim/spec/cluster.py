@@ -142,11 +142,15 @@ class EngineSpec(Strict):
     )
     kv_memory: Literal["of-total", "of-free"] | None = Field(
         None,
-        description="KV per GPU = fraction * HBM - weights - reserve (of-total) or fraction * (HBM - weights - "
-        "reserve) (of-free); default: the preset's",
+        description="KV per GPU = fraction * device memory - weights - reserve (of-total) or fraction * (device "
+        "memory - weights - reserve) (of-free), the device memory what the driver shows the engine; default: the "
+        "preset's",
     )
     activation_reserve_gb: NonNegativeFloat | None = Field(
-        None, description="GB per GPU kept for activations and buffers in the KV rule; default: the preset's"
+        None,
+        description="GB per GPU kept for activations and buffers in the KV rule; default: the preset's (vllm: its "
+        "profiling run's, from the model, max_num_seqs and max_batched_tokens; trtllm 2; sglang 0, in its memory "
+        "fraction)",
     )
     step_overhead_s: NonNegativeFloat | None = Field(
         None,

@@ -382,7 +382,7 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
     capture = parsed.pop("max_seq_len_to_capture", V0_MAX_SEQ_LEN_TO_CAPTURE)
     model_len = parsed.pop("max_model_len", None)
     if version is not None and version < (0, 8):
-        offline = "benchmark_throughput" in labels.get("engine", "")
+        offline = "benchmark_throughput" in labels.get("engine", "").lower()
         out |= vllm_v0_overrides(model, parsed.get("chunked_prefill"), model_len, offline)
         batch = min(m.concurrency or m.num_requests or 1, parsed.get("max_num_seqs", V0_MAX_NUM_SEQS))
         if m.isl + m.osl * 2.0 ** (-1.0 / batch) > capture:

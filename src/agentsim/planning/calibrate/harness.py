@@ -231,7 +231,10 @@ def condition_engine(
         changes["admission"] = "guaranteed-no-evict"
     if opts.kv_free_fraction is not None:
         changes |= {"kv_memory": "of-free", "gpu_memory_utilization": opts.kv_free_fraction}
-    return spec.EngineSpec.model_validate({**engine.model_dump(exclude_none=True), **changes})
+    out = spec.EngineSpec.model_validate({**engine.model_dump(exclude_none=True), **changes})
+    if opts.preset == "auto" and catalog is not None:
+        out = _started_with(pool, m, out, catalog)
+    return out
 
 
 def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, catalog: Catalog) -> dict[str, Any]:
@@ -263,15 +266,21 @@ def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, 
         )
         # per rank, as the tool sets them (the engine counts TensorRT-LLM's limits per attention-DP rank)
         out = {"max_num_seqs": seqs, "max_batched_tokens": tokens, "chunked_prefill": False, **out}
-    started = vllm_max_model_len(m) if preset == "vllm" else None
-    if started is not None and "kv_capacity_tokens" not in out:
-        # the server started with this context, so its KV cache held at least that many tokens: where the memory
-        # model leaves less (vLLM's profile of a long unchunked budget, docs/FIDELITY.md), the row's flag is the bound
-        knobs = spec.EngineSpec.model_validate({**dep.engine.model_dump(exclude_none=True), "preset": preset, **out})
-        modelled = kv_tokens(replace_model(pool, deployment=replace_model(dep, engine=knobs)), catalog)
-        if modelled < started:
-            out["kv_capacity_tokens"] = started
     return out
+
+
+def _started_with(
+    pool: spec.PoolSpec, m: Measurement, engine: spec.EngineSpec, catalog: Catalog
+) -> spec.EngineSpec:
+    """``engine`` with its KV capacity raised to the ``--max-model-len`` a vLLM row's server started with, where the
+    memory model leaves less: the server started, so its KV cache held one sequence of that length
+    (:func:`agentsim.planning.calibrate.bench.vllm_max_model_len`; docs/FIDELITY.md, cause 22: vLLM's profile of a
+    long unchunked budget). Decided on the engine the row runs, every override applied."""
+    started = vllm_max_model_len(m) if engine.preset == "vllm" else None
+    if started is None or engine.kv_capacity_tokens is not None:
+        return engine
+    modelled = kv_tokens(replace_model(pool, deployment=replace_model(pool.deployment, engine=engine)), catalog)
+    return engine if modelled >= started else replace_model(engine, kv_capacity_tokens=started)
 
 
 def preset_kernel_latency(pool: spec.PoolSpec, engine: spec.EngineSpec, catalog: Catalog) -> float:
