@@ -11,8 +11,9 @@ Values and sources (``docs/DESIGN.md``, Engine presets, has the table and the KV
 * vLLM v0.12.0 (V1): fcfs-preempt; KV = 0.9 x total memory - weights - activations; ``kv_cache_dtype=auto``
   (bf16 even for fp8 weights); chunked prefill on, ``max_num_batched_tokens`` 8192 and ``max_num_seqs`` 1024 on
   GPUs of >= 70 GiB other than A100, else 2048 and 256 (``engine/arg_utils.py``); 16-token blocks.
-* SGLang v0.5.5: new-token-ratio admission, prefill batches before decode; KV = ``mem_fraction_static`` x total -
-  weights, the fraction from its reserve formula (``server_args.py``); bf16 KV; ``chunked_prefill_size`` by GPU
+* SGLang v0.5.5: new-token-ratio admission, prefill batches before decode; KV = ``mem_fraction_static`` x (total -
+  CUDA context and distributed buffers) - weights, the fraction from its reserve formula (``server_args.py``;
+  :func:`sglang_reserve_gb`); bf16 KV; ``chunked_prefill_size`` by GPU
   memory; ``max_running_requests = min(KV tokens // 2, 4096)``, 48 with speculative decoding, which also turns
   the overlap scheduler off; token-granular radix cache.
 * TensorRT-LLM 1.x (PyTorch backend): guaranteed-no-evict; KV = 0.9 x (memory - weights - activations)
@@ -169,6 +170,30 @@ def sglang_mem_fraction_static(hardware: Hardware, tp: int, pp: int, chunk: int)
     return round((capacity - reserved) / capacity, 3)
 
 
+SGLANG_CONTEXT_GB = 0.55
+"""GB per GPU the CUDA context holds before SGLang first measures the free memory it sizes its pools from
+(``ModelRunner.init_torch_distributed``: ``get_available_gpu_memory`` after ``torch.cuda.set_device``): sgl-project
+/sglang issue #11716 logs ``Load weight begin. avail mem=137.34 GB`` on an H200 of 139.81 GiB after ``Init torch
+distributed ends. mem usage=1.96 GB``, 0.51 GiB unaccounted for by either."""
+
+SGLANG_DISTRIBUTED_GB = 2.1
+"""GB per GPU that initializing torch.distributed (NCCL, the custom all-reduce) takes with more than one GPU, before
+SGLang's measure: the same log, ``mem usage=`` 1.77-2.01 GiB over eight H200 ranks, 1.96 on rank 0; a one-GPU
+server logs 0.00."""
+
+
+def sglang_reserve_gb(deployment: Deployment, hardware: Hardware, chunk: int) -> float:
+    """GB per GPU of the KV rule's reserve under SGLang: its ``mem_fraction_static`` applies to the memory free
+    after the CUDA context and torch.distributed's buffers (``profile_max_num_token``: ``rest = available after
+    the weights - total x (1 - mfs)``, ``total`` measured after distributed init), not to the device's total, so
+    the rule ``mfs x device - weights`` overstates the cache by ``mfs`` times what those took
+    (:data:`SGLANG_CONTEXT_GB`, :data:`SGLANG_DISTRIBUTED_GB` with more than one GPU)."""
+    mfs = sglang_mem_fraction_static(hardware, deployment.tp, deployment.pp, chunk)
+    fraction = deployment.engine.gpu_memory_utilization or mfs
+    taken = SGLANG_CONTEXT_GB + (SGLANG_DISTRIBUTED_GB if deployment.gpus > 1 else 0.0)
+    return fraction * taken
+
+
 def kv_precision(deployment: Deployment, model: ModelArch) -> Precision:
     """The KV cache's precision: ``kv_precision`` when set, else the preset's (module docstring). TensorRT-LLM's
     ``kv_cache_config.dtype: auto`` takes the checkpoint's ``kv_cache_quant_algo`` (``ModelConfig.from_pretrained``:
@@ -226,7 +251,7 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
             "block_size_tokens": 1,
             "gpu_memory_utilization": sglang_mem_fraction_static(hardware, deployment.tp, deployment.pp, chunk),
             "kv_memory": "of-total",
-            "activation_reserve_gb": 0.0,  # folded into mem_fraction_static
+            "activation_reserve_gb": sglang_reserve_gb(deployment, hardware, chunk),
             "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
             "step_overhead_s_per_seq": SGLANG_SEQ_OVERHEAD_S,
             "kernel_latency_s": KERNEL_LATENCY_S,
