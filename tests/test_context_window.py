@@ -243,7 +243,11 @@ def test_a_window_larger_than_every_context_changes_nothing(tmp_path: Path) -> N
     largest = int(pc.max(pc.add(huge.calls.column("prompt_tokens"), huge.calls.column("output_tokens"))).as_py())
     tight = api.run(s.model_copy(update={"catalog": [_catalog_with_window(tmp_path, "llama-3.1-8b", largest)]}))
     assert all(a.equals(b) for a, b in zip(_tables(huge), _tables(tight), strict=True))
-    assert huge.summary == tight.summary
+    # the same summary, but a billion-token window is more than the pool's 10M-token cache holds: flagged
+    assert {k: v for k, v in huge.summary.items() if k != "warnings"} == {
+        k: v for k, v in tight.summary.items() if k != "warnings"
+    }
+    assert [w["code"] for w in huge.summary["warnings"]] == ["kv_capacity"] and tight.summary["warnings"] == []
     below = api.run(s.model_copy(update={"catalog": [_catalog_with_window(tmp_path, "llama-3.1-8b", largest - 1)]}))
     assert below.summary["calls_compacted"] > huge.summary["calls_compacted"]
     assert not below.calls.equals(huge.calls)
@@ -318,3 +322,24 @@ def test_a_trace_call_past_the_window_is_rejected_or_truncated(tmp_path: Path, p
         assert row["status"] == "finished" and row["prompt_tokens"] == W_8B - 100
         assert row["cached_tokens"] == 1000 // 512 * 512  # the first call's full blocks are still its prefix
         assert (task["status"], task["failure"]) == ("finished", None)
+
+
+def test_a_cache_smaller_than_one_context_is_flagged() -> None:
+    """A replica whose KV cache cannot hold one context of its model is what vLLM refuses to start at that
+    max_model_len (V1 ``check_enough_kv_cache_memory``): the run still serves the short calls it is given, and says
+    so (``kv_capacity``); a cache holding the whole window does not warn."""
+    short = {"kind": "fixed", "prompt_tokens": {"kind": "constant", "value": 500},
+             "output_tokens": {"kind": "constant", "value": 50}}  # fmt: skip
+    base = _scenario({"profile": short, "arrivals": {"kind": "poisson", "rate_per_s": 2.0}})
+    pool = base.cluster.pools[0]
+    small = pool.deployment.engine.model_copy(update={"kv_capacity_tokens": W_8B - 1})
+    tight = base.model_copy(
+        update={"cluster": base.cluster.model_copy(update={"pools": [
+            pool.model_copy(update={"deployment": pool.deployment.model_copy(update={"engine": small})})
+        ]})}
+    )  # fmt: skip
+    codes = [w["code"] for w in api.run(tight).summary["warnings"]]
+    assert codes.count("kv_capacity") == 1
+    message = next(w["message"] for w in api.run(tight).summary["warnings"] if w["code"] == "kv_capacity")
+    assert f"holds {W_8B - 1:,} tokens" in message and f"({W_8B:,} tokens)" in message
+    assert "kv_capacity" not in [w["code"] for w in api.run(base).summary["warnings"]]

@@ -29,6 +29,7 @@ from agentsim.analysis.metrics import summarize
 from agentsim.analysis.tables import ParquetColumns, Table, batches
 from agentsim.analysis.task_sums import StreamedTaskSums
 from agentsim.analysis.warnings import collect as collect_warnings
+from agentsim.analysis.warnings import kv_short_of_window
 from agentsim.build import compiled_modules
 from agentsim.catalog import Catalog
 from agentsim.engine.records import REPLICAS_SCHEMA, TASK_RECORD_SCHEMA, with_task_sums
@@ -204,7 +205,10 @@ def _run(resolved: Resolved, spill: SpillDir, progress: ProgressFn | None, wall0
     summary["steps_skipped_fraction"] = raw.steps_skipped_fraction
     if raw.autoscale:
         summary["autoscale"] = raw.autoscale
-    summary["warnings"] = collect_warnings(summary, scenario, calls, tasks, replicas)
+    summary["warnings"] = collect_warnings(summary, scenario, calls, tasks, replicas) + kv_short_of_window(
+        [(p.name, p.plan.spec.deployment.model, p.plan.kv_capacity_tokens, p.model.max_context_tokens)
+         for p in resolved.pools]
+    )  # fmt: skip
     wall = time.perf_counter() - wall0
     manifest = {
         "agentsim_version": __version__,

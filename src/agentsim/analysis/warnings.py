@@ -16,6 +16,10 @@ when there is any):
 * ``context_window``: calls were rejected because prompt + output passed the model's context window (or, as a
   note, agents compacted their context to fit it).
 * ``no_traffic``: no call completed in the window: every rate and cost per token is undefined.
+* ``kv_capacity``: a pool's replica holds fewer tokens of KV cache than one context of its model
+  (:func:`kv_short_of_window`): vLLM refuses to start such a server unless its ``--max-model-len`` is cut to what
+  fits (V1 ``check_enough_kv_cache_memory``), and a call longer than the cache cannot run anywhere, so the
+  deployment is marginal even where this workload's calls fit.
 * ``noise_floor``: a percentile target's verdict (``slo_attainment.by_workload.*.targets_met``) is within the
   noise: the run's percentile lies inside its own 95% interval (batch means, :mod:`agentsim.analysis.batches`)
   of the target, so another seed could give the other answer. A longer horizon (or the planner, which
@@ -89,6 +93,22 @@ def collect(
             f"interval (+-{half:.2g} s, batch means): another seed could give the other verdict; run longer "
             "or replicate (agentsim plan does).")  # fmt: skip
     return out
+
+
+def kv_short_of_window(pools: list[tuple[str, str, int, int]]) -> list[dict[str, str]]:
+    """``kv_capacity`` warnings (module docstring) for ``(pool, model, KV tokens a replica, the model's context
+    window)`` of each pool: one for each pool whose cache cannot hold one full context."""
+    return [
+        {
+            "code": "kv_capacity",
+            "message": f"pool {pool}: a replica's KV cache holds {kv:,} tokens, less than one {model} context "
+            f"({window:,} tokens): vLLM would not start this server unless --max-model-len is at most {kv:,}, and "
+            "no call longer than that can run; give the pool more memory (more GPUs, lower precision) to serve "
+            "the model's whole window.",
+        }
+        for pool, model, kv, window in pools
+        if kv < window
+    ]
 
 
 def _noise_floor(
