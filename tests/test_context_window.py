@@ -338,8 +338,38 @@ def test_a_cache_smaller_than_one_context_is_flagged() -> None:
             pool.model_copy(update={"deployment": pool.deployment.model_copy(update={"engine": small})})
         ]})}
     )  # fmt: skip
-    codes = [w["code"] for w in api.run(tight).summary["warnings"]]
-    assert codes.count("kv_capacity") == 1
-    message = next(w["message"] for w in api.run(tight).summary["warnings"] if w["code"] == "kv_capacity")
-    assert f"holds {W_8B - 1:,} tokens" in message and f"({W_8B:,} tokens)" in message
+    warnings = api.run(tight).summary["warnings"]
+    assert [w["code"] for w in warnings].count("kv_capacity") == 1
+    message = next(w["message"] for w in warnings if w["code"] == "kv_capacity")
+    assert f"a KV cache of {W_8B - 1:,} tokens" in message and f"({W_8B:,} tokens)" in message
+    assert "vLLM would not start" in message and "raise its kv_capacity_tokens" in message  # the capacity was given
     assert "kv_capacity" not in [w["code"] for w in api.run(base).summary["warnings"]]
+
+
+def test_the_kv_capacity_warning_says_what_each_engine_does() -> None:
+    """vLLM refuses to start, SGLang caps requests, TensorRT-LLM cuts max_seq_len; a cache that holds the window
+    is not flagged; under data-parallel attention one rank's share of the cache is what must hold a context."""
+    from agentsim.analysis.warnings import PoolMemory, kv_short_of_window
+
+    said = {
+        preset: kv_short_of_window([PoolMemory("p", "m", preset, 1000, 4096, False)])[0]["message"]
+        for preset in ("vllm", "sglang", "trtllm")
+    }
+    assert "vLLM would not start" in said["vllm"] and "at most 1,000" in said["vllm"]
+    assert "SGLang starts but caps every request at 1,000" in said["sglang"]
+    assert "TensorRT-LLM starts with max_seq_len cut to 1,000" in said["trtllm"]
+    assert all("more GPUs" in m for m in said.values())
+    assert kv_short_of_window([PoolMemory("p", "m", "vllm", 4096, 4096, False)]) == []
+    # a deployment with data-parallel attention: 4 ranks of a 100,000-token cache hold 25,000 each
+    s = _scenario({"profile": {"kind": "fixed", "prompt_tokens": {"kind": "constant", "value": 100},
+                               "output_tokens": {"kind": "constant", "value": 10}},
+                   "arrivals": {"kind": "poisson", "rate_per_s": 1.0}}, model="qwen3-235b-a22b")  # fmt: skip
+    pool = s.cluster.pools[0]
+    dpa = pool.deployment.model_copy(update={"tp": 4, "ep": 4, "data_parallel_attention": True,
+                                             "engine": pool.deployment.engine.model_copy(
+                                                 update={"kv_capacity_tokens": 100_000})})  # fmt: skip
+    from agentsim.api import _pool_memory
+
+    (resolved,) = resolve(s.model_copy(update={"cluster": s.cluster.model_copy(update={"pools": [
+        pool.model_copy(update={"deployment": dpa})]})}), load_catalog()).pools  # fmt: skip
+    assert _pool_memory(resolved).kv_tokens == 25_000

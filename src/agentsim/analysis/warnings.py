@@ -16,20 +16,21 @@ when there is any):
 * ``context_window``: calls were rejected because prompt + output passed the model's context window (or, as a
   note, agents compacted their context to fit it).
 * ``no_traffic``: no call completed in the window: every rate and cost per token is undefined.
-* ``kv_capacity``: a pool's replica holds fewer tokens of KV cache than one context of its model
-  (:func:`kv_short_of_window`): vLLM refuses to start such a server unless its ``--max-model-len`` is cut to what
-  fits (V1 ``check_enough_kv_cache_memory``), and a call longer than the cache cannot run anywhere, so the
-  deployment is marginal even where this workload's calls fit.
 * ``noise_floor``: a percentile target's verdict (``slo_attainment.by_workload.*.targets_met``) is within the
   noise: the run's percentile lies inside its own 95% interval (batch means, :mod:`agentsim.analysis.batches`)
   of the target, so another seed could give the other answer. A longer horizon (or the planner, which
   replicates until decisions separate) settles it.
+* ``kv_capacity``: a pool's KV cache (one attention rank's under data-parallel attention) holds fewer tokens than
+  one context of its model (:func:`kv_short_of_window`, added by the run from its resolved pools): vLLM refuses to
+  start such a server unless its ``--max-model-len`` is cut to what fits, SGLang caps requests, TensorRT-LLM cuts
+  ``max_seq_len``; a call longer than the cache cannot run anywhere, so the deployment is marginal even where this
+  workload's calls fit.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow.compute as pc
@@ -95,20 +96,49 @@ def collect(
     return out
 
 
-def kv_short_of_window(pools: list[tuple[str, str, int, int]]) -> list[dict[str, str]]:
-    """``kv_capacity`` warnings (module docstring) for ``(pool, model, KV tokens a replica, the model's context
-    window)`` of each pool: one for each pool whose cache cannot hold one full context."""
-    return [
-        {
+class PoolMemory(NamedTuple):
+    """What :func:`kv_short_of_window` reads of a resolved pool."""
+
+    pool: str
+    model: str
+    preset: str
+    kv_tokens: int  # one attention rank's cache: the replica's over the ranks under data-parallel attention
+    window_tokens: int
+    overridden: bool  # the capacity is the scenario's kv_capacity_tokens, not the memory model's
+
+
+ENGINE_AT_SHORT_KV = {
+    "vllm": "vLLM would not start this server unless --max-model-len is at most {kv:,}",
+    "sglang": "SGLang starts but caps every request at {kv:,} tokens",
+    "trtllm": "TensorRT-LLM starts with max_seq_len cut to {kv:,}",
+}
+"""What each engine does when its KV cache cannot hold one sequence of the model's window: vLLM refuses to start
+(V1 ``check_enough_kv_cache_memory``), SGLang caps a request's input (``max_req_input_len`` below
+``max_total_num_tokens``), TensorRT-LLM shrinks ``max_seq_len`` to what fits ("maxSequenceLen ... reduced to")."""
+
+
+def kv_short_of_window(pools: list[PoolMemory]) -> list[dict[str, str]]:
+    """``kv_capacity`` warnings (module docstring): one for each pool whose cache (one attention rank's) cannot
+    hold one full context of its model."""
+    out = []
+    for p in pools:
+        if p.kv_tokens >= p.window_tokens:
+            continue
+        engine = ENGINE_AT_SHORT_KV.get(p.preset, "the engine cannot hold one sequence of {kv:,} tokens more").format(
+            kv=p.kv_tokens
+        )
+        remedy = (
+            "raise its kv_capacity_tokens"
+            if p.overridden
+            else "give the pool more memory (more GPUs, lower precision)"
+        )
+        out.append({
             "code": "kv_capacity",
-            "message": f"pool {pool}: a replica's KV cache holds {kv:,} tokens, less than one {model} context "
-            f"({window:,} tokens): vLLM would not start this server unless --max-model-len is at most {kv:,}, and "
-            "no call longer than that can run; give the pool more memory (more GPUs, lower precision) to serve "
-            "the model's whole window.",
-        }
-        for pool, model, kv, window in pools
-        if kv < window
-    ]
+            "message": f"pool {p.pool}: a KV cache of {p.kv_tokens:,} tokens (one attention rank's) is less than one "
+            f"{p.model} context ({p.window_tokens:,} tokens): {engine}, and no call longer than that can run; "
+            f"{remedy} to serve the model's whole window.",
+        })  # fmt: skip
+    return out
 
 
 def _noise_floor(

@@ -188,10 +188,11 @@ def sglang_reserve_gb(deployment: Deployment, hardware: Hardware, chunk: int) ->
     the weights - total x (1 - mfs)``, ``total`` measured after distributed init), not to the device's total, so
     the rule ``mfs x device - weights`` overstates the cache by ``mfs`` times what those took
     (:data:`SGLANG_CONTEXT_GB`, :data:`SGLANG_DISTRIBUTED_GB` with more than one GPU)."""
-    mfs = sglang_mem_fraction_static(hardware, deployment.tp, deployment.pp, chunk)
-    fraction = deployment.engine.gpu_memory_utilization or mfs
     taken = SGLANG_CONTEXT_GB + (SGLANG_DISTRIBUTED_GB if deployment.gpus > 1 else 0.0)
-    return fraction * taken
+    if deployment.engine.kv_memory == "of-free":
+        return taken  # the of-free rule applies its fraction to what the reserve leaves: not twice
+    mfs = sglang_mem_fraction_static(hardware, deployment.tp, deployment.pp, chunk)
+    return (deployment.engine.gpu_memory_utilization or mfs) * taken
 
 
 def kv_precision(deployment: Deployment, model: ModelArch) -> Precision:
