@@ -15,10 +15,8 @@ from agentsim.catalog import Hardware, load_catalog
 from agentsim.perf.memory import (
     FUSED_MOE_CHUNK_TOKENS,
     forward_activation_bytes,
+    kv_cache_bytes_per_gpu,
     kv_capacity_tokens,
-    kv_free_bytes_per_gpu,
-    usable_bytes_per_gpu,
-    weight_bytes_per_gpu,
 )
 from agentsim.serving.presets import (
     VLLM_NON_TORCH_GB,
@@ -40,8 +38,7 @@ def _vllm(model: str, hardware: str, tp: int, precision: str, **engine: object) 
 
 def _kv_gib(d: spec.Deployment) -> float:
     hw, model = CATALOG.get_hardware(d.hardware), CATALOG.get_model(d.model)
-    free = kv_free_bytes_per_gpu(usable_bytes_per_gpu(hw, d), hw.device_memory_bytes, weight_bytes_per_gpu(model, d), d)
-    return free / GIB
+    return kv_cache_bytes_per_gpu(model, hw, d) / GIB
 
 
 def test_the_engine_sees_what_the_driver_reports() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from agentsim import spec
 from agentsim.catalog import load_catalog
-from agentsim.perf.memory import kv_capacity_tokens, kv_free_bytes_per_gpu, usable_bytes_per_gpu, weight_bytes_per_gpu
+from agentsim.perf.memory import kv_cache_bytes_per_gpu, kv_capacity_tokens, weight_bytes_per_gpu
 from agentsim.serving.presets import fill_engine
 
 DATA = Path(__file__).resolve().parent / "data" / "vllm_memory_logs.csv"
@@ -56,7 +56,7 @@ def main() -> int:
         model, hw = catalog.get_model(model_id), catalog.get_hardware(hw_id)
         d = fill_engine(d, hw, model)
         weights = weight_bytes_per_gpu(model, d)
-        free = kv_free_bytes_per_gpu(usable_bytes_per_gpu(hw, d), hw.device_memory_bytes, weights, d)
+        free = kv_cache_bytes_per_gpu(model, hw, d)
         tokens = kv_capacity_tokens(model, hw, d) if free > 0 else 0
         reserve = (d.engine.activation_reserve_gb or 0.0) * 1e9 / GIB
         logged_reserve = (

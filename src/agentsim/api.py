@@ -184,12 +184,11 @@ def _pool_memory(pool: ResolvedPool) -> PoolMemory:
     """What the ``kv_capacity`` warning reads of a pool: under data-parallel attention each of the ``tp`` ranks
     holds its own sequences, so one context must fit in a rank's share of the replica's cache."""
     d = pool.plan.spec.deployment
-    ranks = d.tp if d.data_parallel_attention else 1
     return PoolMemory(
         pool.name,
         d.model,
         d.engine.preset,
-        pool.plan.kv_capacity_tokens // ranks,
+        pool.plan.kv_capacity_tokens // pool.plan.engine.attention_ranks,
         pool.model.max_context_tokens,
         d.engine.kv_capacity_tokens is not None,
     )

@@ -101,6 +101,7 @@ __all__ = [
     "forward_activation_bytes",
     "kv_bytes_per_element",
     "kv_bytes_per_token",
+    "kv_cache_bytes_per_gpu",
     "kv_capacity_tokens",
     "kv_free_bytes_per_gpu",
     "kv_pool_bytes_per_token",
@@ -401,6 +402,14 @@ def kv_free_bytes_per_gpu(usable: float, device: float, weights: float, deployme
     return usable - weights - reserve
 
 
+def kv_cache_bytes_per_gpu(model: ModelArch, hardware: Hardware, deployment: Deployment) -> float:
+    """Bytes per GPU the engine's KV rule leaves for the KV cache (:func:`kv_free_bytes_per_gpu` on the device
+    memory, with the weights that stay in HBM); at most 0 when nothing is left."""
+    weights = weight_placement(model, hardware, deployment).hbm_bytes
+    usable = usable_bytes_per_gpu(hardware, deployment)
+    return kv_free_bytes_per_gpu(usable, hardware.device_memory_bytes, weights, deployment)
+
+
 def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deployment) -> int:
     """Tokens of KV cache one replica holds.
 
@@ -410,13 +419,11 @@ def kv_capacity_tokens(model: ModelArch, hardware: Hardware, deployment: Deploym
     the activation reserve leave no room (even when the capacity is overridden).
     """
     gpus = deployment.gpus
-    usable = usable_bytes_per_gpu(hardware, deployment)
-    placement = weight_placement(model, hardware, deployment)
-    weights = placement.hbm_bytes
-    reserve = activation_reserve_gb(deployment)
-    device = hardware.device_memory_bytes
-    free = kv_free_bytes_per_gpu(usable, device, weights, deployment)
+    free = kv_cache_bytes_per_gpu(model, hardware, deployment)
     if free <= 0:
+        usable = usable_bytes_per_gpu(hardware, deployment)
+        placement = weight_placement(model, hardware, deployment)
+        weights, reserve, device = placement.hbm_bytes, activation_reserve_gb(deployment), hardware.device_memory_bytes
         per_gpu = " per GPU" if gpus > 1 else ""
         in_hbm = " in HBM" if placement.ddr_bytes > 0 else ""
         raise DoesNotFitError(

@@ -182,17 +182,17 @@ SGLang's measure: the same log, ``mem usage=`` 1.77-2.01 GiB over eight H200 ran
 server logs 0.00."""
 
 
-def sglang_reserve_gb(deployment: Deployment, hardware: Hardware, chunk: int) -> float:
+def sglang_reserve_gb(deployment: Deployment, mem_fraction_static: float) -> float:
     """GB per GPU of the KV rule's reserve under SGLang: its ``mem_fraction_static`` applies to the memory free
     after the CUDA context and torch.distributed's buffers (``profile_max_num_token``: ``rest = available after
     the weights - total x (1 - mfs)``, ``total`` measured after distributed init), not to the device's total, so
     the rule ``mfs x device - weights`` overstates the cache by ``mfs`` times what those took
-    (:data:`SGLANG_CONTEXT_GB`, :data:`SGLANG_DISTRIBUTED_GB` with more than one GPU)."""
+    (:data:`SGLANG_CONTEXT_GB`, :data:`SGLANG_DISTRIBUTED_GB` with more than one GPU); ``mem_fraction_static`` the
+    preset's, a scenario's ``gpu_memory_utilization`` winning."""
     taken = SGLANG_CONTEXT_GB + (SGLANG_DISTRIBUTED_GB if deployment.gpus > 1 else 0.0)
     if deployment.engine.kv_memory == "of-free":
         return taken  # the of-free rule applies its fraction to what the reserve leaves: not twice
-    mfs = sglang_mem_fraction_static(hardware, deployment.tp, deployment.pp, chunk)
-    return (deployment.engine.gpu_memory_utilization or mfs) * taken
+    return (deployment.engine.gpu_memory_utilization or mem_fraction_static) * taken
 
 
 def kv_precision(deployment: Deployment, model: ModelArch) -> Precision:
@@ -244,15 +244,16 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
         }
     if preset == "sglang":
         chunk = deployment.engine.max_batched_tokens or sglang_chunk_tokens(hardware)
+        mfs = sglang_mem_fraction_static(hardware, deployment.tp, deployment.pp, chunk)
         values: dict[str, Any] = {
             "admission": "new-token-ratio",
             "max_batched_tokens": chunk,
             "chunked_prefill": True,
             "prefix_caching": True,
             "block_size_tokens": 1,
-            "gpu_memory_utilization": sglang_mem_fraction_static(hardware, deployment.tp, deployment.pp, chunk),
+            "gpu_memory_utilization": mfs,
             "kv_memory": "of-total",
-            "activation_reserve_gb": sglang_reserve_gb(deployment, hardware, chunk),
+            "activation_reserve_gb": sglang_reserve_gb(deployment, mfs),
             "step_overhead_s": OVERLAPPED_STEP_OVERHEAD_S,
             "step_overhead_s_per_seq": SGLANG_SEQ_OVERHEAD_S,
             "kernel_latency_s": KERNEL_LATENCY_S,
