@@ -366,10 +366,12 @@ class ModelArch(Entry):
     sliding_window_layers: PositiveInt | None = Field(
         None, description="layers attending only to the last `sliding_window` tokens (gpt-oss: every other)"
     )
-    fp4_checkpoint: Literal["nvfp4", "mxfp4-experts"] = Field(
+    fp4_checkpoint: Literal["nvfp4", "nvfp4-ffn", "mxfp4-experts"] = Field(
         "nvfp4",
-        description="what `precision: fp4` stores: nvfp4 (every weight in NVFP4, NVIDIA ModelOpt checkpoints) or "
-        "mxfp4-experts (routed experts in MXFP4, the rest BF16: gpt-oss)",
+        description="what `precision: fp4` stores: nvfp4 (every linear weight in NVFP4: NVIDIA ModelOpt's Llama and "
+        "Qwen3 checkpoints), nvfp4-ffn (the feed-forward weights in NVFP4: routed and shared experts and the dense "
+        "layers' feed-forward; attention, router, embeddings and LM head BF16, and computed in BF16: NVIDIA ModelOpt's "
+        "DeepSeek-R1/V3 checkpoints) or mxfp4-experts (routed experts in MXFP4, the rest BF16: gpt-oss)",
     )
     fp8_scales: Literal["tensor", "channel", "block"] = Field(
         "tensor",
@@ -425,6 +427,13 @@ class ModelArch(Entry):
             raise ValueError("a mixture-of-experts model must have active_params_b < params_b")
         if self.fp8_checkpoint == "ffn-only" and (self.is_moe or self.layers < 3):
             raise ValueError("fp8_checkpoint: ffn-only describes a dense model of at least three layers")
+        if self.fp4_checkpoint == "nvfp4-ffn" and not 0.0 < self.ffn_params_b < self.params_b:
+            raise ValueError(
+                f"fp4_checkpoint: nvfp4-ffn keeps the weights outside the feed-forward blocks in BF16, but the shapes "
+                f"give {self.ffn_params_b:.1f}B feed-forward parameters of params_b {self.params_b}B"
+            )
+        if self.fp4_checkpoint == "mxfp4-experts" and not self.is_moe:
+            raise ValueError("fp4_checkpoint: mxfp4-experts describes a mixture-of-experts model (experts > 0)")
         if self.attention == "mla":
             if self.kv_lora_rank is None or self.qk_rope_head_dim is None:
                 raise ValueError("attention: mla needs kv_lora_rank and qk_rope_head_dim")
@@ -464,6 +473,26 @@ class ModelArch(Entry):
         if self.fp8_checkpoint == "all":
             return self.params_b
         return (self.layers - 2) * 3 * self.hidden_size * self.intermediate_size / 1e9
+
+    @property
+    def ffn_params_b(self) -> float:
+        """Parameters of the feed-forward blocks, billions: every routed expert, the shared experts and the dense
+        layers' feed-forward (gate, up and down projections: ``3 * hidden * width`` a layer)."""
+        h = self.hidden_size
+        dense_layers = self.layers - self.n_moe_layers
+        expert_width = self.moe_intermediate_size or self.intermediate_size
+        shared = self.n_moe_layers * self.shared_experts * 3 * h * expert_width
+        return self.experts * self.expert_params_b + (dense_layers * 3 * h * self.intermediate_size + shared) / 1e9
+
+    @property
+    def fp4_params_b(self) -> float:
+        """Parameters an FP4 deployment stores in FP4, billions: all of them (``fp4_checkpoint: nvfp4``), the
+        feed-forward blocks' (``nvfp4-ffn``: :attr:`ffn_params_b`) or the routed experts' (``mxfp4-experts``)."""
+        if self.fp4_checkpoint == "nvfp4":
+            return self.params_b
+        if self.fp4_checkpoint == "nvfp4-ffn":
+            return self.ffn_params_b
+        return self.experts * self.expert_params_b
 
     @property
     def full_attention_layers(self) -> int:

@@ -94,6 +94,7 @@ __all__ = [
     "WeightPlacement",
     "WindowKv",
     "activation_reserve_gb",
+    "attention_bytes_per_param",
     "bf16_params_b",
     "bytes_per_param",
     "dense_bytes_per_param",
@@ -148,25 +149,34 @@ def bytes_per_param(precision: Precision) -> float:
 
 
 def bf16_params_b(model: ModelArch, precision: Precision) -> float:
-    """Parameters (billions) a ``precision`` checkpoint keeps in BF16 although the deployment says otherwise:
-    an ``fp8_checkpoint: ffn-only`` model at fp8 (Meta's Llama 3.1 FP8: attention, the first and last layers'
-    feed-forward, embeddings and LM head); 0 for every other checkpoint but gpt-oss's
-    (:func:`dense_bytes_per_param`)."""
+    """Parameters (billions) a ``precision`` checkpoint keeps in BF16 although the deployment says otherwise, and
+    multiplies in BF16: an ``fp8_checkpoint: ffn-only`` model at fp8 (Meta's Llama 3.1 FP8: attention, the first and
+    last layers' feed-forward, embeddings and LM head); at fp4 everything outside the checkpoint's FP4 weights
+    (``fp4_checkpoint: nvfp4-ffn``, NVIDIA's DeepSeek-R1/V3: attention, router, embeddings, LM head; ``mxfp4-experts``,
+    gpt-oss: all but the routed experts); 0 for every other checkpoint."""
     if precision == "fp8" and model.fp8_checkpoint == "ffn-only":
         return model.params_b - model.fp8_params_b
+    if precision == "fp4" and model.fp4_checkpoint != "nvfp4":
+        return model.params_b - model.fp4_params_b
     return 0.0
 
 
 def dense_bytes_per_param(model: ModelArch, precision: Precision) -> float:
-    """Bytes per weight outside the routed experts: ``precision``'s, except that an ``mxfp4-experts`` checkpoint
-    (gpt-oss) keeps attention, router, embeddings and LM head in BF16, and an ``fp8_checkpoint: ffn-only`` model
-    at fp8 keeps :func:`bf16_params_b` of its weights in BF16 (the mean over the model's weights)."""
+    """Bytes per weight outside the routed experts, the mean over those weights: ``precision``'s, except where the
+    checkpoint keeps :func:`bf16_params_b` of them in BF16 (gpt-oss's ``mxfp4-experts``: all of them)."""
     if precision == "fp4" and model.fp4_checkpoint == "mxfp4-experts":
         return 2.0
     bf16 = bf16_params_b(model, precision)
     if bf16 > 0.0:
-        return (2.0 * bf16 + (model.params_b - bf16)) / model.params_b
+        dense = model.dense_params_b
+        return (2.0 * bf16 + (dense - bf16) * bytes_per_param(precision)) / dense
     return bytes_per_param(precision)
+
+
+def attention_bytes_per_param(model: ModelArch, precision: Precision) -> float:
+    """Bytes per attention weight: 2 where the checkpoint keeps layers in BF16 (:func:`bf16_params_b`: attention is
+    among them in every such checkpoint), else ``precision``'s."""
+    return 2.0 if bf16_params_b(model, precision) > 0.0 else bytes_per_param(precision)
 
 
 def expert_bytes_per_param(model: ModelArch, precision: Precision) -> float:
@@ -196,7 +206,7 @@ def weight_bytes_per_gpu(model: ModelArch, deployment: Deployment) -> float:
     total = weight_bytes(model, deployment)
     if not deployment.data_parallel_attention:
         return total / deployment.gpus
-    attention = model.attention_params_b * 1e9 * dense_bytes_per_param(model, deployment.precision)
+    attention = model.attention_params_b * 1e9 * attention_bytes_per_param(model, deployment.precision)
     return attention / deployment.pp + (total - attention) / deployment.gpus
 
 

@@ -121,7 +121,10 @@ How the terms were chosen:
   peak for the weights' precision; fp4 weights on hardware without fp4 units are weight-only (dequantized to
   the bf16 activations in the kernel: ``Hardware.math_precision``) and compute at the bf16 peak. Block-scaled
   fp8 weights (``fp8_scales: block``, DeepSeek's and Qwen3's checkpoints) run their dense linear layers at no more
-  than the measured block-scaled kernels' fractions (:func:`agentsim.perf.efficiency.dense_efficiencies`).
+  than the measured block-scaled kernels' fractions (:func:`agentsim.perf.efficiency.dense_efficiencies`). The
+  layers a checkpoint keeps in BF16 (:func:`agentsim.perf.memory.bf16_params_b`: Meta's FP8 Llama 3.1, NVIDIA's
+  FP4 DeepSeek, gpt-oss: attention among them in each) are read at two bytes and multiplied at the BF16 peak, the
+  attention projections of data-parallel attention's busiest rank and MLA's prefill up-projection included.
 * *Engine overheads*: ``overhead_s`` per step, and ``overhead_s_per_seq`` for each of the step's ``D`` decoding
   sequences (all of them, not one micro-batch's: the engine's CPU handles every running sequence once per
   step). The second is not GPU physics but the serving engine's CPU work per running sequence (scheduling,
@@ -166,6 +169,7 @@ from agentsim.perf.efficiency import (
     unfused_fp8_dequant,
 )
 from agentsim.perf.memory import (
+    attention_bytes_per_param,
     bf16_params_b,
     dense_bytes_per_param,
     expert_bytes_per_param,
@@ -522,12 +526,15 @@ class RooflinePerfModel(PerfModel):
         moe_flops = 2.0 * model.experts_per_token * model.expert_params_b * 1e9
         self.lin_s_per_token = (2.0 * model.active_params_b * 1e9 - moe_flops) / flops_dense
         bf16 = bf16_params_b(model, deployment.precision)
+        flops_attention = flops_dense  # the attention projections' rate
         if bf16 > 0.0:
-            # A checkpoint's BF16 layers (Meta's Llama 3.1 FP8: attention, embeddings) multiply in BF16.
+            # A checkpoint's BF16 layers (Meta's Llama 3.1 FP8, NVIDIA's DeepSeek FP4: attention, embeddings)
+            # multiply in BF16.
             eff_bf16 = efficiencies(hardware, "bf16", kv_precision, self.spec)
             flops_bf16 = tp * hardware.dense_tflops("bf16") * 1e12 * eff_bf16.mfu
             fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
             self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
+            flops_attention = flops_bf16
         self.moe_s_per_token = moe_flops / flops
         # vLLM's and SGLang's routed experts run Triton's fused_moe, measured slower than the grouped GEMMs the
         # default assumes, the more the thinner each GPU's slice of an expert (module docstring)
@@ -544,7 +551,7 @@ class RooflinePerfModel(PerfModel):
         # Data-parallel attention: each of the tp ranks runs the attention block (its projections and the attention
         # core) for its own sequences, and the MoE layers wait for the busiest rank (module docstring).
         self.dp_ranks = float(tp) if deployment.data_parallel_attention and tp > 1 else 1.0
-        self.att_lin_s_per_token = 2.0 * model.attention_params_b * 1e9 / flops_dense
+        self.att_lin_s_per_token = 2.0 * model.attention_params_b * 1e9 / flops_attention
         layers = model.full_attention_layers
         pair = 2.0 * model.heads * (model.qk_head_dim + model.head_dim)
         # Attention kernels reach less of the peak than GEMMs, the less the smaller the head (FlashAttention-3)
@@ -556,7 +563,7 @@ class RooflinePerfModel(PerfModel):
             latent = float(model.kv_lora_rank)
             flops_mla = flops_att * (1.0 if physical else FLASHMLA_KERNEL_RATIO)
             self.pair_decode_s = layers * 2.0 * model.heads * (2.0 * latent + model.qk_rope_head_dim) / flops_mla
-            self.kv_up_s = layers * 2.0 * latent * model.heads * 2.0 * model.head_dim / flops_dense
+            self.kv_up_s = layers * 2.0 * latent * model.heads * 2.0 * model.head_dim / flops_attention
         self.window_s_per_token = (model.sliding_window_layers or 0) * pair * (model.sliding_window or 0) / flops_fa
 
         # Seconds per weight byte on one GPU: the HBM part at HBM bandwidth, the DDR part at DDR bandwidth.
@@ -565,7 +572,9 @@ class RooflinePerfModel(PerfModel):
         if f_hbm < 1.0:
             s_per_raw_byte += (1.0 - f_hbm) / hardware.ddr_bytes_per_s
         s_per_byte = s_per_raw_byte / eff.mbu
-        attention = model.attention_params_b * 1e9 * wdense if deployment.data_parallel_attention else 0.0
+        attention = 0.0
+        if deployment.data_parallel_attention:
+            attention = model.attention_params_b * 1e9 * attention_bytes_per_param(model, deployment.precision)
         dense_per_gpu = (model.dense_params_b * 1e9 * wdense - attention) / tp + attention
         self.dense_weight_s = dense_per_gpu * (s_per_raw_byte / dense_eff.mbu)
         self.all_experts_s = model.experts * model.expert_params_b * 1e9 * wexpert / tp * s_per_byte

@@ -1,0 +1,105 @@
+"""An FP4 checkpoint that keeps attention in BF16 (``fp4_checkpoint: nvfp4-ffn``, NVIDIA's DeepSeek-R1-FP4): its
+FP4 and BF16 parameters from the shapes, its weight bytes against what NVIDIA states for the checkpoint and for
+the per-GPU footprint, and its step time's BF16 attention projections, checked by hand; an all-NVFP4 model
+(``nvfp4``) is the old one."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentsim import spec
+from agentsim.catalog import ModelArch, load_catalog
+from agentsim.perf import RooflinePerfModel
+from agentsim.perf.efficiency import efficiencies
+from agentsim.perf.memory import (
+    NVFP4_BYTES,
+    attention_bytes_per_param,
+    bf16_params_b,
+    dense_bytes_per_param,
+    weight_bytes,
+    weight_bytes_per_gpu,
+)
+
+CATALOG = load_catalog()
+B200 = CATALOG.get_hardware("b200")
+R1 = CATALOG.get_model("deepseek-r1")
+ALL_FP4 = ModelArch.model_validate(R1.model_dump() | {"fp4_checkpoint": "nvfp4"})
+
+# DeepSeek-V3/R1 shapes (config.json): hidden 7168, 61 layers of which the first 3 dense (intermediate 18432),
+# 58 MoE layers of 256 routed experts and 1 shared expert of width 2048
+H, DENSE_LAYERS, MOE_LAYERS, WIDTH, EXPERT_WIDTH = 7168, 3, 58, 18432, 2048
+
+
+def deployment(**extra: object) -> spec.Deployment:
+    data = {"model": "deepseek-r1", "hardware": "b200", "tp": 8, "ep": 8, "precision": "fp4",
+            "data_parallel_attention": True} | extra  # fmt: skip
+    return spec.Deployment.model_validate(data)
+
+
+def test_feed_forward_parameters_from_the_shapes() -> None:
+    assert R1.fp4_checkpoint == "nvfp4-ffn"
+    routed = R1.experts * R1.expert_params_b  # (671 - 37) / 248 per expert, as the catalog derives it
+    by_hand = routed + (DENSE_LAYERS * 3 * H * WIDTH + MOE_LAYERS * 3 * H * EXPERT_WIDTH) / 1e9
+    assert R1.ffn_params_b == pytest.approx(by_hand, rel=1e-12)
+    assert R1.fp4_params_b == R1.ffn_params_b
+    assert bf16_params_b(R1, "fp4") == pytest.approx(R1.params_b - by_hand, rel=1e-12)
+    # what stays BF16 is attention (11.4B) and embeddings + LM head (2 x 129280 x 7168 = 1.85B), to params_b's rounding
+    assert bf16_params_b(R1, "fp4") == pytest.approx(R1.attention_params_b + 2 * 129280 * H / 1e9, abs=0.6)
+    assert bf16_params_b(ALL_FP4, "fp4") == 0.0 and bf16_params_b(R1, "fp8") == 0.0
+
+
+def test_checkpoint_bytes_match_nvidia_figures() -> None:
+    fp4 = R1.ffn_params_b * 1e9
+    expected = NVFP4_BYTES * fp4 + 2.0 * (R1.params_b * 1e9 - fp4)
+    assert weight_bytes(R1, deployment()) == pytest.approx(expected, rel=1e-12)
+    # TensorRT-LLM tech blog 3: "the NVIDIA provided DeepSeek R1 FP4 quantized model is only about 400 GB"
+    assert expected == pytest.approx(400e9, rel=0.02)
+    assert weight_bytes(ALL_FP4, deployment()) == pytest.approx(NVFP4_BYTES * 671e9, rel=1e-12)  # 377 GB
+    # blog 3, 8 B200 with attention DP: "the weights and activation occupies about 80 GB memory for each GPU";
+    # each GPU holds all of attention in BF16 and an eighth of the rest
+    attention = 2.0 * R1.attention_params_b * 1e9
+    per_gpu = attention + (expected - attention) / 8
+    assert weight_bytes_per_gpu(R1, deployment()) == pytest.approx(per_gpu, rel=1e-12)
+    assert 65e9 < per_gpu < 80e9
+    assert weight_bytes_per_gpu(ALL_FP4, deployment()) < 56e9  # the all-NVFP4 count left 25 GB of it out
+    assert attention_bytes_per_param(R1, "fp4") == 2.0 and attention_bytes_per_param(ALL_FP4, "fp4") == NVFP4_BYTES
+
+
+def test_dense_bytes_are_the_mean_over_the_non_routed_weights() -> None:
+    bf16 = bf16_params_b(R1, "fp4")
+    dense = R1.dense_params_b
+    assert dense_bytes_per_param(R1, "fp4") == pytest.approx((2.0 * bf16 + NVFP4_BYTES * (dense - bf16)) / dense)
+    assert dense_bytes_per_param(ALL_FP4, "fp4") == NVFP4_BYTES
+    gpt_oss = CATALOG.get_model("gpt-oss-120b")
+    assert dense_bytes_per_param(gpt_oss, "fp4") == 2.0  # all but the routed experts BF16, as before
+
+
+def test_attention_projections_multiply_at_the_bf16_rate() -> None:
+    d = deployment()
+    r1, full = RooflinePerfModel(B200, R1, d), RooflinePerfModel(B200, ALL_FP4, d)
+    perf = spec.RooflinePerf.model_validate({})
+    # the KV cache is the weights' precision, fp4, counted at fp8 (perf.memory)
+    fp4_flops = 8 * B200.dense_tflops("fp4") * 1e12 * efficiencies(B200, "fp4", "fp8", perf).mfu
+    bf16_flops = 8 * B200.dense_tflops("bf16") * 1e12 * efficiencies(B200, "bf16", "fp8", perf).mfu
+    bf16 = bf16_params_b(R1, "fp4") * 1e9
+    routed_active = 2.0 * R1.experts_per_token * R1.expert_params_b * 1e9
+    by_hand = (2.0 * R1.active_params_b * 1e9 - 2.0 * bf16 - routed_active) / fp4_flops + 2.0 * bf16 / bf16_flops
+    assert r1.lin_s_per_token == pytest.approx(by_hand, rel=1e-12)
+    assert full.lin_s_per_token == pytest.approx((2.0 * R1.active_params_b * 1e9 - routed_active) / fp4_flops)
+    # B200: BF16 2,250 dense TFLOPS against FP4's 9,000, so the BF16 part is the larger share of the time
+    assert r1.lin_s_per_token > 2.5 * full.lin_s_per_token
+    # data-parallel attention's busiest rank and MLA's prefill up-projection are attention work: BF16 too
+    assert r1.att_lin_s_per_token == pytest.approx(2.0 * R1.attention_params_b * 1e9 / bf16_flops, rel=1e-12)
+    assert r1.att_lin_s_per_token / full.att_lin_s_per_token == pytest.approx(fp4_flops / bf16_flops, rel=1e-12)
+    assert r1.kv_up_s / full.kv_up_s == pytest.approx(fp4_flops / bf16_flops, rel=1e-12)
+    # the routed experts are NVFP4 in both
+    assert r1.moe_s_per_token == full.moe_s_per_token and r1.all_experts_s == full.all_experts_s
+
+
+def test_nvfp4_ffn_needs_feed_forward_weights_inside_the_model() -> None:
+    data = R1.model_dump() | {"intermediate_size": 2_000_000}  # dense feed-forward of 129B: more than params_b
+    with pytest.raises(ValueError, match="nvfp4-ffn"):
+        ModelArch.model_validate(data)
+    dense = CATALOG.get_model("llama-3.3-70b").model_dump() | {"fp4_checkpoint": "mxfp4-experts"}
+    with pytest.raises(ValueError, match="mxfp4-experts"):
+        ModelArch.model_validate(dense)
