@@ -24,6 +24,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
         ("hybrid_vs_gpu.py", ["gpu-unified", "gpu-disagg", "hybrid", "best hybrid", "$/Mtok"]),
         ("fidelity/run.py", ["tok/s MAPE", "TPOT MAPE", "dense_hopper", "blackwell", "amd", "moe"]),
         ("fidelity/fit_seq_overhead.py", ["leave-one-deployment-out", "held-out (CV)", "dense_hopper", "moe"]),
+        ("fidelity/fit_serving_shares.py", ["fitted on all", "pair fitted without it", "held-out rows", "Qwen3"]),
     ],
 )
 def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
@@ -47,6 +48,7 @@ def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
         "hybrid_vs_gpu.py",
         "fidelity/run.py",
         "fidelity/fit_seq_overhead.py",
+        "fidelity/fit_serving_shares.py",
     ],
 )
 def test_experiment_is_documented(script: str) -> None:

@@ -18,6 +18,7 @@ from agentsim.perf.efficiency import (
     SERVING_HBM_SHARE,
     efficiencies,
     resolved_roofline,
+    serving_shares,
 )
 from agentsim.perf.memory import kv_bytes_per_token
 from agentsim.perf.moe import a2a_split, imbalance, imbalance_curve
@@ -71,6 +72,27 @@ def test_efficiency_precedence() -> None:
     assert (start.mfu, start.mbu) == pytest.approx((0.60 * SERVING_GEMM_SHARE, 0.78 * SERVING_HBM_SHARE))
 
 
+def test_blackwell_has_its_own_serving_shares() -> None:
+    """B200 and GB200 carry the shares fitted on their FP4 tables (docs/FIDELITY.md, cause 24), B300 assumes them;
+    every other GPU keeps the Hopper-fitted ones; a scenario's numbers still win."""
+    for name in ("b200", "gb200", "b300"):
+        hw = CATALOG.get_hardware(name)
+        assert hw.efficiency is not None
+        assert serving_shares(hw) == (0.60, 0.60)
+        eff = efficiencies(hw, "fp4", "fp8", spec.RooflinePerf())
+        assert eff.mfu == pytest.approx(hw.efficiency.gemm("fp4") * 0.60)  # type: ignore[operator]
+        assert eff.mfu_attention == pytest.approx(hw.efficiency.gemm("fp8") * 0.60)  # type: ignore[operator]
+        assert eff.mbu == pytest.approx(hw.efficiency.hbm * 0.60)  # type: ignore[operator]
+        assert efficiencies(hw, "fp4", "fp8", spec.RooflinePerf(mfu=0.5, mbu=0.7)) == (0.5, 0.5, 0.7)
+    for name in ("h100", "h200", "mi300x", "mi325x"):
+        assert serving_shares(CATALOG.get_hardware(name)) == (SERVING_GEMM_SHARE, SERVING_HBM_SHARE)
+    # a share is a fraction, and the catalog refuses anything else
+    b200 = CATALOG.get_hardware("b200")
+    assert b200.efficiency is not None
+    with pytest.raises(ValueError, match="serving_hbm_share"):
+        type(b200.efficiency).model_validate(b200.efficiency.model_dump() | {"serving_hbm_share": 1.2})
+
+
 def test_fp4_weights_without_fp4_units_compute_in_bf16() -> None:
     """Hopper has no FP4 tensor cores: MXFP4 MoE kernels there take BF16 activations (vLLM get_mxfp4_backend,
     TensorRT-LLM's GPT-OSS guide), so FP4 weights get the BF16 peak and BF16 GEMM fraction; on B200 FP4 keeps
@@ -80,7 +102,7 @@ def test_fp4_weights_without_fp4_units_compute_in_bf16() -> None:
     fp4 = efficiencies(h100, "fp4", "bf16", spec.RooflinePerf())
     assert fp4.mfu == pytest.approx(h100.efficiency.gemm_bf16 * SERVING_GEMM_SHARE)
     assert efficiencies(b200, "fp4", "bf16", spec.RooflinePerf()).mfu == pytest.approx(
-        b200.efficiency.gemm("fp4") * SERVING_GEMM_SHARE  # type: ignore[operator]
+        b200.efficiency.gemm("fp4") * serving_shares(b200)[0]  # type: ignore[operator]
     )
     # gpt-oss-20b on one H100: the FLOP time per token of the linear layers and experts is BF16's (same math
     # rate and fraction), the weights read are FP4's

@@ -124,6 +124,20 @@ class Efficiency(Strict):
         description="Triton fused-MoE throughput (vLLM's and SGLang's routed experts) at 256 tokens per expert over "
         "the BF16 dense peak, by per-GPU expert width: (width, fraction) points, widths increasing",
     )
+    serving_gemm_share: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="a whole serving step's GEMM efficiency over the microbenchmark's on this hardware, where it "
+        "has its own fit (null: the Hopper-fitted share of agentsim.perf.efficiency, SERVING_GEMM_SHARE)",
+    )
+    serving_hbm_share: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="a whole serving step's HBM efficiency over STREAM's on this hardware, where it has its own fit "
+        "(null: SERVING_HBM_SHARE)",
+    )
     source: str = Field(min_length=1)
 
     @field_validator("fused_moe_bf16")

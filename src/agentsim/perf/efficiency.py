@@ -8,15 +8,18 @@ One ``mfu``/``mbu`` for all hardware makes every comparison across vendors wrong
 
 The default of a deployment is a *microbenchmark fraction times a serving share*::
 
-    mfu = efficiency.gemm(precision) * SERVING_GEMM_SHARE
-    mbu = efficiency.hbm              * SERVING_HBM_SHARE
+    mfu = efficiency.gemm(precision) * serving GEMM share     (SERVING_GEMM_SHARE unless the entry has its own)
+    mbu = efficiency.hbm              * serving HBM share      (SERVING_HBM_SHARE)
 
-The microbenchmark fraction carries what differs between accelerators; the two serving shares, the same for
-all, carry what a whole serving step loses against an isolated GEMM or STREAM kernel (norms, activations,
-quantization, launches, shapes smaller than the benchmark's). They are a documented fit: the ratio of the
-end-to-end efficiencies fitted per group to NVIDIA's TensorRT-LLM max-throughput tables (``docs/FIDELITY.md``,
-17 dense FP8 groups on H100/H200: mean fitted ``mfu`` 0.594; the 7 single-GPU groups: median fitted ``mbu``
-0.77) over the catalog's microbenchmark fractions of the same GPUs (FP8 GEMM 0.70/0.69, STREAM 0.89/0.86).
+The microbenchmark fraction carries what differs between accelerators; the two serving shares carry what a whole
+serving step loses against an isolated GEMM or STREAM kernel (norms, activations, quantization, launches, shapes
+smaller than the benchmark's). They are a documented fit: the ratio of the end-to-end efficiencies fitted per
+group to NVIDIA's TensorRT-LLM max-throughput tables (``docs/FIDELITY.md``, 17 dense FP8 groups on H100/H200:
+mean fitted ``mfu`` 0.594; the 7 single-GPU groups: median fitted ``mbu`` 0.77) over the catalog's
+microbenchmark fractions of the same GPUs (FP8 GEMM 0.70/0.69, STREAM 0.89/0.86). A hardware entry whose own
+serving rows give another pair carries it (``efficiency.serving_gemm_share``, ``serving_hbm_share``;
+:func:`serving_shares`): Blackwell's 0.60 / 0.60, fitted on the same tables' FP4 rows
+(``experiments/fidelity/fit_serving_shares.py``, ``docs/FIDELITY.md`` cause 24). The others take the Hopper pair.
 
 Precedence, per parameter: a number in the scenario's ``perf`` (``mfu: 0.55``) > the hardware catalog's
 measured fraction for the precision (the nearest measured precision when that one is not measured,
@@ -56,6 +59,7 @@ __all__ = [
     "efficiencies",
     "fp8_scales",
     "resolved_roofline",
+    "serving_shares",
     "unfused_fp8_dequant",
 ]
 
@@ -106,15 +110,25 @@ def unfused_fp8_dequant(model: ModelArch, deployment: spec.Deployment) -> bool:
     return fp8_scales(model, deployment) == "channel" and deployment.engine.fp8_dequant == "unfused"
 
 
+def serving_shares(hardware: Hardware) -> tuple[float, float]:
+    """The serving shares of ``hardware``'s GEMM and HBM fractions: its catalog entry's own fit where it has one
+    (``efficiency.serving_gemm_share``, ``serving_hbm_share``), else :data:`SERVING_GEMM_SHARE` and
+    :data:`SERVING_HBM_SHARE` (module docstring)."""
+    measured = hardware.efficiency
+    gemm = measured.serving_gemm_share if measured is not None else None
+    hbm = measured.serving_hbm_share if measured is not None else None
+    return (SERVING_GEMM_SHARE if gemm is None else gemm, SERVING_HBM_SHARE if hbm is None else hbm)
+
+
 def _mfu(hardware: Hardware, precision: spec.Precision) -> float:
     math = hardware.math_precision(precision)  # FP4 weights without FP4 units compute in BF16
     gemm = hardware.efficiency.gemm(math) if hardware.efficiency is not None else None
-    return FALLBACK_MFU if gemm is None else gemm * SERVING_GEMM_SHARE
+    return FALLBACK_MFU if gemm is None else gemm * serving_shares(hardware)[0]
 
 
 def _mbu(hardware: Hardware) -> float:
     hbm = hardware.efficiency.hbm if hardware.efficiency is not None else None
-    return FALLBACK_MBU if hbm is None else hbm * SERVING_HBM_SHARE
+    return FALLBACK_MBU if hbm is None else hbm * serving_shares(hardware)[1]
 
 
 def efficiencies(
