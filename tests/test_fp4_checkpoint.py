@@ -103,3 +103,28 @@ def test_nvfp4_ffn_needs_feed_forward_weights_inside_the_model() -> None:
     dense = CATALOG.get_model("llama-3.3-70b").model_dump() | {"fp4_checkpoint": "mxfp4-experts"}
     with pytest.raises(ValueError, match="mxfp4-experts"):
         ModelArch.model_validate(dense)
+
+
+def test_gpt_oss_bf16_layers_multiply_at_the_bf16_rate_where_fp4_has_its_own() -> None:
+    """gpt-oss keeps all but its routed experts in BF16 (``mxfp4-experts``). On hardware with FP4 units (MI355X:
+    10,000 dense FP4 TFLOPS against 2,500 BF16) those layers run at the BF16 rate; where FP4 math is BF16 math
+    anyway (H100) the time is the single-rate one, bit for bit."""
+    model = CATALOG.get_model("gpt-oss-120b")
+    perf = spec.RooflinePerf.model_validate({})
+    for hardware, split in (("mi355x", True), ("h100", False)):
+        hw = CATALOG.get_hardware(hardware)
+        d = spec.Deployment.model_validate({"model": "gpt-oss-120b", "hardware": hardware, "precision": "fp4"})
+        rm = RooflinePerfModel(hw, model, d)
+        kv = "fp8"  # the KV cache takes the weights' precision, FP4, counted at 8 bits (perf.memory)
+        fp4_flops = hw.dense_tflops("fp4") * 1e12 * efficiencies(hw, "fp4", kv, perf).mfu
+        bf16_flops = hw.dense_tflops("bf16") * 1e12 * efficiencies(hw, "bf16", kv, perf).mfu
+        routed_active = 2.0 * model.experts_per_token * model.expert_params_b * 1e9
+        if split:
+            assert fp4_flops > 2.0 * bf16_flops
+            # everything outside the routed experts is BF16: the dense parameters, at the BF16 rate
+            assert bf16_params_b(model, "fp4") == pytest.approx(model.dense_params_b, rel=1e-12)
+            assert rm.lin_s_per_token == pytest.approx(2.0 * model.dense_params_b * 1e9 / bf16_flops, rel=1e-9)
+            assert rm.att_lin_s_per_token == pytest.approx(2.0 * model.attention_params_b * 1e9 / bf16_flops)
+        else:
+            assert fp4_flops == bf16_flops
+            assert rm.lin_s_per_token == (2.0 * model.active_params_b * 1e9 - routed_active) / fp4_flops

@@ -11,12 +11,14 @@ script fits one (GEMM share, HBM share) pair for Blackwell the way the Hopper sh
    four, each on both GPUs: 4 groups, 40 rows), simulated as ``agentsim fidelity`` does, for every pair of the
    grid, with the pair set on both GPUs' catalog entries;
 2. the pair minimizing the fit rows' throughput MAPE;
-3. **cross-validation**: each of the 4 groups predicted by the pair fitted on the other three;
+3. **cross-validation**: each of the 4 groups predicted by the pair fitted on the other three; and, since a
+   group's twin on the other GPU stays in that fit, each model predicted by the pair fitted on the other model's
+   rows alone, and each GPU by the pair fitted on the other GPU's;
 4. **held-out rows**, never in any fit: the MoE rows of the same tables (Qwen3-235B-A22B FP4 on 8 B200, expert
    parallel with data-parallel attention) and ``data/blackwell.csv`` (TensorRT-LLM's DeepSeek-R1 NVFP4 recipes on
    8 B200), at the fitted pair and at the Hopper shares.
 
-    python experiments/fidelity/fit_serving_shares.py [--gemm 0.5,0.6,...] [--hbm 0.4,0.5,...] [--quick]
+    python experiments/fidelity/fit_serving_shares.py [--gemm 0.40,0.45,...,0.86] [--hbm 0.40,...,0.88] [--quick]
 
 The grid runs in this process (``--workers`` is accepted and unused): the shares live in an in-memory copy of the
 catalog, which worker processes, loading the packaged catalog, would not see. ``--quick``: one row per fit group,
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from agentsim.catalog import Catalog, load_catalog
 from agentsim.perf.efficiency import SERVING_GEMM_SHARE, SERVING_HBM_SHARE
+from agentsim.planning.calibrate import pool_from_labels
 from agentsim.planning.calibrate.measurements import Measurement, read_measurements
 from agentsim.planning.fidelity import group_key, run_fidelity
 
@@ -69,8 +72,8 @@ def mape(errs: Sequence[float | None]) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", default=str(TABLES))
-    ap.add_argument("--gemm", default="0.50,0.55,0.60,0.65,0.70,0.75,0.80,0.86")
-    ap.add_argument("--hbm", default="0.45,0.50,0.55,0.60,0.65,0.70,0.75,0.80,0.88")
+    ap.add_argument("--gemm", default="0.40,0.45,0.50,0.55,0.60,0.65,0.70,0.75,0.86")
+    ap.add_argument("--hbm", default="0.40,0.45,0.50,0.55,0.60,0.65,0.70,0.75,0.88")
     ap.add_argument("--quick", action="store_true", help="one row per group, a 2 x 2 grid: a smoke test")
     ap.add_argument("--workers", type=int, default=1, help="accepted for a uniform interface; unused (docstring)")
     args = ap.parse_args(argv)
@@ -78,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         args.gemm, args.hbm = "0.60,0.86", "0.60,0.88"
     base = load_catalog()
     table = [m for m in read_measurements(args.tables) if m.labels.get("hardware", "").lower() in BLACKWELL]
-    dense = [m for m in table if not base.get_model(_model_id(m, base)).is_moe]
-    moe = [m for m in table if base.get_model(_model_id(m, base)).is_moe]
+    is_moe = [base.get_model(pool_from_labels(m, base).deployment.model).is_moe for m in table]
+    dense = [m for m, e in zip(table, is_moe, strict=True) if not e]
+    moe = [m for m, e in zip(table, is_moe, strict=True) if e]
     public = read_measurements(PUBLIC)
     if args.quick:
         firsts = {group_key(m): m for m in reversed(dense)}  # the first row of each group
@@ -96,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  gemm {g:.2f} hbm {h:.2f}: dense MAPE {mape(by_pair[(g, h)]):5.1f}%", flush=True)
 
     def best(indices: Sequence[int]) -> tuple[float, float]:
-        return min(grid, key=lambda p: mape([by_pair[p][i] for i in indices]))
+        def loss(p: tuple[float, float]) -> float:
+            value = mape([by_pair[p][i] for i in indices])
+            return math.inf if math.isnan(value) else value  # a pair that simulated none of them never wins
+
+        return min(grid, key=loss)
 
     every = list(range(len(dense)))
     fitted = best(every)
@@ -114,6 +122,19 @@ def main(argv: list[str] | None = None) -> int:
             f"{pair[0]:>12.2f} / {pair[1]:.2f} {mape([hopper[i] for i in idx]):>12.1f}%"
         )
     print(f"{'all dense':<62} {mape(by_pair[fitted]):>8.1f}% {mape(cv):>8.1f}% {'':>24} {mape(hopper):>12.1f}%")
+    for label in ("model", "hardware"):
+        folds: dict[str, list[int]] = defaultdict(list)
+        for i, m in enumerate(dense):
+            folds[m.labels.get(label, "")].append(i)
+        held: list[float | None] = [None] * len(dense)
+        picked = []
+        for value, idx in folds.items():
+            pair = best([i for i in every if i not in idx])
+            picked.append(f"{value} {pair[0]:.2f}/{pair[1]:.2f}")
+            for i in idx:
+                held[i] = by_pair[pair][i]
+        print(f"leave one {label} out (each predicted by the pair fitted on the rest): {mape(held):.1f}%  "
+              f"[{'; '.join(picked)}]")  # fmt: skip
 
     print("\nheld-out rows (never fitted): throughput error %, Hopper shares -> fitted pair")
     held_out = (("Qwen3-235B FP4, 8 B200 (tables)", moe), ("DeepSeek-R1 NVFP4, 8 B200 (data/blackwell.csv)", public))
@@ -127,12 +148,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fmt(e: float | None) -> str:
     return "n/a" if e is None else f"{e:+.0f}"
-
-
-def _model_id(m: Measurement, catalog: Catalog) -> str:
-    from agentsim.planning.calibrate import pool_from_labels
-
-    return pool_from_labels(m, catalog).deployment.model
 
 
 if __name__ == "__main__":

@@ -128,14 +128,15 @@ class Efficiency(Strict):
         None,
         gt=0,
         le=1,
-        description="a whole serving step's GEMM efficiency over the microbenchmark's on this hardware, where it "
-        "has its own fit (null: the Hopper-fitted share of agentsim.perf.efficiency, SERVING_GEMM_SHARE)",
+        description="a whole serving step's GEMM efficiency over the microbenchmark's on this hardware, where its "
+        "own serving rows give one (a fit, or one assumed from a sibling GPU: the source says which; null: the "
+        "Hopper-fitted share of agentsim.perf.efficiency, SERVING_GEMM_SHARE)",
     )
     serving_hbm_share: float | None = Field(
         None,
         gt=0,
         le=1,
-        description="a whole serving step's HBM efficiency over STREAM's on this hardware, where it has its own fit "
+        description="a whole serving step's HBM efficiency over STREAM's on this hardware, as serving_gemm_share "
         "(null: SERVING_HBM_SHARE)",
     )
     source: str = Field(min_length=1)

@@ -15,7 +15,8 @@ for DeepSeek-R1 in 16-bit, about 5x less than Llama-70B for a 10x larger model.
 Decisions, so that results can be compared with real engines:
 
 * bytes per weight: bf16 2, fp8 1, fp4 0.5625 (NVFP4: 4 bits plus an FP8 scale per 16 weights; gpt-oss's
-  MXFP4 experts 0.53125, one 8-bit scale per 32, and its other weights BF16); Meta's Llama 3.1 405B FP8
+  MXFP4 experts 0.53125, one 8-bit scale per 32, and its other weights BF16; NVIDIA's DeepSeek FP4, ``nvfp4-ffn``,
+  its feed-forward weights NVFP4 and attention, router, embeddings and LM head BF16); Meta's Llama 3.1 405B FP8
   checkpoint (``fp8_checkpoint: ffn-only``) holds only the feed-forward of layers 1-124 in FP8, 20% of its
   weights (attention, embeddings, LM head, the first and last layers' feed-forward) in BF16, 1.20 bytes per
   weight on average; the KV cache uses ``kv_precision`` (default: the weights' precision) except that an fp4

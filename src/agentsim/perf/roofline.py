@@ -528,13 +528,15 @@ class RooflinePerfModel(PerfModel):
         bf16 = bf16_params_b(model, deployment.precision)
         flops_attention = flops_dense  # the attention projections' rate
         if bf16 > 0.0:
-            # A checkpoint's BF16 layers (Meta's Llama 3.1 FP8, NVIDIA's DeepSeek FP4: attention, embeddings)
-            # multiply in BF16.
+            # A checkpoint's BF16 layers (Meta's Llama 3.1 FP8, NVIDIA's DeepSeek FP4, gpt-oss: attention,
+            # embeddings) multiply in BF16. Where the weights' math already runs at the BF16 rate (FP4 without FP4
+            # units) the split changes nothing and is skipped, so those steps keep their bits.
             eff_bf16 = efficiencies(hardware, "bf16", kv_precision, self.spec)
             flops_bf16 = tp * hardware.dense_tflops("bf16") * 1e12 * eff_bf16.mfu
-            fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
-            self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
-            flops_attention = flops_bf16
+            if flops_bf16 != flops_dense:
+                fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
+                self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
+                flops_attention = flops_bf16
         self.moe_s_per_token = moe_flops / flops
         # vLLM's and SGLang's routed experts run Triton's fused_moe, measured slower than the grouped GEMMs the
         # default assumes, the more the thinner each GPU's slice of an expert (module docstring)
