@@ -212,9 +212,10 @@ def kv_precision(deployment: Deployment, model: ModelArch) -> Precision:
 def modelopt_checkpoint(deployment: Deployment, model: ModelArch) -> bool:
     """Whether ``deployment`` serves an NVIDIA ModelOpt checkpoint (FP8 with static per-tensor scales on every
     linear layer, or NVFP4), whose ``hf_quant_config.json`` carries ``kv_cache_quant_algo: FP8``. NVIDIA's DeepSeek
-    FP4 releases (``fp4_checkpoint: nvfp4-ffn``) are counted so: the current ones declare it (TensorRT-LLM's
-    best-practice blog: DeepSeek-R1-0528-FP4 "had enabled FP8 KV cache by-default"); the first, DeepSeek-R1-FP4,
-    did not, and a pool serving it sets ``kv_precision: bf16``."""
+    FP4 releases (``fp4_checkpoint: nvfp4-ffn``) are counted so: the current ones declare it
+    (nvidia/DeepSeek-R1-0528-NVFP4's ``hf_quant_config.json``; TensorRT-LLM's best-practice blog: it "had enabled FP8
+    KV cache by-default"); the first, DeepSeek-R1-FP4, says ``null``, and a pool serving it sets ``kv_precision:
+    bf16``."""
     if deployment.precision == "fp4":
         return model.fp4_checkpoint in ("nvfp4", "nvfp4-ffn")
     if deployment.precision == "fp8":
