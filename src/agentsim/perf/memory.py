@@ -96,6 +96,7 @@ __all__ = [
     "WindowKv",
     "activation_reserve_gb",
     "attention_bytes_per_param",
+    "attention_weight_bytes",
     "bf16_params_b",
     "bytes_per_param",
     "dense_bytes_per_param",
@@ -165,8 +166,6 @@ def bf16_params_b(model: ModelArch, precision: Precision) -> float:
 def dense_bytes_per_param(model: ModelArch, precision: Precision) -> float:
     """Bytes per weight outside the routed experts, the mean over those weights: ``precision``'s, except where the
     checkpoint keeps :func:`bf16_params_b` of them in BF16 (gpt-oss's ``mxfp4-experts``: all of them)."""
-    if precision == "fp4" and model.fp4_checkpoint == "mxfp4-experts":
-        return 2.0
     bf16 = bf16_params_b(model, precision)
     if bf16 > 0.0:
         dense = model.dense_params_b
@@ -178,6 +177,12 @@ def attention_bytes_per_param(model: ModelArch, precision: Precision) -> float:
     """Bytes per attention weight: 2 where the checkpoint keeps layers in BF16 (:func:`bf16_params_b`: attention is
     among them in every such checkpoint), else ``precision``'s."""
     return 2.0 if bf16_params_b(model, precision) > 0.0 else bytes_per_param(precision)
+
+
+def attention_weight_bytes(model: ModelArch, deployment: Deployment) -> float:
+    """Bytes of the attention blocks' weights of all layers (:func:`attention_bytes_per_param`): what every GPU of a
+    stage holds whole under data-parallel attention."""
+    return model.attention_params_b * 1e9 * attention_bytes_per_param(model, deployment.precision)
 
 
 def expert_bytes_per_param(model: ModelArch, precision: Precision) -> float:
@@ -207,7 +212,7 @@ def weight_bytes_per_gpu(model: ModelArch, deployment: Deployment) -> float:
     total = weight_bytes(model, deployment)
     if not deployment.data_parallel_attention:
         return total / deployment.gpus
-    attention = model.attention_params_b * 1e9 * attention_bytes_per_param(model, deployment.precision)
+    attention = attention_weight_bytes(model, deployment)
     return attention / deployment.pp + (total - attention) / deployment.gpus
 
 

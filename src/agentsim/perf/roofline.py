@@ -169,7 +169,7 @@ from agentsim.perf.efficiency import (
     unfused_fp8_dequant,
 )
 from agentsim.perf.memory import (
-    attention_bytes_per_param,
+    attention_weight_bytes,
     bf16_params_b,
     dense_bytes_per_param,
     expert_bytes_per_param,
@@ -527,16 +527,15 @@ class RooflinePerfModel(PerfModel):
         self.lin_s_per_token = (2.0 * model.active_params_b * 1e9 - moe_flops) / flops_dense
         bf16 = bf16_params_b(model, deployment.precision)
         flops_attention = flops_dense  # the attention projections' rate
-        if bf16 > 0.0:
-            # A checkpoint's BF16 layers (Meta's Llama 3.1 FP8, NVIDIA's DeepSeek FP4, gpt-oss: attention,
-            # embeddings) multiply in BF16. Where the weights' math already runs at the BF16 rate (FP4 without FP4
-            # units) the split changes nothing and is skipped, so those steps keep their bits.
+        # A checkpoint's BF16 layers (Meta's Llama 3.1 FP8, NVIDIA's DeepSeek FP4, gpt-oss: attention, embeddings)
+        # multiply in BF16. Where the weights' own math is BF16 (FP4 without FP4 units) every layer already runs at
+        # that rate: nothing to split.
+        if bf16 > 0.0 and hardware.math_precision(deployment.precision) != "bf16":
             eff_bf16 = efficiencies(hardware, "bf16", kv_precision, self.spec)
             flops_bf16 = tp * hardware.dense_tflops("bf16") * 1e12 * eff_bf16.mfu
-            if flops_bf16 != flops_dense:
-                fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
-                self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
-                flops_attention = flops_bf16
+            fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
+            self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
+            flops_attention = flops_bf16
         self.moe_s_per_token = moe_flops / flops
         # vLLM's and SGLang's routed experts run Triton's fused_moe, measured slower than the grouped GEMMs the
         # default assumes, the more the thinner each GPU's slice of an expert (module docstring)
@@ -574,9 +573,7 @@ class RooflinePerfModel(PerfModel):
         if f_hbm < 1.0:
             s_per_raw_byte += (1.0 - f_hbm) / hardware.ddr_bytes_per_s
         s_per_byte = s_per_raw_byte / eff.mbu
-        attention = 0.0
-        if deployment.data_parallel_attention:
-            attention = model.attention_params_b * 1e9 * attention_bytes_per_param(model, deployment.precision)
+        attention = attention_weight_bytes(model, deployment) if deployment.data_parallel_attention else 0.0
         dense_per_gpu = (model.dense_params_b * 1e9 * wdense - attention) / tp + attention
         self.dense_weight_s = dense_per_gpu * (s_per_raw_byte / dense_eff.mbu)
         self.all_experts_s = model.experts * model.expert_params_b * 1e9 * wexpert / tp * s_per_byte
