@@ -91,6 +91,12 @@ def test_blackwell_has_its_own_serving_shares() -> None:
     assert b200.efficiency is not None
     with pytest.raises(ValueError, match="serving_hbm_share"):
         type(b200.efficiency).model_validate(b200.efficiency.model_dump() | {"serving_hbm_share": 1.2})
+    # a share without the fraction it scales would be ignored (the generic prior applies): refused, named
+    bare = {"source": "x", "serving_gemm_share": 0.6}
+    with pytest.raises(ValueError, match="serving_gemm_share scales a GEMM fraction"):
+        type(b200.efficiency).model_validate(bare)
+    with pytest.raises(ValueError, match="serving_hbm_share scales the HBM fraction"):
+        type(b200.efficiency).model_validate({"source": "x", "gemm_fp8": 0.7, "serving_hbm_share": 0.6})
 
 
 def test_fp4_weights_without_fp4_units_compute_in_bf16() -> None:

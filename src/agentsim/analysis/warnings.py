@@ -101,13 +101,13 @@ class PoolMemory(NamedTuple):
 
     pool: str
     model: str
-    preset: str
+    preset: spec.EnginePreset
     kv_tokens: int  # one attention rank's cache: the replica's over the ranks under data-parallel attention
     window_tokens: int
     overridden: bool  # the capacity is the scenario's kv_capacity_tokens, not the memory model's
 
 
-ENGINE_AT_SHORT_KV = {
+ENGINE_AT_SHORT_KV: dict[spec.EnginePreset, str] = {
     "vllm": "vLLM would not start this server unless --max-model-len is at most {kv:,}",
     "sglang": "SGLang starts but caps every request at {kv:,} tokens",
     "trtllm": "TensorRT-LLM starts with max_seq_len cut to {kv:,}",
@@ -124,9 +124,7 @@ def kv_short_of_window(pools: list[PoolMemory]) -> list[dict[str, str]]:
     for p in pools:
         if p.kv_tokens >= p.window_tokens:
             continue
-        engine = ENGINE_AT_SHORT_KV.get(p.preset, "the engine cannot hold one sequence of {kv:,} tokens more").format(
-            kv=p.kv_tokens
-        )
+        engine = ENGINE_AT_SHORT_KV[p.preset].format(kv=p.kv_tokens)
         remedy = (
             "raise its kv_capacity_tokens"
             if p.overridden

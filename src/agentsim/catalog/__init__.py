@@ -150,6 +150,16 @@ class Efficiency(Strict):
             raise ValueError("needs at least one (width, fraction) point, widths strictly increasing")
         return v
 
+    @model_validator(mode="after")
+    def _shares_scale_fractions(self) -> Efficiency:
+        # A share multiplies a measured fraction; without one the fallback prior applies and the share would be
+        # silently ignored.
+        if self.serving_gemm_share is not None and self.gemm("bf16") is None:
+            raise ValueError("serving_gemm_share scales a GEMM fraction: give gemm_bf16, gemm_fp8 or gemm_fp4")
+        if self.serving_hbm_share is not None and self.hbm is None:
+            raise ValueError("serving_hbm_share scales the HBM fraction: give hbm")
+        return self
+
     def gemm(self, precision: Precision) -> float | None:
         """The GEMM fraction measured in ``precision``, else the one of the nearest measured precision (fp4 ->
         fp8 -> bf16, fp8 -> bf16 -> fp4, bf16 -> fp8 -> fp4); None when none is measured."""

@@ -413,8 +413,8 @@ def vllm_max_model_len(m: Measurement) -> int | None:
     if "vllm" not in m.labels.get("engine", "").lower():
         return None
     args = m.labels.get("engine_args", "")
-    value = parse_engine_args(args).get("max_model_len") if args.strip() else None
-    return int(value) if value is not None else None
+    value: int | None = parse_engine_args(args).get("max_model_len") if args.strip() else None
+    return value
 
 
 def measured_by_trtllm_bench(m: Measurement) -> bool:
