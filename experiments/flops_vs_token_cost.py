@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import agentsim
+from agentsim.analysis.warnings import kv_short_of_window, pool_memory
 from agentsim.catalog import load_catalog
 from agentsim.errors import ScenarioError
 from agentsim.planning.sweep import apply_values
@@ -111,15 +112,15 @@ def main() -> None:
     for hw_name, tp in itertools.product(names, [int(t) for t in a.tp.split(",")]):
         try:
             s = apply_values(base, {HW: hw_name, TP: tp})
-            (pool_plan,) = resolve(s, catalog).plans
+            resolved = resolve(s, catalog)
         except ScenarioError:
             continue
+        if kv_short_of_window([pool_memory(p) for p in resolved.pools]):
+            continue  # vLLM refuses to start when its KV cache cannot hold one sequence of the model's context
+        (pool_plan,) = resolved.plans
         hw = catalog.get_hardware(hw_name)
         price = catalog.get_price(hw_name).usd_per_hour(tier)
         kv = pool_plan.kv_capacity_tokens
-        window = catalog.get_model(s.cluster.pools[0].deployment.model).max_context_tokens
-        if kv < window:
-            continue  # vLLM refuses to start when its KV cache cannot hold one sequence of the model's context
         flops, bw = hw.dense_tflops(precision) / price, hw.hbm_tb_s / price
         for load in loads:
             agents = max(4, round(load * kv / CONTEXT_TOKENS))

@@ -24,6 +24,7 @@ from agentsim.planning.calibrate.bench import (
 )
 from agentsim.planning.calibrate.harness import plan_condition
 from agentsim.planning.calibrate.measurements import CalibrationError
+from agentsim.serving.presets import VLLM_NON_TORCH_MULTI_GB
 
 CATALOG = load_catalog()
 LINEAR = spec.LinearPerf(
@@ -309,8 +310,11 @@ def test_a_vllm_row_holds_at_least_the_context_it_started_with() -> None:
         return plan_condition(pool_from_labels(m, CATALOG), m, CATALOG, HarnessOptions()).engine.kv_capacity_tokens
 
     assert bound(row("Llama-3.1-405B-FBGEMM-FP8", "--max-model-len 91680")) == 91_680
-    # without the flag V0 profiles the model's whole 131,072-token window unchunked: 13.8 GB of activations a GPU
-    # leave no room for a KV cache, and the row cannot run (vLLM would fail at start-up as well)
-    with pytest.raises(DoesNotFitError, match=r"activation reserve 16\.0 GB"):
+    # without the flag V0 profiles the model's whole 131,072-token window unchunked: the residual and normed input
+    # (2 x 16,384) and the TP8 shard's gate-up and activation (3 x 53,248 / 8) in 16 bits per token, 13.8 GB a GPU,
+    # plus the memory outside PyTorch of a multi-GPU run, leave no room for a KV cache, and the row cannot run
+    # (vLLM would fail at start-up as well)
+    reserve = VLLM_NON_TORCH_MULTI_GB + 2 * (2 * 16384 + 3 * 53248 / 8) * 131_072 / 1e9
+    with pytest.raises(DoesNotFitError, match=rf"activation reserve {reserve:.1f} GB"):
         bound(row("Llama-3.1-405B-FBGEMM-FP8", ""))
     assert bound(row("Llama-3.1-8B", "--max-model-len 91680")) is None

@@ -368,8 +368,8 @@ def test_the_kv_capacity_warning_says_what_each_engine_does() -> None:
     dpa = pool.deployment.model_copy(update={"tp": 4, "ep": 4, "data_parallel_attention": True,
                                              "engine": pool.deployment.engine.model_copy(
                                                  update={"kv_capacity_tokens": 100_000})})  # fmt: skip
-    from agentsim.api import _pool_memory
+    from agentsim.analysis.warnings import pool_memory
 
     (resolved,) = resolve(s.model_copy(update={"cluster": s.cluster.model_copy(update={"pools": [
         pool.model_copy(update={"deployment": dpa})]})}), load_catalog()).pools  # fmt: skip
-    assert _pool_memory(resolved).kv_tokens == 25_000
+    assert pool_memory(resolved).kv_tokens == 25_000

@@ -6,47 +6,42 @@ moves the optimum fails here, so the documented fit cannot silently stop being o
 
 from __future__ import annotations
 
-import dataclasses
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from agentsim.catalog import Catalog, load_catalog
+from agentsim.catalog import load_catalog
 from agentsim.perf.efficiency import serving_shares
-from agentsim.planning.calibrate import pool_from_labels
-from agentsim.planning.calibrate.measurements import read_measurements
-from agentsim.planning.fidelity import run_fidelity
+from agentsim.planning.fidelity import run_fidelity, with_serving_shares
 from shared_data import SHARED_DATA
 
 TABLES = SHARED_DATA / "perf" / "trtllm_max_throughput.csv"
-BLACKWELL = ("b200", "gb200")
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fidelity" / "fit_serving_shares.py"
 STEP = 0.05  # the fit's grid
 
 
-def with_shares(catalog: Catalog, gemm: float, hbm: float) -> Catalog:
-    hardware = dict(catalog.hardware)
-    for name in BLACKWELL:
-        eff = hardware[name].efficiency
-        assert eff is not None
-        update = {"serving_gemm_share": gemm, "serving_hbm_share": hbm}
-        hardware[name] = hardware[name].model_copy(update={"efficiency": eff.model_copy(update=update)})
-    return dataclasses.replace(catalog, hardware=hardware)
+def _fit_script() -> ModuleType:
+    """The fit's own script, for its row selection and the GPUs it fits (one definition of both)."""
+    spec_ = importlib.util.spec_from_file_location("fit_serving_shares", SCRIPT)
+    assert spec_ is not None and spec_.loader is not None
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.skipif(not TABLES.exists(), reason="../shared/data is not beside the repository")
 def test_the_catalog_pair_is_the_fit_on_the_blackwell_tables() -> None:
+    fit = _fit_script()
     catalog = load_catalog()
-    rows = [
-        m
-        for m in read_measurements(TABLES)
-        if m.labels.get("hardware", "").lower() in BLACKWELL
-        and not catalog.get_model(pool_from_labels(m, catalog).deployment.model).is_moe
-    ]
+    rows, _ = fit.fit_rows(TABLES, catalog)
     assert len(rows) == 40  # Llama-3.3-70B TP1 and Llama-3.1-405B TP4 on B200 and GB200, 10 ISL/OSL pairs each
     gemm, hbm = serving_shares(catalog.get_hardware("b200"))
-    assert serving_shares(catalog.get_hardware("gb200")) == (gemm, hbm)
+    assert all(serving_shares(catalog.get_hardware(h)) == (gemm, hbm) for h in fit.BLACKWELL)
 
     def mape(g: float, h: float) -> float:
-        report = run_fidelity(rows, catalog=with_shares(catalog, g, h))
+        report = run_fidelity(rows, catalog=with_serving_shares(catalog, fit.BLACKWELL, g, h))
         assert not report.failures()
         value = report.mape("output_tok_s")
         assert value is not None
@@ -57,3 +52,8 @@ def test_the_catalog_pair_is_the_fit_on_the_blackwell_tables() -> None:
     neighbours = [mape(gemm + dg, hbm + dh) for dg, dh in ((STEP, 0), (-STEP, 0), (0, STEP), (0, -STEP))]
     # the fit's ridge (GEMM against HBM) leaves neighbours within half a point: a clear improvement means a refit
     assert at_catalog <= min(neighbours) + 0.5
+
+
+def test_shares_outside_a_fraction_are_refused() -> None:
+    with pytest.raises(ValueError, match="serving_gemm_share"):
+        with_serving_shares(load_catalog(), ("b200",), 1.2, 0.6)

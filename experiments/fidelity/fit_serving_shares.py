@@ -28,43 +28,43 @@ a 2 x 2 grid and two held-out rows of each kind, a smoke test of the script.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agentsim.catalog import Catalog, load_catalog
 from agentsim.perf.efficiency import SERVING_GEMM_SHARE, SERVING_HBM_SHARE
 from agentsim.planning.calibrate import pool_from_labels
 from agentsim.planning.calibrate.measurements import Measurement, read_measurements
-from agentsim.planning.fidelity import group_key, run_fidelity
+from agentsim.planning.fidelity import group_key, run_fidelity, with_serving_shares
 
 HERE = Path(__file__).resolve().parent
 TABLES = HERE.parents[2] / "shared" / "data" / "perf" / "trtllm_max_throughput.csv"
 PUBLIC = HERE / "data" / "blackwell.csv"
 BLACKWELL = ("b200", "gb200")
+HOPPER = (SERVING_GEMM_SHARE, SERVING_HBM_SHARE)
+
+Pair = tuple[float, float]
 
 
-def with_shares(catalog: Catalog, gemm: float, hbm: float) -> Catalog:
-    """``catalog`` with both Blackwell GPUs' serving shares set."""
-    hardware = dict(catalog.hardware)
-    for name in BLACKWELL:
-        hw = hardware[name]
-        assert hw.efficiency is not None
-        eff = hw.efficiency.model_copy(update={"serving_gemm_share": gemm, "serving_hbm_share": hbm})
-        hardware[name] = hw.model_copy(update={"efficiency": eff})
-    return dataclasses.replace(catalog, hardware=hardware)
+def fit_rows(tables: Path | str, catalog: Catalog) -> tuple[list[Measurement], list[Measurement]]:
+    """The tables' Blackwell rows: the dense ones (the fit's) and the MoE ones (held out)."""
+    rows = [m for m in read_measurements(tables) if m.labels.get("hardware", "").lower() in BLACKWELL]
+    is_moe = [catalog.get_model(pool_from_labels(m, catalog).deployment.model).is_moe for m in rows]
+    dense = [m for m, e in zip(rows, is_moe, strict=True) if not e]
+    return dense, [m for m, e in zip(rows, is_moe, strict=True) if e]
 
 
-def errors(rows: Sequence[Measurement], catalog: Catalog) -> list[float | None]:
-    """Signed throughput error (%) of every row, None where it could not be simulated."""
-    report = run_fidelity(rows, catalog=catalog)
+def errors(rows: Sequence[Measurement], catalog: Catalog, pair: Pair) -> list[float | None]:
+    """Signed throughput error (%) of every row with Blackwell's shares at ``pair``, None where it could not be
+    simulated."""
+    report = run_fidelity(rows, catalog=with_serving_shares(catalog, BLACKWELL, *pair))
     return [r.error_pct("output_tok_s") if r.error is None else None for r in report.rows]
 
 
 def mape(errs: Sequence[float | None]) -> float:
-    """Mean absolute error (%) over the simulated rows."""
+    """Mean absolute error (%) over the simulated rows (NaN when none is)."""
     vals = [abs(e) for e in errs if e is not None]
     return sum(vals) / len(vals) if vals else math.nan
 
@@ -80,69 +80,67 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.gemm, args.hbm = "0.60,0.86", "0.60,0.88"
     base = load_catalog()
-    table = [m for m in read_measurements(args.tables) if m.labels.get("hardware", "").lower() in BLACKWELL]
-    is_moe = [base.get_model(pool_from_labels(m, base).deployment.model).is_moe for m in table]
-    dense = [m for m, e in zip(table, is_moe, strict=True) if not e]
-    moe = [m for m, e in zip(table, is_moe, strict=True) if e]
+    dense, moe = fit_rows(args.tables, base)
     public = read_measurements(PUBLIC)
     if args.quick:
         firsts = {group_key(m): m for m in reversed(dense)}  # the first row of each group
         dense, moe, public = list(firsts.values()), moe[:2], public[:2]
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, m in enumerate(dense):
-        groups[group_key(m)].append(i)
-    print(f"fit rows: {len(dense)} in {len(groups)} groups; held out: {len(moe)} MoE table rows, {len(public)} public")
+    n_groups = len({group_key(m) for m in dense})
+    print(f"fit rows: {len(dense)} in {n_groups} groups; held out: {len(moe)} MoE table rows, {len(public)} public")
 
     grid = [(float(g), float(h)) for g in args.gemm.split(",") for h in args.hbm.split(",")]
-    by_pair: dict[tuple[float, float], list[float | None]] = {}
-    for g, h in grid:
-        by_pair[(g, h)] = errors(dense, with_shares(base, g, h))
-        print(f"  gemm {g:.2f} hbm {h:.2f}: dense MAPE {mape(by_pair[(g, h)]):5.1f}%", flush=True)
+    by_pair: dict[Pair, list[float | None]] = {}
+    for pair in grid:
+        by_pair[pair] = errors(dense, base, pair)
+        print(f"  gemm {pair[0]:.2f} hbm {pair[1]:.2f}: dense MAPE {mape(by_pair[pair]):5.1f}%", flush=True)
+    hopper = by_pair[HOPPER] if HOPPER in by_pair else errors(dense, base, HOPPER)
 
-    def best(indices: Sequence[int]) -> tuple[float, float]:
-        def loss(p: tuple[float, float]) -> float:
+    def best(indices: Sequence[int]) -> Pair:
+        def loss(p: Pair) -> float:
             value = mape([by_pair[p][i] for i in indices])
             return math.inf if math.isnan(value) else value  # a pair that simulated none of them never wins
 
         return min(grid, key=loss)
 
-    every = list(range(len(dense)))
-    fitted = best(every)
+    def held_out(fold_of: Callable[[Measurement], str]) -> tuple[list[float | None], dict[str, Pair]]:
+        """Each fold's rows predicted by the pair fitted on the other folds' rows, and that pair per fold."""
+        folds: dict[str, list[int]] = defaultdict(list)
+        for i, m in enumerate(dense):
+            folds[fold_of(m)].append(i)
+        held: list[float | None] = [None] * len(dense)
+        pairs = {}
+        for fold, idx in folds.items():
+            pairs[fold] = best([i for i in range(len(dense)) if i not in idx])
+            for i in idx:
+                held[i] = by_pair[pairs[fold]][i]
+        return held, pairs
+
+    fitted = best(range(len(dense)))
     print(f"\nfitted on all {len(dense)} rows: gemm share {fitted[0]:.2f}, hbm share {fitted[1]:.2f}")
     print(f"{'group':<62} {'in-sample':>9} {'held out':>9} {'pair fitted without it':>24} {'Hopper shares':>13}")
-    hopper = errors(dense, with_shares(base, SERVING_GEMM_SHARE, SERVING_HBM_SHARE))
-    cv: list[float | None] = [None] * len(dense)
-    for key, idx in groups.items():
-        others = [i for i in every if i not in idx]
-        pair = best(others)
-        for i in idx:
-            cv[i] = by_pair[pair][i]
+    cv, group_pairs = held_out(group_key)
+    for key, pair in group_pairs.items():
+        idx = [i for i, m in enumerate(dense) if group_key(m) == key]
         print(
             f"{key:<62} {mape([by_pair[fitted][i] for i in idx]):>8.1f}% {mape([cv[i] for i in idx]):>8.1f}% "
             f"{pair[0]:>12.2f} / {pair[1]:.2f} {mape([hopper[i] for i in idx]):>12.1f}%"
         )
     print(f"{'all dense':<62} {mape(by_pair[fitted]):>8.1f}% {mape(cv):>8.1f}% {'':>24} {mape(hopper):>12.1f}%")
-    for label in ("model", "hardware"):
-        folds: dict[str, list[int]] = defaultdict(list)
-        for i, m in enumerate(dense):
-            folds[m.labels.get(label, "")].append(i)
-        held: list[float | None] = [None] * len(dense)
-        picked = []
-        for value, idx in folds.items():
-            pair = best([i for i in every if i not in idx])
-            picked.append(f"{value} {pair[0]:.2f}/{pair[1]:.2f}")
-            for i in idx:
-                held[i] = by_pair[pair][i]
-        print(f"leave one {label} out (each predicted by the pair fitted on the rest): {mape(held):.1f}%  "
-              f"[{'; '.join(picked)}]")  # fmt: skip
+    by_label: tuple[tuple[str, Callable[[Measurement], str]], ...] = (
+        ("model", lambda m: m.labels.get("model", "")),
+        ("hardware", lambda m: m.labels.get("hardware", "")),
+    )
+    for label, fold_of in by_label:
+        held, pairs = held_out(fold_of)
+        picked = "; ".join(f"{fold} {p[0]:.2f}/{p[1]:.2f}" for fold, p in pairs.items())
+        print(f"leave one {label} out (each predicted by the pair fitted on the rest): {mape(held):.1f}%  [{picked}]")
 
     print("\nheld-out rows (never fitted): throughput error %, Hopper shares -> fitted pair")
-    held_out = (("Qwen3-235B FP4, 8 B200 (tables)", moe), ("DeepSeek-R1 NVFP4, 8 B200 (data/blackwell.csv)", public))
-    for name, rows in held_out:
-        before = errors(rows, with_shares(base, SERVING_GEMM_SHARE, SERVING_HBM_SHARE))
-        after = errors(rows, with_shares(base, *fitted))
-        pairs = " ".join(f"{_fmt(a)}->{_fmt(b)}" for a, b in zip(before, after, strict=True))
-        print(f"  {name}: MAPE {mape(before):.1f}% -> {mape(after):.1f}%\n    {pairs}")
+    held_rows = (("Qwen3-235B FP4, 8 B200 (tables)", moe), ("DeepSeek-R1 NVFP4, 8 B200 (data/blackwell.csv)", public))
+    for name, rows in held_rows:
+        before, after = errors(rows, base, HOPPER), errors(rows, base, fitted)
+        pairs_text = " ".join(f"{_fmt(a)}->{_fmt(b)}" for a, b in zip(before, after, strict=True))
+        print(f"  {name}: MAPE {mape(before):.1f}% -> {mape(after):.1f}%\n    {pairs_text}")
     return 0
 
 

@@ -19,14 +19,12 @@ from pathlib import Path
 from agentsim import spec
 from agentsim.catalog import load_catalog
 from agentsim.perf.memory import kv_cache_bytes_per_gpu, kv_capacity_tokens, weight_bytes_per_gpu
+from agentsim.planning.calibrate.harness import catalog_id
+from agentsim.planning.calibrate.measurements import _num
 from agentsim.serving.presets import fill_engine
 
 DATA = Path(__file__).resolve().parent / "data" / "vllm_memory_logs.csv"
 GIB = 2**30
-
-
-def _num(text: str) -> float | None:
-    return float(text) if text.strip() else None
 
 
 def main() -> int:
@@ -39,9 +37,7 @@ def main() -> int:
         if not model_id or not (r["kv_cache_gib"] or r["weights_gib"]):
             continue
         # PR #21429's GPU is unnamed, a 141 GB card by its free memory: taken as an H200
-        hw_id = "h200" if r["gpu"].startswith("141 GB") else {"H100": "h100", "H100 80GB": "h100", "H200": "h200"}.get(
-            r["gpu"]
-        )
+        hw_id = "h200" if r["gpu"].startswith("141 GB") else catalog_id(r["gpu"], catalog.hardware)
         if hw_id is None:
             continue
         engine: dict[str, object] = {"preset": "vllm"}
@@ -73,13 +69,16 @@ def main() -> int:
             f"{pair(tokens, _num(r['kv_tokens']), '{:,.0f}'):>20} {pair(weights / GIB, _num(r['weights_gib'])):>17} "
             f"{pair(reserve, logged_reserve):>17}"
         )
+    def used_for(tag: str) -> list[dict[str, str]]:
+        return [r for r in rows if tag in r["uses"].split(";")]  # as tests/test_device_memory.py selects them
+
     copies = [
         float(r["activation_peak_gib"]) * GIB / (4 * float(r["max_num_seqs"]) * float(r["vocab_size"]))
-        for r in rows
-        if "sampler" in r["uses"] and r["vocab_size"] and r["max_num_seqs"]
+        for r in used_for("sampler")
+        if r["vocab_size"] and r["max_num_seqs"]
     ]
-    single = [float(r["non_torch_gib"]) for r in rows if "non_torch" in r["uses"].split(";")]
-    multi = [float(r["non_torch_gib"]) for r in rows if "non_torch_multi" in r["uses"]]
+    single = [float(r["non_torch_gib"]) for r in used_for("non_torch")]
+    multi = [float(r["non_torch_gib"]) for r in used_for("non_torch_multi")]
     listed = ", ".join(f"{c:.1f}" for c in sorted(copies))
     print(f"\nsampler FP32 copies: {listed}; median {statistics.median(copies):.1f}")
     print(f"non-torch, one GPU (GiB): {sorted(single)}; median {statistics.median(single):.2f}")

@@ -28,8 +28,8 @@ from agentsim.analysis.costs import COST_SUMS, attach_call_costs, attach_task_co
 from agentsim.analysis.metrics import summarize
 from agentsim.analysis.tables import ParquetColumns, Table, batches
 from agentsim.analysis.task_sums import StreamedTaskSums
-from agentsim.analysis.warnings import PoolMemory, kv_short_of_window
 from agentsim.analysis.warnings import collect as collect_warnings
+from agentsim.analysis.warnings import kv_short_of_window, pool_memory
 from agentsim.build import compiled_modules
 from agentsim.catalog import Catalog
 from agentsim.engine.records import REPLICAS_SCHEMA, TASK_RECORD_SCHEMA, with_task_sums
@@ -37,7 +37,7 @@ from agentsim.engine.sim import ProgressFn, simulate_resolved
 from agentsim.errors import ScenarioError
 from agentsim.preflight import check as check_memory
 from agentsim.preflight import check_disk, default_limit_mb
-from agentsim.resolve import PoolRates, Resolved, ResolvedPool, resolve
+from agentsim.resolve import PoolRates, Resolved, resolve
 from agentsim.spec.load import (
     apply_override,
     default_scenario,
@@ -180,20 +180,6 @@ def run(
         raise
 
 
-def _pool_memory(pool: ResolvedPool) -> PoolMemory:
-    """What the ``kv_capacity`` warning reads of a pool: under data-parallel attention each of the ``tp`` ranks
-    holds its own sequences, so one context must fit in a rank's share of the replica's cache."""
-    d = pool.plan.spec.deployment
-    return PoolMemory(
-        pool.name,
-        d.model,
-        d.engine.preset,
-        pool.plan.kv_capacity_tokens // pool.plan.engine.attention_ranks,
-        pool.model.max_context_tokens,
-        d.engine.kv_capacity_tokens is not None,
-    )
-
-
 def _run(resolved: Resolved, spill: SpillDir, progress: ProgressFn | None, wall0: float) -> RunResult:
     scenario = resolved.scenario
     rates = resolved.rates
@@ -220,7 +206,7 @@ def _run(resolved: Resolved, spill: SpillDir, progress: ProgressFn | None, wall0
     if raw.autoscale:
         summary["autoscale"] = raw.autoscale
     summary["warnings"] = collect_warnings(summary, scenario, calls, tasks, replicas) + kv_short_of_window(
-        [_pool_memory(p) for p in resolved.pools]
+        [pool_memory(p) for p in resolved.pools]
     )
     wall = time.perf_counter() - wall0
     manifest = {

@@ -30,7 +30,7 @@ when there is any):
 from __future__ import annotations
 
 import itertools
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow.compute as pc
@@ -40,6 +40,9 @@ from agentsim.analysis import batches, order
 from agentsim.analysis.rows import col
 from agentsim.analysis.slo import target_samples, target_values
 from agentsim.analysis.tables import Table
+
+if TYPE_CHECKING:
+    from agentsim.resolve import ResolvedPool
 
 CENSORED_SHARE = 0.10
 GROWTH = 0.25
@@ -115,6 +118,20 @@ ENGINE_AT_SHORT_KV: dict[spec.EnginePreset, str] = {
 """What each engine does when its KV cache cannot hold one sequence of the model's window: vLLM refuses to start
 (V1 ``check_enough_kv_cache_memory``), SGLang caps a request's input (``max_req_input_len`` below
 ``max_total_num_tokens``), TensorRT-LLM shrinks ``max_seq_len`` to what fits ("maxSequenceLen ... reduced to")."""
+
+
+def pool_memory(pool: ResolvedPool) -> PoolMemory:
+    """What the ``kv_capacity`` warning reads of a resolved pool: under data-parallel attention each of the ``tp``
+    ranks holds its own sequences, so one context must fit in a rank's share of the replica's cache."""
+    d = pool.plan.spec.deployment
+    return PoolMemory(
+        pool.name,
+        d.model,
+        d.engine.preset,
+        pool.plan.kv_capacity_tokens // pool.plan.engine.attention_ranks,
+        pool.model.max_context_tokens,
+        d.engine.kv_capacity_tokens is not None,
+    )
 
 
 def kv_short_of_window(pools: list[PoolMemory]) -> list[dict[str, str]]:

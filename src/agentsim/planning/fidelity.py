@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentsim import spec
-from agentsim.catalog import Catalog, load_catalog
+from agentsim.catalog import Catalog, Efficiency, Hardware, load_catalog
 from agentsim.files import atomic_path
 from agentsim.planning.calibrate import (
     METRICS,
@@ -58,6 +58,7 @@ __all__ = [
     "pick_calibration_rows",
     "plot_fidelity",
     "run_fidelity",
+    "with_serving_shares",
 ]
 
 GROUP_LABELS = ("hardware", "model", "n_gpus", "precision", "engine")
@@ -218,6 +219,23 @@ def run_fidelity(
         else:
             rows.append(FidelityRow(i, m, group_key(m), None, {}, error=p))
     return FidelityReport(tuple(rows), title)
+
+
+def with_serving_shares(catalog: Catalog, hardware_ids: Sequence[str], gemm: float, hbm: float) -> Catalog:
+    """``catalog`` with the serving shares of ``hardware_ids`` set to ``gemm`` and ``hbm`` (``Efficiency.
+    serving_gemm_share``, ``serving_hbm_share``; :func:`agentsim.perf.efficiency.serving_shares`), each entry
+    validated as a catalog file's would be (a share outside (0, 1] is refused, naming the field): what
+    ``experiments/fidelity/fit_serving_shares.py`` searches over. Runs with it in one process (``jobs=1``): worker
+    processes load the packaged catalog."""
+    hardware: dict[str, Hardware] = {}
+    for hw_id in hardware_ids:
+        hw = catalog.get_hardware(hw_id)
+        if hw.efficiency is None:
+            raise ValueError(f"hardware {hw_id!r} has no measured efficiency for serving shares to scale")
+        shares = {"serving_gemm_share": gemm, "serving_hbm_share": hbm}
+        eff = Efficiency.model_validate(hw.efficiency.model_dump() | shares)
+        hardware[hw_id.lower()] = hw.model_copy(update={"efficiency": eff})
+    return catalog.merged(Catalog(hardware=hardware))
 
 
 def pick_calibration_rows(measurements: Sequence[Measurement], k: int = 3) -> list[int]:
