@@ -6,8 +6,12 @@ of rows simulated and the MAPE of output tokens/s, mean TPOT and mean TTFT where
 calibrates per deployment on K rows (``agentsim calibrate``'s default coefficients: ``mfu, mbu, overhead_s``, the
 front end where TTFT is measured, the kernel time where the floor binds) and reports the held-out rows.
 ``--quick`` simulates the first rows of each group with short windows (a smoke test); ``--group`` runs one group.
+``--accuracy`` rewrites the ``measured`` blocks of the package's ``catalog/accuracy.yaml`` (what a run's summary
+says of its pools' accuracy, ``agentsim.analysis.accuracy``) from this run of every group; the classes' other
+fields are kept. ``tests/test_accuracy.py`` fails when the file no longer agrees with the model.
 
     python experiments/fidelity/run.py [--holdout 3] [--jobs N] [--csv out.csv] [--quick] [--group moe]
+    python experiments/fidelity/run.py --jobs 2 --accuracy
 """
 
 from __future__ import annotations
@@ -16,12 +20,44 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
+from agentsim.analysis.accuracy import AccuracyTable
+from agentsim.catalog import load_catalog
+from agentsim.files import write_text
 from agentsim.planning.calibrate import HarnessOptions
 from agentsim.planning.calibrate.measurements import read_measurements
 from agentsim.planning.fidelity import FidelityReport, holdout, run_fidelity
 
 DATA = Path(__file__).resolve().parent / "data"
 GROUPS = ("dense_hopper", "blackwell", "amd", "moe")
+ACCURACY = Path(__file__).resolve().parents[2] / "src" / "agentsim" / "catalog" / "accuracy.yaml"
+ACCURACY_HEADER = """\
+# What the default roofline's step times are worth, per class of deployment: how far they fell from the public
+# measurements of experiments/fidelity/data (docs/FIDELITY.md). Read by agentsim.analysis.accuracy, which puts a
+# pool's figures in its run's summary and warns where they miss the goal. Each class's `measured` block is
+# written by `python experiments/fidelity/run.py --jobs 2 --accuracy`; the other fields are edited by hand.
+"""
+
+
+def default_reports(jobs: int = 1, options: HarnessOptions | None = None) -> dict[str, FidelityReport]:
+    """The default roofline's fidelity report of each group's public rows."""
+    opts = options if options is not None else HarnessOptions()
+    return {g: run_fidelity(read_measurements(DATA / f"{g}.csv"), options=opts, jobs=jobs, title=g) for g in GROUPS}
+
+
+def accuracy_table(reports: dict[str, FidelityReport], current: AccuracyTable) -> AccuracyTable:
+    """``current`` with each class's ``measured`` block replaced by its group's report."""
+    catalog = load_catalog()
+    classes = [c.model_copy(update={"measured": type(c.measured).model_validate(reports[c.id].measured(catalog))})
+               for c in current.classes]  # fmt: skip
+    return current.model_copy(update={"classes": classes})
+
+
+def write_accuracy(table: AccuracyTable, path: Path) -> None:
+    """``table`` as YAML under :data:`ACCURACY_HEADER`, written atomically over ``path``."""
+    body = yaml.safe_dump(table.model_dump(mode="json"), sort_keys=False, width=110, default_flow_style=None)
+    write_text(path, ACCURACY_HEADER + body, overwrite=True)
 METRICS = (("output_tok_s", "tok/s"), ("tpot_s", "TPOT"), ("ttft_s", "TTFT"))
 
 
@@ -40,11 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="first 2 rows per group, 1.5 waves: a smoke test")
     ap.add_argument("--group", action="append", choices=GROUPS, help="only this group (repeatable; default: all)")
     ap.add_argument("--csv", type=Path, default=None, help="write predicted vs measured per row (one file per group)")
+    ap.add_argument("--accuracy", action="store_true", help=f"rewrite the measured blocks of {ACCURACY.name}")
     args = ap.parse_args(argv)
+    if args.accuracy and (args.quick or args.holdout or args.group):
+        ap.error("--accuracy needs the default run of every group (no --quick, --holdout or --group)")
     jobs = args.workers or args.jobs
     options = HarnessOptions(waves=1.5, warmup_waves=0.5, min_requests=20) if args.quick else HarnessOptions()
     header = f"{'group':<14}{'rows':>6}  " + "  ".join(f"{label + ' MAPE (n)':>16}" for _, label in METRICS)
     print(header)
+    defaults: dict[str, FidelityReport] = {}
     for group in args.group or GROUPS:
         measurements = read_measurements(DATA / f"{group}.csv")
         if args.quick:
@@ -53,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             result = holdout(measurements, k=args.holdout, options=options, max_evals=args.max_evals, jobs=jobs)
             reports = [("default", result.default, None), ("held-out", result.calibrated, "held-out")]
         else:
-            reports = [("default", run_fidelity(measurements, options=options, jobs=jobs, title=group), None)]
+            defaults[group] = run_fidelity(measurements, options=options, jobs=jobs, title=group)
+            reports = [("default", defaults[group], None)]
         for name, report, role in reports:
             ran = sum(1 for r in report.select(role) if r.error is None)
             cells = "  ".join(f"{_cell(report, m, role):>16}" for m, _ in METRICS)
@@ -62,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    not simulated: row {r.index}: {r.error}", file=sys.stderr)
             if args.csv is not None:
                 report.write_csv(args.csv.with_name(f"{args.csv.stem}_{group}_{name}{args.csv.suffix}"))
+    if args.accuracy:
+        current = AccuracyTable.model_validate(yaml.safe_load(ACCURACY.read_text(encoding="utf-8")))
+        write_accuracy(accuracy_table(defaults, current), ACCURACY)
+        print(f"wrote {ACCURACY}")
     return 0
 
 

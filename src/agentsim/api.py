@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from agentsim import columns, spec, store
 from agentsim._version import __version__
+from agentsim.analysis.accuracy import accuracy_warnings, pool_accuracy
 from agentsim.analysis.costs import COST_SUMS, attach_call_costs, attach_task_costs, pools_table
 from agentsim.analysis.metrics import summarize
 from agentsim.analysis.tables import ParquetColumns, Table, batches
@@ -205,8 +206,12 @@ def _run(resolved: Resolved, spill: SpillDir, progress: ProgressFn | None, wall0
     summary["steps_skipped_fraction"] = raw.steps_skipped_fraction
     if raw.autoscale:
         summary["autoscale"] = raw.autoscale
-    summary["warnings"] = collect_warnings(summary, scenario, calls, tasks, replicas) + kv_short_of_window(
-        [pool_memory(p) for p in resolved.pools]
+    # what public measurements say of each pool's step times (analysis.accuracy)
+    summary["accuracy"] = {p.name: pool_accuracy(p) for p in resolved.pools}
+    summary["warnings"] = (
+        collect_warnings(summary, scenario, calls, tasks, replicas)
+        + kv_short_of_window([pool_memory(p) for p in resolved.pools])
+        + accuracy_warnings(summary["accuracy"])
     )
     wall = time.perf_counter() - wall0
     manifest = {

@@ -17,6 +17,7 @@ from rich.console import Console, Group
 from rich.table import Table
 
 from agentsim import api, spec
+from agentsim.analysis.accuracy import accuracy_cell
 from agentsim.analysis.metrics import optional_rows
 from agentsim.cli.console import fail as _fail
 from agentsim.cli.console import out_console
@@ -122,6 +123,9 @@ def summary_table(summary: dict[str, Any], title: str) -> Group:
         ("output tokens / MWh", _fmt(summary["tokens_per_mwh"])),
     ]
     rows += optional_rows(summary, _fmt)
+    for pool, entry in (summary.get("accuracy") or {}).items():
+        # the default roofline's MAPE on public rows of this pool's class (* carried over to this deployment)
+        rows.append((f"model MAPE tok/s / TPOT, {pool}", accuracy_cell(entry)))
     figures = Table(show_header=True, header_style="bold")
     figures.add_column("figure", no_wrap=True)
     figures.add_column("value", justify="right", no_wrap=True)

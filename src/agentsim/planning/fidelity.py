@@ -41,6 +41,7 @@ from agentsim.planning.calibrate import (
     filter_measurements,
     for_kernel_mode,
     kv_tokens,
+    label_preset,
     mape,
     pool_from_labels,
     simulate_points,
@@ -155,6 +156,33 @@ class FidelityReport:
                     cells += [getattr(r.measurement, m), r.predicted.get(m), None if e is None else round(e, 2)]
                 w.writerow([*cells, r.error or ""])
         return out
+
+    def measured(self, catalog: Catalog, role: str | None = None) -> dict[str, Any]:
+        """What the simulated rows (of ``role``) ran and how far the predictions fell from them, as a class's
+        ``measured`` block of ``catalog/accuracy.yaml`` (:class:`agentsim.analysis.accuracy.Measured`): the
+        rows, the catalog ids of their hardware and models, whether those are dense or MoE (from ``catalog``),
+        their precisions and the engine presets the rows name (sorted), and
+        per metric the MAPE (%, one decimal) and the rows that measured it."""
+        rows = [r for r in self.select(role) if r.error is None and r.pool is not None]
+        deployments = [r.pool.deployment for r in rows if r.pool is not None]
+        mape_pct: dict[str, float | None] = {}
+        n: dict[str, int] = {}
+        for m in METRICS:
+            value = self.mape(m, role=role)
+            mape_pct[m] = None if value is None else round(value, 1)
+            n[m] = sum(1 for r in rows if r.error_pct(m) is not None)
+        return {
+            "rows": len(rows),
+            "hardware": sorted({d.hardware.lower() for d in deployments}),
+            "precisions": sorted({str(d.precision) for d in deployments}),
+            "models": sorted({d.model.lower() for d in deployments}),
+            "kinds": sorted({"moe" if catalog.get_model(d.model).is_moe else "dense" for d in deployments}),
+            # the preset each row ran: its engine label's (the harness's ``preset: auto``), else the pool's
+            "engines": sorted({str(label_preset(r.measurement.labels) or d.engine.preset)
+                               for r, d in zip(rows, deployments, strict=True)}),
+            "mape_pct": mape_pct,
+            "n": n,
+        }
 
 
 def _resolve_pools(
