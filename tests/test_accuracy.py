@@ -162,3 +162,51 @@ def test_a_run_summary_carries_each_pools_accuracy() -> None:
     assert entry == pool_accuracy(resolve(s).pools[0])
     codes = [w["code"] for w in result.summary["warnings"]]
     assert ("model_accuracy" in codes) == bool(accuracy_warnings({"p": entry}))
+
+
+def _row(label: str, usd: float, cls: str | None, tok: float | None, tpot: float | None = None) -> Any:
+    """A candidate that meets the SLOs at ``usd`` $/hour, on a pool of class ``cls`` with these MAPEs."""
+    from agentsim.planning.plan.result import PlanRow
+
+    entry: dict[str, Any] = {"basis": "roofline", "class": cls, "note": f"{cls} rows"}
+    if cls is not None:
+        entry |= {"label": cls, "in_rows": True, "rows": 10, "n": {"output_tok_s": 10, "tpot_s": 10},
+                  "mape_pct": {"output_tok_s": tok, "tpot_s": tok if tpot is None else tpot}}  # fmt: skip
+    return PlanRow(label, "m", "h", 1, 1, "tp", "fp8", None, None, "vllm", "aggregated", 1, "meets",
+                   usd_per_hour=usd, usd_per_mtok_output=usd, accuracy=[entry])  # fmt: skip
+
+
+def test_a_plan_warns_when_its_ranking_is_inside_the_step_time_models_error() -> None:
+    """The runner-up of another class costing less more than the larger of the two classes' errors may swap
+    places with the answer; a wider lead, or two candidates of one class (shared errors), does not warn. The
+    answer's own class warns as a run's pool would."""
+    from agentsim.planning.plan.result import ranking_warnings
+
+    a, b = _row("a", 10.0, "x", 12.0), _row("b", 11.0, "y", 8.0, tpot=9.0)  # b 10% dearer, errors 12% and 9%
+    (w,) = ranking_warnings([a, b])
+    assert "costs 10.0% more" in w["message"] and "a: 12.0%, b: 9.0%" in w["message"]
+    assert ranking_warnings([a, _row("b", 13.0, "y", 8.0)]) == []  # 30% dearer: outside 12%
+    assert ranking_warnings([a, _row("b", 11.0, "x", 8.0)]) == []  # same class
+    (u,) = ranking_warnings([a, _row("b", 11.0, None, None)])
+    assert "no public figure bounds the step-time error of b" in u["message"]
+    own = ranking_warnings([_row("a", 10.0, "x", 40.0), _row("b", 100.0, "y", 8.0)])
+    assert [w["message"].startswith("answer a: pool #0:") for w in own] == [True]
+    assert a.model_error_pct == 12.0 and b.model_error_pct == 9.0 and _row("c", 1, None, None).model_error_pct is None
+
+
+def test_a_plan_row_carries_its_pools_accuracy_through_the_saved_plan(tmp_path: Path) -> None:
+    """The search puts each candidate's pool entry on its row, its table has the class and the error, and a
+    saved plan reads back with both, and with the warnings."""
+    from agentsim.planning.plan import plan
+    from agentsim.planning.plan.result import PlanResult
+
+    data = {**TINY, "horizon_s": 20, "warmup_s": 2}
+    result = plan(data, {"ttft_p50_s": 60.0}, hardware=["h100"], tp=[1], replications=2, max_replications=2,
+                  max_replicas=2, workers=1)  # fmt: skip
+    (row,) = result.rows
+    assert row.accuracy == [{"pool": "p", **pool_accuracy(resolve(agentsim.load_scenario(data)).pools[0])}]
+    table = result.to_table()
+    assert table.column("model_class").to_pylist() == [row.model_class]
+    assert table.column("model_error_pct").to_pylist() == [row.model_error_pct]
+    back = PlanResult.load(result.save(tmp_path / "p.json"))
+    assert back.rows[0].accuracy == row.accuracy and back.warnings == result.warnings

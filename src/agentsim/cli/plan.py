@@ -15,7 +15,7 @@ import typer
 import yaml
 from rich.table import Table
 
-from agentsim.cli.common import MAX_MEMORY, _check_out, _csv_list
+from agentsim.cli.common import MAX_MEMORY, _check_out, _csv_list, print_warnings
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
 from agentsim.errors import ScenarioError
@@ -91,6 +91,8 @@ def _cells(result: PlanResult) -> list[list[str]]:
                 cells.append(_num(e.value))
             else:
                 cells.append(f"{_num(e.value)}\n[{_num(e.lo)}, {_num(e.hi)}]")
+        err = row.model_error_pct  # the step-time model's public-data MAPE (analysis/accuracy.py)
+        cells.append("-" if err is None else f"{err:.0f}%")
         cells.append(row.status if row.reason is None else f"{row.status}: {row.reason}")
         rows.append(cells)
     return rows
@@ -107,7 +109,7 @@ def result_table(result: PlanResult) -> tuple[Table, int]:
     t.add_column("#", justify="right", no_wrap=True, min_width=rank_w)
     t.add_column("deployment", overflow="fold", ratio=1, min_width=12)
     need = rank_w + 12 + 7
-    heads = ["replicas", "GPUs", "$/hour", "$/Mtok", *result.slos]
+    heads = ["replicas", "GPUs", "$/hour", "$/Mtok", *result.slos, "model err"]
     for j, c in enumerate(heads, start=2):
         width = max([len(c)] + [len(line) for r in cells for line in r[j].split("\n")])
         t.add_column(c, justify="right", no_wrap=True, min_width=width)
@@ -122,8 +124,9 @@ def _cards(result: PlanResult) -> list[str]:
     """The same rows as :func:`result_table`, one block each, for terminals too narrow for the table."""
     lines = []
     for r, row in zip(_cells(result), result.rows, strict=True):
-        lines.append(f"{r[0]}. {row.label}: {r[2]} replicas, {r[3]} GPUs, ${r[4]}/hour, ${r[5]}/Mtok; {r[-1]}")
-        for k, cell in zip(result.slos, r[6:-1], strict=True):
+        lines.append(f"{r[0]}. {row.label}: {r[2]} replicas, {r[3]} GPUs, ${r[4]}/hour, ${r[5]}/Mtok, model "
+                     f"error {r[-2]}; {r[-1]}")  # fmt: skip
+        for k, cell in zip(result.slos, r[6:-2], strict=True):
             lines.append(f"   {k} {cell.replace(chr(10), ' ')} (target {result.slos[k]:g})")
     return lines
 
@@ -278,6 +281,7 @@ def plan_cmd(
         typer.echo(json.dumps(result.to_dict(), indent=2))
     elif not quiet:
         print_result(result, label)
+        print_warnings({"warnings": result.warnings}, err_console)
         if result.answer is None:
             out_console.print("[bold red]nothing meets the SLOs[/] at 95% confidence among the candidates above")
         out_console.print(

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from agentsim.analysis.accuracy import KEY_METRICS, accuracy_warnings
 from agentsim.files import atomic_path, write_text
 
 Status = Literal["meets", "marginal", "dominated", "infeasible", "skipped"]
@@ -88,11 +89,34 @@ class PlanRow:
     engine: dict[str, Any] = field(default_factory=dict)
     """The engine as resolved (preset values filled in, the KV precision that was simulated): what the
     hand-over configurations state."""
+    accuracy: list[dict[str, Any]] = field(default_factory=list)
+    """What public measurements say of the step times of the pools the search sizes (one entry each, with the
+    pool's name under ``pool``: :func:`agentsim.analysis.accuracy.pool_accuracy`)."""
 
     @property
     def stats(self) -> dict[str, float | None]:
         """Each SLO's pooled statistic at the answer (or at the last count tried)."""
         return {k: v.value for k, v in self.slos.items()}
+
+    @property
+    def model_class(self) -> str | None:
+        """The class of deployment of its sized pools (``+``-joined when they differ); None when none has one."""
+        ids = list(dict.fromkeys(e["class"] for e in self.accuracy if e.get("class")))
+        return "+".join(ids) or None
+
+    @property
+    def model_error_pct(self) -> float | None:
+        """The larger of the default roofline's throughput and TPOT MAPE on its class's public rows, the worst
+        of its sized pools; None when a pool has no such figure (its own numbers, no class, a metric never
+        measured)."""
+        worst = 0.0
+        for e in self.accuracy:
+            mape = e.get("mape_pct") or {}
+            values = [mape.get(k) for k in KEY_METRICS]
+            if e.get("class") is None or any(v is None for v in values):
+                return None
+            worst = max(worst, *(float(v) for v in values if v is not None))
+        return worst if self.accuracy else None
 
 
 @dataclass
@@ -113,6 +137,8 @@ class PlanResult:
     source_sha256: str = ""
     wall_s: float | None = None
     simulations: int = 0
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    """What to know before trusting the ranking (:func:`ranking_warnings`)."""
 
     @property
     def answer(self) -> PlanRow | None:
@@ -142,7 +168,7 @@ class PlanResult:
                                                       "precision", "kv_precision", "max_num_seqs", "preset",
                                                       "topology", "gpus_per_replica", "status", "lower_bound",
                                                       "replicas", "gpus", *COSTS, "tokens_per_s_per_user",
-                                                      "task_p95_s")}  # fmt: skip
+                                                      "task_p95_s", "model_class", "model_error_pct")}  # fmt: skip
         for k in self.slos:
             cols[k], cols[f"{k}.lo"], cols[f"{k}.hi"] = [], [], []
         cols["reason"] = []
@@ -158,7 +184,7 @@ class PlanResult:
                 cols[f"{k}.lo"].append(None if e is None else e.lo)
                 cols[f"{k}.hi"].append(None if e is None else e.hi)
         ints = ("rank", "tp", "pp", "max_num_seqs", "gpus_per_replica", "lower_bound", "replicas", "gpus")
-        floats = (*COSTS, "tokens_per_s_per_user", "task_p95_s")
+        floats = (*COSTS, "tokens_per_s_per_user", "task_p95_s", "model_error_pct")
         arrays = {}
         for k, v in cols.items():
             if k in ints:
@@ -225,3 +251,45 @@ def _json_back(x: Any) -> Any:
     if isinstance(x, list):
         return [_json_back(v) for v in x]
     return x
+
+
+def ranking_warnings(rows: list[PlanRow], rank_by: str = "usd_per_hour") -> list[dict[str, str]]:
+    """``model_accuracy`` warnings of a ranked plan (``rows`` best first, as :attr:`PlanResult.rows`):
+
+    * the answer's sized pools, as a run warns of them (:func:`agentsim.analysis.accuracy.accuracy_warnings`);
+    * the ranking, when the runner-up (the next candidate that meets the SLOs) is of another class of deployment
+      than the answer, or either has no public figure, and costs less than that error more: the two step-time
+      models missed public measurements by different amounts, so their costs may swap. Within one class the
+      model's errors are largely shared (the same kernels, the same engine) and the check does not apply."""
+    ok = [r for r in rows if r.status == "meets"]
+    if not ok:
+        return []
+    answer = ok[0]
+    out = [
+        {"code": w["code"], "message": f"answer {answer.label}: {w['message']}"}
+        for w in accuracy_warnings({e.get("pool", f"#{i}"): e for i, e in enumerate(answer.accuracy)})
+    ]
+    if len(ok) < 2:
+        return out
+    runner = ok[1]
+    key = "usd_per_mtok_output" if rank_by == "usd_per_mtok" else "usd_per_hour"
+    a, b = getattr(answer, key), getattr(runner, key)
+    if a is None or b is None or not a > 0 or answer.model_class == runner.model_class:
+        return out
+    lead = 100.0 * (b / a - 1.0)
+    errors = [r.model_error_pct for r in (answer, runner)]
+    if any(e is None for e in errors):
+        unknown = " and ".join(r.label for r, e in zip((answer, runner), errors, strict=True) if e is None)
+        said = f"no public figure bounds the step-time error of {unknown}"
+    elif lead < max(e for e in errors if e is not None):
+        said = (f"inside the step-time models' public-data error ({answer.label}: {errors[0]:.1f}%, "
+                f"{runner.label}: {errors[1]:.1f}%)")  # fmt: skip
+    else:
+        return out
+    out.append({
+        "code": "model_accuracy",
+        "message": f"the runner-up {runner.label} ({runner.model_class or 'no class'}) costs {lead:.1f}% more than "
+        f"the answer {answer.label} ({answer.model_class or 'no class'}) by {key}, {said}: the ranking may not "
+        "hold; calibrate both on measurements of your own (agentsim calibrate).",
+    })  # fmt: skip
+    return out

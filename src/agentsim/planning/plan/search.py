@@ -37,11 +37,12 @@ import numpy as np
 
 from agentsim import spec
 from agentsim._version import __version__
+from agentsim.analysis.accuracy import pool_accuracy
 from agentsim.errors import ScenarioError
 from agentsim.planning.plan import space as sp
 from agentsim.planning.plan.bounds import lower_bound
 from agentsim.planning.plan.confidence import Decision, Estimate, combine, estimate
-from agentsim.planning.plan.result import Evaluation, PlanResult, PlanRow, SloEstimate
+from agentsim.planning.plan.result import Evaluation, PlanResult, PlanRow, SloEstimate, ranking_warnings
 from agentsim.planning.plan.slo import Sample, Slo, parse_slo, sample, values
 from agentsim.planning.sweep import map_unordered, open_executor, replication_seeds, runs_at_once
 
@@ -213,6 +214,7 @@ def plan(
         dep = resolved.pools[0].plan.spec.deployment
         row.engine = {"kv_precision": dep.kv_precision, **dep.engine.model_dump(mode="json", exclude_none=True)}
         targets = [0, 1] if c.topology != "aggregated" else [0]
+        row.accuracy = [{"pool": resolved.pools[i].name, **pool_accuracy(resolved.pools[i])} for i in targets]
         bound = lower_bound(resolved, targets, parsed, minimum)
         row.lower_bound = bound.replicas
         per = resolved.pools[0].rates.usd_per_replica_hour
@@ -269,6 +271,7 @@ def plan(
 
     ranked = _rank(rows, rank_by)
     return PlanResult(
+        warnings=ranking_warnings(ranked, rank_by),
         slos=dict(slos),
         attainment=attainment,
         replications=replications,
