@@ -210,3 +210,21 @@ def test_a_plan_row_carries_its_pools_accuracy_through_the_saved_plan(tmp_path: 
     assert table.column("model_error_pct").to_pylist() == [row.model_error_pct]
     back = PlanResult.load(result.save(tmp_path / "p.json"))
     assert back.rows[0].accuracy == row.accuracy and back.warnings == result.warnings
+
+
+def test_the_plan_report_shows_the_warnings_and_each_candidates_model_error(tmp_path: Path) -> None:
+    """``agentsim report plan.json``: the plan's warnings, and a model-error cell per candidate."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("jinja2")
+    from markupsafe import escape
+
+    from agentsim.planning.plan.result import PlanResult
+    from agentsim.report.plan import write_plan_report
+
+    a, b = _row("a", 10.0, "x", 12.0), _row("b", 11.0, "y", 8.0, tpot=9.0)
+    b.replicas = a.replicas = 1
+    result = PlanResult(slos={}, attainment=0.9, replications=2, max_replications=2, max_replicas=2, seeds=[1, 2],
+                        rows=[a, b], warnings=[{"code": "model_accuracy", "message": "it's close"}])  # fmt: skip
+    page = write_plan_report(result.save(tmp_path / "p.json"), tmp_path).read_text()
+    assert "<h2>Warnings</h2>" in page and str(escape("it's close")) in page
+    assert "12.0% (x)" in page and "9.0% (y)" in page

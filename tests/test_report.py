@@ -137,6 +137,15 @@ def test_html_has_summary_slo_and_pool_tables(report_html: Path, run_dir: Path) 
     assert f"{summary['calls_completed']:,} / {summary['calls_unfinished']:,}" in page
     assert "ttft_p99_s 10 s" in page  # the SLO table names the scenario's targets
     assert "<h2>Pools (whole run, 0–120 s)</h2>" in page
+    # every warning of the summary is on the page, and each pool's accuracy entry (docs/FIDELITY.md)
+    from markupsafe import escape  # what the page's templates escape text with
+
+    assert ("<h2>Warnings</h2>" in page) == bool(summary["warnings"])
+    for w in summary["warnings"]:
+        assert str(escape(w["message"])) in page
+    assert "<h2>How sure the step times are</h2>" in page
+    for pool, entry in summary["accuracy"].items():
+        assert f"<td class=\"l\">{pool}</td>" in page and str(escape(entry["note"])) in page
 
 
 # --------------------------------------------------------------------------- headless Chromium

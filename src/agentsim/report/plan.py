@@ -67,7 +67,7 @@ def write_plan_report(path: str | Path, out: str | Path | None = None) -> Path:
     result = load_plan(path)
     title = f"{result.scenario.get('name', 'plan')}, {result.model}"
     figs = plan_figures(result, title)
-    header = ["#", "deployment", "replicas", "GPUs", "$/hour", "$/Mtok", *result.slos, "status"]
+    header = ["#", "deployment", "replicas", "GPUs", "$/hour", "$/Mtok", *result.slos, "model error", "status"]
     rows = []
     for rank, row in zip(result.ranks(), result.rows, strict=True):
         cells = ["–" if rank is None else str(rank), row.label, fmt(row.replicas), fmt(row.gpus),
@@ -75,6 +75,8 @@ def write_plan_report(path: str | Path, out: str | Path | None = None) -> Path:
         for k in result.slos:
             e = row.slos.get(k)
             cells.append("–" if e is None else f"{fmt(e.value)} [{fmt(e.lo)}, {fmt(e.hi)}]")
+        err = row.model_error_pct  # public-data MAPE of its step-time model (analysis/accuracy.py)
+        cells.append("–" if err is None else f"{err:.1f}% ({row.model_class})")
         cells.append(row.status if row.reason is None else f"{row.status}: {row.reason}")
         rows.append(cells)
     best = result.answer
@@ -84,6 +86,6 @@ def write_plan_report(path: str | Path, out: str | Path | None = None) -> Path:
     meta = (f"SLOs: {', '.join(f'{k} <= {v:g}' for k, v in result.slos.items())}; {result.simulations} "
             f"simulations; seeds {result.seeds[: result.replications]}...; agentsim {result.agentsim_version}")
     page = render("plan.html.j2", title=title, meta=meta, path=str(path), answer=answer, header=header, rows=rows,
-                  figures=figs)  # fmt: skip
+                  warnings=result.warnings, figures=figs)  # fmt: skip
     target = Path(out) if out is not None else Path(path).parent
     return write_page(target, f"{Path(path).stem}.html", page, figs)

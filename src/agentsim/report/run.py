@@ -12,8 +12,9 @@ Besides the latency CDFs and the efficiency bars (:mod:`agentsim.report.figures`
 - **Cost and energy per pool** from ``pools.parquet``: the whole run (warm-up included), dollars split into the
   busy share charged to calls and the idle remainder, energy into busy and idle.
 
-The page adds the summary's distributions and scalar metrics (formulas in ``docs/METRICS.md``), SLO attainment
-per workload, and the pools' cost over the whole run.
+The page adds the summary's warnings, its distributions and scalar metrics (formulas in ``docs/METRICS.md``), SLO
+attainment per workload, the pools' cost over the whole run, and how sure each pool's step times are (the
+summary's ``accuracy``: the default model's error on public measurements of its class).
 """
 
 from __future__ import annotations
@@ -371,6 +372,22 @@ def _pool_rows(run: RunData) -> list[list[str]] | None:
     ]
 
 
+def _accuracy_rows(s: dict[str, Any]) -> list[list[str]]:
+    """One row per pool of the summary's ``accuracy`` (:mod:`agentsim.analysis.accuracy`)."""
+    rows = []
+    for pool, e in (s.get("accuracy") or {}).items():
+        mape, n = e.get("mape_pct") or {}, e.get("n") or {}
+
+        def pct(k: str, mape: dict[str, Any] = mape, n: dict[str, Any] = n) -> str:
+            v = mape.get(k)
+            return "–" if v is None else f"{v:.1f}% ({n.get(k, 0)})"
+
+        rows_cell = "–" if e.get("rows") is None else f"{e['rows']}{'' if e.get('in_rows') else ' *'}"
+        rows.append([pool, str(e.get("basis")), str(e.get("label") or "–"), rows_cell, pct("output_tok_s"),
+                     pct("tpot_s"), pct("ttft_s"), str(e.get("note") or "")])  # fmt: skip
+    return rows
+
+
 def render_run_html(run: RunData, figs: Sequence[Figure]) -> str:
     """The self-contained HTML report of one run."""
     s = run.summary
@@ -387,6 +404,8 @@ def render_run_html(run: RunData, figs: Sequence[Figure]) -> str:
         metrics=_scalar_rows(s),
         slos=_slo_rows(run),
         pools=_pool_rows(run),
+        warnings=s.get("warnings") or [],
+        accuracy=_accuracy_rows(s),
         figures=figs,
     )
 
