@@ -3,7 +3,9 @@ the tiny one-pool scenario their runs use (a few simulated seconds, so the files
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from typer.testing import CliRunner
@@ -45,3 +47,14 @@ def refused(result: Any, *needles: str) -> str:
     for needle in needles:
         assert needle in err, f"{needle!r} not in {err!r}"
     return err
+
+
+def experiment_script(relpath: str) -> ModuleType:
+    """The module of a script under ``experiments/`` (``relpath`` from there), for tests that reuse its own
+    definitions (row selections, groups, writers) rather than restating them."""
+    path = Path(__file__).resolve().parents[1] / "experiments" / relpath
+    spec_ = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec_ is not None and spec_.loader is not None
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    return module

@@ -8,7 +8,6 @@ file is rewritten (``python experiments/fidelity/run.py --jobs 2 --accuracy``) a
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,18 +25,12 @@ from agentsim.analysis.accuracy import (
     pool_accuracy,
 )
 from agentsim.resolve import resolve
-from helpers import TINY
-
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fidelity" / "run.py"
+from helpers import TINY, experiment_script
 
 
 def _run_script() -> ModuleType:
     """The fidelity experiment's script: its groups, its reports and its writer (one definition of each)."""
-    spec_ = importlib.util.spec_from_file_location("fidelity_run", SCRIPT)
-    assert spec_ is not None and spec_.loader is not None
-    module = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(module)
-    return module
+    return experiment_script("fidelity/run.py")
 
 
 def test_packaged_figures_are_what_the_model_gives_on_the_public_rows() -> None:

@@ -6,8 +6,6 @@ moves the optimum fails here, so the documented fit cannot silently stop being o
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -15,20 +13,16 @@ import pytest
 from agentsim.catalog import load_catalog
 from agentsim.perf.efficiency import serving_shares
 from agentsim.planning.fidelity import run_fidelity, with_serving_shares
+from helpers import experiment_script
 from shared_data import SHARED_DATA
 
 TABLES = SHARED_DATA / "perf" / "trtllm_max_throughput.csv"
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fidelity" / "fit_serving_shares.py"
 STEP = 0.05  # the fit's grid
 
 
 def _fit_script() -> ModuleType:
     """The fit's own script, for its row selection and the GPUs it fits (one definition of both)."""
-    spec_ = importlib.util.spec_from_file_location("fit_serving_shares", SCRIPT)
-    assert spec_ is not None and spec_.loader is not None
-    module = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(module)
-    return module
+    return experiment_script("fidelity/fit_serving_shares.py")
 
 
 @pytest.mark.skipif(not TABLES.exists(), reason="../shared/data is not beside the repository")
