@@ -31,6 +31,7 @@ from agentsim.planning.fidelity import FidelityReport, holdout, run_fidelity
 
 DATA = Path(__file__).resolve().parent / "data"
 GROUPS = ("dense_hopper", "blackwell", "amd", "moe")
+METRICS = (("output_tok_s", "tok/s"), ("tpot_s", "TPOT"), ("ttft_s", "TTFT"))
 ACCURACY = Path(__file__).resolve().parents[2] / "src" / "agentsim" / "catalog" / "accuracy.yaml"
 ACCURACY_HEADER = """\
 # What the default roofline's step times are worth, per class of deployment: how far they fell from the public
@@ -58,7 +59,6 @@ def write_accuracy(table: AccuracyTable, path: Path) -> None:
     """``table`` as YAML under :data:`ACCURACY_HEADER`, written atomically over ``path``."""
     body = yaml.safe_dump(table.model_dump(mode="json"), sort_keys=False, width=110, default_flow_style=None)
     write_text(path, ACCURACY_HEADER + body, overwrite=True)
-METRICS = (("output_tok_s", "tok/s"), ("tpot_s", "TPOT"), ("ttft_s", "TTFT"))
 
 
 def _cell(report: FidelityReport, metric: str, role: str | None) -> str:

@@ -207,11 +207,13 @@ def _run(resolved: Resolved, spill: SpillDir, progress: ProgressFn | None, wall0
     if raw.autoscale:
         summary["autoscale"] = raw.autoscale
     # what public measurements say of each pool's step times (analysis.accuracy)
-    summary["accuracy"] = {p.name: pool_accuracy(p) for p in resolved.pools}
+    given = {p.name: p for p in scenario.cluster.pools}
+    summary["accuracy"] = {p.name: pool_accuracy(p, given[p.name]) for p in resolved.pools}
+    ttft_target = any(w.slo.ttft_p99_s is not None for w in scenario.workload)  # a verdict that rests on TTFT
     summary["warnings"] = (
         collect_warnings(summary, scenario, calls, tasks, replicas)
         + kv_short_of_window([pool_memory(p) for p in resolved.pools])
-        + accuracy_warnings(summary["accuracy"])
+        + accuracy_warnings(summary["accuracy"], ttft=ttft_target)
     )
     wall = time.perf_counter() - wall0
     manifest = {

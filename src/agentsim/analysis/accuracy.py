@@ -1,28 +1,33 @@
 """How sure a run's step times are: what public measurements say of the perf model behind each pool.
 
 Every figure a run reports (tokens/s, TTFT, TPOT, $/Mtok) stands on its pools' step times. Where they come from
-the default roofline (the catalog's efficiencies and the engine presets), ``docs/FIDELITY.md`` measures how far
-they fall from public benchmarks, per class of deployment: dense models on Hopper, Blackwell, AMD, MoE (one CSV
-each in ``experiments/fidelity/data``, with their sources). ``catalog/accuracy.yaml`` holds each class's result:
-the rows simulated, the hardware, precisions, models and engines they ran, and the mean absolute percentage error
-(MAPE) of output tokens/s, TPOT and TTFT. ``experiments/fidelity/run.py --accuracy`` writes those figures and
-``tests/test_accuracy.py`` recomputes them, so the file cannot drift from the model it describes.
+the default roofline (the packaged catalog's hardware and model figures, the engine presets), ``docs/FIDELITY.md``
+measures how far they fall from public benchmarks, per class of deployment: dense models on Hopper, Blackwell,
+AMD, MoE on Hopper (one CSV each in ``experiments/fidelity/data``, with their sources). ``catalog/accuracy.yaml``
+holds each class's result: the rows simulated, the deployments they ran (kind of model, hardware, precision), the
+models and engines, and the mean absolute percentage error (MAPE) of output tokens/s, TPOT and TTFT.
+``experiments/fidelity/run.py --accuracy`` writes those figures and ``tests/test_accuracy.py`` recomputes them,
+so the file cannot drift from the model it describes.
 
-:func:`pool_accuracy` places one pool:
+:func:`pool_accuracy` places one pool, given as resolved and as the scenario wrote it:
 
-* ``basis: roofline`` (``mfu`` and ``mbu`` null, the catalog's efficiencies): the first class whose ``moe``
-  matches the model (null: either kind) and whose ``hardware`` holds the pool's (an empty list: any hardware).
-  ``in_rows`` says whether a public row ran this kind of model on this hardware at this precision; where none
-  did, the class's figures are carried over to it (the same architecture family, or for MoE any hardware), and
-  the entry's note says so. No class: nothing public was simulated for such a deployment.
-* ``roofline-set`` (a roofline with ``mfu`` or ``mbu`` set), ``linear``, ``table``, ``curve``: the scenario's own
-  numbers decide the step times, so their accuracy is that of their source (``agentsim calibrate`` reports its
-  fit's MAPE on held-out rows); no public figure applies and none is claimed.
+* ``basis: roofline``: the default roofline, nothing of its step-time inputs set in the scenario. Its class is the
+  first whose ``moe`` matches the model (null: either kind) and whose ``hardware`` holds the pool's. ``in_rows``
+  says whether a public row ran this kind of model on this hardware at this precision (one row, all three);
+  where none did, the class's figures are carried over to it (the same hardware family), and the entry's note says
+  so. No class: nothing public was simulated for such a deployment.
+* ``roofline-set``: the roofline with a step-time input of the scenario's own: any field of its ``perf`` (``mfu``,
+  ``mbu``, overheads, kernel latency, collectives, MoE imbalance), the engine's ``step_overhead_s``,
+  ``step_overhead_s_per_seq`` or ``kernel_latency_s``, or a catalog file replacing the packaged entry of its
+  hardware or model. ``linear``, ``table``, ``curve``: the scenario's own step-time model. In all of these the
+  accuracy is that of the numbers' source (``agentsim calibrate`` reports its fit's MAPE on held-out rows): no
+  public figure applies and none is claimed.
 
-:func:`accuracy_warnings` adds a ``model_accuracy`` warning for each default-roofline pool whose class misses
-:data:`GOAL_PCT` (issue 14's 15% MAPE) on output tokens/s or TPOT, whose class never measured one of them, or
-that no class covers. A run's tokens/s and $/Mtok carry an error of about the class's throughput MAPE (the cost
-of a token is the inverse of the throughput), its latencies about the TPOT MAPE.
+:func:`accuracy_warnings` adds a ``model_accuracy`` warning for each default-roofline pool whose class misses the
+table's ``goal_pct`` (issue 14's 15% MAPE) on output tokens/s or TPOT (and on TTFT when the run has a TTFT
+target), whose class never measured one of them, or that no class covers. A run's tokens/s and $/Mtok carry an
+error of about the class's throughput MAPE (the cost of a token is the inverse of the throughput), its TPOT and
+TTFT about theirs.
 """
 
 from __future__ import annotations
@@ -37,22 +42,26 @@ from agentsim.spec.base import Strict
 from agentsim.yamlio import loads
 
 if TYPE_CHECKING:
+    from agentsim import spec
     from agentsim.resolve import ResolvedPool
 
-GOAL_PCT = 15.0
-"""The MAPE a class must stay within on output tokens/s and TPOT for its pools to go without a warning."""
-
-METRICS = ("output_tok_s", "tpot_s", "ttft_s")
 KEY_METRICS = ("output_tok_s", "tpot_s")
-"""The metrics the goal applies to (TTFT at low load is mostly the server's front end, not the engine)."""
+"""The metrics the goal applies to in every run; TTFT joins them where a TTFT target depends on it (at low load
+the public rows' TTFT is mostly the servers' front ends, which the default model leaves out)."""
 
 METRIC_NAMES = {"output_tok_s": "throughput", "tpot_s": "TPOT", "ttft_s": "TTFT"}
+
+STEP_TIME_ENGINE_FIELDS = ("step_overhead_s", "step_overhead_s_per_seq", "kernel_latency_s")
+"""Engine fields that change the roofline's step time when a scenario sets them."""
 
 
 class Measured(Strict):
     """What a class's public rows ran and how far the default roofline fell from them."""
 
     rows: NonNegativeInt = Field(description="rows simulated")
+    deployments: list[tuple[Literal["dense", "moe"], str, str]] = Field(
+        description="(kind of model, hardware id, precision) of each distinct deployment the rows ran"
+    )
     hardware: list[str] = Field(description="catalog ids of the hardware the rows ran on")
     precisions: list[str]
     models: list[str] = Field(description="catalog ids of the models")
@@ -71,8 +80,8 @@ class AccuracyClass(Strict):
         description="the class's models route tokens to experts (true) or not (false); null: either"
     )
     hardware: list[str] = Field(
-        description="catalog ids the class's figures apply to (its rows' hardware and the same architecture "
-        "family); empty: any"
+        min_length=1,
+        description="catalog ids the class's figures apply to: its rows' hardware and the same architecture family",
     )
     measured: Measured
 
@@ -81,7 +90,7 @@ class AccuracyTable(Strict):
     """``catalog/accuracy.yaml``: the goal and the classes, in the order they are tried."""
 
     about: str = Field(min_length=1)
-    goal_pct: float = Field(gt=0)
+    goal_pct: float = Field(gt=0, description="the MAPE a class must stay within for its pools to go unwarned")
     source: str = Field(min_length=1, description="how the figures were made")
     classes: list[AccuracyClass]
 
@@ -97,54 +106,77 @@ def find_class(table: AccuracyTable, hardware: str, moe: bool) -> AccuracyClass 
     """The first class of ``table`` for a model that is (or is not) MoE on ``hardware``; None if none."""
     hw = hardware.lower()
     for c in table.classes:
-        if (c.moe is None or c.moe == moe) and (not c.hardware or hw in c.hardware):
+        if (c.moe is None or c.moe == moe) and hw in c.hardware:
             return c
     return None
 
 
-def pool_accuracy(pool: ResolvedPool, table: AccuracyTable | None = None) -> dict[str, Any]:
-    """What the public data says of ``pool``'s step times (module docstring): ``basis``, and for a
-    default-roofline pool its ``class``, ``label``, ``in_rows``, ``rows``, ``mape_pct`` and ``n``, with a
-    ``note`` in words."""
-    table = table if table is not None else load_accuracy()
-    perf = pool.plan.spec.perf
-    d = pool.plan.spec.deployment
-    out: dict[str, Any] = {"basis": perf.kind, "class": None}
+def own_inputs(pool: ResolvedPool, given: spec.PoolSpec) -> list[str]:
+    """The step-time inputs of ``pool`` that its scenario sets itself (``given``: the pool as written), by name;
+    empty for the default roofline on the packaged catalog."""
+    from agentsim.catalog import load_catalog
+
+    perf = given.perf
     if perf.kind != "roofline":
-        out["note"] = f"step times from the scenario's {perf.kind} model: as accurate as the data behind it"
-        return out
-    if perf.mfu is not None or perf.mbu is not None:
-        out["basis"] = "roofline-set"
-        out["note"] = (
-            "the roofline with efficiencies set in the scenario: as accurate as their source (agentsim calibrate "
-            "reports its fit's held-out MAPE)"
-        )
-        return out
+        return [f"perf.kind {perf.kind}"]
+    out = [f"perf.{k}" for k in sorted(perf.model_fields_set - {"kind"})]
+    engine = given.deployment.engine
+    out += [f"engine.{k}" for k in STEP_TIME_ENGINE_FIELDS if k in engine.model_fields_set]
+    packaged = load_catalog()
+    d = given.deployment
+    if packaged.hardware.get(d.hardware.lower()) != pool.hardware:
+        out.append(f"catalog hardware {d.hardware}")
+    if packaged.models.get(d.model.lower()) != pool.model:
+        out.append(f"catalog model {d.model}")
+    return out
+
+
+def pool_accuracy(pool: ResolvedPool, given: spec.PoolSpec, table: AccuracyTable | None = None) -> dict[str, Any]:
+    """What the public data says of ``pool``'s step times (module docstring): ``basis``, ``class``, and for a
+    default-roofline pool with a class its ``label``, ``in_rows``, ``rows``, ``mape_pct`` and ``n``; a ``note``
+    in words. ``given`` is the pool as the scenario wrote it (the resolved spec has the presets filled in)."""
+    table = table if table is not None else load_accuracy()
+    d = given.deployment
+    own = own_inputs(pool, given)
+    if own:
+        basis = given.perf.kind if given.perf.kind != "roofline" else "roofline-set"
+        return {"basis": basis, "class": None,
+                "note": f"step-time inputs of the scenario's own ({', '.join(own)}): as accurate as their source "
+                "(agentsim calibrate reports its fit's held-out MAPE); no public figure is claimed"}  # fmt: skip
+    out: dict[str, Any] = {"basis": "roofline", "class": None}
+    kind: Literal["dense", "moe"] = "moe" if pool.model.is_moe else "dense"
     c = find_class(table, d.hardware, pool.model.is_moe)
-    kind = "MoE" if pool.model.is_moe else "dense"
     if c is None:
         out["note"] = f"no public measurement of a {kind} model on {d.hardware} was simulated"
         return out
     m = c.measured
-    in_rows = d.hardware.lower() in m.hardware and d.precision in m.precisions and kind.lower() in m.kinds
+    in_rows = (kind, d.hardware.lower(), d.precision) in m.deployments
     out.update(
         {"class": c.id, "label": c.label, "in_rows": in_rows, "rows": m.rows, "mape_pct": dict(m.mape_pct),
          "n": dict(m.n)}
     )  # fmt: skip
-    where = (
-        f"{m.rows} public rows ({', '.join(m.kinds)}; {', '.join(m.hardware)}; {', '.join(m.precisions)}; "
-        f"{', '.join(m.engines)})"
-    )
-    out["note"] = f"{c.label}: {where}" + (
-        "" if in_rows else f"; none ran a {kind} model on {d.hardware} at {d.precision}: the class's figures are "
-        "carried over"
+    ran = "; ".join(f"{k} on {h} at {p}" for k, h, p in m.deployments)
+    out["note"] = f"{c.label}: {m.rows} public rows ({ran}; {', '.join(m.engines)})" + (
+        ""
+        if in_rows
+        else f"; none ran a {kind} model on {d.hardware} at {d.precision}: the class's figures are carried over"
     )
     return out
 
 
-def accuracy_warnings(entries: dict[str, dict[str, Any]], goal_pct: float = GOAL_PCT) -> list[dict[str, str]]:
+def _pct(mape: dict[str, Any], k: str) -> str:
+    v = mape.get(k)
+    return "no figure" if v is None else f"{v:.1f}%"
+
+
+def accuracy_warnings(
+    entries: dict[str, dict[str, Any]], *, ttft: bool = False, goal_pct: float | None = None
+) -> list[dict[str, str]]:
     """``model_accuracy`` warnings (module docstring), one per default-roofline pool of ``entries`` (pool name ->
-    :func:`pool_accuracy`) whose class misses ``goal_pct``, lacks a key metric or does not exist."""
+    :func:`pool_accuracy`) whose class misses ``goal_pct`` (default: the packaged table's), lacks a key metric
+    (TTFT too with ``ttft``: a TTFT target depends on it) or does not exist."""
+    goal = goal_pct if goal_pct is not None else load_accuracy().goal_pct
+    metrics = (*KEY_METRICS, "ttft_s") if ttft else KEY_METRICS
     out = []
     for pool, e in entries.items():
         if e["basis"] != "roofline":
@@ -157,21 +189,22 @@ def accuracy_warnings(entries: dict[str, dict[str, Any]], goal_pct: float = GOAL
             })  # fmt: skip
             continue
         mape, n = e["mape_pct"], e["n"]
-        missing = [METRIC_NAMES[k] for k in KEY_METRICS if not n.get(k) or mape.get(k) is None]
-        over = [f"{METRIC_NAMES[k]} {mape[k]:.1f}%" for k in KEY_METRICS
-                if n.get(k) and mape.get(k) is not None and mape[k] > goal_pct]  # fmt: skip
+        missing = [METRIC_NAMES[k] for k in metrics if not n.get(k) or mape.get(k) is None]
+        over = [f"{METRIC_NAMES[k]} {mape[k]:.1f}%" for k in metrics
+                if n.get(k) and mape.get(k) is not None and mape[k] > goal]  # fmt: skip
         if not missing and not over:
             continue
         said = []
         if over:
-            said.append(f"the default roofline's MAPE was {' and '.join(over)} (the goal: {goal_pct:g}%)")
+            said.append(f"on them the default model's MAPE was {' and '.join(over)}, past the {goal:g}% goal")
         if missing:
-            said.append(f"{' and '.join(missing)} never measured there")
+            said.append(f"{' and '.join(missing)} never measured on them")
         out.append({
             "code": "model_accuracy",
-            "message": f"pool {pool}: {e['note']}: {'; '.join(said)} (docs/FIDELITY.md). Its tokens/s and $/Mtok "
-            "may be off by about the throughput MAPE, its latencies by the TPOT MAPE; calibrate it on "
-            "measurements of your own (agentsim calibrate).",
+            "message": f"pool {pool}: {e['note']}; {'; '.join(said)} (docs/FIDELITY.md). Its tokens/s and $/Mtok "
+            f"may be off by about the throughput MAPE ({_pct(mape, 'output_tok_s')}), its TPOT and TTFT by "
+            f"theirs ({_pct(mape, 'tpot_s')}, {_pct(mape, 'ttft_s')}); calibrate it on measurements of your own "
+            "(agentsim calibrate).",
         })  # fmt: skip
     return out
 
@@ -179,7 +212,7 @@ def accuracy_warnings(entries: dict[str, dict[str, Any]], goal_pct: float = GOAL
 def accuracy_cell(entry: dict[str, Any]) -> str:
     """One line for a summary table: the class's throughput and TPOT MAPE, or what the step times stand on."""
     if entry["basis"] == "roofline-set":
-        return "mfu/mbu set: not measured"
+        return "own inputs: not measured"
     if entry["basis"] != "roofline":
         return f"{entry['basis']}: from your data"
     if entry["class"] is None:

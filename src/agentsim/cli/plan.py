@@ -92,7 +92,7 @@ def _cells(result: PlanResult) -> list[list[str]]:
             else:
                 cells.append(f"{_num(e.value)}\n[{_num(e.lo)}, {_num(e.hi)}]")
         err = row.model_error_pct  # the step-time model's public-data MAPE (analysis/accuracy.py)
-        cells.append("-" if err is None else f"{err:.0f}%")
+        cells.append("-" if err is None else f"{err:.1f}%")
         cells.append(row.status if row.reason is None else f"{row.status}: {row.reason}")
         rows.append(cells)
     return rows

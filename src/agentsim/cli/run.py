@@ -57,8 +57,8 @@ def run(
     """Simulate a scenario and write calls/tasks/replicas Parquet tables, summary.json and manifest.json.
 
     The summary's warnings (heavy censoring, small samples, overload, context-window rejections, a step-time
-    model that public measurements put off by more than 15%) are printed; with --strict they make the exit code 3
-    (the results are written all the same)."""
+    model that public measurements put off by more than 15% or never measured) are printed; with --strict they
+    make the exit code 3 (the results are written all the same)."""
     s = _load(scenario, set_, seed)
     target = out if out is not None else store.new_run_dir(Path("runs"), s.name)
     if target.exists() and not overwrite:

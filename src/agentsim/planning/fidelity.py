@@ -160,8 +160,9 @@ class FidelityReport:
     def measured(self, catalog: Catalog, role: str | None = None) -> dict[str, Any]:
         """What the simulated rows (of ``role``) ran and how far the predictions fell from them, as a class's
         ``measured`` block of ``catalog/accuracy.yaml`` (:class:`agentsim.analysis.accuracy.Measured`): the
-        rows, the catalog ids of their hardware and models, whether those are dense or MoE (from ``catalog``),
-        their precisions and the engine presets the rows name (sorted), and
+        rows, the distinct (kind of model, hardware, precision) they ran, the catalog ids of their hardware and
+        models, whether those are dense or MoE (from ``catalog``), their precisions and the engine presets the
+        rows name (sorted), and
         per metric the MAPE (%, one decimal) and the rows that measured it."""
         rows = [r for r in self.select(role) if r.error is None and r.pool is not None]
         deployments = [r.pool.deployment for r in rows if r.pool is not None]
@@ -171,12 +172,15 @@ class FidelityReport:
             value = self.mape(m, role=role)
             mape_pct[m] = None if value is None else round(value, 1)
             n[m] = sum(1 for r in rows if r.error_pct(m) is not None)
+        kinds = ["moe" if catalog.get_model(d.model).is_moe else "dense" for d in deployments]
         return {
             "rows": len(rows),
+            "deployments": sorted({(k, d.hardware.lower(), str(d.precision)) for k, d in zip(kinds, deployments,
+                                                                                           strict=True)}),
             "hardware": sorted({d.hardware.lower() for d in deployments}),
             "precisions": sorted({str(d.precision) for d in deployments}),
             "models": sorted({d.model.lower() for d in deployments}),
-            "kinds": sorted({"moe" if catalog.get_model(d.model).is_moe else "dense" for d in deployments}),
+            "kinds": sorted(set(kinds)),
             # the preset each row ran: its engine label's (the harness's ``preset: auto``), else the pool's
             "engines": sorted({str(label_preset(r.measurement.labels) or d.engine.preset)
                                for r, d in zip(rows, deployments, strict=True)}),

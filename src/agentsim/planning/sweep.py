@@ -25,7 +25,8 @@ differences between points are not drowned in sampling noise.
 
 **Results.** One row per point: ``point`` (its index), one column per axis named by its path, ``replications``,
 then for every numeric leaf of the run summary, flattened with dots (``ttft_s.p99``, ``usd_per_mtok_output``,
-``slo_attainment.calls``, ``slo_attainment.by_workload.<w>.targets_met.ttft_p99_s`` with booleans as 0/1), the
+``slo_attainment.calls``, ``slo_attainment.by_workload.<w>.targets_met.ttft_p99_s`` with booleans as 0/1; not
+``accuracy``, a constant of each pool's deployment), the
 mean over the replications and, in ``<name>.ci95``, the half-width of its two-sided 95% Student-t confidence
 interval ``t(0.975, R-1) * s / sqrt(R)`` (null when ``R = 1``). A replication whose value is null (no finished
 task, say) is left out of that metric's mean and interval. Last, ``run_ids`` and ``seeds``: the point's runs.
@@ -294,11 +295,19 @@ def map_unordered(
 # --------------------------------------------------------------------------------------------- statistics
 
 
+SKIPPED = ("accuracy",)
+"""Top-level summary entries that are not statistics of a run: a pool's public-data accuracy is a constant of its
+deployment (``agentsim.analysis.accuracy``), not something to average over replications."""
+
+
 def flatten_summary(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float | None]:
-    """The numeric leaves of a summary keyed by dotted path; booleans as 0/1, nulls kept as None."""
+    """The numeric leaves of a summary keyed by dotted path (without :data:`SKIPPED`); booleans as 0/1, nulls kept
+    as None."""
     out: dict[str, float | None] = {}
     for k, v in summary.items():
         key = f"{prefix}{k}"
+        if not prefix and k in SKIPPED:
+            continue
         if isinstance(v, Mapping):
             out.update(flatten_summary(v, key + "."))
         elif isinstance(v, bool | int | float):

@@ -406,6 +406,7 @@ def render_run_html(run: RunData, figs: Sequence[Figure]) -> str:
         pools=_pool_rows(run),
         warnings=s.get("warnings") or [],
         accuracy=_accuracy_rows(s),
+        accuracy_classes=[["l", "l", "l", "", "", "", "", "l"]] * len(s.get("accuracy") or {}),  # text left
         figures=figs,
     )
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -104,19 +105,22 @@ class PlanRow:
         ids = list(dict.fromkeys(e["class"] for e in self.accuracy if e.get("class")))
         return "+".join(ids) or None
 
-    @property
-    def model_error_pct(self) -> float | None:
-        """The larger of the default roofline's throughput and TPOT MAPE on its class's public rows, the worst
-        of its sized pools; None when a pool has no such figure (its own numbers, no class, a metric never
-        measured)."""
+    def model_error(self, metrics: Sequence[str] = KEY_METRICS) -> float | None:
+        """The largest of the default roofline's MAPEs of ``metrics`` on its class's public rows, the worst of its
+        sized pools; None when a pool has no such figure (its own numbers, no class, a metric never measured)."""
         worst = 0.0
         for e in self.accuracy:
             mape = e.get("mape_pct") or {}
-            values = [mape.get(k) for k in KEY_METRICS]
+            values = [mape.get(k) for k in metrics]
             if e.get("class") is None or any(v is None for v in values):
                 return None
             worst = max(worst, *(float(v) for v in values if v is not None))
         return worst if self.accuracy else None
+
+    @property
+    def model_error_pct(self) -> float | None:
+        """:meth:`model_error` of throughput and TPOT (the table's ``model_error_pct``)."""
+        return self.model_error()
 
 
 @dataclass
@@ -253,43 +257,49 @@ def _json_back(x: Any) -> Any:
     return x
 
 
-def ranking_warnings(rows: list[PlanRow], rank_by: str = "usd_per_hour") -> list[dict[str, str]]:
-    """``model_accuracy`` warnings of a ranked plan (``rows`` best first, as :attr:`PlanResult.rows`):
+def ranking_warnings(
+    rows: list[PlanRow], rank_by: str = "usd_per_hour", *, ttft: bool = False, most: int = 5
+) -> list[dict[str, str]]:
+    """``model_accuracy`` warnings of a ranked plan (``rows`` best first, as :attr:`PlanResult.rows`); ``ttft``:
+    an SLO rests on TTFT, whose public-data error then counts too.
 
-    * the answer's sized pools, as a run warns of them (:func:`agentsim.analysis.accuracy.accuracy_warnings`);
-    * the ranking, when the runner-up (the next candidate that meets the SLOs) is of another class of deployment
-      than the answer, or either has no public figure, and costs less than that error more: the two step-time
-      models missed public measurements by different amounts, so their costs may swap. Within one class the
-      model's errors are largely shared (the same kernels, the same engine) and the check does not apply."""
+    * The answer's sized pools, as a run warns of them (:func:`agentsim.analysis.accuracy.accuracy_warnings`).
+    * The ranking: every other candidate that meets the SLOs and runs other hardware, precision or engine preset
+      than the answer, and costs less more than the two step-time models' public-data errors added (errors of
+      opposite signs add up), or has an error no public figure bounds: their costs may swap (at most ``most``
+      named). Candidates on the answer's hardware, precision and preset differ in parallelism, batch limits or
+      topology only: the same kernels and engine, whose errors largely cancel in the comparison."""
     ok = [r for r in rows if r.status == "meets"]
     if not ok:
         return []
     answer = ok[0]
     out = [
         {"code": w["code"], "message": f"answer {answer.label}: {w['message']}"}
-        for w in accuracy_warnings({e.get("pool", f"#{i}"): e for i, e in enumerate(answer.accuracy)})
+        for w in accuracy_warnings({e.get("pool", f"#{i}"): e for i, e in enumerate(answer.accuracy)}, ttft=ttft)
     ]
-    if len(ok) < 2:
-        return out
-    runner = ok[1]
+    metrics = (*KEY_METRICS, "ttft_s") if ttft else KEY_METRICS
     key = "usd_per_mtok_output" if rank_by == "usd_per_mtok" else "usd_per_hour"
-    a, b = getattr(answer, key), getattr(runner, key)
-    if a is None or b is None or not a > 0 or answer.model_class == runner.model_class:
-        return out
-    lead = 100.0 * (b / a - 1.0)
-    errors = [r.model_error_pct for r in (answer, runner)]
-    if any(e is None for e in errors):
-        unknown = " and ".join(r.label for r, e in zip((answer, runner), errors, strict=True) if e is None)
-        said = f"no public figure bounds the step-time error of {unknown}"
-    elif lead < max(e for e in errors if e is not None):
-        said = (f"inside the step-time models' public-data error ({answer.label}: {errors[0]:.1f}%, "
-                f"{runner.label}: {errors[1]:.1f}%)")  # fmt: skip
-    else:
-        return out
-    out.append({
-        "code": "model_accuracy",
-        "message": f"the runner-up {runner.label} ({runner.model_class or 'no class'}) costs {lead:.1f}% more than "
-        f"the answer {answer.label} ({answer.model_class or 'no class'}) by {key}, {said}: the ranking may not "
-        "hold; calibrate both on measurements of your own (agentsim calibrate).",
-    })  # fmt: skip
+    a, ea = getattr(answer, key), answer.model_error(metrics)
+    close = []
+    for r in ok[1:]:
+        b, er = getattr(r, key), r.model_error(metrics)
+        if (r.hardware, r.precision, r.preset) == (answer.hardware, answer.precision, answer.preset):
+            continue
+        if a is None or b is None or not a > 0:
+            continue
+        lead = 100.0 * (b / a - 1.0)
+        if ea is None or er is None:
+            close.append(f"{r.label} ({lead:+.1f}%; {'its' if er is None else 'the answer' + chr(39) + 's'} error "
+                         "unknown)")  # fmt: skip
+        elif lead < ea + er:
+            close.append(f"{r.label} ({lead:+.1f}%; errors {ea:.1f}% + {er:.1f}%)")
+    if close:
+        named = "; ".join(close[:most]) + (f"; and {len(close) - most} more" if len(close) > most else "")
+        out.append({
+            "code": "model_accuracy",
+            "message": f"the answer {answer.label} ({answer.model_class or 'no class'}) leads candidates of other "
+            f"hardware, precision or engine by less than their step-time models' public-data errors added, by "
+            f"{key}: {named}. The ranking may not hold; calibrate them on measurements of your own "
+            "(agentsim calibrate).",
+        })  # fmt: skip
     return out

@@ -214,7 +214,9 @@ def plan(
         dep = resolved.pools[0].plan.spec.deployment
         row.engine = {"kv_precision": dep.kv_precision, **dep.engine.model_dump(mode="json", exclude_none=True)}
         targets = [0, 1] if c.topology != "aggregated" else [0]
-        row.accuracy = [{"pool": resolved.pools[i].name, **pool_accuracy(resolved.pools[i])} for i in targets]
+        given = {p.name: p for p in scenario.cluster.pools}
+        sized = [resolved.pools[i] for i in targets]
+        row.accuracy = [{"pool": p.name, **pool_accuracy(p, given[p.name])} for p in sized]
         bound = lower_bound(resolved, targets, parsed, minimum)
         row.lower_bound = bound.replicas
         per = resolved.pools[0].rates.usd_per_replica_hour
@@ -271,7 +273,7 @@ def plan(
 
     ranked = _rank(rows, rank_by)
     return PlanResult(
-        warnings=ranking_warnings(ranked, rank_by),
+        warnings=ranking_warnings(ranked, rank_by, ttft=any(s.key.startswith("ttft") for s in parsed)),
         slos=dict(slos),
         attainment=attainment,
         replications=replications,
