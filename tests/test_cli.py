@@ -254,6 +254,12 @@ def test_validate_ok(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("ok")
     assert "KV capacity" in result.stdout
+    # each pool's public-data accuracy, and the warnings a run would give of it: exit 0 all the same
+    assert "on public data: " in result.stdout
+    on_amd = write_scenario(tmp_path, _set("cluster.pools[0].deployment.hardware", "mi300x"), "amd.yaml")
+    amd = invoke("validate", on_amd)
+    assert amd.exit_code == 0, amd.output
+    assert "warning (model_accuracy): pool" in amd.stderr and "AMD" in amd.stderr
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:

@@ -128,22 +128,31 @@ def validate(
     scenario: Annotated[Path, typer.Argument(help="scenario YAML")],
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a field: path.to[0].field=value")] = None,
 ) -> None:
-    """Check a scenario: fields, catalog entries, memory fit. Exit 2 with each problem's path if invalid."""
+    """Check a scenario: fields, catalog entries, memory fit. Exit 2 with each problem's path if invalid. Prints
+    each pool's step-time accuracy on public data, and the warnings a run would give of it."""
+    from agentsim.analysis.accuracy import accuracy_cell, accuracy_warnings, pool_accuracy
     from agentsim.resolve import resolve
 
     s = _load(scenario, set_, None)
     try:
-        plans = resolve(s).plans  # the built-in catalog plus the scenario's `catalog` files
+        resolved = resolve(s)  # the built-in catalog plus the scenario's `catalog` files
     except ScenarioError as e:
         _fail_scenario(e, scenario, set_)
-    out_console.print(f"[green]ok[/]: {scenario}: {len(s.workload)} workload(s), {len(plans)} pool(s)")
-    for p in plans:
-        d = p.spec.deployment
+    out_console.print(f"[green]ok[/]: {scenario}: {len(s.workload)} workload(s), {len(resolved.pools)} pool(s)")
+    given = {p.name: p for p in s.cluster.pools}
+    accuracy = {}
+    for rp in resolved.pools:
+        p, d = rp.plan, rp.plan.spec.deployment
+        accuracy[rp.name] = entry = pool_accuracy(rp, given[rp.name])
         out_console.print(
             f"  pool {p.spec.name}: {p.spec.replicas} x {d.model} on {d.gpus}x {d.hardware} "
-            f"({d.precision}), KV capacity {p.kv_capacity_tokens:,} tokens per replica",
+            f"({d.precision}), KV capacity {p.kv_capacity_tokens:,} tokens per replica; step-time model MAPE "
+            f"tok/s / TPOT on public data: {accuracy_cell(entry)}",
             highlight=False,
         )
+    # what the run would warn of its pools' step times: known before it runs (exit 0 all the same)
+    ttft_target = any(w.slo.ttft_p99_s is not None for w in s.workload)
+    print_warnings({"warnings": accuracy_warnings(accuracy, ttft=ttft_target)}, err_console)
 
 
 def schema() -> None:
