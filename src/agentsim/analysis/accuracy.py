@@ -16,12 +16,12 @@ so the file cannot drift from the model it describes.
   says whether a public row ran this kind of model on this hardware at this precision (one row, all three);
   where none did, the class's figures are carried over to it (the same hardware family), and the entry's note says
   so. No class: nothing public was simulated for such a deployment.
-* ``roofline-set``: the roofline with a step-time input of the scenario's own: any field of its ``perf`` (``mfu``,
-  ``mbu``, overheads, kernel latency, collectives, MoE imbalance), the engine's ``step_overhead_s``,
-  ``step_overhead_s_per_seq`` or ``kernel_latency_s``, or a catalog file replacing the packaged entry of its
-  hardware or model. ``linear``, ``table``, ``curve``: the scenario's own step-time model. In all of these the
-  accuracy is that of the numbers' source (``agentsim calibrate`` reports its fit's MAPE on held-out rows): no
-  public figure applies and none is claimed.
+* ``roofline-set``: the roofline with a step-time input of the scenario's own: any field of its ``perf`` away from
+  its default (``mfu``, ``mbu``, overheads, kernel latency, collectives, MoE imbalance), a value for one of
+  :data:`OWN_ENGINE_FIELDS` (the engine's overheads, kernel latency, front end, speculative decoding with its
+  acceptance), or a catalog file replacing the packaged entry of its hardware or model. ``linear``, ``table``,
+  ``curve``: the scenario's own step-time model. In all of these the accuracy is that of the numbers' source
+  (``agentsim calibrate`` reports its fit's MAPE on held-out rows): no public figure applies and none is claimed.
 
 :func:`accuracy_warnings` adds a ``model_accuracy`` warning for each default-roofline pool whose class misses the
 table's ``goal_pct`` (issue 14's 15% MAPE) on output tokens/s or TPOT (and on TTFT when the run has a TTFT
@@ -51,8 +51,11 @@ the public rows' TTFT is mostly the servers' front ends, which the default model
 
 METRIC_NAMES = {"output_tok_s": "throughput", "tpot_s": "TPOT", "ttft_s": "TTFT"}
 
-STEP_TIME_ENGINE_FIELDS = ("step_overhead_s", "step_overhead_s_per_seq", "kernel_latency_s")
-"""Engine fields that change the roofline's step time when a scenario sets them."""
+OWN_ENGINE_FIELDS = ("step_overhead_s", "step_overhead_s_per_seq", "kernel_latency_s", "frontend_s", "speculative")
+"""Engine fields whose value, when a scenario gives one, is a step-time (or TTFT) input of its own: the overheads
+and kernel latency replace the preset's, the front end adds to TTFT, and speculative decoding brings its own
+acceptance rates. Knobs the public rows exercised with the model's own physics (``cuda_graphs``, ``fp8_dequant``,
+batch limits, chunking, memory) are not."""
 
 
 class Measured(Strict):
@@ -119,9 +122,11 @@ def own_inputs(pool: ResolvedPool, given: spec.PoolSpec) -> list[str]:
     perf = given.perf
     if perf.kind != "roofline":
         return [f"perf.kind {perf.kind}"]
-    out = [f"perf.{k}" for k in sorted(perf.model_fields_set - {"kind"})]
+    # values, not the fields a file named: a scenario dumped and validated again (--seed, --set, a sweep point)
+    # names every field, at its default
+    out = [f"perf.{k}" for k in sorted(perf.model_dump(exclude_defaults=True)) if k != "kind"]
     engine = given.deployment.engine
-    out += [f"engine.{k}" for k in STEP_TIME_ENGINE_FIELDS if k in engine.model_fields_set]
+    out += [f"engine.{k}" for k in OWN_ENGINE_FIELDS if getattr(engine, k) is not None]
     packaged = load_catalog()
     d = given.deployment
     if packaged.hardware.get(d.hardware.lower()) != pool.hardware:
@@ -162,6 +167,11 @@ def pool_accuracy(pool: ResolvedPool, given: spec.PoolSpec, table: AccuracyTable
         else f"; none ran a {kind} model on {d.hardware} at {d.precision}: the class's figures are carried over"
     )
     return out
+
+
+def ttft_target_of(slo: spec.Slo) -> bool:
+    """Whether a workload's SLO has a TTFT target (per call or on the p99), whose verdict rests on TTFT."""
+    return slo.ttft_s is not None or slo.ttft_p99_s is not None
 
 
 def _pct(mape: dict[str, Any], k: str) -> str:

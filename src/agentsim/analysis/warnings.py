@@ -25,8 +25,9 @@ when there is any):
   start such a server unless its ``--max-model-len`` is cut to what fits, SGLang caps requests, TensorRT-LLM cuts
   ``max_seq_len``; a call longer than the cache cannot run anywhere, so the deployment is marginal even where this
   workload's calls fit.
-* ``model_accuracy``: a pool on the default roofline whose class of deployment missed the goal on public data, never
-  measured throughput or TPOT, or has no public measurement (:func:`agentsim.analysis.accuracy.accuracy_warnings`,
+* ``model_accuracy``: a pool on the default roofline whose class of deployment missed the goal on public data (on
+  throughput or TPOT, and TTFT when a TTFT target rests on it), never measured one of them, or has no public
+  measurement (:func:`agentsim.analysis.accuracy.accuracy_warnings`,
   added by the run from its resolved pools).
 """
 

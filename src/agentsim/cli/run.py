@@ -57,8 +57,8 @@ def run(
     """Simulate a scenario and write calls/tasks/replicas Parquet tables, summary.json and manifest.json.
 
     The summary's warnings (heavy censoring, small samples, overload, context-window rejections, a step-time
-    model that public measurements put off by more than 15% or never measured) are printed; with --strict they
-    make the exit code 3 (the results are written all the same)."""
+    model that public measurements put off by more than 15%, or that no public measurement covers) are printed;
+    with --strict they make the exit code 3 (the results are written all the same)."""
     s = _load(scenario, set_, seed)
     target = out if out is not None else store.new_run_dir(Path("runs"), s.name)
     if target.exists() and not overwrite:
@@ -130,7 +130,7 @@ def validate(
 ) -> None:
     """Check a scenario: fields, catalog entries, memory fit. Exit 2 with each problem's path if invalid. Prints
     each pool's step-time accuracy on public data, and the warnings a run would give of it."""
-    from agentsim.analysis.accuracy import accuracy_cell, accuracy_warnings, pool_accuracy
+    from agentsim.analysis.accuracy import accuracy_cell, accuracy_warnings, pool_accuracy, ttft_target_of
     from agentsim.resolve import resolve
 
     s = _load(scenario, set_, None)
@@ -151,7 +151,7 @@ def validate(
             highlight=False,
         )
     # what the run would warn of its pools' step times: known before it runs (exit 0 all the same)
-    ttft_target = any(w.slo.ttft_p99_s is not None for w in s.workload)
+    ttft_target = any(ttft_target_of(w.slo) for w in s.workload)
     print_warnings({"warnings": accuracy_warnings(accuracy, ttft=ttft_target)}, err_console)
 
 

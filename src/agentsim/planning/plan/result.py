@@ -265,7 +265,7 @@ def ranking_warnings(
 
     * The answer's sized pools, as a run warns of them (:func:`agentsim.analysis.accuracy.accuracy_warnings`).
     * The ranking: every other candidate that meets the SLOs and runs other hardware, precision or engine preset
-      than the answer, and costs less more than the two step-time models' public-data errors added (errors of
+      than the answer, and costs more by less than the two step-time models' public-data errors added (errors of
       opposite signs add up), or has an error no public figure bounds: their costs may swap (at most ``most``
       named). Candidates on the answer's hardware, precision and preset differ in parallelism, batch limits or
       topology only: the same kernels and engine, whose errors largely cancel in the comparison."""
@@ -289,8 +289,8 @@ def ranking_warnings(
             continue
         lead = 100.0 * (b / a - 1.0)
         if ea is None or er is None:
-            close.append(f"{r.label} ({lead:+.1f}%; {'its' if er is None else 'the answer' + chr(39) + 's'} error "
-                         "unknown)")  # fmt: skip
+            whose = "its error" if ea is not None else ("the answer's error" if er is not None else "both errors")
+            close.append(f"{r.label} ({lead:+.1f}%; {whose} unknown)")
         elif lead < ea + er:
             close.append(f"{r.label} ({lead:+.1f}%; errors {ea:.1f}% + {er:.1f}%)")
     if close:
