@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt
 
+from agentsim.catalog import load_catalog
 from agentsim.spec.base import Strict
 from agentsim.yamlio import loads
 
@@ -117,8 +118,6 @@ def find_class(table: AccuracyTable, hardware: str, moe: bool) -> AccuracyClass 
 def own_inputs(pool: ResolvedPool, given: spec.PoolSpec) -> list[str]:
     """The step-time inputs of ``pool`` that its scenario sets itself (``given``: the pool as written), by name;
     empty for the default roofline on the packaged catalog."""
-    from agentsim.catalog import load_catalog
-
     perf = given.perf
     if perf.kind != "roofline":
         return [f"perf.kind {perf.kind}"]
