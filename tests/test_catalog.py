@@ -100,7 +100,10 @@ def _dense_params(m: ModelArch) -> float:
     return 2 * m.vocab_size * h + m.layers * (attention + mlp)
 
 
-@pytest.mark.parametrize("model_id", ["llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b"])
+DENSE = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b", "qwen3-8b", "qwen3-14b", "qwen3-32b"]
+
+
+@pytest.mark.parametrize("model_id", DENSE)
 def test_dense_param_counts_match_the_shapes(catalog: Catalog, model_id: str) -> None:
     m = catalog.get_model(model_id)
     assert m.params_b * 1e9 == pytest.approx(_dense_params(m), rel=0.005)
@@ -270,6 +273,8 @@ def test_every_catalog_model_has_a_context_window_with_a_source(catalog: Catalog
         "gpt-oss-120b": 131072,
         "gpt-oss-20b": 131072,
         "qwen3-8b": 40960,
+        "qwen3-14b": 40960,
+        "qwen3-32b": 40960,
     }
     assert {k: m.max_context_tokens for k, m in catalog.models.items()} == expected
     assert all(m.max_context_source.strip() for m in catalog.models.values())

@@ -211,7 +211,15 @@ def _resolve_pools(
             row_engine = condition_engine(pool, m, options, catalog)
             pool = for_kernel_mode(pool, mode, row_engine, catalog)  # a fitted kernel time is for one engine mode
             dep = pool.deployment.model_copy(update={"engine": row_engine})
-            kv_tokens(pool.model_copy(update={"deployment": dep}), catalog)  # the condition's deployment fits
+            capacity = kv_tokens(pool.model_copy(update={"deployment": dep}), catalog)  # the deployment fits
+            # one request must fit one attention rank's cache, or the simulation cannot serve the row at all
+            per_rank = capacity // (dep.tp if dep.data_parallel_attention else 1)
+            if per_rank < math.ceil(m.isl + m.osl):
+                raise CalibrationError(
+                    f"the modelled KV cache ({per_rank:,} tokens) holds less than one request of this row "
+                    f"({math.ceil(m.isl + m.osl):,} tokens), which the engine served: the memory model under-counts "
+                    "this deployment's cache"
+                )
             out.append(pool)
         except (CalibrationError, DoesNotFitError, KeyError, ValueError) as e:
             out.append(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))

@@ -1,0 +1,178 @@
+"""Rows for ``data/*.csv`` from a gpustack performance-lab page: every ``vllm bench serve`` result with its server.
+
+gpustack's pages (github.com/gpustack/gpustack, ``docs/performance-lab/<model>/<gpu>.md``, Apache-2.0) tune one
+model on one GPU type: each experiment is a "Serving script" block (the server command; "Baseline" and "Optimized"
+ones in the last section) followed by one or more "Benchmark result(s)" blocks (``vllm bench serve`` output, several
+in a block after ``# label`` lines) run against it. A burst of N requests (``--num-prompts N``,
+no rate) is written as ``load: burst`` with N concurrent clients, as the other gpustack rows of this directory.
+ISL and OSL are the result's total input and generated tokens over its successful requests (ShareGPT varies per
+request; the random datasets' fixed lengths come out as set). Output tokens/s, mean TTFT and mean TPOT are copied
+as printed.
+
+A result is skipped, and said so on stderr, when its server's engine is not the one its section is about (a
+copy slip in the page: the command and the numbers may belong to different experiments), or when it has no
+server command before it.
+
+    git -C <gpustack> show 47277d79:docs/performance-lab/qwen3-32b/h100.md > page.md
+    python experiments/fidelity/gpustack_rows.py page.md --hardware H100 --model Qwen3-32B >> rows.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+from pathlib import Path
+
+COLUMNS = ("isl", "osl", "concurrency", "qps", "output_tok_s", "ttft_ms", "tpot_ms", "load", "num_requests",
+           "engine_args", "hardware", "model", "n_gpus", "tp", "ep", "dp_attention", "precision", "kv_precision",
+           "engine", "engine_version", "source_id", "source_file", "note")  # fmt: skip
+ENGINES = (("vllm serve", "vLLM"), ("sglang.launch_server", "SGLang"), ("trtllm-serve", "TensorRT-LLM"))
+RESULT = {
+    "Successful requests": "n",
+    "Total input tokens": "input",
+    "Total generated tokens": "output",
+    "Output token throughput (tok/s)": "output_tok_s",
+    "Mean TTFT (ms)": "ttft_ms",
+    "Mean TPOT (ms)": "tpot_ms",
+}
+
+
+def _block(lines: list[str], start: int) -> tuple[list[str], int]:
+    """The lines of the fenced code block after ``start`` (indentation removed), and the index after it."""
+    i = start
+    while i < len(lines) and not lines[i].strip().startswith("```"):
+        i += 1
+    out = []
+    i += 1
+    while i < len(lines) and not lines[i].strip().startswith("```"):
+        out.append(lines[i].strip())
+        i += 1
+    return out, i + 1
+
+
+def _server(command: str) -> tuple[str, str, list[str]]:
+    """(engine, model path, flags) of a server command; flags keep their order (environment variables first)."""
+    tokens = command.replace("\\", " ").split()
+    found = [name for marker, name in ENGINES if marker in command]
+    if not found:
+        raise ValueError(f"no known server in {command!r}")
+    engine = found[0]
+    if engine == "SGLang":
+        at = tokens.index("--model-path")
+        model, rest = tokens[at + 1], tokens[:at] + tokens[at + 2 :]
+        rest = [t for t in rest if t not in ("python3", "python", "-m", "sglang.launch_server")]
+    else:
+        word = "serve" if engine == "vLLM" else "trtllm-serve"
+        at = tokens.index(word)
+        model, rest = tokens[at + 1], tokens[:at] + tokens[at + 2 :]
+        rest = [t for t in rest if t != "vllm"]
+    return engine, model, rest
+
+
+def _tp(flags: list[str]) -> int:
+    for i, t in enumerate(flags):
+        for name in ("-tp", "--tp", "--tp-size", "--tensor-parallel-size", "--tp_size"):
+            if t == name and i + 1 < len(flags):
+                return int(flags[i + 1])
+            if t.startswith(name + "="):
+                return int(t.split("=", 1)[1])
+    return 1
+
+
+def _results(body: list[str]) -> list[tuple[str, dict[str, float]]]:
+    """The results of one block: a block may print several, each after a ``# label`` line (a dataset, or a flag
+    the server ran with instead)."""
+    out: list[tuple[str, dict[str, float]]] = []
+    label = ""
+    for b in body:
+        if b.startswith("#"):
+            label = b.lstrip("#").strip()
+        elif "Serving Benchmark Result" in b:
+            out.append((label, {}))
+            label = ""
+        elif out:
+            key, _, value = b.partition(":")
+            if key.strip() in RESULT and value.strip():
+                out[-1][1][RESULT[key.strip()]] = float(value.strip())
+    return out
+
+
+def _with_flag(flags: list[str], flag: str) -> list[str]:
+    """``flags`` with ``flag`` (``--name=value``) in place of the same-named flag."""
+    name = flag.split("=", 1)[0]
+    kept = [f for f in flags if f.split("=", 1)[0] != name]
+    return [*kept, flag]
+
+
+def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardware: str, model: str,
+         engine_version: str) -> dict[str, str]:  # fmt: skip
+    n = int(got["n"])
+    tp = _tp(flags)
+    fp8 = path.upper().endswith("-FP8") or "fp8" in " ".join(flags).lower()
+    return {
+        "isl": f"{got['input'] / n:.1f}", "osl": f"{got['output'] / n:.1f}", "concurrency": f"{n:.1f}",
+        "qps": "", "output_tok_s": f"{got['output_tok_s']:g}", "ttft_ms": f"{got['ttft_ms']:g}",
+        "tpot_ms": f"{got['tpot_ms']:g}", "load": "burst", "num_requests": str(n),
+        "engine_args": " ".join(flags), "hardware": hardware, "model": model, "n_gpus": str(tp),
+        "tp": str(tp), "ep": "", "dp_attention": "", "precision": "fp8" if fp8 else "bf16",
+        "kv_precision": "", "engine": engine, "engine_version": engine_version,
+        "source_id": "gpustack_perf_lab", "source_file": "gpustack_perf_lab_hopper.csv",
+        "note": "burst of N requests at once, simulated as N concurrent clients",
+    }  # fmt: skip
+
+
+def rows(text: str, hardware: str, model: str) -> list[dict[str, str]]:
+    """The page's result rows (module docstring)."""
+    lines = text.splitlines()
+    versions = re.findall(r"^- (vLLM|SGLang|TensorRT-LLM): (\S+)", text, flags=re.M)
+    engine_version = " ".join(f"{name}: {v}" for name, v in versions)
+    out: list[dict[str, str]] = []
+    section, command = "", None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            section = line.lstrip("#").strip()
+        if re.search(r'serving script"', line, flags=re.I):  # "Serving script", "Optimized serving script"
+            body, i = _block(lines, i + 1)
+            command = " ".join(b for b in body if not b.startswith("#"))  # the page's comments are not flags
+            continue
+        if re.search(r'benchmark results?"', line, flags=re.I):
+            body, i = _block(lines, i + 1)
+            if command is None:
+                print(f"skipped: a result with no server before it ({section})", file=sys.stderr)
+                continue
+            engine, path, flags = _server(command)
+            named = [e for _, e in ENGINES if e.lower() in section.lower()]
+            if named and engine not in named:
+                print(f"skipped: section {section!r} is about {named[0]}, its server is {engine} ({command})",
+                      file=sys.stderr)  # fmt: skip
+                continue
+            for label, got in _results(body):
+                # a result labelled with a flag ran the server with that flag instead of the command's own
+                variant = _with_flag(flags, label) if label.startswith("--") else flags
+                out.append(_row(got, engine, path, variant, hardware, model, engine_version))
+            continue
+        i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("page", type=Path)
+    ap.add_argument("--hardware", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--header", action="store_true", help="print the CSV header first")
+    args = ap.parse_args(argv)
+    w = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+    if args.header:
+        w.writeheader()
+    for row in rows(args.page.read_text(encoding="utf-8"), args.hardware, args.model):
+        w.writerow(row)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
