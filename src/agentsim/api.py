@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from agentsim import columns, spec, store
 from agentsim._version import __version__
-from agentsim.analysis.accuracy import accuracy_warnings, pool_accuracy, ttft_target_of
+from agentsim.analysis.accuracy import resolved_accuracy
 from agentsim.analysis.costs import COST_SUMS, attach_call_costs, attach_task_costs, pools_table
 from agentsim.analysis.metrics import summarize
 from agentsim.analysis.tables import ParquetColumns, Table, batches
@@ -207,13 +207,11 @@ def _run(resolved: Resolved, spill: SpillDir, progress: ProgressFn | None, wall0
     if raw.autoscale:
         summary["autoscale"] = raw.autoscale
     # what public measurements say of each pool's step times (analysis.accuracy)
-    given = {p.name: p for p in scenario.cluster.pools}
-    summary["accuracy"] = {p.name: pool_accuracy(p, given[p.name]) for p in resolved.pools}
-    ttft_target = any(ttft_target_of(w.slo) for w in scenario.workload)  # a verdict that rests on TTFT
+    summary["accuracy"], accuracy_warned = resolved_accuracy(resolved)
     summary["warnings"] = (
         collect_warnings(summary, scenario, calls, tasks, replicas)
         + kv_short_of_window([pool_memory(p) for p in resolved.pools])
-        + accuracy_warnings(summary["accuracy"], ttft=ttft_target)
+        + accuracy_warned
     )
     wall = time.perf_counter() - wall0
     manifest = {

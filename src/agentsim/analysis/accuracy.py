@@ -44,7 +44,7 @@ from agentsim.yamlio import loads
 
 if TYPE_CHECKING:
     from agentsim import spec
-    from agentsim.resolve import ResolvedPool
+    from agentsim.resolve import Resolved, ResolvedPool
 
 KEY_METRICS = ("output_tok_s", "tpot_s")
 """The metrics the goal applies to in every run; TTFT joins them where a TTFT target depends on it (at low load
@@ -171,6 +171,15 @@ def pool_accuracy(pool: ResolvedPool, given: spec.PoolSpec, table: AccuracyTable
 def ttft_target_of(slo: spec.Slo) -> bool:
     """Whether a workload's SLO has a TTFT target (per call or on the p99), whose verdict rests on TTFT."""
     return slo.ttft_s is not None or slo.ttft_p99_s is not None
+
+
+def resolved_accuracy(resolved: Resolved) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
+    """Each pool's :func:`pool_accuracy` (by pool name, against the pool as the scenario wrote it) and the
+    :func:`accuracy_warnings` a run of ``resolved`` gives of them (TTFT counted where a workload targets it)."""
+    given = {p.name: p for p in resolved.scenario.cluster.pools}
+    entries = {p.name: pool_accuracy(p, given[p.name]) for p in resolved.pools}
+    ttft = any(ttft_target_of(w.slo) for w in resolved.scenario.workload)
+    return entries, accuracy_warnings(entries, ttft=ttft)
 
 
 def _pct(mape: dict[str, Any], k: str) -> str:

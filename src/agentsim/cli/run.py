@@ -130,7 +130,7 @@ def validate(
 ) -> None:
     """Check a scenario: fields, catalog entries, memory fit. Exit 2 with each problem's path if invalid. Prints
     each pool's step-time accuracy on public data, and the warnings a run would give of it."""
-    from agentsim.analysis.accuracy import accuracy_cell, accuracy_warnings, pool_accuracy, ttft_target_of
+    from agentsim.analysis.accuracy import accuracy_cell, resolved_accuracy
     from agentsim.resolve import resolve
 
     s = _load(scenario, set_, None)
@@ -139,20 +139,17 @@ def validate(
     except ScenarioError as e:
         _fail_scenario(e, scenario, set_)
     out_console.print(f"[green]ok[/]: {scenario}: {len(s.workload)} workload(s), {len(resolved.pools)} pool(s)")
-    given = {p.name: p for p in s.cluster.pools}
-    accuracy = {}
-    for rp in resolved.pools:
-        p, d = rp.plan, rp.plan.spec.deployment
-        accuracy[rp.name] = entry = pool_accuracy(rp, given[rp.name])
+    accuracy, warned = resolved_accuracy(resolved)
+    for p in resolved.plans:
+        d = p.spec.deployment
         out_console.print(
             f"  pool {p.spec.name}: {p.spec.replicas} x {d.model} on {d.gpus}x {d.hardware} "
             f"({d.precision}), KV capacity {p.kv_capacity_tokens:,} tokens per replica; step-time model MAPE "
-            f"tok/s / TPOT on public data: {accuracy_cell(entry)}",
+            f"tok/s / TPOT on public data: {accuracy_cell(accuracy[p.spec.name])}",
             highlight=False,
         )
     # what the run would warn of its pools' step times: known before it runs (exit 0 all the same)
-    ttft_target = any(ttft_target_of(w.slo) for w in s.workload)
-    print_warnings({"warnings": accuracy_warnings(accuracy, ttft=ttft_target)}, err_console)
+    print_warnings({"warnings": warned}, err_console)
 
 
 def schema() -> None:

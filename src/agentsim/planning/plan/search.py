@@ -37,7 +37,7 @@ import numpy as np
 
 from agentsim import spec
 from agentsim._version import __version__
-from agentsim.analysis.accuracy import pool_accuracy
+from agentsim.analysis.accuracy import resolved_accuracy
 from agentsim.errors import ScenarioError
 from agentsim.planning.plan import space as sp
 from agentsim.planning.plan.bounds import lower_bound
@@ -214,9 +214,8 @@ def plan(
         dep = resolved.pools[0].plan.spec.deployment
         row.engine = {"kv_precision": dep.kv_precision, **dep.engine.model_dump(mode="json", exclude_none=True)}
         targets = [0, 1] if c.topology != "aggregated" else [0]
-        given = {p.name: p for p in scenario.cluster.pools}
-        sized = [resolved.pools[i] for i in targets]
-        row.accuracy = [{"pool": p.name, **pool_accuracy(p, given[p.name])} for p in sized]
+        accuracy, _ = resolved_accuracy(resolved)  # the plan warns of its answer and ranking itself
+        row.accuracy = [{"pool": name, **accuracy[name]} for name in (resolved.pools[i].name for i in targets)]
         bound = lower_bound(resolved, targets, parsed, minimum)
         row.lower_bound = bound.replicas
         per = resolved.pools[0].rates.usd_per_replica_hour
@@ -273,7 +272,7 @@ def plan(
 
     ranked = _rank(rows, rank_by)
     return PlanResult(
-        warnings=ranking_warnings(ranked, rank_by, ttft=any(s.key.startswith("ttft") for s in parsed)),
+        warnings=ranking_warnings(ranked, rank_by, ttft=any(s.metric == "ttft" for s in parsed)),
         slos=dict(slos),
         attainment=attainment,
         replications=replications,
