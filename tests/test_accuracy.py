@@ -325,62 +325,32 @@ def test_the_plan_report_shows_the_warnings_and_each_candidates_model_error(tmp_
     assert "12.0% (x)" in page and "9.0% (y)" in page
 
 
-PAGE = """# Optimizing X on H100
+def _result(label: str, n: int, tokens_in: int, tokens_out: int, tok_s: float, ttft_ms: float, tpot_ms: float) -> str:
+    """One ``vllm bench serve`` result as a gpustack page prints it, after a ``# label`` line when given."""
+    return (f"    # {label}\n" if label else "") + (
+        "    ============ Serving Benchmark Result ============\n"
+        f"    Successful requests:                     {n}\n"
+        f"    Total input tokens:                      {tokens_in}\n"
+        f"    Total generated tokens:                  {tokens_out}\n"
+        f"    Output token throughput (tok/s):         {tok_s}\n"
+        f"    Mean TTFT (ms):                          {ttft_ms}\n"
+        f"    Mean TPOT (ms):                          {tpot_ms}\n"
+        "    ==================================================\n"
+    )
 
-### Engine Version
 
-- vLLM: v0.11.0
-- SGLang: v0.5.5
+def _experiment(section: str, command: str, *results: str) -> str:
+    """A page section: its server command, then one results block holding ``results``."""
+    return (f"### {section}\n\n??? info \"Serving script\"\n    ```bash\n    {command}\n    ```\n\n"
+            f"??? info \"Benchmark result\"\n    ```\n{chr(10).join(results)}    ```\n\n")  # fmt: skip
 
-### 1. Choosing the Inference Engine
 
-??? info "Serving script"
-    ```bash
-    vllm serve Qwen/Qwen3-14B -tp 2
-    ```
-
-??? info "Benchmark result"
-    ```
-    # a comment line before the result
-    ============ Serving Benchmark Result ============
-    Successful requests:                     4
-    Total input tokens:                      1000
-    Total generated tokens:                  402
-    Output token throughput (tok/s):         50.5
-    Mean TTFT (ms):                          120.25
-    Mean TPOT (ms):                          9.5
-    ==================================================
-
-    # --max-num-seqs=8
-    ============ Serving Benchmark Result ============
-    Successful requests:                     4
-    Total input tokens:                      1000
-    Total generated tokens:                  400
-    Output token throughput (tok/s):         60
-    Mean TTFT (ms):                          100
-    Mean TPOT (ms):                          8
-    ==================================================
-    ```
-
-### 2. Quantization in SGLang
-
-??? info "Serving script"
-    ```bash
-    vllm serve Qwen/Qwen3-14B-FP8
-    ```
-
-??? info "Benchmark result"
-    ```
-    ============ Serving Benchmark Result ============
-    Successful requests:                     4
-    Total input tokens:                      1000
-    Total generated tokens:                  400
-    Output token throughput (tok/s):         70
-    Mean TTFT (ms):                          90
-    Mean TPOT (ms):                          7
-    ==================================================
-    ```
-"""
+PAGE = "# Optimizing X on H100\n\n### Engine Version\n\n- vLLM: v0.11.0\n- SGLang: v0.5.5\n\n" + _experiment(
+    "1. Choosing the Inference Engine",
+    "vllm serve Qwen/Qwen3-14B -tp 2",
+    _result("a comment line before the result", 4, 1000, 402, 50.5, 120.25, 9.5),
+    _result("--max-num-seqs=8", 4, 1000, 400, 60, 100, 8),
+) + _experiment("2. Quantization in SGLang", "vllm serve Qwen/Qwen3-14B-FP8", _result("", 4, 1000, 400, 70, 90, 7))
 
 
 def test_gpustack_rows_reads_each_result_with_its_server(capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,10 +41,16 @@ ACCURACY_HEADER = """\
 """
 
 
+def default_report(group: str, jobs: int = 1, options: HarnessOptions | None = None, rows: int = 0) -> FidelityReport:
+    """The default roofline's fidelity report of ``group``'s public rows (its first ``rows`` only, when given)."""
+    measurements = read_measurements(DATA / f"{group}.csv")
+    opts = options if options is not None else HarnessOptions()
+    return run_fidelity(measurements[:rows] if rows else measurements, options=opts, jobs=jobs, title=group)
+
+
 def default_reports(jobs: int = 1, options: HarnessOptions | None = None) -> dict[str, FidelityReport]:
     """The default roofline's fidelity report of each group's public rows."""
-    opts = options if options is not None else HarnessOptions()
-    return {g: run_fidelity(read_measurements(DATA / f"{g}.csv"), options=opts, jobs=jobs, title=g) for g in GROUPS}
+    return {g: default_report(g, jobs, options) for g in GROUPS}
 
 
 def accuracy_table(reports: dict[str, FidelityReport], current: AccuracyTable) -> AccuracyTable:
@@ -63,8 +69,7 @@ def write_accuracy(table: AccuracyTable, path: Path) -> None:
 
 def _cell(report: FidelityReport, metric: str, role: str | None) -> str:
     value = report.mape(metric, role=role)
-    n = sum(1 for r in report.select(role) if r.error_pct(metric) is not None)
-    return "-" if value is None else f"{value:5.1f}% ({n})"
+    return "-" if value is None else f"{value:5.1f}% ({report.count(metric, role=role)})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,14 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     defaults: dict[str, FidelityReport] = {}
     for group in args.group or GROUPS:
-        measurements = read_measurements(DATA / f"{group}.csv")
-        if args.quick:
-            measurements = measurements[:2]
         if args.holdout:
+            measurements = read_measurements(DATA / f"{group}.csv")[: 2 if args.quick else None]
             result = holdout(measurements, k=args.holdout, options=options, max_evals=args.max_evals, jobs=jobs)
             reports = [("default", result.default, None), ("held-out", result.calibrated, "held-out")]
         else:
-            defaults[group] = run_fidelity(measurements, options=options, jobs=jobs, title=group)
+            defaults[group] = default_report(group, jobs, options, rows=2 if args.quick else 0)
             reports = [("default", defaults[group], None)]
         for name, report, role in reports:
             ran = sum(1 for r in report.select(role) if r.error is None)

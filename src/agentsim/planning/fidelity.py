@@ -157,21 +157,20 @@ class FidelityReport:
                 w.writerow([*cells, r.error or ""])
         return out
 
+    def count(self, metric: str, role: str | None = None) -> int:
+        """Rows (of ``role``) with both a measured and a predicted ``metric``: what :meth:`mape` averages over."""
+        return sum(1 for r in self.select(role) if r.error is None and r.error_pct(metric) is not None)
+
     def measured(self, catalog: Catalog, role: str | None = None) -> dict[str, Any]:
         """What the simulated rows (of ``role``) ran and how far the predictions fell from them, as a class's
         ``measured`` block of ``catalog/accuracy.yaml`` (:class:`agentsim.analysis.accuracy.Measured`): the
         rows, the distinct (kind of model, hardware, precision) they ran, the catalog ids of their hardware and
         models, whether those are dense or MoE (from ``catalog``), their precisions and the engine presets the
-        rows name (sorted), and
-        per metric the MAPE (%, one decimal) and the rows that measured it."""
+        rows name (sorted), and per metric the MAPE (%, one decimal) and the rows that measured it."""
         rows = [r for r in self.select(role) if r.error is None and r.pool is not None]
-        deployments = [r.pool.deployment for r in rows if r.pool is not None]
-        mape_pct: dict[str, float | None] = {}
-        n: dict[str, int] = {}
-        for m in METRICS:
-            value = self.mape(m, role=role)
-            mape_pct[m] = None if value is None else round(value, 1)
-            n[m] = sum(1 for r in rows if r.error_pct(m) is not None)
+        deployments = [r.pool.deployment for r in rows if r.pool is not None]  # every one: the filter is mypy's
+        mape_pct = {m: None if (v := self.mape(m, role=role)) is None else round(v, 1) for m in METRICS}
+        n = {m: self.count(m, role=role) for m in METRICS}
         kinds = ["moe" if catalog.get_model(d.model).is_moe else "dense" for d in deployments]
         return {
             "rows": len(rows),
