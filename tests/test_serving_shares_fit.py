@@ -6,7 +6,9 @@ moves the optimum fails here, so the documented fit cannot silently stop being o
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -51,3 +53,25 @@ def test_the_catalog_pair_is_the_fit_on_the_blackwell_tables() -> None:
 def test_shares_outside_a_fraction_are_refused() -> None:
     with pytest.raises(ValueError, match="serving_gemm_share"):
         with_serving_shares(load_catalog(), ("b200",), 1.2, 0.6)
+
+
+def test_worker_processes_simulate_on_the_in_memory_catalog(tmp_path: Path) -> None:
+    """A fit's candidate catalog reaches the worker processes whole: two B200 rows predicted in two processes on
+    halved serving shares equal the one-process predictions, and differ from the packaged catalog's (workers that
+    loaded the packaged catalog would give those)."""
+    from agentsim.planning.calibrate.measurements import read_measurements
+
+    head = "isl,osl,concurrency,output_tok_s,load,num_requests,hardware,model,n_gpus,tp,precision,engine\n"
+    rows = "".join(f"{isl},256,{c},500,closed,{4 * c},B200,Llama-3.3-70B,1,1,fp4,vLLM\n" for isl, c in ((1024, 4),
+                                                                                                    (2048, 8)))
+    (tmp_path / "m.csv").write_text(head + rows)
+    ms = read_measurements(tmp_path / "m.csv")
+    packaged = load_catalog()
+    halved = with_serving_shares(packaged, ["b200"], *(s / 2 for s in serving_shares(packaged.get_hardware("b200"))))
+
+    def predicted(catalog: Any, jobs: int) -> list[Any]:
+        return [r.predicted["output_tok_s"] for r in run_fidelity(ms, catalog=catalog, jobs=jobs).rows]
+
+    one, two = predicted(halved, 1), predicted(halved, 2)
+    assert one == two and all(v is not None for v in one)
+    assert all(h < p for h, p in zip(one, predicted(packaged, 1), strict=True))  # halved shares: slower steps

@@ -20,9 +20,9 @@ script fits one (GEMM share, HBM share) pair for Blackwell the way the Hopper sh
 
     python experiments/fidelity/fit_serving_shares.py [--gemm 0.40,0.45,...,0.86] [--hbm 0.40,...,0.88] [--quick]
 
-The grid runs in this process (``--workers`` is accepted and unused): the shares live in an in-memory copy of the
-catalog, which worker processes, loading the packaged catalog, would not see. ``--quick``: one row per fit group,
-a 2 x 2 grid and two held-out rows of each kind, a smoke test of the script.
+``--workers N`` simulates each grid point's rows in N processes (the in-memory catalog with the point's shares is
+sent to them whole). ``--quick``: one row per fit group, a 2 x 2 grid and two held-out rows of each kind, a smoke
+test of the script.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def fit_rows(tables: Path | str, catalog: Catalog) -> tuple[list[Measurement], l
     return dense, [m for m, e in zip(rows, is_moe, strict=True) if e]
 
 
-def errors(rows: Sequence[Measurement], catalog: Catalog, pair: Pair) -> list[float | None]:
+def errors(rows: Sequence[Measurement], catalog: Catalog, pair: Pair, jobs: int = 1) -> list[float | None]:
     """Signed throughput error (%) of every row with Blackwell's shares at ``pair``, None where it could not be
     simulated."""
-    report = run_fidelity(rows, catalog=with_serving_shares(catalog, BLACKWELL, *pair))
+    report = run_fidelity(rows, catalog=with_serving_shares(catalog, BLACKWELL, *pair), jobs=jobs)
     return [r.error_pct("output_tok_s") if r.error is None else None for r in report.rows]
 
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gemm", default="0.40,0.45,0.50,0.55,0.60,0.65,0.70,0.75,0.86")
     ap.add_argument("--hbm", default="0.40,0.45,0.50,0.55,0.60,0.65,0.70,0.75,0.88")
     ap.add_argument("--quick", action="store_true", help="one row per group, a 2 x 2 grid: a smoke test")
-    ap.add_argument("--workers", type=int, default=1, help="accepted for a uniform interface; unused (docstring)")
+    ap.add_argument("--workers", type=int, default=1, help="processes simulating each grid point's rows")
     args = ap.parse_args(argv)
     if args.quick:
         args.gemm, args.hbm = "0.60,0.86", "0.60,0.88"
@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     grid = [(float(g), float(h)) for g in args.gemm.split(",") for h in args.hbm.split(",")]
     by_pair: dict[Pair, list[float | None]] = {}
     for pair in grid:
-        by_pair[pair] = errors(dense, base, pair)
+        by_pair[pair] = errors(dense, base, pair, args.workers)
         print(f"  gemm {pair[0]:.2f} hbm {pair[1]:.2f}: dense MAPE {mape(by_pair[pair]):5.1f}%", flush=True)
-    hopper = by_pair[HOPPER] if HOPPER in by_pair else errors(dense, base, HOPPER)
+    hopper = by_pair[HOPPER] if HOPPER in by_pair else errors(dense, base, HOPPER, args.workers)
 
     def best(indices: Sequence[int]) -> Pair:
         def loss(p: Pair) -> float:
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nheld-out rows (never fitted): throughput error %, Hopper shares -> fitted pair")
     held_rows = (("Qwen3-235B FP4, 8 B200 (tables)", moe), ("DeepSeek-R1 NVFP4, 8 B200 (data/blackwell.csv)", public))
     for name, rows in held_rows:
-        before, after = errors(rows, base, HOPPER), errors(rows, base, fitted)
+        before, after = errors(rows, base, HOPPER, args.workers), errors(rows, base, fitted, args.workers)
         pairs_text = " ".join(f"{_fmt(a)}->{_fmt(b)}" for a, b in zip(before, after, strict=True))
         print(f"  {name}: MAPE {mape(before):.1f}% -> {mape(after):.1f}%\n    {pairs_text}")
     return 0

@@ -620,6 +620,11 @@ class Catalog:
         for name in SECTIONS:
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, dict[str, Any]]]]:
+        # The read-only views do not pickle; their contents do, and a worker process rebuilds the same catalog
+        # (an in-memory one included, which catalog files could not carry).
+        return _catalog_from_tables, ({name: dict(getattr(self, name)) for name in SECTIONS},)
+
     def get_hardware(self, hardware_id: str) -> Hardware:
         """The accelerator ``hardware_id``; :class:`CatalogError` listing the known ids if absent."""
         return _lookup(self.hardware, "hardware", hardware_id)
@@ -644,6 +649,11 @@ class Catalog:
         """A catalog with ``other``'s entries added, replacing entries of the same id whole."""
         tables = {name: {**getattr(self, name), **getattr(other, name)} for name in SECTIONS}
         return Catalog(**tables)
+
+
+def _catalog_from_tables(tables: dict[str, dict[str, Any]]) -> Catalog:
+    """A :class:`Catalog` from its sections' entries (what :meth:`Catalog.__reduce__` pickles)."""
+    return Catalog(**tables)
 
 
 def _lookup(table: Mapping[str, _E], kind: str, key: str) -> _E:

@@ -264,8 +264,7 @@ def with_serving_shares(catalog: Catalog, hardware_ids: Sequence[str], gemm: flo
     """``catalog`` with the serving shares of ``hardware_ids`` set to ``gemm`` and ``hbm`` (``Efficiency.
     serving_gemm_share``, ``serving_hbm_share``; :func:`agentsim.perf.efficiency.serving_shares`), each entry
     validated as a catalog file's would be (a share outside (0, 1] is refused, naming the field): what
-    ``experiments/fidelity/fit_serving_shares.py`` searches over. Runs with it in one process (``jobs=1``): worker
-    processes load the packaged catalog."""
+    ``experiments/fidelity/fit_serving_shares.py`` searches over."""
     hardware: dict[str, Hardware] = {}
     for hw_id in hardware_ids:
         hw = catalog.get_hardware(hw_id)

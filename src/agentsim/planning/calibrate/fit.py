@@ -402,7 +402,7 @@ def calibrate(
         runs = [dataclasses.replace(p, engine=p.engine.model_copy(update=engine)) for p in plans] if engine else plans
         return [scenario_for(candidate, m, plan, opts.seed) for m, plan in zip(measurements, runs, strict=True)]
 
-    with Runner(catalog, jobs, catalog_files) as runner:
+    with Runner(catalog, jobs) as runner:
 
         def f(u: np.ndarray) -> float:
             return _objective(measurements, runner.run(scenarios(perf_at(u), engine_at(u))), fit_metrics)

@@ -550,18 +550,13 @@ def _finite_metrics(calls: Any, summary: Mapping[str, Any], horizon_s: float) ->
     }
 
 
-def _predict_files(scenario: spec.Scenario, catalog_files: tuple[str, ...]) -> dict[str, float | None]:
-    """Process-pool entry point: catalogs do not pickle, so workers rebuild theirs from files."""
-    return _predict(scenario, load_catalog(list(catalog_files)))
-
-
 class Runner:
-    """Simulates lists of scenarios, in this process or in a pool of worker processes."""
+    """Simulates lists of scenarios, in this process or in a pool of worker processes, each on ``catalog`` (the
+    worker processes receive it pickled: an in-memory catalog, such as a fit's candidate, reaches them whole)."""
 
-    def __init__(self, catalog: Catalog, jobs: int = 1, catalog_files: Sequence[str] = ()) -> None:
+    def __init__(self, catalog: Catalog, jobs: int = 1) -> None:
         self.catalog = catalog
         self.jobs = jobs
-        self.files = tuple(str(f) for f in catalog_files)
         self._pool: Any = None
 
     def __enter__(self) -> Runner:
@@ -581,7 +576,7 @@ class Runner:
         """Predicted metrics of each scenario, in order."""
         if self._pool is None or len(scenarios) < 2:
             return [_predict(s, self.catalog) for s in scenarios]
-        return list(self._pool.map(_predict_files, scenarios, [self.files] * len(scenarios)))
+        return list(self._pool.map(_predict, scenarios, [self.catalog] * len(scenarios)))
 
 
 def simulate_points(
@@ -601,5 +596,5 @@ def simulate_points(
         scenario_for(p, m, plan_condition(p, m, catalog, opts), opts.seed)
         for p, m in zip(pools, measurements, strict=True)
     ]
-    with Runner(catalog, jobs, catalog_files) as runner:
+    with Runner(catalog, jobs) as runner:
         return runner.run(scenarios)
