@@ -623,8 +623,7 @@ def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple
         shape = perf.roofline.model_copy(update={"kernel_latency_s": engine.kernel_latency_s})
         perf = perf.model_copy(update={"roofline": shape})
     window = sliding_window_kv(model, d)  # vLLM: each running call also holds its sliding-window layers' blocks
-    ranks = d.tp if d.data_parallel_attention else 1  # each attention-DP rank schedules its share of the budget
-    config = engine_config(engine, tokens_per_step, window, ranks)
+    config = engine_config(engine, tokens_per_step, window, d.attention_ranks)
     return pool.model_copy(update={"deployment": d, "perf": perf}), kv, config
 
 

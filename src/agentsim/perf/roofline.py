@@ -551,7 +551,7 @@ class RooflinePerfModel(PerfModel):
             self.moe_s_per_token /= self.moe_kernel
         # Data-parallel attention: each of the tp ranks runs the attention block (its projections and the attention
         # core) for its own sequences, and the MoE layers wait for the busiest rank (module docstring).
-        self.dp_ranks = float(tp) if deployment.data_parallel_attention and tp > 1 else 1.0
+        self.dp_ranks = float(deployment.attention_ranks)
         self.att_lin_s_per_token = 2.0 * model.attention_params_b * 1e9 / flops_attention
         layers = model.full_attention_layers
         pair = 2.0 * model.heads * (model.qk_head_dim + model.head_dim)

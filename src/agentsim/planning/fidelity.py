@@ -212,12 +212,12 @@ def _resolve_pools(
             dep = pool.deployment.model_copy(update={"engine": row_engine})
             capacity = kv_tokens(pool.model_copy(update={"deployment": dep}), catalog)  # the deployment fits
             # one request must fit one attention rank's cache, or the simulation cannot serve the row at all
-            per_rank = capacity // (dep.tp if dep.data_parallel_attention else 1)
-            if per_rank < math.ceil(m.isl + m.osl):
+            per_rank, request = capacity // dep.attention_ranks, math.ceil(m.isl + m.osl)
+            if per_rank < request:
                 raise CalibrationError(
                     f"the modelled KV cache ({per_rank:,} tokens) holds less than one request of this row "
-                    f"({math.ceil(m.isl + m.osl):,} tokens), which the engine served: the memory model under-counts "
-                    "this deployment's cache"
+                    f"({request:,} tokens), which the engine served: the memory model under-counts this "
+                    "deployment's cache"
                 )
             out.append(pool)
         except (CalibrationError, DoesNotFitError, KeyError, ValueError) as e:

@@ -266,6 +266,12 @@ class Deployment(Strict):
         """Accelerators per replica."""
         return self.tp * self.pp
 
+    @property
+    def attention_ranks(self) -> int:
+        """Ranks that each run attention for their own sequences: ``tp`` with data-parallel attention, else 1 (each
+        holds its share of the KV cache and schedules its share of the token budget)."""
+        return self.tp if self.data_parallel_attention else 1
+
 
 class RooflinePerf(Strict):
     """Step time from catalog specs and the model's architecture:
