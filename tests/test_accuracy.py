@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 import agentsim
 from agentsim.analysis.accuracy import (
@@ -90,15 +91,41 @@ def _table(tok: float | None, tpot: float | None, ttft: float | None = None, *, 
     """A one-class table over H100 and H200 with these MAPEs (its rows: ``deployments``)."""
     mape = {"output_tok_s": tok, "tpot_s": tpot, "ttft_s": ttft}
     n = {k: 0 if v is None else 10 for k, v in mape.items()}
-    return AccuracyTable.model_validate({
+    return AccuracyTable.model_validate(_table_data(mape, n, moe, deployments))
+
+
+def _table_data(mape: dict[str, Any], n: dict[str, Any], moe: bool | None = False,
+                deployments: tuple[tuple[str, str, str], ...] = (("dense", "h100", "fp8"),)) -> dict[str, Any]:
+    return {
         "about": "test", "goal_pct": 15.0, "source": "test",
         "classes": [{"id": "c", "label": "class c", "moe": moe, "hardware": ["h100", "h200"],
-                     "measured": {"rows": 10, "deployments": [list(d) for d in deployments],
-                                  "hardware": sorted({d[1] for d in deployments}),
-                                  "precisions": sorted({d[2] for d in deployments}), "models": ["m"],
-                                  "kinds": sorted({d[0] for d in deployments}), "engines": ["vllm"],
-                                  "mape_pct": mape, "n": n}}],
-    })  # fmt: skip
+                     "measured": {"rows": 10, "deployments": [list(d) for d in deployments], "models": ["m"],
+                                  "engines": ["vllm"], "mape_pct": mape, "n": n}}],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda d: d["classes"][0]["measured"]["mape_pct"].pop("ttft_s"), "mape_pct needs exactly"),
+        (lambda d: d["classes"][0]["measured"]["n"].update(tpot=3), r"measured\.n\.tpot\.\[key\]"),  # misspelt
+        (lambda d: d["classes"][0]["measured"]["n"].update(tpot_s=0), "tpot_s: a MAPE comes from the rows"),
+        (lambda d: d["classes"][0]["measured"]["n"].update(output_tok_s=11), "output_tok_s: a MAPE comes"),
+        (lambda d: d["classes"].append(d["classes"][0]), "class ids must be unique"),
+        (lambda d: d["classes"][0]["hardware"].append("h1000"), "hardware h1000 not in the catalog"),
+        (lambda d: d["classes"][0].update(hardware=["h200"]), "its rows ran on h100, outside its hardware"),
+        (lambda d: d["classes"][0].update(moe=True), "its rows ran dense models"),
+    ],
+)
+def test_a_hand_edit_of_the_table_that_breaks_it_is_refused_by_name(change: Any, named: str) -> None:
+    """Every metric once in both maps, a MAPE exactly where rows measured it (at most the class's rows), unique
+    ids, hardware the catalog knows, rows inside their class's hardware and kind of model."""
+    data = _table_data({"output_tok_s": 10.0, "tpot_s": 12.0, "ttft_s": None},
+                       {"output_tok_s": 10, "tpot_s": 10, "ttft_s": 0})  # fmt: skip
+    AccuracyTable.model_validate(data)  # as given: valid
+    change(data)
+    with pytest.raises(ValidationError, match=named):
+        AccuracyTable.model_validate(data)
 
 
 def test_a_default_roofline_pool_gets_its_class_and_whether_a_public_row_ran_it() -> None:

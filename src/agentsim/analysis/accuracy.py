@@ -36,7 +36,7 @@ import functools
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, NonNegativeFloat, NonNegativeInt
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
 
 from agentsim.catalog import load_catalog
 from agentsim.spec.base import Strict
@@ -59,6 +59,11 @@ acceptance rates. Knobs the public rows exercised with the model's own physics (
 batch limits, chunking, memory) are not."""
 
 
+Metric = Literal["output_tok_s", "tpot_s", "ttft_s"]
+METRICS: tuple[Metric, ...] = ("output_tok_s", "tpot_s", "ttft_s")
+"""The metrics a class's figures cover (the fidelity harness's)."""
+
+
 class Measured(Strict):
     """What a class's public rows ran and how far the default roofline fell from them."""
 
@@ -66,13 +71,33 @@ class Measured(Strict):
     deployments: list[tuple[Literal["dense", "moe"], str, str]] = Field(
         description="(kind of model, hardware id, precision) of each distinct deployment the rows ran"
     )
-    hardware: list[str] = Field(description="catalog ids of the hardware the rows ran on")
-    precisions: list[str]
     models: list[str] = Field(description="catalog ids of the models")
-    kinds: list[Literal["dense", "moe"]] = Field(description="whether the models were dense, MoE or both")
     engines: list[str] = Field(description="engine presets")
-    mape_pct: dict[str, NonNegativeFloat | None] = Field(description="MAPE per metric, %; null: never measured")
-    n: dict[str, NonNegativeInt] = Field(description="rows that measured each metric")
+    mape_pct: dict[Metric, NonNegativeFloat | None] = Field(description="MAPE per metric, %; null: never measured")
+    n: dict[Metric, NonNegativeInt] = Field(description="rows that measured each metric")
+
+    @model_validator(mode="after")
+    def _every_metric_once(self) -> Measured:
+        for name, table in (("mape_pct", self.mape_pct), ("n", self.n)):
+            if set(table) != set(METRICS):
+                raise ValueError(f"{name} needs exactly {', '.join(METRICS)}; got {', '.join(sorted(table))}")
+        for k in METRICS:
+            if (self.mape_pct[k] is None) != (self.n[k] == 0) or self.n[k] > self.rows:
+                raise ValueError(
+                    f"{k}: a MAPE comes from the rows that measured it, between 1 and rows ({self.rows}), and no MAPE "
+                    f"from none; got mape_pct {self.mape_pct[k]} over n {self.n[k]}"
+                )
+        return self
+
+    @property
+    def hardware(self) -> list[str]:
+        """Catalog ids of the hardware the rows ran on."""
+        return sorted({h for _, h, _ in self.deployments})
+
+    @property
+    def kinds(self) -> list[str]:
+        """Whether the rows' models were dense, MoE or both."""
+        return sorted({k for k, _, _ in self.deployments})
 
 
 class AccuracyClass(Strict):
@@ -89,6 +114,15 @@ class AccuracyClass(Strict):
     )
     measured: Measured
 
+    @model_validator(mode="after")
+    def _rows_inside_the_class(self) -> AccuracyClass:
+        outside = [h for h in self.measured.hardware if h not in self.hardware]
+        if outside:
+            raise ValueError(f"class {self.id}: its rows ran on {', '.join(outside)}, outside its hardware")
+        if self.moe is not None and self.measured.kinds not in ([], ["moe" if self.moe else "dense"]):
+            raise ValueError(f"class {self.id} (moe: {self.moe}): its rows ran {', '.join(self.measured.kinds)} models")
+        return self
+
 
 class AccuracyTable(Strict):
     """``catalog/accuracy.yaml``: the goal and the classes, in the order they are tried."""
@@ -97,6 +131,18 @@ class AccuracyTable(Strict):
     goal_pct: float = Field(gt=0, description="the MAPE a class must stay within for its pools to go unwarned")
     source: str = Field(min_length=1, description="how the figures were made")
     classes: list[AccuracyClass]
+
+    @model_validator(mode="after")
+    def _known_hardware_and_ids(self) -> AccuracyTable:
+        ids = [c.id for c in self.classes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"class ids must be unique; got {', '.join(ids)}")
+        known = load_catalog().hardware
+        for c in self.classes:
+            unknown = [h for h in c.hardware if h not in known]
+            if unknown:
+                raise ValueError(f"class {c.id}: hardware {', '.join(unknown)} not in the catalog")
+        return self
 
 
 @functools.lru_cache(maxsize=1)

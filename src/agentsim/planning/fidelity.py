@@ -164,9 +164,9 @@ class FidelityReport:
     def measured(self, catalog: Catalog, role: str | None = None) -> dict[str, Any]:
         """What the simulated rows (of ``role``) ran and how far the predictions fell from them, as a class's
         ``measured`` block of ``catalog/accuracy.yaml`` (:class:`agentsim.analysis.accuracy.Measured`): the
-        rows, the distinct (kind of model, hardware, precision) they ran, the catalog ids of their hardware and
-        models, whether those are dense or MoE (from ``catalog``), their precisions and the engine presets the
-        rows name (sorted), and per metric the MAPE (%, one decimal) and the rows that measured it."""
+        rows, the distinct (kind of model from ``catalog``, hardware, precision) they ran, the catalog ids of their
+        models and the engine presets the rows name (sorted), and per metric the MAPE (%, one decimal) and the rows
+        that measured it."""
         rows = [r for r in self.select(role) if r.error is None and r.pool is not None]
         deployments = [r.pool.deployment for r in rows if r.pool is not None]  # every one: the filter is mypy's
         mape_pct = {m: None if (v := self.mape(m, role=role)) is None else round(v, 1) for m in METRICS}
@@ -176,10 +176,7 @@ class FidelityReport:
             "rows": len(rows),
             "deployments": sorted({(k, d.hardware.lower(), str(d.precision)) for k, d in zip(kinds, deployments,
                                                                                            strict=True)}),
-            "hardware": sorted({d.hardware.lower() for d in deployments}),
-            "precisions": sorted({str(d.precision) for d in deployments}),
             "models": sorted({d.model.lower() for d in deployments}),
-            "kinds": sorted(set(kinds)),
             # the preset each row ran: its engine label's (the harness's ``preset: auto``), else the pool's
             "engines": sorted({str(label_preset(r.measurement.labels) or d.engine.preset)
                                for r, d in zip(rows, deployments, strict=True)}),
