@@ -408,3 +408,21 @@ def test_fidelity_reports_a_row_the_modelled_cache_cannot_hold_instead_of_stoppi
     ok, failed = report.rows
     assert ok.error is None and ok.predicted.get("output_tok_s")
     assert failed.error is not None and "holds less than one request of this row (39,010 tokens)" in failed.error
+
+
+def test_gpustack_rows_refuses_a_result_it_cannot_read_and_reads_precision_from_the_weights() -> None:
+    """A result missing a figure, or with no requests, is refused naming its section and result; FP8 weights are
+    an -FP8 checkpoint or --quantization fp8, not an FP8 KV cache."""
+    script = experiment_script("fidelity/gpustack_rows.py")
+    head = "# X\n\n"
+    kv = _experiment("1. Choosing the Inference Engine", "vllm serve Qwen/Qwen3-14B --kv-cache-dtype fp8",
+                     _result("", 4, 1000, 400, 60, 100, 8))  # fmt: skip
+    quant = _experiment("2. Quantization in vLLM", "vllm serve Qwen/Qwen3-14B --quantization fp8",
+                        _result("", 4, 1000, 400, 60, 100, 8))  # fmt: skip
+    assert [r["precision"] for r in script.rows(head + kv + quant, "H100", "Qwen3-14B")] == ["bf16", "fp8"]
+    no_tpot = kv.replace("    Mean TPOT (ms):                          8\n", "")
+    with pytest.raises(ValueError, match=r"section '1\. Choosing the Inference Engine', result 1 .*Mean TPOT"):
+        script.rows(head + no_tpot, "H100", "Qwen3-14B")
+    no_requests = kv.replace("Successful requests:                     4", "Successful requests:                     0")
+    with pytest.raises(ValueError, match="Successful requests must be a positive whole number"):
+        script.rows(head + no_requests, "H100", "Qwen3-14B")

@@ -25,9 +25,14 @@ import re
 import sys
 from pathlib import Path
 
+from agentsim.catalog import load_catalog
+from agentsim.planning.calibrate.harness import catalog_id
+
 COLUMNS = ("isl", "osl", "concurrency", "qps", "output_tok_s", "ttft_ms", "tpot_ms", "load", "num_requests",
            "engine_args", "hardware", "model", "n_gpus", "tp", "ep", "dp_attention", "precision", "kv_precision",
            "engine", "engine_version", "source_id", "source_file", "note")  # fmt: skip
+SOURCE_FILE = "gpustack_perf_lab_hopper.csv"
+"""The research notes file the gpustack rows of ``data/`` are filed under (their ``source_file`` label)."""
 ENGINES = (("vllm serve", "vLLM"), ("sglang.launch_server", "SGLang"), ("trtllm-serve", "TensorRT-LLM"))
 RESULT = {
     "Successful requests": "n",
@@ -71,14 +76,24 @@ def _server(command: str) -> tuple[str, str, list[str]]:
     return engine, model, rest
 
 
-def _tp(flags: list[str]) -> int:
+def _flag(flags: list[str], *names: str) -> str | None:
+    """The value of the first of ``names`` in ``flags`` (``--name value`` or ``--name=value``); None if absent."""
     for i, t in enumerate(flags):
-        for name in ("-tp", "--tp", "--tp-size", "--tensor-parallel-size", "--tp_size"):
+        for name in names:
             if t == name and i + 1 < len(flags):
-                return int(flags[i + 1])
+                return flags[i + 1]
             if t.startswith(name + "="):
-                return int(t.split("=", 1)[1])
-    return 1
+                return t.split("=", 1)[1]
+    return None
+
+
+def _tp(flags: list[str]) -> int:
+    value = _flag(flags, "-tp", "--tp", "--tp-size", "--tensor-parallel-size", "--tp_size")
+    if value is None:
+        return 1
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"tensor parallel size {value!r} in {' '.join(flags)!r} is not a positive integer")
+    return int(value)
 
 
 def _results(body: list[str]) -> list[tuple[str, dict[str, float]]]:
@@ -107,10 +122,16 @@ def _with_flag(flags: list[str], flag: str) -> list[str]:
 
 
 def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardware: str, model: str,
-         engine_version: str) -> dict[str, str]:  # fmt: skip
+         engine_version: str, source_file: str) -> dict[str, str]:  # fmt: skip
+    missing = [name for name, key in RESULT.items() if key not in got]
+    if missing:
+        raise ValueError(f"the result prints no {', '.join(missing)}")
     n = int(got["n"])
+    if n < 1 or got["n"] != n:
+        raise ValueError(f"Successful requests must be a positive whole number, got {got['n']:g}")
     tp = _tp(flags)
-    fp8 = path.upper().endswith("-FP8") or "fp8" in " ".join(flags).lower()
+    # FP8 weights: Qwen's -FP8 checkpoints or on-the-fly quantization (not an FP8 KV cache's --kv-cache-dtype fp8)
+    fp8 = path.upper().endswith("-FP8") or (_flag(flags, "--quantization", "-q") or "").lower() == "fp8"
     return {
         "isl": f"{got['input'] / n:.1f}", "osl": f"{got['output'] / n:.1f}", "concurrency": f"{n:.1f}",
         "qps": "", "output_tok_s": f"{got['output_tok_s']:g}", "ttft_ms": f"{got['ttft_ms']:g}",
@@ -118,13 +139,14 @@ def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardwa
         "engine_args": " ".join(flags), "hardware": hardware, "model": model, "n_gpus": str(tp),
         "tp": str(tp), "ep": "", "dp_attention": "", "precision": "fp8" if fp8 else "bf16",
         "kv_precision": "", "engine": engine, "engine_version": engine_version,
-        "source_id": "gpustack_perf_lab", "source_file": "gpustack_perf_lab_hopper.csv",
+        "source_id": "gpustack_perf_lab", "source_file": source_file,
         "note": "burst of N requests at once, simulated as N concurrent clients",
     }  # fmt: skip
 
 
-def rows(text: str, hardware: str, model: str) -> list[dict[str, str]]:
-    """The page's result rows (module docstring)."""
+def rows(text: str, hardware: str, model: str, source_file: str = SOURCE_FILE) -> list[dict[str, str]]:
+    """The page's result rows (module docstring); ``ValueError`` naming the section of a result that cannot be
+    read (a figure missing, no requests, a tensor-parallel size that is not one)."""
     lines = text.splitlines()
     versions = re.findall(r"^- (vLLM|SGLang|TensorRT-LLM): (\S+)", text, flags=re.M)
     engine_version = " ".join(f"{name}: {v}" for name, v in versions)
@@ -150,10 +172,13 @@ def rows(text: str, hardware: str, model: str) -> list[dict[str, str]]:
                 print(f"skipped: section {section!r} is about {named[0]}, its server is {engine} ({command})",
                       file=sys.stderr)  # fmt: skip
                 continue
-            for label, got in _results(body):
+            for k, (label, got) in enumerate(_results(body), start=1):
                 # a result labelled with a flag ran the server with that flag instead of the command's own
                 variant = _with_flag(flags, label) if label.startswith("--") else flags
-                out.append(_row(got, engine, path, variant, hardware, model, engine_version))
+                try:
+                    out.append(_row(got, engine, path, variant, hardware, model, engine_version, source_file))
+                except ValueError as e:
+                    raise ValueError(f"section {section!r}, result {k} ({label or 'unlabelled'}): {e}") from None
             continue
         i += 1
     return out
@@ -164,13 +189,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("page", type=Path)
     ap.add_argument("--hardware", required=True)
     ap.add_argument("--model", required=True)
+    ap.add_argument("--source-file", default=SOURCE_FILE, help="the rows' source_file label")
     ap.add_argument("--header", action="store_true", help="print the CSV header first")
     args = ap.parse_args(argv)
+    catalog = load_catalog()
+    for option, name, ids in (("--hardware", args.hardware, catalog.hardware), ("--model", args.model, catalog.models)):
+        if catalog_id(name, ids) is None:
+            ap.error(f"{option} {name!r} names no catalog entry (known: {', '.join(sorted(ids))})")
+    try:
+        found = rows(args.page.read_text(encoding="utf-8"), args.hardware, args.model, args.source_file)
+    except (OSError, ValueError) as e:
+        ap.error(f"{args.page}: {e}")
     w = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
     if args.header:
         w.writeheader()
-    for row in rows(args.page.read_text(encoding="utf-8"), args.hardware, args.model):
-        w.writerow(row)
+    w.writerows(found)
     return 0
 
 
