@@ -323,3 +323,9 @@ def test_task_p95_counts_the_tasks_still_running() -> None:
     assert float(np.percentile(done, 95)) == pytest.approx(8.6)  # what finished tasks alone would say
     everyone = pa.table({"start_s": [0.0] * 9, "done_s": done})
     assert _task_p95(s, everyone) == pytest.approx(8.6)  # nothing running: the plain percentile
+
+
+def test_plan_refuses_an_unknown_ranking_from_python_too() -> None:
+    """The CLI checks --rank; the Python API names the choices instead of ranking silently by $/hour."""
+    with pytest.raises(ValueError, match="rank_by must be one of usd_per_hour, usd_per_mtok, got 'usd'"):
+        plan(md_scenario(45.0), {"ttft_p50_s": 1.0}, rank_by="usd", workers=1)  # type: ignore[arg-type]

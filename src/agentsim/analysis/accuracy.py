@@ -228,9 +228,9 @@ def resolved_accuracy(resolved: Resolved) -> tuple[dict[str, dict[str, Any]], li
     return entries, accuracy_warnings(entries, ttft=ttft)
 
 
-def _pct(mape: dict[str, Any], k: str) -> str:
-    v = mape.get(k)
-    return "no figure" if v is None else f"{v:.1f}%"
+def mape_text(value: float | None, missing: str = "-") -> str:
+    """A MAPE as shown to a reader (one decimal, percent), ``missing`` where the class never measured it."""
+    return missing if value is None else f"{value:.1f}%"
 
 
 def accuracy_warnings(
@@ -266,8 +266,9 @@ def accuracy_warnings(
         out.append({
             "code": "model_accuracy",
             "message": f"pool {pool}: {e['note']}; {'; '.join(said)} (docs/FIDELITY.md). Its tokens/s and $/Mtok "
-            f"may be off by about the throughput MAPE ({_pct(mape, 'output_tok_s')}), its TPOT and TTFT by "
-            f"theirs ({_pct(mape, 'tpot_s')}, {_pct(mape, 'ttft_s')}); calibrate it on measurements of your own "
+            f"may be off by about the throughput MAPE ({mape_text(mape['output_tok_s'], 'no figure')}), its TPOT and "
+            f"TTFT by theirs ({mape_text(mape['tpot_s'], 'no figure')}, {mape_text(mape['ttft_s'], 'no figure')}); "
+            "calibrate it on measurements of your own "
             "(agentsim calibrate).",
         })  # fmt: skip
     return out
@@ -282,10 +283,5 @@ def accuracy_cell(entry: dict[str, Any]) -> str:
     if entry["class"] is None:
         return "not measured"
     mape = entry["mape_pct"]
-
-    def pct(k: str) -> str:
-        v = mape.get(k)
-        return "-" if v is None else f"{v:.1f}%"
-
     star = "" if entry["in_rows"] else "*"
-    return f"{pct('output_tok_s')} / {pct('tpot_s')} ({entry['rows']}{star})"
+    return f"{mape_text(mape.get('output_tok_s'))} / {mape_text(mape.get('tpot_s'))} ({entry['rows']}{star})"

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from agentsim.analysis.accuracy import mape_text
 from agentsim.analysis.metrics import optional_rows
 from agentsim.analysis.rows import col
 from agentsim.report import plots
@@ -379,8 +380,7 @@ def _accuracy_rows(s: dict[str, Any]) -> list[list[str]]:
         mape, n = e.get("mape_pct") or {}, e.get("n") or {}
 
         def pct(k: str, mape: dict[str, Any] = mape, n: dict[str, Any] = n) -> str:
-            v = mape.get(k)
-            return "–" if v is None else f"{v:.1f}% ({n.get(k, 0)})"
+            return mape_text(mape.get(k), "–") + ("" if mape.get(k) is None else f" ({n.get(k, 0)})")
 
         rows_cell = "–" if e.get("rows") is None else f"{e['rows']}{'' if e.get('in_rows') else ' *'}"
         rows.append([pool, str(e.get("basis")), str(e.get("label") or "–"), rows_cell, pct("output_tok_s"),

@@ -29,6 +29,12 @@ Status = Literal["meets", "marginal", "dominated", "infeasible", "skipped"]
 
 COSTS = ("usd_per_hour", "usd_per_mtok_output", "usd_per_task")
 
+RANK_KEYS = {
+    "usd_per_hour": ("usd_per_hour", "usd_per_mtok_output"),
+    "usd_per_mtok": ("usd_per_mtok_output", "usd_per_hour"),
+}
+"""The cost fields a plan ranks its candidates by (``rank_by``), the first deciding and the second breaking ties."""
+
 
 @dataclass
 class SloEstimate:
@@ -278,7 +284,7 @@ def ranking_warnings(
         for w in accuracy_warnings({e.get("pool", f"#{i}"): e for i, e in enumerate(answer.accuracy)}, ttft=ttft)
     ]
     metrics = (*KEY_METRICS, "ttft_s") if ttft else KEY_METRICS
-    key = "usd_per_mtok_output" if rank_by == "usd_per_mtok" else "usd_per_hour"
+    key = RANK_KEYS[rank_by][0]
     a, ea = getattr(answer, key), answer.model_error(metrics)
     close = []
     for r in ok[1:]:

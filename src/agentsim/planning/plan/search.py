@@ -42,7 +42,7 @@ from agentsim.errors import ScenarioError
 from agentsim.planning.plan import space as sp
 from agentsim.planning.plan.bounds import lower_bound
 from agentsim.planning.plan.confidence import Decision, Estimate, combine, estimate
-from agentsim.planning.plan.result import Evaluation, PlanResult, PlanRow, SloEstimate, ranking_warnings
+from agentsim.planning.plan.result import RANK_KEYS, Evaluation, PlanResult, PlanRow, SloEstimate, ranking_warnings
 from agentsim.planning.plan.slo import Sample, Slo, parse_slo, sample, values
 from agentsim.planning.sweep import map_unordered, open_executor, replication_seeds, runs_at_once
 
@@ -180,6 +180,8 @@ def plan(
         raise ValueError(f"screen must be in (0, 1], got {screen}")
     if screen_replications < 1:
         raise ValueError(f"screen_replications must be >= 1, got {screen_replications}")
+    if rank_by not in RANK_KEYS:
+        raise ValueError(f"rank_by must be one of {', '.join(RANK_KEYS)}, got {rank_by!r}")
     data = base.model_dump(mode="json") if isinstance(base, spec.Scenario) else dict(base)
     sp_ = space or sp.Space()
     if hardware is not None or tp is not None:
@@ -473,9 +475,7 @@ def _inf(x: float | None) -> float:
 
 def _rank(rows: list[PlanRow], rank_by: str) -> list[PlanRow]:
     ok = [r for r in rows if r.status == "meets"]
-    if rank_by == "usd_per_mtok":
-        ok.sort(key=lambda r: (_inf(r.usd_per_mtok_output), _inf(r.usd_per_hour)))
-    else:
-        ok.sort(key=lambda r: (_inf(r.usd_per_hour), _inf(r.usd_per_mtok_output)))
+    keys = RANK_KEYS[rank_by]
+    ok.sort(key=lambda r: tuple(_inf(getattr(r, k)) for k in keys))
     order = ("marginal", "dominated", "infeasible", "skipped")
     return ok + [r for s in order for r in rows if r.status == s]
