@@ -114,3 +114,27 @@ def test_sglang_sizes_its_window_pool_at_0_8_of_the_full_pool() -> None:
     llama = CATALOG.get_model("llama-3.3-70b")
     d = fill_engine(_deployment("llama-3.3-70b", "bf16", "sglang", "h200", 2), CATALOG.get_hardware("h200"), llama)
     assert kv_pool_bytes_per_token(llama, d) == 2 * 80 * 8 * 128 * 2  # no window layers: unchanged
+
+
+def test_sglang_under_the_of_free_rule_reserves_its_context_once() -> None:
+    """With ``kv_memory: of-free`` the fraction applies to what the weights and the CUDA context leave, so the
+    context (:data:`SGLANG_CONTEXT_GB` on one GPU) is taken whole, not scaled by the fraction first:
+    ``0.8 x (device - weights - context)``, by hand against the of-total rule's ``0.8 x device - weights -
+    0.8 x context``."""
+    from agentsim.perf.memory import kv_cache_bytes_per_gpu
+    from agentsim.serving.presets import SGLANG_CONTEXT_GB
+
+    hw, model = CATALOG.get_hardware("h100"), CATALOG.get_model("llama-3.1-8b")
+    device, context = hw.device_memory_bytes, SGLANG_CONTEXT_GB * 1e9
+    free: dict[str, float] = {}
+    for rule in ("of-free", "of-total"):
+        d = spec.Deployment.model_validate({"model": "llama-3.1-8b", "hardware": "h100", "precision": "bf16",
+                                            "engine": {"preset": "sglang", "kv_memory": rule,
+                                                       "gpu_memory_utilization": 0.8}})  # fmt: skip
+        filled = fill_engine(d, hw, model)
+        weights = weight_bytes_per_gpu(model, filled)
+        free[rule] = kv_cache_bytes_per_gpu(model, hw, filled)
+        expected = 0.8 * (device - weights - context) if rule == "of-free" else 0.8 * device - weights - 0.8 * context
+        assert free[rule] == pytest.approx(expected, rel=1e-12), rule
+    # the of-free rule leaves the fraction of the weights' memory to the cache too: 0.2 x weights more
+    assert free["of-free"] - free["of-total"] == pytest.approx(0.2 * weights, rel=1e-9)
