@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agentsim.catalog import load_catalog
-from agentsim.perf.efficiency import serving_shares
+from agentsim.perf.efficiency import SERVING_GEMM_SHARE, SERVING_HBM_SHARE, serving_shares
 from agentsim.planning.fidelity import run_fidelity, with_serving_shares
 from helpers import experiment_script
 from shared_data import SHARED_DATA
@@ -44,7 +44,9 @@ def test_the_catalog_pair_is_the_fit_on_the_blackwell_tables() -> None:
         return value
 
     at_catalog = mape(gemm, hbm)
-    assert at_catalog < 11.0  # 10.4% documented; 40.3% at the Hopper shares
+    # issue 14's goal, and the fit's reason to exist: well under the error at the Hopper-fitted shares (documented:
+    # 10.4% against 40.3%)
+    assert at_catalog <= 15.0 and at_catalog < 0.5 * mape(SERVING_GEMM_SHARE, SERVING_HBM_SHARE)
     neighbours = [mape(gemm + dg, hbm + dh) for dg, dh in ((STEP, 0), (-STEP, 0), (0, STEP), (0, -STEP))]
     # the fit's ridge (GEMM against HBM) leaves neighbours within half a point: a clear improvement means a refit
     assert at_catalog <= min(neighbours) + 0.5
