@@ -533,8 +533,8 @@ class RooflinePerfModel(PerfModel):
         if bf16 > 0.0 and hardware.math_precision(deployment.precision) != "bf16":
             eff_bf16 = efficiencies(hardware, "bf16", kv_precision, self.spec)
             flops_bf16 = tp * hardware.dense_tflops("bf16") * 1e12 * eff_bf16.mfu
-            fp8_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
-            self.lin_s_per_token = fp8_part + 2.0 * bf16 * 1e9 / flops_bf16
+            quantized_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
+            self.lin_s_per_token = quantized_part + 2.0 * bf16 * 1e9 / flops_bf16
             flops_attention = flops_bf16
         self.moe_s_per_token = moe_flops / flops
         # vLLM's and SGLang's routed experts run Triton's fused_moe, measured slower than the grouped GEMMs the
