@@ -53,3 +53,21 @@ def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
 )
 def test_experiment_is_documented(script: str) -> None:
     assert f"`{script}`" in (EXPERIMENTS / "README.md").read_text()
+
+
+def test_fidelity_run_refuses_existing_csv_before_simulating(tmp_path: Path) -> None:
+    """An earlier run's CSV is never overwritten by accident, and the refusal comes before any simulation (exit 2,
+    a message naming the file, no traceback); ``--overwrite`` replaces it."""
+    earlier = tmp_path / "a_blackwell_default.csv"
+    earlier.write_text("earlier results\n")
+    cmd = [sys.executable, str(EXPERIMENTS / "fidelity/run.py"), "--quick", "--group", "blackwell"]
+    proc = subprocess.run([*cmd, "--csv", str(tmp_path / "a.csv")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{earlier} already exists" in proc.stderr and "--overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr and "MAPE" not in proc.stdout  # refused before the table
+    assert earlier.read_text() == "earlier results\n"
+    proc = subprocess.run(
+        [*cmd, "--csv", str(tmp_path / "a.csv"), "--overwrite"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert earlier.read_text().startswith("group,isl,osl")

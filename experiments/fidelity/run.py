@@ -72,6 +72,11 @@ def _cell(report: FidelityReport, metric: str, role: str | None) -> str:
     return "-" if value is None else f"{value:5.1f}% ({report.count(metric, role=role)})"
 
 
+def _csv_path(base: Path, group: str, name: str) -> Path:
+    """The CSV of ``group``'s ``name`` report (default or held-out) next to ``--csv``'s path."""
+    return base.with_name(f"{base.stem}_{group}_{name}{base.suffix}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--holdout", type=int, default=0, help="calibrate on K rows per deployment, report the rest")
@@ -82,15 +87,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--group", action="append", choices=GROUPS, help="only this group (repeatable; default: all)")
     ap.add_argument("--csv", type=Path, default=None, help="write predicted vs measured per row (one file per group)")
     ap.add_argument("--accuracy", action="store_true", help=f"rewrite the measured blocks of {ACCURACY.name}")
+    ap.add_argument("--overwrite", action="store_true", help="replace CSV files of an earlier run")
     args = ap.parse_args(argv)
     if args.accuracy and (args.quick or args.holdout or args.group):
         ap.error("--accuracy needs the default run of every group (no --quick, --holdout or --group)")
+    groups = args.group or GROUPS
+    names = ("default", "held-out") if args.holdout else ("default",)
+    csvs = {(g, n): _csv_path(args.csv, g, n) for g in groups for n in names} if args.csv is not None else {}
+    taken = [str(p) for p in csvs.values() if p.exists()]
+    if taken and not args.overwrite:  # say so before minutes of simulation, not after
+        verb = "exists" if len(taken) == 1 else "exist"
+        ap.error(f"{', '.join(taken)} already {verb}; choose another --csv or pass --overwrite")
     jobs = args.workers or args.jobs
     options = HarnessOptions(waves=1.5, warmup_waves=0.5, min_requests=20) if args.quick else HarnessOptions()
     header = f"{'group':<14}{'rows':>6}  " + "  ".join(f"{label + ' MAPE (n)':>16}" for _, label in METRICS)
     print(header)
     defaults: dict[str, FidelityReport] = {}
-    for group in args.group or GROUPS:
+    for group in groups:
         if args.holdout:
             measurements = read_measurements(DATA / f"{group}.csv")[: 2 if args.quick else None]
             result = holdout(measurements, k=args.holdout, options=options, max_evals=args.max_evals, jobs=jobs)
@@ -104,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{group + ('' if name == 'default' else ' ' + name):<14}{ran:>6}  {cells}", flush=True)
             for r in report.failures():
                 print(f"    not simulated: row {r.index}: {r.error}", file=sys.stderr)
-            if args.csv is not None:
-                report.write_csv(args.csv.with_name(f"{args.csv.stem}_{group}_{name}{args.csv.suffix}"))
+            if csvs:
+                report.write_csv(csvs[group, name], overwrite=args.overwrite)
     if args.accuracy:
         current = AccuracyTable.model_validate(yaml.safe_load(ACCURACY.read_text(encoding="utf-8")))
         write_accuracy(accuracy_table(defaults, current), ACCURACY)
