@@ -28,6 +28,7 @@ from agentsim.planning.calibrate import (
     condition_engine,
     condition_scenario,
     for_kernel_mode,
+    kv_tokens,
     load_perf_engine,
     load_perf_kernel_mode,
     load_perf_yaml,
@@ -345,12 +346,20 @@ def test_fidelity_reports_errors_and_unrunnable_rows() -> None:
     assert report.mape("output_tok_s") == pytest.approx(abs(ok.error_pct("output_tok_s") or 0))
     # 405.9 GB of fp8 weights on one H100: refused, with the numbers
     assert failed.error is not None and "does not fit: weights 405.9 GB" in failed.error
-    # 70.6 GB of fp8 weights leave vLLM's rule 0.5 GB of KV on one H100 (0.9 x 79.22 GiB - weights - its profile's
-    # reserve); TensorRT-LLM's (90% of what the weights and 2 GB leave) makes room for a larger batch
+    # 70.6 GB of fp8 weights leave vLLM's rule 3.8 GB of KV on one H100 (0.9 x 79.22 GiB - weights - 0.19 GB outside
+    # PyTorch - its sampler's 2.0 GB): 11,472 tokens of 327,680 bytes; TensorRT-LLM's rule (90% of what the weights
+    # and the reserve leave, about 11 GB) about three times that, which makes room for a larger batch
     tight = run_fidelity(ms[1:], catalog=CATALOG, options=FAST)
     rule = run_fidelity(ms[1:], catalog=CATALOG, options=replace(FAST, kv_free_fraction=0.9))
     assert tight.rows[0].error is None and rule.rows[0].error is None
-    assert (rule.rows[0].predicted["output_tok_s"] or 0) > 2 * (tight.rows[0].predicted["output_tok_s"] or 0)
+    assert tight.rows[0].pool is not None and rule.rows[0].pool is not None
+    device = 79.22 * 2**30
+    weights, per_token = 70.6e9, 2 * 80 * 8 * 128 * 2
+    sampler = 3.5 * 4 * 1024 * 128_256 + 2 * 8192 * (8192 + 2 * 1024)
+    vllm_tokens = (0.9 * device - weights - 0.19e9 - sampler) / per_token
+    assert kv_tokens(tight.rows[0].pool, CATALOG) == pytest.approx(vllm_tokens, abs=16)  # whole 16-token blocks
+    assert kv_tokens(rule.rows[0].pool, CATALOG, free_fraction=0.9) > 2.5 * vllm_tokens
+    assert (rule.rows[0].predicted["output_tok_s"] or 0) > 1.2 * (tight.rows[0].predicted["output_tok_s"] or 0)
     # a perf override applies to the rows its labels select
     slower = PerfOverride(spec.RooflinePerf(mfu=0.25, mbu=0.35), {"hardware": "H200"})
     report2 = run_fidelity(ms[:1], overrides=[slower], catalog=CATALOG, options=FAST)

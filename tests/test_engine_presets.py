@@ -101,10 +101,11 @@ def test_kv_tokens_per_preset_llama70b_fp8_on_two_h100() -> None:
     bf16_token = 2 * 80 * 8 * 128 * 2  # bytes per token, whole replica; TP2 splits the 8 KV heads evenly
     fp8_token = bf16_token // 2
     # vLLM: 0.9 * total - weights - its profile's reserve: 2.2 GB outside PyTorch with two GPUs, plus the larger of
-    # the sampler (10 FP32 copies of 1,024 rows of the 128,256-token vocabulary: 5.25 GB) and the forward pass of
+    # the sampler (FlashInfer's top-k/top-p: 3.5 FP32 copies of 1,024 rows of the 128,256-token vocabulary, 1.84 GB,
+    # next to the forward's bf16 hidden states, 8,192 + 2 x 1,024 rows of 8,192: 0.17 GB) and the forward pass of
     # its 8,192-token budget (16-bit residual and normed input, 2 x 8192, plus gate-up and activation, 3 x 28672 / 2
     # a token: 0.97 GB); bf16 KV
-    sampler = 10 * 4 * 1024 * 128_256
+    sampler = 3.5 * 4 * 1024 * 128_256 + 2 * 8192 * (8192 + 2 * 1024)
     forward = 2 * (2 * 8192 + 3 * 28_672 / 2) * 8192
     assert sampler > forward
     vllm = math.floor((0.9 * device - w - 2.2e9 - sampler) * 2 / bf16_token)

@@ -3,9 +3,10 @@
 vLLM logs what it measured before sizing its KV cache: the device's total memory, the weights, memory outside
 PyTorch, the activation peak of its profiling run and the KV cache left. This prints, for each logged deployment of
 a catalog model, agentsim's figures under the ``vllm`` preset with the logged settings (utilization, sequences,
-token budget) next to vLLM's, and the two fits the preset takes from the logs: FP32 copies of the sampler's logits
-(``activation peak / (4 x sequences x vocabulary)``, rows whose peak the sampler decides) and the memory outside
-PyTorch (one value per run; a multi-GPU run at its largest rank).
+token budget) next to vLLM's; the FP32 copies of the sampler's logits in the logs (``activation peak / (4 x
+sequences x vocabulary)``, rows whose peak the sampler decides) next to the source counts (PyTorch's sort, which
+these source installs ran, and FlashInfer's, the preset's); and the fit the preset takes from the logs, the memory
+outside PyTorch (one value per run; a multi-GPU run at its largest rank).
 
     python experiments/fidelity/memory_logs.py
 """
@@ -21,7 +22,7 @@ from agentsim.catalog import load_catalog
 from agentsim.perf.memory import kv_cache_bytes_per_gpu, kv_capacity_tokens, weight_bytes_per_gpu
 from agentsim.planning.calibrate.harness import catalog_id
 from agentsim.planning.calibrate.measurements import _num
-from agentsim.serving.presets import fill_engine
+from agentsim.serving.presets import VLLM_NATIVE_SAMPLER_FP32_COPIES, VLLM_SAMPLER_FP32_COPIES, fill_engine
 
 DATA = Path(__file__).resolve().parent / "data" / "vllm_memory_logs.csv"
 GIB = 2**30
@@ -80,7 +81,10 @@ def main() -> int:
     single = [float(r["non_torch_gib"]) for r in used_for("non_torch")]
     multi = [float(r["non_torch_gib"]) for r in used_for("non_torch_multi")]
     listed = ", ".join(f"{c:.1f}" for c in sorted(copies))
-    print(f"\nsampler FP32 copies: {listed}; median {statistics.median(copies):.1f}")
+    print(
+        f"\nsampler FP32 copies in the logs: {listed}; median {statistics.median(copies):.1f} (source counts: "
+        f"PyTorch's sort {VLLM_NATIVE_SAMPLER_FP32_COPIES}, FlashInfer's {VLLM_SAMPLER_FP32_COPIES}, the preset's)"
+    )
     print(f"non-torch, one GPU (GiB): {sorted(single)}; median {statistics.median(single):.2f}")
     print(f"non-torch, several GPUs (GiB, one per run): {sorted(multi)}; median {statistics.median(multi):.2f}")
     return 0

@@ -307,16 +307,31 @@ def fill_engine(deployment: Deployment, hardware: Hardware, model: ModelArch) ->
     )
 
 
-VLLM_SAMPLER_FP32_COPIES = 10.0
-"""FP32 ``[max_num_seqs, vocab]`` tensors alive at once at the peak of vLLM's profiling run, whose sampler runs
-top-k, top-p and min-p over one logit row per sequence (the logits, their sort's values and int64 indices,
-probabilities, the cumulative sum, masks): a fit on the activation peaks vLLM logs where the sampler is the larger
-term, each divided by ``4 x max_num_seqs x vocab`` bytes: Meta-Llama-3-8B on H100, 1.26 GiB at 256 sequences, TP1
-and TP2 alike (vllm-project/vllm PR #10511): 10.3; Phi-4, 0.94 and 1.16 GiB at 256: 9.8 and 12.1 (public
-notebooks); Qwen3-235B-A22B-FP8 on 4 GPUs, V1, 5.62 GiB at 1,024 (PR #21429): 9.7. Median 10.05, taken as 10
-(``experiments/fidelity/data/vllm_memory_logs.csv``).
-A sampler with a 201k vocabulary at 1,024 sequences (gpt-oss) holds ~8 GB by this count, consistent with vLLM's
-refusal to start gpt-oss-120b on one H100 at 0.9 (issues #23278, #27508: 1.71 GiB left at 0.95)."""
+VLLM_SAMPLER_FP32_COPIES = 3.5
+"""FP32 ``[sequences, vocab]`` tensors alive at once at the peak of vLLM V1's profiling run (v0.10-v0.12), whose
+dummy sampler run applies top-k (``vocab - 1``) and top-p (0.9) at temperature 0.5 to one logit row per sequence
+(``gpu_model_runner._dummy_sampler_run``), counted from the source of vLLM v0.11.0
+(``v1/sample/sampler.py``, ``v1/sample/ops/topk_topp_sampler.py``) and flashinfer-python 0.3.1
+(``flashinfer/sampling.py``): the model's bf16 logits, which the caller keeps (0.5), their FP32 cast (1), FlashInfer's
+top-k masked logits (1) and their softmax (1). FlashInfer's sampler is vLLM's default wherever FlashInfer imports
+(``VLLM_USE_FLASHINFER_SAMPLER`` unset), as in vLLM's Docker images. A ``pip install vllm`` without FlashInfer
+takes PyTorch's sort instead, :data:`VLLM_NATIVE_SAMPLER_FP32_COPIES`; such a deployment sets its
+``activation_reserve_gb``.
+
+Checked both ways on public runs: the logs of source installs (``experiments/fidelity/data/vllm_memory_logs.csv``)
+show 9.7-12.1 copies, the native count; gpustack's Qwen3-32B in BF16 on one H100 under vLLM v0.11.0 served prompts
+of 32,000 tokens, so its cache held at least 32,077 tokens: 3.5 copies leave 32,663, the native count 18,419. (vLLM
+also refuses to start with a cache smaller than one ``max_model_len`` request, 40,960 tokens for this model, which
+neither count leaves at the default ``gpu_memory_utilization`` of 0.9: that server gave its cache more memory than
+the defaults do. This count starts it from 0.93, the native one from 0.97; the row cannot tell them apart beyond
+that.)"""
+
+VLLM_NATIVE_SAMPLER_FP32_COPIES = 9.5
+"""The same count on PyTorch's sort-based top-k/top-p (``apply_top_k_top_p``), at its peak inside
+``logits.sort``: the bf16 and FP32 logits (1.5), the sorted values (1) and their int64 indices (2), the sort's int64
+reverse index (2) and CUB's segmented radix sort's third key and value buffers (1 + 2). The public logs of runs
+whose peak the sampler decides give 9.7, 9.8, 10.3 and 12.1 copies (median 10.05): this count plus the forward's
+leftovers. Not a preset value: what a deployment without FlashInfer reserves (``docs/FIDELITY.md``, cause 22)."""
 
 VLLM_NON_TORCH_GB = 0.19
 """Memory vLLM's profile finds outside PyTorch's allocator on a one-GPU replica (cuBLAS and attention
@@ -329,18 +344,23 @@ of seven public multi-GPU runs, each at its largest rank (the one that sizes eve
 1.39, 2.04, 2.15, 3.58 and 7.16 GiB, median 2.04 GiB (``docs/FIDELITY.md``, cause 22)."""
 
 
-def vllm_activation_reserve_gb(model: ModelArch, deployment: Deployment, max_num_seqs: int, budget: int) -> float:
+def vllm_activation_reserve_gb(
+    model: ModelArch, deployment: Deployment, max_num_seqs: int, budget: int, copies: float = VLLM_SAMPLER_FP32_COPIES
+) -> float:
     """GB per GPU vLLM's profiling run keeps out of the KV cache: memory outside PyTorch
-    (:data:`VLLM_NON_TORCH_GB`, :data:`VLLM_NON_TORCH_MULTI_GB` with more than one GPU) plus the larger of the
-    sampler's logits over ``max_num_seqs`` rows, at most ``budget`` (:data:`VLLM_SAMPLER_FP32_COPIES` FP32 copies
-    of ``vocab`` entries) and a forward pass of ``budget`` tokens
-    (:func:`agentsim.perf.memory.forward_activation_bytes`): the caching allocator reuses the forward's blocks for
-    the sampler, so the two do not add. vLLM's profile runs ``max_num_batched_tokens`` tokens: 8,192 under V1's
-    defaults; V0 without chunked prefill runs its whole ``max_model_len``, which is why its long-context default
-    turned chunked prefill on."""
+    (:data:`VLLM_NON_TORCH_GB`, :data:`VLLM_NON_TORCH_MULTI_GB` with more than one GPU) plus the larger of a
+    forward pass of ``budget`` tokens (:func:`agentsim.perf.memory.forward_activation_bytes`) and the sampler's run
+    after it: ``copies`` FP32 copies of the logits of ``max_num_seqs`` rows, at most ``budget``
+    (:data:`VLLM_SAMPLER_FP32_COPIES`), next to the forward's bf16 hidden states it keeps (the whole budget's, and
+    the sampled rows' twice: ``last_hidden_states`` and its random stand-in). The two runs follow each other and
+    the caching allocator reuses the forward's blocks for the sampler, so the peak is the larger, not the sum.
+    vLLM's profile runs ``max_num_batched_tokens`` tokens: 8,192 under V1's defaults; V0 without chunked prefill
+    runs its whole ``max_model_len``, which is why its long-context default turned chunked prefill on."""
     non_torch = VLLM_NON_TORCH_GB if deployment.gpus == 1 else VLLM_NON_TORCH_MULTI_GB
     # the profile's batch has at most one sequence per token of the budget (V1: min(max_num_seqs, max_num_tokens))
-    sampler = VLLM_SAMPLER_FP32_COPIES * 4.0 * min(max_num_seqs, budget) * model.vocab_size
+    rows = min(max_num_seqs, budget)
+    kept = 2.0 * model.hidden_size * (budget + 2 * rows)  # bf16 hidden states alive through the sampler's run
+    sampler = copies * 4.0 * rows * model.vocab_size + kept
     forward = forward_activation_bytes(model, deployment, budget)
     return non_torch + max(sampler, forward) / 1e9
 
