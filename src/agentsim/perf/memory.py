@@ -101,6 +101,7 @@ __all__ = [
     "bytes_per_param",
     "dense_bytes_per_param",
     "expert_bytes_per_param",
+    "expert_layout_factor",
     "forward_activation_bytes",
     "kv_bytes_per_element",
     "kv_bytes_per_token",
@@ -111,6 +112,7 @@ __all__ = [
     "kv_replication",
     "sliding_window_kv",
     "usable_bytes_per_gpu",
+    "vllm_mxfp4_multiples",
     "weight_bytes",
     "weight_bytes_per_gpu",
     "weight_placement",
@@ -198,18 +200,60 @@ def kv_bytes_per_element(deployment: Deployment) -> int:
     return 2 if precision == "bf16" else 1
 
 
-def weight_bytes(model: ModelArch, deployment: Deployment) -> float:
-    """Bytes of all the replica's weights (every expert included)."""
+def vllm_mxfp4_multiples(hardware: Hardware) -> tuple[int, int]:
+    """The multiples vLLM (v0.10.2-v0.11) pads an MXFP4 MoE's expert weights to on ``hardware``, (intermediate width
+    per shard, hidden width), by the backend ``quantization/mxfp4.py`` picks (``get_mxfp4_backend``,
+    ``Mxfp4MoEMethod.create_weights``): NVIDIA without FP4 units (Hopper) runs Marlin, (128, 256), as long as
+    ``triton_kernels`` is missing (it is no dependency of vLLM's wheel) and FlashInfer's SM90 MXFP4 path is not
+    asked for (``VLLM_USE_FLASHINFER_MOE_MXFP4_BF16``); NVIDIA with FP4 units (Blackwell) FlashInfer's MXFP4 x
+    BF16, (256, 256); AMD (ROCm, triton_kernels) (128, 128); (1, 1) elsewhere (no MXFP4 MoE kernel: the
+    checkpoint's layout). The vendor is the first word of the catalog's name."""
+    vendor = hardware.name.split()[0].upper()
+    if vendor == "NVIDIA":
+        return (256, 256) if hardware.fp4_dense_tflops is not None else (128, 256)
+    if vendor == "AMD":
+        return 128, 128
+    return 1, 1
+
+
+def expert_layout_factor(model: ModelArch, deployment: Deployment, hardware: Hardware | None) -> float:
+    """The routed experts' bytes (and multiply-adds) in the engine's memory over the checkpoint's: vLLM pads an
+    ``mxfp4-experts`` checkpoint's expert matrices to its kernel's multiples (:func:`vllm_mxfp4_multiples`;
+    gpt-oss's 2,880 x 2,880 experts become 2,944 x 3,072 on Hopper, 9% more: vLLM logs 65.97 GiB of weights for
+    gpt-oss-120b on one H100, this count 65.9, the checkpoint's 60.7); 1 for other checkpoints, engines (no public
+    layout of SGLang's or TensorRT-LLM's) and without ``hardware`` (the checkpoint's bytes)."""
+    if (
+        hardware is None
+        or not model.is_moe
+        or deployment.engine.preset != "vllm"
+        or deployment.precision != "fp4"
+        or model.fp4_checkpoint != "mxfp4-experts"
+    ):
+        return 1.0
+    inter_multiple, hidden_multiple = vllm_mxfp4_multiples(hardware)
+    shards = max(1, deployment.tp // deployment.ep)  # expert parallelism keeps whole experts on a GPU
+    inter = float(model.moe_intermediate_size or model.intermediate_size) / shards
+    hidden = float(model.hidden_size)
+    padded_inter = math.ceil(inter / inter_multiple) * inter_multiple
+    padded_hidden = math.ceil(hidden / hidden_multiple) * hidden_multiple
+    return (padded_inter * padded_hidden) / (inter * hidden)
+
+
+def weight_bytes(model: ModelArch, deployment: Deployment, hardware: Hardware | None = None) -> float:
+    """Bytes of all the replica's weights (every expert included): the checkpoint's, and with ``hardware`` as the
+    engine lays them out there (:func:`expert_layout_factor`)."""
     experts = model.experts * model.expert_params_b if model.is_moe else 0.0
     precision = deployment.precision
     dense = (model.params_b - experts) * dense_bytes_per_param(model, precision)
-    return 1e9 * (dense + experts * expert_bytes_per_param(model, precision))
+    layout = expert_layout_factor(model, deployment, hardware)
+    return 1e9 * (dense + experts * expert_bytes_per_param(model, precision) * layout)
 
 
-def weight_bytes_per_gpu(model: ModelArch, deployment: Deployment) -> float:
+def weight_bytes_per_gpu(model: ModelArch, deployment: Deployment, hardware: Hardware | None = None) -> float:
     """Bytes of weights on each GPU of the replica, split evenly over ``tp * pp`` GPUs; with data-parallel
-    attention each GPU of a stage holds the whole attention block of its stage's layers."""
-    total = weight_bytes(model, deployment)
+    attention each GPU of a stage holds the whole attention block of its stage's layers. With ``hardware``, as the
+    engine lays them out there (:func:`weight_bytes`)."""
+    total = weight_bytes(model, deployment, hardware)
     if not deployment.data_parallel_attention:
         return total / deployment.gpus
     attention = attention_weight_bytes(model, deployment)
@@ -284,7 +328,7 @@ def weight_placement(model: ModelArch, hardware: Hardware, deployment: Deploymen
     """Split each GPU's weights between HBM and the DDR tier per ``deployment.weights_memory`` (module
     docstring). Raises :class:`DoesNotFitError` when ``ddr`` is asked of hardware without DDR, or when the DDR
     part exceeds the DDR capacity. Whether the HBM part fits is :func:`kv_capacity_tokens`' check."""
-    w = weight_bytes_per_gpu(model, deployment)
+    w = weight_bytes_per_gpu(model, deployment, hardware)
     mode = deployment.weights_memory
     if hardware.ddr_tb_s is None:
         if mode == "ddr":

@@ -18,7 +18,7 @@ one micro-batch ``(p, d, c) = (P, D, C) / pp`` with ``t = p + d`` new tokens::
             + overhead_s + D overhead_s_per_seq
 
     R       = tp * peak_flops(precision) * mfu;   R_att = tp * peak_flops(KV precision) * mfu_att
-    F_moe   = 2 * k * one_expert_params;  F_lin = 2 * N_active - F_moe
+    F_moe   = 2 * k * one_expert_params * lay;  F_lin = 2 * N_active - 2 * k * one_expert_params
     A       = F_dec d cbar + F_pf (p cbar + p**2 / 2) + F_up cbar [p > 0] + F_sw t,   cbar = c / S
     S       = d + (1 if p > 0 else 0)                                     sequences in the step (0: no pairs)
     F_dec   = F_pf = 2 * L_full * heads * (d_qk + d_v)                   GQA
@@ -26,7 +26,9 @@ one micro-batch ``(p, d, c) = (P, D, C) / pp`` with ``t = p + d`` new tokens::
     F_up    = 2 * L_full * kv_lora_rank * heads * 2 * head_dim            MLA (absorbed decode, plain prefill)
     F_sw    = 2 * L_sw * heads * (d_qk + d_v) * window                    sliding-window layers, if any
     W_lin   = [bytes(dense) - bytes(attn)] / tp + bytes(attn) / (1 if dp_attention else tp)    per GPU
-    W_exp   = bytes(all routed experts) / tp,   cov(x) = 1 - (1 - k/E)**x,   imb: perf.moe (1 without EP)
+    W_exp   = bytes(all routed experts) * lay / tp,   cov(x) = 1 - (1 - k/E)**x,   imb: perf.moe (1 without EP)
+    lay     = the engine's padded expert matrices over the checkpoint's (perf.memory.expert_layout_factor; 1 but
+              for vLLM's MXFP4 MoE kernels)
     s_w     = (f_hbm / hbm_bw + (1 - f_hbm) / ddr_bw) / mbu       seconds per weight byte (memory tiers)
     comm_s  = t * [all-reduce bytes / link + max(a2a in-domain / NVLink, a2a cross-domain / NIC)] / comm_eff
               + collectives * collective_latency_s
@@ -173,6 +175,7 @@ from agentsim.perf.memory import (
     bf16_params_b,
     dense_bytes_per_param,
     expert_bytes_per_param,
+    expert_layout_factor,
     kv_bytes_per_element,
     kv_bytes_per_token,
     kv_replication,
@@ -536,7 +539,8 @@ class RooflinePerfModel(PerfModel):
             quantized_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
             self.lin_s_per_token = quantized_part + 2.0 * bf16 * 1e9 / flops_bf16
             flops_attention = flops_bf16
-        self.moe_s_per_token = moe_flops / flops
+        layout = expert_layout_factor(model, deployment, hardware)  # the engine's padded expert matrices
+        self.moe_s_per_token = moe_flops * layout / flops
         # vLLM's and SGLang's routed experts run Triton's fused_moe, measured slower than the grouped GEMMs the
         # default assumes, the more the thinner each GPU's slice of an expert (module docstring)
         self.moe_kernel = 1.0
@@ -576,7 +580,7 @@ class RooflinePerfModel(PerfModel):
         attention = attention_weight_bytes(model, deployment) if deployment.data_parallel_attention else 0.0
         dense_per_gpu = (model.dense_params_b * 1e9 * wdense - attention) / tp + attention
         self.dense_weight_s = dense_per_gpu * (s_per_raw_byte / dense_eff.mbu)
-        self.all_experts_s = model.experts * model.expert_params_b * 1e9 * wexpert / tp * s_per_byte
+        self.all_experts_s = model.experts * model.expert_params_b * 1e9 * wexpert * layout / tp * s_per_byte
         self.copies_per_expert = model.experts_per_token / model.experts if model.is_moe else 0.0
         self.elementwise_s_per_token = elementwise_bytes_per_token(model, deployment) / (
             hardware.hbm_bytes_per_s * eff.mbu
