@@ -18,12 +18,16 @@ from pydantic import ValidationError
 
 import agentsim
 from agentsim.analysis.accuracy import (
+    REGIMES,
     AccuracyTable,
     accuracy_cell,
     accuracy_warnings,
+    figures_of,
     find_class,
     load_accuracy,
     pool_accuracy,
+    prompt_per_output,
+    regime_of,
 )
 from agentsim.resolve import resolve
 from helpers import TINY, experiment_script
@@ -56,14 +60,15 @@ def test_the_writer_keeps_the_hand_edited_fields(tmp_path: Path) -> None:
     """``--accuracy`` replaces the measured blocks only, and the file it writes reads back as the same table."""
     script = _run_script()
     packaged = load_accuracy()
-    changed = packaged.classes[0].measured.model_copy(update={"rows": 999})
+    changed = packaged.classes[0].measured.model_copy(update={"models": ["edited-by-hand"]})
     table = packaged.model_copy(update={"classes": [packaged.classes[0].model_copy(update={"measured": changed}),
                                                     *packaged.classes[1:]]})  # fmt: skip
     out = tmp_path / "accuracy.yaml"
     script.write_accuracy(table, out)
     back = AccuracyTable.model_validate(agentsim.yamlio.loads(out.read_text(encoding="utf-8")))
     assert back == table
-    assert back.classes[0].label == packaged.classes[0].label and back.classes[0].measured.rows == 999
+    assert back.classes[0].label == packaged.classes[0].label
+    assert back.classes[0].measured.models == ["edited-by-hand"]
 
 
 def _pool(**changes: Any) -> tuple[Any, Any]:
@@ -94,6 +99,13 @@ def _table(tok: float | None, tpot: float | None, ttft: float | None = None, *, 
     return AccuracyTable.model_validate(_table_data(mape, n, moe, deployments))
 
 
+def _figures(rows: int, tok: float, bias: float | None = None) -> dict[str, Any]:
+    """A regime's figures: ``rows`` rows, each measuring throughput and TPOT at MAPE ``tok``."""
+    return {"rows": rows, "mape_pct": {"output_tok_s": tok, "tpot_s": tok, "ttft_s": None},
+            "n": {"output_tok_s": rows, "tpot_s": rows, "ttft_s": 0},
+            "bias_pct": {"output_tok_s": bias, "tpot_s": None, "ttft_s": None}}  # fmt: skip
+
+
 def _table_data(mape: dict[str, Any], n: dict[str, Any], moe: bool | None = False,
                 deployments: tuple[tuple[str, str, str], ...] = (("dense", "h100", "fp8"),)) -> dict[str, Any]:
     return {
@@ -115,6 +127,11 @@ def _table_data(mape: dict[str, Any], n: dict[str, Any], moe: bool | None = Fals
         (lambda d: d["classes"][0]["hardware"].append("h1000"), "hardware h1000 not in the catalog"),
         (lambda d: d["classes"][0].update(hardware=["h200"]), "its rows ran on h100, outside its hardware"),
         (lambda d: d["classes"][0].update(moe=True), "its rows ran dense models"),
+        (lambda d: d["classes"][0]["measured"].update(regimes={"prompt-heavy": _figures(4, 30.0)}),
+         "regimes: each row is in one regime"),
+        (lambda d: d["classes"][0]["measured"].update(regimes={"busy": _figures(10, 30.0)}), r"regimes\.busy"),
+        (lambda d: d["classes"][0]["measured"].update(bias_pct={"output_tok_s": 11.0, "tpot_s": 1.0, "ttft_s": None}),
+         "output_tok_s: a mean signed error within its MAPE"),
     ],
 )
 def test_a_hand_edit_of_the_table_that_breaks_it_is_refused_by_name(change: Any, named: str) -> None:
@@ -234,14 +251,24 @@ def test_the_packaged_classes_place_the_catalogs_accelerators() -> None:
         assert find_class(table, hw, moe=moe) is None, (hw, moe)
 
 
+METRIC_KEYS = ("output_tok_s", "tpot_s", "ttft_s")
+
+
 def test_the_docs_table_is_the_packaged_figures() -> None:
-    """docs/FIDELITY.md's class table quotes each class's rows and MAPEs as catalog/accuracy.yaml has them."""
+    """docs/FIDELITY.md's class and regime tables quote each class's rows and MAPEs (and each regime's lean) as
+    catalog/accuracy.yaml has them."""
     doc = (Path(__file__).resolve().parents[1] / "docs" / "FIDELITY.md").read_text(encoding="utf-8")
     for c in load_accuracy().classes:
-        (line,) = [x for x in doc.splitlines() if x.startswith(f"| `{c.id}` |")]
+        regime_rows = tuple(f"| `{c.id}` | {r} |" for r in REGIMES)
+        (line,) = [x for x in doc.splitlines() if x.startswith(f"| `{c.id}` |") and not x.startswith(regime_rows)]
         m, n = c.measured.mape_pct, c.measured.n
         cells = [("-" if m.get(k) is None else f"{m[k]:.1f}% ({n[k]})") for k in ("output_tok_s", "tpot_s", "ttft_s")]
         assert line.rstrip().endswith(f"| {' / '.join(cells)} |"), (c.id, line)
+        for name, f in c.measured.regimes.items():  # the regime table: rows, MAPEs and the throughput's lean
+            (line,) = [x for x in doc.splitlines() if x.startswith(f"| `{c.id}` | {name} |")]
+            m, n, lean = f.mape_pct, f.n, f.bias_pct["output_tok_s"]
+            cells = [("-" if m.get(k) is None else f"{m[k]:.1f}% ({n[k]})") for k in METRIC_KEYS]
+            assert line.rstrip() == f"| `{c.id}` | {name} | {f.rows} | {' / '.join(cells)} | {lean:+.1f}% |", line
 
 
 def test_a_run_summary_carries_each_pools_accuracy_and_warns_of_its_class() -> None:
@@ -257,12 +284,100 @@ def test_a_run_summary_carries_each_pools_accuracy_and_warns_of_its_class() -> N
         cls = find_class(table, hardware, moe=False)
         assert cls is not None and entry["class"] == cls.id
         metrics = ("output_tok_s", "tpot_s", "ttft_s") if slo else ("output_tok_s", "tpot_s")
-        mape = cls.measured.mape_pct
+        # the run's regime speaks where the class has enough rows of it, else the class (chat computes ~3-5 prompt
+        # tokens per output token: mixed, where no public row ran)
+        regime = entry["regime"]
+        assert regime["name"] == regime_of(regime["prompt_per_output"])
+        own = cls.measured.regimes.get(regime["name"])
+        assert regime["rows"] == (own.rows if own is not None else 0)
+        figures = own if own is not None and regime["applies"] else cls.measured
+        mape = figures.mape_pct
+        assert figures_of(entry).mape_pct == mape
         expected = any(mape.get(k) is None or mape[k] > table.goal_pct for k in metrics)
         said = [w["message"] for w in result.summary["warnings"] if w["code"] == "model_accuracy"]
         assert bool(said) == expected, (hardware, slo)
         if slo and mape["ttft_s"] is not None and mape["ttft_s"] > table.goal_pct:
             assert f"TTFT {mape['ttft_s']:.1f}%" in said[0]
+
+
+def test_the_regime_is_the_prompt_tokens_computed_per_output_token() -> None:
+    """From 10 prompt tokens computed per output token a workload is prompt-heavy (the public prefill benchmarks run
+    16-320), below 3 output-heavy (chat and ShareGPT 1-2), mixed in between (no public row)."""
+    assert regime_of(10.0) == "prompt-heavy" and regime_of(320.0) == "prompt-heavy"
+    assert regime_of(9.99) == "mixed" and regime_of(3.0) == "mixed"
+    assert regime_of(2.99) == "output-heavy" and regime_of(1.1) == "output-heavy"
+    assert regime_of(float("inf")) == "prompt-heavy"  # a prefill-only pool
+
+
+def test_prompt_per_output_counts_each_pool_its_own_work(tmp_path: Path) -> None:
+    """Unified pool u: two calls, 1,000 + 500 prompt tokens of which 600 cached, 100 + 50 generated: 900 / 150 = 6.
+    A call prefilled on pool p and decoded on d counts its 2,000 computed prompt tokens to p (which generates
+    nothing: infinite) and its 40 output tokens to d (which computes no prompt: 0); an unrouted call counts nowhere."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from agentsim.analysis.tables import ParquetColumns
+
+    table = pa.table({
+        "pool": ["u", "u", "d", None], "prefill_pool": [None, None, "p", None],
+        "prompt_tokens": [1000, 500, 2000, 300], "cached_tokens": [600, 0, 0, 0],
+        "generated_tokens": [100, 50, 40, 0], "first_token_s": [1.0, 2.0, 3.0, None],
+    })  # fmt: skip
+    pq.write_table(table, tmp_path / "calls.parquet")
+    ratios = prompt_per_output(ParquetColumns(tmp_path / "calls.parquet"))
+    assert ratios == {"u": 6.0, "p": float("inf"), "d": 0.0}
+
+
+def test_a_run_of_a_regime_gets_its_regimes_figures_and_their_lean() -> None:
+    """A class whose prompt-heavy rows (6) missed by 60% (the model high by 55%) and output-heavy rows (4) by 10%:
+    a prompt-heavy pool is judged on the first, says so, and says which way its $/Mtok leans; an output-heavy pool
+    has too few rows of its regime (4 < 5) and keeps the class's figures; without a run (validate, plan) the class
+    speaks."""
+    data = _table_data({"output_tok_s": 40.0, "tpot_s": 40.0, "ttft_s": None},
+                       {"output_tok_s": 10, "tpot_s": 10, "ttft_s": 0})  # fmt: skip
+    data["classes"][0]["measured"]["regimes"] = {"prompt-heavy": _figures(6, 60.0, bias=55.0),
+                                                 "output-heavy": _figures(4, 10.0)}  # fmt: skip
+    table = AccuracyTable.model_validate(data)
+    heavy = pool_accuracy(*_pool(), table, prompt_per_output=25.0)
+    assert heavy["regime"] == {"name": "prompt-heavy", "prompt_per_output": 25.0, "rows": 6, "applies": True,
+                               "mape_pct": {"output_tok_s": 60.0, "tpot_s": 60.0, "ttft_s": None},
+                               "n": {"output_tok_s": 6, "tpot_s": 6, "ttft_s": 0},
+                               "bias_pct": {"output_tok_s": 55.0, "tpot_s": None, "ttft_s": None}}  # fmt: skip
+    assert heavy["mape_pct"]["output_tok_s"] == 40.0  # the class's own stay in the entry
+    (w,) = accuracy_warnings({"p": heavy}, goal_pct=15.0)
+    assert "on its 6 prompt-heavy rows (>= 10 prompt tokens computed per output token; this pool 25)" in w["message"]
+    assert "throughput 60.0%" in w["message"] and "ran +55% high: its tokens/s too high, $/Mtok too low" in w["message"]
+    assert accuracy_cell(heavy) == "60.0% / 60.0% (6 prompt-heavy)"
+    light = pool_accuracy(*_pool(), table, prompt_per_output=2.0)
+    assert light["regime"]["name"] == "output-heavy" and not light["regime"]["applies"]
+    assert figures_of(light).mape_pct["output_tok_s"] == 40.0 and accuracy_cell(light) == "40.0% / 40.0% (10)"
+    (w,) = accuracy_warnings({"p": light}, goal_pct=15.0)
+    assert "on its 10 rows the default model's MAPE was throughput 40.0%" in w["message"]
+    assert "ran +" not in w["message"]  # no lean recorded
+    mixed = pool_accuracy(*_pool(), table, prompt_per_output=5.0)
+    assert mixed["regime"]["name"] == "mixed" and mixed["regime"]["rows"] == 0 and not mixed["regime"]["applies"]
+    assert accuracy_cell(mixed) == "40.0% / 40.0% (10)"
+    assert "regime" not in pool_accuracy(*_pool(), table)
+
+
+def test_the_packaged_regimes_split_every_class_and_say_how_the_default_scenario_leans() -> None:
+    """Every class's rows split into its regimes, none of them mixed; the built-in default scenario (agentic,
+    prefixes cached) is prompt-heavy over its hour on its H200 pool, and its warning gives the dense Hopper
+    prompt-heavy rows' figures."""
+    table = load_accuracy()
+    for c in table.classes:
+        assert c.measured.regimes and sum(f.rows for f in c.measured.regimes.values()) == c.measured.rows
+        assert "mixed" not in c.measured.regimes
+    default = Path(agentsim.__file__).parent / "examples" / "default.yaml"
+    scenario = agentsim.load_scenario(yaml.safe_load(default.read_text(encoding="utf-8")))
+    result = agentsim.api.run(scenario)
+    (entry,) = result.summary["accuracy"].values()
+    cls = next(c for c in table.classes if c.id == entry["class"])
+    heavy = cls.measured.regimes["prompt-heavy"]
+    assert entry["regime"]["name"] == "prompt-heavy" and entry["regime"]["applies"]
+    said = [w["message"] for w in result.summary["warnings"] if w["code"] == "model_accuracy"]
+    assert said and f"on its {heavy.rows} prompt-heavy rows" in said[0]
+    assert f"throughput {heavy.mape_pct['output_tok_s']:.1f}%" in said[0]
 
 
 def _row(label: str, usd: float, cls: str | None, tok: float | None, tpot: float | None = None, *,

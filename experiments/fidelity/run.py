@@ -2,7 +2,8 @@
 
 Runs `agentsim fidelity` (``agentsim.planning.fidelity.run_fidelity``) on each CSV of ``data/`` (one group per
 file: dense Hopper, Blackwell, AMD, MoE; ``data/README.md`` names the sources) and prints, per group, the number
-of rows simulated and the MAPE of output tokens/s, mean TPOT and mean TTFT where measured. ``--holdout K``
+of rows simulated and the MAPE of output tokens/s, mean TPOT and mean TTFT where measured, over all its rows and
+over its prompt-heavy and output-heavy rows (``agentsim.analysis.accuracy.regime_of``). ``--holdout K``
 calibrates per deployment on K rows (``agentsim calibrate``'s default coefficients: ``mfu, mbu, overhead_s``, the
 front end where TTFT is measured, the kernel time where the floor binds) and reports the held-out rows.
 ``--quick`` simulates the first rows of each group with short windows (a smoke test); ``--group`` runs one group.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from agentsim.analysis.accuracy import AccuracyTable
+from agentsim.analysis.accuracy import REGIMES, AccuracyTable
 from agentsim.catalog import load_catalog
 from agentsim.files import write_text
 from agentsim.planning.calibrate import HarnessOptions
@@ -115,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             ran = sum(1 for r in report.select(role) if r.error is None)
             cells = "  ".join(f"{_cell(report, m, role):>16}" for m, _ in METRICS)
             print(f"{group + ('' if name == 'default' else ' ' + name):<14}{ran:>6}  {cells}", flush=True)
+            for regime in REGIMES:  # the class's rows by regime (what a run of that regime is judged on)
+                part = report.regime(regime)
+                n = sum(1 for r in part.select(role) if r.error is None)
+                if n:
+                    cells = "  ".join(f"{_cell(part, m, role):>16}" for m, _ in METRICS)
+                    print(f"  {regime:<12}{n:>6}  {cells}", flush=True)
             for r in report.failures():
                 print(f"    not simulated: row {r.index}: {r.error}", file=sys.stderr)
             if csvs:

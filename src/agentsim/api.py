@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from agentsim import columns, spec, store
 from agentsim._version import __version__
-from agentsim.analysis.accuracy import resolved_accuracy
+from agentsim.analysis.accuracy import prompt_per_output, resolved_accuracy
 from agentsim.analysis.costs import COST_SUMS, attach_call_costs, attach_task_costs, pools_table
 from agentsim.analysis.metrics import summarize
 from agentsim.analysis.tables import ParquetColumns, Table, batches
@@ -207,7 +207,7 @@ def _run(resolved: Resolved, spill: SpillDir, progress: ProgressFn | None, wall0
     if raw.autoscale:
         summary["autoscale"] = raw.autoscale
     # what public measurements say of each pool's step times (analysis.accuracy)
-    summary["accuracy"], accuracy_warned = resolved_accuracy(resolved)
+    summary["accuracy"], accuracy_warned = resolved_accuracy(resolved, prompt_per_output(calls))
     summary["warnings"] = (
         collect_warnings(summary, scenario, calls, tasks, replicas)
         + kv_short_of_window([pool_memory(p) for p in resolved.pools])

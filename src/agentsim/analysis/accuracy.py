@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
 
@@ -64,21 +64,46 @@ METRICS: tuple[Metric, ...] = ("output_tok_s", "tpot_s", "ttft_s")
 """The metrics a class's figures cover (the fidelity harness's)."""
 
 
-class Measured(Strict):
-    """What a class's public rows ran and how far the default roofline fell from them."""
+Regime = Literal["prompt-heavy", "mixed", "output-heavy"]
+REGIMES: tuple[Regime, ...] = ("prompt-heavy", "mixed", "output-heavy")
+
+PROMPT_HEAVY_RATIO = 10.0
+"""Prompt tokens computed (not found in the prefix cache) per output token from which a workload, or a public row,
+is ``prompt-heavy``: its GPU time goes mostly to prefill. Below :data:`OUTPUT_HEAVY_RATIO` it is ``output-heavy``,
+in between ``mixed``. The public rows fall well apart (chat and ShareGPT at 1-2, the prefill-heavy benchmarks at
+16-320, none in between), so a mixed workload gets its class's figures over all rows. An agentic run with its
+prefixes cached drifts across as its contexts grow and its cache fills: the built-in default scenario computes 4.4
+prompt tokens per output token over its first 5 minutes, 13 over its hour."""
+
+OUTPUT_HEAVY_RATIO = 3.0
+"""Prompt tokens computed per output token below which a workload is ``output-heavy`` (:data:`PROMPT_HEAVY_RATIO`)."""
+
+REGIME_MIN_ROWS = 5
+"""Public rows of a regime from which its own figures speak for a run of that regime (fewer: the class's)."""
+
+
+def regime_of(prompt_per_output: float) -> Regime:
+    """The regime of a workload (or public row) computing ``prompt_per_output`` prompt tokens per output token."""
+    if prompt_per_output >= PROMPT_HEAVY_RATIO:
+        return "prompt-heavy"
+    return "output-heavy" if prompt_per_output < OUTPUT_HEAVY_RATIO else "mixed"
+
+
+class Figures(Strict):
+    """How far the default roofline fell from a set of public rows: their number and the MAPE per metric."""
 
     rows: NonNegativeInt = Field(description="rows simulated")
-    deployments: list[tuple[Literal["dense", "moe"], str, str]] = Field(
-        description="(kind of model, hardware id, precision) of each distinct deployment the rows ran"
-    )
-    models: list[str] = Field(description="catalog ids of the models")
-    engines: list[str] = Field(description="engine presets")
     mape_pct: dict[Metric, NonNegativeFloat | None] = Field(description="MAPE per metric, %; null: never measured")
     n: dict[Metric, NonNegativeInt] = Field(description="rows that measured each metric")
+    bias_pct: dict[Metric, float | None] = Field(
+        default_factory=lambda: dict.fromkeys(METRICS),
+        description="mean signed error per metric, % (predicted over measured, less 1): above 0 the model runs high; "
+        "null: never measured (or not recorded)",
+    )
 
     @model_validator(mode="after")
-    def _every_metric_once(self) -> Measured:
-        for name, table in (("mape_pct", self.mape_pct), ("n", self.n)):
+    def _every_metric_once(self) -> Figures:
+        for name, table in (("mape_pct", self.mape_pct), ("n", self.n), ("bias_pct", self.bias_pct)):
             if set(table) != set(METRICS):
                 raise ValueError(f"{name} needs exactly {', '.join(METRICS)}; got {', '.join(sorted(table))}")
         for k in METRICS:
@@ -87,6 +112,32 @@ class Measured(Strict):
                     f"{k}: a MAPE comes from the rows that measured it, between 1 and rows ({self.rows}), and no MAPE "
                     f"from none; got mape_pct {self.mape_pct[k]} over n {self.n[k]}"
                 )
+            bias, mape = self.bias_pct[k], self.mape_pct[k]
+            if bias is not None and (mape is None or abs(bias) > mape + 0.05):
+                raise ValueError(f"{k}: a mean signed error within its MAPE ({mape}); got bias_pct {bias}")
+        return self
+
+
+class Measured(Figures):
+    """What a class's public rows ran and how far the default roofline fell from them, over all its rows and per
+    regime (:func:`regime_of` of each row's prompt and output lengths)."""
+
+    deployments: list[tuple[Literal["dense", "moe"], str, str]] = Field(
+        description="(kind of model, hardware id, precision) of each distinct deployment the rows ran"
+    )
+    models: list[str] = Field(description="catalog ids of the models")
+    engines: list[str] = Field(description="engine presets")
+    regimes: dict[Regime, Figures] = Field(
+        default_factory=dict, description="the same figures over the rows of each regime; every row in one"
+    )
+
+    @model_validator(mode="after")
+    def _regimes_share_the_rows(self) -> Measured:
+        if self.regimes and sum(f.rows for f in self.regimes.values()) != self.rows:
+            raise ValueError(
+                f"regimes: each row is in one regime, so their rows add up to the class's ({self.rows}); got "
+                + ", ".join(f"{k} {f.rows}" for k, f in self.regimes.items())
+            )
         return self
 
     @property
@@ -181,10 +232,18 @@ def own_inputs(pool: ResolvedPool, given: spec.PoolSpec) -> list[str]:
     return out
 
 
-def pool_accuracy(pool: ResolvedPool, given: spec.PoolSpec, table: AccuracyTable | None = None) -> dict[str, Any]:
+def pool_accuracy(
+    pool: ResolvedPool,
+    given: spec.PoolSpec,
+    table: AccuracyTable | None = None,
+    prompt_per_output: float | None = None,
+) -> dict[str, Any]:
     """What the public data says of ``pool``'s step times (module docstring): ``basis``, ``class``, and for a
     default-roofline pool with a class its ``label``, ``in_rows``, ``rows``, ``mape_pct`` and ``n``; a ``note``
-    in words. ``given`` is the pool as the scenario wrote it (the resolved spec has the presets filled in)."""
+    in words. ``given`` is the pool as the scenario wrote it (the resolved spec has the presets filled in). With
+    the pool's ``prompt_per_output`` (a run's: :func:`prompt_per_output`), a ``regime`` entry: its name, that
+    ratio, and the class's figures over the public rows of that regime (``rows``, ``mape_pct``, ``n``), which
+    ``applies`` from :data:`REGIME_MIN_ROWS` rows on (:func:`figures_of`)."""
     table = table if table is not None else load_accuracy()
     d = given.deployment
     own = own_inputs(pool, given)
@@ -203,8 +262,19 @@ def pool_accuracy(pool: ResolvedPool, given: spec.PoolSpec, table: AccuracyTable
     in_rows = (kind, d.hardware.lower(), d.precision) in m.deployments
     out.update(
         {"class": c.id, "label": c.label, "in_rows": in_rows, "rows": m.rows, "mape_pct": dict(m.mape_pct),
-         "n": dict(m.n)}
+         "n": dict(m.n), "bias_pct": dict(m.bias_pct)}
     )  # fmt: skip
+    if prompt_per_output is not None and m.regimes:
+        name = regime_of(prompt_per_output)
+        f = m.regimes.get(name)
+        rows = f.rows if f is not None else 0
+        out["regime"] = {
+            "name": name, "prompt_per_output": round(prompt_per_output, 1), "rows": rows,
+            "mape_pct": dict(f.mape_pct) if f is not None else dict.fromkeys(METRICS),
+            "n": dict(f.n) if f is not None else dict.fromkeys(METRICS, 0),
+            "bias_pct": dict(f.bias_pct) if f is not None else dict.fromkeys(METRICS),
+            "applies": rows >= REGIME_MIN_ROWS,
+        }  # fmt: skip
     ran = "; ".join(f"{k} on {h} at {p}" for k, h, p in m.deployments)
     out["note"] = f"{c.label}: {m.rows} public rows ({ran}; {', '.join(m.engines)})" + (
         ""
@@ -219,13 +289,81 @@ def ttft_target_of(slo: spec.Slo) -> bool:
     return slo.ttft_s is not None or slo.ttft_p99_s is not None
 
 
-def resolved_accuracy(resolved: Resolved) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
-    """Each pool's :func:`pool_accuracy` (by pool name, against the pool as the scenario wrote it) and the
-    :func:`accuracy_warnings` a run of ``resolved`` gives of them (TTFT counted where a workload targets it)."""
+def resolved_accuracy(
+    resolved: Resolved, prompt_per_output: dict[str, float] | None = None
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, str]]]:
+    """Each pool's :func:`pool_accuracy` (by pool name, against the pool as the scenario wrote it; with a run's
+    ``prompt_per_output`` by pool, its regime) and the :func:`accuracy_warnings` a run of ``resolved`` gives of
+    them (TTFT counted where a workload targets it)."""
     given = {p.name: p for p in resolved.scenario.cluster.pools}
-    entries = {p.name: pool_accuracy(p, given[p.name]) for p in resolved.pools}
+    ratios = prompt_per_output or {}
+    entries = {p.name: pool_accuracy(p, given[p.name], prompt_per_output=ratios.get(p.name)) for p in resolved.pools}
     ttft = any(ttft_target_of(w.slo) for w in resolved.scenario.workload)
     return entries, accuracy_warnings(entries, ttft=ttft)
+
+
+def prompt_per_output(calls: Any) -> dict[str, float]:
+    """Per pool, the prompt tokens it computed (``prompt_tokens - cached_tokens`` of the calls whose prefill it
+    finished: the prefill pool of a handed-off call, else its pool; a call still waiting or prefilling at the horizon
+    has computed none of it yet) per output token it generated (``generated_tokens`` of the calls on it), over a
+    run's ``calls`` table; infinite for a pool that only prefills, absent for a pool that did neither."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    pool = calls.column("pool")
+    prefill_pool = pc.coalesce(calls.column("prefill_pool"), pool)
+    prefilled = np.asarray(pc.is_valid(calls.column("first_token_s")).to_numpy(zero_copy_only=False), dtype=bool)
+    computed = np.asarray(calls.column("prompt_tokens").to_numpy(), dtype=np.float64) - np.asarray(
+        calls.column("cached_tokens").to_numpy(), dtype=np.float64
+    )
+    computed = np.where(prefilled, computed, 0.0)
+    generated = np.asarray(calls.column("generated_tokens").to_numpy(), dtype=np.float64)
+    out: dict[str, float] = {}
+    names = sorted({x for x in pool.to_pylist() + prefill_pool.to_pylist() if x is not None})
+    for name in names:
+        prompts = float(computed[np.asarray(pc.equal(prefill_pool, name).fill_null(False).to_numpy(False))].sum())
+        outputs = float(generated[np.asarray(pc.equal(pool, name).fill_null(False).to_numpy(False))].sum())
+        if outputs > 0.0:
+            out[name] = prompts / outputs
+        elif prompts > 0.0:
+            out[name] = float("inf")
+    return out
+
+
+class Applicable(NamedTuple):
+    """The public figures that speak for a pool (:func:`figures_of`)."""
+
+    over: str  # what they are over, in words
+    rows: int
+    mape_pct: dict[str, Any]
+    n: dict[str, Any]
+    bias_pct: dict[str, Any]
+
+
+def figures_of(entry: dict[str, Any]) -> Applicable:
+    """The figures that speak for a default-roofline pool with a class: its regime's where the entry has one that
+    ``applies``, else its class's."""
+    regime = entry.get("regime")
+    if regime is not None and regime["applies"]:
+        bound = (
+            f">= {PROMPT_HEAVY_RATIO:g}" if regime["name"] == "prompt-heavy" else f"< {OUTPUT_HEAVY_RATIO:g}"
+        )
+        said = (
+            f"{regime['rows']} {regime['name']} rows ({bound} prompt tokens computed per output token; this pool "
+            f"{regime['prompt_per_output']:g})"
+        )
+        return Applicable(said, regime["rows"], regime["mape_pct"], regime["n"], regime.get("bias_pct") or {})
+    bias = entry.get("bias_pct") or {}
+    return Applicable(f"{entry['rows']} rows", entry["rows"], entry["mape_pct"], entry["n"], bias)
+
+
+def bias_text(bias_pct: float | None) -> str:
+    """Which way a throughput error leans, in words ('' when not recorded or within 5%)."""
+    if bias_pct is None or abs(bias_pct) < 5.0:
+        return ""
+    high = bias_pct > 0
+    lean = "high: its tokens/s too high, $/Mtok too low" if high else "low: its tokens/s too low, $/Mtok too high"
+    return f"; on average the model ran {bias_pct:+.0f}% {lean}"
 
 
 def mape_text(value: float | None, missing: str = "-") -> str:
@@ -252,7 +390,7 @@ def accuracy_warnings(
                 "$/Mtok are; calibrate it on measurements of your own (agentsim calibrate).",
             })  # fmt: skip
             continue
-        mape, n = e["mape_pct"], e["n"]
+        over_rows, _, mape, n, bias = figures_of(e)
         missing = [METRIC_NAMES[k] for k in metrics if not n.get(k) or mape.get(k) is None]
         over = [f"{METRIC_NAMES[k]} {mape[k]:.1f}%" for k in metrics
                 if n.get(k) and mape.get(k) is not None and mape[k] > goal]  # fmt: skip
@@ -260,13 +398,15 @@ def accuracy_warnings(
             continue
         said = []
         if over:
-            said.append(f"on them the default model's MAPE was {' and '.join(over)}, past the {goal:g}% goal")
+            said.append(f"on its {over_rows} the default model's MAPE was {' and '.join(over)}, past the {goal:g}% "
+                        "goal")
         if missing:
-            said.append(f"{' and '.join(missing)} never measured on them")
+            said.append(f"{' and '.join(missing)} never measured on its {over_rows}")
         out.append({
             "code": "model_accuracy",
             "message": f"pool {pool}: {e['note']}; {'; '.join(said)} (docs/FIDELITY.md). Its tokens/s and $/Mtok "
-            f"may be off by about the throughput MAPE ({mape_text(mape['output_tok_s'], 'no figure')}), its TPOT and "
+            f"may be off by about the throughput MAPE ({mape_text(mape['output_tok_s'], 'no figure')}"
+            f"{bias_text(bias.get('output_tok_s'))}), its TPOT and "
             f"TTFT by theirs ({mape_text(mape['tpot_s'], 'no figure')}, {mape_text(mape['ttft_s'], 'no figure')}); "
             "calibrate it on measurements of your own "
             "(agentsim calibrate).",
@@ -282,6 +422,8 @@ def accuracy_cell(entry: dict[str, Any]) -> str:
         return f"{entry['basis']}: from your data"
     if entry["class"] is None:
         return "not measured"
-    mape = entry["mape_pct"]
+    _, rows, mape, _, _ = figures_of(entry)
     star = "" if entry["in_rows"] else "*"
-    return f"{mape_text(mape.get('output_tok_s'))} / {mape_text(mape.get('tpot_s'))} ({entry['rows']}{star})"
+    regime = entry.get("regime")
+    over = f" {regime['name']}" if regime is not None and regime["applies"] else ""
+    return f"{mape_text(mape.get('output_tok_s'))} / {mape_text(mape.get('tpot_s'))} ({rows}{over}{star})"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentsim import spec
+from agentsim.analysis.accuracy import REGIMES, regime_of
 from agentsim.catalog import Catalog, Efficiency, Hardware, load_catalog
 from agentsim.files import atomic_path
 from agentsim.planning.calibrate import (
@@ -161,28 +162,46 @@ class FidelityReport:
         """Rows (of ``role``) with both a measured and a predicted ``metric``: what :meth:`mape` averages over."""
         return sum(1 for r in self.select(role) if r.error is None and r.error_pct(metric) is not None)
 
+    def regime(self, name: str) -> FidelityReport:
+        """The report of the rows of one regime (:func:`agentsim.analysis.accuracy.regime_of` of each row's prompt
+        and output lengths: no prefix is cached in a benchmark row)."""
+        rows = tuple(r for r in self.rows if regime_of(r.measurement.isl / max(r.measurement.osl, 1e-9)) == name)
+        return FidelityReport(rows, f"{self.title} {name}")
+
     def measured(self, catalog: Catalog, role: str | None = None) -> dict[str, Any]:
         """What the simulated rows (of ``role``) ran and how far the predictions fell from them, as a class's
         ``measured`` block of ``catalog/accuracy.yaml`` (:class:`agentsim.analysis.accuracy.Measured`): the
         rows, the distinct (kind of model from ``catalog``, hardware, precision) they ran, the catalog ids of their
         models and the engine presets the rows name (sorted), and per metric the MAPE (%, one decimal) and the rows
-        that measured it."""
+        that measured it, over all rows and per regime (:meth:`regime`; a regime without rows left out)."""
         rows = [r for r in self.select(role) if r.error is None and r.pool is not None]
         deployments = [r.pool.deployment for r in rows if r.pool is not None]  # every one: the filter is mypy's
-        mape_pct = {m: None if (v := self.mape(m, role=role)) is None else round(v, 1) for m in METRICS}
-        n = {m: self.count(m, role=role) for m in METRICS}
         kinds = ["moe" if catalog.get_model(d.model).is_moe else "dense" for d in deployments]
+        regimes = {name: self.regime(name)._figures(role) for name in REGIMES}
         return {
-            "rows": len(rows),
+            **self._figures(role),
             "deployments": sorted({(k, d.hardware.lower(), str(d.precision)) for k, d in zip(kinds, deployments,
                                                                                            strict=True)}),
             "models": sorted({d.model.lower() for d in deployments}),
             # the preset each row ran: its engine label's (the harness's ``preset: auto``), else the pool's
             "engines": sorted({str(label_preset(r.measurement.labels) or d.engine.preset)
                                for r, d in zip(rows, deployments, strict=True)}),
-            "mape_pct": mape_pct,
-            "n": n,
+            "regimes": {k: f for k, f in regimes.items() if f["rows"]},
         }
+
+    def _figures(self, role: str | None = None) -> dict[str, Any]:
+        """The simulated rows (of ``role``) and per metric the MAPE and the mean signed error (%, one decimal) and the
+        rows that measured it, as :class:`agentsim.analysis.accuracy.Figures`."""
+        rows = sum(1 for r in self.select(role) if r.error is None and r.pool is not None)
+        mape_pct = {m: None if (v := self.mape(m, role=role)) is None else round(v, 1) for m in METRICS}
+        bias_pct = {m: None if (v := self.bias(m, role=role)) is None else round(v, 1) for m in METRICS}
+        n = {m: self.count(m, role=role) for m in METRICS}
+        return {"rows": rows, "mape_pct": mape_pct, "n": n, "bias_pct": bias_pct}
+
+    def bias(self, metric: str, role: str | None = None) -> float | None:
+        """Mean signed error (%) of ``metric`` over the simulated rows (of ``role``): above 0, the model runs high."""
+        errors = [e for r in self.select(role) if r.error is None and (e := r.error_pct(metric)) is not None]
+        return sum(errors) / len(errors) if errors else None
 
 
 def _resolve_pools(

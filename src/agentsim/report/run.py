@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from agentsim.analysis.accuracy import mape_text
+from agentsim.analysis.accuracy import figures_of, mape_text
 from agentsim.analysis.metrics import optional_rows
 from agentsim.analysis.rows import col
 from agentsim.report import plots
@@ -374,17 +374,27 @@ def _pool_rows(run: RunData) -> list[list[str]] | None:
 
 
 def _accuracy_rows(s: dict[str, Any]) -> list[list[str]]:
-    """One row per pool of the summary's ``accuracy`` (:mod:`agentsim.analysis.accuracy`)."""
+    """One row per pool of the summary's ``accuracy`` (:mod:`agentsim.analysis.accuracy`): the figures that speak
+    for it (its regime's where they apply, :func:`~agentsim.analysis.accuracy.figures_of`) and which way its
+    throughput leaned."""
     rows = []
     for pool, e in (s.get("accuracy") or {}).items():
-        mape, n = e.get("mape_pct") or {}, e.get("n") or {}
+        if e.get("rows") is None:  # own inputs, or no class
+            rows.append([pool, str(e.get("basis")), str(e.get("label") or "–"), "–", "–", "–", "–", "–",
+                         str(e.get("note") or "")])  # fmt: skip
+            continue
+        _, n_rows, mape, n, bias = figures_of(e)
 
         def pct(k: str, mape: dict[str, Any] = mape, n: dict[str, Any] = n) -> str:
             return mape_text(mape.get(k), "–") + ("" if mape.get(k) is None else f" ({n.get(k, 0)})")
 
-        rows_cell = "–" if e.get("rows") is None else f"{e['rows']}{'' if e.get('in_rows') else ' *'}"
+        regime = e.get("regime")
+        over = f" {regime['name']}" if regime is not None and regime["applies"] else ""
+        rows_cell = f"{n_rows}{over}{'' if e.get('in_rows') else ' *'}"
+        lean = bias.get("output_tok_s")
         rows.append([pool, str(e.get("basis")), str(e.get("label") or "–"), rows_cell, pct("output_tok_s"),
-                     pct("tpot_s"), pct("ttft_s"), str(e.get("note") or "")])  # fmt: skip
+                     "–" if lean is None else f"{lean:+.1f}%", pct("tpot_s"), pct("ttft_s"),
+                     str(e.get("note") or "")])  # fmt: skip
     return rows
 
 
@@ -406,7 +416,7 @@ def render_run_html(run: RunData, figs: Sequence[Figure]) -> str:
         pools=_pool_rows(run),
         warnings=s.get("warnings") or [],
         accuracy=_accuracy_rows(s),
-        accuracy_classes=[["l", "l", "l", "", "", "", "", "l"]] * len(s.get("accuracy") or {}),  # text left
+        accuracy_classes=[["l", "l", "l", "", "", "", "", "", "l"]] * len(s.get("accuracy") or {}),  # text left
         figures=figs,
     )
 
