@@ -8,6 +8,7 @@ file is rewritten (``python experiments/fidelity/run.py --jobs 2 --accuracy``) a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 import agentsim
 from agentsim.analysis.accuracy import (
+    METRICS,
     REGIMES,
     AccuracyTable,
     accuracy_cell,
@@ -45,15 +47,25 @@ def test_packaged_figures_are_what_the_model_gives_on_the_public_rows() -> None:
     packaged = load_accuracy()
     assert sorted(c.id for c in packaged.classes) == sorted(script.GROUPS)
     fresh = script.accuracy_table(script.default_reports(jobs=1), packaged)
+    hint = "rerun: python experiments/fidelity/run.py --jobs 2 --accuracy"
+
+    def same(cls: str, a: Any, b: Any) -> None:  # counts exactly, percentages to the file's one decimal
+        assert (a.rows, a.n) == (b.rows, b.n), (cls, hint)
+        for name in ("mape_pct", "bias_pct"):
+            for metric, value in getattr(b, name).items():
+                was = getattr(a, name).get(metric)
+                assert (value is None) == (was is None), (cls, name, metric, hint)
+                if value is not None and was is not None:
+                    assert abs(value - was) <= 0.051, (cls, name, metric, was, value, hint)
+
     for old, new in zip(packaged.classes, fresh.classes, strict=True):
         a, b = old.measured, new.measured
-        hint = "rerun: python experiments/fidelity/run.py --jobs 2 --accuracy"
-        assert a.model_dump(exclude={"mape_pct"}) == b.model_dump(exclude={"mape_pct"}), (old.id, hint)
-        for metric, value in b.mape_pct.items():
-            was = a.mape_pct.get(metric)
-            assert (value is None) == (was is None), (old.id, metric, hint)
-            if value is not None and was is not None:
-                assert abs(value - was) <= 0.051, (old.id, metric, was, value, hint)
+        figures = {"rows", "n", "mape_pct", "bias_pct", "regimes"}
+        assert a.model_dump(exclude=figures) == b.model_dump(exclude=figures), (old.id, hint)
+        same(old.id, a, b)
+        assert sorted(a.regimes) == sorted(b.regimes), (old.id, hint)
+        for regime, part in b.regimes.items():
+            same(f"{old.id} {regime}", a.regimes[regime], part)
 
 
 def test_the_writer_keeps_the_hand_edited_fields(tmp_path: Path) -> None:
@@ -130,6 +142,9 @@ def _table_data(mape: dict[str, Any], n: dict[str, Any], moe: bool | None = Fals
         (lambda d: d["classes"][0]["measured"].update(regimes={"prompt-heavy": _figures(4, 30.0)}),
          "regimes: each row is in one regime"),
         (lambda d: d["classes"][0]["measured"].update(regimes={"busy": _figures(10, 30.0)}), r"regimes\.busy"),
+        (lambda d: d["classes"][0]["measured"].update(regimes={"prompt-heavy": _figures(6, 30.0),
+                                                               "output-heavy": _figures(4, 30.0)}),
+         "regimes: their output_tok_s mape_pct averages to 30.00 over their rows, not the class's 10.0"),
         (lambda d: d["classes"][0]["measured"].update(bias_pct={"output_tok_s": 11.0, "tpot_s": 1.0, "ttft_s": None}),
          "output_tok_s: a mean signed error within its MAPE"),
     ],
@@ -251,11 +266,8 @@ def test_the_packaged_classes_place_the_catalogs_accelerators() -> None:
         assert find_class(table, hw, moe=moe) is None, (hw, moe)
 
 
-METRIC_KEYS = ("output_tok_s", "tpot_s", "ttft_s")
-
-
 def test_the_docs_table_is_the_packaged_figures() -> None:
-    """docs/FIDELITY.md's class and regime tables quote each class's rows and MAPEs (and each regime's lean) as
+    """docs/FIDELITY.md's class and regime tables quote each class's rows and MAPEs (and each regime's bias) as
     catalog/accuracy.yaml has them."""
     doc = (Path(__file__).resolve().parents[1] / "docs" / "FIDELITY.md").read_text(encoding="utf-8")
     for c in load_accuracy().classes:
@@ -264,11 +276,11 @@ def test_the_docs_table_is_the_packaged_figures() -> None:
         m, n = c.measured.mape_pct, c.measured.n
         cells = [("-" if m.get(k) is None else f"{m[k]:.1f}% ({n[k]})") for k in ("output_tok_s", "tpot_s", "ttft_s")]
         assert line.rstrip().endswith(f"| {' / '.join(cells)} |"), (c.id, line)
-        for name, f in c.measured.regimes.items():  # the regime table: rows, MAPEs and the throughput's lean
+        for name, f in c.measured.regimes.items():  # the regime table: rows, MAPEs and the throughput's bias
             (line,) = [x for x in doc.splitlines() if x.startswith(f"| `{c.id}` | {name} |")]
-            m, n, lean = f.mape_pct, f.n, f.bias_pct["output_tok_s"]
-            cells = [("-" if m.get(k) is None else f"{m[k]:.1f}% ({n[k]})") for k in METRIC_KEYS]
-            assert line.rstrip() == f"| `{c.id}` | {name} | {f.rows} | {' / '.join(cells)} | {lean:+.1f}% |", line
+            m, n, bias = f.mape_pct, f.n, f.bias_pct["output_tok_s"]
+            cells = [("-" if m.get(k) is None else f"{m[k]:.1f}% ({n[k]})") for k in METRICS]
+            assert line.rstrip() == f"| `{c.id}` | {name} | {f.rows} | {' / '.join(cells)} | {bias:+.1f}% |", line
 
 
 def test_a_run_summary_carries_each_pools_accuracy_and_warns_of_its_class() -> None:
@@ -287,7 +299,6 @@ def test_a_run_summary_carries_each_pools_accuracy_and_warns_of_its_class() -> N
         # the run's regime speaks where the class has enough rows of it, else the class (chat computes ~3-5 prompt
         # tokens per output token: mixed, where no public row ran)
         regime = entry["regime"]
-        assert regime["name"] == regime_of(regime["prompt_per_output"])
         own = cls.measured.regimes.get(regime["name"])
         assert regime["rows"] == (own.rows if own is not None else 0)
         figures = own if own is not None and regime["applies"] else cls.measured
@@ -302,7 +313,7 @@ def test_a_run_summary_carries_each_pools_accuracy_and_warns_of_its_class() -> N
 
 def test_the_regime_is_the_prompt_tokens_computed_per_output_token() -> None:
     """From 10 prompt tokens computed per output token a workload is prompt-heavy (the public prefill benchmarks run
-    16-320), below 3 output-heavy (chat and ShareGPT 1-2), mixed in between (no public row)."""
+    16-853), below 3 output-heavy (chat, ShareGPT and long outputs 0.06-1.8), mixed in between (no public row)."""
     assert regime_of(10.0) == "prompt-heavy" and regime_of(320.0) == "prompt-heavy"
     assert regime_of(9.99) == "mixed" and regime_of(3.0) == "mixed"
     assert regime_of(2.99) == "output-heavy" and regime_of(1.1) == "output-heavy"
@@ -319,16 +330,20 @@ def test_prompt_per_output_counts_each_pool_its_own_work(tmp_path: Path) -> None
     from agentsim.analysis.tables import ParquetColumns
 
     table = pa.table({
-        "pool": ["u", "u", "d", None], "prefill_pool": [None, None, "p", None],
-        "prompt_tokens": [1000, 500, 2000, 300], "cached_tokens": [600, 0, 0, 0],
-        "generated_tokens": [100, 50, 40, 0], "first_token_s": [1.0, 2.0, 3.0, None],
+        "pool": ["u", "u", "d", None, "u"], "prefill_pool": [None, None, "p", None, None],
+        "prompt_tokens": [1000, 500, 2000, 300, 700], "cached_tokens": [600, 0, 0, 0, 0],
+        "generated_tokens": [100, 50, 40, 0, 30], "first_token_s": [11.0, 12.0, 13.0, None, None],
+        "issue_s": [10.0, 11.0, 12.0, 13.0, 14.0],
     })  # fmt: skip
     pq.write_table(table, tmp_path / "calls.parquet")
-    ratios = prompt_per_output(ParquetColumns(tmp_path / "calls.parquet"))
-    assert ratios == {"u": 6.0, "p": float("inf"), "d": 0.0}
+    calls = ParquetColumns(tmp_path / "calls.parquet")
+    # the last call (700 prompt tokens, still prefilling at the horizon: computed none yet) adds its 30 outputs only
+    assert prompt_per_output(calls) == {"u": 900 / 180, "p": float("inf"), "d": 0.0}
+    # from 11 s on (a warm-up): the first call is out of the window
+    assert prompt_per_output(calls, since_s=11.0) == {"u": 500 / 80, "p": float("inf"), "d": 0.0}
 
 
-def test_a_run_of_a_regime_gets_its_regimes_figures_and_their_lean() -> None:
+def test_a_run_of_a_regime_gets_its_regimes_figures_and_their_bias() -> None:
     """A class whose prompt-heavy rows (6) missed by 60% (the model high by 55%) and output-heavy rows (4) by 10%:
     a prompt-heavy pool is judged on the first, says so, and says which way its $/Mtok leans; an output-heavy pool
     has too few rows of its regime (4 < 5) and keeps the class's figures; without a run (validate, plan) the class
@@ -353,7 +368,13 @@ def test_a_run_of_a_regime_gets_its_regimes_figures_and_their_lean() -> None:
     assert figures_of(light).mape_pct["output_tok_s"] == 40.0 and accuracy_cell(light) == "40.0% / 40.0% (10)"
     (w,) = accuracy_warnings({"p": light}, goal_pct=15.0)
     assert "on its 10 rows the default model's MAPE was throughput 40.0%" in w["message"]
-    assert "ran +" not in w["message"]  # no lean recorded
+    assert "ran +" not in w["message"]  # no bias recorded
+    # a pool that only prefills: prompt-heavy, with no ratio to write (JSON has no infinity)
+    only = pool_accuracy(*_pool(), table, prompt_per_output=float("inf"))
+    assert only["regime"]["name"] == "prompt-heavy" and only["regime"]["prompt_per_output"] is None
+    json.dumps(only, allow_nan=False)
+    (w,) = accuracy_warnings({"p": only}, goal_pct=15.0)
+    assert "(>= 10 prompt tokens computed per output token; it only prefills)" in w["message"]
     mixed = pool_accuracy(*_pool(), table, prompt_per_output=5.0)
     assert mixed["regime"]["name"] == "mixed" and mixed["regime"]["rows"] == 0 and not mixed["regime"]["applies"]
     assert accuracy_cell(mixed) == "40.0% / 40.0% (10)"

@@ -52,7 +52,7 @@ def main() -> int:
         )  # fmt: skip
         model, hw = catalog.get_model(model_id), catalog.get_hardware(hw_id)
         d = fill_engine(d, hw, model)
-        weights = weight_bytes_per_gpu(model, d)
+        weights = weight_bytes_per_gpu(model, d, hw)  # as vLLM lays them out (gpt-oss's padded experts)
         free = kv_cache_bytes_per_gpu(model, hw, d)
         tokens = kv_capacity_tokens(model, hw, d) if free > 0 else 0
         reserve = (d.engine.activation_reserve_gb or 0.0) * 1e9 / GIB

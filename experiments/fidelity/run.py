@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.accuracy and (args.quick or args.holdout or args.group):
         ap.error("--accuracy needs the default run of every group (no --quick, --holdout or --group)")
-    groups = args.group or GROUPS
+    groups = list(dict.fromkeys(args.group or GROUPS))  # a group named twice runs once
     names = ("default", "held-out") if args.holdout else ("default",)
     csvs = {(g, n): _csv_path(args.csv, g, n) for g in groups for n in names} if args.csv is not None else {}
     taken = [str(p) for p in csvs.values() if p.exists()]

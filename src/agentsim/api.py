@@ -207,7 +207,8 @@ def _run(resolved: Resolved, spill: SpillDir, progress: ProgressFn | None, wall0
     if raw.autoscale:
         summary["autoscale"] = raw.autoscale
     # what public measurements say of each pool's step times (analysis.accuracy)
-    summary["accuracy"], accuracy_warned = resolved_accuracy(resolved, prompt_per_output(calls))
+    ratios = prompt_per_output(calls, since_s=scenario.warmup_s)  # the summary's window
+    summary["accuracy"], accuracy_warned = resolved_accuracy(resolved, ratios)
     summary["warnings"] = (
         collect_warnings(summary, scenario, calls, tasks, replicas)
         + kv_short_of_window([pool_memory(p) for p in resolved.pools])

@@ -33,9 +33,11 @@ TTFT about theirs.
 from __future__ import annotations
 
 import functools
+import math
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+import pyarrow as pa
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
 
 from agentsim.catalog import load_catalog
@@ -70,16 +72,25 @@ REGIMES: tuple[Regime, ...] = ("prompt-heavy", "mixed", "output-heavy")
 PROMPT_HEAVY_RATIO = 10.0
 """Prompt tokens computed (not found in the prefix cache) per output token from which a workload, or a public row,
 is ``prompt-heavy``: its GPU time goes mostly to prefill. Below :data:`OUTPUT_HEAVY_RATIO` it is ``output-heavy``,
-in between ``mixed``. The public rows fall well apart (chat and ShareGPT at 1-2, the prefill-heavy benchmarks at
-16-320, none in between), so a mixed workload gets its class's figures over all rows. An agentic run with its
-prefixes cached drifts across as its contexts grow and its cache fills: the built-in default scenario computes 4.4
-prompt tokens per output token over its first 5 minutes, 13 over its hour."""
+in between ``mixed``. The public rows fall well apart (chat, ShareGPT and long outputs at 0.06-1.8, the
+prefill-heavy benchmarks at 16-853, none in between), so a mixed workload gets its class's figures over all rows.
+An agentic run with its prefixes cached drifts across as its contexts grow and its cache fills: the built-in
+default scenario computes 4.4 prompt tokens per output token in a 5-minute run (after 1 minute of warm-up), 19 in
+its hour's window (after its 15-minute warm-up)."""
 
 OUTPUT_HEAVY_RATIO = 3.0
 """Prompt tokens computed per output token below which a workload is ``output-heavy`` (:data:`PROMPT_HEAVY_RATIO`)."""
 
 REGIME_MIN_ROWS = 5
 """Public rows of a regime from which its own figures speak for a run of that regime (fewer: the class's)."""
+
+
+def tokens_ratio(prompt_tokens: float, output_tokens: float) -> float:
+    """Prompt tokens computed per output token: infinite for prompt work without output (a prefill-only pool), 0
+    for neither."""
+    if output_tokens > 0.0:
+        return prompt_tokens / output_tokens
+    return math.inf if prompt_tokens > 0.0 else 0.0
 
 
 def regime_of(prompt_per_output: float) -> Regime:
@@ -133,11 +144,28 @@ class Measured(Figures):
 
     @model_validator(mode="after")
     def _regimes_share_the_rows(self) -> Measured:
-        if self.regimes and sum(f.rows for f in self.regimes.values()) != self.rows:
+        if not self.regimes:
+            return self
+        parts = list(self.regimes.values())
+        if sum(f.rows for f in parts) != self.rows:
             raise ValueError(
                 f"regimes: each row is in one regime, so their rows add up to the class's ({self.rows}); got "
                 + ", ".join(f"{k} {f.rows}" for k, f in self.regimes.items())
             )
+        for k in METRICS:
+            n = sum(f.n[k] for f in parts)
+            if n != self.n[k]:
+                raise ValueError(f"regimes: their {k} rows add up to {n}, not the class's {self.n[k]}")
+            for name, whole in (("mape_pct", self.mape_pct[k]), ("bias_pct", self.bias_pct[k])):
+                values = [(f.n[k], getattr(f, name)[k]) for f in parts if f.n[k]]
+                if whole is None or any(v is None for _, v in values):
+                    continue
+                # the class's figure is its regimes' weighted by their rows (each rounded to 0.05)
+                mean = sum(w * v for w, v in values) / n
+                if abs(mean - whole) > 0.051 * (1 + len(values)):
+                    raise ValueError(
+                        f"regimes: their {k} {name} averages to {mean:.2f} over their rows, not the class's {whole}"
+                    )
         return self
 
     @property
@@ -268,8 +296,10 @@ def pool_accuracy(
         name = regime_of(prompt_per_output)
         f = m.regimes.get(name)
         rows = f.rows if f is not None else 0
+        # JSON has no infinity: a pool that only prefills keeps its regime and a null ratio
+        ratio = None if math.isinf(prompt_per_output) else round(prompt_per_output, 2)
         out["regime"] = {
-            "name": name, "prompt_per_output": round(prompt_per_output, 1), "rows": rows,
+            "name": name, "prompt_per_output": ratio, "rows": rows,
             "mape_pct": dict(f.mape_pct) if f is not None else dict.fromkeys(METRICS),
             "n": dict(f.n) if f is not None else dict.fromkeys(METRICS, 0),
             "bias_pct": dict(f.bias_pct) if f is not None else dict.fromkeys(METRICS),
@@ -302,31 +332,31 @@ def resolved_accuracy(
     return entries, accuracy_warnings(entries, ttft=ttft)
 
 
-def prompt_per_output(calls: Any) -> dict[str, float]:
+def prompt_per_output(calls: Any, since_s: float = 0.0) -> dict[str, float]:
     """Per pool, the prompt tokens it computed (``prompt_tokens - cached_tokens`` of the calls whose prefill it
     finished: the prefill pool of a handed-off call, else its pool; a call still waiting or prefilling at the horizon
-    has computed none of it yet) per output token it generated (``generated_tokens`` of the calls on it), over a
-    run's ``calls`` table; infinite for a pool that only prefills, absent for a pool that did neither."""
+    has computed none of it yet) per output token it generated (``generated_tokens`` of the calls on it), over the
+    calls of a run's ``calls`` table issued from ``since_s`` on (the summary's window: ``warmup_s``)
+    (:func:`tokens_ratio`: infinite for a pool that only prefills); absent for a pool that did neither."""
     import numpy as np
     import pyarrow.compute as pc
 
     pool = calls.column("pool")
     prefill_pool = pc.coalesce(calls.column("prefill_pool"), pool)
+    issued = np.asarray(calls.column("issue_s").to_numpy(), dtype=np.float64) >= since_s
     prefilled = np.asarray(pc.is_valid(calls.column("first_token_s")).to_numpy(zero_copy_only=False), dtype=bool)
     computed = np.asarray(calls.column("prompt_tokens").to_numpy(), dtype=np.float64) - np.asarray(
         calls.column("cached_tokens").to_numpy(), dtype=np.float64
     )
-    computed = np.where(prefilled, computed, 0.0)
-    generated = np.asarray(calls.column("generated_tokens").to_numpy(), dtype=np.float64)
+    computed = np.where(prefilled & issued, computed, 0.0)
+    generated = np.where(issued, np.asarray(calls.column("generated_tokens").to_numpy(), dtype=np.float64), 0.0)
     out: dict[str, float] = {}
-    names = sorted({x for x in pool.to_pylist() + prefill_pool.to_pylist() if x is not None})
-    for name in names:
+    names = pc.unique(pa.chunked_array([*pool.chunks, *prefill_pool.chunks], type=pa.string())).drop_null()
+    for name in sorted(names.to_pylist()):
         prompts = float(computed[np.asarray(pc.equal(prefill_pool, name).fill_null(False).to_numpy(False))].sum())
         outputs = float(generated[np.asarray(pc.equal(pool, name).fill_null(False).to_numpy(False))].sum())
-        if outputs > 0.0:
-            out[name] = prompts / outputs
-        elif prompts > 0.0:
-            out[name] = float("inf")
+        if prompts > 0.0 or outputs > 0.0:
+            out[name] = tokens_ratio(prompts, outputs)
     return out
 
 
@@ -334,10 +364,18 @@ class Applicable(NamedTuple):
     """The public figures that speak for a pool (:func:`figures_of`)."""
 
     over: str  # what they are over, in words
-    rows: int
+    label: str  # their rows, short: "19 prompt-heavy", "72"
     mape_pct: dict[str, Any]
     n: dict[str, Any]
     bias_pct: dict[str, Any]
+
+
+REGIME_BOUNDS = {
+    "prompt-heavy": f">= {PROMPT_HEAVY_RATIO:g}",
+    "mixed": f"{OUTPUT_HEAVY_RATIO:g}-{PROMPT_HEAVY_RATIO:g}",
+    "output-heavy": f"< {OUTPUT_HEAVY_RATIO:g}",
+}
+"""Each regime's range of prompt tokens computed per output token, as the warnings and the report say it."""
 
 
 def figures_of(entry: dict[str, Any]) -> Applicable:
@@ -345,16 +383,16 @@ def figures_of(entry: dict[str, Any]) -> Applicable:
     ``applies``, else its class's."""
     regime = entry.get("regime")
     if regime is not None and regime["applies"]:
-        bound = (
-            f">= {PROMPT_HEAVY_RATIO:g}" if regime["name"] == "prompt-heavy" else f"< {OUTPUT_HEAVY_RATIO:g}"
-        )
+        ratio = regime["prompt_per_output"]
+        own = "it only prefills" if ratio is None else f"this pool {ratio:g}"
         said = (
-            f"{regime['rows']} {regime['name']} rows ({bound} prompt tokens computed per output token; this pool "
-            f"{regime['prompt_per_output']:g})"
+            f"{regime['rows']} {regime['name']} rows ({REGIME_BOUNDS[regime['name']]} prompt tokens computed per "
+            f"output token; {own})"
         )
-        return Applicable(said, regime["rows"], regime["mape_pct"], regime["n"], regime.get("bias_pct") or {})
+        label = f"{regime['rows']} {regime['name']}"
+        return Applicable(said, label, regime["mape_pct"], regime["n"], regime.get("bias_pct") or {})
     bias = entry.get("bias_pct") or {}
-    return Applicable(f"{entry['rows']} rows", entry["rows"], entry["mape_pct"], entry["n"], bias)
+    return Applicable(f"{entry['rows']} rows", str(entry["rows"]), entry["mape_pct"], entry["n"], bias)
 
 
 def bias_text(bias_pct: float | None) -> str:
@@ -422,8 +460,7 @@ def accuracy_cell(entry: dict[str, Any]) -> str:
         return f"{entry['basis']}: from your data"
     if entry["class"] is None:
         return "not measured"
-    _, rows, mape, _, _ = figures_of(entry)
+    figures = figures_of(entry)
     star = "" if entry["in_rows"] else "*"
-    regime = entry.get("regime")
-    over = f" {regime['name']}" if regime is not None and regime["applies"] else ""
-    return f"{mape_text(mape.get('output_tok_s'))} / {mape_text(mape.get('tpot_s'))} ({rows}{over}{star})"
+    mape = figures.mape_pct
+    return f"{mape_text(mape.get('output_tok_s'))} / {mape_text(mape.get('tpot_s'))} ({figures.label}{star})"

@@ -207,7 +207,8 @@ def vllm_mxfp4_multiples(hardware: Hardware) -> tuple[int, int]:
     ``triton_kernels`` is missing (it is no dependency of vLLM's wheel) and FlashInfer's SM90 MXFP4 path is not
     asked for (``VLLM_USE_FLASHINFER_MOE_MXFP4_BF16``); NVIDIA with FP4 units (Blackwell) FlashInfer's MXFP4 x
     BF16, (256, 256); AMD (ROCm, triton_kernels) (128, 128); (1, 1) elsewhere (no MXFP4 MoE kernel: the
-    checkpoint's layout). The vendor is the first word of the catalog's name."""
+    checkpoint's layout). The vendor is the first word of the catalog's name (every packaged entry starts with it;
+    a catalog file's entry named otherwise gets the checkpoint's layout)."""
     vendor = hardware.name.split()[0].upper()
     if vendor == "NVIDIA":
         return (256, 256) if hardware.fp4_dense_tflops is not None else (128, 256)
@@ -220,8 +221,8 @@ def expert_layout_factor(model: ModelArch, deployment: Deployment, hardware: Har
     """The routed experts' bytes (and multiply-adds) in the engine's memory over the checkpoint's: vLLM pads an
     ``mxfp4-experts`` checkpoint's expert matrices to its kernel's multiples (:func:`vllm_mxfp4_multiples`;
     gpt-oss's 2,880 x 2,880 experts become 2,944 x 3,072 on Hopper, 9% more: vLLM logs 65.97 GiB of weights for
-    gpt-oss-120b on one H100, this count 65.9, the checkpoint's 60.7); 1 for other checkpoints, engines (no public
-    layout of SGLang's or TensorRT-LLM's) and without ``hardware`` (the checkpoint's bytes)."""
+    gpt-oss-120b on one H100, this count 65.0 GiB, the checkpoint's 59.9); 1 for other checkpoints, engines (no
+    public layout of SGLang's or TensorRT-LLM's) and without ``hardware`` (the checkpoint's bytes)."""
     if (
         hardware is None
         or not model.is_moe

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentsim import spec
-from agentsim.analysis.accuracy import REGIMES, regime_of
+from agentsim.analysis.accuracy import REGIMES, regime_of, tokens_ratio
 from agentsim.catalog import Catalog, Efficiency, Hardware, load_catalog
 from agentsim.files import atomic_path
 from agentsim.planning.calibrate import (
@@ -165,7 +165,7 @@ class FidelityReport:
     def regime(self, name: str) -> FidelityReport:
         """The report of the rows of one regime (:func:`agentsim.analysis.accuracy.regime_of` of each row's prompt
         and output lengths: no prefix is cached in a benchmark row)."""
-        rows = tuple(r for r in self.rows if regime_of(r.measurement.isl / max(r.measurement.osl, 1e-9)) == name)
+        rows = tuple(r for r in self.rows if regime_of(tokens_ratio(r.measurement.isl, r.measurement.osl)) == name)
         return FidelityReport(rows, f"{self.title} {name}")
 
     def measured(self, catalog: Catalog, role: str | None = None) -> dict[str, Any]:

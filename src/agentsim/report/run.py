@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from agentsim.analysis.accuracy import figures_of, mape_text
+from agentsim.analysis.accuracy import REGIME_BOUNDS, REGIME_MIN_ROWS, figures_of, mape_text
 from agentsim.analysis.metrics import optional_rows
 from agentsim.analysis.rows import col
 from agentsim.report import plots
@@ -383,17 +383,16 @@ def _accuracy_rows(s: dict[str, Any]) -> list[list[str]]:
             rows.append([pool, str(e.get("basis")), str(e.get("label") or "–"), "–", "–", "–", "–", "–",
                          str(e.get("note") or "")])  # fmt: skip
             continue
-        _, n_rows, mape, n, bias = figures_of(e)
+        figures = figures_of(e)
+        mape, n = figures.mape_pct, figures.n
 
         def pct(k: str, mape: dict[str, Any] = mape, n: dict[str, Any] = n) -> str:
             return mape_text(mape.get(k), "–") + ("" if mape.get(k) is None else f" ({n.get(k, 0)})")
 
-        regime = e.get("regime")
-        over = f" {regime['name']}" if regime is not None and regime["applies"] else ""
-        rows_cell = f"{n_rows}{over}{'' if e.get('in_rows') else ' *'}"
-        lean = bias.get("output_tok_s")
+        rows_cell = f"{figures.label}{'' if e.get('in_rows') else ' *'}"
+        bias = figures.bias_pct.get("output_tok_s")
         rows.append([pool, str(e.get("basis")), str(e.get("label") or "–"), rows_cell, pct("output_tok_s"),
-                     "–" if lean is None else f"{lean:+.1f}%", pct("tpot_s"), pct("ttft_s"),
+                     "–" if bias is None else f"{bias:+.1f}%", pct("tpot_s"), pct("ttft_s"),
                      str(e.get("note") or "")])  # fmt: skip
     return rows
 
@@ -416,6 +415,8 @@ def render_run_html(run: RunData, figs: Sequence[Figure]) -> str:
         pools=_pool_rows(run),
         warnings=s.get("warnings") or [],
         accuracy=_accuracy_rows(s),
+        regime_bounds=REGIME_BOUNDS,
+        regime_min_rows=REGIME_MIN_ROWS,
         accuracy_classes=[["l", "l", "l", "", "", "", "", "", "l"]] * len(s.get("accuracy") or {}),  # text left
         figures=figs,
     )

@@ -216,7 +216,10 @@ def plan(
         dep = resolved.pools[0].plan.spec.deployment
         row.engine = {"kv_precision": dep.kv_precision, **dep.engine.model_dump(mode="json", exclude_none=True)}
         targets = [0, 1] if c.topology != "aggregated" else [0]
-        accuracy, _ = resolved_accuracy(resolved)  # the plan warns of its answer and ranking itself
+        # the plan warns of its answer and ranking itself, on each class's figures over all its rows: a candidate's
+        # regime (analysis.accuracy.regime_of) would need its runs' calls, and the ranking compares candidates
+        # of one workload, in one regime
+        accuracy, _ = resolved_accuracy(resolved)
         row.accuracy = [{"pool": name, **accuracy[name]} for name in (resolved.pools[i].name for i in targets)]
         bound = lower_bound(resolved, targets, parsed, minimum)
         row.lower_bound = bound.replicas
