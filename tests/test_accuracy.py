@@ -461,13 +461,34 @@ def test_a_plan_row_carries_its_pools_accuracy_through_the_saved_plan(tmp_path: 
                   max_replicas=2, workers=1)  # fmt: skip
     (row,) = result.rows
     assert (row.accuracy[0]["basis"], row.model_class) == ("roofline", "dense_hopper")  # the default, as given
+    # judged on the regime of the answer's runs: their mean ratio of prompt tokens computed per output token
+    (answer,) = [e for e in row.evaluations if e.replicas == row.replicas and not e.screening]
+    ratio = answer.prompt_per_output["p"]
+    assert 0 < ratio < 10 and row.accuracy[0]["regime"]["prompt_per_output"] == round(ratio, 2)
     scenario = agentsim.load_scenario(data)
-    assert row.accuracy == [{"pool": "p", **pool_accuracy(resolve(scenario).pools[0], scenario.cluster.pools[0])}]
+    given = pool_accuracy(resolve(scenario).pools[0], scenario.cluster.pools[0], prompt_per_output=ratio)
+    assert row.accuracy == [{"pool": "p", **given}]
     table = result.to_table()
     assert table.column("model_class").to_pylist() == [row.model_class]
     assert table.column("model_error_pct").to_pylist() == [row.model_error_pct]
     back = PlanResult.load(result.save(tmp_path / "p.json"))
     assert back.rows[0].accuracy == row.accuracy and back.warnings == result.warnings
+
+
+def test_a_plan_rows_model_error_is_its_regimes_where_that_applies() -> None:
+    """A candidate judged prompt-heavy on 6 rows missing by 60% has a model error of 60, not its class's 40; with too
+    few rows of its regime, the class's."""
+    entry = {"basis": "roofline", "class": "c", "label": "c", "in_rows": True, "rows": 10, "note": "c rows",
+             "mape_pct": {"output_tok_s": 40.0, "tpot_s": 30.0, "ttft_s": None},
+             "n": {"output_tok_s": 10, "tpot_s": 10, "ttft_s": 0}}  # fmt: skip
+    regime = {"name": "prompt-heavy", "prompt_per_output": 25.0, "rows": 6, "applies": True,
+              "mape_pct": {"output_tok_s": 60.0, "tpot_s": 50.0, "ttft_s": None},
+              "n": {"output_tok_s": 6, "tpot_s": 6, "ttft_s": 0}, "bias_pct": dict.fromkeys(METRICS)}  # fmt: skip
+    row = _row("a", 1.0, "c", 40.0, 30.0)
+    row.accuracy = [{"pool": "p", **entry, "regime": regime}]
+    assert row.model_error_pct == 60.0
+    row.accuracy = [{"pool": "p", **entry, "regime": regime | {"rows": 4, "applies": False}}]
+    assert row.model_error_pct == 40.0
 
 
 def test_the_plan_report_shows_the_warnings_and_each_candidates_model_error(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from agentsim.analysis.accuracy import KEY_METRICS, accuracy_warnings
+from agentsim.analysis.accuracy import KEY_METRICS, accuracy_warnings, figures_of
 from agentsim.files import atomic_path, write_text
 
 Status = Literal["meets", "marginal", "dominated", "infeasible", "skipped"]
@@ -63,6 +63,7 @@ class Evaluation:
     task_p95_s: float | None = None
     output_tokens_per_s: float | None = None
     screening: bool = False
+    prompt_per_output: dict[str, float] = field(default_factory=dict)  # per pool, the mean over the replications
 
 
 @dataclass
@@ -112,11 +113,12 @@ class PlanRow:
         return "+".join(ids) or None
 
     def model_error(self, metrics: Sequence[str] = KEY_METRICS) -> float | None:
-        """The largest of the default roofline's MAPEs of ``metrics`` on its class's public rows, the worst of its
-        sized pools; None when a pool has no such figure (its own numbers, no class, a metric never measured)."""
+        """The largest of the default roofline's MAPEs of ``metrics`` on its class's public rows (those of its runs'
+        regime where they apply: :func:`~agentsim.analysis.accuracy.figures_of`), the worst of its sized pools;
+        None when a pool has no such figure (its own numbers, no class, a metric never measured)."""
         worst = 0.0
         for e in self.accuracy:
-            mape = e.get("mape_pct") or {}
+            mape = figures_of(e).mape_pct if e.get("class") is not None else {}
             values = [mape.get(k) for k in metrics]
             if e.get("class") is None or any(v is None for v in values):
                 return None

@@ -37,7 +37,7 @@ import numpy as np
 
 from agentsim import spec
 from agentsim._version import __version__
-from agentsim.analysis.accuracy import resolved_accuracy
+from agentsim.analysis.accuracy import prompt_per_output, resolved_accuracy
 from agentsim.errors import ScenarioError
 from agentsim.planning.plan import space as sp
 from agentsim.planning.plan.bounds import lower_bound
@@ -74,6 +74,8 @@ def evaluate(scenario_json: str, seed: int, slos: Sequence[tuple[str, float]], h
     tpot = (r.summary.get("tpot_s") or {}).get("mean")
     summary["tokens_per_s_per_user"] = 1.0 / tpot if tpot else None
     summary["task_p95_s"] = _task_p95(r.scenario, tasks)
+    # each pool's prompt tokens computed per output token: the regime its public-data figures come from
+    summary["prompt_per_output"] = prompt_per_output(calls, since_s=r.scenario.warmup_s)
     return {"samples": samples, "summary": summary}
 
 
@@ -110,6 +112,8 @@ class _Cand:
     screened: dict[int, Evaluation] = field(default_factory=dict)
     tried: dict[int, Evaluation] = field(default_factory=dict)
     done: bool = False
+    resolved: Any = None  # the candidate's resolved scenario: its pools' accuracy is judged again on its runs
+    targets: tuple[int, ...] = (0,)  # the pools the search sizes
 
     def cost(self, n: int) -> float:
         return self.usd_fixed_hour + n * self.usd_per_replica_hour
@@ -216,9 +220,8 @@ def plan(
         dep = resolved.pools[0].plan.spec.deployment
         row.engine = {"kv_precision": dep.kv_precision, **dep.engine.model_dump(mode="json", exclude_none=True)}
         targets = [0, 1] if c.topology != "aggregated" else [0]
-        # the plan warns of its answer and ranking itself, on each class's figures over all its rows: a candidate's
-        # regime (analysis.accuracy.regime_of) would need its runs' calls, and the ranking compares candidates
-        # of one workload, in one regime
+        # the plan warns of its answer and ranking itself; until a run says the candidate's regime
+        # (analysis.accuracy.regime_of; _judge), its class's figures over all its rows
         accuracy, _ = resolved_accuracy(resolved)
         row.accuracy = [{"pool": name, **accuracy[name]} for name in (resolved.pools[i].name for i in targets)]
         bound = lower_bound(resolved, targets, parsed, minimum)
@@ -230,7 +233,8 @@ def plan(
             row.status = "infeasible"
             row.reason = f"the analytic bound needs {bound.replicas} replicas > max_replicas ({max_replicas})"
             continue
-        work.append(_Cand(row, c, bound.replicas - 1, per, fixed, pending=bound.replicas))
+        work.append(_Cand(row, c, bound.replicas - 1, per, fixed, pending=bound.replicas, resolved=resolved,
+                          targets=tuple(targets)))  # fmt: skip
         estimates.append(preflight.estimate(resolved, replicas=max_replicas))
     if estimates:
         limit = preflight.default_limit_mb() if max_memory_mb is None else max_memory_mb
@@ -353,6 +357,7 @@ def _advance(
         slos={k: _est(e) for k, e in ests.items()},
         screening=screening,
         **{k: _mean([s.get(k) for s in summaries]) for k in (*SUMMARY_KEYS, "tokens_per_s_per_user", "task_p95_s")},
+        prompt_per_output=_mean_ratios([s.get("prompt_per_output") or {} for s in summaries]),
     )
     w.row.evaluations.append(ev)
     (w.screened if screening else w.tried)[n] = ev
@@ -438,12 +443,29 @@ def _finish(w: _Cand, found: int | None, reason: str | None) -> None:
             reason = (f"no count met the SLOs at 95% confidence within {pick.replications} replications; "
                       f"{pick.replicas} replicas might")  # fmt: skip
             _fill(row, pick)
+            _judge(w, pick)
         elif last is not None:
             row.slos = last.slos
         row.reason = reason
         return
     _fill(row, w.tried[found])
+    _judge(w, w.tried[found])
     row.status = "meets"
+
+
+def _mean_ratios(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Each pool's prompt tokens computed per output token, the mean over the runs that measured it."""
+    pools = dict.fromkeys(k for r in runs for k in r)
+    return {k: sum(vals) / len(vals) for k in pools if (vals := [r[k] for r in runs if k in r])}
+
+
+def _judge(w: _Cand, ev: Evaluation) -> None:
+    """The row's accuracy entries again, with the regime the chosen count's runs put each sized pool in
+    (:func:`agentsim.analysis.accuracy.pool_accuracy`): the figures its model error and warnings rest on."""
+    if w.resolved is None or not ev.prompt_per_output:
+        return
+    accuracy, _ = resolved_accuracy(w.resolved, ev.prompt_per_output)
+    w.row.accuracy = [{"pool": name, **accuracy[name]} for name in (w.resolved.pools[i].name for i in w.targets)]
 
 
 def _fill(row: PlanRow, ev: Evaluation) -> None:
