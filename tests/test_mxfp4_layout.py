@@ -100,3 +100,29 @@ def test_the_experts_step_time_reads_the_padded_bytes() -> None:
     assert vllm.all_experts_s == pytest.approx(plain.all_experts_s * 2944 * 3072 / 2880**2)
     assert vllm.moe_s_per_token == pytest.approx(plain.moe_s_per_token * 2944 * 3072 / 2880**2)
     assert vllm.lin_s_per_token == pytest.approx(plain.lin_s_per_token)
+
+
+def test_the_maker_is_a_field_and_a_catalog_entry_named_otherwise_must_give_it() -> None:
+    """The layout follows ``Hardware.vendor``: taken from the packaged names' first word, refused (naming the field)
+    for a name that does not start with a maker, unless the entry says it; an entry saying AMD pads as ROCm does."""
+    from pydantic import ValidationError
+
+    from agentsim.catalog import Hardware
+
+    h100 = CATALOG.get_hardware("h100")
+    assert (h100.vendor, CATALOG.get_hardware("mi300x").vendor, CATALOG.get_hardware("sn40l").vendor) == (
+        "nvidia", "amd", "sambanova")  # fmt: skip
+    raw = h100.model_dump(exclude={"vendor"})
+    with pytest.raises(ValidationError, match="vendor: give one of nvidia, amd, intel, sambanova"):
+        Hardware.model_validate(raw | {"name": "Our H100 cluster"})
+    ours = Hardware.model_validate(raw | {"name": "Our H100 cluster", "vendor": "nvidia"})
+    assert vllm_mxfp4_multiples(ours) == (128, 256)
+    assert vllm_mxfp4_multiples(Hardware.model_validate(raw | {"vendor": "amd"})) == (128, 128)
+
+
+@pytest.mark.parametrize("copies", [float("nan"), float("inf"), -50.0])
+def test_a_sampler_count_that_is_no_count_is_refused(copies: float) -> None:
+    """A negative count would hide behind the forward pass's peak, a NaN or infinite one poison the cache size."""
+    d = _deployment("h100")
+    with pytest.raises(ValueError, match="copies: FP32 copies of the sampler's logits must be finite and >= 0"):
+        vllm_activation_reserve_gb(OSS, d, 1024, 8192, copies=copies)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -197,10 +197,18 @@ total: the logged parts show 0.990 (H100, 79.22 of 80), 0.992 (H200, 139.81 of 1
 179.06 of 180) and 0.997 (MI300X, 191.45 of 192); the lowest is taken."""
 
 
+VENDORS: Final = ("nvidia", "amd", "intel", "sambanova")
+"""Accelerator makers the catalog knows (``Hardware.vendor``)."""
+
+
 class Hardware(Entry):
     """One accelerator: dense peak rates, memory, power and scale-up bandwidth (per GPU)."""
 
     name: str = Field(min_length=1)
+    vendor: Literal["nvidia", "amd", "intel", "sambanova"] = Field(
+        description="who makes it, which decides the engines' kernels (vLLM's MXFP4 MoE backend, ROCm's FP8 "
+        "GEMMs); when not given, the first word of ``name``"
+    )
     bf16_dense_tflops: PositiveFloat
     fp8_dense_tflops: PositiveFloat
     fp4_dense_tflops: PositiveFloat | None = None
@@ -233,6 +241,19 @@ class Hardware(Entry):
     )
     efficiency: Efficiency | None = Field(None, description="measured fractions of the peaks; null: generic defaults")
     host: HostTiers | None = Field(None, description="host DRAM / NVMe below each GPU (KV offload); null: unknown")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _vendor_from_name(cls, data: Any) -> Any:
+        # every packaged entry's name starts with its maker; a catalog file's entry named otherwise must say it
+        if isinstance(data, dict) and "vendor" not in data and isinstance(data.get("name"), str):
+            first = data["name"].split()[0].lower() if data["name"].split() else ""
+            if first not in VENDORS:
+                raise ValueError(
+                    f"vendor: give one of {', '.join(VENDORS)} (the name {data['name']!r} does not start with one)"
+                )
+            return {**data, "vendor": first}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> Hardware:
@@ -500,13 +521,17 @@ class ModelArch(Entry):
         return (self.layers - 2) * 3 * self.hidden_size * self.intermediate_size / 1e9
 
     @property
+    def expert_intermediate_size(self) -> int:
+        """Width of one routed (or shared) expert's feed-forward: ``moe_intermediate_size``, else the dense one."""
+        return self.moe_intermediate_size or self.intermediate_size
+
+    @property
     def ffn_params_b(self) -> float:
         """Parameters of the feed-forward blocks, billions: every routed expert, the shared experts and the dense
         layers' feed-forward (gate, up and down projections: ``3 * hidden * width`` a layer)."""
         h = self.hidden_size
         dense_layers = self.layers - self.n_moe_layers
-        expert_width = self.moe_intermediate_size or self.intermediate_size
-        shared = self.n_moe_layers * self.shared_experts * 3 * h * expert_width
+        shared = self.n_moe_layers * self.shared_experts * 3 * h * self.expert_intermediate_size
         return self.experts * self.expert_params_b + (dense_layers * 3 * h * self.intermediate_size + shared) / 1e9
 
     @property

@@ -90,6 +90,7 @@ from agentsim.spec import Deployment, Precision
 __all__ = [
     "ACTIVATION_RESERVE_GB",
     "DDR_KV_FRACTION",
+    "MXFP4_PADDED_ENGINES",
     "SGLANG_SWA_FULL_TOKENS_RATIO",
     "DoesNotFitError",
     "WeightPlacement",
@@ -102,6 +103,7 @@ __all__ = [
     "dense_bytes_per_param",
     "expert_bytes_per_param",
     "expert_layout_factor",
+    "expert_weight_bytes",
     "forward_activation_bytes",
     "kv_bytes_per_element",
     "kv_bytes_per_token",
@@ -200,6 +202,11 @@ def kv_bytes_per_element(deployment: Deployment) -> int:
     return 2 if precision == "bf16" else 1
 
 
+MXFP4_PADDED_ENGINES: Final = ("vllm",)
+"""Engine presets whose MXFP4 MoE kernels pad the experts' matrices (:func:`vllm_mxfp4_multiples`); SGLang's and
+TensorRT-LLM's layouts are not public and keep the checkpoint's."""
+
+
 def vllm_mxfp4_multiples(hardware: Hardware) -> tuple[int, int]:
     """The multiples vLLM (v0.10.2-v0.11) pads an MXFP4 MoE's expert weights to on ``hardware``, (intermediate width
     per shard, hidden width), by the backend ``quantization/mxfp4.py`` picks (``get_mxfp4_backend``,
@@ -207,12 +214,10 @@ def vllm_mxfp4_multiples(hardware: Hardware) -> tuple[int, int]:
     ``triton_kernels`` is missing (it is no dependency of vLLM's wheel) and FlashInfer's SM90 MXFP4 path is not
     asked for (``VLLM_USE_FLASHINFER_MOE_MXFP4_BF16``); NVIDIA with FP4 units (Blackwell) FlashInfer's MXFP4 x
     BF16, (256, 256); AMD (ROCm, triton_kernels) (128, 128); (1, 1) elsewhere (no MXFP4 MoE kernel: the
-    checkpoint's layout). The vendor is the first word of the catalog's name (every packaged entry starts with it;
-    a catalog file's entry named otherwise gets the checkpoint's layout)."""
-    vendor = hardware.name.split()[0].upper()
-    if vendor == "NVIDIA":
+    checkpoint's layout). The maker is the catalog's ``Hardware.vendor``."""
+    if hardware.vendor == "nvidia":
         return (256, 256) if hardware.fp4_dense_tflops is not None else (128, 256)
-    if vendor == "AMD":
+    if hardware.vendor == "amd":
         return 128, 128
     return 1, 1
 
@@ -221,33 +226,38 @@ def expert_layout_factor(model: ModelArch, deployment: Deployment, hardware: Har
     """The routed experts' bytes (and multiply-adds) in the engine's memory over the checkpoint's: vLLM pads an
     ``mxfp4-experts`` checkpoint's expert matrices to its kernel's multiples (:func:`vllm_mxfp4_multiples`;
     gpt-oss's 2,880 x 2,880 experts become 2,944 x 3,072 on Hopper, 9% more: vLLM logs 65.97 GiB of weights for
-    gpt-oss-120b on one H100, this count 65.0 GiB, the checkpoint's 59.9); 1 for other checkpoints, engines (no
-    public layout of SGLang's or TensorRT-LLM's) and without ``hardware`` (the checkpoint's bytes)."""
+    gpt-oss-120b on one H100, this count 65.0 GiB, the checkpoint's 59.9); 1 for other checkpoints, engines
+    (:data:`MXFP4_PADDED_ENGINES`) and without ``hardware`` (the checkpoint's bytes)."""
     if (
         hardware is None
-        or not model.is_moe
-        or deployment.engine.preset != "vllm"
+        or deployment.engine.preset not in MXFP4_PADDED_ENGINES
         or deployment.precision != "fp4"
         or model.fp4_checkpoint != "mxfp4-experts"
     ):
         return 1.0
     inter_multiple, hidden_multiple = vllm_mxfp4_multiples(hardware)
-    shards = max(1, deployment.tp // deployment.ep)  # expert parallelism keeps whole experts on a GPU
-    inter = float(model.moe_intermediate_size or model.intermediate_size) / shards
+    inter = float(model.expert_intermediate_size) / deployment.expert_shards
     hidden = float(model.hidden_size)
     padded_inter = math.ceil(inter / inter_multiple) * inter_multiple
     padded_hidden = math.ceil(hidden / hidden_multiple) * hidden_multiple
     return (padded_inter * padded_hidden) / (inter * hidden)
 
 
+def expert_weight_bytes(model: ModelArch, deployment: Deployment, hardware: Hardware | None = None) -> float:
+    """Bytes of all the replica's routed experts: the checkpoint's, and with ``hardware`` as the engine lays them
+    out there (:func:`expert_layout_factor`); 0 for a dense model."""
+    if not model.is_moe:
+        return 0.0
+    per_param = expert_bytes_per_param(model, deployment.precision)
+    return model.experts * model.expert_params_b * 1e9 * per_param * expert_layout_factor(model, deployment, hardware)
+
+
 def weight_bytes(model: ModelArch, deployment: Deployment, hardware: Hardware | None = None) -> float:
     """Bytes of all the replica's weights (every expert included): the checkpoint's, and with ``hardware`` as the
-    engine lays them out there (:func:`expert_layout_factor`)."""
+    engine lays them out there (:func:`expert_weight_bytes`)."""
     experts = model.experts * model.expert_params_b if model.is_moe else 0.0
-    precision = deployment.precision
-    dense = (model.params_b - experts) * dense_bytes_per_param(model, precision)
-    layout = expert_layout_factor(model, deployment, hardware)
-    return 1e9 * (dense + experts * expert_bytes_per_param(model, precision) * layout)
+    dense = (model.params_b - experts) * dense_bytes_per_param(model, deployment.precision)
+    return 1e9 * dense + expert_weight_bytes(model, deployment, hardware)
 
 
 def weight_bytes_per_gpu(model: ModelArch, deployment: Deployment, hardware: Hardware | None = None) -> float:
@@ -306,13 +316,13 @@ def forward_activation_bytes(model: ModelArch, deployment: Deployment, tokens: i
     22), says this count is at least ~2 GB high there."""
     h = float(model.hidden_size)
     dense_shards = 1 if deployment.data_parallel_attention else deployment.tp
-    expert_shards = max(1, deployment.tp // deployment.ep)
+    expert_shards = deployment.expert_shards
     residual = 2.0 * h * tokens
     transient = 0.0
     if not model.is_moe or model.n_moe_layers < model.layers:
         transient = 3.0 * model.intermediate_size / dense_shards * tokens
     if model.is_moe:
-        inter = float(model.moe_intermediate_size or model.intermediate_size)
+        inter = float(model.expert_intermediate_size)
         routed = model.experts_per_token * (3.0 * inter / expert_shards + h) * min(tokens, FUSED_MOE_CHUNK_TOKENS)
         transient = max(transient, routed)
     return 2.0 * (residual + transient)

@@ -174,8 +174,8 @@ from agentsim.perf.memory import (
     attention_weight_bytes,
     bf16_params_b,
     dense_bytes_per_param,
-    expert_bytes_per_param,
     expert_layout_factor,
+    expert_weight_bytes,
     kv_bytes_per_element,
     kv_bytes_per_token,
     kv_replication,
@@ -292,7 +292,7 @@ def elementwise_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -
     dense_layers = model.layers - moe_layers
     per_token = model.layers * hidden + dense_layers * SWIGLU_ELEMENTS * model.intermediate_size / tp
     if moe_layers:
-        inter = float(model.moe_intermediate_size or model.intermediate_size)
+        inter = float(model.expert_intermediate_size)
         copies = model.experts_per_token * (SWIGLU_ELEMENTS * inter + MOE_PERMUTE_ELEMENTS * h)
         per_token += moe_layers * copies / tp
     return per_token * ACTIVATION_BYTES + unfused_dequant_bytes_per_token(model, deployment)
@@ -390,7 +390,7 @@ def fp8_linears(model: ModelArch, deployment: spec.Deployment) -> Fp8Linears:
     attention = (qkv + h) / tp if deployment.data_parallel_attention else qkv / tp + h
     outputs = dense_layers * (attention + ffn) + moe_layers * attention
     if shared:
-        inter = float(model.moe_intermediate_size or model.intermediate_size)
+        inter = float(model.expert_intermediate_size)
         outputs += moe_layers * (2.0 * inter / tp + h)
     linears = MLA_ATTENTION_LINEARS if mla else GQA_ATTENTION_LINEARS
     return Fp8Linears(dense_layers * (linears + 2) + moe_layers * (linears + 2 * shared), 2 * moe_layers, outputs)
@@ -513,7 +513,6 @@ class RooflinePerfModel(PerfModel):
         self.spec = spec_ if spec_ is not None else spec.RooflinePerf.model_validate({})  # all defaults
         tp, pp = deployment.tp, deployment.pp
         wdense = dense_bytes_per_param(model, deployment.precision)
-        wexpert = expert_bytes_per_param(model, deployment.precision)
 
         # Everything below is a constant of the deployment; the per-step paths only combine them.
         kv_precision: spec.Precision = "bf16" if kv_bytes_per_element(deployment) == 2 else "fp8"
@@ -539,15 +538,15 @@ class RooflinePerfModel(PerfModel):
             quantized_part = (2.0 * (model.active_params_b - bf16) * 1e9 - moe_flops) / flops_dense
             self.lin_s_per_token = quantized_part + 2.0 * bf16 * 1e9 / flops_bf16
             flops_attention = flops_bf16
-        layout = expert_layout_factor(model, deployment, hardware)  # the engine's padded expert matrices
-        self.moe_s_per_token = moe_flops * layout / flops
+        # the engine's padded expert matrices are multiplied and streamed whole (perf.memory)
+        self.moe_s_per_token = moe_flops * expert_layout_factor(model, deployment, hardware) / flops
         # vLLM's and SGLang's routed experts run Triton's fused_moe, measured slower than the grouped GEMMs the
         # default assumes, the more the thinner each GPU's slice of an expert (module docstring)
         self.moe_kernel = 1.0
         points = hardware.efficiency.fused_moe_bf16 if hardware.efficiency is not None else None
         triton = deployment.precision != "fp8" or deployment.ep == 1  # FP8 under EP: DeepGEMM (module docstring)
         if model.is_moe and points and triton and deployment.engine.preset in TRITON_MOE_ENGINES and not physical:
-            inter = float(model.moe_intermediate_size or model.intermediate_size)
+            inter = float(model.expert_intermediate_size)
             width = inter * min(deployment.ep, tp) / tp  # tensor parallelism slices every expert tp / ep ways
             kernel = log_interp(points, width) * hardware.dense_tflops("bf16")
             default = GROUPED_GEMM_POINTS[0][1] * hardware.dense_tflops(deployment.precision) * eff.mfu
@@ -580,7 +579,7 @@ class RooflinePerfModel(PerfModel):
         attention = attention_weight_bytes(model, deployment) if deployment.data_parallel_attention else 0.0
         dense_per_gpu = (model.dense_params_b * 1e9 * wdense - attention) / tp + attention
         self.dense_weight_s = dense_per_gpu * (s_per_raw_byte / dense_eff.mbu)
-        self.all_experts_s = model.experts * model.expert_params_b * 1e9 * wexpert * layout / tp * s_per_byte
+        self.all_experts_s = expert_weight_bytes(model, deployment, hardware) / tp * s_per_byte
         self.copies_per_expert = model.experts_per_token / model.experts if model.is_moe else 0.0
         self.elementwise_s_per_token = elementwise_bytes_per_token(model, deployment) / (
             hardware.hbm_bytes_per_s * eff.mbu

@@ -345,7 +345,12 @@ of seven public multi-GPU runs, each at its largest rank (the one that sizes eve
 
 
 def vllm_activation_reserve_gb(
-    model: ModelArch, deployment: Deployment, max_num_seqs: int, budget: int, copies: float = VLLM_SAMPLER_FP32_COPIES
+    model: ModelArch,
+    deployment: Deployment,
+    max_num_seqs: int,
+    budget: int,
+    *,
+    copies: float = VLLM_SAMPLER_FP32_COPIES,
 ) -> float:
     """GB per GPU vLLM's profiling run keeps out of the KV cache: memory outside PyTorch
     (:data:`VLLM_NON_TORCH_GB`, :data:`VLLM_NON_TORCH_MULTI_GB` with more than one GPU) plus the larger of a
@@ -356,6 +361,8 @@ def vllm_activation_reserve_gb(
     the caching allocator reuses the forward's blocks for the sampler, so the peak is the larger, not the sum.
     vLLM's profile runs ``max_num_batched_tokens`` tokens: 8,192 under V1's defaults; V0 without chunked prefill
     runs its whole ``max_model_len``, which is why its long-context default turned chunked prefill on."""
+    if not (math.isfinite(copies) and copies >= 0.0):
+        raise ValueError(f"copies: FP32 copies of the sampler's logits must be finite and >= 0, got {copies}")
     non_torch = VLLM_NON_TORCH_GB if deployment.gpus == 1 else VLLM_NON_TORCH_MULTI_GB
     # the profile's batch has at most one sequence per token of the budget (V1: min(max_num_seqs, max_num_tokens))
     rows = min(max_num_seqs, budget)

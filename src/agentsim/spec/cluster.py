@@ -267,6 +267,11 @@ class Deployment(Strict):
         return self.tp * self.pp
 
     @property
+    def expert_shards(self) -> int:
+        """GPUs each routed expert is split over: ``tp / ep`` (expert parallelism keeps whole experts on a GPU)."""
+        return max(1, self.tp // self.ep)
+
+    @property
     def attention_ranks(self) -> int:
         """Ranks that each run attention for their own sequences: ``tp`` with data-parallel attention, else 1 (each
         holds its share of the KV cache and schedules its share of the token budget)."""

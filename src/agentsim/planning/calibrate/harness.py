@@ -246,7 +246,7 @@ def _row_engine(pool: spec.PoolSpec, m: Measurement, preset: spec.EnginePreset, 
     out = engine_overrides(m, model)
     out.pop("pp", None)
     version = vllm_version(m.labels)
-    if version is not None and version < ROWWISE_FP8_VLLM and catalog.get_hardware(dep.hardware).name.startswith("AMD"):
+    if version is not None and version < ROWWISE_FP8_VLLM and catalog.get_hardware(dep.hardware).vendor == "amd":
         # before PyTorch's rowwise-scaled FP8 GEMM on ROCm, vLLM dequantized per-channel FP8 GEMMs unfused
         out.setdefault("fp8_dequant", "unfused")
     if preset == "trtllm" and measured_by_trtllm_bench(m):
