@@ -37,7 +37,6 @@ import math
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-import pyarrow as pa
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
 
 from agentsim.catalog import load_catalog
@@ -127,6 +126,10 @@ class Figures(Strict):
             if bias is not None and (mape is None or abs(bias) > mape + 0.05):
                 raise ValueError(f"{k}: a mean signed error within its MAPE ({mape}); got bias_pct {bias}")
         return self
+
+
+NO_ROWS = Figures(rows=0, mape_pct=dict.fromkeys(METRICS), n=dict.fromkeys(METRICS, 0))
+"""The figures of a regime without public rows."""
 
 
 class Measured(Figures):
@@ -289,29 +292,36 @@ def pool_accuracy(
     m = c.measured
     in_rows = (kind, d.hardware.lower(), d.precision) in m.deployments
     out.update(
-        {"class": c.id, "label": c.label, "in_rows": in_rows, "rows": m.rows, "mape_pct": dict(m.mape_pct),
-         "n": dict(m.n), "bias_pct": dict(m.bias_pct)}
+        {"class": c.id, "label": c.label, "in_rows": in_rows, **m.model_dump(include=set(Figures.model_fields))}
     )  # fmt: skip
-    if prompt_per_output is not None and m.regimes:
-        name = regime_of(prompt_per_output)
-        f = m.regimes.get(name)
-        rows = f.rows if f is not None else 0
-        # JSON has no infinity: a pool that only prefills keeps its regime and a null ratio
-        ratio = None if math.isinf(prompt_per_output) else round(prompt_per_output, 2)
-        out["regime"] = {
-            "name": name, "prompt_per_output": ratio, "rows": rows,
-            "mape_pct": dict(f.mape_pct) if f is not None else dict.fromkeys(METRICS),
-            "n": dict(f.n) if f is not None else dict.fromkeys(METRICS, 0),
-            "bias_pct": dict(f.bias_pct) if f is not None else dict.fromkeys(METRICS),
-            "applies": rows >= REGIME_MIN_ROWS,
-        }  # fmt: skip
     ran = "; ".join(f"{k} on {h} at {p}" for k, h, p in m.deployments)
     out["note"] = f"{c.label}: {m.rows} public rows ({ran}; {', '.join(m.engines)})" + (
         ""
         if in_rows
         else f"; none ran a {kind} model on {d.hardware} at {d.precision}: the class's figures are carried over"
     )
-    return out
+    return with_regime(out, prompt_per_output, table)
+
+
+def with_regime(
+    entry: dict[str, Any], prompt_per_output: float | None, table: AccuracyTable | None = None
+) -> dict[str, Any]:
+    """``entry`` (a :func:`pool_accuracy`) with the ``regime`` of a run that computed ``prompt_per_output`` prompt
+    tokens per output token: its name, that ratio, and the class's figures over its public rows of that regime,
+    which ``applies`` from :data:`REGIME_MIN_ROWS` rows on; ``entry`` as it is without a ratio, without public
+    figures, or where the class has no regimes."""
+    if prompt_per_output is None or not has_figures(entry):
+        return entry
+    table = table if table is not None else load_accuracy()
+    (c,) = [c for c in table.classes if c.id == entry["class"]]
+    if not c.measured.regimes:
+        return entry
+    name = regime_of(prompt_per_output)
+    f = c.measured.regimes.get(name) or NO_ROWS
+    # JSON has no infinity: a pool that only prefills keeps its regime and a null ratio
+    ratio = None if math.isinf(prompt_per_output) else round(prompt_per_output, 2)
+    regime = {"name": name, "prompt_per_output": ratio, **f.model_dump(), "applies": f.rows >= REGIME_MIN_ROWS}
+    return {**{k: v for k, v in entry.items() if k not in ("regime", "note")}, "regime": regime, "note": entry["note"]}
 
 
 def ttft_target_of(slo: spec.Slo) -> bool:
@@ -325,11 +335,12 @@ def resolved_accuracy(
     """Each pool's :func:`pool_accuracy` (by pool name, against the pool as the scenario wrote it; with a run's
     ``prompt_per_output`` by pool, its regime) and the :func:`accuracy_warnings` a run of ``resolved`` gives of
     them (TTFT counted where a workload targets it)."""
+    table = load_accuracy()
     given = {p.name: p for p in resolved.scenario.cluster.pools}
     ratios = prompt_per_output or {}
-    entries = {p.name: pool_accuracy(p, given[p.name], prompt_per_output=ratios.get(p.name)) for p in resolved.pools}
+    entries = {p.name: pool_accuracy(p, given[p.name], table, ratios.get(p.name)) for p in resolved.pools}
     ttft = any(ttft_target_of(w.slo) for w in resolved.scenario.workload)
-    return entries, accuracy_warnings(entries, ttft=ttft)
+    return entries, accuracy_warnings(entries, ttft=ttft, goal_pct=table.goal_pct)
 
 
 def prompt_per_output(calls: Any, since_s: float = 0.0) -> dict[str, float]:
@@ -337,27 +348,37 @@ def prompt_per_output(calls: Any, since_s: float = 0.0) -> dict[str, float]:
     finished: the prefill pool of a handed-off call, else its pool; a call still waiting or prefilling at the horizon
     has computed none of it yet) per output token it generated (``generated_tokens`` of the calls on it), over the
     calls of a run's ``calls`` table issued from ``since_s`` on (the summary's window: ``warmup_s``)
-    (:func:`tokens_ratio`: infinite for a pool that only prefills); absent for a pool that did neither."""
+    (:func:`tokens_ratio`: infinite for a pool that only prefills); absent for a pool that did neither. Read a batch
+    at a time, as the summary's own sums (:func:`agentsim.analysis.rows.in_window`)."""
     import numpy as np
     import pyarrow.compute as pc
 
-    pool = calls.column("pool")
-    prefill_pool = pc.coalesce(calls.column("prefill_pool"), pool)
-    issued = np.asarray(calls.column("issue_s").to_numpy(), dtype=np.float64) >= since_s
-    prefilled = np.asarray(pc.is_valid(calls.column("first_token_s")).to_numpy(zero_copy_only=False), dtype=bool)
-    computed = np.asarray(calls.column("prompt_tokens").to_numpy(), dtype=np.float64) - np.asarray(
-        calls.column("cached_tokens").to_numpy(), dtype=np.float64
-    )
-    computed = np.where(prefilled & issued, computed, 0.0)
-    generated = np.where(issued, np.asarray(calls.column("generated_tokens").to_numpy(), dtype=np.float64), 0.0)
+    from agentsim.analysis.rows import col, in_window
+
+    prompts: dict[str, float] = {}
+    outputs: dict[str, float] = {}
+    names = ["pool", "prefill_pool", "prompt_tokens", "cached_tokens", "generated_tokens", "first_token_s"]
+    for b in in_window(calls, names, "issue_s", since_s):
+        computed = np.where(np.isnan(col(b, "first_token_s")), 0.0, col(b, "prompt_tokens") - col(b, "cached_tokens"))
+        generated = col(b, "generated_tokens")
+        pool = b.column("pool")
+        for sums, at, amounts in ((prompts, pc.coalesce(b.column("prefill_pool"), pool), computed),
+                                  (outputs, pool, generated)):  # fmt: skip
+            keys = at.dictionary_encode()
+            code = np.asarray(keys.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+            for i, name in enumerate(keys.dictionary.to_pylist()):
+                sums[name] = sums.get(name, 0.0) + float(amounts[code == i].sum())
     out: dict[str, float] = {}
-    names = pc.unique(pa.chunked_array([*pool.chunks, *prefill_pool.chunks], type=pa.string())).drop_null()
-    for name in sorted(names.to_pylist()):
-        prompts = float(computed[np.asarray(pc.equal(prefill_pool, name).fill_null(False).to_numpy(False))].sum())
-        outputs = float(generated[np.asarray(pc.equal(pool, name).fill_null(False).to_numpy(False))].sum())
-        if prompts > 0.0 or outputs > 0.0:
-            out[name] = tokens_ratio(prompts, outputs)
+    for name in sorted(prompts.keys() | outputs.keys()):
+        p, o = prompts.get(name, 0.0), outputs.get(name, 0.0)
+        if p > 0.0 or o > 0.0:
+            out[name] = tokens_ratio(p, o)
     return out
+
+
+def has_figures(entry: dict[str, Any]) -> bool:
+    """Whether public figures speak for a pool's entry: the default roofline, and a class that covers it."""
+    return entry.get("basis") == "roofline" and entry.get("class") is not None
 
 
 class Applicable(NamedTuple):
@@ -395,9 +416,13 @@ def figures_of(entry: dict[str, Any]) -> Applicable:
     return Applicable(f"{entry['rows']} rows", str(entry["rows"]), entry["mape_pct"], entry["n"], bias)
 
 
+BIAS_SAID_PCT = 5.0
+"""A mean signed error the warnings put in words from (smaller: no lean worth a planner's notice)."""
+
+
 def bias_text(bias_pct: float | None) -> str:
-    """Which way a throughput error leans, in words ('' when not recorded or within 5%)."""
-    if bias_pct is None or abs(bias_pct) < 5.0:
+    """Which way a throughput error leans, in words ('' when not recorded or within :data:`BIAS_SAID_PCT`)."""
+    if bias_pct is None or abs(bias_pct) < BIAS_SAID_PCT:
         return ""
     high = bias_pct > 0
     lean = "high: its tokens/s too high, $/Mtok too low" if high else "low: its tokens/s too low, $/Mtok too high"
@@ -458,7 +483,7 @@ def accuracy_cell(entry: dict[str, Any]) -> str:
         return "own inputs: not measured"
     if entry["basis"] != "roofline":
         return f"{entry['basis']}: from your data"
-    if entry["class"] is None:
+    if not has_figures(entry):
         return "not measured"
     figures = figures_of(entry)
     star = "" if entry["in_rows"] else "*"

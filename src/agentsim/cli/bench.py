@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from agentsim import spec
+from agentsim.analysis.accuracy import mape_text
 from agentsim.cli.common import _check_out, _csv_list, _fmt, _load
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
@@ -93,10 +94,6 @@ def _measurements(path: Path, where: list[str] | None) -> list[Any]:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1f}%"
-
-
-def _mape_txt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.1f}%"
 
 
 # The options calibrate and fidelity share, declared once.
@@ -189,7 +186,7 @@ def calibrate_cmd(
     )
     out_console.print(f"fitted: {fitted}", highlight=False)
     mapes = ", ".join(
-        f"{m} {_mape_txt(result.mape(m))} (start {_mape_txt(result.mape(m, start=True))})" for m in result.metrics
+        f"{m} {mape_text(result.mape(m))} (start {mape_text(result.mape(m, start=True))})" for m in result.metrics
     )
     out_console.print(f"MAPE: {mapes}; {result.evaluations} evaluations", highlight=False)
     path = cal.write_perf_yaml(result, out, measurements_file=str(measurements), overwrite=overwrite)
@@ -287,7 +284,7 @@ def fidelity_cmd(
         cells = [g, str(n)]
         for r in reports:
             role = "held-out" if r.title == "calibrated" and holdout else None
-            cells += [_mape_txt(r.mape(m, role=role, group=group)) for m in metrics]
+            cells += [mape_text(r.mape(m, role=role, group=group)) for m in metrics]
         t.add_row(*cells, end_section=g == last.groups()[-1])
     out_console.print(t)
     if rows:

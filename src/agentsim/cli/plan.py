@@ -15,6 +15,7 @@ import typer
 import yaml
 from rich.table import Table
 
+from agentsim.analysis.accuracy import mape_text
 from agentsim.cli.common import MAX_MEMORY, _check_out, _csv_list, print_warnings
 from agentsim.cli.console import err_console, out_console
 from agentsim.cli.console import fail as _fail
@@ -91,8 +92,7 @@ def _cells(result: PlanResult) -> list[list[str]]:
                 cells.append(_num(e.value))
             else:
                 cells.append(f"{_num(e.value)}\n[{_num(e.lo)}, {_num(e.hi)}]")
-        err = row.model_error_pct  # the step-time model's public-data MAPE (analysis/accuracy.py)
-        cells.append("-" if err is None else f"{err:.1f}%")
+        cells.append(mape_text(row.model_error_pct))  # the step-time model's public-data MAPE (analysis/accuracy.py)
         cells.append(row.status if row.reason is None else f"{row.status}: {row.reason}")
         rows.append(cells)
     return rows

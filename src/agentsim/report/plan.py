@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agentsim.analysis.accuracy import mape_text
 from agentsim.planning.plan.result import PlanResult
 from agentsim.report import plots
 from agentsim.report.errors import ReportError, require_report_deps
@@ -76,7 +77,7 @@ def write_plan_report(path: str | Path, out: str | Path | None = None) -> Path:
             e = row.slos.get(k)
             cells.append("–" if e is None else f"{fmt(e.value)} [{fmt(e.lo)}, {fmt(e.hi)}]")
         err = row.model_error_pct  # public-data MAPE of its step-time model (analysis/accuracy.py)
-        cells.append("–" if err is None else f"{err:.1f}% ({row.model_class})")
+        cells.append("–" if err is None else f"{mape_text(err)} ({row.model_class})")
         cells.append(row.status if row.reason is None else f"{row.status}: {row.reason}")
         rows.append(cells)
     best = result.answer

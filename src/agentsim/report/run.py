@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from agentsim.analysis.accuracy import REGIME_BOUNDS, REGIME_MIN_ROWS, figures_of, mape_text
+from agentsim.analysis.accuracy import REGIME_BOUNDS, REGIME_MIN_ROWS, figures_of, has_figures, mape_text
 from agentsim.analysis.metrics import optional_rows
 from agentsim.analysis.rows import col
 from agentsim.report import plots
@@ -379,7 +379,7 @@ def _accuracy_rows(s: dict[str, Any]) -> list[list[str]]:
     throughput leaned."""
     rows = []
     for pool, e in (s.get("accuracy") or {}).items():
-        if e.get("rows") is None:  # own inputs, or no class
+        if not has_figures(e):  # own inputs, or no class
             rows.append([pool, str(e.get("basis")), str(e.get("label") or "–"), "–", "–", "–", "–", "–",
                          str(e.get("note") or "")])  # fmt: skip
             continue

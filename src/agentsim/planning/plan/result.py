@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from agentsim.analysis.accuracy import KEY_METRICS, accuracy_warnings, figures_of
+from agentsim.analysis.accuracy import KEY_METRICS, accuracy_warnings, figures_of, has_figures
 from agentsim.files import atomic_path, write_text
 
 Status = Literal["meets", "marginal", "dominated", "infeasible", "skipped"]
@@ -118,9 +118,10 @@ class PlanRow:
         None when a pool has no such figure (its own numbers, no class, a metric never measured)."""
         worst = 0.0
         for e in self.accuracy:
-            mape = figures_of(e).mape_pct if e.get("class") is not None else {}
-            values = [mape.get(k) for k in metrics]
-            if e.get("class") is None or any(v is None for v in values):
+            if not has_figures(e):
+                return None
+            values = [figures_of(e).mape_pct.get(k) for k in metrics]
+            if any(v is None for v in values):
                 return None
             worst = max(worst, *(float(v) for v in values if v is not None))
         return worst if self.accuracy else None

@@ -37,7 +37,7 @@ import numpy as np
 
 from agentsim import spec
 from agentsim._version import __version__
-from agentsim.analysis.accuracy import prompt_per_output, resolved_accuracy
+from agentsim.analysis.accuracy import resolved_accuracy, with_regime
 from agentsim.errors import ScenarioError
 from agentsim.planning.plan import space as sp
 from agentsim.planning.plan.bounds import lower_bound
@@ -74,8 +74,12 @@ def evaluate(scenario_json: str, seed: int, slos: Sequence[tuple[str, float]], h
     tpot = (r.summary.get("tpot_s") or {}).get("mean")
     summary["tokens_per_s_per_user"] = 1.0 / tpot if tpot else None
     summary["task_p95_s"] = _task_p95(r.scenario, tasks)
-    # each pool's prompt tokens computed per output token: the regime its public-data figures come from
-    summary["prompt_per_output"] = prompt_per_output(calls, since_s=r.scenario.warmup_s)
+    # each pool's prompt tokens computed per output token, as the run measured it for its own accuracy entries
+    # (a null ratio: the pool only prefills)
+    summary["prompt_per_output"] = {
+        pool: math.inf if regime["prompt_per_output"] is None else regime["prompt_per_output"]
+        for pool, e in (r.summary.get("accuracy") or {}).items() if (regime := e.get("regime")) is not None
+    }  # fmt: skip
     return {"samples": samples, "summary": summary}
 
 
@@ -112,8 +116,6 @@ class _Cand:
     screened: dict[int, Evaluation] = field(default_factory=dict)
     tried: dict[int, Evaluation] = field(default_factory=dict)
     done: bool = False
-    resolved: Any = None  # the candidate's resolved scenario: its pools' accuracy is judged again on its runs
-    targets: tuple[int, ...] = (0,)  # the pools the search sizes
 
     def cost(self, n: int) -> float:
         return self.usd_fixed_hour + n * self.usd_per_replica_hour
@@ -233,8 +235,7 @@ def plan(
             row.status = "infeasible"
             row.reason = f"the analytic bound needs {bound.replicas} replicas > max_replicas ({max_replicas})"
             continue
-        work.append(_Cand(row, c, bound.replicas - 1, per, fixed, pending=bound.replicas, resolved=resolved,
-                          targets=tuple(targets)))  # fmt: skip
+        work.append(_Cand(row, c, bound.replicas - 1, per, fixed, pending=bound.replicas))
         estimates.append(preflight.estimate(resolved, replicas=max_replicas))
     if estimates:
         limit = preflight.default_limit_mb() if max_memory_mb is None else max_memory_mb
@@ -460,12 +461,9 @@ def _mean_ratios(runs: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def _judge(w: _Cand, ev: Evaluation) -> None:
-    """The row's accuracy entries again, with the regime the chosen count's runs put each sized pool in
-    (:func:`agentsim.analysis.accuracy.pool_accuracy`): the figures its model error and warnings rest on."""
-    if w.resolved is None or not ev.prompt_per_output:
-        return
-    accuracy, _ = resolved_accuracy(w.resolved, ev.prompt_per_output)
-    w.row.accuracy = [{"pool": name, **accuracy[name]} for name in (w.resolved.pools[i].name for i in w.targets)]
+    """The row's accuracy entries with the regime the chosen count's runs put each sized pool in
+    (:func:`agentsim.analysis.accuracy.with_regime`): the figures its model error and warnings rest on."""
+    w.row.accuracy = [with_regime(e, ev.prompt_per_output.get(e["pool"])) for e in w.row.accuracy]
 
 
 def _fill(row: PlanRow, ev: Evaluation) -> None:
