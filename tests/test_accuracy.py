@@ -72,7 +72,7 @@ def test_the_writer_keeps_the_hand_edited_fields(tmp_path: Path) -> None:
     """``--accuracy`` replaces the measured blocks only, and the file it writes reads back as the same table."""
     script = _run_script()
     packaged = load_accuracy()
-    changed = packaged.classes[0].measured.model_copy(update={"models": ["edited-by-hand"]})
+    changed = packaged.classes[0].measured.model_copy(update={"engines": ["sglang", "trtllm", "vllm"]})
     table = packaged.model_copy(update={"classes": [packaged.classes[0].model_copy(update={"measured": changed}),
                                                     *packaged.classes[1:]]})  # fmt: skip
     out = tmp_path / "accuracy.yaml"
@@ -80,7 +80,7 @@ def test_the_writer_keeps_the_hand_edited_fields(tmp_path: Path) -> None:
     back = AccuracyTable.model_validate(agentsim.yamlio.loads(out.read_text(encoding="utf-8")))
     assert back == table
     assert back.classes[0].label == packaged.classes[0].label
-    assert back.classes[0].measured.models == ["edited-by-hand"]
+    assert back.classes[0].measured.engines == ["sglang", "trtllm", "vllm"]
 
 
 def _pool(**changes: Any) -> tuple[Any, Any]:
@@ -123,7 +123,7 @@ def _table_data(mape: dict[str, Any], n: dict[str, Any], moe: bool | None = Fals
     return {
         "about": "test", "goal_pct": 15.0, "source": "test",
         "classes": [{"id": "c", "label": "class c", "moe": moe, "hardware": ["h100", "h200"],
-                     "measured": {"rows": 10, "deployments": [list(d) for d in deployments], "models": ["m"],
+                     "measured": {"rows": 10, "deployments": [list(d) for d in deployments], "models": ["llama-3.1-8b"],
                                   "engines": ["vllm"], "mape_pct": mape, "n": n}}],
     }  # fmt: skip
 
@@ -142,6 +142,12 @@ def _table_data(mape: dict[str, Any], n: dict[str, Any], moe: bool | None = Fals
         (lambda d: d["classes"][0]["measured"].update(regimes={"prompt-heavy": _figures(4, 30.0)}),
          "regimes: each row is in one regime"),
         (lambda d: d["classes"][0]["measured"].update(regimes={"busy": _figures(10, 30.0)}), r"regimes\.busy"),
+        (lambda d: d["classes"][0]["measured"].update(deployments=[["dense", "h100", "FP8 "]]),
+         r"measured\.deployments\.0\.2"),  # a precision that would never match a pool's
+        (lambda d: d["classes"][0]["measured"].update(engines=["vlm"]), r"measured\.engines\.0"),
+        (lambda d: d["classes"][0]["measured"].update(models=["no-such-model"]),
+         "model no-such-model not in the catalog"),
+        (lambda d: d.update(goal_pct=1e9), r"goal_pct"),  # a goal no MAPE misses: every warning silenced
         (lambda d: d["classes"][0]["measured"].update(regimes={"prompt-heavy": _figures(6, 30.0),
                                                                "output-heavy": _figures(4, 30.0)}),
          "regimes: their output_tok_s mape_pct averages to 30.00 over their rows, not the class's 10.0"),

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
 
 from agentsim.catalog import load_catalog
+from agentsim.spec import EnginePreset, Precision
 from agentsim.spec.base import Strict
 from agentsim.yamlio import loads
 
@@ -136,11 +137,11 @@ class Measured(Figures):
     """What a class's public rows ran and how far the default roofline fell from them, over all its rows and per
     regime (:func:`regime_of` of each row's prompt and output lengths)."""
 
-    deployments: list[tuple[Literal["dense", "moe"], str, str]] = Field(
+    deployments: list[tuple[Literal["dense", "moe"], str, Precision]] = Field(
         description="(kind of model, hardware id, precision) of each distinct deployment the rows ran"
     )
     models: list[str] = Field(description="catalog ids of the models")
-    engines: list[str] = Field(description="engine presets")
+    engines: list[EnginePreset] = Field(description="engine presets")
     regimes: dict[Regime, Figures] = Field(
         default_factory=dict, description="the same figures over the rows of each regime; every row in one"
     )
@@ -210,7 +211,7 @@ class AccuracyTable(Strict):
     """``catalog/accuracy.yaml``: the goal and the classes, in the order they are tried."""
 
     about: str = Field(min_length=1)
-    goal_pct: float = Field(gt=0, description="the MAPE a class must stay within for its pools to go unwarned")
+    goal_pct: float = Field(gt=0, le=100, description="the MAPE a class must stay within for its pools to go unwarned")
     source: str = Field(min_length=1, description="how the figures were made")
     classes: list[AccuracyClass]
 
@@ -219,11 +220,14 @@ class AccuracyTable(Strict):
         ids = [c.id for c in self.classes]
         if len(set(ids)) != len(ids):
             raise ValueError(f"class ids must be unique; got {', '.join(ids)}")
-        known = load_catalog().hardware
+        catalog = load_catalog()
         for c in self.classes:
-            unknown = [h for h in c.hardware if h not in known]
+            unknown = [h for h in c.hardware if h not in catalog.hardware]
             if unknown:
                 raise ValueError(f"class {c.id}: hardware {', '.join(unknown)} not in the catalog")
+            unknown = [m for m in c.measured.models if m not in catalog.models]
+            if unknown:
+                raise ValueError(f"class {c.id}: model {', '.join(unknown)} not in the catalog")
         return self
 
 
