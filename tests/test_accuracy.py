@@ -589,3 +589,15 @@ def test_gpustack_rows_refuses_a_result_it_cannot_read_and_reads_precision_from_
     no_requests = kv.replace("Successful requests:                     4", "Successful requests:                     0")
     with pytest.raises(ValueError, match="Successful requests must be a positive whole number"):
         script.rows(head + no_requests, "H100", "Qwen3-14B")
+    # a figure that is no number, or no positive one, names its section and field
+    unread = kv.replace("Mean TPOT (ms):                          8", "Mean TPOT (ms):                          N/A")
+    with pytest.raises(ValueError, match=r"section '1\. Choosing the Inference Engine': Mean TPOT \(ms\): 'N/A' is"):
+        script.rows(head + unread, "H100", "Qwen3-14B")
+    tpot = "Mean TPOT (ms):                          "
+    for bad in ("nan", "-5"):
+        odd = kv.replace(f"{tpot}8", f"{tpot}{bad}")
+        with pytest.raises(ValueError, match=r"result 1 .*Mean TPOT \(ms\) must be a positive finite number"):
+            script.rows(head + odd, "H100", "Qwen3-14B")
+    nameless = kv.replace("vllm serve Qwen/Qwen3-14B --kv-cache-dtype fp8", "vllm serve")
+    with pytest.raises(ValueError, match="Choosing the Inference Engine': the vLLM server command names no model"):
+        script.rows(head + nameless, "H100", "Qwen3-14B")

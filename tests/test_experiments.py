@@ -71,3 +71,20 @@ def test_fidelity_run_refuses_existing_csv_before_simulating(tmp_path: Path) -> 
     )
     assert proc.returncode == 0, proc.stderr
     assert earlier.read_text().startswith("group,isl,osl")
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "said"),
+    [
+        ("fidelity/run.py", ["--jobs", "0"], "--jobs must be at least 1, got 0"),
+        ("fidelity/run.py", ["--holdout", "-3"], "--holdout must be at least 0, got -3"),
+        ("fidelity/fit_serving_shares.py", ["--hbm", "0.6,1.2"], "--hbm: a serving share lies in (0, 1], got 1.2"),
+        ("fidelity/fit_serving_shares.py", ["--gemm", "x"], "--gemm: 'x' is not a number"),
+    ],
+)
+def test_a_fidelity_script_refuses_its_bad_options_before_simulating(script: str, args: list[str], said: str) -> None:
+    """Exit 2 naming the option, before any simulation (nothing printed to stdout), no traceback."""
+    command = [sys.executable, str(EXPERIMENTS / script), *args]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "MAPE" not in proc.stdout

@@ -69,6 +69,20 @@ def mape(errs: Sequence[float | None]) -> float:
     return sum(vals) / len(vals) if vals else math.nan
 
 
+def _shares(ap: argparse.ArgumentParser, option: str, text: str) -> list[float]:
+    """A comma-separated list of serving shares, each a finite number in (0, 1] (the catalog's own bounds)."""
+    out = []
+    for item in text.split(","):
+        try:
+            value = float(item)
+        except ValueError:
+            ap.error(f"{option}: {item!r} is not a number")
+        if not (math.isfinite(value) and 0.0 < value <= 1.0):
+            ap.error(f"{option}: a serving share lies in (0, 1], got {item}")
+        out.append(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", default=str(TABLES))
@@ -77,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one row per group, a 2 x 2 grid: a smoke test")
     ap.add_argument("--workers", type=int, default=1, help="processes simulating each grid point's rows")
     args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error(f"--workers must be at least 1, got {args.workers}")
     if args.quick:
         args.gemm, args.hbm = "0.60,0.86", "0.60,0.88"
+    gemm, hbm = _shares(ap, "--gemm", args.gemm), _shares(ap, "--hbm", args.hbm)  # before minutes of simulation
     base = load_catalog()
     dense, moe = fit_rows(args.tables, base)
     public = read_measurements(PUBLIC)
@@ -88,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     n_groups = len({group_key(m) for m in dense})
     print(f"fit rows: {len(dense)} in {n_groups} groups; held out: {len(moe)} MoE table rows, {len(public)} public")
 
-    grid = [(float(g), float(h)) for g in args.gemm.split(",") for h in args.hbm.split(",")]
+    grid = [(g, h) for g in gemm for h in hbm]
     by_pair: dict[Pair, list[float | None]] = {}
     for pair in grid:
         by_pair[pair] = errors(dense, base, pair, args.workers)

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import re
 import sys
 from pathlib import Path
 
 from agentsim.catalog import load_catalog
+from agentsim.planning.calibrate.bench import flag_value
 from agentsim.planning.calibrate.harness import catalog_id
 
 COLUMNS = ("isl", "osl", "concurrency", "qps", "output_tok_s", "ttft_ms", "tpot_ms", "load", "num_requests",
@@ -64,31 +66,20 @@ def _server(command: str) -> tuple[str, str, list[str]]:
     if not found:
         raise ValueError(f"no known server in {command!r}")
     engine = found[0]
+    word = {"SGLang": "--model-path", "vLLM": "serve"}.get(engine, "trtllm-serve")  # what the model follows
+    if word not in tokens or tokens.index(word) + 1 >= len(tokens):
+        raise ValueError(f"the {engine} server command names no model after {word}: {command!r}")
+    at = tokens.index(word)
+    model, rest = tokens[at + 1], tokens[:at] + tokens[at + 2 :]
     if engine == "SGLang":
-        at = tokens.index("--model-path")
-        model, rest = tokens[at + 1], tokens[:at] + tokens[at + 2 :]
         rest = [t for t in rest if t not in ("python3", "python", "-m", "sglang.launch_server")]
     else:
-        word = "serve" if engine == "vLLM" else "trtllm-serve"
-        at = tokens.index(word)
-        model, rest = tokens[at + 1], tokens[:at] + tokens[at + 2 :]
         rest = [t for t in rest if t != "vllm"]
     return engine, model, rest
 
 
-def _flag(flags: list[str], *names: str) -> str | None:
-    """The value of the first of ``names`` in ``flags`` (``--name value`` or ``--name=value``); None if absent."""
-    for i, t in enumerate(flags):
-        for name in names:
-            if t == name and i + 1 < len(flags):
-                return flags[i + 1]
-            if t.startswith(name + "="):
-                return t.split("=", 1)[1]
-    return None
-
-
 def _tp(flags: list[str]) -> int:
-    value = _flag(flags, "-tp", "--tp", "--tp-size", "--tensor-parallel-size", "--tp_size")
+    value = flag_value(flags, ("-tp", "--tp", "--tp-size", "--tensor-parallel-size", "--tp_size"))
     if value is None:
         return 1
     if not value.isdigit() or int(value) < 1:
@@ -110,7 +101,10 @@ def _results(body: list[str]) -> list[tuple[str, dict[str, float]]]:
         elif out:
             key, _, value = b.partition(":")
             if key.strip() in RESULT and value.strip():
-                out[-1][1][RESULT[key.strip()]] = float(value.strip())
+                try:
+                    out[-1][1][RESULT[key.strip()]] = float(value.strip())
+                except ValueError:
+                    raise ValueError(f"{key.strip()}: {value.strip()!r} is not a number") from None
     return out
 
 
@@ -129,9 +123,12 @@ def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardwa
     n = int(got["n"])
     if n < 1 or got["n"] != n:
         raise ValueError(f"Successful requests must be a positive whole number, got {got['n']:g}")
+    for name, key in RESULT.items():
+        if not (math.isfinite(got[key]) and got[key] > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {got[key]:g}")
     tp = _tp(flags)
     # FP8 weights: Qwen's -FP8 checkpoints or on-the-fly quantization (not an FP8 KV cache's --kv-cache-dtype fp8)
-    fp8 = path.upper().endswith("-FP8") or (_flag(flags, "--quantization", "-q") or "").lower() == "fp8"
+    fp8 = path.upper().endswith("-FP8") or (flag_value(flags, ("--quantization", "-q")) or "").lower() == "fp8"
     return {
         "isl": f"{got['input'] / n:.1f}", "osl": f"{got['output'] / n:.1f}", "concurrency": f"{n:.1f}",
         "qps": "", "output_tok_s": f"{got['output_tok_s']:g}", "ttft_ms": f"{got['ttft_ms']:g}",
@@ -166,13 +163,17 @@ def rows(text: str, hardware: str, model: str, source_file: str = SOURCE_FILE) -
             if command is None:
                 print(f"skipped: a result with no server before it ({section})", file=sys.stderr)
                 continue
-            engine, path, flags = _server(command)
+            try:
+                engine, path, flags = _server(command)
+                results = _results(body)
+            except ValueError as e:
+                raise ValueError(f"section {section!r}: {e}") from None
             named = [e for _, e in ENGINES if e.lower() in section.lower()]
             if named and engine not in named:
                 print(f"skipped: section {section!r} is about {named[0]}, its server is {engine} ({command})",
                       file=sys.stderr)  # fmt: skip
                 continue
-            for k, (label, got) in enumerate(_results(body), start=1):
+            for k, (label, got) in enumerate(results, start=1):
                 # a result labelled with a flag ran the server with that flag instead of the command's own
                 variant = _with_flag(flags, label) if label.startswith("--") else flags
                 try:

@@ -29,6 +29,7 @@ from agentsim.files import write_text
 from agentsim.planning.calibrate import HarnessOptions
 from agentsim.planning.calibrate.measurements import read_measurements
 from agentsim.planning.fidelity import FidelityReport, holdout, run_fidelity
+from agentsim.yamlio import loads
 
 DATA = Path(__file__).resolve().parent / "data"
 GROUPS = ("dense_hopper", "blackwell", "amd", "moe")
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accuracy", action="store_true", help=f"rewrite the measured blocks of {ACCURACY.name}")
     ap.add_argument("--overwrite", action="store_true", help="replace CSV files of an earlier run")
     args = ap.parse_args(argv)
+    for option, value, least in (("--holdout", args.holdout, 0), ("--max-evals", args.max_evals, 1),
+                                 ("--jobs", args.jobs, 1), ("--workers", args.workers, 1)):  # fmt: skip
+        if value is not None and value < least:  # say so before minutes of simulation
+            ap.error(f"{option} must be at least {least}, got {value}")
     if args.accuracy and (args.quick or args.holdout or args.group):
         ap.error("--accuracy needs the default run of every group (no --quick, --holdout or --group)")
     groups = list(dict.fromkeys(args.group or GROUPS))  # a group named twice runs once
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             if csvs:
                 report.write_csv(csvs[group, name], overwrite=args.overwrite)
     if args.accuracy:
-        current = AccuracyTable.model_validate(yaml.safe_load(ACCURACY.read_text(encoding="utf-8")))
+        current = AccuracyTable.model_validate(loads(ACCURACY.read_text(encoding="utf-8"), str(ACCURACY)))
         write_accuracy(accuracy_table(defaults, current), ACCURACY)
         print(f"wrote {ACCURACY}")
     return 0

@@ -264,7 +264,6 @@ def run_fidelity(
         catalog,
         options,
         jobs=jobs,
-        catalog_files=catalog_files,
     )
     by_index = {i: pred for (i, _), pred in zip(runnable, preds, strict=True)}
     rows = []
@@ -341,7 +340,6 @@ def holdout(
         catalog=catalog,
         options=options,
         jobs=jobs,
-        catalog_files=catalog_files,
         title="default",
     )
     rows: list[FidelityRow] = []
@@ -364,14 +362,13 @@ def holdout(
             options=options,
             max_evals=max_evals,
             jobs=jobs,
-            catalog_files=catalog_files,
-        )
+            )
         fits[group] = fit
         # a fitted kernel time is for the calibration rows' engine mode; rows run the other way keep their preset's
         mode = fit.value("kernel_latency_s", start=True) if "kernel_latency_s" in fit.params else None
         opts = options or HarnessOptions()
         pools = [for_kernel_mode(fit.pool, mode, condition_engine(fit.pool, m, opts, catalog), catalog) for m in ms]
-        preds = simulate_points(pools, ms, catalog, options, jobs=jobs, catalog_files=catalog_files)
+        preds = simulate_points(pools, ms, catalog, options, jobs=jobs)
         for j, (r, pred) in enumerate(zip(runnable, preds, strict=True)):
             role: Literal["calibration", "held-out"] = "calibration" if j in chosen else "held-out"
             rows.append(FidelityRow(r.index, r.measurement, group, fit.pool, pred, role=role))

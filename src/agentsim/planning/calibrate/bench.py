@@ -281,7 +281,9 @@ def _flag(tokens: list[str], names: tuple[str, ...]) -> tuple[str, str] | None:
     return None
 
 
-def _flag_value(tokens: list[str], names: tuple[str, ...]) -> str | None:
+def flag_value(tokens: list[str], names: tuple[str, ...]) -> str | None:
+    """The value of the first of ``names`` on a server's command line (``--name value`` or ``--name=value``); None
+    if absent."""
     found = _flag(tokens, names)
     return None if found is None else found[1]
 
@@ -329,7 +331,7 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
     total = fraction(("--gpu-memory-utilization",))
     if total is not None:
         out["gpu_memory_utilization"] = total
-    chunked = _flag_value(tokens, ("--enable-chunked-prefill",))
+    chunked = flag_value(tokens, ("--enable-chunked-prefill",))
     if "--no-enable-chunked-prefill" in tokens or (chunked or "").lower() == "false":
         out["chunked_prefill"] = False
     elif "--enable-chunked-prefill" in tokens or chunked is not None:
@@ -352,7 +354,7 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
     pp = integer(("-pp", "--pipeline-parallel-size", "--pp-size", "--pp_size"))
     if pp:
         out["pp"] = pp
-    algorithm = (_flag_value(tokens, ("--speculative-algorithm",)) or "").lower()
+    algorithm = (flag_value(tokens, ("--speculative-algorithm",)) or "").lower()
     steps = integer(("--speculative-num-steps", "--num-speculative-tokens", "--num_nextn_predict_layers"))
     steps = steps or (default_spec_steps if algorithm else None)
     if algorithm and steps:
