@@ -58,3 +58,18 @@ def experiment_script(relpath: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec_)
     spec_.loader.exec_module(module)
     return module
+
+
+def native_sampler(deployment: Any) -> Any:
+    """``deployment`` (a filled vLLM one) as a source or ``pip`` install without FlashInfer runs it: its profiling
+    run's sampler sorts, 9.5 FP32 copies (``serving.presets.VLLM_NATIVE_SAMPLER_FP32_COPIES``)."""
+    from agentsim.catalog import load_catalog
+    from agentsim.serving.presets import VLLM_NATIVE_SAMPLER_FP32_COPIES, vllm_activation_reserve_gb
+
+    e = deployment.engine
+    assert e.max_num_seqs is not None and e.max_batched_tokens is not None
+    model = load_catalog().get_model(deployment.model)
+    reserve = vllm_activation_reserve_gb(
+        model, deployment, e.max_num_seqs, e.max_batched_tokens, copies=VLLM_NATIVE_SAMPLER_FP32_COPIES
+    )
+    return deployment.model_copy(update={"engine": e.model_copy(update={"activation_reserve_gb": reserve})})
