@@ -119,7 +119,7 @@ def test_qwen3_moe_counts_match_the_shapes(catalog: Catalog) -> None:
     one_expert_all_layers = m.layers * 3 * h * m.moe_intermediate_size
     attention = m.layers * (2 * h * m.heads * m.head_dim + 2 * h * m.kv_heads * m.head_dim)
     embeddings = 2 * m.vocab_size * h
-    assert m.expert_params_b * 1e9 == pytest.approx(one_expert_all_layers, rel=0.005)
+    assert m.expert_params_b * 1e9 == pytest.approx(one_expert_all_layers, rel=1e-12)
     total = attention + embeddings + m.experts * one_expert_all_layers
     active = attention + embeddings + m.experts_per_token * one_expert_all_layers
     assert m.params_b * 1e9 == pytest.approx(total, rel=0.005)
@@ -132,11 +132,32 @@ def test_deepseek_expert_size_matches_the_shapes(catalog: Catalog) -> None:
     assert m.moe_intermediate_size is not None
     moe_layers = m.layers - 3  # first_k_dense_replace = 3
     assert m.expert_params_b * 1e9 == pytest.approx(
-        moe_layers * 3 * m.hidden_size * m.moe_intermediate_size, rel=0.005
+        moe_layers * 3 * m.hidden_size * m.moe_intermediate_size, rel=1e-12
     )
-    # dense part + k experts = active; dense part + E experts = total
-    assert m.dense_params_b + m.experts_per_token * m.expert_params_b == pytest.approx(m.active_params_b)
+    # dense part + E experts = total by construction; + k experts = the card's active count (37B, rounded)
     assert m.dense_params_b + m.experts * m.expert_params_b == pytest.approx(m.params_b)
+    assert m.dense_params_b + m.experts_per_token * m.expert_params_b == pytest.approx(m.active_params_b, rel=0.015)
+
+
+@pytest.mark.parametrize(("model_id", "layers", "experts"), [("gpt-oss-120b", 36, 128), ("gpt-oss-20b", 24, 32)])
+def test_gpt_oss_experts_and_the_rest_from_the_shapes(
+    catalog: Catalog, model_id: str, layers: int, experts: int
+) -> None:
+    """config.json: hidden 2,880, expert width 2,880, 64 query / 8 KV heads of 64, vocab 201,088, untied embeddings.
+    The experts come from the shapes, not from ``(params - active) / (experts - k)``: the card's active count
+    leaves out the input embedding, which that rule would move into the MXFP4 experts (0.6B on the 20b, 3.5% of
+    an expert). What is left in BF16 is attention, the router and both embeddings, to the card's rounding."""
+    m = catalog.get_model(model_id)
+    h = 2880
+    assert m.experts == experts and m.layers == layers
+    assert m.expert_params_b * 1e9 == layers * 3 * h * h
+    attention = layers * (2 * h * 64 * 64 + 2 * h * 8 * 64)  # q and o, k and v (biases left out)
+    biases = layers * experts * 3 * h  # each expert's gate, up (2 x 2,880) and down (2,880) biases, BF16
+    rest = attention + layers * h * experts + 2 * 201088 * h + biases  # + router, embedding and LM head
+    assert m.dense_params_b * 1e9 == pytest.approx(rest, abs=5e6)  # params_b is given to 0.01B
+    # the active count: attention, router, LM head and four experts
+    active = attention + layers * h * experts + 201088 * h + 4 * m.expert_params_b * 1e9
+    assert m.active_params_b * 1e9 == pytest.approx(active, rel=0.01)
 
 
 def test_unknown_ids_list_the_known_ones(catalog: Catalog) -> None:
@@ -249,6 +270,14 @@ def test_model_arch_validation() -> None:
         ModelArch.model_validate(base | {"source": ""})
     with pytest.raises(ValidationError, match="shared_experts"):
         ModelArch.model_validate(base | {"shared_experts": 1})  # a dense model
+    # experts sized from the shapes: 3 x 8 x 16 x 2 layers = 768 parameters an expert
+    moe = base | {"experts": 4, "experts_per_token": 1, "params_b": 4e-6, "active_params_b": 2e-6}
+    assert ModelArch.model_validate(moe).expert_params_b == 768 / 1e9
+    too_small = r"3 x hidden_size 8 x 16 x 2 MoE layers\): 0\.0B for 4 experts .* params_b \(3e-06\)"
+    with pytest.raises(ValidationError, match=too_small):
+        ModelArch.model_validate(moe | {"params_b": 3e-6})  # 4 x 768 = 3,072 routed parameters of 3,000
+    with pytest.raises(ValidationError, match=r"active_params_b \(7e-07\) must exceed"):
+        ModelArch.model_validate(moe | {"active_params_b": 7e-7})  # one expert is 768
 
 
 def test_hardware_validation(catalog: Catalog) -> None:

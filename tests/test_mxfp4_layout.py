@@ -73,9 +73,8 @@ def test_gpt_oss_120b_on_one_h100_against_vllms_logs() -> None:
     """vLLM issue #23278 (Marlin, the defaults): 65.97 GiB of weights, ``Available KV cache memory: -2.14 GiB``.
     Counted by hand from config.json's shapes: 36 layers x 128 experts x 3 x 2,880 x 2,880 expert weights at
     MXFP4's 4.25 bits and the other 2.18B parameters (116.83B in all) in BF16 is the checkpoint, 60.8 GiB; Marlin's
-    2,944 x 3,072 matrices add 9%, 65.9 GiB: the log's within 0.2%. The catalog derives its expert size from the
-    card's total and active counts (active without the embeddings), 0.9 GiB under the shapes, so the model's own
-    count is the hand count less that gap. With the log's weights and the sampler that install ran (PyTorch's
+    2,944 x 3,072 matrices add 9%, 65.9 GiB: the log's within 0.2%, and the model's own count (experts sized from
+    the same shapes) is that hand count. With the log's weights and the sampler that install ran (PyTorch's
     sort: no FlashInfer), the KV cache left is the log's within 0.2 GiB; so is issue #27508's (0.95 of memory, a
     1,024-token budget: 1.71 GiB left)."""
     h100 = CATALOG.get_hardware("h100")
@@ -85,9 +84,7 @@ def test_gpt_oss_120b_on_one_h100_against_vllms_logs() -> None:
     padded = checkpoint + experts * 4.25 / 8 * (2944 * 3072 / 2880**2 - 1) / GIB
     assert checkpoint == pytest.approx(60.8, abs=0.05) and padded == pytest.approx(65.97, rel=0.002)
     ours = weight_bytes_per_gpu(OSS, d, h100) / GIB
-    derived = (OSS.params_b - OSS.active_params_b) / (OSS.experts - OSS.experts_per_token)  # the catalog's rule
-    gap = (OSS.experts * (derived * 1e9 - experts / 128) * (2 - 4.25 / 8 * 2944 * 3072 / 2880**2)) / GIB
-    assert ours == pytest.approx(padded - gap, abs=0.01)
+    assert ours == pytest.approx(padded, abs=0.01)
     shortfall = 65.97 - ours
 
     def native(util: float, budget: int) -> spec.Deployment:

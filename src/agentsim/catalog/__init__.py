@@ -471,6 +471,18 @@ class ModelArch(Entry):
             raise ValueError(f"experts_per_token ({self.experts_per_token}) must be in [1, experts ({self.experts}))")
         elif self.active_params_b == self.params_b:
             raise ValueError("a mixture-of-experts model must have active_params_b < params_b")
+        else:
+            # The experts' size comes from the shapes (expert_params_b); totals that cannot hold them are a typo
+            # in one of the two, and would give negative dense weights or FLOPs.
+            routed = self.experts * self.expert_params_b
+            if routed >= self.params_b or self.experts_per_token * self.expert_params_b >= self.active_params_b:
+                raise ValueError(
+                    f"the shapes give {self.expert_params_b:.3f}B parameters an expert (3 x hidden_size "
+                    f"{self.hidden_size} x {self.expert_intermediate_size} x {self.n_moe_layers} MoE layers): "
+                    f"{routed:.1f}B for {self.experts} experts and "
+                    f"{self.experts_per_token * self.expert_params_b:.2f}B for {self.experts_per_token} a token, "
+                    f"which params_b ({self.params_b}) and active_params_b ({self.active_params_b}) must exceed"
+                )
         if self.fp8_checkpoint == "ffn-only" and (self.is_moe or self.layers < 3):
             raise ValueError("fp8_checkpoint: ffn-only describes a dense model of at least three layers")
         if self.fp4_checkpoint == "nvfp4-ffn" and not 0.0 < self.ffn_params_b < self.params_b:
@@ -494,10 +506,17 @@ class ModelArch(Entry):
 
     @property
     def expert_params_b(self) -> float:
-        """Parameters of *one* routed expert summed over all MoE layers, billions (0 for dense models)."""
+        """Parameters of *one* routed expert summed over all MoE layers, billions (0 for dense models), from the
+        config's shapes: a gate, an up and a down projection of ``hidden x expert_intermediate_size`` in each of
+        the :attr:`n_moe_layers` (biases, gpt-oss's 3 x 2,880 an expert and layer, stay with the rest: BF16 in its
+        checkpoint).
+
+        Not ``(params - active) / (experts - k)`` from the card's two counts: that rule is exact only when the
+        active count is every non-expert weight plus ``k`` experts, and gpt-oss's active count leaves out the
+        input embedding (a lookup), which puts 0.6B parameters (1%) of BF16 weights into its MXFP4 experts."""
         if not self.is_moe:
             return 0.0
-        return (self.params_b - self.active_params_b) / (self.experts - self.experts_per_token)
+        return 3 * self.hidden_size * self.expert_intermediate_size * self.n_moe_layers / 1e9
 
     @property
     def dense_params_b(self) -> float:

@@ -226,7 +226,7 @@ def expert_layout_factor(model: ModelArch, deployment: Deployment, hardware: Har
     """The routed experts' bytes (and multiply-adds) in the engine's memory over the checkpoint's: vLLM pads an
     ``mxfp4-experts`` checkpoint's expert matrices to its kernel's multiples (:func:`vllm_mxfp4_multiples`;
     gpt-oss's 2,880 x 2,880 experts become 2,944 x 3,072 on Hopper, 9% more: vLLM logs 65.97 GiB of weights for
-    gpt-oss-120b on one H100, this count 65.0 GiB, the checkpoint's 59.9); 1 for other checkpoints, engines
+    gpt-oss-120b on one H100, this count 65.9 GiB, the checkpoint's 60.8); 1 for other checkpoints, engines
     (:data:`MXFP4_PADDED_ENGINES`) and without ``hardware`` (the checkpoint's bytes)."""
     if (
         hardware is None
