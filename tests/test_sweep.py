@@ -123,6 +123,27 @@ def test_table_has_axes_means_intervals_and_run_ids(base: spec.Scenario, referen
     assert t.column("output_tokens_per_s.ci95")[2].as_py() == pytest.approx(half, rel=1e-9)
 
 
+def test_each_point_carries_its_runs_regime_and_the_error_that_speaks_for_it(
+    base: spec.Scenario, reference: pa.Table
+) -> None:
+    """The sweep's accuracy columns are the mean over a point's runs of what each run's summary says (its ratio,
+    and the packaged figures of its regime, or of its class where the regime has too few rows)."""
+    from agentsim.analysis.accuracy import REGIME_MIN_ROWS, load_accuracy, regime_of
+
+    (dense,) = [c for c in load_accuracy().classes if c.id == "dense_hopper"]
+    s0 = sw.apply_values(base, {"cluster.pools[0].replicas": 1, "cluster.router.kind": "round-robin"})
+    ratios, errors = [], []
+    for seed in sw.replication_seeds(base.seed, 2):
+        ratio = agentsim.simulate(s0, seed=seed).summary["accuracy"]["h200"]["regime"]["prompt_per_output"]
+        regime = dense.measured.regimes.get(regime_of(ratio))
+        applies = regime is not None and regime.rows >= REGIME_MIN_ROWS
+        errors.append((regime if applies and regime is not None else dense.measured).mape_pct["output_tok_s"])
+        ratios.append(ratio)
+    assert reference.column("accuracy.h200.prompt_per_output")[0].as_py() == pytest.approx(sum(ratios) / 2)
+    assert reference.column("accuracy.h200.mape_pct.output_tok_s")[0].as_py() == pytest.approx(sum(errors) / 2)
+    assert "accuracy.h200.rows" not in reference.column_names  # a constant of the class
+
+
 def test_common_random_numbers_make_cluster_only_changes_comparable(reference: pa.Table) -> None:
     """With one replica the router has nothing to choose: both routers must give the very same numbers,
     which holds only if both points saw identical tasks and arrivals."""
@@ -146,6 +167,52 @@ def test_one_replication_has_no_interval_and_t975() -> None:
 def test_flatten_summary() -> None:
     flat = sw.flatten_summary({"a": 1, "b": {"c": 2.5, "d": None, "e": True, "f": "text"}})
     assert flat == {"a": 1.0, "b.c": 2.5, "b.d": None, "b.e": 1.0}
+
+
+def _entry(regime: dict[str, Any] | None) -> dict[str, Any]:
+    """An accuracy entry as a run's summary holds it (analysis.accuracy.with_regime), with made-up figures."""
+    entry: dict[str, Any] = {
+        "basis": "roofline", "class": "dense_hopper", "rows": 72, "n": {"output_tok_s": 72},
+        "mape_pct": {"output_tok_s": 28.8, "ttft_s": 82.8, "tpot_s": 19.7}, "bias_pct": {"output_tok_s": 20.0},
+    }  # fmt: skip
+    return entry if regime is None else entry | {"regime": regime}
+
+
+def test_a_sweep_keeps_what_a_run_decides_of_its_accuracy() -> None:
+    """Of a pool's accuracy a sweep keeps the run's prompt/output ratio and the figures that ratio's regime is judged
+    on: the regime's where they apply (enough rows), else the class's; nothing of a pool the figures do not cover,
+    and none of the class's constants (rows, n, label)."""
+    heavy = {"name": "prompt-heavy", "prompt_per_output": 19.4, "rows": 19, "n": {"output_tok_s": 19},
+             "mape_pct": {"output_tok_s": 62.1, "ttft_s": 42.0, "tpot_s": 33.1}, "bias_pct": {"output_tok_s": 59.1},
+             "applies": True}  # fmt: skip
+    mixed = heavy | {"name": "mixed", "prompt_per_output": 4.4, "rows": 0, "applies": False}
+    only_prefill = heavy | {"prompt_per_output": None}
+    summary = {
+        "accuracy": {
+            "a": _entry(heavy), "b": _entry(mixed), "c": _entry(None), "d": _entry(only_prefill),
+            "mine": {"basis": "table", "class": None, "note": "your own step times"},
+        },
+        "x": 1,
+    }  # fmt: skip
+    heavy_figures = {"output_tok_s": 62.1, "ttft_s": 42.0, "tpot_s": 33.1}, 59.1
+    class_figures = {"output_tok_s": 28.8, "ttft_s": 82.8, "tpot_s": 19.7}, 20.0
+
+    def columns(pool: str, figures: tuple[dict[str, float], float]) -> dict[str, float]:
+        mape, bias = figures
+        return {f"accuracy.{pool}.mape_pct.{m}": v for m, v in mape.items()} | {
+            f"accuracy.{pool}.bias_pct.output_tok_s": bias
+        }
+
+    assert sw.flatten_summary(summary) == (
+        {"accuracy.a.prompt_per_output": 19.4} | columns("a", heavy_figures)
+        # mixed: too few rows of its own, the class's figures
+        | {"accuracy.b.prompt_per_output": 4.4} | columns("b", class_figures)
+        # no run ratio (validate's entry): the class's figures, no ratio column
+        | columns("c", class_figures)
+        # a pool that only prefills: prompt-heavy with a null ratio
+        | {"accuracy.d.prompt_per_output": None} | columns("d", heavy_figures)
+        | {"x": 1.0}
+    )
 
 
 # --------------------------------------------------------------------------------------------- storage, resume

@@ -25,8 +25,10 @@ differences between points are not drowned in sampling noise.
 
 **Results.** One row per point: ``point`` (its index), one column per axis named by its path, ``replications``,
 then for every numeric leaf of the run summary, flattened with dots (``ttft_s.p99``, ``usd_per_mtok_output``,
-``slo_attainment.calls``, ``slo_attainment.by_workload.<w>.targets_met.ttft_p99_s`` with booleans as 0/1; not
-``accuracy``, a constant of each pool's deployment), the
+``slo_attainment.calls``, ``slo_attainment.by_workload.<w>.targets_met.ttft_p99_s`` with booleans as 0/1; of
+``accuracy``, per pool with public figures, the run's ``accuracy.<pool>.prompt_per_output`` and the model error its
+regime is judged on, ``accuracy.<pool>.mape_pct.<metric>`` and ``accuracy.<pool>.bias_pct.output_tok_s``:
+:func:`accuracy_leaves`), the
 mean over the replications and, in ``<name>.ci95``, the half-width of its two-sided 95% Student-t confidence
 interval ``t(0.975, R-1) * s / sqrt(R)`` (null when ``R = 1``). A replication whose value is null (no finished
 task, say) is left out of that metric's mean and interval. Last, ``run_ids`` and ``seeds``: the point's runs.
@@ -75,6 +77,7 @@ import pyarrow.parquet as pq
 
 from agentsim import api, preflight, spec, store
 from agentsim._version import __version__
+from agentsim.analysis.accuracy import figures_of, has_figures
 from agentsim.analysis.batches import t975
 from agentsim.errors import ScenarioError
 from agentsim.files import OutputExistsError, atomic_path, check_output, write_text
@@ -295,18 +298,38 @@ def map_unordered(
 # --------------------------------------------------------------------------------------------- statistics
 
 
-SKIPPED = ("accuracy",)
-"""Top-level summary entries that are not statistics of a run: a pool's public-data accuracy is a constant of its
-deployment (``agentsim.analysis.accuracy``), not something to average over replications."""
+def accuracy_leaves(accuracy: Mapping[str, Any]) -> dict[str, float | None]:
+    """What a run decides of each pool's accuracy entry (a summary's ``accuracy``), for pools with public figures:
+    the prompt tokens it computed per output token (``accuracy.<pool>.prompt_per_output``; null for a pool that
+    only prefills) and the figures that regime is judged on (``accuracy.<pool>.mape_pct.<metric>`` and
+    ``accuracy.<pool>.bias_pct.output_tok_s``: its regime's rows where they apply, else its class's,
+    :func:`agentsim.analysis.accuracy.figures_of`). Along a sweep the ratio moves with the load and the cache, and
+    with it the error that speaks for the point: a point whose replications fall in different regimes averages
+    their figures (its ``prompt_per_output`` says where it sits). Nothing for a pool the figures do not cover."""
+    out: dict[str, float | None] = {}
+    for pool, entry in accuracy.items():
+        if not has_figures(entry):
+            continue
+        key = f"accuracy.{pool}."
+        regime = entry.get("regime")
+        if regime is not None:
+            out[key + "prompt_per_output"] = regime["prompt_per_output"]
+        figures = figures_of(entry)
+        for metric, value in figures.mape_pct.items():
+            out[f"{key}mape_pct.{metric}"] = value
+        out[key + "bias_pct.output_tok_s"] = figures.bias_pct.get("output_tok_s")
+    return out
 
 
 def flatten_summary(summary: Mapping[str, Any], prefix: str = "") -> dict[str, float | None]:
-    """The numeric leaves of a summary keyed by dotted path (without :data:`SKIPPED`); booleans as 0/1, nulls kept
-    as None."""
+    """The numeric leaves of a summary keyed by dotted path, booleans as 0/1, nulls kept as None; of its
+    ``accuracy`` what a run decides (:func:`accuracy_leaves`: the rest is a constant of each pool's class, nothing to
+    average over replications)."""
     out: dict[str, float | None] = {}
     for k, v in summary.items():
         key = f"{prefix}{k}"
-        if not prefix and k in SKIPPED:
+        if not prefix and k == "accuracy":
+            out.update(accuracy_leaves(v))
             continue
         if isinstance(v, Mapping):
             out.update(flatten_summary(v, key + "."))
