@@ -608,3 +608,25 @@ def test_gpustack_rows_refuses_a_result_it_cannot_read_and_reads_precision_from_
     nameless = kv.replace("vllm serve Qwen/Qwen3-14B --kv-cache-dtype fp8", "vllm serve")
     with pytest.raises(ValueError, match="Choosing the Inference Engine': the vLLM server command names no model"):
         script.rows(head + nameless, "H100", "Qwen3-14B")
+
+
+def test_sglang_rows_run_attention_data_parallel_only_with_a_dp_size() -> None:
+    """SGLang v0.5.3 turns ``--enable-dp-attention`` off when ``--dp-size`` is 1, its default
+    (``ServerArgs._handle_data_parallelism``: ``if self.dp_size == 1: self.enable_dp_attention = False``; the
+    attention's TP size is ``tp_size // dp_size``, ``layers/dp_attention.py``). So a public SGLang row runs
+    data-parallel attention exactly when its flags give a dp size above 1: its ``dp_attention`` label says so."""
+    import csv
+    import re
+
+    data = Path(__file__).resolve().parents[1] / "experiments" / "fidelity" / "data"
+    checked = 0
+    for path in sorted(data.glob("*.csv")):
+        for row in csv.DictReader(path.open(encoding="utf-8")):
+            args = row.get("engine_args") or ""
+            if row.get("engine") != "SGLang" or "--enable-dp-attention" not in args:
+                continue
+            dp = re.search(r"(?:--dp|--dp-size|--data-parallel-size)[ =](\d+)", args)
+            expected = "yes" if dp is not None and int(dp.group(1)) > 1 else "no"
+            assert row["dp_attention"] == expected, (path.name, args)
+            checked += 1
+    assert checked == 7  # gpustack's DeepSeek-R1 page: `--tp 8 --enable-dp-attention`, no dp size

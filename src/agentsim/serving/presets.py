@@ -57,15 +57,18 @@ functions at ~1 us per request, e.g. ``update_from_output`` 0.29 ms at batch 256
 the grid value minimizing the mean absolute log error of output tok/s and TPOT over the public vLLM >= 0.8 rows
 of at least 64 sequences (``experiments/fidelity/fit_seq_overhead.py``: gpustack's ``vllm bench serve`` runs of
 vLLM v0.10.2-v0.11.0 on H100/H200, 43 rows of 8 deployments, one source); every leave-one-deployment-out refit
-gives the same value.
+gave the same value. Refitted at the stop of 2026-12-08 on the 53 rows of 10 deployments the data has grown to:
+100 us at a loss of 0.299 against this value's 0.303, within the grid's flatness, so it is kept
+(``docs/FIDELITY.md``, cause 28).
 Those rows are MoE or FP4 models served over HTTP, so the fit also absorbs what the step model misses there
 (``docs/FIDELITY.md``, Served latency under load)."""
 
 SGLANG_SEQ_OVERHEAD_S = 250e-6
 """SGLang v0.5's per-sequence step cost, fitted as :data:`VLLM_SEQ_OVERHEAD_S` on the public SGLang rows
 (gpustack's SGLang v0.5.3-0.5.5 runs, 11 rows of >= 64 sequences, 4 deployments; refits without each
-deployment: 250-300 us). The overlap scheduler hides the per-step constant, not work that grows with the batch
-beyond the GPU's step."""
+deployment: 250-300 us; refitted on the 21 rows of 7 deployments of the stop of 2026-12-08, DeepSeek-R1's
+served without DP attention as SGLang ran them: 250 us again). The overlap scheduler hides the per-step constant,
+not work that grows with the batch beyond the GPU's step."""
 
 SGLANG_SPECULATIVE_MAX_RUNNING = 48
 """SGLang v0.5's ``max_running_requests`` under speculative decoding when not set (``server_args.py``), which also
