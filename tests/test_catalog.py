@@ -270,6 +270,8 @@ def test_model_arch_validation() -> None:
         ModelArch.model_validate(base | {"source": ""})
     with pytest.raises(ValidationError, match="shared_experts"):
         ModelArch.model_validate(base | {"shared_experts": 1})  # a dense model
+    with pytest.raises(ValidationError, match="sglang_hybrid_swa describes a model with sliding-window layers"):
+        ModelArch.model_validate(base | {"sglang_hybrid_swa": True})
     # experts sized from the shapes: 3 x 8 x 16 x 2 layers = 768 parameters an expert
     moe = base | {"experts": 4, "experts_per_token": 1, "params_b": 4e-6, "active_params_b": 2e-6}
     assert ModelArch.model_validate(moe).expert_params_b == 768 / 1e9

@@ -112,14 +112,21 @@ def test_a_deployment_naming_its_scales_names_its_checkpoint() -> None:
     assert kv_precision(block, llama) == "bf16" and kv_precision(tensor, qwen) == "fp8"
 
 
-def test_sglang_sizes_its_window_pool_at_0_8_of_the_full_pool() -> None:
-    """SGLang's hybrid sliding-window memory: the window layers' pool holds 0.8 tokens per token of the
-    full-attention pool, so a token of capacity costs 18 + 0.8 x 18 = 32.4 of gpt-oss's layers: 66,355.2 bytes in
-    BF16, 1.8 times vLLM's 18 layers (which charges the window per sequence instead)."""
+def test_sglang_holds_gpt_oss_whole_in_every_layer_and_splits_only_a_hybrid_model() -> None:
+    """SGLang v0.5.5 turns hybrid sliding-window memory off for gpt-oss (``disable_hybrid_swa_memory = True`` for
+    ``GptOssForCausalLM`` in ``server_args.py``): one pool, every one of its 36 layers holding the whole context,
+    73,728 bytes a token in BF16, twice vLLM's 18 full-attention layers (which charges the window per sequence
+    instead). A model SGLang does split (``sglang_hybrid_swa``) gets a window pool of 0.8 tokens per token of the
+    full-attention pool: a token of capacity costs 18 + 0.8 x 18 = 32.4 layers, 66,355.2 bytes."""
     arch = CATALOG.get_model("gpt-oss-120b")
+    assert not arch.sglang_hybrid_swa
     h100 = CATALOG.get_hardware("h100")
     sglang = fill_engine(_deployment("gpt-oss-120b", "fp4", "sglang"), h100, arch)
-    assert kv_pool_bytes_per_token(arch, sglang) == round((18 + 0.8 * 18) * 8 * 64 * 2 * 2) == 66_355
+    assert kv_pool_bytes_per_token(arch, sglang) == 36 * 8 * 64 * 2 * 2 == 73_728
+    hybrid = arch.model_copy(update={"sglang_hybrid_swa": True})
+    assert kv_pool_bytes_per_token(hybrid, sglang) == round((18 + 0.8 * 18) * 8 * 64 * 2 * 2) == 66_355
+    vllm = fill_engine(_deployment("gpt-oss-120b", "fp4", "vllm"), h100, arch)
+    assert kv_pool_bytes_per_token(hybrid, vllm) == kv_pool_bytes_per_token(arch, vllm) == 18 * 8 * 64 * 2 * 2
     llama = CATALOG.get_model("llama-3.3-70b")
     d = fill_engine(_deployment("llama-3.3-70b", "bf16", "sglang", "h200", 2), CATALOG.get_hardware("h200"), llama)
     assert kv_pool_bytes_per_token(llama, d) == 2 * 80 * 8 * 128 * 2  # no window layers: unchanged

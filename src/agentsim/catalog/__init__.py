@@ -412,6 +412,12 @@ class ModelArch(Entry):
     sliding_window_layers: PositiveInt | None = Field(
         None, description="layers attending only to the last `sliding_window` tokens (gpt-oss: every other)"
     )
+    sglang_hybrid_swa: bool = Field(
+        False,
+        description="whether SGLang v0.5.5 gives the sliding-window layers a KV pool of their own (hybrid SWA "
+        "memory); its model_specific_adjustments turn that off for gpt-oss, Gemma 2/3 and OLMo 2, whose every layer "
+        "then holds the whole context (server_args.py: disable_hybrid_swa_memory = True)",
+    )
     fp4_checkpoint: Literal["nvfp4", "nvfp4-ffn", "mxfp4-experts"] = Field(
         "nvfp4",
         description="what `precision: fp4` stores: nvfp4 (every linear weight in NVFP4: NVIDIA ModelOpt's Llama and "
@@ -451,6 +457,8 @@ class ModelArch(Entry):
     def _consistent(self) -> ModelArch:
         if (self.sliding_window is None) != (self.sliding_window_layers is None):
             raise ValueError("sliding_window and sliding_window_layers go together: give both or neither")
+        if self.sglang_hybrid_swa and self.sliding_window is None:
+            raise ValueError("sglang_hybrid_swa describes a model with sliding-window layers (sliding_window)")
         if self.sliding_window_layers is not None and self.sliding_window_layers >= self.layers:
             raise ValueError(
                 f"sliding_window_layers ({self.sliding_window_layers}) must leave at least one of the "

@@ -54,11 +54,14 @@ also holds its sliding-window group's blocks: the ``SlidingWindowManager`` frees
 window (``get_num_skipped_tokens = max(0, computed - window + 1)``, ``remove_skipped_blocks`` before each
 allocation), which leaves at most ``cdiv(window - 1, block) + 1`` blocks (9 of 16 tokens for a 128-token
 window: 144 tokens of pool; 8 or 9 as the sequence grows), ``cdiv(length, block)`` while the sequence is
-shorter. :func:`sliding_window_kv` converts that to tokens of this module's capacity. SGLang keeps the
-sliding-window layers in a pool of their own, sized at :data:`SGLANG_SWA_FULL_TOKENS_RATIO` of the full pool's
-tokens: a token of capacity costs that share of the window layers too (:func:`kv_pool_bytes_per_token`), and
-nothing is charged per sequence (below about ``window / 0.8`` tokens a sequence would fill the window pool first,
-not modelled; SGLang splits the pool so for the architectures on its hybrid-SWA list, gpt-oss among them).
+shorter. :func:`sliding_window_kv` converts that to tokens of this module's capacity. SGLang v0.5.5 turns its
+hybrid sliding-window memory off for gpt-oss (``server_args.py``, ``model_specific_adjustments``:
+``disable_hybrid_swa_memory = True`` for ``GptOssForCausalLM``, as for Gemma 2/3 and OLMo 2; v0.5.3 and v0.5.4 the
+same), so its one pool sizes every layer for the whole context: a token of capacity costs every layer. For a model
+it does split (``ModelArch.sglang_hybrid_swa``) the window layers get a pool of their own, sized at
+:data:`SGLANG_SWA_FULL_TOKENS_RATIO` of the full pool's tokens: a token of capacity costs that share of the window
+layers too (:func:`kv_pool_bytes_per_token`), and nothing is charged per sequence (below about ``window / 0.8``
+tokens a sequence would fill the window pool first, not modelled).
 TensorRT-LLM (1.0-1.2) splits its pool by window only when ``kv_cache_config.max_attention_window`` lists the
 windows; by default every layer's cache is sized for ``max_seq_len`` (``KVCacheManager``: ``max_attention_window_vec
 = [max_seq_len]``), so under the ``trtllm`` preset a token costs every layer (:func:`kv_pool_bytes_per_token`:
@@ -388,14 +391,17 @@ def kv_pool_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
     """KV-pool bytes one token of capacity (:func:`kv_capacity_tokens`) takes, before :func:`kv_replication`: the
     logical bytes (:func:`kv_bytes_per_token`) for models without sliding-window layers; with them, by engine
     (module docstring): vLLM the full-attention layers (its window blocks are charged per sequence:
-    :func:`sliding_window_kv`); TensorRT-LLM every layer, each sized for the whole sequence; SGLang the
-    full-attention layers plus :data:`SGLANG_SWA_FULL_TOKENS_RATIO` of the window layers, rounded to a byte."""
+    :func:`sliding_window_kv`); TensorRT-LLM every layer, each sized for the whole sequence; SGLang every layer too,
+    unless it splits the model's pool (``ModelArch.sglang_hybrid_swa``): then the full-attention layers plus
+    :data:`SGLANG_SWA_FULL_TOKENS_RATIO` of the window layers, rounded to a byte."""
     window_layers = model.sliding_window_layers or 0
     per_layer = _kv_bytes_per_layer(model, deployment)
-    if window_layers and deployment.engine.preset == "trtllm":
-        # TensorRT-LLM sizes every layer's cache at max_seq_len unless max_attention_window lists the windows
+    preset = deployment.engine.preset
+    if window_layers and (preset == "trtllm" or (preset == "sglang" and not model.sglang_hybrid_swa)):
+        # TensorRT-LLM sizes every layer's cache at max_seq_len unless max_attention_window lists the windows;
+        # SGLang v0.5.5 turns hybrid SWA memory off for gpt-oss: one pool, every layer holding the whole context
         return model.layers * per_layer
-    if window_layers and deployment.engine.preset == "sglang":
+    if window_layers and preset == "sglang":
         # SGLang's window pool holds swa_full_tokens_ratio tokens for each token of the full pool
         return round((model.full_attention_layers + SGLANG_SWA_FULL_TOKENS_RATIO * window_layers) * per_layer)
     return model.full_attention_layers * per_layer
