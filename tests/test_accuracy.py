@@ -618,15 +618,23 @@ def test_sglang_rows_run_attention_data_parallel_only_with_a_dp_size() -> None:
     import csv
     import re
 
+    def runs_dp_attention(args: str) -> bool:
+        dp = re.search(r"(?:--dp|--dp-size|--data-parallel-size)[ =](\d+)", args)
+        return "--enable-dp-attention" in args and dp is not None and int(dp.group(1)) > 1
+
+    assert runs_dp_attention("--tp 8 --dp 8 --enable-dp-attention")
+    assert runs_dp_attention("--tp-size 8 --enable-dp-attention --dp-size=4")
+    assert not runs_dp_attention("--tp 8 --enable-dp-attention")
+    assert not runs_dp_attention("--tp 8 --dp 1 --enable-dp-attention")
+    assert not runs_dp_attention("--tp 8 --dp 8")
     data = Path(__file__).resolve().parents[1] / "experiments" / "fidelity" / "data"
     checked = 0
     for path in sorted(data.glob("*.csv")):
         for row in csv.DictReader(path.open(encoding="utf-8")):
-            args = row.get("engine_args") or ""
-            if row.get("engine") != "SGLang" or "--enable-dp-attention" not in args:
+            if row.get("engine") != "SGLang":
                 continue
-            dp = re.search(r"(?:--dp|--dp-size|--data-parallel-size)[ =](\d+)", args)
-            expected = "yes" if dp is not None and int(dp.group(1)) > 1 else "no"
-            assert row["dp_attention"] == expected, (path.name, args)
-            checked += 1
+            args = row.get("engine_args") or ""
+            assert row.get("dp_attention", "") in ("", "no", "yes"), (path.name, args)
+            assert (row.get("dp_attention") == "yes") == runs_dp_attention(args), (path.name, args)
+            checked += "--enable-dp-attention" in args
     assert checked == 7  # gpustack's DeepSeek-R1 page: `--tp 8 --enable-dp-attention`, no dp size

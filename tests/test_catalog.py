@@ -280,6 +280,10 @@ def test_model_arch_validation() -> None:
         ModelArch.model_validate(moe | {"params_b": 3e-6})  # 4 x 768 = 3,072 routed parameters of 3,000
     with pytest.raises(ValidationError, match=r"active_params_b \(7e-07\) must exceed"):
         ModelArch.model_validate(moe | {"active_params_b": 7e-7})  # one expert is 768
+    # attention: 2 layers x (q and o 8 x 8, k and v 8 x 4) = 384 parameters; 3,300 - 3,072 leaves 228 beside them
+    with pytest.raises(ValidationError, match=r"leaves 0\.00B beside the 4 experts .* less than its attention"):
+        ModelArch.model_validate(moe | {"params_b": 3.3e-6})
+    assert ModelArch.model_validate(moe).attention_params_b == 384 / 1e9
 
 
 def test_hardware_validation(catalog: Catalog) -> None:

@@ -373,11 +373,11 @@ class ModelArch(Entry):
     ``max_context_tokens`` bounds every call the model serves: prompt + output tokens (a server such as vLLM
     rejects a request past it); ``max_context_source`` says where the number comes from.
 
-    Mixture-of-experts models give ``experts`` (routed experts per layer) and ``experts_per_token``; the size
-    of the experts follows from the two parameter counts: with ``e`` the parameters of one expert summed
-    over the MoE layers, ``params = dense + E*e`` and ``active = dense + k*e``, so
-    ``e = (params - active) / (E - k)``. ``dense`` then holds attention, embeddings, dense layers and shared
-    experts: everything every token reads.
+    Mixture-of-experts models give ``experts`` (routed experts per layer) and ``experts_per_token``; one
+    expert's size ``e`` (summed over the MoE layers) comes from the shapes (:attr:`expert_params_b`), and
+    ``dense = params - E*e`` holds attention, embeddings, dense layers and shared experts: everything every token
+    reads. The card's ``active`` count gives the FLOPs a token does beside its ``k`` experts, ``active - k*e``
+    (cards differ on whether it counts the input embedding, a lookup: gpt-oss's does not).
     """
 
     name: str = Field(min_length=1, description="Hugging Face repository")
@@ -479,18 +479,6 @@ class ModelArch(Entry):
             raise ValueError(f"experts_per_token ({self.experts_per_token}) must be in [1, experts ({self.experts}))")
         elif self.active_params_b == self.params_b:
             raise ValueError("a mixture-of-experts model must have active_params_b < params_b")
-        else:
-            # The experts' size comes from the shapes (expert_params_b); totals that cannot hold them are a typo
-            # in one of the two, and would give negative dense weights or FLOPs.
-            routed = self.experts * self.expert_params_b
-            if routed >= self.params_b or self.experts_per_token * self.expert_params_b >= self.active_params_b:
-                raise ValueError(
-                    f"the shapes give {self.expert_params_b:.3f}B parameters an expert (3 x hidden_size "
-                    f"{self.hidden_size} x {self.expert_intermediate_size} x {self.n_moe_layers} MoE layers): "
-                    f"{routed:.1f}B for {self.experts} experts and "
-                    f"{self.experts_per_token * self.expert_params_b:.2f}B for {self.experts_per_token} a token, "
-                    f"which params_b ({self.params_b}) and active_params_b ({self.active_params_b}) must exceed"
-                )
         if self.fp8_checkpoint == "ffn-only" and (self.is_moe or self.layers < 3):
             raise ValueError("fp8_checkpoint: ffn-only describes a dense model of at least three layers")
         if self.fp4_checkpoint == "nvfp4-ffn" and not 0.0 < self.ffn_params_b < self.params_b:
@@ -505,6 +493,24 @@ class ModelArch(Entry):
                 raise ValueError("attention: mla needs kv_lora_rank and qk_rope_head_dim")
         elif self.heads % self.kv_heads:
             raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        if self.is_moe:
+            # The experts' size comes from the shapes (expert_params_b); totals that cannot hold them are a typo
+            # in one of the two, and would give negative dense weights or FLOPs.
+            routed = self.experts * self.expert_params_b
+            if routed >= self.params_b or self.experts_per_token * self.expert_params_b >= self.active_params_b:
+                raise ValueError(
+                    f"the shapes give {self.expert_params_b:.3f}B parameters an expert (3 x hidden_size "
+                    f"{self.hidden_size} x {self.expert_intermediate_size} x {self.n_moe_layers} MoE layers): "
+                    f"{routed:.1f}B for {self.experts} experts and "
+                    f"{self.experts_per_token * self.expert_params_b:.2f}B for {self.experts_per_token} a token, "
+                    f"which params_b ({self.params_b}) and active_params_b ({self.active_params_b}) must exceed"
+                )
+            if self.params_b - routed < self.attention_params_b:
+                raise ValueError(
+                    f"params_b ({self.params_b}) leaves {self.params_b - routed:.2f}B beside the {self.experts} "
+                    f"experts of {self.expert_params_b:.3f}B its shapes give, less than its attention "
+                    f"({self.attention_params_b:.2f}B)"
+                )
         return self
 
     @property
@@ -521,7 +527,7 @@ class ModelArch(Entry):
 
         Not ``(params - active) / (experts - k)`` from the card's two counts: that rule is exact only when the
         active count is every non-expert weight plus ``k`` experts, and gpt-oss's active count leaves out the
-        input embedding (a lookup), which puts 0.6B parameters (1%) of BF16 weights into its MXFP4 experts."""
+        input embedding (a lookup), which puts 0.64B parameters of BF16 weights into its MXFP4 experts."""
         if not self.is_moe:
             return 0.0
         return 3 * self.hidden_size * self.expert_intermediate_size * self.n_moe_layers / 1e9
