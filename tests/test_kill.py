@@ -201,7 +201,12 @@ def test_ctrl_c_says_what_was_finished_and_how_to_resume(tmp_path: Path) -> None
     s.write_text(yaml.safe_dump({**SCENARIO, "horizon_s": 36000, "workload": [
         {"profile": "chat", "arrivals": {"kind": "poisson", "rate_per_s": 20}}]}))  # fmt: skip
     out = tmp_path / "run"
-    code, err = _interrupt([sys.executable, "-m", "agentsim", "run", str(s), "-o", str(out)], None, 2.5)
+    # Ctrl-C must land once the run is simulating, not while Python still imports (a loaded machine, such as the
+    # test suite beside other work on two cores, takes seconds to import pyarrow): wait three import times.
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import agentsim.cli"], check=True, timeout=120)
+    delay = max(2.5, 3.0 * (time.monotonic() - started))
+    code, err = _interrupt([sys.executable, "-m", "agentsim", "run", str(s), "-o", str(out)], None, delay)
     assert code == 130 and "Traceback" not in err, err
     assert re.search(r"interrupted at [\d,]+ of 36,000 simulated s", err) and "nothing was written" in err, err
     assert not out.exists()
