@@ -21,7 +21,7 @@ from agentsim import spec
 from agentsim.catalog import load_catalog
 from agentsim.perf.memory import kv_cache_bytes_per_gpu, kv_capacity_tokens, weight_bytes_per_gpu
 from agentsim.planning.calibrate.harness import catalog_id
-from agentsim.planning.calibrate.measurements import _num
+from agentsim.planning.calibrate.measurements import cell_number
 from agentsim.serving.presets import VLLM_NATIVE_SAMPLER_FP32_COPIES, VLLM_SAMPLER_FP32_COPIES, fill_engine
 
 DATA = Path(__file__).resolve().parent / "data" / "vllm_memory_logs.csv"
@@ -43,7 +43,7 @@ def main() -> int:
             continue
         engine: dict[str, object] = {"preset": "vllm"}
         for key in ("gpu_memory_utilization", "max_num_seqs", "max_batched_tokens"):
-            value = _num(r[key])
+            value = cell_number(r[key])
             if value is not None:
                 engine[key] = value if key == "gpu_memory_utilization" else int(value)
         d = spec.Deployment.model_validate(
@@ -57,7 +57,7 @@ def main() -> int:
         tokens = kv_capacity_tokens(model, hw, d) if free > 0 else 0
         reserve = (d.engine.activation_reserve_gb or 0.0) * 1e9 / GIB
         logged_reserve = (
-            (_num(r["non_torch_gib"]) or 0.0) + (_num(r["activation_peak_gib"]) or 0.0)
+            (cell_number(r["non_torch_gib"]) or 0.0) + (cell_number(r["activation_peak_gib"]) or 0.0)
             if r["non_torch_gib"] and r["activation_peak_gib"] else None
         )  # fmt: skip
 
@@ -66,8 +66,9 @@ def main() -> int:
 
         label = f"{r['model'].split('/')[-1]} {r['n_gpus']}x{r['gpu']} {r['vllm']}"[:58]
         print(
-            f"{label:<58} {pair(free / GIB, _num(r['kv_cache_gib'])):>16} "
-            f"{pair(tokens, _num(r['kv_tokens']), '{:,.0f}'):>20} {pair(weights / GIB, _num(r['weights_gib'])):>17} "
+            f"{label:<58} {pair(free / GIB, cell_number(r['kv_cache_gib'])):>16} "
+            f"{pair(tokens, cell_number(r['kv_tokens']), '{:,.0f}'):>20} "
+            f"{pair(weights / GIB, cell_number(r['weights_gib'])):>17} "
             f"{pair(reserve, logged_reserve):>17}"
         )
     def used_for(tag: str) -> list[dict[str, str]]:

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from agentsim.catalog import Hardware, ModelArch
-from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, _num
+from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, cell_number
 
 __all__ = [
     "DEFAULT_ACCEPTANCE",
@@ -299,7 +299,7 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
         found = _flag(tokens, names)
         if found is None:
             return None
-        value = _num(found[1])
+        value = cell_number(found[1])
         if value is None or not (math.isfinite(value) and value > 0 and value == int(value)):  # never ignored
             raise CalibrationError(f"engine_args: {found[0]} {found[1]!r} is not a positive integer")
         return int(value)
@@ -308,7 +308,7 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
     if seqs:
         out["max_num_seqs"] = seqs
     sglang_chunk = _flag(tokens, ("--chunked-prefill-size",))
-    if sglang_chunk is not None and _num(sglang_chunk[1]) == -1:
+    if sglang_chunk is not None and cell_number(sglang_chunk[1]) == -1:
         out["chunked_prefill"] = False  # SGLang: "-1 means disabling chunked prefill"
         budget = integer(("--max-num-batched-tokens", "--max_num_tokens", "--max-num-tokens"))
     else:
@@ -319,7 +319,7 @@ def parse_engine_args(text: str, default_spec_steps: int | None = None) -> dict[
         found = _flag(tokens, names)
         if found is None:
             return None
-        value = _num(found[1])
+        value = cell_number(found[1])
         if value is None or not 0 < value <= 1:  # NaN fails the comparison too
             raise CalibrationError(f"engine_args: {found[0]} {found[1]!r} is not a fraction in (0, 1]")
         return value
@@ -395,7 +395,7 @@ def engine_overrides(m: Measurement, model: ModelArch) -> dict[str, Any]:
             parsed.setdefault("chunked_prefill", out.get("chunked_prefill", False))
         out |= parsed
     for name in ("max_num_seqs", "max_batched_tokens"):
-        value = _num(labels.get(name))
+        value = cell_number(labels.get(name))
         if value is not None and value > 0:
             out[name] = int(value)
     chunked = labels.get("chunked_prefill", "").strip().lower()

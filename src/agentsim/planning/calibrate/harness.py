@@ -49,7 +49,7 @@ from agentsim.planning.calibrate.bench import (
     vllm_max_model_len,
     vllm_version,
 )
-from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, _num
+from agentsim.planning.calibrate.measurements import CalibrationError, Measurement, cell_number
 from agentsim.serving.admission import NO_EVICT
 
 __all__ = [
@@ -92,7 +92,7 @@ def catalog_id(name: str, ids: Iterable[str]) -> str | None:
 
 def _int_label(labels: Mapping[str, str], names: Sequence[str], pattern: str) -> int | None:
     for k in names:
-        v = _num(labels.get(k))
+        v = cell_number(labels.get(k))
         if v is not None and v > 0:
             return int(v)
     for k in ("notes", "config", "parallelism"):

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS", "CalibrationError", "Measurement", "filter_measurements", "read_measurements"]
+__all__ = ["METRICS", "CalibrationError", "Measurement", "cell_number", "filter_measurements", "read_measurements"]
 
 METRICS = ("output_tok_s", "ttft_s", "tpot_s")
 """The metrics a measurement may carry and the simulator predicts: total output tokens/s of the pool, mean
@@ -115,7 +115,7 @@ _TPOT = (("tpot_s", 1.0), ("tpot_ms", 1e-3), ("mean_tpot_ms", 1e-3), ("tpot_mean
 _NREQ = ("num_requests", "num_prompts", "requests")
 
 
-def _num(text: str | None) -> float | None:
+def cell_number(text: str | None) -> float | None:
     """A cell as a number; None when empty, a null marker or not a number."""
     try:
         return _cell(text, "")
@@ -340,7 +340,7 @@ def filter_measurements(measurements: Sequence[Measurement], where: Mapping[str,
     """The measurements whose labels hold every ``where`` value (case-insensitive; numbers compare as numbers)."""
 
     def same(a: str, b: str) -> bool:
-        x, y = _num(a), _num(b)
+        x, y = cell_number(a), cell_number(b)
         return x == y if x is not None and y is not None else a.strip().lower() == b.strip().lower()
 
     return [m for m in measurements if all(same(m.labels.get(k.lower(), ""), v) for k, v in where.items())]
