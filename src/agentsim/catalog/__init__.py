@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -197,15 +197,17 @@ total: the logged parts show 0.990 (H100, 79.22 of 80), 0.992 (H200, 139.81 of 1
 179.06 of 180) and 0.997 (MI300X, 191.45 of 192); the lowest is taken."""
 
 
-VENDORS: Final = ("nvidia", "amd", "intel", "sambanova")
+Vendor = Literal["nvidia", "amd", "intel", "sambanova"]
 """Accelerator makers the catalog knows (``Hardware.vendor``)."""
+
+VENDORS: Final[tuple[str, ...]] = get_args(Vendor)
 
 
 class Hardware(Entry):
     """One accelerator: dense peak rates, memory, power and scale-up bandwidth (per GPU)."""
 
     name: str = Field(min_length=1)
-    vendor: Literal["nvidia", "amd", "intel", "sambanova"] = Field(
+    vendor: Vendor = Field(
         description="who makes it, which decides the engines' kernels (vLLM's MXFP4 MoE backend, ROCm's FP8 "
         "GEMMs); when not given, the first word of ``name``"
     )
@@ -496,7 +498,7 @@ class ModelArch(Entry):
         if self.is_moe:
             # The experts' size comes from the shapes (expert_params_b); totals that cannot hold them are a typo
             # in one of the two, and would give negative dense weights or FLOPs.
-            routed = self.experts * self.expert_params_b
+            routed = self.routed_params_b
             if routed >= self.params_b or self.experts_per_token * self.expert_params_b >= self.active_params_b:
                 raise ValueError(
                     f"the shapes give {self.expert_params_b:.3f}B parameters an expert (3 x hidden_size "
@@ -533,9 +535,14 @@ class ModelArch(Entry):
         return 3 * self.hidden_size * self.expert_intermediate_size * self.n_moe_layers / 1e9
 
     @property
+    def routed_params_b(self) -> float:
+        """Parameters of all routed experts, billions (0 for dense models)."""
+        return self.experts * self.expert_params_b
+
+    @property
     def dense_params_b(self) -> float:
         """Parameters every token reads (all of a dense model), billions."""
-        return self.params_b - self.experts * self.expert_params_b
+        return self.params_b - self.routed_params_b
 
     @property
     def n_moe_layers(self) -> int:
@@ -565,7 +572,7 @@ class ModelArch(Entry):
         h = self.hidden_size
         dense_layers = self.layers - self.n_moe_layers
         shared = self.n_moe_layers * self.shared_experts * 3 * h * self.expert_intermediate_size
-        return self.experts * self.expert_params_b + (dense_layers * 3 * h * self.intermediate_size + shared) / 1e9
+        return self.routed_params_b + (dense_layers * 3 * h * self.intermediate_size + shared) / 1e9
 
     @property
     def fp4_params_b(self) -> float:
@@ -575,7 +582,7 @@ class ModelArch(Entry):
             return self.params_b
         if self.fp4_checkpoint == "nvfp4-ffn":
             return self.ffn_params_b
-        return self.experts * self.expert_params_b
+        return self.routed_params_b
 
     @property
     def full_attention_layers(self) -> int:

@@ -252,14 +252,13 @@ def expert_weight_bytes(model: ModelArch, deployment: Deployment, hardware: Hard
     if not model.is_moe:
         return 0.0
     per_param = expert_bytes_per_param(model, deployment.precision)
-    return model.experts * model.expert_params_b * 1e9 * per_param * expert_layout_factor(model, deployment, hardware)
+    return model.routed_params_b * 1e9 * per_param * expert_layout_factor(model, deployment, hardware)
 
 
 def weight_bytes(model: ModelArch, deployment: Deployment, hardware: Hardware | None = None) -> float:
     """Bytes of all the replica's weights (every expert included): the checkpoint's, and with ``hardware`` as the
     engine lays them out there (:func:`expert_weight_bytes`)."""
-    experts = model.experts * model.expert_params_b if model.is_moe else 0.0
-    dense = (model.params_b - experts) * dense_bytes_per_param(model, deployment.precision)
+    dense = model.dense_params_b * dense_bytes_per_param(model, deployment.precision)
     return 1e9 * dense + expert_weight_bytes(model, deployment, hardware)
 
 

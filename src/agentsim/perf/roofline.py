@@ -550,7 +550,7 @@ class RooflinePerfModel(PerfModel):
         triton = deployment.precision != "fp8" or deployment.ep == 1  # FP8 under EP: DeepGEMM (module docstring)
         if model.is_moe and points and triton and deployment.engine.preset in TRITON_MOE_ENGINES and not physical:
             inter = float(model.expert_intermediate_size)
-            width = inter * min(deployment.ep, tp) / tp  # tensor parallelism slices every expert tp / ep ways
+            width = inter / deployment.expert_shards  # tensor parallelism slices every expert tp / ep ways
             kernel = log_interp(points, width) * hardware.dense_tflops("bf16")
             default = GROUPED_GEMM_POINTS[0][1] * hardware.dense_tflops(deployment.precision) * eff.mfu
             self.moe_kernel = min(1.0, kernel / default)

@@ -269,7 +269,7 @@ class Deployment(Strict):
     @property
     def expert_shards(self) -> int:
         """GPUs each routed expert is split over: ``tp / ep`` (expert parallelism keeps whole experts on a GPU)."""
-        return max(1, self.tp // self.ep)
+        return self.tp // self.ep  # ep divides tp (validated)
 
     @property
     def attention_ranks(self) -> int:
