@@ -355,9 +355,10 @@ def prompt_per_output(calls: Any, since_s: float = 0.0) -> dict[str, float]:
     (:func:`tokens_ratio`: infinite for a pool that only prefills); absent for a pool that did neither. Read a batch
     at a time, as the summary's own sums (:func:`agentsim.analysis.rows.in_window`)."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    from agentsim.analysis.rows import col, in_window
+    from agentsim.analysis.rows import codes, col, in_window
 
     prompts: dict[str, float] = {}
     outputs: dict[str, float] = {}
@@ -368,10 +369,10 @@ def prompt_per_output(calls: Any, since_s: float = 0.0) -> dict[str, float]:
         pool = b.column("pool")
         for sums, at, amounts in ((prompts, pc.coalesce(b.column("prefill_pool"), pool), computed),
                                   (outputs, pool, generated)):  # fmt: skip
-            keys = at.dictionary_encode()
-            code = np.asarray(keys.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-            for i, name in enumerate(keys.dictionary.to_pylist()):
-                sums[name] = sums.get(name, 0.0) + float(amounts[code == i].sum())
+            code, keys = codes(pa.table({"pool": at}), "pool")  # null (never routed): the code len(keys)
+            totals = np.bincount(code, weights=amounts, minlength=len(keys) + 1)
+            for i, name in enumerate(keys):
+                sums[name] = sums.get(name, 0.0) + float(totals[i])
     out: dict[str, float] = {}
     for name in sorted(prompts.keys() | outputs.keys()):
         p, o = prompts.get(name, 0.0), outputs.get(name, 0.0)

@@ -362,7 +362,7 @@ def holdout(
             options=options,
             max_evals=max_evals,
             jobs=jobs,
-            )
+        )
         fits[group] = fit
         # a fitted kernel time is for the calibration rows' engine mode; rows run the other way keep their preset's
         mode = fit.value("kernel_latency_s", start=True) if "kernel_latency_s" in fit.params else None

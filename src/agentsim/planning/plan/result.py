@@ -120,7 +120,8 @@ class PlanRow:
         for e in self.accuracy:
             if not has_figures(e):
                 return None
-            values = [figures_of(e).mape_pct.get(k) for k in metrics]
+            mape = figures_of(e).mape_pct
+            values = [mape.get(k) for k in metrics]
             if any(v is None for v in values):
                 return None
             worst = max(worst, *(float(v) for v in values if v is not None))
