@@ -120,9 +120,10 @@ def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardwa
     missing = [name for name, key in RESULT.items() if key not in got]
     if missing:
         raise ValueError(f"the result prints no {', '.join(missing)}")
-    n = int(got["n"])
-    if n < 1 or got["n"] != n:
-        raise ValueError(f"Successful requests must be a positive whole number, got {got['n']:g}")
+    count = got["n"]  # checked before int(), where NaN or an infinity would fail without the field's name
+    if not (math.isfinite(count) and count >= 1 and count == int(count)):
+        raise ValueError(f"Successful requests must be a positive whole number, got {count:g}")
+    n = int(count)
     for name, key in RESULT.items():
         if not (math.isfinite(got[key]) and got[key] > 0):
             raise ValueError(f"{name} must be a positive finite number, got {got[key]:g}")

@@ -25,7 +25,7 @@ import yaml
 
 from agentsim.analysis.accuracy import REGIMES, AccuracyTable
 from agentsim.catalog import load_catalog
-from agentsim.files import write_text
+from agentsim.files import OutputExistsError, OutputPathError, check_output, write_text
 from agentsim.planning.calibrate import HarnessOptions
 from agentsim.planning.calibrate.measurements import read_measurements
 from agentsim.planning.fidelity import FidelityReport, holdout, run_fidelity
@@ -100,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     groups = list(dict.fromkeys(args.group or GROUPS))  # a group named twice runs once
     names = ("default", "held-out") if args.holdout else ("default",)
     csvs = {(g, n): _csv_path(args.csv, g, n) for g in groups for n in names} if args.csv is not None else {}
-    taken = [str(p) for p in csvs.values() if p.exists()]
-    if taken and not args.overwrite:  # say so before minutes of simulation, not after
-        verb = "exists" if len(taken) == 1 else "exist"
-        ap.error(f"{', '.join(taken)} already {verb}; choose another --csv or pass --overwrite")
+    for path in csvs.values():  # say so before minutes of simulation, not after
+        try:
+            check_output(path, overwrite=args.overwrite)
+        except (OutputExistsError, OutputPathError) as e:
+            ap.error(f"{e} (--csv)")
     jobs = args.workers or args.jobs
     options = HarnessOptions(waves=1.5, warmup_waves=0.5, min_requests=20) if args.quick else HarnessOptions()
     header = f"{'group':<14}{'rows':>6}  " + "  ".join(f"{label + ' MAPE (n)':>16}" for _, label in METRICS)
