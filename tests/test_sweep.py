@@ -139,8 +139,8 @@ def test_each_point_carries_its_runs_regime_and_the_error_that_speaks_for_it(
         applies = regime is not None and regime.rows >= REGIME_MIN_ROWS
         errors.append((regime if applies and regime is not None else dense.measured).mape_pct["output_tok_s"])
         ratios.append(ratio)
-    assert reference.column("accuracy.h200.prompt_per_output")[0].as_py() == pytest.approx(sum(ratios) / 2)
-    assert reference.column("accuracy.h200.mape_pct.output_tok_s")[0].as_py() == pytest.approx(sum(errors) / 2)
+    assert reference.column("accuracy.h200.regime.prompt_per_output")[0].as_py() == pytest.approx(sum(ratios) / 2)
+    assert reference.column("accuracy.h200.model_error_pct.output_tok_s")[0].as_py() == pytest.approx(sum(errors) / 2)
     assert "accuracy.h200.rows" not in reference.column_names  # a constant of the class
 
 
@@ -199,18 +199,18 @@ def test_a_sweep_keeps_what_a_run_decides_of_its_accuracy() -> None:
 
     def columns(pool: str, figures: tuple[dict[str, float], float]) -> dict[str, float]:
         mape, bias = figures
-        return {f"accuracy.{pool}.mape_pct.{m}": v for m, v in mape.items()} | {
-            f"accuracy.{pool}.bias_pct.output_tok_s": bias
+        return {f"accuracy.{pool}.model_error_pct.{m}": v for m, v in mape.items()} | {
+            f"accuracy.{pool}.model_bias_pct": bias
         }
 
     assert sw.flatten_summary(summary) == (
-        {"accuracy.a.prompt_per_output": 19.4} | columns("a", heavy_figures)
+        {"accuracy.a.regime.prompt_per_output": 19.4} | columns("a", heavy_figures)
         # mixed: too few rows of its own, the class's figures
-        | {"accuracy.b.prompt_per_output": 4.4} | columns("b", class_figures)
+        | {"accuracy.b.regime.prompt_per_output": 4.4} | columns("b", class_figures)
         # no run ratio (validate's entry): the class's figures, no ratio column
         | columns("c", class_figures)
         # a pool that only prefills: prompt-heavy with a null ratio
-        | {"accuracy.d.prompt_per_output": None} | columns("d", heavy_figures)
+        | {"accuracy.d.regime.prompt_per_output": None} | columns("d", heavy_figures)
         | {"x": 1.0}
     )
 

@@ -26,8 +26,8 @@ differences between points are not drowned in sampling noise.
 **Results.** One row per point: ``point`` (its index), one column per axis named by its path, ``replications``,
 then for every numeric leaf of the run summary, flattened with dots (``ttft_s.p99``, ``usd_per_mtok_output``,
 ``slo_attainment.calls``, ``slo_attainment.by_workload.<w>.targets_met.ttft_p99_s`` with booleans as 0/1; of
-``accuracy``, per pool with public figures, the run's ``accuracy.<pool>.prompt_per_output`` and the model error its
-regime is judged on, ``accuracy.<pool>.mape_pct.<metric>`` and ``accuracy.<pool>.bias_pct.output_tok_s``:
+``accuracy``, per pool with public figures, the run's ``accuracy.<pool>.regime.prompt_per_output`` and the model
+error its regime is judged on, ``accuracy.<pool>.model_error_pct.<metric>`` and ``accuracy.<pool>.model_bias_pct``:
 :func:`accuracy_leaves`), the
 mean over the replications and, in ``<name>.ci95``, the half-width of its two-sided 95% Student-t confidence
 interval ``t(0.975, R-1) * s / sqrt(R)`` (null when ``R = 1``). A replication whose value is null (no finished
@@ -300,12 +300,14 @@ def map_unordered(
 
 def accuracy_leaves(accuracy: Mapping[str, Any]) -> dict[str, float | None]:
     """What a run decides of each pool's accuracy entry (a summary's ``accuracy``), for pools with public figures:
-    the prompt tokens it computed per output token (``accuracy.<pool>.prompt_per_output``; null for a pool that
-    only prefills) and the figures that regime is judged on (``accuracy.<pool>.mape_pct.<metric>`` and
-    ``accuracy.<pool>.bias_pct.output_tok_s``: its regime's rows where they apply, else its class's,
+    the prompt tokens it computed per output token (``accuracy.<pool>.regime.prompt_per_output``, the summary's path;
+    null for a pool that only prefills) and the figures that regime is judged on
+    (``accuracy.<pool>.model_error_pct.<metric>`` and ``accuracy.<pool>.model_bias_pct``, throughput's signed error,
+    named apart from the summary's class figures ``mape_pct``/``bias_pct``: its regime's rows where they apply, else
+    its class's,
     :func:`agentsim.analysis.accuracy.figures_of`). Along a sweep the ratio moves with the load and the cache, and
     with it the error that speaks for the point: a point whose replications fall in different regimes averages
-    their figures (its ``prompt_per_output`` says where it sits). Nothing for a pool the figures do not cover."""
+    their figures (its ratio says where it sits). Nothing for a pool the figures do not cover."""
     out: dict[str, float | None] = {}
     for pool, entry in accuracy.items():
         if not has_figures(entry):
@@ -313,11 +315,11 @@ def accuracy_leaves(accuracy: Mapping[str, Any]) -> dict[str, float | None]:
         key = f"accuracy.{pool}."
         regime = entry.get("regime")
         if regime is not None:
-            out[key + "prompt_per_output"] = regime["prompt_per_output"]
+            out[key + "regime.prompt_per_output"] = regime["prompt_per_output"]
         figures = figures_of(entry)
         for metric, value in figures.mape_pct.items():
-            out[f"{key}mape_pct.{metric}"] = value
-        out[key + "bias_pct.output_tok_s"] = figures.bias_pct.get("output_tok_s")
+            out[f"{key}model_error_pct.{metric}"] = value
+        out[key + "model_bias_pct"] = figures.bias_pct.get("output_tok_s")
     return out
 
 
