@@ -327,9 +327,10 @@ def test_the_regime_is_the_prompt_tokens_computed_per_output_token() -> None:
 
 
 def test_prompt_per_output_counts_each_pool_its_own_work(tmp_path: Path) -> None:
-    """Unified pool u: two calls, 1,000 + 500 prompt tokens of which 600 cached, 100 + 50 generated: 900 / 150 = 6.
-    A call prefilled on pool p and decoded on d counts its 2,000 computed prompt tokens to p (which generates
-    nothing: infinite) and its 40 output tokens to d (which computes no prompt: 0); an unrouted call counts nowhere."""
+    """Unified pool u: calls of 1,000 + 500 prompt tokens of which 600 cached, 100 + 50 generated, and one still
+    prefilling (30 outputs of a resumed call, no prompt computed yet): 900 / 180. A call prefilled on pool p and
+    decoded on d counts its 2,000 computed prompt tokens to p (which generates nothing: infinite) and its 40 output
+    tokens to d (which computes no prompt: 0); a call with no pool (300 prompt tokens, 20 outputs) counts nowhere."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -338,7 +339,7 @@ def test_prompt_per_output_counts_each_pool_its_own_work(tmp_path: Path) -> None
     table = pa.table({
         "pool": ["u", "u", "d", None, "u"], "prefill_pool": [None, None, "p", None, None],
         "prompt_tokens": [1000, 500, 2000, 300, 700], "cached_tokens": [600, 0, 0, 0, 0],
-        "generated_tokens": [100, 50, 40, 0, 30], "first_token_s": [11.0, 12.0, 13.0, None, None],
+        "generated_tokens": [100, 50, 40, 20, 30], "first_token_s": [11.0, 12.0, 13.0, 13.5, None],
         "issue_s": [10.0, 11.0, 12.0, 13.0, 14.0],
     })  # fmt: skip
     pq.write_table(table, tmp_path / "calls.parquet")

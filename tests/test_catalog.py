@@ -120,6 +120,7 @@ def test_qwen3_moe_counts_match_the_shapes(catalog: Catalog) -> None:
     attention = m.layers * (2 * h * m.heads * m.head_dim + 2 * h * m.kv_heads * m.head_dim)
     embeddings = 2 * m.vocab_size * h
     assert m.expert_params_b * 1e9 == pytest.approx(one_expert_all_layers, rel=1e-12)
+    assert one_expert_all_layers == 94 * 3 * 4096 * 1536  # config.json: 94 layers, hidden 4096, expert width 1536
     total = attention + embeddings + m.experts * one_expert_all_layers
     active = attention + embeddings + m.experts_per_token * one_expert_all_layers
     assert m.params_b * 1e9 == pytest.approx(total, rel=0.005)
@@ -134,6 +135,7 @@ def test_deepseek_expert_size_matches_the_shapes(catalog: Catalog) -> None:
     assert m.expert_params_b * 1e9 == pytest.approx(
         moe_layers * 3 * m.hidden_size * m.moe_intermediate_size, rel=1e-12
     )
+    assert m.expert_params_b * 1e9 == 58 * 3 * 7168 * 2048  # config.json: 61 - 3 dense layers, 7168, width 2048
     # dense part + E experts = total by construction; + k experts = the card's active count (37B, rounded)
     assert m.dense_params_b + m.experts * m.expert_params_b == pytest.approx(m.params_b)
     assert m.dense_params_b + m.experts_per_token * m.expert_params_b == pytest.approx(m.active_params_b, rel=0.015)
