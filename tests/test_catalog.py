@@ -75,8 +75,10 @@ def test_every_priced_id_exists(catalog: Catalog) -> None:
 def test_hardware_physics(catalog: Catalog) -> None:
     for key, hw in catalog.hardware.items():
         # lower precision never runs slower; idle below TDP
-        assert hw.fp8_dense_tflops >= hw.bf16_dense_tflops, key
+        if hw.fp8_dense_tflops is not None:
+            assert hw.fp8_dense_tflops >= hw.bf16_dense_tflops, key
         if hw.fp4_dense_tflops is not None:
+            assert hw.fp8_dense_tflops is not None, key  # no generation has FP4 units without FP8 ones
             assert hw.fp4_dense_tflops >= hw.fp8_dense_tflops, key
         assert hw.idle_w < hw.tdp_w, key
         assert hw.scaleup_domain_gpus >= hw.gpus_per_node
@@ -88,6 +90,12 @@ def test_hardware_physics(catalog: Catalog) -> None:
     b200 = catalog.get_hardware("b200")
     assert b200.dense_tflops("fp4") == 2 * b200.dense_tflops("fp8") == 4 * b200.dense_tflops("bf16")
     assert b200.math_precision("fp4") == "fp4"
+    # the A100 has neither FP8 nor FP4 units: FP8 weights are weight-only too (vLLM's Marlin W8A16 below compute
+    # capability 8.9, quantization/fp8.py), so FP8 and FP4 math both run at its 312 TFLOPS BF16 peak
+    a100 = catalog.get_hardware("a100")
+    assert a100.fp8_dense_tflops is None and a100.fp4_dense_tflops is None
+    assert a100.math_precision("fp8") == a100.math_precision("fp4") == "bf16"
+    assert a100.dense_tflops("fp8") == a100.dense_tflops("fp4") == 312
     # a scale-up domain of 72 GPUs on GB200 NVL72
     assert catalog.get_hardware("gb200").scaleup_domain_gpus == 72
 
@@ -170,7 +178,7 @@ def test_unknown_ids_list_the_known_ones(catalog: Catalog) -> None:
     assert isinstance(info.value, KeyError)
     with pytest.raises(CatalogError, match="unknown model 'gpt-5'; known: deepseek-r1, "):
         catalog.get_model("gpt-5")
-    with pytest.raises(CatalogError, match="known: b200"):
+    with pytest.raises(CatalogError, match="known: a100, b200"):
         catalog.get_price("h300")
     with pytest.raises(CatalogError, match="known: xeon6-6980p"):
         catalog.get_cpu("epyc")

@@ -59,6 +59,9 @@ def test_unset_fields_take_the_preset_explicit_fields_win() -> None:
     # a 64 GB SN40L is under 70 GiB: 2048 and 256
     small = resolved(pool("vllm", hardware="sn40l", tp=8, precision="bf16"))[0].deployment.engine
     assert (small.max_batched_tokens, small.max_num_seqs) == (2048, 256)
+    # an A100 80GB has the memory but vLLM names it out of the larger defaults: 2048 and 256 as well
+    a100 = resolved(pool("vllm", hardware="a100", tp=2, precision="bf16"))[0].deployment.engine
+    assert (a100.max_batched_tokens, a100.max_num_seqs) == (2048, 256)
     # explicit fields win over the preset, including the KV precision and the roofline's overhead
     p = pool("trtllm", max_num_seqs=64, chunked_prefill=True)
     p = p.model_copy(update={

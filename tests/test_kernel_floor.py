@@ -130,6 +130,24 @@ def test_block_scaled_fp8_quantizes_each_linear_input_in_a_kernel_of_its_own() -
     assert kernels("llama-3.3-70b", 2, "fp8", fp8_scales="block") == 80 * (11 + 4) + 4
 
 
+def test_fp8_weights_on_ampere_are_weight_only() -> None:
+    """An A100 has no FP8 units: vLLM serves an FP8 checkpoint there with its Marlin W8A16 kernels
+    (``quantization/fp8.py``: ``use_marlin`` below compute capability 8.9, "Activations not quantized for
+    marlin"). Qwen3-8B's block-scaled FP8 release on an A100 launches the BF16 model's kernels (no input
+    quantizations, where an H200 adds 4 a layer), multiplies at the BF16 peak and still streams one byte a
+    weight: its prefill takes the BF16 deployment's time, its decode at one request about half of it."""
+    on_h200 = model("qwen3-8b", "h200", 1, "fp8")
+    fp8 = model("qwen3-8b", "a100", 1, "fp8")
+    bf16 = model("qwen3-8b", "a100", 1, "bf16")
+    assert on_h200.kernel_floor_s == pytest.approx((36 * (9 + 4) + 4) * 10e-6, rel=1e-12)
+    assert fp8.kernel_floor_s == bf16.kernel_floor_s == pytest.approx((36 * 9 + 4) * 10e-6, rel=1e-12)
+    assert forward_kernels(CATALOG.get_model("qwen3-8b"), fp8.deployment, weight_only=True) == 36 * 9 + 4
+    # compute: the linear layers' seconds per token are the BF16 deployment's (same peak, same GEMM fraction)
+    assert fp8.lin_s_per_token == pytest.approx(bf16.lin_s_per_token, rel=1e-12)
+    # memory: the dense weights stream at one byte each against two (embeddings and norms stay 16-bit)
+    assert 0.45 < fp8.dense_weight_s / bf16.dense_weight_s < 0.6
+
+
 def test_channel_scaled_fp8_quantizes_its_inputs_and_rocm_v0_dequantizes_unfused() -> None:
     """Meta's FBGEMM checkpoint of Llama-3.1-405B (per-channel weight scales, per-token activation scales computed
     at run time) holds the feed-forward of layers 1-124 in FP8: 248 linear layers, each with an input quantization

@@ -212,7 +212,7 @@ class Hardware(Entry):
         "GEMMs); when not given, the first word of ``name``"
     )
     bf16_dense_tflops: PositiveFloat
-    fp8_dense_tflops: PositiveFloat
+    fp8_dense_tflops: PositiveFloat | None = Field(None, description="null: no FP8 units (FP8 weights are weight-only)")
     fp4_dense_tflops: PositiveFloat | None = None
     hbm_gb: PositiveFloat = Field(description="HBM per GPU, decimal GB (1e9 bytes)")
     hbm_visible_gib: PositiveFloat | None = Field(
@@ -283,19 +283,23 @@ class Hardware(Entry):
         without FP4 units are weight-only quantized, dequantized in the kernel to the BF16 activations (Hopper:
         vLLM's MXFP4 MoE backends are FlashInfer MXFP4 x BF16, triton_kernels or Marlin W4A16,
         ``quantization/mxfp4.py`` ``get_mxfp4_backend``, BF16 the only activation dtype; TensorRT-LLM's GPT-OSS
-        deployment guide: H200 BF16 activations x MXFP4 weights, Triton backend); every other precision
-        computes as itself."""
-        if precision == "fp4" and self.fp4_dense_tflops is None:
+        deployment guide: H200 BF16 activations x MXFP4 weights, Triton backend); FP8 weights on hardware
+        without FP8 units likewise (Ampere: vLLM's Marlin W8A16 kernels, ``quantization/fp8.py``, used below
+        compute capability 8.9); every other precision computes as itself."""
+        if (precision == "fp4" and self.fp4_dense_tflops is None) or (
+            precision == "fp8" and self.fp8_dense_tflops is None
+        ):
             return "bf16"
         return precision
 
     def dense_tflops(self, precision: Precision) -> float:
-        """Dense matrix peak for math on weights in ``precision`` (:meth:`math_precision`: FP4 without FP4
-        units at the BF16 peak)."""
+        """Dense matrix peak for math on weights in ``precision`` (:meth:`math_precision`: FP4 or FP8 without
+        such units at the BF16 peak)."""
         math = self.math_precision(precision)
         if math == "bf16":
             return self.bf16_dense_tflops
         if math == "fp8":
+            assert self.fp8_dense_tflops is not None
             return self.fp8_dense_tflops
         assert self.fp4_dense_tflops is not None
         return self.fp4_dense_tflops

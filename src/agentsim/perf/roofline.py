@@ -404,14 +404,16 @@ def unfused_dequant_bytes_per_token(model: ModelArch, deployment: spec.Deploymen
     return fp8_linears(model, deployment).dense_outputs * UNFUSED_DEQUANT_BYTES
 
 
-def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
+def forward_kernels(model: ModelArch, deployment: spec.Deployment, *, weight_only: bool = False) -> int:
     """Kernels one decode forward pass launches one after another: per layer its attention block, its dense or
     routed feed-forward block and, under tensor parallelism, the two all-reduces (or the MoE all-to-alls), plus
     :data:`OUTSIDE_LAYER_KERNELS`; where FP8 activations are scaled at run time (block or channel scales) an input
     quantization before each FP8 linear layer (:func:`fp8_linears`, :data:`MLA_ATTENTION_LINEARS`), and under
-    unfused dequantization :data:`UNFUSED_DEQUANT_KERNELS` after each dense-GEMM one. The counts follow the
-    engines' unfused decode paths (constants above); the roofline's step cannot be shorter than these kernels at
-    ``kernel_latency_s`` each."""
+    unfused dequantization :data:`UNFUSED_DEQUANT_KERNELS` after each dense-GEMM one. ``weight_only``: the
+    hardware has no units of the weights' precision and the kernels take 16-bit activations
+    (``Hardware.math_precision``; vLLM's Marlin W8A16 on Ampere: "Activations not quantized for marlin",
+    ``quantization/fp8.py``), so no input is quantized. The counts follow the engines' unfused decode paths
+    (constants above); the roofline's step cannot be shorter than these kernels at ``kernel_latency_s`` each."""
     mla = model.attention == "mla"
     attention = MLA_ATTENTION_KERNELS if mla else GQA_ATTENTION_KERNELS
     moe_layers = model.n_moe_layers
@@ -424,7 +426,7 @@ def forward_kernels(model: ModelArch, deployment: spec.Deployment) -> int:
     # FP8 linear layers whose activation scales are computed at run time (block or channel scales) quantize their
     # input in a kernel of their own; an unfused dequantization adds three more after each dense GEMM
     fp8 = fp8_linears(model, deployment)
-    quant = fp8.dense + fp8.routed if dynamic_fp8_activations(model, deployment) else 0
+    quant = fp8.dense + fp8.routed if dynamic_fp8_activations(model, deployment) and not weight_only else 0
     dequant = UNFUSED_DEQUANT_KERNELS * fp8.dense if unfused_fp8_dequant(model, deployment) else 0
     return dense_layers * per_layer_dense + moe_layers * per_layer_moe + OUTSIDE_LAYER_KERNELS + quant + dequant
 
@@ -621,7 +623,9 @@ class RooflinePerfModel(PerfModel):
         self.inv_pp = 1.0 / pp
         # The kernel chain's floor on a pass's GPU time (forward_kernels; module docstring).
         latency = KERNEL_LATENCY_S if self.spec.kernel_latency_s is None else self.spec.kernel_latency_s
-        self.kernel_floor_s = 0.0 if hardware.dataflow else forward_kernels(model, deployment) * latency
+        self.kernel_floor_s = 0.0 if hardware.dataflow else forward_kernels(
+            model, deployment, weight_only=hardware.math_precision(deployment.precision) != deployment.precision
+        ) * latency
 
     def _imbalance(self, t: float) -> float:
         """Busiest expert-parallel GPU's load over the mean for ``t`` tokens (1 without EP)."""
