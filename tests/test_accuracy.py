@@ -566,6 +566,36 @@ def test_gpustack_rows_reads_each_result_with_its_server(capsys: pytest.CaptureF
     assert "is about SGLang, its server is vLLM" in capsys.readouterr().err
 
 
+def test_gpustack_rows_reads_the_a100_pages_forms() -> None:
+    """The A100 pages label a result ``# --max-num-batched-tokens 4096`` under a server that ran 8192: the row runs
+    4096 only (the flag's value replaced, not the flag given twice, whose first value a parser would take); a result
+    that prints "Maximum request concurrency: 4" ran 4 clients in a closed loop, not a burst of its 100 requests;
+    gpt-oss's only release is MXFP4 (``fp4_checkpoint``); vLLM's ``--enable-expert-parallel`` spreads the experts
+    over the tensor-parallel GPUs with tensor-parallel attention (the ``ep`` and ``dp_attention`` labels of
+    moe.csv)."""
+    script = experiment_script("fidelity/gpustack_rows.py")
+    closed = _result("ShareGPT batch size 4", 100, 22946, 21691, 326.09, 61.91, 11.67).replace(
+        "    Successful requests:                     100\n",
+        "    Successful requests:                     100\n    Maximum request concurrency:             4\n",
+    )
+    page = "# X\n\n" + _experiment(
+        "5. Max Number of Batched Tokens",
+        "vllm serve openai/gpt-oss-20b --async-scheduling --max-num-batched-tokens 8192",
+        _result("--max-num-batched-tokens 4096", 1000, 215300, 194200, 5179.92, 12371.6, 43.25),
+        closed,
+    ) + _experiment("6. Expert parallelism", "vllm serve Q/Qwen3-235B-A22B-FP8 -tp 4 --enable-expert-parallel",
+                    _result("", 4, 1000, 400, 60, 100, 8))  # fmt: skip
+    labelled, loop, ep = script.rows(page, "A100", "gpt-oss-20b", fp4_checkpoint=True)
+    assert labelled["engine_args"] == "--async-scheduling --max-num-batched-tokens 4096"
+    assert (labelled["load"], labelled["concurrency"], labelled["precision"]) == ("burst", "1000.0", "fp4")
+    assert (loop["load"], loop["concurrency"], loop["num_requests"], loop["note"]) == ("closed", "4.0", "100", "")
+    assert loop["engine_args"] == "--async-scheduling --max-num-batched-tokens 8192"
+    assert (ep["precision"], ep["tp"], ep["ep"], ep["dp_attention"]) == ("fp8", "4", "4", "no")
+    bad = closed.replace("concurrency:             4", "concurrency:             2.5")
+    with pytest.raises(ValueError, match=r"Maximum request concurrency must be a positive whole number, got 2\.5"):
+        script.rows("# X\n\n" + _experiment("1. E", "vllm serve Q/Q3", bad), "A100", "Qwen3-14B")
+
+
 def test_fidelity_reports_a_row_the_modelled_cache_cannot_hold_instead_of_stopping(tmp_path: Path) -> None:
     """A served request longer than the modelled KV cache is a failure of the memory model: that row is reported
     as not simulated with both sizes; the others are simulated."""

@@ -4,7 +4,9 @@ gpustack's pages (github.com/gpustack/gpustack, ``docs/performance-lab/<model>/<
 model on one GPU type: each experiment is a "Serving script" block (the server command; "Baseline" and "Optimized"
 ones in the last section) followed by one or more "Benchmark result(s)" blocks (``vllm bench serve`` output, several
 in a block after ``# label`` lines) run against it. A burst of N requests (``--num-prompts N``,
-no rate) is written as ``load: burst`` with N concurrent clients, as the other gpustack rows of this directory.
+no rate) is written as ``load: burst`` with N concurrent clients, as the other gpustack rows of this directory; a
+result that prints a "Maximum request concurrency" C (``--max-concurrency C``) as ``load: closed`` with C clients
+and N requests.
 ISL and OSL are the result's total input and generated tokens over its successful requests (ShareGPT varies per
 request; the random datasets' fixed lengths come out as set). Output tokens/s, mean TTFT and mean TPOT are copied
 as printed.
@@ -100,7 +102,9 @@ def _results(body: list[str]) -> list[tuple[str, dict[str, float]]]:
             label = ""
         elif out:
             key, _, value = b.partition(":")
-            if key.strip() in RESULT and value.strip():
+            if key.strip() == "Maximum request concurrency" and value.strip():  # a closed loop, not a burst
+                out[-1][1]["max_concurrency"] = float(value.strip())
+            elif key.strip() in RESULT and value.strip():
                 try:
                     out[-1][1][RESULT[key.strip()]] = float(value.strip())
                 except ValueError:
@@ -109,14 +113,27 @@ def _results(body: list[str]) -> list[tuple[str, dict[str, float]]]:
 
 
 def _with_flag(flags: list[str], flag: str) -> list[str]:
-    """``flags`` with ``flag`` (``--name=value``) in place of the same-named flag."""
-    name = flag.split("=", 1)[0]
-    kept = [f for f in flags if f.split("=", 1)[0] != name]
-    return [*kept, flag]
+    """``flags`` with ``flag`` (``--name=value`` or ``--name value``) in place of the same-named flag, in either
+    form: the A100 pages label results ``# --max-num-batched-tokens 4096`` under a server that ran 8192."""
+    words = flag.split()
+    name = words[0].split("=", 1)[0]
+    kept: list[str] = []
+    skip = False
+    for f in flags:
+        if skip:  # the value of a removed ``--name value``
+            skip = False
+            if not f.startswith("-"):
+                continue
+        if f == name:
+            skip = True
+            continue
+        if f.split("=", 1)[0] != name:
+            kept.append(f)
+    return [*kept, *words]
 
 
 def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardware: str, model: str,
-         engine_version: str, source_file: str) -> dict[str, str]:  # fmt: skip
+         engine_version: str, source_file: str, fp4_checkpoint: bool = False) -> dict[str, str]:  # fmt: skip
     missing = [name for name, key in RESULT.items() if key not in got]
     if missing:
         raise ValueError(f"the result prints no {', '.join(missing)}")
@@ -127,24 +144,34 @@ def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardwa
     for name, key in RESULT.items():
         if not (math.isfinite(got[key]) and got[key] > 0):
             raise ValueError(f"{name} must be a positive finite number, got {got[key]:g}")
+    closed = got.get("max_concurrency")  # ``--max-concurrency C``: C clients, each sending after its answer
+    if closed is not None and not (math.isfinite(closed) and closed >= 1 and closed == int(closed)):
+        raise ValueError(f"Maximum request concurrency must be a positive whole number, got {closed:g}")
     tp = _tp(flags)
     # FP8 weights: Qwen's -FP8 checkpoints or on-the-fly quantization (not an FP8 KV cache's --kv-cache-dtype fp8)
     fp8 = path.upper().endswith("-FP8") or (flag_value(flags, ("--quantization", "-q")) or "").lower() == "fp8"
+    precision = "fp8" if fp8 else "fp4" if fp4_checkpoint else "bf16"  # gpt-oss ships its experts in MXFP4
+    # vLLM's expert parallelism spans the tensor-parallel GPUs, attention stays tensor-parallel (moe.csv's labels)
+    ep = str(tp) if "--enable-expert-parallel" in flags else ""
     return {
-        "isl": f"{got['input'] / n:.1f}", "osl": f"{got['output'] / n:.1f}", "concurrency": f"{n:.1f}",
-        "qps": "", "output_tok_s": f"{got['output_tok_s']:g}", "ttft_ms": f"{got['ttft_ms']:g}",
-        "tpot_ms": f"{got['tpot_ms']:g}", "load": "burst", "num_requests": str(n),
+        "isl": f"{got['input'] / n:.1f}", "osl": f"{got['output'] / n:.1f}",
+        "concurrency": f"{n if closed is None else closed:.1f}", "qps": "", "output_tok_s": f"{got['output_tok_s']:g}",
+        "ttft_ms": f"{got['ttft_ms']:g}", "tpot_ms": f"{got['tpot_ms']:g}",
+        "load": "burst" if closed is None else "closed", "num_requests": str(n),
         "engine_args": " ".join(flags), "hardware": hardware, "model": model, "n_gpus": str(tp),
-        "tp": str(tp), "ep": "", "dp_attention": "", "precision": "fp8" if fp8 else "bf16",
+        "tp": str(tp), "ep": ep, "dp_attention": "no" if ep else "", "precision": precision,
         "kv_precision": "", "engine": engine, "engine_version": engine_version,
         "source_id": "gpustack_perf_lab", "source_file": source_file,
-        "note": "burst of N requests at once, simulated as N concurrent clients",
+        "note": "burst of N requests at once, simulated as N concurrent clients" if closed is None else "",
     }  # fmt: skip
 
 
-def rows(text: str, hardware: str, model: str, source_file: str = SOURCE_FILE) -> list[dict[str, str]]:
-    """The page's result rows (module docstring); ``ValueError`` naming the section of a result that cannot be
-    read (a figure missing, no requests, a tensor-parallel size that is not one)."""
+def rows(
+    text: str, hardware: str, model: str, source_file: str = SOURCE_FILE, fp4_checkpoint: bool = False
+) -> list[dict[str, str]]:
+    """The page's result rows (module docstring); ``fp4_checkpoint``: the model's checkpoint is FP4 (gpt-oss's
+    MXFP4 experts), its rows' precision unless the server names FP8. ``ValueError`` naming the section of a result
+    that cannot be read (a figure missing, no requests, a tensor-parallel size that is not one)."""
     lines = text.splitlines()
     versions = re.findall(r"^- (vLLM|SGLang|TensorRT-LLM): (\S+)", text, flags=re.M)
     engine_version = " ".join(f"{name}: {v}" for name, v in versions)
@@ -178,7 +205,8 @@ def rows(text: str, hardware: str, model: str, source_file: str = SOURCE_FILE) -
                 # a result labelled with a flag ran the server with that flag instead of the command's own
                 variant = _with_flag(flags, label) if label.startswith("--") else flags
                 try:
-                    out.append(_row(got, engine, path, variant, hardware, model, engine_version, source_file))
+                    out.append(_row(got, engine, path, variant, hardware, model, engine_version, source_file,
+                                    fp4_checkpoint))  # fmt: skip
                 except ValueError as e:
                     raise ValueError(f"section {section!r}, result {k} ({label or 'unlabelled'}): {e}") from None
             continue
@@ -198,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     for option, name, ids in (("--hardware", args.hardware, catalog.hardware), ("--model", args.model, catalog.models)):
         if catalog_id(name, ids) is None:
             ap.error(f"{option} {name!r} names no catalog entry (known: {', '.join(sorted(ids))})")
+    model_id = catalog_id(args.model, catalog.models)
+    assert model_id is not None  # checked above
+    fp4 = catalog.get_model(model_id).fp4_checkpoint == "mxfp4-experts"  # released only in MXFP4
     try:
-        found = rows(args.page.read_text(encoding="utf-8"), args.hardware, args.model, args.source_file)
+        found = rows(args.page.read_text(encoding="utf-8"), args.hardware, args.model, args.source_file, fp4)
     except (OSError, ValueError) as e:
         ap.error(f"{args.page}: {e}")
     w = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
