@@ -262,12 +262,14 @@ def test_a_scenario_dumped_and_validated_again_keeps_its_claim() -> None:
 
 def test_the_packaged_classes_place_the_catalogs_accelerators() -> None:
     """The order of the packaged classes: Blackwell takes any model on its GPUs, MoE on Hopper goes to the MoE
-    class, dense models to their vendor's family; MoE off Hopper and Blackwell, Gaudi and CPUs are in none."""
+    class, dense models to their vendor's family, any model on an A100 to Ampere's; MoE off Hopper, Blackwell and
+    Ampere, Gaudi and CPUs are in none."""
     table = load_accuracy()
     assert find_class(table, "b200", moe=False).id == find_class(table, "gb200", moe=True).id == "blackwell"
     assert find_class(table, "h100", moe=True).id == find_class(table, "h200", moe=True).id == "moe"
     assert find_class(table, "H200", moe=False).id == "dense_hopper"
     assert find_class(table, "mi355x", moe=False).id == "amd"
+    assert find_class(table, "a100", moe=True).id == find_class(table, "a100", moe=False).id == "ampere"
     for hw, moe in (("mi300x", True), ("gaudi3", True), ("gaudi3", False), ("sn40l", False)):
         assert find_class(table, hw, moe=moe) is None, (hw, moe)
 

@@ -32,7 +32,7 @@ from agentsim.planning.fidelity import FidelityReport, holdout, run_fidelity
 from agentsim.yamlio import loads
 
 DATA = Path(__file__).resolve().parent / "data"
-GROUPS = ("dense_hopper", "blackwell", "amd", "moe")
+GROUPS = ("dense_hopper", "blackwell", "amd", "moe", "ampere")
 METRICS = (("output_tok_s", "tok/s"), ("tpot_s", "TPOT"), ("ttft_s", "TTFT"))
 ACCURACY = Path(__file__).resolve().parents[2] / "src" / "agentsim" / "catalog" / "accuracy.yaml"
 ACCURACY_HEADER = """\
