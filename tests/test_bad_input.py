@@ -48,6 +48,23 @@ MODEL_12_HEADS = """models:
 """
 
 
+HARDWARE_NO_FP8 = """hardware:
+  slow:
+    name: NVIDIA slow part
+    bf16_dense_tflops: 100
+    fp8_dense_tflops: null
+    fp4_dense_tflops: null
+    hbm_gb: 40
+    hbm_tb_s: 1.5
+    tdp_w: 300
+    idle_w: 30
+    scaleup_gb_s_per_gpu: 100
+    gpus_per_node: 8
+    scaleup_domain_gpus: 8
+    source: test
+"""
+
+
 def scenario(tmp_path: Path, text: str | bytes | None = None, name: str = "s.yaml", **changes: Any) -> Path:
     """A scenario file: ``text`` as given, else the tiny base with top-level ``changes``."""
     path = tmp_path / name
@@ -127,6 +144,16 @@ SCENARIO_CASES: list[tuple[str, str | bytes, list[str], list[str]]] = [
      ["cluster.pools[0].kv_offload", "needs prefix caching"]),
     ("seq-overhead-in-us", BASE_TEXT, ["cluster.pools[0].deployment.engine={step_overhead_s_per_seq: 130}"],
      ["step_overhead_s_per_seq", "less than or equal to 1"]),
+    # TensorRT-LLM has no FP8 or FP4 kernels below FP8 units (gpustack's A100 runs stop with "Unsupported SM version
+    # for FP8 block scaling GEMM"); vLLM and SGLang serve them weight-only, so only the trtllm preset is refused
+    ("trtllm-fp8-on-a100", BASE_TEXT, ["cluster.pools[0].deployment.hardware=a100",
+                                       "cluster.pools[0].deployment.engine={preset: trtllm}"],
+     ["cluster.pools[0].deployment.precision", "TensorRT-LLM cannot serve weights fp8", "a100", "no FP8 units"]),
+    ("trtllm-fp8-kv-on-a100", BASE_TEXT, ["cluster.pools[0].deployment.hardware=a100",
+                                          "cluster.pools[0].deployment.precision=bf16",
+                                          "cluster.pools[0].deployment.kv_precision=fp8",
+                                          "cluster.pools[0].deployment.engine={preset: trtllm}"],
+     ["cluster.pools[0].deployment.precision", "cannot serve KV cache fp8"]),
     ("trace-is-a-run-table", BASE_TEXT, ["workload[0]={kind: trace, path: {dir}/run/calls.parquet}"],
      ["workload[0].path", "not an agentsim trace"]),
     ("trace-is-jsonl", BASE_TEXT, ["workload[0]={kind: trace, path: {dir}/t.jsonl}"], ["workload[0].path", "JSON"]),
@@ -213,6 +240,11 @@ CATALOG_CASES = [
     ("bool-number", MODEL_12_HEADS.replace("layers: 4", "layers: true"), ["models.twelve.layers", "boolean"]),
     ("mistyped-field", MODEL_12_HEADS.replace("vocab_size", "vocab_sise"), ["vocab_sise", "did you mean 'vocab_size'"]),
     ("inf", MODEL_12_HEADS.replace("params_b: 0.1\n", "params_b: .inf\n"), ["params_b", "finite"]),
+    # a part without FP8 units says so (null); an entry that leaves the field out is refused, not read as "none"
+    ("fp8-peak-left-out", HARDWARE_NO_FP8.replace("    fp8_dense_tflops: null\n", ""),
+     ["hardware.slow.fp8_dense_tflops", "Field required"]),
+    ("fp4-without-fp8", HARDWARE_NO_FP8.replace("fp4_dense_tflops: null", "fp4_dense_tflops: 400"),
+     ["hardware.slow", "fp4_dense_tflops without fp8_dense_tflops"]),
 ]
 
 

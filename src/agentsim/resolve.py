@@ -465,6 +465,10 @@ def _pool(
         errors.append((f"{where}.deployment.engine", str(e)))
         return None
     d = pool.deployment
+    problem = engine_precision_problem(d, hw)
+    if problem is not None:
+        errors.append((f"{where}.deployment.precision", problem))
+        return None
     try:
         perf = build_perf(pool, catalog)
         speculative = d.engine.speculative
@@ -573,6 +577,24 @@ def with_tiers(rates: PoolRates, usd_per_hour: float, watts: float) -> PoolRates
         decode_w_per_replica=rates.decode_w_per_replica + watts,
         tier_usd_per_replica_hour=usd_per_hour,
         tier_w_per_replica=watts,
+    )
+
+
+def engine_precision_problem(d: spec.Deployment, hw: Hardware) -> str | None:
+    """Why the deployment's engine cannot serve its weights or KV cache in their precision on ``hw``, or None.
+    ``d`` has its preset filled in (its KV precision resolved). vLLM and SGLang serve FP8 and FP4 weights on
+    hardware without the matching units as weight-only kernels (``Hardware.math_precision``: Marlin on Ampere);
+    TensorRT-LLM 1.x has none below FP8 units: gpustack's A100 runs of it stop with "RuntimeError: Unsupported SM
+    version for FP8 block scaling GEMM" (Qwen3-14B/32B-FP8) and "NotImplementedError: WFP4A16 MoE is unsupported
+    on SM80" (gpt-oss), ``docs/performance-lab/{qwen3-14b,gpt-oss-20b}/a100.md``."""
+    if d.engine.preset != "trtllm" or hw.fp8_dense_tflops is not None:
+        return None
+    low = [f"{what} {p}" for what, p in (("weights", d.precision), ("KV cache", d.kv_precision)) if p in ("fp8", "fp4")]
+    if not low:
+        return None
+    return (
+        f"TensorRT-LLM cannot serve {' and '.join(low)} on {d.hardware}, which has no FP8 units (it refuses FP8 and "
+        "FP4 kernels below them); use bf16, or the vllm or sglang preset (weight-only kernels)"
     )
 
 

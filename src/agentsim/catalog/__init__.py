@@ -212,7 +212,9 @@ class Hardware(Entry):
         "GEMMs); when not given, the first word of ``name``"
     )
     bf16_dense_tflops: PositiveFloat
-    fp8_dense_tflops: PositiveFloat | None = Field(None, description="null: no FP8 units (FP8 weights are weight-only)")
+    fp8_dense_tflops: PositiveFloat | None = Field(
+        description="FP8 dense peak; null (stated, not left out): no FP8 units, FP8 weights are weight-only"
+    )
     fp4_dense_tflops: PositiveFloat | None = None
     hbm_gb: PositiveFloat = Field(description="HBM per GPU, decimal GB (1e9 bytes)")
     hbm_visible_gib: PositiveFloat | None = Field(
@@ -276,6 +278,14 @@ class Hardware(Entry):
             raise ValueError(
                 f"scaleup_domain_gpus ({self.scaleup_domain_gpus}) must be >= gpus_per_node ({self.gpus_per_node})"
             )
+        if self.fp4_dense_tflops is not None and self.fp8_dense_tflops is None:
+            raise ValueError("fp4_dense_tflops without fp8_dense_tflops: no part has FP4 units and no FP8 ones")
+        for low, high, name in (
+            (self.fp8_dense_tflops, self.bf16_dense_tflops, "fp8_dense_tflops below bf16_dense_tflops"),
+            (self.fp4_dense_tflops, self.fp8_dense_tflops, "fp4_dense_tflops below fp8_dense_tflops"),
+        ):
+            if low is not None and high is not None and low < high:
+                raise ValueError(f"{name} ({low} < {high}): a narrower precision never has a lower peak")
         return self
 
     def math_precision(self, precision: Precision) -> Precision:
