@@ -593,9 +593,37 @@ def test_gpustack_rows_reads_the_a100_pages_forms() -> None:
     assert (loop["load"], loop["concurrency"], loop["num_requests"], loop["note"]) == ("closed", "4.0", "100", "")
     assert loop["engine_args"] == "--async-scheduling --max-num-batched-tokens 8192"
     assert (ep["precision"], ep["tp"], ep["ep"], ep["dp_attention"]) == ("fp8", "4", "4", "no")
+    # a label replaces its flag in either form and under another name of the same flag, keeps a negative value
+    # with its flag, and is refused with words that are no flags (prose would have become server flags)
+    with_flag = script._with_flag
+    assert with_flag(["--max-num-seqs=256", "-q"], "--max-num-seqs 128") == ["-q", "--max-num-seqs", "128"]
+    assert with_flag(["--max-num-seqs", "256"], "--max-num-seqs=128") == ["--max-num-seqs=128"]
+    assert with_flag(["-tp", "4", "--x", "4", "--y", "2"], "--tensor-parallel-size 8 --y 1") == [
+        "--x", "4", "--tensor-parallel-size", "8", "--y", "1"]  # fmt: skip
+    assert with_flag(["--seed", "-1", "--a"], "--seed 3") == ["--a", "--seed", "3"]
+    assert with_flag(["ENV=1", "--a", "1"], "--enforce-eager") == ["ENV=1", "--a", "1", "--enforce-eager"]
+    with pytest.raises(ValueError, match=r"'\(default' is no flag"):
+        with_flag(["--a"], "--max-num-seqs 128 (default 256)")
     bad = closed.replace("concurrency:             4", "concurrency:             2.5")
     with pytest.raises(ValueError, match=r"Maximum request concurrency must be a positive whole number, got 2\.5"):
         script.rows("# X\n\n" + _experiment("1. E", "vllm serve Q/Q3", bad), "A100", "Qwen3-14B")
+
+
+def test_gpustack_rows_takes_the_precision_of_an_mxfp4_release_from_the_catalog(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command line names the model; the script reads from the catalog that gpt-oss ships only in MXFP4
+    (``fp4_checkpoint: mxfp4-experts``) and writes its rows as fp4, and a Qwen3 model's as bf16."""
+    import csv as csv_module
+
+    script = experiment_script("fidelity/gpustack_rows.py")
+    page = tmp_path / "page.md"
+    result = _result("", 4, 1000, 400, 60, 100, 8)
+    page.write_text("# X\n\n" + _experiment("1. E", "vllm serve openai/gpt-oss-20b", result))
+    for model, precision in (("gpt-oss-20b", "fp4"), ("Qwen3-14B", "bf16")):
+        assert script.main([str(page), "--hardware", "A100", "--model", model, "--header"]) == 0
+        (row,) = csv_module.DictReader(capsys.readouterr().out.splitlines())
+        assert (row["model"], row["precision"], row["hardware"]) == (model, precision, "A100")
 
 
 def test_fidelity_reports_a_row_the_modelled_cache_cannot_hold_instead_of_stopping(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ ones in the last section) followed by one or more "Benchmark result(s)" blocks (
 in a block after ``# label`` lines) run against it. A burst of N requests (``--num-prompts N``,
 no rate) is written as ``load: burst`` with N concurrent clients, as the other gpustack rows of this directory; a
 result that prints a "Maximum request concurrency" C (``--max-concurrency C``) as ``load: closed`` with C clients
-and N requests.
+(``num_requests`` N is recorded; the harness simulates a closed loop's steady state, not its N requests).
 ISL and OSL are the result's total input and generated tokens over its successful requests (ShareGPT varies per
 request; the random datasets' fixed lengths come out as set). Output tokens/s, mean TTFT and mean TPOT are copied
 as printed.
@@ -80,8 +80,13 @@ def _server(command: str) -> tuple[str, str, list[str]]:
     return engine, model, rest
 
 
+TP_FLAGS = ("-tp", "--tp", "--tp-size", "--tensor-parallel-size", "--tp_size")
+"""The engines' names of one flag, the tensor-parallel size: a label giving one replaces any other."""
+ALIASES = (TP_FLAGS,)
+
+
 def _tp(flags: list[str]) -> int:
-    value = flag_value(flags, ("-tp", "--tp", "--tp-size", "--tensor-parallel-size", "--tp_size"))
+    value = flag_value(flags, TP_FLAGS)
     if value is None:
         return 1
     if not value.isdigit() or int(value) < 1:
@@ -112,24 +117,40 @@ def _results(body: list[str]) -> list[tuple[str, dict[str, float]]]:
     return out
 
 
-def _with_flag(flags: list[str], flag: str) -> list[str]:
-    """``flags`` with ``flag`` (``--name=value`` or ``--name value``) in place of the same-named flag, in either
-    form: the A100 pages label results ``# --max-num-batched-tokens 4096`` under a server that ran 8192."""
-    words = flag.split()
-    name = words[0].split("=", 1)[0]
-    kept: list[str] = []
-    skip = False
-    for f in flags:
-        if skip:  # the value of a removed ``--name value``
-            skip = False
-            if not f.startswith("-"):
-                continue
-        if f == name:
-            skip = True
-            continue
-        if f.split("=", 1)[0] != name:
-            kept.append(f)
-    return [*kept, *words]
+def _is_flag(word: str) -> bool:
+    """``--name``, ``--name=value`` or ``-tp``; not a negative number (``-1``), which is a value."""
+    return re.match(r"-{1,2}[A-Za-z]", word) is not None
+
+
+def _pairs(words: list[str], strict: bool = True) -> list[tuple[str, list[str]]]:
+    """``words`` as (flag name, its words) pairs: a flag's value is the next word when that is no flag, or
+    after ``=``. A word that belongs to no flag (a server command's leading environment variable) is a pair of
+    its own with no name, or, ``strict`` (a label: prose after its flags), a ValueError."""
+    out: list[tuple[str, list[str]]] = []
+    for w in words:
+        if _is_flag(w):
+            out.append((w.split("=", 1)[0], [w]))
+        elif out and out[-1][0] and len(out[-1][1]) == 1 and "=" not in out[-1][1][0]:
+            out[-1][1].append(w)
+        elif strict:
+            raise ValueError(f"{w!r} is no flag and no flag's value")
+        else:
+            out.append(("", [w]))
+    return out
+
+
+def _with_flag(flags: list[str], label: str) -> list[str]:
+    """``flags`` with the flags of ``label`` in place of the same-named ones (in either form, ``--name=value`` or
+    ``--name value``, and under another name of the same flag, :data:`ALIASES`), appended in the label's order:
+    the A100 pages label results ``# --max-num-batched-tokens 4096`` under a server that ran 8192. Raises
+    ValueError when the label has words that are no flags."""
+    given = _pairs(label.split())
+
+    def same(a: str, b: str) -> bool:
+        return a == b or any(a in names and b in names for names in ALIASES)
+
+    kept = [w for name, words in _pairs(flags, strict=False) if not any(same(name, g) for g, _ in given) for w in words]
+    return kept + [w for _, words in given for w in words]
 
 
 def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardware: str, model: str,
@@ -203,8 +224,8 @@ def rows(
                 continue
             for k, (label, got) in enumerate(results, start=1):
                 # a result labelled with a flag ran the server with that flag instead of the command's own
-                variant = _with_flag(flags, label) if label.startswith("--") else flags
                 try:
+                    variant = _with_flag(flags, label) if _is_flag(label) else flags
                     out.append(_row(got, engine, path, variant, hardware, model, engine_version, source_file,
                                     fp4_checkpoint))  # fmt: skip
                 except ValueError as e:
