@@ -22,7 +22,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
         ("router_comparison.py", ["hit rate", "round-robin", "session-affinity", "prefix-aware", "$/Mtok out"]),
         ("flops_vs_token_cost.py", ["rank FLOPS/$", "rank $/tok", "where the rankings disagree", "mi300x"]),
         ("hybrid_vs_gpu.py", ["gpu-unified", "gpu-disagg", "hybrid", "best hybrid", "$/Mtok"]),
-        ("fidelity/run.py", ["tok/s MAPE", "TPOT MAPE", "dense_hopper", "blackwell", "amd", "moe"]),
+        ("fidelity/run.py", ["tok/s MAPE", "TPOT MAPE", "dense_hopper", "blackwell", "amd", "moe", "ampere"]),
         ("fidelity/fit_seq_overhead.py", ["leave-one-deployment-out", "held-out (CV)", "dense_hopper", "moe"]),
         ("fidelity/fit_serving_shares.py", ["fitted on all", "pair fitted without it", "held-out rows", "Qwen3"]),
     ],

@@ -141,11 +141,18 @@ def test_fp8_weights_on_ampere_are_weight_only() -> None:
     bf16 = model("qwen3-8b", "a100", 1, "bf16")
     assert on_h200.kernel_floor_s == pytest.approx((36 * (9 + 4) + 4) * 10e-6, rel=1e-12)
     assert fp8.kernel_floor_s == bf16.kernel_floor_s == pytest.approx((36 * 9 + 4) * 10e-6, rel=1e-12)
-    assert forward_kernels(CATALOG.get_model("qwen3-8b"), fp8.deployment, weight_only=True) == 36 * 9 + 4
     # compute: the linear layers' seconds per token are the BF16 deployment's (same peak, same GEMM fraction)
     assert fp8.lin_s_per_token == pytest.approx(bf16.lin_s_per_token, rel=1e-12)
-    # memory: the dense weights stream at one byte each against two (embeddings and norms stay 16-bit)
-    assert 0.45 < fp8.dense_weight_s / bf16.dense_weight_s < 0.6
+    # memory: the weights stream at the checkpoint's one byte each (the missing units change the math, not the
+    # bytes): half the BF16 deployment's time, and half the H200's BF16 time scaled by the two GPUs' STREAM
+    # bandwidths (the H200's FP8 layers are capped at DeepGEMM's block-scaled streaming rate, not compared)
+    assert fp8.dense_weight_s == pytest.approx(0.5 * bf16.dense_weight_s, rel=1e-12)
+    a100, h200 = CATALOG.get_hardware("a100"), CATALOG.get_hardware("h200")
+    assert a100.efficiency is not None and h200.efficiency is not None
+    assert a100.efficiency.hbm is not None and h200.efficiency.hbm is not None
+    bw = {hw: hw.hbm_tb_s * hw.efficiency.hbm for hw in (a100, h200)}  # type: ignore[union-attr]
+    h200_bf16 = model("qwen3-8b", "h200", 1, "bf16")
+    assert fp8.dense_weight_s * bw[a100] == pytest.approx(0.5 * h200_bf16.dense_weight_s * bw[h200], rel=1e-9)
 
 
 def test_channel_scaled_fp8_quantizes_its_inputs_and_rocm_v0_dequantizes_unfused() -> None:

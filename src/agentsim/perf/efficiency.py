@@ -25,8 +25,8 @@ Precedence, per parameter: a number in the scenario's ``perf`` (``mfu: 0.55``) >
 measured fraction for the precision (the nearest measured precision when that one is not measured,
 :meth:`agentsim.catalog.Efficiency.gemm`) times the serving share > :data:`FALLBACK_MFU` / :data:`FALLBACK_MBU`
 for hardware without measurements. Linear layers and experts use the precision their math runs in (the
-weights', or BF16 for FP4 weights on hardware without FP4 units: ``Hardware.math_precision``), attention the KV
-cache's.
+weights', or BF16 for FP4 or FP8 weights on hardware without such units: ``Hardware.math_precision``), attention
+the KV cache's.
 
 **Block-scaled FP8.** DeepSeek's and Qwen3's FP8 checkpoints scale every 128 x 128 weight block (and every 1 x 128
 activation group) separately (``ModelArch.fp8_scales: block``); their GEMMs apply the scales inside the main loop
@@ -121,7 +121,7 @@ def serving_shares(hardware: Hardware) -> tuple[float, float]:
 
 
 def _mfu(hardware: Hardware, precision: spec.Precision) -> float:
-    math = hardware.math_precision(precision)  # FP4 weights without FP4 units compute in BF16
+    math = hardware.math_precision(precision)  # FP4 / FP8 weights without such units compute in BF16
     gemm = hardware.efficiency.gemm(math) if hardware.efficiency is not None else None
     return FALLBACK_MFU if gemm is None else gemm * serving_shares(hardware)[0]
 

@@ -120,8 +120,9 @@ How the terms were chosen:
   all the weights. The split is fluid (``N / pp`` need not be whole): for ``N < pp`` it credits a small KV
   saving that engines, whose micro-batches hold whole sequences, do not get.
 * *Precision*: weight bytes per :func:`agentsim.perf.memory.bytes_per_param`; math at the hardware's dense
-  peak for the weights' precision; fp4 weights on hardware without fp4 units are weight-only (dequantized to
-  the bf16 activations in the kernel: ``Hardware.math_precision``) and compute at the bf16 peak. Block-scaled
+  peak for the weights' precision; fp4 or fp8 weights on hardware without such units (fp4 on Hopper, both on
+  Ampere) are weight-only (dequantized to the bf16 activations in the kernel, which quantizes no input:
+  ``Hardware.math_precision``) and compute at the bf16 peak. Block-scaled
   fp8 weights (``fp8_scales: block``, DeepSeek's and Qwen3's checkpoints) run their dense linear layers at no more
   than the measured block-scaled kernels' fractions (:func:`agentsim.perf.efficiency.dense_efficiencies`). The
   layers a checkpoint keeps in BF16 (:func:`agentsim.perf.memory.bf16_params_b`: Meta's FP8 Llama 3.1, NVIDIA's
@@ -623,9 +624,9 @@ class RooflinePerfModel(PerfModel):
         self.inv_pp = 1.0 / pp
         # The kernel chain's floor on a pass's GPU time (forward_kernels; module docstring).
         latency = KERNEL_LATENCY_S if self.spec.kernel_latency_s is None else self.spec.kernel_latency_s
-        self.kernel_floor_s = 0.0 if hardware.dataflow else forward_kernels(
-            model, deployment, weight_only=hardware.math_precision(deployment.precision) != deployment.precision
-        ) * latency
+        weight_only = hardware.math_precision(deployment.precision) != deployment.precision
+        kernels = forward_kernels(model, deployment, weight_only=weight_only)
+        self.kernel_floor_s = 0.0 if hardware.dataflow else kernels * latency
 
     def _imbalance(self, t: float) -> float:
         """Busiest expert-parallel GPU's load over the mean for ``t`` tokens (1 without EP)."""
