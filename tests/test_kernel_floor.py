@@ -180,6 +180,12 @@ def test_channel_scaled_fp8_quantizes_its_inputs_and_rocm_v0_dequantizes_unfused
     assert unfused_dequant_bytes_per_token(m, dep(fp8_dequant="unfused")) == extra
     fused = elementwise_bytes_per_token(m, dep())
     assert elementwise_bytes_per_token(m, dep(fp8_dequant="unfused")) == pytest.approx(fused + extra, rel=1e-12)
+    # an A100 has no FP8 units: its weight-only kernels dequantize inside the GEMM and quantize no input, so the
+    # same checkpoint launches the BF16 count there and moves no dequantization bytes, whatever the knob says
+    a100 = CATALOG.get_hardware("a100")
+    assert forward_kernels(m, dep(fp8_dequant="unfused"), a100) == 126 * per_layer + 4
+    assert unfused_dequant_bytes_per_token(m, dep(fp8_dequant="unfused"), a100) == 0.0
+    assert elementwise_bytes_per_token(m, dep(fp8_dequant="unfused"), a100) == fused
     amd = CATALOG.get_model("llama-3.1-405b")  # AMD's per-tensor FP8-KV checkpoint
     assert forward_kernels(amd, dep("llama-3.1-405b", fp8_dequant="unfused")) == 126 * per_layer + 4
     assert unfused_dequant_bytes_per_token(amd, dep("llama-3.1-405b", fp8_dequant="unfused")) == 0.0

@@ -97,17 +97,30 @@ def block_scaled_fp8(model: ModelArch, deployment: spec.Deployment) -> bool:
     return fp8_scales(model, deployment) == "block"
 
 
-def dynamic_fp8_activations(model: ModelArch, deployment: spec.Deployment) -> bool:
+def _weight_only(deployment: spec.Deployment, hardware: Hardware | None) -> bool:
+    """Whether ``hardware`` has no units of the weights' precision, so the kernels dequantize the weights to the
+    16-bit activations and touch no FP8 activation (``Hardware.math_precision``; vLLM's Marlin W8A16 on Ampere:
+    "Activations not quantized for marlin", ``quantization/fp8.py``). False without ``hardware``."""
+    return hardware is not None and hardware.math_precision(deployment.precision) != deployment.precision
+
+
+def dynamic_fp8_activations(model: ModelArch, deployment: spec.Deployment, hardware: Hardware | None = None) -> bool:
     """Whether each FP8 linear layer quantizes its input at run time in a kernel of its own: block scales (one per
     1 x 128 activation group) and channel scales (one per token) are computed from the activations; a per-tensor
-    checkpoint's static scale is fused into the preceding norm or the GEMM."""
-    return fp8_scales(model, deployment) in ("block", "channel")
+    checkpoint's static scale is fused into the preceding norm or the GEMM. Never on ``hardware`` whose kernels
+    are weight-only (:func:`_weight_only`)."""
+    return fp8_scales(model, deployment) in ("block", "channel") and not _weight_only(deployment, hardware)
 
 
-def unfused_fp8_dequant(model: ModelArch, deployment: spec.Deployment) -> bool:
+def unfused_fp8_dequant(model: ModelArch, deployment: spec.Deployment, hardware: Hardware | None = None) -> bool:
     """Whether the engine dequantizes channel-scaled FP8 GEMMs in kernels of their own (``engine.fp8_dequant:
-    unfused``: vLLM before 0.8 on ROCm)."""
-    return fp8_scales(model, deployment) == "channel" and deployment.engine.fp8_dequant == "unfused"
+    unfused``: vLLM before 0.8 on ROCm); never where the kernels are weight-only, which dequantize inside the
+    GEMM (:func:`_weight_only`)."""
+    return (
+        fp8_scales(model, deployment) == "channel"
+        and deployment.engine.fp8_dequant == "unfused"
+        and not _weight_only(deployment, hardware)
+    )
 
 
 def serving_shares(hardware: Hardware) -> tuple[float, float]:

@@ -279,7 +279,9 @@ MOE_PERMUTE_ELEMENTS: Final = 4
 and a write each)."""
 
 
-def elementwise_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -> float:
+def elementwise_bytes_per_token(
+    model: ModelArch, deployment: spec.Deployment, hardware: Hardware | None = None
+) -> float:
     """HBM bytes one GPU moves per new token in the memory-bound kernels between the GEMMs (norms, residual adds,
     the SwiGLU activation, MoE permutes), 16-bit activations. Their time does not shrink with the weights'
     precision, so it is a larger share of an FP4 step than of a BF16 one. The residual stream is on every
@@ -296,7 +298,7 @@ def elementwise_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -
         inter = float(model.expert_intermediate_size)
         copies = model.experts_per_token * (SWIGLU_ELEMENTS * inter + MOE_PERMUTE_ELEMENTS * h)
         per_token += moe_layers * copies / tp
-    return per_token * ACTIVATION_BYTES + unfused_dequant_bytes_per_token(model, deployment)
+    return per_token * ACTIVATION_BYTES + unfused_dequant_bytes_per_token(model, deployment, hardware)
 
 
 KERNEL_LATENCY_S: Final = 10e-6
@@ -397,23 +399,25 @@ def fp8_linears(model: ModelArch, deployment: spec.Deployment) -> Fp8Linears:
     return Fp8Linears(dense_layers * (linears + 2) + moe_layers * (linears + 2 * shared), 2 * moe_layers, outputs)
 
 
-def unfused_dequant_bytes_per_token(model: ModelArch, deployment: spec.Deployment) -> float:
+def unfused_dequant_bytes_per_token(
+    model: ModelArch, deployment: spec.Deployment, hardware: Hardware | None = None
+) -> float:
     """HBM bytes one GPU adds per token under unfused FP8 dequantization: :data:`UNFUSED_DEQUANT_BYTES` per output
-    element of each dense-GEMM FP8 linear layer (:func:`fp8_linears`); 0 otherwise."""
-    if not unfused_fp8_dequant(model, deployment):
+    element of each dense-GEMM FP8 linear layer (:func:`fp8_linears`); 0 otherwise (on ``hardware`` too, where the
+    kernels are weight-only: :func:`agentsim.perf.efficiency.unfused_fp8_dequant`)."""
+    if not unfused_fp8_dequant(model, deployment, hardware):
         return 0.0
     return fp8_linears(model, deployment).dense_outputs * UNFUSED_DEQUANT_BYTES
 
 
-def forward_kernels(model: ModelArch, deployment: spec.Deployment, *, weight_only: bool = False) -> int:
+def forward_kernels(model: ModelArch, deployment: spec.Deployment, hardware: Hardware | None = None) -> int:
     """Kernels one decode forward pass launches one after another: per layer its attention block, its dense or
     routed feed-forward block and, under tensor parallelism, the two all-reduces (or the MoE all-to-alls), plus
     :data:`OUTSIDE_LAYER_KERNELS`; where FP8 activations are scaled at run time (block or channel scales) an input
     quantization before each FP8 linear layer (:func:`fp8_linears`, :data:`MLA_ATTENTION_LINEARS`), and under
-    unfused dequantization :data:`UNFUSED_DEQUANT_KERNELS` after each dense-GEMM one. ``weight_only``: the
-    hardware has no units of the weights' precision and the kernels take 16-bit activations
-    (``Hardware.math_precision``; vLLM's Marlin W8A16 on Ampere: "Activations not quantized for marlin",
-    ``quantization/fp8.py``), so no input is quantized. The counts follow the engines' unfused decode paths
+    unfused dequantization :data:`UNFUSED_DEQUANT_KERNELS` after each dense-GEMM one; neither on ``hardware``
+    whose kernels are weight-only (:func:`agentsim.perf.efficiency.dynamic_fp8_activations`: no units of the
+    weights' precision, 16-bit activations). The counts follow the engines' unfused decode paths
     (constants above); the roofline's step cannot be shorter than these kernels at ``kernel_latency_s`` each."""
     mla = model.attention == "mla"
     attention = MLA_ATTENTION_KERNELS if mla else GQA_ATTENTION_KERNELS
@@ -427,8 +431,8 @@ def forward_kernels(model: ModelArch, deployment: spec.Deployment, *, weight_onl
     # FP8 linear layers whose activation scales are computed at run time (block or channel scales) quantize their
     # input in a kernel of their own; an unfused dequantization adds three more after each dense GEMM
     fp8 = fp8_linears(model, deployment)
-    quant = fp8.dense + fp8.routed if dynamic_fp8_activations(model, deployment) and not weight_only else 0
-    dequant = UNFUSED_DEQUANT_KERNELS * fp8.dense if unfused_fp8_dequant(model, deployment) else 0
+    quant = fp8.dense + fp8.routed if dynamic_fp8_activations(model, deployment, hardware) else 0
+    dequant = UNFUSED_DEQUANT_KERNELS * fp8.dense if unfused_fp8_dequant(model, deployment, hardware) else 0
     return dense_layers * per_layer_dense + moe_layers * per_layer_moe + OUTSIDE_LAYER_KERNELS + quant + dequant
 
 
@@ -587,7 +591,7 @@ class RooflinePerfModel(PerfModel):
         self.dense_weight_s = dense_per_gpu * (s_per_raw_byte / dense_eff.mbu)
         self.all_experts_s = expert_weight_bytes(model, deployment, hardware) / tp * s_per_byte
         self.copies_per_expert = model.experts_per_token / model.experts if model.is_moe else 0.0
-        self.elementwise_s_per_token = elementwise_bytes_per_token(model, deployment) / (
+        self.elementwise_s_per_token = elementwise_bytes_per_token(model, deployment, hardware) / (
             hardware.hbm_bytes_per_s * eff.mbu
         )
         self.is_moe = model.is_moe
@@ -624,9 +628,7 @@ class RooflinePerfModel(PerfModel):
         self.inv_pp = 1.0 / pp
         # The kernel chain's floor on a pass's GPU time (forward_kernels; module docstring).
         latency = KERNEL_LATENCY_S if self.spec.kernel_latency_s is None else self.spec.kernel_latency_s
-        weight_only = hardware.math_precision(deployment.precision) != deployment.precision
-        kernels = forward_kernels(model, deployment, weight_only=weight_only)
-        self.kernel_floor_s = 0.0 if hardware.dataflow else kernels * latency
+        self.kernel_floor_s = 0.0 if hardware.dataflow else forward_kernels(model, deployment, hardware) * latency
 
     def _imbalance(self, t: float) -> float:
         """Busiest expert-parallel GPU's load over the mean for ``t`` tokens (1 without EP)."""
