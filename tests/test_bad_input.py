@@ -144,16 +144,20 @@ SCENARIO_CASES: list[tuple[str, str | bytes, list[str], list[str]]] = [
      ["cluster.pools[0].kv_offload", "needs prefix caching"]),
     ("seq-overhead-in-us", BASE_TEXT, ["cluster.pools[0].deployment.engine={step_overhead_s_per_seq: 130}"],
      ["step_overhead_s_per_seq", "less than or equal to 1"]),
-    # TensorRT-LLM has no FP8 or FP4 kernels below FP8 units (gpustack's A100 runs stop with "Unsupported SM version
-    # for FP8 block scaling GEMM"); vLLM and SGLang serve them weight-only, so only the trtllm preset is refused
+    # below FP8 units only vLLM has weight-only FP8 kernels (Marlin); gpustack's A100 runs of TensorRT-LLM stop with
+    # "Unsupported SM version for FP8 block scaling GEMM", and "SGLang with FP8 quantization on A100 ... does not work"
     ("trtllm-fp8-on-a100", BASE_TEXT, ["cluster.pools[0].deployment.hardware=a100",
                                        "cluster.pools[0].deployment.engine={preset: trtllm}"],
-     ["cluster.pools[0].deployment.precision", "TensorRT-LLM cannot serve weights fp8", "a100", "no FP8 units"]),
+     ["cluster.pools[0].deployment.precision", "trtllm preset has no kernels for fp8 weights", "a100",
+      "no FP8 units", "or the vllm preset"]),
+    ("sglang-fp8-on-a100", BASE_TEXT, ["cluster.pools[0].deployment.hardware=a100",
+                                       "cluster.pools[0].deployment.engine={preset: sglang}"],
+     ["cluster.pools[0].deployment.precision", "sglang preset has no kernels for fp8 weights"]),
     ("trtllm-fp8-kv-on-a100", BASE_TEXT, ["cluster.pools[0].deployment.hardware=a100",
                                           "cluster.pools[0].deployment.precision=bf16",
                                           "cluster.pools[0].deployment.kv_precision=fp8",
                                           "cluster.pools[0].deployment.engine={preset: trtllm}"],
-     ["cluster.pools[0].deployment.precision", "cannot serve KV cache fp8"]),
+     ["cluster.pools[0].deployment.kv_precision", "no FP8 KV cache"]),
     ("trace-is-a-run-table", BASE_TEXT, ["workload[0]={kind: trace, path: {dir}/run/calls.parquet}"],
      ["workload[0].path", "not an agentsim trace"]),
     ("trace-is-jsonl", BASE_TEXT, ["workload[0]={kind: trace, path: {dir}/t.jsonl}"], ["workload[0].path", "JSON"]),
@@ -194,6 +198,26 @@ def test_a_field_error_names_the_line_of_the_file(tmp_path: Path) -> None:
     # A value set on the command line has no line in the file.
     err = refused(invoke("validate", scenario(tmp_path), "--set", "cluster.pools[0].replicas=-2"))
     assert "(line" not in err
+
+
+def test_weight_only_kernels_below_fp8_units_are_the_engines_own(tmp_path: Path) -> None:
+    """What each preset serves on an A100 (no FP8 units), from gpustack's A100 pages: vLLM's FP8 (Marlin W8A16)
+    and FP4, SGLang's FP4 (gpt-oss), TensorRT-LLM's BF16 only; the refused ones are in SCENARIO_CASES."""
+    ok = [
+        ("vllm", "llama-3.1-8b", "fp8"), ("vllm", "gpt-oss-20b", "fp4"), ("sglang", "gpt-oss-20b", "fp4"),
+        ("trtllm", "llama-3.1-8b", "bf16"),
+    ]  # fmt: skip
+    for preset, model, precision in ok:
+        sets = ["cluster.pools[0].deployment.hardware=a100", f"cluster.pools[0].deployment.model={model}",
+                f"cluster.pools[0].deployment.precision={precision}",
+                f"cluster.pools[0].deployment.engine={{preset: {preset}}}"]  # fmt: skip
+        result = invoke("validate", scenario(tmp_path), *[a for x in sets for a in ("--set", x)])
+        assert result.exit_code == 0, (preset, model, precision, result.output)
+    refused(invoke("validate", scenario(tmp_path), "--set", "cluster.pools[0].deployment.hardware=a100",
+                   "--set", "cluster.pools[0].deployment.model=gpt-oss-20b",
+                   "--set", "cluster.pools[0].deployment.precision=fp4",
+                   "--set", "cluster.pools[0].deployment.engine={preset: trtllm}"),
+            "trtllm preset has no kernels for fp4 weights", "or the vllm or sglang preset")  # fmt: skip
 
 
 def test_tp_must_split_the_attention_heads(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from agentsim.perf.memory import DoesNotFitError, kv_bytes_per_token, kv_capacit
 from agentsim.perf.speculative import speculative_perf
 from agentsim.serving.admission import EngineConfig
 from agentsim.serving.cluster import PoolPlan
-from agentsim.serving.presets import check_budget, engine_config, fill_engine, sglang_max_running
+from agentsim.serving.presets import check_budget, engine_config, fill_engine, precision_problem, sglang_max_running
 from agentsim.serving.tiers import POLICIES, OffloadPlan
 from agentsim.workload.profiles import resolve_profile
 from agentsim.workload.taskgraph import TaskTemplate
@@ -458,6 +458,9 @@ def _pool(
         return None
     try:
         pool, kv, engine = resolve_engine(pool, model, hw)
+    except UnservedPrecisionError as e:
+        errors.append((f"{where}.deployment.{e.field}", str(e)))
+        return None
     except DoesNotFitError as e:
         errors.append((f"{where}.deployment", str(e)))
         return None
@@ -465,10 +468,6 @@ def _pool(
         errors.append((f"{where}.deployment.engine", str(e)))
         return None
     d = pool.deployment
-    problem = engine_precision_problem(d, hw)
-    if problem is not None:
-        errors.append((f"{where}.deployment.precision", problem))
-        return None
     try:
         perf = build_perf(pool, catalog)
         speculative = d.engine.speculative
@@ -580,24 +579,6 @@ def with_tiers(rates: PoolRates, usd_per_hour: float, watts: float) -> PoolRates
     )
 
 
-def engine_precision_problem(d: spec.Deployment, hw: Hardware) -> str | None:
-    """Why the deployment's engine cannot serve its weights or KV cache in their precision on ``hw``, or None.
-    ``d`` has its preset filled in (its KV precision resolved). vLLM and SGLang serve FP8 and FP4 weights on
-    hardware without the matching units as weight-only kernels (``Hardware.math_precision``: Marlin on Ampere);
-    TensorRT-LLM 1.x has none below FP8 units: gpustack's A100 runs of it stop with "RuntimeError: Unsupported SM
-    version for FP8 block scaling GEMM" (Qwen3-14B/32B-FP8) and "NotImplementedError: WFP4A16 MoE is unsupported
-    on SM80" (gpt-oss), ``docs/performance-lab/{qwen3-14b,gpt-oss-20b}/a100.md``."""
-    if d.engine.preset != "trtllm" or hw.fp8_dense_tflops is not None:
-        return None
-    low = [f"{what} {p}" for what, p in (("weights", d.precision), ("KV cache", d.kv_precision)) if p in ("fp8", "fp4")]
-    if not low:
-        return None
-    return (
-        f"TensorRT-LLM cannot serve {' and '.join(low)} on {d.hardware}, which has no FP8 units (it refuses FP8 and "
-        "FP4 kernels below them); use bf16, or the vllm or sglang preset (weight-only kernels)"
-    )
-
-
 def heads_problem(model: ModelArch, d: spec.Deployment) -> str | None:
     """Why ``tp`` cannot split ``model``'s attention, or None. Tensor parallelism gives each GPU an equal share
     of the query heads, so ``tp`` must divide them; the KV heads are split the same way, or replicated when
@@ -615,12 +596,26 @@ def heads_problem(model: ModelArch, d: spec.Deployment) -> str | None:
     return None
 
 
+class UnservedPrecisionError(ValueError):
+    """The deployment's engine has no kernels for its weights' or KV cache's precision on its hardware; ``field``
+    is the deployment field at fault (``precision`` or ``kv_precision``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def resolve_engine(pool: spec.PoolSpec, model: ModelArch, hw: Hardware) -> tuple[spec.PoolSpec, int, EngineConfig]:
     """``pool`` with its engine preset filled in (every unset knob, the KV precision, the roofline's overheads
     when unset: :mod:`agentsim.serving.presets`), its KV capacity per replica and the engine its replicas run
     (with the KV each call holds for sliding-window layers, :func:`~agentsim.perf.memory.sliding_window_kv`).
-    Raises :class:`DoesNotFitError` (the weights leave no KV cache) or ValueError (inconsistent limits)."""
+    Raises :class:`UnservedPrecisionError` (the preset has no kernels for the precision there,
+    :func:`~agentsim.serving.presets.precision_problem`), :class:`DoesNotFitError` (the weights leave no KV cache)
+    or ValueError (inconsistent limits)."""
     d = fill_engine(pool.deployment, hw, model)
+    unserved = precision_problem(d, hw)
+    if unserved is not None:
+        raise UnservedPrecisionError(*unserved)
     kv = kv_capacity_tokens(model, hw, d)
     engine = d.engine
     if engine.max_num_seqs is None:  # SGLang: from the KV capacity

@@ -29,14 +29,16 @@ Each preset also charges a cost per decoding sequence per step (``step_overhead_
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
 
 from agentsim.catalog import Hardware, ModelArch
 from agentsim.perf.efficiency import fp8_scales
 from agentsim.perf.memory import ACTIVATION_RESERVE_GB, WindowKv, forward_activation_bytes
 from agentsim.perf.roofline import KERNEL_LATENCY_S
 from agentsim.serving.admission import ADMISSION_CODES, EngineConfig
-from agentsim.spec import Deployment, EngineSpec, Precision
+from agentsim.spec import Deployment, EnginePreset, EngineSpec, Precision
 
 GIB = float(2**30)
 MIB = float(2**20)
@@ -69,6 +71,18 @@ SGLANG_SEQ_OVERHEAD_S = 250e-6
 deployment: 250-300 us; refitted on the 21 rows of 7 deployments of the stop of 2026-12-08, DeepSeek-R1's
 served without DP attention as SGLang ran them: 250 us again). The overlap scheduler hides the per-step constant,
 not work that grows with the batch beyond the GPU's step."""
+
+BELOW_FP8_UNITS: Final[Mapping[EnginePreset, tuple[Precision, ...]]] = MappingProxyType(
+    {"vllm": ("fp8", "fp4"), "sglang": ("fp4",), "trtllm": ()}
+)
+"""Quantized weights each preset serves on a GPU without FP8 units (Ampere), through weight-only kernels that
+dequantize to the 16-bit activations (``Hardware.math_precision``). vLLM: Marlin W8A16 and W4A16
+(``quantization/fp8.py``, ``use_marlin`` below capability 8.9; ``mxfp4.py``, ``get_mxfp4_backend``). SGLang:
+gpt-oss's MXFP4 through ``triton_kernels`` (gpustack ran it on A100), but not FP8 ("Running SGLang with FP8
+quantization on A100 GPUs does not work", ``docs/performance-lab/qwen3-235b-a22b/a100.md``). TensorRT-LLM:
+neither ("RuntimeError: Unsupported SM version for FP8 block scaling GEMM", "NotImplementedError: WFP4A16 MoE is
+unsupported on SM80": ``qwen3-14b/a100.md``, ``gpt-oss-20b/a100.md``), nor an FP8 KV cache there. A GPU with FP8
+units but no FP4 ones (Hopper) runs FP4 weight-only under every preset (the public gpt-oss rows of all three)."""
 
 SGLANG_SPECULATIVE_MAX_RUNNING = 48
 """SGLang v0.5's ``max_running_requests`` under speculative decoding when not set (``server_args.py``), which also
@@ -291,6 +305,25 @@ def preset_values(deployment: Deployment, hardware: Hardware) -> dict[str, Any]:
         "fp8_dequant": "fused",
         "frontend_s": FRONTEND_S,
     }
+
+
+def precision_problem(deployment: Deployment, hardware: Hardware) -> tuple[str, str] | None:
+    """(field, why) when the filled-in ``deployment``'s preset cannot serve its weights or KV cache in their
+    precision on ``hardware`` (:data:`BELOW_FP8_UNITS`), else None."""
+    if hardware.fp8_dense_tflops is not None:
+        return None
+    preset = deployment.engine.preset
+    served = BELOW_FP8_UNITS[preset]
+    where = f"{deployment.hardware}, which has no FP8 units"
+    if deployment.precision in ("fp8", "fp4") and deployment.precision not in served:
+        others = [p for p, ok in BELOW_FP8_UNITS.items() if deployment.precision in ok]
+        return "precision", (
+            f"the {preset} preset has no kernels for {deployment.precision} weights on {where}; use bf16"
+            + (f", or the {' or '.join(others)} preset (weight-only kernels)" if others else "")
+        )
+    if deployment.kv_precision == "fp8" and preset == "trtllm":
+        return "kv_precision", f"the trtllm preset has no FP8 KV cache on {where}; use bf16"
+    return None
 
 
 def fill_engine(deployment: Deployment, hardware: Hardware, model: ModelArch) -> Deployment:
