@@ -554,6 +554,13 @@ class ModelArch(Entry):
         return self.experts * self.expert_params_b
 
     @property
+    def unmultiplied_params_b(self) -> float:
+        """Weights of :attr:`dense_params_b` that no token multiplies, billions: those the card's active count
+        leaves out beside the ``k`` experts a token reads (gpt-oss's input embedding, a lookup); 0 when the card
+        counts every non-expert weight."""
+        return max(0.0, self.dense_params_b - (self.active_params_b - self.experts_per_token * self.expert_params_b))
+
+    @property
     def dense_params_b(self) -> float:
         """Parameters every token reads (all of a dense model), billions."""
         return self.params_b - self.routed_params_b

@@ -396,14 +396,14 @@ def kv_pool_bytes_per_token(model: ModelArch, deployment: Deployment) -> int:
     window_layers = model.sliding_window_layers or 0
     per_layer = _kv_bytes_per_layer(model, deployment)
     preset = deployment.engine.preset
-    if window_layers and (preset == "trtllm" or (preset == "sglang" and not model.sglang_hybrid_swa)):
-        # TensorRT-LLM sizes every layer's cache at max_seq_len unless max_attention_window lists the windows;
-        # SGLang v0.5.5 turns hybrid SWA memory off for gpt-oss: one pool, every layer holding the whole context
-        return model.layers * per_layer
-    if window_layers and preset == "sglang":
+    if not window_layers or preset == "vllm":
+        return model.full_attention_layers * per_layer
+    if preset == "sglang" and model.sglang_hybrid_swa:
         # SGLang's window pool holds swa_full_tokens_ratio tokens for each token of the full pool
         return round((model.full_attention_layers + SGLANG_SWA_FULL_TOKENS_RATIO * window_layers) * per_layer)
-    return model.full_attention_layers * per_layer
+    # TensorRT-LLM sizes every layer's cache at max_seq_len unless max_attention_window lists the windows; SGLang
+    # v0.5.5 turns hybrid SWA memory off for gpt-oss: one pool, every layer holding the whole context
+    return model.layers * per_layer
 
 
 def _kv_bytes_per_layer(model: ModelArch, deployment: Deployment) -> int:

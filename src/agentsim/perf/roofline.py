@@ -536,8 +536,7 @@ class RooflinePerfModel(PerfModel):
         self.lin_s_per_token = (2.0 * model.active_params_b * 1e9 - moe_flops) / flops_dense
         # BF16 weights no token multiplies are no FLOPs: the non-expert weights the card's active count leaves out
         # (gpt-oss's and DeepSeek's input embedding, a lookup, BF16 in every such checkpoint) multiply nothing.
-        unmultiplied = max(0.0, model.dense_params_b - (model.active_params_b - moe_flops / 2e9))
-        bf16 = max(0.0, bf16_params_b(model, deployment.precision) - unmultiplied)
+        bf16 = max(0.0, bf16_params_b(model, deployment.precision) - model.unmultiplied_params_b)
         flops_attention = flops_dense  # the attention projections' rate
         # A checkpoint's BF16 layers (Meta's Llama 3.1 FP8, NVIDIA's DeepSeek FP4, gpt-oss: attention, embeddings)
         # multiply in BF16. Where the weights' own math is BF16 (FP4 without FP4 units) every layer already runs at

@@ -586,10 +586,9 @@ def simulate_points(
     options: HarnessOptions | None = None,
     *,
     jobs: int = 1,
-    catalog_files: Sequence[str] = (),
 ) -> list[dict[str, float | None]]:
     """Predicted metrics for each measurement on ``pool`` (one pool for all, or one per measurement)."""
-    catalog = catalog if catalog is not None else load_catalog(list(catalog_files))
+    catalog = catalog if catalog is not None else load_catalog()
     opts = options or HarnessOptions()
     pools = list(pool) if isinstance(pool, Sequence) else [pool] * len(measurements)
     scenarios = [
