@@ -607,6 +607,14 @@ def test_gpustack_rows_reads_the_a100_pages_forms() -> None:
     bad = closed.replace("concurrency:             4", "concurrency:             2.5")
     with pytest.raises(ValueError, match=r"Maximum request concurrency must be a positive whole number, got 2\.5"):
         script.rows("# X\n\n" + _experiment("1. E", "vllm serve Q/Q3", bad), "A100", "Qwen3-14B")
+    worded = closed.replace("concurrency:             4", "concurrency:             four")
+    with pytest.raises(ValueError, match=r"section '1\. E': Maximum request concurrency: 'four' is not a number"):
+        script.rows("# X\n\n" + _experiment("1. E", "vllm serve Q/Q3", worded), "A100", "Qwen3-14B")
+    # SGLang's and TensorRT-LLM's expert parallelism is a size (SGLang may name the model with --model)
+    sizes = _experiment("1. SGLang", "python3 -m sglang.launch_server --model Q/Q3 --tp-size 8 --ep-size 4",
+                        _result("", 4, 1000, 400, 60, 100, 8))  # fmt: skip
+    (sized,) = script.rows("# X\n\n" + sizes, "H200", "Qwen3-235B-A22B")
+    assert (sized["engine"], sized["tp"], sized["ep"], sized["dp_attention"]) == ("SGLang", "8", "4", "no")
 
 
 def test_gpustack_rows_takes_the_precision_of_an_mxfp4_release_from_the_catalog(
@@ -699,3 +707,15 @@ def test_sglang_rows_run_attention_data_parallel_only_with_a_dp_size() -> None:
             assert (row.get("dp_attention") == "yes") == runs_dp_attention(args), (path.name, args)
             checked += "--enable-dp-attention" in args
     assert checked == 7  # gpustack's DeepSeek-R1 page: `--tp 8 --enable-dp-attention`, no dp size
+
+
+def test_the_experiment_reads_the_tree_copy_of_the_table_and_names_a_file_it_cannot(tmp_path: Path) -> None:
+    """``run.py --accuracy`` rewrites the source tree's accuracy.yaml from what it reads there (``read_accuracy``):
+    the same table as the packaged one in an editable install, and a file that cannot be read is named."""
+    from agentsim.analysis.accuracy import read_accuracy
+    from agentsim.yamlio import TextFileError
+
+    tree = Path(__file__).resolve().parents[1] / "src" / "agentsim" / "catalog" / "accuracy.yaml"
+    assert read_accuracy(tree) == load_accuracy()
+    with pytest.raises(TextFileError, match="missing.yaml"):
+        read_accuracy(tmp_path / "missing.yaml")

@@ -46,6 +46,7 @@ RESULT = {
     "Mean TTFT (ms)": "ttft_ms",
     "Mean TPOT (ms)": "tpot_ms",
 }
+OPTIONAL = {"Maximum request concurrency": "max_concurrency"}  # a closed loop (--max-concurrency), not a burst
 
 
 def _block(lines: list[str], start: int) -> tuple[list[str], int]:
@@ -68,7 +69,9 @@ def _server(command: str) -> tuple[str, str, list[str]]:
     if not found:
         raise ValueError(f"no known server in {command!r}")
     engine = found[0]
-    word = {"SGLang": "--model-path", "vLLM": "serve"}.get(engine, "trtllm-serve")  # what the model follows
+    # what the model follows (SGLang takes --model as well)
+    words = {"SGLang": ("--model-path", "--model"), "vLLM": ("serve",)}.get(engine, ("trtllm-serve",))
+    word = next((w for w in words if w in tokens), words[0])
     if word not in tokens or tokens.index(word) + 1 >= len(tokens):
         raise ValueError(f"the {engine} server command names no model after {word}: {command!r}")
     at = tokens.index(word)
@@ -107,11 +110,10 @@ def _results(body: list[str]) -> list[tuple[str, dict[str, float]]]:
             label = ""
         elif out:
             key, _, value = b.partition(":")
-            if key.strip() == "Maximum request concurrency" and value.strip():  # a closed loop, not a burst
-                out[-1][1]["max_concurrency"] = float(value.strip())
-            elif key.strip() in RESULT and value.strip():
+            name = RESULT.get(key.strip(), OPTIONAL.get(key.strip()))
+            if name is not None and value.strip():
                 try:
-                    out[-1][1][RESULT[key.strip()]] = float(value.strip())
+                    out[-1][1][name] = float(value.strip())
                 except ValueError:
                     raise ValueError(f"{key.strip()}: {value.strip()!r} is not a number") from None
     return out
@@ -163,7 +165,7 @@ def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardwa
         raise ValueError(f"Successful requests must be a positive whole number, got {count:g}")
     n = int(count)
     for name, key in RESULT.items():
-        if not (math.isfinite(got[key]) and got[key] > 0):
+        if key != "n" and not (math.isfinite(got[key]) and got[key] > 0):  # n: checked above
             raise ValueError(f"{name} must be a positive finite number, got {got[key]:g}")
     closed = got.get("max_concurrency")  # ``--max-concurrency C``: C clients, each sending after its answer
     if closed is not None and not (math.isfinite(closed) and closed >= 1 and closed == int(closed)):
@@ -172,8 +174,10 @@ def _row(got: dict[str, float], engine: str, path: str, flags: list[str], hardwa
     # FP8 weights: Qwen's -FP8 checkpoints or on-the-fly quantization (not an FP8 KV cache's --kv-cache-dtype fp8)
     fp8 = path.upper().endswith("-FP8") or (flag_value(flags, ("--quantization", "-q")) or "").lower() == "fp8"
     precision = "fp8" if fp8 else "fp4" if fp4_checkpoint else "bf16"  # gpt-oss ships its experts in MXFP4
-    # vLLM's expert parallelism spans the tensor-parallel GPUs, attention stays tensor-parallel (moe.csv's labels)
-    ep = str(tp) if "--enable-expert-parallel" in flags else ""
+    # expert parallelism with tensor-parallel attention (moe.csv's labels): vLLM's spans the tensor-parallel GPUs,
+    # SGLang's and TensorRT-LLM's are given as a size
+    size = flag_value(flags, ("--ep-size", "--ep_size", "--ep"))
+    ep = size if size is not None else str(tp) if "--enable-expert-parallel" in flags else ""
     return {
         "isl": f"{got['input'] / n:.1f}", "osl": f"{got['output'] / n:.1f}",
         "concurrency": f"{n if closed is None else closed:.1f}", "qps": "", "output_tok_s": f"{got['output_tok_s']:g}",
@@ -244,12 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--header", action="store_true", help="print the CSV header first")
     args = ap.parse_args(argv)
     catalog = load_catalog()
+    found_ids: dict[str, str] = {}
     for option, name, ids in (("--hardware", args.hardware, catalog.hardware), ("--model", args.model, catalog.models)):
-        if catalog_id(name, ids) is None:
+        known = catalog_id(name, ids)
+        if known is None:
             ap.error(f"{option} {name!r} names no catalog entry (known: {', '.join(sorted(ids))})")
-    model_id = catalog_id(args.model, catalog.models)
-    assert model_id is not None  # checked above
-    fp4 = catalog.get_model(model_id).fp4_checkpoint == "mxfp4-experts"  # released only in MXFP4
+        found_ids[option] = known
+    fp4 = catalog.get_model(found_ids["--model"]).fp4_checkpoint == "mxfp4-experts"  # released only in MXFP4
     try:
         found = rows(args.page.read_text(encoding="utf-8"), args.hardware, args.model, args.source_file, fp4)
     except (OSError, ValueError) as e:

@@ -1,7 +1,7 @@
 """Fidelity of the default roofline on public measurements, per group: MAPE of throughput, TPOT and TTFT.
 
 Runs `agentsim fidelity` (``agentsim.planning.fidelity.run_fidelity``) on each CSV of ``data/`` (one group per
-file: dense Hopper, Blackwell, AMD, MoE; ``data/README.md`` names the sources) and prints, per group, the number
+file: dense Hopper, Blackwell, AMD, MoE, Ampere; ``data/README.md`` names the sources) and prints, per group, the number
 of rows simulated and the MAPE of output tokens/s, mean TPOT and mean TTFT where measured, over all its rows and
 over its prompt-heavy and output-heavy rows (``agentsim.analysis.accuracy.regime_of``). ``--holdout K``
 calibrates per deployment on K rows (``agentsim calibrate``'s default coefficients: ``mfu, mbu, overhead_s``, the
@@ -23,13 +23,12 @@ from pathlib import Path
 
 import yaml
 
-from agentsim.analysis.accuracy import REGIMES, AccuracyTable
+from agentsim.analysis.accuracy import REGIMES, AccuracyTable, read_accuracy
 from agentsim.catalog import load_catalog
 from agentsim.files import OutputExistsError, OutputPathError, check_output, write_text
 from agentsim.planning.calibrate import HarnessOptions
 from agentsim.planning.calibrate.measurements import read_measurements
 from agentsim.planning.fidelity import FidelityReport, holdout, run_fidelity
-from agentsim.yamlio import loads
 
 DATA = Path(__file__).resolve().parent / "data"
 GROUPS = ("dense_hopper", "blackwell", "amd", "moe", "ampere")
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             if csvs:
                 report.write_csv(csvs[group, name], overwrite=args.overwrite)
     if args.accuracy:
-        current = AccuracyTable.model_validate(loads(ACCURACY.read_text(encoding="utf-8"), str(ACCURACY)))
+        current = read_accuracy(ACCURACY)
         write_accuracy(accuracy_table(defaults, current), ACCURACY)
         print(f"wrote {ACCURACY}")
     return 0

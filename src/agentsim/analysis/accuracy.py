@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -42,7 +43,7 @@ from pydantic import Field, NonNegativeFloat, NonNegativeInt, model_validator
 from agentsim.catalog import load_catalog
 from agentsim.spec import EnginePreset, Precision
 from agentsim.spec.base import Strict
-from agentsim.yamlio import loads
+from agentsim.yamlio import loads, read_text
 
 if TYPE_CHECKING:
     from agentsim import spec
@@ -236,6 +237,12 @@ def load_accuracy() -> AccuracyTable:
     """The packaged ``catalog/accuracy.yaml`` (read once)."""
     text = resources.files("agentsim.catalog").joinpath("accuracy.yaml").read_text(encoding="utf-8")
     return AccuracyTable.model_validate(loads(text, "accuracy.yaml"))
+
+
+def read_accuracy(path: str | os.PathLike[str]) -> AccuracyTable:
+    """An accuracy table from the file ``path`` (the fidelity experiment rewrites the source tree's copy):
+    :class:`agentsim.yamlio.TextFileError` naming the file when it cannot be read."""
+    return AccuracyTable.model_validate(loads(read_text(path), os.fspath(path)))
 
 
 def find_class(table: AccuracyTable, hardware: str, moe: bool) -> AccuracyClass | None:
