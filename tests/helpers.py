@@ -73,3 +73,14 @@ def native_sampler(deployment: Any) -> Any:
         model, deployment, e.max_num_seqs, e.max_batched_tokens, copies=VLLM_NATIVE_SAMPLER_FP32_COPIES
     )
     return deployment.model_copy(update={"engine": e.model_copy(update={"activation_reserve_gb": reserve})})
+
+
+def packaged_figures(class_id: str, ratio: float | None) -> Any:
+    """The packaged accuracy figures (``catalog/accuracy.yaml``) a run of class ``class_id`` is judged on at
+    ``ratio`` prompt tokens computed per output token, written out from the rule docs/FIDELITY.md states: its
+    regime's figures where at least ``REGIME_MIN_ROWS`` (5) public rows ran that regime, else the class's."""
+    from agentsim.analysis.accuracy import REGIME_MIN_ROWS, load_accuracy, regime_of
+
+    (measured,) = [c.measured for c in load_accuracy().classes if c.id == class_id]
+    own = measured.regimes.get(regime_of(ratio)) if ratio is not None else None
+    return own if own is not None and own.rows >= REGIME_MIN_ROWS else measured

@@ -269,6 +269,11 @@ CATALOG_CASES = [
      ["hardware.slow.fp8_dense_tflops", "Field required"]),
     ("fp4-without-fp8", HARDWARE_NO_FP8.replace("fp4_dense_tflops: null", "fp4_dense_tflops: 400"),
      ["hardware.slow", "fp4_dense_tflops without fp8_dense_tflops"]),
+    ("fp8-peak-below-bf16", HARDWARE_NO_FP8.replace("fp8_dense_tflops: null", "fp8_dense_tflops: 50"),
+     ["hardware.slow", "fp8_dense_tflops below bf16_dense_tflops (50.0 < 100.0)", "never has a lower peak"]),
+    ("fp4-peak-below-fp8", HARDWARE_NO_FP8.replace("fp8_dense_tflops: null", "fp8_dense_tflops: 200")
+     .replace("fp4_dense_tflops: null", "fp4_dense_tflops: 150"),
+     ["hardware.slow", "fp4_dense_tflops below fp8_dense_tflops (150.0 < 200.0)"]),
 ]
 
 

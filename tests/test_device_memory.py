@@ -200,15 +200,16 @@ def test_the_presets_constants_are_the_logs_medians() -> None:
     assert (len(single), len(multi)) == (6, 7)
     assert pytest.approx(statistics.median(single) * GIB / 1e9, abs=0.01) == VLLM_NON_TORCH_GB
     assert pytest.approx(statistics.median(multi) * GIB / 1e9, abs=0.01) == VLLM_NON_TORCH_MULTI_GB
-    # hidden sizes from the models' config.json: Llama-3-8B 4,096, Qwen3-235B-A22B 4,096, Phi-4 5,120
-    hidden = {"meta-llama/Meta-Llama-3-8B": 4096, "Qwen/Qwen3-235B-A22B-FP8": 4096}
+    # hidden sizes from the models' config.json: Llama-3-8B 4,096, Qwen3-235B-A22B 4,096, Phi-4 5,120 (two logs)
+    PHI4 = ("Phi-4 (bitsandbytes 4-bit)", "kaitchup/Phi-4-AutoRound-GPTQ-4bit")
+    hidden = {"meta-llama/Meta-Llama-3-8B": 4096, "Qwen/Qwen3-235B-A22B-FP8": 4096, **dict.fromkeys(PHI4, 5120)}
     copies = []
     for r in rows:
         if "sampler" not in r["uses"].split(";") or not r["vocab_size"]:
             continue
         seqs = min(float(r["max_num_seqs"]), float(r["max_batched_tokens"]))
         # less the bf16 hidden states the profile keeps through the sampler: 2 x hidden x (budget + 2 x rows)
-        kept = 2 * hidden.get(r["model"], 5120) * (float(r["max_batched_tokens"]) + 2 * seqs)
+        kept = 2 * hidden[r["model"]] * (float(r["max_batched_tokens"]) + 2 * seqs)  # a new model: add its size
         copies.append((float(r["activation_peak_gib"]) * GIB - kept) / (4 * seqs * float(r["vocab_size"])))
     assert len(copies) == 4 and min(copies) >= VLLM_NATIVE_SAMPLER_FP32_COPIES
     assert statistics.median(copies) == pytest.approx(VLLM_NATIVE_SAMPLER_FP32_COPIES, rel=0.03)

@@ -81,13 +81,17 @@ def test_attention_projections_multiply_at_the_bf16_rate() -> None:
     # the KV cache is the weights' precision, fp4, counted at fp8 (perf.memory)
     fp4_flops = 8 * B200.dense_tflops("fp4") * 1e12 * efficiencies(B200, "fp4", "fp8", perf).mfu
     bf16_flops = 8 * B200.dense_tflops("bf16") * 1e12 * efficiencies(B200, "bf16", "fp8", perf).mfu
-    # what multiplies in BF16: attention, router, embeddings (from the shapes) less the input embedding, which the
-    # card's active count leaves out (a lookup): 671 - 653.9 routed - (37 - 20.4 routed active) = 0.52B; by hand
-    # the shapes' attention (11.4B), router (0.1B) and LM head (0.93B) are 12.4B, the card's rounding away
+    # what multiplies in BF16: attention, router, embeddings (from the shapes) less the weights no token multiplies,
+    # which the card's active count leaves out: its input embedding (129,280 x 7,168 = 0.93B, a lookup), within the
+    # card's rounding of 37B to the nearest billion (671 - 653.9 routed - (37 - 20.4 routed active) = 0.52B)
+    assert abs(R1.unmultiplied_params_b - 129280 * H / 1e9) <= 0.5
     stored = bf16_params_b(R1, "fp4") * 1e9
-    left_out = (R1.params_b - R1.experts * R1.expert_params_b) - (R1.active_params_b - 8 * R1.expert_params_b)
-    bf16 = stored - left_out * 1e9
-    hand = R1.attention_params_b * 1e9 + 58 * H * 256 + 129280 * H  # attention, router, LM head
+    bf16 = stored - R1.unmultiplied_params_b * 1e9
+    # by hand from config.json, per layer: q_a 7168 x 1536, q_b 1536 x 128 heads x 192, kv_a 7168 x (512 + 64),
+    # kv_b 512 x 128 x (128 + 128), o 128 x 128 x 7168; the router 7168 x 256 in the 58 MoE layers; the LM head
+    attention = 61 * (H * 1536 + 1536 * 24576 + H * 576 + 512 * 32768 + 16384 * H)
+    assert attention == 11_413_422_080 == round(R1.attention_params_b * 1e9)
+    hand = attention + 58 * H * 256 + 129280 * H  # 12.4B: the card's rounding away from what the roofline keeps
     assert bf16 == pytest.approx(hand, rel=0.04)
     routed_active = 2.0 * R1.experts_per_token * R1.expert_params_b * 1e9
     by_hand = (2.0 * R1.active_params_b * 1e9 - 2.0 * bf16 - routed_active) / fp4_flops + 2.0 * bf16 / bf16_flops
