@@ -103,7 +103,8 @@ def _dense_params(m: ModelArch) -> float:
     return 2 * m.vocab_size * h + m.layers * (attention + mlp)
 
 
-DENSE = ["llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b", "qwen3-8b", "qwen3-14b", "qwen3-32b"]
+DENSE = ["llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.3-70b", "llama-3.1-405b"]
+DENSE += ["qwen3-8b", "qwen3-14b", "qwen3-32b"]
 
 
 @pytest.mark.parametrize("model_id", DENSE)
@@ -304,6 +305,7 @@ def test_hardware_validation(catalog: Catalog) -> None:
 def test_every_catalog_model_has_a_context_window_with_a_source(catalog: Catalog) -> None:
     """The packaged models' windows are their config.json max_position_embeddings (see models.yaml)."""
     expected = {
+        "llama-2-70b": 4096,
         "llama-3.1-8b": 131072,
         "llama-3.1-70b": 131072,
         "llama-3.3-70b": 131072,
