@@ -4,6 +4,7 @@ the tiny one-pool scenario their runs use (a few simulated seconds, so the files
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -53,9 +54,11 @@ def experiment_script(relpath: str) -> ModuleType:
     """The module of a script under ``experiments/`` (``relpath`` from there), for tests that reuse its own
     definitions (row selections, groups, writers) rather than restating them."""
     path = Path(__file__).resolve().parents[1] / "experiments" / relpath
-    spec_ = importlib.util.spec_from_file_location(path.stem, path)
+    name = f"experiment_{path.stem}"
+    spec_ = importlib.util.spec_from_file_location(name, path)
     assert spec_ is not None and spec_.loader is not None
     module = importlib.util.module_from_spec(spec_)
+    sys.modules[name] = module  # dataclasses look their module up while the script runs
     spec_.loader.exec_module(module)
     return module
 

@@ -25,6 +25,7 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
         ("fidelity/run.py", ["tok/s MAPE", "TPOT MAPE", "dense_hopper", "blackwell", "amd", "moe", "ampere"]),
         ("fidelity/fit_seq_overhead.py", ["leave-one-deployment-out", "held-out (CV)", "dense_hopper", "moe"]),
         ("fidelity/fit_serving_shares.py", ["fitted on all", "pair fitted without it", "held-out rows", "Qwen3"]),
+        ("fidelity/splitwise.py", ["prefill MAPE", "decode MAPE", "H100/A100 prefill measured model", "a100", "h100"]),
     ],
 )
 def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
@@ -49,6 +50,7 @@ def test_experiment_runs_quick(script: str, expected: list[str]) -> None:
         "fidelity/run.py",
         "fidelity/fit_seq_overhead.py",
         "fidelity/fit_serving_shares.py",
+        "fidelity/splitwise.py",
     ],
 )
 def test_experiment_is_documented(script: str) -> None:
