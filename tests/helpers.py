@@ -54,12 +54,16 @@ def experiment_script(relpath: str) -> ModuleType:
     """The module of a script under ``experiments/`` (``relpath`` from there), for tests that reuse its own
     definitions (row selections, groups, writers) rather than restating them."""
     path = Path(__file__).resolve().parents[1] / "experiments" / relpath
-    name = f"experiment_{path.stem}"
+    name = "experiments." + relpath.removesuffix(".py").replace("/", ".")
     spec_ = importlib.util.spec_from_file_location(name, path)
     assert spec_ is not None and spec_.loader is not None
     module = importlib.util.module_from_spec(spec_)
     sys.modules[name] = module  # dataclasses look their module up while the script runs
-    spec_.loader.exec_module(module)
+    try:
+        spec_.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
     return module
 
 

@@ -4,23 +4,35 @@ Splitwise (Patel et al., "Splitwise: Efficient Generative LLM Inference Using Ph
 released the profile behind its simulator (``Mutinifni/splitwise-sim`` ``data/perf_model.csv``, MIT; a copy is
 ``../shared/data/perf/splitwise_perf_model.csv``, and this experiment's slice, the Llama-2-70B rows of
 ``a100-80gb`` and ``h100-80gb``, is ``data/splitwise_llama2_70b.csv``): static batches of ``batch_size``
-requests of ``prompt_size`` prompt tokens generating ``token_size`` tokens, at tensor parallelism 2, 4 and 8,
-each condition run 5 or 15 times, FP16. ``prompt_time`` is the prefill of the whole batch in one pass (ms) and
-``token_time`` the mean decode iteration (ms). The ``h100-80gb-pcap`` rows are left out: their prompt times are
-exactly 1.3 x the ``h100-80gb`` ones and their token times equal, a derived power-capping assumption, not a
-measurement. The data file does not name the serving engine.
+requests of ``prompt_size`` prompt tokens asked for ``token_size`` tokens, at tensor parallelism 2, 4 and 8,
+each condition run 5 or 15 times, FP16. ``prompt_time`` is the prefill of the batch in one pass (ms),
+``token_time`` the mean decode iteration (ms) and ``e2e_time`` the request's time (ms), so a run decoded
+``(e2e_time - prompt_time) / token_time`` iterations (:func:`iterations`; ``token_size - 1`` when it ran to its
+length, fewer for many runs asked for 256 tokens or more, which stopped early). The file names no serving engine
+and no software versions.
 
-Nothing in the model was fitted to these rows (they entered the project after its defaults), so they test the
-step model out of sample, without a server, a client or a scheduler in the way: per condition, the mean of its
-runs against
+Left out, by rules the script applies and prints:
+
+* the ``h100-80gb-pcap`` rows: their prompt times are exactly 1.3 x the ``h100-80gb`` ones and their token times
+  equal, a power-capping assumption, not a measurement;
+* a condition any of whose runs decoded more iterations than its tokens (by more than 2%): the batch did not run
+  as one (it did not fit, and ran in waves), so its prefill time is a wave's and its iteration a mix
+  (:func:`in_waves`: batch 64 at TP2 on both GPUs, e.g. 2,362 iterations for 128 tokens on A100, and batch 32 at
+  TP2 on A100, 161-164).
+
+Per condition, the mean of its runs against the model's
 
 * prefill: :meth:`~agentsim.perf.base.PerfModel.prefill_step_time` of ``B x P`` prompt tokens in ``B`` chunks of
-  ``P`` with nothing cached (``P (P / 2)`` causal pairs each) and no decoding sequence;
-* decode: the mean of the ``T`` decode steps of ``B`` sequences from context ``P`` (:meth:`decode_total` / ``T``),
+  ``P``, nothing cached (``P (P / 2)`` causal pairs a chunk), no decoding sequence;
+* decode: the mean step of each run's iterations, ``B`` sequences from context ``P + 1`` (:meth:`decode_total`
+  over the run's iteration count), averaged over the runs as the measured means are;
 
-of ``llama-2-70b`` in BF16 (the same FLOPs and bytes as FP16) under the ``vllm`` preset's step overheads (2 ms a
-step, 130 us a decoding sequence, the kernel floor): what a user gets by default. ``--bare`` drops the engine
-overheads (``overhead_s`` and ``overhead_s_per_seq`` 0) to show the roofline's own share.
+for ``llama-2-70b`` in BF16 (the same FLOPs and bytes as FP16) under the ``vllm`` preset's costs (2 ms a step,
+130 us a decoding sequence, the kernel floor) with every step eager (no CUDA graphs: a host launching each kernel
+at 32 us), a reading of these rows, not the presets' default: their decode iteration does not shrink from TP4 to
+TP8 (A100 45 ms, H100 30 ms at one request), which a host launching kernels does and a graph replay does not.
+``--graphs`` takes the presets' default (CUDA graphs), ``--bare`` drops the step and per-sequence costs (the
+kernel floor stays).
 
     python experiments/fidelity/splitwise.py [--graphs] [--bare] [--csv out.csv [--overwrite]]
 """
@@ -40,17 +52,20 @@ from agentsim import spec
 from agentsim.catalog import load_catalog
 from agentsim.files import OutputExistsError, OutputPathError, check_output, write_text
 from agentsim.perf import build_perf
+from agentsim.perf.base import PerfModel
 from agentsim.resolve import resolve_engine
 
 DATA = Path(__file__).resolve().parent / "data" / "splitwise_llama2_70b.csv"
 HARDWARE = {"a100-80gb": "a100", "h100-80gb": "h100"}
 """Splitwise's hardware names -> catalog ids (DGX-A100 80GB and DGX-H100: SXM parts)."""
+WAVES_TOLERANCE = 1.02
+"""A run decoding more than this times ``token_size - 1`` iterations ran its batch in waves (:func:`in_waves`)."""
 
 
 @dataclass(frozen=True)
 class Condition:
     """One static-batch condition of the profile: hardware (catalog id), tensor parallelism, prompt tokens,
-    batch, tokens generated."""
+    batch, tokens asked for."""
 
     hardware: str
     tp: int
@@ -60,9 +75,18 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class Run:
+    """One run of a condition: its prefill and mean decode iteration (ms) and the iterations it decoded."""
+
+    prefill_ms: float
+    decode_ms: float
+    iterations: float
+
+
+@dataclass(frozen=True)
 class Row:
-    """A condition's measured means (ms, over its runs) and the model's step times (ms); ``prefill_ok`` false
-    where the measured prefill cannot be the batch's (:func:`monotone_prefill`)."""
+    """A condition's measured means (ms, over its runs) and the model's (ms); ``static`` false where the batch
+    ran in waves (:func:`in_waves`), such a row counts in no figure."""
 
     condition: Condition
     runs: int
@@ -70,7 +94,7 @@ class Row:
     decode_ms: float
     prefill_pred_ms: float
     decode_pred_ms: float
-    prefill_ok: bool = True
+    static: bool = True
 
     @property
     def prefill_err_pct(self) -> float:
@@ -81,9 +105,14 @@ class Row:
         return 100.0 * (self.decode_pred_ms / self.decode_ms - 1.0)
 
 
-def read_profile(path: Path = DATA) -> dict[Condition, list[tuple[float, float]]]:
-    """The Llama-2-70B runs of ``path`` by condition: (prompt_time, token_time) in ms, A100 and H100 only."""
-    runs: dict[Condition, list[tuple[float, float]]] = defaultdict(list)
+def iterations(prompt_ms: float, token_ms: float, e2e_ms: float) -> float:
+    """The decode iterations a run made: its time after the prefill over its mean iteration."""
+    return (e2e_ms - prompt_ms) / token_ms
+
+
+def read_profile(path: Path = DATA) -> dict[Condition, list[Run]]:
+    """The Llama-2-70B runs of ``path`` by condition, A100 and H100 only."""
+    runs: dict[Condition, list[Run]] = defaultdict(list)
     with path.open(newline="") as f:
         for r in csv.DictReader(f):
             hw = HARDWARE.get(r["hardware"])
@@ -91,105 +120,111 @@ def read_profile(path: Path = DATA) -> dict[Condition, list[tuple[float, float]]
                 continue
             c = Condition(hw, int(r["tensor_parallel"]), int(r["prompt_size"]), int(r["batch_size"]),
                           int(r["token_size"]))  # fmt: skip
-            runs[c].append((float(r["prompt_time"]), float(r["token_time"])))
+            prompt, token = float(r["prompt_time"]), float(r["token_time"])
+            runs[c].append(Run(prompt, token, iterations(prompt, token, float(r["e2e_time"]))))
     return dict(runs)
 
 
-def predict(
-    conditions: list[Condition], bare: bool = False, graphs: bool = False
-) -> dict[Condition, tuple[float, float]]:
-    """Each condition's modelled (prefill, mean decode step) in ms: Llama-2-70B BF16 under the vllm preset, eager
-    unless ``graphs``."""
+def in_waves(condition: Condition, runs: list[Run]) -> bool:
+    """Whether a run of ``condition`` decoded more iterations than its tokens allow: one batch decodes
+    ``tokens - 1`` iterations after its prefill at most (the first token comes with the prefill), so more means the
+    requests ran in several batches."""
+    return any(r.iterations > WAVES_TOLERANCE * (condition.tokens - 1) for r in runs)
+
+
+def perf_model(hardware: str, tp: int, bare: bool = False, graphs: bool = False) -> PerfModel:
+    """Llama-2-70B BF16 on ``tp`` GPUs of ``hardware`` as the vllm preset fills it: eager unless ``graphs``,
+    without the step and per-sequence costs when ``bare``."""
     catalog = load_catalog()
-    model = catalog.get_model("llama-2-70b")
-    perf_models = {}
+    perf = spec.RooflinePerf(overhead_s=0.0, overhead_s_per_seq=0.0) if bare else spec.RooflinePerf()
+    dep = spec.Deployment(
+        model="llama-2-70b", hardware=hardware, tp=tp, precision="bf16", engine=spec.EngineSpec(cuda_graphs=graphs)
+    )
+    model, hw = catalog.get_model("llama-2-70b"), catalog.get_hardware(hardware)
+    pool, _kv, _config = resolve_engine(spec.PoolSpec(name="splitwise", deployment=dep, perf=perf), model, hw)
+    return build_perf(pool, catalog)
+
+
+def predict(
+    profile: dict[Condition, list[Run]], bare: bool = False, graphs: bool = False
+) -> dict[Condition, tuple[float, float]]:
+    """Each condition's modelled prefill and mean decode step (ms; the decode averaged over its runs' iteration
+    counts)."""
+    models: dict[tuple[str, int], PerfModel] = {}
     out = {}
-    for c in conditions:
+    for c, runs in profile.items():
         key = (c.hardware, c.tp)
-        if key not in perf_models:
-            perf = spec.RooflinePerf(overhead_s=0.0, overhead_s_per_seq=0.0) if bare else spec.RooflinePerf()
-            engine = spec.EngineSpec(cuda_graphs=graphs)
-            dep = spec.Deployment(model="llama-2-70b", hardware=c.hardware, tp=c.tp, precision="bf16", engine=engine)
-            pool, _kv, _config = resolve_engine(
-                spec.PoolSpec(name="splitwise", deployment=dep, perf=perf), model, catalog.get_hardware(c.hardware)
-            )
-            perf_models[key] = build_perf(pool, catalog)
-        pm = perf_models[key]
+        if key not in models:
+            models[key] = perf_model(c.hardware, c.tp, bare, graphs)
+        pm = models[key]
         p, b = float(c.prompt), float(c.batch)
         pairs = p * p / 2.0
         prefill = pm.prefill_step_time(b * p, 0.0, 0.0, 0.0, b * pairs, p, pairs, 0.0)
-        decode = pm.decode_total(c.batch, b * p, c.tokens) / c.tokens
-        out[c] = (1e3 * prefill, 1e3 * decode)
+        decodes = []
+        for r in runs:
+            n = max(1, round(r.iterations))
+            decodes.append(pm.decode_total(c.batch, b * (p + 1.0), n) / n)
+        out[c] = (1e3 * prefill, 1e3 * statistics.fmean(decodes))
     return out
-
-
-def monotone_prefill(means: dict[Condition, float]) -> set[Condition]:
-    """The conditions whose measured prefill (``means``, ms) is shorter than that of a smaller batch of the same
-    prompts on the same GPUs: a pass over B prompts does the work of one over fewer and more, so such a time is
-    not the batch's prefill. (The profile's batch-64 rows: 796 ms on A100 at TP2 where batch 32 takes 6,607 and
-    batch 2 416.)"""
-    bad = set()
-    for c, t in means.items():
-        for o, u in means.items():
-            same = (o.hardware, o.tp, o.prompt, o.tokens) == (c.hardware, c.tp, c.prompt, c.tokens)
-            if same and o.batch < c.batch and u > t:
-                bad.add(c)
-    return bad
 
 
 def compare(bare: bool = False, graphs: bool = False, path: Path = DATA) -> list[Row]:
     """Measured means against the model, one row per condition, in the profile's order of conditions."""
     profile = read_profile(path)
-    pred = predict(list(profile), bare, graphs)
-    prefill = {c: statistics.fmean(x[0] for x in v) for c, v in profile.items()}
-    bad = monotone_prefill(prefill)
-    return [
-        Row(c, len(v), prefill[c], statistics.fmean(x[1] for x in v), *pred[c], prefill_ok=c not in bad)
-        for c, v in profile.items()
-    ]
+    pred = predict(profile, bare, graphs)
+    rows = []
+    for c, v in profile.items():
+        prefill, decode = statistics.fmean(r.prefill_ms for r in v), statistics.fmean(r.decode_ms for r in v)
+        rows.append(Row(c, len(v), prefill, decode, *pred[c], static=not in_waves(c, v)))
+    return rows
 
 
-def _mape(values: list[float]) -> float:
-    return statistics.fmean(abs(v) for v in values)
+@dataclass(frozen=True)
+class Figures:
+    """MAPE and mean signed error (%) of prefill and decode over ``conditions`` static conditions."""
+
+    conditions: int
+    prefill_mape: float
+    prefill_bias: float
+    decode_mape: float
+    decode_bias: float
 
 
-def report(rows: list[Row]) -> str:
+def figures(rows: list[Row]) -> Figures:
+    """The figures of ``rows``' static conditions (none of the batches that ran in waves)."""
+    kept = [r for r in rows if r.static]
+    pe = [r.prefill_err_pct for r in kept]
+    de = [r.decode_err_pct for r in kept]
+    return Figures(len(kept), statistics.fmean(map(abs, pe)), statistics.fmean(pe), statistics.fmean(map(abs, de)),
+                   statistics.fmean(de))  # fmt: skip
+
+
+def report(rows: list[Row], graphs: bool = False) -> str:
     """Per hardware and tensor parallelism: MAPE and mean signed error of prefill and decode step times; then
-    the measured and modelled H100 / A100 ratios per condition both GPUs ran."""
-    left = sorted({(r.condition.tp, r.condition.batch) for r in rows if not r.prefill_ok})
-    lines = [f"prefill figures leave out {len(left)} (tp, batch) conditions whose time is not the batch's: {left}",
-             "hardware tp  conds  prefill MAPE (bias)   decode MAPE (bias)"]  # fmt: skip
-    groups: dict[tuple[str, int], list[Row]] = defaultdict(list)
-    for r in rows:
-        groups[(r.condition.hardware, r.condition.tp)].append(r)
+    the measured and modelled H100 / A100 ratios per condition both GPUs ran as one batch."""
+    left = sorted((r.condition.hardware, r.condition.tp, r.condition.batch) for r in rows if not r.static)
+    lines = [
+        f"model: llama-2-70b bf16, vllm preset, {'CUDA graphs' if graphs else 'every step eager (no CUDA graphs)'}",
+        f"left out, their batch ran in waves (hardware, tp, batch): {left}",
+        "hardware tp  conds  prefill MAPE (bias)   decode MAPE (bias)",
+    ]
     for hw in ("a100", "h100"):
         for tp in (2, 4, 8):
-            g = groups.get((hw, tp), [])
+            g = [r for r in rows if (r.condition.hardware, r.condition.tp) == (hw, tp)]
             if not g:
                 continue
-            pe = [r.prefill_err_pct for r in g if r.prefill_ok]
-            de = [r.decode_err_pct for r in g]
+            f = figures(g)
             lines.append(
-                f"{hw:8} {tp:2} {len(g):6}  {_mape(pe):6.1f}% ({statistics.fmean(pe):+6.1f}%)"
-                f"    {_mape(de):6.1f}% ({statistics.fmean(de):+6.1f}%)"
+                f"{hw:8} {tp:2} {f.conditions:6}  {f.prefill_mape:6.1f}% ({f.prefill_bias:+6.1f}%)"
+                f"    {f.decode_mape:6.1f}% ({f.decode_bias:+6.1f}%)"
             )
-    for hw in ("a100", "h100"):
-        g = [r for r in rows if r.condition.hardware == hw]
-        pe = [r.prefill_err_pct for r in g if r.prefill_ok]
-        de = [r.decode_err_pct for r in g]
-        big = [r.prefill_err_pct for r in g if r.prefill_ok and r.condition.prompt * r.condition.batch >= 2048]
-        lines.append(
-            f"{hw} all: prefill {_mape(pe):.1f}% ({statistics.fmean(pe):+.1f}%), of which >= 2,048 prompt tokens "
-            f"a pass {_mape(big):.1f}% ({statistics.fmean(big):+.1f}%, {len(big)}); decode {_mape(de):.1f}% "
-            f"({statistics.fmean(de):+.1f}%)"
-        )
     by = {(r.condition.tp, r.condition.prompt, r.condition.batch, r.condition.tokens, r.condition.hardware): r
-          for r in rows}  # fmt: skip
+          for r in rows if r.static}  # fmt: skip
     lines.append("")
     lines.append("tp prompt batch tokens | H100/A100 prefill measured model | decode measured model")
     for (tp, p, b, t, hw), h in sorted(by.items()):
         a = by.get((tp, p, b, t, "a100"))
-        if hw != "h100" or a is None or not (h.prefill_ok and a.prefill_ok):
+        if hw != "h100" or a is None:
             continue
         measured, model = a.prefill_ms / h.prefill_ms, a.prefill_pred_ms / h.prefill_pred_ms
         lines.append(
@@ -199,32 +234,30 @@ def report(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-COLUMNS = ["hardware", "tp", "prompt_tokens", "batch", "output_tokens", "runs", "prefill_ms", "prefill_pred_ms",
-           "prefill_err_pct", "prefill_ok", "decode_ms", "decode_pred_ms", "decode_err_pct"]  # fmt: skip
+COLUMNS = ["hardware", "tp", "prompt_tokens", "batch", "output_tokens", "runs", "static", "prefill_ms",
+           "prefill_pred_ms", "prefill_err_pct", "decode_ms", "decode_pred_ms", "decode_err_pct"]  # fmt: skip
 
 
 def write_csv(rows: list[Row], path: Path, overwrite: bool = False) -> None:
-    """One line per condition: its labels, runs, measured and modelled times (ms) and signed errors (%), written
-    atomically; an existing file is replaced only with ``overwrite``."""
+    """One line per condition: its labels, runs, whether it ran as one batch, measured and modelled times (ms)
+    and signed errors (%), written atomically; an existing file is replaced only with ``overwrite``."""
     f = io.StringIO()
     w = csv.writer(f, lineterminator="\n")
     w.writerow(COLUMNS)
     for r in rows:
         c = r.condition
-        w.writerow([c.hardware, c.tp, c.prompt, c.batch, c.tokens, r.runs, f"{r.prefill_ms:.2f}",
-                    f"{r.prefill_pred_ms:.2f}", f"{r.prefill_err_pct:.1f}", int(r.prefill_ok), f"{r.decode_ms:.2f}",
+        w.writerow([c.hardware, c.tp, c.prompt, c.batch, c.tokens, r.runs, int(r.static), f"{r.prefill_ms:.2f}",
+                    f"{r.prefill_pred_ms:.2f}", f"{r.prefill_err_pct:.1f}", f"{r.decode_ms:.2f}",
                     f"{r.decode_pred_ms:.2f}", f"{r.decode_err_pct:.1f}"])  # fmt: skip
     write_text(path, f.getvalue(), overwrite=overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bare", action="store_true", help="no engine overheads: the roofline's GPU time alone")
-    ap.add_argument("--graphs", action="store_true", help="decode under CUDA graphs (the presets' default)")
+    ap.add_argument("--graphs", action="store_true", help="CUDA graphs, the presets' default (not these rows')")
+    ap.add_argument("--bare", action="store_true", help="no step or per-sequence costs (the kernel floor stays)")
     ap.add_argument("--csv", type=Path, help="write one line per condition here")
     ap.add_argument("--overwrite", action="store_true", help="replace the CSV file of an earlier run")
-    ap.add_argument("--quick", action="store_true", help="accepted for the experiments' smoke test: no faster")
-    ap.add_argument("--workers", type=int, default=1, help="accepted for the experiments' smoke test: one process")
     args = ap.parse_args(argv)
     if args.csv is not None:
         try:  # say so before computing, not after
@@ -232,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OutputExistsError, OutputPathError) as e:
             ap.error(f"{e} (--csv)")
     rows = compare(args.bare, args.graphs)
-    print(report(rows))
+    print(report(rows, args.graphs))
     if args.csv is not None:
         write_csv(rows, args.csv, overwrite=args.overwrite)
     return 0
