@@ -296,7 +296,8 @@ def test_calibration_recovers_a_known_kernel_latency(tmp_path: Path) -> None:
     # floor binds on one of them; not where the step outlasts the kernels even at twice their time (Llama-3.1-8B
     # on one H100 decoding 256 sequences: ~20 ms of GPU work a step against 292 kernels, 5.8 ms at 20 us)
     same = calibrate(measured, pool, catalog=CATALOG, options=options, max_evals=2)
-    assert same.params == ("mfu", "mbu", "overhead_s", "kernel_latency_s") and same.evaluations == 5
+    # 2 search evaluations, the start, the fit, and two probes (the kernel floor, the per-sequence cost)
+    assert same.params == ("mfu", "mbu", "overhead_s", "kernel_latency_s") and same.evaluations == 6
     mixed = calibrate([measured[1], eager], pool, catalog=CATALOG, options=options, max_evals=2)
     assert mixed.params == ("mfu", "mbu", "overhead_s")
     # the fitted time is for engines with CUDA graphs (10 us preset): an eager row keeps its own 32 us, through
@@ -320,7 +321,33 @@ def test_calibration_recovers_a_known_kernel_latency(tmp_path: Path) -> None:
     batch = Measurement(isl=128, osl=64, concurrency=256, tpot_s=0.012)
     unbound = calibrate([batch], POOL.model_copy(update={"perf": spec.RooflinePerf()}), catalog=CATALOG,
                         options=options, max_evals=2)  # fmt: skip
-    assert unbound.params == ("mfu", "mbu", "overhead_s") and unbound.perf.kernel_latency_s is None
+    assert unbound.params == ("mfu", "mbu", "overhead_s", "overhead_s_per_seq")  # no kernel time: 256 sequences
+    assert unbound.perf.kernel_latency_s is None
+
+
+def test_calibration_fits_the_per_sequence_cost_where_a_row_runs_many_sequences() -> None:
+    """Llama-3.1-8B on one H100: at 256 sequences the vllm preset's 130 us each is ~33 ms of a ~55 ms step, and
+    measurements simulated at 300 us identify it (fitted alone from the preset's 130 us to within 2%). By default it
+    is fitted beside mfu, mbu and the step overhead only where doubling it moves some row by more than 5%: at one
+    sequence it is 1% of a step and moves every row as the step overhead does; and rows whose presets charge
+    different costs (vLLM V0 and V1) cannot share one."""
+    from agentsim.serving.presets import VLLM_SEQ_OVERHEAD_S
+
+    conditions = [Measurement(isl=128, osl=64, concurrency=1), Measurement(isl=128, osl=64, concurrency=256)]
+    truth = POOL.model_copy(update={"perf": spec.RooflinePerf(overhead_s_per_seq=300e-6)})
+    predicted = simulate_points(truth, conditions, CATALOG, FAST)
+    measured = [replace(m, tpot_s=p["tpot_s"]) for m, p in zip(conditions, predicted, strict=True)]
+    pool = POOL.model_copy(update={"perf": spec.RooflinePerf()})
+    alone = calibrate(measured, pool, catalog=CATALOG, options=FAST, params=["overhead_s_per_seq"], max_evals=40)
+    assert alone.value("overhead_s_per_seq", start=True) == VLLM_SEQ_OVERHEAD_S
+    assert alone.value("overhead_s_per_seq") == pytest.approx(300e-6, rel=0.02)
+    both = calibrate(measured, pool, catalog=CATALOG, options=FAST, max_evals=2)
+    assert both.params == ("mfu", "mbu", "overhead_s", "overhead_s_per_seq")
+    one = calibrate(measured[:1], pool, catalog=CATALOG, options=FAST, max_evals=2)
+    assert "overhead_s_per_seq" not in one.params
+    v0 = replace(measured[0], labels={"engine": "vLLM", "engine_version": "0.6.3"})
+    mixed = calibrate([v0, measured[1]], pool, catalog=CATALOG, options=FAST, max_evals=2)
+    assert "overhead_s_per_seq" not in mixed.params
 
 
 def test_calibration_rejects_what_it_cannot_fit() -> None:

@@ -177,7 +177,10 @@ def default_params(perf: Any, metrics: Sequence[str] = ()) -> list[str]:
     ``frontend_s`` when TTFT is among the fitted ``metrics``. :func:`calibrate` adds the roofline's
     ``kernel_latency_s`` when every calibration row's engine launches kernels the same way (all with CUDA graphs
     or all eager) and the kernel floor binds on some row at up to :data:`KERNEL_PROBE` times the preset's kernel
-    time: where few sequences decode, the floor sets the step time, and no other coefficient moves it."""
+    time: where few sequences decode, the floor sets the step time, and no other coefficient moves it. It adds
+    ``overhead_s_per_seq`` when every row's preset charges one per-sequence cost and doubling it moves some row's
+    prediction by more than :data:`SEQ_PROBE_MOVE`: where many sequences decode, that cost is much of the step,
+    and only a row that runs many tells it from the per-step ``overhead_s``."""
     frontend = ["frontend_s"] if "ttft_s" in metrics else []
     if isinstance(perf, spec.RooflinePerf):
         return ["mfu", "mbu", "overhead_s", *frontend]
@@ -275,14 +278,26 @@ range the search reaches. Where it binds on none, the rows cannot tell it, and a
 the held-out rows' floor at random."""
 
 
+SEQ_PROBE_MOVE = 0.05
+"""The default fit probes the per-sequence step cost by doubling the preset's: ``overhead_s_per_seq`` is fitted
+when some calibration row's prediction moves by more than this fraction (:func:`_moves`), i.e. some row runs
+enough sequences at once that their cost is a large part of its steps (130 us each is 1% of a 13 ms step at one
+sequence and 37% of it at 64 sequences). Below that the cost moves every row the way ``overhead_s`` does, the
+two cannot be told apart, and a search free to move both would set the held-out rows' cost at random."""
+
+
 def _moves(
-    before: Sequence[Mapping[str, float | None]], after: Sequence[Mapping[str, float | None]], metrics: Sequence[str]
+    before: Sequence[Mapping[str, float | None]],
+    after: Sequence[Mapping[str, float | None]],
+    metrics: Sequence[str],
+    tolerance: float = 1e-3,
 ) -> bool:
-    """Whether any of the fitted ``metrics`` of any point differs by more than 0.1% between two predictions."""
+    """Whether any of the fitted ``metrics`` of any point differs by more than ``tolerance`` (relative) between
+    two predictions."""
     for b, a in zip(before, after, strict=True):
         for name in metrics:
             x, y = b.get(name), a.get(name)
-            if x is not None and y is not None and abs(y - x) > 1e-3 * abs(x):
+            if x is not None and y is not None and abs(y - x) > tolerance * abs(x):
                 return True
     return False
 
@@ -368,6 +383,17 @@ def calibrate(
         and isinstance(start, spec.RooflinePerf)
         and start.kernel_latency_s is None
     )
+    # Likewise the per-sequence cost, where the rows can tell it (SEQ_PROBE_MOVE): every row's preset charges the
+    # same one (vLLM V0 and V1 rows, say, do not), it is not the user's, and it is not 0 (a cost the preset leaves
+    # out, trtllm-bench's, is not searched for from nothing).
+    seq_costs = {p.step_overhead_s_per_seq for p in plans}
+    probe_seq = (
+        params is None
+        and isinstance(start, spec.RooflinePerf)
+        and start.overhead_s_per_seq is None
+        and len(seq_costs) == 1
+        and min(seq_costs) > 0.0
+    )
     if isinstance(start, spec.RooflinePerf) and start.kernel_latency_s is None and "kernel_latency_s" in names:
         # fitted from the preset's kernel time; one value serves every row, so the rows must share one engine mode
         if not floored:
@@ -417,6 +443,14 @@ def calibrate(
                 names.append("kernel_latency_s")
                 space.append(ROOFLINE_PARAMS["kernel_latency_s"])
                 start = start.model_copy(update={"kernel_latency_s": kernel0})  # what start_preds ran with
+        if probe_seq:
+            seq0 = min(seq_costs)
+            busier = start.model_copy(update={"overhead_s_per_seq": 2.0 * seq0})
+            probes += 1
+            if _moves(start_preds, runner.run(scenarios(busier, {})), fit_metrics, SEQ_PROBE_MOVE):
+                names.append("overhead_s_per_seq")
+                space.append(ROOFLINE_PARAMS["overhead_s_per_seq"])
+                start = start.model_copy(update={"overhead_s_per_seq": seq0})  # what start_preds ran with
         u0 = [
             p.to_u(engine0[p.name] or FRONTEND_START_S if p.name in engine0 else getattr(start, p.name)) for p in space
         ]
