@@ -321,33 +321,67 @@ def test_calibration_recovers_a_known_kernel_latency(tmp_path: Path) -> None:
     batch = Measurement(isl=128, osl=64, concurrency=256, tpot_s=0.012)
     unbound = calibrate([batch], POOL.model_copy(update={"perf": spec.RooflinePerf()}), catalog=CATALOG,
                         options=options, max_evals=2)  # fmt: skip
-    assert unbound.params == ("mfu", "mbu", "overhead_s", "overhead_s_per_seq")  # no kernel time: 256 sequences
-    assert unbound.perf.kernel_latency_s is None
+    assert unbound.params == ("mfu", "mbu", "overhead_s") and unbound.perf.kernel_latency_s is None
 
 
-def test_calibration_fits_the_per_sequence_cost_where_a_row_runs_many_sequences() -> None:
+def test_calibration_fits_the_per_sequence_cost_where_the_rows_tell_it() -> None:
     """Llama-3.1-8B on one H100: at 256 sequences the vllm preset's 130 us each is ~33 ms of a ~55 ms step, and
-    measurements simulated at 300 us identify it (fitted alone from the preset's 130 us to within 2%). By default it
-    is fitted beside mfu, mbu and the step overhead only where doubling it moves some row by more than 5%: at one
-    sequence it is 1% of a step and moves every row as the step overhead does; and rows whose presets charge
-    different costs (vLLM V0 and V1) cannot share one."""
+    measurements simulated at 300 us identify it beside a row at one sequence (fitted alone from the preset's 130 us
+    to within 2%). By default it is fitted beside mfu, mbu and the step overhead, from the preset's cost, only where
+    the rows tell it from the step overhead: not from one row, nor from rows that all run 256 sequences (each moves
+    with both costs alike), nor over rows whose presets charge different costs (vLLM V0 and V1), which an explicit
+    request is refused for, naming the costs."""
     from agentsim.serving.presets import VLLM_SEQ_OVERHEAD_S
 
-    conditions = [Measurement(isl=128, osl=64, concurrency=1), Measurement(isl=128, osl=64, concurrency=256)]
+    conditions = [
+        Measurement(isl=128, osl=64, concurrency=1),
+        Measurement(isl=128, osl=64, concurrency=256),
+        Measurement(isl=512, osl=64, concurrency=256),
+    ]
     truth = POOL.model_copy(update={"perf": spec.RooflinePerf(overhead_s_per_seq=300e-6)})
     predicted = simulate_points(truth, conditions, CATALOG, FAST)
     measured = [replace(m, tpot_s=p["tpot_s"]) for m, p in zip(conditions, predicted, strict=True)]
     pool = POOL.model_copy(update={"perf": spec.RooflinePerf()})
-    alone = calibrate(measured, pool, catalog=CATALOG, options=FAST, params=["overhead_s_per_seq"], max_evals=40)
+    pair = measured[:2]
+    alone = calibrate(pair, pool, catalog=CATALOG, options=FAST, params=["overhead_s_per_seq"], max_evals=40)
     assert alone.value("overhead_s_per_seq", start=True) == VLLM_SEQ_OVERHEAD_S
     assert alone.value("overhead_s_per_seq") == pytest.approx(300e-6, rel=0.02)
-    both = calibrate(measured, pool, catalog=CATALOG, options=FAST, max_evals=2)
+    both = calibrate(pair, pool, catalog=CATALOG, options=FAST, max_evals=2)
     assert both.params == ("mfu", "mbu", "overhead_s", "overhead_s_per_seq")
-    one = calibrate(measured[:1], pool, catalog=CATALOG, options=FAST, max_evals=2)
+    assert both.value("overhead_s_per_seq", start=True) == VLLM_SEQ_OVERHEAD_S
+    one = calibrate(measured[1:2], pool, catalog=CATALOG, options=FAST, max_evals=2)
     assert "overhead_s_per_seq" not in one.params
+    assert one.evaluations == 5  # 2 searched, the start, the fit, the kernel floor's probe: one row is not probed
+    alike = calibrate(measured[1:], pool, catalog=CATALOG, options=FAST, max_evals=2)  # both rows run 256 sequences
+    assert "overhead_s_per_seq" not in alike.params
     v0 = replace(measured[0], labels={"engine": "vLLM", "engine_version": "0.6.3"})
     mixed = calibrate([v0, measured[1]], pool, catalog=CATALOG, options=FAST, max_evals=2)
     assert "overhead_s_per_seq" not in mixed.params
+    with pytest.raises(CalibrationError, match=r"overhead_s_per_seq over rows .*\(130 us, 450 us"):
+        calibrate([v0, measured[1]], pool, catalog=CATALOG, options=FAST, params=["overhead_s_per_seq"])
+
+
+def test_a_fitted_per_sequence_cost_is_only_for_rows_charged_the_same_preset_cost() -> None:
+    """A cost fitted on vLLM V1 rows (130 us at the start) replaces the preset's on a V1 row; a V0 row keeps V0's
+    cost (450 us), in the harness's pools (``fidelity --perf``) as in the holdout's."""
+    from agentsim.planning.calibrate.bench import V0_SEQ_OVERHEAD_S
+    from agentsim.planning.calibrate.harness import for_seq_cost, preset_seq_cost
+    from agentsim.serving.presets import VLLM_SEQ_OVERHEAD_S
+
+    fitted = POOL.model_copy(update={"perf": spec.RooflinePerf(overhead_s_per_seq=200e-6)})
+    v1 = Measurement(isl=128, osl=64, concurrency=8, labels={"engine": "vLLM", "engine_version": "0.11.0"})
+    v0 = Measurement(isl=128, osl=64, concurrency=8, labels={"engine": "vLLM", "engine_version": "0.6.3"})
+    v1_engine, v0_engine = (condition_engine(fitted, m, FAST, CATALOG) for m in (v1, v0))
+    assert preset_seq_cost(fitted, v1_engine, CATALOG) == VLLM_SEQ_OVERHEAD_S
+    assert preset_seq_cost(fitted, v0_engine, CATALOG) == V0_SEQ_OVERHEAD_S
+    assert for_seq_cost(fitted, VLLM_SEQ_OVERHEAD_S, v1_engine, CATALOG) == fitted
+    assert for_seq_cost(fitted, VLLM_SEQ_OVERHEAD_S, v0_engine, CATALOG).perf.overhead_s_per_seq is None
+    assert for_seq_cost(fitted, None, v0_engine, CATALOG) == fitted
+    override = PerfOverride(fitted.perf, seq_mode_s=VLLM_SEQ_OVERHEAD_S)
+    report = run_fidelity([replace(v1, tpot_s=0.01), replace(v0, tpot_s=0.01)], pool=POOL, overrides=[override],
+                          catalog=CATALOG, options=FAST)  # fmt: skip
+    costs = [r.pool.perf.overhead_s_per_seq for r in report.rows if r.pool is not None]
+    assert costs == [200e-6, None]
 
 
 def test_calibration_rejects_what_it_cannot_fit() -> None:

@@ -5,8 +5,8 @@ file: dense Hopper, Blackwell, AMD, MoE, Ampere; ``data/README.md`` names the so
 of rows simulated and the MAPE of output tokens/s, mean TPOT and mean TTFT where measured, over all its rows and
 over its prompt-heavy and output-heavy rows (``agentsim.analysis.accuracy.regime_of``). ``--holdout K``
 calibrates per deployment on K rows (``agentsim calibrate``'s default coefficients: ``mfu, mbu, overhead_s``, the
-front end where TTFT is measured, the kernel time where the floor binds, the per-sequence cost where a row runs
-many sequences) and reports the held-out rows.
+front end where TTFT is measured, the kernel time where the floor binds, the per-sequence cost where the rows
+tell it) and reports the held-out rows.
 ``--quick`` simulates the first rows of each group with short windows (a smoke test); ``--group`` runs one group.
 ``--accuracy`` rewrites the ``measured`` blocks of the package's ``catalog/accuracy.yaml`` (what a run's summary
 says of its pools' accuracy, ``agentsim.analysis.accuracy``) from this run of every group; the classes' other

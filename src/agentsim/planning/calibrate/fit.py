@@ -178,9 +178,9 @@ def default_params(perf: Any, metrics: Sequence[str] = ()) -> list[str]:
     ``kernel_latency_s`` when every calibration row's engine launches kernels the same way (all with CUDA graphs
     or all eager) and the kernel floor binds on some row at up to :data:`KERNEL_PROBE` times the preset's kernel
     time: where few sequences decode, the floor sets the step time, and no other coefficient moves it. It adds
-    ``overhead_s_per_seq`` when every row's preset charges one per-sequence cost and doubling it moves some row's
-    prediction by more than :data:`SEQ_PROBE_MOVE`: where many sequences decode, that cost is much of the step,
-    and only a row that runs many tells it from the per-step ``overhead_s``."""
+    ``overhead_s_per_seq`` when every row's preset charges one per-sequence cost, doubling it moves some row's
+    prediction by more than :data:`SEQ_PROBE_MOVE`, and the rows ran different numbers of sequences
+    (:data:`SEQ_CONTRAST`): only then do they tell it from the per-step ``overhead_s``."""
     frontend = ["frontend_s"] if "ttft_s" in metrics else []
     if isinstance(perf, spec.RooflinePerf):
         return ["mfu", "mbu", "overhead_s", *frontend]
@@ -280,26 +280,41 @@ the held-out rows' floor at random."""
 
 SEQ_PROBE_MOVE = 0.05
 """The default fit probes the per-sequence step cost by doubling the preset's: ``overhead_s_per_seq`` is fitted
-when some calibration row's prediction moves by more than this fraction (:func:`_moves`), i.e. some row runs
-enough sequences at once that their cost is a large part of its steps (130 us each is 1% of a 13 ms step at one
-sequence and 37% of it at 64 sequences). Below that the cost moves every row the way ``overhead_s`` does, the
-two cannot be told apart, and a search free to move both would set the held-out rows' cost at random."""
+only when some calibration row's prediction moves by more than this fraction (:func:`_row_moves`), i.e. some row
+runs enough sequences at once that their cost is a fair part of its steps (130 us each is 1% of a 13 ms step at
+one sequence; at 64 sequences 8.3 ms of a ~21 ms step, about 40%), and when the rows tell it from the step
+overhead (:data:`SEQ_CONTRAST`)."""
+
+SEQ_CONTRAST = 2.0
+"""The per-sequence cost and the per-step ``overhead_s`` move a row in the ratio of its running sequences; the
+default fit takes ``overhead_s_per_seq`` only when that ratio (each row's move by the doubled per-sequence cost
+over its move by a doubled ``overhead_s``) differs between the calibration rows by at least this factor: rows that
+ran at least twice as many sequences as others. Rows that all run alike move with both the same way, the two
+cannot be told apart, and a search free to move both would set the held-out rows' cost at random."""
 
 
 def _moves(
-    before: Sequence[Mapping[str, float | None]],
-    after: Sequence[Mapping[str, float | None]],
-    metrics: Sequence[str],
-    tolerance: float = 1e-3,
+    before: Sequence[Mapping[str, float | None]], after: Sequence[Mapping[str, float | None]], metrics: Sequence[str]
 ) -> bool:
-    """Whether any of the fitted ``metrics`` of any point differs by more than ``tolerance`` (relative) between
-    two predictions."""
+    """Whether any of the fitted ``metrics`` of any point differs by more than 0.1% between two predictions."""
     for b, a in zip(before, after, strict=True):
         for name in metrics:
             x, y = b.get(name), a.get(name)
-            if x is not None and y is not None and abs(y - x) > tolerance * abs(x):
+            if x is not None and y is not None and abs(y - x) > 1e-3 * abs(x):
                 return True
     return False
+
+
+def _row_moves(
+    before: Sequence[Mapping[str, float | None]], after: Sequence[Mapping[str, float | None]], metrics: Sequence[str]
+) -> list[float]:
+    """Per point, the largest relative change of its fitted ``metrics`` between two predictions (0 where none was
+    predicted both times)."""
+    out = []
+    for b, a in zip(before, after, strict=True):
+        moves = [abs(y - x) / abs(x) for name in metrics if (x := b.get(name)) and (y := a.get(name)) is not None]
+        out.append(max(moves, default=0.0))
+    return out
 
 
 def _objective(
@@ -368,7 +383,15 @@ def calibrate(
         start = start.model_copy(update={"overhead_s": plans[0].step_overhead_s})
         start_pool = replace_model(pool, perf=start)
     if isinstance(start, spec.RooflinePerf) and start.overhead_s_per_seq is None and "overhead_s_per_seq" in names:
-        # fitted from the preset's per-sequence cost (a zero one starts the log-scale search at 10 us)
+        # fitted from the preset's per-sequence cost (a zero one starts the log-scale search at 10 us); one value
+        # serves every row, so their presets must charge one cost
+        costs = sorted({p.step_overhead_s_per_seq for p in plans})
+        if len(costs) > 1:
+            raise CalibrationError(
+                "cannot fit overhead_s_per_seq over rows whose presets charge different per-sequence costs "
+                f"({', '.join(f'{v * 1e6:g} us' for v in costs)}: vLLM V0 and V1 rows, say); calibrate them "
+                "separately"
+            )
         start = start.model_copy(update={"overhead_s_per_seq": plans[0].step_overhead_s_per_seq or 1e-5})
         start_pool = replace_model(pool, perf=start)
 
@@ -383,14 +406,16 @@ def calibrate(
         and isinstance(start, spec.RooflinePerf)
         and start.kernel_latency_s is None
     )
-    # Likewise the per-sequence cost, where the rows can tell it (SEQ_PROBE_MOVE): every row's preset charges the
-    # same one (vLLM V0 and V1 rows, say, do not), it is not the user's, and it is not 0 (a cost the preset leaves
-    # out, trtllm-bench's, is not searched for from nothing).
+    # Likewise the per-sequence cost, where the rows can tell it (SEQ_PROBE_MOVE, SEQ_CONTRAST): every row's preset
+    # charges the same one (vLLM V0 and V1 rows, say, do not), it is not the user's (neither the perf's nor the
+    # engine's), and it is not 0 (a cost the preset leaves out, trtllm-bench's, is not searched for from nothing).
     seq_costs = {p.step_overhead_s_per_seq for p in plans}
     probe_seq = (
         params is None
         and isinstance(start, spec.RooflinePerf)
         and start.overhead_s_per_seq is None
+        and pool.deployment.engine.step_overhead_s_per_seq is None
+        and len(plans) > 1
         and len(seq_costs) == 1
         and min(seq_costs) > 0.0
     )
@@ -443,14 +468,20 @@ def calibrate(
                 names.append("kernel_latency_s")
                 space.append(ROOFLINE_PARAMS["kernel_latency_s"])
                 start = start.model_copy(update={"kernel_latency_s": kernel0})  # what start_preds ran with
-        if probe_seq:
+        if probe_seq and isinstance(start, spec.RooflinePerf) and start.overhead_s:
             seq0 = min(seq_costs)
             busier = start.model_copy(update={"overhead_s_per_seq": 2.0 * seq0})
             probes += 1
-            if _moves(start_preds, runner.run(scenarios(busier, {})), fit_metrics, SEQ_PROBE_MOVE):
-                names.append("overhead_s_per_seq")
-                space.append(ROOFLINE_PARAMS["overhead_s_per_seq"])
-                start = start.model_copy(update={"overhead_s_per_seq": seq0})  # what start_preds ran with
+            by_seq = _row_moves(start_preds, runner.run(scenarios(busier, {})), fit_metrics)
+            if max(by_seq) > SEQ_PROBE_MOVE:
+                steadier = start.model_copy(update={"overhead_s": 2.0 * start.overhead_s})
+                probes += 1
+                by_step = _row_moves(start_preds, runner.run(scenarios(steadier, {})), fit_metrics)
+                ratios = [s / o for s, o in zip(by_seq, by_step, strict=True) if o > 0.0]
+                if len(ratios) > 1 and max(ratios) >= SEQ_CONTRAST * min(ratios):
+                    names.append("overhead_s_per_seq")
+                    space.append(ROOFLINE_PARAMS["overhead_s_per_seq"])
+                    start = start.model_copy(update={"overhead_s_per_seq": seq0})  # what start_preds ran with
         u0 = [
             p.to_u(engine0[p.name] or FRONTEND_START_S if p.name in engine0 else getattr(start, p.name)) for p in space
         ]

@@ -60,11 +60,13 @@ __all__ = [
     "condition_engine",
     "condition_scenario",
     "for_kernel_mode",
+    "for_seq_cost",
     "kv_tokens",
     "label_preset",
     "plan_condition",
     "pool_from_labels",
     "preset_kernel_latency",
+    "preset_seq_cost",
     "replace_model",
     "scenario_for",
     "simulate_points",
@@ -305,6 +307,32 @@ def for_kernel_mode(
     if preset_kernel_latency(pool, engine, catalog) == fitted_for_s:
         return pool
     return pool.model_copy(update={"perf": perf.model_copy(update={"kernel_latency_s": None})})
+
+
+def preset_seq_cost(pool: spec.PoolSpec, engine: spec.EngineSpec, catalog: Catalog) -> float:
+    """The per-sequence step cost the presets give ``engine`` on ``pool``'s deployment
+    (``engine.step_overhead_s_per_seq`` as :func:`agentsim.serving.presets.fill_engine` fills it: vLLM V0's for a
+    V0 row, 0 for ``trtllm-bench``)."""
+    from agentsim.serving.presets import fill_engine
+
+    dep = pool.deployment.model_copy(update={"engine": engine})
+    filled = fill_engine(dep, catalog.get_hardware(dep.hardware), catalog.get_model(dep.model))
+    return filled.engine.step_overhead_s_per_seq or 0.0
+
+
+def for_seq_cost(
+    pool: spec.PoolSpec, fitted_for_s: float | None, engine: spec.EngineSpec, catalog: Catalog
+) -> spec.PoolSpec:
+    """``pool`` for a condition run on ``engine``: a roofline ``overhead_s_per_seq`` fitted on rows whose preset
+    charged ``fitted_for_s`` a sequence says nothing of an engine whose preset charges another (vLLM V0 against V1,
+    ``trtllm-bench`` against ``trtllm-serve``), so such a condition drops it and takes its own preset's;
+    ``fitted_for_s`` None: ``pool`` unchanged."""
+    perf = pool.perf
+    if fitted_for_s is None or not isinstance(perf, spec.RooflinePerf) or perf.overhead_s_per_seq is None:
+        return pool
+    if preset_seq_cost(pool, engine, catalog) == fitted_for_s:
+        return pool
+    return pool.model_copy(update={"perf": perf.model_copy(update={"overhead_s_per_seq": None})})
 
 
 def kv_tokens(pool: spec.PoolSpec, catalog: Catalog, free_fraction: float | None = None) -> int:

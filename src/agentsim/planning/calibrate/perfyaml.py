@@ -26,6 +26,7 @@ __all__ = [
     "load_perf",
     "load_perf_engine",
     "load_perf_kernel_mode",
+    "load_perf_seq_mode",
     "load_perf_yaml",
     "with_perf",
     "write_perf_yaml",
@@ -117,6 +118,22 @@ def load_perf_kernel_mode(path: str | Path) -> float | None:
     value = start.get("kernel_latency_s") if isinstance(start, Mapping) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1e-3:  # NaN fails too
         raise CalibrationError(f"{p}: fit.start.kernel_latency_s {value!r} is not a kernel time in (0, 0.001] s")
+    return float(value)
+
+
+def load_perf_seq_mode(path: str | Path) -> float | None:
+    """The preset per-sequence step cost of the rows a file's fitted ``overhead_s_per_seq`` was fitted on (its
+    ``fit.start``), None when the file fitted none. A condition whose preset charges another keeps its own
+    (:func:`agentsim.planning.calibrate.harness.for_seq_cost`). Raises :class:`CalibrationError` naming
+    ``fit.start.overhead_s_per_seq`` when it is not a cost in (0, 10 ms]."""
+    p = Path(path)
+    fit = _read_doc(p).get("fit")
+    if not isinstance(fit, Mapping) or "overhead_s_per_seq" not in (fit.get("parameters") or []):
+        return None
+    start = fit.get("start")
+    value = start.get("overhead_s_per_seq") if isinstance(start, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1e-2:  # NaN fails too
+        raise CalibrationError(f"{p}: fit.start.overhead_s_per_seq {value!r} is not a cost in (0, 0.01] s")
     return float(value)
 
 
