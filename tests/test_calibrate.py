@@ -27,10 +27,10 @@ from agentsim.planning.calibrate import (
     catalog_id,
     condition_engine,
     condition_scenario,
-    for_kernel_mode,
+    for_presets,
     kv_tokens,
     load_perf_engine,
-    load_perf_kernel_mode,
+    load_perf_fitted_for,
     load_perf_yaml,
     nelder_mead,
     pool_from_labels,
@@ -303,18 +303,29 @@ def test_calibration_recovers_a_known_kernel_latency(tmp_path: Path) -> None:
     # the fitted time is for engines with CUDA graphs (10 us preset): an eager row keeps its own 32 us, through
     # the perf YAML too; dataflow hardware has no floor to fit
     yaml_path = write_perf_yaml(same, tmp_path / "kernel.yaml", measurements_file="synthetic")
-    assert load_perf_kernel_mode(yaml_path) == KERNEL_LATENCY_S
+    assert load_perf_fitted_for(yaml_path) == {"kernel_latency_s": KERNEL_LATENCY_S}
     doc = yaml.safe_load(yaml_path.read_text())
-    for bad in (0.0, -1e-5, 0.5, float("nan"), "10us", None):  # a hand-edited mode is refused, the field named
+    assert doc["fit"]["preset"] == {"kernel_latency_s": KERNEL_LATENCY_S}
+    edited = tmp_path / "edited.yaml"
+    for bad in (-1e-5, 0.5, float("nan"), "10us", None):  # a hand-edited preset is refused, the field named
+        doc["fit"]["preset"]["kernel_latency_s"] = bad
+        edited.write_text(yaml.safe_dump(doc))
+        with pytest.raises(CalibrationError, match=r"fit\.preset\.kernel_latency_s"):
+            load_perf_fitted_for(edited)
+    del doc["fit"]["preset"]  # a file written before fit.preset: a fitted kernel time is for its start
+    for bad in (0.0, -1e-5, 0.5, float("nan"), "10us", None):
         doc["fit"]["start"]["kernel_latency_s"] = bad
-        edited = tmp_path / "edited.yaml"
         edited.write_text(yaml.safe_dump(doc))
         with pytest.raises(CalibrationError, match=r"fit\.start\.kernel_latency_s"):
-            load_perf_kernel_mode(edited)
+            load_perf_fitted_for(edited)
+    doc["fit"]["start"]["kernel_latency_s"] = KERNEL_LATENCY_S
+    edited.write_text(yaml.safe_dump(doc))
+    assert load_perf_fitted_for(edited) == {"kernel_latency_s": KERNEL_LATENCY_S}
     eager_engine = condition_engine(same.pool, eager, options, CATALOG)
-    assert for_kernel_mode(same.pool, KERNEL_LATENCY_S, eager_engine, CATALOG).perf.kernel_latency_s is None
+    graphs_fit = {"kernel_latency_s": KERNEL_LATENCY_S}
+    assert for_presets(same.pool, graphs_fit, eager_engine, CATALOG).perf.kernel_latency_s is None
     graphs_engine = condition_engine(same.pool, measured[0], options, CATALOG)
-    assert for_kernel_mode(same.pool, KERNEL_LATENCY_S, graphs_engine, CATALOG) == same.pool
+    assert for_presets(same.pool, graphs_fit, graphs_engine, CATALOG) == same.pool
     sn40l = pool.model_copy(update={"deployment": dep.model_copy(update={"hardware": "sn40l"})})
     with pytest.raises(CalibrationError, match="dataflow hardware has no kernel floor"):
         calibrate(measured, sn40l, catalog=CATALOG, options=options, params=["kernel_latency_s"])
@@ -346,6 +357,12 @@ def test_calibration_fits_the_per_sequence_cost_where_the_rows_tell_it() -> None
     alone = calibrate(pair, pool, catalog=CATALOG, options=FAST, params=["overhead_s_per_seq"], max_evals=40)
     assert alone.value("overhead_s_per_seq", start=True) == VLLM_SEQ_OVERHEAD_S
     assert alone.value("overhead_s_per_seq") == pytest.approx(300e-6, rel=0.02)
+    assert alone.presets == {"overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S}
+    # started from the user's own 200 us, the fit is still for rows charged the preset's 130 us
+    mine = pool.model_copy(update={"perf": spec.RooflinePerf(overhead_s_per_seq=200e-6)})
+    own = calibrate(pair, mine, catalog=CATALOG, options=FAST, params=["overhead_s_per_seq"], max_evals=2)
+    assert own.value("overhead_s_per_seq", start=True) == 200e-6
+    assert own.presets == {"overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S}
     both = calibrate(pair, pool, catalog=CATALOG, options=FAST, max_evals=2)
     assert both.params == ("mfu", "mbu", "overhead_s", "overhead_s_per_seq")
     assert both.value("overhead_s_per_seq", start=True) == VLLM_SEQ_OVERHEAD_S
@@ -365,19 +382,20 @@ def test_a_fitted_per_sequence_cost_is_only_for_rows_charged_the_same_preset_cos
     """A cost fitted on vLLM V1 rows (130 us at the start) replaces the preset's on a V1 row; a V0 row keeps V0's
     cost (450 us), in the harness's pools (``fidelity --perf``) as in the holdout's."""
     from agentsim.planning.calibrate.bench import V0_SEQ_OVERHEAD_S
-    from agentsim.planning.calibrate.harness import for_seq_cost, preset_seq_cost
+    from agentsim.planning.calibrate.harness import preset_value
     from agentsim.serving.presets import VLLM_SEQ_OVERHEAD_S
 
     fitted = POOL.model_copy(update={"perf": spec.RooflinePerf(overhead_s_per_seq=200e-6)})
     v1 = Measurement(isl=128, osl=64, concurrency=8, labels={"engine": "vLLM", "engine_version": "0.11.0"})
     v0 = Measurement(isl=128, osl=64, concurrency=8, labels={"engine": "vLLM", "engine_version": "0.6.3"})
     v1_engine, v0_engine = (condition_engine(fitted, m, FAST, CATALOG) for m in (v1, v0))
-    assert preset_seq_cost(fitted, v1_engine, CATALOG) == VLLM_SEQ_OVERHEAD_S
-    assert preset_seq_cost(fitted, v0_engine, CATALOG) == V0_SEQ_OVERHEAD_S
-    assert for_seq_cost(fitted, VLLM_SEQ_OVERHEAD_S, v1_engine, CATALOG) == fitted
-    assert for_seq_cost(fitted, VLLM_SEQ_OVERHEAD_S, v0_engine, CATALOG).perf.overhead_s_per_seq is None
-    assert for_seq_cost(fitted, None, v0_engine, CATALOG) == fitted
-    override = PerfOverride(fitted.perf, seq_mode_s=VLLM_SEQ_OVERHEAD_S)
+    assert preset_value(fitted, v1_engine, CATALOG, "step_overhead_s_per_seq") == VLLM_SEQ_OVERHEAD_S
+    assert preset_value(fitted, v0_engine, CATALOG, "step_overhead_s_per_seq") == V0_SEQ_OVERHEAD_S
+    v1_fit = {"overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S}
+    assert for_presets(fitted, v1_fit, v1_engine, CATALOG) == fitted
+    assert for_presets(fitted, v1_fit, v0_engine, CATALOG).perf.overhead_s_per_seq is None
+    assert for_presets(fitted, {}, v0_engine, CATALOG) == fitted
+    override = PerfOverride(fitted.perf, fitted_for=v1_fit)
     report = run_fidelity([replace(v1, tpot_s=0.01), replace(v0, tpot_s=0.01)], pool=POOL, overrides=[override],
                           catalog=CATALOG, options=FAST)  # fmt: skip
     costs = [r.pool.perf.overhead_s_per_seq for r in report.rows if r.pool is not None]

@@ -232,10 +232,7 @@ def fidelity_cmd(
     try:
         catalog = load_catalog(files)
         overrides = [
-            fid.PerfOverride(
-                *cal.load_perf(p), kernel_mode_s=cal.load_perf_kernel_mode(p), seq_mode_s=cal.load_perf_seq_mode(p)
-            )
-            for p in perf or []
+            fid.PerfOverride(*cal.load_perf(p), fitted_for=cal.load_perf_fitted_for(p)) for p in perf or []
         ]
         if holdout > 0:
             if overrides:

@@ -40,8 +40,7 @@ from agentsim.planning.calibrate import (
     calibrate,
     condition_engine,
     filter_measurements,
-    for_kernel_mode,
-    for_seq_cost,
+    for_presets,
     kv_tokens,
     label_preset,
     mape,
@@ -81,8 +80,8 @@ class PerfOverride:
     perf: PerfAny
     match: Mapping[str, str] = field(default_factory=dict)
     engine: Mapping[str, float] = field(default_factory=dict)  # engine knobs fitted with it (frontend_s)
-    kernel_mode_s: float | None = None  # the preset kernel time its fitted kernel_latency_s is for (None: unfitted)
-    seq_mode_s: float | None = None  # the preset sequence cost its fitted overhead_s_per_seq is for (None: unfitted)
+    # the preset values its fitted kernel time / sequence cost started from (harness.PRESET_KNOBS; absent: unfitted)
+    fitted_for: Mapping[str, float] = field(default_factory=dict)
 
     def applies(self, m: Measurement) -> bool:
         """Whether this override selects ``m``."""
@@ -221,14 +220,12 @@ def _resolve_pools(
     for m in measurements:
         try:
             pool = base_pool if base_pool is not None else pool_from_labels(m, catalog, engine=engine)
-            mode: float | None = None
-            seq_mode: float | None = None
+            fitted_for: Mapping[str, float] = {}
             for o in overrides:
                 if o.applies(m):
-                    pool, mode, seq_mode = with_perf(pool, o.perf, o.engine), o.kernel_mode_s, o.seq_mode_s
+                    pool, fitted_for = with_perf(pool, o.perf, o.engine), o.fitted_for
             row_engine = condition_engine(pool, m, options, catalog)
-            pool = for_kernel_mode(pool, mode, row_engine, catalog)  # a fitted kernel time is for one engine mode
-            pool = for_seq_cost(pool, seq_mode, row_engine, catalog)  # a fitted sequence cost for one preset cost
+            pool = for_presets(pool, fitted_for, row_engine, catalog)  # a fitted value is for its preset's rows
             dep = pool.deployment.model_copy(update={"engine": row_engine})
             capacity = kv_tokens(pool.model_copy(update={"deployment": dep}), catalog)  # the deployment fits
             # one request must fit one attention rank's cache, or the simulation cannot serve the row at all
@@ -368,16 +365,9 @@ def holdout(
             jobs=jobs,
         )
         fits[group] = fit
-        # a fitted kernel time is for the calibration rows' engine mode; rows run the other way keep their preset's
-        # and a fitted per-sequence cost for the calibration rows' preset cost; rows charged another keep theirs
-        mode = fit.value("kernel_latency_s", start=True) if "kernel_latency_s" in fit.params else None
-        seq_mode = fit.value("overhead_s_per_seq", start=True) if "overhead_s_per_seq" in fit.params else None
+        # a fitted kernel time or per-sequence cost is for rows whose preset gave the calibration rows' value
         opts = options or HarnessOptions()
-        pools = []
-        for m in ms:
-            row_engine = condition_engine(fit.pool, m, opts, catalog)
-            pool = for_kernel_mode(fit.pool, mode, row_engine, catalog)
-            pools.append(for_seq_cost(pool, seq_mode, row_engine, catalog))
+        pools = [for_presets(fit.pool, fit.presets, condition_engine(fit.pool, m, opts, catalog), catalog) for m in ms]
         preds = simulate_points(pools, ms, catalog, options, jobs=jobs)
         for j, (r, pred) in enumerate(zip(runnable, preds, strict=True)):
             role: Literal["calibration", "held-out"] = "calibration" if j in chosen else "held-out"

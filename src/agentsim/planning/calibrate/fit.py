@@ -160,6 +160,10 @@ FRONTEND_START_S = 0.02
 """Where the log-scale search for ``frontend_s`` starts when the engine has none: 20 ms, the order of the front
 ends' share of gpustack's single-request TTFT (docs/FIDELITY.md)."""
 
+SEQLESS_START_S = 1e-5
+"""Where the log-scale search for ``overhead_s_per_seq`` starts when the rows' preset charges none (0: TensorRT-LLM
+measured by ``trtllm-bench``): 10 us, below every preset's cost."""
+
 FLOORLESS_START_S = 1e-5
 """Where the log-scale search for ``kernel_latency_s`` starts when the engine's is 0 (no kernel floor): 10 us,
 the vLLM and SGLang presets' value."""
@@ -252,6 +256,8 @@ class Calibration:
     metrics: tuple[str, ...]
     engine: Mapping[str, float] = dataclasses.field(default_factory=dict)  # fitted engine knobs (ENGINE_PARAMS)
     engine_start: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # for each fitted kernel time / per-sequence cost, the preset value all calibration rows had (harness.PRESET_KNOBS)
+    presets: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def value(self, name: str, *, start: bool = False) -> float:
         """The fitted (or starting) value of parameter ``name``, a perf coefficient or an engine knob."""
@@ -382,17 +388,17 @@ def calibrate(
         # Unset: the engine preset's step overhead is where the search starts (and what it fits).
         start = start.model_copy(update={"overhead_s": plans[0].step_overhead_s})
         start_pool = replace_model(pool, perf=start)
+    seq_costs = sorted({p.step_overhead_s_per_seq for p in plans})  # the rows' preset per-sequence costs
     if isinstance(start, spec.RooflinePerf) and start.overhead_s_per_seq is None and "overhead_s_per_seq" in names:
-        # fitted from the preset's per-sequence cost (a zero one starts the log-scale search at 10 us); one value
-        # serves every row, so their presets must charge one cost
-        costs = sorted({p.step_overhead_s_per_seq for p in plans})
-        if len(costs) > 1:
+        # fitted from the preset's per-sequence cost (a zero one starts the log-scale search at SEQLESS_START_S);
+        # one value serves every row, so their presets must charge one cost
+        if len(seq_costs) > 1:
             raise CalibrationError(
                 "cannot fit overhead_s_per_seq over rows whose presets charge different per-sequence costs "
-                f"({', '.join(f'{v * 1e6:g} us' for v in costs)}: vLLM V0 and V1 rows, say); calibrate them "
+                f"({', '.join(f'{v * 1e6:g} us' for v in seq_costs)}: vLLM V0 and V1 rows, say); calibrate them "
                 "separately"
             )
-        start = start.model_copy(update={"overhead_s_per_seq": plans[0].step_overhead_s_per_seq or 1e-5})
+        start = start.model_copy(update={"overhead_s_per_seq": seq_costs[0] or SEQLESS_START_S})
         start_pool = replace_model(pool, perf=start)
 
     floored = isinstance(start, spec.RooflinePerf) and not catalog.get_hardware(pool.deployment.hardware).dataflow
@@ -409,7 +415,6 @@ def calibrate(
     # Likewise the per-sequence cost, where the rows can tell it (SEQ_PROBE_MOVE, SEQ_CONTRAST): every row's preset
     # charges the same one (vLLM V0 and V1 rows, say, do not), it is not the user's (neither the perf's nor the
     # engine's), and it is not 0 (a cost the preset leaves out, trtllm-bench's, is not searched for from nothing).
-    seq_costs = {p.step_overhead_s_per_seq for p in plans}
     probe_seq = (
         params is None
         and isinstance(start, spec.RooflinePerf)
@@ -417,7 +422,8 @@ def calibrate(
         and pool.deployment.engine.step_overhead_s_per_seq is None
         and len(plans) > 1
         and len(seq_costs) == 1
-        and min(seq_costs) > 0.0
+        and seq_costs[0] > 0.0
+        and bool(start.overhead_s)  # the contrast doubles the step overhead
     )
     if isinstance(start, spec.RooflinePerf) and start.kernel_latency_s is None and "kernel_latency_s" in names:
         # fitted from the preset's kernel time; one value serves every row, so the rows must share one engine mode
@@ -468,8 +474,8 @@ def calibrate(
                 names.append("kernel_latency_s")
                 space.append(ROOFLINE_PARAMS["kernel_latency_s"])
                 start = start.model_copy(update={"kernel_latency_s": kernel0})  # what start_preds ran with
-        if probe_seq and isinstance(start, spec.RooflinePerf) and start.overhead_s:
-            seq0 = min(seq_costs)
+        if probe_seq and isinstance(start, spec.RooflinePerf) and start.overhead_s:  # narrowed for the type checker
+            seq0 = seq_costs[0]
             busier = start.model_copy(update={"overhead_s_per_seq": 2.0 * seq0})
             probes += 1
             by_seq = _row_moves(start_preds, runner.run(scenarios(busier, {})), fit_metrics)
@@ -488,6 +494,9 @@ def calibrate(
         u_best, f_best, evals = nelder_mead(f, u0, step=step, max_evals=max_evals)
         fitted, fitted_engine = perf_at(u_best), engine_at(u_best)
         preds = runner.run(scenarios(fitted, fitted_engine))
+    # the one preset value every row had for each fitted kernel time / per-sequence cost (what the fit is for)
+    shared = {"kernel_latency_s": latencies, "overhead_s_per_seq": seq_costs}
+    presets = {n: values[0] for n, values in shared.items() if n in names and len(values) == 1}
     return Calibration(
         perf=fitted,
         start=start,
@@ -500,4 +509,5 @@ def calibrate(
         metrics=fit_metrics,
         engine=fitted_engine,
         engine_start=engine0,
+        presets=presets,
     )

@@ -32,7 +32,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Final, Literal
 
 from agentsim import spec
 from agentsim.catalog import Catalog, load_catalog
@@ -53,20 +54,20 @@ from agentsim.planning.calibrate.measurements import CalibrationError, Measureme
 from agentsim.serving.admission import NO_EVICT
 
 __all__ = [
+    "PRESET_KNOBS",
     "HarnessOptions",
     "Plan",
     "Runner",
     "catalog_id",
     "condition_engine",
     "condition_scenario",
-    "for_kernel_mode",
-    "for_seq_cost",
+    "for_presets",
     "kv_tokens",
     "label_preset",
     "plan_condition",
     "pool_from_labels",
     "preset_kernel_latency",
-    "preset_seq_cost",
+    "preset_value",
     "replace_model",
     "scenario_for",
     "simulate_points",
@@ -285,54 +286,50 @@ def _started_with(
     return engine if modelled >= started else replace_model(engine, kv_capacity_tokens=started)
 
 
+PRESET_KNOBS: Final[Mapping[str, str]] = MappingProxyType(
+    {"kernel_latency_s": "kernel_latency_s", "overhead_s_per_seq": "step_overhead_s_per_seq"}
+)
+"""Roofline coefficients a calibration starts from the row's engine preset, by the engine field the preset fills:
+the kernel time (10 us under CUDA graphs, 32 us eager) and the per-sequence cost (vLLM V1's, V0's, 0 for
+``trtllm-bench``). A value fitted from one preset's start says nothing of rows whose preset starts elsewhere
+(:func:`for_presets`)."""
+
+
+def _filled(pool: spec.PoolSpec, engine: spec.EngineSpec, catalog: Catalog) -> spec.EngineSpec:
+    """``engine`` on ``pool``'s deployment as :func:`agentsim.serving.presets.fill_engine` fills it."""
+    from agentsim.serving.presets import fill_engine
+
+    dep = pool.deployment.model_copy(update={"engine": engine})
+    return fill_engine(dep, catalog.get_hardware(dep.hardware), catalog.get_model(dep.model)).engine
+
+
+def preset_value(pool: spec.PoolSpec, engine: spec.EngineSpec, catalog: Catalog, knob: str) -> float:
+    """The value the presets give ``engine``'s field ``knob`` on ``pool``'s deployment (the eager kernel time for an
+    engine without CUDA graphs, vLLM V0's per-sequence cost for a V0 row); 0 where they give none."""
+    return float(getattr(_filled(pool, engine, catalog), knob) or 0.0)
+
+
 def preset_kernel_latency(pool: spec.PoolSpec, engine: spec.EngineSpec, catalog: Catalog) -> float:
-    """The kernel time the presets give ``engine`` on ``pool``'s deployment (``engine.kernel_latency_s`` as
-    :func:`agentsim.serving.presets.fill_engine` fills it: the eager one for an engine without CUDA graphs)."""
-    from agentsim.serving.presets import fill_engine
-
-    dep = pool.deployment.model_copy(update={"engine": engine})
-    filled = fill_engine(dep, catalog.get_hardware(dep.hardware), catalog.get_model(dep.model))
-    return filled.engine.kernel_latency_s or 0.0
+    """The kernel time the presets give ``engine`` on ``pool``'s deployment (:func:`preset_value`)."""
+    return preset_value(pool, engine, catalog, "kernel_latency_s")
 
 
-def for_kernel_mode(
-    pool: spec.PoolSpec, fitted_for_s: float | None, engine: spec.EngineSpec, catalog: Catalog
+def for_presets(
+    pool: spec.PoolSpec, fitted_for: Mapping[str, float], engine: spec.EngineSpec, catalog: Catalog
 ) -> spec.PoolSpec:
-    """``pool`` for a condition run on ``engine``: a roofline ``kernel_latency_s`` fitted on rows whose preset kernel
-    time was ``fitted_for_s`` (CUDA graphs, or eager) says nothing of an engine that launches its kernels the other
-    way, so such a condition drops it and takes its own preset's; ``fitted_for_s`` None: ``pool`` unchanged."""
+    """``pool`` for a condition run on ``engine``: each roofline coefficient of :data:`PRESET_KNOBS` that
+    ``fitted_for`` names was fitted from that preset value; where ``engine``'s preset gives another (an eager row
+    under a kernel time fitted with CUDA graphs, a V0 row under a per-sequence cost fitted on V1 rows), the condition
+    drops the fitted value and takes its own preset's. ``pool`` unchanged when nothing differs."""
     perf = pool.perf
-    if fitted_for_s is None or not isinstance(perf, spec.RooflinePerf) or perf.kernel_latency_s is None:
+    if not isinstance(perf, spec.RooflinePerf):
         return pool
-    if preset_kernel_latency(pool, engine, catalog) == fitted_for_s:
+    live = {name: v for name, v in fitted_for.items() if getattr(perf, name) is not None}
+    if not live:
         return pool
-    return pool.model_copy(update={"perf": perf.model_copy(update={"kernel_latency_s": None})})
-
-
-def preset_seq_cost(pool: spec.PoolSpec, engine: spec.EngineSpec, catalog: Catalog) -> float:
-    """The per-sequence step cost the presets give ``engine`` on ``pool``'s deployment
-    (``engine.step_overhead_s_per_seq`` as :func:`agentsim.serving.presets.fill_engine` fills it: vLLM V0's for a
-    V0 row, 0 for ``trtllm-bench``)."""
-    from agentsim.serving.presets import fill_engine
-
-    dep = pool.deployment.model_copy(update={"engine": engine})
-    filled = fill_engine(dep, catalog.get_hardware(dep.hardware), catalog.get_model(dep.model))
-    return filled.engine.step_overhead_s_per_seq or 0.0
-
-
-def for_seq_cost(
-    pool: spec.PoolSpec, fitted_for_s: float | None, engine: spec.EngineSpec, catalog: Catalog
-) -> spec.PoolSpec:
-    """``pool`` for a condition run on ``engine``: a roofline ``overhead_s_per_seq`` fitted on rows whose preset
-    charged ``fitted_for_s`` a sequence says nothing of an engine whose preset charges another (vLLM V0 against V1,
-    ``trtllm-bench`` against ``trtllm-serve``), so such a condition drops it and takes its own preset's;
-    ``fitted_for_s`` None: ``pool`` unchanged."""
-    perf = pool.perf
-    if fitted_for_s is None or not isinstance(perf, spec.RooflinePerf) or perf.overhead_s_per_seq is None:
-        return pool
-    if preset_seq_cost(pool, engine, catalog) == fitted_for_s:
-        return pool
-    return pool.model_copy(update={"perf": perf.model_copy(update={"overhead_s_per_seq": None})})
+    filled = _filled(pool, engine, catalog)
+    drop = {name: None for name, v in live.items() if float(getattr(filled, PRESET_KNOBS[name]) or 0.0) != v}
+    return pool.model_copy(update={"perf": perf.model_copy(update=drop)}) if drop else pool
 
 
 def kv_tokens(pool: spec.PoolSpec, catalog: Catalog, free_fraction: float | None = None) -> int:

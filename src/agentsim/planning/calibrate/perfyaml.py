@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 import yaml
 
@@ -25,8 +26,7 @@ __all__ = [
     "PerfAny",
     "load_perf",
     "load_perf_engine",
-    "load_perf_kernel_mode",
-    "load_perf_seq_mode",
+    "load_perf_fitted_for",
     "load_perf_yaml",
     "with_perf",
     "write_perf_yaml",
@@ -71,6 +71,9 @@ def write_perf_yaml(
             "objective_value": float(f"{result.objective:.6g}"),
             "evaluations": result.evaluations,
             "start": {p: result.value(p, start=True) for p in result.params},
+            # the preset value every row had for a fitted kernel time / per-sequence cost: rows whose preset gives
+            # another keep their own (load_perf_fitted_for)
+            **({"preset": dict(result.presets)} if result.presets else {}),
             "mape_pct": clean({m: result.mape(m) for m in result.metrics}),
             "mape_pct_at_start": clean({m: result.mape(m, start=True) for m in result.metrics}),
         },
@@ -105,35 +108,44 @@ def load_perf_engine(path: str | Path) -> dict[str, float]:
     return load_perf(path)[2]
 
 
-def load_perf_kernel_mode(path: str | Path) -> float | None:
-    """The preset kernel time of the rows a file's fitted ``kernel_latency_s`` was fitted on (its ``fit.start``:
-    10 us under CUDA graphs, 32 us eager), None when the file fitted none. A condition run the other way keeps its
-    own preset's kernel time (:func:`agentsim.planning.calibrate.harness.for_kernel_mode`). Raises
-    :class:`CalibrationError` naming ``fit.start.kernel_latency_s`` when it is not a kernel time in (0, 1 ms]."""
+FITTED_FOR_BOUNDS: Final[Mapping[str, tuple[float, str]]] = MappingProxyType(
+    {"kernel_latency_s": (1e-3, "a kernel time"), "overhead_s_per_seq": (1e-2, "a per-sequence cost")}
+)
+"""Per coefficient of :data:`agentsim.planning.calibrate.harness.PRESET_KNOBS`: the largest preset value (s) a
+file may record for it, and what it is, for the error."""
+
+
+def load_perf_fitted_for(path: str | Path) -> dict[str, float]:
+    """The preset values a file's fitted kernel time and per-sequence cost are for: its ``fit.preset`` (the value
+    every calibration row's preset had: 10 us under CUDA graphs or 32 us eager; vLLM V1's 130 us a sequence, 0 under
+    ``trtllm-bench``); for a file written before that key, the ``fit.start`` of a fitted kernel time. A condition
+    whose preset gives another keeps its own (:func:`agentsim.planning.calibrate.harness.for_presets`). Raises
+    :class:`CalibrationError` naming the field when a value is not in [0, bound] (a start: (0, bound])."""
     p = Path(path)
     fit = _read_doc(p).get("fit")
-    if not isinstance(fit, Mapping) or "kernel_latency_s" not in (fit.get("parameters") or []):
-        return None
+    if not isinstance(fit, Mapping):
+        return {}
+    if "preset" in fit:
+        preset = fit.get("preset")
+        if not isinstance(preset, Mapping) or not set(preset) <= set(FITTED_FOR_BOUNDS):
+            raise CalibrationError(f"{p}: fit.preset must map {' and/or '.join(FITTED_FOR_BOUNDS)} to seconds")
+        return {name: _bounded(p, f"fit.preset.{name}", preset[name], name, 0.0) for name in preset}
+    if "kernel_latency_s" not in (fit.get("parameters") or []):
+        return {}
     start = fit.get("start")
     value = start.get("kernel_latency_s") if isinstance(start, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1e-3:  # NaN fails too
-        raise CalibrationError(f"{p}: fit.start.kernel_latency_s {value!r} is not a kernel time in (0, 0.001] s")
-    return float(value)
+    return {"kernel_latency_s": _bounded(p, "fit.start.kernel_latency_s", value, "kernel_latency_s", None)}
 
 
-def load_perf_seq_mode(path: str | Path) -> float | None:
-    """The preset per-sequence step cost of the rows a file's fitted ``overhead_s_per_seq`` was fitted on (its
-    ``fit.start``), None when the file fitted none. A condition whose preset charges another keeps its own
-    (:func:`agentsim.planning.calibrate.harness.for_seq_cost`). Raises :class:`CalibrationError` naming
-    ``fit.start.overhead_s_per_seq`` when it is not a cost in (0, 10 ms]."""
-    p = Path(path)
-    fit = _read_doc(p).get("fit")
-    if not isinstance(fit, Mapping) or "overhead_s_per_seq" not in (fit.get("parameters") or []):
-        return None
-    start = fit.get("start")
-    value = start.get("overhead_s_per_seq") if isinstance(start, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1e-2:  # NaN fails too
-        raise CalibrationError(f"{p}: fit.start.overhead_s_per_seq {value!r} is not a cost in (0, 0.01] s")
+def _bounded(p: Path, field: str, value: Any, name: str, lowest: float | None) -> float:
+    """``value`` as seconds in ``[lowest, bound]`` (``(0, bound]`` when ``lowest`` is None) for coefficient ``name``,
+    else :class:`CalibrationError` naming ``field``."""
+    upper, what = FITTED_FOR_BOUNDS[name]
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value <= upper  # NaN fails here
+    ok = ok and (value > 0.0 if lowest is None else value >= lowest)
+    if not ok:
+        low = "(0" if lowest is None else f"[{lowest:g}"
+        raise CalibrationError(f"{p}: {field} {value!r} is not {what} in {low}, {upper:g}] s")
     return float(value)
 
 
