@@ -274,6 +274,8 @@ CATALOG_CASES = [
     ("fp4-peak-below-fp8", HARDWARE_NO_FP8.replace("fp8_dense_tflops: null", "fp8_dense_tflops: 200")
      .replace("fp4_dense_tflops: null", "fp4_dense_tflops: 150"),
      ["hardware.slow", "fp4_dense_tflops below fp8_dense_tflops (150.0 < 200.0)"]),
+    ("fp8-fraction-without-fp8", HARDWARE_NO_FP8.replace("    source: test\n", "    efficiency:\n      gemm_fp8: 0.7\n"
+     "      source: test\n    source: test\n"), ["hardware.slow", "efficiency.gemm_fp8 on a part without those units"]),
 ]
 
 

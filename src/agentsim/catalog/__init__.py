@@ -280,6 +280,16 @@ class Hardware(Entry):
             )
         if self.fp4_dense_tflops is not None and self.fp8_dense_tflops is None:
             raise ValueError("fp4_dense_tflops without fp8_dense_tflops: no part has FP4 units and no FP8 ones")
+        for peak, fields in (
+            (self.fp8_dense_tflops, ("gemm_fp8", "gemm_fp8_block", "hbm_fp8_block")),
+            (self.fp4_dense_tflops, ("gemm_fp4",)),
+        ):
+            given = [f for f in fields if self.efficiency is not None and getattr(self.efficiency, f) is not None]
+            if peak is None and given:
+                raise ValueError(
+                    f"efficiency.{given[0]} on a part without those units (its peak is null): the fraction of a peak "
+                    "it does not have; leave it out (weights of that precision run weight-only at the BF16 peak)"
+                )
         for low, high, name in (
             (self.fp8_dense_tflops, self.bf16_dense_tflops, "fp8_dense_tflops below bf16_dense_tflops"),
             (self.fp4_dense_tflops, self.fp8_dense_tflops, "fp4_dense_tflops below fp8_dense_tflops"),
