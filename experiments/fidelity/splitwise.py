@@ -16,9 +16,9 @@ Left out, by rules the script applies and prints:
 * the ``h100-80gb-pcap`` rows: their prompt times are exactly 1.3 x the ``h100-80gb`` ones and their token times
   equal, a power-capping assumption, not a measurement;
 * a condition any of whose runs decoded more iterations than its tokens (by more than 2%): the batch did not run
-  as one (it did not fit, and ran in waves), so its prefill time is a wave's and its iteration a mix
-  (:func:`in_waves`: batch 64 at TP2 on both GPUs, e.g. 2,362 iterations for 128 tokens on A100, and batch 32 at
-  TP2 on A100, 161-164).
+  as one (it did not fit, and ran in waves), so its iteration is a mix, and at batch 64 its prefill time is a
+  wave's (:func:`in_waves`: batch 64 at TP2 on both GPUs, e.g. 2,362 iterations for 128 tokens on A100, and batch
+  32 at TP2 on A100, 161-164).
 
 Per condition, the mean of its runs against the model's
 
@@ -94,7 +94,7 @@ class Row:
     decode_ms: float
     prefill_pred_ms: float
     decode_pred_ms: float
-    static: bool = True
+    static: bool
 
     @property
     def prefill_err_pct(self) -> float:
@@ -168,9 +168,9 @@ def predict(
     return out
 
 
-def compare(bare: bool = False, graphs: bool = False, path: Path = DATA) -> list[Row]:
+def compare(bare: bool = False, graphs: bool = False) -> list[Row]:
     """Measured means against the model, one row per condition, in the profile's order of conditions."""
-    profile = read_profile(path)
+    profile = read_profile()
     pred = predict(profile, bare, graphs)
     rows = []
     for c, v in profile.items():
@@ -211,7 +211,7 @@ def report(rows: list[Row], graphs: bool = False) -> str:
     for hw in ("a100", "h100"):
         for tp in (2, 4, 8):
             g = [r for r in rows if (r.condition.hardware, r.condition.tp) == (hw, tp)]
-            if not g:
+            if not any(r.static for r in g):
                 continue
             f = figures(g)
             lines.append(
