@@ -715,5 +715,8 @@ def test_the_experiment_reads_the_tree_copy_of_the_table_and_names_a_file_it_can
 
     tree = Path(__file__).resolve().parents[1] / "src" / "agentsim" / "catalog" / "accuracy.yaml"
     assert read_accuracy(tree) == load_accuracy()
+    edited = tmp_path / "accuracy.yaml"  # the file given is the file read, not the packaged one again
+    edited.write_text(tree.read_text(encoding="utf-8").replace("goal_pct: 15.0", "goal_pct: 12.5"), encoding="utf-8")
+    assert read_accuracy(edited).goal_pct == 12.5 != load_accuracy().goal_pct
     with pytest.raises(TextFileError, match=r"missing\.yaml"):
         read_accuracy(tmp_path / "missing.yaml")

@@ -203,13 +203,14 @@ def test_a_field_error_names_the_line_of_the_file(tmp_path: Path) -> None:
 def test_weight_only_kernels_below_fp8_units_are_the_engines_own(tmp_path: Path) -> None:
     """What each preset serves on an A100 (no FP8 units), from gpustack's A100 pages: vLLM's FP8 (Marlin W8A16)
     and FP4, SGLang's FP4 (gpt-oss), TensorRT-LLM's BF16 only; the refused ones are in SCENARIO_CASES."""
-    ok = [
-        ("vllm", "llama-3.1-8b", "fp8"), ("vllm", "gpt-oss-20b", "fp4"), ("sglang", "gpt-oss-20b", "fp4"),
-        ("trtllm", "llama-3.1-8b", "bf16"),
+    ok = [  # preset, model, weights, KV cache (vLLM keeps an FP8 KV cache there; TensorRT-LLM has none)
+        ("vllm", "llama-3.1-8b", "fp8", "bf16"), ("vllm", "gpt-oss-20b", "fp4", "bf16"),
+        ("sglang", "gpt-oss-20b", "fp4", "bf16"), ("trtllm", "llama-3.1-8b", "bf16", "bf16"),
+        ("vllm", "llama-3.1-8b", "bf16", "fp8"),
     ]  # fmt: skip
-    for preset, model, precision in ok:
+    for preset, model, precision, kv in ok:
         sets = ["cluster.pools[0].deployment.hardware=a100", f"cluster.pools[0].deployment.model={model}",
-                f"cluster.pools[0].deployment.precision={precision}",
+                f"cluster.pools[0].deployment.precision={precision}", f"cluster.pools[0].deployment.kv_precision={kv}",
                 f"cluster.pools[0].deployment.engine={{preset: {preset}}}"]  # fmt: skip
         result = invoke("validate", scenario(tmp_path), *[a for x in sets for a in ("--set", x)])
         assert result.exit_code == 0, (preset, model, precision, result.output)
@@ -274,6 +275,8 @@ CATALOG_CASES = [
     ("fp4-peak-below-fp8", HARDWARE_NO_FP8.replace("fp8_dense_tflops: null", "fp8_dense_tflops: 200")
      .replace("fp4_dense_tflops: null", "fp4_dense_tflops: 150"),
      ["hardware.slow", "fp4_dense_tflops below fp8_dense_tflops (150.0 < 200.0)"]),
+    ("scaleup-domain-below-node", HARDWARE_NO_FP8.replace("scaleup_domain_gpus: 8", "scaleup_domain_gpus: 4"),
+     ["hardware.slow", "scaleup_domain_gpus (4) must be >= gpus_per_node (8)"]),
     ("fp8-fraction-without-fp8", HARDWARE_NO_FP8.replace("    source: test\n", "    efficiency:\n      gemm_fp8: 0.7\n"
      "      source: test\n    source: test\n"), ["hardware.slow", "efficiency.gemm_fp8 on a part without those units"]),
 ]

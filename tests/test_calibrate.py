@@ -335,7 +335,7 @@ def test_calibration_recovers_a_known_kernel_latency(tmp_path: Path) -> None:
     assert unbound.params == ("mfu", "mbu", "overhead_s") and unbound.perf.kernel_latency_s is None
 
 
-def test_calibration_fits_the_per_sequence_cost_where_the_rows_tell_it() -> None:
+def test_calibration_fits_the_per_sequence_cost_where_the_rows_tell_it(tmp_path: Path) -> None:
     """Llama-3.1-8B on one H100: at 256 sequences the vllm preset's 130 us each is ~33 ms of a ~55 ms step, and
     measurements simulated at 300 us identify it beside a row at one sequence (fitted alone from the preset's 130 us
     to within 2%). By default it is fitted beside mfu, mbu and the step overhead, from the preset's cost, only where
@@ -363,9 +363,19 @@ def test_calibration_fits_the_per_sequence_cost_where_the_rows_tell_it() -> None
     own = calibrate(pair, mine, catalog=CATALOG, options=FAST, params=["overhead_s_per_seq"], max_evals=2)
     assert own.value("overhead_s_per_seq", start=True) == 200e-6
     assert own.presets == {"overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S}
+    # with the step overhead free too, the pair tells the two apart: both come back (the preset's 2 ms, 300 us)
+    two = calibrate(pair, pool, catalog=CATALOG, options=FAST, params=["overhead_s", "overhead_s_per_seq"],
+                    max_evals=60)  # fmt: skip
+    assert two.value("overhead_s") == pytest.approx(2e-3, rel=0.02)
+    assert two.value("overhead_s_per_seq") == pytest.approx(300e-6, rel=0.02)
     both = calibrate(pair, pool, catalog=CATALOG, options=FAST, max_evals=2)
     assert both.params == ("mfu", "mbu", "overhead_s", "overhead_s_per_seq")
     assert both.value("overhead_s_per_seq", start=True) == VLLM_SEQ_OVERHEAD_S
+    saved = write_perf_yaml(both, tmp_path / "seq.yaml", measurements_file="synthetic")  # for fidelity --perf
+    assert load_perf_fitted_for(saved) == {"overhead_s_per_seq": VLLM_SEQ_OVERHEAD_S}
+    engines_own = pool.model_copy(update={"deployment": pool.deployment.model_copy(
+        update={"engine": spec.EngineSpec(step_overhead_s_per_seq=VLLM_SEQ_OVERHEAD_S)})})  # fmt: skip
+    assert "overhead_s_per_seq" not in calibrate(pair, engines_own, catalog=CATALOG, options=FAST, max_evals=2).params
     one = calibrate(measured[1:2], pool, catalog=CATALOG, options=FAST, max_evals=2)
     assert "overhead_s_per_seq" not in one.params
     assert one.evaluations == 5  # 2 searched, the start, the fit, the kernel floor's probe: one row is not probed

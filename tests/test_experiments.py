@@ -7,6 +7,7 @@ two scripts running side by side on a 2-core machine would only slow each other 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +47,12 @@ def test_splitwise_comparison_runs_whole() -> None:
         [sys.executable, str(EXPERIMENTS / "fidelity/splitwise.py")], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    for text in ["prefill MAPE", "decode MAPE", "H100/A100 prefill measured model", "a100", "h100"]:
+    for text in ["prefill MAPE", "decode MAPE", "H100/A100 prefill measured model"]:
         assert text in proc.stdout, (text, proc.stdout)
+    # a figures line per GPU and TP: 19 conditions each, less the three TP2 batches that ran in waves
+    table = re.findall(r"^(a100|h100)\s+(\d)\s+(\d+)\s", proc.stdout, flags=re.M)
+    assert table == [("a100", "2", "17"), ("a100", "4", "19"), ("a100", "8", "19"),
+                     ("h100", "2", "18"), ("h100", "4", "19"), ("h100", "8", "19")]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,9 @@ def test_attention_projections_multiply_at_the_bf16_rate() -> None:
     # which the card's active count leaves out: its input embedding (129,280 x 7,168 = 0.93B, a lookup), within the
     # card's rounding of 37B to the nearest billion (671 - 653.9 routed - (37 - 20.4 routed active) = 0.52B)
     assert abs(R1.unmultiplied_params_b - 129280 * H / 1e9) <= 0.5
+    # exactly: the card's totals less the routed experts (58 MoE layers x 256 experts x 3 x 7168 x 2048 of them,
+    # 8 active) -- what neither the card's active count nor a routed expert covers
+    assert R1.unmultiplied_params_b == pytest.approx(671 - 37 - 248 * 58 * 3 * H * 2048 / 1e9, rel=1e-9)
     stored = bf16_params_b(R1, "fp4") * 1e9
     bf16 = stored - R1.unmultiplied_params_b * 1e9
     # by hand from config.json, per layer: q_a 7168 x 1536, q_b 1536 x 128 heads x 192, kv_a 7168 x (512 + 64),

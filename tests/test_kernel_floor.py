@@ -13,6 +13,7 @@ import pytest
 from agentsim import spec
 from agentsim.catalog import load_catalog
 from agentsim.perf import RooflinePerfModel
+from agentsim.perf.efficiency import efficiencies
 from agentsim.perf.roofline import forward_kernels
 from agentsim.planning.calibrate import Measurement
 
@@ -148,9 +149,8 @@ def test_fp8_weights_on_ampere_are_weight_only() -> None:
     # bandwidths (the H200's FP8 layers are capped at DeepGEMM's block-scaled streaming rate, not compared)
     assert fp8.dense_weight_s == pytest.approx(0.5 * bf16.dense_weight_s, rel=1e-12)
     a100, h200 = CATALOG.get_hardware("a100"), CATALOG.get_hardware("h200")
-    assert a100.efficiency is not None and h200.efficiency is not None
-    assert a100.efficiency.hbm is not None and h200.efficiency.hbm is not None
-    bw = {hw: hw.hbm_tb_s * hw.efficiency.hbm for hw in (a100, h200)}  # type: ignore[union-attr]
+    none = spec.RooflinePerf()
+    bw = {hw: hw.hbm_tb_s * efficiencies(hw, "bf16", "bf16", none).mbu for hw in (a100, h200)}
     h200_bf16 = model("qwen3-8b", "h200", 1, "bf16")
     assert fp8.dense_weight_s * bw[a100] == pytest.approx(0.5 * h200_bf16.dense_weight_s * bw[h200], rel=1e-9)
 

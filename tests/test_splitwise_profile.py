@@ -4,6 +4,7 @@ decode iterations, eager steps under the vllm preset's costs), against hand coun
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,35 @@ def test_the_prefill_is_the_whole_batch_in_one_pass() -> None:
     assert one == pytest.approx(1e3 * pm.step_time(512.0, 0.0, 0.0), rel=1e-12)
     assert 3.5 * one < four < 4.0 * one
     assert four < 1e3 * pm.step_time(2048.0, 0.0, 0.0)
+
+
+def test_the_decode_mean_is_over_each_run_s_steps_from_its_batch_s_context() -> None:
+    """Where the weights, not the kernel chain, set the step (TP2 on A100, eager, no engine costs): a run of 16
+    sequences after 512-token prompts decoding 10 iterations is the mean of the roofline's steps of 16 sequences at
+    contexts 16 x 513, 16 x 514, ...; two runs of 10 and 100 iterations average their two means."""
+    pm = SCRIPT.perf_model("a100", 2, bare=True)
+    cond = SCRIPT.Condition("a100", 2, 512, 16, 128)
+
+    def steps(n: int) -> float:
+        return 1e3 * sum(pm.step_time(0.0, 16.0, 16.0 * (513 + i)) for i in range(n)) / n
+
+    runs = [SCRIPT.Run(1.0, 1.0, 10.0), SCRIPT.Run(1.0, 1.0, 100.0)]
+    assert SCRIPT.predict({cond: runs[:1]}, bare=True)[cond][1] == pytest.approx(steps(10), rel=1e-9)
+    assert SCRIPT.predict({cond: runs}, bare=True)[cond][1] == pytest.approx((steps(10) + steps(100)) / 2, rel=1e-9)
+
+
+def test_a_condition_s_measured_times_are_its_runs_means_and_errors_are_model_over_measured() -> None:
+    """A100, TP2, one 512-token prompt for 128 tokens: 15 runs in the file, their prompt and token times averaged
+    (read here with the csv module); an error is the model's time over the measured one, less 1."""
+    with SCRIPT.DATA.open(newline="") as f:
+        runs = [r for r in csv.DictReader(f) if (r["hardware"], r["tensor_parallel"], r["prompt_size"],
+                r["batch_size"], r["token_size"]) == ("a100-80gb", "2", "512", "1", "128")]  # fmt: skip
+    assert len(runs) == 15
+    row = next(r for r in SCRIPT.compare() if r.condition == SCRIPT.Condition("a100", 2, 512, 1, 128))
+    assert row.prefill_ms == pytest.approx(sum(float(r["prompt_time"]) for r in runs) / 15, rel=1e-12)
+    assert row.decode_ms == pytest.approx(sum(float(r["token_time"]) for r in runs) / 15, rel=1e-12)
+    mine = SCRIPT.Row(row.condition, 2, 200.0, 60.0, 250.0, 45.0, static=True)
+    assert (mine.prefill_err_pct, mine.decode_err_pct) == (pytest.approx(25.0), pytest.approx(-25.0))
 
 
 def test_each_deployment_has_its_own_model_and_decode_reads_the_context() -> None:
