@@ -311,6 +311,17 @@ def _moves(
     return False
 
 
+def _shared_preset(name: str, values: Sequence[float], differ: str, label: str, examples: str) -> float:
+    """The one preset value (sorted ``values``) the calibration rows share for coefficient ``name``, which one fitted
+    value must serve; :class:`CalibrationError` naming the values when they differ."""
+    if len(values) > 1:
+        listed = ", ".join(f"{v * 1e6:g} us" for v in values)
+        raise CalibrationError(
+            f"cannot fit {name} over rows whose {differ} ({label}{listed}: {examples}); calibrate them separately"
+        )
+    return values[0]
+
+
 def _row_moves(
     before: Sequence[Mapping[str, float | None]], after: Sequence[Mapping[str, float | None]], metrics: Sequence[str]
 ) -> list[float]:
@@ -392,13 +403,11 @@ def calibrate(
     if isinstance(start, spec.RooflinePerf) and start.overhead_s_per_seq is None and "overhead_s_per_seq" in names:
         # fitted from the preset's per-sequence cost (a zero one starts the log-scale search at SEQLESS_START_S);
         # one value serves every row, so their presets must charge one cost
-        if len(seq_costs) > 1:
-            raise CalibrationError(
-                "cannot fit overhead_s_per_seq over rows whose presets charge different per-sequence costs "
-                f"({', '.join(f'{v * 1e6:g} us' for v in seq_costs)}: vLLM V0 and V1 rows, say); calibrate them "
-                "separately"
-            )
-        start = start.model_copy(update={"overhead_s_per_seq": seq_costs[0] or SEQLESS_START_S})
+        shared_seq = _shared_preset(
+            "overhead_s_per_seq", seq_costs, "presets charge different per-sequence costs", "",
+            "vLLM V0 and V1 rows, say",
+        )  # fmt: skip
+        start = start.model_copy(update={"overhead_s_per_seq": shared_seq or SEQLESS_START_S})
         start_pool = replace_model(pool, perf=start)
 
     floored = isinstance(start, spec.RooflinePerf) and not catalog.get_hardware(pool.deployment.hardware).dataflow
@@ -431,13 +440,11 @@ def calibrate(
             raise CalibrationError(
                 f"cannot fit kernel_latency_s on {pool.deployment.hardware}: dataflow hardware has no kernel floor"
             )
-        if len(latencies) > 1:
-            raise CalibrationError(
-                "cannot fit kernel_latency_s over rows whose engines launch kernels differently (kernel times "
-                f"{', '.join(f'{v * 1e6:g} us' for v in latencies)}: CUDA graphs on some rows, "
-                "eager on others); calibrate them separately"
-            )
-        start = start.model_copy(update={"kernel_latency_s": latencies[0] or FLOORLESS_START_S})
+        shared_kernel = _shared_preset(
+            "kernel_latency_s", latencies, "engines launch kernels differently", "kernel times ",
+            "CUDA graphs on some rows, eager on others",
+        )  # fmt: skip
+        start = start.model_copy(update={"kernel_latency_s": shared_kernel or FLOORLESS_START_S})
         start_pool = replace_model(pool, perf=start)
 
     # Engine knobs fitted (frontend_s): the start is the planned engine's value (what the start predictions ran
